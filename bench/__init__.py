@@ -1,0 +1,12 @@
+"""Benchmarks of cad against numpy by hand (the floor), PyTorch, JAX and HIPS autograd.
+
+Run from the repository root:  python -m bench [--quick] [--only W1,W3] [--json PATH]
+
+Workloads: W1 chain of 1000 scalar ops, W2 the seed's scalar program (and its
+tensor form), W3 an MLP training step, W4 an elementwise function over 10^7
+values, W5 sum((A@B)**2) at 1024x1024.  Each peer is optional; benchmarks
+never assert.  (Nothing is imported here, so that ``--threads`` can set the
+BLAS environment before numpy loads.)
+"""
+
+MODULES = ["w_scalar", "w_mlp", "w_array"]  # each defines CASES

@@ -1,0 +1,107 @@
+"""python -m bench: time cad against its peers, print one table, write JSON."""
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import sys
+import time
+
+from . import MODULES
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Time cad against numpy by hand, PyTorch, JAX and HIPS autograd "
+                    "(each optional). Prints one table of medians and ratios, writes JSON.")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer and shorter samples (same problem sizes); under two minutes")
+    p.add_argument("--json", metavar="PATH", default="bench_results.json",
+                   help="where to write the results (default: bench_results.json)")
+    p.add_argument("--only", metavar="W1,W3", default="",
+                   help="comma-separated workloads to run (default: all)")
+    p.add_argument("--impls", metavar="hand,torch,cad", default="",
+                   help="comma-separated implementations: hand, torch, jax, jax.jit, "
+                        "autograd, cad (default: all)")
+    p.add_argument("--repeat", metavar="N", type=int, default=None,
+                   help="timed samples per cell (default: 15, or 5 with --quick, fewer "
+                        "when one call is slow)")
+    p.add_argument("--threads", metavar="N", type=int, default=None,
+                   help="threads for BLAS/OpenMP, torch and cad (default: leave as is)")
+    p.add_argument("--list", action="store_true", help="list the workloads and exit")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.threads:  # before numpy loads its BLAS
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
+
+    from . import harness
+    cases = [c for m in MODULES for c in importlib.import_module(f"bench.{m}").CASES]
+    if args.list:
+        for c in cases:
+            print(f"{c.workload}  {c.name}  ({', '.join(c.impls)})")
+        return 0
+    only = {w.strip().upper() for w in args.only.split(",") if w.strip()}
+    if only:
+        cases = [c for c in cases if c.workload.upper() in only]
+    impls = [i.strip() for i in args.impls.split(",") if i.strip()] or harness.IMPLS
+    unknown = [i for i in impls if i not in harness.IMPLS]
+    if unknown or not cases:
+        print(f"nothing to run (unknown implementations: {unknown})" if unknown
+              else f"no workload matches --only {args.only}", file=sys.stderr)
+        return 2
+
+    started = time.perf_counter()
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    peers = harness.Peers()
+    for module in sorted({harness.MODULE_OF[i] for i in impls}):
+        peers.available(module)  # import time stays out of the timings
+    if args.threads:
+        if "torch" in peers.modules:
+            peers.modules["torch"].set_num_threads(args.threads)
+        if "cad" in peers.modules:
+            try:
+                peers.modules["cad"].set_num_threads(args.threads)
+            except Exception as e:
+                log(f"cad.set_num_threads failed: {e}")
+    settings = harness.Settings(quick=args.quick, repeat=args.repeat)
+
+    rows = []
+    for case in cases:
+        log(f"{case.workload} {case.name}")
+        rows.extend(harness.run_case(case, peers, settings, impls, log))
+    elapsed = time.perf_counter() - started
+
+    notes = [f"{name} not importable, skipped: {why}" for name, why in peers.missing.items()]
+    notes += sorted({r["case_note"] for r in rows if "case_note" in r})
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        notes.append(f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is set: numpy's "
+                     "OpenBLAS runs that kernel (run with `env -u OPENBLAS_CORETYPE -u "
+                     "OPENBLAS_L2_SIZE` to let it pick its own)")
+    notes.append(f"{'quick' if args.quick else 'full'} run, {harness.fmt_seconds(elapsed)}")
+    print(harness.render_table(rows, notes))
+
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "argv": sys.argv[1:] if argv is None else list(argv),
+        "quick": args.quick,
+        "elapsed_s": elapsed,
+        "machine": harness.machine_info(peers),
+        "skipped": peers.missing,
+        "notes": notes,
+        "units": "medians_s and samples are seconds per call, or per op where per == 'op'",
+        "rows": rows,
+    }
+    with open(args.json, "w") as f:
+        json.dump(result, f, indent=1, default=str)
+    log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

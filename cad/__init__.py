@@ -1,0 +1,44 @@
+"""cad: tape-based automatic differentiation for numerical Python.
+
+The public names: tensors and their constructors, every op of the op table
+(cad/ops), grad mode, and the autograd and testing modules.
+"""
+from ._core import _engine as _C
+from ._core._engine import (  # noqa: F401
+    BackwardError, CadError, Device, DeviceError, DTypeError, ShapeError, Tape, Tensor, as_tensor,
+    bool_, device, enable_grad, float32, float64, get_num_threads, int64, is_grad_enabled, no_grad,
+    set_grad_enabled, set_num_threads,
+)
+from . import ops as _ops
+
+_ops.bind(_C)
+_exported = []
+for _op in _ops.REGISTRY.values():
+    if _op.export:
+        globals()[_op.name] = _op.api
+        _exported.append(_op.name)
+del _op
+
+from .ops.shape import cat, expand_dims  # noqa: E402
+from .creation import (  # noqa: E402
+    arange, eye, full, full_like, linspace, manual_seed, ones, ones_like, rand, randn, tensor, zeros,
+    zeros_like,
+)
+from . import autograd, testing  # noqa: E402
+
+bool = bool_  # noqa: A001  (cad.bool, as torch.bool / numpy's bool)
+
+_C._bind_helpers(
+    _ops.REGISTRY["matmul"].api, _ops.REGISTRY["stack"].api,
+    lambda x: _ops.REGISTRY["transpose"].api(x),
+    lambda x: _ops.REGISTRY["swapaxes"].api(x, -1, -2),
+)
+
+__version__ = "0.1.0"
+__all__ = sorted(set(_exported) | {
+    "Tensor", "Tape", "tensor", "as_tensor", "zeros", "ones", "full", "eye", "arange", "linspace",
+    "zeros_like", "ones_like", "full_like", "randn", "rand", "manual_seed", "no_grad",
+    "enable_grad", "set_grad_enabled", "is_grad_enabled", "set_num_threads", "get_num_threads",
+    "float64", "float32", "int64", "bool", "bool_", "device", "Device", "autograd", "testing",
+    "cat", "expand_dims", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
+})

@@ -1,0 +1,1732 @@
+# cython: language_level=3
+"""cad's engine: the Tensor type, the tape, the dispatch of every primitive op and
+the driver of the backward sweep.  Kernels and the sweep itself are C
+(cad_kernels/cpu); this module owns Python objects and never runs per-element
+work itself.  See NOTE [ Tape layout ] in cad_kernels/cpu/cad_cpu.h.
+
+NOTE [ Values are immutable ]
+A tensor's ndarray is read-only and never written after the op that made it.
+In-place operators (+=, x[i] = v, ...) compute a new value, record it, and rebind
+the Tensor object to it; the tape keeps the old buffer.  So a recorded value can
+never change under the tape, and `l[i] *= l[i]` differentiates correctly.
+
+NOTE [ Tapes ]
+Each recording starts on the tape of its inputs; inputs with no tape (leaves,
+constants) start a new one, and inputs on two tapes merge them (the smaller is
+appended to the larger and forwards its tensors there).  A tape lives as long as
+a tensor refers to it, and backward() without retain_graph consumes it.
+"""
+cimport cython
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
+from cpython.pycapsule cimport PyCapsule_New, PyCapsule_GetPointer, PyCapsule_GetName
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint64_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+from libc.math cimport NAN
+cimport numpy as cnp
+import numpy as _np
+import threading as _threading
+
+cnp.import_array()
+
+cdef extern from "cad_cpu.h" nogil:
+    ctypedef int64_t cad_hid
+    ctypedef void (*cad_row)(char **p, const int64_t *s, int64_t n)
+    enum:
+        CAD_F64
+        CAD_F32
+        CAD_I64
+        CAD_BOOL
+    enum:
+        CAD_OK
+        CAD_ENOMEM
+        CAD_EDEAD
+        CAD_EBLAS
+        CAD_EINTERNAL
+    enum:
+        BUF_INLINE
+        BUF_RG
+        BUF_LEAF
+        BUF_DEAD
+        BUF_KEEP
+    enum:
+        CAD_RSUM
+        CAD_RMAX
+        CAD_RMIN
+        CAD_RPROD
+    ctypedef struct cad_buf:
+        char *data
+        char *grad
+        void *owner
+        void *leaf
+        double sval
+        double sgrad
+        int64_t size
+        int64_t meta
+        int32_t ndim
+        int32_t version
+        int8_t dtype
+        uint8_t flags
+        uint8_t hasg
+    ctypedef struct cad_rec:
+        int32_t op
+        int32_t nargs
+        cad_hid out
+        int64_t arg
+        int64_t aux
+    ctypedef struct cad_tape:
+        cad_buf *bufs
+        int64_t nbufs, capbufs
+        cad_rec *recs
+        int64_t nrecs, caprecs
+        cad_hid *args
+        int64_t nargs, capargs
+        int64_t *meta
+        int64_t nmeta, capmeta
+        int64_t *aux
+        int64_t naux, capaux
+    ctypedef struct cad_iter:
+        int nop
+        int ndim
+        int64_t shape[32]
+        int64_t st[8][32]
+        char *ptr[8]
+        int esize[8]
+    ctypedef struct cad_mm:
+        int dtype
+        int bnd
+        int64_t bshape[32]
+        int64_t abst[32]
+        int64_t bbst[32]
+        int64_t obst[32]
+        int64_t m, n, k
+        const char *a
+        int64_t ars, acs
+        const char *b
+        int64_t brs, bcs
+        char *c
+        int64_t crs
+        double beta
+
+    int cad_tape_init(cad_tape *t)
+    void cad_tape_free_arrays(cad_tape *t)
+    int cad_tape_reserve(cad_tape *t, int64_t nbufs, int64_t nrecs, int64_t nargs, int64_t nmeta, int64_t naux)
+    int cad_tape_append(cad_tape *dst, cad_tape *src, int64_t *hoff)
+    void cad_tape_clear_grads(cad_tape *t)
+    int cad_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init)
+    void cad_iter_operand(cad_iter *it, int k, char *ptr, int esize, int ondim,
+                          const int64_t *shape, const int64_t *strides)
+    void cad_contig_strides(int ndim, const int64_t *shape, int64_t *strides)
+    int cad_reduce(int kind, int dtype, char *out, const char *x, int ndim,
+                   const int64_t *shape, const int64_t *xstrides, uint64_t mask)
+    int cad_matmul(const cad_mm *mm)
+    void cad_set_blas(void *dgemm, void *sgemm)
+    int cad_have_blas()
+    int cad_sweep(cad_tape *t, int free_tmp)
+    int cad_ensure_grad(cad_buf *b)
+    int cad_num_threads
+    int64_t cad_par_min
+    int cad_get_max_threads()
+
+cdef extern from *:
+    """
+    /* grad mode is per thread, like torch's: no_grad() in one thread does not
+       stop recording in another */
+    static __thread int cad_grad_off = 0;
+    """
+    int cad_grad_off
+
+include "_gen_ops.pxi"
+
+DEF MAXDIM = 32
+
+# ---------------------------------------------------------------- dtypes
+float64 = _np.dtype(_np.float64)
+float32 = _np.dtype(_np.float32)
+int64 = _np.dtype(_np.int64)
+bool_ = _np.dtype(_np.bool_)
+cdef tuple _DTYPES = (float64, float32, int64, bool_)
+cdef tuple _DTNAMES = ("float64", "float32", "int64", "bool")
+cdef int _TYPENUM[4]
+_TYPENUM[:] = [cnp.NPY_DOUBLE, cnp.NPY_FLOAT, cnp.NPY_INT64, cnp.NPY_BOOL]
+cdef int _ESIZE[4]
+_ESIZE[:] = [8, 4, 8, 1]
+
+
+class CadError(Exception):
+    """Base of cad's own errors."""
+
+
+class ShapeError(ValueError, CadError):
+    """Shapes that do not fit an op (names the op and the shapes)."""
+
+
+class DTypeError(TypeError, CadError):
+    """A dtype an op cannot take."""
+
+
+class DeviceError(RuntimeError, CadError):
+    """A device that is missing or that does not match."""
+
+
+class BackwardError(RuntimeError, CadError):
+    """A backward pass that cannot run (consumed tape, non-scalar output, ...)."""
+
+
+cdef extern from *:
+    """
+    static int cad_dt_from_typenum(int tn) {
+        /* NPY_INT64 aliases NPY_LONG or NPY_LONGLONG depending on the platform */
+        if (tn == NPY_DOUBLE) return 0;
+        if (tn == NPY_FLOAT) return 1;
+        if (tn == NPY_BOOL) return 3;
+        if (tn == NPY_INT64 || (tn == NPY_LONGLONG && sizeof(long long) == 8)
+            || (tn == NPY_LONG && sizeof(long) == 8)) return 2;
+        return -1;
+    }
+    """
+    int _dt_from_typenum "cad_dt_from_typenum"(int tn) noexcept
+
+
+cdef int _dtype_code(object dt, str who) except -1:
+    """cad dtype code of anything numpy understands as a dtype"""
+    cdef object d
+    if dt is float:
+        return CAD_F64
+    try:
+        d = _np.dtype(dt)
+    except TypeError:
+        raise DTypeError(f"{who}: {dt!r} is not a dtype") from None
+    if d == float64:
+        return CAD_F64
+    if d == float32:
+        return CAD_F32
+    if d == int64:
+        return CAD_I64
+    if d == bool_:
+        return CAD_BOOL
+    raise DTypeError(f"{who}: dtype {d} is not supported; cad has float64, float32, int64 and bool")
+
+
+cdef inline int _promote(int a, int b) noexcept:
+    """numpy's promotion over cad's dtypes (int64 with float32 gives float64)"""
+    if a < 0:
+        return b
+    if b < 0 or a == b:
+        return a
+    if (a == CAD_F32 and b == CAD_I64) or (a == CAD_I64 and b == CAD_F32):
+        return CAD_F64
+    # order: bool(3) < int64(2) < float32(1) < float64(0)
+    return a if a < b else b
+
+
+cdef inline bint _isfloat(int dt) noexcept:
+    return dt == CAD_F64 or dt == CAD_F32
+
+
+# ---------------------------------------------------------------- grad mode, threads
+
+def is_grad_enabled():
+    """True when operations on tensors that require grad are recorded (per thread)."""
+    return not cad_grad_off
+
+
+def set_grad_enabled(mode):
+    """Turn recording on or off in this thread; returns the previous mode."""
+    global cad_grad_off
+    cdef bint prev = not cad_grad_off
+    cad_grad_off = 0 if mode else 1
+    return prev
+
+
+cdef class no_grad:
+    """Context manager and decorator: nothing inside is recorded (per thread)."""
+    cdef list _prev
+
+    def __init__(self, func=None):
+        self._prev = []
+
+    def __enter__(self):
+        global cad_grad_off
+        self._prev.append(cad_grad_off)
+        cad_grad_off = 1
+        return self
+
+    def __exit__(self, *exc):
+        global cad_grad_off
+        cad_grad_off = self._prev.pop()
+        return False
+
+    def __call__(self, func):
+        import functools
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return func(*args, **kwargs)
+        return wrapper
+
+
+cdef class enable_grad:
+    """Context manager and decorator: record even inside no_grad (per thread)."""
+    cdef list _prev
+
+    def __init__(self, func=None):
+        self._prev = []
+
+    def __enter__(self):
+        global cad_grad_off
+        self._prev.append(cad_grad_off)
+        cad_grad_off = 0
+        return self
+
+    def __exit__(self, *exc):
+        global cad_grad_off
+        cad_grad_off = self._prev.pop()
+        return False
+
+    def __call__(self, func):
+        import functools
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with enable_grad():
+                return func(*args, **kwargs)
+        return wrapper
+
+
+no_grad_ctx = no_grad
+
+
+def set_num_threads(int n):
+    """Threads of the CPU kernels (OpenMP); 0 restores the default."""
+    global cad_num_threads
+    if n < 0:
+        raise ValueError(f"set_num_threads: need n >= 0, got {n}")
+    cad_num_threads = n
+
+
+def get_num_threads():
+    """Threads the CPU kernels use."""
+    return cad_num_threads if cad_num_threads > 0 else cad_get_max_threads()
+
+
+def _set_parallel_min(int64_t n):
+    """Smallest element count that runs on several threads (for tests)."""
+    global cad_par_min
+    cdef int64_t old = cad_par_min
+    cad_par_min = n
+    return old
+
+
+# ---------------------------------------------------------------- BLAS
+
+cdef void *_capsule_ptr(object cap):
+    return PyCapsule_GetPointer(cap, PyCapsule_GetName(cap))
+
+
+def _load_blas():
+    try:
+        from scipy.linalg import cython_blas
+    except ImportError:
+        return False
+    capi = cython_blas.__pyx_capi__
+    cad_set_blas(_capsule_ptr(capi["dgemm"]), _capsule_ptr(capi["sgemm"]))
+    return True
+
+
+HAVE_BLAS = _load_blas()
+
+# ---------------------------------------------------------------- tape
+
+cdef int64_t _tape_serial = 0
+
+
+@cython.no_gc
+@cython.freelist(16)
+cdef class Tape:
+    """A tape of recorded ops (see NOTE [ Tapes ]).  Tensors refer to it; users
+    rarely see it."""
+    cdef cad_tape t
+    cdef Tape _into
+    cdef cad_hid _hoff
+    cdef int64_t _serial
+    cdef bint _consumed
+    cdef bint _busy
+
+    def __cinit__(self):
+        global _tape_serial
+        if cad_tape_init(&self.t) != CAD_OK:
+            raise MemoryError("cad: cannot allocate a tape")
+        _tape_serial += 1
+        self._serial = _tape_serial
+
+    def __dealloc__(self):
+        self._release()
+
+    cdef void _release(self) noexcept:
+        cdef int64_t i, n = self.t.nbufs
+        cdef cad_buf *b
+        cdef list refs = []
+        for i in range(n):
+            b = &self.t.bufs[i]
+            if b.owner != NULL:
+                refs.append(<object>b.owner)
+                Py_DECREF(<object>b.owner)
+                b.owner = NULL
+            if b.leaf != NULL:
+                refs.append(<object>b.leaf)
+                Py_DECREF(<object>b.leaf)
+                b.leaf = NULL
+        cad_tape_free_arrays(&self.t)
+        refs = None   # the objects die here, after the tape is consistent
+
+    def __len__(self):
+        return self.t.nrecs
+
+    @property
+    def consumed(self):
+        return self._consumed
+
+    def ops(self):
+        """The recorded op names, in order."""
+        return [_OP_NAMES[self.t.recs[i].op] for i in range(self.t.nrecs)]
+
+    def __repr__(self):
+        return f"<cad.Tape {self.t.nrecs} records, {self.t.nbufs} values{', consumed' if self._consumed else ''}>"
+
+
+cdef inline Tape _resolved(Tensor x):
+    """x's live tape, following merges (and updating x)"""
+    cdef Tape tp = x._tape
+    cdef cad_hid h
+    if tp is not None and tp._into is not None:
+        h = x._h
+        while tp._into is not None:
+            h += tp._hoff
+            tp = tp._into
+        x._tape = tp
+        x._h = h
+    return tp
+
+
+cdef Tape _merge(Tape A, Tape B):
+    cdef int64_t hoff
+    if A._busy or B._busy:
+        raise BackwardError("cad: cannot record onto a tape while another thread runs backward on it")
+    if A.t.nbufs < B.t.nbufs:
+        A, B = B, A
+    if cad_tape_append(&A.t, &B.t, &hoff) != CAD_OK:
+        raise MemoryError("cad: cannot grow the tape")
+    cad_tape_free_arrays(&B.t)
+    B._into = A
+    B._hoff = hoff
+    return A
+
+
+cdef inline Tape _input_tape(Tensor t):
+    """the live (unconsumed) tape an input is on, or None"""
+    cdef Tape tp
+    if t is None or t._tape is None:
+        return None
+    tp = _resolved(t)
+    if tp._consumed:
+        return None
+    if tp._busy:
+        raise BackwardError("cad: cannot record onto a tape while another thread runs backward on it")
+    return tp
+
+
+cdef inline Tape _join(Tape A, Tape B):
+    if A is None:
+        return B
+    if B is None or A is B:
+        return A
+    return _merge(A, B)
+
+
+cdef int _reserve(Tape tp, int nbufs, int nargs, int nmeta, int naux) except -1:
+    cdef cad_tape *T = &tp.t
+    if (T.nbufs + nbufs > T.capbufs or T.nrecs + 1 > T.caprecs or T.nargs + nargs > T.capargs
+            or T.nmeta + nmeta > T.capmeta or T.naux + naux > T.capaux):
+        if cad_tape_reserve(T, T.nbufs + nbufs, T.nrecs + 1, T.nargs + nargs,
+                            T.nmeta + nmeta, T.naux + naux) != CAD_OK:
+            raise MemoryError("cad: cannot grow the tape")
+    return 0
+
+
+cdef cad_hid _push_buf(Tape tp, Tensor t, uint8_t flags, bint own) except -2:
+    """register t's value (own: keep its ndarray alive for the sweep)"""
+    cdef cad_tape *T = &tp.t
+    cdef cad_buf *b
+    cdef cnp.ndarray arr
+    cdef int nd = 0, d, es
+    if not t._inline:
+        arr = <cnp.ndarray>t._arr
+        nd = cnp.PyArray_NDIM(arr)
+    _reserve(tp, 1, 0, 2 * nd, 0)
+    b = &T.bufs[T.nbufs]
+    b.grad = NULL
+    b.owner = NULL
+    b.leaf = NULL
+    b.sgrad = 0.0
+    b.hasg = 0
+    b.version = 0
+    b.dtype = t._dtype
+    b.meta = T.nmeta
+    b.ndim = nd
+    if t._inline:
+        b.flags = flags | BUF_INLINE
+        b.sval = t._sval
+        b.data = NULL
+        b.size = 1
+    else:
+        b.flags = flags
+        b.sval = 0.0
+        b.data = <char *>cnp.PyArray_DATA(arr)
+        b.size = cnp.PyArray_SIZE(arr)
+        es = _ESIZE[t._dtype]
+        for d in range(nd):
+            T.meta[T.nmeta + d] = cnp.PyArray_DIMS(arr)[d]
+            T.meta[T.nmeta + nd + d] = cnp.PyArray_STRIDES(arr)[d] // es
+        T.nmeta += 2 * nd
+        if own:
+            Py_INCREF(arr)
+            b.owner = <void *>arr
+    T.nbufs += 1
+    return T.nbufs - 1
+
+
+cdef inline cad_hid _push_scalar(Tape tp, double v, uint8_t flags) except -2:
+    cdef cad_tape *T = &tp.t
+    cdef cad_buf *b
+    if T.nbufs >= T.capbufs:
+        _reserve(tp, 1, 0, 0, 0)
+    b = &T.bufs[T.nbufs]
+    b.data = NULL
+    b.grad = NULL
+    b.owner = NULL
+    b.leaf = NULL
+    b.sval = v
+    b.sgrad = 0.0
+    b.size = 1
+    b.meta = T.nmeta
+    b.ndim = 0
+    b.version = 0
+    b.dtype = CAD_F64
+    b.flags = flags | BUF_INLINE
+    b.hasg = 0
+    T.nbufs += 1
+    return T.nbufs - 1
+
+
+cdef inline void _own(Tape tp, cad_hid h, Tensor t):
+    cdef cad_buf *b = &tp.t.bufs[h]
+    if b.owner == NULL and not (b.flags & BUF_INLINE):
+        Py_INCREF(t._arr)
+        b.owner = <void *>t._arr
+
+
+cdef cad_hid _handle(Tape tp, Tensor t, double v, bint need) except -2:
+    """the handle of an input on tape tp (registering it); -1 for a constant
+    whose value the derivative does not read"""
+    cdef Tape tt
+    cdef cad_hid h
+    if t is None:
+        return _push_scalar(tp, v, 0) if need else -1
+    if t._tape is not None:
+        tt = _resolved(t)
+        if tt is tp:
+            if need:
+                _own(tp, t._h, t)
+            return t._h
+        # a value of a consumed tape: usable as data, but no gradient reaches it
+        return _push_buf(tp, t, BUF_RG | BUF_DEAD, need)
+    if t._rg:
+        if t._lser == tp._serial and t._lver == t._version:
+            if need:
+                _own(tp, t._lh, t)
+            return t._lh
+        h = _push_buf(tp, t, BUF_RG | BUF_LEAF, need)
+        Py_INCREF(t)
+        tp.t.bufs[h].leaf = <void *>t
+        tp.t.bufs[h].version = t._version
+        t._lser = tp._serial
+        t._lh = h
+        t._lver = t._version
+        return h
+    if need:
+        return _push_buf(tp, t, 0, True)
+    return -1
+
+
+cdef inline int _push_rec(Tape tp, int op, cad_hid out, cad_hid *args, int nargs,
+                          int64_t *aux, int naux) except -1:
+    cdef cad_tape *T = &tp.t
+    cdef cad_rec *r
+    cdef int i
+    if T.nrecs >= T.caprecs or T.nargs + nargs > T.capargs or T.naux + naux > T.capaux:
+        _reserve(tp, 0, nargs, 0, naux)
+    r = &T.recs[T.nrecs]
+    r.op = op
+    r.nargs = nargs
+    r.out = out
+    r.arg = T.nargs
+    for i in range(nargs):
+        T.args[T.nargs + i] = args[i]
+    T.nargs += nargs
+    if naux:
+        r.aux = T.naux
+        for i in range(naux):
+            T.aux[T.naux + i] = aux[i]
+        T.naux += naux
+    else:
+        r.aux = -1
+    T.nrecs += 1
+    return 0
+
+
+cdef int _record(int op, Tensor r, list ins, int need, int64_t *aux, int naux) except -1:
+    """record op(ins) -> r.  need: bit i = the sweep reads input i's value,
+    bit 7 = it reads the output's"""
+    cdef Tape tp = None
+    cdef Tensor t
+    cdef int i, n = len(ins)
+    cdef cad_hid hs[8]
+    cdef cad_hid ho
+    if n > 8:
+        raise ValueError("cad: too many inputs for one record")
+    for i in range(n):
+        t = <Tensor>ins[i]
+        if t is not None and t._rg:
+            tp = _join(tp, _input_tape(t))
+    if tp is None:
+        tp = Tape.__new__(Tape)
+    for i in range(n):
+        hs[i] = _handle(tp, <Tensor>ins[i], 0.0, (need >> i) & 1)
+    ho = _push_buf(tp, r, BUF_RG, (need >> 7) & 1)
+    _push_rec(tp, op, ho, hs, n, aux, naux)
+    r._tape = tp
+    r._h = ho
+    r._rg = True
+    return 0
+
+
+cdef int _rec_scalar(int op, Tensor r, Tensor ta, double va, Tensor tb, double vb, int n) except -1:
+    """record an op on inline float64 scalars (the fast path)"""
+    cdef Tape tp = _join(_input_tape(ta), _input_tape(tb) if n == 2 else None)
+    cdef int need = 0
+    cdef cad_hid hs[2]
+    cdef cad_hid ho
+    if tp is None:
+        tp = Tape.__new__(Tape)
+    if ta is not None and ta._rg:
+        need |= cad_uses_mask(op, 0)
+    if n == 2 and tb is not None and tb._rg:
+        need |= cad_uses_mask(op, 1)
+    hs[0] = _handle(tp, ta, va, need & 1)
+    if n == 2:
+        hs[1] = _handle(tp, tb, vb, need & 2)
+    ho = _push_scalar(tp, r._sval, BUF_RG)
+    _push_rec(tp, op, ho, hs, n, NULL, 0)
+    r._tape = tp
+    r._h = ho
+    r._rg = True
+    return 0
+
+
+# ---------------------------------------------------------------- public-function tables
+
+cdef list _API = []
+cdef dict _NP_REF = {}
+cdef dict _UFUNCS = {}
+
+
+def set_api(list fns):
+    """the Python functions behind Tensor methods, in op-table order (cad.ops.bind)"""
+    global _API
+    _API = fns
+
+
+def set_refs(dict refs, dict ufuncs):
+    """numpy functions for integer fallbacks, and numpy ufunc name -> cad function"""
+    global _NP_REF, _UFUNCS
+    _NP_REF = refs
+    _UFUNCS = ufuncs
+
+
+# ---------------------------------------------------------------- Tensor
+
+include "_tensor.pxi"
+
+
+# ---------------------------------------------------------------- devices
+
+cdef class Device:
+    """A device: cad.device('cpu') (CUDA comes with its backend)."""
+    cdef readonly str type
+
+    def __init__(self, type="cpu"):
+        self.type = str(type).split(":")[0]
+
+    def __repr__(self):
+        return f"device(type='{self.type}')"
+
+    def __str__(self):
+        return self.type
+
+    def __eq__(self, other):
+        if isinstance(other, Device):
+            return self.type == (<Device>other).type
+        if isinstance(other, str):
+            return self.type == other.split(":")[0]
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(self.type)
+
+
+cdef Device _CPU = Device("cpu")
+
+
+def device(spec="cpu"):
+    return spec if isinstance(spec, Device) else Device(spec)
+
+
+cdef _check_device(object dev, str who):
+    cdef str t = dev.type if isinstance(dev, Device) else str(dev).split(":")[0]
+    if t == "cpu":
+        return
+    if t == "cuda":
+        raise DeviceError(f"{who}: this build of cad has no CUDA backend yet; tensors live on the CPU")
+    raise DeviceError(f"{who}: unknown device {dev!r}; cad knows 'cpu' and 'cuda'")
+
+
+# ---------------------------------------------------------------- construction helpers
+
+cdef inline Tensor _new_inline(double v):
+    cdef Tensor r = Tensor.__new__(Tensor)
+    r._sval = v
+    r._inline = True
+    r._dtype = CAD_F64
+    return r
+
+
+cdef Tensor _wrap(object a):
+    """Tensor over ndarray a (made read-only; a must not be shared with the user)"""
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int dt = _dt_from_typenum(cnp.PyArray_TYPE(arr))
+    cdef Tensor r
+    if dt < 0:
+        return _wrap(_np_to_supported(arr, "tensor"))
+    if dt == CAD_F64 and cnp.PyArray_NDIM(arr) == 0:
+        return _new_inline((<double *>cnp.PyArray_DATA(arr))[0])
+    r = Tensor.__new__(Tensor)
+    cnp.PyArray_CLEARFLAGS(arr, cnp.NPY_ARRAY_WRITEABLE)
+    r._arr = arr
+    r._dtype = dt
+    return r
+
+
+cdef object _np_to_supported(cnp.ndarray a, str who):
+    k = a.dtype.kind
+    if k == "f":
+        return a.astype(_np.float32 if a.dtype.itemsize < 4 else _np.float64)
+    if k in "iu":
+        return a.astype(_np.int64)
+    if k == "b":
+        return a.astype(_np.bool_)
+    raise DTypeError(f"{who}: dtype {a.dtype} is not supported; cad has float64, float32, int64 and bool")
+
+
+cdef object _arr_of(Tensor t):
+    """t's value as a read-only ndarray (materialised for inline scalars)"""
+    cdef cnp.ndarray a
+    if t._arr is None:
+        a = cnp.PyArray_EMPTY(0, NULL, cnp.NPY_DOUBLE, 0)
+        (<double *>cnp.PyArray_DATA(a))[0] = t._sval
+        cnp.PyArray_CLEARFLAGS(a, cnp.NPY_ARRAY_WRITEABLE)
+        t._arr = a
+    return t._arr
+
+
+def from_numpy(object a, object dtype=None, bint requires_grad=False, bint copy=True):
+    """cad.tensor's core: a tensor holding (a copy of) ndarray-like data"""
+    cdef Tensor r
+    cdef int dt
+    arr = _np.array(a, copy=True, order="K") if copy else _np.asarray(a)
+    if not isinstance(arr, _np.ndarray):
+        arr = _np.asarray(arr)
+    if arr.dtype.kind not in "fiub":
+        raise DTypeError(f"tensor: cannot make a tensor from data of dtype {arr.dtype}")
+    if dtype is not None:
+        dt = _dtype_code(dtype, "tensor")
+        if arr.dtype != _DTYPES[dt]:
+            arr = arr.astype(_DTYPES[dt])
+    elif _dt_from_typenum(cnp.PyArray_TYPE(<cnp.ndarray>arr)) < 0:
+        arr = _np_to_supported(arr, "tensor")
+    r = _wrap(arr)
+    if requires_grad:
+        r.requires_grad_(True)
+    return r
+
+
+cpdef Tensor as_tensor(object x):
+    """x as a Tensor: tensors pass through; scalars, lists and arrays are converted
+    (numpy's dtypes: Python floats give float64)"""
+    if type(x) is Tensor:
+        return <Tensor>x
+    if type(x) is float:
+        return _new_inline(<double>x)
+    if isinstance(x, Tensor):
+        return <Tensor>x
+    if isinstance(x, (list, tuple)):
+        for e in x:
+            if isinstance(e, Tensor):
+                return _API_stack([as_tensor(e) for e in x])
+    return from_numpy(x)
+
+
+def as_float(object x, str who):
+    """x as a floating tensor (integers and bools become float64)"""
+    cdef Tensor t = as_tensor(x)
+    if not _isfloat(t._dtype):
+        return cast(t, float64)
+    return t
+
+
+# ---------------------------------------------------------------- shapes
+
+cdef inline int _tndim(Tensor t):
+    return 0 if t._inline else cnp.PyArray_NDIM(<cnp.ndarray>t._arr)
+
+
+cdef inline cnp.npy_intp *_tdims(Tensor t):
+    return NULL if t._inline else cnp.PyArray_DIMS(<cnp.ndarray>t._arr)
+
+
+cdef int _bshape(list ts, int64_t *out, str who) except -1:
+    cdef int nd = 0, d, od, k
+    cdef int64_t s, size
+    cdef Tensor t
+    for k in range(len(ts)):
+        nd = max(nd, _tndim(<Tensor>ts[k]))
+    if nd > MAXDIM:
+        raise ShapeError(f"{who}: at most {MAXDIM} dimensions")
+    for d in range(nd):
+        size = 1
+        for k in range(len(ts)):
+            t = <Tensor>ts[k]
+            od = d - (nd - _tndim(t))
+            if od >= 0:
+                s = _tdims(t)[od]
+                if s != 1:
+                    if size == 1:
+                        size = s
+                    elif size != s:
+                        shapes = " and ".join(str((<Tensor>u).shape) for u in ts)
+                        raise ShapeError(f"{who}: shapes {shapes} cannot be broadcast together "
+                                         f"(dim {d - nd} is {size} in one and {s} in another)")
+        out[d] = size
+    return nd
+
+
+cdef inline void _operand(cad_iter *it, int k, Tensor t):
+    cdef cnp.ndarray arr
+    cdef int nd, d, es
+    cdef int64_t st[MAXDIM]
+    if t._inline:
+        cad_iter_operand(it, k, <char *>&t._sval, 8, 0, NULL, NULL)
+        return
+    arr = <cnp.ndarray>t._arr
+    nd = cnp.PyArray_NDIM(arr)
+    es = _ESIZE[t._dtype]
+    for d in range(nd):
+        st[d] = cnp.PyArray_STRIDES(arr)[d] // es
+    cad_iter_operand(it, k, <char *>cnp.PyArray_DATA(arr), es, nd, <int64_t *>cnp.PyArray_DIMS(arr), st)
+
+
+def normalize_axes(int ndim, object axis, str who, bint unique=True):
+    """axis (None, int or sequence) as a tuple of non-negative ints"""
+    cdef list out = []
+    cdef int a
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (int, _np.integer)):
+        axis = (axis,)
+    for x in axis:
+        a = int(x)
+        if a < -ndim or a >= ndim:
+            raise ShapeError(f"{who}: axis {x} is out of bounds for a tensor of dimension {ndim}")
+        if a < 0:
+            a += ndim
+        if unique and a in out:
+            raise ShapeError(f"{who}: axis {a} is repeated")
+        out.append(a)
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- elementwise
+
+cdef inline bint _small_int(object v, double *out):
+    cdef int ovf = 0
+    cdef long long i = PyLong_AsLongLongAndOverflow(v, &ovf)
+    if ovf or i > 9007199254740992 or i < -9007199254740992:
+        return False
+    out[0] = <double>i
+    return True
+
+
+cdef object _ew1(int op, object x):
+    cdef Tensor t, r
+    if type(x) is Tensor:
+        t = <Tensor>x
+        if t._inline:
+            r = _new_inline(cad_fwd_s1(op, t._sval))
+            if t._rg and not cad_grad_off:
+                _rec_scalar(op, r, t, 0.0, None, 0.0, 1)
+            return r
+    return _ew_general(op, (x,))
+
+
+cdef inline Tensor _ss2(int op, Tensor ta, double va, Tensor tb, double vb):
+    cdef Tensor r = _new_inline(cad_fwd_s2(op, va, vb))
+    if not cad_grad_off and ((ta is not None and ta._rg) or (tb is not None and tb._rg)):
+        _rec_scalar(op, r, ta, va, tb, vb, 2)
+    return r
+
+
+cdef object _ew2(int op, object a, object b):
+    cdef Tensor ta, tb
+    cdef double v
+    if type(a) is Tensor:
+        ta = <Tensor>a
+        if ta._inline:
+            if type(b) is Tensor:
+                tb = <Tensor>b
+                if tb._inline:
+                    return _ss2(op, ta, ta._sval, tb, tb._sval)
+            elif type(b) is float:
+                return _ss2(op, ta, ta._sval, None, <double>b)
+            elif type(b) is int and _small_int(b, &v):
+                return _ss2(op, ta, ta._sval, None, v)
+    elif type(b) is Tensor:
+        tb = <Tensor>b
+        if tb._inline:
+            if type(a) is float:
+                return _ss2(op, None, <double>a, tb, tb._sval)
+            elif type(a) is int and _small_int(a, &v):
+                return _ss2(op, None, v, tb, tb._sval)
+    return _ew_general(op, (a, b))
+
+
+cdef object _ewn(int op, tuple args):
+    return _ew_general(op, args)
+
+
+cdef int _weak_kind(object a):
+    """Python scalars are 'weak' (NEP 50): 3 bool, 2 int, 1 float; -1 otherwise"""
+    cdef type t = type(a)
+    if t is float:
+        return 1
+    if t is int:
+        return 2
+    if t is bool:
+        return 3
+    return -1
+
+
+cdef object _ew_general(int op, tuple args):
+    cdef int n = len(args), i, rdt = -1, wk, weak = -1, dt, nd
+    cdef str who = _OP_NAMES[op]
+    cdef list ts = [None] * n
+    cdef list ins
+    cdef bint is_where = op == OP_WHERE, rg = False
+    cdef Tensor t, r
+    cdef int64_t oshape[MAXDIM]
+    cdef cad_iter it
+    cdef cnp.ndarray out
+    cdef char *optr
+    cdef int st
+    for i in range(n):
+        a = args[i]
+        if isinstance(a, Tensor):
+            t = <Tensor>a
+            ts[i] = t
+            if not (is_where and i == 0):
+                rdt = _promote(rdt, t._dtype)
+        else:
+            wk = _weak_kind(a)
+            if wk < 0:
+                t = as_tensor(a)
+                ts[i] = t
+                if not (is_where and i == 0):
+                    rdt = _promote(rdt, t._dtype)
+            elif not (is_where and i == 0):
+                weak = wk if weak < 0 else min(weak, wk)
+    # weak Python scalars only raise the kind (bool < int < float)
+    if rdt < 0:
+        rdt = CAD_F64 if weak == 1 or weak < 0 else (CAD_I64 if weak == 2 else CAD_BOOL)
+    elif weak == 1 and not _isfloat(rdt):
+        rdt = CAD_F64
+    elif weak == 2 and rdt == CAD_BOOL:
+        rdt = CAD_I64
+    if not _isfloat(rdt):
+        if op not in _NP_REF:
+            rdt = CAD_F64
+        else:
+            arrs = [_arr_of(<Tensor>ts[i]) if ts[i] is not None else args[i] for i in range(n)]
+            return _wrap(_np.asarray(_NP_REF[op](*arrs)))
+    # every operand as a tensor of the result dtype (the condition of where: bool)
+    for i in range(n):
+        t = <Tensor>ts[i]
+        if is_where and i == 0:
+            if t is None:
+                t = from_numpy(bool(args[i]))
+            elif t._dtype != CAD_BOOL:
+                t = <Tensor>_nondiff(_np.not_equal, (t, 0))
+        elif t is None:
+            if rdt == CAD_F64:
+                t = _new_inline(float(args[i]))
+            else:
+                t = _wrap(_np.array(args[i], dtype=_DTYPES[rdt]))
+        elif t._dtype != rdt:
+            t = <Tensor>cast(t, _DTYPES[rdt])
+        ts[i] = t
+        if t._rg:
+            rg = True
+    nd = _bshape(ts, oshape, who)
+    it.nop = n + 1
+    it.ndim = nd
+    for i in range(nd):
+        it.shape[i] = oshape[i]
+    if nd == 0 and rdt == CAD_F64:
+        r = _new_inline(0.0)
+        optr = <char *>&r._sval
+    else:
+        out = cnp.PyArray_EMPTY(nd, <cnp.npy_intp *>oshape, _TYPENUM[rdt], 0)
+        optr = <char *>cnp.PyArray_DATA(out)
+        r = None
+    cad_iter_operand(&it, 0, optr, _ESIZE[rdt], nd, oshape, NULL if nd == 0 else _contig(nd, oshape))
+    for i in range(n):
+        _operand(&it, i + 1, <Tensor>ts[i])
+    if r is None and cnp.PyArray_SIZE(out) >= cad_par_min:
+        with nogil:
+            st = cad_iter_run(&it, cad_fwd_row(op, rdt), NULL, NULL)
+    else:
+        st = cad_iter_run(&it, cad_fwd_row(op, rdt), NULL, NULL)
+    if r is None:
+        r = _wrap(out)
+    if rg and not cad_grad_off:
+        need = 0
+        for i in range(n):
+            if (<Tensor>ts[i])._rg:
+                need |= cad_uses_mask(op, i)
+        _record(op, r, ts, need, NULL, 0)
+    return r
+
+
+cdef int64_t _cst[MAXDIM]
+
+cdef int64_t *_contig(int nd, const int64_t *shape):
+    cad_contig_strides(nd, shape, _cst)
+    return _cst
+
+
+cdef object _nondiff(object fn, tuple args):
+    """numpy on the values; the result does not require grad"""
+    arrs = [_arr_of(<Tensor>a) if isinstance(a, Tensor) else a for a in args]
+    try:
+        res = fn(*arrs)
+    except (ValueError, TypeError) as e:
+        shapes = " and ".join(str(_np.shape(a)) for a in arrs)
+        raise ShapeError(f"{fn.__name__}: {e} (operands of shapes {shapes})") from None
+    return _wrap(_np.asarray(res))
+
+
+# ---------------------------------------------------------------- casts
+
+def cast(object x, object dtype):
+    """x converted to dtype; between float dtypes the gradient flows back"""
+    cdef Tensor t = as_tensor(x), r
+    cdef int dt = _dtype_code(dtype, "astype")
+    if dt == t._dtype:
+        return t
+    r = _wrap(_arr_of(t).astype(_DTYPES[dt]))
+    if t._rg and _isfloat(dt) and not cad_grad_off:
+        _record(OP_CAST, r, [t], 0, NULL, 0)
+    return r
+
+
+# ---------------------------------------------------------------- reductions
+
+cdef dict _RKIND = {}
+
+
+def reduce(int op, object x, object axis, bint keepdims):
+    """sum/max/min/prod over axis (None: all) as numpy"""
+    cdef Tensor t = as_tensor(x), r
+    cdef str who = _OP_NAMES[op]
+    cdef int nd = _tndim(t), d, kind, st
+    cdef uint64_t mask = 0
+    cdef int64_t shape[MAXDIM]
+    cdef int64_t xst[MAXDIM]
+    cdef int64_t oshape[MAXDIM]
+    cdef int ond = 0
+    cdef cnp.ndarray out, xa
+    cdef char *optr
+    cdef char *xptr
+    cdef int64_t aux[1]
+    axes = normalize_axes(nd, axis, who)
+    if not _isfloat(t._dtype):
+        return _wrap(_np.asarray(_NP_REF[op](_arr_of(t), axis=axes, keepdims=keepdims)))
+    for d in axes:
+        mask |= (<uint64_t>1) << d
+    for d in range(nd):
+        shape[d] = _tdims(t)[d]
+        if (mask >> d) & 1:
+            if shape[d] == 0 and (op == OP_MAX or op == OP_MIN):
+                raise ShapeError(f"{who}: reduction over axis {d} of size 0 has no identity "
+                                 f"(tensor of shape {t.shape})")
+            if keepdims:
+                oshape[ond] = 1
+                ond += 1
+        else:
+            oshape[ond] = shape[d]
+            ond += 1
+    kind = CAD_RSUM if op == OP_SUM else CAD_RMAX if op == OP_MAX else CAD_RMIN if op == OP_MIN else CAD_RPROD
+    if ond == 0 and t._dtype == CAD_F64:
+        r = _new_inline(0.0)
+        optr = <char *>&r._sval
+    else:
+        out = cnp.PyArray_EMPTY(ond, <cnp.npy_intp *>oshape, _TYPENUM[t._dtype], 0)
+        optr = <char *>cnp.PyArray_DATA(out)
+        r = None
+    if t._inline:
+        xptr = <char *>&t._sval
+    else:
+        xa = <cnp.ndarray>t._arr
+        xptr = <char *>cnp.PyArray_DATA(xa)
+        for d in range(nd):
+            xst[d] = cnp.PyArray_STRIDES(xa)[d] // _ESIZE[t._dtype]
+    with nogil:
+        st = cad_reduce(kind, t._dtype, optr, xptr, nd, shape, xst, mask)
+    if r is None:
+        r = _wrap(out)
+    if t._rg and not cad_grad_off:
+        aux[0] = <int64_t>mask
+        _record(op, r, [t], 0 if op == OP_SUM else (1 if op == OP_PROD else 1 | 128), aux, 1)
+    return r
+
+
+# ---------------------------------------------------------------- views
+
+cdef Tensor _view(Tensor x, object arr, int64_t off, tuple shape, tuple strides):
+    """record a view of x: value arr, and (offset, shape, strides) relative to x's
+    contiguous layout for the vjp"""
+    cdef Tensor r = _wrap(arr if isinstance(arr, _np.ndarray) else _np.asarray(arr))
+    cdef int nd = len(shape), d
+    cdef int64_t *aux
+    if x._rg and not cad_grad_off:
+        aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
+        if aux == NULL:
+            raise MemoryError()
+        aux[0] = off
+        aux[1] = nd
+        for d in range(nd):
+            aux[2 + d] = shape[d]
+            aux[2 + nd + d] = strides[d]
+        try:
+            _record(OP_VIEW, r, [x], 0, aux, 2 + 2 * nd)
+        finally:
+            free(aux)
+    return r
+
+
+cdef tuple _cstrides(tuple shape):
+    cdef int64_t s = 1
+    cdef list out = [0] * len(shape)
+    for d in range(len(shape) - 1, -1, -1):
+        out[d] = s
+        s *= max(<int64_t>shape[d], 1)
+    return tuple(out)
+
+
+def reshape(object x, tuple shape):
+    """x with a new shape (C order); -1 infers one size"""
+    cdef Tensor t = as_tensor(x)
+    cdef int64_t n = t.size, known = 1
+    cdef int neg = -1
+    shape = tuple(int(s) for s in shape)
+    for i, s in enumerate(shape):
+        if s == -1:
+            if neg >= 0:
+                raise ShapeError(f"reshape: only one dimension can be -1, got {shape}")
+            neg = i
+        elif s < 0:
+            raise ShapeError(f"reshape: negative size in {shape}")
+        else:
+            known *= s
+    if neg >= 0:
+        if known == 0 or n % known:
+            raise ShapeError(f"reshape: cannot reshape tensor of shape {t.shape} ({n} elements) "
+                             f"into shape {shape}")
+        shape = shape[:neg] + (n // known,) + shape[neg + 1:]
+    elif known != n:
+        raise ShapeError(f"reshape: cannot reshape tensor of shape {t.shape} ({n} elements) "
+                         f"into shape {shape} ({known} elements)")
+    return _view(t, _arr_of(t).reshape(shape), 0, shape, _cstrides(shape))
+
+
+def contiguous(object x):
+    """x with C-contiguous storage (recorded as an identity view)"""
+    cdef Tensor t = as_tensor(x)
+    if t._inline or (<cnp.ndarray>t._arr).flags.c_contiguous:
+        return t
+    shape = t.shape
+    return _view(t, _np.ascontiguousarray(t._arr), 0, shape, _cstrides(shape))
+
+
+def transpose(object x, tuple axes):
+    """x with its axes permuted"""
+    cdef Tensor t = as_tensor(x)
+    cdef int nd = _tndim(t)
+    ax = normalize_axes(nd, axes, "transpose")
+    if len(ax) != nd:
+        raise ShapeError(f"transpose: axes {axes} do not match a tensor of dimension {nd}")
+    cs = _cstrides(t.shape)
+    shape = t.shape
+    return _view(t, _arr_of(t).transpose(ax), 0, tuple(shape[a] for a in ax), tuple(cs[a] for a in ax))
+
+
+def expand(object x, tuple shape):
+    """x broadcast to shape (numpy's broadcast_to)"""
+    cdef Tensor t = as_tensor(x)
+    cdef int nd = len(shape), xnd = _tndim(t), off = nd - xnd
+    xs = t.shape
+    if off < 0:
+        raise ShapeError(f"broadcast_to: cannot broadcast shape {xs} to the shorter shape {shape}")
+    cs = _cstrides(xs)
+    st = []
+    for d in range(nd):
+        if d < off:
+            st.append(0)
+        elif xs[d - off] == shape[d]:
+            st.append(cs[d - off])
+        elif xs[d - off] == 1:
+            st.append(0)
+        else:
+            raise ShapeError(f"broadcast_to: cannot broadcast shape {xs} to {shape} (dim {d})")
+    return _view(t, _np.broadcast_to(_arr_of(t), shape), 0, shape, tuple(st))
+
+
+def squeeze_axes(object x, tuple axes):
+    cdef Tensor t = as_tensor(x)
+    shape = tuple(s for i, s in enumerate(t.shape) if i not in axes)
+    return reshape(t, shape)
+
+
+cdef object _basic_index(tuple shape, tuple strides, tuple idx):
+    """(offset, shape, strides) of a basic index (ints, slices, None, Ellipsis)
+    applied to a layout given by shape/strides; idx is already valid for numpy"""
+    cdef int nd = len(shape), d = 0, nreal = 0
+    cdef int64_t off = 0, i, n
+    out_shape = []
+    out_st = []
+    for e in idx:
+        if e is not None and e is not Ellipsis:
+            nreal += 1
+    for e in idx:
+        if e is None:
+            out_shape.append(1)
+            out_st.append(0)
+        elif e is Ellipsis:
+            for _ in range(nd - nreal):
+                out_shape.append(shape[d])
+                out_st.append(strides[d])
+                d += 1
+            nreal = nd   # a second Ellipsis is invalid and was rejected by numpy
+        elif isinstance(e, slice):
+            start, stop, step = e.indices(shape[d])
+            n = len(range(start, stop, step))
+            off += start * strides[d] if n > 0 else 0
+            out_shape.append(n)
+            out_st.append(strides[d] * step)
+            d += 1
+        else:
+            i = int(e)
+            if i < 0:
+                i += shape[d]
+            off += i * strides[d]
+            d += 1
+    while d < nd:
+        out_shape.append(shape[d])
+        out_st.append(strides[d])
+        d += 1
+    return off, tuple(out_shape), tuple(out_st)
+
+
+cdef bint _is_basic(object e):
+    return e is None or e is Ellipsis or isinstance(e, slice) or \
+        (isinstance(e, (int, _np.integer)) and not isinstance(e, (bool, _np.bool_)))
+
+
+cdef tuple _norm_index(object idx):
+    cdef list out = []
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    for e in idx:
+        if isinstance(e, Tensor):
+            e = _arr_of(<Tensor>e)
+            if e.ndim == 0 and e.dtype.kind in "iu":
+                e = int(e)
+        out.append(e)
+    return tuple(out)
+
+
+cdef object _lin_index(Tensor t, tuple idx):
+    """flat positions (C order of t) selected by idx: int64 array of the result's shape"""
+    tmpl = _np.arange(t.size, dtype=_np.int64).reshape(t.shape)
+    return _np.ascontiguousarray(tmpl[idx])
+
+
+cdef object _getitem(Tensor t, object index):
+    cdef tuple idx = _norm_index(index)
+    arr = _arr_of(t)
+    try:
+        val = arr[idx]
+    except IndexError as e:
+        raise IndexError(f"{e} (indexing a tensor of shape {t.shape})") from None
+    if all(_is_basic(e) for e in idx):
+        if not (t._rg and not cad_grad_off):
+            return _wrap(_np.asarray(val))
+        off, shape, st = _basic_index(t.shape, _cstrides(t.shape), idx)
+        if not isinstance(val, _np.ndarray):
+            val = _np.asarray(val)
+        return _view(t, val, off, shape, st)
+    if not (t._rg and not cad_grad_off):
+        return _wrap(_np.asarray(val))
+    return gather(t, _lin_index(t, idx), _np.asarray(val))
+
+
+def gather(object x, object lin, object value=None):
+    """out.flat[k] = x.flat[lin.flat[k]] (flat C-order positions), shape of lin"""
+    cdef Tensor t = as_tensor(x), r, tl
+    lin = _np.ascontiguousarray(lin, dtype=_np.int64)
+    if value is None:
+        if lin.size and (lin.min() < 0 or lin.max() >= t.size):
+            raise IndexError(f"gather: position out of range for a tensor of {t.size} elements")
+        value = _np.take(_arr_of(t), lin)
+    r = _wrap(_np.asarray(value))
+    if t._rg and not cad_grad_off:
+        tl = _wrap(lin)
+        _record(OP_GATHER, r, [t, tl], 2, NULL, 0)
+    return r
+
+
+cdef _setitem(Tensor x, object index, object value):
+    cdef tuple idx = _norm_index(index)
+    cdef Tensor v = as_tensor(value) if isinstance(value, Tensor) else None
+    cdef Tensor r, tl
+    cdef bint leaf = x._tape is None
+    if leaf and x._rg and not cad_grad_off:
+        raise BackwardError("setitem: in-place change of a leaf tensor that requires grad; wrap "
+                            "it in `with cad.no_grad():` or build a new tensor")
+    if v is None:
+        v = _wrap(_np.asarray(value, dtype=_DTYPES[x._dtype]))
+    if v._dtype != x._dtype:
+        if _isfloat(x._dtype) and _isfloat(v._dtype):
+            v = <Tensor>cast(v, _DTYPES[x._dtype])
+        else:
+            v = _wrap(_arr_of(v).astype(_DTYPES[x._dtype]))
+    recording = (x._rg or v._rg) and not cad_grad_off
+    try:
+        lin = _lin_index(x, idx)
+    except IndexError as e:
+        raise IndexError(f"{e} (assigning into a tensor of shape {x.shape})") from None
+    if v.shape != lin.shape:
+        try:
+            v = <Tensor>expand(v, lin.shape)
+        except ShapeError:
+            raise ShapeError(f"setitem: value of shape {v.shape} cannot be broadcast to the "
+                             f"indexed shape {lin.shape}") from None
+    new = _np.array(_arr_of(x), order="C", copy=True)
+    new.reshape(-1)[lin.reshape(-1)] = _arr_of(v).reshape(-1)
+    r = _wrap(new)
+    if recording:
+        tl = _wrap(lin)
+        _record(OP_SETITEM, r, [x, v, tl], 4, NULL, 0)
+    x._rebind(r, leaf and x._rg)
+
+
+# ---------------------------------------------------------------- concatenate, matmul
+
+def concat(list tensors, int axis):
+    """concatenate along axis (numpy's promotion of dtypes)"""
+    cdef int rdt = -1, nd, k
+    cdef Tensor t, r
+    cdef int64_t aux[1]
+    cdef bint rg = False
+    if not tensors:
+        raise ShapeError("concatenate: need at least one tensor")
+    for t in tensors:
+        rdt = _promote(rdt, t._dtype)
+    nd = _tndim(<Tensor>tensors[0])
+    if nd == 0:
+        raise ShapeError("concatenate: 0-d tensors cannot be concatenated (use stack)")
+    ax = normalize_axes(nd, axis, "concatenate")[0]
+    s0 = (<Tensor>tensors[0]).shape
+    ts = []
+    for t in tensors:
+        if _tndim(t) != nd or any(t.shape[d] != s0[d] for d in range(nd) if d != ax):
+            shapes = ", ".join(str((<Tensor>u).shape) for u in tensors)
+            raise ShapeError(f"concatenate: shapes {shapes} differ outside axis {ax}")
+        if t._dtype != rdt:
+            t = <Tensor>cast(t, _DTYPES[rdt])
+        rg = rg or t._rg
+        ts.append(t)
+    r = _wrap(_np.concatenate([_arr_of(t) for t in ts], axis=ax))
+    if rg and not cad_grad_off and _isfloat(rdt):
+        aux[0] = ax
+        _record(OP_CONCATENATE, r, ts, 0, aux, 1)
+    return r
+
+
+cdef bint _gemmable(cnp.ndarray a, int nd):
+    """do the last two dims of a have a unit stride BLAS can use?"""
+    cdef int64_t es = a.itemsize, rs, cs, R, C
+    if nd < 2:
+        return True
+    R = a.shape[nd - 2]
+    C = a.shape[nd - 1]
+    rs = a.strides[nd - 2] // es
+    cs = a.strides[nd - 1] // es
+    return (cs == 1 or C == 1) and (rs >= C or R == 1) or (rs == 1 or R == 1) and (cs >= R or C == 1)
+
+
+def matmul(object a, object b):
+    """numpy's matmul: 1-D operands are promoted, batch dims broadcast; BLAS"""
+    cdef Tensor ta = as_tensor(a), tb = as_tensor(b), r
+    cdef int rdt = _promote(ta._dtype, tb._dtype), and_, bnd, obnd, d, st, es
+    cdef bint a1, b1
+    cdef int64_t m, k, k2, n, ars, acs, brs, bcs
+    cdef cad_mm mm
+    cdef int64_t oshape[MAXDIM]
+    cdef int64_t aux[2]
+    cdef cnp.ndarray out, aa, ba
+    cdef char *optr
+    and_ = _tndim(ta)
+    bnd = _tndim(tb)
+    if and_ == 0 or bnd == 0:
+        raise ShapeError(f"matmul: operands of shapes {ta.shape} and {tb.shape}: 0-d operands are "
+                         "not allowed (use * for scalars)")
+    if not _isfloat(rdt):
+        return _wrap(_np.asarray(_np.matmul(_arr_of(ta), _arr_of(tb))))
+    if ta._dtype != rdt:
+        ta = <Tensor>cast(ta, _DTYPES[rdt])
+    if tb._dtype != rdt:
+        tb = <Tensor>cast(tb, _DTYPES[rdt])
+    if not _gemmable(<cnp.ndarray>ta._arr, and_):
+        ta = <Tensor>contiguous(ta)
+    if not _gemmable(<cnp.ndarray>tb._arr, bnd):
+        tb = <Tensor>contiguous(tb)
+    aa = <cnp.ndarray>ta._arr
+    ba = <cnp.ndarray>tb._arr
+    es = _ESIZE[rdt]
+    a1 = and_ == 1
+    b1 = bnd == 1
+    if a1:
+        m = 1
+        k = aa.shape[0]
+        ars = 0
+        acs = aa.strides[0] // es
+    else:
+        m = aa.shape[and_ - 2]
+        k = aa.shape[and_ - 1]
+        ars = aa.strides[and_ - 2] // es
+        acs = aa.strides[and_ - 1] // es
+    if b1:
+        k2 = ba.shape[0]
+        n = 1
+        brs = ba.strides[0] // es
+        bcs = 0
+    else:
+        k2 = ba.shape[bnd - 2]
+        n = ba.shape[bnd - 1]
+        brs = ba.strides[bnd - 2] // es
+        bcs = ba.strides[bnd - 1] // es
+    if k != k2:
+        raise ShapeError(f"matmul: shapes {ta.shape} and {tb.shape} are not aligned: "
+                         f"{k} (last dim of a) != {k2} ({'dim 0' if b1 else 'dim -2'} of b)")
+    abatch = ta.shape[:and_ - 2] if not a1 else ()
+    bbatch = tb.shape[:bnd - 2] if not b1 else ()
+    try:
+        obatch = _np.broadcast_shapes(abatch, bbatch)
+    except ValueError:
+        raise ShapeError(f"matmul: batch dims of shapes {ta.shape} and {tb.shape} cannot be "
+                         "broadcast together") from None
+    obnd = len(obatch)
+    mm.dtype = rdt
+    mm.bnd = obnd
+    for d in range(obnd):
+        mm.bshape[d] = obatch[d]
+        oshape[d] = obatch[d]
+    for d in range(obnd):
+        od = d - (obnd - len(abatch))
+        mm.abst[d] = 0 if od < 0 or abatch[od] == 1 else aa.strides[od] // es
+        od = d - (obnd - len(bbatch))
+        mm.bbst[d] = 0 if od < 0 or bbatch[od] == 1 else ba.strides[od] // es
+    d = obnd
+    if not a1:
+        oshape[d] = m
+        d += 1
+    if not b1:
+        oshape[d] = n
+        d += 1
+    ond = d
+    cad_contig_strides(obnd, mm.bshape, mm.obst)
+    for d in range(obnd):
+        mm.obst[d] *= m * n
+    if ond == 0 and rdt == CAD_F64:
+        r = _new_inline(0.0)
+        optr = <char *>&r._sval
+    else:
+        out = cnp.PyArray_EMPTY(ond, <cnp.npy_intp *>oshape, _TYPENUM[rdt], 0)
+        optr = <char *>cnp.PyArray_DATA(out)
+        r = None
+    mm.m = m
+    mm.n = n
+    mm.k = k
+    mm.a = <const char *>cnp.PyArray_DATA(aa)
+    mm.ars = ars
+    mm.acs = acs
+    mm.b = <const char *>cnp.PyArray_DATA(ba)
+    mm.brs = brs
+    mm.bcs = bcs
+    mm.c = optr
+    mm.crs = n
+    mm.beta = 0.0
+    with nogil:
+        st = cad_matmul(&mm)
+    _check(st, "matmul")
+    if r is None:
+        r = _wrap(out)
+    if (ta._rg or tb._rg) and not cad_grad_off:
+        aux[0] = a1
+        aux[1] = b1
+        _record(OP_MATMUL, r, [ta, tb], (2 if ta._rg else 0) | (1 if tb._rg else 0), aux, 2)
+    return r
+
+
+# ---------------------------------------------------------------- backward
+
+cdef _check(int st, str who):
+    if st == CAD_OK:
+        return
+    if st == CAD_ENOMEM:
+        raise MemoryError(f"{who}: out of memory")
+    if st == CAD_EDEAD:
+        raise BackwardError(f"{who}: the gradient reached a value whose tape was consumed by an "
+                            "earlier backward(); pass retain_graph=True to that backward to "
+                            "differentiate through it again")
+    if st == CAD_EBLAS:
+        raise ShapeError(f"{who}: matrix too large for the BLAS interface (2^31 - 1 per dim)")
+    raise RuntimeError(f"{who}: internal error {st} in the sweep")
+
+
+cdef void _free_capsule(object cap) noexcept:
+    free(PyCapsule_GetPointer(cap, NULL))
+
+
+cdef object _take_grad(Tape tp, cad_hid h):
+    """the gradient of buf h as an ndarray (taking ownership of its buffer)"""
+    cdef cad_buf *b = &tp.t.bufs[h]
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef cnp.ndarray a
+    cdef int d
+    if b.flags & BUF_INLINE:
+        a = cnp.PyArray_EMPTY(0, NULL, cnp.NPY_DOUBLE, 0)
+        (<double *>cnp.PyArray_DATA(a))[0] = b.sgrad
+        return a
+    for d in range(b.ndim):
+        dims[d] = tp.t.meta[b.meta + d]
+    if b.grad == NULL:
+        return _np.zeros(tuple(dims[d] for d in range(b.ndim)), dtype=_DTYPES[b.dtype])
+    a = cnp.PyArray_SimpleNewFromData(b.ndim, dims, _TYPENUM[b.dtype], <void *>b.grad)
+    cnp.set_array_base(a, PyCapsule_New(<void *>b.grad, NULL, _free_capsule))
+    b.grad = NULL
+    return a
+
+
+cdef _consume(Tape tp):
+    tp._release()
+    tp._consumed = True
+
+
+def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bint accumulate,
+                 bint allow_unused, str who):
+    """The sweep driver behind backward() and autograd.grad.  accumulate: add into
+    leaves' .grad; otherwise return the gradients of `inputs` (a list)."""
+    cdef Tensor y, x
+    cdef Tape tp
+    cdef list tapes = []
+    cdef dict seeds = {}
+    cdef int64_t i
+    cdef int st
+    cdef cad_buf *b
+    cdef dict results = {}     # id(input or leaf) -> ndarray
+    cdef dict objs = {}
+    cdef list direct = []      # (leaf output, seed)
+    for k in range(len(outputs)):
+        y = as_tensor(outputs[k])
+        g = grad_outputs[k]
+        if not y._rg:
+            raise BackwardError(f"{who}: output {k} does not require grad (no input of the ops "
+                                "that made it requires grad, or it was made under no_grad)")
+        if g is None:
+            if y.size != 1:
+                raise BackwardError(f"{who}: output of shape {y.shape} is not a scalar; pass "
+                                    "grad_output (a tensor of the output's shape)")
+            ga = _np.ones(y.shape, dtype=_DTYPES[y._dtype])
+        else:
+            ga = _np.asarray(_arr_of(as_tensor(g)), dtype=_DTYPES[y._dtype])
+            if ga.shape != y.shape:
+                raise ShapeError(f"{who}: grad_output of shape {ga.shape} does not match the "
+                                 f"output's shape {y.shape}")
+        if y._tape is None:
+            direct.append((y, ga))
+            continue
+        tp = _resolved(y)
+        if tp._consumed:
+            raise BackwardError(f"{who}: this tensor's tape was consumed by an earlier backward(); "
+                                "pass retain_graph=True to the first call to run backward again")
+        if tp._busy:
+            raise BackwardError(f"{who}: another thread is running backward on this tape")
+        if tp not in tapes:
+            tapes.append(tp)
+            seeds[id(tp)] = []
+        seeds[id(tp)].append((y._h, ga))
+    input_list = list(inputs) if inputs is not None else []
+    in_handles = {}
+    for tp in tapes:
+        cad_tape_clear_grads(&tp.t)
+        for h, ga in seeds[id(tp)]:
+            b = &tp.t.bufs[<cad_hid>h]
+            _check(cad_ensure_grad(b), who)
+            if b.flags & BUF_INLINE:
+                b.sgrad += float(ga)
+            else:
+                _seed_add(b, ga)
+        if accumulate:
+            for i in range(tp.t.nbufs):
+                if tp.t.bufs[i].flags & BUF_LEAF:
+                    tp.t.bufs[i].flags |= BUF_KEEP
+        else:
+            hs = []
+            for x in input_list:
+                if x._tape is not None and _resolved(x) is tp:
+                    hs.append((id(x), x._h))
+                elif x._tape is None:
+                    for i in range(tp.t.nbufs):
+                        if tp.t.bufs[i].leaf == <void *>x:
+                            hs.append((id(x), i))
+            for _, h in hs:
+                tp.t.bufs[<cad_hid>h].flags |= BUF_KEEP
+            in_handles[id(tp)] = hs
+        tp._busy = True
+        try:
+            with nogil:
+                st = cad_sweep(&tp.t, 1)
+        finally:
+            tp._busy = False
+        if st != CAD_OK:
+            for tp2 in tapes:
+                cad_tape_clear_grads(&(<Tape>tp2).t)
+            _check(st, who)
+    # collect
+    try:
+        for tp in tapes:
+            if accumulate:
+                for i in range(tp.t.nbufs):
+                    b = &tp.t.bufs[i]
+                    if (b.flags & BUF_LEAF) and b.hasg:
+                        x = <Tensor>b.leaf
+                        if x._version != b.version:
+                            raise BackwardError(
+                                f"{who}: a leaf of shape {x.shape} was modified in place "
+                                f"(version {x._version}, recorded at {b.version}) after it was "
+                                "used; its gradient would belong to the old value")
+                        _acc_result(results, objs, x, _take_grad(tp, i))
+            else:
+                for key, h in in_handles[id(tp)]:
+                    if tp.t.bufs[<cad_hid>h].hasg:
+                        _acc_result(results, objs, None, _take_grad(tp, h), key)
+        for y, ga in direct:
+            if accumulate or any(x is y for x in input_list):
+                _acc_result(results, objs, y, ga.copy())
+    finally:
+        for tp in tapes:
+            cad_tape_clear_grads(&tp.t)
+            if not retain:
+                _consume(tp)
+    if accumulate:
+        for key, arr in results.items():
+            x = <Tensor>objs[key]
+            if x._grad is None:
+                x._grad = _wrap(arr)
+            else:
+                x._grad = _wrap(_np.add(_arr_of(<Tensor>x._grad), arr))
+        return None
+    out = []
+    for k, x in enumerate(input_list):
+        a = results.get(id(x))
+        if a is None:
+            if not allow_unused:
+                raise BackwardError(f"{who}: input {k} (shape {x.shape}) was not used to compute "
+                                    "the outputs; pass allow_unused=True to get None for it")
+            out.append(None)
+        else:
+            out.append(_wrap(a))
+    return out
+
+
+cdef _acc_result(dict results, dict objs, Tensor x, object arr, object key=None):
+    if key is None:
+        key = id(x)
+        objs[key] = x
+    if key in results:
+        results[key] = _np.add(results[key], arr)
+    else:
+        results[key] = arr
+
+
+cdef _seed_add(cad_buf *b, object ga):
+    cdef cnp.ndarray a = _np.ascontiguousarray(ga)
+    cdef int64_t i
+    if b.dtype == CAD_F64:
+        for i in range(b.size):
+            (<double *>b.grad)[i] += (<double *>cnp.PyArray_DATA(a))[i]
+    else:
+        for i in range(b.size):
+            (<float *>b.grad)[i] += (<float *>cnp.PyArray_DATA(a))[i]
+
+
+# ---------------------------------------------------------------- bound later by cad.ops
+
+cdef object _API_matmul = matmul
+cdef object _API_stack = None
+cdef object _API_T = None
+cdef object _API_mT = None
+
+
+def _bind_helpers(matmul_fn, stack_fn, T_fn, mT_fn):
+    global _API_matmul, _API_stack, _API_T, _API_mT
+    _API_matmul = matmul_fn
+    _API_stack = stack_fn
+    _API_T = T_fn
+    _API_mT = mT_fn
+
+
+def _check_device_py(dev, str who):
+    _check_device(dev, who)

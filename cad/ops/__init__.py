@@ -1,0 +1,23 @@
+"""The op table: one record per op (see _registry).  Importing this package
+defines every op; ``bind`` attaches the compiled engine's functions at runtime."""
+from . import elementwise, reduce, shape, index, linalg, nn  # noqa: F401  (order = op codes)
+from ._registry import REGISTRY, Case, OpDef, defop, primitives  # noqa: F401
+
+
+def bind(engine):
+    """Give every op its code and public function; check the build matches the table."""
+    prims = primitives()
+    names = tuple(op.name for op in prims)
+    if names != tuple(engine.OP_NAMES):
+        raise ImportError("cad: the compiled engine was built from a different op table; "
+                          "rebuild (pip install -e .)")
+    for i, op in enumerate(prims):
+        op.code = i
+    for op in REGISTRY.values():
+        if op.api is None and op.kind in ("ew", "cmp"):
+            op.api = getattr(engine, op.name)
+    engine.set_api([op.api for op in REGISTRY.values() if op.method])
+    refs = {op.code: op.ref for op in prims if op.int_ok}
+    ufuncs = {op.ufunc: op.api for op in REGISTRY.values() if op.ufunc}
+    ufuncs["matmul"] = REGISTRY["matmul"].api
+    engine.set_refs(refs, ufuncs)

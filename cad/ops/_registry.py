@@ -1,0 +1,100 @@
+"""The op table's record type.
+
+Every op is one ``OpDef``: its name, kind, the C expressions of an elementwise op
+(forward and one partial derivative per input, from which the CPU loops, the
+first-order vjp kernels and, later, the JVP and CUDA kernels are generated), the
+name of a hand-written kernel otherwise, the numpy reference used by the tests, and
+the test cases.  ``tools/gen_ops.py`` reads this table at build time; the runtime
+binds the public functions from it.
+
+Expression language (C and Python at once): inputs by name, ``out`` for the
+result, numbers, + - * /, comparisons, and the functions sin cos tan exp log sqrt
+tanh pow abs sign select(c, a, b) max2 min2.
+"""
+
+PRIMITIVE_KINDS = ("ew", "reduce", "view", "gather", "setitem", "concat", "cast", "matmul")
+
+
+class Case:
+    """One test case: input specs and keyword arguments.
+
+    An input spec is a shape tuple (a float64 leaf requiring grad), ``("T", shape)``
+    (a transposed, non-contiguous leaf of that shape), ``("S", shape)`` (a strided
+    view: the op sees ``x[::2]`` of a leaf twice as long in axis 0), ``("I", array)``
+    (integer data), ``("B", array)`` (boolean data), ``("C", value)`` (a Python
+    constant), or ``("F", array)`` (float data that does not require grad).
+    """
+
+    __slots__ = ("inputs", "kwargs", "name")
+
+    def __init__(self, *inputs, name=None, **kwargs):
+        self.inputs = inputs
+        self.kwargs = kwargs
+        self.name = name
+
+    def __repr__(self):
+        parts = [repr(i) if not isinstance(i, tuple) or not i or not isinstance(i[0], str)
+                 else f"{i[0]}{i[1]!r}" for i in self.inputs]
+        parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return self.name or ",".join(parts)
+
+
+class OpDef:
+    __slots__ = ("name", "kind", "args", "fwd", "d", "kernel", "int_ok", "ref", "cases",
+                 "domain", "method", "ufunc", "doc", "differentiable", "api", "code",
+                 "nondiff_args", "fd_eps", "export", "tol")
+
+    def __init__(self, name, kind, *, args=(), fwd=None, d=None, kernel=None, int_ok=False,
+                 ref=None, cases=(), domain=(-2.0, 2.0), method=True, ufunc=None, doc="",
+                 differentiable=True, nondiff_args=(), fd_eps=1e-6, export=True, tol=None):
+        self.name = name
+        self.kind = kind
+        self.args = tuple(args)
+        self.fwd = fwd
+        self.d = dict(d or {})
+        self.kernel = kernel
+        self.int_ok = int_ok
+        self.ref = ref
+        self.cases = list(cases)
+        self.domain = domain
+        self.method = method
+        self.ufunc = ufunc
+        self.doc = doc
+        self.differentiable = differentiable
+        self.nondiff_args = tuple(nondiff_args)
+        self.api = None
+        self.code = -1
+        self.fd_eps = fd_eps
+        self.export = export
+        self.tol = tol
+
+    @property
+    def primitive(self):
+        return self.kind in PRIMITIVE_KINDS
+
+    def __repr__(self):
+        return f"<op {self.name} ({self.kind})>"
+
+    def __call__(self, fn):
+        """Decorator: the public Python function of a non-elementwise op."""
+        self.api = fn
+        fn.__cad_op__ = self
+        if not fn.__doc__ and self.doc:
+            fn.__doc__ = self.doc
+        return fn
+
+
+REGISTRY = {}
+
+
+def defop(name, kind, **kw):
+    if name in REGISTRY:
+        raise ValueError(f"op {name!r} defined twice")
+    op = OpDef(name, kind, **kw)
+    REGISTRY[name] = op
+    return op
+
+
+def primitives():
+    """Primitive ops in table order; their position is their op code."""
+    return [op for op in REGISTRY.values() if op.primitive]

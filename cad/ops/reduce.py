@@ -1,0 +1,172 @@
+"""Reductions (primitives with hand-written vjps) and the ops composed from them."""
+import numpy as np
+
+from ._registry import Case, defop
+
+try:
+    from .._core import _engine as C
+except ImportError:   # the build reads this table before the extension exists
+    C = None
+
+
+def _axis(axis, dim, name):
+    if dim is not None:
+        if axis is not None:
+            raise TypeError(f"{name}: give axis= or dim=, not both")
+        return dim
+    return axis
+
+
+def _keep(keepdims, keepdim):
+    return bool(keepdims if keepdim is None else keepdim)
+
+
+def _no_out(name, out):
+    if out is not None:
+        raise TypeError(f"{name}: out= is not supported (cad tensors are immutable values)")
+
+
+RED = [Case(()), Case((3,)), Case((2, 3)), Case((2, 3), axis=0),
+       Case((2, 3), axis=-1, keepdims=True), Case((2, 3, 4), axis=(0, 2)),
+       Case(("T", (3, 2)), axis=1), Case(("S", (3, 2)), axis=0), Case((0, 3), axis=0),
+       Case((2, 3), axis=())]
+RED_NONEMPTY = [c for c in RED if c.inputs[0] != (0, 3)] + [Case((0, 3), axis=1)]
+
+SUM = defop("sum", "reduce", kernel="cad_sum_vjp", ref=np.sum, int_ok=True, cases=RED,
+            doc="sum(x, axis=None, keepdims=False): as numpy (dim=/keepdim= accepted).")
+MAX = defop("max", "reduce", kernel="cad_maxmin_vjp", ref=np.max, int_ok=True, cases=RED_NONEMPTY,
+            doc="max(x, axis=None, keepdims=False): values (argmax gives indices); "
+                "the gradient is shared evenly between tied maxima.")
+MIN = defop("min", "reduce", kernel="cad_maxmin_vjp", ref=np.min, int_ok=True, cases=RED_NONEMPTY,
+            doc="min(x, axis=None, keepdims=False): values; ties share the gradient.")
+PROD = defop("prod", "reduce", kernel="cad_prod_vjp", ref=np.prod, int_ok=True,
+             cases=RED + [Case(("V", np.array([[0.0, 1.5, 2.0], [0.0, 0.0, 3.0], [0.5, 0.0, 1.2]])), axis=1),
+                          Case(("V", np.array([0.0, 1.5, 2.0])))],
+             doc="prod(x, axis=None, keepdims=False); exact gradients with zeros present.")
+
+
+def _reduce(op, x, axis, keepdims, dim, keepdim, dtype, out):
+    _no_out(op.name, out)
+    x = C.as_tensor(x)
+    if dtype is not None:
+        x = C.cast(x, dtype)
+    return C.reduce(op.code, x, _axis(axis, dim, op.name), _keep(keepdims, keepdim))
+
+
+@SUM
+def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None, out=None):
+    return _reduce(SUM, x, axis, keepdims, dim, keepdim, dtype, out)
+
+
+@MAX
+def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None, out=None):
+    return _reduce(MAX, x, axis, keepdims, dim, keepdim, None, out)
+
+
+@MIN
+def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None, out=None):
+    return _reduce(MIN, x, axis, keepdims, dim, keepdim, None, out)
+
+
+@PROD
+def prod(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None, out=None):
+    return _reduce(PROD, x, axis, keepdims, dim, keepdim, dtype, out)
+
+
+MEAN = defop("mean", "composite", ref=np.mean, cases=[c for c in RED if c.inputs[0] != (0, 3)],
+             doc="mean(x, axis=None, keepdims=False) = sum / count.")
+
+
+@MEAN
+def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None, out=None):
+    _no_out("mean", out)
+    x = C.as_float(x, "mean")
+    if dtype is not None:
+        x = C.cast(x, dtype)
+    axes = C.normalize_axes(x.ndim, _axis(axis, dim, "mean"), "mean")
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    s = C.reduce(SUM.code, x, axes, _keep(keepdims, keepdim))
+    return s * (1.0 / n) if n else s * float("nan")
+
+
+def _shift(x, axes):
+    """max over axes (kept), as a constant: x - m is stable and m's gradient cancels"""
+    with C.no_grad_ctx():
+        m = C.reduce(MAX.code, x.detach(), axes, True)
+        a = np.asarray(m)
+        if not np.isfinite(a).all():
+            m = C.as_tensor(np.where(np.isfinite(a), a, 0).astype(a.dtype))
+    return m
+
+
+LSE_CASES = [Case((3,)), Case((2, 3)), Case((2, 3), axis=1), Case((2, 3), axis=0, keepdims=True),
+             Case(("T", (3, 2)), axis=-1), Case((2, 3, 2), axis=(0, 2)), Case(())]
+LOGSUMEXP = defop("logsumexp", "composite", cases=LSE_CASES,
+                  ref=lambda a, axis=None, keepdims=False: _np_lse(a, axis, keepdims),
+                  doc="logsumexp(x, axis=None, keepdims=False): log(sum(exp(x))) computed stably.")
+
+
+def _np_lse(a, axis=None, keepdims=False):
+    m = np.max(a, axis=axis, keepdims=True)
+    r = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True)) + m
+    return r if keepdims else np.squeeze(r, axis=axis) if axis is not None else r.reshape(())
+
+
+@LOGSUMEXP
+def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    x = C.as_float(x, "logsumexp")
+    axes = C.normalize_axes(x.ndim, _axis(axis, dim, "logsumexp"), "logsumexp")
+    m = _shift(x, axes)
+    r = C.log(sum(C.exp(x - m), axes, keepdims=True)) + m
+    return r if _keep(keepdims, keepdim) else C.squeeze_axes(r, axes)
+
+
+def _np_softmax(a, axis=-1):
+    e = np.exp(a - np.max(a, axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+SM_CASES = [Case((3,)), Case((2, 3)), Case((2, 3), axis=0), Case(("T", (3, 2))), Case((2, 0), axis=0)]
+SOFTMAX = defop("softmax", "composite", ref=_np_softmax, cases=SM_CASES,
+                doc="softmax(x, axis=-1): exp(x) / sum(exp(x)) along axis, stably.")
+LOG_SOFTMAX = defop("log_softmax", "composite", cases=SM_CASES,
+                    ref=lambda a, axis=-1: np.log(_np_softmax(a, axis)),
+                    doc="log_softmax(x, axis=-1) = x - logsumexp(x, axis, keepdims=True).")
+
+
+@SOFTMAX
+def softmax(x, axis=-1, *, dim=None):
+    x = C.as_float(x, "softmax")
+    axes = C.normalize_axes(x.ndim, axis if dim is None else dim, "softmax")
+    e = C.exp(x - _shift(x, axes))
+    return e / sum(e, axes, keepdims=True)
+
+
+@LOG_SOFTMAX
+def log_softmax(x, axis=-1, *, dim=None):
+    x = C.as_float(x, "log_softmax")
+    axes = C.normalize_axes(x.ndim, axis if dim is None else dim, "log_softmax")
+    z = x - _shift(x, axes)
+    return z - C.log(sum(C.exp(z), axes, keepdims=True))
+
+
+ARGMAX = defop("argmax", "cmp", ref=np.argmax, differentiable=False,
+               cases=[Case((3,)), Case((2, 3), axis=1), Case((2, 3), axis=0, keepdims=True)])
+ARGMIN = defop("argmin", "cmp", ref=np.argmin, differentiable=False,
+               cases=[Case((3,)), Case((2, 3), axis=1)])
+
+
+@ARGMAX
+def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    a = np.argmax(np.asarray(C.as_tensor(x)), axis=_axis(axis, dim, "argmax"),
+                  keepdims=_keep(keepdims, keepdim))
+    return C.as_tensor(a)
+
+
+@ARGMIN
+def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    a = np.argmin(np.asarray(C.as_tensor(x)), axis=_axis(axis, dim, "argmin"),
+                  keepdims=_keep(keepdims, keepdim))
+    return C.as_tensor(a)

@@ -1,0 +1,207 @@
+"""Shape ops.  One primitive, ``view``, covers every op that re-indexes its input
+without arithmetic (reshape, transpose/permute, expand/broadcast_to, squeeze,
+unsqueeze, basic indexing): its record holds (offset, shape, strides) relative to
+the input's contiguous layout, and its vjp accumulates into that strided window of
+the input's gradient.  ``concatenate`` is the other primitive."""
+import numpy as np
+
+from ._registry import Case, defop
+
+try:
+    from .._core import _engine as C
+except ImportError:   # the build reads this table before the extension exists
+    C = None
+
+VIEW = defop("view", "view", kernel="cad_view_vjp", method=False, export=False,
+             doc="as_strided view relative to the input's contiguous layout (internal)")
+CONCAT = defop("concatenate", "concat", kernel="cad_concat_vjp", method=False,
+               ref=lambda *a, axis=0: np.concatenate(a, axis=axis),
+               cases=[Case((2,), (3,)), Case((2, 3), (1, 3)), Case((2, 3), (2, 2), axis=1),
+                      Case((0, 3), (2, 3)), Case(("T", (3, 2)), (3, 1), axis=-1),
+                      Case((2,), ("F", np.array([1.0, 2.0])))],
+               doc="concatenate(tensors, axis=0) as numpy (cat(tensors, dim=0) as torch).")
+
+
+def _shape_arg(shape, name):
+    if len(shape) == 1 and not isinstance(shape[0], int) and shape[0] is not None:
+        shape = tuple(shape[0])
+    try:
+        return tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"{name}: shape must be ints, got {shape!r}") from None
+
+
+RESHAPE = defop("reshape", "composite", ref=lambda a, shape: np.reshape(a, shape),
+                cases=[Case((2, 3), shape=(3, 2)), Case((2, 3), shape=(-1,)), Case((), shape=(1, 1)),
+                       Case(("T", (3, 2)), shape=(6,)), Case((0, 3), shape=(3, 0)),
+                       Case(("S", (2, 2)), shape=(4,)), Case((1,), shape=())],
+                doc="reshape(x, *shape): as numpy (C order); -1 infers one size.")
+
+
+@RESHAPE
+def reshape(x, *shape, **kw):
+    if "shape" in kw:
+        shape = (kw.pop("shape"),)
+    if kw:
+        raise TypeError(f"reshape: unexpected arguments {sorted(kw)}")
+    return C.reshape(C.as_tensor(x), _shape_arg(shape, "reshape"))
+
+
+FLATTEN = defop("flatten", "composite", ref=lambda a: a.reshape(-1),
+                cases=[Case((2, 3)), Case(())], doc="flatten(x): 1-D copy in C order.")
+
+
+@FLATTEN
+def flatten(x):
+    return C.reshape(C.as_tensor(x), (-1,))
+
+
+TRANSPOSE = defop("transpose", "composite", ref=lambda a, axes=None: np.transpose(a, axes),
+                  cases=[Case((2, 3)), Case((2, 3, 4), axes=(1, 2, 0)), Case(()), Case(("T", (3, 2))),
+                         Case((0, 2))],
+                  doc="transpose(x, axes=None): as numpy (reverses the axes by default).")
+
+
+@TRANSPOSE
+def transpose(x, axes=None, *args):
+    x = C.as_tensor(x)
+    if args:   # x.transpose(1, 0) as numpy's method allows
+        axes = (axes,) + args
+    if axes is None:
+        axes = tuple(range(x.ndim - 1, -1, -1))
+    return C.transpose(x, tuple(axes))
+
+
+PERMUTE = defop("permute", "composite", ref=lambda a, dims: np.transpose(a, dims),
+                cases=[Case((2, 3, 4), dims=(2, 0, 1))],
+                doc="permute(x, *dims): as torch.")
+
+
+@PERMUTE
+def permute(x, *dims, **kw):
+    if "dims" in kw:
+        dims = (kw.pop("dims"),)
+    return C.transpose(C.as_tensor(x), _shape_arg(dims, "permute"))
+
+
+SWAPAXES = defop("swapaxes", "composite", ref=lambda a, axis1, axis2: np.swapaxes(a, axis1, axis2),
+                 cases=[Case((2, 3, 4), axis1=0, axis2=2)], doc="swapaxes(x, a, b).")
+
+
+@SWAPAXES
+def swapaxes(x, axis1, axis2):
+    x = C.as_tensor(x)
+    ax = list(range(x.ndim))
+    a1, a2 = C.normalize_axes(x.ndim, (axis1, axis2), "swapaxes", unique=False)
+    ax[a1], ax[a2] = ax[a2], ax[a1]
+    return C.transpose(x, tuple(ax))
+
+
+BROADCAST_TO = defop("broadcast_to", "composite", ref=lambda a, shape: np.broadcast_to(a, shape),
+                     cases=[Case((3,), shape=(2, 3)), Case((), shape=(2,)), Case((2, 1), shape=(2, 4)),
+                            Case((1, 3), shape=(0, 3))],
+                     doc="broadcast_to(x, shape): as numpy.")
+
+
+@BROADCAST_TO
+def broadcast_to(x, shape):
+    if isinstance(shape, int):
+        shape = (shape,)
+    return C.expand(C.as_tensor(x), tuple(int(s) for s in shape))
+
+
+EXPAND = defop("expand", "composite", ref=lambda a, shape: np.broadcast_to(a, shape),
+               cases=[Case((2, 1), shape=(2, 3))],
+               doc="expand(x, *sizes): as torch; -1 keeps a size.")
+
+
+@EXPAND
+def expand(x, *shape, **kw):
+    if "shape" in kw:
+        shape = (kw.pop("shape"),)
+    x = C.as_tensor(x)
+    shape = list(_shape_arg(shape, "expand"))
+    off = len(shape) - x.ndim
+    for i, s in enumerate(shape):
+        if s == -1:
+            if i < off:
+                raise ValueError(f"expand: -1 is not allowed for the new leading dim {i}")
+            shape[i] = x.shape[i - off]
+    return C.expand(x, tuple(shape))
+
+
+SQUEEZE = defop("squeeze", "composite", ref=lambda a, axis=None: np.squeeze(a, axis),
+                cases=[Case((1, 3, 1)), Case((1, 3, 1), axis=0), Case((1, 3, 1), axis=(0, 2))],
+                doc="squeeze(x, axis=None): drop size-1 axes.")
+
+
+@SQUEEZE
+def squeeze(x, axis=None, *, dim=None):
+    x = C.as_tensor(x)
+    axis = dim if dim is not None else axis
+    if axis is None:
+        axes = tuple(i for i, s in enumerate(x.shape) if s == 1)
+    else:
+        axes = C.normalize_axes(x.ndim, axis, "squeeze")
+        for a in axes:
+            if x.shape[a] != 1:
+                raise ValueError(f"squeeze: cannot select axis {a} of size {x.shape[a]} "
+                                 f"(shape {x.shape}); only size-1 axes can be squeezed")
+    return C.squeeze_axes(x, axes)
+
+
+UNSQUEEZE = defop("unsqueeze", "composite", ref=lambda a, dim: np.expand_dims(a, dim),
+                  cases=[Case((3,), dim=0), Case((2, 3), dim=-1), Case((), dim=0)],
+                  doc="unsqueeze(x, dim): insert a size-1 axis (expand_dims in numpy).")
+
+
+@UNSQUEEZE
+def unsqueeze(x, dim):
+    x = C.as_tensor(x)
+    nd = x.ndim + 1
+    d = dim + nd if dim < 0 else dim
+    if not 0 <= d < nd:
+        raise IndexError(f"unsqueeze: dim {dim} out of range for a tensor of dimension {x.ndim}")
+    shape = list(x.shape)
+    shape.insert(d, 1)
+    return C.reshape(x, tuple(shape))
+
+
+def expand_dims(x, axis):
+    """expand_dims(x, axis): as numpy (unsqueeze)."""
+    return unsqueeze(x, axis)
+
+
+@CONCAT
+def concatenate(tensors, axis=0, *, dim=None):
+    if dim is not None:
+        axis = dim
+    return C.concat([C.as_tensor(t) for t in tensors], axis)
+
+
+def cat(tensors, dim=0):
+    """cat(tensors, dim=0): torch's name for concatenate."""
+    return concatenate(tensors, dim)
+
+
+STACK = defop("stack", "composite", ref=lambda *a, axis=0: np.stack(a, axis=axis),
+              cases=[Case((2,), (2,)), Case((2, 3), (2, 3), axis=1), Case((), ()),
+                     Case((3,), (3,), axis=-1)],
+              doc="stack(tensors, axis=0): join along a new axis.")
+
+
+@STACK
+def stack(tensors, axis=0, *, dim=None):
+    if dim is not None:
+        axis = dim
+    ts = [C.as_tensor(t) for t in tensors]
+    if not ts:
+        raise ValueError("stack: need at least one tensor")
+    nd = ts[0].ndim + 1
+    a = axis + nd if axis < 0 else axis
+    if not 0 <= a < nd:
+        raise IndexError(f"stack: axis {axis} out of range for tensors of dimension {nd - 1}")
+    for t in ts[1:]:
+        if t.shape != ts[0].shape:
+            raise ValueError(f"stack: all tensors must have the same shape, got {ts[0].shape} and {t.shape}")
+    return C.concat([unsqueeze(t, a) for t in ts], a)

@@ -1,0 +1,177 @@
+/* cad CPU kernels: tape structures, the strided iterator, hand-written kernels.
+ *
+ * NOTE [ Tape layout ]
+ * A tape is flat C arrays (array-of-structs for locality):
+ *   bufs[h]   one entry per value on the tape (handle h): its data pointer and
+ *             strides (meta), its gradient buffer during a sweep, and the Python
+ *             objects that keep it alive (owner: the ndarray; leaf: the leaf Tensor
+ *             whose .grad receives the gradient).  0-d float64 values are "inline":
+ *             value and gradient live in sval/sgrad, so a scalar program never
+ *             touches an ndarray.
+ *   recs[i]   one record per op: op code, output handle, args[arg .. arg+nargs)
+ *             input handles (-1: a constant the derivative does not read), and
+ *             aux[aux ..] op parameters (axes, view strides, flags).
+ *   meta      int64 pool: for each buf, shape[ndim] then strides[ndim] (elements).
+ * Records are appended in execution order, so the reverse sweep is a plain loop
+ * from the last record down; no topological sort.  Handles only grow, so a record's
+ * output handle is larger than its inputs'.
+ *
+ * NOTE [ Status codes ]
+ * Kernels that can fail return an int status (0 = ok); the Cython layer turns it
+ * into an exception after the GIL is re-acquired.  Nothing in here prints or
+ * touches Python objects.
+ */
+#ifndef CAD_CPU_H
+#define CAD_CPU_H
+#include <stdint.h>
+#include <stddef.h>
+
+#define CAD_MAXDIM 32
+#define CAD_MAXOP 8
+
+typedef int64_t cad_hid;
+
+enum { CAD_F64 = 0, CAD_F32 = 1, CAD_I64 = 2, CAD_BOOL = 3 };
+
+enum {
+    CAD_OK = 0,
+    CAD_ENOMEM = 1,    /* allocation failed */
+    CAD_EDEAD = 2,     /* gradient reached a value of a consumed tape */
+    CAD_EBLAS = 3,     /* matrix too large for 32-bit BLAS ints */
+    CAD_EINTERNAL = 4  /* unknown op code or malformed record */
+};
+
+/* buf flags */
+#define BUF_INLINE 1u  /* 0-d float64: value in sval, gradient in sgrad */
+#define BUF_RG 2u      /* gradients flow into it */
+#define BUF_LEAF 4u    /* a leaf tensor (leaf != NULL) */
+#define BUF_DEAD 8u    /* value from a consumed tape: a gradient reaching it is an error */
+#define BUF_KEEP 16u   /* the caller reads its gradient after the sweep */
+
+typedef struct {
+    char *data;        /* value, strided (see meta); NULL for inline */
+    char *grad;        /* contiguous gradient (malloc'd in a sweep); NULL = zero */
+    void *owner;       /* PyObject* (owned reference) keeping data alive, or NULL */
+    void *leaf;        /* PyObject* (owned reference) leaf Tensor, or NULL */
+    double sval, sgrad;
+    int64_t size;      /* number of elements */
+    int64_t meta;      /* offset into tape->meta */
+    int32_t ndim;
+    int32_t version;   /* leaf version when registered */
+    int8_t dtype;
+    uint8_t flags;
+    uint8_t hasg;      /* a gradient reached it in the current sweep */
+} cad_buf;
+
+typedef struct {
+    int32_t op, nargs;
+    cad_hid out;
+    int64_t arg;       /* offset into tape->args */
+    int64_t aux;       /* offset into tape->aux, -1 if none */
+} cad_rec;
+
+typedef struct {
+    cad_buf *bufs; int64_t nbufs, capbufs;
+    cad_rec *recs; int64_t nrecs, caprecs;
+    cad_hid *args; int64_t nargs, capargs;
+    int64_t *meta; int64_t nmeta, capmeta;
+    int64_t *aux; int64_t naux, capaux;
+} cad_tape;
+
+/* ---- tape storage (tape.c) ---- */
+int cad_tape_init(cad_tape *t);
+void cad_tape_free_arrays(cad_tape *t);
+int cad_tape_reserve(cad_tape *t, int64_t nbufs, int64_t nrecs, int64_t nargs, int64_t nmeta, int64_t naux);
+/* append src to dst (handles of src shift by dst->nbufs, returned through *hoff);
+ * python references move with the bufs; src is emptied */
+int cad_tape_append(cad_tape *dst, cad_tape *src, int64_t *hoff);
+void cad_tape_clear_grads(cad_tape *t);
+
+static inline int64_t *cad_shape(const cad_tape *t, const cad_buf *b) { return t->meta + b->meta; }
+static inline int64_t *cad_strides(const cad_tape *t, const cad_buf *b) { return t->meta + b->meta + b->ndim; }
+static inline char *cad_bdata(cad_buf *b) { return (b->flags & BUF_INLINE) ? (char *)&b->sval : b->data; }
+
+/* ---- the strided iterator (iter.c) ----
+ * A row kernel processes n elements; p[k] points at operand k's first element and
+ * s[k] is its stride in elements.  Operand 0 is the destination. */
+typedef void (*cad_row)(char **p, const int64_t *s, int64_t n);
+
+typedef struct {
+    int nop, ndim;
+    int64_t shape[CAD_MAXDIM];
+    int64_t st[CAD_MAXOP][CAD_MAXDIM];
+    char *ptr[CAD_MAXOP];
+    int esize[CAD_MAXOP];
+} cad_iter;
+
+extern int cad_num_threads;
+extern int64_t cad_par_min;
+int cad_get_max_threads(void);
+
+/* Runs row over the iteration space.  If operand 0 has zero strides where the
+ * shape is > 1 it is an accumulator: with combine == NULL the loop runs on one
+ * thread; with combine != NULL and operand 0 fully broadcast (a full reduction),
+ * threads accumulate into private partials initialised from init and merge them
+ * with combine(dst, partial). */
+int cad_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init);
+
+/* set operand k of an iterator over out_shape[ndim] from a (right-aligned)
+ * operand of shape[ondim] and element strides; broadcast dims get stride 0 */
+void cad_iter_operand(cad_iter *it, int k, char *ptr, int esize, int ondim,
+                      const int64_t *shape, const int64_t *strides);
+void cad_contig_strides(int ndim, const int64_t *shape, int64_t *strides);
+
+/* ---- generic rows (kernels.c) ---- */
+extern cad_row cad_acc_rows[4];      /* dst += src, same dtype */
+extern cad_row cad_copy_rows[4];     /* dst = src */
+extern cad_row cad_max_rows[2], cad_min_rows[2], cad_mul_rows[2];
+extern cad_row cad_cast_rows[4][4];  /* [dst][src] dst = (T)src */
+extern cad_row cad_castacc_rows[2][2];
+
+/* reductions: out (contiguous, shape of x with reduced dims of size 1) */
+int cad_reduce(int kind, int dtype, char *out, const char *x, int ndim,
+               const int64_t *shape, const int64_t *xstrides, uint64_t mask);
+enum { CAD_RSUM = 0, CAD_RMAX = 1, CAD_RMIN = 2, CAD_RPROD = 3 };
+
+/* matmul: out[batch, m, n] (+)= a[batch, m, k] @ b[batch, k, n]; operands are
+ * described by batch shape/strides and matrix strides; out contiguous. */
+typedef struct {
+    int dtype;
+    int bnd;                       /* number of batch dims of the output */
+    int64_t bshape[CAD_MAXDIM];
+    int64_t abst[CAD_MAXDIM], bbst[CAD_MAXDIM], obst[CAD_MAXDIM];
+    int64_t m, n, k;
+    const char *a; int64_t ars, acs;
+    const char *b; int64_t brs, bcs;
+    char *c; int64_t crs;
+    double beta;
+} cad_mm;
+int cad_matmul(const cad_mm *mm);
+int cad_gemm(int dtype, int64_t m, int64_t n, int64_t k,
+             const char *a, int64_t ars, int64_t acs,
+             const char *b, int64_t brs, int64_t bcs,
+             char *c, int64_t crs, double beta);
+void cad_set_blas(void *dgemm, void *sgemm);
+int cad_have_blas(void);
+
+/* ---- reverse sweep (sweep.c) ---- */
+int cad_sweep(cad_tape *t, int free_tmp);
+int cad_ensure_grad(cad_buf *b);
+/* hand-written vjps named by the op table */
+int cad_view_vjp(cad_tape *t, const cad_rec *r);
+int cad_sum_vjp(cad_tape *t, const cad_rec *r);
+int cad_maxmin_vjp(cad_tape *t, const cad_rec *r);
+int cad_prod_vjp(cad_tape *t, const cad_rec *r);
+int cad_gather_vjp(cad_tape *t, const cad_rec *r);
+int cad_setitem_vjp(cad_tape *t, const cad_rec *r);
+int cad_concat_vjp(cad_tape *t, const cad_rec *r);
+int cad_cast_vjp(cad_tape *t, const cad_rec *r);
+int cad_matmul_vjp(cad_tape *t, const cad_rec *r);
+/* the elementwise vjp over arrays (broadcasting); rows[i][dtype] per input */
+typedef cad_row cad_vjp_rows_t[3][2];
+int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2]);
+
+/* generated (_gen_ops.c) */
+int cad_vjp_dispatch(cad_tape *t, const cad_rec *r);
+
+#endif

@@ -1,0 +1,128 @@
+/* The strided iterator: broadcasting, dimension coalescing and threading for every
+ * elementwise kernel, reduction and gradient accumulation (numpy's ufunc-loop
+ * design: generated "row" kernels run over the innermost dimension). */
+#include <string.h>
+#include <omp.h>
+#include "cad_cpu.h"
+
+int cad_num_threads = 0;          /* 0: OpenMP's default */
+int64_t cad_par_min = 32768;      /* fewer elements than this run on one thread */
+
+int cad_get_max_threads(void) { return omp_get_max_threads(); }
+
+void cad_contig_strides(int ndim, const int64_t *shape, int64_t *st) {
+    int64_t s = 1;
+    int d;
+    for (d = ndim - 1; d >= 0; d--) {
+        st[d] = s;
+        s *= shape[d] > 1 ? shape[d] : 1;
+    }
+}
+
+void cad_iter_operand(cad_iter *it, int k, char *ptr, int esize, int ondim,
+                      const int64_t *shape, const int64_t *strides) {
+    int d, off = it->ndim - ondim;
+    it->ptr[k] = ptr;
+    it->esize[k] = esize;
+    for (d = 0; d < it->ndim; d++) {
+        int od = d - off;
+        if (od < 0 || ptr == NULL || shape[od] == 1) it->st[k][d] = 0;
+        else it->st[k][d] = strides[od];
+    }
+}
+
+static void run_range(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_MAXDIM],
+                      char *const *base, const int *esize, cad_row row,
+                      int64_t start, int64_t end) {
+    int64_t idx[CAD_MAXDIM], s_in[CAD_MAXOP], rem = start, pos = start;
+    char *p[CAD_MAXOP];
+    int d, k;
+    const int64_t inner = shape[nd - 1];
+    for (d = nd - 1; d >= 0; d--) { idx[d] = rem % shape[d]; rem /= shape[d]; }
+    for (k = 0; k < nop; k++) s_in[k] = st[k][nd - 1];
+    while (pos < end) {
+        int64_t len = inner - idx[nd - 1];
+        for (k = 0; k < nop; k++) {
+            int64_t off = 0;
+            for (d = 0; d < nd; d++) off += idx[d] * st[k][d];
+            p[k] = base[k] ? base[k] + off * esize[k] : NULL;
+        }
+        if (len > end - pos) len = end - pos;
+        row(p, s_in, len);
+        pos += len;
+        idx[nd - 1] += len;
+        if (idx[nd - 1] == inner) {
+            idx[nd - 1] = 0;
+            for (d = nd - 2; d >= 0; d--) {
+                if (++idx[d] < shape[d]) break;
+                idx[d] = 0;
+            }
+        }
+    }
+}
+
+int cad_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init) {
+    int64_t shape[CAD_MAXDIM], st[CAD_MAXOP][CAD_MAXDIM], N = 1;
+    int nd = 0, d, k, nop = it->nop, acc0 = 0, full0 = 1, nt;
+    for (d = 0; d < it->ndim; d++) {
+        if (it->shape[d] == 0) return CAD_OK;
+        if (it->shape[d] == 1) continue;
+        if (nd > 0) {   /* merge into the previous kept dim when every operand allows */
+            int ok = 1;
+            for (k = 0; k < nop; k++)
+                if (st[k][nd - 1] != it->st[k][d] * it->shape[d]) { ok = 0; break; }
+            if (ok) {
+                shape[nd - 1] *= it->shape[d];
+                for (k = 0; k < nop; k++) st[k][nd - 1] = it->st[k][d];
+                continue;
+            }
+        }
+        shape[nd] = it->shape[d];
+        for (k = 0; k < nop; k++) st[k][nd] = it->st[k][d];
+        nd++;
+    }
+    if (nd == 0) {
+        nd = 1; shape[0] = 1;
+        for (k = 0; k < nop; k++) st[k][0] = 0;
+    }
+    for (d = 0; d < nd; d++) {
+        N *= shape[d];
+        if (st[0][d] == 0) acc0 = 1; else full0 = 0;
+    }
+    nt = cad_num_threads > 0 ? cad_num_threads : omp_get_max_threads();
+    if (N < cad_par_min || nt < 2) nt = 1;
+    if (acc0 && !(full0 && combine)) nt = 1;
+    if (nt == 1) {
+        run_range(nop, nd, shape, st, it->ptr, it->esize, row, 0, N);
+        return CAD_OK;
+    }
+    if (acc0) {
+        /* full reduction: private partials, merged in thread order (deterministic) */
+        double part[64 * 2];   /* up to 64 threads, 16 bytes each */
+        if (nt > 64) nt = 64;
+        for (k = 0; k < nt; k++) memcpy((char *)(part + 2 * k), init, (size_t)it->esize[0]);
+        #pragma omp parallel num_threads(nt)
+        {
+            int tid = omp_get_thread_num(), T = omp_get_num_threads();
+            char *b2[CAD_MAXOP];
+            int kk;
+            for (kk = 0; kk < nop; kk++) b2[kk] = it->ptr[kk];
+            b2[0] = (char *)(part + 2 * tid);
+            run_range(nop, nd, shape, st, b2, it->esize, row, N * tid / T, N * (tid + 1) / T);
+        }
+        for (k = 0; k < nt; k++) {
+            char *pp[2];
+            int64_t ss[2] = {0, 0};
+            pp[0] = it->ptr[0];
+            pp[1] = (char *)(part + 2 * k);
+            combine(pp, ss, 1);
+        }
+        return CAD_OK;
+    }
+    #pragma omp parallel num_threads(nt)
+    {
+        int tid = omp_get_thread_num(), T = omp_get_num_threads();
+        run_range(nop, nd, shape, st, it->ptr, it->esize, row, N * tid / T, N * (tid + 1) / T);
+    }
+    return CAD_OK;
+}

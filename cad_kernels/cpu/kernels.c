@@ -1,0 +1,140 @@
+/* Hand-written row kernels shared by many ops: accumulate, copy, casts,
+ * reduction steps, and the reductions' forward pass. */
+#include <math.h>
+#include <string.h>
+#include <stdlib.h>
+#include "cad_cpu.h"
+
+#define CAD_MAX2(a, b) (((a) > (b) || (a) != (a)) ? (a) : (b))
+#define CAD_MIN2(a, b) (((a) < (b) || (a) != (a)) ? (a) : (b))
+
+/* dst OP= src; with dst stride 0 the row is a reduction into a local */
+#define REDUCE_ROW(name, T, INIT, STEP)                                        \
+    static void name(char **p, const int64_t *s, int64_t n) {                 \
+        T *d = (T *)p[0];                                                     \
+        const T *x = (const T *)p[1];                                         \
+        const int64_t sd = s[0], sx = s[1];                                   \
+        int64_t i;                                                            \
+        if (sd == 0) {                                                        \
+            T a0 = INIT, a1 = INIT, a2 = INIT, a3 = INIT;                     \
+            if (sx == 1) {                                                    \
+                for (i = 0; i + 4 <= n; i += 4) {                             \
+                    STEP(a0, x[i]); STEP(a1, x[i + 1]);                       \
+                    STEP(a2, x[i + 2]); STEP(a3, x[i + 3]);                   \
+                }                                                             \
+                for (; i < n; i++) STEP(a0, x[i]);                            \
+            } else {                                                          \
+                for (i = 0; i < n; i++) STEP(a0, x[i * sx]);                  \
+            }                                                                 \
+            STEP(a0, a1); STEP(a2, a3); STEP(a0, a2); STEP(d[0], a0);         \
+        } else if (sd == 1 && sx == 1) {                                      \
+            for (i = 0; i < n; i++) STEP(d[i], x[i]);                         \
+        } else {                                                              \
+            for (i = 0; i < n; i++) STEP(d[i * sd], x[i * sx]);               \
+        }                                                                     \
+    }
+
+#define ST_ADD(a, v) ((a) += (v))
+#define ST_MUL(a, v) ((a) *= (v))
+#define ST_MAX(a, v) ((a) = CAD_MAX2((a), (v)))
+#define ST_MIN(a, v) ((a) = CAD_MIN2((a), (v)))
+
+REDUCE_ROW(acc_f64, double, 0.0, ST_ADD)
+REDUCE_ROW(acc_f32, float, 0.0f, ST_ADD)
+REDUCE_ROW(acc_i64, int64_t, 0, ST_ADD)
+REDUCE_ROW(mul_f64, double, 1.0, ST_MUL)
+REDUCE_ROW(mul_f32, float, 1.0f, ST_MUL)
+REDUCE_ROW(max_f64, double, -INFINITY, ST_MAX)
+REDUCE_ROW(max_f32, float, -INFINITY, ST_MAX)
+REDUCE_ROW(min_f64, double, INFINITY, ST_MIN)
+REDUCE_ROW(min_f32, float, INFINITY, ST_MIN)
+
+static void acc_bool(char **p, const int64_t *s, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) p[0][i * s[0]] |= p[1][i * s[1]];
+}
+
+cad_row cad_acc_rows[4] = {acc_f64, acc_f32, acc_i64, acc_bool};
+cad_row cad_max_rows[2] = {max_f64, max_f32};
+cad_row cad_min_rows[2] = {min_f64, min_f32};
+cad_row cad_mul_rows[2] = {mul_f64, mul_f32};
+
+#define CAST_ROW(name, TD, TS, ACC)                                            \
+    static void name(char **p, const int64_t *s, int64_t n) {                 \
+        TD *d = (TD *)p[0];                                                   \
+        const TS *x = (const TS *)p[1];                                       \
+        const int64_t sd = s[0], sx = s[1];                                   \
+        int64_t i;                                                            \
+        if (sd == 1 && sx == 1) for (i = 0; i < n; i++) d[i] ACC (TD)x[i];    \
+        else for (i = 0; i < n; i++) d[i * sd] ACC (TD)x[i * sx];             \
+    }
+CAST_ROW(cp_f64_f64, double, double, =)
+CAST_ROW(cp_f64_f32, double, float, =)
+CAST_ROW(cp_f64_i64, double, int64_t, =)
+CAST_ROW(cp_f64_b, double, uint8_t, =)
+CAST_ROW(cp_f32_f64, float, double, =)
+CAST_ROW(cp_f32_f32, float, float, =)
+CAST_ROW(cp_f32_i64, float, int64_t, =)
+CAST_ROW(cp_f32_b, float, uint8_t, =)
+CAST_ROW(cp_i64_f64, int64_t, double, =)
+CAST_ROW(cp_i64_f32, int64_t, float, =)
+CAST_ROW(cp_i64_i64, int64_t, int64_t, =)
+CAST_ROW(cp_i64_b, int64_t, uint8_t, =)
+CAST_ROW(cp_b_b, uint8_t, uint8_t, =)
+CAST_ROW(ca_f64_f64, double, double, +=)
+CAST_ROW(ca_f64_f32, double, float, +=)
+CAST_ROW(ca_f32_f64, float, double, +=)
+CAST_ROW(ca_f32_f32, float, float, +=)
+
+static void cp_b_num64(char **p, const int64_t *s, int64_t n) {   /* bool <- f64 */
+    int64_t i;
+    for (i = 0; i < n; i++) p[0][i * s[0]] = ((const double *)p[1])[i * s[1]] != 0;
+}
+static void cp_b_num32(char **p, const int64_t *s, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) p[0][i * s[0]] = ((const float *)p[1])[i * s[1]] != 0;
+}
+static void cp_b_i64(char **p, const int64_t *s, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) p[0][i * s[0]] = ((const int64_t *)p[1])[i * s[1]] != 0;
+}
+
+cad_row cad_cast_rows[4][4] = {
+    {cp_f64_f64, cp_f64_f32, cp_f64_i64, cp_f64_b},
+    {cp_f32_f64, cp_f32_f32, cp_f32_i64, cp_f32_b},
+    {cp_i64_f64, cp_i64_f32, cp_i64_i64, cp_i64_b},
+    {cp_b_num64, cp_b_num32, cp_b_i64, cp_b_b},
+};
+cad_row cad_copy_rows[4] = {cp_f64_f64, cp_f32_f32, cp_i64_i64, cp_b_b};
+cad_row cad_castacc_rows[2][2] = {{ca_f64_f64, ca_f64_f32}, {ca_f32_f64, ca_f32_f32}};
+
+int cad_reduce(int kind, int dtype, char *out, const char *x, int ndim,
+               const int64_t *shape, const int64_t *xst, uint64_t mask) {
+    int64_t rshape[CAD_MAXDIM], ost[CAD_MAXDIM], nout = 1, i;
+    int d, es = dtype == CAD_F64 ? 8 : 4, dt = dtype == CAD_F64 ? 0 : 1;
+    double id64;
+    float id32;
+    cad_iter it;
+    cad_row row;
+    for (d = 0; d < ndim; d++) {
+        rshape[d] = (mask >> d) & 1 ? 1 : shape[d];
+        nout *= rshape[d];
+    }
+    cad_contig_strides(ndim, rshape, ost);
+    switch (kind) {
+    case CAD_RSUM: id64 = 0.0; row = cad_acc_rows[dt]; break;
+    case CAD_RMAX: id64 = -INFINITY; row = cad_max_rows[dt]; break;
+    case CAD_RMIN: id64 = INFINITY; row = cad_min_rows[dt]; break;
+    case CAD_RPROD: id64 = 1.0; row = cad_mul_rows[dt]; break;
+    default: return CAD_EINTERNAL;
+    }
+    id32 = (float)id64;
+    if (dt == 0) for (i = 0; i < nout; i++) ((double *)out)[i] = id64;
+    else for (i = 0; i < nout; i++) ((float *)out)[i] = id32;
+    it.nop = 2;
+    it.ndim = ndim;
+    for (d = 0; d < ndim; d++) it.shape[d] = shape[d];
+    cad_iter_operand(&it, 0, out, es, ndim, rshape, ost);
+    cad_iter_operand(&it, 1, (char *)x, es, ndim, shape, xst);
+    return cad_iter_run(&it, row, row, dt == 0 ? (const void *)&id64 : (const void *)&id32);
+}

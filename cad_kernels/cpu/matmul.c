@@ -1,0 +1,106 @@
+/* Matrix products through BLAS (dgemm/sgemm pointers taken from
+ * scipy.linalg.cython_blas at import), with a plain-loop fallback. */
+#include <limits.h>
+#include <string.h>
+#include "cad_cpu.h"
+
+typedef void (*dgemm_t)(char *, char *, int *, int *, int *, double *, double *, int *,
+                        double *, int *, double *, double *, int *);
+typedef void (*sgemm_t)(char *, char *, int *, int *, int *, float *, float *, int *,
+                        float *, int *, float *, float *, int *);
+static dgemm_t p_dgemm = NULL;
+static sgemm_t p_sgemm = NULL;
+
+void cad_set_blas(void *d, void *s) { p_dgemm = (dgemm_t)d; p_sgemm = (sgemm_t)s; }
+int cad_have_blas(void) { return p_dgemm != NULL && p_sgemm != NULL; }
+
+/* column-major description of a rows x cols matrix given row/col strides;
+ * returns 0 with trans/ld for BLAS, -1 when it needs a copy */
+static int blas_desc(int64_t rows, int64_t cols, int64_t rs, int64_t cs, char *trans, int64_t *ld) {
+    /* we describe X^T (cols x rows) in column-major, as BLAS sees row-major X */
+    if (cs == 1 || cols == 1) {
+        *trans = 'N';
+        *ld = (rows > 1) ? rs : cols;
+        if (*ld < cols) *ld = cols;
+        if (*ld < 1) *ld = 1;
+        return (rows > 1 && rs < cols) ? -1 : 0;
+    }
+    if (rs == 1 || rows == 1) {
+        *trans = 'T';
+        *ld = (cols > 1) ? cs : rows;
+        if (*ld < rows) *ld = rows;
+        if (*ld < 1) *ld = 1;
+        return (cols > 1 && cs < rows) ? -1 : 0;
+    }
+    return -1;
+}
+
+#define LOOP_GEMM(T)                                                           \
+    {                                                                          \
+        const T *A = (const T *)a, *B = (const T *)b;                         \
+        T *C = (T *)c;                                                         \
+        int64_t i, j, l;                                                       \
+        for (i = 0; i < m; i++)                                                \
+            for (j = 0; j < n; j++) {                                          \
+                T acc = 0;                                                     \
+                for (l = 0; l < k; l++) acc += A[i * ars + l * acs] * B[l * brs + j * bcs]; \
+                C[i * crs + j] = (T)(beta == 0 ? acc : (T)beta * C[i * crs + j] + acc); \
+            }                                                                  \
+    }
+
+int cad_gemm(int dtype, int64_t m, int64_t n, int64_t k,
+             const char *a, int64_t ars, int64_t acs,
+             const char *b, int64_t brs, int64_t bcs,
+             char *c, int64_t crs, double beta) {
+    char ta, tb;
+    int64_t lda, ldb;
+    int M, N, K, LDA, LDB, LDC;
+    if (m == 0 || n == 0) return CAD_OK;
+    if (k == 0) {
+        int64_t i;
+        if (beta == 0) {
+            for (i = 0; i < m; i++) memset(c + i * crs * (dtype == CAD_F64 ? 8 : 4), 0,
+                                           (size_t)n * (dtype == CAD_F64 ? 8 : 4));
+        }
+        return CAD_OK;
+    }
+    /* C^T (n x m, col-major, ldc = crs) = B^T (n x k) A^T (k x m) */
+    if (!cad_have_blas() || blas_desc(k, n, brs, bcs, &tb, &ldb) || blas_desc(m, k, ars, acs, &ta, &lda)) {
+        if (dtype == CAD_F64) LOOP_GEMM(double) else LOOP_GEMM(float)
+        return CAD_OK;
+    }
+    if (m > INT_MAX || n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldb > INT_MAX || crs > INT_MAX)
+        return CAD_EBLAS;
+    M = (int)n; N = (int)m; K = (int)k; LDA = (int)ldb; LDB = (int)lda;
+    LDC = (int)(crs < n ? n : crs);
+    if (dtype == CAD_F64) {
+        double al = 1.0, be = beta;
+        p_dgemm(&tb, &ta, &M, &N, &K, &al, (double *)b, &LDA, (double *)a, &LDB, &be, (double *)c, &LDC);
+    } else {
+        float al = 1.0f, be = (float)beta;
+        p_sgemm(&tb, &ta, &M, &N, &K, &al, (float *)b, &LDA, (float *)a, &LDB, &be, (float *)c, &LDC);
+    }
+    return CAD_OK;
+}
+
+int cad_matmul(const cad_mm *mm) {
+    int64_t idx[CAD_MAXDIM], nb = 1, i;
+    int d, st, es = mm->dtype == CAD_F64 ? 8 : 4;
+    for (d = 0; d < mm->bnd; d++) { idx[d] = 0; nb *= mm->bshape[d]; }
+    for (i = 0; i < nb; i++) {
+        int64_t ao = 0, bo = 0, co = 0;
+        for (d = 0; d < mm->bnd; d++) {
+            ao += idx[d] * mm->abst[d];
+            bo += idx[d] * mm->bbst[d];
+            co += idx[d] * mm->obst[d];
+        }
+        st = cad_gemm(mm->dtype, mm->m, mm->n, mm->k, mm->a + ao * es, mm->ars, mm->acs,
+                      mm->b + bo * es, mm->brs, mm->bcs, mm->c + co * es, mm->crs, mm->beta);
+        if (st) return st;
+        for (d = mm->bnd - 1; d >= 0; d--) {
+            if (++idx[d] < mm->bshape[d]) break;
+            idx[d] = 0;
+        }
+    }
+    return CAD_OK;
+}

@@ -1,0 +1,453 @@
+/* The reverse sweep and the vjps the op table names by hand (views, reductions,
+ * gather/scatter, concatenate, cast, matmul).  Elementwise vjps are generated
+ * (_gen_ops.c) and reach cad_ew_vjp_arrays for array operands.
+ * See NOTE [ Tape layout ] and NOTE [ Status codes ] in cad_cpu.h. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cad_cpu.h"
+
+static inline int esz(int dt) { return (dt == CAD_F64 || dt == CAD_I64) ? 8 : (dt == CAD_F32 ? 4 : 1); }
+static inline int fdt(int dt) { return dt == CAD_F64 ? 0 : 1; }
+static inline char *gptr(cad_buf *b) { return (b->flags & BUF_INLINE) ? (char *)&b->sgrad : b->grad; }
+
+static const double zero64 = 0.0;
+static const float zero32 = 0.0f;
+static inline const void *zero_of(int dt) { return dt == CAD_F64 ? (const void *)&zero64 : (const void *)&zero32; }
+
+int cad_ensure_grad(cad_buf *b) {
+    if (b->flags & BUF_DEAD) return CAD_EDEAD;
+    if (!(b->flags & BUF_INLINE) && b->grad == NULL) {
+        size_t nb = (size_t)b->size * (size_t)esz(b->dtype);
+        b->grad = (char *)calloc(nb ? nb : 1, 1);
+        if (!b->grad) return CAD_ENOMEM;
+    }
+    b->hasg = 1;
+    return CAD_OK;
+}
+
+/* does input handle h take a gradient?  (-1: an unregistered constant) */
+static inline int wants(cad_tape *t, cad_hid h) { return h >= 0 && (t->bufs[h].flags & BUF_RG); }
+
+int cad_sweep(cad_tape *t, int free_tmp) {
+    int64_t i;
+    for (i = t->nrecs - 1; i >= 0; i--) {
+        const cad_rec *r = t->recs + i;
+        cad_buf *o = t->bufs + r->out;
+        int st;
+        if (!o->hasg) continue;
+        st = cad_vjp_dispatch(t, r);
+        if (st) return st;
+        if (free_tmp && o->grad && !(o->flags & (BUF_KEEP | BUF_INLINE))) {
+            free(o->grad);
+            o->grad = NULL;
+        }
+    }
+    return CAD_OK;
+}
+
+int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2]) {
+    cad_buf *B = t->bufs, *o = B + r->out;
+    const cad_hid *a = t->args + r->arg;
+    const int n = r->nargs, ond = o->ndim;
+    const int64_t *oshape = cad_shape(t, o);
+    int64_t oc[CAD_MAXDIM], xc[CAD_MAXDIM];
+    int i, j, d, st;
+    cad_contig_strides(ond, oshape, oc);
+    for (i = 0; i < n; i++) {
+        cad_buf *x;
+        cad_iter it;
+        if (!wants(t, a[i])) continue;
+        x = B + a[i];
+        st = cad_ensure_grad(x);
+        if (st) return st;
+        it.nop = n + 3;
+        it.ndim = ond;
+        for (d = 0; d < ond; d++) it.shape[d] = oshape[d];
+        cad_contig_strides(x->ndim, cad_shape(t, x), xc);
+        cad_iter_operand(&it, 0, gptr(x), esz(x->dtype), x->ndim, cad_shape(t, x), xc);
+        cad_iter_operand(&it, 1, gptr(o), esz(o->dtype), ond, oshape, oc);
+        for (j = 0; j < n; j++) {
+            if (a[j] >= 0) {
+                cad_buf *y = B + a[j];
+                cad_iter_operand(&it, 2 + j, cad_bdata(y), esz(y->dtype), y->ndim,
+                                 cad_shape(t, y), cad_strides(t, y));
+            } else {
+                cad_iter_operand(&it, 2 + j, NULL, 8, 0, NULL, NULL);
+            }
+        }
+        cad_iter_operand(&it, n + 2, cad_bdata(o), esz(o->dtype), ond, oshape, cad_strides(t, o));
+        st = cad_iter_run(&it, rows[i][fdt(x->dtype)], cad_acc_rows[x->dtype], zero_of(x->dtype));
+        if (st) return st;
+    }
+    return CAD_OK;
+}
+
+/* ---- views: aux = [offset, ndim, shape[ndim], strides[ndim]] relative to the
+ * contiguous layout of the input ---- */
+int cad_view_vjp(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out, *x;
+    const int64_t *aux = t->aux + r->aux;
+    const int64_t off = aux[0];
+    const int nd = (int)aux[1];
+    cad_hid h = t->args[r->arg];
+    int64_t oc[CAD_MAXDIM];
+    cad_iter it;
+    int d, st;
+    if (!wants(t, h)) return CAD_OK;
+    x = t->bufs + h;
+    st = cad_ensure_grad(x);
+    if (st) return st;
+    if (o->flags & BUF_INLINE) {   /* scalar read such as t[i] */
+        if (x->dtype == CAD_F64) ((double *)gptr(x))[off] += o->sgrad;
+        return CAD_OK;
+    }
+    it.nop = 2;
+    it.ndim = nd;
+    for (d = 0; d < nd; d++) it.shape[d] = aux[2 + d];
+    cad_contig_strides(nd, aux + 2, oc);
+    cad_iter_operand(&it, 0, gptr(x) + off * esz(x->dtype), esz(x->dtype), nd, aux + 2, aux + 2 + nd);
+    cad_iter_operand(&it, 1, gptr(o), esz(o->dtype), nd, aux + 2, oc);
+    return cad_iter_run(&it, cad_acc_rows[x->dtype], cad_acc_rows[x->dtype], zero_of(x->dtype));
+}
+
+/* strides of the (contiguous) reduced output seen from the input's dims:
+ * 0 on reduced dims */
+static void reduced_strides(int nd, const int64_t *xshape, uint64_t mask, int64_t *rshape, int64_t *rst) {
+    int d;
+    for (d = 0; d < nd; d++) rshape[d] = (mask >> d) & 1 ? 1 : xshape[d];
+    cad_contig_strides(nd, rshape, rst);
+}
+
+/* ---- sum: aux = [mask] ---- */
+int cad_sum_vjp(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out, *x;
+    cad_hid h = t->args[r->arg];
+    uint64_t mask = (uint64_t)t->aux[r->aux];
+    int64_t rshape[CAD_MAXDIM], rst[CAD_MAXDIM], xc[CAD_MAXDIM];
+    cad_iter it;
+    int d, st, nd;
+    if (!wants(t, h)) return CAD_OK;
+    x = t->bufs + h;
+    st = cad_ensure_grad(x);
+    if (st) return st;
+    nd = x->ndim;
+    reduced_strides(nd, cad_shape(t, x), mask, rshape, rst);
+    cad_contig_strides(nd, cad_shape(t, x), xc);
+    it.nop = 2;
+    it.ndim = nd;
+    for (d = 0; d < nd; d++) it.shape[d] = cad_shape(t, x)[d];
+    cad_iter_operand(&it, 0, gptr(x), esz(x->dtype), nd, cad_shape(t, x), xc);
+    cad_iter_operand(&it, 1, gptr(o), esz(o->dtype), nd, rshape, rst);
+    return cad_iter_run(&it, cad_acc_rows[x->dtype], NULL, NULL);
+}
+
+/* ---- max/min: the gradient is split evenly between tied extremes ---- */
+#define CNTEQ_ROW(name, T)                                                     \
+    static void name(char **p, const int64_t *s, int64_t n) {                 \
+        int64_t i;                                                            \
+        T *c = (T *)p[0];                                                     \
+        const T *x = (const T *)p[1], *m = (const T *)p[2];                   \
+        for (i = 0; i < n; i++) c[i * s[0]] += (T)(x[i * s[1]] == m[i * s[2]]); \
+    }
+#define MAXVJP_ROW(name, T)                                                    \
+    static void name(char **p, const int64_t *s, int64_t n) {                 \
+        int64_t i;                                                            \
+        T *gx = (T *)p[0];                                                    \
+        const T *g = (const T *)p[1], *x = (const T *)p[2], *m = (const T *)p[3], *c = (const T *)p[4]; \
+        for (i = 0; i < n; i++)                                               \
+            if (x[i * s[2]] == m[i * s[3]]) gx[i * s[0]] += g[i * s[1]] / c[i * s[4]]; \
+    }
+CNTEQ_ROW(cnteq_f64, double)
+CNTEQ_ROW(cnteq_f32, float)
+MAXVJP_ROW(maxvjp_f64, double)
+MAXVJP_ROW(maxvjp_f32, float)
+
+/* prod: counts zeros and multiplies the non-zeros of each slice */
+#define PRODNZ_ROW(name, T)                                                    \
+    static void name(char **p, const int64_t *s, int64_t n) {                 \
+        int64_t i;                                                            \
+        T *c = (T *)p[0], *q = (T *)p[1];                                     \
+        const T *x = (const T *)p[2];                                         \
+        for (i = 0; i < n; i++) {                                             \
+            T v = x[i * s[2]];                                                \
+            if (v == 0) c[i * s[0]] += 1; else q[i * s[1]] *= v;              \
+        }                                                                     \
+    }
+#define PRODVJP_ROW(name, T)                                                   \
+    static void name(char **p, const int64_t *s, int64_t n) {                 \
+        int64_t i;                                                            \
+        T *gx = (T *)p[0];                                                    \
+        const T *g = (const T *)p[1], *x = (const T *)p[2], *c = (const T *)p[3], *q = (const T *)p[4]; \
+        for (i = 0; i < n; i++) {                                             \
+            T v = x[i * s[2]], cz = c[i * s[3]], pq = q[i * s[4]];            \
+            if (cz == 0) gx[i * s[0]] += g[i * s[1]] * (pq / v);              \
+            else if (cz == 1 && v == 0) gx[i * s[0]] += g[i * s[1]] * pq;     \
+        }                                                                     \
+    }
+PRODNZ_ROW(prodnz_f64, double)
+PRODNZ_ROW(prodnz_f32, float)
+PRODVJP_ROW(prodvjp_f64, double)
+PRODVJP_ROW(prodvjp_f32, float)
+
+static int reduce_vjp2(cad_tape *t, const cad_rec *r, int is_prod) {
+    cad_buf *o = t->bufs + r->out, *x;
+    cad_hid h = t->args[r->arg];
+    uint64_t mask = (uint64_t)t->aux[r->aux];
+    int64_t rshape[CAD_MAXDIM], rst[CAD_MAXDIM], xc[CAD_MAXDIM], i;
+    int d, st, nd, es, dt;
+    char *c, *q = NULL;
+    const int64_t *xs;
+    cad_iter it;
+    if (!wants(t, h)) return CAD_OK;
+    x = t->bufs + h;
+    st = cad_ensure_grad(x);
+    if (st) return st;
+    nd = x->ndim; es = esz(x->dtype); dt = fdt(x->dtype);
+    xs = cad_shape(t, x);
+    reduced_strides(nd, xs, mask, rshape, rst);
+    cad_contig_strides(nd, xs, xc);
+    c = (char *)calloc((size_t)(o->size ? o->size : 1), (size_t)es);
+    if (!c) return CAD_ENOMEM;
+    if (is_prod) {
+        q = (char *)malloc((size_t)(o->size ? o->size : 1) * (size_t)es);
+        if (!q) { free(c); return CAD_ENOMEM; }
+        for (i = 0; i < o->size; i++) {
+            if (dt == 0) ((double *)q)[i] = 1.0; else ((float *)q)[i] = 1.0f;
+        }
+    }
+    it.nop = 3;
+    it.ndim = nd;
+    for (d = 0; d < nd; d++) it.shape[d] = xs[d];
+    if (is_prod) {
+        cad_iter_operand(&it, 0, c, es, nd, rshape, rst);
+        cad_iter_operand(&it, 1, q, es, nd, rshape, rst);
+        cad_iter_operand(&it, 2, cad_bdata(x), es, nd, xs, cad_strides(t, x));
+        st = cad_iter_run(&it, dt == 0 ? prodnz_f64 : prodnz_f32, NULL, NULL);
+    } else {
+        cad_iter_operand(&it, 0, c, es, nd, rshape, rst);
+        cad_iter_operand(&it, 1, cad_bdata(x), es, nd, xs, cad_strides(t, x));
+        cad_iter_operand(&it, 2, cad_bdata(o), es, nd, rshape, rst);
+        st = cad_iter_run(&it, dt == 0 ? cnteq_f64 : cnteq_f32, NULL, NULL);
+    }
+    if (!st) {
+        it.nop = 5;
+        cad_iter_operand(&it, 0, gptr(x), es, nd, xs, xc);
+        cad_iter_operand(&it, 1, gptr(o), es, nd, rshape, rst);
+        cad_iter_operand(&it, 2, cad_bdata(x), es, nd, xs, cad_strides(t, x));
+        if (is_prod) {
+            cad_iter_operand(&it, 3, c, es, nd, rshape, rst);
+            cad_iter_operand(&it, 4, q, es, nd, rshape, rst);
+            st = cad_iter_run(&it, dt == 0 ? prodvjp_f64 : prodvjp_f32, NULL, NULL);
+        } else {
+            cad_iter_operand(&it, 3, cad_bdata(o), es, nd, rshape, rst);
+            cad_iter_operand(&it, 4, c, es, nd, rshape, rst);
+            st = cad_iter_run(&it, dt == 0 ? maxvjp_f64 : maxvjp_f32, NULL, NULL);
+        }
+    }
+    free(c);
+    free(q);
+    return st;
+}
+
+int cad_maxmin_vjp(cad_tape *t, const cad_rec *r) { return reduce_vjp2(t, r, 0); }
+int cad_prod_vjp(cad_tape *t, const cad_rec *r) { return reduce_vjp2(t, r, 1); }
+
+/* ---- gather: args [x, lin]; out.flat[k] = x.flat[lin[k]] ---- */
+int cad_gather_vjp(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out, *x, *l;
+    const cad_hid *a = t->args + r->arg;
+    const int64_t *lin;
+    int64_t k, n;
+    int st;
+    if (!wants(t, a[0])) return CAD_OK;
+    x = t->bufs + a[0];
+    l = t->bufs + a[1];
+    st = cad_ensure_grad(x);
+    if (st) return st;
+    lin = (const int64_t *)l->data;
+    n = l->size;
+    if (x->dtype == CAD_F64) {
+        double *gx = (double *)gptr(x);
+        const double *g = (const double *)gptr(o);
+        for (k = 0; k < n; k++) gx[lin[k]] += g[k];
+    } else {
+        float *gx = (float *)gptr(x);
+        const float *g = (const float *)gptr(o);
+        for (k = 0; k < n; k++) gx[lin[k]] += g[k];
+    }
+    return CAD_OK;
+}
+
+/* ---- setitem: args [x, v, lin]; out = x with out.flat[lin[k]] = v.flat[k]
+ * (the last write wins for repeated positions) ---- */
+int cad_setitem_vjp(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out, *x, *v, *l;
+    const cad_hid *a = t->args + r->arg;
+    const int64_t *lin;
+    int64_t k, n, j;
+    unsigned char *mask;
+    int st, es;
+    l = t->bufs + a[2];
+    lin = (const int64_t *)l->data;
+    n = l->size;
+    mask = (unsigned char *)calloc((size_t)(o->size ? o->size : 1), 1);
+    if (!mask) return CAD_ENOMEM;
+    es = esz(o->dtype);
+    if (wants(t, a[1])) {   /* value: gradient of the written positions, last write wins */
+        v = t->bufs + a[1];
+        st = cad_ensure_grad(v);
+        if (st) { free(mask); return st; }
+        for (k = n - 1; k >= 0; k--) {
+            if (mask[lin[k]]) continue;
+            mask[lin[k]] = 1;
+            if (es == 8) ((double *)gptr(v))[k] += ((const double *)gptr(o))[lin[k]];
+            else ((float *)gptr(v))[k] += ((const float *)gptr(o))[lin[k]];
+        }
+    } else {
+        for (k = 0; k < n; k++) mask[lin[k]] = 1;
+    }
+    if (wants(t, a[0])) {   /* x: gradient everywhere except the overwritten positions */
+        x = t->bufs + a[0];
+        st = cad_ensure_grad(x);
+        if (st) { free(mask); return st; }
+        for (j = 0; j < o->size; j++) {
+            if (mask[j]) continue;
+            if (es == 8) ((double *)gptr(x))[j] += ((const double *)gptr(o))[j];
+            else ((float *)gptr(x))[j] += ((const float *)gptr(o))[j];
+        }
+    }
+    free(mask);
+    return CAD_OK;
+}
+
+/* ---- concatenate: aux = [axis] ---- */
+int cad_concat_vjp(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out;
+    const cad_hid *a = t->args + r->arg;
+    const int axis = (int)t->aux[r->aux];
+    const int nd = o->ndim, es = esz(o->dtype);
+    int64_t oc[CAD_MAXDIM], xc[CAD_MAXDIM], off = 0;
+    int i, d, st;
+    cad_contig_strides(nd, cad_shape(t, o), oc);
+    for (i = 0; i < r->nargs; i++) {
+        cad_buf *x = t->bufs + a[i];
+        const int64_t *xs = cad_shape(t, x);
+        cad_iter it;
+        if (wants(t, a[i])) {
+            st = cad_ensure_grad(x);
+            if (st) return st;
+            cad_contig_strides(nd, xs, xc);
+            it.nop = 2;
+            it.ndim = nd;
+            for (d = 0; d < nd; d++) it.shape[d] = xs[d];
+            cad_iter_operand(&it, 0, gptr(x), es, nd, xs, xc);
+            cad_iter_operand(&it, 1, gptr(o) + off * oc[axis] * es, es, nd, xs, oc);
+            st = cad_iter_run(&it, cad_acc_rows[x->dtype], NULL, NULL);
+            if (st) return st;
+        }
+        off += xs[axis];
+    }
+    return CAD_OK;
+}
+
+/* ---- cast between float dtypes ---- */
+int cad_cast_vjp(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out, *x;
+    cad_hid h = t->args[r->arg];
+    int64_t c[CAD_MAXDIM];
+    cad_iter it;
+    int d, st;
+    if (!wants(t, h)) return CAD_OK;
+    x = t->bufs + h;
+    st = cad_ensure_grad(x);
+    if (st) return st;
+    cad_contig_strides(x->ndim, cad_shape(t, x), c);
+    it.nop = 2;
+    it.ndim = x->ndim;
+    for (d = 0; d < x->ndim; d++) it.shape[d] = cad_shape(t, x)[d];
+    cad_iter_operand(&it, 0, gptr(x), esz(x->dtype), x->ndim, cad_shape(t, x), c);
+    cad_iter_operand(&it, 1, gptr(o), esz(o->dtype), x->ndim, cad_shape(t, x), c);
+    return cad_iter_run(&it, cad_castacc_rows[fdt(x->dtype)][fdt(o->dtype)], NULL, NULL);
+}
+
+/* ---- matmul: args [a, b]; aux = [a_is_1d, b_is_1d] ---- */
+static void mat_desc(cad_tape *t, cad_buf *x, int is1d, int is_left, int *bnd,
+                     const int64_t **bshape, const int64_t **bst,
+                     int64_t *rows, int64_t *cols, int64_t *rs, int64_t *cs) {
+    const int64_t *sh = cad_shape(t, x), *st = cad_strides(t, x);
+    const int nd = x->ndim;
+    if (is1d) {
+        *bnd = 0; *bshape = sh; *bst = st;
+        if (is_left) { *rows = 1; *cols = sh[0]; *rs = 0; *cs = st[0]; }
+        else { *rows = sh[0]; *cols = 1; *rs = st[0]; *cs = 0; }
+    } else {
+        *bnd = nd - 2; *bshape = sh; *bst = st;
+        *rows = sh[nd - 2]; *cols = sh[nd - 1]; *rs = st[nd - 2]; *cs = st[nd - 1];
+    }
+}
+
+/* batch strides of an operand aligned to the output's batch dims (0 = broadcast) */
+static void align_batch(int obnd, const int64_t *obshape, int bnd, const int64_t *bshape,
+                        const int64_t *bst, int64_t *out) {
+    int d;
+    for (d = 0; d < obnd; d++) {
+        int od = d - (obnd - bnd);
+        out[d] = (od < 0 || bshape[od] == 1) ? 0 : bst[od];
+    }
+}
+
+int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out, *A, *Bm;
+    const cad_hid *ar = t->args + r->arg;
+    const int a1 = (int)t->aux[r->aux], b1 = (int)t->aux[r->aux + 1];
+    int abnd, bbnd, obnd, d, st;
+    const int64_t *abs_, *abst, *bbs, *bbst;
+    int64_t m, k, k2, n, ars, acs, brs, bcs;
+    int64_t ac[CAD_MAXDIM], bc[CAD_MAXDIM], oc_b[CAD_MAXDIM];
+    cad_mm mm;
+    A = t->bufs + ar[0];
+    Bm = t->bufs + ar[1];
+    mat_desc(t, A, a1, 1, &abnd, &abs_, &abst, &m, &k, &ars, &acs);
+    mat_desc(t, Bm, b1, 0, &bbnd, &bbs, &bbst, &k2, &n, &brs, &bcs);
+    (void)k2;
+    obnd = o->ndim - (a1 ? 0 : 1) - (b1 ? 0 : 1);
+    mm.dtype = o->dtype;
+    mm.bnd = obnd;
+    for (d = 0; d < obnd; d++) mm.bshape[d] = cad_shape(t, o)[d];
+    cad_contig_strides(obnd, mm.bshape, oc_b);
+    for (d = 0; d < obnd; d++) oc_b[d] *= m * n;
+    if (wants(t, ar[0])) {   /* gA (+)= gC @ B^T, gA contiguous in A's shape */
+        int64_t agc[CAD_MAXDIM];
+        st = cad_ensure_grad(A);
+        if (st) return st;
+        cad_contig_strides(abnd, abs_, ac);
+        for (d = 0; d < abnd; d++) ac[d] *= m * k;
+        align_batch(obnd, mm.bshape, abnd, abs_, ac, agc);
+        for (d = 0; d < obnd; d++) { mm.obst[d] = agc[d]; mm.abst[d] = oc_b[d]; }
+        align_batch(obnd, mm.bshape, bbnd, bbs, bbst, mm.bbst);
+        mm.m = m; mm.n = k; mm.k = n;
+        mm.a = gptr(o); mm.ars = n; mm.acs = 1;
+        mm.b = cad_bdata(Bm); mm.brs = bcs; mm.bcs = brs;
+        mm.c = gptr(A); mm.crs = k; mm.beta = 1.0;
+        st = cad_matmul(&mm);
+        if (st) return st;
+    }
+    if (wants(t, ar[1])) {   /* gB (+)= A^T @ gC */
+        int64_t bgc[CAD_MAXDIM];
+        st = cad_ensure_grad(Bm);
+        if (st) return st;
+        cad_contig_strides(bbnd, bbs, bc);
+        for (d = 0; d < bbnd; d++) bc[d] *= k * n;
+        align_batch(obnd, mm.bshape, bbnd, bbs, bc, bgc);
+        for (d = 0; d < obnd; d++) { mm.obst[d] = bgc[d]; mm.bbst[d] = oc_b[d]; }
+        align_batch(obnd, mm.bshape, abnd, abs_, abst, mm.abst);
+        mm.m = k; mm.n = n; mm.k = m;
+        mm.a = cad_bdata(A); mm.ars = acs; mm.acs = ars;
+        mm.b = gptr(o); mm.brs = n; mm.bcs = 1;
+        mm.c = gptr(Bm); mm.crs = n; mm.beta = 1.0;
+        st = cad_matmul(&mm);
+        if (st) return st;
+    }
+    return CAD_OK;
+}

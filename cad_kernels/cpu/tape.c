@@ -1,0 +1,81 @@
+/* Tape storage: growth, append (merging two tapes), gradient reset.
+ * See NOTE [ Tape layout ] in cad_cpu.h. */
+#include <stdlib.h>
+#include <string.h>
+#include "cad_cpu.h"
+
+#define GROW(ptr, cap, need, type)                                        \
+    do {                                                                  \
+        if ((need) > (cap)) {                                             \
+            int64_t nc_ = (cap) ? (cap) : 16;                             \
+            while (nc_ < (need)) nc_ *= 2;                                \
+            type *np_ = (type *)realloc((ptr), (size_t)nc_ * sizeof(type)); \
+            if (!np_) return CAD_ENOMEM;                                  \
+            (ptr) = np_; (cap) = nc_;                                     \
+        }                                                                 \
+    } while (0)
+
+int cad_tape_init(cad_tape *t) {
+    memset(t, 0, sizeof(*t));
+    return cad_tape_reserve(t, 16, 16, 32, 32, 16);
+}
+
+int cad_tape_reserve(cad_tape *t, int64_t nbufs, int64_t nrecs, int64_t nargs,
+                     int64_t nmeta, int64_t naux) {
+    GROW(t->bufs, t->capbufs, nbufs, cad_buf);
+    GROW(t->recs, t->caprecs, nrecs, cad_rec);
+    GROW(t->args, t->capargs, nargs, cad_hid);
+    GROW(t->meta, t->capmeta, nmeta, int64_t);
+    GROW(t->aux, t->capaux, naux, int64_t);
+    return CAD_OK;
+}
+
+void cad_tape_free_arrays(cad_tape *t) {
+    int64_t i;
+    for (i = 0; i < t->nbufs; i++) {
+        cad_buf *b = t->bufs + i;
+        if (b->grad && !(b->flags & BUF_INLINE)) free(b->grad);
+        b->grad = NULL;
+    }
+    free(t->bufs); free(t->recs); free(t->args); free(t->meta); free(t->aux);
+    memset(t, 0, sizeof(*t));
+}
+
+int cad_tape_append(cad_tape *dst, cad_tape *src, int64_t *hoff) {
+    int64_t i, ho = dst->nbufs, ro = dst->nrecs, ao = dst->nargs, mo = dst->nmeta, xo = dst->naux;
+    int st = cad_tape_reserve(dst, dst->nbufs + src->nbufs, dst->nrecs + src->nrecs,
+                              dst->nargs + src->nargs, dst->nmeta + src->nmeta,
+                              dst->naux + src->naux);
+    if (st) return st;
+    memcpy(dst->bufs + ho, src->bufs, (size_t)src->nbufs * sizeof(cad_buf));
+    for (i = 0; i < src->nbufs; i++) dst->bufs[ho + i].meta += mo;
+    memcpy(dst->recs + ro, src->recs, (size_t)src->nrecs * sizeof(cad_rec));
+    for (i = 0; i < src->nrecs; i++) {
+        cad_rec *r = dst->recs + ro + i;
+        r->out += ho; r->arg += ao;
+        if (r->aux >= 0) r->aux += xo;
+    }
+    for (i = 0; i < src->nargs; i++) {
+        cad_hid h = src->args[i];
+        dst->args[ao + i] = h >= 0 ? h + ho : h;
+    }
+    memcpy(dst->meta + mo, src->meta, (size_t)src->nmeta * sizeof(int64_t));
+    memcpy(dst->aux + xo, src->aux, (size_t)src->naux * sizeof(int64_t));
+    dst->nbufs += src->nbufs; dst->nrecs += src->nrecs; dst->nargs += src->nargs;
+    dst->nmeta += src->nmeta; dst->naux += src->naux;
+    src->nbufs = src->nrecs = src->nargs = src->nmeta = src->naux = 0;
+    *hoff = ho;
+    return CAD_OK;
+}
+
+void cad_tape_clear_grads(cad_tape *t) {
+    int64_t i;
+    for (i = 0; i < t->nbufs; i++) {
+        cad_buf *b = t->bufs + i;
+        if (b->grad && !(b->flags & BUF_INLINE)) free(b->grad);
+        b->grad = NULL;
+        b->sgrad = 0.0;
+        b->hasg = 0;
+        b->flags &= (uint8_t)~BUF_KEEP;
+    }
+}
