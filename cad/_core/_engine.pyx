@@ -715,6 +715,8 @@ cdef inline Tensor _new_inline(double v):
 
 cdef Tensor _wrap(object a):
     """Tensor over ndarray a (made read-only; a must not be shared with the user)"""
+    if not isinstance(a, _np.ndarray):
+        a = _np.asarray(a)   # numpy returns scalars from 0-d operations
     cdef cnp.ndarray arr = <cnp.ndarray>a
     cdef int dt = _dt_from_typenum(cnp.PyArray_TYPE(arr))
     cdef Tensor r
@@ -1288,7 +1290,7 @@ cdef tuple _norm_index(object idx):
 cdef object _lin_index(Tensor t, tuple idx):
     """flat positions (C order of t) selected by idx: int64 array of the result's shape"""
     tmpl = _np.arange(t.size, dtype=_np.int64).reshape(t.shape)
-    return _np.ascontiguousarray(tmpl[idx])
+    return _np.array(tmpl[idx], dtype=_np.int64, order="C")
 
 
 cdef object _getitem(Tensor t, object index):
@@ -1313,7 +1315,7 @@ cdef object _getitem(Tensor t, object index):
 def gather(object x, object lin, object value=None):
     """out.flat[k] = x.flat[lin.flat[k]] (flat C-order positions), shape of lin"""
     cdef Tensor t = as_tensor(x), r, tl
-    lin = _np.ascontiguousarray(lin, dtype=_np.int64)
+    lin = _np.array(lin, dtype=_np.int64, order="C", copy=None)
     if value is None:
         if lin.size and (lin.min() < 0 or lin.max() >= t.size):
             raise IndexError(f"gather: position out of range for a tensor of {t.size} elements")
@@ -1730,3 +1732,10 @@ def _bind_helpers(matmul_fn, stack_fn, T_fn, mT_fn):
 
 def _check_device_py(dev, str who):
     _check_device(dev, who)
+
+
+def _tape_of(Tensor t):
+    """the (resolved) tape a tensor was recorded on, or None (for tests and tools)"""
+    if t._tape is None:
+        return None
+    return _resolved(t)

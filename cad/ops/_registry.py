@@ -42,11 +42,11 @@ class Case:
 class OpDef:
     __slots__ = ("name", "kind", "args", "fwd", "d", "kernel", "int_ok", "ref", "cases",
                  "domain", "method", "ufunc", "doc", "differentiable", "api", "code",
-                 "nondiff_args", "fd_eps", "export", "tol")
+                 "nondiff_args", "fd_eps", "export", "tol", "seq")
 
     def __init__(self, name, kind, *, args=(), fwd=None, d=None, kernel=None, int_ok=False,
                  ref=None, cases=(), domain=(-2.0, 2.0), method=True, ufunc=None, doc="",
-                 differentiable=True, nondiff_args=(), fd_eps=1e-6, export=True, tol=None):
+                 differentiable=True, nondiff_args=(), fd_eps=1e-6, export=True, tol=None, seq=False):
         self.name = name
         self.kind = kind
         self.args = tuple(args)
@@ -67,6 +67,7 @@ class OpDef:
         self.fd_eps = fd_eps
         self.export = export
         self.tol = tol
+        self.seq = seq   # the api takes its tensor inputs as one sequence (concatenate, stack)
 
     @property
     def primitive(self):

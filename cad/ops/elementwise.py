@@ -20,7 +20,7 @@ def _unary(name, fwd, d, ref, domain=(-2.0, 2.0), **kw):
 
 def _binary(name, fwd, dx, dy, ref, domain=(-2.0, 2.0), **kw):
     return defop(name, "ew", args=("x", "y"), fwd=fwd, d={"x": dx, "y": dy}, ref=ref,
-                 cases=BINARY, domain=domain, **kw)
+                 cases=BINARY, domain=domain, ufunc=kw.pop("ufunc", name), **kw)
 
 
 def _sigmoid(x):

@@ -19,7 +19,7 @@ CONCAT = defop("concatenate", "concat", kernel="cad_concat_vjp", method=False,
                cases=[Case((2,), (3,)), Case((2, 3), (1, 3)), Case((2, 3), (2, 2), axis=1),
                       Case((0, 3), (2, 3)), Case(("T", (3, 2)), (3, 1), axis=-1),
                       Case((2,), ("F", np.array([1.0, 2.0])))],
-               doc="concatenate(tensors, axis=0) as numpy (cat(tensors, dim=0) as torch).")
+               seq=True, doc="concatenate(tensors, axis=0) as numpy (cat(tensors, dim=0) as torch).")
 
 
 def _shape_arg(shape, name):
@@ -187,7 +187,7 @@ def cat(tensors, dim=0):
 STACK = defop("stack", "composite", ref=lambda *a, axis=0: np.stack(a, axis=axis),
               cases=[Case((2,), (2,)), Case((2, 3), (2, 3), axis=1), Case((), ()),
                      Case((3,), (3,), axis=-1)],
-              doc="stack(tensors, axis=0): join along a new axis.")
+              seq=True, doc="stack(tensors, axis=0): join along a new axis.")
 
 
 @STACK
