@@ -24,10 +24,10 @@ cpu = "cad_kernels/cpu"
 ext = Extension(
     "cad._core._engine",
     sources=["cad/_core/_engine.pyx"] + [f"{cpu}/{f}" for f in
-                                         ("tape.c", "iter.c", "kernels.c", "sweep.c", "matmul.c", "_gen_ops.c")],
+                                         ("tape.c", "iter.c", "pool.c", "kernels.c", "sweep.c", "matmul.c", "_gen_ops.c")],
     include_dirs=[np.get_include(), cpu, "cad/_core"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=["-O3", "-fopenmp", "-fno-math-errno", "-std=gnu11"] + (["-O0", "-g"] if DEBUG else []),
-    extra_link_args=["-fopenmp"],
+    extra_compile_args=["-O3", "-fno-math-errno", "-std=gnu11", "-pthread"] + (["-O0", "-g"] if DEBUG else []),
+    extra_link_args=["-pthread"],
 )
 setup(ext_modules=cythonize([ext], compiler_directives=directives, include_path=["cad/_core"]))

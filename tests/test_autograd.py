@@ -267,3 +267,11 @@ def test_error_in_sweep_leaves_state_untouched():
     with pytest.raises(RuntimeError, match="consumed"):
         z.backward()
     assert x.grad.tolist() == g_before
+
+
+def test_stack_of_many_tensors():
+    xs = [cad.tensor(float(i), requires_grad=True) for i in range(20)]
+    s = cad.stack(xs)
+    (s * s).sum().backward()
+    assert [x.grad.item() for x in xs] == [2.0 * i for i in range(20)]
+    assert cad.tensor(xs).shape == (20,)

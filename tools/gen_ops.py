@@ -112,7 +112,7 @@ def used(op, d):
     return [a for a in op.args if a in names], "out" in names
 
 
-def vjp_row(op, i, dt):
+def vjp_row(op, i, dt, assign=False):
     ctype = DT[dt][0]
     a_i = op.args[i]
     d = op.d[a_i]
@@ -122,7 +122,9 @@ def vjp_row(op, i, dt):
     ops = [(2 + op.args.index(a), a, arg_ctype(op, a, ctype)) for a in uargs]
     if uout:
         ops.append((2 + n, "out", ctype))
-    L = [f"static void cad_{op.name}_vjp{i}_{dt}(char **p, const int64_t *s, int64_t n) {{",
+    sfx = "_set" if assign else ""
+    eq = "=" if assign else "+="
+    L = [f"static void cad_{op.name}_vjp{i}_{dt}{sfx}(char **p, const int64_t *s, int64_t n) {{",
          f"    {ctype} *GX_ = ({ctype} *)p[0];",
          f"    const {ctype} *G_ = (const {ctype} *)p[1];"]
     for k, a, t in ops:
@@ -132,18 +134,28 @@ def vjp_row(op, i, dt):
     def loads(idx):
         return " ".join([f"const {ctype} g = G_[{idx(1)}];"] +
                         [f"const {t} {a} = {a}_[{idx(k)}];" for k, a, t in ops])
-    L.append("    if (s[0] == 0) {")
-    L.append(f"        {ctype} acc_ = 0;")
-    L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: f'i * s[{k}]')} acc_ += {ge}; }}")
-    L.append("        GX_[0] += acc_;")
     conds = " && ".join(f"s[{k}] == 1" for k in [0, 1] + [k for k, _, _ in ops])
-    L.append(f"    }} else if ({conds}) {{")
-    L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: 'i')} GX_[i] += {ge}; }}")
+    if assign:   # every element written once: never a reduction into GX_
+        L.append(f"    if ({conds}) {{")
+    else:
+        L.append("    if (s[0] == 0) {")
+        L.append(f"        {ctype} acc_ = 0;")
+        L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: f'i * s[{k}]')} acc_ += {ge}; }}")
+        L.append("        GX_[0] += acc_;")
+        L.append(f"    }} else if ({conds}) {{")
+    L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: 'i')} GX_[i] {eq} {ge}; }}")
     L.append("    } else {")
-    L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: f'i * s[{k}]')} GX_[i * s[0]] += {ge}; }}")
+    L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: f'i * s[{k}]')} GX_[i * s[0]] {eq} {ge}; }}")
     L.append("    }")
     L.append("}")
     return "\n".join(L)
+
+
+HEAVY = {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "pow"}
+
+
+def heavy(op, expr):
+    return bool(set(IDENT.findall(expr)) & HEAVY)
 
 
 def scalar_case(op):
@@ -172,7 +184,8 @@ def scalar_case(op):
         L.append("        }")
     else:
         L.append("        (void)O_;")
-    L.append(f"        return cad_ew_vjp_arrays(t, r, cad_{op.name}_vjp_rows);")
+    hv = int(any(heavy(op, d) for d in op.d.values()))
+    L.append(f"        return cad_ew_vjp_arrays(t, r, cad_{op.name}_vjp_rows, {hv});")
     L.append("    }")
     return "\n".join(L)
 
@@ -194,6 +207,8 @@ def gen_h(prims, ew):
     L.append("};")
     L.append("extern cad_row cad_fwd_rows[OP_COUNT][2];")
     L.append("extern const unsigned char cad_uses[OP_COUNT][3];")
+    L.append("extern const unsigned char cad_heavy[OP_COUNT];")
+    L.append("static inline int cad_fwd_heavy(int op) { return cad_heavy[op]; }")
     L.append("static inline cad_row cad_fwd_row(int op, int dt) { return cad_fwd_rows[op][dt]; }")
     L.append("/* bit j: the partial of input i reads input j; bit 7: it reads the output */")
     L.append("static inline int cad_uses_mask(int op, int i) { return cad_uses[op][i]; }")
@@ -222,15 +237,17 @@ def gen_c(prims, ew):
             for i, a in enumerate(op.args):
                 if a in op.d:
                     L.append(vjp_row(op, i, dt))
+                    L.append(vjp_row(op, i, dt, assign=True))
         rows = []
         for i, a in enumerate(op.args):
             if a in op.d:
-                rows.append(f"{{cad_{op.name}_vjp{i}_f64, cad_{op.name}_vjp{i}_f32}}")
+                v = f"cad_{op.name}_vjp{i}"
+                rows.append(f"{{{{{v}_f64, {v}_f64_set}}, {{{v}_f32, {v}_f32_set}}}}")
             else:
-                rows.append("{NULL, NULL}")
+                rows.append("{{NULL, NULL}, {NULL, NULL}}")
         while len(rows) < 3:
-            rows.append("{NULL, NULL}")
-        L.append(f"static const cad_row cad_{op.name}_vjp_rows[3][2] = {{{', '.join(rows)}}};")
+            rows.append("{{NULL, NULL}, {NULL, NULL}}")
+        L.append(f"static const cad_row cad_{op.name}_vjp_rows[3][2][2] = {{{', '.join(rows)}}};")
         L.append("")
     L.append("cad_row cad_fwd_rows[OP_COUNT][2] = {")
     for op in prims:
@@ -238,6 +255,9 @@ def gen_c(prims, ew):
             L.append(f"    {{cad_{op.name}_fwd_f64, cad_{op.name}_fwd_f32}},")
         else:
             L.append("    {NULL, NULL},")
+    L.append("};")
+    L.append("const unsigned char cad_heavy[OP_COUNT] = {")
+    L.append("    " + ", ".join(str(int(op.kind == "ew" and heavy(op, op.fwd))) for op in prims))
     L.append("};")
     L.append("const unsigned char cad_uses[OP_COUNT][3] = {")
     for op in prims:
@@ -279,7 +299,8 @@ def gen_pxi(reg, prims, ew):
     L += ["    double cad_fwd_s1(int op, double x) nogil",
           "    double cad_fwd_s2(int op, double x, double y) nogil",
           "    cad_row cad_fwd_row(int op, int dt) nogil",
-          "    int cad_uses_mask(int op, int i) nogil", ""]
+          "    int cad_uses_mask(int op, int i) nogil",
+          "    int cad_fwd_heavy(int op) nogil", ""]
     L.append("OP_NAMES = (" + "".join(f"{op.name!r}, " for op in prims) + ")")
     L.append("cdef tuple _OP_NAMES = OP_NAMES")
     L.append("cdef int _EW_NIN[OP_COUNT]")

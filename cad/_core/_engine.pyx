@@ -115,6 +115,7 @@ cdef extern from "cad_cpu.h" nogil:
     int cad_tape_append(cad_tape *dst, cad_tape *src, int64_t *hoff)
     void cad_tape_clear_grads(cad_tape *t)
     int cad_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init)
+    int cad_iter_run_t(cad_iter *it, cad_row row, cad_row combine, const void *init, int64_t par_min)
     void cad_iter_operand(cad_iter *it, int k, char *ptr, int esize, int ondim,
                           const int64_t *shape, const int64_t *strides)
     void cad_contig_strides(int ndim, const int64_t *shape, int64_t *strides)
@@ -127,6 +128,7 @@ cdef extern from "cad_cpu.h" nogil:
     int cad_ensure_grad(cad_buf *b)
     int cad_num_threads
     int64_t cad_par_min
+    int64_t cad_par_min_heavy
     int cad_get_max_threads()
 
 cdef extern from *:
@@ -312,11 +314,15 @@ def get_num_threads():
     return cad_num_threads if cad_num_threads > 0 else cad_get_max_threads()
 
 
-def _set_parallel_min(int64_t n):
-    """Smallest element count that runs on several threads (for tests)."""
-    global cad_par_min
-    cdef int64_t old = cad_par_min
-    cad_par_min = n
+def _set_parallel_min(object n):
+    """Smallest element counts that run on several threads, (memory-bound, heavy);
+    an int sets both (for tests).  Returns the previous pair."""
+    global cad_par_min, cad_par_min_heavy
+    old = (cad_par_min, cad_par_min_heavy)
+    if isinstance(n, tuple):
+        cad_par_min, cad_par_min_heavy = n
+    else:
+        cad_par_min = cad_par_min_heavy = n
     return old
 
 
@@ -589,24 +595,32 @@ cdef inline int _push_rec(Tape tp, int op, cad_hid out, cad_hid *args, int nargs
 
 cdef int _record(int op, Tensor r, list ins, int need, int64_t *aux, int naux) except -1:
     """record op(ins) -> r.  need: bit i = the sweep reads input i's value,
-    bit 7 = it reads the output's"""
+    bit 7 = it reads the output's; need == -1: every input is registered (their
+    shapes are read) and kept"""
     cdef Tape tp = None
     cdef Tensor t
     cdef int i, n = len(ins)
-    cdef cad_hid hs[8]
+    cdef cad_hid small[8]
+    cdef cad_hid *hs = small
     cdef cad_hid ho
-    if n > 8:
-        raise ValueError("cad: too many inputs for one record")
     for i in range(n):
         t = <Tensor>ins[i]
         if t is not None and t._rg:
             tp = _join(tp, _input_tape(t))
     if tp is None:
         tp = Tape.__new__(Tape)
-    for i in range(n):
-        hs[i] = _handle(tp, <Tensor>ins[i], 0.0, (need >> i) & 1)
-    ho = _push_buf(tp, r, BUF_RG, (need >> 7) & 1)
-    _push_rec(tp, op, ho, hs, n, aux, naux)
+    if n > 8:
+        hs = <cad_hid *>malloc(n * sizeof(cad_hid))
+        if hs == NULL:
+            raise MemoryError()
+    try:
+        for i in range(n):
+            hs[i] = _handle(tp, <Tensor>ins[i], 0.0, need == -1 or (i < 7 and (need >> i) & 1))
+        ho = _push_buf(tp, r, BUF_RG, need != -1 and (need >> 7) & 1)
+        _push_rec(tp, op, ho, hs, n, aux, naux)
+    finally:
+        if hs != small:
+            free(hs)
     r._tape = tp
     r._h = ho
     r._rg = True
@@ -901,7 +915,7 @@ cdef inline Tensor _ss2(int op, Tensor ta, double va, Tensor tb, double vb):
 
 cdef object _ew2(int op, object a, object b):
     cdef Tensor ta, tb
-    cdef double v
+    cdef double v = 0.0
     if type(a) is Tensor:
         ta = <Tensor>a
         if ta._inline:
@@ -951,6 +965,7 @@ cdef object _ew_general(int op, tuple args):
     cdef cnp.ndarray out
     cdef char *optr
     cdef int st
+    cdef int64_t pmin
     for i in range(n):
         a = args[i]
         if isinstance(a, Tensor):
@@ -1013,11 +1028,12 @@ cdef object _ew_general(int op, tuple args):
     cad_iter_operand(&it, 0, optr, _ESIZE[rdt], nd, oshape, NULL if nd == 0 else _contig(nd, oshape))
     for i in range(n):
         _operand(&it, i + 1, <Tensor>ts[i])
-    if r is None and cnp.PyArray_SIZE(out) >= cad_par_min:
+    pmin = cad_par_min_heavy if cad_fwd_heavy(op) else cad_par_min
+    if r is None and cnp.PyArray_SIZE(out) >= 4096:
         with nogil:
-            st = cad_iter_run(&it, cad_fwd_row(op, rdt), NULL, NULL)
+            st = cad_iter_run_t(&it, cad_fwd_row(op, rdt), NULL, NULL, pmin)
     else:
-        st = cad_iter_run(&it, cad_fwd_row(op, rdt), NULL, NULL)
+        st = cad_iter_run_t(&it, cad_fwd_row(op, rdt), NULL, NULL, pmin)
     if r is None:
         r = _wrap(out)
     if rg and not cad_grad_off:
@@ -1391,7 +1407,7 @@ def concat(list tensors, int axis):
     r = _wrap(_np.concatenate([_arr_of(t) for t in ts], axis=ax))
     if rg and not cad_grad_off and _isfloat(rdt):
         aux[0] = ax
-        _record(OP_CONCATENATE, r, ts, 0, aux, 1)
+        _record(OP_CONCATENATE, r, ts, -1, aux, 1)
     return r
 
 

@@ -104,8 +104,14 @@ typedef struct {
     int esize[CAD_MAXOP];
 } cad_iter;
 
+/* ---- thread pool (pool.c): fn(arg, tid, nt) for tid in 0..nt-1, tid 0 on the caller */
+typedef void (*cad_task)(void *arg, int tid, int nt);
+void cad_parallel(cad_task fn, void *arg, int nt);
+int cad_cpu_count(void);
+
 extern int cad_num_threads;
-extern int64_t cad_par_min;
+extern int64_t cad_par_min;        /* threads below this many elements do not pay (memory-bound rows) */
+extern int64_t cad_par_min_heavy;  /* the same for rows with transcendental functions */
 int cad_get_max_threads(void);
 
 /* Runs row over the iteration space.  If operand 0 has zero strides where the
@@ -114,6 +120,7 @@ int cad_get_max_threads(void);
  * threads accumulate into private partials initialised from init and merge them
  * with combine(dst, partial). */
 int cad_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init);
+int cad_iter_run_t(cad_iter *it, cad_row row, cad_row combine, const void *init, int64_t par_min);
 
 /* set operand k of an iterator over out_shape[ndim] from a (right-aligned)
  * operand of shape[ondim] and element strides; broadcast dims get stride 0 */
@@ -157,6 +164,12 @@ int cad_have_blas(void);
 /* ---- reverse sweep (sweep.c) ---- */
 int cad_sweep(cad_tape *t, int free_tmp);
 int cad_ensure_grad(cad_buf *b);
+/* Prepare b's gradient for a kernel about to write into it.  full != 0: the kernel
+ * writes every element exactly once, so a new buffer is left unzeroed and *assign
+ * is set: the kernel stores instead of accumulating (no zero fill, no read of
+ * fresh pages).  Otherwise a new buffer is zeroed by writing (never calloc: reading
+ * calloc'd pages first maps the zero page, then every write faults again). */
+int cad_grad_for(cad_buf *b, int full, int *assign);
 /* hand-written vjps named by the op table */
 int cad_view_vjp(cad_tape *t, const cad_rec *r);
 int cad_sum_vjp(cad_tape *t, const cad_rec *r);
@@ -168,8 +181,8 @@ int cad_concat_vjp(cad_tape *t, const cad_rec *r);
 int cad_cast_vjp(cad_tape *t, const cad_rec *r);
 int cad_matmul_vjp(cad_tape *t, const cad_rec *r);
 /* the elementwise vjp over arrays (broadcasting); rows[i][dtype] per input */
-typedef cad_row cad_vjp_rows_t[3][2];
-int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2]);
+/* rows[input][dtype][assign]; heavy: the rows call transcendental functions */
+int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2], int heavy);
 
 /* generated (_gen_ops.c) */
 int cad_vjp_dispatch(cad_tape *t, const cad_rec *r);

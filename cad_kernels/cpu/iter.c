@@ -2,13 +2,31 @@
  * elementwise kernel, reduction and gradient accumulation (numpy's ufunc-loop
  * design: generated "row" kernels run over the innermost dimension). */
 #include <string.h>
-#include <omp.h>
 #include "cad_cpu.h"
 
 int cad_num_threads = 0;          /* 0: OpenMP's default */
-int64_t cad_par_min = 32768;      /* fewer elements than this run on one thread */
+/* Fewer elements than this run on one thread.  Measured on a 2-core VM with
+ * OMP_WAIT_POLICY=passive: a second thread pays from ~1M elements for add/mul
+ * (page faults of fresh outputs contend), from ~30k for sin/exp. */
+int64_t cad_par_min = 1 << 19;
+int64_t cad_par_min_heavy = 1 << 15;
 
-int cad_get_max_threads(void) { return omp_get_max_threads(); }
+int cad_get_max_threads(void) {
+    static int n = 0;
+    if (!n) n = cad_cpu_count();
+    return n;
+}
+
+typedef struct {
+    int nop, nd;
+    const int64_t *shape;
+    int64_t (*st)[CAD_MAXDIM];
+    char *const *base;
+    const int *esize;
+    cad_row row;
+    int64_t N;
+    char *part;      /* full reductions: per-thread partial accumulators (16 bytes each) */
+} range_job;
 
 void cad_contig_strides(int ndim, const int64_t *shape, int64_t *st) {
     int64_t s = 1;
@@ -61,7 +79,20 @@ static void run_range(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_M
     }
 }
 
+static void range_task(void *arg, int tid, int T) {
+    range_job *j = (range_job *)arg;
+    char *b2[CAD_MAXOP];
+    int k;
+    for (k = 0; k < j->nop; k++) b2[k] = j->base[k];
+    if (j->part) b2[0] = j->part + 16 * tid;
+    run_range(j->nop, j->nd, j->shape, j->st, b2, j->esize, j->row, j->N * tid / T, j->N * (tid + 1) / T);
+}
+
 int cad_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init) {
+    return cad_iter_run_t(it, row, combine, init, cad_par_min);
+}
+
+int cad_iter_run_t(cad_iter *it, cad_row row, cad_row combine, const void *init, int64_t par_min) {
     int64_t shape[CAD_MAXDIM], st[CAD_MAXOP][CAD_MAXDIM], N = 1;
     int nd = 0, d, k, nop = it->nop, acc0 = 0, full0 = 1, nt;
     for (d = 0; d < it->ndim; d++) {
@@ -89,40 +120,33 @@ int cad_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init) {
         N *= shape[d];
         if (st[0][d] == 0) acc0 = 1; else full0 = 0;
     }
-    nt = cad_num_threads > 0 ? cad_num_threads : omp_get_max_threads();
-    if (N < cad_par_min || nt < 2) nt = 1;
+    nt = cad_num_threads > 0 ? cad_num_threads : cad_get_max_threads();
+    if (N < par_min || nt < 2) nt = 1;
     if (acc0 && !(full0 && combine)) nt = 1;
     if (nt == 1) {
         run_range(nop, nd, shape, st, it->ptr, it->esize, row, 0, N);
         return CAD_OK;
     }
-    if (acc0) {
-        /* full reduction: private partials, merged in thread order (deterministic) */
-        double part[64 * 2];   /* up to 64 threads, 16 bytes each */
-        if (nt > 64) nt = 64;
-        for (k = 0; k < nt; k++) memcpy((char *)(part + 2 * k), init, (size_t)it->esize[0]);
-        #pragma omp parallel num_threads(nt)
-        {
-            int tid = omp_get_thread_num(), T = omp_get_num_threads();
-            char *b2[CAD_MAXOP];
-            int kk;
-            for (kk = 0; kk < nop; kk++) b2[kk] = it->ptr[kk];
-            b2[0] = (char *)(part + 2 * tid);
-            run_range(nop, nd, shape, st, b2, it->esize, row, N * tid / T, N * (tid + 1) / T);
-        }
-        for (k = 0; k < nt; k++) {
-            char *pp[2];
-            int64_t ss[2] = {0, 0};
-            pp[0] = it->ptr[0];
-            pp[1] = (char *)(part + 2 * k);
-            combine(pp, ss, 1);
-        }
-        return CAD_OK;
-    }
-    #pragma omp parallel num_threads(nt)
     {
-        int tid = omp_get_thread_num(), T = omp_get_num_threads();
-        run_range(nop, nd, shape, st, it->ptr, it->esize, row, N * tid / T, N * (tid + 1) / T);
+        double part[64 * 2];   /* full reductions: partials, up to 64 threads x 16 bytes */
+        range_job j;
+        if (nt > 64) nt = 64;
+        j.nop = nop; j.nd = nd; j.shape = shape; j.st = st; j.base = it->ptr;
+        j.esize = it->esize; j.row = row; j.N = N; j.part = NULL;
+        if (acc0) {
+            for (k = 0; k < nt; k++) memcpy((char *)(part + 2 * k), init, (size_t)it->esize[0]);
+            j.part = (char *)part;
+        }
+        cad_parallel(range_task, &j, nt);
+        if (acc0) {   /* merged in thread order: deterministic */
+            for (k = 0; k < nt; k++) {
+                char *pp[2];
+                int64_t ss[2] = {0, 0};
+                pp[0] = it->ptr[0];
+                pp[1] = (char *)(part + 2 * k);
+                combine(pp, ss, 1);
+            }
+        }
     }
     return CAD_OK;
 }

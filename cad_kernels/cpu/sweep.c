@@ -15,15 +15,48 @@ static const double zero64 = 0.0;
 static const float zero32 = 0.0f;
 static inline const void *zero_of(int dt) { return dt == CAD_F64 ? (const void *)&zero64 : (const void *)&zero32; }
 
-int cad_ensure_grad(cad_buf *b) {
+typedef struct { char *p; size_t nb; } fill_job;
+
+static void fill_task(void *arg, int tid, int nt) {
+    fill_job *j = (fill_job *)arg;
+    size_t a = j->nb * (size_t)tid / (size_t)nt, z = j->nb * (size_t)(tid + 1) / (size_t)nt;
+    memset(j->p + a, 0, z - a);
+}
+
+static void zero_fill(char *p, size_t nb) {
+    int nt = cad_num_threads > 0 ? cad_num_threads : cad_get_max_threads();
+    fill_job j;
+    j.p = p;
+    j.nb = nb;
+    if (nb >= ((size_t)8 << 20) && nt > 1) cad_parallel(fill_task, &j, nt);
+    else memset(p, 0, nb);
+}
+
+int cad_grad_for(cad_buf *b, int full, int *assign) {
+    *assign = 0;
     if (b->flags & BUF_DEAD) return CAD_EDEAD;
     if (!(b->flags & BUF_INLINE) && b->grad == NULL) {
         size_t nb = (size_t)b->size * (size_t)esz(b->dtype);
-        b->grad = (char *)calloc(nb ? nb : 1, 1);
+        b->grad = (char *)malloc(nb ? nb : 1);
         if (!b->grad) return CAD_ENOMEM;
+        if (full && nb) *assign = 1;
+        else zero_fill(b->grad, nb);
     }
     b->hasg = 1;
     return CAD_OK;
+}
+
+int cad_ensure_grad(cad_buf *b) {
+    int assign;
+    return cad_grad_for(b, 0, &assign);
+}
+
+static int same_shape(cad_tape *t, cad_buf *a, cad_buf *b) {
+    int d;
+    if (a->ndim != b->ndim) return 0;
+    for (d = 0; d < a->ndim; d++)
+        if (cad_shape(t, a)[d] != cad_shape(t, b)[d]) return 0;
+    return 1;
 }
 
 /* does input handle h take a gradient?  (-1: an unregistered constant) */
@@ -46,20 +79,20 @@ int cad_sweep(cad_tape *t, int free_tmp) {
     return CAD_OK;
 }
 
-int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2]) {
+int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2], int heavy) {
     cad_buf *B = t->bufs, *o = B + r->out;
     const cad_hid *a = t->args + r->arg;
     const int n = r->nargs, ond = o->ndim;
     const int64_t *oshape = cad_shape(t, o);
     int64_t oc[CAD_MAXDIM], xc[CAD_MAXDIM];
-    int i, j, d, st;
+    int i, j, d, st, assign;
     cad_contig_strides(ond, oshape, oc);
     for (i = 0; i < n; i++) {
         cad_buf *x;
         cad_iter it;
         if (!wants(t, a[i])) continue;
         x = B + a[i];
-        st = cad_ensure_grad(x);
+        st = cad_grad_for(x, same_shape(t, x, o), &assign);
         if (st) return st;
         it.nop = n + 3;
         it.ndim = ond;
@@ -77,11 +110,14 @@ int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2]) {
             }
         }
         cad_iter_operand(&it, n + 2, cad_bdata(o), esz(o->dtype), ond, oshape, cad_strides(t, o));
-        st = cad_iter_run(&it, rows[i][fdt(x->dtype)], cad_acc_rows[x->dtype], zero_of(x->dtype));
+        st = cad_iter_run_t(&it, rows[i][fdt(x->dtype)][assign], cad_acc_rows[x->dtype], zero_of(x->dtype),
+                            heavy ? cad_par_min_heavy : cad_par_min);
         if (st) return st;
     }
     return CAD_OK;
 }
+
+static int64_t x_size_of(cad_tape *t, cad_hid h) { return h >= 0 ? t->bufs[h].size : -1; }
 
 /* ---- views: aux = [offset, ndim, shape[ndim], strides[ndim]] relative to the
  * contiguous layout of the input ---- */
@@ -93,10 +129,12 @@ int cad_view_vjp(cad_tape *t, const cad_rec *r) {
     cad_hid h = t->args[r->arg];
     int64_t oc[CAD_MAXDIM];
     cad_iter it;
-    int d, st;
+    int d, st, assign, full = o->size == x_size_of(t, h);
     if (!wants(t, h)) return CAD_OK;
     x = t->bufs + h;
-    st = cad_ensure_grad(x);
+    for (d = 0; d < nd; d++)
+        if (aux[2 + nd + d] == 0 && aux[2 + d] > 1) full = 0;
+    st = cad_grad_for(x, full && !(o->flags & BUF_INLINE), &assign);
     if (st) return st;
     if (o->flags & BUF_INLINE) {   /* scalar read such as t[i] */
         if (x->dtype == CAD_F64) ((double *)gptr(x))[off] += o->sgrad;
@@ -108,7 +146,8 @@ int cad_view_vjp(cad_tape *t, const cad_rec *r) {
     cad_contig_strides(nd, aux + 2, oc);
     cad_iter_operand(&it, 0, gptr(x) + off * esz(x->dtype), esz(x->dtype), nd, aux + 2, aux + 2 + nd);
     cad_iter_operand(&it, 1, gptr(o), esz(o->dtype), nd, aux + 2, oc);
-    return cad_iter_run(&it, cad_acc_rows[x->dtype], cad_acc_rows[x->dtype], zero_of(x->dtype));
+    return cad_iter_run(&it, assign ? cad_copy_rows[x->dtype] : cad_acc_rows[x->dtype],
+                        cad_acc_rows[x->dtype], zero_of(x->dtype));
 }
 
 /* strides of the (contiguous) reduced output seen from the input's dims:
@@ -126,10 +165,10 @@ int cad_sum_vjp(cad_tape *t, const cad_rec *r) {
     uint64_t mask = (uint64_t)t->aux[r->aux];
     int64_t rshape[CAD_MAXDIM], rst[CAD_MAXDIM], xc[CAD_MAXDIM];
     cad_iter it;
-    int d, st, nd;
+    int d, st, nd, assign;
     if (!wants(t, h)) return CAD_OK;
     x = t->bufs + h;
-    st = cad_ensure_grad(x);
+    st = cad_grad_for(x, 1, &assign);
     if (st) return st;
     nd = x->ndim;
     reduced_strides(nd, cad_shape(t, x), mask, rshape, rst);
@@ -139,7 +178,7 @@ int cad_sum_vjp(cad_tape *t, const cad_rec *r) {
     for (d = 0; d < nd; d++) it.shape[d] = cad_shape(t, x)[d];
     cad_iter_operand(&it, 0, gptr(x), esz(x->dtype), nd, cad_shape(t, x), xc);
     cad_iter_operand(&it, 1, gptr(o), esz(o->dtype), nd, rshape, rst);
-    return cad_iter_run(&it, cad_acc_rows[x->dtype], NULL, NULL);
+    return cad_iter_run(&it, assign ? cad_copy_rows[x->dtype] : cad_acc_rows[x->dtype], NULL, NULL);
 }
 
 /* ---- max/min: the gradient is split evenly between tied extremes ---- */
@@ -335,7 +374,8 @@ int cad_concat_vjp(cad_tape *t, const cad_rec *r) {
         const int64_t *xs = cad_shape(t, x);
         cad_iter it;
         if (wants(t, a[i])) {
-            st = cad_ensure_grad(x);
+            int assign;
+            st = cad_grad_for(x, 1, &assign);
             if (st) return st;
             cad_contig_strides(nd, xs, xc);
             it.nop = 2;
@@ -343,7 +383,7 @@ int cad_concat_vjp(cad_tape *t, const cad_rec *r) {
             for (d = 0; d < nd; d++) it.shape[d] = xs[d];
             cad_iter_operand(&it, 0, gptr(x), es, nd, xs, xc);
             cad_iter_operand(&it, 1, gptr(o) + off * oc[axis] * es, es, nd, xs, oc);
-            st = cad_iter_run(&it, cad_acc_rows[x->dtype], NULL, NULL);
+            st = cad_iter_run(&it, assign ? cad_copy_rows[x->dtype] : cad_acc_rows[x->dtype], NULL, NULL);
             if (st) return st;
         }
         off += xs[axis];
@@ -357,10 +397,10 @@ int cad_cast_vjp(cad_tape *t, const cad_rec *r) {
     cad_hid h = t->args[r->arg];
     int64_t c[CAD_MAXDIM];
     cad_iter it;
-    int d, st;
+    int d, st, assign;
     if (!wants(t, h)) return CAD_OK;
     x = t->bufs + h;
-    st = cad_ensure_grad(x);
+    st = cad_grad_for(x, 1, &assign);
     if (st) return st;
     cad_contig_strides(x->ndim, cad_shape(t, x), c);
     it.nop = 2;
@@ -368,7 +408,8 @@ int cad_cast_vjp(cad_tape *t, const cad_rec *r) {
     for (d = 0; d < x->ndim; d++) it.shape[d] = cad_shape(t, x)[d];
     cad_iter_operand(&it, 0, gptr(x), esz(x->dtype), x->ndim, cad_shape(t, x), c);
     cad_iter_operand(&it, 1, gptr(o), esz(o->dtype), x->ndim, cad_shape(t, x), c);
-    return cad_iter_run(&it, cad_castacc_rows[fdt(x->dtype)][fdt(o->dtype)], NULL, NULL);
+    return cad_iter_run(&it, assign ? cad_cast_rows[x->dtype][o->dtype]
+                                    : cad_castacc_rows[fdt(x->dtype)][fdt(o->dtype)], NULL, NULL);
 }
 
 /* ---- matmul: args [a, b]; aux = [a_is_1d, b_is_1d] ---- */
@@ -406,6 +447,7 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
     int64_t m, k, k2, n, ars, acs, brs, bcs;
     int64_t ac[CAD_MAXDIM], bc[CAD_MAXDIM], oc_b[CAD_MAXDIM];
     cad_mm mm;
+    memset(&mm, 0, sizeof(mm));
     A = t->bufs + ar[0];
     Bm = t->bufs + ar[1];
     mat_desc(t, A, a1, 1, &abnd, &abs_, &abst, &m, &k, &ars, &acs);
@@ -418,8 +460,11 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
     cad_contig_strides(obnd, mm.bshape, oc_b);
     for (d = 0; d < obnd; d++) oc_b[d] *= m * n;
     if (wants(t, ar[0])) {   /* gA (+)= gC @ B^T, gA contiguous in A's shape */
-        int64_t agc[CAD_MAXDIM];
-        st = cad_ensure_grad(A);
+        int64_t agc[CAD_MAXDIM], nbo = 1, nba = 1;
+        int assign;
+        for (d = 0; d < obnd; d++) nbo *= mm.bshape[d];
+        for (d = 0; d < abnd; d++) nba *= abs_[d];
+        st = cad_grad_for(A, nbo == nba, &assign);
         if (st) return st;
         cad_contig_strides(abnd, abs_, ac);
         for (d = 0; d < abnd; d++) ac[d] *= m * k;
@@ -429,13 +474,16 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
         mm.m = m; mm.n = k; mm.k = n;
         mm.a = gptr(o); mm.ars = n; mm.acs = 1;
         mm.b = cad_bdata(Bm); mm.brs = bcs; mm.bcs = brs;
-        mm.c = gptr(A); mm.crs = k; mm.beta = 1.0;
+        mm.c = gptr(A); mm.crs = k; mm.beta = assign ? 0.0 : 1.0;
         st = cad_matmul(&mm);
         if (st) return st;
     }
     if (wants(t, ar[1])) {   /* gB (+)= A^T @ gC */
-        int64_t bgc[CAD_MAXDIM];
-        st = cad_ensure_grad(Bm);
+        int64_t bgc[CAD_MAXDIM], nbo = 1, nbb = 1;
+        int assign;
+        for (d = 0; d < obnd; d++) nbo *= mm.bshape[d];
+        for (d = 0; d < bbnd; d++) nbb *= bbs[d];
+        st = cad_grad_for(Bm, nbo == nbb, &assign);
         if (st) return st;
         cad_contig_strides(bbnd, bbs, bc);
         for (d = 0; d < bbnd; d++) bc[d] *= k * n;
@@ -445,7 +493,7 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
         mm.m = k; mm.n = n; mm.k = m;
         mm.a = cad_bdata(A); mm.ars = acs; mm.acs = ars;
         mm.b = gptr(o); mm.brs = n; mm.bcs = 1;
-        mm.c = gptr(Bm); mm.crs = n; mm.beta = 1.0;
+        mm.c = gptr(Bm); mm.crs = n; mm.beta = assign ? 0.0 : 1.0;
         st = cad_matmul(&mm);
         if (st) return st;
     }
