@@ -12,6 +12,38 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 subprocess.check_call([sys.executable, os.path.join(ROOT, "tools", "gen_ops.py")], cwd=ROOT)
 
 DEBUG = os.environ.get("CAD_CYTHON_DEBUG") == "1"
+
+
+def _probe(src, flags):
+    """does this C source compile and link with flags?"""
+    import shutil
+    import sysconfig
+    import tempfile
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    d = tempfile.mkdtemp()
+    try:
+        with open(os.path.join(d, "p.c"), "w") as f:
+            f.write(src)
+        cmd = cc.split() + ["-O2"] + flags + [os.path.join(d, "p.c"), "-o", os.path.join(d, "p"), "-lm"]
+        return subprocess.call(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# glibc's vector math (libmvec) and gcc's function clones for AVX2: used when present
+SIMD_FLAGS = []
+SIMD_DEFS = []
+if _probe("""#include <math.h>
+#pragma omp declare simd notinbranch
+double tanh(double);
+__attribute__((target_clones("avx2", "default"))) void f(double *o, const double *x, long n) {
+    _Pragma("omp simd") for (long i = 0; i < n; i++) o[i] = tanh(x[i]); }
+int main(void) { double a[8] = {0}, b[8]; f(b, a, 8); return (int)b[0]; }
+""", ["-fopenmp-simd", "-fno-math-errno"]):
+    SIMD_FLAGS = ["-fopenmp-simd"]
+    SIMD_DEFS = [("CAD_LIBMVEC", "1"), ("CAD_CLONES", "1")]
 directives = {
     "language_level": 3,
     "boundscheck": DEBUG,
@@ -26,8 +58,9 @@ ext = Extension(
     sources=["cad/_core/_engine.pyx"] + [f"{cpu}/{f}" for f in
                                          ("tape.c", "iter.c", "pool.c", "kernels.c", "sweep.c", "matmul.c", "_gen_ops.c")],
     include_dirs=[np.get_include(), cpu, "cad/_core"],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=["-O3", "-fno-math-errno", "-std=gnu11", "-pthread"] + (["-O0", "-g"] if DEBUG else []),
-    extra_link_args=["-pthread"],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + SIMD_DEFS,
+    extra_compile_args=["-O3", "-fno-math-errno", "-std=gnu11", "-pthread"] + SIMD_FLAGS
+    + (["-O0", "-g"] if DEBUG else []),
+    extra_link_args=["-pthread", "-lm"],
 )
 setup(ext_modules=cythonize([ext], compiler_directives=directives, include_path=["cad/_core"]))

@@ -4,6 +4,8 @@ from ._core._engine import enable_grad, is_grad_enabled, no_grad, set_grad_enabl
 
 
 def _as_list(x, what):
+    if type(x) is _C.Tensor:
+        return [x]
     if isinstance(x, _C.Tensor):
         return [x]
     if isinstance(x, (list, tuple)):
@@ -16,29 +18,10 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
          allow_unused=False):
     """Gradients of outputs with respect to inputs, as a tuple (one per input);
     .grad is not touched.  The tape is consumed unless retain_graph=True."""
-    outs = _as_list(outputs, "outputs")
-    ins = _as_list(inputs, "inputs")
-    for k, x in enumerate(ins):
-        if not isinstance(x, _C.Tensor):
-            raise TypeError(f"autograd.grad: input {k} is a {type(x).__name__}, not a tensor")
-        if x.dtype.kind != "f":
-            raise _C.DTypeError(f"autograd.grad: input {k} has dtype {x.dtype}; gradients are "
-                                "defined for float inputs only")
-        if not x.requires_grad:
-            raise _C.BackwardError(f"autograd.grad: input {k} (shape {x.shape}) does not require "
-                                   "grad")
-    if grad_outputs is None:
-        gouts = [None] * len(outs)
-    else:
-        gouts = _as_list(grad_outputs, "grad_outputs")
-        if len(gouts) != len(outs):
-            raise ValueError(f"autograd.grad: {len(gouts)} grad_outputs for {len(outs)} outputs")
     if create_graph:
         raise NotImplementedError("autograd.grad(create_graph=True): higher-order gradients are "
                                   "not in this version of cad")
-    retain = create_graph if retain_graph is None else retain_graph
-    return tuple(_C.run_backward(outs, gouts, ins, bool(retain), False, bool(allow_unused),
-                                 "autograd.grad"))
+    return _C.grad_api(outputs, inputs, grad_outputs, retain_graph, allow_unused)
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None):

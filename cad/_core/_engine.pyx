@@ -627,6 +627,24 @@ cdef int _record(int op, Tensor r, list ins, int need, int64_t *aux, int naux) e
     return 0
 
 
+cdef int _record1(int op, Tensor r, Tensor x, int need, int64_t *aux, int naux) except -1:
+    """_record for one input (views of one tensor: the seed's t[i])"""
+    cdef Tape tp = _input_tape(x)
+    cdef cad_hid h, ho
+    if tp is None:
+        tp = Tape.__new__(Tape)
+    h = _handle(tp, x, 0.0, need & 1)
+    if r._inline:
+        ho = _push_scalar(tp, r._sval, BUF_RG)
+    else:
+        ho = _push_buf(tp, r, BUF_RG, (need >> 7) & 1)
+    _push_rec(tp, op, ho, &h, 1, aux, naux)
+    r._tape = tp
+    r._h = ho
+    r._rg = True
+    return 0
+
+
 cdef int _rec_scalar(int op, Tensor r, Tensor ta, double va, Tensor tb, double vb, int n) except -1:
     """record an op on inline float64 scalars (the fast path)"""
     cdef Tape tp = _join(_input_tape(ta), _input_tape(tb) if n == 2 else None)
@@ -1557,24 +1575,97 @@ cdef void _free_capsule(object cap) noexcept:
     free(PyCapsule_GetPointer(cap, NULL))
 
 
-cdef object _take_grad(Tape tp, cad_hid h):
-    """the gradient of buf h as an ndarray (taking ownership of its buffer)"""
+cdef list _seq(object x, str what):
+    if type(x) is Tensor:
+        return [x]
+    if isinstance(x, Tensor):
+        return [x]
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    raise TypeError(f"autograd.grad: {what} must be a tensor or a sequence of tensors, got "
+                    f"{type(x).__name__}")
+
+
+def grad_api(outputs, inputs, grad_outputs, retain_graph, allow_unused):
+    """autograd.grad (first order): a tuple with one gradient per input"""
+    cdef list outs = _seq(outputs, "outputs"), ins = _seq(inputs, "inputs"), gouts
+    cdef Py_ssize_t k
+    for k in range(len(ins)):
+        if not isinstance(ins[k], Tensor):
+            raise TypeError(f"autograd.grad: input {k} is a {type(ins[k]).__name__}, not a tensor")
+    if grad_outputs is None:
+        gouts = [None] * len(outs)
+    else:
+        gouts = _seq(grad_outputs, "grad_outputs")
+        if len(gouts) != len(outs):
+            raise ValueError(f"autograd.grad: {len(gouts)} grad_outputs for {len(outs)} outputs")
+    return tuple(run_backward(outs, gouts, ins, bool(retain_graph), False, bool(allow_unused),
+                              "autograd.grad"))
+
+
+cdef Tensor _take_grad(Tape tp, cad_hid h):
+    """the gradient of buf h as a tensor (taking ownership of a large buffer)"""
     cdef cad_buf *b = &tp.t.bufs[h]
     cdef cnp.npy_intp dims[MAXDIM]
     cdef cnp.ndarray a
     cdef int d
+    cdef size_t nb
     if b.flags & BUF_INLINE:
-        a = cnp.PyArray_EMPTY(0, NULL, cnp.NPY_DOUBLE, 0)
-        (<double *>cnp.PyArray_DATA(a))[0] = b.sgrad
-        return a
+        return _new_inline(b.sgrad)
     for d in range(b.ndim):
         dims[d] = tp.t.meta[b.meta + d]
     if b.grad == NULL:
-        return _np.zeros(tuple(dims[d] for d in range(b.ndim)), dtype=_DTYPES[b.dtype])
-    a = cnp.PyArray_SimpleNewFromData(b.ndim, dims, _TYPENUM[b.dtype], <void *>b.grad)
-    cnp.set_array_base(a, PyCapsule_New(<void *>b.grad, NULL, _free_capsule))
-    b.grad = NULL
-    return a
+        a = cnp.PyArray_ZEROS(b.ndim, dims, _TYPENUM[b.dtype], 0)
+    elif b.size <= 4096:
+        a = cnp.PyArray_EMPTY(b.ndim, dims, _TYPENUM[b.dtype], 0)
+        nb = b.size * _ESIZE[b.dtype]
+        memcpy(cnp.PyArray_DATA(a), b.grad, nb)
+    else:
+        a = cnp.PyArray_SimpleNewFromData(b.ndim, dims, _TYPENUM[b.dtype], <void *>b.grad)
+        cnp.set_array_base(a, PyCapsule_New(<void *>b.grad, NULL, _free_capsule))
+        b.grad = NULL
+    return _wrap(a)
+
+
+cdef Tensor _sum_grads(Tape tp, list hs):
+    """the sum of the gradients of handles hs (one value registered several times,
+    e.g. a leaf used on two tapes that were merged)"""
+    cdef cad_hid h0 = hs[0], h
+    cdef cad_buf *b0 = &tp.t.bufs[h0]
+    cdef cad_buf *b
+    cdef Tensor r
+    cdef cnp.ndarray a
+    cdef int64_t i, n
+    cdef double acc
+    if len(hs) == 1:
+        return _take_grad(tp, h0)
+    if b0.flags & BUF_INLINE:
+        acc = 0.0
+        for h in hs:
+            acc += tp.t.bufs[h].sgrad
+        return _new_inline(acc)
+    r = _take_grad(tp, h0)
+    a = <cnp.ndarray>r._arr
+    cnp.PyArray_ENABLEFLAGS(a, cnp.NPY_ARRAY_WRITEABLE)
+    n = b0.size
+    for h in hs[1:]:
+        b = &tp.t.bufs[h]
+        if b.grad == NULL:
+            continue
+        if b.dtype == CAD_F64:
+            for i in range(n):
+                (<double *>cnp.PyArray_DATA(a))[i] += (<double *>b.grad)[i]
+        else:
+            for i in range(n):
+                (<float *>cnp.PyArray_DATA(a))[i] += (<float *>b.grad)[i]
+    cnp.PyArray_CLEARFLAGS(a, cnp.NPY_ARRAY_WRITEABLE)
+    return r
+
+
+cdef Tensor _plus(Tensor a, Tensor b):
+    if a._inline and b._inline:
+        return _new_inline(a._sval + b._sval)
+    return _wrap(_np.add(_arr_of(a), _arr_of(b)))
 
 
 cdef _consume(Tape tp):
@@ -1582,33 +1673,62 @@ cdef _consume(Tape tp):
     tp._consumed = True
 
 
+cdef int _seed(Tape tp, cad_hid h, object ga, str who) except -1:
+    cdef cad_buf *b = &tp.t.bufs[h]
+    cdef cnp.ndarray a
+    cdef int64_t i
+    _check(cad_ensure_grad(b), who)
+    if ga is None:   # d(y)/d(y) of a one-element output
+        if b.flags & BUF_INLINE:
+            b.sgrad += 1.0
+        elif b.dtype == CAD_F64:
+            (<double *>b.grad)[0] += 1.0
+        else:
+            (<float *>b.grad)[0] += 1.0
+        return 0
+    if b.flags & BUF_INLINE:
+        b.sgrad += float(ga)
+        return 0
+    a = _np.ascontiguousarray(ga)
+    if b.dtype == CAD_F64:
+        for i in range(b.size):
+            (<double *>b.grad)[i] += (<double *>cnp.PyArray_DATA(a))[i]
+    else:
+        for i in range(b.size):
+            (<float *>b.grad)[i] += (<float *>cnp.PyArray_DATA(a))[i]
+    return 0
+
+
 def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bint accumulate,
                  bint allow_unused, str who):
     """The sweep driver behind backward() and autograd.grad.  accumulate: add into
     leaves' .grad; otherwise return the gradients of `inputs` (a list)."""
-    cdef Tensor y, x
+    cdef Tensor y, x, g
     cdef Tape tp
+    cdef Py_ssize_t k, j, ti, nout = len(outputs), nin
     cdef list tapes = []
-    cdef dict seeds = {}
+    cdef list seeds = []       # (tape index, handle, seed array or None)
+    cdef list direct = []      # (leaf output, seed)
+    cdef list ins = list(inputs) if inputs is not None else []
+    cdef list in_h = []        # (input index, tape index, handle)
+    cdef list got
+    cdef dict leafg
     cdef int64_t i
     cdef int st
     cdef cad_buf *b
-    cdef dict results = {}     # id(input or leaf) -> ndarray
-    cdef dict objs = {}
-    cdef list direct = []      # (leaf output, seed)
-    for k in range(len(outputs)):
-        y = as_tensor(outputs[k])
-        g = grad_outputs[k]
+    nin = len(ins)
+    for k in range(nout):
+        y = outputs[k] if type(outputs[k]) is Tensor else as_tensor(outputs[k])
+        ga = grad_outputs[k]
         if not y._rg:
             raise BackwardError(f"{who}: output {k} does not require grad (no input of the ops "
                                 "that made it requires grad, or it was made under no_grad)")
-        if g is None:
-            if y.size != 1:
+        if ga is None:
+            if not y._inline and cnp.PyArray_SIZE(<cnp.ndarray>y._arr) != 1:
                 raise BackwardError(f"{who}: output of shape {y.shape} is not a scalar; pass "
                                     "grad_output (a tensor of the output's shape)")
-            ga = _np.ones(y.shape, dtype=_DTYPES[y._dtype])
         else:
-            ga = _np.asarray(_arr_of(as_tensor(g)), dtype=_DTYPES[y._dtype])
+            ga = _np.asarray(_arr_of(as_tensor(ga)), dtype=_DTYPES[y._dtype])
             if ga.shape != y.shape:
                 raise ShapeError(f"{who}: grad_output of shape {ga.shape} does not match the "
                                  f"output's shape {y.shape}")
@@ -1621,50 +1741,61 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
                                 "pass retain_graph=True to the first call to run backward again")
         if tp._busy:
             raise BackwardError(f"{who}: another thread is running backward on this tape")
-        if tp not in tapes:
+        for ti in range(len(tapes)):
+            if tapes[ti] is tp:
+                break
+        else:
             tapes.append(tp)
-            seeds[id(tp)] = []
-        seeds[id(tp)].append((y._h, ga))
-    input_list = list(inputs) if inputs is not None else []
-    in_handles = {}
-    for tp in tapes:
+            ti = len(tapes) - 1
+        seeds.append((ti, y._h, ga))
+    for j in range(nin):
+        x = ins[j]
+        if not _isfloat(x._dtype):
+            raise DTypeError(f"{who}: input {j} has dtype {_DTNAMES[x._dtype]}; gradients are "
+                             "defined for float inputs only")
+        if not x._rg:
+            raise BackwardError(f"{who}: input {j} (shape {x.shape}) does not require grad")
+    # seed, mark, sweep each tape
+    for ti in range(len(tapes)):
+        tp = tapes[ti]
         cad_tape_clear_grads(&tp.t)
-        for h, ga in seeds[id(tp)]:
-            b = &tp.t.bufs[<cad_hid>h]
-            _check(cad_ensure_grad(b), who)
-            if b.flags & BUF_INLINE:
-                b.sgrad += float(ga)
-            else:
-                _seed_add(b, ga)
+        for sd in seeds:
+            if sd[0] == ti:
+                _seed(tp, <cad_hid>sd[1], sd[2], who)
         if accumulate:
             for i in range(tp.t.nbufs):
                 if tp.t.bufs[i].flags & BUF_LEAF:
                     tp.t.bufs[i].flags |= BUF_KEEP
         else:
-            hs = []
-            for x in input_list:
-                if x._tape is not None and _resolved(x) is tp:
-                    hs.append((id(x), x._h))
-                elif x._tape is None:
+            for j in range(nin):
+                x = ins[j]
+                if x._tape is not None:
+                    if _resolved(x) is tp:
+                        tp.t.bufs[x._h].flags |= BUF_KEEP
+                        in_h.append((j, ti, x._h))
+                else:
                     for i in range(tp.t.nbufs):
                         if tp.t.bufs[i].leaf == <void *>x:
-                            hs.append((id(x), i))
-            for _, h in hs:
-                tp.t.bufs[<cad_hid>h].flags |= BUF_KEEP
-            in_handles[id(tp)] = hs
+                            tp.t.bufs[i].flags |= BUF_KEEP
+                            in_h.append((j, ti, i))
         tp._busy = True
-        try:
+        if tp.t.nrecs > 64 or tp.t.nmeta > 0:
             with nogil:
                 st = cad_sweep(&tp.t, 1)
-        finally:
-            tp._busy = False
+        else:   # a few scalar records: releasing the GIL costs more than the sweep
+            st = cad_sweep(&tp.t, 1)
+        tp._busy = False
         if st != CAD_OK:
             for tp2 in tapes:
                 cad_tape_clear_grads(&(<Tape>tp2).t)
             _check(st, who)
-    # collect
+    # collect (nothing the user holds changes before every check passed)
+    got = [None] * nin
+    leafg = {}
     try:
-        for tp in tapes:
+        for ti in range(len(tapes)):
+            tp = tapes[ti]
+            groups = {}    # id(value) -> [handles]: a leaf may be registered several times
             if accumulate:
                 for i in range(tp.t.nbufs):
                     b = &tp.t.bufs[i]
@@ -1675,59 +1806,53 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
                                 f"{who}: a leaf of shape {x.shape} was modified in place "
                                 f"(version {x._version}, recorded at {b.version}) after it was "
                                 "used; its gradient would belong to the old value")
-                        _acc_result(results, objs, x, _take_grad(tp, i))
+                        hl = groups.get(id(x))
+                        if hl is None:
+                            groups[id(x)] = [x, i]
+                        else:
+                            hl.append(i)
+                for hl in groups.values():
+                    x = hl[0]
+                    g = _sum_grads(tp, hl[1:])
+                    prev = leafg.get(id(x))
+                    leafg[id(x)] = (x, g if prev is None else _plus(prev[1], g))
             else:
-                for key, h in in_handles[id(tp)]:
-                    if tp.t.bufs[<cad_hid>h].hasg:
-                        _acc_result(results, objs, None, _take_grad(tp, h), key)
-        for y, ga in direct:
-            if accumulate or any(x is y for x in input_list):
-                _acc_result(results, objs, y, ga.copy())
+                for e in in_h:
+                    if e[1] == ti and tp.t.bufs[<cad_hid>e[2]].hasg:
+                        hl = groups.get(e[0])
+                        if hl is None:
+                            groups[e[0]] = [e[2]]
+                        else:
+                            hl.append(e[2])
+                for j, hl in groups.items():
+                    g = _sum_grads(tp, hl)
+                    got[j] = g if got[j] is None else _plus(got[j], g)
+        for e in direct:
+            y = e[0]
+            g = _wrap(_np.ones(y.shape, dtype=_DTYPES[y._dtype]) if e[1] is None else e[1].copy())
+            if accumulate:
+                prev = leafg.get(id(y))
+                leafg[id(y)] = (y, g if prev is None else _plus(prev[1], g))
+            else:
+                for j in range(nin):
+                    if ins[j] is y:
+                        got[j] = g if got[j] is None else _plus(got[j], g)
     finally:
         for tp in tapes:
             cad_tape_clear_grads(&tp.t)
             if not retain:
                 _consume(tp)
     if accumulate:
-        for key, arr in results.items():
-            x = <Tensor>objs[key]
-            if x._grad is None:
-                x._grad = _wrap(arr)
-            else:
-                x._grad = _wrap(_np.add(_arr_of(<Tensor>x._grad), arr))
+        for e in leafg.values():
+            x = e[0]
+            x._grad = e[1] if x._grad is None else _plus(<Tensor>x._grad, e[1])
         return None
-    out = []
-    for k, x in enumerate(input_list):
-        a = results.get(id(x))
-        if a is None:
-            if not allow_unused:
-                raise BackwardError(f"{who}: input {k} (shape {x.shape}) was not used to compute "
-                                    "the outputs; pass allow_unused=True to get None for it")
-            out.append(None)
-        else:
-            out.append(_wrap(a))
-    return out
-
-
-cdef _acc_result(dict results, dict objs, Tensor x, object arr, object key=None):
-    if key is None:
-        key = id(x)
-        objs[key] = x
-    if key in results:
-        results[key] = _np.add(results[key], arr)
-    else:
-        results[key] = arr
-
-
-cdef _seed_add(cad_buf *b, object ga):
-    cdef cnp.ndarray a = _np.ascontiguousarray(ga)
-    cdef int64_t i
-    if b.dtype == CAD_F64:
-        for i in range(b.size):
-            (<double *>b.grad)[i] += (<double *>cnp.PyArray_DATA(a))[i]
-    else:
-        for i in range(b.size):
-            (<float *>b.grad)[i] += (<float *>cnp.PyArray_DATA(a))[i]
+    if not allow_unused:
+        for j in range(nin):
+            if got[j] is None:
+                raise BackwardError(f"{who}: input {j} (shape {ins[j].shape}) was not used to "
+                                    "compute the outputs; pass allow_unused=True to get None for it")
+    return got
 
 
 # ---------------------------------------------------------------- bound later by cad.ops

@@ -15,7 +15,19 @@
         }                                                                 \
     } while (0)
 
+/* Small tapes are created and dropped at a high rate (every x[i] of a leaf starts
+ * one); their arrays are recycled here instead of going back to malloc.  Only
+ * touched with the GIL held (tapes are made and freed by the Cython layer). */
+#define CACHE_N 32
+#define CACHE_MAXBUFS 1024
+static cad_tape cache[CACHE_N];
+static int ncache = 0;
+
 int cad_tape_init(cad_tape *t) {
+    if (ncache > 0) {
+        *t = cache[--ncache];
+        return CAD_OK;
+    }
     memset(t, 0, sizeof(*t));
     return cad_tape_reserve(t, 16, 16, 32, 32, 16);
 }
@@ -37,7 +49,12 @@ void cad_tape_free_arrays(cad_tape *t) {
         if (b->grad && !(b->flags & BUF_INLINE)) free(b->grad);
         b->grad = NULL;
     }
-    free(t->bufs); free(t->recs); free(t->args); free(t->meta); free(t->aux);
+    if (t->bufs && t->capbufs <= CACHE_MAXBUFS && t->caprecs <= CACHE_MAXBUFS && ncache < CACHE_N) {
+        t->nbufs = t->nrecs = t->nargs = t->nmeta = t->naux = 0;
+        cache[ncache++] = *t;
+    } else {
+        free(t->bufs); free(t->recs); free(t->args); free(t->meta); free(t->aux);
+    }
     memset(t, 0, sizeof(*t));
 }
 
