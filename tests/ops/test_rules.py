@@ -157,3 +157,28 @@ def test_generated_files_are_current():
         pytest.skip("not a source checkout")
     r = subprocess.run([sys.executable, gen, "--check"], cwd=root, capture_output=True, text=True)
     assert r.returncode == 0, "rebuild: " + r.stdout
+
+
+F32 = [(op, c) for op, c in GRAD if op.name not in ("astype",)]
+
+
+@pytest.mark.parametrize("op,case", F32, ids=[ids(p) for p in F32])
+def test_float32_matches_float64(op, case):
+    """the float32 kernels: same values and gradients as float64, to float32 precision"""
+    leaves, call, _ = build(op, case)
+    leaves32 = [cad.tensor(np.asarray(x), dtype=cad.float32, requires_grad=True) for x in leaves]
+    y64 = call(*leaves)
+    y32 = call(*leaves32)
+    has_f64_data = any(isinstance(s, tuple) and s and s[0] == "F" for s in case.inputs)
+    assert y32.dtype == (np.float64 if has_f64_data else np.float32)
+    np.testing.assert_allclose(np.asarray(y32, dtype=np.float64), np.asarray(y64), rtol=2e-5, atol=2e-5)
+    seed = np.random.default_rng(3).standard_normal(y64.shape)
+    g64 = cad.autograd.grad(y64, leaves, grad_outputs=cad.tensor(seed), allow_unused=True)
+    g32 = cad.autograd.grad(y32, leaves32, grad_outputs=cad.tensor(seed, dtype=y32.dtype),
+                            allow_unused=True)
+    for a, b in zip(g64, g32):
+        if a is None:
+            assert b is None
+            continue
+        assert b.dtype == np.float32
+        np.testing.assert_allclose(np.asarray(b, dtype=np.float64), np.asarray(a), rtol=1e-4, atol=1e-4)
