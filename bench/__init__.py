@@ -4,9 +4,11 @@ Run from the repository root:  python -m bench [--quick] [--only W1,W3] [--json 
 
 Workloads: W1 chain of 1000 scalar ops, W2 the seed's scalar program (and its
 tensor form), W3 an MLP training step, W4 an elementwise function over 10^7
-values, W5 sum((A@B)**2) at 1024x1024.  Each peer is optional; benchmarks
+values, W5 sum((A@B)**2) at 1024x1024, W6 the 256x256 Jacobian of tanh(W@x)
+(jacrev, jacfwd, a loop of VJPs), W7 the 128x128 Hessian of
+sum(x**3) + sum(tanh(W@x)).  Each peer is optional; benchmarks
 never assert.  (Nothing is imported here, so that ``--threads`` can set the
 BLAS environment before numpy loads.)
 """
 
-MODULES = ["w_scalar", "w_mlp", "w_array"]  # each defines CASES
+MODULES = ["w_scalar", "w_mlp", "w_array", "w_transforms"]  # each defines CASES

@@ -25,6 +25,9 @@ from .creation import (  # noqa: E402
     zeros_like,
 )
 from . import autograd, testing  # noqa: E402
+from .transforms import (  # noqa: E402
+    grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp,
+)
 
 bool = bool_  # noqa: A001  (cad.bool, as torch.bool / numpy's bool)
 
@@ -40,5 +43,6 @@ __all__ = sorted(set(_exported) | {
     "zeros_like", "ones_like", "full_like", "randn", "rand", "manual_seed", "no_grad",
     "enable_grad", "set_grad_enabled", "is_grad_enabled", "set_num_threads", "get_num_threads",
     "float64", "float32", "int64", "bool", "bool_", "device", "Device", "autograd", "testing",
-    "cat", "expand_dims", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
+    "cat", "expand_dims", "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "jacobian",
+    "hessian", "hvp", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
 })

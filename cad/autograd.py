@@ -19,13 +19,26 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     """Gradients of outputs with respect to inputs, as a tuple (one per input);
     .grad is not touched.  The tape is consumed unless retain_graph=True."""
     if create_graph:
-        raise NotImplementedError("autograd.grad(create_graph=True): higher-order gradients are "
-                                  "not in this version of cad")
+        from .transforms import grad_create_graph
+        outs = _as_list(outputs, "outputs")
+        ins = _as_list(inputs, "inputs")
+        for k, x in enumerate(ins):
+            if not isinstance(x, _C.Tensor):
+                raise TypeError(f"autograd.grad: input {k} is a {type(x).__name__}, not a tensor")
+            if x.dtype.kind != "f":
+                raise _C.DTypeError(f"autograd.grad: input {k} has dtype {x.dtype}; gradients are "
+                                    "defined for float inputs only")
+        gouts = [None] * len(outs) if grad_outputs is None else _as_list(grad_outputs, "grad_outputs")
+        return grad_create_graph(outs, ins, gouts, allow_unused, False, "autograd.grad")
     return _C.grad_api(outputs, inputs, grad_outputs, retain_graph, allow_unused)
 
 
-def backward(tensors, grad_tensors=None, retain_graph=None):
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     """Accumulate the gradients of tensors into the leaves' .grad."""
     outs = _as_list(tensors, "tensors")
     gouts = [None] * len(outs) if grad_tensors is None else _as_list(grad_tensors, "grad_tensors")
+    if create_graph:
+        from .transforms import grad_create_graph
+        grad_create_graph(outs, None, gouts, False, True, "backward")
+        return
     _C.run_backward(outs, gouts, None, bool(retain_graph), True, False, "backward")

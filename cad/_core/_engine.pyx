@@ -124,12 +124,20 @@ cdef extern from "cad_cpu.h" nogil:
     int cad_matmul(const cad_mm *mm)
     void cad_set_blas(void *dgemm, void *sgemm)
     int cad_have_blas()
-    int cad_sweep(cad_tape *t, int free_tmp)
+    int cad_sweep(cad_tape *t, int free_tmp, int64_t stop)
+    void cad_gather_fwd(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
+    void cad_scatter_fwd(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
     int cad_ensure_grad(cad_buf *b)
     int cad_num_threads
     int64_t cad_par_min
     int64_t cad_par_min_heavy
     int cad_get_max_threads()
+
+cdef extern from *:
+    """
+    static cad_row cad_acc_row(int dt) { return cad_acc_rows[dt]; }
+    """
+    cad_row cad_acc_row(int dt)
 
 cdef extern from *:
     """
@@ -1346,18 +1354,118 @@ cdef object _getitem(Tensor t, object index):
     return gather(t, _lin_index(t, idx), _np.asarray(val))
 
 
-def gather(object x, object lin, object value=None):
-    """out.flat[k] = x.flat[lin.flat[k]] (flat C-order positions), shape of lin"""
+def gather(object x, object lin, object value=None, int nb=0):
+    """out[b..., k...] = x[b..., flat position lin[k...]] (C order over x's trailing
+    dims after nb batch dims); the result has shape x.shape[:nb] + lin.shape"""
     cdef Tensor t = as_tensor(x), r, tl
-    lin = _np.array(lin, dtype=_np.int64, order="C", copy=None)
+    cdef int64_t B = 1, xsize, n
+    cdef object la, xa, out
+    cdef int64_t aux[3]
+    la = _np.array(lin, dtype=_np.int64, order="C", copy=None)
+    shape = t.shape
+    for d in range(nb):
+        B *= shape[d]
+    xsize = t.size // B if B else 0
+    if la.size and (la.min() < 0 or la.max() >= xsize):
+        raise IndexError(f"gather: position out of range for {xsize} elements")
     if value is None:
-        if lin.size and (lin.min() < 0 or lin.max() >= t.size):
-            raise IndexError(f"gather: position out of range for a tensor of {t.size} elements")
-        value = _np.take(_arr_of(t), lin)
+        xa = _np.ascontiguousarray(_arr_of(t))
+        out = _np.empty(shape[:nb] + la.shape, dtype=_DTYPES[t._dtype])
+        n = la.size
+        cad_gather_fwd(t._dtype, <char *>cnp.PyArray_DATA(<cnp.ndarray>out),
+                       <const char *>cnp.PyArray_DATA(<cnp.ndarray>xa),
+                       <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>la), n, B, xsize)
+        value = out
     r = _wrap(_np.asarray(value))
     if t._rg and not cad_grad_off:
-        tl = _wrap(lin)
-        _record(OP_GATHER, r, [t, tl], 2, NULL, 0)
+        tl = _wrap(la)
+        aux[0] = B
+        aux[1] = xsize
+        aux[2] = nb
+        _record(OP_GATHER, r, [t, tl], 2, aux, 3)
+    return r
+
+
+def scatter(object g, object lin, int64_t xsize, int nb=0):
+    """the adjoint of gather: zeros of shape g.shape[:nb] + (xsize,), then
+    out[b..., lin[k...]] += g[b..., k...]"""
+    cdef Tensor t = as_tensor(g), r, tl
+    cdef int64_t B = 1
+    cdef object la, ga, out
+    cdef int64_t aux[3]
+    la = _np.array(lin, dtype=_np.int64, order="C", copy=None)
+    shape = t.shape
+    for d in range(nb):
+        B *= shape[d]
+    if not _isfloat(t._dtype):
+        raise DTypeError("scatter: float values only")
+    if la.size and (la.min() < 0 or la.max() >= xsize):
+        raise IndexError(f"scatter: position out of range for {xsize} elements")
+    ga = _np.ascontiguousarray(_arr_of(t))
+    out = _np.empty(shape[:nb] + (xsize,), dtype=_DTYPES[t._dtype])
+    cad_scatter_fwd(t._dtype, <char *>cnp.PyArray_DATA(<cnp.ndarray>out),
+                    <const char *>cnp.PyArray_DATA(<cnp.ndarray>ga),
+                    <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>la), la.size, B, xsize)
+    r = _wrap(out)
+    if t._rg and not cad_grad_off:
+        tl = _wrap(la)
+        aux[0] = B
+        aux[1] = xsize
+        aux[2] = nb
+        _record(OP_SCATTER, r, [t, tl], 2, aux, 3)
+    return r
+
+
+def as_strided(object x, int64_t offset, tuple shape, tuple strides):
+    """a view of x given relative to x's contiguous (C-order) layout, recorded
+    like every view (transforms build the views of their rules with it)"""
+    cdef Tensor t = as_tensor(x)
+    cdef int64_t es = _ESIZE[t._dtype]
+    flat = _np.ascontiguousarray(_arr_of(t)).reshape(-1)
+    base = flat[offset:] if flat.size else flat
+    val = _np.lib.stride_tricks.as_strided(base, shape=shape, strides=tuple(s * es for s in strides),
+                                           writeable=False)
+    return _view(t, val, offset, shape, strides)
+
+
+def unview(object g, int64_t offset, tuple vshape, tuple vstrides, tuple out_shape):
+    """the adjoint of as_strided: zeros of out_shape, whose strided window
+    (offset, vshape, vstrides) receives g (overlaps add up)"""
+    cdef Tensor t = as_tensor(g), r
+    cdef int nd = len(vshape), d, st
+    cdef cnp.ndarray out
+    cdef cad_iter it
+    cdef int64_t vs[MAXDIM]
+    cdef int64_t vst[MAXDIM]
+    cdef int64_t *aux
+    cdef int64_t es = _ESIZE[t._dtype]
+    if t.shape != vshape:
+        raise ShapeError(f"unview: value of shape {t.shape} does not match the window {vshape}")
+    out = _np.zeros(out_shape, dtype=_DTYPES[t._dtype])
+    for d in range(nd):
+        vs[d] = vshape[d]
+        vst[d] = vstrides[d]
+    it.nop = 2
+    it.ndim = nd
+    for d in range(nd):
+        it.shape[d] = vs[d]
+    cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(out) + offset * es, es, nd, vs, vst)
+    _operand(&it, 1, t)
+    st = cad_iter_run(&it, cad_acc_row(t._dtype), NULL, NULL)
+    r = _wrap(out)
+    if t._rg and not cad_grad_off:
+        aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
+        if aux == NULL:
+            raise MemoryError()
+        aux[0] = offset
+        aux[1] = nd
+        for d in range(nd):
+            aux[2 + d] = vs[d]
+            aux[2 + nd + d] = vst[d]
+        try:
+            _record1(OP_UNVIEW, r, t, 0, aux, 2 + 2 * nd)
+        finally:
+            free(aux)
     return r
 
 
@@ -1700,7 +1808,7 @@ cdef int _seed(Tape tp, cad_hid h, object ga, str who) except -1:
 
 
 def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bint accumulate,
-                 bint allow_unused, str who):
+                 bint allow_unused, str who, int64_t stop=0):
     """The sweep driver behind backward() and autograd.grad.  accumulate: add into
     leaves' .grad; otherwise return the gradients of `inputs` (a list)."""
     cdef Tensor y, x, g
@@ -1781,9 +1889,9 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
         tp._busy = True
         if tp.t.nrecs > 64 or tp.t.nmeta > 0:
             with nogil:
-                st = cad_sweep(&tp.t, 1)
+                st = cad_sweep(&tp.t, 1, stop)
         else:   # a few scalar records: releasing the GIL costs more than the sweep
-            st = cad_sweep(&tp.t, 1)
+            st = cad_sweep(&tp.t, 1, stop)
         tp._busy = False
         if st != CAD_OK:
             for tp2 in tapes:
@@ -1880,3 +1988,141 @@ def _tape_of(Tensor t):
     if t._tape is None:
         return None
     return _resolved(t)
+
+
+
+# ---------------------------------------------------------------- the tape from Python (transforms)
+
+def tape_records(Tape tp, int64_t lo=0, int64_t hi=-1):
+    """records lo..hi-1 as (op code, out handle, input handles, aux) tuples"""
+    cdef int64_t i, j
+    cdef cad_rec *r
+    cdef list out = []
+    if hi < 0 or hi > tp.t.nrecs:
+        hi = tp.t.nrecs
+    for i in range(max(lo, 0), hi):
+        r = &tp.t.recs[i]
+        ins = tuple(tp.t.args[r.arg + j] for j in range(r.nargs))
+        if r.aux >= 0:
+            aux = _rec_aux(tp, i)
+        else:
+            aux = ()
+        out.append((r.op, r.out, ins, aux))
+    return out
+
+
+cdef tuple _rec_aux(Tape tp, int64_t i):
+    """the aux ints of record i (their count depends on the op)"""
+    cdef cad_rec *r = &tp.t.recs[i]
+    cdef int64_t *a = tp.t.aux + r.aux
+    cdef int64_t n
+    if r.op == OP_VIEW or r.op == OP_UNVIEW:
+        n = 2 + 2 * a[1]
+    elif r.op == OP_GATHER or r.op == OP_SCATTER:
+        n = 3
+    elif r.op == OP_MATMUL:
+        n = 2
+    else:
+        n = 1
+    return tuple(a[j] for j in range(n))
+
+
+def tape_info(Tape tp, cad_hid h):
+    """(shape, dtype code, flags) of handle h"""
+    cdef cad_buf *b = &tp.t.bufs[h]
+    shape = tuple(tp.t.meta[b.meta + d] for d in range(b.ndim))
+    return shape, b.dtype, b.flags
+
+
+def tape_node(Tape tp, cad_hid h):
+    """a tensor standing for handle h: the leaf itself, a node of the tape (ops on
+    it record against h), or the value of a constant; None when the value was not
+    kept (nothing read it)"""
+    cdef cad_buf *b = &tp.t.bufs[h]
+    cdef Tensor r
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef int d
+    if b.flags & BUF_LEAF:
+        return <Tensor>b.leaf
+    if (b.flags & BUF_INLINE):
+        r = _new_inline(b.sval)
+    elif b.owner != NULL:
+        r = Tensor.__new__(Tensor)
+        r._arr = <object>b.owner
+        r._dtype = b.dtype
+    else:
+        return None
+    if (b.flags & BUF_RG) and not (b.flags & BUF_DEAD):
+        r._tape = tp
+        r._h = h
+        r._rg = True
+    return r
+
+
+def producer(Tape tp, cad_hid h):
+    """index of the record whose output is h, or -1"""
+    cdef int64_t i
+    for i in range(tp.t.nrecs - 1, -1, -1):
+        if tp.t.recs[i].out == h:
+            return i
+    return -1
+
+
+def first_use(Tape tp, cad_hid h):
+    """index of the first record that reads or makes h, or nrecs"""
+    cdef int64_t i, j
+    cdef cad_rec *r
+    for i in range(tp.t.nrecs):
+        r = &tp.t.recs[i]
+        if r.out == h:
+            return i
+        for j in range(r.nargs):
+            if tp.t.args[r.arg + j] == h:
+                return i
+    return tp.t.nrecs
+
+
+def leaf_handles(Tape tp, Tensor x):
+    """every handle under which leaf x is registered on tp"""
+    cdef int64_t i
+    return [i for i in range(tp.t.nbufs) if tp.t.bufs[i].leaf == <void *>x]
+
+
+def handle_of(Tensor t):
+    """(tape, handle) of a recorded tensor, or (None, -1)"""
+    if t._tape is None:
+        return None, -1
+    tp = _resolved(t)
+    return tp, t._h
+
+
+def tape_buf_count(Tape tp):
+    return tp.t.nbufs
+
+
+def tape_leaf(Tape tp, cad_hid h):
+    """the leaf tensor registered as h, or None"""
+    if tp.t.bufs[h].flags & BUF_LEAF:
+        return <Tensor>tp.t.bufs[h].leaf
+    return None
+
+
+def ones_like_value(Tensor t):
+    """ones of t's shape and dtype (a constant)"""
+    if t._inline:
+        return _new_inline(1.0)
+    return _wrap(_np.ones(t.shape, dtype=_DTYPES[t._dtype]))
+
+
+def node_count(Tape tp):
+    return tp.t.nrecs
+
+
+def foreign_leaves(Tape tp, list mine):
+    """does tp hold a leaf that is not in mine (a variable of an outer computation)?"""
+    cdef int64_t i
+    cdef set ids = {id(x) for x in mine}
+    for i in range(tp.t.nbufs):
+        if (tp.t.bufs[i].flags & BUF_LEAF) and id(<object>tp.t.bufs[i].leaf) not in ids:
+            return True
+    return False

@@ -16,6 +16,11 @@ def bind(engine):
     for op in REGISTRY.values():
         if op.api is None and op.kind in ("ew", "cmp"):
             op.api = getattr(engine, op.name)
+    from . import _rules
+    _rules.SUM_CODE[0] = REGISTRY["sum"].code
+    for op in prims:
+        if op.kind == "ew":
+            op.vjp_rule, op.jvp_rule = _rules.ew_rules(op)
     engine.set_api([op.api for op in REGISTRY.values() if op.method])
     refs = {op.code: op.ref for op in prims if op.int_ok}
     ufuncs = {op.ufunc: op.api for op in REGISTRY.values() if op.ufunc}

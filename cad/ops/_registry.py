@@ -12,7 +12,8 @@ result, numbers, + - * /, comparisons, and the functions sin cos tan exp log sqr
 tanh pow abs sign select(c, a, b) max2 min2.
 """
 
-PRIMITIVE_KINDS = ("ew", "reduce", "view", "gather", "setitem", "concat", "cast", "matmul")
+PRIMITIVE_KINDS = ("ew", "reduce", "view", "unview", "gather", "scatter", "setitem", "concat", "cast",
+                   "matmul")
 
 
 class Case:
@@ -42,11 +43,13 @@ class Case:
 class OpDef:
     __slots__ = ("name", "kind", "args", "fwd", "d", "kernel", "int_ok", "ref", "cases",
                  "domain", "method", "ufunc", "doc", "differentiable", "api", "code",
-                 "nondiff_args", "fd_eps", "export", "tol", "seq")
+                 "nondiff_args", "fd_eps", "export", "tol", "seq", "vjp_rule", "jvp_rule",
+                 "second_order")
 
     def __init__(self, name, kind, *, args=(), fwd=None, d=None, kernel=None, int_ok=False,
                  ref=None, cases=(), domain=(-2.0, 2.0), method=True, ufunc=None, doc="",
-                 differentiable=True, nondiff_args=(), fd_eps=1e-6, export=True, tol=None, seq=False):
+                 differentiable=True, nondiff_args=(), fd_eps=1e-6, export=True, tol=None, seq=False,
+                 second_order=True):
         self.name = name
         self.kind = kind
         self.args = tuple(args)
@@ -68,6 +71,12 @@ class OpDef:
         self.export = export
         self.tol = tol
         self.seq = seq   # the api takes its tensor inputs as one sequence (concatenate, stack)
+        # Differentiable rules over tensors, used by the Python sweeps (create_graph,
+        # forward mode, batched cotangents/tangents).  Elementwise ops get them from
+        # ``d`` (cad.ops._rules); the others define them next to their entry.
+        self.vjp_rule = None
+        self.jvp_rule = None
+        self.second_order = second_order   # gradgradcheck applies (False: kinks everywhere)
 
     @property
     def primitive(self):
@@ -75,6 +84,16 @@ class OpDef:
 
     def __repr__(self):
         return f"<op {self.name} ({self.kind})>"
+
+    def vjp(self, fn):
+        """Decorator: fn(ctx, g) -> one cotangent (or None) per input."""
+        self.vjp_rule = fn
+        return fn
+
+    def jvp(self, fn):
+        """Decorator: fn(ctx, tangents) -> the output's tangent (inputs' may be None)."""
+        self.jvp_rule = fn
+        return fn
 
     def __call__(self, fn):
         """Decorator: the public Python function of a non-elementwise op."""

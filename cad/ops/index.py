@@ -13,6 +13,8 @@ except ImportError:   # the build reads this table before the extension exists
 
 GATHER = defop("gather", "gather", kernel="cad_gather_vjp", method=False, export=False,
                doc="out.flat[k] = x.flat[lin[k]] (internal; vjp is scatter-add)")
+SCATTER = defop("scatter", "scatter", kernel="cad_scatter_vjp", method=False, export=False,
+                doc="adjoint of gather: out[b, lin[k]] += g[b, k] into zeros (internal)")
 SETITEM = defop("setitem", "setitem", kernel="cad_setitem_vjp", method=False, export=False,
                 ref=lambda a, v, idx: _np_set(a, idx, v),
                 cases=[Case((4,), (), idx=1), Case((4,), (2,), idx=slice(1, 3)),
@@ -77,3 +79,65 @@ def take_along_axis(x, indices, axis):
     tmpl = np.arange(x.size, dtype=np.int64).reshape(x.shape)
     lin = np.take_along_axis(tmpl, idx.astype(np.int64), ax)
     return C.gather(x, lin)
+
+
+# ---- differentiable rules (NOTE [ Rules and batch dims ] in _rules.py)
+
+@GATHER.vjp
+def _gather_vjp(ctx, g):
+    xsize = ctx.aux[1]
+    lin = ctx.val(1)
+    nbt = g.ndim - lin.ndim
+    return [C.reshape(C.scatter(g, lin, xsize, nbt), g.shape[:ctx.nb] + ctx.shape(0)), None]
+
+
+@GATHER.jvp
+def _gather_jvp(ctx, ts):
+    return C.gather(ts[0], ctx.val(1), None, ctx.nb + ctx.aux[2])
+
+
+@SCATTER.vjp
+def _scatter_vjp(ctx, g):
+    return [C.gather(g, ctx.val(1), None, ctx.nb + ctx.aux[2]), None]
+
+
+@SCATTER.jvp
+def _scatter_jvp(ctx, ts):
+    return C.scatter(ts[0], ctx.val(1), ctx.aux[1], ctx.nb + ctx.aux[2])
+
+
+def _set_masks(ctx):
+    """positions of x that survive, and which writes survive (the last of repeats)"""
+    lin = np.asarray(ctx.val(2)).reshape(-1)
+    xs = ctx.shape(0)
+    keep = np.ones(int(np.prod(xs, dtype=np.int64)), dtype=bool)
+    keep[lin] = False
+    last = np.zeros(lin.size, dtype=bool)
+    _, first_rev = np.unique(lin[::-1], return_index=True)
+    last[lin.size - 1 - first_rev] = True
+    return keep.reshape(xs), last.reshape(np.asarray(ctx.val(2)).shape)
+
+
+@SETITEM.vjp
+def _setitem_vjp(ctx, g):
+    keep, last = _set_masks(ctx)
+    gx = g * keep if ctx.wants(0) else None
+    gv = None
+    if ctx.wants(1):
+        gv = C.gather(g, ctx.val(2), None, ctx.nb) * last
+    return [gx, gv, None]
+
+
+@SETITEM.jvp
+def _setitem_jvp(ctx, ts):
+    keep, last = _set_masks(ctx)
+    tx, tv = ts[0], ts[1]
+    xs = ctx.shape(0)
+    r = None
+    if tx is not None:
+        r = tx * keep
+    if tv is not None:
+        bsh = tv.shape[:ctx.nb]
+        s = C.reshape(C.scatter(tv * last, ctx.val(2), keep.size, ctx.nb), bsh + xs)
+        r = s if r is None else r + s
+    return r

@@ -170,3 +170,88 @@ def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     a = np.argmin(np.asarray(C.as_tensor(x)), axis=_axis(axis, dim, "argmin"),
                   keepdims=_keep(keepdims, keepdim))
     return C.as_tensor(a)
+
+
+# ---- differentiable rules (NOTE [ Rules and batch dims ] in _rules.py)
+
+def _kept(xs, mask):
+    return tuple(1 if (mask >> d) & 1 else s for d, s in enumerate(xs))
+
+
+def _axes_of(mask, nd):
+    return tuple(d for d in range(nd) if (mask >> d) & 1)
+
+
+def _spread(ctx, g):
+    """g (batch + out shape) broadcast back over the reduced axes"""
+    xs = ctx.shape(0)
+    bsh = g.shape[:ctx.nb]
+    return C.expand(C.reshape(g, bsh + _kept(xs, ctx.aux[0])), bsh + xs)
+
+
+def _collapse(ctx, t):
+    """sum t (batch + x shape) over the reduced axes, as the op's output"""
+    xs = ctx.shape(0)
+    axes = tuple(a + ctx.nb for a in _axes_of(ctx.aux[0], len(xs)))
+    return C.reduce(SUM.code, t, axes, len(ctx.out_shape) == len(xs) and len(xs) > 0)
+
+
+@SUM.vjp
+def _sum_vjp(ctx, g):
+    return [_spread(ctx, g)]
+
+
+@SUM.jvp
+def _sum_jvp(ctx, ts):
+    return _collapse(ctx, ts[0])
+
+
+def _extreme_weights(ctx):
+    """where x attains the max/min, 1/count (ties share): constant weights"""
+    x, xs, mask = ctx.val(0), ctx.shape(0), ctx.aux[0]
+    hit = C.eq(x, C.reshape(ctx.out_val(), _kept(xs, mask)))
+    w = np.asarray(hit).astype(x.dtype)
+    return C.as_tensor(w / w.sum(axis=_axes_of(mask, len(xs)), keepdims=True))
+
+
+@MAX.vjp
+def _max_vjp(ctx, g):
+    return [_spread(ctx, g) * _extreme_weights(ctx)]
+
+
+@MAX.jvp
+def _max_jvp(ctx, ts):
+    return _collapse(ctx, ts[0] * _extreme_weights(ctx))
+
+
+MIN.vjp(_max_vjp)
+MIN.jvp(_max_jvp)
+
+
+def _prod_partial(ctx):
+    """d prod / dx_i = the product of the others, exact with zeros present and
+    differentiable again: the zero entries stay factors of the expression, so the
+    second derivatives at zeros are right too (cnt: zeros in the slice)"""
+    x, xs, mask = ctx.val(0), ctx.shape(0), ctx.aux[0]
+    axes = _axes_of(mask, len(xs))
+    zero = np.asarray(x) == 0
+    safe = C.where(zero, 1.0, x)
+    pnz = C.reduce(PROD.code, safe, axes, True)
+    p0 = pnz / safe
+    if not zero.any():
+        return p0
+    cnt = zero.sum(axis=axes, keepdims=True)
+    xz = C.reduce(SUM.code, C.where(zero, x, 0.0), axes, True)   # the zero entries, summed
+    p1 = C.where(zero, pnz, xz * p0)               # one zero: it times the others
+    p2 = C.where(zero, (xz - x) * pnz, 0.0)         # two zeros: the other one
+    return C.where(cnt == 0, p0, C.where(cnt == 1, p1, C.where(cnt == 2, p2, 0.0)))
+
+
+@PROD.vjp
+def _prod_vjp(ctx, g):
+    return [_spread(ctx, g) * _prod_partial(ctx)]
+
+
+@PROD.jvp
+def _prod_jvp(ctx, ts):
+    return _collapse(ctx, ts[0] * _prod_partial(ctx))

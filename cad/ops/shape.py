@@ -14,6 +14,8 @@ except ImportError:   # the build reads this table before the extension exists
 
 VIEW = defop("view", "view", kernel="cad_view_vjp", method=False, export=False,
              doc="as_strided view relative to the input's contiguous layout (internal)")
+UNVIEW = defop("unview", "unview", kernel="cad_unview_vjp", method=False, export=False,
+               doc="adjoint of view: zeros, then the strided window += g (internal)")
 CONCAT = defop("concatenate", "concat", kernel="cad_concat_vjp", method=False,
                ref=lambda *a, axis=0: np.concatenate(a, axis=axis),
                cases=[Case((2,), (3,)), Case((2, 3), (1, 3)), Case((2, 3), (2, 2), axis=1),
@@ -205,3 +207,77 @@ def stack(tensors, axis=0, *, dim=None):
         if t.shape != ts[0].shape:
             raise ValueError(f"stack: all tensors must have the same shape, got {ts[0].shape} and {t.shape}")
     return C.concat([unsqueeze(t, a) for t in ts], a)
+
+
+# ---- differentiable rules (NOTE [ Rules and batch dims ] in _rules.py)
+
+def _prod(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _batch_strides(bsh, inner):
+    """contiguous strides of batch dims in front of blocks of `inner` elements"""
+    st, s = [], inner
+    for d in reversed(bsh):
+        st.append(s)
+        s *= max(d, 1)
+    return tuple(reversed(st))
+
+
+def _window(aux):
+    off, nd = aux[0], aux[1]
+    return off, tuple(aux[2:2 + nd]), tuple(aux[2 + nd:2 + 2 * nd])
+
+
+@VIEW.vjp
+def _view_vjp(ctx, g):
+    off, vsh, vst = _window(ctx.aux)
+    xs = ctx.shape(0)
+    bsh = g.shape[:ctx.nb]
+    return [C.unview(g, off, bsh + vsh, _batch_strides(bsh, _prod(xs)) + vst, bsh + xs)]
+
+
+@VIEW.jvp
+def _view_jvp(ctx, ts):
+    off, vsh, vst = _window(ctx.aux)
+    t = ts[0]
+    bsh = t.shape[:ctx.nb]
+    return C.as_strided(t, off, bsh + vsh, _batch_strides(bsh, _prod(ctx.shape(0))) + vst)
+
+
+@UNVIEW.vjp
+def _unview_vjp(ctx, g):
+    off, vsh, vst = _window(ctx.aux)
+    bsh = g.shape[:ctx.nb]
+    return [C.as_strided(g, off, bsh + vsh, _batch_strides(bsh, _prod(ctx.out_shape)) + vst)]
+
+
+@UNVIEW.jvp
+def _unview_jvp(ctx, ts):
+    off, vsh, vst = _window(ctx.aux)
+    t = ts[0]
+    bsh = t.shape[:ctx.nb]
+    osh = ctx.out_shape
+    return C.unview(t, off, bsh + vsh, _batch_strides(bsh, _prod(osh)) + vst, bsh + osh)
+
+
+@CONCAT.vjp
+def _concat_vjp(ctx, g):
+    axis = ctx.aux[0]
+    res, off = [], 0
+    for i in range(len(ctx.ins)):
+        n = ctx.shape(i)[axis]
+        res.append(g[(slice(None),) * (ctx.nb + axis) + (slice(off, off + n),)] if ctx.wants(i) else None)
+        off += n
+    return res
+
+
+@CONCAT.jvp
+def _concat_jvp(ctx, ts):
+    bsh = next(t for t in ts if t is not None).shape[:ctx.nb]
+    parts = [t if t is not None else C.from_numpy(np.zeros(bsh + ctx.shape(i), dtype=ctx.out_dtype))
+             for i, t in enumerate(ts)]
+    return C.concat(parts, ctx.aux[0] + ctx.nb)

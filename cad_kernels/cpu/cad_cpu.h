@@ -162,7 +162,8 @@ void cad_set_blas(void *dgemm, void *sgemm);
 int cad_have_blas(void);
 
 /* ---- reverse sweep (sweep.c) ---- */
-int cad_sweep(cad_tape *t, int free_tmp);
+/* records with index >= stop, last first */
+int cad_sweep(cad_tape *t, int free_tmp, int64_t stop);
 int cad_ensure_grad(cad_buf *b);
 /* Prepare b's gradient for a kernel about to write into it.  full != 0: the kernel
  * writes every element exactly once, so a new buffer is left unzeroed and *assign
@@ -176,6 +177,11 @@ int cad_sum_vjp(cad_tape *t, const cad_rec *r);
 int cad_maxmin_vjp(cad_tape *t, const cad_rec *r);
 int cad_prod_vjp(cad_tape *t, const cad_rec *r);
 int cad_gather_vjp(cad_tape *t, const cad_rec *r);
+int cad_scatter_vjp(cad_tape *t, const cad_rec *r);
+int cad_unview_vjp(cad_tape *t, const cad_rec *r);
+/* forward kernels of the index ops (B batches of xsize / n elements, contiguous) */
+void cad_gather_fwd(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
+void cad_scatter_fwd(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
 int cad_setitem_vjp(cad_tape *t, const cad_rec *r);
 int cad_concat_vjp(cad_tape *t, const cad_rec *r);
 int cad_cast_vjp(cad_tape *t, const cad_rec *r);

@@ -62,9 +62,10 @@ static int same_shape(cad_tape *t, cad_buf *a, cad_buf *b) {
 /* does input handle h take a gradient?  (-1: an unregistered constant) */
 static inline int wants(cad_tape *t, cad_hid h) { return h >= 0 && (t->bufs[h].flags & BUF_RG); }
 
-int cad_sweep(cad_tape *t, int free_tmp) {
+int cad_sweep(cad_tape *t, int free_tmp, int64_t stop) {
     int64_t i;
-    for (i = t->nrecs - 1; i >= 0; i--) {
+    if (stop < 0) stop = 0;
+    for (i = t->nrecs - 1; i >= stop; i--) {
         const cad_rec *r = t->recs + i;
         cad_buf *o = t->bufs + r->out;
         int st;
@@ -292,12 +293,40 @@ static int reduce_vjp2(cad_tape *t, const cad_rec *r, int is_prod) {
 int cad_maxmin_vjp(cad_tape *t, const cad_rec *r) { return reduce_vjp2(t, r, 0); }
 int cad_prod_vjp(cad_tape *t, const cad_rec *r) { return reduce_vjp2(t, r, 1); }
 
-/* ---- gather: args [x, lin]; out.flat[k] = x.flat[lin[k]] ---- */
+/* ---- gather: args [x, lin]; aux [B, xsize]; out[b, k] = x[b, lin[k]] ----
+ * ---- scatter: args [g, lin]; aux [B, xsize]; out[b, lin[k]] += g[b, k] ---- */
+#define IDX_LOOP(T, DST, DI, SRC, SI)                                          \
+    {                                                                          \
+        int64_t b_, k_;                                                        \
+        for (b_ = 0; b_ < B; b_++) {                                           \
+            T *d_ = (T *)(DST) + b_ * (DI);                                    \
+            const T *s_ = (const T *)(SRC) + b_ * (SI);                        \
+            for (k_ = 0; k_ < n; k_++) LOOP_BODY;                              \
+        }                                                                      \
+    }
+
+void cad_gather_fwd(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
+#define LOOP_BODY d_[k_] = s_[lin[k_]]
+    if (dtype == CAD_F64 || dtype == CAD_I64) IDX_LOOP(double, out, n, x, xsize)
+    else if (dtype == CAD_F32) IDX_LOOP(float, out, n, x, xsize)
+    else IDX_LOOP(uint8_t, out, n, x, xsize)
+#undef LOOP_BODY
+}
+
+void cad_scatter_fwd(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
+#define LOOP_BODY d_[lin[k_]] += s_[k_]
+    memset(out, 0, (size_t)(B * xsize) * (size_t)esz(dtype));
+    if (dtype == CAD_F64) IDX_LOOP(double, out, xsize, g, n)
+    else IDX_LOOP(float, out, xsize, g, n)
+#undef LOOP_BODY
+}
+
 int cad_gather_vjp(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *x, *l;
     const cad_hid *a = t->args + r->arg;
+    const int64_t B = t->aux[r->aux], xsize = t->aux[r->aux + 1];
     const int64_t *lin;
-    int64_t k, n;
+    int64_t n;
     int st;
     if (!wants(t, a[0])) return CAD_OK;
     x = t->bufs + a[0];
@@ -306,16 +335,56 @@ int cad_gather_vjp(cad_tape *t, const cad_rec *r) {
     if (st) return st;
     lin = (const int64_t *)l->data;
     n = l->size;
-    if (x->dtype == CAD_F64) {
-        double *gx = (double *)gptr(x);
-        const double *g = (const double *)gptr(o);
-        for (k = 0; k < n; k++) gx[lin[k]] += g[k];
-    } else {
-        float *gx = (float *)gptr(x);
-        const float *g = (const float *)gptr(o);
-        for (k = 0; k < n; k++) gx[lin[k]] += g[k];
-    }
+#define LOOP_BODY d_[lin[k_]] += s_[k_]
+    if (x->dtype == CAD_F64) IDX_LOOP(double, gptr(x), xsize, gptr(o), n)
+    else IDX_LOOP(float, gptr(x), xsize, gptr(o), n)
+#undef LOOP_BODY
     return CAD_OK;
+}
+
+int cad_scatter_vjp(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out, *g, *l;
+    const cad_hid *a = t->args + r->arg;
+    const int64_t B = t->aux[r->aux], xsize = t->aux[r->aux + 1];
+    const int64_t *lin;
+    int64_t n;
+    int st;
+    if (!wants(t, a[0])) return CAD_OK;
+    g = t->bufs + a[0];
+    l = t->bufs + a[1];
+    st = cad_ensure_grad(g);
+    if (st) return st;
+    lin = (const int64_t *)l->data;
+    n = l->size;
+#define LOOP_BODY d_[k_] += s_[lin[k_]]
+    if (g->dtype == CAD_F64) IDX_LOOP(double, gptr(g), n, gptr(o), xsize)
+    else IDX_LOOP(float, gptr(g), n, gptr(o), xsize)
+#undef LOOP_BODY
+    return CAD_OK;
+}
+
+/* ---- unview: args [g]; aux as view's, relative to the contiguous output:
+ * out = zeros; as_strided(out) += g.  Its vjp reads the strided window. ---- */
+int cad_unview_vjp(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out, *g;
+    const int64_t *aux = t->aux + r->aux;
+    const int64_t off = aux[0];
+    const int nd = (int)aux[1];
+    cad_hid h = t->args[r->arg];
+    int64_t gc[CAD_MAXDIM];
+    cad_iter it;
+    int d, st, assign;
+    if (!wants(t, h)) return CAD_OK;
+    g = t->bufs + h;
+    st = cad_grad_for(g, 1, &assign);
+    if (st) return st;
+    it.nop = 2;
+    it.ndim = nd;
+    for (d = 0; d < nd; d++) it.shape[d] = aux[2 + d];
+    cad_contig_strides(nd, aux + 2, gc);
+    cad_iter_operand(&it, 0, gptr(g), esz(g->dtype), nd, aux + 2, gc);
+    cad_iter_operand(&it, 1, gptr(o) + off * esz(o->dtype), esz(o->dtype), nd, aux + 2, aux + 2 + nd);
+    return cad_iter_run(&it, assign ? cad_copy_rows[g->dtype] : cad_acc_rows[g->dtype], NULL, NULL);
 }
 
 /* ---- setitem: args [x, v, lin]; out = x with out.flat[lin[k]] = v.flat[k]

@@ -8,7 +8,7 @@ import pytest
 import cad
 from cad._core import _engine
 from cad.ops import REGISTRY, primitives
-from cad.testing import gradcheck
+from cad.testing import gradcheck, gradgradcheck
 
 ALL = [(op, c) for op in REGISTRY.values() for c in op.cases]
 
@@ -182,3 +182,39 @@ def test_float32_matches_float64(op, case):
             continue
         assert b.dtype == np.float32
         np.testing.assert_allclose(np.asarray(b, dtype=np.float64), np.asarray(a), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("op,case", GRAD, ids=[ids(p) for p in GRAD])
+def test_jvp_matches_finite_differences(op, case):
+    """forward mode: every op's JVP rule against central differences"""
+    leaves, call, _ = build(op, case)
+    rtol, atol = op.tol or (1e-3, 1e-5)
+    assert gradcheck(call, tuple(leaves), eps=op.fd_eps, atol=atol, rtol=rtol, modes=("fwd",))
+
+
+SECOND = [(op, c) for op, c in GRAD if op.second_order and op.name != "astype"]
+
+
+@pytest.mark.parametrize("op,case", SECOND, ids=[ids(p) for p in SECOND])
+def test_second_derivatives_reverse_over_reverse(op, case):
+    """create_graph=True: the recorded backward is differentiated again"""
+    leaves, call, _ = build(op, case)
+    assert gradgradcheck(call, tuple(leaves), atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("op,case", SECOND, ids=[ids(p) for p in SECOND])
+def test_second_derivatives_every_mode_pair(op, case):
+    """fwd-over-fwd, fwd-over-rev, rev-over-fwd, rev-over-rev (HIPS check_grads order=2)"""
+    leaves, call, _ = build(op, case)
+    assert gradcheck(call, tuple(leaves), atol=1e-4, rtol=1e-3, modes=("fwd", "rev"), order=2)
+
+
+@pytest.mark.parametrize("op,case", GRAD, ids=[ids(p) for p in GRAD])
+def test_jacfwd_equals_jacrev(op, case):
+    leaves, call, _ = build(op, case)
+    n = len(leaves)
+    jr = cad.jacrev(call, argnums=tuple(range(n)))(*leaves)
+    jf = cad.jacfwd(call, argnums=tuple(range(n)))(*leaves)
+    for a, b in zip(jr, jf):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-12)

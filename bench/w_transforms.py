@@ -1,0 +1,173 @@
+"""W6: the full Jacobian of tanh(W @ x), 256 x 256.  W7: the Hessian of
+sum(x**3) + sum(tanh(W @ x)), 128 x 128.  Both float64, W fixed.
+
+These time the function transforms (jacrev, jacfwd, hessian): a whole matrix of
+derivatives per call, from a function of x.  Each call starts from x: the
+forward pass is inside the timed call.
+"""
+
+import numpy as np
+
+from .harness import Case
+
+
+def _data(n, seed):
+    def make():
+        rng = np.random.default_rng(seed)
+        return {"W": rng.standard_normal((n, n)) / np.sqrt(n), "x": rng.standard_normal(n)}
+    return make
+
+
+# ---------------------------------------------------------------------------
+# W6: J = d tanh(W @ x) / dx, x in R^256
+
+N6 = 256
+
+
+def w6_f(W, x, np_):
+    return np_.tanh(W @ x)
+
+
+def w6_hand(d):
+    W, x = d["W"], d["x"]
+
+    def step():
+        t = np.tanh(W @ x)
+        return (1.0 - t * t)[:, None] * W
+    return step
+
+
+def _w6_torch(transform):
+    def setup(d):
+        import torch
+        W, x = torch.tensor(d["W"]), torch.tensor(d["x"])
+        jac = getattr(torch.func, transform)(lambda x: w6_f(W, x, torch))
+        return lambda: jac(x)
+    return setup
+
+
+def w6_torch_vjp_loop(d):
+    """One torch.autograd.grad (a VJP with a row of the identity) per output."""
+    import torch
+    W = torch.tensor(d["W"])
+    x = torch.tensor(d["x"], requires_grad=True)
+    rows = list(torch.eye(N6, dtype=torch.float64))
+
+    def step():
+        y = w6_f(W, x, torch)
+        return torch.stack([torch.autograd.grad(y, x, e, retain_graph=True)[0] for e in rows])
+    return step
+
+
+def w6_cad(d):
+    import cad
+    W, x = cad.tensor(d["W"]), cad.tensor(d["x"])
+    jac = cad.jacrev(lambda x: w6_f(W, x, cad))
+    return lambda: jac(x)
+
+
+def w6_cad_vjp_loop(d):
+    """What cad can do without transforms: one cad.autograd.grad per output row."""
+    import cad
+    W = cad.tensor(d["W"])
+    x = cad.tensor(d["x"], requires_grad=True)
+    rows = [cad.tensor(e) for e in np.eye(N6)]
+
+    def step():
+        y = w6_f(W, x, cad)
+        return cad.stack([cad.autograd.grad(y, x, e, retain_graph=True)[0] for e in rows])
+    return step
+
+
+def w6_autograd(d):
+    import autograd
+    import autograd.numpy as anp
+    W, x = d["W"], d["x"]
+    jac = autograd.jacobian(lambda x: w6_f(W, x, anp))
+    return lambda: jac(x)
+
+
+def _w6_jax(transform, jit):
+    def setup(d):
+        import jax
+        import jax.numpy as jnp
+        W, x = jnp.asarray(d["W"]), jnp.asarray(d["x"])
+        jac = getattr(jax, transform)(lambda x: w6_f(W, x, jnp))
+        if jit:
+            jac = jax.jit(jac)  # compiled by the warm-up call, outside the samples
+        return lambda: jax.block_until_ready(jac(x))
+    return setup
+
+
+# ---------------------------------------------------------------------------
+# W7: H = d^2 (sum(x**3) + sum(tanh(W @ x))) / dx^2, x in R^128
+
+N7 = 128
+
+
+def w7_g(W, x, np_):
+    return (x ** 3).sum() + np_.tanh(W @ x).sum()
+
+
+def w7_hand(d):
+    W, x = d["W"], d["x"]
+
+    def step():
+        t = np.tanh(W @ x)
+        H = W.T @ ((-2.0 * t * (1.0 - t * t))[:, None] * W)
+        H[np.diag_indices(N7)] += 6.0 * x
+        return H
+    return step
+
+
+def w7_torch(d):
+    import torch
+    W, x = torch.tensor(d["W"]), torch.tensor(d["x"])
+    hess = torch.func.hessian(lambda x: w7_g(W, x, torch))
+    return lambda: hess(x)
+
+
+def w7_cad(d):
+    import cad
+    W, x = cad.tensor(d["W"]), cad.tensor(d["x"])
+    hessian = cad.hessian  # the seed's signature: hessian(function, input) -> matrix
+    return lambda: hessian(lambda x: w7_g(W, x, cad), x)
+
+
+def w7_autograd(d):
+    import autograd
+    import autograd.numpy as anp
+    W, x = d["W"], d["x"]
+    hess = autograd.hessian(lambda x: w7_g(W, x, anp))
+    return lambda: hess(x)
+
+
+def _w7_jax(jit):
+    def setup(d):
+        import jax
+        import jax.numpy as jnp
+        W, x = jnp.asarray(d["W"]), jnp.asarray(d["x"])
+        hess = jax.hessian(lambda x: w7_g(W, x, jnp))
+        if jit:
+            hess = jax.jit(hess)  # compiled by the warm-up call, outside the samples
+        return lambda: jax.block_until_ready(hess(x))
+    return setup
+
+
+CASES = [
+    Case("W6", "jacrev tanh(W@x) 256", data=_data(N6, 6), tol=1e-9,
+         impls={"hand": w6_hand, "torch": _w6_torch("jacrev"), "jax": _w6_jax("jacrev", False),
+                "jax.jit": _w6_jax("jacrev", True), "autograd": w6_autograd, "cad": w6_cad}),
+    Case("W6", "jacfwd tanh(W@x) 256", data=_data(N6, 6), tol=1e-9,
+         impls={"hand": w6_hand, "torch": _w6_torch("jacfwd"), "jax": _w6_jax("jacfwd", False),
+                "jax.jit": _w6_jax("jacfwd", True)},
+         note="W6 jacfwd: forward mode (torch.func.jacfwd, jax.jacfwd); autograd and cad "
+              "have no jacfwd here"),
+    Case("W6", "VJP loop tanh(W@x) 256", data=_data(N6, 6), tol=1e-9,
+         impls={"hand": w6_hand, "torch": w6_torch_vjp_loop, "cad": w6_cad_vjp_loop},
+         note="W6 VJP loop: torch and cad call autograd.grad once per output row "
+              "(retain_graph=True), no transform"),
+    Case("W7", "hessian x**3+tanh(W@x) 128", data=_data(N7, 7), tol=1e-9,
+         impls={"hand": w7_hand, "torch": w7_torch, "jax": _w7_jax(False),
+                "jax.jit": _w7_jax(True), "autograd": w7_autograd, "cad": w7_cad}),
+]

@@ -1,0 +1,161 @@
+"""What the differentiable rules share: the rule context, broadcasting helpers, and
+the rules of elementwise ops, derived from the same partial-derivative expressions
+the C kernels are generated from.
+
+NOTE [ Rules and batch dims ]
+A rule sees the cotangent g (vjp) or the tangents (jvp) with ``ctx.nb`` leading batch
+dims in front of the value's own shape: one sweep then carries a whole basis (jacrev,
+jacfwd).  Values (ctx.val) never have batch dims.  Rules use cad ops only, so under
+recording (create_graph, nested transforms) their results are differentiable again.
+"""
+import numpy as np
+
+try:
+    from .._core import _engine as C
+except ImportError:   # the build reads this table before the extension exists
+    C = None
+
+
+class Ctx:
+    """One record as the rules see it."""
+    __slots__ = ("tape", "ins", "out", "aux", "nb", "_info", "_vals", "_outv", "_oinfo")
+
+    def __init__(self, tape, ins, out, aux, nb):
+        self.tape = tape
+        self.ins = ins
+        self.out = out
+        self.aux = aux
+        self.nb = nb
+        self._info = [None] * len(ins)
+        self._vals = [None] * len(ins)
+        self._outv = None
+        self._oinfo = None
+
+    def info(self, i):
+        if self._info[i] is None and self.ins[i] >= 0:
+            self._info[i] = C.tape_info(self.tape, self.ins[i])
+        return self._info[i]
+
+    def shape(self, i):
+        return self.info(i)[0]
+
+    def dtype(self, i):
+        return (C.float64, C.float32, C.int64, C.bool_)[self.info(i)[1]]
+
+    def wants(self, i):
+        """does input i take a gradient?"""
+        return self.ins[i] >= 0 and bool(self.info(i)[2] & 2)
+
+    def val(self, i):
+        if self._vals[i] is None:
+            v = C.tape_node(self.tape, self.ins[i])
+            if v is None:
+                raise RuntimeError(f"cad: a rule read input {i} of a record whose value was "
+                                   "not kept (op-table inconsistency)")
+            self._vals[i] = v
+        return self._vals[i]
+
+    def out_val(self):
+        if self._outv is None:
+            self._outv = C.tape_node(self.tape, self.out)
+        return self._outv
+
+    @property
+    def out_shape(self):
+        if self._oinfo is None:
+            self._oinfo = C.tape_info(self.tape, self.out)
+        return self._oinfo[0]
+
+    @property
+    def out_dtype(self):
+        if self._oinfo is None:
+            self._oinfo = C.tape_info(self.tape, self.out)
+        return (C.float64, C.float32, C.int64, C.bool_)[self._oinfo[1]]
+
+
+def unbroadcast(c, shape, nb):
+    """sum c (batch + some broadcast shape) down to batch + shape"""
+    cs = c.shape
+    lead = len(cs) - nb - len(shape)
+    axes = list(range(nb, nb + lead))
+    for d, s in enumerate(shape):
+        if s == 1 and cs[nb + lead + d] != 1:
+            axes.append(nb + lead + d)
+    if axes:
+        c = C.reduce(SUM_CODE[0], c, tuple(axes), True)
+    want = cs[:nb] + tuple(shape)
+    if c.shape != want:
+        c = C.reshape(c, want)
+    return c
+
+
+def lift(t, shape, out_ndim, nb):
+    """a tangent of batch + shape, with size-1 dims inserted so it broadcasts
+    against values of out_ndim dims"""
+    pad = out_ndim - len(shape)
+    if pad > 0 and nb > 0:
+        t = C.reshape(t, t.shape[:nb] + (1,) * pad + tuple(shape))
+    return t
+
+
+def full_shape(t, nb_shape, out_shape):
+    want = tuple(nb_shape) + tuple(out_shape)
+    return t if t.shape == want else C.expand(t, want)
+
+
+SUM_CODE = [None]   # set by bind
+
+
+def _env():
+    return {"sin": C.sin, "cos": C.cos, "tan": C.tan, "exp": C.exp, "log": C.log, "sqrt": C.sqrt,
+            "tanh": C.tanh, "pow": C.pow, "abs": C.abs, "sign": C.sign, "select": C.where,
+            "max2": C.maximum, "min2": C.minimum}
+
+
+def ew_rules(op):
+    """vjp and jvp rules of an elementwise op from its partials ``d``"""
+    import re
+    codes = {a: compile(e, f"<d{op.name}/d{a}>", "eval") for a, e in op.d.items()}
+    names = {a: set(re.findall(r"[A-Za-z_]\w*", e)) for a, e in op.d.items()}
+    trivial = {a: e.strip() if e.strip() in ("1", "-1") else None for a, e in op.d.items()}
+    env0 = _env()
+
+    def partial(ctx, a):
+        env = dict(env0)
+        for j, b in enumerate(op.args):
+            if b in names[a]:
+                env[b] = ctx.val(j)
+        if "out" in names[a]:
+            env["out"] = ctx.out_val()
+        d = eval(codes[a], env)
+        if isinstance(d, C.Tensor) and d.dtype != ctx.out_dtype:
+            d = C.cast(d, ctx.out_dtype)
+        return d
+
+    def vjp(ctx, g):
+        res = []
+        for i, a in enumerate(op.args):
+            if a not in op.d or not ctx.wants(i):
+                res.append(None)
+                continue
+            tr = trivial[a]
+            c = g if tr == "1" else (-g if tr == "-1" else g * partial(ctx, a))
+            res.append(unbroadcast(c, ctx.shape(i), ctx.nb))
+        return res
+
+    def jvp(ctx, ts):
+        acc = None
+        oshape = ctx.out_shape
+        for i, a in enumerate(op.args):
+            t = ts[i]
+            if t is None or a not in op.d:
+                continue
+            t = lift(t, ctx.shape(i), len(oshape), ctx.nb)
+            tr = trivial[a]
+            c = t if tr == "1" else (-t if tr == "-1" else t * partial(ctx, a))
+            acc = c if acc is None else acc + c
+        if acc is None:
+            return None
+        nbs = next(t for t in ts if t is not None).shape[:ctx.nb]
+        return full_shape(acc, nbs, oshape)
+    return vjp, jvp

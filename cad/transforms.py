@@ -1,0 +1,495 @@
+"""Function transforms: grad, value_and_grad, vjp, jvp, jacrev, jacfwd, jacobian,
+hessian, hvp.  Thin: each records f on a tape and sweeps it.
+
+NOTE [ Transforms and tapes ]
+A transform feeds f fresh inputs: a new leaf when the argument is a plain value, or
+an identity view recorded on the argument's tape when an outer computation tracks it
+(an outer transform, or a tensor that requires grad).  It differentiates with respect
+to those nodes only, and sweeps only the records made after them, so nested
+transforms never confuse their perturbations.  Reverse mode uses the C sweep when
+nothing outside the transform is involved; otherwise, and for batched cotangents or
+tangents and for forward mode, it runs the op table's differentiable rules over the
+records (`reverse_sweep`, `forward_sweep`) with recording on, so the result can be
+differentiated again (by any transform, in either order).
+"""
+import numpy as np
+
+from ._core import _engine as C
+from .ops import REGISTRY, primitives
+from .ops._rules import Ctx
+
+_VJP = None
+_JVP = None
+
+
+def _tables():
+    global _VJP, _JVP
+    if _VJP is None:
+        prims = primitives()
+        _VJP = [op.vjp_rule for op in prims]
+        _JVP = [op.jvp_rule for op in prims]
+    return _VJP, _JVP
+
+
+_FLAG_RG, _FLAG_DEAD = 2, 8
+
+
+def reverse_sweep(tape, seeds, stop, nb, want):
+    """Cotangents of the handles in `want`, from seeds {handle: cotangent with nb
+    batch dims}, over records stop.. of tape, with the op table's rules."""
+    vjp, _ = _tables()
+    recs = C.tape_records(tape, stop)
+    cot = dict(seeds)
+    keep = set(want)
+    for op, out, ins, aux in reversed(recs):
+        g = cot.get(out)
+        if g is None:
+            continue
+        if out not in keep:
+            del cot[out]
+        ctx = Ctx(tape, ins, out, aux, nb)
+        for h, c in zip(ins, vjp[op](ctx, g)):
+            if c is None or h < 0:
+                continue
+            if C.tape_info(tape, h)[2] & _FLAG_DEAD:
+                raise C.BackwardError("the gradient reached a value whose tape was consumed by an "
+                                      "earlier backward(); pass retain_graph=True to that backward")
+            prev = cot.get(h)
+            cot[h] = c if prev is None else prev + c
+    return {h: cot.get(h) for h in want}
+
+
+def forward_sweep(tape, tangents, start, nb, want):
+    """Tangents of the handles in `want`, from tangents {handle: tangent with nb
+    batch dims}, pushed through records start.. of tape with the op table's rules."""
+    _, jvp = _tables()
+    n = C.node_count(tape)
+    tan = dict(tangents)
+    for op, out, ins, aux in C.tape_records(tape, start, n):
+        ts = [tan.get(h) if h >= 0 else None for h in ins]
+        if all(t is None for t in ts):
+            continue
+        r = jvp[op](Ctx(tape, ins, out, aux, nb), ts)
+        if r is not None:
+            tan[out] = r
+    return {h: tan.get(h) for h in want}
+
+
+# ---------------------------------------------------------------- inputs and outputs
+
+def _fresh(x, k, who):
+    """the node a transform differentiates with respect to (NOTE [ Transforms and tapes ])"""
+    if not isinstance(x, C.Tensor):
+        if isinstance(x, (bool, int, np.integer)):
+            raise C.DTypeError(f"{who}: argument {k} is the integer {x!r}; differentiation needs "
+                               "float inputs (write it as a float)")
+        x = C.as_tensor(x)
+    if x.dtype.kind != "f":
+        raise C.DTypeError(f"{who}: argument {k} has dtype {x.dtype}; differentiation needs float "
+                           "inputs")
+    if x.requires_grad and C.is_grad_enabled():
+        shape = x.shape
+        st, s = [], 1
+        for d in reversed(shape):
+            st.append(s)
+            s *= max(d, 1)
+        return C.as_strided(x, 0, shape, tuple(reversed(st)))
+    return x.detach().requires_grad_(True)
+
+
+def _handles(tape, x):
+    """x's handles on tape: every registration of a leaf, or its node"""
+    if x.is_leaf:
+        return C.leaf_handles(tape, x)
+    tp, h = C.handle_of(x)
+    return [h] if tp is tape else []
+
+
+def _tapes(outs):
+    tapes = []
+    for y in outs:
+        if isinstance(y, C.Tensor) and y.requires_grad and not y.is_leaf:
+            tp = C.handle_of(y)[0]
+            if tp.consumed:
+                raise C.BackwardError("this tensor's tape was consumed by an earlier backward(); "
+                                      "pass retain_graph=True to it")
+            if all(tp is not t for t in tapes):
+                tapes.append(tp)
+    return tapes
+
+
+def _recording(tape, fresh):
+    """must the sweep record (an outer computation tracks something in it)?"""
+    if not C.is_grad_enabled():
+        return False
+    return any(not x.is_leaf for x in fresh) or C.foreign_leaves(tape, [x for x in fresh if x.is_leaf])
+
+
+def _zeros(shape, dtype):
+    return C.from_numpy(np.zeros(shape, dtype=dtype), None, False, False)
+
+
+def _add(a, b):
+    return b if a is None else (a if b is None else a + b)
+
+
+def _pullback(outs, cts, fresh, nb, who):
+    """sum over outputs of ct . d out / d fresh, for every fresh input (batched
+    when nb == 1): one sweep per tape"""
+    res = [None] * len(fresh)
+    for y, ct in zip(outs, cts):   # an output that is an input leaf: the identity
+        for i, x in enumerate(fresh):
+            if y is x and x.is_leaf:
+                res[i] = _add(res[i], ct)
+    for tp in _tapes(outs):
+        hs = [_handles(tp, x) for x in fresh]
+        starts = [C.producer(tp, h) if not x.is_leaf else C.first_use(tp, h)
+                  for x, hl in zip(fresh, hs) for h in hl]
+        if not starts:
+            continue
+        stop = min(starts)
+        seeds = {}
+        for y, ct in zip(outs, cts):
+            if isinstance(y, C.Tensor) and y.requires_grad and not y.is_leaf and C.handle_of(y)[0] is tp:
+                h = C.handle_of(y)[1]
+                seeds[h] = _add(seeds.get(h), ct)
+        record = _recording(tp, fresh)
+        if not record and nb == 0:
+            tl = [y for y in outs if isinstance(y, C.Tensor) and y.requires_grad and not y.is_leaf
+                  and C.handle_of(y)[0] is tp]
+            cl = [ct for y, ct in zip(outs, cts) if any(y is t for t in tl)]
+            with C.no_grad():
+                got = C.run_backward(tl, cl, list(fresh), True, False, True, who, stop)
+            for i, g in enumerate(got):
+                res[i] = _add(res[i], g)
+            continue
+        want = [h for hl in hs for h in hl]
+        ctx = C.enable_grad() if record else C.no_grad()
+        with ctx:
+            got = reverse_sweep(tp, seeds, stop, nb, want)
+            for i, hl in enumerate(hs):
+                for h in hl:
+                    res[i] = _add(res[i], got[h])
+    return res
+
+
+def _pushforward(outs, fresh, tans, nb):
+    """the tangents of outs when fresh inputs move along tans (batched when nb == 1)"""
+    res = [None] * len(outs)
+    for k, y in enumerate(outs):   # an output that is an input leaf: the identity
+        for x, t in zip(fresh, tans):
+            if y is x and x.is_leaf and t is not None:
+                res[k] = _add(res[k], t)
+    for tp in _tapes(outs):
+        seeds, starts = {}, []
+        for x, t in zip(fresh, tans):
+            if t is None:
+                continue
+            for h in _handles(tp, x):
+                seeds[h] = t
+                starts.append(C.producer(tp, h) + 1 if not x.is_leaf else C.first_use(tp, h))
+        if not seeds:
+            continue
+        want = [C.handle_of(y)[1] for y in outs if isinstance(y, C.Tensor) and y.requires_grad
+                and not y.is_leaf and C.handle_of(y)[0] is tp]
+        record = _recording(tp, fresh)
+        with (C.enable_grad() if record else C.no_grad()):
+            got = forward_sweep(tp, seeds, min(starts), nb, want)
+        for k, y in enumerate(outs):
+            if isinstance(y, C.Tensor) and not y.is_leaf and y.requires_grad and C.handle_of(y)[0] is tp:
+                res[k] = _add(res[k], got[C.handle_of(y)[1]])
+    return res
+
+
+def _flat_outputs(out, who):
+    if isinstance(out, C.Tensor):
+        return [out], lambda xs: xs[0]
+    if isinstance(out, (tuple, list)):
+        items = [C.as_tensor(o) for o in out]
+        kind = type(out)
+        return items, lambda xs: kind(xs)
+    return [C.as_tensor(out)], lambda xs: xs[0]
+
+
+def _finish(t, x_like, keep_graph):
+    """a result tensor, detached unless an outer computation records"""
+    if t is None:
+        return _zeros(x_like.shape, x_like.dtype)
+    if not keep_graph:
+        t = t.detach()
+    return t
+
+
+def _argnums(argnums, nargs, who):
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+    for n in nums:
+        if not -nargs <= n < nargs:
+            raise ValueError(f"{who}: argnums {n} out of range for {nargs} positional arguments")
+    return single, tuple(n % nargs for n in nums)
+
+
+def _call(f, args, kwargs, argnums, who):
+    """f on fresh inputs; f runs with recording on even inside no_grad (a transform
+    records what it differentiates), the sweep records only if the caller does"""
+    single, nums = _argnums(argnums, len(args), who)
+    args = list(args)
+    fresh = []
+    for n in nums:
+        args[n] = _fresh(args[n], n, who)
+        fresh.append(args[n])
+    with C.enable_grad():
+        out = f(*args, **kwargs)
+    return single, fresh, out
+
+
+def _outer(fresh):
+    return C.is_grad_enabled() and any(not x.is_leaf for x in fresh)
+
+
+# ---------------------------------------------------------------- the transforms
+
+def value_and_grad(f, argnums=0, has_aux=False):
+    """f -> (x -> (f(x), df/dx)) for scalar f; argnums an int or a tuple (then a
+    tuple of gradients); has_aux: f returns (value, aux) and the result is
+    ((value, aux), grad), as in JAX."""
+    def vg(*args, **kwargs):
+        single, fresh, out = _call(f, args, kwargs, argnums, "grad")
+        aux = None
+        if has_aux:
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise TypeError("grad(has_aux=True): f must return a (value, aux) pair")
+            out, aux = out
+        y = C.as_tensor(out)
+        if y.ndim != 0:
+            raise TypeError(f"grad: f must return a scalar (a 0-d tensor), got shape {y.shape}; "
+                            "use jacrev or jacobian for non-scalar outputs")
+        if y.dtype.kind != "f":
+            raise C.DTypeError(f"grad: f returned dtype {y.dtype}; gradients need a float output")
+        keep = _outer(fresh) or (C.is_grad_enabled() and y.requires_grad and not y.is_leaf
+                                 and _recording(C.handle_of(y)[0], fresh))
+        gs = _pullback([y], [C.ones_like_value(y)], fresh, 0, "grad")
+        gs = [_finish(g, x, keep) for g, x in zip(gs, fresh)]
+        g = gs[0] if single else tuple(gs)
+        value = y if keep else y.detach()
+        return ((value, aux), g) if has_aux else (value, g)
+    return vg
+
+
+def grad(f, argnums=0, has_aux=False):
+    """f -> df/dx for a scalar-valued f (JAX's grad); nests to any depth."""
+    vg = value_and_grad(f, argnums, has_aux)
+
+    def g(*args, **kwargs):
+        if has_aux:
+            (_, aux), gr = vg(*args, **kwargs)
+            return gr, aux
+        return vg(*args, **kwargs)[1]
+    return g
+
+
+def vjp(f, *primals, has_aux=False):
+    """(f(*primals), vjp_fn): vjp_fn(cotangent) returns a tuple with one cotangent
+    per primal (JAX's vjp); vjp_fn may be called many times."""
+    fresh = [_fresh(p, k, "vjp") for k, p in enumerate(primals)]
+    with C.enable_grad():
+        out = f(*fresh)
+    aux = None
+    if has_aux:
+        out, aux = out
+    outs, rebuild = _flat_outputs(out, "vjp")
+    keep = _outer(fresh)
+
+    def vjp_fn(ct):
+        cts, _ = _flat_outputs(ct, "vjp")
+        if len(cts) != len(outs):
+            raise ValueError(f"vjp: {len(cts)} cotangents for {len(outs)} outputs")
+        for c, y in zip(cts, outs):
+            if c.shape != y.shape:
+                raise C.ShapeError(f"vjp: cotangent of shape {c.shape} for an output of shape {y.shape}")
+        gs = _pullback(outs, list(cts), fresh, 0, "vjp")
+        return tuple(_finish(g, x, keep) for g, x in zip(gs, fresh))
+    value = rebuild([y if keep else y.detach() for y in outs])
+    return (value, vjp_fn, aux) if has_aux else (value, vjp_fn)
+
+
+def jvp(f, primals, tangents, has_aux=False):
+    """(f(*primals), J t): forward mode, tangents pushed along the recorded ops
+    (JAX's jvp).  primals and tangents are tuples of the same structure."""
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    fresh = [_fresh(p, k, "jvp") for k, p in enumerate(primals)]
+    tans = []
+    for k, (x, t) in enumerate(zip(fresh, tangents)):
+        t = C.as_tensor(t)
+        if t.shape != x.shape:
+            raise C.ShapeError(f"jvp: tangent {k} of shape {t.shape} for a primal of shape {x.shape}")
+        tans.append(C.cast(t, x.dtype))
+    with C.enable_grad():
+        out = f(*fresh)
+    aux = None
+    if has_aux:
+        out, aux = out
+    outs, rebuild = _flat_outputs(out, "jvp")
+    keep = _outer(fresh)
+    ts = _pushforward(outs, fresh, tans, 0)
+    value = rebuild([y if keep else y.detach() for y in outs])
+    tout = rebuild([_finish(t, y, keep) for t, y in zip(ts, outs)])
+    return (value, tout, aux) if has_aux else (value, tout)
+
+
+def _basis(n, shape, dtype):
+    return C.from_numpy(np.eye(n, dtype=dtype).reshape((n,) + tuple(shape)), None, False, False)
+
+
+def jacrev(f, argnums=0, has_aux=False):
+    """f -> the Jacobian by reverse mode: one sweep over a batch of cotangents (the
+    whole output basis); shape out.shape + x.shape (a tuple for a tuple argnums)."""
+    def jf(*args, **kwargs):
+        single, fresh, out = _call(f, args, kwargs, argnums, "jacrev")
+        aux = None
+        if has_aux:
+            out, aux = out
+        outs, rebuild = _flat_outputs(out, "jacrev")
+        keep = _outer(fresh)
+        per_out = []
+        for y in outs:
+            n = y.size
+            gs = _pullback([y], [_basis(n, y.shape, y.dtype)], fresh, 1, "jacrev")
+            js = []
+            for g, x in zip(gs, fresh):
+                if g is None:
+                    js.append(_zeros(y.shape + x.shape, x.dtype))
+                else:
+                    js.append(_finish(C.reshape(g, y.shape + x.shape), x, keep))
+            per_out.append(js[0] if single else tuple(js))
+        r = rebuild(per_out)
+        return (r, aux) if has_aux else r
+    return jf
+
+
+def jacfwd(f, argnums=0, has_aux=False):
+    """f -> the Jacobian by forward mode: all tangent directions pushed at once;
+    shape out.shape + x.shape."""
+    def jf(*args, **kwargs):
+        single, fresh, out = _call(f, args, kwargs, argnums, "jacfwd")
+        aux = None
+        if has_aux:
+            out, aux = out
+        outs, rebuild = _flat_outputs(out, "jacfwd")
+        keep = _outer(fresh)
+        cols = []   # per input: per output jacobian
+        for i, x in enumerate(fresh):
+            m = x.size
+            tans = [None] * len(fresh)
+            tans[i] = _basis(m, x.shape, x.dtype)
+            ts = _pushforward(outs, fresh, tans, 1)
+            js = []
+            for t, y in zip(ts, outs):
+                if t is None:
+                    js.append(_zeros(y.shape + x.shape, y.dtype))
+                    continue
+                j = C.transpose(C.reshape(t, (m, y.size)), (1, 0))
+                js.append(_finish(C.reshape(j, y.shape + x.shape), y, keep))
+            cols.append(js)
+        per_out = [cols[0][k] if single else tuple(c[k] for c in cols) for k in range(len(outs))]
+        r = rebuild(per_out)
+        return (r, aux) if has_aux else r
+    return jf
+
+
+def jacobian(f, *args, argnums=0):
+    """jacobian(f, x): the seed's signature (reverse mode); jacobian(f) returns the
+    function, as jacrev."""
+    jf = jacrev(f, argnums)
+    return jf(*args) if args else jf
+
+
+def hessian(f, *args, argnums=0):
+    """hessian(f, x): the matrix of second derivatives of a scalar f, forward over
+    reverse (jacfwd(jacrev(f))); hessian(f) returns the function."""
+    hf = jacfwd(jacrev(f, argnums), argnums)
+    return hf(*args) if args else hf
+
+
+def hvp(f, x, v):
+    """the Hessian-vector product H(x) v of a scalar f, without forming H
+    (forward over reverse)."""
+    return jvp(grad(f), (x,), (v,))[1]
+
+
+# ---------------------------------------------------------------- create_graph for backward/autograd.grad
+
+def grad_create_graph(outputs, inputs, grad_outputs, allow_unused, accumulate, who):
+    """autograd.grad / backward with create_graph=True: the rules run with recording
+    on, so the gradients are nodes of the tape (differentiable again)."""
+    outs = list(outputs)
+    gouts = list(grad_outputs)
+    seeds_by_tape = {}
+    for k, (y, g) in enumerate(zip(outs, gouts)):
+        y = C.as_tensor(y)
+        if not y.requires_grad:
+            raise C.BackwardError(f"{who}: output {k} does not require grad")
+        if g is None:
+            if y.size != 1:
+                raise C.BackwardError(f"{who}: output of shape {y.shape} is not a scalar; pass "
+                                      "grad_output (a tensor of the output's shape)")
+            g = C.ones_like_value(y)
+        else:
+            g = C.as_tensor(g)
+            if g.shape != y.shape:
+                raise C.ShapeError(f"{who}: grad_output of shape {g.shape} does not match the "
+                                   f"output's shape {y.shape}")
+        if y.is_leaf:
+            seeds_by_tape.setdefault(None, []).append((y, g))
+            continue
+        tp, h = C.handle_of(y)
+        if tp.consumed:
+            raise C.BackwardError(f"{who}: this tensor's tape was consumed by an earlier backward(); "
+                                  "pass retain_graph=True to the first call")
+        seeds = seeds_by_tape.setdefault(id(tp), (tp, {}))[1]
+        seeds[h] = _add(seeds.get(h), g)
+    results = {}
+    leaf_objs = {}
+    with C.enable_grad():
+        for key, val in seeds_by_tape.items():
+            if key is None:
+                for y, g in val:
+                    results[id(y)] = _add(results.get(id(y)), g)
+                    leaf_objs[id(y)] = y
+                continue
+            tp, seeds = val
+            if accumulate:
+                targets = {}
+                for h in range(C.tape_buf_count(tp)):
+                    leaf = C.tape_leaf(tp, h)
+                    if leaf is not None:
+                        targets.setdefault(id(leaf), (leaf, []))[1].append(h)
+            else:
+                targets = {}
+                for x in inputs:
+                    targets.setdefault(id(x), (x, _handles(tp, x)))
+            want = [h for _, hl in targets.values() for h in hl]
+            got = reverse_sweep(tp, seeds, 0, 0, want)
+            for k, (x, hl) in targets.items():
+                for h in hl:
+                    if got[h] is not None:
+                        results[k] = _add(results.get(k), got[h])
+                        leaf_objs[k] = x
+    if accumulate:
+        for k, g in results.items():
+            x = leaf_objs[k]
+            x.grad = g if x.grad is None else x.grad + g
+        return None
+    out = []
+    for k, x in enumerate(inputs):
+        g = results.get(id(x))
+        if g is None and not allow_unused:
+            raise C.BackwardError(f"{who}: input {k} (shape {x.shape}) was not used to compute the "
+                                  "outputs; pass allow_unused=True to get None for it")
+        out.append(g)
+    return tuple(out)
+
+
+_ = REGISTRY  # the table is imported for its side effect of binding the rules
