@@ -7,7 +7,7 @@ from ._core import _engine as _C
 from ._core._engine import (  # noqa: F401
     BackwardError, CadError, Device, DeviceError, DTypeError, ShapeError, Tape, Tensor, as_tensor,
     bool_, device, enable_grad, float32, float64, get_num_threads, int64, is_grad_enabled, no_grad,
-    set_grad_enabled, set_num_threads,
+    set_grad_enabled, set_num_threads, empty_cache, set_cache_limit, cache_info,
 )
 from . import ops as _ops
 
@@ -43,6 +43,6 @@ __all__ = sorted(set(_exported) | {
     "zeros_like", "ones_like", "full_like", "randn", "rand", "manual_seed", "no_grad",
     "enable_grad", "set_grad_enabled", "is_grad_enabled", "set_num_threads", "get_num_threads",
     "float64", "float32", "int64", "bool", "bool_", "device", "Device", "autograd", "testing",
-    "cat", "expand_dims", "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "jacobian",
+    "empty_cache", "set_cache_limit", "cache_info", "cat", "expand_dims", "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "jacobian",
     "hessian", "hvp", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
 })

@@ -125,6 +125,11 @@ cdef extern from "cad_cpu.h" nogil:
     void cad_set_blas(void *dgemm, void *sgemm)
     int cad_have_blas()
     int cad_sweep(cad_tape *t, int free_tmp, int64_t stop)
+    void *cad_alloc(size_t nb)
+    void cad_release(void *p)
+    size_t cad_cache_clear()
+    size_t cad_cache_bytes()
+    size_t cad_cache_limit
     void cad_gather_fwd(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
     void cad_scatter_fwd(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
     int cad_ensure_grad(cad_buf *b)
@@ -793,6 +798,51 @@ cdef object _arr_of(Tensor t):
     return t._arr
 
 
+cdef cnp.ndarray _empty(int nd, cnp.npy_intp *dims, int dt):
+    """an uninitialised array for a result; large ones come from cad's block cache
+    (alloc.c) so their pages are not faulted in again on every op"""
+    cdef size_t nb = _ESIZE[dt]
+    cdef int d
+    cdef void *p
+    cdef cnp.ndarray a
+    for d in range(nd):
+        nb *= <size_t>dims[d]
+    if nb < 65536:
+        return cnp.PyArray_EMPTY(nd, dims, _TYPENUM[dt], 0)
+    p = cad_alloc(nb)
+    if p == NULL:
+        raise MemoryError(f"cad: cannot allocate {nb} bytes")
+    a = cnp.PyArray_SimpleNewFromData(nd, dims, _TYPENUM[dt], p)
+    cnp.set_array_base(a, PyCapsule_New(p, NULL, _free_capsule))
+    return a
+
+
+cdef cnp.ndarray _empty_shape(tuple shape, int dt):
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef int d, nd = len(shape)
+    if nd > MAXDIM:
+        raise ShapeError(f"cad: at most {MAXDIM} dimensions")
+    for d in range(nd):
+        dims[d] = shape[d]
+    return _empty(nd, dims, dt)
+
+
+def empty_cache():
+    """Return the blocks cad keeps for reuse to the system; the number of bytes."""
+    return cad_cache_clear()
+
+
+def cache_info():
+    """(bytes kept for reuse, limit)"""
+    return cad_cache_bytes(), cad_cache_limit
+
+
+def set_cache_limit(size_t nbytes):
+    """How many bytes of freed large blocks cad keeps for reuse (default 512 MiB)."""
+    global cad_cache_limit
+    cad_cache_limit = nbytes
+
+
 def from_numpy(object a, object dtype=None, bint requires_grad=False, bint copy=True):
     """cad.tensor's core: a tensor holding (a copy of) ndarray-like data"""
     cdef Tensor r
@@ -1048,7 +1098,7 @@ cdef object _ew_general(int op, tuple args):
         r = _new_inline(0.0)
         optr = <char *>&r._sval
     else:
-        out = cnp.PyArray_EMPTY(nd, <cnp.npy_intp *>oshape, _TYPENUM[rdt], 0)
+        out = _empty(nd, <cnp.npy_intp *>oshape, rdt)
         optr = <char *>cnp.PyArray_DATA(out)
         r = None
     cad_iter_operand(&it, 0, optr, _ESIZE[rdt], nd, oshape, NULL if nd == 0 else _contig(nd, oshape))
@@ -1144,7 +1194,7 @@ def reduce(int op, object x, object axis, bint keepdims):
         r = _new_inline(0.0)
         optr = <char *>&r._sval
     else:
-        out = cnp.PyArray_EMPTY(ond, <cnp.npy_intp *>oshape, _TYPENUM[t._dtype], 0)
+        out = _empty(ond, <cnp.npy_intp *>oshape, t._dtype)
         optr = <char *>cnp.PyArray_DATA(out)
         r = None
     if t._inline:
@@ -1370,7 +1420,7 @@ def gather(object x, object lin, object value=None, int nb=0):
         raise IndexError(f"gather: position out of range for {xsize} elements")
     if value is None:
         xa = _np.ascontiguousarray(_arr_of(t))
-        out = _np.empty(shape[:nb] + la.shape, dtype=_DTYPES[t._dtype])
+        out = _empty_shape(shape[:nb] + la.shape, t._dtype)
         n = la.size
         cad_gather_fwd(t._dtype, <char *>cnp.PyArray_DATA(<cnp.ndarray>out),
                        <const char *>cnp.PyArray_DATA(<cnp.ndarray>xa),
@@ -1402,7 +1452,7 @@ def scatter(object g, object lin, int64_t xsize, int nb=0):
     if la.size and (la.min() < 0 or la.max() >= xsize):
         raise IndexError(f"scatter: position out of range for {xsize} elements")
     ga = _np.ascontiguousarray(_arr_of(t))
-    out = _np.empty(shape[:nb] + (xsize,), dtype=_DTYPES[t._dtype])
+    out = _empty_shape(shape[:nb] + (xsize,), t._dtype)
     cad_scatter_fwd(t._dtype, <char *>cnp.PyArray_DATA(<cnp.ndarray>out),
                     <const char *>cnp.PyArray_DATA(<cnp.ndarray>ga),
                     <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>la), la.size, B, xsize)
@@ -1441,7 +1491,8 @@ def unview(object g, int64_t offset, tuple vshape, tuple vstrides, tuple out_sha
     cdef int64_t es = _ESIZE[t._dtype]
     if t.shape != vshape:
         raise ShapeError(f"unview: value of shape {t.shape} does not match the window {vshape}")
-    out = _np.zeros(out_shape, dtype=_DTYPES[t._dtype])
+    out = _empty_shape(out_shape, t._dtype)
+    out.fill(0)   # written, not calloc'd: reading calloc'd pages first faults twice
     for d in range(nd):
         vs[d] = vshape[d]
         vst[d] = vstrides[d]
@@ -1636,7 +1687,7 @@ def matmul(object a, object b):
         r = _new_inline(0.0)
         optr = <char *>&r._sval
     else:
-        out = cnp.PyArray_EMPTY(ond, <cnp.npy_intp *>oshape, _TYPENUM[rdt], 0)
+        out = _empty(ond, <cnp.npy_intp *>oshape, rdt)
         optr = <char *>cnp.PyArray_DATA(out)
         r = None
     mm.m = m
@@ -1680,7 +1731,7 @@ cdef _check(int st, str who):
 
 
 cdef void _free_capsule(object cap) noexcept:
-    free(PyCapsule_GetPointer(cap, NULL))
+    cad_release(PyCapsule_GetPointer(cap, NULL))
 
 
 cdef list _seq(object x, str what):

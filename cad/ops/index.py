@@ -13,8 +13,22 @@ except ImportError:   # the build reads this table before the extension exists
 
 GATHER = defop("gather", "gather", kernel="cad_gather_vjp", method=False, export=False,
                doc="out.flat[k] = x.flat[lin[k]] (internal; vjp is scatter-add)")
+def _np_scatter(g, lin, xsize):
+    out = np.zeros(xsize)
+    np.add.at(out, np.asarray(lin).reshape(-1), np.asarray(g).reshape(-1))
+    return out
+
+
 SCATTER = defop("scatter", "scatter", kernel="cad_scatter_vjp", method=False, export=False,
+                ref=_np_scatter,
+                cases=[Case((3,), ("I", np.array([0, 2, 0])), xsize=4),
+                       Case((2, 2), ("I", np.array([[1, 1], [0, 3]])), xsize=4)],
                 doc="adjoint of gather: out[b, lin[k]] += g[b, k] into zeros (internal)")
+
+
+@SCATTER
+def scatter(g, lin, xsize):
+    return C.scatter(g, lin, xsize)
 SETITEM = defop("setitem", "setitem", kernel="cad_setitem_vjp", method=False, export=False,
                 ref=lambda a, v, idx: _np_set(a, idx, v),
                 cases=[Case((4,), (), idx=1), Case((4,), (2,), idx=slice(1, 3)),

@@ -141,6 +141,9 @@ def _matmul_jvp(ctx, ts):
             left = t
             right = _unsq(ctx.val(1), -1) if b1 else ctx.val(1)
             c = _rows_times(left, right) if right.ndim == 2 else C.matmul(left, right)
+        elif b1 and not a1 and ctx.val(0).ndim == 2:
+            # A (m, k) times a batch of vectors: one GEMM, t (.., k, 1) -> (.., k) @ A^T
+            c = _unsq(_rows_times(_sq(t, -1), _swap(ctx.val(0))), -1)
         else:
             left = _unsq(ctx.val(0), -2) if a1 else ctx.val(0)
             c = C.matmul(left, t)
@@ -161,3 +164,138 @@ def _cast_vjp(ctx, g):
 @CAST.jvp
 def _cast_jvp(ctx, ts):
     return C.cast(ts[0], ctx.out_dtype)
+
+
+# ---- einsum: pairwise contractions as (transpose, reshape, batched matmul), so the
+# products go to BLAS and the derivatives are the (einsum-shaped) rules of those ops
+
+_EIN_CASES = [("ij,jk->ik", [(2, 3), (3, 4)]), ("i,i->", [(3,), (3,)]), ("ij->ji", [(2, 3)]),
+              ("ii->i", [(3, 3)]), ("ii", [(3, 3)]), ("bij,bjk->bik", [(2, 2, 3), (2, 3, 2)]),
+              ("i,j->ij", [(2,), (3,)]), ("ij,ij->ij", [(2, 3), (2, 3)]),
+              ("...ij,jk->...ik", [(2, 2, 3), (3, 2)]), ("ijk->", [(2, 3, 2)]), ("ij,j", [(2, 3), (3,)]),
+              ("ijk,ikl->jl", [(2, 3, 2), (2, 2, 3)]), ("ij,jk,kl->il", [(2, 3), (3, 2), (2, 2)]),
+              ("ij,kj->ik", [("T", (2, 3)), (2, 3)])]
+EINSUM = defop("einsum", "composite", ref=lambda *ops, subscripts: np.einsum(subscripts, *ops),
+               cases=[Case(*shapes, subscripts=s) for s, shapes in _EIN_CASES], method=False,
+               doc="einsum(subscripts, *operands): numpy's notation (implicit output, '...', "
+                   "repeated indices for diagonals); products run as BLAS matmuls.")
+
+
+def _parse_einsum(subscripts, ops):
+    s = subscripts.replace(" ", "")
+    if "->" in s:
+        lhs, out = s.split("->")
+        explicit = True
+    else:
+        lhs, out, explicit = s, None, False
+    terms = lhs.split(",")
+    if len(terms) != len(ops):
+        raise ValueError(f"einsum: {len(terms)} operand terms in {subscripts!r} for {len(ops)} operands")
+    used = set(c for c in s if c.isalpha())
+    pool = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in used]
+    ell_n = 0
+    for t, x in zip(terms, ops):
+        if "..." in t:
+            ell_n = max(ell_n, x.ndim - len(t.replace("...", "")))
+    ell = "".join(pool[:ell_n])
+    letters = []
+    for k, (t, x) in enumerate(zip(terms, ops)):
+        if "..." in t:
+            n = x.ndim - len(t.replace("...", ""))
+            t = t.replace("...", ell[ell_n - n:] if n else "")
+        if len(t) != x.ndim or not all(c.isalpha() for c in t):
+            raise ValueError(f"einsum: term {terms[k]!r} does not fit operand {k} of shape {x.shape}")
+        letters.append(t)
+    if explicit:
+        out = out.replace("...", ell)
+    else:
+        counts = {}
+        for t in letters:
+            for c in t:
+                counts[c] = counts.get(c, 0) + 1
+        out = ell + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in ell))
+    return letters, out
+
+
+def _diag(x, t):
+    """take the diagonal over repeated letters within one term"""
+    while len(set(t)) < len(t):
+        for p2 in range(len(t)):
+            p1 = t.index(t[p2])
+            if p1 != p2:
+                break
+        cs = [1] * x.ndim
+        for d in range(x.ndim - 2, -1, -1):
+            cs[d] = cs[d + 1] * x.shape[d + 1]
+        if x.shape[p1] != x.shape[p2]:
+            raise C.ShapeError(f"einsum: repeated index {t[p1]!r} over dims of sizes "
+                               f"{x.shape[p1]} and {x.shape[p2]}")
+        shape = tuple(s for d, s in enumerate(x.shape) if d != p2)
+        st = [c for d, c in enumerate(cs) if d != p2]
+        st[p1] = cs[p1] + cs[p2]
+        x = C.as_strided(C.contiguous(x), 0, shape, tuple(st))
+        t = t[:p2] + t[p2 + 1:]
+    return x, t
+
+
+def _sum_letters(x, t, drop):
+    axes = tuple(i for i, c in enumerate(t) if c in drop)
+    if axes:
+        x = C.reduce(_SUM_CODE(), x, axes, False)
+        t = "".join(c for c in t if c not in drop)
+    return x, t
+
+
+def _SUM_CODE():
+    from .reduce import SUM
+    return SUM.code
+
+
+def _contract(a, ta, b, tb, keep):
+    """contract two operands; letters in keep stay (batch if in both)"""
+    batch = [c for c in ta if c in tb and c in keep]
+    con = [c for c in ta if c in tb and c not in keep]
+    left = [c for c in ta if c not in tb]
+    right = [c for c in tb if c not in ta]
+    size = {}
+    for x, t in ((a, ta), (b, tb)):
+        for c, n in zip(t, x.shape):
+            if size.setdefault(c, n) != n:
+                raise C.ShapeError(f"einsum: index {c!r} has size {size[c]} in one operand and "
+                                   f"{n} in another")
+    prod = lambda cs: int(np.prod([size[c] for c in cs], dtype=np.int64))  # noqa: E731
+    pa = tuple(ta.index(c) for c in batch + left + con)
+    pb = tuple(tb.index(c) for c in batch + con + right)
+    A = C.reshape(C.transpose(a, pa), (prod(batch), prod(left), prod(con)))
+    B = C.reshape(C.transpose(b, pb), (prod(batch), prod(con), prod(right)))
+    r = C.matmul(A, B)
+    t = "".join(batch + left + right)
+    return C.reshape(r, tuple(size[c] for c in t)), t
+
+
+@EINSUM
+def einsum(*args, subscripts=None):
+    if subscripts is None:
+        if not args or not isinstance(args[0], str):
+            raise TypeError("einsum: the first argument is the subscripts string")
+        subscripts, args = args[0], args[1:]
+    ops = [C.as_float(o, "einsum") for o in args]
+    letters, out = _parse_einsum(subscripts, ops)
+    xs = []
+    for x, t in zip(ops, letters):
+        x, t = _diag(x, t)
+        xs.append([x, t])
+    # sum letters that live in one operand only and not in the output
+    for k, (x, t) in enumerate(xs):
+        others = "".join(tt for j, (_, tt) in enumerate(xs) if j != k) + out
+        xs[k] = list(_sum_letters(x, t, set(c for c in t if c not in others)))
+    x, t = xs[0]
+    for k in range(1, len(xs)):
+        later = "".join(tt for _, tt in xs[k + 1:]) + out
+        x, t = _contract(x, t, xs[k][0], xs[k][1], set(later))
+    x, t = _sum_letters(x, t, set(c for c in t if c not in out))
+    if set(out) - set(t):
+        raise ValueError(f"einsum: output index {sorted(set(out) - set(t))} does not appear in the inputs")
+    if t != out:
+        x = C.transpose(x, tuple(t.index(c) for c in out))
+    return x

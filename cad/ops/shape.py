@@ -14,7 +14,19 @@ except ImportError:   # the build reads this table before the extension exists
 
 VIEW = defop("view", "view", kernel="cad_view_vjp", method=False, export=False,
              doc="as_strided view relative to the input's contiguous layout (internal)")
+def _np_unview(g, offset, vshape, vstrides, out_shape):
+    out = np.zeros(int(np.prod(out_shape)))
+    idx = offset + sum(np.arange(n).reshape((-1,) + (1,) * (len(vshape) - d - 1)) * st
+                       for d, (n, st) in enumerate(zip(vshape, vstrides)))
+    np.add.at(out, np.broadcast_to(idx, vshape).reshape(-1), np.asarray(g).reshape(-1))
+    return out.reshape(out_shape)
+
+
 UNVIEW = defop("unview", "unview", kernel="cad_unview_vjp", method=False, export=False,
+               ref=_np_unview,
+               cases=[Case((2, 2), offset=1, vshape=(2, 2), vstrides=(3, 1), out_shape=(2, 3)),
+                      Case((3,), offset=0, vshape=(3,), vstrides=(0,), out_shape=(2,)),
+                      Case((2, 3), offset=0, vshape=(2, 3), vstrides=(1, 2), out_shape=(3, 2))],
                doc="adjoint of view: zeros, then the strided window += g (internal)")
 CONCAT = defop("concatenate", "concat", kernel="cad_concat_vjp", method=False,
                ref=lambda *a, axis=0: np.concatenate(a, axis=axis),
@@ -230,6 +242,11 @@ def _batch_strides(bsh, inner):
 def _window(aux):
     off, nd = aux[0], aux[1]
     return off, tuple(aux[2:2 + nd]), tuple(aux[2 + nd:2 + 2 * nd])
+
+
+@UNVIEW
+def unview(g, offset, vshape, vstrides, out_shape):
+    return C.unview(g, offset, vshape, vstrides, out_shape)
 
 
 @VIEW.vjp

@@ -104,6 +104,13 @@ typedef struct {
     int esize[CAD_MAXOP];
 } cad_iter;
 
+/* ---- block cache (alloc.c): every gradient buffer and large array cad makes */
+void *cad_alloc(size_t nb);
+void cad_release(void *p);
+size_t cad_cache_clear(void);
+size_t cad_cache_bytes(void);
+extern size_t cad_cache_limit;
+
 /* ---- thread pool (pool.c): fn(arg, tid, nt) for tid in 0..nt-1, tid 0 on the caller */
 typedef void (*cad_task)(void *arg, int tid, int nt);
 void cad_parallel(cad_task fn, void *arg, int nt);

@@ -112,9 +112,10 @@ int cad_iter_run_t(cad_iter *it, cad_row row, cad_row combine, const void *init,
         for (k = 0; k < nop; k++) st[k][nd] = it->st[k][d];
         nd++;
     }
-    if (nd == 0) {
-        nd = 1; shape[0] = 1;
-        for (k = 0; k < nop; k++) st[k][0] = 0;
+    if (nd == 0) {   /* one element: no threads, no partials (dst may be uninitialised for an assigning row) */
+        int64_t s0[CAD_MAXOP] = {0};
+        row(it->ptr, s0, 1);
+        return CAD_OK;
     }
     for (d = 0; d < nd; d++) {
         N *= shape[d];

@@ -37,7 +37,7 @@ int cad_grad_for(cad_buf *b, int full, int *assign) {
     if (b->flags & BUF_DEAD) return CAD_EDEAD;
     if (!(b->flags & BUF_INLINE) && b->grad == NULL) {
         size_t nb = (size_t)b->size * (size_t)esz(b->dtype);
-        b->grad = (char *)malloc(nb ? nb : 1);
+        b->grad = (char *)cad_alloc(nb ? nb : 1);
         if (!b->grad) return CAD_ENOMEM;
         if (full && nb) *assign = 1;
         else zero_fill(b->grad, nb);
@@ -73,7 +73,7 @@ int cad_sweep(cad_tape *t, int free_tmp, int64_t stop) {
         st = cad_vjp_dispatch(t, r);
         if (st) return st;
         if (free_tmp && o->grad && !(o->flags & (BUF_KEEP | BUF_INLINE))) {
-            free(o->grad);
+            cad_release(o->grad);
             o->grad = NULL;
         }
     }

@@ -46,7 +46,7 @@ void cad_tape_free_arrays(cad_tape *t) {
     int64_t i;
     for (i = 0; i < t->nbufs; i++) {
         cad_buf *b = t->bufs + i;
-        if (b->grad && !(b->flags & BUF_INLINE)) free(b->grad);
+        if (b->grad && !(b->flags & BUF_INLINE)) cad_release(b->grad);
         b->grad = NULL;
     }
     if (t->bufs && t->capbufs <= CACHE_MAXBUFS && t->caprecs <= CACHE_MAXBUFS && ncache < CACHE_N) {
@@ -89,7 +89,7 @@ void cad_tape_clear_grads(cad_tape *t) {
     int64_t i;
     for (i = 0; i < t->nbufs; i++) {
         cad_buf *b = t->bufs + i;
-        if (b->grad && !(b->flags & BUF_INLINE)) free(b->grad);
+        if (b->grad && !(b->flags & BUF_INLINE)) cad_release(b->grad);
         b->grad = NULL;
         b->sgrad = 0.0;
         b->hasg = 0;
