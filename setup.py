@@ -61,6 +61,6 @@ ext = Extension(
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + SIMD_DEFS,
     extra_compile_args=["-O3", "-fno-math-errno", "-std=gnu11", "-pthread"] + SIMD_FLAGS
     + (["-O0", "-g"] if DEBUG else []),
-    extra_link_args=["-pthread", "-lm"],
+    extra_link_args=["-pthread", "-lm", "-ldl"],
 )
 setup(ext_modules=cythonize([ext], compiler_directives=directives, include_path=["cad/_core"]))

@@ -210,6 +210,9 @@ def run_case(case, peers, settings, impls_wanted, log):
         log(f"  {label} ...")
         try:
             fn = case.impls[impl](data)
+            # let the previous implementation's worker threads (torch's OpenMP, XLA's pool)
+            # finish spinning: on 2 cores they would take the core this one's threads need
+            time.sleep(0.3)
             m = measure(fn, settings)
         except Exception as e:
             msg = f"{type(e).__name__}: {e}".splitlines()[0][:200]

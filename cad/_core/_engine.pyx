@@ -124,6 +124,7 @@ cdef extern from "cad_cpu.h" nogil:
     int cad_matmul(const cad_mm *mm)
     void cad_set_blas(void *dgemm, void *sgemm)
     int cad_have_blas()
+    int cad_blas_thread_control()
     int cad_sweep(cad_tape *t, int free_tmp, int64_t stop)
     void *cad_alloc(size_t nb)
     void cad_release(void *p)
@@ -356,6 +357,7 @@ def _load_blas():
 
 
 HAVE_BLAS = _load_blas()
+BLAS_THREAD_CONTROL = bool(cad_blas_thread_control())
 
 # ---------------------------------------------------------------- tape
 

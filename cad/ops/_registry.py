@@ -44,7 +44,7 @@ class OpDef:
     __slots__ = ("name", "kind", "args", "fwd", "d", "kernel", "int_ok", "ref", "cases",
                  "domain", "method", "ufunc", "doc", "differentiable", "api", "code",
                  "nondiff_args", "fd_eps", "export", "tol", "seq", "vjp_rule", "jvp_rule",
-                 "second_order")
+                 "second_order", "fast_partial")
 
     def __init__(self, name, kind, *, args=(), fwd=None, d=None, kernel=None, int_ok=False,
                  ref=None, cases=(), domain=(-2.0, 2.0), method=True, ufunc=None, doc="",
@@ -77,6 +77,9 @@ class OpDef:
         self.vjp_rule = None
         self.jvp_rule = None
         self.second_order = second_order   # gradgradcheck applies (False: kinks everywhere)
+        # {input: fn(ctx) -> tensor or None}: a cheaper form of a partial for special
+        # inputs (pow with a constant exponent); None falls back to ``d``
+        self.fast_partial = {}
 
     @property
     def primitive(self):

@@ -117,14 +117,19 @@ def ew_rules(op):
     import re
     codes = {a: compile(e, f"<d{op.name}/d{a}>", "eval") for a, e in op.d.items()}
     names = {a: set(re.findall(r"[A-Za-z_]\w*", e)) for a, e in op.d.items()}
+    reads = {a: [(j, b) for j, b in enumerate(op.args) if b in names[a]] for a in op.d}
     trivial = {a: e.strip() if e.strip() in ("1", "-1") else None for a, e in op.d.items()}
     env0 = _env()
+    fast = dict(op.fast_partial)
 
     def partial(ctx, a):
-        env = dict(env0)
-        for j, b in enumerate(op.args):
-            if b in names[a]:
-                env[b] = ctx.val(j)
+        if a in fast:
+            d = fast[a](ctx)
+            if d is not None:
+                return d
+        env = env0.copy()
+        for j, b in reads[a]:
+            env[b] = ctx.val(j)
         if "out" in names[a]:
             env["out"] = ctx.out_val()
         d = eval(codes[a], env)

@@ -46,7 +46,7 @@ _binary("sub", "x - y", "1", "-1", np.subtract, int_ok=True, ufunc="subtract")
 _binary("mul", "x * y", "y", "x", np.multiply, int_ok=True, ufunc="multiply")
 _binary("div", "x / y", "1 / y", "-out / y", np.true_divide,
         domain=((-2.0, 2.0), (0.5, 2.0)), ufunc="true_divide")
-_binary("pow", "pow(x, y)", "select(y == 0, 0, y * pow(x, y - 1))",
+POW = _binary("pow", "pow(x, y)", "select(y == 0, 0, y * pow(x, y - 1))",
         "select((x == 0) & (y >= 0), 0, out * log(x))", np.power, int_ok=True,
         domain=((0.5, 2.0), (-2.0, 2.0)), ufunc="power")
 _binary("maximum", "max2(x, y)", "select(x > y, 1, select(x == y, 0.5, 0))",
@@ -83,3 +83,19 @@ for _name, _ref in [("logical_not", np.logical_not), ("sign", np.sign), ("isfini
     defop(_name, "cmp", args=("x",), ref=_ref, differentiable=False,
           ufunc=None if _name == "round" else _ref.__name__,
           cases=[Case((3,)), Case(())])
+
+
+def _pow_dx(ctx):
+    """d x**c / dx = c x**(c-1) for a constant exponent c (no select: two ops)"""
+    if ctx.wants(1) or ctx.ins[1] < 0:
+        return None
+    y = ctx.val(1)
+    if y.ndim != 0 or y.requires_grad:
+        return None
+    c = float(y)
+    if c == 0:
+        return None
+    return (ctx.val(0) ** (c - 1)) * c if c != 1 else None
+
+
+POW.fast_partial["x"] = _pow_dx

@@ -167,6 +167,7 @@ int cad_gemm(int dtype, int64_t m, int64_t n, int64_t k,
              char *c, int64_t crs, double beta);
 void cad_set_blas(void *dgemm, void *sgemm);
 int cad_have_blas(void);
+int cad_blas_thread_control(void);
 
 /* ---- reverse sweep (sweep.c) ---- */
 /* records with index >= stop, last first */

@@ -1,8 +1,20 @@
 /* Matrix products through BLAS (dgemm/sgemm pointers taken from
- * scipy.linalg.cython_blas at import), with a plain-loop fallback. */
+ * scipy.linalg.cython_blas at import), with a plain-loop fallback.
+ *
+ * Threads: OpenBLAS's own threads pay only for large products, and on a 2-core
+ * machine a second BLAS thread that has to wait for a core (another library's
+ * spinning thread) stalls the whole product.  When the library has
+ * openblas_set_num_threads_local (OpenBLAS >= 0.3.27, a per-calling-thread
+ * setting), cad's calls run on one thread below CAD_BLAS_PAR_MIN multiply-adds and
+ * on cad's thread count above, and restore the caller's setting after. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <limits.h>
 #include <string.h>
 #include "cad_cpu.h"
+
+#define CAD_BLAS_PAR_MIN ((double)(1 << 20))
+static int (*p_threads_local)(int) = NULL;
 
 typedef void (*dgemm_t)(char *, char *, int *, int *, int *, double *, double *, int *,
                         double *, int *, double *, double *, int *);
@@ -11,8 +23,30 @@ typedef void (*sgemm_t)(char *, char *, int *, int *, int *, float *, float *, i
 static dgemm_t p_dgemm = NULL;
 static sgemm_t p_sgemm = NULL;
 
-void cad_set_blas(void *d, void *s) { p_dgemm = (dgemm_t)d; p_sgemm = (sgemm_t)s; }
+void cad_set_blas(void *d, void *s) {
+    Dl_info info;
+    p_dgemm = (dgemm_t)d;
+    p_sgemm = (sgemm_t)s;
+    p_threads_local = NULL;
+    if (d && dladdr(d, &info) && info.dli_fname) {
+        void *h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD);
+        if (h) {
+            p_threads_local = (int (*)(int))dlsym(h, "openblas_set_num_threads_local");
+            dlclose(h);   /* drops the reference NOLOAD added; the library stays loaded */
+        }
+    }
+}
+
+/* set BLAS threads for a product of m*n*k multiply-adds; returns the previous
+ * setting (or -1 when the library cannot do this) */
+static int blas_threads(double work) {
+    int nt;
+    if (!p_threads_local) return -1;
+    nt = work < CAD_BLAS_PAR_MIN ? 1 : (cad_num_threads > 0 ? cad_num_threads : cad_get_max_threads());
+    return p_threads_local(nt);
+}
 int cad_have_blas(void) { return p_dgemm != NULL && p_sgemm != NULL; }
+int cad_blas_thread_control(void) { return p_threads_local != NULL; }
 
 /* column-major description of a rows x cols matrix given row/col strides;
  * returns 0 with trans/ld for BLAS, -1 when it needs a copy */
@@ -73,12 +107,16 @@ int cad_gemm(int dtype, int64_t m, int64_t n, int64_t k,
         return CAD_EBLAS;
     M = (int)n; N = (int)m; K = (int)k; LDA = (int)ldb; LDB = (int)lda;
     LDC = (int)(crs < n ? n : crs);
-    if (dtype == CAD_F64) {
-        double al = 1.0, be = beta;
-        p_dgemm(&tb, &ta, &M, &N, &K, &al, (double *)b, &LDA, (double *)a, &LDB, &be, (double *)c, &LDC);
-    } else {
-        float al = 1.0f, be = (float)beta;
-        p_sgemm(&tb, &ta, &M, &N, &K, &al, (float *)b, &LDA, (float *)a, &LDB, &be, (float *)c, &LDC);
+    {
+        int prev = blas_threads((double)m * (double)n * (double)k);
+        if (dtype == CAD_F64) {
+            double al = 1.0, be = beta;
+            p_dgemm(&tb, &ta, &M, &N, &K, &al, (double *)b, &LDA, (double *)a, &LDB, &be, (double *)c, &LDC);
+        } else {
+            float al = 1.0f, be = (float)beta;
+            p_sgemm(&tb, &ta, &M, &N, &K, &al, (float *)b, &LDA, (float *)a, &LDB, &be, (float *)c, &LDC);
+        }
+        if (prev >= 0) p_threads_local(prev);
     }
     return CAD_OK;
 }
