@@ -7,8 +7,10 @@
  * CACHE_MIN and CACHE_BLOCK_MAX bytes are kept (up to cad_cache_limit bytes in all)
  * and handed out again by exact size class.  Only cad's own allocations use it;
  * process-wide malloc settings are untouched.  cad.empty_cache() returns it all. */
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cad_cpu.h"
@@ -25,6 +27,23 @@ static size_t cached = 0;
 size_t cad_cache_limit = (size_t)512 << 20;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* large blocks: 2 MiB aligned and advised for transparent huge pages, as numpy
+ * does for its arrays (40 faults for 80 MB instead of 20,000) */
+#define HUGE_MIN ((size_t)4 << 20)
+#define HUGE_ALIGN ((size_t)2 << 20)
+
+static char *raw_alloc(size_t total) {
+    void *p = NULL;
+    if (total >= HUGE_MIN) {
+        if (posix_memalign(&p, HUGE_ALIGN, total) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+        madvise(p, total / HUGE_ALIGN * HUGE_ALIGN, MADV_HUGEPAGE);   /* only whole huge pages we own */
+#endif
+        return (char *)p;
+    }
+    return (char *)malloc(total);
+}
+
 static size_t size_class(size_t nb) {
     const size_t g = (size_t)16 << 10;
     return (nb + g - 1) / g * g;
@@ -35,7 +54,7 @@ void *cad_alloc(size_t nb) {
     char *base;
     int i;
     if (nb < CACHE_MIN || nb > CACHE_BLOCK_MAX) {
-        base = (char *)malloc(nb + HDR);
+        base = raw_alloc(nb + HDR);
         if (!base) return NULL;
         *(size_t *)base = 0;           /* class 0: not cached */
         return base + HDR;
@@ -52,7 +71,7 @@ void *cad_alloc(size_t nb) {
         }
     }
     pthread_mutex_unlock(&mu);
-    base = (char *)malloc(cls + HDR);
+    base = raw_alloc(cls + HDR);
     if (!base) return NULL;
     *(size_t *)base = cls;
     return base + HDR;
