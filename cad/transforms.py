@@ -59,16 +59,32 @@ def reverse_sweep(tape, seeds, stop, nb, want):
     return {h: cot.get(h) for h in want}
 
 
-def forward_sweep(tape, tangents, start, nb, want):
+_EW = None
+
+
+def forward_sweep(tape, tangents, start, nb, want, fused=False):
     """Tangents of the handles in `want`, from tangents {handle: tangent with nb
-    batch dims}, pushed through records start.. of tape with the op table's rules."""
+    batch dims}, pushed through records start.. of tape with the op table's rules.
+    fused: elementwise records use the generated one-pass C jvp rows (only when
+    the tangents need not be differentiable)."""
+    global _EW
     _, jvp = _tables()
+    if _EW is None:
+        # ops with a cheaper special-case partial (pow with a constant exponent) keep
+        # their rule: the fused row would evaluate the general expression per element
+        _EW = [op.kind == "ew" and not op.fast_partial for op in primitives()]
     n = C.node_count(tape)
     tan = dict(tangents)
     for op, out, ins, aux in C.tape_records(tape, start, n):
         ts = [tan.get(h) if h >= 0 else None for h in ins]
         if all(t is None for t in ts):
             continue
+        r = None
+        if fused and _EW[op]:
+            r = C.ew_jvp(tape, op, out, ins, ts, nb)
+            if r is not None:
+                tan[out] = r
+                continue
         r = jvp[op](Ctx(tape, ins, out, aux, nb), ts)
         if r is not None:
             tan[out] = r
@@ -194,7 +210,7 @@ def _pushforward(outs, fresh, tans, nb):
                 and not y.is_leaf and C.handle_of(y)[0] is tp]
         record = _recording(tp, fresh)
         with (C.enable_grad() if record else C.no_grad()):
-            got = forward_sweep(tp, seeds, min(starts), nb, want)
+            got = forward_sweep(tp, seeds, min(starts), nb, want, fused=not record)
         for k, y in enumerate(outs):
             if isinstance(y, C.Tensor) and not y.is_leaf and y.requires_grad and C.handle_of(y)[0] is tp:
                 res[k] = _add(res[k], got[C.handle_of(y)[1]])

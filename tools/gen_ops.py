@@ -41,7 +41,8 @@ def idents(expr):
 
 
 def to_c(expr, ctype, op, what):
-    bad = idents(expr) - set(op.args) - {"out"} - ({"g"} if what.startswith("d[") else set())
+    extra = {"g"} | {f"t{i}" for i in range(len(op.args))} if what.startswith("d[") else set()
+    bad = idents(expr) - set(op.args) - {"out"} - extra
     if bad:
         raise SystemExit(f"gen_ops: op {op.name!r} {what}: unknown names {sorted(bad)} in {expr!r}")
 
@@ -95,6 +96,48 @@ def fwd_row(op, dt):
             L.append("        " + loop(lambda k, z=z: "0" if k == z else "i"))
     L.append("    } else {")
     L.append("        " + loop(lambda k: f"i * s[{k}]"))
+    L.append("    }")
+    L.append("}")
+    return "\n".join(L)
+
+
+def jvp_row(op, mask, dt):
+    """t_out = sum over present tangents of t_i * d_i; operands
+    [tout, t_0..t_{n-1}, x_0..x_{n-1}, out] (absent tangents NULL)"""
+    ctype = DT[dt][0]
+    n = len(op.args)
+    present = [i for i in range(n) if (mask >> i) & 1]
+    terms, vals, uout = [], set(), False
+    for i in present:
+        d = op.d[op.args[i]].strip()
+        ua, uo = used(op, d)
+        vals.update(ua)
+        uout = uout or uo
+        if d == "1":
+            terms.append(f"t{i}")
+        elif d == "-1":
+            terms.append(f"(-t{i})")
+        else:
+            terms.append(f"t{i} * ({d})")
+    e = to_c(" + ".join(terms), ctype, op, "d[jvp]").replace("((" + ctype + ")", "((" + ctype + ")")
+    L = [f"CAD_ROW void cad_{op.name}_jvp{mask}_{dt}(char **p, const int64_t *s, int64_t n) {{",
+         f"    {ctype} *TO_ = ({ctype} *)p[0];"]
+    ops_ = [(1 + i, f"t{i}", ctype) for i in present]
+    ops_ += [(1 + n + op.args.index(a), a, arg_ctype(op, a, ctype)) for a in op.args if a in vals]
+    if uout:
+        ops_.append((1 + 2 * n, "out", ctype))
+    for k, nm, t in ops_:
+        L.append(f"    const {t} *{nm}_ = (const {t} *)p[{k}];")
+    L.append("    int64_t i;")
+
+    def loads(idx):
+        return " ".join(f"const {t} {nm} = {nm}_[{idx(k)}];" for k, nm, t in ops_)
+    conds = " && ".join(f"s[{k}] == 1" for k in [0] + [k for k, _, _ in ops_])
+    L.append(f"    if ({conds}) {{")
+    L.append("        CAD_SIMD")
+    L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: 'i')} TO_[i] = {e}; }}")
+    L.append("    } else {")
+    L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: f'i * s[{k}]')} TO_[i * s[0]] = {e}; }}")
     L.append("    }")
     L.append("}")
     return "\n".join(L)
@@ -235,6 +278,10 @@ def gen_h(prims, ew):
     L.append("extern const unsigned char cad_heavy[OP_COUNT];")
     L.append("static inline int cad_fwd_heavy(int op) { return cad_heavy[op]; }")
     L.append("static inline cad_row cad_fwd_row(int op, int dt) { return cad_fwd_rows[op][dt]; }")
+    L.append("extern const cad_row (*cad_jvp_rows[OP_COUNT])[2];")
+    L.append("/* the fused jvp row of an elementwise op for the tangents present (bit i: input i) */")
+    L.append("static inline cad_row cad_jvp_row(int op, int mask, int dt) {")
+    L.append("    return cad_jvp_rows[op] && mask > 0 && mask < 8 ? cad_jvp_rows[op][mask][dt] : NULL; }")
     L.append("/* bit j: the partial of input i reads input j; bit 7: it reads the output */")
     L.append("static inline int cad_uses_mask(int op, int i) { return cad_uses[op][i]; }")
     for arity in (1, 2):
@@ -274,7 +321,24 @@ def gen_c(prims, ew):
         while len(rows) < 3:
             rows.append("{{NULL, NULL}, {NULL, NULL}}")
         L.append(f"static const cad_row cad_{op.name}_vjp_rows[3][2][2] = {{{', '.join(rows)}}};")
+        n = len(op.args)
+        masks = [m for m in range(1, 1 << n)
+                 if all(op.args[i] in op.d for i in range(n) if (m >> i) & 1)]
+        for m in masks:
+            for dt in DT:
+                L.append(jvp_row(op, m, dt))
+        jr = []
+        for m in range(8):
+            if m in masks:
+                jr.append(f"{{cad_{op.name}_jvp{m}_f64, cad_{op.name}_jvp{m}_f32}}")
+            else:
+                jr.append("{NULL, NULL}")
+        L.append(f"static const cad_row cad_{op.name}_jvp_rows[8][2] = {{{', '.join(jr)}}};")
         L.append("")
+    L.append("const cad_row (*cad_jvp_rows[OP_COUNT])[2] = {")
+    for op in prims:
+        L.append(f"    cad_{op.name}_jvp_rows," if op.kind == "ew" else "    NULL,")
+    L.append("};")
     L.append("cad_row cad_fwd_rows[OP_COUNT][2] = {")
     for op in prims:
         if op.kind == "ew":
@@ -326,7 +390,8 @@ def gen_pxi(reg, prims, ew):
           "    double cad_fwd_s2(int op, double x, double y) nogil",
           "    cad_row cad_fwd_row(int op, int dt) nogil",
           "    int cad_uses_mask(int op, int i) nogil",
-          "    int cad_fwd_heavy(int op) nogil", ""]
+          "    int cad_fwd_heavy(int op) nogil",
+          "    cad_row cad_jvp_row(int op, int mask, int dt) nogil", ""]
     L.append("OP_NAMES = (" + "".join(f"{op.name!r}, " for op in prims) + ")")
     L.append("cdef tuple _OP_NAMES = OP_NAMES")
     L.append("cdef int _EW_NIN[OP_COUNT]")

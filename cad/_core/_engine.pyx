@@ -142,8 +142,10 @@ cdef extern from "cad_cpu.h" nogil:
 cdef extern from *:
     """
     static cad_row cad_acc_row(int dt) { return cad_acc_rows[dt]; }
+    static char *cad_bdata_(cad_buf *b) { return cad_bdata(b); }
     """
     cad_row cad_acc_row(int dt)
+    char *_bdata "cad_bdata_"(cad_buf *b)
 
 cdef extern from *:
     """
@@ -2179,3 +2181,96 @@ def foreign_leaves(Tape tp, list mine):
         if (tp.t.bufs[i].flags & BUF_LEAF) and id(<object>tp.t.bufs[i].leaf) not in ids:
             return True
     return False
+
+
+def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
+    """The fused C jvp of an elementwise record: t_out = sum t_i * d_i in one pass
+    (the tangents carry nb leading batch dims; not recorded).  None when the op has
+    no fused row for this set of tangents."""
+    cdef int n = len(ins), i, d, mask = 0, dt, ond, xnd, fnd, k
+    cdef cad_buf *ob
+    cdef cad_buf *xb
+    cdef cad_row row
+    cdef cad_iter it
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef int64_t lshape[MAXDIM]
+    cdef int64_t lst[MAXDIM]
+    cdef cnp.ndarray res, ta
+    cdef Tensor t
+    cdef int st
+    for i in range(n):
+        if ts[i] is not None:
+            mask |= 1 << i
+    ob = &tp.t.bufs[out]
+    if ob.dtype != CAD_F64 and ob.dtype != CAD_F32:
+        return None
+    dt = ob.dtype
+    row = cad_jvp_row(op, mask, 0 if dt == CAD_F64 else 1)
+    if row == NULL or n > 3:
+        return None
+    ond = ob.ndim
+    first = next(x for x in ts if x is not None)
+    bsh = (<Tensor>first).shape[:nb]
+    fnd = nb + ond
+    if fnd > MAXDIM:
+        return None
+    for d in range(nb):
+        dims[d] = bsh[d]
+    for d in range(ond):
+        dims[nb + d] = tp.t.meta[ob.meta + d]
+    res = _empty(fnd, dims, dt)
+    it.nop = 2 + 2 * n
+    it.ndim = fnd
+    for d in range(fnd):
+        it.shape[d] = dims[d]
+    cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(res), _ESIZE[dt], fnd, <int64_t *>dims,
+                     _contig(fnd, <int64_t *>dims))
+    for i in range(n):
+        if ts[i] is None:
+            cad_iter_operand(&it, 1 + i, NULL, 8, 0, NULL, NULL)
+            continue
+        t = <Tensor>ts[i]
+        if t._dtype != dt:
+            return None
+        xnd = _tndim(t) - nb
+        # the tangent as batch + (1,)*(ond - xnd) + x shape, aligned with the output
+        k = 0
+        if t._inline:
+            cad_iter_operand(&it, 1 + i, <char *>&t._sval, 8, 0, NULL, NULL)
+            continue
+        ta = <cnp.ndarray>t._arr
+        for d in range(nb):
+            lshape[k] = cnp.PyArray_DIMS(ta)[d]
+            lst[k] = cnp.PyArray_STRIDES(ta)[d] // _ESIZE[dt]
+            k += 1
+        for d in range(ond - xnd):
+            lshape[k] = 1
+            lst[k] = 0
+            k += 1
+        for d in range(xnd):
+            lshape[k] = cnp.PyArray_DIMS(ta)[nb + d]
+            lst[k] = cnp.PyArray_STRIDES(ta)[nb + d] // _ESIZE[dt]
+            k += 1
+        cad_iter_operand(&it, 1 + i, <char *>cnp.PyArray_DATA(ta), _ESIZE[dt], k, lshape, lst)
+    for i in range(n):
+        if ins[i] < 0:
+            cad_iter_operand(&it, 1 + n + i, NULL, 8, 0, NULL, NULL)
+            continue
+        xb = &tp.t.bufs[<cad_hid>ins[i]]
+        if (xb.flags & BUF_INLINE) or xb.owner != NULL:
+            cad_iter_operand(&it, 1 + n + i, _bdata(xb), _ESIZE[xb.dtype], xb.ndim,
+                             tp.t.meta + xb.meta, tp.t.meta + xb.meta + xb.ndim)
+        else:
+            cad_iter_operand(&it, 1 + n + i, NULL, 8, 0, NULL, NULL)
+    if (ob.flags & BUF_INLINE) or ob.owner != NULL:
+        cad_iter_operand(&it, 1 + 2 * n, _bdata(ob), _ESIZE[dt], ond, tp.t.meta + ob.meta,
+                         tp.t.meta + ob.meta + ond)
+    else:
+        cad_iter_operand(&it, 1 + 2 * n, NULL, 8, 0, NULL, NULL)
+    if cnp.PyArray_SIZE(res) >= 4096:
+        with nogil:
+            st = cad_iter_run_t(&it, row, NULL, NULL,
+                                cad_par_min_heavy if cad_fwd_heavy(op) else cad_par_min)
+    else:
+        st = cad_iter_run_t(&it, row, NULL, NULL, cad_par_min)
+    return _wrap(res)
