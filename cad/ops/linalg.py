@@ -101,7 +101,7 @@ def _matmul_vjp(ctx, g):
         if b1:
             ga = _unsq(g, -1) * B                              # (.., m, 1) * (k,)
         elif B.ndim == 2:
-            ga = _rows_times(g if not a1 else g, _swap(B))     # one GEMM
+            ga = _rows_times(g, _swap(B))                      # one GEMM
         else:
             ga = C.matmul(_unsq(g, -2) if a1 else g, _swap(B))
             if a1:
