@@ -135,7 +135,10 @@ def _tapes(outs):
 
 
 def _recording(tape, fresh):
-    """must the sweep record (an outer computation tracks something in it)?"""
+    """must the sweep record (an outer computation tracks something in it, or
+    cad.record is recording)?"""
+    if C.is_recording():
+        return True
     if not C.is_grad_enabled():
         return False
     return any(not x.is_leaf for x in fresh) or C.foreign_leaves(tape, [x for x in fresh if x.is_leaf])

@@ -29,8 +29,10 @@ def load_table():
 
 
 FUNCS = {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "pow", "abs", "sign",
-         "select", "max2", "min2"}
-MACROS = {"sign": "CAD_SIGN", "select": "CAD_SELECT", "max2": "CAD_MAX2", "min2": "CAD_MIN2"}
+         "select", "max2", "min2", "isfinite", "isnan"}
+MACROS = {"sign": "CAD_SIGN", "select": "CAD_SELECT", "max2": "CAD_MAX2", "min2": "CAD_MIN2",
+          "isfinite": "CAD_ISFINITE", "isnan": "CAD_ISNAN"}
+BDT = {"f64": "double", "f32": "float", "i64": "int64_t", "b": "uint8_t"}
 LIT = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+|\d+[eE][-+]?\d+)")
 IDENT = re.compile(r"[A-Za-z_]\w*")
 DT = {"f64": ("double", 0), "f32": ("float", 1)}
@@ -138,6 +140,29 @@ def jvp_row(op, mask, dt):
     L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: 'i')} TO_[i] = {e}; }}")
     L.append("    } else {")
     L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: f'i * s[{k}]')} TO_[i * s[0]] = {e}; }}")
+    L.append("    }")
+    L.append("}")
+    return "\n".join(L)
+
+
+def bool_row(op, dt):
+    """forward row of a comparison/logic op: inputs of type dt, bool (uint8) result"""
+    ctype = BDT[dt]
+    n = len(op.args)
+    e = to_c(op.fwd, "double" if dt in ("f64", "i64", "b") else "float", op, "fwd")
+    L = [f"CAD_ROW void cad_{op.name}_bfwd_{dt}(char **p, const int64_t *s, int64_t n) {{",
+         "    uint8_t *O_ = (uint8_t *)p[0];"]
+    for j, a in enumerate(op.args):
+        L.append(f"    const {ctype} *{a}_ = (const {ctype} *)p[{j + 1}];")
+    L.append("    int64_t i;")
+    loads = lambda idx: " ".join(f"const {ctype} {a} = {a}_[{idx(j + 1)}];"  # noqa: E731
+                                 for j, a in enumerate(op.args))
+    conds = " && ".join(f"s[{k}] == 1" for k in range(n + 1))
+    L.append(f"    if ({conds}) {{")
+    L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: 'i')} O_[i] = (uint8_t)({e}); }}")
+    L.append("    } else {")
+    L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: f'i * s[{k}]')} "
+             f"O_[i * s[0]] = (uint8_t)({e}); }}")
     L.append("    }")
     L.append("}")
     return "\n".join(L)
@@ -263,6 +288,8 @@ C_MACROS = """\
 #define CAD_SIGN(x) (((x) > 0) - ((x) < 0))
 #define CAD_MAX2(a, b) (((a) > (b) || (a) != (a)) ? (a) : (b))
 #define CAD_MIN2(a, b) (((a) < (b) || (a) != (a)) ? (a) : (b))
+#define CAD_ISFINITE(x) isfinite((double)(x))
+#define CAD_ISNAN(x) isnan((double)(x))
 """
 
 
@@ -279,6 +306,8 @@ def gen_h(prims, ew):
     L.append("static inline int cad_fwd_heavy(int op) { return cad_heavy[op]; }")
     L.append("static inline cad_row cad_fwd_row(int op, int dt) { return cad_fwd_rows[op][dt]; }")
     L.append("extern const cad_row (*cad_jvp_rows[OP_COUNT])[2];")
+    L.append("extern cad_row cad_bool_rows[OP_COUNT][4];")
+    L.append("static inline cad_row cad_bool_row(int op, int dt) { return cad_bool_rows[op][dt]; }")
     L.append("/* the fused jvp row of an elementwise op for the tangents present (bit i: input i) */")
     L.append("static inline cad_row cad_jvp_row(int op, int mask, int dt) {")
     L.append("    return cad_jvp_rows[op] && mask > 0 && mask < 8 ? cad_jvp_rows[op][mask][dt] : NULL; }")
@@ -299,6 +328,29 @@ def gen_h(prims, ew):
         L.append("}")
     L.append("#endif")
     return "\n".join(L) + "\n"
+
+
+def fwd_case(op):
+    """the forward replay of one primitive: inline scalars in place, arrays by rows"""
+    L = [f"    case {cname(op)}: {{"]
+    if op.kind == "ew":
+        hv = int(heavy(op, op.fwd))
+        if scalar_ok(op) and len(op.args) <= 2:
+            L.append("        cad_buf *B_ = t->bufs, *O_ = B_ + r->out;")
+            L.append("        if (O_->flags & BUF_INLINE) {")
+            L.append("            const cad_hid *A_ = t->args + r->arg;")
+            loads = " ".join(f"const double {a} = B_[A_[{j}]].sval;" for j, a in enumerate(op.args))
+            e = to_c(op.fwd, "double", op, "fwd")
+            L.append(f"            {{ {loads} O_->sval = ({e}); }}")
+            L.append("            return CAD_OK;")
+            L.append("        }")
+        L.append(f"        return cad_ew_fwd_arrays(t, r, cad_fwd_rows[r->op][t->bufs[r->out].dtype == CAD_F64 ? 0 : 1], {hv});")
+    elif op.kind == "bool":
+        L.append("        return cad_bool_fwd_arrays(t, r, cad_bool_rows[r->op][t->bufs[t->args[r->arg]].dtype]);")
+    else:
+        L.append(f"        return {op.fkernel}(t, r);")
+    L.append("    }")
+    return "\n".join(L)
 
 
 def gen_c(prims, ew):
@@ -335,6 +387,17 @@ def gen_c(prims, ew):
                 jr.append("{NULL, NULL}")
         L.append(f"static const cad_row cad_{op.name}_jvp_rows[8][2] = {{{', '.join(jr)}}};")
         L.append("")
+    for op in prims:
+        if op.kind == "bool":
+            for dt in BDT:
+                L.append(bool_row(op, dt))
+    L.append("cad_row cad_bool_rows[OP_COUNT][4] = {")
+    for op in prims:
+        if op.kind == "bool":
+            L.append("    {" + ", ".join(f"cad_{op.name}_bfwd_{dt}" for dt in BDT) + "},")
+        else:
+            L.append("    {NULL, NULL, NULL, NULL},")
+    L.append("};")
     L.append("const cad_row (*cad_jvp_rows[OP_COUNT])[2] = {")
     for op in prims:
         L.append(f"    cad_{op.name}_jvp_rows," if op.kind == "ew" else "    NULL,")
@@ -366,11 +429,21 @@ def gen_c(prims, ew):
         L.append(f"    {{{', '.join(masks)}}},  /* {op.name} */")
     L.append("};")
     L.append("")
+    L.append("int cad_fwd_dispatch(cad_tape *t, const cad_rec *r) {")
+    L.append("    switch (r->op) {")
+    for op in prims:
+        L.append(fwd_case(op))
+    L.append("    default: return CAD_EINTERNAL;")
+    L.append("    }")
+    L.append("}")
+    L.append("")
     L.append("int cad_vjp_dispatch(cad_tape *t, const cad_rec *r) {")
     L.append("    switch (r->op) {")
     for op in prims:
         if op.kind == "ew":
             L.append(scalar_case(op))
+        elif op.kind == "bool":
+            L.append(f"    case {cname(op)}: return CAD_OK;   /* no derivative */")
         else:
             if not op.kernel:
                 raise SystemExit(f"gen_ops: primitive {op.name!r} names no vjp kernel")
@@ -391,12 +464,13 @@ def gen_pxi(reg, prims, ew):
           "    cad_row cad_fwd_row(int op, int dt) nogil",
           "    int cad_uses_mask(int op, int i) nogil",
           "    int cad_fwd_heavy(int op) nogil",
-          "    cad_row cad_jvp_row(int op, int mask, int dt) nogil", ""]
+          "    cad_row cad_jvp_row(int op, int mask, int dt) nogil",
+          "    cad_row cad_bool_row(int op, int dt) nogil", ""]
     L.append("OP_NAMES = (" + "".join(f"{op.name!r}, " for op in prims) + ")")
     L.append("cdef tuple _OP_NAMES = OP_NAMES")
     L.append("cdef int _EW_NIN[OP_COUNT]")
     for op in prims:
-        L.append(f"_EW_NIN[{cname(op)}] = {len(op.args) if op.kind == 'ew' else 0}")
+        L.append(f"_EW_NIN[{cname(op)}] = {len(op.args) if op.kind in ('ew', 'bool') else 0}")
     L.append("")
     for op in reg.values():
         if op.kind == "ew":
@@ -412,6 +486,11 @@ def gen_pxi(reg, prims, ew):
                 L.append(f"    return _ew2({cname(op)}, {params})")
             else:
                 L.append(f"    return _ewn({cname(op)}, ({params},))")
+        elif op.kind == "bool":
+            params = ", ".join(op.args)
+            L.append(f"def {op.name}({params}):")
+            L.append(f'    """{op.name}({params}) = {op.fwd} (bool result, not differentiable)"""')
+            L.append(f"    return _boolop({cname(op)}, ({params},))")
         elif op.kind == "cmp" and op.api is None:
             params = ", ".join(op.args)
             fn = op.ufunc or op.ref.__name__
@@ -428,7 +507,11 @@ def method_ops(reg):
 def gen_methods(reg):
     L = [f"    # {HEADER}"]
     for k, op in enumerate(method_ops(reg)):
-        if op.kind == "ew" and op.api is None:
+        if op.kind == "bool":
+            rest = op.args[1:]
+            L.append(f"    def {op.name}({', '.join(('self',) + rest)}):")
+            L.append(f"        return _boolop({cname(op)}, (self, {''.join(a + ', ' for a in rest)}))")
+        elif op.kind == "ew" and op.api is None:
             rest = op.args[1:]
             params = ", ".join(("self",) + rest)
             L.append(f"    def {op.name}({params}):")

@@ -50,6 +50,8 @@ cdef extern from "cad_cpu.h" nogil:
         BUF_LEAF
         BUF_DEAD
         BUF_KEEP
+        BUF_INPUT
+        BUF_ARENA
     enum:
         CAD_RSUM
         CAD_RMAX
@@ -131,8 +133,9 @@ cdef extern from "cad_cpu.h" nogil:
     size_t cad_cache_clear()
     size_t cad_cache_bytes()
     size_t cad_cache_limit
-    void cad_gather_fwd(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
-    void cad_scatter_fwd(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
+    void cad_gather_kernel(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
+    void cad_scatter_kernel(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
+    int cad_forward(cad_tape *t, int64_t frm)
     int cad_ensure_grad(cad_buf *b)
     int cad_num_threads
     int64_t cad_par_min
@@ -152,8 +155,12 @@ cdef extern from *:
     /* grad mode is per thread, like torch's: no_grad() in one thread does not
        stop recording in another */
     static __thread int cad_grad_off = 0;
+    /* inside cad.record: every op on a recorded value is recorded (for replay),
+       whether or not it requires grad */
+    static __thread int cad_rec_mode = 0;
     """
     int cad_grad_off
+    int cad_rec_mode
 
 include "_gen_ops.pxi"
 
@@ -315,6 +322,45 @@ cdef class enable_grad:
 
 
 no_grad_ctx = no_grad
+
+
+def _set_record_mode(int on):
+    """enter/leave record mode in this thread (cad.record); returns the previous mode"""
+    global cad_rec_mode
+    cdef int prev = cad_rec_mode
+    cad_rec_mode = on
+    return prev
+
+
+def is_recording():
+    return bool(cad_rec_mode)
+
+
+cdef object _ESCAPE = None
+
+
+def _set_escape_hook(fn):
+    """fn(tensor, why) is called when a recorded value is read by Python in record
+    mode (cad.record adds a guard for it)"""
+    global _ESCAPE
+    _ESCAPE = fn
+
+
+cdef inline void _escape(Tensor t, str why):
+    if cad_rec_mode and t is not None and t._tape is not None and _ESCAPE is not None:
+        _ESCAPE(t, why)
+
+
+cdef inline int _mode1(Tensor t):
+    """should an op on t be recorded?  2: with gradients, 1: for its value only
+    (record mode: a replay recomputes it), 0: no"""
+    if t is None:
+        return 0
+    if t._rg and not cad_grad_off:
+        return 2
+    if cad_rec_mode and t._tape is not None:
+        return 1
+    return 0
 
 
 def set_num_threads(int n):
@@ -613,17 +659,25 @@ cdef inline int _push_rec(Tape tp, int op, cad_hid out, cad_hid *args, int nargs
 cdef int _record(int op, Tensor r, list ins, int need, int64_t *aux, int naux) except -1:
     """record op(ins) -> r.  need: bit i = the sweep reads input i's value,
     bit 7 = it reads the output's; need == -1: every input is registered (their
-    shapes are read) and kept"""
+    shapes are read) and kept.  The output requires grad when an input does (grad
+    mode on, float result); in record mode every input is registered and kept."""
     cdef Tape tp = None
     cdef Tensor t
     cdef int i, n = len(ins)
+    cdef bint rg = False
     cdef cad_hid small[8]
     cdef cad_hid *hs = small
     cdef cad_hid ho
     for i in range(n):
         t = <Tensor>ins[i]
-        if t is not None and t._rg:
-            tp = _join(tp, _input_tape(t))
+        if t is not None:
+            if t._rg:
+                rg = True
+            if t._tape is not None:
+                tp = _join(tp, _input_tape(t))
+    rg = rg and not cad_grad_off and _isfloat(r._dtype)
+    if cad_rec_mode:
+        need = -1
     if tp is None:
         tp = Tape.__new__(Tape)
     if n > 8:
@@ -633,14 +687,17 @@ cdef int _record(int op, Tensor r, list ins, int need, int64_t *aux, int naux) e
     try:
         for i in range(n):
             hs[i] = _handle(tp, <Tensor>ins[i], 0.0, need == -1 or (i < 7 and (need >> i) & 1))
-        ho = _push_buf(tp, r, BUF_RG, need != -1 and (need >> 7) & 1)
+        if r._inline:
+            ho = _push_scalar(tp, r._sval, BUF_RG if rg else 0)
+        else:
+            ho = _push_buf(tp, r, BUF_RG if rg else 0, need != -1 and (need >> 7) & 1)
         _push_rec(tp, op, ho, hs, n, aux, naux)
     finally:
         if hs != small:
             free(hs)
     r._tape = tp
     r._h = ho
-    r._rg = True
+    r._rg = rg
     return 0
 
 
@@ -648,21 +705,23 @@ cdef int _record1(int op, Tensor r, Tensor x, int need, int64_t *aux, int naux) 
     """_record for one input (views of one tensor: the seed's t[i])"""
     cdef Tape tp = _input_tape(x)
     cdef cad_hid h, ho
+    cdef bint rg = x._rg and not cad_grad_off and _isfloat(r._dtype)
     if tp is None:
         tp = Tape.__new__(Tape)
-    h = _handle(tp, x, 0.0, need & 1)
+    h = _handle(tp, x, 0.0, cad_rec_mode or (need & 1))
     if r._inline:
-        ho = _push_scalar(tp, r._sval, BUF_RG)
+        ho = _push_scalar(tp, r._sval, BUF_RG if rg else 0)
     else:
-        ho = _push_buf(tp, r, BUF_RG, (need >> 7) & 1)
+        ho = _push_buf(tp, r, BUF_RG if rg else 0, (need >> 7) & 1)
     _push_rec(tp, op, ho, &h, 1, aux, naux)
     r._tape = tp
     r._h = ho
-    r._rg = True
+    r._rg = rg
     return 0
 
 
-cdef int _rec_scalar(int op, Tensor r, Tensor ta, double va, Tensor tb, double vb, int n) except -1:
+cdef int _rec_scalar(int op, Tensor r, Tensor ta, double va, Tensor tb, double vb, int n,
+                     bint rg) except -1:
     """record an op on inline float64 scalars (the fast path)"""
     cdef Tape tp = _join(_input_tape(ta), _input_tape(tb) if n == 2 else None)
     cdef int need = 0
@@ -670,18 +729,21 @@ cdef int _rec_scalar(int op, Tensor r, Tensor ta, double va, Tensor tb, double v
     cdef cad_hid ho
     if tp is None:
         tp = Tape.__new__(Tape)
-    if ta is not None and ta._rg:
-        need |= cad_uses_mask(op, 0)
-    if n == 2 and tb is not None and tb._rg:
-        need |= cad_uses_mask(op, 1)
+    if cad_rec_mode:
+        need = 3
+    else:
+        if ta is not None and ta._rg:
+            need |= cad_uses_mask(op, 0)
+        if n == 2 and tb is not None and tb._rg:
+            need |= cad_uses_mask(op, 1)
     hs[0] = _handle(tp, ta, va, need & 1)
     if n == 2:
         hs[1] = _handle(tp, tb, vb, need & 2)
-    ho = _push_scalar(tp, r._sval, BUF_RG)
+    ho = _push_scalar(tp, r._sval, BUF_RG if rg else 0)
     _push_rec(tp, op, ho, hs, n, NULL, 0)
     r._tape = tp
     r._h = ho
-    r._rg = True
+    r._rg = rg
     return 0
 
 
@@ -981,7 +1043,9 @@ cdef object _ew1(int op, object x):
         if t._inline:
             r = _new_inline(cad_fwd_s1(op, t._sval))
             if t._rg and not cad_grad_off:
-                _rec_scalar(op, r, t, 0.0, None, 0.0, 1)
+                _rec_scalar(op, r, t, 0.0, None, 0.0, 1, True)
+            elif cad_rec_mode and t._tape is not None:
+                _rec_scalar(op, r, t, 0.0, None, 0.0, 1, False)
             return r
     return _ew_general(op, (x,))
 
@@ -989,7 +1053,10 @@ cdef object _ew1(int op, object x):
 cdef inline Tensor _ss2(int op, Tensor ta, double va, Tensor tb, double vb):
     cdef Tensor r = _new_inline(cad_fwd_s2(op, va, vb))
     if not cad_grad_off and ((ta is not None and ta._rg) or (tb is not None and tb._rg)):
-        _rec_scalar(op, r, ta, va, tb, vb, 2)
+        _rec_scalar(op, r, ta, va, tb, vb, 2, True)
+    elif cad_rec_mode and ((ta is not None and ta._tape is not None) or
+                           (tb is not None and tb._tape is not None)):
+        _rec_scalar(op, r, ta, va, tb, vb, 2, False)
     return r
 
 
@@ -1073,6 +1140,8 @@ cdef object _ew_general(int op, tuple args):
         if op not in _NP_REF:
             rdt = CAD_F64
         else:
+            for i in range(n):
+                _escape(<Tensor>ts[i], _OP_NAMES[op] + " on integers")
             arrs = [_arr_of(<Tensor>ts[i]) if ts[i] is not None else args[i] for i in range(n)]
             return _wrap(_np.asarray(_NP_REF[op](*arrs)))
     # every operand as a tensor of the result dtype (the condition of where: bool)
@@ -1082,7 +1151,7 @@ cdef object _ew_general(int op, tuple args):
             if t is None:
                 t = from_numpy(bool(args[i]))
             elif t._dtype != CAD_BOOL:
-                t = <Tensor>_nondiff(_np.not_equal, (t, 0))
+                t = <Tensor>_boolop(OP_NE, (t, 0))
         elif t is None:
             if rdt == CAD_F64:
                 t = _new_inline(float(args[i]))
@@ -1091,7 +1160,7 @@ cdef object _ew_general(int op, tuple args):
         elif t._dtype != rdt:
             t = <Tensor>cast(t, _DTYPES[rdt])
         ts[i] = t
-        if t._rg:
+        if _mode1(t):
             rg = True
     nd = _bshape(ts, oshape, who)
     it.nop = n + 1
@@ -1116,12 +1185,98 @@ cdef object _ew_general(int op, tuple args):
         st = cad_iter_run_t(&it, cad_fwd_row(op, rdt), NULL, NULL, pmin)
     if r is None:
         r = _wrap(out)
-    if rg and not cad_grad_off:
+    if rg:
         need = 0
         for i in range(n):
             if (<Tensor>ts[i])._rg:
                 need |= cad_uses_mask(op, i)
         _record(op, r, ts, need, NULL, 0)
+    return r
+
+
+cdef object _bitop(int op, object npfn, object a, object b):
+    """& | ^: logic on bools (recorded), numpy's bitwise ops on integers"""
+    cdef Tensor ta = as_tensor(a) if not isinstance(a, (bool, int)) else None
+    cdef Tensor tb = as_tensor(b) if not isinstance(b, (bool, int)) else None
+    if (ta is None or ta._dtype == CAD_BOOL) and (tb is None or tb._dtype == CAD_BOOL):
+        return _boolop(op, (a, b))
+    return _nondiff(npfn, (a, b))
+
+
+cdef Tensor _view_norg(Tensor x, tuple shape):
+    """an identity view of x recorded for its value only (detach in cad.record)"""
+    cdef Tensor r = _wrap(_arr_of(x))
+    cdef int nd = len(shape), d
+    cdef int64_t *aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
+    cs = _cstrides(shape)
+    if aux == NULL:
+        raise MemoryError()
+    aux[0] = 0
+    aux[1] = nd
+    for d in range(nd):
+        aux[2 + d] = shape[d]
+        aux[2 + nd + d] = cs[d]
+    try:
+        _record1(OP_VIEW, r, x, 0, aux, 2 + 2 * nd)
+    finally:
+        free(aux)
+    r._rg = False
+    return r
+
+
+cdef object _boolop(int op, tuple args):
+    """a comparison or logic op: inputs promoted to a common dtype (numpy's rules,
+    Python scalars weak), a bool result; recorded like any op (never requires grad)"""
+    cdef int n = len(args), i, rdt = -1, wk, weak = -1, nd, st
+    cdef str who = _OP_NAMES[op]
+    cdef list ts = [None] * n
+    cdef Tensor t, r
+    cdef int64_t oshape[MAXDIM]
+    cdef cad_iter it
+    cdef cnp.ndarray out
+    cdef bint rec = False
+    for i in range(n):
+        a = args[i]
+        if isinstance(a, Tensor):
+            ts[i] = a
+            rdt = _promote(rdt, (<Tensor>a)._dtype)
+        else:
+            wk = _weak_kind(a)
+            if wk < 0:
+                ts[i] = as_tensor(a)
+                rdt = _promote(rdt, (<Tensor>ts[i])._dtype)
+            else:
+                weak = wk if weak < 0 else min(weak, wk)
+    if rdt < 0:
+        rdt = CAD_F64 if weak == 1 or weak < 0 else (CAD_I64 if weak == 2 else CAD_BOOL)
+    elif weak == 1 and not _isfloat(rdt):
+        rdt = CAD_F64
+    elif weak == 2 and rdt == CAD_BOOL:
+        rdt = CAD_I64
+    for i in range(n):
+        t = <Tensor>ts[i]
+        if t is None:
+            t = _new_inline(float(args[i])) if rdt == CAD_F64 else \
+                _wrap(_np.array(args[i], dtype=_DTYPES[rdt]))
+        elif t._dtype != rdt:
+            t = <Tensor>cast(t, _DTYPES[rdt])
+        ts[i] = t
+        if _mode1(t):
+            rec = True
+    nd = _bshape(ts, oshape, who)
+    out = _empty(nd, <cnp.npy_intp *>oshape, CAD_BOOL)
+    it.nop = n + 1
+    it.ndim = nd
+    for i in range(nd):
+        it.shape[i] = oshape[i]
+    cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(out), 1, nd, oshape,
+                     NULL if nd == 0 else _contig(nd, oshape))
+    for i in range(n):
+        _operand(&it, i + 1, <Tensor>ts[i])
+    st = cad_iter_run(&it, cad_bool_row(op, rdt), NULL, NULL)
+    r = _wrap(out)
+    if rec:
+        _record(op, r, ts, 0, NULL, 0)
     return r
 
 
@@ -1134,6 +1289,9 @@ cdef int64_t *_contig(int nd, const int64_t *shape):
 
 cdef object _nondiff(object fn, tuple args):
     """numpy on the values; the result does not require grad"""
+    for a in args:
+        if isinstance(a, Tensor):
+            _escape(<Tensor>a, fn.__name__)
     arrs = [_arr_of(<Tensor>a) if isinstance(a, Tensor) else a for a in args]
     try:
         res = fn(*arrs)
@@ -1152,7 +1310,7 @@ def cast(object x, object dtype):
     if dt == t._dtype:
         return t
     r = _wrap(_arr_of(t).astype(_DTYPES[dt]))
-    if t._rg and _isfloat(dt) and not cad_grad_off:
+    if _mode1(t):
         _record(OP_CAST, r, [t], 0, NULL, 0)
     return r
 
@@ -1178,6 +1336,7 @@ def reduce(int op, object x, object axis, bint keepdims):
     cdef int64_t aux[1]
     axes = normalize_axes(nd, axis, who)
     if not _isfloat(t._dtype):
+        _escape(t, who + " of integers")
         return _wrap(_np.asarray(_NP_REF[op](_arr_of(t), axis=axes, keepdims=keepdims)))
     for d in axes:
         mask |= (<uint64_t>1) << d
@@ -1212,7 +1371,7 @@ def reduce(int op, object x, object axis, bint keepdims):
         st = cad_reduce(kind, t._dtype, optr, xptr, nd, shape, xst, mask)
     if r is None:
         r = _wrap(out)
-    if t._rg and not cad_grad_off:
+    if _mode1(t):
         aux[0] = <int64_t>mask
         _record(op, r, [t], 0 if op == OP_SUM else (1 if op == OP_PROD else 1 | 128), aux, 1)
     return r
@@ -1226,7 +1385,7 @@ cdef Tensor _view(Tensor x, object arr, int64_t off, tuple shape, tuple strides)
     cdef Tensor r = _wrap(arr if isinstance(arr, _np.ndarray) else _np.asarray(arr))
     cdef int nd = len(shape), d
     cdef int64_t *aux
-    if x._rg and not cad_grad_off:
+    if _mode1(x):
         aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
         if aux == NULL:
             raise MemoryError()
@@ -1376,6 +1535,7 @@ cdef tuple _norm_index(object idx):
         idx = (idx,)
     for e in idx:
         if isinstance(e, Tensor):
+            _escape(<Tensor>e, "indexing with a tensor")
             e = _arr_of(<Tensor>e)
             if e.ndim == 0 and e.dtype.kind in "iu":
                 e = int(e)
@@ -1397,13 +1557,13 @@ cdef object _getitem(Tensor t, object index):
     except IndexError as e:
         raise IndexError(f"{e} (indexing a tensor of shape {t.shape})") from None
     if all(_is_basic(e) for e in idx):
-        if not (t._rg and not cad_grad_off):
+        if not _mode1(t):
             return _wrap(_np.asarray(val))
         off, shape, st = _basic_index(t.shape, _cstrides(t.shape), idx)
         if not isinstance(val, _np.ndarray):
             val = _np.asarray(val)
         return _view(t, val, off, shape, st)
-    if not (t._rg and not cad_grad_off):
+    if not _mode1(t):
         return _wrap(_np.asarray(val))
     return gather(t, _lin_index(t, idx), _np.asarray(val))
 
@@ -1426,12 +1586,12 @@ def gather(object x, object lin, object value=None, int nb=0):
         xa = _np.ascontiguousarray(_arr_of(t))
         out = _empty_shape(shape[:nb] + la.shape, t._dtype)
         n = la.size
-        cad_gather_fwd(t._dtype, <char *>cnp.PyArray_DATA(<cnp.ndarray>out),
+        cad_gather_kernel(t._dtype, <char *>cnp.PyArray_DATA(<cnp.ndarray>out),
                        <const char *>cnp.PyArray_DATA(<cnp.ndarray>xa),
                        <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>la), n, B, xsize)
         value = out
     r = _wrap(_np.asarray(value))
-    if t._rg and not cad_grad_off:
+    if _mode1(t):
         tl = _wrap(la)
         aux[0] = B
         aux[1] = xsize
@@ -1457,11 +1617,11 @@ def scatter(object g, object lin, int64_t xsize, int nb=0):
         raise IndexError(f"scatter: position out of range for {xsize} elements")
     ga = _np.ascontiguousarray(_arr_of(t))
     out = _empty_shape(shape[:nb] + (xsize,), t._dtype)
-    cad_scatter_fwd(t._dtype, <char *>cnp.PyArray_DATA(<cnp.ndarray>out),
+    cad_scatter_kernel(t._dtype, <char *>cnp.PyArray_DATA(<cnp.ndarray>out),
                     <const char *>cnp.PyArray_DATA(<cnp.ndarray>ga),
                     <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>la), la.size, B, xsize)
     r = _wrap(out)
-    if t._rg and not cad_grad_off:
+    if _mode1(t):
         tl = _wrap(la)
         aux[0] = B
         aux[1] = xsize
@@ -1508,7 +1668,7 @@ def unview(object g, int64_t offset, tuple vshape, tuple vstrides, tuple out_sha
     _operand(&it, 1, t)
     st = cad_iter_run(&it, cad_acc_row(t._dtype), NULL, NULL)
     r = _wrap(out)
-    if t._rg and not cad_grad_off:
+    if _mode1(t):
         aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
         if aux == NULL:
             raise MemoryError()
@@ -1539,7 +1699,7 @@ cdef _setitem(Tensor x, object index, object value):
             v = <Tensor>cast(v, _DTYPES[x._dtype])
         else:
             v = _wrap(_arr_of(v).astype(_DTYPES[x._dtype]))
-    recording = (x._rg or v._rg) and not cad_grad_off
+    recording = _mode1(x) or _mode1(v)
     try:
         lin = _lin_index(x, idx)
     except IndexError as e:
@@ -1583,10 +1743,10 @@ def concat(list tensors, int axis):
             raise ShapeError(f"concatenate: shapes {shapes} differ outside axis {ax}")
         if t._dtype != rdt:
             t = <Tensor>cast(t, _DTYPES[rdt])
-        rg = rg or t._rg
+        rg = rg or _mode1(t)
         ts.append(t)
     r = _wrap(_np.concatenate([_arr_of(t) for t in ts], axis=ax))
-    if rg and not cad_grad_off and _isfloat(rdt):
+    if rg:
         aux[0] = ax
         _record(OP_CONCATENATE, r, ts, -1, aux, 1)
     return r
@@ -1621,6 +1781,8 @@ def matmul(object a, object b):
         raise ShapeError(f"matmul: operands of shapes {ta.shape} and {tb.shape}: 0-d operands are "
                          "not allowed (use * for scalars)")
     if not _isfloat(rdt):
+        _escape(ta, "matmul of integers")
+        _escape(tb, "matmul of integers")
         return _wrap(_np.asarray(_np.matmul(_arr_of(ta), _arr_of(tb))))
     if ta._dtype != rdt:
         ta = <Tensor>cast(ta, _DTYPES[rdt])
@@ -1711,7 +1873,7 @@ def matmul(object a, object b):
     _check(st, "matmul")
     if r is None:
         r = _wrap(out)
-    if (ta._rg or tb._rg) and not cad_grad_off:
+    if _mode1(ta) or _mode1(tb):
         aux[0] = a1
         aux[1] = b1
         _record(OP_MATMUL, r, [ta, tb], (2 if ta._rg else 0) | (1 if tb._rg else 0), aux, 2)
@@ -1866,6 +2028,9 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
                  bint allow_unused, str who, int64_t stop=0):
     """The sweep driver behind backward() and autograd.grad.  accumulate: add into
     leaves' .grad; otherwise return the gradients of `inputs` (a list)."""
+    if cad_rec_mode:
+        raise BackwardError(f"{who}: inside cad.record the backward pass is not replayable; "
+                            "record the function and call tape.grad, or use cad.grad inside it")
     cdef Tensor y, x, g
     cdef Tape tp
     cdef Py_ssize_t k, j, ti, nout = len(outputs), nin
@@ -2101,6 +2266,8 @@ def tape_node(Tape tp, cad_hid h):
         return <Tensor>b.leaf
     if (b.flags & BUF_INLINE):
         r = _new_inline(b.sval)
+    elif b.flags & (BUF_ARENA | BUF_INPUT):   # a replayed value: a copy (the arena is reused)
+        r = <Tensor>_value_of(&tp.t, h)
     elif b.owner != NULL:
         r = Tensor.__new__(Tensor)
         r._arr = <object>b.owner
@@ -2257,12 +2424,12 @@ def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
             cad_iter_operand(&it, 1 + n + i, NULL, 8, 0, NULL, NULL)
             continue
         xb = &tp.t.bufs[<cad_hid>ins[i]]
-        if (xb.flags & BUF_INLINE) or xb.owner != NULL:
+        if (xb.flags & (BUF_INLINE | BUF_ARENA | BUF_INPUT)) or xb.owner != NULL:
             cad_iter_operand(&it, 1 + n + i, _bdata(xb), _ESIZE[xb.dtype], xb.ndim,
                              tp.t.meta + xb.meta, tp.t.meta + xb.meta + xb.ndim)
         else:
             cad_iter_operand(&it, 1 + n + i, NULL, 8, 0, NULL, NULL)
-    if (ob.flags & BUF_INLINE) or ob.owner != NULL:
+    if (ob.flags & (BUF_INLINE | BUF_ARENA | BUF_INPUT)) or ob.owner != NULL:
         cad_iter_operand(&it, 1 + 2 * n, _bdata(ob), _ESIZE[dt], ond, tp.t.meta + ob.meta,
                          tp.t.meta + ob.meta + ond)
     else:
@@ -2274,3 +2441,374 @@ def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
     else:
         st = cad_iter_run_t(&it, row, NULL, NULL, cad_par_min)
     return _wrap(res)
+
+
+
+# ---------------------------------------------------------------- record once, replay in C
+
+def record_input(Tape tp, object value, bint rg):
+    """an input slot of a recording: a node of tp holding value (contiguous copy)"""
+    cdef Tensor t = from_numpy(_np.array(value, order="C", copy=True) if not isinstance(value, float)
+                               else value, None, False, False)
+    cdef cad_hid h
+    if t._inline:
+        h = _push_scalar(tp, t._sval, BUF_INPUT | (BUF_RG if rg else 0))
+    else:
+        h = _push_buf(tp, t, BUF_INPUT | (BUF_RG if rg else 0), True)
+    t._tape = tp
+    t._h = h
+    t._rg = rg
+    return t
+
+
+cdef class Replay:
+    """A recorded tape prepared for replay: inputs in fixed slots, every other value
+    in a contiguous slot of an arena, constants contiguous.  One call runs the whole
+    forward pass (and the reverse sweep) in C."""
+    cdef Tape tp
+    cdef char *arena
+    cdef size_t arena_size
+    cdef list in_h          # input handles
+    cdef list in_shape      # input shapes
+    cdef list in_dtype      # input dtype codes
+    cdef list out_h         # output handles (-1: a constant)
+    cdef list out_const     # constants returned as outputs
+    cdef list arena_slots   # (handle, offset)
+    cdef bint busy
+    cdef object rg_key      # the input mask the RG flags are set for
+    cdef public object guards
+
+    def __dealloc__(self):
+        if self.arena != NULL:
+            cad_release(self.arena)
+            self.arena = NULL
+
+    def __len__(self):
+        return self.tp.t.nrecs
+
+    @property
+    def tape(self):
+        return self.tp
+
+
+cdef void _bind_arena(cad_tape *t, list slots, char *base):
+    cdef cad_hid h
+    for h, off in slots:
+        t.bufs[h].data = base + <int64_t>off
+
+
+def replay_compile(Tape tp, list inputs, list outputs, list guards):
+    """Prepare tp for replay: record outputs get arena slots (contiguous strides),
+    constants become contiguous.  inputs: input node tensors; outputs: output
+    tensors (or constants)."""
+    cdef Replay rp = Replay.__new__(Replay)
+    cdef int64_t i, off = 0, nb
+    cdef cad_buf *b
+    cdef int d
+    cdef set produced = set()
+    cdef Tensor t
+    rp.tp = tp
+    for i in range(tp.t.nrecs):
+        produced.add(tp.t.recs[i].out)
+    rp.arena_slots = []
+    for i in range(tp.t.nbufs):
+        b = &tp.t.bufs[i]
+        if b.flags & BUF_INLINE:
+            continue
+        if i in produced:
+            cad_contig_strides(b.ndim, tp.t.meta + b.meta, tp.t.meta + b.meta + b.ndim)
+            rp.arena_slots.append((i, off))
+            b.flags |= BUF_ARENA
+            if b.owner != NULL:
+                Py_DECREF(<object>b.owner)
+                b.owner = NULL
+            nb = b.size * _ESIZE[b.dtype]
+            off += (nb + 63) // 64 * 64 if nb else 64
+        elif not (b.flags & BUF_INPUT):
+            if b.owner == NULL:
+                raise RuntimeError("cad.record: a constant's value was not kept (internal error)")
+            a = <object>b.owner
+            if not a.flags.c_contiguous:
+                c = _np.ascontiguousarray(a)
+                Py_DECREF(a)
+                Py_INCREF(c)
+                b.owner = <void *>c
+                b.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>c)
+                cad_contig_strides(b.ndim, tp.t.meta + b.meta, tp.t.meta + b.meta + b.ndim)
+    rp.arena_size = off
+    rp.arena = <char *>cad_alloc(off if off else 64)
+    if rp.arena == NULL:
+        raise MemoryError("cad.record: cannot allocate the replay's buffers")
+    _bind_arena(&tp.t, rp.arena_slots, rp.arena)
+    rp.in_h, rp.in_shape, rp.in_dtype = [], [], []
+    for t in inputs:
+        rp.in_h.append(t._h)
+        rp.in_shape.append(t.shape)
+        rp.in_dtype.append(t._dtype)
+    rp.out_h, rp.out_const = [], []
+    for o in outputs:
+        if isinstance(o, Tensor) and (<Tensor>o)._tape is not None and _resolved(<Tensor>o) is tp:
+            rp.out_h.append((<Tensor>o)._h)
+            rp.out_const.append(None)
+        else:
+            rp.out_h.append(-1)
+            rp.out_const.append(o)
+    rp.guards = guards
+    rp.rg_key = None
+    return rp
+
+
+cdef void _set_rg(cad_tape *t, list in_h, tuple mask) noexcept:
+    """gradients flow from the selected inputs only: RG flags recomputed forward"""
+    cdef int64_t i, j
+    cdef cad_buf *b
+    cdef cad_rec *r
+    cdef bint rg
+    for i in range(t.nbufs):
+        t.bufs[i].flags &= ~BUF_RG
+    for j in range(len(in_h)):
+        if mask[j]:
+            t.bufs[<cad_hid>in_h[j]].flags |= BUF_RG
+    for i in range(t.nrecs):
+        r = &t.recs[i]
+        b = &t.bufs[r.out]
+        if b.dtype != CAD_F64 and b.dtype != CAD_F32:
+            continue
+        rg = False
+        for j in range(r.nargs):
+            if t.args[r.arg + j] >= 0 and (t.bufs[t.args[r.arg + j]].flags & BUF_RG):
+                rg = True
+                break
+        if rg:
+            b.flags |= BUF_RG
+
+
+cdef object _value_of(cad_tape *t, cad_hid h):
+    """a copy of handle h's value (replayed values live in a reused arena)"""
+    cdef cad_buf *b = &t.bufs[h]
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef cnp.ndarray a
+    cdef int d
+    if b.flags & BUF_INLINE:
+        return _new_inline(b.sval)
+    for d in range(b.ndim):
+        dims[d] = t.meta[b.meta + d]
+    a = _empty(b.ndim, dims, b.dtype)
+    if b.size:
+        memcpy(cnp.PyArray_DATA(a), b.data, b.size * _ESIZE[b.dtype])
+    return _wrap(a)
+
+
+def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
+    """One replay: inputs xs -> (outputs, gradients of the selected inputs or None).
+    grad_mask: a tuple of bools (which inputs get gradients) or None (forward only)."""
+    cdef cad_tape *t = &rp.tp.t
+    cdef cad_tape priv
+    cdef bint own = False
+    cdef list keep = []
+    cdef int64_t i
+    cdef int st, k
+    cdef cad_buf *b
+    cdef Tensor x
+    cdef cad_hid h
+    if len(xs) != len(rp.in_h):
+        raise TypeError(f"{who}: the tape was recorded with {len(rp.in_h)} inputs, got {len(xs)}")
+    if rp.busy:   # another thread replays this tape: work on a private copy of the values
+        priv = rp.tp.t
+        priv.bufs = <cad_buf *>malloc(t.nbufs * sizeof(cad_buf))
+        if priv.bufs == NULL:
+            raise MemoryError()
+        memcpy(priv.bufs, t.bufs, t.nbufs * sizeof(cad_buf))
+        priv_arena = <char *>cad_alloc(rp.arena_size if rp.arena_size else 64)
+        if priv_arena == NULL:
+            free(priv.bufs)
+            raise MemoryError()
+        _bind_arena(&priv, rp.arena_slots, priv_arena)
+        for i in range(t.nbufs):
+            priv.bufs[i].grad = NULL
+        t = &priv
+        own = True
+    else:
+        rp.busy = True
+        priv_arena = NULL
+    try:
+        for k in range(len(xs)):
+            x = xs[k] if type(xs[k]) is Tensor else as_tensor(xs[k])
+            if x._dtype != rp.in_dtype[k]:
+                if _isfloat(x._dtype) and _isfloat(rp.in_dtype[k]):
+                    x = <Tensor>cast(x.detach(), _DTYPES[rp.in_dtype[k]])
+                else:
+                    raise DTypeError(f"{who}: input {k} has dtype {_DTNAMES[x._dtype]}; the tape was "
+                                     f"recorded with {_DTNAMES[rp.in_dtype[k]]}")
+            if x.shape != rp.in_shape[k]:
+                raise ShapeError(f"{who}: input {k} has shape {x.shape}; the tape was recorded with "
+                                 f"shape {rp.in_shape[k]} (record again for other shapes)")
+            h = rp.in_h[k]
+            b = &t.bufs[h]
+            if b.flags & BUF_INLINE:
+                b.sval = x._sval
+            else:
+                a = x._arr if (<cnp.ndarray>x._arr).flags.c_contiguous else _np.array(x._arr, order="C")
+                keep.append(a)
+                b.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+        if grad_mask is not None and grad_mask != rp.rg_key:
+            if own:
+                raise RuntimeError(f"{who}: concurrent replays must use the same argnums")
+            _set_rg(t, rp.in_h, grad_mask)
+            rp.rg_key = grad_mask
+        cad_tape_clear_grads(t)
+        if t.nrecs > 64 or t.nmeta > 0:
+            with nogil:
+                st = cad_forward(t, 0)
+        else:
+            st = cad_forward(t, 0)
+        _check(st, who)
+        if rp.guards:
+            for g in rp.guards:
+                g.check(_value_of(t, g.handle), k=None)
+        outs = [rp.out_const[k] if rp.out_h[k] < 0 else _value_of(t, rp.out_h[k])
+                for k in range(len(rp.out_h))]
+        if grad_mask is None:
+            return outs, None
+        h = rp.out_h[0]
+        if h < 0 or not (t.bufs[h].flags & BUF_RG):
+            return outs, [None if not m else _zeros_of(rp.in_shape[k], rp.in_dtype[k])
+                          for k, m in enumerate(grad_mask)]
+        b = &t.bufs[h]
+        if b.size != 1:
+            raise BackwardError(f"{who}: the output has shape {outs[0].shape}; gradients need a "
+                                "scalar output (use tape.jacobian)")
+        _check(cad_ensure_grad(b), who)
+        if b.flags & BUF_INLINE:
+            b.sgrad = 1.0 if seed is None else float(seed)
+        elif b.dtype == CAD_F64:
+            (<double *>b.grad)[0] = 1.0 if seed is None else float(seed)
+        else:
+            (<float *>b.grad)[0] = 1.0 if seed is None else float(seed)
+        for k in range(len(rp.in_h)):
+            if grad_mask[k]:
+                t.bufs[<cad_hid>rp.in_h[k]].flags |= BUF_KEEP
+        if t.nrecs > 64 or t.nmeta > 0:
+            with nogil:
+                st = cad_sweep(t, 1, 0)
+        else:
+            st = cad_sweep(t, 1, 0)
+        _check(st, who)
+        grads = []
+        for k in range(len(rp.in_h)):
+            if not grad_mask[k]:
+                grads.append(None)
+                continue
+            b = &t.bufs[<cad_hid>rp.in_h[k]]
+            if not b.hasg:
+                grads.append(_zeros_of(rp.in_shape[k], rp.in_dtype[k]))
+            elif b.flags & BUF_INLINE:
+                grads.append(_new_inline(b.sgrad))
+            else:
+                grads.append(_grad_copy(t, b))
+        return outs, grads
+    finally:
+        cad_tape_clear_grads(t)
+        if own:
+            free(t.bufs)
+            cad_release(priv_arena)
+        else:
+            rp.busy = False
+
+
+cdef Tensor _zeros_of(tuple shape, int dt):
+    return _wrap(_np.zeros(shape, dtype=_DTYPES[dt]))
+
+
+cdef Tensor _grad_copy(cad_tape *t, cad_buf *b):
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef cnp.ndarray a
+    cdef int d
+    for d in range(b.ndim):
+        dims[d] = t.meta[b.meta + d]
+    a = _empty(b.ndim, dims, b.dtype)
+    if b.size:
+        memcpy(cnp.PyArray_DATA(a), b.grad, b.size * _ESIZE[b.dtype])
+    return _wrap(a)
+
+
+def replay_values(Replay rp):
+    """node tensors for the replayed values (for the Python sweeps: jacobian, hvp);
+    valid until the next replay"""
+    return rp.tp
+
+
+def tape_value(Tape tp, cad_hid h):
+    """a copy of handle h's current value"""
+    return _value_of(&tp.t, h)
+
+
+def tape_push_buf(Tape tp, object value, int dtype, tuple shape, int flags):
+    """append a buf (loading a saved tape): a constant/input value (ndarray or
+    float) or None for a value the replay computes"""
+    cdef Tensor t
+    cdef cad_hid h
+    cdef cad_tape *T = &tp.t
+    cdef cad_buf *b
+    cdef int nd = len(shape), d
+    if flags & BUF_INLINE:
+        return _push_scalar(tp, float(value) if value is not None else 0.0,
+                            flags & ~BUF_INLINE & 0xff)
+    if value is not None:
+        t = _wrap(_np.array(value, dtype=_DTYPES[dtype], order="C", copy=True))
+        h = _push_buf(tp, t, flags, True)
+        return h
+    _reserve(tp, 1, 0, 2 * nd, 0)
+    b = &T.bufs[T.nbufs]
+    b.data = NULL
+    b.grad = NULL
+    b.owner = NULL
+    b.leaf = NULL
+    b.sval = 0.0
+    b.sgrad = 0.0
+    b.hasg = 0
+    b.version = 0
+    b.dtype = dtype
+    b.flags = flags
+    b.ndim = nd
+    b.meta = T.nmeta
+    b.size = 1
+    for d in range(nd):
+        T.meta[T.nmeta + d] = shape[d]
+        b.size *= shape[d]
+    cad_contig_strides(nd, T.meta + T.nmeta, T.meta + T.nmeta + nd)
+    T.nmeta += 2 * nd
+    T.nbufs += 1
+    return T.nbufs - 1
+
+
+def tape_push_rec(Tape tp, int op, cad_hid out, tuple args, tuple aux):
+    """append a record (loading a saved tape)"""
+    cdef int n = len(args), na = len(aux), i
+    cdef cad_hid hs[64]
+    cdef int64_t ax[80]
+    if n > 64 or na > 80:
+        raise ValueError("tape_push_rec: too many arguments")
+    for i in range(n):
+        hs[i] = args[i]
+    for i in range(na):
+        ax[i] = aux[i]
+    _push_rec(tp, op, out, hs, n, ax, na)
+
+
+def tape_node_of(Tape tp, cad_hid h, object value):
+    """a tensor standing for handle h holding value (an input node of a loaded tape)"""
+    cdef Tensor t = as_tensor(value)
+    t = t.detach()
+    t._tape = tp
+    t._h = h
+    t._rg = bool(tp.t.bufs[h].flags & BUF_RG)
+    return t
+
+
+def replay_inputs(Replay rp):
+    return list(rp.in_h), list(rp.in_shape), list(rp.in_dtype)
+
+
+def replay_outputs(Replay rp):
+    return list(rp.out_h), list(rp.out_const)

@@ -14,13 +14,16 @@ def bind(engine):
     for i, op in enumerate(prims):
         op.code = i
     for op in REGISTRY.values():
-        if op.api is None and op.kind in ("ew", "cmp"):
+        if op.api is None and op.kind in ("ew", "bool", "cmp"):
             op.api = getattr(engine, op.name)
     from . import _rules
     _rules.SUM_CODE[0] = REGISTRY["sum"].code
     for op in prims:
         if op.kind == "ew":
             op.vjp_rule, op.jvp_rule = _rules.ew_rules(op)
+        elif op.kind == "bool":   # bool results: nothing flows through them
+            op.vjp_rule = lambda ctx, g, n=len(op.args): [None] * n
+            op.jvp_rule = lambda ctx, ts: None
     engine.set_api([op.api for op in REGISTRY.values() if op.method])
     refs = {op.code: op.ref for op in prims if op.int_ok}
     ufuncs = {op.ufunc: op.api for op in REGISTRY.values() if op.ufunc}

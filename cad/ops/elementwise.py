@@ -71,15 +71,24 @@ defop("clip", "ew", args=("x", "lo", "hi"), fwd="min2(max2(x, lo), hi)",
              Case((3,), ("F", np.array([-0.9, -0.3, 0.25])), ("F", np.array([0.9, 0.4, 1.5])))],
       doc="clip(x, lo, hi) as numpy: min(max(x, lo), hi).")
 
-# Not differentiable: computed by numpy, the result never requires grad.
-for _name, _ref in [("eq", np.equal), ("ne", np.not_equal), ("lt", np.less),
-                    ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal),
-                    ("logical_and", np.logical_and), ("logical_or", np.logical_or),
-                    ("logical_xor", np.logical_xor)]:
-    defop(_name, "cmp", args=("x", "y"), ref=_ref, differentiable=False, ufunc=_ref.__name__,
-          cases=[Case((3,), (3,)), Case((2, 3), ()), Case((), ("C", 0.1))])
-for _name, _ref in [("logical_not", np.logical_not), ("sign", np.sign), ("isfinite", np.isfinite),
-                    ("isnan", np.isnan), ("floor", np.floor), ("ceil", np.ceil), ("round", np.round)]:
+# Comparisons and logic: elementwise C kernels with a bool result (no derivative);
+# recorded like every op, so a replayed tape recomputes its masks and branch tests.
+for _name, _fwd, _ref in [("eq", "x == y", np.equal), ("ne", "x != y", np.not_equal),
+                          ("lt", "x < y", np.less), ("le", "x <= y", np.less_equal),
+                          ("gt", "x > y", np.greater), ("ge", "x >= y", np.greater_equal),
+                          ("logical_and", "(x != 0) && (y != 0)", np.logical_and),
+                          ("logical_or", "(x != 0) || (y != 0)", np.logical_or),
+                          ("logical_xor", "(x != 0) != (y != 0)", np.logical_xor)]:
+    defop(_name, "bool", args=("x", "y"), fwd=_fwd, ref=_ref, differentiable=False,
+          ufunc=_ref.__name__, cases=[Case((3,), (3,)), Case((2, 3), ()), Case((), ("C", 0.1)),
+                                      Case(("I", np.array([1, 2, 3])), ("C", 2))])
+for _name, _fwd, _ref in [("logical_not", "x == 0", np.logical_not),
+                          ("isfinite", "isfinite(x)", np.isfinite), ("isnan", "isnan(x)", np.isnan)]:
+    defop(_name, "bool", args=("x",), fwd=_fwd, ref=_ref, differentiable=False,
+          ufunc=_ref.__name__, cases=[Case((3,)), Case(()),
+                                      Case(("F", np.array([1.0, np.inf, np.nan, -np.inf])))])
+# Piecewise constant: computed by numpy, the result never requires grad.
+for _name, _ref in [("sign", np.sign), ("floor", np.floor), ("ceil", np.ceil), ("round", np.round)]:
     defop(_name, "cmp", args=("x",), ref=_ref, differentiable=False,
           ufunc=None if _name == "round" else _ref.__name__,
           cases=[Case((3,)), Case(())])

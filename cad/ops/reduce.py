@@ -92,12 +92,11 @@ def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None, ou
 
 
 def _shift(x, axes):
-    """max over axes (kept), as a constant: x - m is stable and m's gradient cancels"""
+    """max over axes (kept), as a constant: x - m is stable and m's gradient cancels
+    (computed with cad ops, so a recorded tape recomputes it on replay)"""
     with C.no_grad_ctx():
         m = C.reduce(MAX.code, x.detach(), axes, True)
-        a = np.asarray(m)
-        if not np.isfinite(a).all():
-            m = C.as_tensor(np.where(np.isfinite(a), a, 0).astype(a.dtype))
+        m = C.where(C.isfinite(m), m, 0.0)
     return m
 
 
@@ -209,9 +208,8 @@ def _sum_jvp(ctx, ts):
 def _extreme_weights(ctx):
     """where x attains the max/min, 1/count (ties share): constant weights"""
     x, xs, mask = ctx.val(0), ctx.shape(0), ctx.aux[0]
-    hit = C.eq(x, C.reshape(ctx.out_val(), _kept(xs, mask)))
-    w = np.asarray(hit).astype(x.dtype)
-    return C.as_tensor(w / w.sum(axis=_axes_of(mask, len(xs)), keepdims=True))
+    w = C.cast(C.eq(x, C.reshape(ctx.out_val(), _kept(xs, mask))), x.dtype)
+    return w / C.reduce(SUM.code, w, _axes_of(mask, len(xs)), True)
 
 
 @MAX.vjp
@@ -234,13 +232,13 @@ def _prod_partial(ctx):
     second derivatives at zeros are right too (cnt: zeros in the slice)"""
     x, xs, mask = ctx.val(0), ctx.shape(0), ctx.aux[0]
     axes = _axes_of(mask, len(xs))
-    zero = np.asarray(x) == 0
+    zero = C.eq(x, 0.0)
     safe = C.where(zero, 1.0, x)
     pnz = C.reduce(PROD.code, safe, axes, True)
     p0 = pnz / safe
-    if not zero.any():
+    if not C.is_recording() and not np.asarray(zero).any():   # the common case, eagerly
         return p0
-    cnt = zero.sum(axis=axes, keepdims=True)
+    cnt = C.reduce(SUM.code, C.cast(zero, x.dtype), axes, True)
     xz = C.reduce(SUM.code, C.where(zero, x, 0.0), axes, True)   # the zero entries, summed
     p1 = C.where(zero, pnz, xz * p0)               # one zero: it times the others
     p2 = C.where(zero, (xz - x) * pnz, 0.0)         # two zeros: the other one

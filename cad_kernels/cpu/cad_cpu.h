@@ -47,6 +47,8 @@ enum {
 #define BUF_LEAF 4u    /* a leaf tensor (leaf != NULL) */
 #define BUF_DEAD 8u    /* value from a consumed tape: a gradient reaching it is an error */
 #define BUF_KEEP 16u   /* the caller reads its gradient after the sweep */
+#define BUF_INPUT 32u  /* an input slot of a recorded tape (cad.record) */
+#define BUF_ARENA 64u  /* a replayed value living in the replay's arena */
 
 typedef struct {
     char *data;        /* value, strided (see meta); NULL for inline */
@@ -187,9 +189,32 @@ int cad_prod_vjp(cad_tape *t, const cad_rec *r);
 int cad_gather_vjp(cad_tape *t, const cad_rec *r);
 int cad_scatter_vjp(cad_tape *t, const cad_rec *r);
 int cad_unview_vjp(cad_tape *t, const cad_rec *r);
-/* forward kernels of the index ops (B batches of xsize / n elements, contiguous) */
-void cad_gather_fwd(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
-void cad_scatter_fwd(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
+/* the index ops' loops (B batches of xsize / n elements, contiguous) */
+void cad_gather_kernel(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
+void cad_scatter_kernel(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
+void cad_mat_desc(cad_tape *t, cad_buf *x, int is1d, int is_left, int *bnd,
+                  const int64_t **bshape, const int64_t **bst,
+                  int64_t *rows, int64_t *cols, int64_t *rs, int64_t *cs);
+void cad_align_batch(int obnd, const int64_t *obshape, int bnd, const int64_t *bshape,
+                     const int64_t *bst, int64_t *out);
+
+/* ---- forward replay (forward.c): recompute records from..nrecs-1 into their
+ * buffers (contiguous; see cad.record) */
+int cad_forward(cad_tape *t, int64_t from);
+int cad_ew_fwd_arrays(cad_tape *t, const cad_rec *r, cad_row row, int heavy);
+int cad_bool_fwd_arrays(cad_tape *t, const cad_rec *r, cad_row row);
+int cad_view_fwd(cad_tape *t, const cad_rec *r);
+int cad_unview_fwd(cad_tape *t, const cad_rec *r);
+int cad_sum_fwd(cad_tape *t, const cad_rec *r);
+int cad_maxmin_fwd(cad_tape *t, const cad_rec *r);
+int cad_prod_fwd(cad_tape *t, const cad_rec *r);
+int cad_gather_fwd(cad_tape *t, const cad_rec *r);
+int cad_scatter_fwd(cad_tape *t, const cad_rec *r);
+int cad_setitem_fwd(cad_tape *t, const cad_rec *r);
+int cad_concat_fwd(cad_tape *t, const cad_rec *r);
+int cad_cast_fwd(cad_tape *t, const cad_rec *r);
+int cad_matmul_fwd(cad_tape *t, const cad_rec *r);
+int cad_fwd_dispatch(cad_tape *t, const cad_rec *r);   /* generated */
 int cad_setitem_vjp(cad_tape *t, const cad_rec *r);
 int cad_concat_vjp(cad_tape *t, const cad_rec *r);
 int cad_cast_vjp(cad_tape *t, const cad_rec *r);

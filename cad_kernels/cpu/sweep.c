@@ -305,7 +305,7 @@ int cad_prod_vjp(cad_tape *t, const cad_rec *r) { return reduce_vjp2(t, r, 1); }
         }                                                                      \
     }
 
-void cad_gather_fwd(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
+void cad_gather_kernel(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
 #define LOOP_BODY d_[k_] = s_[lin[k_]]
     if (dtype == CAD_F64 || dtype == CAD_I64) IDX_LOOP(double, out, n, x, xsize)
     else if (dtype == CAD_F32) IDX_LOOP(float, out, n, x, xsize)
@@ -313,7 +313,7 @@ void cad_gather_fwd(int dtype, char *out, const char *x, const int64_t *lin, int
 #undef LOOP_BODY
 }
 
-void cad_scatter_fwd(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
+void cad_scatter_kernel(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
 #define LOOP_BODY d_[lin[k_]] += s_[k_]
     memset(out, 0, (size_t)(B * xsize) * (size_t)esz(dtype));
     if (dtype == CAD_F64) IDX_LOOP(double, out, xsize, g, n)
@@ -482,7 +482,7 @@ int cad_cast_vjp(cad_tape *t, const cad_rec *r) {
 }
 
 /* ---- matmul: args [a, b]; aux = [a_is_1d, b_is_1d] ---- */
-static void mat_desc(cad_tape *t, cad_buf *x, int is1d, int is_left, int *bnd,
+void cad_mat_desc(cad_tape *t, cad_buf *x, int is1d, int is_left, int *bnd,
                      const int64_t **bshape, const int64_t **bst,
                      int64_t *rows, int64_t *cols, int64_t *rs, int64_t *cs) {
     const int64_t *sh = cad_shape(t, x), *st = cad_strides(t, x);
@@ -498,7 +498,7 @@ static void mat_desc(cad_tape *t, cad_buf *x, int is1d, int is_left, int *bnd,
 }
 
 /* batch strides of an operand aligned to the output's batch dims (0 = broadcast) */
-static void align_batch(int obnd, const int64_t *obshape, int bnd, const int64_t *bshape,
+void cad_align_batch(int obnd, const int64_t *obshape, int bnd, const int64_t *bshape,
                         const int64_t *bst, int64_t *out) {
     int d;
     for (d = 0; d < obnd; d++) {
@@ -519,8 +519,8 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
     memset(&mm, 0, sizeof(mm));
     A = t->bufs + ar[0];
     Bm = t->bufs + ar[1];
-    mat_desc(t, A, a1, 1, &abnd, &abs_, &abst, &m, &k, &ars, &acs);
-    mat_desc(t, Bm, b1, 0, &bbnd, &bbs, &bbst, &k2, &n, &brs, &bcs);
+    cad_mat_desc(t, A, a1, 1, &abnd, &abs_, &abst, &m, &k, &ars, &acs);
+    cad_mat_desc(t, Bm, b1, 0, &bbnd, &bbs, &bbst, &k2, &n, &brs, &bcs);
     (void)k2;
     obnd = o->ndim - (a1 ? 0 : 1) - (b1 ? 0 : 1);
     mm.dtype = o->dtype;
@@ -537,9 +537,9 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
         if (st) return st;
         cad_contig_strides(abnd, abs_, ac);
         for (d = 0; d < abnd; d++) ac[d] *= m * k;
-        align_batch(obnd, mm.bshape, abnd, abs_, ac, agc);
+        cad_align_batch(obnd, mm.bshape, abnd, abs_, ac, agc);
         for (d = 0; d < obnd; d++) { mm.obst[d] = agc[d]; mm.abst[d] = oc_b[d]; }
-        align_batch(obnd, mm.bshape, bbnd, bbs, bbst, mm.bbst);
+        cad_align_batch(obnd, mm.bshape, bbnd, bbs, bbst, mm.bbst);
         mm.m = m; mm.n = k; mm.k = n;
         mm.a = gptr(o); mm.ars = n; mm.acs = 1;
         mm.b = cad_bdata(Bm); mm.brs = bcs; mm.bcs = brs;
@@ -556,9 +556,9 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
         if (st) return st;
         cad_contig_strides(bbnd, bbs, bc);
         for (d = 0; d < bbnd; d++) bc[d] *= k * n;
-        align_batch(obnd, mm.bshape, bbnd, bbs, bc, bgc);
+        cad_align_batch(obnd, mm.bshape, bbnd, bbs, bc, bgc);
         for (d = 0; d < obnd; d++) { mm.obst[d] = bgc[d]; mm.bbst[d] = oc_b[d]; }
-        align_batch(obnd, mm.bshape, abnd, abs_, abst, mm.abst);
+        cad_align_batch(obnd, mm.bshape, abnd, abs_, abst, mm.abst);
         mm.m = k; mm.n = n; mm.k = m;
         mm.a = cad_bdata(A); mm.ars = acs; mm.acs = ars;
         mm.b = gptr(o); mm.brs = n; mm.bcs = 1;

@@ -1,0 +1,343 @@
+"""Record once, replay without Python: the static view of AD (AD: f -> f').
+
+NOTE [ Recording ]
+``cad.record(f, *example_inputs)`` runs f once in record mode: its inputs are slots
+of a fresh tape, and every op on a value that depends on them is recorded, whether
+or not it requires grad (inside ``no_grad``, after ``detach``, on integers or
+booleans).  Values f reads into Python (``bool()``, ``float()``, ``.item()``,
+``.numpy()``, a numpy function, an integer index) cannot be replayed; each becomes
+a *guard*: the replay recomputes that value and raises ``ReplayError`` when it
+differs from the recorded one (or records again, with ``retrace=True``).  A
+comparison that decides an ``if`` is such a value.  Tensors f closes over are
+constants of the tape (captured when recorded).
+
+The replay (``Replay`` in the engine) keeps every value in a contiguous slot of an
+arena; one call runs the forward records, and for gradients the reverse sweep, in
+C with the GIL released.  Several threads may replay one tape at once.
+"""
+import numpy as np
+
+from ._core import _engine as C
+from .ops import primitives
+
+
+class ReplayError(RuntimeError, C.CadError):
+    """A replay met a value that decided Python control flow differently."""
+
+
+class Guard:
+    __slots__ = ("handle", "value", "why", "index")
+
+    def __init__(self, handle, value, why, index):
+        self.handle, self.value, self.why, self.index = handle, value, why, index
+
+    def check(self, now, k=None):
+        a = np.asarray(now)
+        if a.shape != self.value.shape or not np.array_equal(a, self.value, equal_nan=True):
+            raise ReplayError(
+                f"replay: the recorded function read a value into Python ({self.why}, guard "
+                f"{self.index}); it was {_short(self.value)} when recorded and is {_short(a)} now, "
+                "so the recorded ops may not be the ones f runs for these inputs.  Record again "
+                "(cad.record(..., retrace=True) does it automatically).")
+
+
+def _short(a):
+    a = np.asarray(a)
+    return repr(a.item()) if a.size == 1 else f"an array of shape {a.shape}"
+
+
+class _Recorder:
+    """collects guards while f runs"""
+
+    def __init__(self, tape):
+        self.tape = tape
+        self.guards = []
+
+    def escape(self, t, why):
+        tp, h = C.handle_of(t)
+        if tp is not self.tape:
+            return
+        v = np.array(np.asarray(C.tape_value(tp, h)), copy=True)
+        self.guards.append(Guard(h, v, why, len(self.guards)))
+
+
+def _flatten(out):
+    if isinstance(out, (tuple, list)):
+        return list(out), type(out)
+    return [out], None
+
+
+def _rebuild(items, kind):
+    return items[0] if kind is None else kind(items)
+
+
+class StaticTape:
+    """What ``cad.record`` returns: f as a tape of ops that replays on new inputs of
+    the same shapes and dtypes with no Python per op."""
+
+    def __init__(self, f, example_inputs, retrace=False):
+        self._f = f
+        self._retrace = retrace
+        self._grad_tape = None
+        self._build(example_inputs)
+
+    @classmethod
+    def _from_parts(cls, tape, nodes, outs, guards, kind, diff):
+        """a tape rebuilt from parts (cad.load); its function is an interpreter of
+        the records, so hessian and hvp still work"""
+        self = cls.__new__(cls)
+        self._retrace = False
+        self._grad_tape = None
+        self._kind = kind
+        self._diff = diff
+        self._replay = C.replay_compile(tape, nodes, outs, guards)
+        self._nodes = nodes
+        self._outs = outs
+        self._tape = tape
+        self._f = _interpreter(self)
+        return self
+
+    # ---- recording
+    def _build(self, xs):
+        xs = tuple(x if isinstance(x, C.Tensor) else C.as_tensor(x) for x in xs)
+        tape = C.Tape()
+        rec = _Recorder(tape)
+        nodes = [C.record_input(tape, _value(x), x.dtype.kind == "f") for x in xs]
+        prev_mode = C._set_record_mode(1)
+        C._set_escape_hook(rec.escape)
+        try:
+            with C.enable_grad():
+                out = self._f(*nodes)
+        finally:
+            C._set_record_mode(prev_mode)
+            C._set_escape_hook(None)
+        outs, self._kind = _flatten(out)
+        outs = [o if isinstance(o, C.Tensor) else C.as_tensor(o) for o in outs]
+        self._diff = tuple(x.dtype.kind == "f" for x in xs)
+        self._replay = C.replay_compile(tape, nodes, outs, rec.guards)
+        self._nodes = nodes
+        self._outs = outs
+        self._tape = tape
+
+    def _run(self, xs, mask, who):
+        try:
+            return C.replay_run(self._replay, tuple(xs), mask, None, who)
+        except ReplayError:
+            if not self._retrace:
+                raise
+            self._build(xs)
+            self._grad_tape = None
+            return C.replay_run(self._replay, tuple(xs), mask, None, who)
+
+    def _mask(self, argnums, nx, who):
+        if argnums is None:
+            return self._diff
+        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+        mask = [False] * nx
+        for n in nums:
+            if not -nx <= n < nx:
+                raise ValueError(f"{who}: argnums {n} out of range for {nx} inputs")
+            if not self._diff[n]:
+                raise C.DTypeError(f"{who}: input {n} is not a float input; it cannot get a gradient")
+            mask[n % nx] = True
+        return tuple(mask)
+
+    # ---- replays
+    def __call__(self, *xs):
+        """f(*xs) by replaying the recorded ops."""
+        outs, _ = self._run(xs, None, "tape")
+        return _rebuild(outs, self._kind)
+
+    def value_and_grad(self, *xs, argnums=None):
+        """(f(*xs), gradients): one replay of the forward records and one reverse
+        sweep.  argnums picks the inputs that get gradients (default: every float
+        input); the result is a tuple with one gradient per picked input."""
+        mask = self._mask(argnums, len(xs), "tape.value_and_grad")
+        outs, grads = self._run(xs, mask, "tape.value_and_grad")
+        g = tuple(gr for gr, m in zip(grads, mask) if m)
+        return _rebuild(outs, self._kind), (g[0] if isinstance(argnums, int) else g)
+
+    def grad(self, *xs, argnums=None):
+        """The gradients of the (scalar) output at xs, one per picked input (a
+        tuple; a single tensor when argnums is an int)."""
+        return self.value_and_grad(*xs, argnums=argnums)[1]
+
+    def jacobian(self, *xs, argnum=0):
+        """d out / d xs[argnum] (out.shape + x.shape): a replay, then one reverse
+        sweep over the whole output basis."""
+        from .transforms import reverse_sweep
+        outs, _ = self._run(xs, None, "tape.jacobian")
+        y = outs[0]
+        tp = self._tape
+        h_out = self._replay_out(0)
+        x_h = C.handle_of(self._nodes[argnum])[1]
+        if h_out < 0:
+            return C.as_tensor(np.zeros(y.shape + xs[argnum].shape))
+        n = y.size
+        seed = C.from_numpy(np.eye(n, dtype=y.dtype).reshape((n,) + y.shape), None, False, False)
+        with C.no_grad():
+            got = reverse_sweep(tp, {h_out: seed}, 0, 1, [x_h])[x_h]
+        xshape = tuple(self._nodes[argnum].shape)
+        if got is None:
+            return C.as_tensor(np.zeros(y.shape + xshape))
+        return C.reshape(got, y.shape + xshape).detach()
+
+    def _replay_out(self, k):
+        o = self._outs[k]
+        if isinstance(o, C.Tensor) and not o.is_leaf and C.handle_of(o)[0] is self._tape:
+            return C.handle_of(o)[1]
+        return -1
+
+    def _grads_tape(self, xs):
+        """the gradient of f, itself recorded once (f': the static derivative)"""
+        if self._grad_tape is None:
+            from .transforms import grad
+            nums = tuple(i for i, d in enumerate(self._diff) if d)   # the float inputs
+            self._grad_tape = StaticTape(grad(self._f, argnums=nums), xs, self._retrace)
+        return self._grad_tape
+
+    def _grad_out(self, argnum):
+        nums = [i for i, d in enumerate(self._diff) if d]
+        if argnum not in nums:
+            raise C.DTypeError(f"tape: input {argnum} is not a float input")
+        return nums.index(argnum)
+
+    def hvp(self, x, v):
+        """Hessian-vector product of a scalar f of one input: forward mode over the
+        recorded gradient tape."""
+        from .transforms import forward_sweep
+        gt = self._grads_tape((x,))
+        gt._run((x,), None, "tape.hvp")
+        x_h = C.handle_of(gt._nodes[0])[1]
+        v = C.cast(C.as_tensor(v), gt._nodes[0].dtype)
+        outs_h = [gt._replay_out(k) for k in range(len(gt._outs))]
+        with C.no_grad():
+            got = forward_sweep(gt._tape, {x_h: v}, 0, 0, [h for h in outs_h if h >= 0], fused=True)
+        r = got.get(outs_h[0]) if outs_h[0] >= 0 else None
+        return C.as_tensor(np.zeros(x.shape if hasattr(x, "shape") else ())) if r is None else r.detach()
+
+    def hessian(self, *xs, argnum=0):
+        """The Hessian of a scalar f with respect to xs[argnum]: the recorded gradient
+        tape replayed, then all tangent directions pushed through it at once."""
+        from .transforms import forward_sweep
+        gt = self._grads_tape(xs)
+        gt._run(xs, None, "tape.hessian")
+        node = gt._nodes[argnum]
+        x_h = C.handle_of(node)[1]
+        m = node.size
+        basis = C.from_numpy(np.eye(m, dtype=node.dtype).reshape((m,) + node.shape), None, False, False)
+        h_out = gt._replay_out(self._grad_out(argnum))
+        if h_out < 0:
+            return C.as_tensor(np.zeros(node.shape + node.shape))
+        with C.no_grad():
+            got = forward_sweep(gt._tape, {x_h: basis}, 0, 1, [h_out], fused=True)[h_out]
+        if got is None:
+            return C.as_tensor(np.zeros(node.shape + node.shape))
+        return C.reshape(C.transpose(C.reshape(got, (m, m)), (1, 0)), node.shape + node.shape).detach()
+
+    # ---- inspection
+    def __len__(self):
+        return len(self._replay)
+
+    @property
+    def guards(self):
+        return list(self._replay.guards)
+
+    def __repr__(self):
+        return (f"<cad.StaticTape {len(self)} ops, {len(self._nodes)} inputs, "
+                f"{len(self._replay.guards)} guards>")
+
+    def __str__(self):
+        names = [op.name for op in primitives()]
+        ins = {C.handle_of(n)[1]: k for k, n in enumerate(self._nodes)}
+        recs = C.tape_records(self._tape, 0)
+        made = {out for _, out, _, _ in recs}
+        lines = [repr(self)]
+
+        def ref(h):
+            if h in ins:
+                return f"in{ins[h]}"
+            if h in made:
+                return f"%{h}"
+            if h < 0:
+                return "const"
+            v = np.asarray(C.tape_value(self._tape, h))
+            return f"const({v.item()!r})" if v.size == 1 else f"const{list(v.shape)}"
+        for op, out, args, aux in recs:
+            shape, dt, _ = C.tape_info(self._tape, out)
+            dts = ("f64", "f32", "i64", "bool")[dt]
+            lines.append(f"  %{out} = {names[op]}({', '.join(ref(a) for a in args)})"
+                         f"{' ' + str(list(aux)) if aux else ''}  : {dts}{list(shape)}")
+        for g in self._replay.guards:
+            lines.append(f"  guard {g.index}: {ref(g.handle)} == {_short(g.value)}  ({g.why})")
+        return "\n".join(lines)
+
+
+def _interpreter(st):
+    """f(*xs) that evaluates st's records with cad ops (eagerly, recordable): a tape
+    as a Python function again"""
+    from .ops import REGISTRY
+    prims = primitives()
+    api = {op.code: op for op in prims}
+    tp = st._tape
+    in_h = [C.handle_of(n)[1] for n in st._nodes]
+    out_h = [st._replay_out(k) for k in range(len(st._outs))]
+
+    def run(*xs):
+        val = {h: C.as_tensor(x) for h, x in zip(in_h, xs)}
+
+        def get(h):
+            if h in val:
+                return val[h]
+            return C.tape_value(tp, h)
+        for op, out, args, aux in C.tape_records(tp, 0):
+            o = api[op]
+            a = [get(h) for h in args]
+            if o.kind in ("ew", "bool"):   # the engine's raw function (clip has a wrapper)
+                r = getattr(C, "_prim_" + o.name, None) or getattr(C, o.name)
+                r = r(*a)
+            elif o.kind == "reduce":
+                xs_ = C.tape_info(tp, args[0])[0]
+                axes = tuple(d for d in range(len(xs_)) if (aux[0] >> d) & 1)
+                keep = len(C.tape_info(tp, out)[0]) == len(xs_) and len(xs_) > 0
+                r = C.reduce(o.code, a[0], axes, keep)
+            elif o.kind == "view":
+                nd = aux[1]
+                r = C.as_strided(a[0], aux[0], tuple(aux[2:2 + nd]), tuple(aux[2 + nd:2 + 2 * nd]))
+            elif o.kind == "unview":
+                nd = aux[1]
+                r = C.unview(a[0], aux[0], tuple(aux[2:2 + nd]), tuple(aux[2 + nd:2 + 2 * nd]),
+                             C.tape_info(tp, out)[0])
+            elif o.kind == "gather":
+                r = C.gather(a[0], a[1], None, aux[2])
+            elif o.kind == "scatter":
+                r = C.scatter(a[0], a[1], aux[1], aux[2])
+            elif o.kind == "setitem":
+                x, v, lin = a
+                r = C.reshape(x, (-1,)) * 1.0 if x.dtype.kind == "f" else C.reshape(x, (-1,))
+                r[np.asarray(lin).reshape(-1)] = C.reshape(v, (-1,))
+                r = C.reshape(r, x.shape)
+            elif o.kind == "concat":
+                r = C.concat(a, aux[0])
+            elif o.kind == "cast":
+                r = C.cast(a[0], (C.float64, C.float32, C.int64, C.bool_)[C.tape_info(tp, out)[1]])
+            elif o.kind == "matmul":
+                r = C.matmul(a[0], a[1])
+            else:
+                raise RuntimeError(f"cad: no interpreter for op {o.name}")
+            val[out] = r
+        outs = [get(h) if h >= 0 else c for h, c in zip(out_h, st._outs)]
+        return _rebuild(outs, st._kind)
+    _ = REGISTRY
+    return run
+
+
+def _value(x):
+    return x.item() if (x.ndim == 0 and x.dtype == np.float64) else np.asarray(x)
+
+
+def record(f, *example_inputs, retrace=False):
+    """Record f once on example inputs; the result replays f (and its gradients,
+    Jacobian, Hessian) on new inputs of the same shapes and dtypes with no Python
+    per op.  See NOTE [ Recording ] for what is recorded and what becomes a guard."""
+    return StaticTape(f, example_inputs, retrace)

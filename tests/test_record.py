@@ -1,0 +1,223 @@
+"""cad.record: replay equals eager for every op of the table, the seed's program, an
+MLP step; guards on branches; threads; bad inputs."""
+import threading
+
+import numpy as np
+import pytest
+
+import cad
+from cad.ops import REGISTRY
+
+from ops.test_rules import ALL, build, ids
+
+REPLAYABLE = [(op, c) for op, c in ALL if op.name not in ("argmax", "argmin", "sign", "floor",
+                                                          "ceil", "round")]
+
+
+@pytest.mark.parametrize("op,case", REPLAYABLE, ids=[ids(p) for p in REPLAYABLE])
+def test_replay_equals_eager(op, case):
+    leaves0, call, _ = build(op, case, seed=0)
+    leaves1, _, _ = build(op, case, seed=1)
+    if not leaves0:
+        pytest.skip("no tensor inputs")
+    tape = cad.record(call, *leaves0)
+    want = call(*leaves1)
+    got = tape(*leaves1)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-12)
+    if op.differentiable and want.dtype.kind == "f":
+        w = cad.tensor(np.random.default_rng(5).standard_normal(want.shape))
+        loss = lambda *ls: (call(*ls) * w).sum()  # noqa: E731
+        lt = cad.record(loss, *leaves0)
+        g_replay = lt.grad(*leaves1)
+        g_eager = cad.autograd.grad(loss(*leaves1), leaves1, allow_unused=True)
+        for a, b in zip(g_replay, g_eager):
+            np.testing.assert_allclose(np.asarray(a), np.zeros(a.shape) if b is None else np.asarray(b),
+                                       rtol=1e-10, atol=1e-12)
+
+
+def test_seed_program_replayed():
+    from cad import sqrt
+
+    def seed(x, t, y, b):
+        sum = 0
+        l = [0, 0, 0, 0]  # noqa: E741
+        for i in range(0, 4):
+            l[i] += t[i] * x[i]
+        for i in range(0, 4):
+            l[i] -= y[i] - b
+        for i in range(0, 4):
+            l[i] *= l[i]
+        for i in range(0, 4):
+            sum += l[i]
+        return sqrt(sum)
+    rng = np.random.default_rng(0)
+    args0 = [cad.tensor(rng.standard_normal(4)) for _ in range(3)] + [0.5]
+    tape = cad.record(seed, *args0)
+    for _ in range(3):
+        args = [cad.tensor(rng.standard_normal(4)) for _ in range(3)] + [float(rng.standard_normal())]
+        v, (gx, gt, gy, gb) = tape.value_and_grad(*args)
+        np.testing.assert_allclose(v.item(), seed(*args).item())
+        ex = cad.grad(seed, argnums=(0, 1, 2, 3))(*args)
+        for a, b in zip((gx, gt, gy, gb), ex):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12)
+    gx, gt = tape.grad(*args, argnums=(0, 1))
+    np.testing.assert_allclose(gx.numpy(), ex[0].numpy())
+
+
+def test_mlp_step_replayed():
+    rng = np.random.default_rng(1)
+    sizes = [8, 16, 4]
+    params = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        params += [cad.tensor(rng.standard_normal((a, b)) / np.sqrt(a)), cad.tensor(np.zeros(b))]
+    X = cad.tensor(rng.standard_normal((10, 8)))
+    y = cad.tensor(rng.integers(0, 4, 10))
+
+    def loss(W1, b1, W2, b2, X):
+        h = cad.tanh(X @ W1 + b1)
+        return cad.cross_entropy(h @ W2 + b2, y)
+    tape = cad.record(loss, *params, X)
+    for step in range(3):
+        v, grads = tape.value_and_grad(*params, X, argnums=(0, 1, 2, 3))
+        ev = loss(*params, X)
+        eg = cad.grad(loss, argnums=(0, 1, 2, 3))(*params, X)
+        np.testing.assert_allclose(v.item(), ev.item(), rtol=1e-12)
+        for a, b in zip(grads, eg):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-14)
+        params = [p - 0.1 * g for p, g in zip(params, grads)]
+
+
+def test_branches_are_guarded():
+    def f(x):
+        if (x.sum() > 0).item():
+            return (x * 2).sum()
+        return (x * 3).sum()
+    tape = cad.record(f, cad.tensor([1.0, 2.0]))
+    assert len(tape.guards) == 1 and "guard 0" in str(tape)
+    assert tape(cad.tensor([3.0, 4.0])).item() == 14.0
+    with pytest.raises(cad.ReplayError, match="retrace"):
+        tape(cad.tensor([-3.0, -4.0]))
+    again = cad.record(f, cad.tensor([1.0, 2.0]), retrace=True)
+    assert again(cad.tensor([-3.0, -4.0])).item() == -21.0
+    assert again.grad(cad.tensor([-3.0, -4.0]))[0].tolist() == [3.0, 3.0]
+
+
+def test_values_read_into_python_become_guards():
+    def f(x, n):
+        k = int(n)              # a Python int from a recorded value
+        return (x * k).sum()
+    tape = cad.record(f, cad.tensor([1.0, 2.0]), cad.tensor(3))
+    assert tape(cad.tensor([1.0, 1.0]), cad.tensor(3)).item() == 6.0
+    with pytest.raises(cad.ReplayError):
+        tape(cad.tensor([1.0, 1.0]), cad.tensor(4))
+
+
+def test_masks_and_no_grad_values_are_recomputed():
+    def g(x, labels):
+        with cad.no_grad():
+            m = x.max()
+        return cad.where(labels > 0, x - m.detach(), 0.0).sum()
+    tape = cad.record(g, cad.tensor([1.0, 5.0, 2.0]), cad.tensor([1, 0, 1]))
+    assert not tape.guards
+    for xs, ls in [([4.0, 1.0, 2.0], [0, 1, 1]), ([0.0, 9.0, -1.0], [1, 1, 0])]:
+        a, b = cad.tensor(xs), cad.tensor(ls)
+        assert tape(a, b).item() == g(a, b).item()
+
+
+def test_bad_inputs():
+    tape = cad.record(lambda x: (x * 2).sum(), cad.ones(3))
+    with pytest.raises(ValueError, match=r"input 0 has shape \(2,\).*\(3,\)"):
+        tape(cad.ones(2))
+    with pytest.raises(TypeError, match="int64"):
+        tape(cad.arange(3))
+    with pytest.raises(TypeError, match="1 inputs"):
+        tape(cad.ones(3), cad.ones(3))
+    assert tape(cad.ones(3, dtype=cad.float32)).item() == 6.0   # float inputs convert
+    with pytest.raises(RuntimeError, match="record"):
+        cad.record(lambda x: x.sum().backward(), cad.ones(2))
+
+
+def test_threads_replay_one_tape_at_once():
+    rng = np.random.default_rng(2)
+    W = cad.tensor(rng.standard_normal((200, 200)) / 14)
+    f = lambda x: cad.tanh(W @ cad.tanh(W @ x)).sum()  # noqa: E731
+    tape = cad.record(f, cad.tensor(rng.standard_normal(200)))
+    xs = [cad.tensor(rng.standard_normal(200)) for _ in range(4)]
+    want = [cad.grad(f)(x).numpy() for x in xs]
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(50):
+                (g,) = tape.grad(xs[k])
+                np.testing.assert_allclose(g.numpy(), want[k], rtol=1e-12)
+        except Exception as e:  # pragma: no cover
+            errors.append(e)
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+
+
+def test_listing_and_len():
+    tape = cad.record(lambda x, y: cad.sin(x) * y + 1.0, cad.ones(2), cad.ones(2))
+    assert len(tape) == 3
+    text = str(tape)
+    assert "sin(in0)" in text and "mul(" in text and "add(" in text
+
+
+def test_jacobian_hessian_hvp_of_a_tape():
+    rng = np.random.default_rng(3)
+    W = cad.tensor(rng.standard_normal((5, 4)))
+    g = lambda x: (x ** 3).sum() + cad.tanh(W @ x).sum()  # noqa: E731
+    tape = cad.record(g, cad.tensor(rng.standard_normal(4)))
+    x = cad.tensor(rng.standard_normal(4))
+    v = cad.tensor(rng.standard_normal(4))
+    np.testing.assert_allclose(tape.hessian(x).numpy(), cad.hessian(g, x).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(tape.hvp(x, v).numpy(), cad.hvp(g, x, v).numpy(), rtol=1e-10)
+    h = cad.record(lambda x: cad.tanh(W @ x), x)
+    np.testing.assert_allclose(h.jacobian(x).numpy(), cad.jacrev(lambda x: cad.tanh(W @ x))(x).numpy(),
+                               rtol=1e-12)
+
+
+_ = REGISTRY
+
+
+def test_save_load_round_trip(tmp_path):
+    rng = np.random.default_rng(4)
+    W = cad.tensor(rng.standard_normal((5, 4)))
+
+    def g(x, labels):
+        h = cad.where(labels > 0, x, -x)
+        if (h.sum() > -100).item():
+            return (x ** 3).sum() + cad.tanh(W @ h).sum()
+        return h.sum()
+    x0, l0 = cad.tensor(rng.standard_normal(4)), cad.tensor([1, 0, 1, 1])
+    tape = cad.record(g, x0, l0)
+    p = tmp_path / "g.cad"
+    cad.save(tape, p)
+    back = cad.load(p)
+    assert len(back) == len(tape) and len(back.guards) == 1
+    for _ in range(3):
+        x = cad.tensor(rng.standard_normal(4))
+        np.testing.assert_allclose(back(x, l0).item(), tape(x, l0).item(), rtol=1e-15)
+        np.testing.assert_allclose(back.grad(x, l0)[0].numpy(), tape.grad(x, l0)[0].numpy(), rtol=1e-15)
+    np.testing.assert_allclose(back.hessian(x, l0).numpy(), tape.hessian(x, l0).numpy(), rtol=1e-12)
+    assert "where" in str(back)
+    with pytest.raises(ValueError, match="not a cad file"):
+        (tmp_path / "bad.cad").write_bytes(b"\x80\x04pickle")
+        cad.load(tmp_path / "bad.cad")
+
+
+def test_save_load_values(tmp_path):
+    obj = {"w": cad.randn(3, 2), "b": [cad.arange(3), 2.5, "name", None], "t": (cad.tensor(True),)}
+    cad.save(obj, tmp_path / "v.cad")
+    back = cad.load(tmp_path / "v.cad")
+    assert np.array_equal(back["w"].numpy(), obj["w"].numpy())
+    assert back["b"][0].dtype == np.int64 and back["b"][1:] == [2.5, "name", None]
+    assert isinstance(back["t"], tuple) and back["t"][0].item() is True
+    with pytest.raises(TypeError, match="cannot save"):
+        cad.save(object(), tmp_path / "x.cad")
