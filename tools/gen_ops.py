@@ -429,7 +429,7 @@ def gen_c(prims, ew):
         L.append(f"    {{{', '.join(masks)}}},  /* {op.name} */")
     L.append("};")
     L.append("")
-    L.append("int cad_fwd_dispatch(cad_tape *t, const cad_rec *r) {")
+    L.append("static inline int fwd_one(cad_tape *t, const cad_rec *r) {")
     L.append("    switch (r->op) {")
     for op in prims:
         L.append(fwd_case(op))
@@ -437,7 +437,19 @@ def gen_c(prims, ew):
     L.append("    }")
     L.append("}")
     L.append("")
-    L.append("int cad_vjp_dispatch(cad_tape *t, const cad_rec *r) {")
+    L.append("int cad_fwd_dispatch(cad_tape *t, const cad_rec *r) { return fwd_one(t, r); }")
+    L.append("")
+    L.append("/* the forward replay: records from..nrecs-1 (dispatch inlined into the loop) */")
+    L.append("int cad_forward(cad_tape *t, int64_t from) {")
+    L.append("    int64_t i;")
+    L.append("    for (i = from < 0 ? 0 : from; i < t->nrecs; i++) {")
+    L.append("        int st = fwd_one(t, t->recs + i);")
+    L.append("        if (st) return st;")
+    L.append("    }")
+    L.append("    return CAD_OK;")
+    L.append("}")
+    L.append("")
+    L.append("static inline int vjp_one(cad_tape *t, const cad_rec *r) {")
     L.append("    switch (r->op) {")
     for op in prims:
         if op.kind == "ew":
@@ -451,7 +463,37 @@ def gen_c(prims, ew):
     L.append("    default: return CAD_EINTERNAL;")
     L.append("    }")
     L.append("}")
+    L.append("")
+    L.append("int cad_vjp_dispatch(cad_tape *t, const cad_rec *r) { return vjp_one(t, r); }")
+    L.append("")
+    L.append(SWEEP)
     return "\n".join(L) + "\n"
+
+
+SWEEP = """\
+/* The reverse sweep (NOTE [ Tape layout ]): records stop..nrecs-1, last first, with
+ * the per-op dispatch inlined.  free_tmp: a value whose gradient has been propagated
+ * is left clean (its buffer released) unless the caller keeps it (BUF_KEEP). */
+int cad_sweep(cad_tape *t, int free_tmp, int64_t stop) {
+    int64_t i;
+    if (stop < 0) stop = 0;
+    for (i = t->nrecs - 1; i >= stop; i--) {
+        const cad_rec *r = t->recs + i;
+        cad_buf *o = t->bufs + r->out;
+        int st;
+        if (!o->hasg) continue;
+        st = vjp_one(t, r);
+        if (st) return st;
+        if (free_tmp && !(o->flags & BUF_KEEP)) {
+            if (o->grad && !(o->flags & BUF_INLINE)) cad_release(o->grad);
+            o->grad = NULL;
+            o->sgrad = 0.0;
+            o->hasg = 0;
+        }
+    }
+    return CAD_OK;
+}
+"""
 
 
 def gen_pxi(reg, prims, ew):

@@ -2555,6 +2555,7 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
             rp.out_const.append(o)
     rp.guards = guards
     rp.rg_key = None
+    cad_tape_clear_grads(&tp.t)
     return rp
 
 
@@ -2611,6 +2612,7 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
     cdef cad_buf *b
     cdef Tensor x
     cdef cad_hid h
+    cdef bint st_ok = False
     if len(xs) != len(rp.in_h):
         raise TypeError(f"{who}: the tape was recorded with {len(rp.in_h)} inputs, got {len(xs)}")
     if rp.busy:   # another thread replays this tape: work on a private copy of the values
@@ -2656,7 +2658,7 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
                 raise RuntimeError(f"{who}: concurrent replays must use the same argnums")
             _set_rg(t, rp.in_h, grad_mask)
             rp.rg_key = grad_mask
-        cad_tape_clear_grads(t)
+        # gradients are clean between replays (cleared after each gradient replay)
         if t.nrecs > 64 or t.nmeta > 0:
             with nogil:
                 st = cad_forward(t, 0)
@@ -2694,6 +2696,7 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
         else:
             st = cad_sweep(t, 1, 0)
         _check(st, who)
+        st_ok = True
         grads = []
         for k in range(len(rp.in_h)):
             if not grad_mask[k]:
@@ -2708,12 +2711,26 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
                 grads.append(_grad_copy(t, b))
         return outs, grads
     finally:
-        cad_tape_clear_grads(t)
+        if grad_mask is not None:
+            if st_ok:   # the sweep left every propagated value clean: only inputs remain
+                for k in range(len(rp.in_h)):
+                    _clear_buf(&t.bufs[<cad_hid>rp.in_h[k]])
+            else:
+                cad_tape_clear_grads(t)
         if own:
             free(t.bufs)
             cad_release(priv_arena)
         else:
             rp.busy = False
+
+
+cdef inline void _clear_buf(cad_buf *b) noexcept:
+    if b.grad != NULL and not (b.flags & BUF_INLINE):
+        cad_release(b.grad)
+    b.grad = NULL
+    b.sgrad = 0.0
+    b.hasg = 0
+    b.flags &= ~BUF_KEEP
 
 
 cdef Tensor _zeros_of(tuple shape, int dt):

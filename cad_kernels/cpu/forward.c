@@ -23,14 +23,7 @@ static void iter_over(cad_iter *it, int nop, int nd, const int64_t *shape) {
     for (d = 0; d < nd; d++) it->shape[d] = shape[d];
 }
 
-int cad_forward(cad_tape *t, int64_t from) {
-    int64_t i;
-    for (i = from < 0 ? 0 : from; i < t->nrecs; i++) {
-        int st = cad_fwd_dispatch(t, t->recs + i);
-        if (st) return st;
-    }
-    return CAD_OK;
-}
+/* cad_forward is generated with the dispatch inlined (tools/gen_ops.py) */
 
 int cad_ew_fwd_arrays(cad_tape *t, const cad_rec *r, cad_row row, int heavy) {
     cad_buf *o = t->bufs + r->out;

@@ -62,23 +62,7 @@ static int same_shape(cad_tape *t, cad_buf *a, cad_buf *b) {
 /* does input handle h take a gradient?  (-1: an unregistered constant) */
 static inline int wants(cad_tape *t, cad_hid h) { return h >= 0 && (t->bufs[h].flags & BUF_RG); }
 
-int cad_sweep(cad_tape *t, int free_tmp, int64_t stop) {
-    int64_t i;
-    if (stop < 0) stop = 0;
-    for (i = t->nrecs - 1; i >= stop; i--) {
-        const cad_rec *r = t->recs + i;
-        cad_buf *o = t->bufs + r->out;
-        int st;
-        if (!o->hasg) continue;
-        st = cad_vjp_dispatch(t, r);
-        if (st) return st;
-        if (free_tmp && o->grad && !(o->flags & (BUF_KEEP | BUF_INLINE))) {
-            cad_release(o->grad);
-            o->grad = NULL;
-        }
-    }
-    return CAD_OK;
-}
+/* cad_sweep is generated with the dispatch inlined (tools/gen_ops.py) */
 
 int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2], int heavy) {
     cad_buf *B = t->bufs, *o = B + r->out;

@@ -89,6 +89,7 @@ void cad_tape_clear_grads(cad_tape *t) {
     int64_t i;
     for (i = 0; i < t->nbufs; i++) {
         cad_buf *b = t->bufs + i;
+        if (!(b->hasg | (b->grad != NULL) | (b->flags & BUF_KEEP))) continue;   /* already clean */
         if (b->grad && !(b->flags & BUF_INLINE)) cad_release(b->grad);
         b->grad = NULL;
         b->sgrad = 0.0;
