@@ -221,3 +221,18 @@ def test_save_load_values(tmp_path):
     assert isinstance(back["t"], tuple) and back["t"][0].item() is True
     with pytest.raises(TypeError, match="cannot save"):
         cad.save(object(), tmp_path / "x.cad")
+
+
+def test_labels_are_replay_inputs():
+    rng = np.random.default_rng(6)
+    z0 = cad.tensor(rng.standard_normal((5, 3)))
+    tape = cad.record(lambda z, y: cad.cross_entropy(z, y), z0, cad.tensor([0, 1, 2, 0, 1]))
+    assert not tape.guards
+    for _ in range(3):
+        z = cad.tensor(rng.standard_normal((5, 3)))
+        y = cad.tensor(rng.integers(0, 3, 5))
+        np.testing.assert_allclose(tape(z, y).item(), cad.cross_entropy(z, y).item(), rtol=1e-14)
+        np.testing.assert_allclose(tape.grad(z, y)[0].numpy(),
+                                   cad.grad(lambda z: cad.cross_entropy(z, y))(z).numpy(), rtol=1e-12)
+    with pytest.raises(IndexError, match="label"):
+        tape(z, cad.tensor([0, 1, 2, 0, 7]))

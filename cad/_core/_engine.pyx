@@ -44,6 +44,7 @@ cdef extern from "cad_cpu.h" nogil:
         CAD_EDEAD
         CAD_EBLAS
         CAD_EINTERNAL
+        CAD_EINDEX
     enum:
         BUF_INLINE
         BUF_RG
@@ -136,6 +137,8 @@ cdef extern from "cad_cpu.h" nogil:
     void cad_gather_kernel(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
     void cad_scatter_kernel(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
     int cad_forward(cad_tape *t, int64_t frm)
+    int cad_xent_kernel(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs,
+                        const int64_t *lab, int64_t lst, int64_t N, int64_t C)
     int cad_ensure_grad(cad_buf *b)
     int cad_num_threads
     int64_t cad_par_min
@@ -1893,6 +1896,8 @@ cdef _check(int st, str who):
                             "differentiate through it again")
     if st == CAD_EBLAS:
         raise ShapeError(f"{who}: matrix too large for the BLAS interface (2^31 - 1 per dim)")
+    if st == CAD_EINDEX:
+        raise IndexError(f"{who}: an index (a class label) is out of range")
     raise RuntimeError(f"{who}: internal error {st} in the sweep")
 
 
@@ -2829,3 +2834,35 @@ def replay_inputs(Replay rp):
 
 def replay_outputs(Replay rp):
     return list(rp.out_h), list(rp.out_const)
+
+
+
+def xent(object logits, object labels):
+    """per-row cross-entropy: logsumexp(z[i]) - z[i, labels[i]] for z (N, C) and
+    integer labels (N,); one pass in C, labels read by the kernel (so a recorded tape
+    takes new labels)"""
+    cdef Tensor z = as_tensor(logits), l = as_tensor(labels), r
+    cdef int st
+    cdef int64_t N, Cn
+    cdef cnp.ndarray out, za, la
+    if z.ndim != 2 or not _isfloat(z._dtype):
+        raise ShapeError(f"cross_entropy: logits must be a float (N, C) tensor, got {z.shape} "
+                         f"{_DTNAMES[z._dtype]}")
+    if l._dtype != CAD_I64:
+        raise DTypeError(f"cross_entropy: labels must be integers, got {_DTNAMES[l._dtype]}")
+    if l.shape != (z.shape[0],):
+        raise ShapeError(f"cross_entropy: logits of shape {z.shape} need labels of shape "
+                         f"({z.shape[0]},), got {l.shape}")
+    za = <cnp.ndarray>_arr_of(z)
+    la = <cnp.ndarray>_arr_of(l)
+    N = z.shape[0]
+    Cn = z.shape[1]
+    out = _empty_shape((N,), z._dtype)
+    st = cad_xent_kernel(z._dtype, <char *>cnp.PyArray_DATA(out), <const char *>cnp.PyArray_DATA(za),
+                         za.strides[0] // za.itemsize, za.strides[1] // za.itemsize,
+                         <const int64_t *>cnp.PyArray_DATA(la), la.strides[0] // 8, N, Cn)
+    _check(st, "cross_entropy")
+    r = _wrap(out)
+    if _mode1(z) or _mode1(l):
+        _record(OP_XENT, r, [z, l], 1 | 2 | 128, NULL, 0)
+    return r

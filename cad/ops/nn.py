@@ -29,28 +29,47 @@ CROSS_ENTROPY = defop(
         "labels (N,) or (); as torch.nn.functional.cross_entropy.")
 
 
+XENT = defop("xent", "xent", kernel="cad_xent_vjp", method=False, export=False,
+             doc="per-row logsumexp(z) - z[label] (cross_entropy's primitive)")
+
+
 @CROSS_ENTROPY
 def cross_entropy(logits, labels, reduction="mean"):
     logits = C.as_float(logits, "cross_entropy")
-    lab = np.asarray(labels)
+    lab = labels if isinstance(labels, C.Tensor) else C.as_tensor(np.asarray(labels))
     if lab.dtype.kind not in "iu":
         raise TypeError(f"cross_entropy: labels must be integers, got dtype {lab.dtype}")
     if logits.ndim not in (1, 2) or lab.ndim != logits.ndim - 1 or \
             (logits.ndim == 2 and lab.shape[0] != logits.shape[0]):
         raise ValueError(f"cross_entropy: logits of shape {logits.shape} need labels of shape "
                          f"{logits.shape[:-1]}, got {lab.shape}")
-    ncls = logits.shape[-1]
-    if lab.size and (lab.min() < 0 or lab.max() >= ncls):
-        raise IndexError(f"cross_entropy: labels must lie in [0, {ncls}), got "
-                         f"min {lab.min()} max {lab.max()}")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    lp = log_softmax(logits, -1)
     if logits.ndim == 1:
-        return -C.gather(lp, np.asarray(lab, dtype=np.int64).reshape(()))
-    lin = np.arange(lab.shape[0], dtype=np.int64) * ncls + lab.astype(np.int64)
-    nll = -C.gather(lp, lin)
+        return C.reshape(C.xent(C.reshape(logits, (1, -1)), C.reshape(lab, (1,))), ())
+    nll = C.xent(logits, lab)
     if reduction == "none":
         return nll
     s = C.reduce(SUM.code, nll, None, False)
     return s * (1.0 / lab.shape[0]) if reduction == "mean" else s
+
+
+# ---- differentiable rules (NOTE [ Rules and batch dims ] in _rules.py)
+
+def _xent_delta(ctx):
+    """softmax(z) - onehot(labels): d nll / d z"""
+    from .reduce import softmax
+    z, lab = ctx.val(0), ctx.val(1)
+    onehot = C.cast(C.eq(C.reshape(lab, lab.shape + (1,)),
+                         C.from_numpy(np.arange(z.shape[1]), None, False, False)), z.dtype)
+    return softmax(z, -1) - onehot
+
+
+@XENT.vjp
+def _xent_vjp(ctx, g):
+    return [C.reshape(g, g.shape + (1,)) * _xent_delta(ctx), None]
+
+
+@XENT.jvp
+def _xent_jvp(ctx, ts):
+    return C.reduce(SUM.code, ts[0] * _xent_delta(ctx), (ts[0].ndim - 1,), False)

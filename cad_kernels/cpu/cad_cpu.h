@@ -38,7 +38,8 @@ enum {
     CAD_ENOMEM = 1,    /* allocation failed */
     CAD_EDEAD = 2,     /* gradient reached a value of a consumed tape */
     CAD_EBLAS = 3,     /* matrix too large for 32-bit BLAS ints */
-    CAD_EINTERNAL = 4  /* unknown op code or malformed record */
+    CAD_EINTERNAL = 4, /* unknown op code or malformed record */
+    CAD_EINDEX = 5     /* an index (a label) out of range */
 };
 
 /* buf flags */
@@ -219,6 +220,11 @@ int cad_setitem_vjp(cad_tape *t, const cad_rec *r);
 int cad_concat_vjp(cad_tape *t, const cad_rec *r);
 int cad_cast_vjp(cad_tape *t, const cad_rec *r);
 int cad_matmul_vjp(cad_tape *t, const cad_rec *r);
+int cad_xent_vjp(cad_tape *t, const cad_rec *r);
+int cad_xent_fwd(cad_tape *t, const cad_rec *r);
+/* out[i] = logsumexp(z[i, :]) - z[i, lab[i]] for N rows of C logits (strided) */
+int cad_xent_kernel(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs,
+                    const int64_t *lab, int64_t lst, int64_t N, int64_t C);
 /* the elementwise vjp over arrays (broadcasting); rows[i][dtype] per input */
 /* rows[input][dtype][assign]; heavy: the rows call transcendental functions */
 int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2], int heavy);

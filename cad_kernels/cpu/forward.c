@@ -152,3 +152,10 @@ int cad_matmul_fwd(cad_tape *t, const cad_rec *r) {
     mm.c = cad_bdata(o); mm.crs = n; mm.beta = 0.0;
     return cad_matmul(&mm);
 }
+
+int cad_xent_fwd(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out, *z = t->bufs + t->args[r->arg], *l = t->bufs + t->args[r->arg + 1];
+    return cad_xent_kernel(z->dtype, cad_bdata(o), cad_bdata(z), cad_strides(t, z)[0],
+                           cad_strides(t, z)[1], (const int64_t *)cad_bdata(l),
+                           l->ndim ? cad_strides(t, l)[0] : 0, cad_shape(t, z)[0], cad_shape(t, z)[1]);
+}

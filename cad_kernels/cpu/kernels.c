@@ -138,3 +138,30 @@ int cad_reduce(int kind, int dtype, char *out, const char *x, int ndim,
     cad_iter_operand(&it, 1, (char *)x, es, ndim, shape, xst);
     return cad_iter_run(&it, row, row, dt == 0 ? (const void *)&id64 : (const void *)&id32);
 }
+
+
+/* ---- cross-entropy rows: out[i] = logsumexp(z[i]) - z[i, lab[i]] ---- */
+#define XENT_FWD(T, EXP, LOG)                                                  \
+    {                                                                          \
+        const T *Z = (const T *)z;                                             \
+        T *O = (T *)out;                                                       \
+        int64_t i, j;                                                          \
+        for (i = 0; i < N; i++) {                                              \
+            const T *row = Z + i * zrs;                                        \
+            int64_t l = lab[i * lst];                                          \
+            T m = row[0], s = 0;                                               \
+            if (l < 0 || l >= C) return CAD_EINDEX;                            \
+            for (j = 1; j < C; j++) if (row[j * zcs] > m) m = row[j * zcs];    \
+            if (!isfinite(m)) m = 0;                                           \
+            for (j = 0; j < C; j++) s += EXP(row[j * zcs] - m);                \
+            O[i] = m + LOG(s) - row[l * zcs];                                  \
+        }                                                                      \
+    }
+
+int cad_xent_kernel(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs,
+                    const int64_t *lab, int64_t lst, int64_t N, int64_t C) {
+    if (C == 0) return N ? CAD_EINDEX : CAD_OK;
+    if (dtype == CAD_F64) XENT_FWD(double, exp, log)
+    else XENT_FWD(float, expf, logf)
+    return CAD_OK;
+}

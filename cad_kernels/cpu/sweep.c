@@ -552,3 +552,44 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
     }
     return CAD_OK;
 }
+
+/* ---- cross-entropy: args [z (N, C), labels (N,)]; out (N,) = lse(z) - z[label];
+ * gz[i, j] (+)= g[i] (softmax(z[i])_j - [j == label_i]); lse = out + z[label] ---- */
+#define XENT_VJP(T, EXP)                                                       \
+    {                                                                          \
+        T *GZ = (T *)gptr(z);                                                  \
+        const T *Z = (const T *)cad_bdata(z), *O = (const T *)cad_bdata(o);   \
+        const T *G = (const T *)gptr(o);                                       \
+        const int64_t *L = (const int64_t *)cad_bdata(l);                      \
+        int64_t i, j;                                                          \
+        for (i = 0; i < N; i++) {                                              \
+            const T *row = Z + i * zrs;                                        \
+            const int64_t lb = L[i * lst];                                     \
+            const T lse = O[i * os] + row[lb * zcs], g = G[i];                 \
+            T *grow = GZ + i * C;                                              \
+            if (assign) for (j = 0; j < C; j++) grow[j] = g * EXP(row[j * zcs] - lse); \
+            else for (j = 0; j < C; j++) grow[j] += g * EXP(row[j * zcs] - lse); \
+            grow[lb] -= g;                                                     \
+        }                                                                      \
+    }
+
+int cad_xent_vjp(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out, *z, *l;
+    const cad_hid *a = t->args + r->arg;
+    int64_t N, C, zrs, zcs, lst, os;
+    int st, assign;
+    if (!wants(t, a[0])) return CAD_OK;
+    z = t->bufs + a[0];
+    l = t->bufs + a[1];
+    st = cad_grad_for(z, 1, &assign);
+    if (st) return st;
+    N = cad_shape(t, z)[0];
+    C = cad_shape(t, z)[1];
+    zrs = cad_strides(t, z)[0];
+    zcs = cad_strides(t, z)[1];
+    lst = l->ndim ? cad_strides(t, l)[0] : 0;
+    os = o->ndim ? cad_strides(t, o)[0] : 0;
+    if (z->dtype == CAD_F64) XENT_VJP(double, exp)
+    else XENT_VJP(float, expf)
+    return CAD_OK;
+}
