@@ -23,8 +23,9 @@ def parse_args(argv):
     p.add_argument("--only", metavar="W1,W3", default="",
                    help="comma-separated workloads to run (default: all)")
     p.add_argument("--impls", metavar="hand,torch,cad", default="",
-                   help="comma-separated implementations: hand, torch, jax, jax.jit, "
-                        "autograd, cad (default: all)")
+                   help="comma-separated implementations: hand, torch, torch.jit, "
+                        "torch.compile, jax, jax.jit, autograd, cad.eager, cad (default: all; "
+                        "with --quick all but torch.compile)")
     p.add_argument("--repeat", metavar="N", type=int, default=None,
                    help="timed samples per cell (default: 15, or 5 with --quick, fewer "
                         "when one call is slow)")
@@ -50,6 +51,10 @@ def main(argv=None):
     if only:
         cases = [c for c in cases if c.workload.upper() in only]
     impls = [i.strip() for i in args.impls.split(",") if i.strip()] or harness.IMPLS
+    left_out = []  # slow columns a --quick run leaves out unless --impls names them
+    if args.quick and not args.impls:
+        left_out = [i for i in harness.SLOW_IMPLS if any(i in c.impls for c in cases)]
+        impls = [i for i in impls if i not in left_out]
     unknown = [i for i in impls if i not in harness.IMPLS]
     if unknown or not cases:
         print(f"nothing to run (unknown implementations: {unknown})" if unknown
@@ -79,6 +84,8 @@ def main(argv=None):
 
     notes = [f"{name} not importable, skipped: {why}" for name, why in peers.missing.items()]
     notes += sorted({r["case_note"] for r in rows if "case_note" in r})
+    notes += [f"{i} not run with --quick (its untimed warm-up compiles, up to about a minute "
+              f"per cell): run without --quick, or name it in --impls" for i in left_out]
     if os.environ.get("OPENBLAS_CORETYPE"):
         notes.append(f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is set: numpy's "
                      "OpenBLAS runs that kernel (run with `env -u OPENBLAS_CORETYPE -u "

@@ -24,10 +24,21 @@ import numpy as np
 
 # Column order of the table.  "hand" is numpy (or plain Python floats) with the
 # derivative written by hand: the floor every other column is measured against.
-IMPLS = ["hand", "torch", "jax", "jax.jit", "autograd", "cad"]
-PEERS = ["torch", "jax", "autograd"]  # the ratio columns: cad/hand, cad/<peer>
-MODULE_OF = {"hand": "numpy", "torch": "torch", "jax": "jax", "jax.jit": "jax",
-             "autograd": "autograd", "cad": "cad"}
+# torch.jit (torch.jit.trace), torch.compile and cad.eager are columns of the
+# workloads that compare compiled or recorded programs (W9), "cad" there being
+# cad's replay of a recorded tape and "cad.eager" cad without recording.
+IMPLS = ["hand", "torch", "torch.jit", "torch.compile", "jax", "jax.jit", "autograd",
+         "cad.eager", "cad"]
+PEERS = ["torch", "jax", "autograd"]
+# the ratio columns, cad/<impl>, in this order (those measured in some row)
+RATIO_TO = ["hand"] + PEERS + ["jax.jit", "cad.eager", "torch.jit", "torch.compile"]
+# the "module" whose availability decides a column (see Peers.available)
+MODULE_OF = {"hand": "numpy", "torch": "torch", "torch.jit": "torch.jit",
+             "torch.compile": "torch.compile", "jax": "jax", "jax.jit": "jax",
+             "autograd": "autograd", "cad.eager": "cad", "cad": "cad"}
+# columns left out of --quick runs unless named in --impls (their warm-up compiles
+# for about a minute)
+SLOW_IMPLS = ["torch.compile"]
 
 
 class Backward:
@@ -80,6 +91,29 @@ class Peers:
                 import jax
                 jax.config.update("jax_enable_x64", True)  # float64 everywhere, as numpy
                 mod = jax
+            elif module == "torch.jit":
+                import torch
+                if not hasattr(torch.jit, "trace"):
+                    raise ImportError("this torch has no torch.jit.trace")
+                mod = torch
+            elif module == "torch.compile":
+                import torch
+                if not hasattr(torch, "compile"):
+                    raise ImportError("this torch has no torch.compile")
+                import torch._dynamo
+                if not torch._dynamo.is_dynamo_supported():
+                    raise ImportError("torch.compile (dynamo) is not supported on this Python")
+                try:  # inductor's CPU backend compiles C++: raises when there is no compiler
+                    from torch._inductor.cpp_builder import get_cpp_compiler
+                except ImportError:
+                    get_cpp_compiler = None  # another torch layout: let the cells try
+                if get_cpp_compiler is not None:
+                    try:
+                        get_cpp_compiler()
+                    except Exception as e:
+                        raise ImportError(f"no C++ compiler for torch.compile's inductor "
+                                          f"({type(e).__name__})") from e
+                mod = torch
             else:
                 mod = __import__(module)
             if module == "cad" and not hasattr(mod, "tensor"):  # a source tree, not built
@@ -130,7 +164,9 @@ def _loop(fn, number):
 
 def measure(fn, settings):
     """Warm up, calibrate, sample.  Returns dict(samples=[phase tuples], number, result)."""
-    _, result = _call(fn)  # warm-up; its result is checked
+    t0 = time.perf_counter()
+    _, result = _call(fn)  # warm-up (jit compilation, ...); its result is checked
+    warmup_s = time.perf_counter() - t0
     result = to_numpy(result)  # now: later calls may update state in place
     est_times, _ = _call(fn)  # a warm call, to size the samples
     est = sum(est_times)
@@ -149,7 +185,7 @@ def measure(fn, settings):
             samples.append(_call(fn)[0])
         else:
             samples.append((_loop(fn, number),))
-    return {"samples": samples, "number": number, "result": result}
+    return {"samples": samples, "number": number, "result": result, "warmup_s": warmup_s}
 
 
 # ---------------------------------------------------------------------------
@@ -223,7 +259,8 @@ def run_case(case, peers, settings, impls_wanted, log):
         finally:
             fn = None
             gc.collect()
-        cell = {"status": "ok", "samples": m["samples"], "number": m["number"]}
+        cell = {"status": "ok", "samples": m["samples"], "number": m["number"],
+                "warmup_s": m["warmup_s"]}
         if impl == "hand":
             ref = m["result"]
         elif ref is not None:
@@ -246,7 +283,7 @@ def make_rows(case, cells):
         row = {"workload": case.workload, "case": case.name, "metric": metric,
                "label": f"{case.workload} {case.name}" + (f": {metric}" if metric else ""),
                "per": case.per_name, "medians_s": {}, "samples": {}, "number": {},
-               "notes": {}, "status": {}}
+               "notes": {}, "status": {}, "warmup_s": {}}
         if case.note and (metric is None or metric == "fwd+bwd"):
             row["case_note"] = case.note
         for impl, c in cells.items():
@@ -265,9 +302,10 @@ def make_rows(case, cells):
             row["samples"][impl] = per_sample
             row["number"][impl] = c["number"]
             row["medians_s"][impl] = statistics.median(per_sample)
+            row["warmup_s"][impl] = c["warmup_s"]  # the first, untimed call (compiles)
         cad = row["medians_s"].get("cad")
         row["ratios"] = {}
-        for peer in ["hand"] + PEERS + ["jax.jit"]:
+        for peer in RATIO_TO:
             other = row["medians_s"].get(peer)
             if cad is not None and other:
                 row["ratios"][f"cad/{peer}"] = cad / other
@@ -299,7 +337,7 @@ def render_table(rows, notes):
     have_cad = any("cad" in r["medians_s"] for r in rows)
     ratio_cols = []
     if have_cad:
-        ratio_cols = [f"cad/{p}" for p in ["hand"] + PEERS + ["jax.jit"]
+        ratio_cols = [f"cad/{p}" for p in RATIO_TO
                       if any(f"cad/{p}" in r["ratios"] for r in rows)]
     header = ["workload", "unit"] + present + ratio_cols
     body = []
@@ -345,8 +383,8 @@ def render_table(rows, notes):
     out.append("")
     out.append("Median time per call (W1: per op) in the unit of each row. "
                "cad/X = cad's median / X's median (below 1x: cad is faster).")
-    out.append("hand = numpy (W1, W2 scalar: plain Python floats) with the derivative "
-               "written by hand, the floor.  '-': not measured for that row; "
+    out.append("hand = numpy (W1, W2 scalar, W9 W1/W2: plain Python floats) with the "
+               "derivative written by hand, the floor.  '-': not measured for that row; "
                "skip: not importable; err: raised.")
     for text, n in marks.items():
         out.append(f"[{n}] {text}")

@@ -160,7 +160,11 @@ class StaticTape:
     def grad(self, *xs, argnums=None):
         """The gradients of the (scalar) output at xs, one per picked input (a
         tuple; a single tensor when argnums is an int)."""
-        return self.value_and_grad(*xs, argnums=argnums)[1]
+        mask = self._diff if argnums is None else self._mask(argnums, len(xs), "tape.grad")
+        grads = self._run(xs, mask, "tape.grad")[1]
+        if isinstance(argnums, int):
+            return grads[argnums % len(xs)]
+        return tuple(g for g, m in zip(grads, mask) if m)
 
     def jacobian(self, *xs, argnum=0):
         """d out / d xs[argnum] (out.shape + x.shape): a replay, then one reverse

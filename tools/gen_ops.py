@@ -326,6 +326,39 @@ def gen_h(prims, ew):
         L.append("    default: return NAN;")
         L.append("    }")
         L.append("}")
+    sops = [op for op in ew if scalar_ok(op) and len(op.args) <= 2 and op.args == ("x", "y")[:len(op.args)]]
+    L.append("/* every scalar op's forward in one switch (unary ops ignore y) */")
+    L.append("static inline double cad_fwd_sx(int op, double x, double y) {")
+    L.append("    (void)y;")
+    L.append("    switch (op) {")
+    for op in sops:
+        L.append(f"    case {cname(op)}: return ({to_c(op.fwd, 'double', op, 'fwd')});")
+    L.append("    default: return NAN;")
+    L.append("    }")
+    L.append("}")
+    L.append("/* scalar programs (cad.record of scalar code): contributions g * d to the")
+    L.append("   inputs selected by mask (bit 0: x, bit 1: y) */")
+    L.append("static inline void cad_svjp(int op, int mask, double g, double x, double y, double out,")
+    L.append("                            double *gx, double *gy) {")
+    L.append("    (void)x; (void)y; (void)out; (void)gy;")
+    L.append("    switch (op) {")
+    for op in sops:
+        parts = []
+        for i, a in enumerate(op.args):
+            if a in op.d:
+                ge = to_c(grad_expr(op.d[a]), "double", op, f"d[{a}]")
+                parts.append(f"if (mask & {1 << i}) *g{a} += {ge};")
+        L.append(f"    case {cname(op)}: {' '.join(parts)} return;")
+    L.append("    default: return;")
+    L.append("    }")
+    L.append("}")
+    L.append("static inline int cad_scalar_op(int op) {")
+    L.append("    switch (op) {")
+    for op in sops:
+        L.append(f"    case {cname(op)}: return {len(op.args)};")
+    L.append("    default: return 0;")
+    L.append("    }")
+    L.append("}")
     L.append("#endif")
     return "\n".join(L) + "\n"
 

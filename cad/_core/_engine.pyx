@@ -137,6 +137,15 @@ cdef extern from "cad_cpu.h" nogil:
     void cad_gather_kernel(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
     void cad_scatter_kernel(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
     int cad_forward(cad_tape *t, int64_t frm)
+    ctypedef struct cad_sprog:
+        int64_t n, nbwd, nv
+        double *v
+        double *g
+    int cad_sprog_build(const cad_tape *t, cad_sprog *p)
+    void cad_sprog_free(cad_sprog *p)
+    void cad_sprog_forward(cad_sprog *p)
+    void cad_sprog_plan(cad_sprog *p, const int64_t *sel, int nsel, int64_t out)
+    void cad_sprog_backward(cad_sprog *p, int64_t out, double seed)
     int cad_xent_kernel(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs,
                         const int64_t *lab, int64_t lst, int64_t N, int64_t C)
     int cad_ensure_grad(cad_buf *b)
@@ -2482,11 +2491,22 @@ cdef class Replay:
     cdef bint busy
     cdef object rg_key      # the input mask the RG flags are set for
     cdef public object guards
+    cdef cad_sprog sp       # the compact scalar program, when the tape is scalar code
+    cdef bint has_sp
+    cdef object sp_key      # the input mask sp's backward list is planned for
 
     def __dealloc__(self):
         if self.arena != NULL:
             cad_release(self.arena)
             self.arena = NULL
+        if self.has_sp:
+            cad_sprog_free(&self.sp)
+            self.has_sp = False
+
+    @property
+    def scalar_program(self):
+        """is this tape replayed as a compact scalar program?"""
+        return self.has_sp
 
     def __len__(self):
         return self.tp.t.nrecs
@@ -2561,7 +2581,57 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
     rp.guards = guards
     rp.rg_key = None
     cad_tape_clear_grads(&tp.t)
+    if not guards and all(sh == () and dt == CAD_F64 for sh, dt in zip(rp.in_shape, rp.in_dtype)) \
+            and all(h < 0 or (tp.t.bufs[<cad_hid>h].flags & BUF_INLINE) for h in rp.out_h):
+        k = cad_sprog_build(&tp.t, &rp.sp)
+        if k < 0:
+            raise MemoryError()
+        rp.has_sp = k == 1
     return rp
+
+
+cdef object _sprog_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
+    """replay_run for a compact scalar program (every value a 0-d float64)"""
+    cdef cad_sprog *p = &rp.sp
+    cdef int k, nsel = 0
+    cdef Tensor x
+    cdef int64_t sel[64]
+    cdef cad_hid h, ho
+    for k in range(len(xs)):
+        x = xs[k] if type(xs[k]) is Tensor else as_tensor(xs[k])
+        if not x._inline:
+            if x._dtype != CAD_F64 or x.ndim != 0:
+                if _isfloat(x._dtype) and x.ndim == 0:
+                    x = <Tensor>cast(x.detach(), float64)
+                else:
+                    raise ShapeError(f"{who}: input {k} has shape {x.shape} and dtype "
+                                     f"{_DTNAMES[x._dtype]}; the tape was recorded with a float64 "
+                                     "scalar (record again for other shapes)")
+        p.v[<cad_hid>rp.in_h[k]] = x._sval
+    cad_sprog_forward(p)
+    outs = [rp.out_const[k] if rp.out_h[k] < 0 else _new_inline(p.v[<cad_hid>rp.out_h[k]])
+            for k in range(len(rp.out_h))]
+    if grad_mask is None:
+        return outs, None
+    ho = rp.out_h[0]
+    if ho < 0:
+        return outs, [None if not m else _new_inline(0.0) for m in grad_mask]
+    if grad_mask != rp.sp_key:
+        for k in range(len(rp.in_h)):
+            if grad_mask[k]:
+                sel[nsel] = rp.in_h[k]
+                nsel += 1
+        cad_sprog_plan(p, sel, nsel, ho)
+        rp.sp_key = grad_mask
+    cad_sprog_backward(p, ho, 1.0 if seed is None else float(seed))
+    grads = []
+    for k in range(len(rp.in_h)):
+        h = rp.in_h[k]
+        grads.append(_new_inline(p.g[h]) if grad_mask[k] else None)
+    for k in range(len(rp.in_h)):
+        p.g[<cad_hid>rp.in_h[k]] = 0.0
+    p.g[ho] = 0.0
+    return outs, grads
 
 
 cdef void _set_rg(cad_tape *t, list in_h, tuple mask) noexcept:
@@ -2620,6 +2690,12 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
     cdef bint st_ok = False
     if len(xs) != len(rp.in_h):
         raise TypeError(f"{who}: the tape was recorded with {len(rp.in_h)} inputs, got {len(xs)}")
+    if rp.has_sp and not rp.busy and len(xs) <= 64:
+        rp.busy = True
+        try:
+            return _sprog_run(rp, xs, grad_mask, seed, who)
+        finally:
+            rp.busy = False
     if rp.busy:   # another thread replays this tape: work on a private copy of the values
         priv = rp.tp.t
         priv.bufs = <cad_buf *>malloc(t.nbufs * sizeof(cad_buf))
@@ -2641,21 +2717,26 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
     try:
         for k in range(len(xs)):
             x = xs[k] if type(xs[k]) is Tensor else as_tensor(xs[k])
-            if x._dtype != rp.in_dtype[k]:
+            if x._dtype != <int>rp.in_dtype[k]:
                 if _isfloat(x._dtype) and _isfloat(rp.in_dtype[k]):
                     x = <Tensor>cast(x.detach(), _DTYPES[rp.in_dtype[k]])
                 else:
                     raise DTypeError(f"{who}: input {k} has dtype {_DTNAMES[x._dtype]}; the tape was "
                                      f"recorded with {_DTNAMES[rp.in_dtype[k]]}")
-            if x.shape != rp.in_shape[k]:
-                raise ShapeError(f"{who}: input {k} has shape {x.shape}; the tape was recorded with "
-                                 f"shape {rp.in_shape[k]} (record again for other shapes)")
             h = rp.in_h[k]
             b = &t.bufs[h]
             if b.flags & BUF_INLINE:
+                if not x._inline:
+                    raise ShapeError(f"{who}: input {k} has shape {x.shape}; the tape was recorded "
+                                     f"with shape () (record again for other shapes)")
                 b.sval = x._sval
             else:
-                a = x._arr if (<cnp.ndarray>x._arr).flags.c_contiguous else _np.array(x._arr, order="C")
+                if not _same_shape(x, t, b):
+                    raise ShapeError(f"{who}: input {k} has shape {x.shape}; the tape was recorded with "
+                                     f"shape {rp.in_shape[k]} (record again for other shapes)")
+                a = x._arr
+                if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+                    a = _np.array(a, order="C")
                 keep.append(a)
                 b.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
         if grad_mask is not None and grad_mask != rp.rg_key:
@@ -2727,6 +2808,20 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
             cad_release(priv_arena)
         else:
             rp.busy = False
+
+
+cdef inline bint _same_shape(Tensor x, cad_tape *t, cad_buf *b):
+    cdef int d
+    cdef cnp.ndarray a
+    if x._inline:
+        return b.ndim == 0
+    a = <cnp.ndarray>x._arr
+    if cnp.PyArray_NDIM(a) != b.ndim:
+        return False
+    for d in range(b.ndim):
+        if cnp.PyArray_DIMS(a)[d] != t.meta[b.meta + d]:
+            return False
+    return True
 
 
 cdef inline void _clear_buf(cad_buf *b) noexcept:

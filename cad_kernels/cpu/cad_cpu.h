@@ -199,6 +199,20 @@ void cad_mat_desc(cad_tape *t, cad_buf *x, int is1d, int is_left, int *bnd,
 void cad_align_batch(int obnd, const int64_t *obshape, int bnd, const int64_t *bshape,
                      const int64_t *bst, int64_t *out);
 
+/* ---- compact scalar programs (sprog.c) */
+typedef struct { int32_t op, out, a, b; unsigned char mask, arity; } cad_sinst;
+typedef struct {
+    cad_sinst *ins, *bwd;
+    int64_t n, nbwd, nv;
+    double *v, *g;
+    unsigned char *flag;
+} cad_sprog;
+int cad_sprog_build(const cad_tape *t, cad_sprog *p);   /* 1 built, 0 not a scalar tape, -1 no memory */
+void cad_sprog_free(cad_sprog *p);
+void cad_sprog_forward(cad_sprog *p);
+void cad_sprog_plan(cad_sprog *p, const int64_t *sel, int nsel, int64_t out);
+void cad_sprog_backward(cad_sprog *p, int64_t out, double seed);
+
 /* ---- forward replay (forward.c): recompute records from..nrecs-1 into their
  * buffers (contiguous; see cad.record) */
 int cad_forward(cad_tape *t, int64_t from);

@@ -54,6 +54,10 @@ int cad_view_fwd(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *x = t->bufs + t->args[r->arg];
     const int64_t *aux = t->aux + r->aux;
     const int nd = (int)aux[1];
+    if (o->flags & BUF_INLINE) {   /* a scalar read such as t[i] */
+        o->sval = ((const double *)cad_bdata(x))[aux[0]];
+        return CAD_OK;
+    }
     return window_copy(t, o, 0, aux + 2, cad_strides(t, o), x, aux[0], aux + 2 + nd, nd, 0);
 }
 

@@ -1,0 +1,109 @@
+/* Compact scalar programs: a recorded tape made only of elementwise ops on 0-d
+ * float64 values (scalar code: W1, optimisation loops) replays from dense arrays of
+ * values and gradients and four-int instructions, instead of the 80-byte value
+ * records of the general tape (CppAD's layout).  The backward list is pruned once
+ * per input selection: only instructions on a path from a selected input to the
+ * output, which also keeps the general sweep's rule that a value no gradient
+ * reaches contributes nothing (no 0 * inf). */
+#include <stdlib.h>
+#include <string.h>
+#include "_gen_ops.h"
+
+int cad_sprog_build(const cad_tape *t, cad_sprog *p) {
+    int64_t i;
+    memset(p, 0, sizeof(*p));
+    for (i = 0; i < t->nrecs; i++) {
+        const cad_rec *r = t->recs + i;
+        int n = cad_scalar_op(r->op), j;
+        if (!n || r->nargs != n || !(t->bufs[r->out].flags & BUF_INLINE)) return 0;
+        for (j = 0; j < n; j++) {
+            cad_hid h = t->args[r->arg + j];
+            if (h < 0 || !(t->bufs[h].flags & BUF_INLINE)) return 0;
+        }
+    }
+    p->n = t->nrecs;
+    p->nv = t->nbufs;
+    p->ins = (cad_sinst *)malloc((size_t)(p->n ? p->n : 1) * sizeof(cad_sinst));
+    p->bwd = (cad_sinst *)malloc((size_t)(p->n ? p->n : 1) * sizeof(cad_sinst));
+    p->v = (double *)malloc((size_t)(p->nv ? p->nv : 1) * sizeof(double));
+    p->g = (double *)calloc((size_t)(p->nv ? p->nv : 1), sizeof(double));
+    p->flag = (unsigned char *)calloc((size_t)(p->nv ? p->nv : 1), 1);
+    if (!p->ins || !p->bwd || !p->v || !p->g || !p->flag) { cad_sprog_free(p); return -1; }
+    for (i = 0; i < t->nrecs; i++) {
+        const cad_rec *r = t->recs + i;
+        p->ins[i].op = r->op;
+        p->ins[i].out = (int32_t)r->out;
+        p->ins[i].a = (int32_t)t->args[r->arg];
+        p->ins[i].b = r->nargs > 1 ? (int32_t)t->args[r->arg + 1] : p->ins[i].a;
+        p->ins[i].mask = 0;
+        p->ins[i].arity = (unsigned char)r->nargs;
+    }
+    for (i = 0; i < t->nbufs; i++) p->v[i] = t->bufs[i].sval;
+    return 1;
+}
+
+void cad_sprog_free(cad_sprog *p) {
+    free(p->ins); free(p->bwd); free(p->v); free(p->g); free(p->flag);
+    memset(p, 0, sizeof(*p));
+}
+
+void cad_sprog_forward(cad_sprog *p) {
+    /* scalar code is mostly a chain: the previous result is carried in a register
+       instead of a store and a reload (a store-to-load round trip per op) */
+    const cad_sinst *in = p->ins, *end = p->ins + p->n;
+    double *v = p->v, last = 0.0;
+    int32_t lo = -1;
+    for (; in < end; in++) {
+        const double x = in->a == lo ? last : v[in->a];
+        const double y = in->b == lo ? last : v[in->b];
+        last = cad_fwd_sx(in->op, x, y);
+        v[in->out] = last;
+        lo = in->out;
+    }
+}
+
+/* which instructions the backward pass runs for inputs sel[] and output out:
+ * flag bit 1 = depends on a selected input, bit 2 = the output depends on it */
+void cad_sprog_plan(cad_sprog *p, const int64_t *sel, int nsel, int64_t out) {
+    int64_t i, k = 0;
+    unsigned char *f = p->flag;
+    memset(f, 0, (size_t)p->nv);
+    for (i = 0; i < nsel; i++) f[sel[i]] |= 1;
+    for (i = 0; i < p->n; i++) {
+        cad_sinst *in = p->ins + i;
+        if ((f[in->a] | f[in->b]) & 1) f[in->out] |= 1;
+    }
+    if (out >= 0) f[out] |= 2;
+    for (i = p->n - 1; i >= 0; i--) {
+        cad_sinst *in = p->ins + i;
+        if ((f[in->out] & 3) != 3) continue;
+        in->mask = (unsigned char)(((f[in->a] & 1) ? 1 : 0) | ((f[in->b] & 1) && in->arity == 2 ? 2 : 0));
+        if (in->mask & 1) f[in->a] |= 2;
+        if (in->mask & 2) f[in->b] |= 2;
+        p->bwd[k++] = *in;
+    }
+    p->nbwd = k;
+}
+
+void cad_sprog_backward(cad_sprog *p, int64_t out, double seed) {
+    const cad_sinst *in = p->bwd, *end = p->bwd + p->nbwd;
+    double *v = p->v, *g = p->g, lv = seed;
+    int32_t ls = (int32_t)out;
+    g[out] = seed;
+    for (; in < end; in++) {   /* the gradient just accumulated is carried in a register too */
+        const double gy = in->out == ls ? lv : g[in->out];
+        double gx = 0.0, gz = 0.0;
+        g[in->out] = 0.0;
+        cad_svjp(in->op, in->mask, gy, v[in->a], v[in->b], v[in->out], &gx, &gz);
+        if (in->mask & 2) {
+            lv = g[in->b] + gz;
+            g[in->b] = lv;
+            ls = in->b;
+        }
+        if (in->mask & 1) {
+            lv = g[in->a] + gx;
+            g[in->a] = lv;
+            ls = in->a;
+        }
+    }
+}
