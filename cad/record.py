@@ -160,6 +160,10 @@ class StaticTape:
     def grad(self, *xs, argnums=None):
         """The gradients of the (scalar) output at xs, one per picked input (a
         tuple; a single tensor when argnums is an int)."""
+        if argnums is None and not self._retrace:   # the common case, with no wrapper
+            mask = self._diff
+            grads = C.replay_run(self._replay, xs, mask, None, "tape.grad")[1]
+            return tuple(g for g, m in zip(grads, mask) if m)
         mask = self._diff if argnums is None else self._mask(argnums, len(xs), "tape.grad")
         grads = self._run(xs, mask, "tape.grad")[1]
         if isinstance(argnums, int):

@@ -2609,20 +2609,27 @@ cdef object _sprog_run(Replay rp, tuple xs, object grad_mask, object seed, str w
                                      "scalar (record again for other shapes)")
         p.v[<cad_hid>rp.in_h[k]] = x._sval
     cad_sprog_forward(p)
-    outs = [rp.out_const[k] if rp.out_h[k] < 0 else _new_inline(p.v[<cad_hid>rp.out_h[k]])
-            for k in range(len(rp.out_h))]
+    if grad_mask is None or len(rp.out_h) != 1:
+        outs = [rp.out_const[k] if rp.out_h[k] < 0 else _new_inline(p.v[<cad_hid>rp.out_h[k]])
+                for k in range(len(rp.out_h))]
+    else:
+        outs = None   # filled below (one scalar output)
     if grad_mask is None:
         return outs, None
     ho = rp.out_h[0]
     if ho < 0:
+        if outs is None:
+            outs = [rp.out_const[0]]
         return outs, [None if not m else _new_inline(0.0) for m in grad_mask]
-    if grad_mask != rp.sp_key:
+    if grad_mask is not rp.sp_key and grad_mask != rp.sp_key:
         for k in range(len(rp.in_h)):
             if grad_mask[k]:
                 sel[nsel] = rp.in_h[k]
                 nsel += 1
         cad_sprog_plan(p, sel, nsel, ho)
         rp.sp_key = grad_mask
+    if outs is None:
+        outs = [_new_inline(p.v[ho])]
     cad_sprog_backward(p, ho, 1.0 if seed is None else float(seed))
     grads = []
     for k in range(len(rp.in_h)):
