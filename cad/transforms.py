@@ -34,10 +34,82 @@ def _tables():
 _FLAG_RG, _FLAG_DEAD = 2, 8
 
 
+class Diag:
+    """A batch of cotangents that is the output basis scaled along its diagonal:
+    cotangent k is v.flat[k] times the k-th basis vector (v has the value's shape).
+    jacrev's seed is Diag(ones); elementwise pullbacks keep it diagonal, and a
+    diagonal batch times a matrix is a row scaling, not a GEMM.  Rules that cannot
+    keep the structure get it densified (`dense`)."""
+    __slots__ = ("v",)
+
+    def __init__(self, v):
+        self.v = v
+
+    def dense(self):
+        v = self.v
+        n = v.size
+        eye = C.from_numpy(np.eye(n, dtype=v.dtype), None, False, False)
+        return C.reshape(eye * C.reshape(v, (1, n)), (n,) + v.shape)
+
+    def __add__(self, other):
+        if isinstance(other, Diag):
+            return Diag(self.v + other.v)
+        return self.dense() + other
+
+    __radd__ = __add__
+
+
+def _identity_view(ctx):
+    off, nd = ctx.aux[0], ctx.aux[1]
+    shape, st = tuple(ctx.aux[2:2 + nd]), tuple(ctx.aux[2 + nd:2 + 2 * nd])
+    if off or shape != tuple(ctx.shape(0)):
+        return False
+    s = 1
+    for d in range(nd - 1, -1, -1):
+        if shape[d] != 1 and st[d] != s:
+            return False
+        s *= max(shape[d], 1)
+    return True
+
+
+def _diag_vjp(opdef, ctx, g):
+    """the pullback of a diagonal batch g through one record, keeping it diagonal
+    where the op allows; None: densify and use the op's rule"""
+    kind = opdef.kind
+    if kind == "ew":
+        res = []
+        for i, a in enumerate(opdef.args):
+            if a not in opdef.d or not ctx.wants(i):
+                res.append(None)
+            elif tuple(ctx.shape(i)) != tuple(ctx.out_shape):
+                return None
+            else:
+                d = opdef.partial_rule(ctx, a)
+                res.append(Diag(g.v * d if not isinstance(d, float) else (g.v if d == 1.0 else -g.v)))
+        return res
+    if kind == "view" and _identity_view(ctx):
+        return [Diag(C.reshape(g.v, tuple(ctx.shape(0))))]
+    if kind == "matmul":
+        a1, b1 = ctx.aux
+        if ctx.wants(0) and not (a1 and not b1 and ctx.val(1).ndim == 2):
+            return None
+        if ctx.wants(1) and not (b1 and not a1 and ctx.val(0).ndim == 2):
+            return None
+        res = [None, None]
+        vcol = C.reshape(g.v, (g.v.size, 1))
+        if ctx.wants(0):    # a (k,) @ B (k, n): row k of the batch is v_k B[:, k]
+            res[0] = vcol * C.transpose(ctx.val(1), (1, 0))
+        if ctx.wants(1):    # A (m, k) @ b (k,): v_i A[i, :]
+            res[1] = vcol * ctx.val(0)
+        return res
+    return None
+
+
 def reverse_sweep(tape, seeds, stop, nb, want):
     """Cotangents of the handles in `want`, from seeds {handle: cotangent with nb
-    batch dims}, over records stop.. of tape, with the op table's rules."""
+    batch dims, or a Diag}, over records stop.. of tape, with the op table's rules."""
     vjp, _ = _tables()
+    prims = primitives()
     recs = C.tape_records(tape, stop)
     cot = dict(seeds)
     keep = set(want)
@@ -48,15 +120,22 @@ def reverse_sweep(tape, seeds, stop, nb, want):
         if out not in keep:
             del cot[out]
         ctx = Ctx(tape, ins, out, aux, nb)
-        for h, c in zip(ins, vjp[op](ctx, g)):
+        res = None
+        if isinstance(g, Diag):
+            res = _diag_vjp(prims[op], ctx, g)
+            if res is None:
+                g = g.dense()
+        if res is None:
+            res = vjp[op](ctx, g)
+        for h, c in zip(ins, res):
             if c is None or h < 0:
                 continue
             if C.tape_info(tape, h)[2] & _FLAG_DEAD:
                 raise C.BackwardError("the gradient reached a value whose tape was consumed by an "
                                       "earlier backward(); pass retain_graph=True to that backward")
             prev = cot.get(h)
-            cot[h] = c if prev is None else prev + c
-    return {h: cot.get(h) for h in want}
+            cot[h] = _add(prev, c)
+    return {h: (cot[h].dense() if isinstance(cot.get(h), Diag) else cot.get(h)) for h in want}
 
 
 _EW = None
@@ -149,7 +228,11 @@ def _zeros(shape, dtype):
 
 
 def _add(a, b):
-    return b if a is None else (a if b is None else a + b)
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return b + a if isinstance(b, Diag) and not isinstance(a, Diag) else a + b
 
 
 def _pullback(outs, cts, fresh, nb, who):
@@ -160,6 +243,9 @@ def _pullback(outs, cts, fresh, nb, who):
         for i, x in enumerate(fresh):
             if y is x and x.is_leaf:
                 res[i] = _add(res[i], ct)
+    for i, c in enumerate(res):
+        if isinstance(c, Diag):
+            res[i] = c.dense()
     for tp in _tapes(outs):
         hs = [_handles(tp, x) for x in fresh]
         starts = [C.producer(tp, h) if not x.is_leaf else C.first_use(tp, h)
@@ -375,7 +461,7 @@ def jacrev(f, argnums=0, has_aux=False):
         per_out = []
         for y in outs:
             n = y.size
-            gs = _pullback([y], [_basis(n, y.shape, y.dtype)], fresh, 1, "jacrev")
+            gs = _pullback([y], [Diag(C.ones_like_value(y))], fresh, 1, "jacrev")
             js = []
             for g, x in zip(gs, fresh):
                 if g is None:

@@ -44,7 +44,7 @@ class OpDef:
     __slots__ = ("name", "kind", "args", "fwd", "d", "kernel", "int_ok", "ref", "cases",
                  "domain", "method", "ufunc", "doc", "differentiable", "api", "code",
                  "nondiff_args", "fd_eps", "export", "tol", "seq", "vjp_rule", "jvp_rule",
-                 "second_order", "fast_partial", "fkernel")
+                 "second_order", "fast_partial", "fkernel", "partial_rule")
 
     def __init__(self, name, kind, *, args=(), fwd=None, d=None, kernel=None, int_ok=False,
                  ref=None, cases=(), domain=(-2.0, 2.0), method=True, ufunc=None, doc="",
@@ -80,6 +80,7 @@ class OpDef:
         # {input: fn(ctx) -> tensor or None}: a cheaper form of a partial for special
         # inputs (pow with a constant exponent); None falls back to ``d``
         self.fast_partial = {}
+        self.partial_rule = None   # elementwise: fn(ctx, input name) -> the partial (set by bind)
         self.fkernel = kernel.replace("_vjp", "_fwd") if kernel else None   # replay forward
 
     @property
