@@ -66,6 +66,13 @@ def w6_cad(d):
     return lambda: jac(x)
 
 
+def w6_cad_jacfwd(d):
+    import cad
+    W, x = cad.tensor(d["W"]), cad.tensor(d["x"])
+    jac = cad.jacfwd(lambda x: w6_f(W, x, cad))
+    return lambda: jac(x)
+
+
 def w6_cad_vjp_loop(d):
     """What cad can do without transforms: one cad.autograd.grad per output row."""
     import cad
@@ -160,9 +167,9 @@ CASES = [
                 "jax.jit": _w6_jax("jacrev", True), "autograd": w6_autograd, "cad": w6_cad}),
     Case("W6", "jacfwd tanh(W@x) 256", data=_data(N6, 6), tol=1e-9,
          impls={"hand": w6_hand, "torch": _w6_torch("jacfwd"), "jax": _w6_jax("jacfwd", False),
-                "jax.jit": _w6_jax("jacfwd", True)},
-         note="W6 jacfwd: forward mode (torch.func.jacfwd, jax.jacfwd); autograd and cad "
-              "have no jacfwd here"),
+                "jax.jit": _w6_jax("jacfwd", True), "cad": w6_cad_jacfwd},
+         note="W6 jacfwd: forward mode (torch.func.jacfwd, jax.jacfwd, cad.jacfwd); "
+              "autograd has no jacfwd"),
     Case("W6", "VJP loop tanh(W@x) 256", data=_data(N6, 6), tol=1e-9,
          impls={"hand": w6_hand, "torch": w6_torch_vjp_loop, "cad": w6_cad_vjp_loop},
          note="W6 VJP loop: torch and cad call autograd.grad once per output row "

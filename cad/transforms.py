@@ -20,14 +20,15 @@ from .ops._rules import Ctx
 
 _VJP = None
 _JVP = None
+_PRIMS = None
 
 
 def _tables():
-    global _VJP, _JVP
+    global _VJP, _JVP, _PRIMS
     if _VJP is None:
-        prims = primitives()
-        _VJP = [op.vjp_rule for op in prims]
-        _JVP = [op.jvp_rule for op in prims]
+        _PRIMS = primitives()
+        _VJP = [op.vjp_rule for op in _PRIMS]
+        _JVP = [op.jvp_rule for op in _PRIMS]
     return _VJP, _JVP
 
 
@@ -105,11 +106,45 @@ def _diag_vjp(opdef, ctx, g):
     return None
 
 
+def _diag_jvp(opdef, ctx, ts):
+    """the pushforward of diagonal tangent batches through one record, kept diagonal
+    where the op allows (a Diag, a dense tensor, or False: densify and use the
+    op's rule).  Only called when some tangent is a Diag."""
+    kind = opdef.kind
+    if kind == "ew":
+        acc = None
+        for i, a in enumerate(opdef.args):
+            t = ts[i]
+            if t is None or a not in opdef.d:
+                continue
+            if not isinstance(t, Diag) or tuple(ctx.shape(i)) != tuple(ctx.out_shape):
+                return False
+            d = opdef.partial_rule(ctx, a)
+            c = t.v * d if not isinstance(d, float) else (t.v if d == 1.0 else -t.v)
+            acc = c if acc is None else acc + c
+        return None if acc is None else Diag(acc)
+    if kind == "view" and _identity_view(ctx):
+        return Diag(C.reshape(ts[0].v, tuple(ctx.out_shape)))
+    if kind == "matmul":
+        a1, b1 = ctx.aux
+        ta, tb = ts
+        if ta is not None and not (isinstance(ta, Diag) and a1 and not b1 and ctx.val(1).ndim == 2):
+            return False
+        if tb is not None and not (isinstance(tb, Diag) and b1 and not a1 and ctx.val(0).ndim == 2):
+            return False
+        t = ta if ta is not None else tb
+        vcol = C.reshape(t.v, (t.v.size, 1))
+        # a (k,) @ B (k, n): direction j moves the output by v_j B[j, :];
+        # A (m, k) @ b (k,): direction j moves it by v_j A[:, j]
+        return vcol * ctx.val(1) if ta is not None else vcol * C.transpose(ctx.val(0), (1, 0))
+    return False
+
+
 def reverse_sweep(tape, seeds, stop, nb, want):
     """Cotangents of the handles in `want`, from seeds {handle: cotangent with nb
     batch dims, or a Diag}, over records stop.. of tape, with the op table's rules."""
     vjp, _ = _tables()
-    prims = primitives()
+    prims = _PRIMS
     recs = C.tape_records(tape, stop)
     cot = dict(seeds)
     keep = set(want)
@@ -152,6 +187,7 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
         # ops with a cheaper special-case partial (pow with a constant exponent) keep
         # their rule: the fused row would evaluate the general expression per element
         _EW = [op.kind == "ew" and not op.fast_partial for op in primitives()]
+    prims = _PRIMS
     n = C.node_count(tape)
     tan = dict(tangents)
     for op, out, ins, aux in C.tape_records(tape, start, n):
@@ -159,6 +195,13 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
         if all(t is None for t in ts):
             continue
         r = None
+        if any(isinstance(t, Diag) for t in ts):
+            r = _diag_jvp(prims[op], Ctx(tape, ins, out, aux, nb), ts)
+            if r is not False:
+                if r is not None:
+                    tan[out] = r
+                continue
+            ts = [t.dense() if isinstance(t, Diag) else t for t in ts]
         if fused and _EW[op]:
             r = C.ew_jvp(tape, op, out, ins, ts, nb)
             if r is not None:
@@ -303,7 +346,7 @@ def _pushforward(outs, fresh, tans, nb):
         for k, y in enumerate(outs):
             if isinstance(y, C.Tensor) and not y.is_leaf and y.requires_grad and C.handle_of(y)[0] is tp:
                 res[k] = _add(res[k], got[C.handle_of(y)[1]])
-    return res
+    return [r.dense() if isinstance(r, Diag) else r for r in res]
 
 
 def _flat_outputs(out, who):
@@ -460,8 +503,10 @@ def jacrev(f, argnums=0, has_aux=False):
         keep = _outer(fresh)
         per_out = []
         for y in outs:
-            n = y.size
-            gs = _pullback([y], [Diag(C.ones_like_value(y))], fresh, 1, "jacrev")
+            if y.size == 1:   # one cotangent: a plain gradient, no batch dim
+                gs = _pullback([y], [C.ones_like_value(y)], fresh, 0, "jacrev")
+            else:
+                gs = _pullback([y], [Diag(C.ones_like_value(y))], fresh, 1, "jacrev")
             js = []
             for g, x in zip(gs, fresh):
                 if g is None:
@@ -488,8 +533,9 @@ def jacfwd(f, argnums=0, has_aux=False):
         for i, x in enumerate(fresh):
             m = x.size
             tans = [None] * len(fresh)
-            tans[i] = _basis(m, x.shape, x.dtype)
-            ts = _pushforward(outs, fresh, tans, 1)
+            nb = 0 if m == 1 else 1   # one direction: a plain tangent, no batch dim
+            tans[i] = C.ones_like_value(x) if m == 1 else Diag(C.ones_like_value(x))
+            ts = _pushforward(outs, fresh, tans, nb)
             js = []
             for t, y in zip(ts, outs):
                 if t is None:
