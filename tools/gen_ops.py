@@ -352,6 +352,24 @@ def gen_h(prims, ew):
     L.append("    default: return;")
     L.append("    }")
     L.append("}")
+    L.append("/* scalar programs, forward for a gradient: the value and the local partials")
+    L.append("   (CppAD's and the hand tape's layout: the backward pass is then a")
+    L.append("   multiply-add per input, no switch and no second transcendental) */")
+    L.append("static inline double cad_fwd_sd(int op, double x, double y, double *dx, double *dy) {")
+    L.append("    double out;")
+    L.append("    (void)y;")
+    L.append("    switch (op) {")
+    for op in sops:
+        parts = [f"out = ({to_c(op.fwd, 'double', op, 'fwd')});"]
+        for i, a in enumerate(op.args):
+            if a in op.d:
+                parts.append(f"*d{a} = ({to_c(op.d[a], 'double', op, f'd[{a}]')});")
+            else:
+                parts.append(f"*d{a} = 0;")
+        L.append(f"    case {cname(op)}: {' '.join(parts)} return out;")
+    L.append("    default: *dx = NAN; *dy = NAN; return NAN;")
+    L.append("    }")
+    L.append("}")
     L.append("static inline int cad_scalar_op(int op) {")
     L.append("    switch (op) {")
     for op in sops:

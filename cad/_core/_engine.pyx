@@ -144,6 +144,7 @@ cdef extern from "cad_cpu.h" nogil:
     int cad_sprog_build(const cad_tape *t, cad_sprog *p)
     void cad_sprog_free(cad_sprog *p)
     void cad_sprog_forward(cad_sprog *p)
+    void cad_sprog_forward_d(cad_sprog *p)
     void cad_sprog_plan(cad_sprog *p, const int64_t *sel, int nsel, int64_t out)
     void cad_sprog_backward(cad_sprog *p, int64_t out, double seed)
     int cad_xent_kernel(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs,
@@ -2608,7 +2609,10 @@ cdef object _sprog_run(Replay rp, tuple xs, object grad_mask, object seed, str w
                                      f"{_DTNAMES[x._dtype]}; the tape was recorded with a float64 "
                                      "scalar (record again for other shapes)")
         p.v[<cad_hid>rp.in_h[k]] = x._sval
-    cad_sprog_forward(p)
+    if grad_mask is None:
+        cad_sprog_forward(p)
+    else:
+        cad_sprog_forward_d(p)
     if grad_mask is None or len(rp.out_h) != 1:
         outs = [rp.out_const[k] if rp.out_h[k] < 0 else _new_inline(p.v[<cad_hid>rp.out_h[k]])
                 for k in range(len(rp.out_h))]

@@ -204,12 +204,13 @@ typedef struct { int32_t op, out, a, b; unsigned char mask, arity; } cad_sinst;
 typedef struct {
     cad_sinst *ins, *bwd;
     int64_t n, nbwd, nv;
-    double *v, *g;
+    double *v, *g, *d0, *d1;   /* values, gradients, partials by output value */
     unsigned char *flag;
 } cad_sprog;
 int cad_sprog_build(const cad_tape *t, cad_sprog *p);   /* 1 built, 0 not a scalar tape, -1 no memory */
 void cad_sprog_free(cad_sprog *p);
 void cad_sprog_forward(cad_sprog *p);
+void cad_sprog_forward_d(cad_sprog *p);   /* also the local partials, for cad_sprog_backward */
 void cad_sprog_plan(cad_sprog *p, const int64_t *sel, int nsel, int64_t out);
 void cad_sprog_backward(cad_sprog *p, int64_t out, double seed);
 

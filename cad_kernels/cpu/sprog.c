@@ -27,8 +27,13 @@ int cad_sprog_build(const cad_tape *t, cad_sprog *p) {
     p->bwd = (cad_sinst *)malloc((size_t)(p->n ? p->n : 1) * sizeof(cad_sinst));
     p->v = (double *)malloc((size_t)(p->nv ? p->nv : 1) * sizeof(double));
     p->g = (double *)calloc((size_t)(p->nv ? p->nv : 1), sizeof(double));
+    p->d0 = (double *)calloc((size_t)(p->nv ? p->nv : 1), sizeof(double));
+    p->d1 = (double *)calloc((size_t)(p->nv ? p->nv : 1), sizeof(double));
     p->flag = (unsigned char *)calloc((size_t)(p->nv ? p->nv : 1), 1);
-    if (!p->ins || !p->bwd || !p->v || !p->g || !p->flag) { cad_sprog_free(p); return -1; }
+    if (!p->ins || !p->bwd || !p->v || !p->g || !p->d0 || !p->d1 || !p->flag) {
+        cad_sprog_free(p);
+        return -1;
+    }
     for (i = 0; i < t->nrecs; i++) {
         const cad_rec *r = t->recs + i;
         p->ins[i].op = r->op;
@@ -43,7 +48,7 @@ int cad_sprog_build(const cad_tape *t, cad_sprog *p) {
 }
 
 void cad_sprog_free(cad_sprog *p) {
-    free(p->ins); free(p->bwd); free(p->v); free(p->g); free(p->flag);
+    free(p->ins); free(p->bwd); free(p->v); free(p->g); free(p->d0); free(p->d1); free(p->flag);
     memset(p, 0, sizeof(*p));
 }
 
@@ -57,6 +62,19 @@ void cad_sprog_forward(cad_sprog *p) {
         const double x = in->a == lo ? last : v[in->a];
         const double y = in->b == lo ? last : v[in->b];
         last = cad_fwd_sx(in->op, x, y);
+        v[in->out] = last;
+        lo = in->out;
+    }
+}
+
+void cad_sprog_forward_d(cad_sprog *p) {
+    const cad_sinst *in = p->ins, *end = p->ins + p->n;
+    double *v = p->v, *d0 = p->d0, *d1 = p->d1, last = 0.0;
+    int32_t lo = -1;
+    for (; in < end; in++) {
+        const double x = in->a == lo ? last : v[in->a];
+        const double y = in->b == lo ? last : v[in->b];
+        last = cad_fwd_sd(in->op, x, y, d0 + in->out, d1 + in->out);
         v[in->out] = last;
         lo = in->out;
     }
@@ -86,22 +104,23 @@ void cad_sprog_plan(cad_sprog *p, const int64_t *sel, int nsel, int64_t out) {
 }
 
 void cad_sprog_backward(cad_sprog *p, int64_t out, double seed) {
+    /* after cad_sprog_forward_d: each instruction's partials are in d0/d1 at its
+       output's index */
     const cad_sinst *in = p->bwd, *end = p->bwd + p->nbwd;
-    double *v = p->v, *g = p->g, lv = seed;
+    const double *d0 = p->d0, *d1 = p->d1;
+    double *g = p->g, lv = seed;
     int32_t ls = (int32_t)out;
     g[out] = seed;
     for (; in < end; in++) {   /* the gradient just accumulated is carried in a register too */
         const double gy = in->out == ls ? lv : g[in->out];
-        double gx = 0.0, gz = 0.0;
         g[in->out] = 0.0;
-        cad_svjp(in->op, in->mask, gy, v[in->a], v[in->b], v[in->out], &gx, &gz);
         if (in->mask & 2) {
-            lv = g[in->b] + gz;
+            lv = g[in->b] + gy * d1[in->out];
             g[in->b] = lv;
             ls = in->b;
         }
         if (in->mask & 1) {
-            lv = g[in->a] + gx;
+            lv = g[in->a] + gy * d0[in->out];
             g[in->a] = lv;
             ls = in->a;
         }
