@@ -24,7 +24,7 @@ from .creation import (  # noqa: E402
     arange, eye, full, full_like, linspace, manual_seed, ones, ones_like, rand, randn, tensor, zeros,
     zeros_like,
 )
-from . import autograd, testing  # noqa: E402
+from . import autograd, cuda, testing  # noqa: E402
 from .record import ReplayError, StaticTape, record  # noqa: E402
 from .io import load, save  # noqa: E402
 from .transforms import (  # noqa: E402
@@ -44,7 +44,7 @@ __all__ = sorted(set(_exported) | {
     "Tensor", "Tape", "tensor", "as_tensor", "zeros", "ones", "full", "eye", "arange", "linspace",
     "zeros_like", "ones_like", "full_like", "randn", "rand", "manual_seed", "no_grad",
     "enable_grad", "set_grad_enabled", "is_grad_enabled", "set_num_threads", "get_num_threads",
-    "float64", "float32", "int64", "bool", "bool_", "device", "Device", "autograd", "testing",
+    "float64", "float32", "int64", "bool", "bool_", "device", "Device", "autograd", "testing", "cuda",
     "empty_cache", "set_cache_limit", "cache_info", "cat", "expand_dims", "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "jacobian",
     "hessian", "hvp", "record", "StaticTape", "ReplayError", "save", "load", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
 })

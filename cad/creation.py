@@ -6,11 +6,23 @@ from ._core import _engine as _C
 _rng = np.random.default_rng()
 
 
+def _place(t, device, requires_grad):
+    """t (made on the CPU, a leaf) on device, then requiring grad if asked"""
+    if device is not None and _C._check_device_py(device, "tensor"):
+        t = t.to("cuda")
+    return t.requires_grad_(True) if requires_grad else t
+
+
 def tensor(data, dtype=None, requires_grad=False, device=None):
     """A new tensor holding a copy of data (a scalar, nested lists, an ndarray or a
-    tensor).  A list containing tensors is stacked, so gradients flow through it."""
-    if device is not None:
-        _C._check_device_py(device, "tensor")
+    tensor) on device (default: the CPU, or data's device for a tensor).  A list
+    containing tensors is stacked, so gradients flow through it."""
+    if device is not None and not isinstance(data, _C.Tensor) and \
+            not (isinstance(data, (list, tuple)) and any(isinstance(e, _C.Tensor) for e in data)):
+        return _place(tensor(data, dtype), device, requires_grad)
+    if isinstance(data, _C.Tensor) and device is not None:
+        return _place(tensor(data, dtype).to("cpu" if not _C._check_device_py(device, "tensor") else "cuda").detach(),
+                      None, requires_grad)
     if isinstance(data, _C.Tensor):
         t = data.detach()
         if dtype is not None:
@@ -33,54 +45,67 @@ def _shape(shape):
     return tuple(shape)
 
 
-def _make(arr, dtype, requires_grad):
+def _make(arr, dtype, requires_grad, device=None):
+    if device is not None:
+        return _place(_C.from_numpy(arr, dtype, False, copy=False), device, requires_grad)
     return _C.from_numpy(arr, dtype, bool(requires_grad), copy=False)
 
 
-def zeros(*shape, dtype=None, requires_grad=False):
-    return _make(np.zeros(_shape(shape)), dtype, requires_grad)
+def _filled(shape, value, dtype, requires_grad, device):
+    """a constant tensor; on the GPU made there (no host array)"""
+    if device is not None and _C._check_device_py(device, "tensor"):
+        t = _C.device_full(tuple(int(s) for s in shape), np.dtype(dtype or np.float64), value)
+        return t.requires_grad_(True) if requires_grad else t
+    return _make(np.full(tuple(shape), value, dtype=dtype or np.float64), None, requires_grad)
 
 
-def ones(*shape, dtype=None, requires_grad=False):
-    return _make(np.ones(_shape(shape)), dtype, requires_grad)
+def zeros(*shape, dtype=None, requires_grad=False, device=None):
+    return _filled(_shape(shape), 0, dtype, requires_grad, device)
 
 
-def full(shape, fill_value, dtype=None, requires_grad=False):
+def ones(*shape, dtype=None, requires_grad=False, device=None):
+    return _filled(_shape(shape), 1, dtype, requires_grad, device)
+
+
+def full(shape, fill_value, dtype=None, requires_grad=False, device=None):
     if isinstance(shape, int):
         shape = (shape,)
-    return _make(np.full(tuple(shape), fill_value), dtype, requires_grad)
+    if dtype is None:
+        dtype = np.asarray(fill_value).dtype
+        dtype = np.float64 if dtype.kind == "f" else (np.int64 if dtype.kind in "iu" else dtype)
+    return _filled(tuple(shape), fill_value, dtype, requires_grad, device)
 
 
-def eye(n, m=None, dtype=None, requires_grad=False):
-    return _make(np.eye(n, m), dtype, requires_grad)
+def eye(n, m=None, dtype=None, requires_grad=False, device=None):
+    return _make(np.eye(n, m), dtype, requires_grad, device)
 
 
-def arange(start, stop=None, step=1, dtype=None, requires_grad=False):
+def arange(start, stop=None, step=1, dtype=None, requires_grad=False, device=None):
     """numpy's arange (integers give int64)"""
     a = np.arange(start, stop, step) if stop is not None else np.arange(start)
-    return _make(a, dtype, requires_grad)
+    return _make(a, dtype, requires_grad, device)
 
 
-def linspace(start, stop, num=50, endpoint=True, dtype=None, requires_grad=False):
-    return _make(np.linspace(start, stop, num, endpoint=endpoint), dtype, requires_grad)
+def linspace(start, stop, num=50, endpoint=True, dtype=None, requires_grad=False, device=None):
+    return _make(np.linspace(start, stop, num, endpoint=endpoint), dtype, requires_grad, device)
 
 
-def _like(x, fill, dtype, requires_grad):
+def _like(x, fill, dtype, requires_grad, device=None):
     x = _C.as_tensor(x)
-    return _make(np.full(x.shape, fill, dtype=dtype if dtype is not None else x.dtype), None,
-                 requires_grad)
+    dev = device if device is not None else ("cuda" if x.is_cuda else None)
+    return _filled(x.shape, fill, dtype if dtype is not None else x.dtype, requires_grad, dev)
 
 
-def zeros_like(x, dtype=None, requires_grad=False):
-    return _like(x, 0, dtype, requires_grad)
+def zeros_like(x, dtype=None, requires_grad=False, device=None):
+    return _like(x, 0, dtype, requires_grad, device)
 
 
-def ones_like(x, dtype=None, requires_grad=False):
-    return _like(x, 1, dtype, requires_grad)
+def ones_like(x, dtype=None, requires_grad=False, device=None):
+    return _like(x, 1, dtype, requires_grad, device)
 
 
-def full_like(x, fill_value, dtype=None, requires_grad=False):
-    return _like(x, fill_value, dtype, requires_grad)
+def full_like(x, fill_value, dtype=None, requires_grad=False, device=None):
+    return _like(x, fill_value, dtype, requires_grad, device)
 
 
 def manual_seed(seed):
@@ -89,11 +114,12 @@ def manual_seed(seed):
     _rng = np.random.default_rng(seed)
 
 
-def randn(*shape, dtype=None, requires_grad=False):
-    """Standard normal samples (float64 unless dtype says otherwise)."""
-    return _make(_rng.standard_normal(_shape(shape)), dtype, requires_grad)
+def randn(*shape, dtype=None, requires_grad=False, device=None):
+    """Standard normal samples (float64 unless dtype says otherwise; drawn on the
+    host, so a seed gives the same values on every device)."""
+    return _make(_rng.standard_normal(_shape(shape)), dtype, requires_grad, device)
 
 
-def rand(*shape, dtype=None, requires_grad=False):
+def rand(*shape, dtype=None, requires_grad=False, device=None):
     """Uniform samples in [0, 1)."""
-    return _make(_rng.random(_shape(shape)), dtype, requires_grad)
+    return _make(_rng.random(_shape(shape)), dtype, requires_grad, device)

@@ -49,7 +49,7 @@ class Diag:
     def dense(self):
         v = self.v
         n = v.size
-        eye = C.from_numpy(np.eye(n, dtype=v.dtype), None, False, False)
+        eye = C.const_on(np.eye(n, dtype=v.dtype), C.dev_of(v))
         return C.reshape(eye * C.reshape(v, (1, n)), (n,) + v.shape)
 
     def __add__(self, other):
@@ -266,8 +266,8 @@ def _recording(tape, fresh):
     return any(not x.is_leaf for x in fresh) or C.foreign_leaves(tape, [x for x in fresh if x.is_leaf])
 
 
-def _zeros(shape, dtype):
-    return C.from_numpy(np.zeros(shape, dtype=dtype), None, False, False)
+def _zeros(shape, dtype, dev=0):
+    return C.const_on(np.zeros(shape, dtype=dtype), dev)
 
 
 def _add(a, b):
@@ -362,7 +362,7 @@ def _flat_outputs(out, who):
 def _finish(t, x_like, keep_graph):
     """a result tensor, detached unless an outer computation records"""
     if t is None:
-        return _zeros(x_like.shape, x_like.dtype)
+        return _zeros(x_like.shape, x_like.dtype, C.dev_of(x_like))
     if not keep_graph:
         t = t.detach()
     return t
@@ -487,10 +487,6 @@ def jvp(f, primals, tangents, has_aux=False):
     return (value, tout, aux) if has_aux else (value, tout)
 
 
-def _basis(n, shape, dtype):
-    return C.from_numpy(np.eye(n, dtype=dtype).reshape((n,) + tuple(shape)), None, False, False)
-
-
 def jacrev(f, argnums=0, has_aux=False):
     """f -> the Jacobian by reverse mode: one sweep over a batch of cotangents (the
     whole output basis); shape out.shape + x.shape (a tuple for a tuple argnums)."""
@@ -510,7 +506,7 @@ def jacrev(f, argnums=0, has_aux=False):
             js = []
             for g, x in zip(gs, fresh):
                 if g is None:
-                    js.append(_zeros(y.shape + x.shape, x.dtype))
+                    js.append(_zeros(y.shape + x.shape, x.dtype, C.dev_of(x)))
                 else:
                     js.append(_finish(C.reshape(g, y.shape + x.shape), x, keep))
             per_out.append(js[0] if single else tuple(js))
@@ -539,7 +535,7 @@ def jacfwd(f, argnums=0, has_aux=False):
             js = []
             for t, y in zip(ts, outs):
                 if t is None:
-                    js.append(_zeros(y.shape + x.shape, y.dtype))
+                    js.append(_zeros(y.shape + x.shape, y.dtype, C.dev_of(y)))
                     continue
                 j = C.transpose(C.reshape(t, (m, y.size)), (1, 0))
                 js.append(_finish(C.reshape(j, y.shape + x.shape), y, keep))

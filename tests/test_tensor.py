@@ -136,8 +136,6 @@ def test_broadcast_errors_name_op_and_shapes():
 def test_devices():
     x = cad.ones(2)
     assert x.cpu() is x and x.to("cpu") is x
-    with pytest.raises(cad.DeviceError, match="CUDA"):
-        x.to("cuda")
     with pytest.raises(cad.DeviceError, match="unknown device"):
         x.to("tpu")
     assert x.to(cad.float32).dtype == np.float32

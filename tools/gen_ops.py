@@ -6,6 +6,8 @@ Outputs (not committed; setup.py runs this before cythonize):
                                 the sweep's dispatch switch with the inline-scalar path
   cad/_core/_gen_ops.pxi        Cython: op-code enum, public elementwise functions
   cad/_core/_tensor.pxi         Cython: the Tensor class (tensor.pxi.in) with the op table's methods
+  cad_kernels/cuda/_gen_rows.cuh  the same rows as CUDA kernels (host emulation includes it)
+  cad/_core/_kernels.cu         the whole CUDA module source (package data; nvcc at run time)
 
 Usage: python tools/gen_ops.py [--check]   (--check: exit 1 if outputs are stale)
 """
@@ -221,6 +223,105 @@ def vjp_row(op, i, dt, assign=False):
     L.append("    }")
     L.append("}")
     return "\n".join(L)
+
+
+# ---- CUDA: each row above becomes a kernel (NOTE [ Kernel iteration ] in
+# cad_kernels/cuda/cad_kp.h) running the same statement per element; BODY(q) reads
+# operand k at element offset q[k].
+
+def _ld(t, nm, k):
+    return f"const {t} {nm} = ((const {t} *)p.ptr[{k}])[q[{k}]];"
+
+
+def cu_fwd_body(op, dt):
+    ctype = DT[dt][0]
+    e = to_c(op.fwd, ctype, op, "fwd")
+    loads = " ".join(_ld(arg_ctype(op, a, ctype), a, j + 1) for j, a in enumerate(op.args))
+    return f"{{ {loads} (({ctype} *)p.ptr[0])[q[0]] = ({e}); }}"
+
+
+def cu_vjp_body(op, i, dt, assign):
+    ctype = DT[dt][0]
+    a_i = op.args[i]
+    d = op.d[a_i]
+    n = len(op.args)
+    ge = to_c(grad_expr(d), ctype, op, f"d[{a_i}]")
+    uargs, uout = used(op, d)
+    loads = [_ld(ctype, "g", 1)] + [_ld(arg_ctype(op, a, ctype), a, 2 + op.args.index(a)) for a in uargs]
+    if uout:
+        loads.append(_ld(ctype, "out", 2 + n))
+    eq = "=" if assign else "+="
+    return f"{{ {' '.join(loads)} (({ctype} *)p.ptr[0])[q[0]] {eq} {ge}; }}"
+
+
+def cu_jvp_body(op, mask, dt):
+    ctype = DT[dt][0]
+    n = len(op.args)
+    present = [i for i in range(n) if (mask >> i) & 1]
+    terms, vals, uout = [], set(), False
+    for i in present:
+        d = op.d[op.args[i]].strip()
+        ua, uo = used(op, d)
+        vals.update(ua)
+        uout = uout or uo
+        terms.append(f"t{i}" if d == "1" else (f"(-t{i})" if d == "-1" else f"t{i} * ({d})"))
+    e = to_c(" + ".join(terms), ctype, op, "d[jvp]")
+    loads = [_ld(ctype, f"t{i}", 1 + i) for i in present]
+    loads += [_ld(arg_ctype(op, a, ctype), a, 1 + n + op.args.index(a)) for a in op.args if a in vals]
+    if uout:
+        loads.append(_ld(ctype, "out", 1 + 2 * n))
+    return f"{{ {' '.join(loads)} (({ctype} *)p.ptr[0])[q[0]] = {e}; }}"
+
+
+def cu_bool_body(op, dt):
+    ctype = BDT[dt]
+    e = to_c(op.fwd, "double" if dt in ("f64", "i64", "b") else "float", op, "fwd")
+    loads = " ".join(_ld(ctype, a, j + 1) for j, a in enumerate(op.args))
+    return f"{{ {loads} ((uint8_t *)p.ptr[0])[q[0]] = (uint8_t)({e}); }}"
+
+
+def gen_rows(prims, ew):
+    """(C row name, CUDA body) for every generated row, in a fixed order"""
+    rows = []
+    for op in ew:
+        for dt in DT:
+            rows.append((f"cad_{op.name}_fwd_{dt}", cu_fwd_body(op, dt)))
+            for i, a in enumerate(op.args):
+                if a in op.d:
+                    rows.append((f"cad_{op.name}_vjp{i}_{dt}", cu_vjp_body(op, i, dt, False)))
+                    rows.append((f"cad_{op.name}_vjp{i}_{dt}_set", cu_vjp_body(op, i, dt, True)))
+        n = len(op.args)
+        for m in range(1, 1 << n):
+            if all(op.args[i] in op.d for i in range(n) if (m >> i) & 1):
+                for dt in DT:
+                    rows.append((f"cad_{op.name}_jvp{m}_{dt}", cu_jvp_body(op, m, dt)))
+    for op in prims:
+        if op.kind == "bool":
+            for dt in BDT:
+                rows.append((f"cad_{op.name}_bfwd_{dt}", cu_bool_body(op, dt)))
+    return rows
+
+
+def gen_cu_rows(prims, ew):
+    L = [f"/* {HEADER} */", "/* the op table's rows as CUDA kernels (included after kernels.cuh) */"]
+    rows = gen_rows(prims, ew)
+    for name, body in rows:
+        L.append(f"#define B_{name}(q) {body}")
+        L.append(f"CAD_ROW_KERNEL(k_{name}, B_{name})")
+    L.append("#define CAD_GEN_KERNELS(X) \\")
+    L += [f"    X(k_{name}) \\" for name, _ in rows]
+    L.append("")
+    return "\n".join(L) + "\n"
+
+
+def gen_cu_module(prims, ew):
+    """one self-contained source for nvcc (cad compiles it at run time)"""
+    d = os.path.join(ROOT, "cad_kernels", "cuda")
+    with open(os.path.join(d, "cad_kp.h")) as f:
+        kp = f.read()
+    with open(os.path.join(d, "kernels.cuh")) as f:
+        kern = f.read().replace('#include "cad_kp.h"\n', "")
+    return f"/* {HEADER} */\n" + kp + "\n" + kern + "\n" + gen_cu_rows(prims, ew)
 
 
 HEAVY = {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "pow"}
@@ -460,6 +561,12 @@ def gen_c(prims, ew):
         else:
             L.append("    {NULL, NULL},")
     L.append("};")
+    L.append("/* every generated row and the name of its CUDA kernel (cad_kernels/cuda) */")
+    L.append("const cad_rowname cad_gen_row_names[] = {")
+    for name, _ in gen_rows(prims, ew):
+        L.append(f"    {{{name}, \"k_{name}\"}},")
+    L.append("    {NULL, NULL}")
+    L.append("};")
     L.append("const unsigned char cad_heavy[OP_COUNT] = {")
     L.append("    " + ", ".join(str(int(op.kind == "ew" and heavy(op, op.fwd))) for op in prims))
     L.append("};")
@@ -527,21 +634,23 @@ SWEEP = """\
  * is left clean (its buffer released) unless the caller keeps it (BUF_KEEP). */
 int cad_sweep(cad_tape *t, int free_tmp, int64_t stop) {
     int64_t i;
+    const int dev0 = cad_dev;
     if (stop < 0) stop = 0;
     for (i = t->nrecs - 1; i >= stop; i--) {
         const cad_rec *r = t->recs + i;
         cad_buf *o = t->bufs + r->out;
         int st;
         if (!o->hasg) continue;
+        cad_dev = (o->flags & BUF_CUDA) != 0;   /* where this record's kernels run */
         st = vjp_one(t, r);
-        if (st) return st;
+        if (st) { cad_dev = dev0; return st; }
         if (free_tmp && !(o->flags & BUF_KEEP)) {
-            if (o->grad && !(o->flags & BUF_INLINE)) cad_release(o->grad);
-            o->grad = NULL;
+            cad_buf_release_grad(o);
             o->sgrad = 0.0;
             o->hasg = 0;
         }
     }
+    cad_dev = dev0;
     return CAD_OK;
 }
 """
@@ -641,6 +750,8 @@ def outputs():
         os.path.join(ROOT, "cad_kernels", "cpu", "_gen_ops.c"): gen_c(prims, ew),
         os.path.join(ROOT, "cad", "_core", "_gen_ops.pxi"): gen_pxi(reg, prims, ew),
         os.path.join(ROOT, "cad", "_core", "_tensor.pxi"): gen_tensor(reg),
+        os.path.join(ROOT, "cad_kernels", "cuda", "_gen_rows.cuh"): gen_cu_rows(prims, ew),
+        os.path.join(ROOT, "cad", "_core", "_kernels.cu"): gen_cu_module(prims, ew),
     }
 
 

@@ -543,8 +543,12 @@ cdef cad_hid _push_buf(Tape tp, Tensor t, uint8_t flags, bint own) except -2:
     cdef cad_tape *T = &tp.t
     cdef cad_buf *b
     cdef cnp.ndarray arr
+    cdef DevArray da
     cdef int nd = 0, d, es
-    if not t._inline:
+    if t._dev:
+        da = <DevArray>t._arr
+        nd = da.ndim
+    elif not t._inline:
         arr = <cnp.ndarray>t._arr
         nd = cnp.PyArray_NDIM(arr)
     _reserve(tp, 1, 0, 2 * nd, 0)
@@ -558,7 +562,19 @@ cdef cad_hid _push_buf(Tape tp, Tensor t, uint8_t flags, bint own) except -2:
     b.dtype = t._dtype
     b.meta = T.nmeta
     b.ndim = nd
-    if t._inline:
+    if t._dev:
+        b.flags = flags | BUF_CUDA
+        b.sval = 0.0
+        b.data = da.ptr
+        b.size = da.size
+        for d in range(nd):
+            T.meta[T.nmeta + d] = da.shp[d]
+            T.meta[T.nmeta + nd + d] = da.st[d]
+        T.nmeta += 2 * nd
+        if own:
+            Py_INCREF(da)
+            b.owner = <void *>da
+    elif t._inline:
         b.flags = flags | BUF_INLINE
         b.sval = t._sval
         b.data = NULL
@@ -788,17 +804,23 @@ include "_tensor.pxi"
 # ---------------------------------------------------------------- devices
 
 cdef class Device:
-    """A device: cad.device('cpu') (CUDA comes with its backend)."""
+    """A device: cad.device('cpu') or cad.device('cuda') (cuda:0, the one GPU cad uses)."""
     cdef readonly str type
 
     def __init__(self, type="cpu"):
         self.type = str(type).split(":")[0]
 
+    @property
+    def index(self):
+        return 0 if self.type == "cuda" else None
+
     def __repr__(self):
+        if self.type == "cuda":
+            return "device(type='cuda', index=0)"
         return f"device(type='{self.type}')"
 
     def __str__(self):
-        return self.type
+        return "cuda:0" if self.type == "cuda" else self.type
 
     def __eq__(self, other):
         if isinstance(other, Device):
@@ -818,13 +840,22 @@ def device(spec="cpu"):
     return spec if isinstance(spec, Device) else Device(spec)
 
 
-cdef _check_device(object dev, str who):
-    cdef str t = dev.type if isinstance(dev, Device) else str(dev).split(":")[0]
+cdef int _check_device(object dev, str who) except -1:
+    """the device code of a device spec (0 cpu, 1 cuda); CUDA is made ready (or a
+    DeviceError says what is missing)"""
+    cdef str spec = str(dev) if isinstance(dev, Device) else str(dev)
+    cdef str t = spec.split(":")[0]
     if t == "cpu":
-        return
+        return 0
     if t == "cuda":
-        raise DeviceError(f"{who}: this build of cad has no CUDA backend yet; tensors live on the CPU")
+        if ":" in spec and spec.split(":", 1)[1] not in ("0", ""):
+            raise DeviceError(f"{who}: device {spec!r}: cad uses one GPU, cuda:0")
+        _cuda_ready(who)
+        return 1
     raise DeviceError(f"{who}: unknown device {dev!r}; cad knows 'cpu' and 'cuda'")
+
+
+include "device.pxi"
 
 
 # ---------------------------------------------------------------- construction helpers
@@ -867,8 +898,13 @@ cdef object _np_to_supported(cnp.ndarray a, str who):
 
 
 cdef object _arr_of(Tensor t):
-    """t's value as a read-only ndarray (materialised for inline scalars)"""
+    """t's value as a read-only ndarray (materialised for inline scalars; a host
+    copy for a CUDA tensor)"""
     cdef cnp.ndarray a
+    if t._dev:
+        a = <cnp.ndarray>_ddownload(<DevArray>t._arr)
+        cnp.PyArray_CLEARFLAGS(a, cnp.NPY_ARRAY_WRITEABLE)
+        return a
     if t._arr is None:
         a = cnp.PyArray_EMPTY(0, NULL, cnp.NPY_DOUBLE, 0)
         (<double *>cnp.PyArray_DATA(a))[0] = t._sval
@@ -970,10 +1006,14 @@ def as_float(object x, str who):
 # ---------------------------------------------------------------- shapes
 
 cdef inline int _tndim(Tensor t):
+    if t._dev:
+        return (<DevArray>t._arr).ndim
     return 0 if t._inline else cnp.PyArray_NDIM(<cnp.ndarray>t._arr)
 
 
 cdef inline cnp.npy_intp *_tdims(Tensor t):
+    if t._dev:
+        return <cnp.npy_intp *>(<DevArray>t._arr).shp
     return NULL if t._inline else cnp.PyArray_DIMS(<cnp.ndarray>t._arr)
 
 
@@ -1005,8 +1045,13 @@ cdef int _bshape(list ts, int64_t *out, str who) except -1:
 
 cdef inline void _operand(cad_iter *it, int k, Tensor t):
     cdef cnp.ndarray arr
+    cdef DevArray da
     cdef int nd, d, es
     cdef int64_t st[MAXDIM]
+    if t._dev:
+        da = <DevArray>t._arr
+        cad_iter_operand(it, k, da.ptr, _ESIZE[da.dt], da.ndim, da.shp, da.st)
+        return
     if t._inline:
         cad_iter_operand(it, k, <char *>&t._sval, 8, 0, NULL, NULL)
         return
@@ -1114,7 +1159,7 @@ cdef int _weak_kind(object a):
 
 
 cdef object _ew_general(int op, tuple args):
-    cdef int n = len(args), i, rdt = -1, wk, weak = -1, dt, nd
+    cdef int n = len(args), i, rdt = -1, wk, weak = -1, dt, nd, dev
     cdef str who = _OP_NAMES[op]
     cdef list ts = [None] * n
     cdef list ins
@@ -1123,6 +1168,7 @@ cdef object _ew_general(int op, tuple args):
     cdef int64_t oshape[MAXDIM]
     cdef cad_iter it
     cdef cnp.ndarray out
+    cdef DevArray dout
     cdef char *optr
     cdef int st
     cdef int64_t pmin
@@ -1142,6 +1188,7 @@ cdef object _ew_general(int op, tuple args):
                     rdt = _promote(rdt, t._dtype)
             elif not (is_where and i == 0):
                 weak = wk if weak < 0 else min(weak, wk)
+    dev = _common_dev(ts, who)
     # weak Python scalars only raise the kind (bool < int < float)
     if rdt < 0:
         rdt = CAD_F64 if weak == 1 or weak < 0 else (CAD_I64 if weak == 2 else CAD_BOOL)
@@ -1156,17 +1203,19 @@ cdef object _ew_general(int op, tuple args):
             for i in range(n):
                 _escape(<Tensor>ts[i], _OP_NAMES[op] + " on integers")
             arrs = [_arr_of(<Tensor>ts[i]) if ts[i] is not None else args[i] for i in range(n)]
-            return _wrap(_np.asarray(_NP_REF[op](*arrs)))
+            return _to_dev(_wrap(_np.asarray(_NP_REF[op](*arrs))), dev)
     # every operand as a tensor of the result dtype (the condition of where: bool)
     for i in range(n):
         t = <Tensor>ts[i]
         if is_where and i == 0:
             if t is None:
-                t = from_numpy(bool(args[i]))
+                t = _dconst(bool(args[i]), CAD_BOOL) if dev else from_numpy(bool(args[i]))
             elif t._dtype != CAD_BOOL:
                 t = <Tensor>_boolop(OP_NE, (t, 0))
         elif t is None:
-            if rdt == CAD_F64:
+            if dev:
+                t = _dconst(args[i], rdt)
+            elif rdt == CAD_F64:
                 t = _new_inline(float(args[i]))
             else:
                 t = _wrap(_np.array(args[i], dtype=_DTYPES[rdt]))
@@ -1180,18 +1229,25 @@ cdef object _ew_general(int op, tuple args):
     it.ndim = nd
     for i in range(nd):
         it.shape[i] = oshape[i]
-    if nd == 0 and rdt == CAD_F64:
+    r = None
+    if dev:
+        dout = _dnew(nd, oshape, rdt, who)
+        optr = dout.ptr
+    elif nd == 0 and rdt == CAD_F64:
         r = _new_inline(0.0)
         optr = <char *>&r._sval
     else:
         out = _empty(nd, <cnp.npy_intp *>oshape, rdt)
         optr = <char *>cnp.PyArray_DATA(out)
-        r = None
     cad_iter_operand(&it, 0, optr, _ESIZE[rdt], nd, oshape, NULL if nd == 0 else _contig(nd, oshape))
     for i in range(n):
         _operand(&it, i + 1, <Tensor>ts[i])
     pmin = cad_par_min_heavy if cad_fwd_heavy(op) else cad_par_min
-    if r is None and cnp.PyArray_SIZE(out) >= 4096:
+    if dev:
+        st = _run_dev(&it, cad_fwd_row(op, rdt))
+        _dcheck(st, who)
+        r = _dwrap(dout)
+    elif r is None and cnp.PyArray_SIZE(out) >= 4096:
         with nogil:
             st = cad_iter_run_t(&it, cad_fwd_row(op, rdt), NULL, NULL, pmin)
     else:
@@ -1218,7 +1274,7 @@ cdef object _bitop(int op, object npfn, object a, object b):
 
 cdef Tensor _view_norg(Tensor x, tuple shape):
     """an identity view of x recorded for its value only (detach in cad.record)"""
-    cdef Tensor r = _wrap(_arr_of(x))
+    cdef Tensor r = _dwrap(<DevArray>x._arr) if x._dev else _wrap(_arr_of(x))
     cdef int nd = len(shape), d
     cdef int64_t *aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
     cs = _cstrides(shape)
@@ -1240,13 +1296,14 @@ cdef Tensor _view_norg(Tensor x, tuple shape):
 cdef object _boolop(int op, tuple args):
     """a comparison or logic op: inputs promoted to a common dtype (numpy's rules,
     Python scalars weak), a bool result; recorded like any op (never requires grad)"""
-    cdef int n = len(args), i, rdt = -1, wk, weak = -1, nd, st
+    cdef int n = len(args), i, rdt = -1, wk, weak = -1, nd, st, dev
     cdef str who = _OP_NAMES[op]
     cdef list ts = [None] * n
     cdef Tensor t, r
     cdef int64_t oshape[MAXDIM]
     cdef cad_iter it
     cdef cnp.ndarray out
+    cdef DevArray dout
     cdef bint rec = False
     for i in range(n):
         a = args[i]
@@ -1260,6 +1317,7 @@ cdef object _boolop(int op, tuple args):
                 rdt = _promote(rdt, (<Tensor>ts[i])._dtype)
             else:
                 weak = wk if weak < 0 else min(weak, wk)
+    dev = _common_dev(ts, who)
     if rdt < 0:
         rdt = CAD_F64 if weak == 1 or weak < 0 else (CAD_I64 if weak == 2 else CAD_BOOL)
     elif weak == 1 and not _isfloat(rdt):
@@ -1268,7 +1326,9 @@ cdef object _boolop(int op, tuple args):
         rdt = CAD_I64
     for i in range(n):
         t = <Tensor>ts[i]
-        if t is None:
+        if t is None and dev:
+            t = _dconst(args[i], rdt)
+        elif t is None:
             t = _new_inline(float(args[i])) if rdt == CAD_F64 else \
                 _wrap(_np.array(args[i], dtype=_DTYPES[rdt]))
         elif t._dtype != rdt:
@@ -1277,17 +1337,25 @@ cdef object _boolop(int op, tuple args):
         if _mode1(t):
             rec = True
     nd = _bshape(ts, oshape, who)
-    out = _empty(nd, <cnp.npy_intp *>oshape, CAD_BOOL)
     it.nop = n + 1
     it.ndim = nd
     for i in range(nd):
         it.shape[i] = oshape[i]
-    cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(out), 1, nd, oshape,
-                     NULL if nd == 0 else _contig(nd, oshape))
+    if dev:
+        dout = _dnew(nd, oshape, CAD_BOOL, who)
+        cad_iter_operand(&it, 0, dout.ptr, 1, nd, oshape, NULL if nd == 0 else _contig(nd, oshape))
+    else:
+        out = _empty(nd, <cnp.npy_intp *>oshape, CAD_BOOL)
+        cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(out), 1, nd, oshape,
+                         NULL if nd == 0 else _contig(nd, oshape))
     for i in range(n):
         _operand(&it, i + 1, <Tensor>ts[i])
-    st = cad_iter_run(&it, cad_bool_row(op, rdt), NULL, NULL)
-    r = _wrap(out)
+    if dev:
+        _dcheck(_run_dev(&it, cad_bool_row(op, rdt)), who)
+        r = _dwrap(dout)
+    else:
+        st = cad_iter_run(&it, cad_bool_row(op, rdt), NULL, NULL)
+        r = _wrap(out)
     if rec:
         _record(op, r, ts, 0, NULL, 0)
     return r
@@ -1305,13 +1373,14 @@ cdef object _nondiff(object fn, tuple args):
     for a in args:
         if isinstance(a, Tensor):
             _escape(<Tensor>a, fn.__name__)
+    cdef int dev = _common_dev([a for a in args if isinstance(a, Tensor)], fn.__name__)
     arrs = [_arr_of(<Tensor>a) if isinstance(a, Tensor) else a for a in args]
     try:
         res = fn(*arrs)
     except (ValueError, TypeError) as e:
         shapes = " and ".join(str(_np.shape(a)) for a in arrs)
         raise ShapeError(f"{fn.__name__}: {e} (operands of shapes {shapes})") from None
-    return _wrap(_np.asarray(res))
+    return _to_dev(_wrap(_np.asarray(res)), dev)
 
 
 # ---------------------------------------------------------------- casts
@@ -1322,7 +1391,10 @@ def cast(object x, object dtype):
     cdef int dt = _dtype_code(dtype, "astype")
     if dt == t._dtype:
         return t
-    r = _wrap(_arr_of(t).astype(_DTYPES[dt]))
+    if t._dev:
+        r = _dwrap(_dcopy(<DevArray>t._arr, dt))
+    else:
+        r = _wrap(_arr_of(t).astype(_DTYPES[dt]))
     if _mode1(t):
         _record(OP_CAST, r, [t], 0, NULL, 0)
     return r
@@ -1344,13 +1416,14 @@ def reduce(int op, object x, object axis, bint keepdims):
     cdef int64_t oshape[MAXDIM]
     cdef int ond = 0
     cdef cnp.ndarray out, xa
+    cdef DevArray dout, dx
     cdef char *optr
     cdef char *xptr
     cdef int64_t aux[1]
     axes = normalize_axes(nd, axis, who)
     if not _isfloat(t._dtype):
         _escape(t, who + " of integers")
-        return _wrap(_np.asarray(_NP_REF[op](_arr_of(t), axis=axes, keepdims=keepdims)))
+        return _to_dev(_wrap(_np.asarray(_NP_REF[op](_arr_of(t), axis=axes, keepdims=keepdims))), t._dev)
     for d in axes:
         mask |= (<uint64_t>1) << d
     for d in range(nd):
@@ -1366,6 +1439,19 @@ def reduce(int op, object x, object axis, bint keepdims):
             oshape[ond] = shape[d]
             ond += 1
     kind = CAD_RSUM if op == OP_SUM else CAD_RMAX if op == OP_MAX else CAD_RMIN if op == OP_MIN else CAD_RPROD
+    if t._dev:
+        dout = _dnew(ond, oshape, t._dtype, who)
+        dx = <DevArray>t._arr
+        with nogil:
+            cad_dev = 1
+            st = cad_reduce(kind, t._dtype, dout.ptr, dx.ptr, nd, shape, dx.st, mask)
+            cad_dev = 0
+        _dcheck(st, who)
+        r = _dwrap(dout)
+        if _mode1(t):
+            aux[0] = <int64_t>mask
+            _record(op, r, [t], 0 if op == OP_SUM else (1 if op == OP_PROD else 1 | 128), aux, 1)
+        return r
     if ond == 0 and t._dtype == CAD_F64:
         r = _new_inline(0.0)
         optr = <char *>&r._sval
@@ -1395,9 +1481,13 @@ def reduce(int op, object x, object axis, bint keepdims):
 cdef Tensor _view(Tensor x, object arr, int64_t off, tuple shape, tuple strides):
     """record a view of x: value arr, and (offset, shape, strides) relative to x's
     contiguous layout for the vjp"""
-    cdef Tensor r = _wrap(arr if isinstance(arr, _np.ndarray) else _np.asarray(arr))
+    cdef Tensor r
     cdef int nd = len(shape), d
     cdef int64_t *aux
+    if isinstance(arr, DevArray):
+        r = _dwrap(<DevArray>arr)
+    else:
+        r = _wrap(arr if isinstance(arr, _np.ndarray) else _np.asarray(arr))
     if _mode1(x):
         aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
         if aux == NULL:
@@ -1446,12 +1536,20 @@ def reshape(object x, tuple shape):
     elif known != n:
         raise ShapeError(f"reshape: cannot reshape tensor of shape {t.shape} ({n} elements) "
                          f"into shape {shape} ({known} elements)")
+    if t._dev:
+        return _view(t, _dview(_dcontig(<DevArray>t._arr), 0, shape, _cstrides(shape)), 0, shape,
+                     _cstrides(shape))
     return _view(t, _arr_of(t).reshape(shape), 0, shape, _cstrides(shape))
 
 
 def contiguous(object x):
     """x with C-contiguous storage (recorded as an identity view)"""
     cdef Tensor t = as_tensor(x)
+    if t._dev:
+        if (<DevArray>t._arr).contig():
+            return t
+        shape = t.shape
+        return _view(t, _dcopy(<DevArray>t._arr), 0, shape, _cstrides(shape))
     if t._inline or (<cnp.ndarray>t._arr).flags.c_contiguous:
         return t
     shape = t.shape
@@ -1467,6 +1565,10 @@ def transpose(object x, tuple axes):
         raise ShapeError(f"transpose: axes {axes} do not match a tensor of dimension {nd}")
     cs = _cstrides(t.shape)
     shape = t.shape
+    if t._dev:
+        ds = _dstrides(<DevArray>t._arr)
+        return _view(t, _dview(<DevArray>t._arr, 0, tuple(shape[a] for a in ax), tuple(ds[a] for a in ax)),
+                     0, tuple(shape[a] for a in ax), tuple(cs[a] for a in ax))
     return _view(t, _arr_of(t).transpose(ax), 0, tuple(shape[a] for a in ax), tuple(cs[a] for a in ax))
 
 
@@ -1488,6 +1590,10 @@ def expand(object x, tuple shape):
             st.append(0)
         else:
             raise ShapeError(f"broadcast_to: cannot broadcast shape {xs} to {shape} (dim {d})")
+    if t._dev:
+        ds = _dstrides(<DevArray>t._arr)
+        vst = tuple(0 if d < off or xs[d - off] != shape[d] else ds[d - off] for d in range(nd))
+        return _view(t, _dview(<DevArray>t._arr, 0, shape, vst), 0, shape, tuple(st))
     return _view(t, _np.broadcast_to(_arr_of(t), shape), 0, shape, tuple(st))
 
 
@@ -1562,8 +1668,28 @@ cdef object _lin_index(Tensor t, tuple idx):
     return _np.array(tmpl[idx], dtype=_np.int64, order="C")
 
 
+cdef object _d_getitem(Tensor t, tuple idx):
+    """indexing a CUDA tensor: basic indices are views, the others a gather"""
+    shape = t.shape
+    dummy = _np.lib.stride_tricks.as_strided(_np.zeros(1, dtype=_np.int8), shape, (0,) * len(shape))
+    try:
+        dummy[idx]   # numpy's checks and errors, on no data
+    except IndexError as e:
+        raise IndexError(f"{e} (indexing a tensor of shape {t.shape})") from None
+    if all(_is_basic(e) for e in idx):
+        off, vshape, vst = _basic_index(shape, _dstrides(<DevArray>t._arr), idx)
+        value = _dview(<DevArray>t._arr, off, vshape, vst)
+        if not _mode1(t):
+            return _dwrap(value)
+        off, vshape, vst = _basic_index(shape, _cstrides(shape), idx)
+        return _view(t, value, off, vshape, vst)
+    return gather(t, _lin_index(t, idx))
+
+
 cdef object _getitem(Tensor t, object index):
     cdef tuple idx = _norm_index(index)
+    if t._dev:
+        return _d_getitem(t, idx)
     arr = _arr_of(t)
     try:
         val = arr[idx]
@@ -1588,13 +1714,28 @@ def gather(object x, object lin, object value=None, int nb=0):
     cdef int64_t B = 1, xsize, n
     cdef object la, xa, out
     cdef int64_t aux[3]
-    la = _np.array(lin, dtype=_np.int64, order="C", copy=None)
+    la = _np.array(_arr_of(<Tensor>lin) if isinstance(lin, Tensor) else lin, dtype=_np.int64, order="C",
+                  copy=None)
     shape = t.shape
     for d in range(nb):
         B *= shape[d]
     xsize = t.size // B if B else 0
     if la.size and (la.min() < 0 or la.max() >= xsize):
         raise IndexError(f"gather: position out of range for {xsize} elements")
+    if t._dev:
+        xd = _dcontig(<DevArray>t._arr)
+        od = _dnew_shape(shape[:nb] + la.shape, t._dtype, "gather")
+        ld = _dupload(la, CAD_I64)
+        _dcheck(cad_cu_gather(t._dtype, (<DevArray>od).ptr, (<DevArray>xd).ptr,
+                              <const int64_t *>(<DevArray>ld).ptr, la.size, B, xsize), "gather")
+        r = _dwrap(<DevArray>od)
+        if _mode1(t):
+            tl = _dwrap(<DevArray>ld)
+            aux[0] = B
+            aux[1] = xsize
+            aux[2] = nb
+            _record(OP_GATHER, r, [t, tl], 2, aux, 3)
+        return r
     if value is None:
         xa = _np.ascontiguousarray(_arr_of(t))
         out = _empty_shape(shape[:nb] + la.shape, t._dtype)
@@ -1620,7 +1761,8 @@ def scatter(object g, object lin, int64_t xsize, int nb=0):
     cdef int64_t B = 1
     cdef object la, ga, out
     cdef int64_t aux[3]
-    la = _np.array(lin, dtype=_np.int64, order="C", copy=None)
+    la = _np.array(_arr_of(<Tensor>lin) if isinstance(lin, Tensor) else lin, dtype=_np.int64, order="C",
+                  copy=None)
     shape = t.shape
     for d in range(nb):
         B *= shape[d]
@@ -1628,6 +1770,21 @@ def scatter(object g, object lin, int64_t xsize, int nb=0):
         raise DTypeError("scatter: float values only")
     if la.size and (la.min() < 0 or la.max() >= xsize):
         raise IndexError(f"scatter: position out of range for {xsize} elements")
+    if t._dev:
+        gd = _dcontig(<DevArray>t._arr)
+        od = _dnew_shape(shape[:nb] + (xsize,), t._dtype, "scatter")
+        ld = _dupload(la, CAD_I64)
+        _dcheck(cad_cu_zero((<DevArray>od).ptr, <size_t>((<DevArray>od).size * _ESIZE[t._dtype])), "scatter")
+        _dcheck(cad_cu_scatadd(t._dtype, (<DevArray>od).ptr, (<DevArray>gd).ptr,
+                               <const int64_t *>(<DevArray>ld).ptr, la.size, B, xsize), "scatter")
+        r = _dwrap(<DevArray>od)
+        if _mode1(t):
+            tl = _dwrap(<DevArray>ld)
+            aux[0] = B
+            aux[1] = xsize
+            aux[2] = nb
+            _record(OP_SCATTER, r, [t, tl], 2, aux, 3)
+        return r
     ga = _np.ascontiguousarray(_arr_of(t))
     out = _empty_shape(shape[:nb] + (xsize,), t._dtype)
     cad_scatter_kernel(t._dtype, <char *>cnp.PyArray_DATA(<cnp.ndarray>out),
@@ -1648,6 +1805,8 @@ def as_strided(object x, int64_t offset, tuple shape, tuple strides):
     like every view (transforms build the views of their rules with it)"""
     cdef Tensor t = as_tensor(x)
     cdef int64_t es = _ESIZE[t._dtype]
+    if t._dev:
+        return _view(t, _dview(_dcontig(<DevArray>t._arr), offset, shape, strides), offset, shape, strides)
     flat = _np.ascontiguousarray(_arr_of(t)).reshape(-1)
     base = flat[offset:] if flat.size else flat
     val = _np.lib.stride_tricks.as_strided(base, shape=shape, strides=tuple(s * es for s in strides),
@@ -1666,10 +1825,9 @@ def unview(object g, int64_t offset, tuple vshape, tuple vstrides, tuple out_sha
     cdef int64_t vst[MAXDIM]
     cdef int64_t *aux
     cdef int64_t es = _ESIZE[t._dtype]
+    cdef DevArray dout
     if t.shape != vshape:
         raise ShapeError(f"unview: value of shape {t.shape} does not match the window {vshape}")
-    out = _empty_shape(out_shape, t._dtype)
-    out.fill(0)   # written, not calloc'd: reading calloc'd pages first faults twice
     for d in range(nd):
         vs[d] = vshape[d]
         vst[d] = vstrides[d]
@@ -1677,10 +1835,20 @@ def unview(object g, int64_t offset, tuple vshape, tuple vstrides, tuple out_sha
     it.ndim = nd
     for d in range(nd):
         it.shape[d] = vs[d]
-    cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(out) + offset * es, es, nd, vs, vst)
-    _operand(&it, 1, t)
-    st = cad_iter_run(&it, cad_acc_row(t._dtype), NULL, NULL)
-    r = _wrap(out)
+    if t._dev:
+        dout = _dnew_shape(out_shape, t._dtype, "unview")
+        _dcheck(cad_cu_zero(dout.ptr, <size_t>(dout.size * es)), "unview")
+        cad_iter_operand(&it, 0, dout.ptr + offset * es, es, nd, vs, vst)
+        _operand(&it, 1, t)
+        _dcheck(_run_dev(&it, cad_acc_row(t._dtype)), "unview")
+        r = _dwrap(dout)
+    else:
+        out = _empty_shape(out_shape, t._dtype)
+        out.fill(0)   # written, not calloc'd: reading calloc'd pages first faults twice
+        cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(out) + offset * es, es, nd, vs, vst)
+        _operand(&it, 1, t)
+        st = cad_iter_run(&it, cad_acc_row(t._dtype), NULL, NULL)
+        r = _wrap(out)
     if _mode1(t):
         aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
         if aux == NULL:
@@ -1705,11 +1873,17 @@ cdef _setitem(Tensor x, object index, object value):
     if leaf and x._rg and not cad_grad_off:
         raise BackwardError("setitem: in-place change of a leaf tensor that requires grad; wrap "
                             "it in `with cad.no_grad():` or build a new tensor")
+    if v is not None:
+        _common_dev([x, v], "setitem")
     if v is None:
         v = _wrap(_np.asarray(value, dtype=_DTYPES[x._dtype]))
+        if x._dev:
+            v = _to_dev(v, 1)
     if v._dtype != x._dtype:
         if _isfloat(x._dtype) and _isfloat(v._dtype):
             v = <Tensor>cast(v, _DTYPES[x._dtype])
+        elif v._dev:
+            v = _dwrap(_dcopy(<DevArray>v._arr, x._dtype))
         else:
             v = _wrap(_arr_of(v).astype(_DTYPES[x._dtype]))
     recording = _mode1(x) or _mode1(v)
@@ -1723,6 +1897,18 @@ cdef _setitem(Tensor x, object index, object value):
         except ShapeError:
             raise ShapeError(f"setitem: value of shape {v.shape} cannot be broadcast to the "
                              f"indexed shape {lin.shape}") from None
+    if x._dev:
+        dnew = _dcopy(<DevArray>x._arr)
+        dv = _dcontig(<DevArray>v._arr)
+        dl = _dupload(lin, CAD_I64)
+        _dcheck(cad_cu_setitem(x._dtype, (<DevArray>dnew).ptr, (<DevArray>dv).ptr,
+                               <const int64_t *>(<DevArray>dl).ptr, lin.size, (<DevArray>dnew).size),
+                "setitem")
+        r = _dwrap(<DevArray>dnew)
+        if recording:
+            _record(OP_SETITEM, r, [x, v, _dwrap(<DevArray>dl)], 4, NULL, 0)
+        x._rebind(r, leaf and x._rg)
+        return
     new = _np.array(_arr_of(x), order="C", copy=True)
     new.reshape(-1)[lin.reshape(-1)] = _arr_of(v).reshape(-1)
     r = _wrap(new)
@@ -1758,11 +1944,62 @@ def concat(list tensors, int axis):
             t = <Tensor>cast(t, _DTYPES[rdt])
         rg = rg or _mode1(t)
         ts.append(t)
-    r = _wrap(_np.concatenate([_arr_of(t) for t in ts], axis=ax))
+    if _common_dev(ts, "concatenate"):
+        r = _d_concat(ts, ax, rdt)
+    else:
+        r = _wrap(_np.concatenate([_arr_of(t) for t in ts], axis=ax))
     if rg:
         aux[0] = ax
         _record(OP_CONCATENATE, r, ts, -1, aux, 1)
     return r
+
+
+cdef Tensor _d_concat(list ts, int ax, int rdt):
+    cdef Tensor t
+    cdef DevArray out, x
+    cdef cad_iter it
+    cdef int64_t off = 0
+    cdef int d, nd
+    oshape = list((<Tensor>ts[0]).shape)
+    oshape[ax] = sum((<Tensor>t).shape[ax] for t in ts)
+    out = _dnew_shape(tuple(oshape), rdt, "concatenate")
+    nd = out.ndim
+    for t in ts:
+        x = <DevArray>t._arr
+        it.nop = 2
+        it.ndim = nd
+        for d in range(nd):
+            it.shape[d] = x.shp[d]
+        cad_iter_operand(&it, 0, out.ptr + off * out.st[ax] * _ESIZE[rdt], _ESIZE[rdt], nd, x.shp, out.st)
+        cad_iter_operand(&it, 1, x.ptr, _ESIZE[rdt], nd, x.shp, x.st)
+        _dcheck(_run_dev(&it, cad_copy_rows[rdt]), "concatenate")
+        off += x.shp[ax]
+    return _dwrap(out)
+
+
+cdef inline char *_tptr(Tensor t):
+    """the data pointer of a tensor's value (host or device)"""
+    if t._dev:
+        return (<DevArray>t._arr).ptr
+    if t._inline:
+        return <char *>&t._sval
+    return <char *>cnp.PyArray_DATA(<cnp.ndarray>t._arr)
+
+
+cdef bint _gemmable_t(Tensor t, int nd):
+    """do the last two dims of t have a unit stride BLAS can use?"""
+    cdef int64_t rs, cs, R, C
+    cdef DevArray a
+    if not t._dev:
+        return _gemmable(<cnp.ndarray>t._arr, nd)
+    if nd < 2:
+        return True
+    a = <DevArray>t._arr
+    R = a.shp[nd - 2]
+    C = a.shp[nd - 1]
+    rs = a.st[nd - 2]
+    cs = a.st[nd - 1]
+    return (cs == 1 or C == 1) and (rs >= C or R == 1) or (rs == 1 or R == 1) and (cs >= R or C == 1)
 
 
 cdef bint _gemmable(cnp.ndarray a, int nd):
@@ -1786,8 +2023,11 @@ def matmul(object a, object b):
     cdef cad_mm mm
     cdef int64_t oshape[MAXDIM]
     cdef int64_t aux[2]
-    cdef cnp.ndarray out, aa, ba
+    cdef cnp.ndarray out
+    cdef DevArray dout
+    cdef object aa, ba
     cdef char *optr
+    cdef int dev = _common_dev([ta, tb], "matmul")
     and_ = _tndim(ta)
     bnd = _tndim(tb)
     if and_ == 0 or bnd == 0:
@@ -1796,17 +2036,17 @@ def matmul(object a, object b):
     if not _isfloat(rdt):
         _escape(ta, "matmul of integers")
         _escape(tb, "matmul of integers")
-        return _wrap(_np.asarray(_np.matmul(_arr_of(ta), _arr_of(tb))))
+        return _to_dev(_wrap(_np.asarray(_np.matmul(_arr_of(ta), _arr_of(tb)))), dev)
     if ta._dtype != rdt:
         ta = <Tensor>cast(ta, _DTYPES[rdt])
     if tb._dtype != rdt:
         tb = <Tensor>cast(tb, _DTYPES[rdt])
-    if not _gemmable(<cnp.ndarray>ta._arr, and_):
+    if not _gemmable_t(ta, and_):
         ta = <Tensor>contiguous(ta)
-    if not _gemmable(<cnp.ndarray>tb._arr, bnd):
+    if not _gemmable_t(tb, bnd):
         tb = <Tensor>contiguous(tb)
-    aa = <cnp.ndarray>ta._arr
-    ba = <cnp.ndarray>tb._arr
+    aa = ta._arr
+    ba = tb._arr
     es = _ESIZE[rdt]
     a1 = and_ == 1
     b1 = bnd == 1
@@ -1862,29 +2102,36 @@ def matmul(object a, object b):
     cad_contig_strides(obnd, mm.bshape, mm.obst)
     for d in range(obnd):
         mm.obst[d] *= m * n
-    if ond == 0 and rdt == CAD_F64:
+    r = None
+    if dev:
+        dout = _dnew(ond, oshape, rdt, "matmul")
+        optr = dout.ptr
+    elif ond == 0 and rdt == CAD_F64:
         r = _new_inline(0.0)
         optr = <char *>&r._sval
     else:
         out = _empty(ond, <cnp.npy_intp *>oshape, rdt)
         optr = <char *>cnp.PyArray_DATA(out)
-        r = None
     mm.m = m
     mm.n = n
     mm.k = k
-    mm.a = <const char *>cnp.PyArray_DATA(aa)
+    mm.a = <const char *>_tptr(ta)
     mm.ars = ars
     mm.acs = acs
-    mm.b = <const char *>cnp.PyArray_DATA(ba)
+    mm.b = <const char *>_tptr(tb)
     mm.brs = brs
     mm.bcs = bcs
     mm.c = optr
     mm.crs = n
     mm.beta = 0.0
     with nogil:
+        cad_dev = dev
         st = cad_matmul(&mm)
-    _check(st, "matmul")
-    if r is None:
+        cad_dev = 0
+    _dcheck(st, "matmul")
+    if dev:
+        r = _dwrap(dout)
+    elif r is None:
         r = _wrap(out)
     if _mode1(ta) or _mode1(tb):
         aux[0] = a1
@@ -1950,8 +2197,28 @@ cdef Tensor _take_grad(Tape tp, cad_hid h):
     cdef cnp.ndarray a
     cdef int d
     cdef size_t nb
+    cdef DevArray da
+    cdef DevBlock blk
     if b.flags & BUF_INLINE:
         return _new_inline(b.sgrad)
+    if b.flags & BUF_CUDA:   # the device gradient buffer becomes the tensor's block
+        shape = tuple([tp.t.meta[b.meta + d] for d in range(b.ndim)])
+        if b.grad == NULL:
+            return _dfull(shape, b.dtype, 0)
+        blk = DevBlock.__new__(DevBlock)
+        blk.ptr = b.grad
+        blk.nbytes = <size_t>(b.size * _ESIZE[b.dtype])
+        b.grad = NULL
+        da = DevArray.__new__(DevArray)
+        da.block = blk
+        da.ptr = blk.ptr
+        da.ndim = b.ndim
+        da.dt = b.dtype
+        da.size = b.size
+        cad_contig_strides(b.ndim, tp.t.meta + b.meta, da.st)
+        for d in range(b.ndim):
+            da.shp[d] = tp.t.meta[b.meta + d]
+        return _dwrap(da)
     for d in range(b.ndim):
         dims[d] = tp.t.meta[b.meta + d]
     if b.grad == NULL:
@@ -1979,6 +2246,12 @@ cdef Tensor _sum_grads(Tape tp, list hs):
     cdef double acc
     if len(hs) == 1:
         return _take_grad(tp, h0)
+    if b0.flags & BUF_CUDA:
+        r = _take_grad(tp, h0)
+        for h in hs[1:]:
+            if tp.t.bufs[h].grad != NULL:
+                r = _plus(r, _take_grad(tp, h))
+        return r
     if b0.flags & BUF_INLINE:
         acc = 0.0
         for h in hs:
@@ -2005,6 +2278,9 @@ cdef Tensor _sum_grads(Tape tp, list hs):
 cdef Tensor _plus(Tensor a, Tensor b):
     if a._inline and b._inline:
         return _new_inline(a._sval + b._sval)
+    if a._dev or b._dev:
+        with no_grad():
+            return <Tensor>_ew_general(OP_ADD, (a, b))
     return _wrap(_np.add(_arr_of(a), _arr_of(b)))
 
 
@@ -2017,7 +2293,22 @@ cdef int _seed(Tape tp, cad_hid h, object ga, str who) except -1:
     cdef cad_buf *b = &tp.t.bufs[h]
     cdef cnp.ndarray a
     cdef int64_t i
-    _check(cad_ensure_grad(b), who)
+    cdef cad_iter it
+    cdef int d
+    cdef Tensor g
+    _dcheck(cad_ensure_grad(b), who)
+    if b.flags & BUF_CUDA:   # seed on the device: ones, or grad_output (made a device tensor)
+        g = _dfull(tuple([tp.t.meta[b.meta + d] for d in range(b.ndim)]), b.dtype, 1) if ga is None \
+            else <Tensor>ga
+        it.nop = 2
+        it.ndim = b.ndim
+        for d in range(b.ndim):
+            it.shape[d] = tp.t.meta[b.meta + d]
+        cad_iter_operand(&it, 0, b.grad, _ESIZE[b.dtype], b.ndim, tp.t.meta + b.meta,
+                         _contig(b.ndim, tp.t.meta + b.meta))
+        _operand(&it, 1, g)
+        _dcheck(_run_dev(&it, cad_acc_row(b.dtype)), who)
+        return 0
     if ga is None:   # d(y)/d(y) of a one-element output
         if b.flags & BUF_INLINE:
             b.sgrad += 1.0
@@ -2067,9 +2358,19 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
             raise BackwardError(f"{who}: output {k} does not require grad (no input of the ops "
                                 "that made it requires grad, or it was made under no_grad)")
         if ga is None:
-            if not y._inline and cnp.PyArray_SIZE(<cnp.ndarray>y._arr) != 1:
+            if not y._inline and y.size != 1:
                 raise BackwardError(f"{who}: output of shape {y.shape} is not a scalar; pass "
                                     "grad_output (a tensor of the output's shape)")
+        elif y._dev:   # grad_output as a device tensor of the output's dtype
+            ga = as_tensor(ga) if isinstance(ga, Tensor) else _to_dev(from_numpy(_np.asarray(ga, dtype=_DTYPES[y._dtype])), 1)
+            if (<Tensor>ga)._dev != 1:
+                ga = _to_dev(<Tensor>ga, 1)
+            if (<Tensor>ga)._dtype != y._dtype:
+                ga = cast(ga, _DTYPES[y._dtype])
+            if (<Tensor>ga).shape != y.shape:
+                raise ShapeError(f"{who}: grad_output of shape {(<Tensor>ga).shape} does not match the "
+                                 f"output's shape {y.shape}")
+            ga = (<Tensor>ga).detach()
         else:
             ga = _np.asarray(_arr_of(as_tensor(ga)), dtype=_DTYPES[y._dtype])
             if ga.shape != y.shape:
@@ -2172,7 +2473,10 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
                     got[j] = g if got[j] is None else _plus(got[j], g)
         for e in direct:
             y = e[0]
-            g = _wrap(_np.ones(y.shape, dtype=_DTYPES[y._dtype]) if e[1] is None else e[1].copy())
+            if y._dev:
+                g = _dfull(y.shape, y._dtype, 1) if e[1] is None else <Tensor>e[1]
+            else:
+                g = _wrap(_np.ones(y.shape, dtype=_DTYPES[y._dtype]) if e[1] is None else e[1].copy())
             if accumulate:
                 prev = leafg.get(id(y))
                 leafg[id(y)] = (y, g if prev is None else _plus(prev[1], g))
@@ -2215,7 +2519,7 @@ def _bind_helpers(matmul_fn, stack_fn, T_fn, mT_fn):
 
 
 def _check_device_py(dev, str who):
-    _check_device(dev, who)
+    return _check_device(dev, who)
 
 
 def _tape_of(Tensor t):
@@ -2255,7 +2559,7 @@ cdef tuple _rec_aux(Tape tp, int64_t i):
         n = 2 + 2 * a[1]
     elif r.op == OP_GATHER or r.op == OP_SCATTER:
         n = 3
-    elif r.op == OP_MATMUL:
+    elif r.op == OP_MATMUL or r.op == OP_TO_DEVICE:
         n = 2
     else:
         n = 1
@@ -2287,6 +2591,7 @@ def tape_node(Tape tp, cad_hid h):
         r = Tensor.__new__(Tensor)
         r._arr = <object>b.owner
         r._dtype = b.dtype
+        r._dev = 1 if b.flags & BUF_CUDA else 0
     else:
         return None
     if (b.flags & BUF_RG) and not (b.flags & BUF_DEAD):
@@ -2348,6 +2653,8 @@ def ones_like_value(Tensor t):
     """ones of t's shape and dtype (a constant)"""
     if t._inline:
         return _new_inline(1.0)
+    if t._dev:
+        return _dfull(t.shape, t._dtype, 1)
     return _wrap(_np.ones(t.shape, dtype=_DTYPES[t._dtype]))
 
 
@@ -2385,6 +2692,8 @@ def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
             mask |= 1 << i
     ob = &tp.t.bufs[out]
     if ob.dtype != CAD_F64 and ob.dtype != CAD_F32:
+        return None
+    if ob.flags & BUF_CUDA:   # device records use the rules (their ops run on the device)
         return None
     dt = ob.dtype
     row = cad_jvp_row(op, mask, 0 if dt == CAD_F64 else 1)
@@ -2463,6 +2772,9 @@ def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
 
 def record_input(Tape tp, object value, bint rg):
     """an input slot of a recording: a node of tp holding value (contiguous copy)"""
+    if isinstance(value, Tensor) and (<Tensor>value)._dev:
+        raise DeviceError("cad.record: an input is on cuda:0; replaying CUDA tapes is not "
+                          "implemented yet (record on the CPU)")
     cdef Tensor t = from_numpy(_np.array(value, order="C", copy=True) if not isinstance(value, float)
                                else value, None, False, False)
     cdef cad_hid h
@@ -2533,6 +2845,10 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
     cdef int d
     cdef set produced = set()
     cdef Tensor t
+    for i in range(tp.t.nbufs):
+        if tp.t.bufs[i].flags & BUF_CUDA:
+            raise DeviceError("cad.record: the function computed on cuda:0; replaying CUDA "
+                              "tapes is not implemented yet (record it on the CPU)")
     rp.tp = tp
     for i in range(tp.t.nrecs):
         produced.add(tp.t.recs[i].out)
@@ -2951,6 +3267,7 @@ def xent(object logits, object labels):
     cdef int st
     cdef int64_t N, Cn
     cdef cnp.ndarray out, za, la
+    cdef DevArray dz, dl, dout
     if z.ndim != 2 or not _isfloat(z._dtype):
         raise ShapeError(f"cross_entropy: logits must be a float (N, C) tensor, got {z.shape} "
                          f"{_DTNAMES[z._dtype]}")
@@ -2959,10 +3276,24 @@ def xent(object logits, object labels):
     if l.shape != (z.shape[0],):
         raise ShapeError(f"cross_entropy: logits of shape {z.shape} need labels of shape "
                          f"({z.shape[0]},), got {l.shape}")
-    za = <cnp.ndarray>_arr_of(z)
-    la = <cnp.ndarray>_arr_of(l)
     N = z.shape[0]
     Cn = z.shape[1]
+    if _common_dev([z, l], "cross_entropy"):
+        dz = <DevArray>z._arr
+        dl = <DevArray>l._arr
+        dout = _dnew_shape((N,), z._dtype, "cross_entropy")
+        with nogil:
+            cad_dev = 1
+            st = cad_xent_kernel(z._dtype, dout.ptr, dz.ptr, dz.st[0], dz.st[1],
+                                 <const int64_t *>dl.ptr, dl.st[0], N, Cn)
+            cad_dev = 0
+        _dcheck(st, "cross_entropy")
+        r = _dwrap(dout)
+        if _mode1(z) or _mode1(l):
+            _record(OP_XENT, r, [z, l], 1 | 2 | 128, NULL, 0)
+        return r
+    za = <cnp.ndarray>_arr_of(z)
+    la = <cnp.ndarray>_arr_of(l)
     out = _empty_shape((N,), z._dtype)
     st = cad_xent_kernel(z._dtype, <char *>cnp.PyArray_DATA(out), <const char *>cnp.PyArray_DATA(za),
                          za.strides[0] // za.itemsize, za.strides[1] // za.itemsize,

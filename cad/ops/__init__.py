@@ -1,6 +1,6 @@
 """The op table: one record per op (see _registry).  Importing this package
 defines every op; ``bind`` attaches the compiled engine's functions at runtime."""
-from . import elementwise, reduce, shape, index, linalg, nn  # noqa: F401  (order = op codes)
+from . import elementwise, reduce, shape, index, linalg, nn, device  # noqa: F401  (order = op codes)
 from ._registry import REGISTRY, Case, OpDef, defop, primitives  # noqa: F401
 
 

@@ -13,7 +13,7 @@ tanh pow abs sign select(c, a, b) max2 min2.
 """
 
 PRIMITIVE_KINDS = ("ew", "bool", "reduce", "view", "unview", "gather", "scatter", "setitem", "concat",
-                   "cast", "matmul", "xent")
+                   "cast", "matmul", "xent", "transfer")
 
 
 class Case:

@@ -122,14 +122,16 @@ def _scatter_jvp(ctx, ts):
 
 def _set_masks(ctx):
     """positions of x that survive, and which writes survive (the last of repeats)"""
-    lin = np.asarray(ctx.val(2)).reshape(-1)
+    lin_t = ctx.val(2)
+    lin = C.host(lin_t).reshape(-1)
     xs = ctx.shape(0)
     keep = np.ones(int(np.prod(xs, dtype=np.int64)), dtype=bool)
     keep[lin] = False
     last = np.zeros(lin.size, dtype=bool)
     _, first_rev = np.unique(lin[::-1], return_index=True)
     last[lin.size - 1 - first_rev] = True
-    return keep.reshape(xs), last.reshape(np.asarray(ctx.val(2)).shape)
+    dev = C.dev_of(lin_t)
+    return C.const_on(keep.reshape(xs), dev), C.const_on(last.reshape(lin_t.shape), dev)
 
 
 @SETITEM.vjp

@@ -61,7 +61,7 @@ def _xent_delta(ctx):
     from .reduce import softmax
     z, lab = ctx.val(0), ctx.val(1)
     onehot = C.cast(C.eq(C.reshape(lab, lab.shape + (1,)),
-                         C.from_numpy(np.arange(z.shape[1]), None, False, False)), z.dtype)
+                         C.const_on(np.arange(z.shape[1]), C.dev_of(z))), z.dtype)
     return softmax(z, -1) - onehot
 
 

@@ -159,16 +159,14 @@ ARGMIN = defop("argmin", "cmp", ref=np.argmin, differentiable=False,
 
 @ARGMAX
 def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    a = np.argmax(np.asarray(C.as_tensor(x)), axis=_axis(axis, dim, "argmax"),
-                  keepdims=_keep(keepdims, keepdim))
-    return C.as_tensor(a)
+    a = np.argmax(C.host(x), axis=_axis(axis, dim, "argmax"), keepdims=_keep(keepdims, keepdim))
+    return C.const_on(np.asarray(a), C.dev_of(x))
 
 
 @ARGMIN
 def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    a = np.argmin(np.asarray(C.as_tensor(x)), axis=_axis(axis, dim, "argmin"),
-                  keepdims=_keep(keepdims, keepdim))
-    return C.as_tensor(a)
+    a = np.argmin(C.host(x), axis=_axis(axis, dim, "argmin"), keepdims=_keep(keepdims, keepdim))
+    return C.const_on(np.asarray(a), C.dev_of(x))
 
 
 # ---- differentiable rules (NOTE [ Rules and batch dims ] in _rules.py)
@@ -236,7 +234,7 @@ def _prod_partial(ctx):
     safe = C.where(zero, 1.0, x)
     pnz = C.reduce(PROD.code, safe, axes, True)
     p0 = pnz / safe
-    if not C.is_recording() and not np.asarray(zero).any():   # the common case, eagerly
+    if not C.is_recording() and not C.host(zero).any():   # the common case, eagerly
         return p0
     cnt = C.reduce(SUM.code, C.cast(zero, x.dtype), axes, True)
     xz = C.reduce(SUM.code, C.where(zero, x, 0.0), axes, True)   # the zero entries, summed

@@ -295,6 +295,7 @@ def _concat_vjp(ctx, g):
 @CONCAT.jvp
 def _concat_jvp(ctx, ts):
     bsh = next(t for t in ts if t is not None).shape[:ctx.nb]
-    parts = [t if t is not None else C.from_numpy(np.zeros(bsh + ctx.shape(i), dtype=ctx.out_dtype))
+    dev = C.dev_of(next(t for t in ts if t is not None))
+    parts = [t if t is not None else C.const_on(np.zeros(bsh + ctx.shape(i), dtype=ctx.out_dtype), dev)
              for i, t in enumerate(ts)]
     return C.concat(parts, ctx.aux[0] + ctx.nb)

@@ -39,7 +39,9 @@ enum {
     CAD_EDEAD = 2,     /* gradient reached a value of a consumed tape */
     CAD_EBLAS = 3,     /* matrix too large for 32-bit BLAS ints */
     CAD_EINTERNAL = 4, /* unknown op code or malformed record */
-    CAD_EINDEX = 5     /* an index (a label) out of range */
+    CAD_EINDEX = 5,    /* an index (a label) out of range */
+    CAD_ECUDA = 6,     /* a CUDA driver or cuBLAS error (message: cad_cu_error()) */
+    CAD_EDEVMEM = 7    /* out of device memory */
 };
 
 /* buf flags */
@@ -50,6 +52,7 @@ enum {
 #define BUF_KEEP 16u   /* the caller reads its gradient after the sweep */
 #define BUF_INPUT 32u  /* an input slot of a recorded tape (cad.record) */
 #define BUF_ARENA 64u  /* a replayed value living in the replay's arena */
+#define BUF_CUDA 128u  /* data and gradient are device memory (NOTE [ CUDA backend ]) */
 
 typedef struct {
     char *data;        /* value, strided (see meta); NULL for inline */
@@ -81,6 +84,11 @@ typedef struct {
     int64_t *aux; int64_t naux, capaux;
 } cad_tape;
 
+/* ---- the device hooks (NOTE [ CUDA backend ] in cuda/cad_cuda.h): the thread's
+ * current device for the primitives, and gradient buffers by device */
+extern __thread int cad_dev;
+void cad_buf_release_grad(cad_buf *b);
+
 /* ---- tape storage (tape.c) ---- */
 int cad_tape_init(cad_tape *t);
 void cad_tape_free_arrays(cad_tape *t);
@@ -98,6 +106,9 @@ static inline char *cad_bdata(cad_buf *b) { return (b->flags & BUF_INLINE) ? (ch
  * A row kernel processes n elements; p[k] points at operand k's first element and
  * s[k] is its stride in elements.  Operand 0 is the destination. */
 typedef void (*cad_row)(char **p, const int64_t *s, int64_t n);
+/* a row and the name of its CUDA kernel (NOTE [ CUDA backend ]) */
+typedef struct { cad_row row; const char *name; } cad_rowname;
+extern const cad_rowname cad_gen_row_names[], cad_hand_row_names[], cad_sweep_row_names[];
 
 typedef struct {
     int nop, ndim;
@@ -237,6 +248,8 @@ int cad_cast_vjp(cad_tape *t, const cad_rec *r);
 int cad_matmul_vjp(cad_tape *t, const cad_rec *r);
 int cad_xent_vjp(cad_tape *t, const cad_rec *r);
 int cad_xent_fwd(cad_tape *t, const cad_rec *r);
+int cad_transfer_vjp(cad_tape *t, const cad_rec *r);
+int cad_transfer_fwd(cad_tape *t, const cad_rec *r);
 /* out[i] = logsumexp(z[i, :]) - z[i, lab[i]] for N rows of C logits (strided) */
 int cad_xent_kernel(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs,
                     const int64_t *lab, int64_t lst, int64_t N, int64_t C);

@@ -163,3 +163,9 @@ int cad_xent_fwd(cad_tape *t, const cad_rec *r) {
                            cad_strides(t, z)[1], (const int64_t *)cad_bdata(l),
                            l->ndim ? cad_strides(t, l)[0] : 0, cad_shape(t, z)[0], cad_shape(t, z)[1]);
 }
+
+/* a replay never moves values between devices (cad.record refuses CUDA tensors) */
+int cad_transfer_fwd(cad_tape *t, const cad_rec *r) {
+    (void)t; (void)r;
+    return CAD_EINTERNAL;
+}

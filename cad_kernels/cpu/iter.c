@@ -2,7 +2,7 @@
  * elementwise kernel, reduction and gradient accumulation (numpy's ufunc-loop
  * design: generated "row" kernels run over the innermost dimension). */
 #include <string.h>
-#include "cad_cpu.h"
+#include "cad_cuda.h"
 
 int cad_num_threads = 0;          /* 0: OpenMP's default */
 /* Fewer elements than this run on one thread.  Measured on a 2-core VM with
@@ -95,6 +95,7 @@ int cad_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init) {
 int cad_iter_run_t(cad_iter *it, cad_row row, cad_row combine, const void *init, int64_t par_min) {
     int64_t shape[CAD_MAXDIM], st[CAD_MAXOP][CAD_MAXDIM], N = 1;
     int nd = 0, d, k, nop = it->nop, acc0 = 0, full0 = 1, nt;
+    if (cad_dev) return cad_cu_iter_run(it, row, combine, init);
     for (d = 0; d < it->ndim; d++) {
         if (it->shape[d] == 0) return CAD_OK;
         if (it->shape[d] == 1) continue;

@@ -3,7 +3,7 @@
 #include <math.h>
 #include <string.h>
 #include <stdlib.h>
-#include "cad_cpu.h"
+#include "cad_cuda.h"
 
 #define CAD_MAX2(a, b) (((a) > (b) || (a) != (a)) ? (a) : (b))
 #define CAD_MIN2(a, b) (((a) < (b) || (a) != (a)) ? (a) : (b))
@@ -129,7 +129,15 @@ int cad_reduce(int kind, int dtype, char *out, const char *x, int ndim,
     default: return CAD_EINTERNAL;
     }
     id32 = (float)id64;
-    if (dt == 0) for (i = 0; i < nout; i++) ((double *)out)[i] = id64;
+    if (cad_dev) {
+        int64_t bits = 0;
+        int32_t b32;
+        int s;
+        if (dt == 0) memcpy(&bits, &id64, 8);
+        else { memcpy(&b32, &id32, 4); bits = b32; }
+        s = cad_cu_fill(out, es, nout, bits);
+        if (s) return s;
+    } else if (dt == 0) for (i = 0; i < nout; i++) ((double *)out)[i] = id64;
     else for (i = 0; i < nout; i++) ((float *)out)[i] = id32;
     it.nop = 2;
     it.ndim = ndim;
@@ -160,8 +168,24 @@ int cad_reduce(int kind, int dtype, char *out, const char *x, int ndim,
 
 int cad_xent_kernel(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs,
                     const int64_t *lab, int64_t lst, int64_t N, int64_t C) {
+    if (cad_dev) return cad_cu_xent(dtype, out, z, zrs, zcs, lab, lst, N, C);
     if (C == 0) return N ? CAD_EINDEX : CAD_OK;
     if (dtype == CAD_F64) XENT_FWD(double, exp, log)
     else XENT_FWD(float, expf, logf)
     return CAD_OK;
 }
+
+/* the CUDA kernel of each row above (NOTE [ CUDA backend ]) */
+const cad_rowname cad_hand_row_names[] = {
+    {acc_f64, "k_acc_f64"}, {acc_f32, "k_acc_f32"}, {acc_i64, "k_acc_i64"}, {acc_bool, "k_acc_b"},
+    {mul_f64, "k_mul_f64"}, {mul_f32, "k_mul_f32"}, {max_f64, "k_max_f64"}, {max_f32, "k_max_f32"},
+    {min_f64, "k_min_f64"}, {min_f32, "k_min_f32"},
+    {cp_f64_f64, "k_cp_f64_f64"}, {cp_f64_f32, "k_cp_f64_f32"}, {cp_f64_i64, "k_cp_f64_i64"},
+    {cp_f64_b, "k_cp_f64_b"}, {cp_f32_f64, "k_cp_f32_f64"}, {cp_f32_f32, "k_cp_f32_f32"},
+    {cp_f32_i64, "k_cp_f32_i64"}, {cp_f32_b, "k_cp_f32_b"}, {cp_i64_f64, "k_cp_i64_f64"},
+    {cp_i64_f32, "k_cp_i64_f32"}, {cp_i64_i64, "k_cp_i64_i64"}, {cp_i64_b, "k_cp_i64_b"},
+    {cp_b_b, "k_cp_b_b"}, {cp_b_num64, "k_cp_b_f64"}, {cp_b_num32, "k_cp_b_f32"}, {cp_b_i64, "k_cp_b_i64"},
+    {ca_f64_f64, "k_ca_f64_f64"}, {ca_f64_f32, "k_ca_f64_f32"}, {ca_f32_f64, "k_ca_f32_f64"},
+    {ca_f32_f32, "k_ca_f32_f32"},
+    {NULL, NULL}
+};

@@ -121,7 +121,14 @@ int cad_gemm(int dtype, int64_t m, int64_t n, int64_t k,
     return CAD_OK;
 }
 
+int cad_cu_matmul(const cad_mm *mm);
+int cad_matmul_cpu(const cad_mm *mm);
+
 int cad_matmul(const cad_mm *mm) {
+    return cad_dev ? cad_cu_matmul(mm) : cad_matmul_cpu(mm);
+}
+
+int cad_matmul_cpu(const cad_mm *mm) {
     int64_t idx[CAD_MAXDIM], nb = 1, i;
     int d, st, es = mm->dtype == CAD_F64 ? 8 : 4;
     for (d = 0; d < mm->bnd; d++) { idx[d] = 0; nb *= mm->bshape[d]; }

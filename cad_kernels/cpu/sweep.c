@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "cad_cpu.h"
+#include "cad_cuda.h"
 
 static inline int esz(int dt) { return (dt == CAD_F64 || dt == CAD_I64) ? 8 : (dt == CAD_F32 ? 4 : 1); }
 static inline int fdt(int dt) { return dt == CAD_F64 ? 0 : 1; }
@@ -37,10 +37,20 @@ int cad_grad_for(cad_buf *b, int full, int *assign) {
     if (b->flags & BUF_DEAD) return CAD_EDEAD;
     if (!(b->flags & BUF_INLINE) && b->grad == NULL) {
         size_t nb = (size_t)b->size * (size_t)esz(b->dtype);
-        b->grad = (char *)cad_alloc(nb ? nb : 1);
-        if (!b->grad) return CAD_ENOMEM;
-        if (full && nb) *assign = 1;
-        else zero_fill(b->grad, nb);
+        if (b->flags & BUF_CUDA) {
+            b->grad = (char *)cad_cu_alloc(nb ? nb : 1);
+            if (!b->grad) return CAD_EDEVMEM;
+            if (full && nb) *assign = 1;
+            else {
+                int st = cad_cu_zero(b->grad, nb);
+                if (st) return st;
+            }
+        } else {
+            b->grad = (char *)cad_alloc(nb ? nb : 1);
+            if (!b->grad) return CAD_ENOMEM;
+            if (full && nb) *assign = 1;
+            else zero_fill(b->grad, nb);
+        }
     }
     b->hasg = 1;
     return CAD_OK;
@@ -214,6 +224,13 @@ PRODNZ_ROW(prodnz_f32, float)
 PRODVJP_ROW(prodvjp_f64, double)
 PRODVJP_ROW(prodvjp_f32, float)
 
+const cad_rowname cad_sweep_row_names[] = {
+    {cnteq_f64, "k_cnteq_f64"}, {cnteq_f32, "k_cnteq_f32"}, {maxvjp_f64, "k_maxvjp_f64"},
+    {maxvjp_f32, "k_maxvjp_f32"}, {prodnz_f64, "k_prodnz_f64"}, {prodnz_f32, "k_prodnz_f32"},
+    {prodvjp_f64, "k_prodvjp_f64"}, {prodvjp_f32, "k_prodvjp_f32"},
+    {NULL, NULL}
+};
+
 static int reduce_vjp2(cad_tape *t, const cad_rec *r, int is_prod) {
     cad_buf *o = t->bufs + r->out, *x;
     cad_hid h = t->args[r->arg];
@@ -231,13 +248,33 @@ static int reduce_vjp2(cad_tape *t, const cad_rec *r, int is_prod) {
     xs = cad_shape(t, x);
     reduced_strides(nd, xs, mask, rshape, rst);
     cad_contig_strides(nd, xs, xc);
-    c = (char *)calloc((size_t)(o->size ? o->size : 1), (size_t)es);
-    if (!c) return CAD_ENOMEM;
-    if (is_prod) {
-        q = (char *)malloc((size_t)(o->size ? o->size : 1) * (size_t)es);
-        if (!q) { free(c); return CAD_ENOMEM; }
-        for (i = 0; i < o->size; i++) {
-            if (dt == 0) ((double *)q)[i] = 1.0; else ((float *)q)[i] = 1.0f;
+    if (cad_dev) {   /* device temporaries: counts zeroed, products set to 1 */
+        double one64 = 1.0;
+        float one32 = 1.0f;
+        int64_t bits = 0;
+        int32_t b32;
+        c = (char *)cad_cu_alloc((size_t)(o->size ? o->size : 1) * (size_t)es);
+        if (!c) return CAD_EDEVMEM;
+        st = cad_cu_zero(c, (size_t)o->size * (size_t)es);
+        if (!st && is_prod) {
+            q = (char *)cad_cu_alloc((size_t)(o->size ? o->size : 1) * (size_t)es);
+            if (!q) st = CAD_EDEVMEM;
+            else {
+                if (dt == 0) memcpy(&bits, &one64, 8);
+                else { memcpy(&b32, &one32, 4); bits = b32; }
+                st = cad_cu_fill(q, es, o->size, bits);
+            }
+        }
+        if (st) { cad_cu_release(c); cad_cu_release(q); return st; }
+    } else {
+        c = (char *)calloc((size_t)(o->size ? o->size : 1), (size_t)es);
+        if (!c) return CAD_ENOMEM;
+        if (is_prod) {
+            q = (char *)malloc((size_t)(o->size ? o->size : 1) * (size_t)es);
+            if (!q) { free(c); return CAD_ENOMEM; }
+            for (i = 0; i < o->size; i++) {
+                if (dt == 0) ((double *)q)[i] = 1.0; else ((float *)q)[i] = 1.0f;
+            }
         }
     }
     it.nop = 3;
@@ -269,8 +306,8 @@ static int reduce_vjp2(cad_tape *t, const cad_rec *r, int is_prod) {
             st = cad_iter_run(&it, dt == 0 ? maxvjp_f64 : maxvjp_f32, NULL, NULL);
         }
     }
-    free(c);
-    free(q);
+    if (cad_dev) { cad_cu_release(c); cad_cu_release(q); }
+    else { free(c); free(q); }
     return st;
 }
 
@@ -319,6 +356,7 @@ int cad_gather_vjp(cad_tape *t, const cad_rec *r) {
     if (st) return st;
     lin = (const int64_t *)l->data;
     n = l->size;
+    if (cad_dev) return cad_cu_scatadd(x->dtype, gptr(x), gptr(o), lin, n, B, xsize);
 #define LOOP_BODY d_[lin[k_]] += s_[k_]
     if (x->dtype == CAD_F64) IDX_LOOP(double, gptr(x), xsize, gptr(o), n)
     else IDX_LOOP(float, gptr(x), xsize, gptr(o), n)
@@ -340,6 +378,7 @@ int cad_scatter_vjp(cad_tape *t, const cad_rec *r) {
     if (st) return st;
     lin = (const int64_t *)l->data;
     n = l->size;
+    if (cad_dev) return cad_cu_gathadd(g->dtype, gptr(g), gptr(o), lin, n, B, xsize);
 #define LOOP_BODY d_[k_] += s_[lin[k_]]
     if (g->dtype == CAD_F64) IDX_LOOP(double, gptr(g), n, gptr(o), xsize)
     else IDX_LOOP(float, gptr(g), n, gptr(o), xsize)
@@ -383,6 +422,20 @@ int cad_setitem_vjp(cad_tape *t, const cad_rec *r) {
     l = t->bufs + a[2];
     lin = (const int64_t *)l->data;
     n = l->size;
+    if (cad_dev) {
+        char *gv = NULL, *gx = NULL;
+        if (wants(t, a[1])) {
+            v = t->bufs + a[1];
+            if ((st = cad_ensure_grad(v))) return st;
+            gv = gptr(v);
+        }
+        if (wants(t, a[0])) {
+            x = t->bufs + a[0];
+            if ((st = cad_ensure_grad(x))) return st;
+            gx = gptr(x);
+        }
+        return cad_cu_setitem_vjp(o->dtype, gx, gv, gptr(o), lin, n, o->size);
+    }
     mask = (unsigned char *)calloc((size_t)(o->size ? o->size : 1), 1);
     if (!mask) return CAD_ENOMEM;
     es = esz(o->dtype);
@@ -589,7 +642,48 @@ int cad_xent_vjp(cad_tape *t, const cad_rec *r) {
     zcs = cad_strides(t, z)[1];
     lst = l->ndim ? cad_strides(t, l)[0] : 0;
     os = o->ndim ? cad_strides(t, o)[0] : 0;
+    if (cad_dev)
+        return cad_cu_xent_vjp(z->dtype, gptr(z), gptr(o), cad_bdata(z), zrs, zcs,
+                               (const int64_t *)cad_bdata(l), lst, cad_bdata(o), os, N, C, assign);
     if (z->dtype == CAD_F64) XENT_VJP(double, exp)
     else XENT_VJP(float, expf)
     return CAD_OK;
+}
+
+/* ---- to_device: args [x]; aux = [from, to] (0 cpu, 1 cuda); gx += go moved back
+ * to x's device (through a host or device temporary) */
+int cad_transfer_vjp(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out, *x;
+    cad_hid h = t->args[r->arg];
+    const int es = esz(o->dtype), xdev = (int)t->aux[r->aux];
+    const size_t nb = (size_t)o->size * (size_t)es;
+    int64_t c[CAD_MAXDIM];
+    char *tmp;
+    cad_iter it;
+    int st, d, saved = cad_dev;
+    if (!wants(t, h)) return CAD_OK;
+    x = t->bufs + h;
+    if ((st = cad_ensure_grad(x))) return st;
+    if (xdev) {   /* gradient from the host to the device */
+        tmp = (char *)cad_cu_alloc(nb ? nb : 1);
+        if (!tmp) return CAD_EDEVMEM;
+        st = cad_cu_h2d(tmp, gptr(o), nb);
+    } else {
+        tmp = (char *)malloc(nb ? nb : 1);
+        if (!tmp) return CAD_ENOMEM;
+        st = cad_cu_d2h(tmp, gptr(o), nb);
+    }
+    if (!st) {
+        cad_contig_strides(x->ndim, cad_shape(t, x), c);
+        it.nop = 2;
+        it.ndim = x->ndim;
+        for (d = 0; d < x->ndim; d++) it.shape[d] = cad_shape(t, x)[d];
+        cad_iter_operand(&it, 0, gptr(x), es, x->ndim, cad_shape(t, x), c);
+        cad_iter_operand(&it, 1, tmp, es, x->ndim, cad_shape(t, x), c);
+        cad_dev = xdev;
+        st = cad_iter_run(&it, cad_acc_rows[x->dtype], NULL, NULL);
+        cad_dev = saved;
+    }
+    if (xdev) cad_cu_release(tmp); else free(tmp);
+    return st;
 }

@@ -46,8 +46,7 @@ void cad_tape_free_arrays(cad_tape *t) {
     int64_t i;
     for (i = 0; i < t->nbufs; i++) {
         cad_buf *b = t->bufs + i;
-        if (b->grad && !(b->flags & BUF_INLINE)) cad_release(b->grad);
-        b->grad = NULL;
+        cad_buf_release_grad(b);
     }
     if (t->bufs && t->capbufs <= CACHE_MAXBUFS && t->caprecs <= CACHE_MAXBUFS && ncache < CACHE_N) {
         t->nbufs = t->nrecs = t->nargs = t->nmeta = t->naux = 0;
@@ -85,13 +84,22 @@ int cad_tape_append(cad_tape *dst, cad_tape *src, int64_t *hoff) {
     return CAD_OK;
 }
 
+void cad_cu_release(void *p);
+
+void cad_buf_release_grad(cad_buf *b) {
+    if (b->grad && !(b->flags & BUF_INLINE)) {
+        if (b->flags & BUF_CUDA) cad_cu_release(b->grad);
+        else cad_release(b->grad);
+    }
+    b->grad = NULL;
+}
+
 void cad_tape_clear_grads(cad_tape *t) {
     int64_t i;
     for (i = 0; i < t->nbufs; i++) {
         cad_buf *b = t->bufs + i;
         if (!(b->hasg | (b->grad != NULL) | (b->flags & BUF_KEEP))) continue;   /* already clean */
-        if (b->grad && !(b->flags & BUF_INLINE)) cad_release(b->grad);
-        b->grad = NULL;
+        cad_buf_release_grad(b);
         b->sgrad = 0.0;
         b->hasg = 0;
         b->flags &= (uint8_t)~BUF_KEEP;

@@ -1,0 +1,310 @@
+"""The CUDA backend: every op of the table on the device against the CPU path (values
+and gradients, float64 and float32, generated from the op table), transfers,
+backward through .to("cuda"), a training loop, out-of-memory and device-mismatch
+errors.
+
+On a machine with a GPU these run on it (and the tests marked ``cuda`` with them);
+elsewhere on the fake device (NOTE [ CUDA backend ]): the same launcher and
+kernels compiled for the host, on host memory."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cad
+from cad.ops import REGISTRY
+
+from ops.test_rules import ALL, ids
+
+REAL = cad.cuda.is_available() and not cad.cuda.is_fake()
+if not REAL:
+    cad.cuda._use_fake()
+real_gpu = pytest.mark.skipif(not REAL, reason="needs an NVIDIA GPU")
+
+# ops whose numpy fallbacks are checked elsewhere: argmax/argmin/sign/floor/ceil/round
+# run on the host and come back (covered by test_nondiff_ops_come_back_to_the_device)
+CASES = [(op, c) for op, c in ALL]
+
+
+def _domain(op, k):
+    d = op.domain
+    if isinstance(d[0], tuple):
+        return d[k] if k < len(d) else d[-1]
+    return d
+
+
+def build_both(op, case, dtype, seed=0):
+    """(cpu leaves, device leaves, call(leaves, dev)) for one case of the op table"""
+    rng = np.random.default_rng(seed)
+    cpu, dev, makers = [], [], []
+    for k, spec in enumerate(case.inputs):
+        lo, hi = _domain(op, k)
+        if isinstance(spec, tuple) and spec and isinstance(spec[0], str):
+            kind, val = spec
+        else:
+            kind, val = "A", spec
+        if kind in ("A", "T", "S", "V"):
+            if kind == "V":
+                a = np.asarray(val, dtype=np.float64)
+            else:
+                shape = tuple(val)
+                if kind == "S":
+                    shape = (2 * shape[0],) + shape[1:]
+                base = rng.uniform(lo, hi, size=shape[::-1] if kind == "T" else shape)
+                a = base.T if kind == "T" else base
+            c = cad.tensor(a.astype(dtype) if a.dtype.kind == "f" else a, requires_grad=op.differentiable)
+            d = c.detach().to("cuda")
+            if kind == "T" and a.ndim > 1:   # keep the non-contiguous layout on the device
+                d = cad.tensor(a.T.astype(dtype)).to("cuda").T
+            d = d.detach().requires_grad_(op.differentiable)
+            cpu.append(c)
+            dev.append(d)
+            i = len(cpu) - 1
+            makers.append((lambda ls, i=i: ls[i][::2]) if kind == "S" else (lambda ls, i=i: ls[i]))
+        elif kind in ("I", "B", "F"):
+            arr = np.asarray(val)
+            if kind == "F" and arr.dtype.kind == "f":
+                arr = arr.astype(dtype)
+            tc = cad.tensor(arr)
+            td = tc.to("cuda")
+            makers.append(lambda ls, tc=tc, td=td: td if ls and ls[0].is_cuda else tc)
+        elif kind == "C":
+            makers.append(lambda ls, v=val: v)
+        else:
+            raise ValueError(kind)
+
+    def call(ls, on_dev):
+        xs = [m(ls) for m in makers]
+        if not ls:   # no leaves: pick the device from the flag
+            xs = [x.to("cuda") if on_dev and isinstance(x, cad.Tensor) else x for x in xs]
+        if op.seq:
+            return op.api(xs, **case.kwargs)
+        return op.api(*xs, **case.kwargs)
+    return cpu, dev, call
+
+
+def _tol(dtype):
+    return (1e-9, 1e-11) if dtype == np.float64 else (2e-4, 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("op,case", CASES, ids=[ids(p) for p in CASES])
+def test_op_on_device_matches_cpu(op, case, dtype):
+    cpu, dev, call = build_both(op, case, dtype)
+    want = call(cpu, False)
+    got = call(dev, True)
+    outs_w = want if isinstance(want, (tuple, list)) else [want]
+    outs_g = got if isinstance(got, (tuple, list)) else [got]
+    rtol, atol = _tol(dtype)
+    for w, g in zip(outs_w, outs_g):
+        assert g.device == cad.device("cuda"), f"{op.name}: result on {g.device}"
+        assert g.shape == w.shape and g.dtype == w.dtype, (g.shape, w.shape, g.dtype, w.dtype)
+        np.testing.assert_allclose(np.asarray(g.cpu()), np.asarray(w), rtol=rtol, atol=atol)
+    w0 = outs_w[0]
+    if not (op.differentiable and cpu and w0.dtype.kind == "f" and w0.requires_grad):
+        return
+    seed = np.random.default_rng(7).standard_normal(w0.shape).astype(w0.dtype)
+    gw = cad.autograd.grad((w0 * cad.tensor(seed)).sum(), cpu, allow_unused=True)
+    gg = cad.autograd.grad((outs_g[0] * cad.tensor(seed).to("cuda")).sum(), dev, allow_unused=True)
+    for a, b in zip(gw, gg):
+        if a is None:
+            assert b is None
+            continue
+        assert b.device == cad.device("cuda") and b.shape == a.shape and b.dtype == a.dtype
+        np.testing.assert_allclose(np.asarray(b.cpu()), np.asarray(a), rtol=rtol, atol=atol)
+
+
+def test_transfers_and_attributes():
+    x = cad.tensor([[1.0, 2.0], [3.0, 4.0]])
+    d = x.to("cuda")
+    assert d.is_cuda and d.device == cad.device("cuda") and str(d.device) == "cuda:0"
+    assert d.shape == (2, 2) and d.dtype == np.float64 and d.ndim == 2 and d.size == 4
+    assert d.cpu().tolist() == [[1.0, 2.0], [3.0, 4.0]] and d.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert d.cuda() is d and x.cpu() is x and d.to("cuda:0") is d
+    assert "device='cuda:0'" in repr(d)
+    assert d[1, 0].item() == 3.0 and float(d.sum()) == 10.0 and len(d) == 2
+    with pytest.raises(cad.DeviceError, match="cpu"):
+        d.numpy()
+    with pytest.raises(cad.DeviceError, match="cpu"):
+        np.asarray(d)
+    assert cad.tensor([1, 2], device="cuda").is_cuda
+    assert cad.zeros(3, device="cuda").is_cuda and cad.ones(2, 2, device="cuda").cpu().tolist() == [[1, 1], [1, 1]]
+    assert d.to(cad.float32).dtype == np.float32 and d.to(cad.float32).is_cuda
+    f = cad.tensor([1.5], dtype=cad.float32).to("cuda")
+    assert f.dtype == np.float32 and f.cpu().tolist() == [1.5]
+    with pytest.raises(cad.DeviceError, match="cuda:1"):
+        x.to("cuda:1")
+
+
+def test_gradient_flows_back_through_to_device():
+    x = cad.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    y = (cad.sin(x.to("cuda")) * 3.0).sum()
+    y.backward()
+    assert x.grad is not None and not x.grad.is_cuda
+    np.testing.assert_allclose(x.grad.numpy(), 3 * np.cos([0.5, -1.0, 2.0]), rtol=1e-12)
+    d = cad.tensor([1.0, 2.0], requires_grad=True).to("cuda").detach().requires_grad_()
+    z = (d.cpu() ** 2).sum()
+    (g,) = cad.autograd.grad(z, [d])
+    assert g.is_cuda and g.cpu().tolist() == [2.0, 4.0]
+    # transforms on device values
+    gx = cad.grad(lambda v: (cad.tanh(v) ** 2).sum())(cad.tensor([0.3, 0.7]).to("cuda"))
+    assert gx.is_cuda
+    np.testing.assert_allclose(gx.cpu().numpy(), 2 * np.tanh([0.3, 0.7]) / np.cosh([0.3, 0.7]) ** 2,
+                               rtol=1e-12)
+    H = cad.hessian(lambda v: (v ** 3).sum(), cad.ones(3).to("cuda"))
+    assert H.is_cuda and np.allclose(H.cpu().numpy(), 6 * np.eye(3))
+
+
+def test_device_mismatch_names_both_devices():
+    a = cad.ones(3)
+    b = cad.ones(3).to("cuda")
+    with pytest.raises(cad.DeviceError, match="cpu.*cuda:0|cuda:0.*cpu"):
+        a + b
+    with pytest.raises(cad.DeviceError, match="cuda"):
+        cad.matmul(cad.ones((2, 2)), b[:2].reshape(2, 1))
+    with pytest.raises(cad.DeviceError, match="cuda"):
+        cad.stack([a, b])
+
+
+def test_nondiff_ops_come_back_to_the_device():
+    d = cad.tensor([[3.0, -1.0], [0.5, 2.0]]).to("cuda")
+    for r in (cad.argmax(d, axis=1), cad.sign(d), d > 0, cad.floor(d), d.any(), (d > 0).all()):
+        assert r.is_cuda
+    assert cad.argmax(d, axis=1).cpu().tolist() == [0, 1]
+    i = cad.arange(4).to("cuda")
+    assert (i * 2 + 1).cpu().tolist() == [1, 3, 5, 7] and (i * 2).is_cuda
+    assert (i.sum()).cpu().item() == 6
+
+
+def test_indexing_on_device():
+    a = np.arange(24.0).reshape(2, 3, 4)
+    d = cad.tensor(a, requires_grad=True).to("cuda").detach().requires_grad_()
+    np.testing.assert_array_equal(d[1, :, ::2].cpu().numpy(), a[1, :, ::2])
+    np.testing.assert_array_equal(d[:, [0, 2, 0]].cpu().numpy(), a[:, [0, 2, 0]])
+    m = cad.tensor(a > 10).to("cuda")
+    np.testing.assert_array_equal(d[m].cpu().numpy(), a[a > 10])
+    (g,) = cad.autograd.grad(d[:, [0, 2, 0]].sum(), [d])
+    want = np.zeros_like(a)
+    np.add.at(want, (slice(None), [0, 2, 0]), 1.0)
+    np.testing.assert_array_equal(g.cpu().numpy(), want)
+    e = cad.zeros(5).to("cuda")
+    e[[1, 3, 1]] = cad.tensor([1.0, 2.0, 3.0]).to("cuda")
+    assert e.cpu().tolist() == [0.0, 3.0, 0.0, 2.0, 0.0] and e.is_cuda
+
+
+def test_training_loop_on_device_matches_cpu():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 8))
+    y = rng.integers(0, 3, 64)
+    W1 = rng.standard_normal((8, 16)) * 0.3
+    W2 = rng.standard_normal((16, 3)) * 0.3
+    losses = {}
+    for dev in ("cpu", "cuda"):
+        Xt, yt = cad.tensor(X).to(dev), cad.tensor(y).to(dev)
+        w1 = cad.tensor(W1).to(dev).detach().requires_grad_()
+        w2 = cad.tensor(W2).to(dev).detach().requires_grad_()
+        b1 = cad.zeros(16).to(dev).detach().requires_grad_()
+        out = []
+        for _ in range(20):
+            loss = cad.cross_entropy(cad.tanh(Xt @ w1 + b1) @ w2, yt)
+            loss.backward()
+            with cad.no_grad():
+                for p in (w1, w2, b1):
+                    p -= 0.5 * p.grad
+                    p.grad = None
+            out.append(float(loss))
+        losses[dev] = out
+    assert losses["cuda"][-1] < 0.8 * losses["cuda"][0]
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-9)
+
+
+def test_out_of_memory_is_clear_and_keeps_tensors():
+    keep = cad.tensor([1.0, 2.0, 3.0]).to("cuda")
+    info = cad.cuda.memory_info()
+    if not REAL:   # the fake device: a small memory, so the host does not fill up
+        cad._core._engine.cuda_set_fake_limit(info["in_use"] + info["cached"] + (64 << 20))
+    try:
+        n = int(cad.cuda.memory_info()["total"] // 8) + (1 << 20)
+        with pytest.raises(cad.cuda.OutOfMemoryError, match="memory"):
+            cad.zeros(n, device="cuda")
+        with pytest.raises(MemoryError, match="cannot allocate"):
+            (keep.reshape(3, 1) * cad.ones(1, n // 3 + 1, device="cpu").to("cuda") if not REAL
+             else cad.zeros(n // 2, device="cuda") + cad.zeros(n // 2, device="cuda"))
+    finally:
+        if not REAL:
+            cad._core._engine.cuda_set_fake_limit(1 << 32)
+    assert keep.cpu().tolist() == [1.0, 2.0, 3.0]
+    assert (keep * 2).cpu().tolist() == [2.0, 4.0, 6.0]
+
+
+def test_large_reductions_split_over_threads_match_cpu():
+    """reductions and broadcast gradients big enough for the partial-sum path
+    (NOTE [ Kernel iteration ])"""
+    rng = np.random.default_rng(5)
+    for dtype in (np.float64, np.float32):
+        a = rng.standard_normal((300, 257)).astype(dtype)
+        b = rng.standard_normal((257,)).astype(dtype)
+        s = rng.standard_normal(()).astype(dtype)
+        rtol = 1e-10 if dtype == np.float64 else 1e-4
+        res = {}
+        for dev in ("cpu", "cuda"):
+            x = cad.tensor(a).to(dev).detach().requires_grad_()
+            y = cad.tensor(b).to(dev).detach().requires_grad_()
+            z = cad.tensor(s).to(dev).detach().requires_grad_()
+            out = [x.sum(), x.sum(axis=0), x.sum(axis=1), x.max(), x.max(axis=0), x.min(axis=1),
+                   (x * x).mean(), cad.logsumexp(x, axis=1)]
+            loss = ((x + y) * z).sum() + cad.tanh(x * y).sum() + x.max() + (x ** 2).prod(axis=1).sum() * 0
+            gs = cad.autograd.grad(loss, [x, y, z])
+            res[dev] = [np.asarray(t.cpu()) for t in out + list(gs)]
+        for u, v in zip(res["cpu"], res["cuda"]):
+            np.testing.assert_allclose(v, u, rtol=rtol, atol=rtol)
+
+
+@real_gpu
+@pytest.mark.cuda
+def test_tf32_switch_and_float32_matmul_accuracy():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((256, 256)).astype(np.float32), rng.standard_normal((256, 256)).astype(np.float32)
+    ref = a.astype(np.float64) @ b
+    da, db = cad.tensor(a).to("cuda"), cad.tensor(b).to("cuda")
+    exact = (da @ db).cpu().numpy()
+    assert np.abs(exact - ref).max() < 1e-3
+    cad.cuda.allow_tf32 = True
+    try:
+        fast = (da @ db).cpu().numpy()
+    finally:
+        cad.cuda.allow_tf32 = False
+    assert np.abs(fast - ref).max() < 0.5
+
+
+def test_no_gpu_errors_say_what_is_missing():
+    if REAL:
+        pytest.skip("this machine has a GPU")
+    code = ("import cad\n"
+            "try:\n    cad.ones(2).to('cuda')\nexcept cad.DeviceError as e:\n    print('ERR', e)\n"
+            "print('AVAIL', cad.cuda.is_available(), cad.cuda.device_count())\n"
+            "import sys; print('PYCUDA', 'pycuda' in sys.modules)\n")
+    env = dict(os.environ)
+    env.pop("CAD_CUDA_FAKE", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout
+    assert "ERR to: CUDA is not available" in out, out
+    assert ("driver" in out or "no CUDA device" in out or "sees no" in out), out
+    assert "AVAIL False 0" in out and "PYCUDA False" in out, out
+    assert "pycuda" in out.split("ERR", 1)[1].split("\n")[0] or "pycuda" not in sys.modules
+
+
+def test_generated_kernels_compile_with_nvcc(tmp_path):
+    """the CUDA module cad builds at run time compiles for the GPU machine's arch"""
+    import shutil
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not installed")
+    src = os.path.join(os.path.dirname(cad._core._engine.__file__), "_kernels.cu")
+    r = subprocess.run([nvcc, "-ptx", "-arch=sm_90", src, "-o", str(tmp_path / "k.ptx")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ptx = (tmp_path / "k.ptx").read_text()
+    for name in ("k_acc_f64", "k_cad_add_fwd_f32", "k_xentb_f32", "k_cad_tanh_vjp0_f64_set"):
+        assert f".entry {name}(" in ptx
