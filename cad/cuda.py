@@ -47,11 +47,16 @@ def _use_fake(limit_bytes=None):
 
 
 def _pycuda_problem():
+    """None when pycuda imports; else what is wrong, in words"""
     try:
         import pycuda.compiler  # noqa: F401
         import pycuda.driver  # noqa: F401
-    except Exception as e:   # ImportError, or a pycuda built for another CUDA
-        return f"{type(e).__name__}: {e}"
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] == "pycuda":
+            return "pycuda is not installed (pip install 'cad[cuda]')"
+        return f"pycuda cannot be imported ({type(e).__name__}: {e})"
+    except Exception as e:   # a pycuda built for another CUDA, no driver library, ...
+        return f"pycuda cannot be imported ({type(e).__name__}: {e})"
     return None
 
 
@@ -97,11 +102,10 @@ def _init(who):
     n, msg = _C.cuda_device_count()
     problem = _pycuda_problem()
     if n <= 0:
-        extra = "" if problem is None else "; pycuda is not installed either (pip install 'cad[cuda]')"
+        extra = "" if problem is None else f"; and {problem}"
         raise DeviceError(f"{who}: CUDA is not available: {msg}{extra}")
     if problem is not None:
-        raise DeviceError(f"{who}: a GPU is present but pycuda is not usable ({problem}); "
-                          "pip install 'cad[cuda]'")
+        raise DeviceError(f"{who}: a GPU is present but {problem}")
     err = _C.cuda_open(False)
     if err:
         raise DeviceError(f"{who}: {err}")

@@ -3017,6 +3017,10 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
     cdef bint st_ok = False
     if len(xs) != len(rp.in_h):
         raise TypeError(f"{who}: the tape was recorded with {len(rp.in_h)} inputs, got {len(xs)}")
+    for k in range(len(xs)):
+        if isinstance(xs[k], Tensor) and (<Tensor>xs[k])._dev:
+            raise DeviceError(f"{who}: input {k} is on cuda:0; replaying on CUDA is not implemented "
+                              "yet (pass CPU tensors)")
     if rp.has_sp and not rp.busy and len(xs) <= 64:
         rp.busy = True
         try:

@@ -536,3 +536,5 @@ int cad_cu_row_kernel(cad_row row) {
 }
 
 void cad_cu_seterr(const char *msg) { snprintf(errbuf, sizeof errbuf, "%s", msg); }
+
+int cad_cu_ctx(void) { return cur(); }

@@ -11,6 +11,7 @@
 #include "cad_cuda.h"
 
 void cad_cu_seterr(const char *msg);
+int cad_cu_ctx(void);
 
 static inline int esz(int dt) { return (dt == CAD_F64 || dt == CAD_I64) ? 8 : (dt == CAD_F32 ? 4 : 1); }
 
@@ -348,6 +349,7 @@ int cad_cu_matmul(const cad_mm *mm) {
         cad_dev = saved;
         return st;
     }
+    if ((st = cad_cu_ctx())) return st;   /* cuBLAS works in the thread's current context */
     for (d = 0; d < mm->bnd; d++) nbatch *= mm->bshape[d];
     if (mm->m == 0 || mm->n == 0 || nbatch == 0) return CAD_OK;
     if (mm->m > 0x7fffffff || mm->n > 0x7fffffff || mm->k > 0x7fffffff) return CAD_EBLAS;
