@@ -160,7 +160,7 @@ cdef extern from *:
     static cad_row cad_acc_row(int dt) { return cad_acc_rows[dt]; }
     static char *cad_bdata_(cad_buf *b) { return cad_bdata(b); }
     """
-    cad_row cad_acc_row(int dt)
+    cad_row cad_acc_row(int dt) nogil
     char *_bdata "cad_bdata_"(cad_buf *b)
 
 cdef extern from *:
@@ -1840,7 +1840,7 @@ def unview(object g, int64_t offset, tuple vshape, tuple vstrides, tuple out_sha
         _dcheck(cad_cu_zero(dout.ptr, <size_t>(dout.size * es)), "unview")
         cad_iter_operand(&it, 0, dout.ptr + offset * es, es, nd, vs, vst)
         _operand(&it, 1, t)
-        _dcheck(_run_dev(&it, cad_acc_row(t._dtype)), "unview")
+        _dcheck(_run_dev_acc(&it, cad_acc_row(t._dtype), t._dtype), "unview")
         r = _dwrap(dout)
     else:
         out = _empty_shape(out_shape, t._dtype)

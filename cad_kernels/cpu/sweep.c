@@ -197,15 +197,24 @@ CNTEQ_ROW(cnteq_f32, float)
 MAXVJP_ROW(maxvjp_f64, double)
 MAXVJP_ROW(maxvjp_f32, float)
 
-/* prod: counts zeros and multiplies the non-zeros of each slice */
-#define PRODNZ_ROW(name, T)                                                    \
+/* prod: counts the zeros (c += x == 0) and multiplies the non-zeros (q *= x or 1) of
+ * each slice, in two passes with one accumulator each, so both can be split over
+ * threads and combined (acc, mul) */
+#define CNTZ_ROW(name, T)                                                      \
     static void name(char **p, const int64_t *s, int64_t n) {                 \
         int64_t i;                                                            \
-        T *c = (T *)p[0], *q = (T *)p[1];                                     \
-        const T *x = (const T *)p[2];                                         \
+        T *c = (T *)p[0];                                                     \
+        const T *x = (const T *)p[1];                                         \
+        for (i = 0; i < n; i++) c[i * s[0]] += (T)(x[i * s[1]] == 0);         \
+    }
+#define MULNZ_ROW(name, T)                                                     \
+    static void name(char **p, const int64_t *s, int64_t n) {                 \
+        int64_t i;                                                            \
+        T *q = (T *)p[0];                                                     \
+        const T *x = (const T *)p[1];                                         \
         for (i = 0; i < n; i++) {                                             \
-            T v = x[i * s[2]];                                                \
-            if (v == 0) c[i * s[0]] += 1; else q[i * s[1]] *= v;              \
+            T v = x[i * s[1]];                                                \
+            q[i * s[0]] *= v == 0 ? (T)1 : v;                                 \
         }                                                                     \
     }
 #define PRODVJP_ROW(name, T)                                                   \
@@ -219,14 +228,17 @@ MAXVJP_ROW(maxvjp_f32, float)
             else if (cz == 1 && v == 0) gx[i * s[0]] += g[i * s[1]] * pq;     \
         }                                                                     \
     }
-PRODNZ_ROW(prodnz_f64, double)
-PRODNZ_ROW(prodnz_f32, float)
+CNTZ_ROW(cntz_f64, double)
+CNTZ_ROW(cntz_f32, float)
+MULNZ_ROW(mulnz_f64, double)
+MULNZ_ROW(mulnz_f32, float)
 PRODVJP_ROW(prodvjp_f64, double)
 PRODVJP_ROW(prodvjp_f32, float)
 
 const cad_rowname cad_sweep_row_names[] = {
     {cnteq_f64, "k_cnteq_f64"}, {cnteq_f32, "k_cnteq_f32"}, {maxvjp_f64, "k_maxvjp_f64"},
-    {maxvjp_f32, "k_maxvjp_f32"}, {prodnz_f64, "k_prodnz_f64"}, {prodnz_f32, "k_prodnz_f32"},
+    {maxvjp_f32, "k_maxvjp_f32"}, {cntz_f64, "k_cntz_f64"}, {cntz_f32, "k_cntz_f32"},
+    {mulnz_f64, "k_mulnz_f64"}, {mulnz_f32, "k_mulnz_f32"},
     {prodvjp_f64, "k_prodvjp_f64"}, {prodvjp_f32, "k_prodvjp_f32"},
     {NULL, NULL}
 };
@@ -277,19 +289,26 @@ static int reduce_vjp2(cad_tape *t, const cad_rec *r, int is_prod) {
             }
         }
     }
-    it.nop = 3;
     it.ndim = nd;
     for (d = 0; d < nd; d++) it.shape[d] = xs[d];
-    if (is_prod) {
+    if (is_prod) {   /* zeros counted, non-zeros multiplied: two reductions */
+        const double one64 = 1.0;
+        const float one32 = 1.0f;
+        it.nop = 2;
         cad_iter_operand(&it, 0, c, es, nd, rshape, rst);
-        cad_iter_operand(&it, 1, q, es, nd, rshape, rst);
-        cad_iter_operand(&it, 2, cad_bdata(x), es, nd, xs, cad_strides(t, x));
-        st = cad_iter_run(&it, dt == 0 ? prodnz_f64 : prodnz_f32, NULL, NULL);
+        cad_iter_operand(&it, 1, cad_bdata(x), es, nd, xs, cad_strides(t, x));
+        st = cad_iter_run(&it, dt == 0 ? cntz_f64 : cntz_f32, cad_acc_rows[x->dtype], zero_of(x->dtype));
+        if (!st) {
+            cad_iter_operand(&it, 0, q, es, nd, rshape, rst);
+            st = cad_iter_run(&it, dt == 0 ? mulnz_f64 : mulnz_f32, cad_mul_rows[dt],
+                              dt == 0 ? (const void *)&one64 : (const void *)&one32);
+        }
     } else {
+        it.nop = 3;
         cad_iter_operand(&it, 0, c, es, nd, rshape, rst);
         cad_iter_operand(&it, 1, cad_bdata(x), es, nd, xs, cad_strides(t, x));
         cad_iter_operand(&it, 2, cad_bdata(o), es, nd, rshape, rst);
-        st = cad_iter_run(&it, dt == 0 ? cnteq_f64 : cnteq_f32, NULL, NULL);
+        st = cad_iter_run(&it, dt == 0 ? cnteq_f64 : cnteq_f32, cad_acc_rows[x->dtype], zero_of(x->dtype));
     }
     if (!st) {
         it.nop = 5;

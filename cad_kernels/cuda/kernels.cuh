@@ -158,10 +158,11 @@ CAD_ROW_KERNEL(k_ca_f32_f32, CAD_B_CA_F32_F32)
 #define CAD_CNTEQ(q, T) { CAD_OPND(T, 0, q) += (T)(CAD_OPND(const T, 1, q) == CAD_OPND(const T, 2, q)); }
 #define CAD_MAXVJP(q, T) { if (CAD_OPND(const T, 2, q) == CAD_OPND(const T, 3, q)) \
         CAD_OPND(T, 0, q) += CAD_OPND(const T, 1, q) / CAD_OPND(const T, 4, q); }
-/* prod vjp: zeros counted (c) and non-zeros multiplied (q) per slice, then
+/* prod vjp: zeros counted (c) and non-zeros multiplied (q) per slice (two
+ * reductions), then
  * gx += g * (no zero: prod / x; one zero and x is it: the product of the rest) */
-#define CAD_PRODNZ(q, T) { T v_ = CAD_OPND(const T, 2, q); \
-        if (v_ == 0) CAD_OPND(T, 0, q) += 1; else CAD_OPND(T, 1, q) *= v_; }
+#define CAD_CNTZ(q, T) { CAD_OPND(T, 0, q) += (T)(CAD_OPND(const T, 1, q) == 0); }
+#define CAD_MULNZ(q, T) { T v_ = CAD_OPND(const T, 1, q); CAD_OPND(T, 0, q) *= v_ == 0 ? (T)1 : v_; }
 #define CAD_PRODVJP(q, T) { T v_ = CAD_OPND(const T, 2, q), cz_ = CAD_OPND(const T, 3, q), pq_ = CAD_OPND(const T, 4, q); \
         if (cz_ == 0) CAD_OPND(T, 0, q) += CAD_OPND(const T, 1, q) * (pq_ / v_); \
         else if (cz_ == 1 && v_ == 0) CAD_OPND(T, 0, q) += CAD_OPND(const T, 1, q) * pq_; }
@@ -169,16 +170,20 @@ CAD_ROW_KERNEL(k_ca_f32_f32, CAD_B_CA_F32_F32)
 #define CAD_B_CNTEQ_F32(q) CAD_CNTEQ(q, float)
 #define CAD_B_MAXVJP_F64(q) CAD_MAXVJP(q, double)
 #define CAD_B_MAXVJP_F32(q) CAD_MAXVJP(q, float)
-#define CAD_B_PRODNZ_F64(q) CAD_PRODNZ(q, double)
-#define CAD_B_PRODNZ_F32(q) CAD_PRODNZ(q, float)
+#define CAD_B_CNTZ_F64(q) CAD_CNTZ(q, double)
+#define CAD_B_CNTZ_F32(q) CAD_CNTZ(q, float)
+#define CAD_B_MULNZ_F64(q) CAD_MULNZ(q, double)
+#define CAD_B_MULNZ_F32(q) CAD_MULNZ(q, float)
 #define CAD_B_PRODVJP_F64(q) CAD_PRODVJP(q, double)
 #define CAD_B_PRODVJP_F32(q) CAD_PRODVJP(q, float)
 CAD_ROW_KERNEL(k_cnteq_f64, CAD_B_CNTEQ_F64)
 CAD_ROW_KERNEL(k_cnteq_f32, CAD_B_CNTEQ_F32)
 CAD_ROW_KERNEL(k_maxvjp_f64, CAD_B_MAXVJP_F64)
 CAD_ROW_KERNEL(k_maxvjp_f32, CAD_B_MAXVJP_F32)
-CAD_ROW_KERNEL(k_prodnz_f64, CAD_B_PRODNZ_F64)
-CAD_ROW_KERNEL(k_prodnz_f32, CAD_B_PRODNZ_F32)
+CAD_ROW_KERNEL(k_cntz_f64, CAD_B_CNTZ_F64)
+CAD_ROW_KERNEL(k_cntz_f32, CAD_B_CNTZ_F32)
+CAD_ROW_KERNEL(k_mulnz_f64, CAD_B_MULNZ_F64)
+CAD_ROW_KERNEL(k_mulnz_f32, CAD_B_MULNZ_F32)
 CAD_ROW_KERNEL(k_prodvjp_f64, CAD_B_PRODVJP_F64)
 CAD_ROW_KERNEL(k_prodvjp_f32, CAD_B_PRODVJP_F32)
 
@@ -316,7 +321,8 @@ CAD_XENTB_KERNEL(k_xentb_f32, float, expf)
     X(k_cp_b_b) X(k_cp_b_f64) X(k_cp_b_f32) X(k_cp_b_i64)                       \
     X(k_ca_f64_f64) X(k_ca_f64_f32) X(k_ca_f32_f64) X(k_ca_f32_f32)             \
     X(k_cnteq_f64) X(k_cnteq_f32) X(k_maxvjp_f64) X(k_maxvjp_f32)               \
-    X(k_prodnz_f64) X(k_prodnz_f32) X(k_prodvjp_f64) X(k_prodvjp_f32)           \
+    X(k_cntz_f64) X(k_cntz_f32) X(k_mulnz_f64) X(k_mulnz_f32)                   \
+    X(k_prodvjp_f64) X(k_prodvjp_f32)                                           \
     X(k_fill_8) X(k_fill_4) X(k_fill_1)                                         \
     X(k_gather_8) X(k_gather_4) X(k_gather_1) X(k_gathadd_f64) X(k_gathadd_f32) \
     X(k_scatadd_f64) X(k_scatadd_f32)                                           \
