@@ -315,3 +315,17 @@ def test_replay_refuses_cuda_values():
         tape(cad.tensor(1.0).to("cuda"))
     with pytest.raises(cad.DeviceError, match="cuda"):
         cad.record(lambda x: x * 2.0, cad.tensor([1.0]).to("cuda"))
+
+
+def test_overlapping_windows_accumulate_like_the_cpu():
+    """a destination whose kept strides overlap (a sliding window) must not race"""
+    C = cad._core._engine
+    g = np.arange(9.0).reshape(3, 3)
+    want = np.asarray(C.unview(cad.tensor(g), 0, (3, 3), (1, 1), (5,)))
+    got = C.unview(cad.tensor(g).to("cuda"), 0, (3, 3), (1, 1), (5,))
+    np.testing.assert_array_equal(got.cpu().numpy(), want)
+    assert want.tolist() == [0.0, 4.0, 12.0, 12.0, 8.0]
+    x = cad.tensor(np.arange(5.0)).to("cuda").detach().requires_grad_()
+    w = C.as_strided(x, 0, (3, 3), (1, 1))   # w[i, j] = x[i + j]
+    (gx,) = cad.autograd.grad((w * cad.tensor(g).to("cuda")).sum(), [x])
+    np.testing.assert_array_equal(gx.cpu().numpy(), want)

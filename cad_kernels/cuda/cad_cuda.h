@@ -79,6 +79,10 @@ int cad_cu_xent_vjp(int dtype, char *gz, const char *g, const char *z, int64_t z
                     const int64_t *lab, int64_t lst, const char *out, int64_t os, int64_t N, int64_t C,
                     int assign);
 
+void cad_cu_set_cublas_paths(const char *paths);   /* ':'-separated libcublas candidates */
+void cad_cu_seterr(const char *msg);
+int cad_cu_ctx(void);                    /* the primary context, current on this thread */
+
 /* host emulation (host.c) */
 typedef void (*cad_hostk)(const cad_kp p);
 typedef struct { const char *name; cad_hostk fn; } cad_hostk_entry;

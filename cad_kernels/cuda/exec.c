@@ -10,8 +10,6 @@
 #include <string.h>
 #include "cad_cuda.h"
 
-void cad_cu_seterr(const char *msg);
-int cad_cu_ctx(void);
 
 static inline int esz(int dt) { return (dt == CAD_F64 || dt == CAD_I64) ? 8 : (dt == CAD_F32 ? 4 : 1); }
 
@@ -46,6 +44,24 @@ static int64_t bits_of(const void *v, int esize) {
     else if (esize == 4) { int32_t w; memcpy(&w, v, 4); b = w; }
     else b = *(const uint8_t *)v;
     return b;
+}
+
+/* can two different kept indices reach the same element of operand 0 (a window
+ * with overlapping strides)?  Then the threads owning them would race. */
+static int dst_overlaps(const cad_kp *kp) {
+    int idx[CAD_KMAXD], i, j, n = kp->nkeep;
+    long long span = 0;
+    for (i = 0; i < n; i++) idx[i] = i;
+    for (i = 1; i < n; i++)   /* by |stride|, ascending (n <= 8: insertion sort) */
+        for (j = i; j > 0 && llabs(kp->st[0][idx[j]]) < llabs(kp->st[0][idx[j - 1]]); j--) {
+            int tmp = idx[j]; idx[j] = idx[j - 1]; idx[j - 1] = tmp;
+        }
+    for (i = 0; i < n; i++) {
+        long long a = llabs(kp->st[0][idx[i]]);
+        if (a <= span) return 1;
+        span += a * (kp->shape[idx[i]] - 1);
+    }
+    return 0;
 }
 
 int cad_cu_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init) {
@@ -98,6 +114,19 @@ int cad_cu_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init
         for (k = 0; k < nop; k++) kp.st[k][kp.ndim] = st[k][d];
         nr *= shape[d];
         kp.ndim++;
+    }
+    if (nkeep > 1 && dst_overlaps(&kp)) {   /* two kept indices write one element: one thread */
+        cad_kp k2 = kp;
+        int j;
+        for (d = 0; d < kp.ndim; d++) {
+            k2.shape[d] = kp.shape[d];
+            for (j = 0; j < nop; j++) k2.st[j][d] = kp.st[j][d];
+        }
+        k2.nkeep = 0;
+        k2.nk = 1;
+        k2.nr = nk * nr;
+        k2.parts = 1;
+        return cad_cu_launch(kid, &k2, 1);
     }
     kp.nk = nk;
     kp.nr = nr;
