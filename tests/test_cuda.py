@@ -22,6 +22,7 @@ REAL = cad.cuda.is_available() and not cad.cuda.is_fake()
 if not REAL:
     cad.cuda._use_fake()
 real_gpu = pytest.mark.skipif(not REAL, reason="needs an NVIDIA GPU")
+pytestmark = pytest.mark.cuda   # -m cuda selects these (on the fake device without a GPU)
 
 # ops whose numpy fallbacks are checked elsewhere: argmax/argmin/sign/floor/ceil/round
 # run on the host and come back (covered by test_nondiff_ops_come_back_to_the_device)
@@ -114,6 +115,40 @@ def test_op_on_device_matches_cpu(op, case, dtype):
             continue
         assert b.device == cad.device("cuda") and b.shape == a.shape and b.dtype == a.dtype
         np.testing.assert_allclose(np.asarray(b.cpu()), np.asarray(a), rtol=rtol, atol=atol)
+
+
+JVP_CASES = [(op, c) for op, c in CASES if op.differentiable]
+
+
+@pytest.mark.parametrize("op,case", JVP_CASES, ids=[ids(p) for p in JVP_CASES])
+def test_op_jvp_on_device_matches_cpu(op, case):
+    cpu, dev, call = build_both(op, case, np.float64)
+    if not cpu:
+        return
+    rng = np.random.default_rng(3)
+    tans = [rng.standard_normal(x.shape) for x in cpu]
+    _, tw = cad.jvp(lambda *ls: call(list(ls), False), tuple(cpu), tuple(cad.tensor(t) for t in tans))
+    _, tg = cad.jvp(lambda *ls: call(list(ls), True), tuple(dev),
+                    tuple(cad.tensor(t).to("cuda") for t in tans))
+    if tw is None or (isinstance(tw, cad.Tensor) and tw.dtype.kind != "f"):
+        return
+    tw = tw if isinstance(tw, (tuple, list)) else [tw]
+    tg = tg if isinstance(tg, (tuple, list)) else [tg]
+    for a, b in zip(tw, tg):
+        assert b.is_cuda and b.shape == a.shape
+        np.testing.assert_allclose(np.asarray(b.cpu()), np.asarray(a), rtol=1e-9, atol=1e-11)
+
+
+def test_cuda_module_functions():
+    assert cad.cuda.is_available() and cad.cuda.device_count() >= 1
+    x = cad.ones(1000, device="cuda") * 2.0
+    cad.cuda.synchronize()
+    info = cad.cuda.memory_info()
+    assert info["in_use"] > 0 and info["total"] > 0 and isinstance(cad.cuda.get_device_name(), str)
+    del x
+    cad.cuda.empty_cache()
+    assert cad.cuda.memory_info()["cached"] == 0
+    assert cad.cuda.allow_tf32 is False
 
 
 def test_transfers_and_attributes():
