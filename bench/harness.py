@@ -162,8 +162,10 @@ def _loop(fn, number):
     return (time.perf_counter() - t0) / number
 
 
-def measure(fn, settings):
-    """Warm up, calibrate, sample.  Returns dict(samples=[phase tuples], number, result)."""
+def prepare(fn, settings):
+    """Warm up and calibrate.  Returns the cell's state: samples so far (the warm
+    call's, when it is one call per sample), calls per sample, samples wanted, the
+    warm-up result and time."""
     t0 = time.perf_counter()
     _, result = _call(fn)  # warm-up (jit compilation, ...); its result is checked
     warmup_s = time.perf_counter() - t0
@@ -179,13 +181,24 @@ def measure(fn, settings):
     else:
         fit = int(settings.budget_s / max(est * number, 1e-9))
         repeats = max(settings.min_repeat, min(settings.default_repeat, fit))
-    samples = [est_times] if number == 1 else []
-    while len(samples) < repeats:
-        if number == 1:
-            samples.append(_call(fn)[0])
+    return {"samples": [est_times] if number == 1 else [], "number": number, "repeats": repeats,
+            "result": result, "warmup_s": warmup_s}
+
+
+def sample(fn, m, upto):
+    """Take samples until m holds `upto` of them."""
+    while len(m["samples"]) < min(upto, m["repeats"]):
+        if m["number"] == 1:
+            m["samples"].append(_call(fn)[0])
         else:
-            samples.append((_loop(fn, number),))
-    return {"samples": samples, "number": number, "result": result, "warmup_s": warmup_s}
+            m["samples"].append((_loop(fn, m["number"]),))
+
+
+def measure(fn, settings):
+    """Warm up, calibrate, sample.  Returns dict(samples=[phase tuples], number, result)."""
+    m = prepare(fn, settings)
+    sample(fn, m, m["repeats"])
+    return m
 
 
 # ---------------------------------------------------------------------------
@@ -231,11 +244,22 @@ def compare(ref, got, tol):
 # running
 
 
+# implementations whose worker threads (torch's OpenMP, XLA's pool) keep spinning for a
+# while after a call: on 2 cores they would take the core the next one's threads need
+THREADED = {"torch", "torch.jit", "torch.compile", "jax", "jax.jit"}
+
+
 def run_case(case, peers, settings, impls_wanted, log):
-    """Times every implementation of one case.  Returns the rows for the table/JSON."""
+    """Times every implementation of one case.  Returns the rows for the table/JSON.
+
+    The samples of a full run are taken in rounds that alternate the order of the
+    implementations (A B C, C B A, A B C): this machine's speed drifts in phases of
+    seconds, and a ratio between two cells measured minutes apart would carry it."""
     data = case.data()
     cells = {}  # impl -> dict(samples, number) or dict(status, note)
+    live = {}   # impl -> (fn, state) while sampling
     ref = None
+    prev = None
     for impl in IMPLS:
         if impl not in case.impls or impl not in impls_wanted:
             continue
@@ -246,19 +270,34 @@ def run_case(case, peers, settings, impls_wanted, log):
         log(f"  {label} ...")
         try:
             fn = case.impls[impl](data)
-            # let the previous implementation's worker threads (torch's OpenMP, XLA's pool)
-            # finish spinning: on 2 cores they would take the core this one's threads need
-            time.sleep(0.3)
-            m = measure(fn, settings)
+            if prev in THREADED or impl in THREADED:
+                time.sleep(0.3)
+            prev = impl
+            live[impl] = (fn, prepare(fn, settings))
         except Exception as e:
             msg = f"{type(e).__name__}: {e}".splitlines()[0][:200]
             tb = traceback.format_exc(limit=-3)
             cells[impl] = {"status": "error", "note": msg, "traceback": tb}
             log(f"    error: {msg}")
+        cells.setdefault(impl, None)
+    rounds = 1 if settings.quick else 3
+    order = list(live)
+    for r in range(rounds):
+        for impl in (order if r % 2 == 0 else order[::-1]):
+            fn, m = live[impl]
+            if prev in THREADED or impl in THREADED:
+                time.sleep(0.3)
+            prev = impl
+            try:
+                sample(fn, m, -(-m["repeats"] * (r + 1) // rounds))
+            except Exception as e:
+                msg = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+                cells[impl] = {"status": "error", "note": msg, "traceback": traceback.format_exc(limit=-3)}
+                live[impl] = (fn, dict(m, repeats=0))
+    for impl in order:
+        fn, m = live[impl]
+        if cells.get(impl) is not None:   # failed while sampling
             continue
-        finally:
-            fn = None
-            gc.collect()
         cell = {"status": "ok", "samples": m["samples"], "number": m["number"],
                 "warmup_s": m["warmup_s"]}
         if impl == "hand":
@@ -269,9 +308,11 @@ def run_case(case, peers, settings, impls_wanted, log):
                 cell["note"] = diff
         cells[impl] = cell
         value, unit = format_time(statistics.median(sum(s) for s in m["samples"]) / case.per)
-        log(f"    {value} {unit}/{case.per_name}  "
+        log(f"    {impl}: {value} {unit}/{case.per_name}  "
             f"({len(m['samples'])} samples x {m['number']} calls)")
-    return make_rows(case, cells)
+    live.clear()
+    gc.collect()
+    return make_rows(case, {k: v for k, v in cells.items() if v is not None})
 
 
 def make_rows(case, cells):
