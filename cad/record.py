@@ -161,9 +161,7 @@ class StaticTape:
         """The gradients of the (scalar) output at xs, one per picked input (a
         tuple; a single tensor when argnums is an int)."""
         if argnums is None and not self._retrace:   # the common case, with no wrapper
-            mask = self._diff
-            grads = C.replay_run(self._replay, xs, mask, None, "tape.grad")[1]
-            return tuple(g for g, m in zip(grads, mask) if m)
+            return C.replay_grads(self._replay, xs, self._diff, "tape.grad")
         mask = self._diff if argnums is None else self._mask(argnums, len(xs), "tape.grad")
         grads = self._run(xs, mask, "tape.grad")[1]
         if isinstance(argnums, int):

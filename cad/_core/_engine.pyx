@@ -18,6 +18,7 @@ a tensor refers to it, and backward() without retain_graph consumes it.
 """
 cimport cython
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.pycapsule cimport PyCapsule_New, PyCapsule_GetPointer, PyCapsule_GetName
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint64_t
@@ -3000,6 +3001,25 @@ cdef object _value_of(cad_tape *t, cad_hid h):
     if b.size:
         memcpy(cnp.PyArray_DATA(a), b.data, b.size * _ESIZE[b.dtype])
     return _wrap(a)
+
+
+def replay_grads(Replay rp, tuple xs, tuple mask, str who):
+    """tape.grad's common path: the gradients of the inputs selected by mask, as a
+    tuple (one replay, no Python-level filtering)"""
+    cdef list grads = replay_run(rp, xs, mask, None, who)[1]
+    cdef Py_ssize_t k, n = len(mask), m = 0
+    for k in range(n):
+        if mask[k]:
+            m += 1
+    cdef tuple out = PyTuple_New(m)
+    m = 0
+    for k in range(n):
+        if mask[k]:
+            g = grads[k]
+            Py_INCREF(g)
+            PyTuple_SET_ITEM(out, m, g)
+            m += 1
+    return out
 
 
 def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
