@@ -406,6 +406,10 @@ def gen_h(prims, ew):
     L.append("extern const unsigned char cad_heavy[OP_COUNT];")
     L.append("static inline int cad_fwd_heavy(int op) { return cad_heavy[op]; }")
     L.append("static inline cad_row cad_fwd_row(int op, int dt) { return cad_fwd_rows[op][dt]; }")
+    L.append("/* unary ops whose partial calls a transcendental function (sin: cos(x)): their")
+    L.append("   float64 vjp row (assigning), which scalar programs run over all such")
+    L.append("   instructions at once (vector math) instead of one at a time; NULL otherwise */")
+    L.append("extern const cad_row cad_heavy_partial_rows[OP_COUNT];")
     L.append("extern const cad_row (*cad_jvp_rows[OP_COUNT])[2];")
     L.append("extern cad_row cad_bool_rows[OP_COUNT][4];")
     L.append("static inline cad_row cad_bool_row(int op, int dt) { return cad_bool_rows[op][dt]; }")
@@ -566,6 +570,12 @@ def gen_c(prims, ew):
     for name, _ in gen_rows(prims, ew):
         L.append(f"    {{{name}, \"k_{name}\"}},")
     L.append("    {NULL, NULL}")
+    L.append("};")
+    L.append("const cad_row cad_heavy_partial_rows[OP_COUNT] = {")
+    for op in prims:
+        hp = (op.kind == "ew" and len(op.args) == 1 and op.args[0] in op.d and scalar_ok(op)
+              and heavy(op, op.d[op.args[0]]))
+        L.append(f"    cad_{op.name}_vjp0_f64_set," if hp else "    NULL,")
     L.append("};")
     L.append("const unsigned char cad_heavy[OP_COUNT] = {")
     L.append("    " + ", ".join(str(int(op.kind == "ew" and heavy(op, op.fwd))) for op in prims))

@@ -2926,6 +2926,13 @@ cdef object _sprog_run(Replay rp, tuple xs, object grad_mask, object seed, str w
                                      f"{_DTNAMES[x._dtype]}; the tape was recorded with a float64 "
                                      "scalar (record again for other shapes)")
         p.v[<cad_hid>rp.in_h[k]] = x._sval
+    if grad_mask is not None and rp.out_h[0] >= 0 and grad_mask is not rp.sp_key and grad_mask != rp.sp_key:
+        for k in range(len(rp.in_h)):   # the backward list for this selection (before the forward:
+            if grad_mask[k]:            # it decides which partials the forward computes)
+                sel[nsel] = rp.in_h[k]
+                nsel += 1
+        cad_sprog_plan(p, sel, nsel, rp.out_h[0])
+        rp.sp_key = grad_mask
     if grad_mask is None:
         cad_sprog_forward(p)
     else:
@@ -2942,13 +2949,6 @@ cdef object _sprog_run(Replay rp, tuple xs, object grad_mask, object seed, str w
         if outs is None:
             outs = [rp.out_const[0]]
         return outs, [None if not m else _new_inline(0.0) for m in grad_mask]
-    if grad_mask is not rp.sp_key and grad_mask != rp.sp_key:
-        for k in range(len(rp.in_h)):
-            if grad_mask[k]:
-                sel[nsel] = rp.in_h[k]
-                nsel += 1
-        cad_sprog_plan(p, sel, nsel, ho)
-        rp.sp_key = grad_mask
     if outs is None:
         outs = [_new_inline(p.v[ho])]
     cad_sprog_backward(p, ho, 1.0 if seed is None else float(seed))

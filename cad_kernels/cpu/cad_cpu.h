@@ -211,18 +211,22 @@ void cad_align_batch(int obnd, const int64_t *obshape, int bnd, const int64_t *b
                      const int64_t *bst, int64_t *out);
 
 /* ---- compact scalar programs (sprog.c) */
-typedef struct { int32_t op, out, a, b; unsigned char mask, arity; } cad_sinst;
+/* defer: 0 the forward computes the local partials, 1 they come from a vector pass
+ * after it (cad_heavy_partial_rows), 2 nobody needs them */
+typedef struct { int32_t op, out, a, b; unsigned char mask, arity, defer; } cad_sinst;
 typedef struct {
     cad_sinst *ins, *bwd;
     int64_t n, nbwd, nv;
     double *v, *g, *d0, *d1;   /* values, gradients, partials by output value */
     unsigned char *flag;
+    int64_t *dfr, ndfr;        /* deferred instructions, grouped by op */
+    double *tx, *td, *ones;    /* the vector pass's gathered inputs, partials, seeds */
 } cad_sprog;
 int cad_sprog_build(const cad_tape *t, cad_sprog *p);   /* 1 built, 0 not a scalar tape, -1 no memory */
 void cad_sprog_free(cad_sprog *p);
 void cad_sprog_forward(cad_sprog *p);
 void cad_sprog_forward_d(cad_sprog *p);   /* also the local partials, for cad_sprog_backward */
-void cad_sprog_plan(cad_sprog *p, const int64_t *sel, int nsel, int64_t out);
+void cad_sprog_plan(cad_sprog *p, const int64_t *sel, int nsel, int64_t out);   /* before the forward */
 void cad_sprog_backward(cad_sprog *p, int64_t out, double seed);
 
 /* ---- forward replay (forward.c): recompute records from..nrecs-1 into their
