@@ -44,6 +44,15 @@ int main(void) { double a[8] = {0}, b[8]; f(b, a, 8); return (int)b[0]; }
 """, ["-fopenmp-simd", "-fno-math-errno"]):
     SIMD_FLAGS = ["-fopenmp-simd"]
     SIMD_DEFS = [("CAD_LIBMVEC", "1"), ("CAD_CLONES", "1")]
+    # AVX-512 clones too, where the compiler and libmvec have them (8 doubles per call)
+    if _probe("""#include <math.h>
+#pragma omp declare simd notinbranch
+double tanh(double);
+__attribute__((target_clones("avx512f", "avx2", "default"))) void f(double *o, const double *x, long n) {
+    _Pragma("omp simd") for (long i = 0; i < n; i++) o[i] = tanh(x[i]); }
+int main(void) { double a[16] = {0}, b[16]; f(b, a, 16); return (int)b[0]; }
+""", ["-fopenmp-simd", "-fno-math-errno"]):
+        SIMD_DEFS.append(("CAD_CLONES512", "1"))
 directives = {
     "language_level": 3,
     "boundscheck": DEBUG,

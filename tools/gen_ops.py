@@ -376,7 +376,9 @@ double pow(double, double);
 #pragma omp declare simd notinbranch
 float powf(float, float);
 #endif
-#if defined(CAD_CLONES)
+#if defined(CAD_CLONES512)
+#define CAD_ROW static __attribute__((target_clones("avx512f", "avx2", "default")))
+#elif defined(CAD_CLONES)
 #define CAD_ROW static __attribute__((target_clones("avx2", "default")))
 #else
 #define CAD_ROW static
