@@ -18,8 +18,7 @@ import time
 
 import numpy as np
 
-N_W1 = 1000
-C_W1 = 0.999
+N_W1 = 1000   # bench.w_scalar.N_OPS
 
 
 def _time(fn, sync, repeat, min_s):
@@ -38,16 +37,7 @@ def _time(fn, sync, repeat, min_s):
 
 # ---------------------------------------------------------------- workloads
 
-def _chain(y, sin):
-    for i in range(N_W1):
-        k = i % 3
-        if k == 0:
-            y = y + C_W1
-        elif k == 1:
-            y = y * C_W1
-        else:
-            y = sin(y)
-    return y
+from .w_scalar import chain as _chain  # noqa: E402  (W1's program: +c, *c, sin in turn)
 
 
 def w1_cad(cad):

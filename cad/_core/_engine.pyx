@@ -1159,6 +1159,15 @@ cdef int _weak_kind(object a):
     return -1
 
 
+cdef inline Tensor _scalar_operand(object v, int rdt, int dev):
+    """a Python scalar as an operand of dtype rdt on device dev (0 CPU, 1 CUDA)"""
+    if dev:
+        return _dconst(v, rdt)
+    if rdt == CAD_F64:
+        return _new_inline(float(v))
+    return _wrap(_np.array(v, dtype=_DTYPES[rdt]))
+
+
 cdef object _ew_general(int op, tuple args):
     cdef int n = len(args), i, rdt = -1, wk, weak = -1, dt, nd, dev
     cdef str who = _OP_NAMES[op]
@@ -1214,12 +1223,7 @@ cdef object _ew_general(int op, tuple args):
             elif t._dtype != CAD_BOOL:
                 t = <Tensor>_boolop(OP_NE, (t, 0))
         elif t is None:
-            if dev:
-                t = _dconst(args[i], rdt)
-            elif rdt == CAD_F64:
-                t = _new_inline(float(args[i]))
-            else:
-                t = _wrap(_np.array(args[i], dtype=_DTYPES[rdt]))
+            t = _scalar_operand(args[i], rdt, dev)
         elif t._dtype != rdt:
             t = <Tensor>cast(t, _DTYPES[rdt])
         ts[i] = t
@@ -1327,11 +1331,8 @@ cdef object _boolop(int op, tuple args):
         rdt = CAD_I64
     for i in range(n):
         t = <Tensor>ts[i]
-        if t is None and dev:
-            t = _dconst(args[i], rdt)
-        elif t is None:
-            t = _new_inline(float(args[i])) if rdt == CAD_F64 else \
-                _wrap(_np.array(args[i], dtype=_DTYPES[rdt]))
+        if t is None:
+            t = _scalar_operand(args[i], rdt, dev)
         elif t._dtype != rdt:
             t = <Tensor>cast(t, _DTYPES[rdt])
         ts[i] = t

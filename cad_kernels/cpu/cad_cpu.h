@@ -142,6 +142,9 @@ int cad_get_max_threads(void);
  * with combine(dst, partial). */
 int cad_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init);
 int cad_iter_run_t(cad_iter *it, cad_row row, cad_row combine, const void *init, int64_t par_min);
+/* it's dims without the size-1 ones, merged where every operand allows: the number
+ * of dims left (0: one element), -1 when a dim is empty */
+int cad_iter_coalesce(const cad_iter *it, int64_t *shape, int64_t (*st)[CAD_MAXDIM]);
 
 /* set operand k of an iterator over out_shape[ndim] from a (right-aligned)
  * operand of shape[ondim] and element strides; broadcast dims get stride 0 */

@@ -92,12 +92,10 @@ int cad_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init) {
     return cad_iter_run_t(it, row, combine, init, cad_par_min);
 }
 
-int cad_iter_run_t(cad_iter *it, cad_row row, cad_row combine, const void *init, int64_t par_min) {
-    int64_t shape[CAD_MAXDIM], st[CAD_MAXOP][CAD_MAXDIM], N = 1;
-    int nd = 0, d, k, nop = it->nop, acc0 = 0, full0 = 1, nt;
-    if (cad_dev) return cad_cu_iter_run(it, row, combine, init);
+int cad_iter_coalesce(const cad_iter *it, int64_t *shape, int64_t (*st)[CAD_MAXDIM]) {
+    int nd = 0, d, k, nop = it->nop;
     for (d = 0; d < it->ndim; d++) {
-        if (it->shape[d] == 0) return CAD_OK;
+        if (it->shape[d] == 0) return -1;
         if (it->shape[d] == 1) continue;
         if (nd > 0) {   /* merge into the previous kept dim when every operand allows */
             int ok = 1;
@@ -113,6 +111,15 @@ int cad_iter_run_t(cad_iter *it, cad_row row, cad_row combine, const void *init,
         for (k = 0; k < nop; k++) st[k][nd] = it->st[k][d];
         nd++;
     }
+    return nd;
+}
+
+int cad_iter_run_t(cad_iter *it, cad_row row, cad_row combine, const void *init, int64_t par_min) {
+    int64_t shape[CAD_MAXDIM], st[CAD_MAXOP][CAD_MAXDIM], N = 1;
+    int nd, d, k, nop = it->nop, acc0 = 0, full0 = 1, nt;
+    if (cad_dev) return cad_cu_iter_run(it, row, combine, init);
+    nd = cad_iter_coalesce(it, shape, st);
+    if (nd < 0) return CAD_OK;   /* an empty dim: nothing to do */
     if (nd == 0) {   /* one element: no threads, no partials (dst may be uninitialised for an assigning row) */
         int64_t s0[CAD_MAXOP] = {0};
         row(it->ptr, s0, 1);

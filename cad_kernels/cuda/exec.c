@@ -66,28 +66,13 @@ static int dst_overlaps(const cad_kp *kp) {
 
 int cad_cu_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init) {
     int64_t shape[CAD_MAXDIM], st[CAD_MAXOP][CAD_MAXDIM];
-    int nd = 0, d, k, nop = it->nop, kid, nkeep = 0;
+    int nd, d, k, nop = it->nop, kid, nkeep = 0;
     long long nk = 1, nr = 1, parts = 1;
     cad_kp kp;
     kid = cad_cu_row_kernel(row);
     if (kid < 0) return CAD_ECUDA;
-    for (d = 0; d < it->ndim; d++) {   /* coalesce, as cad_iter_run does */
-        if (it->shape[d] == 0) return CAD_OK;
-        if (it->shape[d] == 1) continue;
-        if (nd > 0) {
-            int ok = 1;
-            for (k = 0; k < nop; k++)
-                if (st[k][nd - 1] != it->st[k][d] * it->shape[d]) { ok = 0; break; }
-            if (ok) {
-                shape[nd - 1] *= it->shape[d];
-                for (k = 0; k < nop; k++) st[k][nd - 1] = it->st[k][d];
-                continue;
-            }
-        }
-        shape[nd] = it->shape[d];
-        for (k = 0; k < nop; k++) st[k][nd] = it->st[k][d];
-        nd++;
-    }
+    nd = cad_iter_coalesce(it, shape, st);
+    if (nd < 0) return CAD_OK;
     if (nd > CAD_KMAXD) {
         char m[160];
         snprintf(m, sizeof m, "an elementwise operation over %d non-mergeable dimensions (the CUDA "
