@@ -364,3 +364,44 @@ def test_overlapping_windows_accumulate_like_the_cpu():
     w = C.as_strided(x, 0, (3, 3), (1, 1))   # w[i, j] = x[i + j]
     (gx,) = cad.autograd.grad((w * cad.tensor(g).to("cuda")).sum(), [x])
     np.testing.assert_array_equal(gx.cpu().numpy(), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_matmul_layouts_through_the_cublas_mapping(dtype):
+    """every operand layout cad hands to cuBLAS (on the fake device: a column-major
+    GEMM emulation with cuBLAS's arguments): transposed, sliced, broadcast rows,
+    1-D operands, batches with broadcasting; values and gradients"""
+    rng = np.random.default_rng(9)
+    rtol = 1e-11 if dtype == np.float64 else 1e-4
+
+    def cases(dev):
+        def t(a):
+            return cad.tensor(a.astype(dtype)).to(dev)
+        A = rng.standard_normal((5, 4))
+        B = rng.standard_normal((4, 3))
+        yield t(A), t(B)
+        yield t(A.T.copy()).T, t(B)                          # A column-major
+        yield t(A), t(B.T.copy()).T                          # B column-major
+        yield t(np.concatenate([A, A], 1))[:, ::2], t(B)     # strided columns: copied first
+        yield t(A[:1]).expand((5, 4)), t(B)                   # a broadcast row (stride 0)
+        yield t(A[0]), t(B)                                  # 1-D @ 2-D
+        yield t(A), t(B[:, 0])                               # 2-D @ 1-D
+        yield t(A[0]), t(B[:, 0])                            # 1-D @ 1-D
+        yield t(rng.standard_normal((2, 3, 5, 4))), t(rng.standard_normal((3, 4, 2)))  # batches
+        yield t(rng.standard_normal((2, 1, 5, 4))), t(rng.standard_normal((3, 4, 2)))  # broadcast batch
+        yield t(rng.standard_normal((3, 5, 4))), t(B[:, 0])  # batch @ 1-D
+        yield t(rng.standard_normal((0, 4))), t(B)           # empty
+    for (a0, b0), seed in zip(cases("cpu"), range(100)):
+        rng2 = np.random.default_rng(seed)
+        a1, b1 = a0.to("cuda"), b0.to("cuda")
+        la, lb = a0.detach().requires_grad_(), b0.detach().requires_grad_()
+        da, db = a1.detach().requires_grad_(), b1.detach().requires_grad_()
+        want, got = la @ lb, da @ db
+        assert got.is_cuda and got.shape == want.shape
+        np.testing.assert_allclose(got.cpu().numpy(), want.numpy(), rtol=rtol, atol=rtol)
+        if want.size:
+            w = rng2.standard_normal(want.shape).astype(dtype)
+            ga = cad.autograd.grad((want * cad.tensor(w)).sum(), [la, lb])
+            gd = cad.autograd.grad((got * cad.tensor(w).to("cuda")).sum(), [da, db])
+            for x, y in zip(ga, gd):
+                np.testing.assert_allclose(y.cpu().numpy(), x.numpy(), rtol=rtol, atol=rtol)
