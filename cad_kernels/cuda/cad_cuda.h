@@ -22,7 +22,8 @@
  * - The fake device: cad_cu_open(1) runs the same launcher against host memory
  *   and the kernels compiled for the host (host.c, CAD_HOST_EMU), so the whole
  *   device path (engine, sweep, launcher, every kernel's arithmetic) is tested on
- *   machines without a GPU.  Only the driver calls, nvcc and cuBLAS differ. */
+ *   machines without a GPU.  cuBLAS is emulated (its column-major GEMM, exec.c);
+ *   only the driver calls, nvcc and cuBLAS itself differ. */
 #ifndef CAD_CUDA_H
 #define CAD_CUDA_H
 #include <stddef.h>
