@@ -405,3 +405,32 @@ def test_matmul_layouts_through_the_cublas_mapping(dtype):
             gd = cad.autograd.grad((got * cad.tensor(w).to("cuda")).sum(), [da, db])
             for x, y in zip(ga, gd):
                 np.testing.assert_allclose(y.cpu().numpy(), x.numpy(), rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_long_scalar_chains_on_the_device_sweep_in_one_kernel(dtype):
+    """runs of 0-d device records are swept by one kernel (NOTE [ Device scalar runs ]):
+    the same gradients as the CPU, with values reused, constants the partials read,
+    records no gradient reaches, intermediates asked for, and retain_graph"""
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+
+    def f(x, y):
+        a, unused = x, []
+        for i in range(40):
+            a = cad.sin(a) * 0.9 + y * a if i % 3 == 0 else (a * a + 0.5 if i % 3 == 1 else cad.exp(-a) + x)
+            unused.append(a * 3.0)           # recorded, but no gradient reaches it
+            if i == 20:
+                mid = a
+        return cad.tanh(a) / (y * y + 1.0), mid
+
+    res = {}
+    for dev in ("cpu", "cuda"):
+        x = cad.tensor(np.asarray(0.3, dtype)).to(dev).detach().requires_grad_()
+        y = cad.tensor(np.asarray(0.7, dtype)).to(dev).detach().requires_grad_()
+        out, mid = f(x, y)
+        g1 = cad.autograd.grad(out, [x, y, mid], retain_graph=True)
+        g2 = cad.autograd.grad(out, [x, y], retain_graph=True)
+        out.backward()
+        res[dev] = [float(v) for v in (*g1, *g2, x.grad, y.grad, out)]
+        assert all(v.device == cad.device(dev) for v in (*g1, x.grad))
+    np.testing.assert_allclose(res["cuda"], res["cpu"], rtol=rtol)

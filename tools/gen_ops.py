@@ -308,6 +308,24 @@ def gen_cu_rows(prims, ew):
     for name, body in rows:
         L.append(f"#define B_{name}(q) {body}")
         L.append(f"CAD_ROW_KERNEL(k_{name}, B_{name})")
+    # the scalar vjps of the fused device sweep (cad_svjp's twins, by op code)
+    sops = [op for op in ew if scalar_ok(op) and len(op.args) <= 2 and op.args == ("x", "y")[:len(op.args)]]
+    for dt, ctype in (("f64", "double"), ("f32", "float")):
+        L.append(f"CAD_DEVICE void cad_dsvjp_{dt}(int op, int mask, {ctype} g, {ctype} x, {ctype} y, "
+                 f"{ctype} out, {ctype} *gx, {ctype} *gy) {{")
+        L.append("    (void)x; (void)y; (void)out; (void)gy;")
+        L.append("    switch (op) {")
+        for op in sops:
+            parts = []
+            for i, a in enumerate(op.args):
+                if a in op.d:
+                    ge = to_c(grad_expr(op.d[a]), ctype, op, f"d[{a}]")
+                    parts.append(f"if (mask & {1 << i}) *g{a} += {ge};")
+            L.append(f"    case {op.code}: {' '.join(parts)} return;   /* {op.name} */")
+        L.append("    default: return;")
+        L.append("    }")
+        L.append("}")
+        L.append(f"CAD_DSWEEP_KERNEL(k_dsweep_{dt}, {ctype}, cad_dsvjp_{dt})")
     L.append("#define CAD_GEN_KERNELS(X) \\")
     L += [f"    X(k_{name}) \\" for name, _ in rows]
     L.append("")
@@ -654,6 +672,13 @@ int cad_sweep(cad_tape *t, int free_tmp, int64_t stop) {
         int st;
         if (!o->hasg) continue;
         cad_dev = (o->flags & BUF_CUDA) != 0;   /* where this record's kernels run */
+        if (cad_dev && o->ndim == 0) {   /* a run of 0-d device records: one kernel */
+            int64_t first;
+            int done;
+            st = cad_dsweep(t, i, stop, free_tmp, &first, &done);
+            if (st) { cad_dev = dev0; return st; }
+            if (done) { i = first; continue; }
+        }
         st = vjp_one(t, r);
         if (st) { cad_dev = dev0; return st; }
         if (free_tmp && !(o->flags & BUF_KEEP)) {

@@ -256,6 +256,8 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r);
 int cad_xent_vjp(cad_tape *t, const cad_rec *r);
 int cad_xent_fwd(cad_tape *t, const cad_rec *r);
 int cad_transfer_vjp(cad_tape *t, const cad_rec *r);
+/* a run of 0-d device records ending at record i, swept in one kernel (sweep.c) */
+int cad_dsweep(cad_tape *t, int64_t i, int64_t stop, int free_tmp, int64_t *first, int *done);
 int cad_transfer_fwd(cad_tape *t, const cad_rec *r);
 /* out[i] = logsumexp(z[i, :]) - z[i, lab[i]] for N rows of C logits (strided) */
 int cad_xent_kernel(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs,

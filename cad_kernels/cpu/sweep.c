@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cad_cuda.h"
+#include "_gen_ops.h"
 
 static inline int esz(int dt) { return (dt == CAD_F64 || dt == CAD_I64) ? 8 : (dt == CAD_F32 ? 4 : 1); }
 static inline int fdt(int dt) { return dt == CAD_F64 ? 0 : 1; }
@@ -704,5 +705,152 @@ int cad_transfer_vjp(cad_tape *t, const cad_rec *r) {
         cad_dev = saved;
     }
     if (xdev) cad_cu_release(tmp); else free(tmp);
+    return st;
+}
+
+/* NOTE [ Device scalar runs ]
+ * Scalar code on the GPU (a chain of ops on 0-d CUDA tensors) would pay one kernel
+ * launch per record in the backward sweep (~3 us each, while the arithmetic is a
+ * few flops).  cad_dsweep takes a run of consecutive records whose values are all
+ * 0-d device scalars of one dtype and whose ops have scalar vjps, replays exactly
+ * what the per-record sweep would do (records whose output has no gradient are
+ * skipped, found here on the host) as a list of instructions, and runs it in one
+ * kernel on one thread: gradient slots start from the buffers' current gradients,
+ * and end in the gradient buffers of the values the rest of the sweep (or the
+ * caller) reads; the run's intermediates never get a buffer. */
+#define DSWEEP_MIN 16
+
+typedef struct { cad_hid h; int slot; } dslot_t;
+
+static int dslot(dslot_t *map, int cap, cad_hid h, int *n) {
+    int i = (int)((uint64_t)h * 0x9E3779B97F4A7C15ull >> 40) % cap;
+    while (map[i].h != -1 && map[i].h != h) i = (i + 1) % cap;
+    if (map[i].h == -1) { map[i].h = h; map[i].slot = (*n)++; }
+    return map[i].slot;
+}
+
+static int ds_eligible(cad_tape *t, const cad_rec *r, int dtype) {
+    const cad_buf *o = t->bufs + r->out;
+    int j;
+    if (!cad_scalar_op(r->op) || r->nargs != cad_scalar_op(r->op)) return 0;
+    if (!(o->flags & BUF_CUDA) || o->ndim != 0 || o->dtype != dtype) return 0;
+    for (j = 0; j < r->nargs; j++) {
+        cad_hid h = t->args[r->arg + j];
+        if (h < 0) continue;
+        if (!(t->bufs[h].flags & BUF_CUDA) || t->bufs[h].ndim != 0 || t->bufs[h].dtype != dtype) return 0;
+    }
+    return 1;
+}
+
+/* records first..i (first found here) as one kernel; *done = 0 when the run is too
+ * short to pay (the caller sweeps record i itself) */
+int cad_dsweep(cad_tape *t, int64_t i, int64_t stop, int free_tmp, int64_t *first, int *done) {
+    const int dtype = t->bufs[t->recs[i].out].dtype, es = esz(dtype);
+    int64_t j = i, k;
+    int n = 0, ns = 0, cap, st = CAD_OK, s, q;
+    dslot_t *map;
+    cad_dsinst *ins;
+    char *host = NULL, *dev = NULL, *G = NULL, **init, **wb;
+    unsigned char *hg = NULL, *made = NULL;
+    cad_kp kp;
+    *done = 0;
+    if (dtype != CAD_F64 && dtype != CAD_F32) return CAD_OK;
+    while (j - 1 >= stop && ds_eligible(t, t->recs + j - 1, dtype)) j--;
+    if (!ds_eligible(t, t->recs + i, dtype) || i - j + 1 < DSWEEP_MIN) return CAD_OK;
+    cap = (int)(4 * (i - j + 1) * 3 + 16);
+    map = (dslot_t *)malloc((size_t)cap * sizeof(dslot_t));
+    ins = (cad_dsinst *)malloc((size_t)(i - j + 1) * sizeof(cad_dsinst));
+    hg = (unsigned char *)calloc((size_t)cap, 1);
+    made = (unsigned char *)calloc((size_t)cap, 1);
+    if (!map || !ins || !hg || !made) { st = CAD_ENOMEM; goto out; }
+    for (s = 0; s < cap; s++) map[s].h = -1;
+    /* slots, and which values start with a gradient */
+    for (k = i; k >= j; k--) {
+        const cad_rec *r = t->recs + k;
+        s = dslot(map, cap, r->out, &ns);
+        made[s] = 1;
+        for (q = 0; q < r->nargs; q++)
+            if (t->args[r->arg + q] >= 0) dslot(map, cap, t->args[r->arg + q], &ns);
+    }
+    for (s = 0; s < cap; s++)
+        if (map[s].h != -1) hg[map[s].slot] = t->bufs[map[s].h].hasg;
+    /* the instructions, in sweep order, skipping records no gradient reaches */
+    for (k = i; k >= j; k--) {
+        const cad_rec *r = t->recs + k;
+        cad_dsinst *in = ins + n;
+        int so = dslot(map, cap, r->out, &ns);
+        if (!hg[so]) continue;
+        memset(in, 0, sizeof *in);
+        in->op = r->op;
+        in->gout = so;
+        in->out = t->bufs[r->out].data;
+        for (q = 0; q < r->nargs; q++) {
+            cad_hid h = t->args[r->arg + q];
+            int sq;
+            if (h < 0) continue;
+            sq = dslot(map, cap, h, &ns);
+            if (q == 0) { in->x = t->bufs[h].data; in->gx = sq; }
+            else { in->y = t->bufs[h].data; in->gy = sq; }
+            if (t->bufs[h].flags & BUF_RG) {
+                if (t->bufs[h].flags & BUF_DEAD) { st = CAD_EDEAD; goto out; }
+                in->mask |= 1 << q;
+                hg[sq] = 1;
+            }
+        }
+        n++;
+    }
+    /* slot -> starting gradient and -> gradient buffer at the end */
+    host = (char *)malloc((size_t)n * sizeof(cad_dsinst) + 2 * (size_t)ns * sizeof(char *));
+    if (!host) { st = CAD_ENOMEM; goto out; }
+    memcpy(host, ins, (size_t)n * sizeof(cad_dsinst));
+    init = (char **)(host + (size_t)n * sizeof(cad_dsinst));
+    wb = init + ns;
+    for (s = 0; s < cap; s++) {
+        cad_buf *b;
+        int sl;
+        if (map[s].h == -1) continue;
+        b = t->bufs + map[s].h;
+        sl = map[s].slot;
+        init[sl] = (b->hasg && b->grad) ? b->grad : NULL;
+        wb[sl] = NULL;
+        if (!hg[sl]) continue;
+        if (made[sl] && free_tmp && !(b->flags & BUF_KEEP)) continue;   /* an intermediate */
+        if (!b->grad) {
+            b->grad = (char *)cad_cu_alloc((size_t)es);
+            if (!b->grad) { st = CAD_EDEVMEM; goto out; }
+        }
+        b->hasg = 1;
+        wb[sl] = b->grad;
+    }
+    G = (char *)cad_cu_alloc((size_t)(ns ? ns : 1) * (size_t)es);
+    dev = (char *)cad_cu_alloc((size_t)n * sizeof(cad_dsinst) + 2 * (size_t)ns * sizeof(char *));
+    if (!G || !dev) { st = CAD_EDEVMEM; goto out; }
+    st = cad_cu_h2d(dev, host, (size_t)n * sizeof(cad_dsinst) + 2 * (size_t)ns * sizeof(char *));
+    if (st) goto out;
+    memset(&kp, 0, sizeof kp);
+    kp.ptr[0] = dev;
+    kp.ptr[1] = G;
+    kp.ptr[2] = dev + (size_t)n * sizeof(cad_dsinst);
+    kp.ptr[3] = dev + (size_t)n * sizeof(cad_dsinst) + (size_t)ns * sizeof(char *);
+    kp.i[0] = n;
+    kp.i[1] = ns;
+    st = cad_cu_launch(cad_cu_kernel_id(dtype == CAD_F64 ? "k_dsweep_f64" : "k_dsweep_f32"), &kp, 1);
+    if (st) goto out;
+    /* the run's intermediates are done with, as the per-record sweep leaves them */
+    if (free_tmp)
+        for (s = 0; s < cap; s++) {
+            cad_buf *b;
+            if (map[s].h == -1 || !made[map[s].slot]) continue;
+            b = t->bufs + map[s].h;
+            if (b->flags & BUF_KEEP) continue;
+            cad_buf_release_grad(b);
+            b->hasg = 0;
+        }
+    *first = j;
+    *done = 1;
+out:
+    cad_cu_release(G);
+    cad_cu_release(dev);
+    free(map); free(ins); free(hg); free(made); free(host);
     return st;
 }

@@ -28,4 +28,12 @@ typedef struct {
     double f[2];
 } cad_kp;
 
+/* one record of a fused device sweep over 0-d values (NOTE [ Device scalar runs ] in
+ * cpu/sweep.c): value pointers (NULL: not registered), the op, which inputs take a
+ * gradient (bit 0: x, bit 1: y), and the gradient slots of out, x and y */
+typedef struct {
+    const char *x, *y, *out;
+    int op, mask, gout, gx, gy, pad_;
+} cad_dsinst;
+
 #endif

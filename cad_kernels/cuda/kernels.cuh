@@ -311,6 +311,30 @@ CAD_XENT_KERNEL(k_xent_f32, float, expf, logf)
 CAD_XENTB_KERNEL(k_xentb_f64, double, exp)
 CAD_XENTB_KERNEL(k_xentb_f32, float, expf)
 
+/* ---- a run of 0-d records swept in one kernel, on one thread (NOTE [ Device scalar
+ * runs ] in cpu/sweep.c).  ptr = instructions, gradient slots, slot -> gradient it
+ * starts from (NULL: 0), slot -> gradient buffer it ends in (NULL: none);
+ * i[0] = instructions, i[1] = slots.  VJP is generated from the op table. */
+#define CAD_DSWEEP_KERNEL(NAME, T, VJP)                                        \
+    CAD_GLOBAL void NAME(const CAD_GRIDCONST cad_kp p) {                       \
+        const cad_dsinst *in = (const cad_dsinst *)p.ptr[0];                  \
+        T *G = (T *)p.ptr[1];                                                 \
+        T *const *init = (T *const *)p.ptr[2];                                \
+        T *const *wb = (T *const *)p.ptr[3];                                  \
+        long long k;                                                          \
+        if (CAD_TID != 0) return;                                             \
+        for (k = 0; k < p.i[1]; k++) G[k] = init[k] ? *init[k] : (T)0;        \
+        for (k = 0; k < p.i[0]; k++) {                                        \
+            const cad_dsinst *q = in + k;                                     \
+            T x = q->x ? *(const T *)q->x : (T)0, y = q->y ? *(const T *)q->y : (T)0; \
+            T out = *(const T *)q->out, gx = 0, gy = 0;                       \
+            VJP(q->op, q->mask, G[q->gout], x, y, out, &gx, &gy);             \
+            if (q->mask & 1) G[q->gx] += gx;                                  \
+            if (q->mask & 2) G[q->gy] += gy;                                  \
+        }                                                                     \
+        for (k = 0; k < p.i[1]; k++) if (wb[k]) *wb[k] = G[k];                \
+    }
+
 /* every hand-written kernel, for the launcher's table (X(name)) */
 #define CAD_HAND_KERNELS(X)                                                    \
     X(k_acc_f64) X(k_acc_f32) X(k_acc_i64) X(k_acc_b) X(k_mul_f64) X(k_mul_f32)  \
@@ -328,6 +352,7 @@ CAD_XENTB_KERNEL(k_xentb_f32, float, expf)
     X(k_scatadd_f64) X(k_scatadd_f32)                                           \
     X(k_lastw) X(k_setw_8) X(k_setw_4) X(k_setw_1) X(k_setgv_f64) X(k_setgv_f32) \
     X(k_setgx_f64) X(k_setgx_f32)                                               \
-    X(k_xent_f64) X(k_xent_f32) X(k_xentb_f64) X(k_xentb_f32)
+    X(k_xent_f64) X(k_xent_f32) X(k_xentb_f64) X(k_xentb_f32)                   \
+    X(k_dsweep_f64) X(k_dsweep_f32)
 
 #endif
