@@ -105,25 +105,37 @@ def fwd_row(op, dt):
     return "\n".join(L)
 
 
-def jvp_row(op, mask, dt):
-    """t_out = sum over present tangents of t_i * d_i; operands
-    [tout, t_0..t_{n-1}, x_0..x_{n-1}, out] (absent tangents NULL)"""
-    ctype = DT[dt][0]
-    n = len(op.args)
-    present = [i for i in range(n) if (mask >> i) & 1]
+def jvp_terms(op, mask):
+    """the tangents present in mask, the expression sum t_i * d_i, the inputs it
+    reads and whether it reads the output (shared by the C and CUDA jvp rows)"""
+    present = [i for i in range(len(op.args)) if (mask >> i) & 1]
     terms, vals, uout = [], set(), False
     for i in present:
         d = op.d[op.args[i]].strip()
         ua, uo = used(op, d)
         vals.update(ua)
         uout = uout or uo
-        if d == "1":
-            terms.append(f"t{i}")
-        elif d == "-1":
-            terms.append(f"(-t{i})")
-        else:
-            terms.append(f"t{i} * ({d})")
-    e = to_c(" + ".join(terms), ctype, op, "d[jvp]").replace("((" + ctype + ")", "((" + ctype + ")")
+        terms.append(f"t{i}" if d == "1" else (f"(-t{i})" if d == "-1" else f"t{i} * ({d})"))
+    return present, " + ".join(terms), vals, uout
+
+
+def svjp_case(op, ctype):
+    """a scalar vjp switch case's statements: g * d added to the masked inputs"""
+    parts = []
+    for i, a in enumerate(op.args):
+        if a in op.d:
+            ge = to_c(grad_expr(op.d[a]), ctype, op, f"d[{a}]")
+            parts.append(f"if (mask & {1 << i}) *g{a} += {ge};")
+    return " ".join(parts)
+
+
+def jvp_row(op, mask, dt):
+    """t_out = sum over present tangents of t_i * d_i; operands
+    [tout, t_0..t_{n-1}, x_0..x_{n-1}, out] (absent tangents NULL)"""
+    ctype = DT[dt][0]
+    n = len(op.args)
+    present, expr, vals, uout = jvp_terms(op, mask)
+    e = to_c(expr, ctype, op, "d[jvp]")
     L = [f"CAD_ROW void cad_{op.name}_jvp{mask}_{dt}(char **p, const int64_t *s, int64_t n) {{",
          f"    {ctype} *TO_ = ({ctype} *)p[0];"]
     ops_ = [(1 + i, f"t{i}", ctype) for i in present]
@@ -257,15 +269,8 @@ def cu_vjp_body(op, i, dt, assign):
 def cu_jvp_body(op, mask, dt):
     ctype = DT[dt][0]
     n = len(op.args)
-    present = [i for i in range(n) if (mask >> i) & 1]
-    terms, vals, uout = [], set(), False
-    for i in present:
-        d = op.d[op.args[i]].strip()
-        ua, uo = used(op, d)
-        vals.update(ua)
-        uout = uout or uo
-        terms.append(f"t{i}" if d == "1" else (f"(-t{i})" if d == "-1" else f"t{i} * ({d})"))
-    e = to_c(" + ".join(terms), ctype, op, "d[jvp]")
+    present, expr, vals, uout = jvp_terms(op, mask)
+    e = to_c(expr, ctype, op, "d[jvp]")
     loads = [_ld(ctype, f"t{i}", 1 + i) for i in present]
     loads += [_ld(arg_ctype(op, a, ctype), a, 1 + n + op.args.index(a)) for a in op.args if a in vals]
     if uout:
@@ -316,12 +321,7 @@ def gen_cu_rows(prims, ew):
         L.append("    (void)x; (void)y; (void)out; (void)gy;")
         L.append("    switch (op) {")
         for op in sops:
-            parts = []
-            for i, a in enumerate(op.args):
-                if a in op.d:
-                    ge = to_c(grad_expr(op.d[a]), ctype, op, f"d[{a}]")
-                    parts.append(f"if (mask & {1 << i}) *g{a} += {ge};")
-            L.append(f"    case {op.code}: {' '.join(parts)} return;   /* {op.name} */")
+            L.append(f"    case {op.code}: {svjp_case(op, ctype)} return;   /* {op.name} */")
         L.append("    default: return;")
         L.append("    }")
         L.append("}")
@@ -468,12 +468,7 @@ def gen_h(prims, ew):
     L.append("    (void)x; (void)y; (void)out; (void)gy;")
     L.append("    switch (op) {")
     for op in sops:
-        parts = []
-        for i, a in enumerate(op.args):
-            if a in op.d:
-                ge = to_c(grad_expr(op.d[a]), "double", op, f"d[{a}]")
-                parts.append(f"if (mask & {1 << i}) *g{a} += {ge};")
-        L.append(f"    case {cname(op)}: {' '.join(parts)} return;")
+        L.append(f"    case {cname(op)}: {svjp_case(op, 'double')} return;")
     L.append("    default: return;")
     L.append("    }")
     L.append("}")
