@@ -2,7 +2,9 @@
 one run.  python -m bench.gpu [--quick] [--json PATH] [--only W4,MLP]
 
   W1   chain of 1000 ops (+c, *c, sin) on a 0-d CUDA tensor, forward + backward; us per op
+  W1f  the same forward alone (graph recorded, no backward): splits W1's cost
   W4   sum(sin(x)*x + exp(-x*x)) over 2^27 float32, forward + backward; ms
+  W4f  its forward alone; MUL  one elementwise kernel, x * x over 2^27 float32: split W4's cost
   W5   sum((A@B)**2), A, B 4096 x 4096 float32, gradients of A and B; ms
   MLP  one SGD step of 4096x1024 -> 1024 -> 1024 -> 10, tanh, cross-entropy (float32); ms
 
@@ -60,6 +62,16 @@ def w1_torch(torch):
     return step
 
 
+def w1f_cad(cad):
+    x = cad.tensor(0.5, device="cuda", requires_grad=True)
+    return lambda: _chain(x, cad.sin)
+
+
+def w1f_torch(torch):
+    x = torch.tensor(0.5, dtype=torch.float64, device="cuda", requires_grad=True)
+    return lambda: _chain(x, torch.sin)
+
+
 def _w4_data(quick):
     n = 1 << (24 if quick else 27)
     return np.random.default_rng(4).standard_normal(n).astype(np.float32)
@@ -83,6 +95,26 @@ def w4_torch(torch, data):
         (torch.sin(x) * x + torch.exp(-x * x)).sum().backward()
         return x.grad
     return step
+
+
+def w4f_cad(cad, data):
+    x = cad.tensor(data, device="cuda", requires_grad=True)
+    return lambda: (cad.sin(x) * x + cad.exp(-x * x)).sum()
+
+
+def w4f_torch(torch, data):
+    x = torch.tensor(data, device="cuda", requires_grad=True)
+    return lambda: (torch.sin(x) * x + torch.exp(-x * x)).sum()
+
+
+def mul_cad(cad, data):
+    x = cad.tensor(data, device="cuda")
+    return lambda: x * x
+
+
+def mul_torch(torch, data):
+    x = torch.tensor(data, device="cuda")
+    return lambda: x * x
 
 
 def _w5_data(quick):
@@ -171,7 +203,10 @@ def mlp_torch(torch, data):
 
 WORKLOADS = [
     ("W1", "1000 ops on a 0-d CUDA tensor, fwd+bwd", "us/op", N_W1, None, w1_cad, w1_torch),
+    ("W1f", "  its forward alone (the graph recorded)", "us/op", N_W1, None, w1f_cad, w1f_torch),
     ("W4", "sum(sin(x)*x+exp(-x*x)), 2^27 f32, fwd+bwd", "ms", 1, _w4_data, w4_cad, w4_torch),
+    ("W4f", "  its forward alone (the graph recorded)", "ms", 1, _w4_data, w4f_cad, w4f_torch),
+    ("MUL", "  one kernel: x * x, 2^27 f32 (1 GiB moved)", "ms", 1, _w4_data, mul_cad, mul_torch),
     ("W5", "sum((A@B)**2), 4096^2 f32, grads of A, B", "ms", 1, _w5_data, w5_cad, w5_torch),
     ("MLP", "SGD step 4096x1024-1024-1024-10 f32", "ms", 1, _mlp_data, mlp_cad, mlp_torch),
 ]
@@ -215,10 +250,14 @@ def main(argv=None):
     rows = []
     repeat = args.repeat or (5 if args.quick else 15)
     min_s = 0.5 if args.quick else 2.0
+    datas = {}
     for key, name, unit, per, data_fn, cad_fn, torch_fn in WORKLOADS:
         if only and key not in only:
             continue
-        data = data_fn(args.quick) if data_fn else None
+        if data_fn and data_fn not in datas:
+            datas.clear()
+            datas[data_fn] = data_fn(args.quick)
+        data = datas.get(data_fn)
         row = {"workload": key, "name": name, "unit": unit}
         scale = 1e6 / per if unit == "us/op" else 1e3
         for impl, fn_maker, mod, sync in (

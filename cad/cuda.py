@@ -18,7 +18,13 @@ NOTE [ CUDA backend ] in cad_kernels/cuda/cad_cuda.h.
 The fake device (``CAD_CUDA_FAKE=1`` in the environment, or ``_use_fake()`` before
 first use) runs the same launcher and kernels, compiled for the host, on host
 memory: the test suite checks the whole device path with it on machines without a
-GPU.
+GPU.  Its addresses have bit 62 set, so host code that touches device memory by
+mistake faults there as it would on a GPU; ``CAD_CUDA_TRACE=1`` lists its kernel
+launches on stderr.
+
+``CAD_CUDA_CUBIN=path``: a cubin of cad/_core/_kernels.cu built elsewhere (nvcc
+--cubin -arch sm_XY) for this device, loaded instead of compiling (bench/gpu.sh
+--prebuilt); if it does not load, cad compiles as usual.
 """
 import glob
 import os
@@ -112,11 +118,19 @@ def _init(who):
     from pycuda.compiler import compile as _compile
     major, minor = _C.cuda_info()["capability"]
     arch = f"sm_{major}{minor}"
+    _C.cuda_set_cublas_paths(":".join(_cublas_candidates()))
+    pre = os.environ.get("CAD_CUDA_CUBIN")   # a cubin of _kernels.cu built elsewhere for this arch
+    if pre and os.path.exists(pre):
+        with open(pre, "rb") as f:
+            try:
+                _C.cuda_load(f.read())
+                return
+            except DeviceError as e:   # another toolkit or arch: compile here instead
+                print(f"cad.cuda: CAD_CUDA_CUBIN={pre} not loaded ({e}); compiling", file=sys.stderr)
     try:
         cubin = _compile(_kernel_source(), no_extern_c=True, arch=arch, options=["-O3"])
     except Exception as e:
         raise DeviceError(f"{who}: compiling cad's CUDA kernels for {arch} failed: {e}") from None
-    _C.cuda_set_cublas_paths(":".join(_cublas_candidates()))
     _C.cuda_load(cubin)
 
 

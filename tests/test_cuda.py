@@ -434,3 +434,18 @@ def test_long_scalar_chains_on_the_device_sweep_in_one_kernel(dtype):
         res[dev] = [float(v) for v in (*g1, *g2, x.grad, y.grad, out)]
         assert all(v.device == cad.device(dev) for v in (*g1, x.grad))
     np.testing.assert_allclose(res["cuda"], res["cpu"], rtol=rtol)
+
+
+def test_cross_entropy_bad_label_is_reported_at_the_next_copy():
+    """the label check runs on the device (no round trip per call, as PyTorch's
+    device-side asserts) and raises at the next copy to the host or synchronisation"""
+    z = cad.tensor(np.zeros((3, 4)), device="cuda")
+    loss = cad.cross_entropy(z, cad.tensor(np.array([0, 4, 1])).to("cuda"))
+    with pytest.raises(cad.cuda.DeviceError, match="cross_entropy: a label outside"):
+        loss.cpu()
+    loss = cad.cross_entropy(z, cad.tensor(np.array([0, -1, 1])).to("cuda"))
+    with pytest.raises(cad.cuda.DeviceError, match="cross_entropy"):
+        cad.cuda.synchronize()
+    # reported once; good labels afterwards work
+    good = cad.cross_entropy(z, cad.tensor(np.array([0, 3, 1])).to("cuda"))
+    np.testing.assert_allclose(float(good.cpu()), np.log(4.0), rtol=1e-12)

@@ -245,11 +245,38 @@ def _ld(t, nm, k):
     return f"const {t} {nm} = ((const {t} *)p.ptr[{k}])[q[{k}]];"
 
 
+class CuRow:
+    """one row's per-element statement: loads [(ctype, name, operand)], then
+    operand 0 (of type dst) (= or +=) expr"""
+
+    def __init__(self, loads, dst, eq, expr):
+        self.loads, self.dst, self.eq, self.expr = loads, dst, eq, expr
+
+    def body(self):   # B_(q): one element at offsets q[]
+        loads = " ".join(_ld(t, nm, k) for t, nm, k in self.loads)
+        return f"{{ {loads} (({self.dst} *)p.ptr[0])[q[0]] {self.eq} {self.expr}; }}"
+
+    def vbody(self):
+        """V_(i, S): the 1-D path (NOTE [ Kernel iteration ]): elements i + u S,
+        u < CAD_VW; every load of the CAD_VW elements is issued before the first
+        store, so a thread keeps CAD_VW loads per operand in flight"""
+        decl = " ".join(f"{t} v_{nm}[CAD_VW];" for t, nm, _ in self.loads)
+        ld = " ".join(f"v_{nm}[u_] = CAD_VOP(const {t}, {k}, i, S, u_);" for t, nm, k in self.loads)
+        if self.eq == "+=":
+            decl += f" {self.dst} v_d_[CAD_VW];"
+            ld += f" v_d_[u_] = CAD_VOP({self.dst}, 0, i, S, u_);"
+        use = " ".join(f"const {t} {nm} = v_{nm}[u_];" for t, nm, _ in self.loads)
+        rhs = f"v_d_[u_] + ({self.expr})" if self.eq == "+=" else f"({self.expr})"
+        return (f"{{ {decl} int u_; CAD_UNROLL for (u_ = 0; u_ < CAD_VW; u_++) {{ {ld} }} "
+                f"CAD_UNROLL for (u_ = 0; u_ < CAD_VW; u_++) {{ {use} "
+                f"CAD_VOP({self.dst}, 0, i, S, u_) = {rhs}; }} }}")
+
+
 def cu_fwd_body(op, dt):
     ctype = DT[dt][0]
     e = to_c(op.fwd, ctype, op, "fwd")
-    loads = " ".join(_ld(arg_ctype(op, a, ctype), a, j + 1) for j, a in enumerate(op.args))
-    return f"{{ {loads} (({ctype} *)p.ptr[0])[q[0]] = ({e}); }}"
+    loads = [(arg_ctype(op, a, ctype), a, j + 1) for j, a in enumerate(op.args)]
+    return CuRow(loads, ctype, "=", f"({e})")
 
 
 def cu_vjp_body(op, i, dt, assign):
@@ -259,11 +286,10 @@ def cu_vjp_body(op, i, dt, assign):
     n = len(op.args)
     ge = to_c(grad_expr(d), ctype, op, f"d[{a_i}]")
     uargs, uout = used(op, d)
-    loads = [_ld(ctype, "g", 1)] + [_ld(arg_ctype(op, a, ctype), a, 2 + op.args.index(a)) for a in uargs]
+    loads = [(ctype, "g", 1)] + [(arg_ctype(op, a, ctype), a, 2 + op.args.index(a)) for a in uargs]
     if uout:
-        loads.append(_ld(ctype, "out", 2 + n))
-    eq = "=" if assign else "+="
-    return f"{{ {' '.join(loads)} (({ctype} *)p.ptr[0])[q[0]] {eq} {ge}; }}"
+        loads.append((ctype, "out", 2 + n))
+    return CuRow(loads, ctype, "=" if assign else "+=", ge)
 
 
 def cu_jvp_body(op, mask, dt):
@@ -271,18 +297,18 @@ def cu_jvp_body(op, mask, dt):
     n = len(op.args)
     present, expr, vals, uout = jvp_terms(op, mask)
     e = to_c(expr, ctype, op, "d[jvp]")
-    loads = [_ld(ctype, f"t{i}", 1 + i) for i in present]
-    loads += [_ld(arg_ctype(op, a, ctype), a, 1 + n + op.args.index(a)) for a in op.args if a in vals]
+    loads = [(ctype, f"t{i}", 1 + i) for i in present]
+    loads += [(arg_ctype(op, a, ctype), a, 1 + n + op.args.index(a)) for a in op.args if a in vals]
     if uout:
-        loads.append(_ld(ctype, "out", 1 + 2 * n))
-    return f"{{ {' '.join(loads)} (({ctype} *)p.ptr[0])[q[0]] = {e}; }}"
+        loads.append((ctype, "out", 1 + 2 * n))
+    return CuRow(loads, ctype, "=", e)
 
 
 def cu_bool_body(op, dt):
     ctype = BDT[dt]
     e = to_c(op.fwd, "double" if dt in ("f64", "i64", "b") else "float", op, "fwd")
-    loads = " ".join(_ld(ctype, a, j + 1) for j, a in enumerate(op.args))
-    return f"{{ {loads} ((uint8_t *)p.ptr[0])[q[0]] = (uint8_t)({e}); }}"
+    loads = [(ctype, a, j + 1) for j, a in enumerate(op.args)]
+    return CuRow(loads, "uint8_t", "=", f"(uint8_t)({e})")
 
 
 def gen_rows(prims, ew):
@@ -310,9 +336,10 @@ def gen_rows(prims, ew):
 def gen_cu_rows(prims, ew):
     L = [f"/* {HEADER} */", "/* the op table's rows as CUDA kernels (included after kernels.cuh) */"]
     rows = gen_rows(prims, ew)
-    for name, body in rows:
-        L.append(f"#define B_{name}(q) {body}")
-        L.append(f"CAD_ROW_KERNEL(k_{name}, B_{name})")
+    for name, row in rows:
+        L.append(f"#define B_{name}(q) {row.body()}")
+        L.append(f"#define V_{name}(i, S) {row.vbody()}")
+        L.append(f"CAD_ROW_KERNEL_V(k_{name}, B_{name}, V_{name})")
     # the scalar vjps of the fused device sweep (cad_svjp's twins, by op code)
     sops = [op for op in ew if scalar_ok(op) and len(op.args) <= 2 and op.args == ("x", "y")[:len(op.args)]]
     for dt, ctype in (("f64", "double"), ("f32", "float")):

@@ -1445,9 +1445,9 @@ def reduce(int op, object x, object axis, bint keepdims):
         dout = _dnew(ond, oshape, t._dtype, who)
         dx = <DevArray>t._arr
         with nogil:
-            cad_dev = 1
+            cad_set_dev(1)
             st = cad_reduce(kind, t._dtype, dout.ptr, dx.ptr, nd, shape, dx.st, mask)
-            cad_dev = 0
+            cad_set_dev(0)
         _dcheck(st, who)
         r = _dwrap(dout)
         if _mode1(t):
@@ -2127,9 +2127,9 @@ def matmul(object a, object b):
     mm.crs = n
     mm.beta = 0.0
     with nogil:
-        cad_dev = dev
+        cad_set_dev(dev)
         st = cad_matmul(&mm)
-        cad_dev = 0
+        cad_set_dev(0)
     _dcheck(st, "matmul")
     if dev:
         r = _dwrap(dout)
@@ -3308,10 +3308,10 @@ def xent(object logits, object labels):
         dl = <DevArray>l._arr
         dout = _dnew_shape((N,), z._dtype, "cross_entropy")
         with nogil:
-            cad_dev = 1
+            cad_set_dev(1)
             st = cad_xent_kernel(z._dtype, dout.ptr, dz.ptr, dz.st[0], dz.st[1],
                                  <const int64_t *>dl.ptr, dl.st[0], N, Cn)
-            cad_dev = 0
+            cad_set_dev(0)
         _dcheck(st, "cross_entropy")
         r = _dwrap(dout)
         if _mode1(z) or _mode1(l):

@@ -13,7 +13,7 @@
 # Python scalars become cached device constants, not per-op uploads.
 
 cdef extern from "cad_cuda.h" nogil:
-    int cad_dev
+    void cad_set_dev(int d)   # the thread's device (cad_dev): a function, never `cad_dev = ...`
     int cad_cu_open(int fake)
     int cad_cu_is_open()
     int cad_cu_is_fake()
@@ -210,9 +210,9 @@ cdef Tensor _dwrap(DevArray a):
 
 cdef inline int _run_dev(cad_iter *it, cad_row row) noexcept nogil:
     cdef int st
-    cad_dev = 1
+    cad_set_dev(1)
     st = cad_iter_run(it, row, NULL, NULL)
-    cad_dev = 0
+    cad_set_dev(0)
     return st
 
 
@@ -225,9 +225,9 @@ cdef inline int _run_dev_acc(cad_iter *it, cad_row row, int dt) noexcept nogil:
     """an accumulating iteration (the destination may repeat): long reduced ranges
     are split over threads and summed"""
     cdef int st
-    cad_dev = 1
+    cad_set_dev(1)
     st = cad_iter_run(it, row, cad_acc_row(dt), <const void *>_ZERO16)
-    cad_dev = 0
+    cad_set_dev(0)
     return st
 
 

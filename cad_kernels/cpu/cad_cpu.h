@@ -87,6 +87,8 @@ typedef struct {
 /* ---- the device hooks (NOTE [ CUDA backend ] in cuda/cad_cuda.h): the thread's
  * current device for the primitives, and gradient buffers by device */
 extern __thread int cad_dev;
+/* for Cython, where `cad_dev = 1` inside a function would make a local variable */
+static inline void cad_set_dev(int d) { cad_dev = d; }
 void cad_buf_release_grad(cad_buf *b);
 
 /* ---- tape storage (tape.c) ---- */

@@ -10,20 +10,38 @@
  * accumulating statement (dst += ...) never races.  With parts > 1 the reduced
  * walk of each kept index is split over `parts` threads, each accumulating into
  * its own slot of a partial buffer (operand 0 is then that buffer, slot t), which
- * the launcher combines afterwards.  nk, nr: the number of kept and reduced
- * indices.  i[], f[]: parameters of the hand-written kernels. */
+ * the launcher combines afterwards.  Thread t takes kept index t % nk and part
+ * t / nk: neighbouring threads read neighbouring kept elements (coalesced when
+ * the kept dim is the contiguous one, as for a bias gradient's column sums).  nk, nr: the number of kept and reduced
+ * indices.  i[], f[]: parameters of the hand-written kernels.
+ * The 1-D path (vec = 1: one kept dim, nothing reduced, the usual case once the
+ * launcher has merged contiguous dims): each thread takes CAD_VW elements a grid
+ * apart and issues all their loads before the first store (the V_ form of a row),
+ * so enough bytes are in flight to run at the memory's bandwidth; with one element
+ * per thread and the load-compute-store chain of the generic form, an H100 ran
+ * W4's kernels at about half of it. */
 #ifndef CAD_KP_H
 #define CAD_KP_H
 
+/* The fake device hands out addresses with bit 62 set (host memory underneath):
+ * not canonical on x86-64, so host code that reads or writes device memory by
+ * mistake faults on the fake device as it would with a GPU's addresses.  The fake
+ * launcher, copies and GEMM strip the bit (CAD_FAKE_HOST); kernels that read
+ * device addresses out of device memory (the device sweep) strip it through CAD_H,
+ * which is the identity on the GPU. */
+#define CAD_FAKE_BIT (1ULL << 62)
+#define CAD_FAKE_HOST(T, a) ((T)(void *)((unsigned long long)(uintptr_t)(a) & ~CAD_FAKE_BIT))
+
 #define CAD_KMAXD 8
 #define CAD_KMAXOP 8
+#define CAD_VW 4     /* elements a thread on the 1-D path */
 
 typedef struct {
     char *ptr[CAD_KMAXOP];
     long long st[CAD_KMAXOP][CAD_KMAXD];
     long long shape[CAD_KMAXD];
     long long nk, nr, parts;
-    int ndim, nkeep, nop, pad_;
+    int ndim, nkeep, nop, vec;   /* vec: the 1-D path (one kept dim, no reduced dim) */
     long long i[8];
     double f[2];
 } cad_kp;

@@ -57,6 +57,7 @@ static int nkern = 0;
 static int loaded = 0;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static __thread char errbuf[512];
+static int check_async(void);
 
 const char *cad_cu_error(void) { return errbuf; }
 int cad_cu_is_open(void) { return state != 0; }
@@ -197,10 +198,11 @@ out:
 int cad_cu_sync(void) {
     CUresult r;
     int st;
+    if (state == 2) return check_async();
     if (state != 1) return CAD_OK;
     if ((st = cur())) return st;
     r = cu.CtxSynchronize();
-    return r ? fail(r, "cuCtxSynchronize") : CAD_OK;
+    return r ? fail(r, "cuCtxSynchronize") : check_async();
 }
 
 int cad_cu_name(char *buf, int n) {
@@ -312,7 +314,7 @@ static fl_t *fl_of(size_t cls, int make) {
 }
 
 static void raw_free(void *p, size_t cls) {
-    if (state == 2) { free(p); fake_b -= cls; }
+    if (state == 2) { free(CAD_FAKE_HOST(void *, p)); fake_b -= cls; }
     else { cur(); cu.MemFree((CUdeviceptr)(uintptr_t)p); }
 }
 
@@ -321,8 +323,9 @@ static void *raw_alloc(size_t cls) {
         void *p;
         if ((int64_t)(fake_b + cls) > cad_cu_fake_limit) return NULL;
         p = malloc(cls);
-        if (p) fake_b += cls;
-        return p;
+        if (!p) return NULL;
+        fake_b += cls;
+        return (void *)((uintptr_t)p | CAD_FAKE_BIT);   /* not dereferenceable on the host */
     } else {
         CUdeviceptr d = 0;
         if (cur()) return NULL;
@@ -411,27 +414,58 @@ int cad_cu_h2d(void *dst, const void *src, size_t nb) {
     CUresult r;
     int st;
     if (!nb) return CAD_OK;
-    if (state == 2) { memcpy(dst, src, nb); return CAD_OK; }
+    if (state == 2) { memcpy(CAD_FAKE_HOST(void *, dst), src, nb); return CAD_OK; }
     if ((st = cur())) return st;
     r = cu.MemcpyHtoD((CUdeviceptr)(uintptr_t)dst, src, nb);
     return r ? fail(r, "cuMemcpyHtoD") : CAD_OK;
+}
+
+/* ---- errors found by kernels (a cross-entropy label out of range): a device word
+ * the kernel sets; read at the next copy to the host or synchronisation, as
+ * PyTorch's device-side asserts, so the check costs no round trip per op */
+static char *errword = NULL;
+static int err_pending = 0;
+
+char *cad_cu_errword(void) {
+    if (!errword) {
+        errword = (char *)cad_cu_alloc(4);   /* kept for the process: never released */
+        if (!errword) return NULL;
+        if (cad_cu_zero(errword, 4)) { cad_cu_release(errword); errword = NULL; return NULL; }
+    }
+    err_pending = 1;
+    return errword;
+}
+
+static int check_async(void) {
+    int v = 0;
+    CUresult r;
+    if (!err_pending || !errword) return CAD_OK;
+    err_pending = 0;
+    if (state == 2) memcpy(&v, CAD_FAKE_HOST(const void *, errword), 4);
+    else if ((r = cu.MemcpyDtoH(&v, (CUdeviceptr)(uintptr_t)errword, 4))) return fail(r, "cuMemcpyDtoH");
+    if (!v) return CAD_OK;
+    cad_cu_zero(errword, 4);
+    snprintf(errbuf, sizeof errbuf, "cross_entropy: a label outside [0, number of classes) was found "
+             "on the GPU (the check runs there and is reported at the next copy to the host or "
+             "synchronisation)");
+    return CAD_ECUDA;
 }
 
 int cad_cu_d2h(void *dst, const void *src, size_t nb) {
     CUresult r;
     int st;
     if (!nb) return CAD_OK;
-    if (state == 2) { memcpy(dst, src, nb); return CAD_OK; }
+    if (state == 2) { memcpy(dst, CAD_FAKE_HOST(const void *, src), nb); return check_async(); }
     if ((st = cur())) return st;
     r = cu.MemcpyDtoH(dst, (CUdeviceptr)(uintptr_t)src, nb);
-    return r ? fail(r, "cuMemcpyDtoH") : CAD_OK;
+    return r ? fail(r, "cuMemcpyDtoH") : check_async();
 }
 
 int cad_cu_d2d(void *dst, const void *src, size_t nb) {
     CUresult r;
     int st;
     if (!nb) return CAD_OK;
-    if (state == 2) { memmove(dst, src, nb); return CAD_OK; }
+    if (state == 2) { memmove(CAD_FAKE_HOST(void *, dst), CAD_FAKE_HOST(const void *, src), nb); return CAD_OK; }
     if ((st = cur())) return st;
     r = cu.MemcpyDtoD((CUdeviceptr)(uintptr_t)dst, (CUdeviceptr)(uintptr_t)src, nb);
     return r ? fail(r, "cuMemcpyDtoD") : CAD_OK;
@@ -441,7 +475,7 @@ int cad_cu_zero(void *p, size_t nb) {
     CUresult r;
     int st;
     if (!nb) return CAD_OK;
-    if (state == 2) { memset(p, 0, nb); return CAD_OK; }
+    if (state == 2) { memset(CAD_FAKE_HOST(void *, p), 0, nb); return CAD_OK; }
     if ((st = cur())) return st;
     r = cu.MemsetD8((CUdeviceptr)(uintptr_t)p, 0, nb);
     return r ? fail(r, "cuMemsetD8") : CAD_OK;
@@ -461,8 +495,23 @@ int cad_cu_launch(int kid, const cad_kp *p, long long nthreads) {
         return CAD_ECUDA;
     }
     if (nthreads <= 0) return CAD_OK;
-    if (state == 2) {
-        cad_host_kernels[kid].fn(*p);
+    if (state == 2) {   /* the kernel reads host memory: strip the fake addresses' bit */
+        cad_kp h = *p;
+        int k;
+        static int trace = -1;   /* CAD_CUDA_TRACE=1: list the fake device's launches on stderr */
+        if (trace < 0) trace = getenv("CAD_CUDA_TRACE") != NULL;
+        if (trace)
+            fprintf(stderr, "cad fake launch %s threads=%lld nk=%lld nr=%lld parts=%lld ndim=%d vec=%d\n",
+                    cad_host_kernels[kid].name, nthreads, p->nk, p->nr, p->parts, p->ndim, p->vec);
+        for (k = 0; k < CAD_KMAXOP; k++) {
+            if (h.ptr[k] && !((uintptr_t)h.ptr[k] & CAD_FAKE_BIT)) {   /* a GPU would fault */
+                snprintf(errbuf, sizeof errbuf, "internal: kernel %s was given a host address "
+                         "(operand %d)", cad_host_kernels[kid].name, k);
+                return CAD_ECUDA;
+            }
+            h.ptr[k] = CAD_FAKE_HOST(char *, h.ptr[k]);
+        }
+        cad_host_kernels[kid].fn(h);
         return CAD_OK;
     } else {
         const unsigned block = 256;

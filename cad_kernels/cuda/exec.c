@@ -115,18 +115,33 @@ int cad_cu_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init
     }
     kp.nk = nk;
     kp.nr = nr;
-    if (combine && nr >= 64 && nk < (1LL << 16)) {
-        parts = ((1LL << 16) + nk - 1) / nk;
+    if (combine && nr >= 64 && nk < (1LL << 18)) {   /* about 2^18 threads in all */
+        parts = ((1LL << 18) + nk - 1) / nk;
         if (parts > nr / 32) parts = nr / 32;
+    }
+    if (nr > 1) {   /* sums: the register-accumulating kernel */
+        static int acc64 = -2, acc32 = -2, racc64, racc32;
+        if (acc64 == -2) {
+            racc64 = cad_cu_kernel_id("k_racc_f64");
+            racc32 = cad_cu_kernel_id("k_racc_f32");
+            acc32 = cad_cu_kernel_id("k_acc_f32");
+            acc64 = cad_cu_kernel_id("k_acc_f64");
+        }
+        if (kid == acc64) kid = racc64;
+        else if (kid == acc32) kid = racc32;
     }
     if (parts < 2) {
         kp.parts = 1;
+        if (kp.ndim == 1 && nkeep == 1) {   /* the 1-D path: CAD_VW elements a thread */
+            kp.vec = 1;
+            return cad_cu_launch(kid, &kp, (nk + CAD_VW - 1) / CAD_VW);
+        }
         return cad_cu_launch(kid, &kp, nk);
     } else {   /* partial results per (kept index, part), combined by a second pass */
         const int es = it->esize[0];
         char *tmp = (char *)cad_cu_alloc((size_t)(nk * parts) * (size_t)es);
         cad_iter it2;
-        int64_t c = parts;
+        int64_t c = 1;
         int s;
         if (!tmp) return CAD_EDEVMEM;
         s = cad_cu_fill(tmp, es, nk * parts, bits_of(init, es));
@@ -145,9 +160,9 @@ int cad_cu_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init
                 it2.st[1][d] = c;
                 c *= kp.shape[d];
             }
-            it2.shape[nkeep] = parts;
+            it2.shape[nkeep] = parts;   /* slot part * nk + kept index */
             it2.st[0][nkeep] = 0;
-            it2.st[1][nkeep] = 1;
+            it2.st[1][nkeep] = nk;
             s = cad_cu_iter_run(&it2, combine, combine, init);
         }
         cad_cu_release(tmp);
@@ -241,21 +256,15 @@ int cad_cu_setitem_vjp(int dtype, char *gx, char *gv, const char *go, const int6
 int cad_cu_xent(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs,
                 const int64_t *lab, int64_t lst, int64_t N, int64_t C) {
     cad_kp kp;
-    int st, err = 0;
     char *e;
     if (C == 0) return N ? CAD_EINDEX : CAD_OK;
     if (N == 0) return CAD_OK;
-    e = (char *)cad_cu_alloc(4);
+    e = cad_cu_errword();   /* a label out of range: reported at the next copy to the host */
     if (!e) return CAD_EDEVMEM;
-    st = cad_cu_zero(e, 4);
     memset(&kp, 0, sizeof kp);
     kp.ptr[0] = out; kp.ptr[1] = (char *)z; kp.ptr[2] = (char *)lab; kp.ptr[3] = e;
     kp.i[0] = N; kp.i[1] = C; kp.i[2] = zrs; kp.i[3] = zcs; kp.i[4] = lst;
-    if (!st) st = cad_cu_launch(cad_cu_kernel_id(dtype == CAD_F64 ? "k_xent_f64" : "k_xent_f32"), &kp, N);
-    if (!st) st = cad_cu_d2h(&err, e, 4);   /* a label out of range raises, as on the CPU */
-    cad_cu_release(e);
-    if (!st && err) st = CAD_EINDEX;
-    return st;
+    return cad_cu_launch(cad_cu_kernel_id(dtype == CAD_F64 ? "k_xent_f64" : "k_xent_f32"), &kp, N);
 }
 
 int cad_cu_xent_vjp(int dtype, char *gz, const char *g, const char *z, int64_t zrs, int64_t zcs,
@@ -296,6 +305,10 @@ static pthread_mutex_t cbmu = PTHREAD_MUTEX_INITIALIZER;
                                int ldc, long long sC, int batch) {                      \
         int b, i, j, l;                                                         \
         (void)h;                                                                \
+        if (batch > 1 && sC == 0) return 7;   /* cuBLAS would race: INVALID_VALUE */ \
+        A = CAD_FAKE_HOST(const T *, A);                                        \
+        B = CAD_FAKE_HOST(const T *, B);                                        \
+        C = CAD_FAKE_HOST(T *, C);                                              \
         for (b = 0; b < batch; b++)                                             \
             for (j = 0; j < n; j++)                                             \
                 for (i = 0; i < m; i++) {                                       \
@@ -409,28 +422,38 @@ int cad_cu_matmul(const cad_mm *mm) {
     if (!st && cb.SetMathMode(cb.h, (mm->dtype == CAD_F32 && cad_cu_allow_tf32) ? 3 : 0))
         st = CAD_ECUDA;
     if (!st) {
-        /* batches: the innermost batch dim strided-batched, the others looped */
-        inner = mm->bnd > 0 ? mm->bnd - 1 : -1;
-        nouter = inner >= 0 ? nbatch / (mm->bshape[inner] ? mm->bshape[inner] : 1) : 1;
+        /* batches: the innermost batch dim that the output moves along runs as
+         * cuBLAS's strided batch, the others are looped in order.  A batch dim the
+         * output does not move along (the gradient of a broadcast operand sums
+         * over it) is never a cuBLAS batch, whose members run concurrently and
+         * would race on the one output; looped, its later products add (beta 1). */
+        inner = -1;
+        for (d = mm->bnd - 1; d >= 0; d--)
+            if (mm->bshape[d] > 1 && mm->obst[d] != 0) { inner = d; break; }
+        nouter = nbatch / (inner >= 0 ? mm->bshape[inner] : 1);
         for (o = 0; o < nouter && !st; o++) {
             int64_t rem = o, aoff = 0, boff = 0, coff = 0;
-            int cnt = inner >= 0 ? (int)mm->bshape[inner] : 1;
-            for (d = inner - 1; d >= 0; d--) {
-                int64_t i = rem % mm->bshape[d];
+            int cnt = inner >= 0 ? (int)mm->bshape[inner] : 1, again = 0;
+            for (d = mm->bnd - 1; d >= 0; d--) {
+                int64_t i;
+                if (d == inner) continue;
+                i = rem % mm->bshape[d];
                 rem /= mm->bshape[d];
                 aoff += i * mm->abst[d]; boff += i * mm->bbst[d]; coff += i * mm->obst[d];
+                if (i > 0 && mm->obst[d] == 0) again = 1;
             }
             {
                 long long sa = inner >= 0 ? mm->abst[inner] : 0, sb = inner >= 0 ? mm->bbst[inner] : 0;
                 long long sc = inner >= 0 ? mm->obst[inner] : 0;
+                double beta_ = again ? 1.0 : mm->beta;
                 int r;
                 if (mm->dtype == CAD_F64) {
-                    double one = 1.0, beta = mm->beta;
+                    double one = 1.0, beta = beta_;
                     r = cb.Dgemm(cb.h, opb, opa, (int)mm->n, (int)mm->m, (int)mm->k, &one,
                                  (const double *)B + boff, (int)ldb, sb, (const double *)A + aoff, (int)lda, sa,
                                  &beta, (double *)mm->c + coff, (int)mm->crs, sc, cnt);
                 } else {
-                    float one = 1.0f, beta = (float)mm->beta;
+                    float one = 1.0f, beta = (float)beta_;
                     r = cb.Sgemm(cb.h, opb, opa, (int)mm->n, (int)mm->m, (int)mm->k, &one,
                                  (const float *)B + boff, (int)ldb, sb, (const float *)A + aoff, (int)lda, sa,
                                  &beta, (float *)mm->c + coff, (int)mm->crs, sc, cnt);

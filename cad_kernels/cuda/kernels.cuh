@@ -23,6 +23,8 @@
 #define CAD_ATOMIC_ADD(p, v) (*(p) += (v))
 #define CAD_ATOMIC_MAX_U64(p, v) do { if (*(p) < (v)) *(p) = (v); } while (0)
 #define CAD_UNROLL
+#define CAD_UNROLL4
+#define CAD_H(T, a) CAD_FAKE_HOST(T, a)
 #else
 #include <stdint.h>
 #define CAD_GLOBAL extern "C" __global__
@@ -33,6 +35,8 @@
 #define CAD_ATOMIC_ADD(p, v) atomicAdd((p), (v))
 #define CAD_ATOMIC_MAX_U64(p, v) atomicMax((unsigned long long *)(p), (unsigned long long)(v))
 #define CAD_UNROLL _Pragma("unroll")
+#define CAD_UNROLL4 _Pragma("unroll 4")
+#define CAD_H(T, a) ((T)(a))
 #endif
 
 #define CAD_SELECT(c, a, b) ((c) ? (a) : (b))
@@ -61,12 +65,15 @@ CAD_DEVICE void cad_koff(const cad_kp *p, long long idx, int d0, int d1, long lo
 /* the skeleton of every row kernel: BODY(q) runs the row's statement on the
  * operands at element offsets q[] */
 #define CAD_ROW_KERNEL(NAME, BODY)                                            \
-    CAD_GLOBAL void NAME(const CAD_GRIDCONST cad_kp p) {                       \
+    CAD_GLOBAL void NAME(const CAD_GRIDCONST cad_kp p) CAD_ROW_LOOP(BODY)
+
+#define CAD_ROW_LOOP(BODY)                                                    \
+    {                                                                         \
         long long t, total = p.nk * p.parts;                                  \
         for (t = CAD_TID; t < total; t += CAD_NTH) {                          \
             long long k = t, part = 0, o[CAD_KMAXOP], r;                      \
             int j;                                                            \
-            if (p.parts > 1) { k = t / p.parts; part = t - k * p.parts; }     \
+            if (p.parts > 1) { part = t / p.nk; k = t - part * p.nk; }        \
             CAD_UNROLL                                                        \
             for (j = 0; j < CAD_KMAXOP; j++) o[j] = 0;                        \
             cad_koff(&p, k, 0, p.nkeep, o);                                   \
@@ -88,6 +95,27 @@ CAD_DEVICE void cad_koff(const cad_kp *p, long long idx, int d0, int d1, long lo
 
 #define CAD_OPND(T, k, q) (((T *)p.ptr[k])[q[k]])
 
+/* the 1-D path (cad_kp.h): operand k at element i + u S */
+#define CAD_VOP(T, k, i, S, u) (((T *)p.ptr[k])[((i) + (long long)(u) * (S)) * p.st[k][0]])
+
+/* a row kernel with a 1-D path: VBODY(i, S) runs elements i + u S (u < CAD_VW) */
+#define CAD_ROW_KERNEL_V(NAME, BODY, VBODY)                                    \
+    CAD_GLOBAL void NAME(const CAD_GRIDCONST cad_kp p) {                       \
+        if (p.vec) {                                                          \
+            long long i = CAD_TID, S = CAD_NTH, n = p.nk;                     \
+            for (; i + (CAD_VW - 1) * S < n; i += CAD_VW * S) VBODY(i, S);    \
+            for (; i < n; i += S) {                                           \
+                long long q[CAD_KMAXOP];                                      \
+                int j;                                                        \
+                CAD_UNROLL                                                    \
+                for (j = 0; j < CAD_KMAXOP; j++) q[j] = j < p.nop ? i * p.st[j][0] : 0; \
+                BODY(q);                                                      \
+            }                                                                 \
+            return;                                                           \
+        }                                                                     \
+        CAD_ROW_LOOP(BODY)                                                    \
+    }
+
 /* ---- hand-written rows (the CPU versions are in cpu/kernels.c and cpu/sweep.c) */
 #define CAD_B_ACC_F64(q) { CAD_OPND(double, 0, q) += CAD_OPND(const double, 1, q); }
 #define CAD_B_ACC_F32(q) { CAD_OPND(float, 0, q) += CAD_OPND(const float, 1, q); }
@@ -99,8 +127,53 @@ CAD_DEVICE void cad_koff(const cad_kp *p, long long idx, int d0, int d1, long lo
 #define CAD_B_MAX_F32(q) { float a_ = CAD_OPND(float, 0, q), v_ = CAD_OPND(const float, 1, q); CAD_OPND(float, 0, q) = CAD_MAX2(a_, v_); }
 #define CAD_B_MIN_F64(q) { double a_ = CAD_OPND(double, 0, q), v_ = CAD_OPND(const double, 1, q); CAD_OPND(double, 0, q) = CAD_MIN2(a_, v_); }
 #define CAD_B_MIN_F32(q) { float a_ = CAD_OPND(float, 0, q), v_ = CAD_OPND(const float, 1, q); CAD_OPND(float, 0, q) = CAD_MIN2(a_, v_); }
-CAD_ROW_KERNEL(k_acc_f64, CAD_B_ACC_F64)
-CAD_ROW_KERNEL(k_acc_f32, CAD_B_ACC_F32)
+/* sums over reduced dims (the accumulate row with reduced dims, as cad_reduce and
+ * broadcast gradients run it): the walk accumulates in a register, four loads in
+ * flight, and adds the total to the destination (or its partial slot) once */
+#define CAD_RACC_KERNEL(NAME, T)                                               \
+    CAD_GLOBAL void NAME(const CAD_GRIDCONST cad_kp p) {                       \
+        long long t, total = p.nk * p.parts;                                  \
+        for (t = CAD_TID; t < total; t += CAD_NTH) {                          \
+            long long k = t, part = 0, o[CAD_KMAXOP], r;                      \
+            int j;                                                            \
+            T s = 0;                                                          \
+            if (p.parts > 1) { part = t / p.nk; k = t - part * p.nk; }        \
+            CAD_UNROLL                                                        \
+            for (j = 0; j < CAD_KMAXOP; j++) o[j] = 0;                        \
+            cad_koff(&p, k, 0, p.nkeep, o);                                   \
+            if (p.parts > 1) o[0] = t;                                        \
+            if (p.ndim - p.nkeep == 1) {                                      \
+                const T *src = (const T *)p.ptr[1] + o[1];                    \
+                const long long sr = p.st[1][p.nkeep];                        \
+                CAD_UNROLL4                                                   \
+                for (r = part; r < p.nr; r += p.parts) s += src[r * sr];      \
+            } else {                                                          \
+                for (r = part; r < p.nr; r += p.parts) {                      \
+                    long long q[CAD_KMAXOP];                                  \
+                    CAD_UNROLL                                                \
+                    for (j = 0; j < CAD_KMAXOP; j++) q[j] = o[j];             \
+                    cad_koff(&p, r, p.nkeep, p.ndim, q);                      \
+                    s += ((const T *)p.ptr[1])[q[1]];                         \
+                }                                                             \
+            }                                                                 \
+            ((T *)p.ptr[0])[o[0]] += s;                                       \
+        }                                                                     \
+    }
+CAD_RACC_KERNEL(k_racc_f64, double)
+CAD_RACC_KERNEL(k_racc_f32, float)
+
+/* the 1-D forms of dst (=|+=) (TD)src (V_ forms: cad_kp.h) */
+#define CAD_VSET(i, S, TD, TS) { TS s_[CAD_VW]; int u_;                       \
+    CAD_UNROLL for (u_ = 0; u_ < CAD_VW; u_++) s_[u_] = CAD_VOP(const TS, 1, i, S, u_); \
+    CAD_UNROLL for (u_ = 0; u_ < CAD_VW; u_++) CAD_VOP(TD, 0, i, S, u_) = (TD)s_[u_]; }
+#define CAD_VADD(i, S, TD, TS) { TS s_[CAD_VW]; TD d_[CAD_VW]; int u_;        \
+    CAD_UNROLL for (u_ = 0; u_ < CAD_VW; u_++) {                              \
+        s_[u_] = CAD_VOP(const TS, 1, i, S, u_); d_[u_] = CAD_VOP(TD, 0, i, S, u_); } \
+    CAD_UNROLL for (u_ = 0; u_ < CAD_VW; u_++) CAD_VOP(TD, 0, i, S, u_) = d_[u_] + (TD)s_[u_]; }
+#define CAD_V_ACC_F64(i, S) CAD_VADD(i, S, double, double)
+#define CAD_V_ACC_F32(i, S) CAD_VADD(i, S, float, float)
+CAD_ROW_KERNEL_V(k_acc_f64, CAD_B_ACC_F64, CAD_V_ACC_F64)
+CAD_ROW_KERNEL_V(k_acc_f32, CAD_B_ACC_F32, CAD_V_ACC_F32)
 CAD_ROW_KERNEL(k_acc_i64, CAD_B_ACC_I64)
 CAD_ROW_KERNEL(k_acc_b, CAD_B_ACC_B)
 CAD_ROW_KERNEL(k_mul_f64, CAD_B_MUL_F64)
@@ -133,12 +206,16 @@ CAD_ROW_KERNEL(k_min_f32, CAD_B_MIN_F32)
 #define CAD_B_CP_B_F64(q) CAD_NZ(q, double)
 #define CAD_B_CP_B_F32(q) CAD_NZ(q, float)
 #define CAD_B_CP_B_I64(q) CAD_NZ(q, long long)
-CAD_ROW_KERNEL(k_cp_f64_f64, CAD_B_CP_F64_F64)
-CAD_ROW_KERNEL(k_cp_f64_f32, CAD_B_CP_F64_F32)
+#define CAD_V_CP_F64_F64(i, S) CAD_VSET(i, S, double, double)
+CAD_ROW_KERNEL_V(k_cp_f64_f64, CAD_B_CP_F64_F64, CAD_V_CP_F64_F64)
+#define CAD_V_CP_F64_F32(i, S) CAD_VSET(i, S, double, float)
+CAD_ROW_KERNEL_V(k_cp_f64_f32, CAD_B_CP_F64_F32, CAD_V_CP_F64_F32)
 CAD_ROW_KERNEL(k_cp_f64_i64, CAD_B_CP_F64_I64)
 CAD_ROW_KERNEL(k_cp_f64_b, CAD_B_CP_F64_B)
-CAD_ROW_KERNEL(k_cp_f32_f64, CAD_B_CP_F32_F64)
-CAD_ROW_KERNEL(k_cp_f32_f32, CAD_B_CP_F32_F32)
+#define CAD_V_CP_F32_F64(i, S) CAD_VSET(i, S, float, double)
+CAD_ROW_KERNEL_V(k_cp_f32_f64, CAD_B_CP_F32_F64, CAD_V_CP_F32_F64)
+#define CAD_V_CP_F32_F32(i, S) CAD_VSET(i, S, float, float)
+CAD_ROW_KERNEL_V(k_cp_f32_f32, CAD_B_CP_F32_F32, CAD_V_CP_F32_F32)
 CAD_ROW_KERNEL(k_cp_f32_i64, CAD_B_CP_F32_I64)
 CAD_ROW_KERNEL(k_cp_f32_b, CAD_B_CP_F32_B)
 CAD_ROW_KERNEL(k_cp_i64_f64, CAD_B_CP_I64_F64)
@@ -149,10 +226,14 @@ CAD_ROW_KERNEL(k_cp_b_b, CAD_B_CP_B_B)
 CAD_ROW_KERNEL(k_cp_b_f64, CAD_B_CP_B_F64)
 CAD_ROW_KERNEL(k_cp_b_f32, CAD_B_CP_B_F32)
 CAD_ROW_KERNEL(k_cp_b_i64, CAD_B_CP_B_I64)
-CAD_ROW_KERNEL(k_ca_f64_f64, CAD_B_CA_F64_F64)
-CAD_ROW_KERNEL(k_ca_f64_f32, CAD_B_CA_F64_F32)
-CAD_ROW_KERNEL(k_ca_f32_f64, CAD_B_CA_F32_F64)
-CAD_ROW_KERNEL(k_ca_f32_f32, CAD_B_CA_F32_F32)
+#define CAD_V_CA_F64_F64(i, S) CAD_VADD(i, S, double, double)
+CAD_ROW_KERNEL_V(k_ca_f64_f64, CAD_B_CA_F64_F64, CAD_V_CA_F64_F64)
+#define CAD_V_CA_F64_F32(i, S) CAD_VADD(i, S, double, float)
+CAD_ROW_KERNEL_V(k_ca_f64_f32, CAD_B_CA_F64_F32, CAD_V_CA_F64_F32)
+#define CAD_V_CA_F32_F64(i, S) CAD_VADD(i, S, float, double)
+CAD_ROW_KERNEL_V(k_ca_f32_f64, CAD_B_CA_F32_F64, CAD_V_CA_F32_F64)
+#define CAD_V_CA_F32_F32(i, S) CAD_VADD(i, S, float, float)
+CAD_ROW_KERNEL_V(k_ca_f32_f32, CAD_B_CA_F32_F32, CAD_V_CA_F32_F32)
 
 /* max/min vjp: count the ties (c += x == m), then gx += g / c where x == m */
 #define CAD_CNTEQ(q, T) { CAD_OPND(T, 0, q) += (T)(CAD_OPND(const T, 1, q) == CAD_OPND(const T, 2, q)); }
@@ -323,20 +404,22 @@ CAD_XENTB_KERNEL(k_xentb_f32, float, expf)
         T *const *wb = (T *const *)p.ptr[3];                                  \
         long long k;                                                          \
         if (CAD_TID != 0) return;                                             \
-        for (k = 0; k < p.i[1]; k++) G[k] = init[k] ? *init[k] : (T)0;        \
+        for (k = 0; k < p.i[1]; k++) G[k] = init[k] ? *CAD_H(const T *, init[k]) : (T)0; \
         for (k = 0; k < p.i[0]; k++) {                                        \
             const cad_dsinst *q = in + k;                                     \
-            T x = q->x ? *(const T *)q->x : (T)0, y = q->y ? *(const T *)q->y : (T)0; \
-            T out = *(const T *)q->out, gx = 0, gy = 0;                       \
+            T x = q->x ? *CAD_H(const T *, q->x) : (T)0;                      \
+            T y = q->y ? *CAD_H(const T *, q->y) : (T)0;                      \
+            T out = *CAD_H(const T *, q->out), gx = 0, gy = 0;                \
             VJP(q->op, q->mask, G[q->gout], x, y, out, &gx, &gy);             \
             if (q->mask & 1) G[q->gx] += gx;                                  \
             if (q->mask & 2) G[q->gy] += gy;                                  \
         }                                                                     \
-        for (k = 0; k < p.i[1]; k++) if (wb[k]) *wb[k] = G[k];                \
+        for (k = 0; k < p.i[1]; k++) if (wb[k]) *CAD_H(T *, wb[k]) = G[k];    \
     }
 
 /* every hand-written kernel, for the launcher's table (X(name)) */
 #define CAD_HAND_KERNELS(X)                                                    \
+    X(k_racc_f64) X(k_racc_f32)                                                 \
     X(k_acc_f64) X(k_acc_f32) X(k_acc_i64) X(k_acc_b) X(k_mul_f64) X(k_mul_f32)  \
     X(k_max_f64) X(k_max_f32) X(k_min_f64) X(k_min_f32)                         \
     X(k_cp_f64_f64) X(k_cp_f64_f32) X(k_cp_f64_i64) X(k_cp_f64_b)               \
