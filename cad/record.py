@@ -57,7 +57,7 @@ class _Recorder:
         tp, h = C.handle_of(t)
         if tp is not self.tape:
             return
-        v = np.array(np.asarray(C.tape_value(tp, h)), copy=True)
+        v = np.array(C.host(C.tape_value(tp, h)), copy=True)
         self.guards.append(Guard(h, v, why, len(self.guards)))
 
 
@@ -267,7 +267,7 @@ class StaticTape:
                 return f"%{h}"
             if h < 0:
                 return "const"
-            v = np.asarray(C.tape_value(self._tape, h))
+            v = C.host(C.tape_value(self._tape, h))
             return f"const({v.item()!r})" if v.size == 1 else f"const{list(v.shape)}"
         for op, out, args, aux in recs:
             shape, dt, _ = C.tape_info(self._tape, out)
@@ -339,6 +339,8 @@ def _interpreter(st):
 
 
 def _value(x):
+    if x.is_cuda:   # the tape replays on the GPU (NOTE [ CUDA replay ])
+        return x
     return x.item() if (x.ndim == 0 and x.dtype == np.float64) else np.asarray(x)
 
 

@@ -118,6 +118,7 @@ cdef extern from "cad_cpu.h" nogil:
     int cad_tape_reserve(cad_tape *t, int64_t nbufs, int64_t nrecs, int64_t nargs, int64_t nmeta, int64_t naux)
     int cad_tape_append(cad_tape *dst, cad_tape *src, int64_t *hoff)
     void cad_tape_clear_grads(cad_tape *t)
+    void cad_buf_release_grad(cad_buf *b)
     int cad_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init)
     int cad_iter_run_t(cad_iter *it, cad_row row, cad_row combine, const void *init, int64_t par_min)
     void cad_iter_operand(cad_iter *it, int k, char *ptr, int esize, int ondim,
@@ -2774,12 +2775,17 @@ def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
 
 def record_input(Tape tp, object value, bint rg):
     """an input slot of a recording: a node of tp holding value (contiguous copy)"""
-    if isinstance(value, Tensor) and (<Tensor>value)._dev:
-        raise DeviceError("cad.record: an input is on cuda:0; replaying CUDA tapes is not "
-                          "implemented yet (record on the CPU)")
-    cdef Tensor t = from_numpy(_np.array(value, order="C", copy=True) if not isinstance(value, float)
-                               else value, None, False, False)
+    cdef Tensor t
     cdef cad_hid h
+    if isinstance(value, Tensor) and (<Tensor>value)._dev:   # a tape that replays on the GPU
+        t = _dwrap(_dcopy(<DevArray>(<Tensor>value)._arr))
+        h = _push_buf(tp, t, BUF_INPUT | (BUF_RG if rg else 0), True)
+        t._tape = tp
+        t._h = h
+        t._rg = rg
+        return t
+    t = from_numpy(_np.array(value, order="C", copy=True) if not isinstance(value, float)
+                               else value, None, False, False)
     if t._inline:
         h = _push_scalar(tp, t._sval, BUF_INPUT | (BUF_RG if rg else 0))
     else:
@@ -2809,10 +2815,14 @@ cdef class Replay:
     cdef cad_sprog sp       # the compact scalar program, when the tape is scalar code
     cdef bint has_sp
     cdef object sp_key      # the input mask sp's backward list is planned for
+    cdef public bint dev    # recorded on CUDA values: replays on the GPU
 
     def __dealloc__(self):
         if self.arena != NULL:
-            cad_release(self.arena)
+            if self.dev:
+                cad_cu_release(self.arena)
+            else:
+                cad_release(self.arena)
             self.arena = NULL
         if self.has_sp:
             cad_sprog_free(&self.sp)
@@ -2847,10 +2857,21 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
     cdef int d
     cdef set produced = set()
     cdef Tensor t
+    cdef DevArray da
+    cdef bint dev = False
     for i in range(tp.t.nbufs):
         if tp.t.bufs[i].flags & BUF_CUDA:
-            raise DeviceError("cad.record: the function computed on cuda:0; replaying CUDA "
-                              "tapes is not implemented yet (record it on the CPU)")
+            dev = True
+    if dev:   # NOTE [ CUDA replay ]: every array value on the device
+        for i in range(tp.t.nrecs):
+            if tp.t.recs[i].op == OP_TO_DEVICE:
+                raise DeviceError("cad.record: the function moves values between the CPU and "
+                                  "cuda:0; such a tape cannot be replayed (keep it on one device)")
+        for i in range(tp.t.nbufs):
+            if not (tp.t.bufs[i].flags & (BUF_CUDA | BUF_INLINE)):
+                raise DeviceError("cad.record: the function mixes CPU arrays with cuda:0 values; "
+                                  "such a tape cannot be replayed (keep it on one device)")
+    rp.dev = dev
     rp.tp = tp
     for i in range(tp.t.nrecs):
         produced.add(tp.t.recs[i].out)
@@ -2872,7 +2893,15 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
             if b.owner == NULL:
                 raise RuntimeError("cad.record: a constant's value was not kept (internal error)")
             a = <object>b.owner
-            if not a.flags.c_contiguous:
+            if dev:
+                da = _dcontig(<DevArray>a)
+                if da is not a:
+                    Py_DECREF(a)
+                    Py_INCREF(da)
+                    b.owner = <void *>da
+                    b.data = da.ptr
+                    cad_contig_strides(b.ndim, tp.t.meta + b.meta, tp.t.meta + b.meta + b.ndim)
+            elif not a.flags.c_contiguous:
                 c = _np.ascontiguousarray(a)
                 Py_DECREF(a)
                 Py_INCREF(c)
@@ -2880,7 +2909,12 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
                 b.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>c)
                 cad_contig_strides(b.ndim, tp.t.meta + b.meta, tp.t.meta + b.meta + b.ndim)
     rp.arena_size = off
-    rp.arena = <char *>cad_alloc(off if off else 64)
+    if dev:
+        rp.arena = <char *>cad_cu_alloc(off if off else 64)
+        if rp.arena == NULL:
+            _dcheck(CAD_EDEVMEM, "cad.record (the replay's device buffers)")
+    else:
+        rp.arena = <char *>cad_alloc(off if off else 64)
     if rp.arena == NULL:
         raise MemoryError("cad.record: cannot allocate the replay's buffers")
     _bind_arena(&tp.t, rp.arena_slots, rp.arena)
@@ -2900,7 +2934,7 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
     rp.guards = guards
     rp.rg_key = None
     cad_tape_clear_grads(&tp.t)
-    if not guards and all(sh == () and dt == CAD_F64 for sh, dt in zip(rp.in_shape, rp.in_dtype)) \
+    if not dev and not guards and all(sh == () and dt == CAD_F64 for sh, dt in zip(rp.in_shape, rp.in_dtype)) \
             and all(h < 0 or (tp.t.bufs[<cad_hid>h].flags & BUF_INLINE) for h in rp.out_h):
         k = cad_sprog_build(&tp.t, &rp.sp)
         if k < 0:
@@ -2996,6 +3030,8 @@ cdef object _value_of(cad_tape *t, cad_hid h):
     cdef int d
     if b.flags & BUF_INLINE:
         return _new_inline(b.sval)
+    if b.flags & BUF_CUDA:
+        return _dwrap(_dcopy_raw(t, b, b.data))
     for d in range(b.ndim):
         dims[d] = t.meta[b.meta + d]
     a = _empty(b.ndim, dims, b.dtype)
@@ -3023,6 +3059,135 @@ def replay_grads(Replay rp, tuple xs, tuple mask, str who):
     return out
 
 
+cdef DevArray _dcopy_raw(cad_tape *t, cad_buf *b, const char *src):
+    """a new device array with b's shape holding the b.size elements at device
+    address src (a replayed value or gradient: the arena is reused)"""
+    cdef DevArray a = _dnew(b.ndim, t.meta + b.meta, b.dtype, "replay")
+    _dcheck(cad_cu_d2d(a.ptr, src, <size_t>(b.size * _ESIZE[b.dtype])), "replay")
+    return a
+
+
+cdef object _replay_run_dev(Replay rp, tuple xs, object grad_mask, object seed, str who):
+    """replay_run for a tape recorded on CUDA values (NOTE [ CUDA replay ]): the
+    forward records and the sweep launch their kernels from C, values stay on
+    the device; host inputs are moved there (as jax.jit does)"""
+    cdef cad_tape *t = &rp.tp.t
+    cdef cad_tape priv
+    cdef bint own = False, st_ok = False, same
+    cdef list keep = []
+    cdef char *priv_arena = NULL
+    cdef int64_t i
+    cdef int st, k, d
+    cdef cad_buf *b
+    cdef Tensor x
+    cdef DevArray da
+    cdef cad_hid h
+    cdef double one64
+    cdef float one32
+    if rp.busy:   # another thread replays this tape: private values
+        priv = rp.tp.t
+        priv.bufs = <cad_buf *>malloc(t.nbufs * sizeof(cad_buf))
+        if priv.bufs == NULL:
+            raise MemoryError()
+        memcpy(priv.bufs, t.bufs, t.nbufs * sizeof(cad_buf))
+        priv_arena = <char *>cad_cu_alloc(rp.arena_size if rp.arena_size else 64)
+        if priv_arena == NULL:
+            free(priv.bufs)
+            _dcheck(CAD_EDEVMEM, who)
+        _bind_arena(&priv, rp.arena_slots, priv_arena)
+        for i in range(t.nbufs):
+            priv.bufs[i].grad = NULL
+        t = &priv
+        own = True
+    else:
+        rp.busy = True
+    try:
+        for k in range(len(xs)):
+            x = xs[k] if type(xs[k]) is Tensor else as_tensor(xs[k])
+            if x._dtype != <int>rp.in_dtype[k]:
+                if _isfloat(x._dtype) and _isfloat(rp.in_dtype[k]):
+                    x = <Tensor>cast(x.detach(), _DTYPES[rp.in_dtype[k]])
+                else:
+                    raise DTypeError(f"{who}: input {k} has dtype {_DTNAMES[x._dtype]}; the tape was "
+                                     f"recorded with {_DTNAMES[rp.in_dtype[k]]}")
+            if not x._dev:
+                x = _to_dev(x.detach(), 1)
+            h = rp.in_h[k]
+            b = &t.bufs[h]
+            da = <DevArray>x._arr
+            same = da.ndim == b.ndim
+            if same:
+                for d in range(b.ndim):
+                    if da.shp[d] != t.meta[b.meta + d]:
+                        same = False
+            if not same:
+                raise ShapeError(f"{who}: input {k} has shape {x.shape}; the tape was recorded with "
+                                 f"shape {rp.in_shape[k]} (record again for other shapes)")
+            da = _dcontig(da)
+            keep.append(da)
+            b.data = da.ptr
+        if grad_mask is not None and grad_mask != rp.rg_key:
+            if own:
+                raise RuntimeError(f"{who}: concurrent replays must use the same argnums")
+            _set_rg(t, rp.in_h, grad_mask)
+            rp.rg_key = grad_mask
+        with nogil:
+            st = cad_forward(t, 0)
+        _dcheck(st, who)
+        if rp.guards:
+            for g in rp.guards:
+                g.check(host(_value_of(t, g.handle)), k=None)
+        outs = [rp.out_const[k] if rp.out_h[k] < 0 else _value_of(t, rp.out_h[k])
+                for k in range(len(rp.out_h))]
+        if grad_mask is None:
+            return outs, None
+        h = rp.out_h[0]
+        if h < 0 or not (t.bufs[h].flags & BUF_RG):
+            return outs, [None if not m else _dfull(rp.in_shape[k], rp.in_dtype[k], 0)
+                          for k, m in enumerate(grad_mask)]
+        b = &t.bufs[h]
+        if b.size != 1:
+            raise BackwardError(f"{who}: the output has shape {outs[0].shape}; gradients need a "
+                                "scalar output (use tape.jacobian)")
+        _dcheck(cad_ensure_grad(b), who)
+        one64 = 1.0 if seed is None else float(seed)
+        one32 = <float>one64
+        if b.dtype == CAD_F64:
+            _dcheck(cad_cu_h2d(b.grad, &one64, 8), who)
+        else:
+            _dcheck(cad_cu_h2d(b.grad, &one32, 4), who)
+        for k in range(len(rp.in_h)):
+            if grad_mask[k]:
+                t.bufs[<cad_hid>rp.in_h[k]].flags |= BUF_KEEP
+        with nogil:
+            st = cad_sweep(t, 1, 0)
+        _dcheck(st, who)
+        st_ok = True
+        grads = []
+        for k in range(len(rp.in_h)):
+            if not grad_mask[k]:
+                grads.append(None)
+                continue
+            b = &t.bufs[<cad_hid>rp.in_h[k]]
+            if not b.hasg:
+                grads.append(_dfull(rp.in_shape[k], rp.in_dtype[k], 0))
+            else:
+                grads.append(_dwrap(_dcopy_raw(t, b, b.grad)))
+        return outs, grads
+    finally:
+        if grad_mask is not None:
+            if st_ok:
+                for k in range(len(rp.in_h)):
+                    _clear_buf(&t.bufs[<cad_hid>rp.in_h[k]])
+            else:
+                cad_tape_clear_grads(t)
+        if own:
+            free(t.bufs)
+            cad_cu_release(priv_arena)
+        else:
+            rp.busy = False
+
+
 def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
     """One replay: inputs xs -> (outputs, gradients of the selected inputs or None).
     grad_mask: a tuple of bools (which inputs get gradients) or None (forward only)."""
@@ -3038,10 +3203,12 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
     cdef bint st_ok = False
     if len(xs) != len(rp.in_h):
         raise TypeError(f"{who}: the tape was recorded with {len(rp.in_h)} inputs, got {len(xs)}")
+    if rp.dev:
+        return _replay_run_dev(rp, xs, grad_mask, seed, who)
     for k in range(len(xs)):
         if isinstance(xs[k], Tensor) and (<Tensor>xs[k])._dev:
-            raise DeviceError(f"{who}: input {k} is on cuda:0; replaying on CUDA is not implemented "
-                              "yet (pass CPU tensors)")
+            raise DeviceError(f"{who}: input {k} is on cuda:0; the tape was recorded on the CPU "
+                              "(record it with CUDA inputs to replay on the GPU)")
     if rp.has_sp and not rp.busy and len(xs) <= 64:
         rp.busy = True
         try:
@@ -3177,8 +3344,7 @@ cdef inline bint _same_shape(Tensor x, cad_tape *t, cad_buf *b):
 
 
 cdef inline void _clear_buf(cad_buf *b) noexcept:
-    if b.grad != NULL and not (b.flags & BUF_INLINE):
-        cad_release(b.grad)
+    cad_buf_release_grad(b)   # host or device
     b.grad = NULL
     b.sgrad = 0.0
     b.hasg = 0

@@ -5,10 +5,15 @@
  * strides, which are relative to its input's contiguous layout, apply to memory
  * directly.  Each primitive names its forward kernel in the op table (fkernel);
  * elementwise ops use the generated rows, with an inline-scalar path in the
- * generated dispatch. */
+ * generated dispatch.
+ *
+ * A tape recorded on CUDA values replays on the device: cad_forward sets the
+ * thread's device per record from its output (BUF_CUDA), as the sweep does, and
+ * the kernels below take their device branch (no host access to the values). */
 #include <math.h>
 #include <string.h>
 #include "_gen_ops.h"
+#include "cad_cuda.h"
 
 static inline int esz(int dt) { return (dt == CAD_F64 || dt == CAD_I64) ? 8 : (dt == CAD_F32 ? 4 : 1); }
 
@@ -65,7 +70,12 @@ int cad_unview_fwd(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *g = t->bufs + t->args[r->arg];
     const int64_t *aux = t->aux + r->aux;
     const int nd = (int)aux[1];
-    memset(cad_bdata(o), 0, (size_t)o->size * (size_t)esz(o->dtype));
+    if (cad_dev) {
+        int st = cad_cu_zero(cad_bdata(o), (size_t)o->size * (size_t)esz(o->dtype));
+        if (st) return st;
+    } else {
+        memset(cad_bdata(o), 0, (size_t)o->size * (size_t)esz(o->dtype));
+    }
     return window_copy(t, o, aux[0], aux + 2, aux + 2 + nd, g, 0, cad_strides(t, g), nd, 1);
 }
 
@@ -83,6 +93,9 @@ int cad_maxmin_fwd(cad_tape *t, const cad_rec *r) {
 
 int cad_gather_fwd(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *x = t->bufs + t->args[r->arg], *l = t->bufs + t->args[r->arg + 1];
+    if (cad_dev)
+        return cad_cu_gather(x->dtype, cad_bdata(o), cad_bdata(x), (const int64_t *)cad_bdata(l), l->size,
+                             t->aux[r->aux], t->aux[r->aux + 1]);
     cad_gather_kernel(x->dtype, cad_bdata(o), cad_bdata(x), (const int64_t *)cad_bdata(l), l->size,
                       t->aux[r->aux], t->aux[r->aux + 1]);
     return CAD_OK;
@@ -90,6 +103,11 @@ int cad_gather_fwd(cad_tape *t, const cad_rec *r) {
 
 int cad_scatter_fwd(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *g = t->bufs + t->args[r->arg], *l = t->bufs + t->args[r->arg + 1];
+    if (cad_dev) {
+        int st = cad_cu_zero(cad_bdata(o), (size_t)o->size * (size_t)esz(o->dtype));
+        return st ? st : cad_cu_scatadd(g->dtype, cad_bdata(o), cad_bdata(g), (const int64_t *)cad_bdata(l),
+                                        l->size, t->aux[r->aux], t->aux[r->aux + 1]);
+    }
     cad_scatter_kernel(g->dtype, cad_bdata(o), cad_bdata(g), (const int64_t *)cad_bdata(l), l->size,
                        t->aux[r->aux], t->aux[r->aux + 1]);
     return CAD_OK;
@@ -103,6 +121,7 @@ int cad_setitem_fwd(cad_tape *t, const cad_rec *r) {
     int64_t k;
     int st = window_copy(t, o, 0, cad_shape(t, o), cad_strides(t, o), x, 0, cad_strides(t, x), o->ndim, 0);
     if (st) return st;
+    if (cad_dev) return cad_cu_setitem(o->dtype, cad_bdata(o), cad_bdata(v), lin, l->size, o->size);
     for (k = 0; k < l->size; k++)
         memcpy(cad_bdata(o) + lin[k] * es, cad_bdata(v) + k * es, (size_t)es);
     return CAD_OK;
