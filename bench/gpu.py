@@ -6,6 +6,8 @@ one run.  python -m bench.gpu [--quick] [--json PATH] [--only W4,MLP]
   W4   sum(sin(x)*x + exp(-x*x)) over 2^27 float32, forward + backward; ms
   W4f  its forward alone; MUL  one elementwise kernel, x * x over 2^27 float32: split W4's cost
   W5   sum((A@B)**2), A, B 4096 x 4096 float32, gradients of A and B; ms
+  R1, R4  W1 and W4 recorded once (cad.record) and replayed: tape.grad, the
+       elementwise chains fused into one generated kernel forward and one backward
   MLP  one SGD step of 4096x1024 -> 1024 -> 1024 -> 10, tanh, cross-entropy (float32); ms
 
 Every sample ends with a device synchronisation (cad.cuda.synchronize /
@@ -117,6 +119,18 @@ def mul_torch(torch, data):
     return lambda: x * x
 
 
+def r1_cad(cad):
+    x = cad.tensor(0.5, device="cuda")
+    tape = cad.record(lambda a: _chain(a, cad.sin), x)
+    return lambda: tape.grad(x)
+
+
+def r4_cad(cad, data):
+    x = cad.tensor(data, device="cuda")
+    tape = cad.record(lambda a: (cad.sin(a) * a + cad.exp(-a * a)).sum(), x)
+    return lambda: tape.grad(x)
+
+
 def _w5_data(quick):
     n = 1024 if quick else 4096
     rng = np.random.default_rng(5)
@@ -207,6 +221,8 @@ WORKLOADS = [
     ("W4", "sum(sin(x)*x+exp(-x*x)), 2^27 f32, fwd+bwd", "ms", 1, _w4_data, w4_cad, w4_torch),
     ("W4f", "  its forward alone (the graph recorded)", "ms", 1, _w4_data, w4f_cad, w4f_torch),
     ("MUL", "  one kernel: x * x, 2^27 f32 (1 GiB moved)", "ms", 1, _w4_data, mul_cad, mul_torch),
+    ("R1", "W1 replayed (cad.record; torch: eager)", "us/op", N_W1, None, r1_cad, w1_torch),
+    ("R4", "W4 replayed, fused kernels (torch: eager)", "ms", 1, _w4_data, r4_cad, w4_torch),
     ("W5", "sum((A@B)**2), 4096^2 f32, grads of A, B", "ms", 1, _w5_data, w5_cad, w5_torch),
     ("MLP", "SGD step 4096x1024-1024-1024-10 f32", "ms", 1, _mlp_data, mlp_cad, mlp_torch),
 ]

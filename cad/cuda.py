@@ -4,6 +4,7 @@
     cad.cuda.device_count()
     cad.cuda.synchronize()         wait for the kernels queued so far
     cad.cuda.allow_tf32 = True     float32 matrix products on TF32 tensor cores (off by default)
+    cad.cuda.fuse_replay = False   record CUDA tapes without fused elementwise kernels
     cad.cuda.empty_cache()         give the cached device blocks back to the driver
     cad.cuda.memory_info()
     x.to("cuda"), x.cuda(), x.cpu(), cad.tensor(data, device="cuda")
@@ -187,6 +188,10 @@ class _CudaModule(types.ModuleType):
         self.__dict__["_allow_tf32"] = bool(on)
         _C.cuda_set_tf32(bool(on))
 
+
+# cad.record on CUDA values fuses runs of elementwise records into one generated
+# kernel forward and one backward (NOTE [ Fused replay ]); False: record by record
+fuse_replay = True
 
 sys.modules[__name__].__class__ = _CudaModule
 _C._set_cuda_init(_init)

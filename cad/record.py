@@ -115,19 +115,24 @@ class StaticTape:
         outs = [o if isinstance(o, C.Tensor) else C.as_tensor(o) for o in outs]
         self._diff = tuple(x.dtype.kind == "f" for x in xs)
         self._replay = C.replay_compile(tape, nodes, outs, rec.guards)
+        if self._replay.dev:
+            from . import fuse
+            fuse.attach(self._replay, tape, outs, rec.guards)
         self._nodes = nodes
         self._outs = outs
         self._tape = tape
 
-    def _run(self, xs, mask, who):
+    def _run(self, xs, mask, who, fused=True):
+        """fused=False: every record's value is computed (the Python sweeps of
+        jacobian, hvp and hessian read them; NOTE [ Fused replay ])"""
         try:
-            return C.replay_run(self._replay, tuple(xs), mask, None, who)
+            return C.replay_run(self._replay, tuple(xs), mask, None, who, fused)
         except ReplayError:
             if not self._retrace:
                 raise
             self._build(xs)
             self._grad_tape = None
-            return C.replay_run(self._replay, tuple(xs), mask, None, who)
+            return C.replay_run(self._replay, tuple(xs), mask, None, who, fused)
 
     def _mask(self, argnums, nx, who):
         if argnums is None:
@@ -172,21 +177,25 @@ class StaticTape:
         """d out / d xs[argnum] (out.shape + x.shape): a replay, then one reverse
         sweep over the whole output basis."""
         from .transforms import reverse_sweep
-        outs, _ = self._run(xs, None, "tape.jacobian")
+        outs, _ = self._run(xs, None, "tape.jacobian", fused=False)
         y = outs[0]
         tp = self._tape
         h_out = self._replay_out(0)
         x_h = C.handle_of(self._nodes[argnum])[1]
         if h_out < 0:
-            return C.as_tensor(np.zeros(y.shape + xs[argnum].shape))
+            return self._on_dev(C.as_tensor(np.zeros(y.shape + xs[argnum].shape)))
         n = y.size
-        seed = C.from_numpy(np.eye(n, dtype=y.dtype).reshape((n,) + y.shape), None, False, False)
+        seed = self._on_dev(C.from_numpy(np.eye(n, dtype=y.dtype).reshape((n,) + y.shape), None, False, False))
         with C.no_grad():
             got = reverse_sweep(tp, {h_out: seed}, 0, 1, [x_h])[x_h]
         xshape = tuple(self._nodes[argnum].shape)
         if got is None:
-            return C.as_tensor(np.zeros(y.shape + xshape))
+            return self._on_dev(C.as_tensor(np.zeros(y.shape + xshape)))
         return C.reshape(got, y.shape + xshape).detach()
+
+    def _on_dev(self, t):
+        """t on the tape's device (a tape recorded on CUDA values works there)"""
+        return t.to("cuda") if self._replay.dev and not t.is_cuda else t
 
     def _replay_out(self, k):
         o = self._outs[k]
@@ -213,32 +222,35 @@ class StaticTape:
         recorded gradient tape."""
         from .transforms import forward_sweep
         gt = self._grads_tape((x,))
-        gt._run((x,), None, "tape.hvp")
+        gt._run((x,), None, "tape.hvp", fused=False)
         x_h = C.handle_of(gt._nodes[0])[1]
-        v = C.cast(C.as_tensor(v), gt._nodes[0].dtype)
+        v = self._on_dev(C.cast(C.as_tensor(v), gt._nodes[0].dtype))
         outs_h = [gt._replay_out(k) for k in range(len(gt._outs))]
         with C.no_grad():
             got = forward_sweep(gt._tape, {x_h: v}, 0, 0, [h for h in outs_h if h >= 0], fused=True)
         r = got.get(outs_h[0]) if outs_h[0] >= 0 else None
-        return C.as_tensor(np.zeros(x.shape if hasattr(x, "shape") else ())) if r is None else r.detach()
+        if r is None:
+            return self._on_dev(C.as_tensor(np.zeros(x.shape if hasattr(x, "shape") else ())))
+        return r.detach()
 
     def hessian(self, *xs, argnum=0):
         """The Hessian of a scalar f with respect to xs[argnum]: the recorded gradient
         tape replayed, then all tangent directions pushed through it at once."""
         from .transforms import forward_sweep
         gt = self._grads_tape(xs)
-        gt._run(xs, None, "tape.hessian")
+        gt._run(xs, None, "tape.hessian", fused=False)
         node = gt._nodes[argnum]
         x_h = C.handle_of(node)[1]
         m = node.size
-        basis = C.from_numpy(np.eye(m, dtype=node.dtype).reshape((m,) + node.shape), None, False, False)
+        basis = self._on_dev(C.from_numpy(np.eye(m, dtype=node.dtype).reshape((m,) + node.shape), None, False,
+                                          False))
         h_out = gt._replay_out(self._grad_out(argnum))
         if h_out < 0:
-            return C.as_tensor(np.zeros(node.shape + node.shape))
+            return self._on_dev(C.as_tensor(np.zeros(node.shape + node.shape)))
         with C.no_grad():
             got = forward_sweep(gt._tape, {x_h: basis}, 0, 1, [h_out], fused=True)[h_out]
         if got is None:
-            return C.as_tensor(np.zeros(node.shape + node.shape))
+            return self._on_dev(C.as_tensor(np.zeros(node.shape + node.shape)))
         return C.reshape(C.transpose(C.reshape(got, (m, m)), (1, 0)), node.shape + node.shape).detach()
 
     # ---- inspection

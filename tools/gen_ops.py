@@ -30,44 +30,32 @@ def load_table():
     return mod
 
 
-FUNCS = {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "pow", "abs", "sign",
-         "select", "max2", "min2", "isfinite", "isnan"}
-MACROS = {"sign": "CAD_SIGN", "select": "CAD_SELECT", "max2": "CAD_MAX2", "min2": "CAD_MIN2",
-          "isfinite": "CAD_ISFINITE", "isnan": "CAD_ISNAN"}
 BDT = {"f64": "double", "f32": "float", "i64": "int64_t", "b": "uint8_t"}
-LIT = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+|\d+[eE][-+]?\d+)")
-IDENT = re.compile(r"[A-Za-z_]\w*")
 DT = {"f64": ("double", 0), "f32": ("float", 1)}
 
 
-def idents(expr):
-    return set(IDENT.findall(LIT.sub("0", expr))) - FUNCS
+def _load_cexpr():
+    """cad/ops/cexpr.py: the expression translation shared with the run-time fuser"""
+    spec = importlib.util.spec_from_file_location("_cad_cexpr_build",
+                                                  os.path.join(ROOT, "cad", "ops", "cexpr.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_CX = _load_cexpr()
+idents, grad_expr, scalar_ok, IDENT = _CX.idents, _CX.grad_expr, _CX.scalar_ok, _CX.IDENT
 
 
 def to_c(expr, ctype, op, what):
-    extra = {"g"} | {f"t{i}" for i in range(len(op.args))} if what.startswith("d[") else set()
-    bad = idents(expr) - set(op.args) - {"out"} - extra
-    if bad:
-        raise SystemExit(f"gen_ops: op {op.name!r} {what}: unknown names {sorted(bad)} in {expr!r}")
-
-    def fn(m):
-        name = m.group(0)
-        if name in MACROS:
-            return MACROS[name]
-        if name in FUNCS:
-            base = "fabs" if name == "abs" else name
-            return base + ("f" if ctype == "float" else "")
-        return name
-    e = LIT.sub(lambda m: f"(({ctype}){m.group(1)})", expr)
-    return IDENT.sub(fn, e)
+    try:
+        return _CX.to_c(expr, ctype, op, what)
+    except _CX.ExprError as e:
+        raise SystemExit(f"gen_ops: {e}")
 
 
 def arg_ctype(op, a, ctype):
     return "uint8_t" if a in op.nondiff_args else ctype
-
-
-def scalar_ok(op):
-    return not op.nondiff_args
 
 
 def cname(op):
@@ -180,15 +168,6 @@ def bool_row(op, dt):
     L.append("    }")
     L.append("}")
     return "\n".join(L)
-
-
-def grad_expr(d):
-    d = d.strip()
-    if d == "1":
-        return "g"
-    if d == "-1":
-        return "-g"
-    return f"g * ({d})"
 
 
 def used(op, d):
@@ -341,7 +320,7 @@ def gen_cu_rows(prims, ew):
         L.append(f"#define V_{name}(i, S) {row.vbody()}")
         L.append(f"CAD_ROW_KERNEL_V(k_{name}, B_{name}, V_{name})")
     # the scalar vjps of the fused device sweep (cad_svjp's twins, by op code)
-    sops = [op for op in ew if scalar_ok(op) and len(op.args) <= 2 and op.args == ("x", "y")[:len(op.args)]]
+    sops = [op for op in ew if _CX.fusable(op)]
     for dt, ctype in (("f64", "double"), ("f32", "float")):
         L.append(f"CAD_DEVICE void cad_dsvjp_{dt}(int op, int mask, {ctype} g, {ctype} x, {ctype} y, "
                  f"{ctype} out, {ctype} *gx, {ctype} *gy) {{")
@@ -478,7 +457,7 @@ def gen_h(prims, ew):
         L.append("    default: return NAN;")
         L.append("    }")
         L.append("}")
-    sops = [op for op in ew if scalar_ok(op) and len(op.args) <= 2 and op.args == ("x", "y")[:len(op.args)]]
+    sops = [op for op in ew if _CX.fusable(op)]
     L.append("/* every scalar op's forward in one switch (unary ops ignore y) */")
     L.append("static inline double cad_fwd_sx(int op, double x, double y) {")
     L.append("    (void)y;")
@@ -656,6 +635,12 @@ def gen_c(prims, ew):
     L.append("    for (i = from < 0 ? 0 : from; i < t->nrecs; i++) {")
     L.append("        int st;")
     L.append("        cad_dev = (t->bufs[t->recs[i].out].flags & BUF_CUDA) != 0;   /* where it runs */")
+    L.append("        if (cad_fz && i < cad_fz->nrecs && cad_fz->fuse[i]) {   /* a fused region */")
+    L.append("            if (cad_fz->fuse[i] < 0) continue;")
+    L.append("            st = cad_fz_fwd(t, cad_fz->fuse[i] - 1);")
+    L.append("            if (st) { cad_dev = dev0; return st; }")
+    L.append("            continue;")
+    L.append("        }")
     L.append("        st = fwd_one(t, t->recs + i);")
     L.append("        if (st) { cad_dev = dev0; return st; }")
     L.append("    }")
@@ -705,7 +690,10 @@ int cad_sweep(cad_tape *t, int free_tmp, int64_t stop) {
             if (st) { cad_dev = dev0; return st; }
             if (done) { i = first; continue; }
         }
-        st = vjp_one(t, r);
+        if (cad_fz && i < cad_fz->nrecs && cad_fz->fuse[i] > 0 && !cad_fz->reg[cad_fz->fuse[i] - 1].store_all)
+            st = cad_fz_vjp(t, cad_fz->fuse[i] - 1);   /* a fused region's backward */
+        else
+            st = vjp_one(t, r);
         if (st) { cad_dev = dev0; return st; }
         if (free_tmp && !(o->flags & BUF_KEEP)) {
             cad_buf_release_grad(o);

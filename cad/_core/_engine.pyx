@@ -22,7 +22,7 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.pycapsule cimport PyCapsule_New, PyCapsule_GetPointer, PyCapsule_GetName
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint64_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy
 from libc.math cimport NAN
 cimport numpy as cnp
@@ -139,6 +139,25 @@ cdef extern from "cad_cpu.h" nogil:
     void cad_gather_kernel(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
     void cad_scatter_kernel(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
     int cad_forward(cad_tape *t, int64_t frm)
+    enum:
+        CAD_FZ_MAXE
+        CAD_FZ_MAXI
+    ctypedef struct cad_fzreg:
+        int nE, nI, store_all, dtype
+        cad_hid ext[16]
+        uint8_t ext_scalar[16]
+        int op[64]
+        int a[64]
+        int b[64]
+        cad_hid out[64]
+        void *ffwd
+        void *fbwd
+    ctypedef struct cad_fzplan:
+        int nreg
+        cad_fzreg *reg
+        int32_t *fuse
+        int64_t nrecs
+    void cad_fz_set(const cad_fzplan *p)
     ctypedef struct cad_sprog:
         int64_t n, nbwd, nv
         double *v
@@ -2816,6 +2835,8 @@ cdef class Replay:
     cdef bint has_sp
     cdef object sp_key      # the input mask sp's backward list is planned for
     cdef public bint dev    # recorded on CUDA values: replays on the GPU
+    cdef cad_fzplan fzp     # fused regions (NOTE [ Fused replay ]); nreg 0: none
+    cdef public list fz_sources   # the generated CUDA source per region (inspection)
 
     def __dealloc__(self):
         if self.arena != NULL:
@@ -2824,9 +2845,19 @@ cdef class Replay:
             else:
                 cad_release(self.arena)
             self.arena = NULL
+        free(self.fzp.reg)
+        free(self.fzp.fuse)
+        self.fzp.reg = NULL
+        self.fzp.fuse = NULL
+        self.fzp.nreg = 0
         if self.has_sp:
             cad_sprog_free(&self.sp)
             self.has_sp = False
+
+    @property
+    def fused_regions(self):
+        """the number of fused regions this replay runs"""
+        return self.fzp.nreg
 
     @property
     def scalar_program(self):
@@ -3059,6 +3090,48 @@ def replay_grads(Replay rp, tuple xs, tuple mask, str who):
     return out
 
 
+def replay_set_fused(Replay rp, list regions, list marks, object cubin):
+    """attach fused regions (cad/fuse.py): regions as (externals, scalar flags, ops,
+    a slots, b slots, outputs, store_all, dtype); marks: fuse[i] per record; cubin:
+    the compiled kernels fz_fwd_<k>/fz_bwd_<k> (None on the fake device)"""
+    cdef int k, j, n = len(regions)
+    cdef cad_fzreg *R
+    cdef void *ff[256]
+    cdef void *fb[256]
+    if not rp.dev or n == 0 or n > 256:
+        return
+    if cubin is not None:
+        _dcheck(cad_cu_fz_load(<const char *>cubin, n, ff, fb), "cad.record (fused kernels)")
+    free(rp.fzp.reg)
+    free(rp.fzp.fuse)
+    rp.fzp.nreg = 0
+    rp.fzp.reg = <cad_fzreg *>calloc(n, sizeof(cad_fzreg))
+    rp.fzp.fuse = <int32_t *>calloc(len(marks) if marks else 1, sizeof(int32_t))
+    if rp.fzp.reg == NULL or rp.fzp.fuse == NULL:
+        raise MemoryError()
+    for k in range(n):
+        ext, scal, ops, aa, bb, outs, store_all, dt = regions[k]
+        R = &rp.fzp.reg[k]
+        R.nE = len(ext)
+        R.nI = len(ops)
+        R.store_all = store_all
+        R.dtype = dt
+        for j in range(R.nE):
+            R.ext[j] = ext[j]
+            R.ext_scalar[j] = scal[j]
+        for j in range(R.nI):
+            R.op[j] = ops[j]
+            R.a[j] = aa[j]
+            R.b[j] = bb[j]
+            R.out[j] = outs[j]
+        R.ffwd = ff[k] if cubin is not None else NULL
+        R.fbwd = fb[k] if cubin is not None else NULL
+    for j in range(len(marks)):
+        rp.fzp.fuse[j] = marks[j]
+    rp.fzp.nrecs = len(marks)
+    rp.fzp.nreg = n
+
+
 cdef DevArray _dcopy_raw(cad_tape *t, cad_buf *b, const char *src):
     """a new device array with b's shape holding the b.size elements at device
     address src (a replayed value or gradient: the arena is reused)"""
@@ -3067,7 +3140,7 @@ cdef DevArray _dcopy_raw(cad_tape *t, cad_buf *b, const char *src):
     return a
 
 
-cdef object _replay_run_dev(Replay rp, tuple xs, object grad_mask, object seed, str who):
+cdef object _replay_run_dev(Replay rp, tuple xs, object grad_mask, object seed, str who, bint fused):
     """replay_run for a tape recorded on CUDA values (NOTE [ CUDA replay ]): the
     forward records and the sweep launch their kernels from C, values stay on
     the device; host inputs are moved there (as jax.jit does)"""
@@ -3084,6 +3157,7 @@ cdef object _replay_run_dev(Replay rp, tuple xs, object grad_mask, object seed, 
     cdef cad_hid h
     cdef double one64
     cdef float one32
+    cdef const cad_fzplan *fz = NULL
     if rp.busy:   # another thread replays this tape: private values
         priv = rp.tp.t
         priv.bufs = <cad_buf *>malloc(t.nbufs * sizeof(cad_buf))
@@ -3131,8 +3205,12 @@ cdef object _replay_run_dev(Replay rp, tuple xs, object grad_mask, object seed, 
                 raise RuntimeError(f"{who}: concurrent replays must use the same argnums")
             _set_rg(t, rp.in_h, grad_mask)
             rp.rg_key = grad_mask
+        if fused and rp.fzp.nreg:
+            fz = &rp.fzp
         with nogil:
+            cad_fz_set(fz)
             st = cad_forward(t, 0)
+            cad_fz_set(NULL)
         _dcheck(st, who)
         if rp.guards:
             for g in rp.guards:
@@ -3160,7 +3238,9 @@ cdef object _replay_run_dev(Replay rp, tuple xs, object grad_mask, object seed, 
             if grad_mask[k]:
                 t.bufs[<cad_hid>rp.in_h[k]].flags |= BUF_KEEP
         with nogil:
+            cad_fz_set(fz)
             st = cad_sweep(t, 1, 0)
+            cad_fz_set(NULL)
         _dcheck(st, who)
         st_ok = True
         grads = []
@@ -3188,7 +3268,7 @@ cdef object _replay_run_dev(Replay rp, tuple xs, object grad_mask, object seed, 
             rp.busy = False
 
 
-def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
+def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint fused=True):
     """One replay: inputs xs -> (outputs, gradients of the selected inputs or None).
     grad_mask: a tuple of bools (which inputs get gradients) or None (forward only)."""
     cdef cad_tape *t = &rp.tp.t
@@ -3203,8 +3283,8 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
     cdef bint st_ok = False
     if len(xs) != len(rp.in_h):
         raise TypeError(f"{who}: the tape was recorded with {len(rp.in_h)} inputs, got {len(xs)}")
-    if rp.dev:
-        return _replay_run_dev(rp, xs, grad_mask, seed, who)
+    if rp.dev:   # fused=False: every record's value is computed (the Python sweeps read them)
+        return _replay_run_dev(rp, xs, grad_mask, seed, who, fused)
     for k in range(len(xs)):
         if isinstance(xs[k], Tensor) and (<Tensor>xs[k])._dev:
             raise DeviceError(f"{who}: input {k} is on cuda:0; the tape was recorded on the CPU "

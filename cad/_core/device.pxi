@@ -35,6 +35,7 @@ cdef extern from "cad_cuda.h" nogil:
     int cad_cu_h2d(void *dst, const void *src, size_t nb)
     int cad_cu_d2h(void *dst, const void *src, size_t nb)
     int cad_cu_d2d(void *dst, const void *src, size_t nb)
+    int cad_cu_fz_load(const void *image, int nreg, void **ffwd, void **fbwd)
     int cad_cu_zero(void *p, size_t nb)
     int cad_cu_fill(void *p, int esize, int64_t n, int64_t bits)
     int cad_cu_gather(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)

@@ -89,6 +89,33 @@ typedef struct {
 extern __thread int cad_dev;
 /* for Cython, where `cad_dev = 1` inside a function would make a local variable */
 static inline void cad_set_dev(int d) { cad_dev = d; }
+
+/* ---- fused replay (NOTE [ Fused replay ] in cuda/fuse.c): regions of elementwise
+ * records run as one kernel forward and one backward.  fuse[i] for record i: 0 as
+ * usual; -1 inside a region (its value comes from the region's kernel); k + 1 the
+ * last record of region k.  The replay sets the thread's plan around cad_forward /
+ * cad_sweep (cad_fz, NULL otherwise). */
+#define CAD_FZ_MAXE 16     /* values a region reads */
+#define CAD_FZ_MAXI 64     /* records in a region */
+#define CAD_FZ_WORDS 96    /* the kernels' parameter block, 64-bit words */
+typedef struct {
+    int nE, nI, store_all, dtype;       /* store_all: every record's value is written (0-d regions) */
+    cad_hid ext[CAD_FZ_MAXE];
+    uint8_t ext_scalar[CAD_FZ_MAXE];    /* a 0-d constant read by every element */
+    int op[CAD_FZ_MAXI], a[CAD_FZ_MAXI], b[CAD_FZ_MAXI];   /* slots: externals, then records; b -1: unary */
+    cad_hid out[CAD_FZ_MAXI];
+    void *ffwd, *fbwd;                  /* the compiled kernels (NULL on the fake device) */
+} cad_fzreg;
+typedef struct {
+    int nreg;
+    cad_fzreg *reg;
+    int32_t *fuse;
+    int64_t nrecs;
+} cad_fzplan;
+extern __thread const cad_fzplan *cad_fz;
+static inline void cad_fz_set(const cad_fzplan *p) { cad_fz = p; }
+int cad_fz_fwd(cad_tape *t, int k);
+int cad_fz_vjp(cad_tape *t, int k);
 void cad_buf_release_grad(cad_buf *b);
 
 /* ---- tape storage (tape.c) ---- */

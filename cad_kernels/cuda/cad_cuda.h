@@ -59,7 +59,9 @@ int cad_cu_h2d(void *dst, const void *src, size_t nb);
 int cad_cu_d2h(void *dst, const void *src, size_t nb);
 int cad_cu_d2d(void *dst, const void *src, size_t nb);
 int cad_cu_zero(void *p, size_t nb);
-char *cad_cu_errword(void);              /* the device word kernels flag errors in (checked at d2h/sync) */
+char *cad_cu_errword(void);
+int cad_cu_fz_load(const void *image, int nreg, void **ffwd, void **fbwd);   /* fused kernels (fuse.c) */
+int cad_cu_launch_fn(void *fn, const void *params, long long nthreads);              /* the device word kernels flag errors in (checked at d2h/sync) */
 int cad_cu_fill(void *p, int esize, int64_t n, int64_t bits);   /* n elements of esize bytes := bits */
 
 /* ---- launches (driver.c): kernel ids are positions in the kernel list */

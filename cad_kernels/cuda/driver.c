@@ -533,6 +533,40 @@ int cad_cu_launch(int kid, const cad_kp *p, long long nthreads) {
     }
 }
 
+/* ---- fused replay kernels (fuse.c): a module compiled at run time per tape, its
+ * kernels fz_fwd_<k> / fz_bwd_<k>; the module stays loaded for the process */
+int cad_cu_fz_load(const void *image, int nreg, void **ffwd, void **fbwd) {
+    CUmodule mod;
+    CUresult r;
+    int k, st;
+    char nm[32];
+    if (state != 1) { snprintf(errbuf, sizeof errbuf, "CUDA is not open"); return CAD_ECUDA; }
+    if ((st = cur())) return st;
+    if ((r = cu.ModuleLoadData(&mod, image))) return fail(r, "cuModuleLoadData (fused replay kernels)");
+    for (k = 0; k < nreg; k++) {
+        snprintf(nm, sizeof nm, "fz_fwd_%d", k);
+        if ((r = cu.ModuleGetFunction((CUfunction *)&ffwd[k], mod, nm))) return fail(r, "cuModuleGetFunction");
+        snprintf(nm, sizeof nm, "fz_bwd_%d", k);
+        if ((r = cu.ModuleGetFunction((CUfunction *)&fbwd[k], mod, nm))) return fail(r, "cuModuleGetFunction");
+    }
+    return CAD_OK;
+}
+
+int cad_cu_launch_fn(void *fn, const void *params, long long nthreads) {
+    const unsigned block = 256;
+    long long g = (nthreads + block - 1) / block;
+    void *args[1];
+    CUresult r;
+    int st;
+    if (nthreads <= 0) return CAD_OK;
+    if (state != 1 || !fn) { snprintf(errbuf, sizeof errbuf, "internal: no fused kernel"); return CAD_ECUDA; }
+    if (g > 65535LL * 8) g = 65535LL * 8;   /* grid-stride loops cover the rest */
+    if ((st = cur())) return st;
+    args[0] = (void *)params;
+    r = cu.LaunchKernel((CUfunction)fn, (unsigned)g, 1, 1, block, 1, 1, 0, NULL, args, NULL);
+    return r ? fail(r, "cuLaunchKernel (fused replay kernel)") : CAD_OK;
+}
+
 /* CPU row -> kernel id: an open-addressing map built on first use */
 typedef struct { cad_row row; int kid; } rowk_t;
 static rowk_t *rowmap = NULL;
