@@ -3132,6 +3132,17 @@ def replay_set_fused(Replay rp, list regions, list marks, object cubin):
     rp.fzp.nreg = n
 
 
+# NOTE [ CUDA replay ]
+# A tape recorded on CUDA values (every array value on the device; a transfer inside
+# the function is refused) replays there: replay_compile gives the records' values
+# slots of one device arena and makes constants contiguous on the device;
+# cad_forward sets the thread's device per record from its output, as the sweep
+# does, so the same forward kernels and vjp rules run their device branches with
+# the GIL released; inputs are bound by pointer (host inputs are moved first),
+# outputs and gradients are copied out of the reused arena.  Runs of elementwise
+# records are fused (NOTE [ Fused replay ] in cad_kernels/cuda/fuse.c) unless the
+# caller needs every value (the Python sweeps of tape.jacobian/hvp/hessian).
+
 cdef DevArray _dcopy_raw(cad_tape *t, cad_buf *b, const char *src):
     """a new device array with b's shape holding the b.size elements at device
     address src (a replayed value or gradient: the arena is reused)"""
