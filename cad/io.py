@@ -11,7 +11,8 @@ The header's "kind" is "tensor", "list", "tuple", "dict" or "tape".  An array is
 null}], "records": [[op index, out, [inputs], [aux]]], "inputs": [handles],
 "outputs": [handle or -1], "out_consts": [array|null], "out_kind", "diff": [bool],
 "guards": [[handle, array, why]]}.  Op codes are stored by name, so a file outlives
-changes to the op table's order.
+changes to the op table's order.  Values on the GPU are saved from host copies: a tape
+recorded on CUDA values loads as a tape that replays on the CPU.
 """
 import io
 import json
@@ -82,7 +83,7 @@ def load(path):
 
 def _value_spec(obj, w):
     if isinstance(obj, C.Tensor):
-        return {"t": "tensor", "a": w.array(np.asarray(obj.detach()))}
+        return {"t": "tensor", "a": w.array(C.host(obj.detach()))}
     if isinstance(obj, np.ndarray):
         return {"t": "ndarray", "a": w.array(obj)}
     if isinstance(obj, (list, tuple)):
@@ -131,13 +132,14 @@ def _tape_spec(st, w):
         spec = {"dtype": ("float64", "float32", "int64", "bool")[dt], "shape": list(shape),
                 "flags": flags & (1 | 2 | 32), "value": None}
         if h not in made and h not in inputs:       # a constant
-            v = np.asarray(C.tape_value(tp, h))
+            v = C.host(C.tape_value(tp, h))
             spec["value"] = float(v) if flags & 1 else w.array(v)
         bufs.append(spec)
     return {"ops": names, "bufs": bufs, "records": recs, "inputs": in_h,
             "input_shapes": [list(s) for s in in_shape], "input_dtypes": in_dtype,
             "outputs": out_h,
-            "out_consts": [None if c is None else w.array(np.asarray(c)) for c in out_const],
+            "out_consts": [None if c is None else w.array(C.host(c) if isinstance(c, C.Tensor) else np.asarray(c))
+                           for c in out_const],
             "out_kind": None if st._kind is None else st._kind.__name__,
             "diff": list(st._diff),
             "guards": [[g.handle, w.array(g.value), g.why] for g in st._replay.guards]}

@@ -617,3 +617,15 @@ def test_fused_kernels_compile_with_nvcc(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     ptx = (tmp_path / "fz.ptx").read_text()
     assert ".entry fz_fwd_0(" in ptx and ".entry fz_bwd_0(" in ptx
+
+
+def test_save_load_of_a_cuda_tape(tmp_path):
+    """a CUDA tape is saved from host copies and loads as a CPU tape"""
+    x = cad.tensor(np.arange(3.0)).to("cuda")
+    tape = cad.record(lambda a: (cad.sin(a) * 2.0).sum(), x)
+    cad.save(tape, tmp_path / "t.cad")
+    back = cad.load(tmp_path / "t.cad")
+    np.testing.assert_allclose(float(back(x.cpu())), float(tape(x).cpu()), rtol=1e-15)
+    np.testing.assert_allclose(np.asarray(back.grad(x.cpu())[0]), np.asarray(tape.grad(x)[0].cpu()), rtol=1e-15)
+    cad.save(x, tmp_path / "x.cad")
+    np.testing.assert_array_equal(np.asarray(cad.load(tmp_path / "x.cad")), np.arange(3.0))
