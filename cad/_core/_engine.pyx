@@ -3151,155 +3151,53 @@ cdef DevArray _dcopy_raw(cad_tape *t, cad_buf *b, const char *src):
     return a
 
 
-cdef object _replay_run_dev(Replay rp, tuple xs, object grad_mask, object seed, str who, bint fused):
-    """replay_run for a tape recorded on CUDA values (NOTE [ CUDA replay ]): the
-    forward records and the sweep launch their kernels from C, values stay on
-    the device; host inputs are moved there (as jax.jit does)"""
-    cdef cad_tape *t = &rp.tp.t
-    cdef cad_tape priv
-    cdef bint own = False, st_ok = False, same
-    cdef list keep = []
-    cdef char *priv_arena = NULL
-    cdef int64_t i
-    cdef int st, k, d
-    cdef cad_buf *b
-    cdef Tensor x
+cdef Tensor _bind_dev_input(cad_tape *t, cad_buf *b, Tensor x, int k, Replay rp, str who):
+    """point input slot b of a CUDA tape at x's (contiguous) device values; returns
+    what must stay alive during the replay"""
     cdef DevArray da
-    cdef cad_hid h
-    cdef double one64
-    cdef float one32
-    cdef const cad_fzplan *fz = NULL
-    if rp.busy:   # another thread replays this tape: private values
-        priv = rp.tp.t
-        priv.bufs = <cad_buf *>malloc(t.nbufs * sizeof(cad_buf))
-        if priv.bufs == NULL:
-            raise MemoryError()
-        memcpy(priv.bufs, t.bufs, t.nbufs * sizeof(cad_buf))
-        priv_arena = <char *>cad_cu_alloc(rp.arena_size if rp.arena_size else 64)
-        if priv_arena == NULL:
-            free(priv.bufs)
-            _dcheck(CAD_EDEVMEM, who)
-        _bind_arena(&priv, rp.arena_slots, priv_arena)
-        for i in range(t.nbufs):
-            priv.bufs[i].grad = NULL
-        t = &priv
-        own = True
-    else:
-        rp.busy = True
-    try:
-        for k in range(len(xs)):
-            x = xs[k] if type(xs[k]) is Tensor else as_tensor(xs[k])
-            if x._dtype != <int>rp.in_dtype[k]:
-                if _isfloat(x._dtype) and _isfloat(rp.in_dtype[k]):
-                    x = <Tensor>cast(x.detach(), _DTYPES[rp.in_dtype[k]])
-                else:
-                    raise DTypeError(f"{who}: input {k} has dtype {_DTNAMES[x._dtype]}; the tape was "
-                                     f"recorded with {_DTNAMES[rp.in_dtype[k]]}")
-            if not x._dev:
-                x = _to_dev(x.detach(), 1)
-            h = rp.in_h[k]
-            b = &t.bufs[h]
-            da = <DevArray>x._arr
-            same = da.ndim == b.ndim
-            if same:
-                for d in range(b.ndim):
-                    if da.shp[d] != t.meta[b.meta + d]:
-                        same = False
-            if not same:
-                raise ShapeError(f"{who}: input {k} has shape {x.shape}; the tape was recorded with "
-                                 f"shape {rp.in_shape[k]} (record again for other shapes)")
-            da = _dcontig(da)
-            keep.append(da)
-            b.data = da.ptr
-        if grad_mask is not None and grad_mask != rp.rg_key:
-            if own:
-                raise RuntimeError(f"{who}: concurrent replays must use the same argnums")
-            _set_rg(t, rp.in_h, grad_mask)
-            rp.rg_key = grad_mask
-        if fused and rp.fzp.nreg:
-            fz = &rp.fzp
-        with nogil:
-            cad_fz_set(fz)
-            st = cad_forward(t, 0)
-            cad_fz_set(NULL)
-        _dcheck(st, who)
-        if rp.guards:
-            for g in rp.guards:
-                g.check(host(_value_of(t, g.handle)), k=None)
-        outs = [rp.out_const[k] if rp.out_h[k] < 0 else _value_of(t, rp.out_h[k])
-                for k in range(len(rp.out_h))]
-        if grad_mask is None:
-            return outs, None
-        h = rp.out_h[0]
-        if h < 0 or not (t.bufs[h].flags & BUF_RG):
-            return outs, [None if not m else _dfull(rp.in_shape[k], rp.in_dtype[k], 0)
-                          for k, m in enumerate(grad_mask)]
-        b = &t.bufs[h]
-        if b.size != 1:
-            raise BackwardError(f"{who}: the output has shape {outs[0].shape}; gradients need a "
-                                "scalar output (use tape.jacobian)")
-        _dcheck(cad_ensure_grad(b), who)
-        one64 = 1.0 if seed is None else float(seed)
-        one32 = <float>one64
-        if b.dtype == CAD_F64:
-            _dcheck(cad_cu_h2d(b.grad, &one64, 8), who)
-        else:
-            _dcheck(cad_cu_h2d(b.grad, &one32, 4), who)
-        for k in range(len(rp.in_h)):
-            if grad_mask[k]:
-                t.bufs[<cad_hid>rp.in_h[k]].flags |= BUF_KEEP
-        with nogil:
-            cad_fz_set(fz)
-            st = cad_sweep(t, 1, 0)
-            cad_fz_set(NULL)
-        _dcheck(st, who)
-        st_ok = True
-        grads = []
-        for k in range(len(rp.in_h)):
-            if not grad_mask[k]:
-                grads.append(None)
-                continue
-            b = &t.bufs[<cad_hid>rp.in_h[k]]
-            if not b.hasg:
-                grads.append(_dfull(rp.in_shape[k], rp.in_dtype[k], 0))
-            else:
-                grads.append(_dwrap(_dcopy_raw(t, b, b.grad)))
-        return outs, grads
-    finally:
-        if grad_mask is not None:
-            if st_ok:
-                for k in range(len(rp.in_h)):
-                    _clear_buf(&t.bufs[<cad_hid>rp.in_h[k]])
-            else:
-                cad_tape_clear_grads(t)
-        if own:
-            free(t.bufs)
-            cad_cu_release(priv_arena)
-        else:
-            rp.busy = False
+    cdef int d
+    cdef bint same
+    if not x._dev:
+        x = _to_dev(x.detach(), 1)   # host inputs are moved (as jax.jit does)
+    da = <DevArray>x._arr
+    same = da.ndim == b.ndim
+    if same:
+        for d in range(b.ndim):
+            if da.shp[d] != t.meta[b.meta + d]:
+                same = False
+    if not same:
+        raise ShapeError(f"{who}: input {k} has shape {x.shape}; the tape was recorded with "
+                         f"shape {rp.in_shape[k]} (record again for other shapes)")
+    da = _dcontig(da)
+    b.data = da.ptr
+    return _dwrap(da)
 
 
 def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint fused=True):
     """One replay: inputs xs -> (outputs, gradients of the selected inputs or None).
-    grad_mask: a tuple of bools (which inputs get gradients) or None (forward only)."""
+    grad_mask: a tuple of bools (which inputs get gradients) or None (forward only).
+    A CUDA tape (rp.dev) runs on the device (NOTE [ CUDA replay ]); fused=False:
+    every record's value is computed (the Python sweeps read them)."""
     cdef cad_tape *t = &rp.tp.t
     cdef cad_tape priv
-    cdef bint own = False
+    cdef bint own = False, dev = rp.dev, st_ok = False, big
     cdef list keep = []
     cdef int64_t i
     cdef int st, k
     cdef cad_buf *b
     cdef Tensor x
     cdef cad_hid h
-    cdef bint st_ok = False
+    cdef char *priv_arena = NULL
+    cdef const cad_fzplan *fz = NULL
+    cdef double one64
+    cdef float one32
     if len(xs) != len(rp.in_h):
         raise TypeError(f"{who}: the tape was recorded with {len(rp.in_h)} inputs, got {len(xs)}")
-    if rp.dev:   # fused=False: every record's value is computed (the Python sweeps read them)
-        return _replay_run_dev(rp, xs, grad_mask, seed, who, fused)
-    for k in range(len(xs)):
-        if isinstance(xs[k], Tensor) and (<Tensor>xs[k])._dev:
-            raise DeviceError(f"{who}: input {k} is on cuda:0; the tape was recorded on the CPU "
-                              "(record it with CUDA inputs to replay on the GPU)")
+    if not dev:
+        for k in range(len(xs)):
+            if isinstance(xs[k], Tensor) and (<Tensor>xs[k])._dev:
+                raise DeviceError(f"{who}: input {k} is on cuda:0; the tape was recorded on the CPU "
+                                  "(record it with CUDA inputs to replay on the GPU)")
     if rp.has_sp and not rp.busy and len(xs) <= 64:
         rp.busy = True
         try:
@@ -3312,10 +3210,13 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
         if priv.bufs == NULL:
             raise MemoryError()
         memcpy(priv.bufs, t.bufs, t.nbufs * sizeof(cad_buf))
-        priv_arena = <char *>cad_alloc(rp.arena_size if rp.arena_size else 64)
+        if dev:
+            priv_arena = <char *>cad_cu_alloc(rp.arena_size if rp.arena_size else 64)
+        else:
+            priv_arena = <char *>cad_alloc(rp.arena_size if rp.arena_size else 64)
         if priv_arena == NULL:
             free(priv.bufs)
-            raise MemoryError()
+            _dcheck(CAD_EDEVMEM if dev else CAD_ENOMEM, who)
         _bind_arena(&priv, rp.arena_slots, priv_arena)
         for i in range(t.nbufs):
             priv.bufs[i].grad = NULL
@@ -3323,7 +3224,6 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
         own = True
     else:
         rp.busy = True
-        priv_arena = NULL
     try:
         for k in range(len(xs)):
             x = xs[k] if type(xs[k]) is Tensor else as_tensor(xs[k])
@@ -3335,7 +3235,9 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
                                      f"recorded with {_DTNAMES[rp.in_dtype[k]]}")
             h = rp.in_h[k]
             b = &t.bufs[h]
-            if b.flags & BUF_INLINE:
+            if dev:
+                keep.append(_bind_dev_input(t, b, x, k, rp, who))
+            elif b.flags & BUF_INLINE:
                 if not x._inline:
                     raise ShapeError(f"{who}: input {k} has shape {x.shape}; the tape was recorded "
                                      f"with shape () (record again for other shapes)")
@@ -3354,44 +3256,55 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
                 raise RuntimeError(f"{who}: concurrent replays must use the same argnums")
             _set_rg(t, rp.in_h, grad_mask)
             rp.rg_key = grad_mask
+        if fused and rp.fzp.nreg:
+            fz = &rp.fzp
         # gradients are clean between replays (cleared after each gradient replay)
-        if t.nrecs > 64 or t.nmeta > 0:
+        big = dev or t.nrecs > 64 or t.nmeta > 0
+        if big:
             with nogil:
+                cad_fz_set(fz)
                 st = cad_forward(t, 0)
+                cad_fz_set(NULL)
         else:
             st = cad_forward(t, 0)
-        _check(st, who)
+        _dcheck(st, who)
         if rp.guards:
             for g in rp.guards:
-                g.check(_value_of(t, g.handle), k=None)
+                g.check(host(_value_of(t, g.handle)), k=None)
         outs = [rp.out_const[k] if rp.out_h[k] < 0 else _value_of(t, rp.out_h[k])
                 for k in range(len(rp.out_h))]
         if grad_mask is None:
             return outs, None
         h = rp.out_h[0]
         if h < 0 or not (t.bufs[h].flags & BUF_RG):
-            return outs, [None if not m else _zeros_of(rp.in_shape[k], rp.in_dtype[k])
+            return outs, [None if not m else _zeros_of(rp.in_shape[k], rp.in_dtype[k], dev)
                           for k, m in enumerate(grad_mask)]
         b = &t.bufs[h]
         if b.size != 1:
             raise BackwardError(f"{who}: the output has shape {outs[0].shape}; gradients need a "
                                 "scalar output (use tape.jacobian)")
-        _check(cad_ensure_grad(b), who)
+        _dcheck(cad_ensure_grad(b), who)
+        one64 = 1.0 if seed is None else float(seed)
+        one32 = <float>one64
         if b.flags & BUF_INLINE:
-            b.sgrad = 1.0 if seed is None else float(seed)
+            b.sgrad = one64
+        elif dev:
+            _dcheck(cad_cu_h2d(b.grad, &one64, 8) if b.dtype == CAD_F64 else cad_cu_h2d(b.grad, &one32, 4), who)
         elif b.dtype == CAD_F64:
-            (<double *>b.grad)[0] = 1.0 if seed is None else float(seed)
+            (<double *>b.grad)[0] = one64
         else:
-            (<float *>b.grad)[0] = 1.0 if seed is None else float(seed)
+            (<float *>b.grad)[0] = one32
         for k in range(len(rp.in_h)):
             if grad_mask[k]:
                 t.bufs[<cad_hid>rp.in_h[k]].flags |= BUF_KEEP
-        if t.nrecs > 64 or t.nmeta > 0:
+        if big:
             with nogil:
+                cad_fz_set(fz)
                 st = cad_sweep(t, 1, 0)
+                cad_fz_set(NULL)
         else:
             st = cad_sweep(t, 1, 0)
-        _check(st, who)
+        _dcheck(st, who)
         st_ok = True
         grads = []
         for k in range(len(rp.in_h)):
@@ -3400,9 +3313,11 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
                 continue
             b = &t.bufs[<cad_hid>rp.in_h[k]]
             if not b.hasg:
-                grads.append(_zeros_of(rp.in_shape[k], rp.in_dtype[k]))
+                grads.append(_zeros_of(rp.in_shape[k], rp.in_dtype[k], dev))
             elif b.flags & BUF_INLINE:
                 grads.append(_new_inline(b.sgrad))
+            elif dev:
+                grads.append(_dwrap(_dcopy_raw(t, b, b.grad)))
             else:
                 grads.append(_grad_copy(t, b))
         return outs, grads
@@ -3415,7 +3330,10 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
                 cad_tape_clear_grads(t)
         if own:
             free(t.bufs)
-            cad_release(priv_arena)
+            if dev:
+                cad_cu_release(priv_arena)
+            else:
+                cad_release(priv_arena)
         else:
             rp.busy = False
 
@@ -3442,7 +3360,9 @@ cdef inline void _clear_buf(cad_buf *b) noexcept:
     b.flags &= ~BUF_KEEP
 
 
-cdef Tensor _zeros_of(tuple shape, int dt):
+cdef Tensor _zeros_of(tuple shape, int dt, bint dev=False):
+    if dev:
+        return _dfull(shape, dt, 0)
     return _wrap(_np.zeros(shape, dtype=_DTYPES[dt]))
 
 
