@@ -44,34 +44,23 @@ def _time(fn, sync, repeat, min_s):
 from .w_scalar import chain as _chain  # noqa: E402  (W1's program: +c, *c, sin in turn)
 
 
-def w1_cad(cad):
-    x = cad.tensor(0.5, device="cuda", requires_grad=True)
+# cad and PyTorch share the calls these workloads use (tensor(..., device=), sin, exp,
+# backward, .grad), so one maker serves both: mod is the module
+
+
+def w1(mod):
+    x = mod.tensor(0.5, dtype=mod.float64, device="cuda", requires_grad=True)
 
     def step():
         x.grad = None
-        _chain(x, cad.sin).backward()
+        _chain(x, mod.sin).backward()
         return x.grad
     return step
 
 
-def w1_torch(torch):
-    x = torch.tensor(0.5, dtype=torch.float64, device="cuda", requires_grad=True)
-
-    def step():
-        x.grad = None
-        _chain(x, torch.sin).backward()
-        return x.grad
-    return step
-
-
-def w1f_cad(cad):
-    x = cad.tensor(0.5, device="cuda", requires_grad=True)
-    return lambda: _chain(x, cad.sin)
-
-
-def w1f_torch(torch):
-    x = torch.tensor(0.5, dtype=torch.float64, device="cuda", requires_grad=True)
-    return lambda: _chain(x, torch.sin)
+def w1f(mod):
+    x = mod.tensor(0.5, dtype=mod.float64, device="cuda", requires_grad=True)
+    return lambda: _chain(x, mod.sin)
 
 
 def _w4_data(quick):
@@ -79,43 +68,23 @@ def _w4_data(quick):
     return np.random.default_rng(4).standard_normal(n).astype(np.float32)
 
 
-def w4_cad(cad, data):
-    x = cad.tensor(data, device="cuda", requires_grad=True)
+def w4(mod, data):
+    x = mod.tensor(data, device="cuda", requires_grad=True)
 
     def step():
         x.grad = None
-        (cad.sin(x) * x + cad.exp(-x * x)).sum().backward()
+        (mod.sin(x) * x + mod.exp(-x * x)).sum().backward()
         return x.grad
     return step
 
 
-def w4_torch(torch, data):
-    x = torch.tensor(data, device="cuda", requires_grad=True)
-
-    def step():
-        x.grad = None
-        (torch.sin(x) * x + torch.exp(-x * x)).sum().backward()
-        return x.grad
-    return step
+def w4f(mod, data):
+    x = mod.tensor(data, device="cuda", requires_grad=True)
+    return lambda: (mod.sin(x) * x + mod.exp(-x * x)).sum()
 
 
-def w4f_cad(cad, data):
-    x = cad.tensor(data, device="cuda", requires_grad=True)
-    return lambda: (cad.sin(x) * x + cad.exp(-x * x)).sum()
-
-
-def w4f_torch(torch, data):
-    x = torch.tensor(data, device="cuda", requires_grad=True)
-    return lambda: (torch.sin(x) * x + torch.exp(-x * x)).sum()
-
-
-def mul_cad(cad, data):
-    x = cad.tensor(data, device="cuda")
-    return lambda: x * x
-
-
-def mul_torch(torch, data):
-    x = torch.tensor(data, device="cuda")
+def mul(mod, data):
+    x = mod.tensor(data, device="cuda")
     return lambda: x * x
 
 
@@ -138,20 +107,9 @@ def _w5_data(quick):
             rng.standard_normal((n, n)).astype(np.float32) / np.sqrt(n))
 
 
-def w5_cad(cad, data):
-    A = cad.tensor(data[0], device="cuda", requires_grad=True)
-    B = cad.tensor(data[1], device="cuda", requires_grad=True)
-
-    def step():
-        A.grad = B.grad = None
-        ((A @ B) ** 2).sum().backward()
-        return A.grad, B.grad
-    return step
-
-
-def w5_torch(torch, data):
-    A = torch.tensor(data[0], device="cuda", requires_grad=True)
-    B = torch.tensor(data[1], device="cuda", requires_grad=True)
+def w5(mod, data):
+    A = mod.tensor(data[0], device="cuda", requires_grad=True)
+    B = mod.tensor(data[1], device="cuda", requires_grad=True)
 
     def step():
         A.grad = B.grad = None
@@ -216,14 +174,14 @@ def mlp_torch(torch, data):
 
 
 WORKLOADS = [
-    ("W1", "1000 ops on a 0-d CUDA tensor, fwd+bwd", "us/op", N_W1, None, w1_cad, w1_torch),
-    ("W1f", "  its forward alone (the graph recorded)", "us/op", N_W1, None, w1f_cad, w1f_torch),
-    ("W4", "sum(sin(x)*x+exp(-x*x)), 2^27 f32, fwd+bwd", "ms", 1, _w4_data, w4_cad, w4_torch),
-    ("W4f", "  its forward alone (the graph recorded)", "ms", 1, _w4_data, w4f_cad, w4f_torch),
-    ("MUL", "  one kernel: x * x, 2^27 f32 (1 GiB moved)", "ms", 1, _w4_data, mul_cad, mul_torch),
-    ("R1", "W1 replayed (cad.record; torch: eager)", "us/op", N_W1, None, r1_cad, w1_torch),
-    ("R4", "W4 replayed, fused kernels (torch: eager)", "ms", 1, _w4_data, r4_cad, w4_torch),
-    ("W5", "sum((A@B)**2), 4096^2 f32, grads of A, B", "ms", 1, _w5_data, w5_cad, w5_torch),
+    ("W1", "1000 ops on a 0-d CUDA tensor, fwd+bwd", "us/op", N_W1, None, w1, w1),
+    ("W1f", "  its forward alone (the graph recorded)", "us/op", N_W1, None, w1f, w1f),
+    ("W4", "sum(sin(x)*x+exp(-x*x)), 2^27 f32, fwd+bwd", "ms", 1, _w4_data, w4, w4),
+    ("W4f", "  its forward alone (the graph recorded)", "ms", 1, _w4_data, w4f, w4f),
+    ("MUL", "  one kernel: x * x, 2^27 f32 (1 GiB moved)", "ms", 1, _w4_data, mul, mul),
+    ("R1", "W1 replayed (cad.record; torch: eager)", "us/op", N_W1, None, r1_cad, w1),
+    ("R4", "W4 replayed, fused kernels (torch: eager)", "ms", 1, _w4_data, r4_cad, w4),
+    ("W5", "sum((A@B)**2), 4096^2 f32, grads of A, B", "ms", 1, _w5_data, w5, w5),
     ("MLP", "SGD step 4096x1024-1024-1024-10 f32", "ms", 1, _mlp_data, mlp_cad, mlp_torch),
 ]
 
