@@ -13,23 +13,40 @@ def _place(t, device, requires_grad):
     return t.requires_grad_(True) if requires_grad else t
 
 
+def _has_tensor(data):
+    """does a (nested) list or tuple hold a tensor?"""
+    if isinstance(data, (list, tuple)):
+        return any(isinstance(e, _C.Tensor) or _has_tensor(e) for e in data)
+    return False
+
+
+def _tracked(t):
+    return t.requires_grad and (_C.is_grad_enabled() or _C.is_recording())
+
+
 def tensor(data, dtype=None, requires_grad=False, device=None):
     """A new tensor holding a copy of data (a scalar, nested lists, an ndarray or a
-    tensor) on device (default: the CPU, or data's device for a tensor).  A list
-    containing tensors is stacked, so gradients flow through it."""
-    if device is not None and not isinstance(data, _C.Tensor) and \
-            not (isinstance(data, (list, tuple)) and any(isinstance(e, _C.Tensor) for e in data)):
+    tensor) on device (default: the CPU, or data's device for a tensor).  A (nested)
+    list containing tensors is stacked, so gradients flow through it; so does a
+    tensor that requires grad (as jnp.array: cad.tensor(x) stays on x's tape; pass
+    requires_grad=True, or call .detach(), for a new leaf)."""
+    if device is not None and not isinstance(data, _C.Tensor) and not _has_tensor(data):
         return _place(tensor(data, dtype), device, requires_grad)
     if isinstance(data, _C.Tensor) and device is not None:
         return _place(tensor(data, dtype).to("cpu" if not _C._check_device_py(device, "tensor") else "cuda").detach(),
                       None, requires_grad)
     if isinstance(data, _C.Tensor):
-        t = data.detach()
+        if _tracked(data) and not requires_grad:
+            t = data.reshape(data.shape)   # a node of data's tape (the value is not copied:
+            if t is data:                  # tensors are immutable; in-place ops rebind)
+                t = data * 1.0 if data.dtype.kind == "f" else data.detach()
+        else:
+            t = data.detach()
         if dtype is not None:
             t = _C.cast(t, dtype)
         return t.requires_grad_(True) if requires_grad else t
-    if isinstance(data, (list, tuple)) and any(isinstance(e, _C.Tensor) for e in data):
-        t = _C.as_tensor([tensor(e) if not isinstance(e, _C.Tensor) else e for e in data])
+    if _has_tensor(data):
+        t = _C.as_tensor([e if isinstance(e, _C.Tensor) else tensor(e) for e in data])
         if dtype is not None:
             t = _C.cast(t, dtype)
         if requires_grad:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ._core import _engine as C
 from .ops import primitives
+from .ops._rules import Ctx
 
 
 class ReplayError(RuntimeError, C.CadError):
@@ -310,40 +311,9 @@ def _interpreter(st):
             return C.tape_value(tp, h)
         for op, out, args, aux in C.tape_records(tp, 0):
             o = api[op]
-            a = [get(h) for h in args]
-            if o.kind in ("ew", "bool"):   # the engine's raw function (clip has a wrapper)
-                r = getattr(C, "_prim_" + o.name, None) or getattr(C, o.name)
-                r = r(*a)
-            elif o.kind == "reduce":
-                xs_ = C.tape_info(tp, args[0])[0]
-                axes = tuple(d for d in range(len(xs_)) if (aux[0] >> d) & 1)
-                keep = len(C.tape_info(tp, out)[0]) == len(xs_) and len(xs_) > 0
-                r = C.reduce(o.code, a[0], axes, keep)
-            elif o.kind == "view":
-                nd = aux[1]
-                r = C.as_strided(a[0], aux[0], tuple(aux[2:2 + nd]), tuple(aux[2 + nd:2 + 2 * nd]))
-            elif o.kind == "unview":
-                nd = aux[1]
-                r = C.unview(a[0], aux[0], tuple(aux[2:2 + nd]), tuple(aux[2 + nd:2 + 2 * nd]),
-                             C.tape_info(tp, out)[0])
-            elif o.kind == "gather":
-                r = C.gather(a[0], a[1], None, aux[2])
-            elif o.kind == "scatter":
-                r = C.scatter(a[0], a[1], aux[1], aux[2])
-            elif o.kind == "setitem":
-                x, v, lin = a
-                r = C.reshape(x, (-1,)) * 1.0 if x.dtype.kind == "f" else C.reshape(x, (-1,))
-                r[np.asarray(lin).reshape(-1)] = C.reshape(v, (-1,))
-                r = C.reshape(r, x.shape)
-            elif o.kind == "concat":
-                r = C.concat(a, aux[0])
-            elif o.kind == "cast":
-                r = C.cast(a[0], (C.float64, C.float32, C.int64, C.bool_)[C.tape_info(tp, out)[1]])
-            elif o.kind == "matmul":
-                r = C.matmul(a[0], a[1])
-            else:
-                raise RuntimeError(f"cad: no interpreter for op {o.name}")
-            val[out] = r
+            if o.eval_rule is None:
+                raise RuntimeError(f"cad: op {o.name} has no eval rule (op table)")
+            val[out] = o.eval_rule(Ctx(tp, args, out, aux, 0), [get(h) for h in args])
         outs = [get(h) if h >= 0 else c for h, c in zip(out_h, st._outs)]
         return _rebuild(outs, st._kind)
     _ = REGISTRY

@@ -256,14 +256,25 @@ def _tapes(outs):
     return tapes
 
 
-def _recording(tape, fresh):
-    """must the sweep record (an outer computation tracks something in it, or
-    cad.record is recording)?"""
+def _recording(tape, fresh, seeds=()):
+    """must the sweep record (an outer computation tracks something in it: an input,
+    a value f closed over, or a cotangent/tangent seed; or cad.record is recording)?"""
     if C.is_recording():
         return True
     if not C.is_grad_enabled():
         return False
-    return any(not x.is_leaf for x in fresh) or C.foreign_leaves(tape, [x for x in fresh if x.is_leaf])
+    return (_tracked(seeds) or any(not x.is_leaf for x in fresh)
+            or C.foreign_leaves(tape, [x for x in fresh if x.is_leaf]))
+
+
+def _tracked(vals):
+    """does an outer computation track one of vals (cotangents or tangents)?"""
+    for v in vals:
+        if isinstance(v, Diag):
+            v = v.v
+        if isinstance(v, C.Tensor) and v.requires_grad:
+            return True
+    return False
 
 
 def _zeros(shape, dtype, dev=0):
@@ -280,7 +291,8 @@ def _add(a, b):
 
 def _pullback(outs, cts, fresh, nb, who):
     """sum over outputs of ct . d out / d fresh, for every fresh input (batched
-    when nb == 1): one sweep per tape"""
+    when nb == 1): one sweep per tape.  Every handle is taken before the first
+    sweep: a sweep that records may merge tapes (NOTE [ Handles across merges ])."""
     res = [None] * len(fresh)
     for y, ct in zip(outs, cts):   # an output that is an input leaf: the identity
         for i, x in enumerate(fresh):
@@ -289,23 +301,23 @@ def _pullback(outs, cts, fresh, nb, who):
     for i, c in enumerate(res):
         if isinstance(c, Diag):
             res[i] = c.dense()
+    jobs = []
     for tp in _tapes(outs):
         hs = [_handles(tp, x) for x in fresh]
         starts = [C.producer(tp, h) if not x.is_leaf else C.first_use(tp, h)
                   for x, hl in zip(fresh, hs) for h in hl]
         if not starts:
             continue
-        stop = min(starts)
-        seeds = {}
+        seeds, tl, cl = {}, [], []
         for y, ct in zip(outs, cts):
             if isinstance(y, C.Tensor) and y.requires_grad and not y.is_leaf and C.handle_of(y)[0] is tp:
                 h = C.handle_of(y)[1]
                 seeds[h] = _add(seeds.get(h), ct)
-        record = _recording(tp, fresh)
+                tl.append(y)
+                cl.append(ct)
+        jobs.append((tp, hs, min(starts), seeds, tl, cl, _recording(tp, fresh, cts)))
+    for tp, hs, stop, seeds, tl, cl, record in jobs:
         if not record and nb == 0:
-            tl = [y for y in outs if isinstance(y, C.Tensor) and y.requires_grad and not y.is_leaf
-                  and C.handle_of(y)[0] is tp]
-            cl = [ct for y, ct in zip(outs, cts) if any(y is t for t in tl)]
             with C.no_grad():
                 got = C.run_backward(tl, cl, list(fresh), True, False, True, who, stop)
             for i, g in enumerate(got):
@@ -322,12 +334,14 @@ def _pullback(outs, cts, fresh, nb, who):
 
 
 def _pushforward(outs, fresh, tans, nb):
-    """the tangents of outs when fresh inputs move along tans (batched when nb == 1)"""
+    """the tangents of outs when fresh inputs move along tans (batched when nb == 1);
+    handles are taken before the first sweep (NOTE [ Handles across merges ])"""
     res = [None] * len(outs)
     for k, y in enumerate(outs):   # an output that is an input leaf: the identity
         for x, t in zip(fresh, tans):
             if y is x and x.is_leaf and t is not None:
                 res[k] = _add(res[k], t)
+    jobs = []
     for tp in _tapes(outs):
         seeds, starts = {}, []
         for x, t in zip(fresh, tans):
@@ -338,14 +352,15 @@ def _pushforward(outs, fresh, tans, nb):
                 starts.append(C.producer(tp, h) + 1 if not x.is_leaf else C.first_use(tp, h))
         if not seeds:
             continue
-        want = [C.handle_of(y)[1] for y in outs if isinstance(y, C.Tensor) and y.requires_grad
-                and not y.is_leaf and C.handle_of(y)[0] is tp]
-        record = _recording(tp, fresh)
+        outh = [(k, C.handle_of(y)[1]) for k, y in enumerate(outs)
+                if isinstance(y, C.Tensor) and y.requires_grad and not y.is_leaf
+                and C.handle_of(y)[0] is tp]
+        jobs.append((tp, seeds, min(starts), outh, _recording(tp, fresh, tans)))
+    for tp, seeds, start, outh, record in jobs:
         with (C.enable_grad() if record else C.no_grad()):
-            got = forward_sweep(tp, seeds, min(starts), nb, want, fused=not record)
-        for k, y in enumerate(outs):
-            if isinstance(y, C.Tensor) and not y.is_leaf and y.requires_grad and C.handle_of(y)[0] is tp:
-                res[k] = _add(res[k], got[C.handle_of(y)[1]])
+            got = forward_sweep(tp, seeds, start, nb, [h for _, h in outh], fused=not record)
+        for k, h in outh:
+            res[k] = _add(res[k], got[h])
     return [r.dense() if isinstance(r, Diag) else r for r in res]
 
 
@@ -391,8 +406,10 @@ def _call(f, args, kwargs, argnums, who):
     return single, fresh, out
 
 
-def _outer(fresh):
-    return C.is_grad_enabled() and any(not x.is_leaf for x in fresh)
+def _outer(fresh, seeds=()):
+    """do the results stay differentiable (an outer computation tracks an input or a
+    cotangent/tangent seed)?"""
+    return C.is_grad_enabled() and (any(not x.is_leaf for x in fresh) or _tracked(seeds))
 
 
 # ---------------------------------------------------------------- the transforms
@@ -446,10 +463,11 @@ def vjp(f, *primals, has_aux=False):
     if has_aux:
         out, aux = out
     outs, rebuild = _flat_outputs(out, "vjp")
-    keep = _outer(fresh)
+    keep0 = _outer(fresh)
 
     def vjp_fn(ct):
         cts, _ = _flat_outputs(ct, "vjp")
+        keep = keep0 or _outer(fresh, cts)
         if len(cts) != len(outs):
             raise ValueError(f"vjp: {len(cts)} cotangents for {len(outs)} outputs")
         for c, y in zip(cts, outs):
@@ -457,7 +475,7 @@ def vjp(f, *primals, has_aux=False):
                 raise C.ShapeError(f"vjp: cotangent of shape {c.shape} for an output of shape {y.shape}")
         gs = _pullback(outs, list(cts), fresh, 0, "vjp")
         return tuple(_finish(g, x, keep) for g, x in zip(gs, fresh))
-    value = rebuild([y if keep else y.detach() for y in outs])
+    value = rebuild([y if keep0 else y.detach() for y in outs])
     return (value, vjp_fn, aux) if has_aux else (value, vjp_fn)
 
 
@@ -480,7 +498,7 @@ def jvp(f, primals, tangents, has_aux=False):
     if has_aux:
         out, aux = out
     outs, rebuild = _flat_outputs(out, "jvp")
-    keep = _outer(fresh)
+    keep = _outer(fresh, tans)
     ts = _pushforward(outs, fresh, tans, 0)
     value = rebuild([y if keep else y.detach() for y in outs])
     tout = rebuild([_finish(t, y, keep) for t, y in zip(ts, outs)])

@@ -302,9 +302,11 @@ def set_grad_enabled(mode):
 cdef class no_grad:
     """Context manager and decorator: nothing inside is recorded (per thread)."""
     cdef list _prev
+    cdef object _func
 
     def __init__(self, func=None):
         self._prev = []
+        self._func = func   # @no_grad without parentheses
 
     def __enter__(self):
         global cad_grad_off
@@ -317,8 +319,14 @@ cdef class no_grad:
         cad_grad_off = self._prev.pop()
         return False
 
-    def __call__(self, func):
+    def __call__(self, *args, **kwargs):
         import functools
+        if self._func is not None:   # the bare decorator: the instance is the wrapper
+            with no_grad():
+                return self._func(*args, **kwargs)
+        if len(args) != 1 or kwargs or not callable(args[0]):
+            raise TypeError("no_grad(): use it as a context manager, @no_grad or @no_grad()")
+        func = args[0]
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
@@ -330,9 +338,11 @@ cdef class no_grad:
 cdef class enable_grad:
     """Context manager and decorator: record even inside no_grad (per thread)."""
     cdef list _prev
+    cdef object _func
 
     def __init__(self, func=None):
         self._prev = []
+        self._func = func   # @enable_grad without parentheses
 
     def __enter__(self):
         global cad_grad_off
@@ -345,8 +355,14 @@ cdef class enable_grad:
         cad_grad_off = self._prev.pop()
         return False
 
-    def __call__(self, func):
+    def __call__(self, *args, **kwargs):
         import functools
+        if self._func is not None:   # the bare decorator: the instance is the wrapper
+            with enable_grad():
+                return self._func(*args, **kwargs)
+        if len(args) != 1 or kwargs or not callable(args[0]):
+            raise TypeError("enable_grad(): use it as a context manager, @enable_grad or @enable_grad()")
+        func = args[0]
 
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
@@ -1388,6 +1404,21 @@ cdef int64_t _cst[MAXDIM]
 cdef int64_t *_contig(int nd, const int64_t *shape):
     cad_contig_strides(nd, shape, _cst)
     return _cst
+
+
+cdef object _mod(object a, object b):
+    """a % b (numpy's remainder, the sign of b).  Differentiable where a float
+    operand is tracked: a - floor(a / b) * b with the quotient a constant, so
+    d/da = 1 and d/db = -floor(a / b), as numpy-autograd, JAX and PyTorch."""
+    cdef bint track = False
+    if not cad_grad_off or cad_rec_mode:
+        for v in (a, b):
+            if isinstance(v, Tensor) and (<Tensor>v)._rg and _isfloat((<Tensor>v)._dtype):
+                track = True
+    if not track:
+        return _nondiff(_np.remainder, (a, b))
+    q = _nondiff(_np.floor_divide, (a, b))
+    return a - q * b
 
 
 cdef object _nondiff(object fn, tuple args):
@@ -2588,8 +2619,34 @@ cdef tuple _rec_aux(Tape tp, int64_t i):
     return tuple(a[j] for j in range(n))
 
 
+cdef Tape _live(Tape tp, cad_hid *h):
+    """NOTE [ Handles across merges ]
+    A Python sweep (transforms.reverse_sweep / forward_sweep) holds a tape and the
+    handles of its records while its rules record new ops; those ops may merge the
+    tape into a larger one (`_merge` frees the smaller tape's arrays and forwards
+    it).  Every lookup of a (tape, handle) pair from Python therefore follows the
+    forwarding here, so handles taken before a merge stay valid after it, and
+    checks the handle's range (an out-of-range handle raises, never reads memory)."""
+    cdef cad_hid k = h[0]
+    while tp._into is not None:
+        k += tp._hoff
+        tp = tp._into
+    if k < 0 or k >= tp.t.nbufs:
+        raise IndexError(f"cad: handle {h[0]} is out of range for a tape of {tp.t.nbufs} values")
+    h[0] = k
+    return tp
+
+
+def tape_live(Tape tp):
+    """the tape tp was merged into (itself when it was not)"""
+    while tp._into is not None:
+        tp = tp._into
+    return tp
+
+
 def tape_info(Tape tp, cad_hid h):
     """(shape, dtype code, flags) of handle h"""
+    tp = _live(tp, &h)
     cdef cad_buf *b = &tp.t.bufs[h]
     shape = tuple(tp.t.meta[b.meta + d] for d in range(b.ndim))
     return shape, b.dtype, b.flags
@@ -2599,6 +2656,7 @@ def tape_node(Tape tp, cad_hid h):
     """a tensor standing for handle h: the leaf itself, a node of the tape (ops on
     it record against h), or the value of a constant; None when the value was not
     kept (nothing read it)"""
+    tp = _live(tp, &h)
     cdef cad_buf *b = &tp.t.bufs[h]
     cdef Tensor r
     cdef cnp.npy_intp dims[MAXDIM]
@@ -2666,6 +2724,7 @@ def tape_buf_count(Tape tp):
 
 def tape_leaf(Tape tp, cad_hid h):
     """the leaf tensor registered as h, or None"""
+    tp = _live(tp, &h)
     if tp.t.bufs[h].flags & BUF_LEAF:
         return <Tensor>tp.t.bufs[h].leaf
     return None
@@ -2709,9 +2768,19 @@ def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
     cdef cnp.ndarray res, ta
     cdef Tensor t
     cdef int st
+    cdef cad_hid h
     for i in range(n):
         if ts[i] is not None:
             mask |= 1 << i
+    ins = tuple(ins)
+    hl = list(ins)
+    for i in range(n):
+        if ins[i] >= 0:
+            h = ins[i]
+            _live(tp, &h)
+            hl[i] = h
+    ins = tuple(hl)
+    tp = _live(tp, &out)
     ob = &tp.t.bufs[out]
     if ob.dtype != CAD_F64 and ob.dtype != CAD_F32:
         return None
@@ -3445,6 +3514,7 @@ def tape_push_rec(Tape tp, int op, cad_hid out, tuple args, tuple aux):
 def tape_node_of(Tape tp, cad_hid h, object value):
     """a tensor standing for handle h holding value (an input node of a loaded tape)"""
     cdef Tensor t = as_tensor(value)
+    tp = _live(tp, &h)
     t = t.detach()
     t._tape = tp
     t._h = h

@@ -24,6 +24,9 @@ def bind(engine):
         elif op.kind == "bool":   # bool results: nothing flows through them
             op.vjp_rule = lambda ctx, g, n=len(op.args): [None] * n
             op.jvp_rule = lambda ctx, ts: None
+        if op.kind in ("ew", "bool"):   # the engine's raw function (clip has a wrapper)
+            fn = getattr(engine, "_prim_" + op.name, None) or getattr(engine, op.name)
+            op.eval_rule = lambda ctx, a, fn=fn: fn(*a)
     engine.set_api([op.api for op in REGISTRY.values() if op.method])
     refs = {op.code: op.ref for op in prims if op.int_ok}
     ufuncs = {op.ufunc: op.api for op in REGISTRY.values() if op.ufunc}

@@ -44,7 +44,8 @@ class OpDef:
     __slots__ = ("name", "kind", "args", "fwd", "d", "kernel", "int_ok", "ref", "cases",
                  "domain", "method", "ufunc", "doc", "differentiable", "api", "code",
                  "nondiff_args", "fd_eps", "export", "tol", "seq", "vjp_rule", "jvp_rule",
-                 "second_order", "fast_partial", "fkernel", "partial_rule")
+                 "second_order", "fast_partial", "fkernel", "partial_rule", "eval_rule",
+                 "batch_rule", "name_rule", "linear")
 
     def __init__(self, name, kind, *, args=(), fwd=None, d=None, kernel=None, int_ok=False,
                  ref=None, cases=(), domain=(-2.0, 2.0), method=True, ufunc=None, doc="",
@@ -82,6 +83,18 @@ class OpDef:
         self.fast_partial = {}
         self.partial_rule = None   # elementwise: fn(ctx, input name) -> the partial (set by bind)
         self.fkernel = kernel.replace("_vjp", "_fwd") if kernel else None   # replay forward
+        # NOTE [ A primitive's rules ]
+        # A primitive's rules sit together in its table entry, attached by decorators
+        # next to its definition: vjp and jvp (differentiable, over cad ops, with batch
+        # dims: NOTE [ Rules and batch dims ]), eval (run one record again from its
+        # inputs and aux: a loaded tape as a function), and the slots that vmap
+        # (batch) and named dimensions (names) fill.  Elementwise and bool ops get
+        # theirs from the expressions at bind time.  tests/test_op_table.py checks
+        # that every primitive has every filled slot.
+        self.eval_rule = None     # fn(ctx, args) -> the record's output
+        self.batch_rule = None    # vmap (not built yet)
+        self.name_rule = None     # named dimensions (not built yet)
+        self.linear = ()          # inputs the op is linear in (documentation for now)
 
     @property
     def primitive(self):
@@ -98,6 +111,12 @@ class OpDef:
     def jvp(self, fn):
         """Decorator: fn(ctx, tangents) -> the output's tangent (inputs' may be None)."""
         self.jvp_rule = fn
+        return fn
+
+    def eval(self, fn):
+        """Decorator: fn(ctx, args) -> the output of one record, recomputed with cad
+        ops from its inputs (args) and its aux (ctx.aux, ctx.out_shape, ...)."""
+        self.eval_rule = fn
         return fn
 
     def __call__(self, fn):

@@ -21,3 +21,8 @@ def _to_device_vjp(ctx, g):
 @TO_DEVICE.jvp
 def _to_device_jvp(ctx, ts):
     return None if ts[0] is None else C.to_device(ts[0], ctx.aux[1])
+
+
+@TO_DEVICE.eval
+def _to_device_eval(ctx, a):
+    return C.to_device(a[0], ctx.aux[1])

@@ -5,6 +5,11 @@ import numpy as np
 
 from ._registry import Case, defop
 
+try:
+    from .._core import _engine as C
+except ImportError:   # the build reads this table before the extension exists
+    C = None
+
 UNARY = [Case(()), Case((3,)), Case((2, 3)), Case((0,)), Case((2, 0)),
          Case(("T", (3, 2))), Case(("S", (3,)))]
 BINARY = [Case((), ()), Case((3,), ()), Case((), (3,)), Case((2, 3), (3,)),
@@ -46,8 +51,14 @@ _binary("sub", "x - y", "1", "-1", np.subtract, int_ok=True, ufunc="subtract")
 _binary("mul", "x * y", "y", "x", np.multiply, int_ok=True, ufunc="multiply")
 _binary("div", "x / y", "1 / y", "-out / y", np.true_divide,
         domain=((-2.0, 2.0), (0.5, 2.0)), ufunc="true_divide")
-POW = _binary("pow", "pow(x, y)", "select(y == 0, 0, y * pow(x, y - 1))",
-        "select((x == 0) & (y >= 0), 0, out * log(x))", np.power, int_ok=True,
+# The partials guard their singular points twice (the select outside gives the value,
+# the select inside keeps the unused branch finite), so that the derivatives of the
+# partials (higher order, where the unused branch gets a zero cotangent) are not
+# 0 * inf = nan: d/dx at x = y = 0 is 0; d/dy at x = 0, y >= 0 is 0.
+POW = _binary("pow", "pow(x, y)",
+        "select((x == 0) & (y == 0), 0, y * pow(x, select((x == 0) & (y == 0), 1, y - 1)))",
+        "select((x == 0) & (y >= 0), 0, out * log(select((x == 0) & (y >= 0), 1, x)))",
+        np.power, int_ok=True,
         domain=((0.5, 2.0), (-2.0, 2.0)), ufunc="power")
 _binary("maximum", "max2(x, y)", "select(x > y, 1, select(x == y, 0.5, 0))",
         "select(y > x, 1, select(x == y, 0.5, 0))", np.maximum, int_ok=True)
@@ -102,9 +113,11 @@ def _pow_dx(ctx):
     if y.ndim != 0 or y.requires_grad:
         return None
     c = float(y)
-    if c == 0:
-        return None
-    return (ctx.val(0) ** (c - 1)) * c if c != 1 else None
+    x = ctx.val(0)
+    if c == 0 or c == 1:   # constants: no pow(x, -1) or pow(x, 0) whose derivative is nan at 0
+        one = C.ones_like_value(x)
+        return one * 0.0 if c == 0 else one
+    return (x ** (c - 1)) * c
 
 
 POW.fast_partial["x"] = _pow_dx

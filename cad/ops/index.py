@@ -157,3 +157,23 @@ def _setitem_jvp(ctx, ts):
         s = C.reshape(C.scatter(tv * last, ctx.val(2), keep.size, ctx.nb), bsh + xs)
         r = s if r is None else r + s
     return r
+
+
+# ---- eval rules (NOTE [ A primitive's rules ]): one record recomputed from its aux
+
+@GATHER.eval
+def _gather_eval(ctx, a):
+    return C.gather(a[0], a[1], None, ctx.aux[2])
+
+
+@SCATTER.eval
+def _scatter_eval(ctx, a):
+    return C.scatter(a[0], a[1], ctx.aux[1], ctx.aux[2])
+
+
+@SETITEM.eval
+def _setitem_eval(ctx, a):
+    x, v, lin = a
+    r = C.reshape(x, (-1,)) * 1.0 if x.dtype.kind == "f" else C.reshape(x, (-1,))
+    r[np.asarray(lin).reshape(-1)] = C.reshape(v, (-1,))
+    return C.reshape(r, x.shape)

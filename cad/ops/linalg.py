@@ -35,6 +35,10 @@ def dot(a, b):
     if a.ndim > 2 or b.ndim > 2:
         raise ValueError(f"dot: operands of shapes {a.shape} and {b.shape}: dot takes 0-d, 1-D "
                          "and 2-D operands; use matmul or einsum for batched products")
+    kb = b.shape[0]
+    if a.shape[-1] != kb:
+        raise C.ShapeError(f"dot: shapes {a.shape} and {b.shape} are not aligned: {a.shape[-1]} "
+                           f"(last dim of a) != {kb} (dim 0 of b)")
     return C.matmul(a, b)
 
 
@@ -299,3 +303,15 @@ def einsum(*args, subscripts=None):
     if t != out:
         x = C.transpose(x, tuple(t.index(c) for c in out))
     return x
+
+
+# ---- eval rules (NOTE [ A primitive's rules ]): one record recomputed from its aux
+
+@MATMUL.eval
+def _matmul_eval(ctx, a):
+    return C.matmul(a[0], a[1])
+
+
+@CAST.eval
+def _cast_eval(ctx, a):
+    return C.cast(a[0], ctx.out_dtype)

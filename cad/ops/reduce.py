@@ -251,3 +251,18 @@ def _prod_vjp(ctx, g):
 @PROD.jvp
 def _prod_jvp(ctx, ts):
     return _collapse(ctx, ts[0] * _prod_partial(ctx))
+
+
+# ---- eval rules (NOTE [ A primitive's rules ]): one record recomputed from its aux
+
+def _reduce_eval(op):
+    def ev(ctx, a):
+        xs = ctx.shape(0)
+        axes = tuple(d for d in range(len(xs)) if (ctx.aux[0] >> d) & 1)
+        keep = len(ctx.out_shape) == len(xs) and len(xs) > 0
+        return C.reduce(op.code, a[0], axes, keep)
+    return ev
+
+
+for _op in (SUM, MAX, MIN, PROD):
+    _op.eval(_reduce_eval(_op))

@@ -73,14 +73,19 @@ def flatten(x):
 TRANSPOSE = defop("transpose", "composite", ref=lambda a, axes=None: np.transpose(a, axes),
                   cases=[Case((2, 3)), Case((2, 3, 4), axes=(1, 2, 0)), Case(()), Case(("T", (3, 2))),
                          Case((0, 2))],
-                  doc="transpose(x, axes=None): as numpy (reverses the axes by default).")
+                  doc="transpose(x, axes=None): as numpy (reverses the axes by default); "
+                      "transpose(x, a, b) with two integer axes swaps them, as torch.")
 
 
 @TRANSPOSE
 def transpose(x, axes=None, *args):
     x = C.as_tensor(x)
-    if args:   # x.transpose(1, 0) as numpy's method allows
-        axes = (axes,) + args
+    if args:
+        if len(args) == 1 and isinstance(axes, (int, np.integer)):
+            # transpose(x, a, b): two integer axes swap them (torch); they never
+            # mean a permutation (numpy's function raises here)
+            return swapaxes(x, axes, args[0])
+        axes = (axes,) + args   # x.transpose(2, 0, 1): a permutation, as numpy's method
     if axes is None:
         axes = tuple(range(x.ndim - 1, -1, -1))
     return C.transpose(x, tuple(axes))
@@ -299,3 +304,23 @@ def _concat_jvp(ctx, ts):
     parts = [t if t is not None else C.const_on(np.zeros(bsh + ctx.shape(i), dtype=ctx.out_dtype), dev)
              for i, t in enumerate(ts)]
     return C.concat(parts, ctx.aux[0] + ctx.nb)
+
+
+# ---- eval rules (NOTE [ A primitive's rules ]): one record recomputed from its aux
+
+@VIEW.eval
+def _view_eval(ctx, a):
+    nd = ctx.aux[1]
+    return C.as_strided(a[0], ctx.aux[0], tuple(ctx.aux[2:2 + nd]), tuple(ctx.aux[2 + nd:2 + 2 * nd]))
+
+
+@UNVIEW.eval
+def _unview_eval(ctx, a):
+    nd = ctx.aux[1]
+    return C.unview(a[0], ctx.aux[0], tuple(ctx.aux[2:2 + nd]), tuple(ctx.aux[2 + nd:2 + 2 * nd]),
+                    tuple(ctx.out_shape))
+
+
+@CONCAT.eval
+def _concat_eval(ctx, a):
+    return C.concat(a, ctx.aux[0])
