@@ -348,7 +348,7 @@ def gen_cu_module(prims, ew):
     return f"/* {HEADER} */\n" + kp + "\n" + kern + "\n" + gen_cu_rows(prims, ew)
 
 
-HEAVY = {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "pow"}
+HEAVY = _CX.HEAVY
 
 
 def heavy(op, expr):

@@ -8,8 +8,8 @@ the test cases.  ``tools/gen_ops.py`` reads this table at build time; the runtim
 binds the public functions from it.
 
 Expression language (C and Python at once): inputs by name, ``out`` for the
-result, numbers, + - * /, comparisons, and the functions sin cos tan exp log sqrt
-tanh pow abs sign select(c, a, b) max2 min2.
+result, numbers, + - * /, comparisons, and the functions of ``cexpr.FUNCS`` (the one
+list of the vocabulary: sin cos ... select(c, a, b) max2 min2 log1p expm1).
 """
 
 PRIMITIVE_KINDS = ("ew", "bool", "reduce", "view", "unview", "gather", "scatter", "setitem", "concat",

@@ -107,9 +107,16 @@ SUM_CODE = [None]   # set by bind
 
 
 def _env():
-    return {"sin": C.sin, "cos": C.cos, "tan": C.tan, "exp": C.exp, "log": C.log, "sqrt": C.sqrt,
-            "tanh": C.tanh, "pow": C.pow, "abs": C.abs, "sign": C.sign, "select": C.where,
-            "max2": C.maximum, "min2": C.minimum}
+    """the expression vocabulary as cad ops (cexpr.FUNCS, RULE_OPS)"""
+    from .cexpr import FUNCS, RULE_OPS
+    env = {}
+    for f in FUNCS:
+        fn = getattr(C, RULE_OPS.get(f, f), None)
+        if fn is None:
+            from . import REGISTRY
+            fn = REGISTRY[RULE_OPS.get(f, f)].api
+        env[f] = fn
+    return env
 
 
 def ew_rules(op):

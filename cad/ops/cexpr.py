@@ -3,8 +3,16 @@ generated at build time (tools/gen_ops.py: the C rows and the CUDA module) and a
 run time (cad/fuse.py: fused replay kernels).  Pure Python, no imports from cad."""
 import re
 
+# THE expression vocabulary (NOTE [ Expression vocabulary ]): every function an op
+# table expression may call, once.  C (and CUDA C) spell it as in <math.h> (fabs for
+# abs, an `f` suffix in float), or through a macro (MACROS); the differentiable rules
+# (cad.ops._rules) evaluate it with the cad op of the same name, or the one RULE_OPS
+# names; HEAVY functions make a loop worth more threads (gen_ops) and their scalar
+# partials worth deferring.
 FUNCS = {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "pow", "abs", "sign",
-         "select", "max2", "min2", "isfinite", "isnan"}
+         "select", "max2", "min2", "isfinite", "isnan", "log1p", "expm1"}
+RULE_OPS = {"select": "where", "max2": "maximum", "min2": "minimum"}
+HEAVY = {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "pow", "log1p", "expm1"}
 MACROS = {"sign": "CAD_SIGN", "select": "CAD_SELECT", "max2": "CAD_MAX2", "min2": "CAD_MIN2",
           "isfinite": "CAD_ISFINITE", "isnan": "CAD_ISNAN"}
 LIT = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+|\d+[eE][-+]?\d+)")

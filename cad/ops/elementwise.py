@@ -45,6 +45,8 @@ _unary("relu", "max2(x, 0)", "x > 0", lambda x: np.maximum(x, 0), int_ok=True, u
 _unary("sqrt", "sqrt(x)", "0.5 / out", np.sqrt, domain=(0.5, 2.0))
 _unary("abs", "abs(x)", "sign(x)", np.abs, int_ok=True, ufunc="absolute")
 _unary("square", "x * x", "2 * x", np.square, int_ok=True)
+_unary("log1p", "log1p(x)", "1 / (1 + x)", np.log1p, domain=(-0.5, 2.0))
+_unary("expm1", "expm1(x)", "out + 1", np.expm1)
 
 _binary("add", "x + y", "1", "1", np.add, int_ok=True)
 _binary("sub", "x - y", "1", "-1", np.subtract, int_ok=True, ufunc="subtract")
