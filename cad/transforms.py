@@ -406,10 +406,14 @@ def _call(f, args, kwargs, argnums, who):
     return single, fresh, out
 
 
-def _outer(fresh, seeds=()):
-    """do the results stay differentiable (an outer computation tracks an input or a
-    cotangent/tangent seed)?"""
-    return C.is_grad_enabled() and (any(not x.is_leaf for x in fresh) or _tracked(seeds))
+def _outer(fresh, seeds=(), outs=()):
+    """do the results stay differentiable (an outer computation tracks an input, a
+    cotangent/tangent seed, or a value f closed over: then the sweep records)?"""
+    if not C.is_grad_enabled():
+        return False
+    if any(not x.is_leaf for x in fresh) or _tracked(seeds):
+        return True
+    return any(_recording(tp, fresh) for tp in _tapes(outs))
 
 
 # ---------------------------------------------------------------- the transforms
@@ -463,11 +467,11 @@ def vjp(f, *primals, has_aux=False):
     if has_aux:
         out, aux = out
     outs, rebuild = _flat_outputs(out, "vjp")
-    keep0 = _outer(fresh)
+    keep0 = _outer(fresh, (), outs)
 
     def vjp_fn(ct):
         cts, _ = _flat_outputs(ct, "vjp")
-        keep = keep0 or _outer(fresh, cts)
+        keep = keep0 or _outer(fresh, cts, outs)
         if len(cts) != len(outs):
             raise ValueError(f"vjp: {len(cts)} cotangents for {len(outs)} outputs")
         for c, y in zip(cts, outs):
@@ -498,7 +502,7 @@ def jvp(f, primals, tangents, has_aux=False):
     if has_aux:
         out, aux = out
     outs, rebuild = _flat_outputs(out, "jvp")
-    keep = _outer(fresh, tans)
+    keep = _outer(fresh, tans, outs)
     ts = _pushforward(outs, fresh, tans, 0)
     value = rebuild([y if keep else y.detach() for y in outs])
     tout = rebuild([_finish(t, y, keep) for t, y in zip(ts, outs)])
@@ -514,7 +518,7 @@ def jacrev(f, argnums=0, has_aux=False):
         if has_aux:
             out, aux = out
         outs, rebuild = _flat_outputs(out, "jacrev")
-        keep = _outer(fresh)
+        keep = _outer(fresh, (), outs)
         per_out = []
         for y in outs:
             if y.size == 1:   # one cotangent: a plain gradient, no batch dim
@@ -542,7 +546,7 @@ def jacfwd(f, argnums=0, has_aux=False):
         if has_aux:
             out, aux = out
         outs, rebuild = _flat_outputs(out, "jacfwd")
-        keep = _outer(fresh)
+        keep = _outer(fresh, (), outs)
         cols = []   # per input: per output jacobian
         for i, x in enumerate(fresh):
             m = x.size

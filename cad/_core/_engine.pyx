@@ -139,6 +139,7 @@ cdef extern from "cad_cpu.h" nogil:
     void cad_gather_kernel(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
     void cad_scatter_kernel(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
     int cad_forward(cad_tape *t, int64_t frm)
+    int cad_fwd_dispatch(cad_tape *t, const cad_rec *r)
     enum:
         CAD_FZ_MAXE
         CAD_FZ_MAXI
@@ -2583,6 +2584,59 @@ def _tape_of(Tensor t):
 
 
 
+# ---------------------------------------------------------------- one entry point
+
+def bind(int op, list ins, tuple aux, tuple out_shape, object out_dtype, str who):
+    """NOTE [ One entry point ]
+    Eager execution of a primitive through its replay forward kernel: the output is
+    allocated on the inputs' device, the op is recorded (on the inputs' tape when the
+    result requires grad or cad.record is recording, else on a scratch tape that dies
+    here) and the record's forward kernel (the op table's fkernel, the one
+    cad_forward runs in a replay) computes it.  One forward per primitive: eager,
+    replay and the CUDA device all run the same C function.  The op table's entry
+    checks the arguments and gives the output's shape and dtype; every input here is
+    a Tensor whose value the kernel reads (contiguous where the kernel needs it)."""
+    cdef Tensor r, t
+    cdef int dt = _dtype_code(out_dtype, who)
+    cdef int dev = 0, i, n = len(ins), naux = len(aux), st
+    cdef int64_t ax[16]
+    cdef bint rec = cad_rec_mode
+    cdef Tape tp
+    cdef cad_hid hs[8]
+    if naux > 16 or n > 7:
+        raise ValueError(f"{who}: bind takes at most 7 inputs and 16 aux values")
+    for i in range(naux):
+        ax[i] = aux[i]
+    for i in range(n):
+        t = <Tensor>ins[i]
+        if t._dev:
+            dev = 1
+        if t._rg and not cad_grad_off:
+            rec = True
+    if dev:
+        r = _dwrap(_dnew_shape(out_shape, dt, who))
+    else:
+        r = _wrap(_empty_shape(out_shape, dt))
+    if rec:
+        _record(op, r, ins, ((1 << n) - 1) | 128, ax, naux)
+        tp = r._tape
+        if tp.t.bufs[r._h].flags & BUF_INLINE:
+            raise ValueError(f"{who}: bind needs an array output")
+        st = cad_fwd_dispatch(&tp.t, &tp.t.recs[tp.t.nrecs - 1])
+    else:
+        tp = Tape.__new__(Tape)
+        for i in range(n):
+            t = <Tensor>ins[i]
+            hs[i] = _push_scalar(tp, t._sval, 0) if t._inline else _push_buf(tp, t, 0, False)
+        _push_rec(tp, op, _push_buf(tp, r, 0, False), hs, n, ax, naux)
+        st = cad_fwd_dispatch(&tp.t, &tp.t.recs[0])
+    if st != CAD_OK:
+        if dev:
+            _dcheck(st, who)
+        _check(st, who)
+    return r
+
+
 # ---------------------------------------------------------------- the tape from Python (transforms)
 
 def tape_records(Tape tp, int64_t lo=0, int64_t hi=-1):
@@ -2603,12 +2657,22 @@ def tape_records(Tape tp, int64_t lo=0, int64_t hi=-1):
     return out
 
 
+cdef list _AUX_N = []   # per op code: the aux count the op table declares (naux), or -1
+
+
+def set_aux_counts(list counts):
+    global _AUX_N
+    _AUX_N = counts
+
+
 cdef tuple _rec_aux(Tape tp, int64_t i):
     """the aux ints of record i (their count depends on the op)"""
     cdef cad_rec *r = &tp.t.recs[i]
     cdef int64_t *a = tp.t.aux + r.aux
     cdef int64_t n
-    if r.op == OP_VIEW or r.op == OP_UNVIEW:
+    if r.op < len(_AUX_N) and <int64_t>_AUX_N[r.op] >= 0:
+        n = _AUX_N[r.op]
+    elif r.op == OP_VIEW or r.op == OP_UNVIEW:
         n = 2 + 2 * a[1]
     elif r.op == OP_GATHER or r.op == OP_SCATTER:
         n = 3

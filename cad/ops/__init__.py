@@ -1,6 +1,6 @@
 """The op table: one record per op (see _registry).  Importing this package
 defines every op; ``bind`` attaches the compiled engine's functions at runtime."""
-from . import elementwise, reduce, shape, index, linalg, nn, device  # noqa: F401  (order = op codes)
+from . import elementwise, reduce, shape, index, linalg, nn, device, scan  # noqa: F401  (order = op codes)
 from ._registry import REGISTRY, Case, OpDef, defop, primitives  # noqa: F401
 
 
@@ -27,6 +27,7 @@ def bind(engine):
         if op.kind in ("ew", "bool"):   # the engine's raw function (clip has a wrapper)
             fn = getattr(engine, "_prim_" + op.name, None) or getattr(engine, op.name)
             op.eval_rule = lambda ctx, a, fn=fn: fn(*a)
+    engine.set_aux_counts([-1 if op.naux is None else op.naux for op in prims])
     engine.set_api([op.api for op in REGISTRY.values() if op.method])
     refs = {op.code: op.ref for op in prims if op.int_ok}
     ufuncs = {op.ufunc: op.api for op in REGISTRY.values() if op.ufunc}

@@ -13,7 +13,7 @@ list of the vocabulary: sin cos ... select(c, a, b) max2 min2 log1p expm1).
 """
 
 PRIMITIVE_KINDS = ("ew", "bool", "reduce", "view", "unview", "gather", "scatter", "setitem", "concat",
-                   "cast", "matmul", "xent", "transfer")
+                   "cast", "matmul", "xent", "transfer", "scan")
 
 
 class Case:
@@ -45,12 +45,12 @@ class OpDef:
                  "domain", "method", "ufunc", "doc", "differentiable", "api", "code",
                  "nondiff_args", "fd_eps", "export", "tol", "seq", "vjp_rule", "jvp_rule",
                  "second_order", "fast_partial", "fkernel", "partial_rule", "eval_rule",
-                 "batch_rule", "name_rule", "linear")
+                 "batch_rule", "name_rule", "linear", "naux")
 
     def __init__(self, name, kind, *, args=(), fwd=None, d=None, kernel=None, int_ok=False,
                  ref=None, cases=(), domain=(-2.0, 2.0), method=True, ufunc=None, doc="",
                  differentiable=True, nondiff_args=(), fd_eps=1e-6, export=True, tol=None, seq=False,
-                 second_order=True):
+                 second_order=True, naux=None, linear=()):
         self.name = name
         self.kind = kind
         self.args = tuple(args)
@@ -94,7 +94,8 @@ class OpDef:
         self.eval_rule = None     # fn(ctx, args) -> the record's output
         self.batch_rule = None    # vmap (not built yet)
         self.name_rule = None     # named dimensions (not built yet)
-        self.linear = ()          # inputs the op is linear in (documentation for now)
+        self.linear = tuple(linear)   # inputs the op is linear in (documentation for now)
+        self.naux = naux          # the record's aux int count (None: the engine's default)
 
     @property
     def primitive(self):

@@ -124,7 +124,7 @@ def _set_masks(ctx):
     """positions of x that survive, and which writes survive (the last of repeats)"""
     lin_t = ctx.val(2)
     lin = C.host(lin_t).reshape(-1)
-    xs = ctx.shape(0)
+    xs = tuple(ctx.out_shape)   # x's shape (x may be a constant the tape did not register)
     keep = np.ones(int(np.prod(xs, dtype=np.int64)), dtype=bool)
     keep[lin] = False
     last = np.zeros(lin.size, dtype=bool)
@@ -148,7 +148,7 @@ def _setitem_vjp(ctx, g):
 def _setitem_jvp(ctx, ts):
     keep, last = _set_masks(ctx)
     tx, tv = ts[0], ts[1]
-    xs = ctx.shape(0)
+    xs = tuple(ctx.out_shape)
     r = None
     if tx is not None:
         r = tx * keep

@@ -54,4 +54,46 @@ typedef struct {
     int op, mask, gout, gx, gy, pad_;
 } cad_dsinst;
 
+/* ---- scans (cumsum, cumprod), shared by the CPU loops (cpu/scan.c) and the CUDA
+ * kernels (kernels.cuh): one slice of a contiguous (outer, n, inner) array, the
+ * elements base + j * inner for j < n.  CAD_SCAN_SLICE: out[j] (=|+=) the running
+ * sum or product of x over j (from the end when rev).  CAD_CUMPROD_VJP_SLICE: the
+ * exact gradient of cumprod with zeros present: gx[i] = sum_{j >= i} g[j] prod_{k <=
+ * j, k != i} x[k]; before the first zero z that is (sum_{i <= j < z} g[j] out[j]) /
+ * x[i], at z a running product that skips x[z], after z zero. */
+#define CAD_SCAN_SLICE(T, OUT, X, base, n, inner, rev, prod, acc)              \
+    do {                                                                      \
+        long long k_, j_, ix_;                                                \
+        T run_ = (prod) ? (T)1 : (T)0;                                        \
+        for (k_ = 0; k_ < (n); k_++) {                                        \
+            j_ = (rev) ? (n) - 1 - k_ : k_;                                   \
+            ix_ = (base) + j_ * (inner);                                      \
+            run_ = (prod) ? run_ * (X)[ix_] : run_ + (X)[ix_];                \
+            if (acc) (OUT)[ix_] += run_; else (OUT)[ix_] = run_;              \
+        }                                                                     \
+    } while (0)
+#define CAD_CUMPROD_VJP_SLICE(T, GX, G, X, O, base, n, inner, acc)             \
+    do {                                                                      \
+        long long z_ = (n), j_;                                               \
+        T s_ = 0, r_, t_;                                                     \
+        for (j_ = 0; j_ < (n); j_++) if ((X)[(base) + j_ * (inner)] == (T)0) { z_ = j_; break; } \
+        for (j_ = (n) - 1; j_ > z_; j_--) {                                   \
+            if (acc) { /* nothing to add */ } else (GX)[(base) + j_ * (inner)] = 0; \
+        }                                                                     \
+        if (z_ < (n)) {                                                       \
+            r_ = z_ > 0 ? (O)[(base) + (z_ - 1) * (inner)] : (T)1;            \
+            t_ = 0;                                                           \
+            for (j_ = z_; j_ < (n); j_++) {                                   \
+                if (j_ > z_) r_ *= (X)[(base) + j_ * (inner)];                \
+                t_ += (G)[(base) + j_ * (inner)] * r_;                        \
+            }                                                                 \
+            if (acc) (GX)[(base) + z_ * (inner)] += t_; else (GX)[(base) + z_ * (inner)] = t_; \
+        }                                                                     \
+        for (j_ = z_ - 1; j_ >= 0; j_--) {                                    \
+            const long long ix_ = (base) + j_ * (inner);                      \
+            s_ += (G)[ix_] * (O)[ix_];                                        \
+            if (acc) (GX)[ix_] += s_ / (X)[ix_]; else (GX)[ix_] = s_ / (X)[ix_]; \
+        }                                                                     \
+    } while (0)
+
 #endif

@@ -278,6 +278,28 @@ int cad_cu_xent_vjp(int dtype, char *gz, const char *g, const char *z, int64_t z
     return cad_cu_launch(cad_cu_kernel_id(dtype == CAD_F64 ? "k_xentb_f64" : "k_xentb_f32"), &kp, N * C);
 }
 
+/* ---- scans (cumsum, cumprod) and cumprod's vjp: one thread per slice */
+int cad_cu_scan(int dtype, char *out, const char *x, int64_t outer, int64_t n, int64_t inner,
+                int rev, int prod, int acc) {
+    cad_kp kp;
+    if (outer * n * inner == 0) return CAD_OK;
+    memset(&kp, 0, sizeof kp);
+    kp.ptr[0] = out; kp.ptr[1] = (char *)x;
+    kp.i[0] = outer; kp.i[1] = n; kp.i[2] = inner; kp.i[3] = rev; kp.i[4] = prod; kp.i[5] = acc;
+    return cad_cu_launch(cad_cu_kernel_id(dtype == CAD_F64 ? "k_scan_f64" : "k_scan_f32"), &kp, outer * inner);
+}
+
+int cad_cu_cumprod_vjp(int dtype, char *gx, const char *g, const char *x, const char *out,
+                       int64_t outer, int64_t n, int64_t inner, int acc) {
+    cad_kp kp;
+    if (outer * n * inner == 0) return CAD_OK;
+    memset(&kp, 0, sizeof kp);
+    kp.ptr[0] = gx; kp.ptr[1] = (char *)g; kp.ptr[2] = (char *)x; kp.ptr[3] = (char *)out;
+    kp.i[0] = outer; kp.i[1] = n; kp.i[2] = inner; kp.i[3] = acc;
+    return cad_cu_launch(cad_cu_kernel_id(dtype == CAD_F64 ? "k_cumprodb_f64" : "k_cumprodb_f32"), &kp,
+                         outer * inner);
+}
+
 /* ---- matrix products: cuBLAS (column-major), resolved at run time */
 typedef int cublasStatus_t;
 typedef struct cublasContext *cublasHandle_t;

@@ -417,6 +417,35 @@ CAD_XENTB_KERNEL(k_xentb_f32, float, expf)
         for (k = 0; k < p.i[1]; k++) if (wb[k]) *CAD_H(T *, wb[k]) = G[k];    \
     }
 
+/* ---- scans, one thread per slice (CAD_SCAN_SLICE in cad_kp.h).  i[] = outer, n,
+ * inner, rev, prod, acc; ptr = out, x (contiguous) */
+#define CAD_SCAN_KERNEL(NAME, T)                                               \
+    CAD_GLOBAL void NAME(const CAD_GRIDCONST cad_kp p) {                       \
+        const long long n = p.i[1], inner = p.i[2], ns = p.i[0] * p.i[2];      \
+        long long s;                                                          \
+        for (s = CAD_TID; s < ns; s += CAD_NTH) {                             \
+            const long long o = s / inner, base = o * n * inner + (s - o * inner); \
+            CAD_SCAN_SLICE(T, (T *)p.ptr[0], (const T *)p.ptr[1], base, n, inner, \
+                           p.i[3], p.i[4], p.i[5]);                            \
+        }                                                                     \
+    }
+CAD_SCAN_KERNEL(k_scan_f64, double)
+CAD_SCAN_KERNEL(k_scan_f32, float)
+/* cumprod's vjp, one thread per slice.  i[] = outer, n, inner, acc; ptr = gx, g, x,
+ * out (contiguous) */
+#define CAD_CUMPRODB_KERNEL(NAME, T)                                           \
+    CAD_GLOBAL void NAME(const CAD_GRIDCONST cad_kp p) {                       \
+        const long long n = p.i[1], inner = p.i[2], ns = p.i[0] * p.i[2];      \
+        long long s;                                                          \
+        for (s = CAD_TID; s < ns; s += CAD_NTH) {                             \
+            const long long o = s / inner, base = o * n * inner + (s - o * inner); \
+            CAD_CUMPROD_VJP_SLICE(T, (T *)p.ptr[0], (const T *)p.ptr[1], (const T *)p.ptr[2], \
+                                  (const T *)p.ptr[3], base, n, inner, p.i[3]); \
+        }                                                                     \
+    }
+CAD_CUMPRODB_KERNEL(k_cumprodb_f64, double)
+CAD_CUMPRODB_KERNEL(k_cumprodb_f32, float)
+
 /* every hand-written kernel, for the launcher's table (X(name)) */
 #define CAD_HAND_KERNELS(X)                                                    \
     X(k_racc_f64) X(k_racc_f32)                                                 \
@@ -436,6 +465,7 @@ CAD_XENTB_KERNEL(k_xentb_f32, float, expf)
     X(k_lastw) X(k_setw_8) X(k_setw_4) X(k_setw_1) X(k_setgv_f64) X(k_setgv_f32) \
     X(k_setgx_f64) X(k_setgx_f32)                                               \
     X(k_xent_f64) X(k_xent_f32) X(k_xentb_f64) X(k_xentb_f32)                   \
-    X(k_dsweep_f64) X(k_dsweep_f32)
+    X(k_dsweep_f64) X(k_dsweep_f32)                                             \
+    X(k_scan_f64) X(k_scan_f32) X(k_cumprodb_f64) X(k_cumprodb_f32)
 
 #endif

@@ -143,8 +143,9 @@ def test_table_is_complete():
                 assert a in op.d or a in op.nondiff_args, f"{op.name}: no derivative for {a}"
         if op.primitive and op.kind not in ("ew", "bool"):
             assert op.kernel, f"primitive {op.name} names no vjp kernel"
-        if op.primitive:
+        if op.primitive:   # NOTE [ A primitive's rules ]: every filled slot, for every primitive
             assert op.vjp_rule and op.jvp_rule, f"primitive {op.name} lacks a differentiable rule"
+            assert op.eval_rule, f"primitive {op.name} lacks an eval rule"
         if op.export:
             assert getattr(cad, op.name) is op.api, f"cad.{op.name} is not the table's function"
         if op.ref is None and op.name not in ("view", "gather", "cast", "xent"):

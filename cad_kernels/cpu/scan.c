@@ -1,0 +1,106 @@
+/* Scans: cumsum and cumprod along one axis (aux = [axis, reverse]).
+ *
+ * A primitive as the op table wants it (NOTE [ A primitive's rules ] in
+ * cad/ops/_registry.py): its entry (cad/ops/scan.py: shape rule, aux schema, the
+ * differentiable rules), a forward kernel that eager execution and replay both run
+ * (cad_cumsum_fwd: the engine's `bind` records the op and runs this same function on
+ * the record), a vjp kernel for the C sweep, and their CUDA kernels (k_scan,
+ * k_cumprodb in cuda/kernels.cuh) behind the thread's device flag.  The per-slice
+ * arithmetic is shared with the CUDA kernels (CAD_SCAN_SLICE and
+ * CAD_CUMPROD_VJP_SLICE in cuda/cad_kp.h).
+ *
+ * Layouts: the output is a fresh contiguous buffer; the input is contiguous (the
+ * engine passes a contiguous copy; a replay's arena and constants are contiguous);
+ * gradient buffers are contiguous.  A non-contiguous operand is an internal error. */
+#include <string.h>
+#include "_gen_ops.h"
+#include "cad_cuda.h"
+
+static inline char *gptr(cad_buf *b) { return (b->flags & BUF_INLINE) ? (char *)&b->sgrad : b->grad; }
+static inline int wants(cad_tape *t, cad_hid h) { return h >= 0 && (t->bufs[h].flags & BUF_RG); }
+
+static int contiguous(cad_tape *t, cad_buf *b) {
+    int64_t s = 1;
+    int d;
+    if ((b->flags & BUF_INLINE) || b->size == 0) return 1;
+    for (d = b->ndim - 1; d >= 0; d--) {
+        if (cad_shape(t, b)[d] != 1 && cad_strides(t, b)[d] != s) return 0;
+        s *= cad_shape(t, b)[d];
+    }
+    return 1;
+}
+
+/* outer, n, inner of a contiguous value scanned along axis */
+static void split(cad_tape *t, cad_buf *b, int axis, int64_t *outer, int64_t *n, int64_t *inner) {
+    int d;
+    *outer = 1;
+    *inner = 1;
+    *n = b->ndim ? cad_shape(t, b)[axis] : 1;
+    for (d = 0; d < axis; d++) *outer *= cad_shape(t, b)[d];
+    for (d = axis + 1; d < b->ndim; d++) *inner *= cad_shape(t, b)[d];
+}
+
+static int scan(int dtype, char *out, const char *x, int64_t outer, int64_t n, int64_t inner,
+                int rev, int prod, int acc) {
+    int64_t s;
+    if (cad_dev) return cad_cu_scan(dtype, out, x, outer, n, inner, rev, prod, acc);
+    for (s = 0; s < outer * inner; s++) {
+        const int64_t o = s / inner, base = o * n * inner + (s - o * inner);
+        if (dtype == CAD_F64) CAD_SCAN_SLICE(double, (double *)out, (const double *)x, base, n, inner, rev, prod, acc);
+        else CAD_SCAN_SLICE(float, (float *)out, (const float *)x, base, n, inner, rev, prod, acc);
+    }
+    return CAD_OK;
+}
+
+static int scan_fwd(cad_tape *t, const cad_rec *r, int prod) {
+    cad_buf *o = t->bufs + r->out, *x = t->bufs + t->args[r->arg];
+    const int axis = (int)t->aux[r->aux], rev = (int)t->aux[r->aux + 1];
+    int64_t outer, n, inner;
+    if (!contiguous(t, x) || !contiguous(t, o) || x->dtype != o->dtype) return CAD_EINTERNAL;
+    split(t, x, axis, &outer, &n, &inner);
+    return scan(o->dtype, cad_bdata(o), cad_bdata(x), outer, n, inner, rev, prod, 0);
+}
+
+int cad_cumsum_fwd(cad_tape *t, const cad_rec *r) { return scan_fwd(t, r, 0); }
+int cad_cumprod_fwd(cad_tape *t, const cad_rec *r) { return scan_fwd(t, r, 1); }
+
+/* gx (+)= the scan of go in the other direction */
+int cad_cumsum_vjp(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out, *x;
+    const cad_hid h = t->args[r->arg];
+    const int axis = (int)t->aux[r->aux], rev = (int)t->aux[r->aux + 1];
+    int64_t outer, n, inner;
+    int st, assign;
+    if (!wants(t, h)) return CAD_OK;
+    x = t->bufs + h;
+    if ((st = cad_grad_for(x, 1, &assign))) return st;
+    split(t, x, axis, &outer, &n, &inner);
+    return scan(o->dtype, gptr(x), gptr(o), outer, n, inner, !rev, 0, !assign);
+}
+
+int cad_cumprod_vjp(cad_tape *t, const cad_rec *r) {
+    cad_buf *o = t->bufs + r->out, *x;
+    const cad_hid h = t->args[r->arg];
+    const int axis = (int)t->aux[r->aux], rev = (int)t->aux[r->aux + 1];
+    int64_t outer, n, inner, s;
+    int st, assign;
+    if (!wants(t, h)) return CAD_OK;
+    x = t->bufs + h;
+    if (rev) return CAD_EINTERNAL;   /* cad.cumprod scans forward only */
+    if (!contiguous(t, x)) return CAD_EINTERNAL;
+    if ((st = cad_grad_for(x, 1, &assign))) return st;
+    split(t, x, axis, &outer, &n, &inner);
+    if (cad_dev)
+        return cad_cu_cumprod_vjp(o->dtype, gptr(x), gptr(o), cad_bdata(x), cad_bdata(o), outer, n, inner,
+                                  !assign);
+    for (s = 0; s < outer * inner; s++) {
+        const int64_t q = s / inner, base = q * n * inner + (s - q * inner);
+        if (o->dtype == CAD_F64)
+            CAD_CUMPROD_VJP_SLICE(double, (double *)gptr(x), (const double *)gptr(o), (const double *)cad_bdata(x),
+                                  (const double *)cad_bdata(o), base, n, inner, !assign);
+        else
+            CAD_CUMPROD_VJP_SLICE(float, (float *)gptr(x), (const float *)gptr(o), (const float *)cad_bdata(x),
+                                  (const float *)cad_bdata(o), base, n, inner, !assign);
+    }
+    return CAD_OK;
+}
