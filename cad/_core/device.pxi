@@ -12,42 +12,7 @@
 # (integer arithmetic, argmax, sorting out index arrays) copy to the host and back.
 # Python scalars become cached device constants, not per-op uploads.
 
-cdef extern from "cad_cuda.h" nogil:
-    void cad_set_dev(int d)   # the thread's device (cad_dev): a function, never `cad_dev = ...`
-    int cad_cu_open(int fake)
-    int cad_cu_is_open()
-    int cad_cu_is_fake()
-    int cad_cu_device_count()
-    const char *cad_cu_error()
-    int cad_cu_load(const void *image)
-    int cad_cu_loaded()
-    int cad_cu_sync()
-    int cad_cu_name(char *buf, int n)
-    int cad_cu_capability(int *major, int *minor)
-    int cad_cu_meminfo(size_t *free_b, size_t *total_b)
-    int64_t cad_cu_fake_limit
-    int cad_cu_allow_tf32
-    void *cad_cu_alloc(size_t nb)
-    void cad_cu_release(void *p)
-    size_t cad_cu_cache_clear()
-    size_t cad_cu_cache_bytes()
-    size_t cad_cu_in_use()
-    int cad_cu_h2d(void *dst, const void *src, size_t nb)
-    int cad_cu_d2h(void *dst, const void *src, size_t nb)
-    int cad_cu_d2d(void *dst, const void *src, size_t nb)
-    int cad_cu_fz_load(const void *image, int nreg, void **ffwd, void **fbwd)
-    int cad_cu_zero(void *p, size_t nb)
-    int cad_cu_fill(void *p, int esize, int64_t n, int64_t bits)
-    int cad_cu_gather(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
-    int cad_cu_scatadd(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
-    int cad_cu_setitem(int dtype, char *out, const char *v, const int64_t *lin, int64_t n, int64_t osize)
-    void cad_cu_set_cublas_paths(const char *paths)
-    enum:
-        CAD_ECUDA
-        CAD_EDEVMEM
-        BUF_CUDA
-    cad_row cad_copy_rows[4]
-    cad_row cad_cast_rows[4][4]
+# (its C API is declared in capi.pxi)
 
 
 class OutOfMemoryError(DeviceError, MemoryError):

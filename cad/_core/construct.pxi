@@ -1,0 +1,226 @@
+# making tensors: wrapping arrays, constants, shapes.  Included by _engine.pyx (one extension module: calls between the rooms
+# stay direct C calls); the include order is the module's order.
+
+# ---------------------------------------------------------------- construction helpers
+
+cdef inline Tensor _new_inline(double v):
+    cdef Tensor r = Tensor.__new__(Tensor)
+    r._sval = v
+    r._inline = True
+    r._dtype = CAD_F64
+    return r
+
+
+cdef Tensor _wrap(object a):
+    """Tensor over ndarray a (made read-only; a must not be shared with the user)"""
+    if not isinstance(a, _np.ndarray):
+        a = _np.asarray(a)   # numpy returns scalars from 0-d operations
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef int dt = _dt_from_typenum(cnp.PyArray_TYPE(arr))
+    cdef Tensor r
+    if dt < 0:
+        return _wrap(_np_to_supported(arr, "tensor"))
+    if dt == CAD_F64 and cnp.PyArray_NDIM(arr) == 0:
+        return _new_inline((<double *>cnp.PyArray_DATA(arr))[0])
+    r = Tensor.__new__(Tensor)
+    cnp.PyArray_CLEARFLAGS(arr, cnp.NPY_ARRAY_WRITEABLE)
+    r._arr = arr
+    r._dtype = dt
+    return r
+
+
+cdef object _np_to_supported(cnp.ndarray a, str who):
+    k = a.dtype.kind
+    if k == "f":
+        return a.astype(_np.float32 if a.dtype.itemsize < 4 else _np.float64)
+    if k in "iu":
+        return a.astype(_np.int64)
+    if k == "b":
+        return a.astype(_np.bool_)
+    raise DTypeError(f"{who}: dtype {a.dtype} is not supported; cad has float64, float32, int64 and bool")
+
+
+cdef object _arr_of(Tensor t):
+    """t's value as a read-only ndarray (materialised for inline scalars; a host
+    copy for a CUDA tensor)"""
+    cdef cnp.ndarray a
+    if t._dev:
+        a = <cnp.ndarray>_ddownload(<DevArray>t._arr)
+        cnp.PyArray_CLEARFLAGS(a, cnp.NPY_ARRAY_WRITEABLE)
+        return a
+    if t._arr is None:
+        a = cnp.PyArray_EMPTY(0, NULL, cnp.NPY_DOUBLE, 0)
+        (<double *>cnp.PyArray_DATA(a))[0] = t._sval
+        cnp.PyArray_CLEARFLAGS(a, cnp.NPY_ARRAY_WRITEABLE)
+        t._arr = a
+    return t._arr
+
+
+cdef cnp.ndarray _empty(int nd, cnp.npy_intp *dims, int dt):
+    """an uninitialised array for a result; large ones come from cad's block cache
+    (alloc.c) so their pages are not faulted in again on every op"""
+    cdef size_t nb = _ESIZE[dt]
+    cdef int d
+    cdef void *p
+    cdef cnp.ndarray a
+    for d in range(nd):
+        nb *= <size_t>dims[d]
+    if nb < 65536:
+        return cnp.PyArray_EMPTY(nd, dims, _TYPENUM[dt], 0)
+    p = cad_alloc(nb)
+    if p == NULL:
+        raise MemoryError(f"cad: cannot allocate {nb} bytes")
+    a = cnp.PyArray_SimpleNewFromData(nd, dims, _TYPENUM[dt], p)
+    cnp.set_array_base(a, PyCapsule_New(p, NULL, _free_capsule))
+    return a
+
+
+cdef cnp.ndarray _empty_shape(tuple shape, int dt):
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef int d, nd = len(shape)
+    if nd > MAXDIM:
+        raise ShapeError(f"cad: at most {MAXDIM} dimensions")
+    for d in range(nd):
+        dims[d] = shape[d]
+    return _empty(nd, dims, dt)
+
+
+def empty_cache():
+    """Return the blocks cad keeps for reuse to the system; the number of bytes."""
+    return cad_cache_clear()
+
+
+def cache_info():
+    """(bytes kept for reuse, limit)"""
+    return cad_cache_bytes(), cad_cache_limit
+
+
+def set_cache_limit(size_t nbytes):
+    """How many bytes of freed large blocks cad keeps for reuse (default 512 MiB)."""
+    global cad_cache_limit
+    cad_cache_limit = nbytes
+
+
+def from_numpy(object a, object dtype=None, bint requires_grad=False, bint copy=True):
+    """cad.tensor's core: a tensor holding (a copy of) ndarray-like data"""
+    cdef Tensor r
+    cdef int dt
+    arr = _np.array(a, copy=True, order="K") if copy else _np.asarray(a)
+    if not isinstance(arr, _np.ndarray):
+        arr = _np.asarray(arr)
+    if arr.dtype.kind not in "fiub":
+        raise DTypeError(f"tensor: cannot make a tensor from data of dtype {arr.dtype}")
+    if dtype is not None:
+        dt = _dtype_code(dtype, "tensor")
+        if arr.dtype != _DTYPES[dt]:
+            arr = arr.astype(_DTYPES[dt])
+    elif _dt_from_typenum(cnp.PyArray_TYPE(<cnp.ndarray>arr)) < 0:
+        arr = _np_to_supported(arr, "tensor")
+    r = _wrap(arr)
+    if requires_grad:
+        r.requires_grad_(True)
+    return r
+
+
+cpdef Tensor as_tensor(object x):
+    """x as a Tensor: tensors pass through; scalars, lists and arrays are converted
+    (numpy's dtypes: Python floats give float64)"""
+    if type(x) is Tensor:
+        return <Tensor>x
+    if type(x) is float:
+        return _new_inline(<double>x)
+    if isinstance(x, Tensor):
+        return <Tensor>x
+    if isinstance(x, (list, tuple)):
+        for e in x:
+            if isinstance(e, Tensor):
+                return _API_stack([as_tensor(e) for e in x])
+    return from_numpy(x)
+
+
+def as_float(object x, str who):
+    """x as a floating tensor (integers and bools become float64)"""
+    cdef Tensor t = as_tensor(x)
+    if not _isfloat(t._dtype):
+        return cast(t, float64)
+    return t
+
+
+# ---------------------------------------------------------------- shapes
+
+cdef inline int _tndim(Tensor t):
+    if t._dev:
+        return (<DevArray>t._arr).ndim
+    return 0 if t._inline else cnp.PyArray_NDIM(<cnp.ndarray>t._arr)
+
+
+cdef inline cnp.npy_intp *_tdims(Tensor t):
+    if t._dev:
+        return <cnp.npy_intp *>(<DevArray>t._arr).shp
+    return NULL if t._inline else cnp.PyArray_DIMS(<cnp.ndarray>t._arr)
+
+
+cdef int _bshape(list ts, int64_t *out, str who) except -1:
+    cdef int nd = 0, d, od, k
+    cdef int64_t s, size
+    cdef Tensor t
+    for k in range(len(ts)):
+        nd = max(nd, _tndim(<Tensor>ts[k]))
+    if nd > MAXDIM:
+        raise ShapeError(f"{who}: at most {MAXDIM} dimensions")
+    for d in range(nd):
+        size = 1
+        for k in range(len(ts)):
+            t = <Tensor>ts[k]
+            od = d - (nd - _tndim(t))
+            if od >= 0:
+                s = _tdims(t)[od]
+                if s != 1:
+                    if size == 1:
+                        size = s
+                    elif size != s:
+                        shapes = " and ".join(str((<Tensor>u).shape) for u in ts)
+                        raise ShapeError(f"{who}: shapes {shapes} cannot be broadcast together "
+                                         f"(dim {d - nd} is {size} in one and {s} in another)")
+        out[d] = size
+    return nd
+
+
+cdef inline void _operand(cad_iter *it, int k, Tensor t):
+    cdef cnp.ndarray arr
+    cdef DevArray da
+    cdef int nd, d, es
+    cdef int64_t st[MAXDIM]
+    if t._dev:
+        da = <DevArray>t._arr
+        cad_iter_operand(it, k, da.ptr, _ESIZE[da.dt], da.ndim, da.shp, da.st)
+        return
+    if t._inline:
+        cad_iter_operand(it, k, <char *>&t._sval, 8, 0, NULL, NULL)
+        return
+    arr = <cnp.ndarray>t._arr
+    nd = cnp.PyArray_NDIM(arr)
+    es = _ESIZE[t._dtype]
+    for d in range(nd):
+        st[d] = cnp.PyArray_STRIDES(arr)[d] // es
+    cad_iter_operand(it, k, <char *>cnp.PyArray_DATA(arr), es, nd, <int64_t *>cnp.PyArray_DIMS(arr), st)
+
+
+def normalize_axes(int ndim, object axis, str who, bint unique=True):
+    """axis (None, int or sequence) as a tuple of non-negative ints"""
+    cdef list out = []
+    cdef int a
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (int, _np.integer)):
+        axis = (axis,)
+    for x in axis:
+        a = int(x)
+        if a < -ndim or a >= ndim:
+            raise ShapeError(f"{who}: axis {x} is out of bounds for a tensor of dimension {ndim}")
+        if a < 0:
+            a += ndim
+        if unique and a in out:
+            raise ShapeError(f"{who}: axis {a} is repeated")
+        out.append(a)
+    return tuple(out)

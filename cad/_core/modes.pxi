@@ -1,0 +1,176 @@
+# grad mode, record mode, threads, BLAS.  Included by _engine.pyx (one extension module: calls between the rooms
+# stay direct C calls); the include order is the module's order.
+
+# ---------------------------------------------------------------- grad mode, threads
+
+def is_grad_enabled():
+    """True when operations on tensors that require grad are recorded (per thread)."""
+    return not cad_grad_off
+
+
+def set_grad_enabled(mode):
+    """Turn recording on or off in this thread; returns the previous mode."""
+    global cad_grad_off
+    cdef bint prev = not cad_grad_off
+    cad_grad_off = 0 if mode else 1
+    return prev
+
+
+cdef class no_grad:
+    """Context manager and decorator: nothing inside is recorded (per thread)."""
+    cdef list _prev
+    cdef object _func
+
+    def __init__(self, func=None):
+        self._prev = []
+        self._func = func   # @no_grad without parentheses
+
+    def __enter__(self):
+        global cad_grad_off
+        self._prev.append(cad_grad_off)
+        cad_grad_off = 1
+        return self
+
+    def __exit__(self, *exc):
+        global cad_grad_off
+        cad_grad_off = self._prev.pop()
+        return False
+
+    def __call__(self, *args, **kwargs):
+        import functools
+        if self._func is not None:   # the bare decorator: the instance is the wrapper
+            with no_grad():
+                return self._func(*args, **kwargs)
+        if len(args) != 1 or kwargs or not callable(args[0]):
+            raise TypeError("no_grad(): use it as a context manager, @no_grad or @no_grad()")
+        func = args[0]
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return func(*args, **kwargs)
+        return wrapper
+
+
+cdef class enable_grad:
+    """Context manager and decorator: record even inside no_grad (per thread)."""
+    cdef list _prev
+    cdef object _func
+
+    def __init__(self, func=None):
+        self._prev = []
+        self._func = func   # @enable_grad without parentheses
+
+    def __enter__(self):
+        global cad_grad_off
+        self._prev.append(cad_grad_off)
+        cad_grad_off = 0
+        return self
+
+    def __exit__(self, *exc):
+        global cad_grad_off
+        cad_grad_off = self._prev.pop()
+        return False
+
+    def __call__(self, *args, **kwargs):
+        import functools
+        if self._func is not None:   # the bare decorator: the instance is the wrapper
+            with enable_grad():
+                return self._func(*args, **kwargs)
+        if len(args) != 1 or kwargs or not callable(args[0]):
+            raise TypeError("enable_grad(): use it as a context manager, @enable_grad or @enable_grad()")
+        func = args[0]
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with enable_grad():
+                return func(*args, **kwargs)
+        return wrapper
+
+
+no_grad_ctx = no_grad
+
+
+def _set_record_mode(int on):
+    """enter/leave record mode in this thread (cad.record); returns the previous mode"""
+    global cad_rec_mode
+    cdef int prev = cad_rec_mode
+    cad_rec_mode = on
+    return prev
+
+
+def is_recording():
+    return bool(cad_rec_mode)
+
+
+cdef object _ESCAPE = None
+
+
+def _set_escape_hook(fn):
+    """fn(tensor, why) is called when a recorded value is read by Python in record
+    mode (cad.record adds a guard for it)"""
+    global _ESCAPE
+    _ESCAPE = fn
+
+
+cdef inline void _escape(Tensor t, str why):
+    if cad_rec_mode and t is not None and t._tape is not None and _ESCAPE is not None:
+        _ESCAPE(t, why)
+
+
+cdef inline int _mode1(Tensor t):
+    """should an op on t be recorded?  2: with gradients, 1: for its value only
+    (record mode: a replay recomputes it), 0: no"""
+    if t is None:
+        return 0
+    if t._rg and not cad_grad_off:
+        return 2
+    if cad_rec_mode and t._tape is not None:
+        return 1
+    return 0
+
+
+def set_num_threads(int n):
+    """Threads of the CPU kernels (cad's pool of pthreads, pool.c; not OpenMP); 0 restores
+    the default."""
+    global cad_num_threads
+    if n < 0:
+        raise ValueError(f"set_num_threads: need n >= 0, got {n}")
+    cad_num_threads = n
+
+
+def get_num_threads():
+    """Threads the CPU kernels use."""
+    return cad_num_threads if cad_num_threads > 0 else cad_get_max_threads()
+
+
+def _set_parallel_min(object n):
+    """Smallest element counts that run on several threads, (memory-bound, heavy);
+    an int sets both (for tests).  Returns the previous pair."""
+    global cad_par_min, cad_par_min_heavy
+    old = (cad_par_min, cad_par_min_heavy)
+    if isinstance(n, tuple):
+        cad_par_min, cad_par_min_heavy = n
+    else:
+        cad_par_min = cad_par_min_heavy = n
+    return old
+
+
+# ---------------------------------------------------------------- BLAS
+
+cdef void *_capsule_ptr(object cap):
+    return PyCapsule_GetPointer(cap, PyCapsule_GetName(cap))
+
+
+def _load_blas():
+    try:
+        from scipy.linalg import cython_blas
+    except ImportError:
+        return False
+    capi = cython_blas.__pyx_capi__
+    cad_set_blas(_capsule_ptr(capi["dgemm"]), _capsule_ptr(capi["sgemm"]))
+    return True
+
+
+HAVE_BLAS = _load_blas()
+BLAS_THREAD_CONTROL = bool(cad_blas_thread_control())

@@ -1,0 +1,334 @@
+# dispatch of the elementwise ops (cad/ops/elementwise.py) and casts.  Included by _engine.pyx (one extension module: calls between the rooms
+# stay direct C calls); the include order is the module's order.
+
+# ---------------------------------------------------------------- elementwise
+
+cdef inline bint _small_int(object v, double *out):
+    cdef int ovf = 0
+    cdef long long i = PyLong_AsLongLongAndOverflow(v, &ovf)
+    if ovf or i > 9007199254740992 or i < -9007199254740992:
+        return False
+    out[0] = <double>i
+    return True
+
+
+cdef object _ew1(int op, object x):
+    cdef Tensor t, r
+    if type(x) is Tensor:
+        t = <Tensor>x
+        if t._inline:
+            r = _new_inline(cad_fwd_s1(op, t._sval))
+            if t._rg and not cad_grad_off:
+                _rec_scalar(op, r, t, 0.0, None, 0.0, 1, True)
+            elif cad_rec_mode and t._tape is not None:
+                _rec_scalar(op, r, t, 0.0, None, 0.0, 1, False)
+            return r
+    return _ew_general(op, (x,))
+
+
+cdef inline Tensor _ss2(int op, Tensor ta, double va, Tensor tb, double vb):
+    cdef Tensor r = _new_inline(cad_fwd_s2(op, va, vb))
+    if not cad_grad_off and ((ta is not None and ta._rg) or (tb is not None and tb._rg)):
+        _rec_scalar(op, r, ta, va, tb, vb, 2, True)
+    elif cad_rec_mode and ((ta is not None and ta._tape is not None) or
+                           (tb is not None and tb._tape is not None)):
+        _rec_scalar(op, r, ta, va, tb, vb, 2, False)
+    return r
+
+
+cdef object _ew2(int op, object a, object b):
+    cdef Tensor ta, tb
+    cdef double v = 0.0
+    if type(a) is Tensor:
+        ta = <Tensor>a
+        if ta._inline:
+            if type(b) is Tensor:
+                tb = <Tensor>b
+                if tb._inline:
+                    return _ss2(op, ta, ta._sval, tb, tb._sval)
+            elif type(b) is float:
+                return _ss2(op, ta, ta._sval, None, <double>b)
+            elif type(b) is int and _small_int(b, &v):
+                return _ss2(op, ta, ta._sval, None, v)
+    elif type(b) is Tensor:
+        tb = <Tensor>b
+        if tb._inline:
+            if type(a) is float:
+                return _ss2(op, None, <double>a, tb, tb._sval)
+            elif type(a) is int and _small_int(a, &v):
+                return _ss2(op, None, v, tb, tb._sval)
+    return _ew_general(op, (a, b))
+
+
+cdef object _ewn(int op, tuple args):
+    return _ew_general(op, args)
+
+
+cdef int _weak_kind(object a):
+    """Python scalars are 'weak' (NEP 50): 3 bool, 2 int, 1 float; -1 otherwise"""
+    cdef type t = type(a)
+    if t is float:
+        return 1
+    if t is int:
+        return 2
+    if t is bool:
+        return 3
+    return -1
+
+
+cdef inline Tensor _scalar_operand(object v, int rdt, int dev):
+    """a Python scalar as an operand of dtype rdt on device dev (0 CPU, 1 CUDA)"""
+    if dev:
+        return _dconst(v, rdt)
+    if rdt == CAD_F64:
+        return _new_inline(float(v))
+    return _wrap(_np.array(v, dtype=_DTYPES[rdt]))
+
+
+cdef object _ew_general(int op, tuple args):
+    cdef int n = len(args), i, rdt = -1, wk, weak = -1, dt, nd, dev
+    cdef str who = _OP_NAMES[op]
+    cdef list ts = [None] * n
+    cdef list ins
+    cdef bint is_where = op == OP_WHERE, rg = False
+    cdef Tensor t, r
+    cdef int64_t oshape[MAXDIM]
+    cdef cad_iter it
+    cdef cnp.ndarray out
+    cdef DevArray dout
+    cdef char *optr
+    cdef int st
+    cdef int64_t pmin
+    for i in range(n):
+        a = args[i]
+        if isinstance(a, Tensor):
+            t = <Tensor>a
+            ts[i] = t
+            if not (is_where and i == 0):
+                rdt = _promote(rdt, t._dtype)
+        else:
+            wk = _weak_kind(a)
+            if wk < 0:
+                t = as_tensor(a)
+                ts[i] = t
+                if not (is_where and i == 0):
+                    rdt = _promote(rdt, t._dtype)
+            elif not (is_where and i == 0):
+                weak = wk if weak < 0 else min(weak, wk)
+    dev = _common_dev(ts, who)
+    # weak Python scalars only raise the kind (bool < int < float)
+    if rdt < 0:
+        rdt = CAD_F64 if weak == 1 or weak < 0 else (CAD_I64 if weak == 2 else CAD_BOOL)
+    elif weak == 1 and not _isfloat(rdt):
+        rdt = CAD_F64
+    elif weak == 2 and rdt == CAD_BOOL:
+        rdt = CAD_I64
+    if not _isfloat(rdt):
+        if op not in _NP_REF:
+            rdt = CAD_F64
+        else:
+            for i in range(n):
+                _escape(<Tensor>ts[i], _OP_NAMES[op] + " on integers")
+            arrs = [_arr_of(<Tensor>ts[i]) if ts[i] is not None else args[i] for i in range(n)]
+            return _to_dev(_wrap(_np.asarray(_NP_REF[op](*arrs))), dev)
+    # every operand as a tensor of the result dtype (the condition of where: bool)
+    for i in range(n):
+        t = <Tensor>ts[i]
+        if is_where and i == 0:
+            if t is None:
+                t = _dconst(bool(args[i]), CAD_BOOL) if dev else from_numpy(bool(args[i]))
+            elif t._dtype != CAD_BOOL:
+                t = <Tensor>_boolop(OP_NE, (t, 0))
+        elif t is None:
+            t = _scalar_operand(args[i], rdt, dev)
+        elif t._dtype != rdt:
+            t = <Tensor>cast(t, _DTYPES[rdt])
+        ts[i] = t
+        if _mode1(t):
+            rg = True
+    nd = _bshape(ts, oshape, who)
+    it.nop = n + 1
+    it.ndim = nd
+    for i in range(nd):
+        it.shape[i] = oshape[i]
+    r = None
+    if dev:
+        dout = _dnew(nd, oshape, rdt, who)
+        optr = dout.ptr
+    elif nd == 0 and rdt == CAD_F64:
+        r = _new_inline(0.0)
+        optr = <char *>&r._sval
+    else:
+        out = _empty(nd, <cnp.npy_intp *>oshape, rdt)
+        optr = <char *>cnp.PyArray_DATA(out)
+    cad_iter_operand(&it, 0, optr, _ESIZE[rdt], nd, oshape, NULL if nd == 0 else _contig(nd, oshape))
+    for i in range(n):
+        _operand(&it, i + 1, <Tensor>ts[i])
+    pmin = cad_par_min_heavy if cad_fwd_heavy(op) else cad_par_min
+    if dev:
+        st = _run_dev(&it, cad_fwd_row(op, rdt))
+        _dcheck(st, who)
+        r = _dwrap(dout)
+    elif r is None and cnp.PyArray_SIZE(out) >= 4096:
+        with nogil:
+            st = cad_iter_run_t(&it, cad_fwd_row(op, rdt), NULL, NULL, pmin)
+    else:
+        st = cad_iter_run_t(&it, cad_fwd_row(op, rdt), NULL, NULL, pmin)
+    if r is None:
+        r = _wrap(out)
+    if rg:
+        need = 0
+        for i in range(n):
+            if (<Tensor>ts[i])._rg:
+                need |= cad_uses_mask(op, i)
+        _record(op, r, ts, need, NULL, 0)
+    return r
+
+
+cdef object _bitop(int op, object npfn, object a, object b):
+    """& | ^: logic on bools (recorded), numpy's bitwise ops on integers"""
+    cdef Tensor ta = as_tensor(a) if not isinstance(a, (bool, int)) else None
+    cdef Tensor tb = as_tensor(b) if not isinstance(b, (bool, int)) else None
+    if (ta is None or ta._dtype == CAD_BOOL) and (tb is None or tb._dtype == CAD_BOOL):
+        return _boolop(op, (a, b))
+    return _nondiff(npfn, (a, b))
+
+
+cdef Tensor _view_norg(Tensor x, tuple shape):
+    """an identity view of x recorded for its value only (detach in cad.record)"""
+    cdef Tensor r = _dwrap(<DevArray>x._arr) if x._dev else _wrap(_arr_of(x))
+    cdef int nd = len(shape), d
+    cdef int64_t *aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
+    cs = _cstrides(shape)
+    if aux == NULL:
+        raise MemoryError()
+    aux[0] = 0
+    aux[1] = nd
+    for d in range(nd):
+        aux[2 + d] = shape[d]
+        aux[2 + nd + d] = cs[d]
+    try:
+        _record1(OP_VIEW, r, x, 0, aux, 2 + 2 * nd)
+    finally:
+        free(aux)
+    r._rg = False
+    return r
+
+
+cdef object _boolop(int op, tuple args):
+    """a comparison or logic op: inputs promoted to a common dtype (numpy's rules,
+    Python scalars weak), a bool result; recorded like any op (never requires grad)"""
+    cdef int n = len(args), i, rdt = -1, wk, weak = -1, nd, st, dev
+    cdef str who = _OP_NAMES[op]
+    cdef list ts = [None] * n
+    cdef Tensor t, r
+    cdef int64_t oshape[MAXDIM]
+    cdef cad_iter it
+    cdef cnp.ndarray out
+    cdef DevArray dout
+    cdef bint rec = False
+    for i in range(n):
+        a = args[i]
+        if isinstance(a, Tensor):
+            ts[i] = a
+            rdt = _promote(rdt, (<Tensor>a)._dtype)
+        else:
+            wk = _weak_kind(a)
+            if wk < 0:
+                ts[i] = as_tensor(a)
+                rdt = _promote(rdt, (<Tensor>ts[i])._dtype)
+            else:
+                weak = wk if weak < 0 else min(weak, wk)
+    dev = _common_dev(ts, who)
+    if rdt < 0:
+        rdt = CAD_F64 if weak == 1 or weak < 0 else (CAD_I64 if weak == 2 else CAD_BOOL)
+    elif weak == 1 and not _isfloat(rdt):
+        rdt = CAD_F64
+    elif weak == 2 and rdt == CAD_BOOL:
+        rdt = CAD_I64
+    for i in range(n):
+        t = <Tensor>ts[i]
+        if t is None:
+            t = _scalar_operand(args[i], rdt, dev)
+        elif t._dtype != rdt:
+            t = <Tensor>cast(t, _DTYPES[rdt])
+        ts[i] = t
+        if _mode1(t):
+            rec = True
+    nd = _bshape(ts, oshape, who)
+    it.nop = n + 1
+    it.ndim = nd
+    for i in range(nd):
+        it.shape[i] = oshape[i]
+    if dev:
+        dout = _dnew(nd, oshape, CAD_BOOL, who)
+        cad_iter_operand(&it, 0, dout.ptr, 1, nd, oshape, NULL if nd == 0 else _contig(nd, oshape))
+    else:
+        out = _empty(nd, <cnp.npy_intp *>oshape, CAD_BOOL)
+        cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(out), 1, nd, oshape,
+                         NULL if nd == 0 else _contig(nd, oshape))
+    for i in range(n):
+        _operand(&it, i + 1, <Tensor>ts[i])
+    if dev:
+        _dcheck(_run_dev(&it, cad_bool_row(op, rdt)), who)
+        r = _dwrap(dout)
+    else:
+        st = cad_iter_run(&it, cad_bool_row(op, rdt), NULL, NULL)
+        r = _wrap(out)
+    if rec:
+        _record(op, r, ts, 0, NULL, 0)
+    return r
+
+
+cdef int64_t _cst[MAXDIM]
+
+cdef int64_t *_contig(int nd, const int64_t *shape):
+    cad_contig_strides(nd, shape, _cst)
+    return _cst
+
+
+cdef object _mod(object a, object b):
+    """a % b (numpy's remainder, the sign of b).  Differentiable where a float
+    operand is tracked: a - floor(a / b) * b with the quotient a constant, so
+    d/da = 1 and d/db = -floor(a / b), as numpy-autograd, JAX and PyTorch."""
+    cdef bint track = False
+    if not cad_grad_off or cad_rec_mode:
+        for v in (a, b):
+            if isinstance(v, Tensor) and (<Tensor>v)._rg and _isfloat((<Tensor>v)._dtype):
+                track = True
+    if not track:
+        return _nondiff(_np.remainder, (a, b))
+    q = _nondiff(_np.floor_divide, (a, b))
+    return a - q * b
+
+
+cdef object _nondiff(object fn, tuple args):
+    """numpy on the values; the result does not require grad"""
+    for a in args:
+        if isinstance(a, Tensor):
+            _escape(<Tensor>a, fn.__name__)
+    cdef int dev = _common_dev([a for a in args if isinstance(a, Tensor)], fn.__name__)
+    arrs = [_arr_of(<Tensor>a) if isinstance(a, Tensor) else a for a in args]
+    try:
+        res = fn(*arrs)
+    except (ValueError, TypeError) as e:
+        shapes = " and ".join(str(_np.shape(a)) for a in arrs)
+        raise ShapeError(f"{fn.__name__}: {e} (operands of shapes {shapes})") from None
+    return _to_dev(_wrap(_np.asarray(res)), dev)
+
+
+# ---------------------------------------------------------------- casts
+
+def cast(object x, object dtype):
+    """x converted to dtype; between float dtypes the gradient flows back"""
+    cdef Tensor t = as_tensor(x), r
+    cdef int dt = _dtype_code(dtype, "astype")
+    if dt == t._dtype:
+        return t
+    if t._dev:
+        r = _dwrap(_dcopy(<DevArray>t._arr, dt))
+    else:
+        r = _wrap(_arr_of(t).astype(_DTYPES[dt]))
+    if _mode1(t):
+        _record(OP_CAST, r, [t], 0, NULL, 0)
+    return r

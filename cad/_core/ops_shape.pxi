@@ -1,0 +1,443 @@
+# dispatch of views, indexing and setitem (cad/ops/shape.py, cad/ops/index.py).  Included by _engine.pyx (one extension module: calls between the rooms
+# stay direct C calls); the include order is the module's order.
+
+# ---------------------------------------------------------------- views
+
+cdef Tensor _view(Tensor x, object arr, int64_t off, tuple shape, tuple strides):
+    """record a view of x: value arr, and (offset, shape, strides) relative to x's
+    contiguous layout for the vjp"""
+    cdef Tensor r
+    cdef int nd = len(shape), d
+    cdef int64_t *aux
+    if isinstance(arr, DevArray):
+        r = _dwrap(<DevArray>arr)
+    else:
+        r = _wrap(arr if isinstance(arr, _np.ndarray) else _np.asarray(arr))
+    if _mode1(x):
+        aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
+        if aux == NULL:
+            raise MemoryError()
+        aux[0] = off
+        aux[1] = nd
+        for d in range(nd):
+            aux[2 + d] = shape[d]
+            aux[2 + nd + d] = strides[d]
+        try:
+            _record(OP_VIEW, r, [x], 0, aux, 2 + 2 * nd)
+        finally:
+            free(aux)
+    return r
+
+
+cdef tuple _cstrides(tuple shape):
+    cdef int64_t s = 1
+    cdef list out = [0] * len(shape)
+    for d in range(len(shape) - 1, -1, -1):
+        out[d] = s
+        s *= max(<int64_t>shape[d], 1)
+    return tuple(out)
+
+
+def reshape(object x, tuple shape):
+    """x with a new shape (C order); -1 infers one size"""
+    cdef Tensor t = as_tensor(x)
+    cdef int64_t n = t.size, known = 1
+    cdef int neg = -1
+    shape = tuple(int(s) for s in shape)
+    for i, s in enumerate(shape):
+        if s == -1:
+            if neg >= 0:
+                raise ShapeError(f"reshape: only one dimension can be -1, got {shape}")
+            neg = i
+        elif s < 0:
+            raise ShapeError(f"reshape: negative size in {shape}")
+        else:
+            known *= s
+    if neg >= 0:
+        if known == 0 or n % known:
+            raise ShapeError(f"reshape: cannot reshape tensor of shape {t.shape} ({n} elements) "
+                             f"into shape {shape}")
+        shape = shape[:neg] + (n // known,) + shape[neg + 1:]
+    elif known != n:
+        raise ShapeError(f"reshape: cannot reshape tensor of shape {t.shape} ({n} elements) "
+                         f"into shape {shape} ({known} elements)")
+    if t._dev:
+        return _view(t, _dview(_dcontig(<DevArray>t._arr), 0, shape, _cstrides(shape)), 0, shape,
+                     _cstrides(shape))
+    return _view(t, _arr_of(t).reshape(shape), 0, shape, _cstrides(shape))
+
+
+def contiguous(object x):
+    """x with C-contiguous storage (recorded as an identity view)"""
+    cdef Tensor t = as_tensor(x)
+    if t._dev:
+        if (<DevArray>t._arr).contig():
+            return t
+        shape = t.shape
+        return _view(t, _dcopy(<DevArray>t._arr), 0, shape, _cstrides(shape))
+    if t._inline or (<cnp.ndarray>t._arr).flags.c_contiguous:
+        return t
+    shape = t.shape
+    return _view(t, _np.ascontiguousarray(t._arr), 0, shape, _cstrides(shape))
+
+
+def transpose(object x, tuple axes):
+    """x with its axes permuted"""
+    cdef Tensor t = as_tensor(x)
+    cdef int nd = _tndim(t)
+    ax = normalize_axes(nd, axes, "transpose")
+    if len(ax) != nd:
+        raise ShapeError(f"transpose: axes {axes} do not match a tensor of dimension {nd}")
+    cs = _cstrides(t.shape)
+    shape = t.shape
+    if t._dev:
+        ds = _dstrides(<DevArray>t._arr)
+        return _view(t, _dview(<DevArray>t._arr, 0, tuple(shape[a] for a in ax), tuple(ds[a] for a in ax)),
+                     0, tuple(shape[a] for a in ax), tuple(cs[a] for a in ax))
+    return _view(t, _arr_of(t).transpose(ax), 0, tuple(shape[a] for a in ax), tuple(cs[a] for a in ax))
+
+
+def expand(object x, tuple shape):
+    """x broadcast to shape (numpy's broadcast_to)"""
+    cdef Tensor t = as_tensor(x)
+    cdef int nd = len(shape), xnd = _tndim(t), off = nd - xnd
+    xs = t.shape
+    if off < 0:
+        raise ShapeError(f"broadcast_to: cannot broadcast shape {xs} to the shorter shape {shape}")
+    cs = _cstrides(xs)
+    st = []
+    for d in range(nd):
+        if d < off:
+            st.append(0)
+        elif xs[d - off] == shape[d]:
+            st.append(cs[d - off])
+        elif xs[d - off] == 1:
+            st.append(0)
+        else:
+            raise ShapeError(f"broadcast_to: cannot broadcast shape {xs} to {shape} (dim {d})")
+    if t._dev:
+        ds = _dstrides(<DevArray>t._arr)
+        vst = tuple(0 if d < off or xs[d - off] != shape[d] else ds[d - off] for d in range(nd))
+        return _view(t, _dview(<DevArray>t._arr, 0, shape, vst), 0, shape, tuple(st))
+    return _view(t, _np.broadcast_to(_arr_of(t), shape), 0, shape, tuple(st))
+
+
+def squeeze_axes(object x, tuple axes):
+    cdef Tensor t = as_tensor(x)
+    shape = tuple(s for i, s in enumerate(t.shape) if i not in axes)
+    return reshape(t, shape)
+
+
+cdef object _basic_index(tuple shape, tuple strides, tuple idx):
+    """(offset, shape, strides) of a basic index (ints, slices, None, Ellipsis)
+    applied to a layout given by shape/strides; idx is already valid for numpy"""
+    cdef int nd = len(shape), d = 0, nreal = 0
+    cdef int64_t off = 0, i, n
+    out_shape = []
+    out_st = []
+    for e in idx:
+        if e is not None and e is not Ellipsis:
+            nreal += 1
+    for e in idx:
+        if e is None:
+            out_shape.append(1)
+            out_st.append(0)
+        elif e is Ellipsis:
+            for _ in range(nd - nreal):
+                out_shape.append(shape[d])
+                out_st.append(strides[d])
+                d += 1
+            nreal = nd   # a second Ellipsis is invalid and was rejected by numpy
+        elif isinstance(e, slice):
+            start, stop, step = e.indices(shape[d])
+            n = len(range(start, stop, step))
+            off += start * strides[d] if n > 0 else 0
+            out_shape.append(n)
+            out_st.append(strides[d] * step)
+            d += 1
+        else:
+            i = int(e)
+            if i < 0:
+                i += shape[d]
+            off += i * strides[d]
+            d += 1
+    while d < nd:
+        out_shape.append(shape[d])
+        out_st.append(strides[d])
+        d += 1
+    return off, tuple(out_shape), tuple(out_st)
+
+
+cdef bint _is_basic(object e):
+    return e is None or e is Ellipsis or isinstance(e, slice) or \
+        (isinstance(e, (int, _np.integer)) and not isinstance(e, (bool, _np.bool_)))
+
+
+cdef tuple _norm_index(object idx):
+    cdef list out = []
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    for e in idx:
+        if isinstance(e, Tensor):
+            _escape(<Tensor>e, "indexing with a tensor")
+            e = _arr_of(<Tensor>e)
+            if e.ndim == 0 and e.dtype.kind in "iu":
+                e = int(e)
+        out.append(e)
+    return tuple(out)
+
+
+cdef object _lin_index(Tensor t, tuple idx):
+    """flat positions (C order of t) selected by idx: int64 array of the result's shape"""
+    tmpl = _np.arange(t.size, dtype=_np.int64).reshape(t.shape)
+    return _np.array(tmpl[idx], dtype=_np.int64, order="C")
+
+
+cdef object _d_getitem(Tensor t, tuple idx):
+    """indexing a CUDA tensor: basic indices are views, the others a gather"""
+    shape = t.shape
+    dummy = _np.lib.stride_tricks.as_strided(_np.zeros(1, dtype=_np.int8), shape, (0,) * len(shape))
+    try:
+        dummy[idx]   # numpy's checks and errors, on no data
+    except IndexError as e:
+        raise IndexError(f"{e} (indexing a tensor of shape {t.shape})") from None
+    if all(_is_basic(e) for e in idx):
+        off, vshape, vst = _basic_index(shape, _dstrides(<DevArray>t._arr), idx)
+        value = _dview(<DevArray>t._arr, off, vshape, vst)
+        if not _mode1(t):
+            return _dwrap(value)
+        off, vshape, vst = _basic_index(shape, _cstrides(shape), idx)
+        return _view(t, value, off, vshape, vst)
+    return gather(t, _lin_index(t, idx))
+
+
+cdef object _getitem(Tensor t, object index):
+    cdef tuple idx = _norm_index(index)
+    if t._dev:
+        return _d_getitem(t, idx)
+    arr = _arr_of(t)
+    try:
+        val = arr[idx]
+    except IndexError as e:
+        raise IndexError(f"{e} (indexing a tensor of shape {t.shape})") from None
+    if all(_is_basic(e) for e in idx):
+        if not _mode1(t):
+            return _wrap(_np.asarray(val))
+        off, shape, st = _basic_index(t.shape, _cstrides(t.shape), idx)
+        if not isinstance(val, _np.ndarray):
+            val = _np.asarray(val)
+        return _view(t, val, off, shape, st)
+    if not _mode1(t):
+        return _wrap(_np.asarray(val))
+    return gather(t, _lin_index(t, idx), _np.asarray(val))
+
+
+def gather(object x, object lin, object value=None, int nb=0):
+    """out[b..., k...] = x[b..., flat position lin[k...]] (C order over x's trailing
+    dims after nb batch dims); the result has shape x.shape[:nb] + lin.shape"""
+    cdef Tensor t = as_tensor(x), r, tl
+    cdef int64_t B = 1, xsize, n
+    cdef object la, xa, out
+    cdef int64_t aux[3]
+    la = _np.array(_arr_of(<Tensor>lin) if isinstance(lin, Tensor) else lin, dtype=_np.int64, order="C",
+                  copy=None)
+    shape = t.shape
+    for d in range(nb):
+        B *= shape[d]
+    xsize = t.size // B if B else 0
+    if la.size and (la.min() < 0 or la.max() >= xsize):
+        raise IndexError(f"gather: position out of range for {xsize} elements")
+    if t._dev:
+        xd = _dcontig(<DevArray>t._arr)
+        od = _dnew_shape(shape[:nb] + la.shape, t._dtype, "gather")
+        ld = _dupload(la, CAD_I64)
+        _dcheck(cad_cu_gather(t._dtype, (<DevArray>od).ptr, (<DevArray>xd).ptr,
+                              <const int64_t *>(<DevArray>ld).ptr, la.size, B, xsize), "gather")
+        r = _dwrap(<DevArray>od)
+        if _mode1(t):
+            tl = _dwrap(<DevArray>ld)
+            aux[0] = B
+            aux[1] = xsize
+            aux[2] = nb
+            _record(OP_GATHER, r, [t, tl], 2, aux, 3)
+        return r
+    if value is None:
+        xa = _np.ascontiguousarray(_arr_of(t))
+        out = _empty_shape(shape[:nb] + la.shape, t._dtype)
+        n = la.size
+        cad_gather_kernel(t._dtype, <char *>cnp.PyArray_DATA(<cnp.ndarray>out),
+                       <const char *>cnp.PyArray_DATA(<cnp.ndarray>xa),
+                       <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>la), n, B, xsize)
+        value = out
+    r = _wrap(_np.asarray(value))
+    if _mode1(t):
+        tl = _wrap(la)
+        aux[0] = B
+        aux[1] = xsize
+        aux[2] = nb
+        _record(OP_GATHER, r, [t, tl], 2, aux, 3)
+    return r
+
+
+def scatter(object g, object lin, int64_t xsize, int nb=0):
+    """the adjoint of gather: zeros of shape g.shape[:nb] + (xsize,), then
+    out[b..., lin[k...]] += g[b..., k...]"""
+    cdef Tensor t = as_tensor(g), r, tl
+    cdef int64_t B = 1
+    cdef object la, ga, out
+    cdef int64_t aux[3]
+    la = _np.array(_arr_of(<Tensor>lin) if isinstance(lin, Tensor) else lin, dtype=_np.int64, order="C",
+                  copy=None)
+    shape = t.shape
+    for d in range(nb):
+        B *= shape[d]
+    if not _isfloat(t._dtype):
+        raise DTypeError("scatter: float values only")
+    if la.size and (la.min() < 0 or la.max() >= xsize):
+        raise IndexError(f"scatter: position out of range for {xsize} elements")
+    if t._dev:
+        gd = _dcontig(<DevArray>t._arr)
+        od = _dnew_shape(shape[:nb] + (xsize,), t._dtype, "scatter")
+        ld = _dupload(la, CAD_I64)
+        _dcheck(cad_cu_zero((<DevArray>od).ptr, <size_t>((<DevArray>od).size * _ESIZE[t._dtype])), "scatter")
+        _dcheck(cad_cu_scatadd(t._dtype, (<DevArray>od).ptr, (<DevArray>gd).ptr,
+                               <const int64_t *>(<DevArray>ld).ptr, la.size, B, xsize), "scatter")
+        r = _dwrap(<DevArray>od)
+        if _mode1(t):
+            tl = _dwrap(<DevArray>ld)
+            aux[0] = B
+            aux[1] = xsize
+            aux[2] = nb
+            _record(OP_SCATTER, r, [t, tl], 2, aux, 3)
+        return r
+    ga = _np.ascontiguousarray(_arr_of(t))
+    out = _empty_shape(shape[:nb] + (xsize,), t._dtype)
+    cad_scatter_kernel(t._dtype, <char *>cnp.PyArray_DATA(<cnp.ndarray>out),
+                    <const char *>cnp.PyArray_DATA(<cnp.ndarray>ga),
+                    <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>la), la.size, B, xsize)
+    r = _wrap(out)
+    if _mode1(t):
+        tl = _wrap(la)
+        aux[0] = B
+        aux[1] = xsize
+        aux[2] = nb
+        _record(OP_SCATTER, r, [t, tl], 2, aux, 3)
+    return r
+
+
+def as_strided(object x, int64_t offset, tuple shape, tuple strides):
+    """a view of x given relative to x's contiguous (C-order) layout, recorded
+    like every view (transforms build the views of their rules with it)"""
+    cdef Tensor t = as_tensor(x)
+    cdef int64_t es = _ESIZE[t._dtype]
+    if t._dev:
+        return _view(t, _dview(_dcontig(<DevArray>t._arr), offset, shape, strides), offset, shape, strides)
+    flat = _np.ascontiguousarray(_arr_of(t)).reshape(-1)
+    base = flat[offset:] if flat.size else flat
+    val = _np.lib.stride_tricks.as_strided(base, shape=shape, strides=tuple(s * es for s in strides),
+                                           writeable=False)
+    return _view(t, val, offset, shape, strides)
+
+
+def unview(object g, int64_t offset, tuple vshape, tuple vstrides, tuple out_shape):
+    """the adjoint of as_strided: zeros of out_shape, whose strided window
+    (offset, vshape, vstrides) receives g (overlaps add up)"""
+    cdef Tensor t = as_tensor(g), r
+    cdef int nd = len(vshape), d, st
+    cdef cnp.ndarray out
+    cdef cad_iter it
+    cdef int64_t vs[MAXDIM]
+    cdef int64_t vst[MAXDIM]
+    cdef int64_t *aux
+    cdef int64_t es = _ESIZE[t._dtype]
+    cdef DevArray dout
+    if t.shape != vshape:
+        raise ShapeError(f"unview: value of shape {t.shape} does not match the window {vshape}")
+    for d in range(nd):
+        vs[d] = vshape[d]
+        vst[d] = vstrides[d]
+    it.nop = 2
+    it.ndim = nd
+    for d in range(nd):
+        it.shape[d] = vs[d]
+    if t._dev:
+        dout = _dnew_shape(out_shape, t._dtype, "unview")
+        _dcheck(cad_cu_zero(dout.ptr, <size_t>(dout.size * es)), "unview")
+        cad_iter_operand(&it, 0, dout.ptr + offset * es, es, nd, vs, vst)
+        _operand(&it, 1, t)
+        _dcheck(_run_dev_acc(&it, cad_acc_row(t._dtype), t._dtype), "unview")
+        r = _dwrap(dout)
+    else:
+        out = _empty_shape(out_shape, t._dtype)
+        out.fill(0)   # written, not calloc'd: reading calloc'd pages first faults twice
+        cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(out) + offset * es, es, nd, vs, vst)
+        _operand(&it, 1, t)
+        st = cad_iter_run(&it, cad_acc_row(t._dtype), NULL, NULL)
+        r = _wrap(out)
+    if _mode1(t):
+        aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
+        if aux == NULL:
+            raise MemoryError()
+        aux[0] = offset
+        aux[1] = nd
+        for d in range(nd):
+            aux[2 + d] = vs[d]
+            aux[2 + nd + d] = vst[d]
+        try:
+            _record1(OP_UNVIEW, r, t, 0, aux, 2 + 2 * nd)
+        finally:
+            free(aux)
+    return r
+
+
+cdef _setitem(Tensor x, object index, object value):
+    cdef tuple idx = _norm_index(index)
+    cdef Tensor v = as_tensor(value) if isinstance(value, Tensor) else None
+    cdef Tensor r, tl
+    cdef bint leaf = x._tape is None
+    if leaf and x._rg and not cad_grad_off:
+        raise BackwardError("setitem: in-place change of a leaf tensor that requires grad; wrap "
+                            "it in `with cad.no_grad():` or build a new tensor")
+    if v is not None:
+        _common_dev([x, v], "setitem")
+    if v is None:
+        v = _wrap(_np.asarray(value, dtype=_DTYPES[x._dtype]))
+        if x._dev:
+            v = _to_dev(v, 1)
+    if v._dtype != x._dtype:
+        if _isfloat(x._dtype) and _isfloat(v._dtype):
+            v = <Tensor>cast(v, _DTYPES[x._dtype])
+        elif v._dev:
+            v = _dwrap(_dcopy(<DevArray>v._arr, x._dtype))
+        else:
+            v = _wrap(_arr_of(v).astype(_DTYPES[x._dtype]))
+    recording = _mode1(x) or _mode1(v)
+    try:
+        lin = _lin_index(x, idx)
+    except IndexError as e:
+        raise IndexError(f"{e} (assigning into a tensor of shape {x.shape})") from None
+    if v.shape != lin.shape:
+        try:
+            v = <Tensor>expand(v, lin.shape)
+        except ShapeError:
+            raise ShapeError(f"setitem: value of shape {v.shape} cannot be broadcast to the "
+                             f"indexed shape {lin.shape}") from None
+    if x._dev:
+        dnew = _dcopy(<DevArray>x._arr)
+        dv = _dcontig(<DevArray>v._arr)
+        dl = _dupload(lin, CAD_I64)
+        _dcheck(cad_cu_setitem(x._dtype, (<DevArray>dnew).ptr, (<DevArray>dv).ptr,
+                               <const int64_t *>(<DevArray>dl).ptr, lin.size, (<DevArray>dnew).size),
+                "setitem")
+        r = _dwrap(<DevArray>dnew)
+        if recording:
+            _record(OP_SETITEM, r, [x, v, _dwrap(<DevArray>dl)], 4, NULL, 0)
+        x._rebind(r, leaf and x._rg)
+        return
+    new = _np.array(_arr_of(x), order="C", copy=True)
+    new.reshape(-1)[lin.reshape(-1)] = _arr_of(v).reshape(-1)
+    r = _wrap(new)
+    if recording:
+        tl = _wrap(lin)
+        _record(OP_SETITEM, r, [x, v, tl], 4, NULL, 0)
+    x._rebind(r, leaf and x._rg)

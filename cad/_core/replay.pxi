@@ -1,0 +1,719 @@
+# record once, replay in C; loading tapes; xent.  Included by _engine.pyx (one extension module: calls between the rooms
+# stay direct C calls); the include order is the module's order.
+
+# ---------------------------------------------------------------- record once, replay in C
+
+def record_input(Tape tp, object value, bint rg):
+    """an input slot of a recording: a node of tp holding value (contiguous copy)"""
+    cdef Tensor t
+    cdef cad_hid h
+    if isinstance(value, Tensor) and (<Tensor>value)._dev:   # a tape that replays on the GPU
+        t = _dwrap(_dcopy(<DevArray>(<Tensor>value)._arr))
+        h = _push_buf(tp, t, BUF_INPUT | (BUF_RG if rg else 0), True)
+        t._tape = tp
+        t._h = h
+        t._rg = rg
+        return t
+    t = from_numpy(_np.array(value, order="C", copy=True) if not isinstance(value, float)
+                               else value, None, False, False)
+    if t._inline:
+        h = _push_scalar(tp, t._sval, BUF_INPUT | (BUF_RG if rg else 0))
+    else:
+        h = _push_buf(tp, t, BUF_INPUT | (BUF_RG if rg else 0), True)
+    t._tape = tp
+    t._h = h
+    t._rg = rg
+    return t
+
+
+cdef class Replay:
+    """A recorded tape prepared for replay: inputs in fixed slots, every other value
+    in a contiguous slot of an arena, constants contiguous.  One call runs the whole
+    forward pass (and the reverse sweep) in C."""
+    cdef Tape tp
+    cdef char *arena
+    cdef size_t arena_size
+    cdef list in_h          # input handles
+    cdef list in_shape      # input shapes
+    cdef list in_dtype      # input dtype codes
+    cdef list out_h         # output handles (-1: a constant)
+    cdef list out_const     # constants returned as outputs
+    cdef list arena_slots   # (handle, offset)
+    cdef bint busy
+    cdef object rg_key      # the input mask the RG flags are set for
+    cdef public object guards
+    cdef cad_sprog sp       # the compact scalar program, when the tape is scalar code
+    cdef bint has_sp
+    cdef object sp_key      # the input mask sp's backward list is planned for
+    cdef public bint dev    # recorded on CUDA values: replays on the GPU
+    cdef cad_fzplan fzp     # fused regions (NOTE [ Fused replay ]); nreg 0: none
+    cdef public list fz_sources   # the generated CUDA source per region (inspection)
+
+    def __dealloc__(self):
+        if self.arena != NULL:
+            if self.dev:
+                cad_cu_release(self.arena)
+            else:
+                cad_release(self.arena)
+            self.arena = NULL
+        free(self.fzp.reg)
+        free(self.fzp.fuse)
+        self.fzp.reg = NULL
+        self.fzp.fuse = NULL
+        self.fzp.nreg = 0
+        if self.has_sp:
+            cad_sprog_free(&self.sp)
+            self.has_sp = False
+
+    @property
+    def fused_regions(self):
+        """the number of fused regions this replay runs"""
+        return self.fzp.nreg
+
+    @property
+    def scalar_program(self):
+        """is this tape replayed as a compact scalar program?"""
+        return self.has_sp
+
+    def __len__(self):
+        return self.tp.t.nrecs
+
+    @property
+    def tape(self):
+        return self.tp
+
+
+cdef void _bind_arena(cad_tape *t, list slots, char *base):
+    cdef cad_hid h
+    for h, off in slots:
+        t.bufs[h].data = base + <int64_t>off
+
+
+def replay_compile(Tape tp, list inputs, list outputs, list guards):
+    """Prepare tp for replay: record outputs get arena slots (contiguous strides),
+    constants become contiguous.  inputs: input node tensors; outputs: output
+    tensors (or constants)."""
+    cdef Replay rp = Replay.__new__(Replay)
+    cdef int64_t i, off = 0, nb
+    cdef cad_buf *b
+    cdef int d
+    cdef set produced = set()
+    cdef Tensor t
+    cdef DevArray da
+    cdef bint dev = False
+    for i in range(tp.t.nbufs):
+        if tp.t.bufs[i].flags & BUF_CUDA:
+            dev = True
+    if dev:   # NOTE [ CUDA replay ]: every array value on the device
+        for i in range(tp.t.nrecs):
+            if tp.t.recs[i].op == OP_TO_DEVICE:
+                raise DeviceError("cad.record: the function moves values between the CPU and "
+                                  "cuda:0; such a tape cannot be replayed (keep it on one device)")
+        for i in range(tp.t.nbufs):
+            if not (tp.t.bufs[i].flags & (BUF_CUDA | BUF_INLINE)):
+                raise DeviceError("cad.record: the function mixes CPU arrays with cuda:0 values; "
+                                  "such a tape cannot be replayed (keep it on one device)")
+    rp.dev = dev
+    rp.tp = tp
+    for i in range(tp.t.nrecs):
+        produced.add(tp.t.recs[i].out)
+    rp.arena_slots = []
+    for i in range(tp.t.nbufs):
+        b = &tp.t.bufs[i]
+        if b.flags & BUF_INLINE:
+            continue
+        if i in produced:
+            cad_contig_strides(b.ndim, tp.t.meta + b.meta, tp.t.meta + b.meta + b.ndim)
+            rp.arena_slots.append((i, off))
+            b.flags |= BUF_ARENA
+            if b.owner != NULL:
+                Py_DECREF(<object>b.owner)
+                b.owner = NULL
+            nb = b.size * _ESIZE[b.dtype]
+            off += (nb + 63) // 64 * 64 if nb else 64
+        elif not (b.flags & BUF_INPUT):
+            if b.owner == NULL:
+                raise RuntimeError("cad.record: a constant's value was not kept (internal error)")
+            a = <object>b.owner
+            if dev:
+                da = _dcontig(<DevArray>a)
+                if da is not a:
+                    Py_DECREF(a)
+                    Py_INCREF(da)
+                    b.owner = <void *>da
+                    b.data = da.ptr
+                    cad_contig_strides(b.ndim, tp.t.meta + b.meta, tp.t.meta + b.meta + b.ndim)
+            elif not a.flags.c_contiguous:
+                c = _np.ascontiguousarray(a)
+                Py_DECREF(a)
+                Py_INCREF(c)
+                b.owner = <void *>c
+                b.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>c)
+                cad_contig_strides(b.ndim, tp.t.meta + b.meta, tp.t.meta + b.meta + b.ndim)
+    rp.arena_size = off
+    if dev:
+        rp.arena = <char *>cad_cu_alloc(off if off else 64)
+        if rp.arena == NULL:
+            _dcheck(CAD_EDEVMEM, "cad.record (the replay's device buffers)")
+    else:
+        rp.arena = <char *>cad_alloc(off if off else 64)
+    if rp.arena == NULL:
+        raise MemoryError("cad.record: cannot allocate the replay's buffers")
+    _bind_arena(&tp.t, rp.arena_slots, rp.arena)
+    rp.in_h, rp.in_shape, rp.in_dtype = [], [], []
+    for t in inputs:
+        rp.in_h.append(t._h)
+        rp.in_shape.append(t.shape)
+        rp.in_dtype.append(t._dtype)
+    rp.out_h, rp.out_const = [], []
+    for o in outputs:
+        if isinstance(o, Tensor) and (<Tensor>o)._tape is not None and _resolved(<Tensor>o) is tp:
+            rp.out_h.append((<Tensor>o)._h)
+            rp.out_const.append(None)
+        else:
+            rp.out_h.append(-1)
+            rp.out_const.append(o)
+    rp.guards = guards
+    rp.rg_key = None
+    cad_tape_clear_grads(&tp.t)
+    if not dev and not guards and all(sh == () and dt == CAD_F64 for sh, dt in zip(rp.in_shape, rp.in_dtype)) \
+            and all(h < 0 or (tp.t.bufs[<cad_hid>h].flags & BUF_INLINE) for h in rp.out_h):
+        k = cad_sprog_build(&tp.t, &rp.sp)
+        if k < 0:
+            raise MemoryError()
+        rp.has_sp = k == 1
+    return rp
+
+
+cdef object _sprog_run(Replay rp, tuple xs, object grad_mask, object seed, str who):
+    """replay_run for a compact scalar program (every value a 0-d float64)"""
+    cdef cad_sprog *p = &rp.sp
+    cdef int k, nsel = 0
+    cdef Tensor x
+    cdef int64_t sel[64]
+    cdef cad_hid h, ho
+    for k in range(len(xs)):
+        x = xs[k] if type(xs[k]) is Tensor else as_tensor(xs[k])
+        if not x._inline:
+            if x._dtype != CAD_F64 or x.ndim != 0:
+                if _isfloat(x._dtype) and x.ndim == 0:
+                    x = <Tensor>cast(x.detach(), float64)
+                else:
+                    raise ShapeError(f"{who}: input {k} has shape {x.shape} and dtype "
+                                     f"{_DTNAMES[x._dtype]}; the tape was recorded with a float64 "
+                                     "scalar (record again for other shapes)")
+        p.v[<cad_hid>rp.in_h[k]] = x._sval
+    if grad_mask is not None and rp.out_h[0] >= 0 and grad_mask is not rp.sp_key and grad_mask != rp.sp_key:
+        for k in range(len(rp.in_h)):   # the backward list for this selection (before the forward:
+            if grad_mask[k]:            # it decides which partials the forward computes)
+                sel[nsel] = rp.in_h[k]
+                nsel += 1
+        cad_sprog_plan(p, sel, nsel, rp.out_h[0])
+        rp.sp_key = grad_mask
+    if grad_mask is None:
+        cad_sprog_forward(p)
+    else:
+        cad_sprog_forward_d(p)
+    if grad_mask is None or len(rp.out_h) != 1:
+        outs = [rp.out_const[k] if rp.out_h[k] < 0 else _new_inline(p.v[<cad_hid>rp.out_h[k]])
+                for k in range(len(rp.out_h))]
+    else:
+        outs = None   # filled below (one scalar output)
+    if grad_mask is None:
+        return outs, None
+    ho = rp.out_h[0]
+    if ho < 0:
+        if outs is None:
+            outs = [rp.out_const[0]]
+        return outs, [None if not m else _new_inline(0.0) for m in grad_mask]
+    if outs is None:
+        outs = [_new_inline(p.v[ho])]
+    cad_sprog_backward(p, ho, 1.0 if seed is None else float(seed))
+    grads = []
+    for k in range(len(rp.in_h)):
+        h = rp.in_h[k]
+        grads.append(_new_inline(p.g[h]) if grad_mask[k] else None)
+    for k in range(len(rp.in_h)):
+        p.g[<cad_hid>rp.in_h[k]] = 0.0
+    p.g[ho] = 0.0
+    return outs, grads
+
+
+cdef void _set_rg(cad_tape *t, list in_h, tuple mask) noexcept:
+    """gradients flow from the selected inputs only: RG flags recomputed forward"""
+    cdef int64_t i, j
+    cdef cad_buf *b
+    cdef cad_rec *r
+    cdef bint rg
+    for i in range(t.nbufs):
+        t.bufs[i].flags &= ~BUF_RG
+    for j in range(len(in_h)):
+        if mask[j]:
+            t.bufs[<cad_hid>in_h[j]].flags |= BUF_RG
+    for i in range(t.nrecs):
+        r = &t.recs[i]
+        b = &t.bufs[r.out]
+        if b.dtype != CAD_F64 and b.dtype != CAD_F32:
+            continue
+        rg = False
+        for j in range(r.nargs):
+            if t.args[r.arg + j] >= 0 and (t.bufs[t.args[r.arg + j]].flags & BUF_RG):
+                rg = True
+                break
+        if rg:
+            b.flags |= BUF_RG
+
+
+cdef object _value_of(cad_tape *t, cad_hid h):
+    """a copy of handle h's value (replayed values live in a reused arena)"""
+    cdef cad_buf *b = &t.bufs[h]
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef cnp.ndarray a
+    cdef int d
+    if b.flags & BUF_INLINE:
+        return _new_inline(b.sval)
+    if b.flags & BUF_CUDA:
+        return _dwrap(_dcopy_raw(t, b, b.data))
+    for d in range(b.ndim):
+        dims[d] = t.meta[b.meta + d]
+    a = _empty(b.ndim, dims, b.dtype)
+    if b.size:
+        memcpy(cnp.PyArray_DATA(a), b.data, b.size * _ESIZE[b.dtype])
+    return _wrap(a)
+
+
+def replay_grads(Replay rp, tuple xs, tuple mask, str who):
+    """tape.grad's common path: the gradients of the inputs selected by mask, as a
+    tuple (one replay, no Python-level filtering)"""
+    cdef list grads = replay_run(rp, xs, mask, None, who)[1]
+    cdef Py_ssize_t k, n = len(mask), m = 0
+    for k in range(n):
+        if mask[k]:
+            m += 1
+    cdef tuple out = PyTuple_New(m)
+    m = 0
+    for k in range(n):
+        if mask[k]:
+            g = grads[k]
+            Py_INCREF(g)
+            PyTuple_SET_ITEM(out, m, g)
+            m += 1
+    return out
+
+
+def replay_set_fused(Replay rp, list regions, list marks, object cubin):
+    """attach fused regions (cad/fuse.py): regions as (externals, scalar flags, ops,
+    a slots, b slots, outputs, store_all, dtype); marks: fuse[i] per record; cubin:
+    the compiled kernels fz_fwd_<k>/fz_bwd_<k> (None on the fake device)"""
+    cdef int k, j, n = len(regions)
+    cdef cad_fzreg *R
+    cdef void *ff[256]
+    cdef void *fb[256]
+    if not rp.dev or n == 0 or n > 256:
+        return
+    if cubin is not None:
+        _dcheck(cad_cu_fz_load(<const char *>cubin, n, ff, fb), "cad.record (fused kernels)")
+    free(rp.fzp.reg)
+    free(rp.fzp.fuse)
+    rp.fzp.nreg = 0
+    rp.fzp.reg = <cad_fzreg *>calloc(n, sizeof(cad_fzreg))
+    rp.fzp.fuse = <int32_t *>calloc(len(marks) if marks else 1, sizeof(int32_t))
+    if rp.fzp.reg == NULL or rp.fzp.fuse == NULL:
+        raise MemoryError()
+    for k in range(n):
+        ext, scal, ops, aa, bb, outs, store_all, dt = regions[k]
+        R = &rp.fzp.reg[k]
+        R.nE = len(ext)
+        R.nI = len(ops)
+        R.store_all = store_all
+        R.dtype = dt
+        for j in range(R.nE):
+            R.ext[j] = ext[j]
+            R.ext_scalar[j] = scal[j]
+        for j in range(R.nI):
+            R.op[j] = ops[j]
+            R.a[j] = aa[j]
+            R.b[j] = bb[j]
+            R.out[j] = outs[j]
+        R.ffwd = ff[k] if cubin is not None else NULL
+        R.fbwd = fb[k] if cubin is not None else NULL
+    for j in range(len(marks)):
+        rp.fzp.fuse[j] = marks[j]
+    rp.fzp.nrecs = len(marks)
+    rp.fzp.nreg = n
+
+
+# NOTE [ CUDA replay ]
+# A tape recorded on CUDA values (every array value on the device; a transfer inside
+# the function is refused) replays there: replay_compile gives the records' values
+# slots of one device arena and makes constants contiguous on the device;
+# cad_forward sets the thread's device per record from its output, as the sweep
+# does, so the same forward kernels and vjp rules run their device branches with
+# the GIL released; inputs are bound by pointer (host inputs are moved first),
+# outputs and gradients are copied out of the reused arena.  Runs of elementwise
+# records are fused (NOTE [ Fused replay ] in cad_kernels/cuda/fuse.c) unless the
+# caller needs every value (the Python sweeps of tape.jacobian/hvp/hessian).
+
+cdef DevArray _dcopy_raw(cad_tape *t, cad_buf *b, const char *src):
+    """a new device array with b's shape holding the b.size elements at device
+    address src (a replayed value or gradient: the arena is reused)"""
+    cdef DevArray a = _dnew(b.ndim, t.meta + b.meta, b.dtype, "replay")
+    _dcheck(cad_cu_d2d(a.ptr, src, <size_t>(b.size * _ESIZE[b.dtype])), "replay")
+    return a
+
+
+cdef Tensor _bind_dev_input(cad_tape *t, cad_buf *b, Tensor x, int k, Replay rp, str who):
+    """point input slot b of a CUDA tape at x's (contiguous) device values; returns
+    what must stay alive during the replay"""
+    cdef DevArray da
+    cdef int d
+    cdef bint same
+    if not x._dev:
+        x = _to_dev(x.detach(), 1)   # host inputs are moved (as jax.jit does)
+    da = <DevArray>x._arr
+    same = da.ndim == b.ndim
+    if same:
+        for d in range(b.ndim):
+            if da.shp[d] != t.meta[b.meta + d]:
+                same = False
+    if not same:
+        raise ShapeError(f"{who}: input {k} has shape {x.shape}; the tape was recorded with "
+                         f"shape {rp.in_shape[k]} (record again for other shapes)")
+    da = _dcontig(da)
+    b.data = da.ptr
+    return _dwrap(da)
+
+
+def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint fused=True):
+    """One replay: inputs xs -> (outputs, gradients of the selected inputs or None).
+    grad_mask: a tuple of bools (which inputs get gradients) or None (forward only).
+    A CUDA tape (rp.dev) runs on the device (NOTE [ CUDA replay ]); fused=False:
+    every record's value is computed (the Python sweeps read them)."""
+    cdef cad_tape *t = &rp.tp.t
+    cdef cad_tape priv
+    cdef bint own = False, dev = rp.dev, st_ok = False, big
+    cdef list keep = []
+    cdef int64_t i
+    cdef int st, k
+    cdef cad_buf *b
+    cdef Tensor x
+    cdef cad_hid h
+    cdef char *priv_arena = NULL
+    cdef const cad_fzplan *fz = NULL
+    cdef double one64
+    cdef float one32
+    if len(xs) != len(rp.in_h):
+        raise TypeError(f"{who}: the tape was recorded with {len(rp.in_h)} inputs, got {len(xs)}")
+    if not dev:
+        for k in range(len(xs)):
+            if isinstance(xs[k], Tensor) and (<Tensor>xs[k])._dev:
+                raise DeviceError(f"{who}: input {k} is on cuda:0; the tape was recorded on the CPU "
+                                  "(record it with CUDA inputs to replay on the GPU)")
+    if rp.has_sp and not rp.busy and len(xs) <= 64:
+        rp.busy = True
+        try:
+            return _sprog_run(rp, xs, grad_mask, seed, who)
+        finally:
+            rp.busy = False
+    if rp.busy:   # another thread replays this tape: work on a private copy of the values
+        priv = rp.tp.t
+        priv.bufs = <cad_buf *>malloc(t.nbufs * sizeof(cad_buf))
+        if priv.bufs == NULL:
+            raise MemoryError()
+        memcpy(priv.bufs, t.bufs, t.nbufs * sizeof(cad_buf))
+        if dev:
+            priv_arena = <char *>cad_cu_alloc(rp.arena_size if rp.arena_size else 64)
+        else:
+            priv_arena = <char *>cad_alloc(rp.arena_size if rp.arena_size else 64)
+        if priv_arena == NULL:
+            free(priv.bufs)
+            _dcheck(CAD_EDEVMEM if dev else CAD_ENOMEM, who)
+        _bind_arena(&priv, rp.arena_slots, priv_arena)
+        for i in range(t.nbufs):
+            priv.bufs[i].grad = NULL
+        t = &priv
+        own = True
+    else:
+        rp.busy = True
+    try:
+        for k in range(len(xs)):
+            x = xs[k] if type(xs[k]) is Tensor else as_tensor(xs[k])
+            if x._dtype != <int>rp.in_dtype[k]:
+                if _isfloat(x._dtype) and _isfloat(rp.in_dtype[k]):
+                    x = <Tensor>cast(x.detach(), _DTYPES[rp.in_dtype[k]])
+                else:
+                    raise DTypeError(f"{who}: input {k} has dtype {_DTNAMES[x._dtype]}; the tape was "
+                                     f"recorded with {_DTNAMES[rp.in_dtype[k]]}")
+            h = rp.in_h[k]
+            b = &t.bufs[h]
+            if dev:
+                keep.append(_bind_dev_input(t, b, x, k, rp, who))
+            elif b.flags & BUF_INLINE:
+                if not x._inline:
+                    raise ShapeError(f"{who}: input {k} has shape {x.shape}; the tape was recorded "
+                                     f"with shape () (record again for other shapes)")
+                b.sval = x._sval
+            else:
+                if not _same_shape(x, t, b):
+                    raise ShapeError(f"{who}: input {k} has shape {x.shape}; the tape was recorded with "
+                                     f"shape {rp.in_shape[k]} (record again for other shapes)")
+                a = x._arr
+                if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+                    a = _np.array(a, order="C")
+                keep.append(a)
+                b.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+        if grad_mask is not None and grad_mask != rp.rg_key:
+            if own:
+                raise RuntimeError(f"{who}: concurrent replays must use the same argnums")
+            _set_rg(t, rp.in_h, grad_mask)
+            rp.rg_key = grad_mask
+        if fused and rp.fzp.nreg:
+            fz = &rp.fzp
+        # gradients are clean between replays (cleared after each gradient replay)
+        big = dev or t.nrecs > 64 or t.nmeta > 0
+        if big:
+            with nogil:
+                cad_fz_set(fz)
+                st = cad_forward(t, 0)
+                cad_fz_set(NULL)
+        else:
+            st = cad_forward(t, 0)
+        _dcheck(st, who)
+        if rp.guards:
+            for g in rp.guards:
+                g.check(host(_value_of(t, g.handle)), k=None)
+        outs = [rp.out_const[k] if rp.out_h[k] < 0 else _value_of(t, rp.out_h[k])
+                for k in range(len(rp.out_h))]
+        if grad_mask is None:
+            return outs, None
+        h = rp.out_h[0]
+        if h < 0 or not (t.bufs[h].flags & BUF_RG):
+            return outs, [None if not m else _zeros_of(rp.in_shape[k], rp.in_dtype[k], dev)
+                          for k, m in enumerate(grad_mask)]
+        b = &t.bufs[h]
+        if b.size != 1:
+            raise BackwardError(f"{who}: the output has shape {outs[0].shape}; gradients need a "
+                                "scalar output (use tape.jacobian)")
+        _dcheck(cad_ensure_grad(b), who)
+        one64 = 1.0 if seed is None else float(seed)
+        one32 = <float>one64
+        if b.flags & BUF_INLINE:
+            b.sgrad = one64
+        elif dev:
+            _dcheck(cad_cu_h2d(b.grad, &one64, 8) if b.dtype == CAD_F64 else cad_cu_h2d(b.grad, &one32, 4), who)
+        elif b.dtype == CAD_F64:
+            (<double *>b.grad)[0] = one64
+        else:
+            (<float *>b.grad)[0] = one32
+        for k in range(len(rp.in_h)):
+            if grad_mask[k]:
+                t.bufs[<cad_hid>rp.in_h[k]].flags |= BUF_KEEP
+        if big:
+            with nogil:
+                cad_fz_set(fz)
+                st = cad_sweep(t, 1, 0)
+                cad_fz_set(NULL)
+        else:
+            st = cad_sweep(t, 1, 0)
+        _dcheck(st, who)
+        st_ok = True
+        grads = []
+        for k in range(len(rp.in_h)):
+            if not grad_mask[k]:
+                grads.append(None)
+                continue
+            b = &t.bufs[<cad_hid>rp.in_h[k]]
+            if not b.hasg:
+                grads.append(_zeros_of(rp.in_shape[k], rp.in_dtype[k], dev))
+            elif b.flags & BUF_INLINE:
+                grads.append(_new_inline(b.sgrad))
+            elif dev:
+                grads.append(_dwrap(_dcopy_raw(t, b, b.grad)))
+            else:
+                grads.append(_grad_copy(t, b))
+        return outs, grads
+    finally:
+        if grad_mask is not None:
+            if st_ok:   # the sweep left every propagated value clean: only inputs remain
+                for k in range(len(rp.in_h)):
+                    _clear_buf(&t.bufs[<cad_hid>rp.in_h[k]])
+            else:
+                cad_tape_clear_grads(t)
+        if own:
+            free(t.bufs)
+            if dev:
+                cad_cu_release(priv_arena)
+            else:
+                cad_release(priv_arena)
+        else:
+            rp.busy = False
+
+
+cdef inline bint _same_shape(Tensor x, cad_tape *t, cad_buf *b):
+    cdef int d
+    cdef cnp.ndarray a
+    if x._inline:
+        return b.ndim == 0
+    a = <cnp.ndarray>x._arr
+    if cnp.PyArray_NDIM(a) != b.ndim:
+        return False
+    for d in range(b.ndim):
+        if cnp.PyArray_DIMS(a)[d] != t.meta[b.meta + d]:
+            return False
+    return True
+
+
+cdef inline void _clear_buf(cad_buf *b) noexcept:
+    cad_buf_release_grad(b)   # host or device
+    b.grad = NULL
+    b.sgrad = 0.0
+    b.hasg = 0
+    b.flags &= ~BUF_KEEP
+
+
+cdef Tensor _zeros_of(tuple shape, int dt, bint dev=False):
+    if dev:
+        return _dfull(shape, dt, 0)
+    return _wrap(_np.zeros(shape, dtype=_DTYPES[dt]))
+
+
+cdef Tensor _grad_copy(cad_tape *t, cad_buf *b):
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef cnp.ndarray a
+    cdef int d
+    for d in range(b.ndim):
+        dims[d] = t.meta[b.meta + d]
+    a = _empty(b.ndim, dims, b.dtype)
+    if b.size:
+        memcpy(cnp.PyArray_DATA(a), b.grad, b.size * _ESIZE[b.dtype])
+    return _wrap(a)
+
+
+def replay_values(Replay rp):
+    """node tensors for the replayed values (for the Python sweeps: jacobian, hvp);
+    valid until the next replay"""
+    return rp.tp
+
+
+def tape_value(Tape tp, cad_hid h):
+    """a copy of handle h's current value"""
+    return _value_of(&tp.t, h)
+
+
+def tape_push_buf(Tape tp, object value, int dtype, tuple shape, int flags):
+    """append a buf (loading a saved tape): a constant/input value (ndarray or
+    float) or None for a value the replay computes"""
+    cdef Tensor t
+    cdef cad_hid h
+    cdef cad_tape *T = &tp.t
+    cdef cad_buf *b
+    cdef int nd = len(shape), d
+    if flags & BUF_INLINE:
+        return _push_scalar(tp, float(value) if value is not None else 0.0,
+                            flags & ~BUF_INLINE & 0xff)
+    if value is not None:
+        t = _wrap(_np.array(value, dtype=_DTYPES[dtype], order="C", copy=True))
+        h = _push_buf(tp, t, flags, True)
+        return h
+    _reserve(tp, 1, 0, 2 * nd, 0)
+    b = &T.bufs[T.nbufs]
+    b.data = NULL
+    b.grad = NULL
+    b.owner = NULL
+    b.leaf = NULL
+    b.sval = 0.0
+    b.sgrad = 0.0
+    b.hasg = 0
+    b.version = 0
+    b.dtype = dtype
+    b.flags = flags
+    b.ndim = nd
+    b.meta = T.nmeta
+    b.size = 1
+    for d in range(nd):
+        T.meta[T.nmeta + d] = shape[d]
+        b.size *= shape[d]
+    cad_contig_strides(nd, T.meta + T.nmeta, T.meta + T.nmeta + nd)
+    T.nmeta += 2 * nd
+    T.nbufs += 1
+    return T.nbufs - 1
+
+
+def tape_push_rec(Tape tp, int op, cad_hid out, tuple args, tuple aux):
+    """append a record (loading a saved tape)"""
+    cdef int n = len(args), na = len(aux), i
+    cdef cad_hid hs[64]
+    cdef int64_t ax[80]
+    if n > 64 or na > 80:
+        raise ValueError("tape_push_rec: too many arguments")
+    for i in range(n):
+        hs[i] = args[i]
+    for i in range(na):
+        ax[i] = aux[i]
+    _push_rec(tp, op, out, hs, n, ax, na)
+
+
+def tape_node_of(Tape tp, cad_hid h, object value):
+    """a tensor standing for handle h holding value (an input node of a loaded tape)"""
+    cdef Tensor t = as_tensor(value)
+    tp = _live(tp, &h)
+    t = t.detach()
+    t._tape = tp
+    t._h = h
+    t._rg = bool(tp.t.bufs[h].flags & BUF_RG)
+    return t
+
+
+def replay_inputs(Replay rp):
+    return list(rp.in_h), list(rp.in_shape), list(rp.in_dtype)
+
+
+def replay_outputs(Replay rp):
+    return list(rp.out_h), list(rp.out_const)
+
+
+
+def xent(object logits, object labels):
+    """per-row cross-entropy: logsumexp(z[i]) - z[i, labels[i]] for z (N, C) and
+    integer labels (N,); one pass in C, labels read by the kernel (so a recorded tape
+    takes new labels)"""
+    cdef Tensor z = as_tensor(logits), l = as_tensor(labels), r
+    cdef int st
+    cdef int64_t N, Cn
+    cdef cnp.ndarray out, za, la
+    cdef DevArray dz, dl, dout
+    if z.ndim != 2 or not _isfloat(z._dtype):
+        raise ShapeError(f"cross_entropy: logits must be a float (N, C) tensor, got {z.shape} "
+                         f"{_DTNAMES[z._dtype]}")
+    if l._dtype != CAD_I64:
+        raise DTypeError(f"cross_entropy: labels must be integers, got {_DTNAMES[l._dtype]}")
+    if l.shape != (z.shape[0],):
+        raise ShapeError(f"cross_entropy: logits of shape {z.shape} need labels of shape "
+                         f"({z.shape[0]},), got {l.shape}")
+    N = z.shape[0]
+    Cn = z.shape[1]
+    if _common_dev([z, l], "cross_entropy"):
+        dz = <DevArray>z._arr
+        dl = <DevArray>l._arr
+        dout = _dnew_shape((N,), z._dtype, "cross_entropy")
+        with nogil:
+            cad_set_dev(1)
+            st = cad_xent_kernel(z._dtype, dout.ptr, dz.ptr, dz.st[0], dz.st[1],
+                                 <const int64_t *>dl.ptr, dl.st[0], N, Cn)
+            cad_set_dev(0)
+        _dcheck(st, "cross_entropy")
+        r = _dwrap(dout)
+        if _mode1(z) or _mode1(l):
+            _record(OP_XENT, r, [z, l], 1 | 2 | 128, NULL, 0)
+        return r
+    za = <cnp.ndarray>_arr_of(z)
+    la = <cnp.ndarray>_arr_of(l)
+    out = _empty_shape((N,), z._dtype)
+    st = cad_xent_kernel(z._dtype, <char *>cnp.PyArray_DATA(out), <const char *>cnp.PyArray_DATA(za),
+                         za.strides[0] // za.itemsize, za.strides[1] // za.itemsize,
+                         <const int64_t *>cnp.PyArray_DATA(la), la.strides[0] // 8, N, Cn)
+    _check(st, "cross_entropy")
+    r = _wrap(out)
+    if _mode1(z) or _mode1(l):
+        _record(OP_XENT, r, [z, l], 1 | 2 | 128, NULL, 0)
+    return r

@@ -1,0 +1,339 @@
+# bind (one entry point) and the typed view of the tape the Python sweeps use.  Included by _engine.pyx (one extension module: calls between the rooms
+# stay direct C calls); the include order is the module's order.
+
+# ---------------------------------------------------------------- one entry point
+
+def bind(int op, list ins, tuple aux, tuple out_shape, object out_dtype, str who):
+    """NOTE [ One entry point ]
+    Eager execution of a primitive through its replay forward kernel: the output is
+    allocated on the inputs' device, the op is recorded (on the inputs' tape when the
+    result requires grad or cad.record is recording, else on a scratch tape that dies
+    here) and the record's forward kernel (the op table's fkernel, the one
+    cad_forward runs in a replay) computes it.  One forward per primitive: eager,
+    replay and the CUDA device all run the same C function.  The op table's entry
+    checks the arguments and gives the output's shape and dtype; every input here is
+    a Tensor whose value the kernel reads (contiguous where the kernel needs it)."""
+    cdef Tensor r, t
+    cdef int dt = _dtype_code(out_dtype, who)
+    cdef int dev = 0, i, n = len(ins), naux = len(aux), st
+    cdef int64_t ax[16]
+    cdef bint rec = cad_rec_mode
+    cdef Tape tp
+    cdef cad_hid hs[8]
+    if naux > 16 or n > 7:
+        raise ValueError(f"{who}: bind takes at most 7 inputs and 16 aux values")
+    for i in range(naux):
+        ax[i] = aux[i]
+    for i in range(n):
+        t = <Tensor>ins[i]
+        if t._dev:
+            dev = 1
+        if t._rg and not cad_grad_off:
+            rec = True
+    if dev:
+        r = _dwrap(_dnew_shape(out_shape, dt, who))
+    else:
+        r = _wrap(_empty_shape(out_shape, dt))
+    if rec:
+        _record(op, r, ins, ((1 << n) - 1) | 128, ax, naux)
+        tp = r._tape
+        if tp.t.bufs[r._h].flags & BUF_INLINE:
+            raise ValueError(f"{who}: bind needs an array output")
+        st = cad_fwd_dispatch(&tp.t, &tp.t.recs[tp.t.nrecs - 1])
+    else:
+        tp = Tape.__new__(Tape)
+        for i in range(n):
+            t = <Tensor>ins[i]
+            hs[i] = _push_scalar(tp, t._sval, 0) if t._inline else _push_buf(tp, t, 0, False)
+        _push_rec(tp, op, _push_buf(tp, r, 0, False), hs, n, ax, naux)
+        st = cad_fwd_dispatch(&tp.t, &tp.t.recs[0])
+    if st != CAD_OK:
+        if dev:
+            _dcheck(st, who)
+        _check(st, who)
+    return r
+
+
+# ---------------------------------------------------------------- the tape from Python (transforms)
+
+def tape_records(Tape tp, int64_t lo=0, int64_t hi=-1):
+    """records lo..hi-1 as (op code, out handle, input handles, aux) tuples"""
+    cdef int64_t i, j
+    cdef cad_rec *r
+    cdef list out = []
+    if hi < 0 or hi > tp.t.nrecs:
+        hi = tp.t.nrecs
+    for i in range(max(lo, 0), hi):
+        r = &tp.t.recs[i]
+        ins = tuple(tp.t.args[r.arg + j] for j in range(r.nargs))
+        if r.aux >= 0:
+            aux = _rec_aux(tp, i)
+        else:
+            aux = ()
+        out.append((r.op, r.out, ins, aux))
+    return out
+
+
+cdef list _AUX_N = []   # per op code: the aux count the op table declares (naux), or -1
+
+
+def set_aux_counts(list counts):
+    global _AUX_N
+    _AUX_N = counts
+
+
+cdef tuple _rec_aux(Tape tp, int64_t i):
+    """the aux ints of record i (their count depends on the op)"""
+    cdef cad_rec *r = &tp.t.recs[i]
+    cdef int64_t *a = tp.t.aux + r.aux
+    cdef int64_t n
+    if r.op < len(_AUX_N) and <int64_t>_AUX_N[r.op] >= 0:
+        n = _AUX_N[r.op]
+    elif r.op == OP_VIEW or r.op == OP_UNVIEW:
+        n = 2 + 2 * a[1]
+    elif r.op == OP_GATHER or r.op == OP_SCATTER:
+        n = 3
+    elif r.op == OP_MATMUL or r.op == OP_TO_DEVICE:
+        n = 2
+    else:
+        n = 1
+    return tuple(a[j] for j in range(n))
+
+
+cdef Tape _live(Tape tp, cad_hid *h):
+    """NOTE [ Handles across merges ]
+    A Python sweep (transforms.reverse_sweep / forward_sweep) holds a tape and the
+    handles of its records while its rules record new ops; those ops may merge the
+    tape into a larger one (`_merge` frees the smaller tape's arrays and forwards
+    it).  Every lookup of a (tape, handle) pair from Python therefore follows the
+    forwarding here, so handles taken before a merge stay valid after it, and
+    checks the handle's range (an out-of-range handle raises, never reads memory)."""
+    cdef cad_hid k = h[0]
+    while tp._into is not None:
+        k += tp._hoff
+        tp = tp._into
+    if k < 0 or k >= tp.t.nbufs:
+        raise IndexError(f"cad: handle {h[0]} is out of range for a tape of {tp.t.nbufs} values")
+    h[0] = k
+    return tp
+
+
+def tape_live(Tape tp):
+    """the tape tp was merged into (itself when it was not)"""
+    while tp._into is not None:
+        tp = tp._into
+    return tp
+
+
+def tape_info(Tape tp, cad_hid h):
+    """(shape, dtype code, flags) of handle h"""
+    tp = _live(tp, &h)
+    cdef cad_buf *b = &tp.t.bufs[h]
+    shape = tuple(tp.t.meta[b.meta + d] for d in range(b.ndim))
+    return shape, b.dtype, b.flags
+
+
+def tape_node(Tape tp, cad_hid h):
+    """a tensor standing for handle h: the leaf itself, a node of the tape (ops on
+    it record against h), or the value of a constant; None when the value was not
+    kept (nothing read it)"""
+    tp = _live(tp, &h)
+    cdef cad_buf *b = &tp.t.bufs[h]
+    cdef Tensor r
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef int d
+    if b.flags & BUF_LEAF:
+        return <Tensor>b.leaf
+    if (b.flags & BUF_INLINE):
+        r = _new_inline(b.sval)
+    elif b.flags & (BUF_ARENA | BUF_INPUT):   # a replayed value: a copy (the arena is reused)
+        r = <Tensor>_value_of(&tp.t, h)
+    elif b.owner != NULL:
+        r = Tensor.__new__(Tensor)
+        r._arr = <object>b.owner
+        r._dtype = b.dtype
+        r._dev = 1 if b.flags & BUF_CUDA else 0
+    else:
+        return None
+    if (b.flags & BUF_RG) and not (b.flags & BUF_DEAD):
+        r._tape = tp
+        r._h = h
+        r._rg = True
+    return r
+
+
+def producer(Tape tp, cad_hid h):
+    """index of the record whose output is h, or -1"""
+    cdef int64_t i
+    for i in range(tp.t.nrecs - 1, -1, -1):
+        if tp.t.recs[i].out == h:
+            return i
+    return -1
+
+
+def first_use(Tape tp, cad_hid h):
+    """index of the first record that reads or makes h, or nrecs"""
+    cdef int64_t i, j
+    cdef cad_rec *r
+    for i in range(tp.t.nrecs):
+        r = &tp.t.recs[i]
+        if r.out == h:
+            return i
+        for j in range(r.nargs):
+            if tp.t.args[r.arg + j] == h:
+                return i
+    return tp.t.nrecs
+
+
+def leaf_handles(Tape tp, Tensor x):
+    """every handle under which leaf x is registered on tp"""
+    cdef int64_t i
+    return [i for i in range(tp.t.nbufs) if tp.t.bufs[i].leaf == <void *>x]
+
+
+def handle_of(Tensor t):
+    """(tape, handle) of a recorded tensor, or (None, -1)"""
+    if t._tape is None:
+        return None, -1
+    tp = _resolved(t)
+    return tp, t._h
+
+
+def tape_buf_count(Tape tp):
+    return tp.t.nbufs
+
+
+def tape_leaf(Tape tp, cad_hid h):
+    """the leaf tensor registered as h, or None"""
+    tp = _live(tp, &h)
+    if tp.t.bufs[h].flags & BUF_LEAF:
+        return <Tensor>tp.t.bufs[h].leaf
+    return None
+
+
+def ones_like_value(Tensor t):
+    """ones of t's shape and dtype (a constant)"""
+    if t._inline:
+        return _new_inline(1.0)
+    if t._dev:
+        return _dfull(t.shape, t._dtype, 1)
+    return _wrap(_np.ones(t.shape, dtype=_DTYPES[t._dtype]))
+
+
+def node_count(Tape tp):
+    return tp.t.nrecs
+
+
+def foreign_leaves(Tape tp, list mine):
+    """does tp hold a leaf that is not in mine (a variable of an outer computation)?"""
+    cdef int64_t i
+    cdef set ids = {id(x) for x in mine}
+    for i in range(tp.t.nbufs):
+        if (tp.t.bufs[i].flags & BUF_LEAF) and id(<object>tp.t.bufs[i].leaf) not in ids:
+            return True
+    return False
+
+
+def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
+    """The fused C jvp of an elementwise record: t_out = sum t_i * d_i in one pass
+    (the tangents carry nb leading batch dims; not recorded).  None when the op has
+    no fused row for this set of tangents."""
+    cdef int n = len(ins), i, d, mask = 0, dt, ond, xnd, fnd, k
+    cdef cad_buf *ob
+    cdef cad_buf *xb
+    cdef cad_row row
+    cdef cad_iter it
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef int64_t lshape[MAXDIM]
+    cdef int64_t lst[MAXDIM]
+    cdef cnp.ndarray res, ta
+    cdef Tensor t
+    cdef int st
+    cdef cad_hid h
+    for i in range(n):
+        if ts[i] is not None:
+            mask |= 1 << i
+    ins = tuple(ins)
+    hl = list(ins)
+    for i in range(n):
+        if ins[i] >= 0:
+            h = ins[i]
+            _live(tp, &h)
+            hl[i] = h
+    ins = tuple(hl)
+    tp = _live(tp, &out)
+    ob = &tp.t.bufs[out]
+    if ob.dtype != CAD_F64 and ob.dtype != CAD_F32:
+        return None
+    if ob.flags & BUF_CUDA:   # device records use the rules (their ops run on the device)
+        return None
+    dt = ob.dtype
+    row = cad_jvp_row(op, mask, 0 if dt == CAD_F64 else 1)
+    if row == NULL or n > 3:
+        return None
+    ond = ob.ndim
+    first = next(x for x in ts if x is not None)
+    bsh = (<Tensor>first).shape[:nb]
+    fnd = nb + ond
+    if fnd > MAXDIM:
+        return None
+    for d in range(nb):
+        dims[d] = bsh[d]
+    for d in range(ond):
+        dims[nb + d] = tp.t.meta[ob.meta + d]
+    res = _empty(fnd, dims, dt)
+    it.nop = 2 + 2 * n
+    it.ndim = fnd
+    for d in range(fnd):
+        it.shape[d] = dims[d]
+    cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(res), _ESIZE[dt], fnd, <int64_t *>dims,
+                     _contig(fnd, <int64_t *>dims))
+    for i in range(n):
+        if ts[i] is None:
+            cad_iter_operand(&it, 1 + i, NULL, 8, 0, NULL, NULL)
+            continue
+        t = <Tensor>ts[i]
+        if t._dtype != dt:
+            return None
+        xnd = _tndim(t) - nb
+        # the tangent as batch + (1,)*(ond - xnd) + x shape, aligned with the output
+        k = 0
+        if t._inline:
+            cad_iter_operand(&it, 1 + i, <char *>&t._sval, 8, 0, NULL, NULL)
+            continue
+        ta = <cnp.ndarray>t._arr
+        for d in range(nb):
+            lshape[k] = cnp.PyArray_DIMS(ta)[d]
+            lst[k] = cnp.PyArray_STRIDES(ta)[d] // _ESIZE[dt]
+            k += 1
+        for d in range(ond - xnd):
+            lshape[k] = 1
+            lst[k] = 0
+            k += 1
+        for d in range(xnd):
+            lshape[k] = cnp.PyArray_DIMS(ta)[nb + d]
+            lst[k] = cnp.PyArray_STRIDES(ta)[nb + d] // _ESIZE[dt]
+            k += 1
+        cad_iter_operand(&it, 1 + i, <char *>cnp.PyArray_DATA(ta), _ESIZE[dt], k, lshape, lst)
+    for i in range(n):
+        if ins[i] < 0:
+            cad_iter_operand(&it, 1 + n + i, NULL, 8, 0, NULL, NULL)
+            continue
+        xb = &tp.t.bufs[<cad_hid>ins[i]]
+        if (xb.flags & (BUF_INLINE | BUF_ARENA | BUF_INPUT)) or xb.owner != NULL:
+            cad_iter_operand(&it, 1 + n + i, _bdata(xb), _ESIZE[xb.dtype], xb.ndim,
+                             tp.t.meta + xb.meta, tp.t.meta + xb.meta + xb.ndim)
+        else:
+            cad_iter_operand(&it, 1 + n + i, NULL, 8, 0, NULL, NULL)
+    if (ob.flags & (BUF_INLINE | BUF_ARENA | BUF_INPUT)) or ob.owner != NULL:
+        cad_iter_operand(&it, 1 + 2 * n, _bdata(ob), _ESIZE[dt], ond, tp.t.meta + ob.meta,
+                         tp.t.meta + ob.meta + ond)
+    else:
+        cad_iter_operand(&it, 1 + 2 * n, NULL, 8, 0, NULL, NULL)
+    if cnp.PyArray_SIZE(res) >= 4096:
+        with nogil:
+            st = cad_iter_run_t(&it, row, NULL, NULL,
+                                cad_par_min_heavy if cad_fwd_heavy(op) else cad_par_min)
+    else:
+        st = cad_iter_run_t(&it, row, NULL, NULL, cad_par_min)
+    return _wrap(res)
