@@ -549,7 +549,7 @@ def gen_c(prims, ew):
                 rows.append("{{NULL, NULL}, {NULL, NULL}}")
         while len(rows) < 3:
             rows.append("{{NULL, NULL}, {NULL, NULL}}")
-        L.append(f"static const cad_row cad_{op.name}_vjp_rows[3][2][2] = {{{', '.join(rows)}}};")
+        L.append(f"const cad_row cad_{op.name}_vjp_rows[3][2][2] = {{{', '.join(rows)}}};")
         n = len(op.args)
         masks = [m for m in range(1, 1 << n)
                  if all(op.args[i] in op.d for i in range(n) if (m >> i) & 1)]
@@ -618,33 +618,25 @@ def gen_c(prims, ew):
         L.append(f"    {{{', '.join(masks)}}},  /* {op.name} */")
     L.append("};")
     L.append("")
+    return "\n".join(L) + "\n"
+
+
+def gen_switch(prims, ew):
+    """_gen_switch.h: the per-op dispatch of one record, forward (fwd_one) and reverse
+    (vjp_one), as static inline switches.  The loops that run them are hand-written C
+    (cad_forward in forward.c, cad_sweep in sweep.c) that include this header, so the
+    switch is inlined into each loop and the generator writes tables and switches only."""
+    L = [f"/* {HEADER} */", "#ifndef CAD_GEN_SWITCH_H", "#define CAD_GEN_SWITCH_H",
+         '#include "_gen_ops.h"', '#include "cad_cuda.h"', ""]
+    for op in ew:
+        L.append(f"extern const cad_row cad_{op.name}_vjp_rows[3][2][2];")
+    L.append("")
     L.append("static inline int fwd_one(cad_tape *t, const cad_rec *r) {")
     L.append("    switch (r->op) {")
     for op in prims:
         L.append(fwd_case(op))
     L.append("    default: return CAD_EINTERNAL;")
     L.append("    }")
-    L.append("}")
-    L.append("")
-    L.append("")
-    L.append("/* the forward replay: records from..nrecs-1 (dispatch inlined into the loop) */")
-    L.append("int cad_forward(cad_tape *t, int64_t from) {")
-    L.append("    int64_t i;")
-    L.append("    const int dev0 = cad_dev;")
-    L.append("    for (i = from < 0 ? 0 : from; i < t->nrecs; i++) {")
-    L.append("        int st;")
-    L.append("        cad_dev = (t->bufs[t->recs[i].out].flags & BUF_CUDA) != 0;   /* where it runs */")
-    L.append("        if (cad_fz && i < cad_fz->nrecs && cad_fz->fuse[i]) {   /* a fused region */")
-    L.append("            if (cad_fz->fuse[i] < 0) continue;")
-    L.append("            st = cad_fz_fwd(t, cad_fz->fuse[i] - 1);")
-    L.append("            if (st) { cad_dev = dev0; return st; }")
-    L.append("            continue;")
-    L.append("        }")
-    L.append("        st = fwd_one(t, t->recs + i);")
-    L.append("        if (st) { cad_dev = dev0; return st; }")
-    L.append("    }")
-    L.append("    cad_dev = dev0;")
-    L.append("    return CAD_OK;")
     L.append("}")
     L.append("")
     L.append("static inline int vjp_one(cad_tape *t, const cad_rec *r) {")
@@ -661,60 +653,8 @@ def gen_c(prims, ew):
     L.append("    default: return CAD_EINTERNAL;")
     L.append("    }")
     L.append("}")
-    L.append("")
-    L.append("int cad_vjp_dispatch(cad_tape *t, const cad_rec *r) { return vjp_one(t, r); }")
-    L.append("")
-    L.append("/* one record's forward kernel, on the device its output lives on: eager execution")
-    L.append(" * of a primitive through the engine's bind (NOTE [ One entry point ]) */")
-    L.append("int cad_fwd_dispatch(cad_tape *t, const cad_rec *r) {")
-    L.append("    const int dev0 = cad_dev;")
-    L.append("    int st;")
-    L.append("    cad_dev = (t->bufs[r->out].flags & BUF_CUDA) != 0;")
-    L.append("    st = fwd_one(t, r);")
-    L.append("    cad_dev = dev0;")
-    L.append("    return st;")
-    L.append("}")
-    L.append("")
-    L.append(SWEEP)
+    L.append("#endif")
     return "\n".join(L) + "\n"
-
-
-SWEEP = """\
-/* The reverse sweep (NOTE [ Tape layout ]): records stop..nrecs-1, last first, with
- * the per-op dispatch inlined.  free_tmp: a value whose gradient has been propagated
- * is left clean (its buffer released) unless the caller keeps it (BUF_KEEP). */
-int cad_sweep(cad_tape *t, int free_tmp, int64_t stop) {
-    int64_t i;
-    const int dev0 = cad_dev;
-    if (stop < 0) stop = 0;
-    for (i = t->nrecs - 1; i >= stop; i--) {
-        const cad_rec *r = t->recs + i;
-        cad_buf *o = t->bufs + r->out;
-        int st;
-        if (!o->hasg) continue;
-        cad_dev = (o->flags & BUF_CUDA) != 0;   /* where this record's kernels run */
-        if (cad_dev && o->ndim == 0) {   /* a run of 0-d device records: one kernel */
-            int64_t first;
-            int done;
-            st = cad_dsweep(t, i, stop, free_tmp, &first, &done);
-            if (st) { cad_dev = dev0; return st; }
-            if (done) { i = first; continue; }
-        }
-        if (cad_fz && i < cad_fz->nrecs && cad_fz->fuse[i] > 0 && !cad_fz->reg[cad_fz->fuse[i] - 1].store_all)
-            st = cad_fz_vjp(t, cad_fz->fuse[i] - 1);   /* a fused region's backward */
-        else
-            st = vjp_one(t, r);
-        if (st) { cad_dev = dev0; return st; }
-        if (free_tmp && !(o->flags & BUF_KEEP)) {
-            cad_buf_release_grad(o);
-            o->sgrad = 0.0;
-            o->hasg = 0;
-        }
-    }
-    cad_dev = dev0;
-    return CAD_OK;
-}
-"""
 
 
 def gen_pxi(reg, prims, ew):
@@ -809,6 +749,7 @@ def outputs():
     return {
         os.path.join(ROOT, "cad_kernels", "cpu", "_gen_ops.h"): gen_h(prims, ew),
         os.path.join(ROOT, "cad_kernels", "cpu", "_gen_ops.c"): gen_c(prims, ew),
+        os.path.join(ROOT, "cad_kernels", "cpu", "_gen_switch.h"): gen_switch(prims, ew),
         os.path.join(ROOT, "cad", "_core", "_gen_ops.pxi"): gen_pxi(reg, prims, ew),
         os.path.join(ROOT, "cad", "_core", "_tensor.pxi"): gen_tensor(reg),
         os.path.join(ROOT, "cad_kernels", "cuda", "_gen_rows.cuh"): gen_cu_rows(prims, ew),

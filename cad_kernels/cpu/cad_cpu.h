@@ -277,7 +277,7 @@ int cad_setitem_fwd(cad_tape *t, const cad_rec *r);
 int cad_concat_fwd(cad_tape *t, const cad_rec *r);
 int cad_cast_fwd(cad_tape *t, const cad_rec *r);
 int cad_matmul_fwd(cad_tape *t, const cad_rec *r);
-int cad_fwd_dispatch(cad_tape *t, const cad_rec *r);   /* generated */
+int cad_fwd_dispatch(cad_tape *t, const cad_rec *r);   /* forward.c: one record (bind) */
 int cad_setitem_vjp(cad_tape *t, const cad_rec *r);
 int cad_concat_vjp(cad_tape *t, const cad_rec *r);
 int cad_cast_vjp(cad_tape *t, const cad_rec *r);

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <string.h>
 #include "_gen_ops.h"
+#include "_gen_switch.h"   /* fwd_one: the per-op dispatch, generated from the op table */
 #include "cad_cuda.h"
 
 static inline int esz(int dt) { return (dt == CAD_F64 || dt == CAD_I64) ? 8 : (dt == CAD_F32 ? 4 : 1); }
@@ -28,7 +29,6 @@ static void iter_over(cad_iter *it, int nop, int nd, const int64_t *shape) {
     for (d = 0; d < nd; d++) it->shape[d] = shape[d];
 }
 
-/* cad_forward is generated with the dispatch inlined (tools/gen_ops.py) */
 
 int cad_ew_fwd_arrays(cad_tape *t, const cad_rec *r, cad_row row, int heavy) {
     cad_buf *o = t->bufs + r->out;
@@ -187,4 +187,36 @@ int cad_xent_fwd(cad_tape *t, const cad_rec *r) {
 int cad_transfer_fwd(cad_tape *t, const cad_rec *r) {
     (void)t; (void)r;
     return CAD_EINTERNAL;
+}
+
+/* the forward replay: records from..nrecs-1 (the generated dispatch inlined into the
+ * loop); a fused region of a CUDA tape runs as one kernel (NOTE [ Fused replay ]) */
+int cad_forward(cad_tape *t, int64_t from) {
+    int64_t i;
+    const int dev0 = cad_dev;
+    for (i = from < 0 ? 0 : from; i < t->nrecs; i++) {
+        int st;
+        cad_dev = (t->bufs[t->recs[i].out].flags & BUF_CUDA) != 0;   /* where it runs */
+        if (cad_fz && i < cad_fz->nrecs && cad_fz->fuse[i]) {   /* a fused region */
+            if (cad_fz->fuse[i] < 0) continue;
+            st = cad_fz_fwd(t, cad_fz->fuse[i] - 1);
+            if (st) { cad_dev = dev0; return st; }
+            continue;
+        }
+        st = fwd_one(t, t->recs + i);
+        if (st) { cad_dev = dev0; return st; }
+    }
+    cad_dev = dev0;
+    return CAD_OK;
+}
+
+/* one record's forward kernel, on the device its output lives on: eager execution of a
+ * primitive through the engine's bind (NOTE [ One entry point ]) */
+int cad_fwd_dispatch(cad_tape *t, const cad_rec *r) {
+    const int dev0 = cad_dev;
+    int st;
+    cad_dev = (t->bufs[r->out].flags & BUF_CUDA) != 0;
+    st = fwd_one(t, r);
+    cad_dev = dev0;
+    return st;
 }

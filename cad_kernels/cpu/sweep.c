@@ -7,6 +7,7 @@
 #include <string.h>
 #include "cad_cuda.h"
 #include "_gen_ops.h"
+#include "_gen_switch.h"   /* vjp_one: the per-op dispatch, generated from the op table */
 
 static inline int esz(int dt) { return (dt == CAD_F64 || dt == CAD_I64) ? 8 : (dt == CAD_F32 ? 4 : 1); }
 static inline int fdt(int dt) { return dt == CAD_F64 ? 0 : 1; }
@@ -853,4 +854,41 @@ out:
     cad_cu_release(dev);
     free(map); free(ins); free(hg); free(made); free(host);
     return st;
+}
+
+int cad_vjp_dispatch(cad_tape *t, const cad_rec *r) { return vjp_one(t, r); }
+
+/* The reverse sweep (NOTE [ Tape layout ]): records stop..nrecs-1, last first, with
+ * the per-op dispatch inlined.  free_tmp: a value whose gradient has been propagated
+ * is left clean (its buffer released) unless the caller keeps it (BUF_KEEP). */
+int cad_sweep(cad_tape *t, int free_tmp, int64_t stop) {
+    int64_t i;
+    const int dev0 = cad_dev;
+    if (stop < 0) stop = 0;
+    for (i = t->nrecs - 1; i >= stop; i--) {
+        const cad_rec *r = t->recs + i;
+        cad_buf *o = t->bufs + r->out;
+        int st;
+        if (!o->hasg) continue;
+        cad_dev = (o->flags & BUF_CUDA) != 0;   /* where this record's kernels run */
+        if (cad_dev && o->ndim == 0) {   /* a run of 0-d device records: one kernel */
+            int64_t first;
+            int done;
+            st = cad_dsweep(t, i, stop, free_tmp, &first, &done);
+            if (st) { cad_dev = dev0; return st; }
+            if (done) { i = first; continue; }
+        }
+        if (cad_fz && i < cad_fz->nrecs && cad_fz->fuse[i] > 0 && !cad_fz->reg[cad_fz->fuse[i] - 1].store_all)
+            st = cad_fz_vjp(t, cad_fz->fuse[i] - 1);   /* a fused region's backward */
+        else
+            st = vjp_one(t, r);
+        if (st) { cad_dev = dev0; return st; }
+        if (free_tmp && !(o->flags & BUF_KEEP)) {
+            cad_buf_release_grad(o);
+            o->sgrad = 0.0;
+            o->hasg = 0;
+        }
+    }
+    cad_dev = dev0;
+    return CAD_OK;
 }
