@@ -24,10 +24,9 @@ def bind(int op, list ins, tuple aux, tuple out_shape, object out_dtype, str who
         raise ValueError(f"{who}: bind takes at most 7 inputs and 16 aux values")
     for i in range(naux):
         ax[i] = aux[i]
+    dev = _common_dev(ins, who)
     for i in range(n):
         t = <Tensor>ins[i]
-        if t._dev:
-            dev = 1
         if t._rg and not cad_grad_off:
             rec = True
     if dev:

@@ -33,6 +33,22 @@ XENT = defop("xent", "xent", kernel="cad_xent_vjp", method=False, export=False,
              doc="per-row logsumexp(z) - z[label] (cross_entropy's primitive)")
 
 
+def xent(logits, labels):
+    """per-row cross-entropy: logsumexp(z[i]) - z[i, labels[i]] for z (N, C) and integer
+    labels (N,); one pass in C (cad_xent_fwd, the kernel a replay runs, through the
+    engine's one entry point), labels read by the kernel (so a recorded tape takes new
+    labels)"""
+    z, lab = C.as_tensor(logits), C.as_tensor(labels)
+    if z.ndim != 2 or z.dtype.kind != "f":
+        raise C.ShapeError(f"cross_entropy: logits must be a float (N, C) tensor, got {z.shape} {z.dtype}")
+    if lab.dtype != C.int64:
+        raise C.DTypeError(f"cross_entropy: labels must be integers, got {lab.dtype}")
+    if lab.shape != (z.shape[0],):
+        raise C.ShapeError(f"cross_entropy: logits of shape {z.shape} need labels of shape "
+                           f"({z.shape[0]},), got {lab.shape}")
+    return C.bind(XENT.code, [z, lab], (), (z.shape[0],), z.dtype, "cross_entropy")
+
+
 @CROSS_ENTROPY
 def cross_entropy(logits, labels, reduction="mean"):
     logits = C.as_float(logits, "cross_entropy")
@@ -46,8 +62,8 @@ def cross_entropy(logits, labels, reduction="mean"):
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if logits.ndim == 1:
-        return C.reshape(C.xent(C.reshape(logits, (1, -1)), C.reshape(lab, (1,))), ())
-    nll = C.xent(logits, lab)
+        return C.reshape(xent(C.reshape(logits, (1, -1)), C.reshape(lab, (1,))), ())
+    nll = xent(logits, lab)
     if reduction == "none":
         return nll
     s = C.reduce(SUM.code, nll, None, False)
@@ -77,4 +93,4 @@ def _xent_jvp(ctx, ts):
 
 @XENT.eval
 def _xent_eval(ctx, a):
-    return C.xent(a[0], a[1])
+    return xent(a[0], a[1])
