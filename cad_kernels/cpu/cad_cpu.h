@@ -302,4 +302,63 @@ int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2]
 /* generated (_gen_ops.c) */
 int cad_vjp_dispatch(cad_tape *t, const cad_rec *r);
 
+/* NOTE [ Backends ]
+ * What a record's kernels need from a device sits behind one struct of function
+ * pointers, implemented twice: cad_be_cpu (cpu/backend.c: C loops, the thread pool,
+ * BLAS) and cad_be_cuda (cuda/exec.c: CUDA kernels, cuBLAS; the fake device runs the
+ * same launcher on the host).  A kernel file (sweep.c, forward.c, kernels.c, scan.c,
+ * matmul.c, iter.c) writes its algorithm once against CAD_BE, the backend of the
+ * thread's device flag, which the sweep and the forward replay set per record from
+ * the record's output buffer (BUF_CUDA) and the engine sets around eager device ops.
+ * Adding a device is a third struct; adding a primitive is a member (or none, when it
+ * is built from the members already here).  Moving values between devices
+ * (cad_transfer_vjp) is the one place that names both. */
+typedef struct {
+    const char *name;
+    void *(*tmp_alloc)(size_t nb);           /* scratch; NULL: out of memory */
+    void (*tmp_free)(void *p);
+    int (*zero)(void *p, size_t nb);
+    int (*fill)(void *p, int esize, int64_t n, int64_t bits);   /* n elements := bits */
+    int (*iter_run)(cad_iter *it, cad_row row, cad_row combine, const void *init, int64_t par_min);
+    int (*matmul)(const cad_mm *mm);
+    /* out[b, k] = x[b, lin[k]] (gather); out[b, lin[k]] += g[b, k] (scatadd);
+     * out[b, k] += g[b, lin[k]] (gathadd); b < B */
+    int (*gather)(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
+    int (*scatadd)(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
+    int (*gathadd)(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
+    /* out.flat[lin[k]] = v.flat[k] (the last write wins), and its vjp (gx, gv may be NULL) */
+    int (*setitem)(int dtype, char *out, const char *v, const int64_t *lin, int64_t n, int64_t osize);
+    int (*setitem_vjp)(int dtype, char *gx, char *gv, const char *go, const int64_t *lin, int64_t n,
+                       int64_t osize);
+    int (*xent)(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs, const int64_t *lab,
+                int64_t lst, int64_t N, int64_t C);
+    int (*xent_vjp)(int dtype, char *gz, const char *g, const char *z, int64_t zrs, int64_t zcs,
+                    const int64_t *lab, int64_t lst, const char *out, int64_t os, int64_t N, int64_t C,
+                    int assign);
+    int (*scan)(int dtype, char *out, const char *x, int64_t outer, int64_t n, int64_t inner, int rev,
+                int prod, int acc);
+    int (*cumprod_vjp)(int dtype, char *gx, const char *g, const char *x, const char *out, int64_t outer,
+                       int64_t n, int64_t inner, int acc);
+} cad_backend;
+extern const cad_backend cad_be_cpu, cad_be_cuda;
+#define CAD_BE (cad_dev ? &cad_be_cuda : &cad_be_cpu)
+/* the CPU backend's members (backend.c gathers them) */
+int cad_iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const void *init, int64_t par_min);
+int cad_matmul_cpu(const cad_mm *mm);
+int cad_gather_cpu(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
+int cad_scatadd_cpu(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
+int cad_gathadd_cpu(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
+int cad_setitem_cpu(int dtype, char *out, const char *v, const int64_t *lin, int64_t n, int64_t osize);
+int cad_setitem_vjp_cpu(int dtype, char *gx, char *gv, const char *go, const int64_t *lin, int64_t n,
+                        int64_t osize);
+int cad_xent_cpu(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs, const int64_t *lab,
+                 int64_t lst, int64_t N, int64_t C);
+int cad_xent_vjp_cpu(int dtype, char *gz, const char *g, const char *z, int64_t zrs, int64_t zcs,
+                     const int64_t *lab, int64_t lst, const char *out, int64_t os, int64_t N, int64_t C,
+                     int assign);
+int cad_scan_cpu(int dtype, char *out, const char *x, int64_t outer, int64_t n, int64_t inner, int rev,
+                 int prod, int acc);
+int cad_cumprod_vjp_cpu(int dtype, char *gx, const char *g, const char *x, const char *out, int64_t outer,
+                        int64_t n, int64_t inner, int acc);
+
 #endif

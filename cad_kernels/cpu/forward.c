@@ -70,12 +70,8 @@ int cad_unview_fwd(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *g = t->bufs + t->args[r->arg];
     const int64_t *aux = t->aux + r->aux;
     const int nd = (int)aux[1];
-    if (cad_dev) {
-        int st = cad_cu_zero(cad_bdata(o), (size_t)o->size * (size_t)esz(o->dtype));
-        if (st) return st;
-    } else {
-        memset(cad_bdata(o), 0, (size_t)o->size * (size_t)esz(o->dtype));
-    }
+    int st = CAD_BE->zero(cad_bdata(o), (size_t)o->size * (size_t)esz(o->dtype));
+    if (st) return st;
     return window_copy(t, o, aux[0], aux + 2, aux + 2 + nd, g, 0, cad_strides(t, g), nd, 1);
 }
 
@@ -93,38 +89,24 @@ int cad_maxmin_fwd(cad_tape *t, const cad_rec *r) {
 
 int cad_gather_fwd(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *x = t->bufs + t->args[r->arg], *l = t->bufs + t->args[r->arg + 1];
-    if (cad_dev)
-        return cad_cu_gather(x->dtype, cad_bdata(o), cad_bdata(x), (const int64_t *)cad_bdata(l), l->size,
-                             t->aux[r->aux], t->aux[r->aux + 1]);
-    cad_gather_kernel(x->dtype, cad_bdata(o), cad_bdata(x), (const int64_t *)cad_bdata(l), l->size,
-                      t->aux[r->aux], t->aux[r->aux + 1]);
-    return CAD_OK;
+    return CAD_BE->gather(x->dtype, cad_bdata(o), cad_bdata(x), (const int64_t *)cad_bdata(l), l->size,
+                          t->aux[r->aux], t->aux[r->aux + 1]);
 }
 
 int cad_scatter_fwd(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *g = t->bufs + t->args[r->arg], *l = t->bufs + t->args[r->arg + 1];
-    if (cad_dev) {
-        int st = cad_cu_zero(cad_bdata(o), (size_t)o->size * (size_t)esz(o->dtype));
-        return st ? st : cad_cu_scatadd(g->dtype, cad_bdata(o), cad_bdata(g), (const int64_t *)cad_bdata(l),
-                                        l->size, t->aux[r->aux], t->aux[r->aux + 1]);
-    }
-    cad_scatter_kernel(g->dtype, cad_bdata(o), cad_bdata(g), (const int64_t *)cad_bdata(l), l->size,
-                       t->aux[r->aux], t->aux[r->aux + 1]);
-    return CAD_OK;
+    int st = CAD_BE->zero(cad_bdata(o), (size_t)o->size * (size_t)esz(o->dtype));
+    return st ? st : CAD_BE->scatadd(g->dtype, cad_bdata(o), cad_bdata(g), (const int64_t *)cad_bdata(l),
+                                     l->size, t->aux[r->aux], t->aux[r->aux + 1]);
 }
 
 int cad_setitem_fwd(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *x = t->bufs + t->args[r->arg], *v = t->bufs + t->args[r->arg + 1];
     cad_buf *l = t->bufs + t->args[r->arg + 2];
     const int64_t *lin = (const int64_t *)cad_bdata(l);
-    const int es = esz(o->dtype);
-    int64_t k;
     int st = window_copy(t, o, 0, cad_shape(t, o), cad_strides(t, o), x, 0, cad_strides(t, x), o->ndim, 0);
     if (st) return st;
-    if (cad_dev) return cad_cu_setitem(o->dtype, cad_bdata(o), cad_bdata(v), lin, l->size, o->size);
-    for (k = 0; k < l->size; k++)
-        memcpy(cad_bdata(o) + lin[k] * es, cad_bdata(v) + k * es, (size_t)es);
-    return CAD_OK;
+    return CAD_BE->setitem(o->dtype, cad_bdata(o), cad_bdata(v), lin, l->size, o->size);
 }
 
 int cad_concat_fwd(cad_tape *t, const cad_rec *r) {

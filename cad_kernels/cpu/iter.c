@@ -115,9 +115,13 @@ int cad_iter_coalesce(const cad_iter *it, int64_t *shape, int64_t (*st)[CAD_MAXD
 }
 
 int cad_iter_run_t(cad_iter *it, cad_row row, cad_row combine, const void *init, int64_t par_min) {
+    return CAD_BE->iter_run(it, row, combine, init, par_min);
+}
+
+/* the CPU backend's iteration (NOTE [ Backends ]) */
+int cad_iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const void *init, int64_t par_min) {
     int64_t shape[CAD_MAXDIM], st[CAD_MAXOP][CAD_MAXDIM], N = 1;
     int nd, d, k, nop = it->nop, acc0 = 0, full0 = 1, nt;
-    if (cad_dev) return cad_cu_iter_run(it, row, combine, init);
     nd = cad_iter_coalesce(it, shape, st);
     if (nd < 0) return CAD_OK;   /* an empty dim: nothing to do */
     if (nd == 0) {   /* one element: no threads, no partials (dst may be uninitialised for an assigning row) */

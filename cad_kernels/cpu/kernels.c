@@ -110,7 +110,7 @@ cad_row cad_castacc_rows[2][2] = {{ca_f64_f64, ca_f64_f32}, {ca_f32_f64, ca_f32_
 
 int cad_reduce(int kind, int dtype, char *out, const char *x, int ndim,
                const int64_t *shape, const int64_t *xst, uint64_t mask) {
-    int64_t rshape[CAD_MAXDIM], ost[CAD_MAXDIM], nout = 1, i;
+    int64_t rshape[CAD_MAXDIM], ost[CAD_MAXDIM], nout = 1;
     int d, es = dtype == CAD_F64 ? 8 : 4, dt = dtype == CAD_F64 ? 0 : 1;
     double id64;
     float id32;
@@ -129,16 +129,15 @@ int cad_reduce(int kind, int dtype, char *out, const char *x, int ndim,
     default: return CAD_EINTERNAL;
     }
     id32 = (float)id64;
-    if (cad_dev) {
+    {
         int64_t bits = 0;
         int32_t b32;
         int s;
         if (dt == 0) memcpy(&bits, &id64, 8);
         else { memcpy(&b32, &id32, 4); bits = b32; }
-        s = cad_cu_fill(out, es, nout, bits);
+        s = CAD_BE->fill(out, es, nout, bits);
         if (s) return s;
-    } else if (dt == 0) for (i = 0; i < nout; i++) ((double *)out)[i] = id64;
-    else for (i = 0; i < nout; i++) ((float *)out)[i] = id32;
+    }
     it.nop = 2;
     it.ndim = ndim;
     for (d = 0; d < ndim; d++) it.shape[d] = shape[d];
@@ -168,7 +167,11 @@ int cad_reduce(int kind, int dtype, char *out, const char *x, int ndim,
 
 int cad_xent_kernel(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs,
                     const int64_t *lab, int64_t lst, int64_t N, int64_t C) {
-    if (cad_dev) return cad_cu_xent(dtype, out, z, zrs, zcs, lab, lst, N, C);
+    return CAD_BE->xent(dtype, out, z, zrs, zcs, lab, lst, N, C);
+}
+
+int cad_xent_cpu(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs,
+                 const int64_t *lab, int64_t lst, int64_t N, int64_t C) {
     if (C == 0) return N ? CAD_EINDEX : CAD_OK;
     if (dtype == CAD_F64) XENT_FWD(double, exp, log)
     else XENT_FWD(float, expf, logf)

@@ -121,11 +121,8 @@ int cad_gemm(int dtype, int64_t m, int64_t n, int64_t k,
     return CAD_OK;
 }
 
-int cad_cu_matmul(const cad_mm *mm);
-int cad_matmul_cpu(const cad_mm *mm);
-
 int cad_matmul(const cad_mm *mm) {
-    return cad_dev ? cad_cu_matmul(mm) : cad_matmul_cpu(mm);
+    return CAD_BE->matmul(mm);
 }
 
 int cad_matmul_cpu(const cad_mm *mm) {

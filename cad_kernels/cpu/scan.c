@@ -42,8 +42,13 @@ static void split(cad_tape *t, cad_buf *b, int axis, int64_t *outer, int64_t *n,
 
 static int scan(int dtype, char *out, const char *x, int64_t outer, int64_t n, int64_t inner,
                 int rev, int prod, int acc) {
+    return CAD_BE->scan(dtype, out, x, outer, n, inner, rev, prod, acc);
+}
+
+/* the CPU backend's scan and cumprod vjp (NOTE [ Backends ]) */
+int cad_scan_cpu(int dtype, char *out, const char *x, int64_t outer, int64_t n, int64_t inner,
+                 int rev, int prod, int acc) {
     int64_t s;
-    if (cad_dev) return cad_cu_scan(dtype, out, x, outer, n, inner, rev, prod, acc);
     for (s = 0; s < outer * inner; s++) {
         const int64_t o = s / inner, base = o * n * inner + (s - o * inner);
         if (dtype == CAD_F64) CAD_SCAN_SLICE(double, (double *)out, (const double *)x, base, n, inner, rev, prod, acc);
@@ -82,7 +87,7 @@ int cad_cumprod_vjp(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *x;
     const cad_hid h = t->args[r->arg];
     const int axis = (int)t->aux[r->aux], rev = (int)t->aux[r->aux + 1];
-    int64_t outer, n, inner, s;
+    int64_t outer, n, inner;
     int st, assign;
     if (!wants(t, h)) return CAD_OK;
     x = t->bufs + h;
@@ -90,17 +95,21 @@ int cad_cumprod_vjp(cad_tape *t, const cad_rec *r) {
     if (!contiguous(t, x)) return CAD_EINTERNAL;
     if ((st = cad_grad_for(x, 1, &assign))) return st;
     split(t, x, axis, &outer, &n, &inner);
-    if (cad_dev)
-        return cad_cu_cumprod_vjp(o->dtype, gptr(x), gptr(o), cad_bdata(x), cad_bdata(o), outer, n, inner,
-                                  !assign);
+    return CAD_BE->cumprod_vjp(o->dtype, gptr(x), gptr(o), cad_bdata(x), cad_bdata(o), outer, n, inner,
+                               !assign);
+}
+
+int cad_cumprod_vjp_cpu(int dtype, char *gx, const char *g, const char *x, const char *out,
+                        int64_t outer, int64_t n, int64_t inner, int acc) {
+    int64_t s;
     for (s = 0; s < outer * inner; s++) {
         const int64_t q = s / inner, base = q * n * inner + (s - q * inner);
-        if (o->dtype == CAD_F64)
-            CAD_CUMPROD_VJP_SLICE(double, (double *)gptr(x), (const double *)gptr(o), (const double *)cad_bdata(x),
-                                  (const double *)cad_bdata(o), base, n, inner, !assign);
+        if (dtype == CAD_F64)
+            CAD_CUMPROD_VJP_SLICE(double, (double *)gx, (const double *)g, (const double *)x,
+                                  (const double *)out, base, n, inner, acc);
         else
-            CAD_CUMPROD_VJP_SLICE(float, (float *)gptr(x), (const float *)gptr(o), (const float *)cad_bdata(x),
-                                  (const float *)cad_bdata(o), base, n, inner, !assign);
+            CAD_CUMPROD_VJP_SLICE(float, (float *)gx, (const float *)g, (const float *)x,
+                                  (const float *)out, base, n, inner, acc);
     }
     return CAD_OK;
 }

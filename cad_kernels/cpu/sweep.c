@@ -249,7 +249,7 @@ static int reduce_vjp2(cad_tape *t, const cad_rec *r, int is_prod) {
     cad_buf *o = t->bufs + r->out, *x;
     cad_hid h = t->args[r->arg];
     uint64_t mask = (uint64_t)t->aux[r->aux];
-    int64_t rshape[CAD_MAXDIM], rst[CAD_MAXDIM], xc[CAD_MAXDIM], i;
+    int64_t rshape[CAD_MAXDIM], rst[CAD_MAXDIM], xc[CAD_MAXDIM];
     int d, st, nd, es, dt;
     char *c, *q = NULL;
     const int64_t *xs;
@@ -262,34 +262,25 @@ static int reduce_vjp2(cad_tape *t, const cad_rec *r, int is_prod) {
     xs = cad_shape(t, x);
     reduced_strides(nd, xs, mask, rshape, rst);
     cad_contig_strides(nd, xs, xc);
-    if (cad_dev) {   /* device temporaries: counts zeroed, products set to 1 */
+    {   /* temporaries: counts zeroed, products set to 1 */
+        const cad_backend *be = CAD_BE;
         double one64 = 1.0;
         float one32 = 1.0f;
         int64_t bits = 0;
         int32_t b32;
-        c = (char *)cad_cu_alloc((size_t)(o->size ? o->size : 1) * (size_t)es);
-        if (!c) return CAD_EDEVMEM;
-        st = cad_cu_zero(c, (size_t)o->size * (size_t)es);
+        c = (char *)be->tmp_alloc((size_t)(o->size ? o->size : 1) * (size_t)es);
+        if (!c) return cad_dev ? CAD_EDEVMEM : CAD_ENOMEM;
+        st = be->zero(c, (size_t)o->size * (size_t)es);
         if (!st && is_prod) {
-            q = (char *)cad_cu_alloc((size_t)(o->size ? o->size : 1) * (size_t)es);
-            if (!q) st = CAD_EDEVMEM;
+            q = (char *)be->tmp_alloc((size_t)(o->size ? o->size : 1) * (size_t)es);
+            if (!q) st = cad_dev ? CAD_EDEVMEM : CAD_ENOMEM;
             else {
                 if (dt == 0) memcpy(&bits, &one64, 8);
                 else { memcpy(&b32, &one32, 4); bits = b32; }
-                st = cad_cu_fill(q, es, o->size, bits);
+                st = be->fill(q, es, o->size, bits);
             }
         }
-        if (st) { cad_cu_release(c); cad_cu_release(q); return st; }
-    } else {
-        c = (char *)calloc((size_t)(o->size ? o->size : 1), (size_t)es);
-        if (!c) return CAD_ENOMEM;
-        if (is_prod) {
-            q = (char *)malloc((size_t)(o->size ? o->size : 1) * (size_t)es);
-            if (!q) { free(c); return CAD_ENOMEM; }
-            for (i = 0; i < o->size; i++) {
-                if (dt == 0) ((double *)q)[i] = 1.0; else ((float *)q)[i] = 1.0f;
-            }
-        }
+        if (st) { be->tmp_free(c); be->tmp_free(q); return st; }
     }
     it.ndim = nd;
     for (d = 0; d < nd; d++) it.shape[d] = xs[d];
@@ -327,8 +318,8 @@ static int reduce_vjp2(cad_tape *t, const cad_rec *r, int is_prod) {
             st = cad_iter_run(&it, dt == 0 ? maxvjp_f64 : maxvjp_f32, NULL, NULL);
         }
     }
-    if (cad_dev) { cad_cu_release(c); cad_cu_release(q); }
-    else { free(c); free(q); }
+    CAD_BE->tmp_free(c);
+    CAD_BE->tmp_free(q);
     return st;
 }
 
@@ -356,11 +347,30 @@ void cad_gather_kernel(int dtype, char *out, const char *x, const int64_t *lin, 
 }
 
 void cad_scatter_kernel(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
-#define LOOP_BODY d_[lin[k_]] += s_[k_]
     memset(out, 0, (size_t)(B * xsize) * (size_t)esz(dtype));
+    cad_scatadd_cpu(dtype, out, g, lin, n, B, xsize);
+}
+
+/* the CPU backend's index kernels (NOTE [ Backends ]) */
+int cad_gather_cpu(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
+    cad_gather_kernel(dtype, out, x, lin, n, B, xsize);
+    return CAD_OK;
+}
+
+int cad_scatadd_cpu(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
+#define LOOP_BODY d_[lin[k_]] += s_[k_]
     if (dtype == CAD_F64) IDX_LOOP(double, out, xsize, g, n)
     else IDX_LOOP(float, out, xsize, g, n)
 #undef LOOP_BODY
+    return CAD_OK;
+}
+
+int cad_gathadd_cpu(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
+#define LOOP_BODY d_[k_] += s_[lin[k_]]
+    if (dtype == CAD_F64) IDX_LOOP(double, out, n, g, xsize)
+    else IDX_LOOP(float, out, n, g, xsize)
+#undef LOOP_BODY
+    return CAD_OK;
 }
 
 int cad_gather_vjp(cad_tape *t, const cad_rec *r) {
@@ -377,12 +387,7 @@ int cad_gather_vjp(cad_tape *t, const cad_rec *r) {
     if (st) return st;
     lin = (const int64_t *)l->data;
     n = l->size;
-    if (cad_dev) return cad_cu_scatadd(x->dtype, gptr(x), gptr(o), lin, n, B, xsize);
-#define LOOP_BODY d_[lin[k_]] += s_[k_]
-    if (x->dtype == CAD_F64) IDX_LOOP(double, gptr(x), xsize, gptr(o), n)
-    else IDX_LOOP(float, gptr(x), xsize, gptr(o), n)
-#undef LOOP_BODY
-    return CAD_OK;
+    return CAD_BE->scatadd(x->dtype, gptr(x), gptr(o), lin, n, B, xsize);
 }
 
 int cad_scatter_vjp(cad_tape *t, const cad_rec *r) {
@@ -399,12 +404,7 @@ int cad_scatter_vjp(cad_tape *t, const cad_rec *r) {
     if (st) return st;
     lin = (const int64_t *)l->data;
     n = l->size;
-    if (cad_dev) return cad_cu_gathadd(g->dtype, gptr(g), gptr(o), lin, n, B, xsize);
-#define LOOP_BODY d_[k_] += s_[lin[k_]]
-    if (g->dtype == CAD_F64) IDX_LOOP(double, gptr(g), n, gptr(o), xsize)
-    else IDX_LOOP(float, gptr(g), n, gptr(o), xsize)
-#undef LOOP_BODY
-    return CAD_OK;
+    return CAD_BE->gathadd(g->dtype, gptr(g), gptr(o), lin, n, B, xsize);
 }
 
 /* ---- unview: args [g]; aux as view's, relative to the contiguous output:
@@ -437,50 +437,53 @@ int cad_setitem_vjp(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *x, *v, *l;
     const cad_hid *a = t->args + r->arg;
     const int64_t *lin;
-    int64_t k, n, j;
-    unsigned char *mask;
-    int st, es;
+    int64_t n;
+    int st;
+    char *gv = NULL, *gx = NULL;
     l = t->bufs + a[2];
     lin = (const int64_t *)l->data;
     n = l->size;
-    if (cad_dev) {
-        char *gv = NULL, *gx = NULL;
-        if (wants(t, a[1])) {
-            v = t->bufs + a[1];
-            if ((st = cad_ensure_grad(v))) return st;
-            gv = gptr(v);
-        }
-        if (wants(t, a[0])) {
-            x = t->bufs + a[0];
-            if ((st = cad_ensure_grad(x))) return st;
-            gx = gptr(x);
-        }
-        return cad_cu_setitem_vjp(o->dtype, gx, gv, gptr(o), lin, n, o->size);
-    }
-    mask = (unsigned char *)calloc((size_t)(o->size ? o->size : 1), 1);
-    if (!mask) return CAD_ENOMEM;
-    es = esz(o->dtype);
-    if (wants(t, a[1])) {   /* value: gradient of the written positions, last write wins */
+    if (wants(t, a[1])) {
         v = t->bufs + a[1];
-        st = cad_ensure_grad(v);
-        if (st) { free(mask); return st; }
-        for (k = n - 1; k >= 0; k--) {
-            if (mask[lin[k]]) continue;
-            mask[lin[k]] = 1;
-            if (es == 8) ((double *)gptr(v))[k] += ((const double *)gptr(o))[lin[k]];
-            else ((float *)gptr(v))[k] += ((const float *)gptr(o))[lin[k]];
-        }
-    } else {
-        for (k = 0; k < n; k++) mask[lin[k]] = 1;
+        if ((st = cad_ensure_grad(v))) return st;
+        gv = gptr(v);
     }
-    if (wants(t, a[0])) {   /* x: gradient everywhere except the overwritten positions */
+    if (wants(t, a[0])) {
         x = t->bufs + a[0];
-        st = cad_ensure_grad(x);
-        if (st) { free(mask); return st; }
-        for (j = 0; j < o->size; j++) {
+        if ((st = cad_ensure_grad(x))) return st;
+        gx = gptr(x);
+    }
+    return CAD_BE->setitem_vjp(o->dtype, gx, gv, gptr(o), lin, n, o->size);
+}
+
+/* the CPU backend's setitem and its vjp: the value's gradient at the written
+ * positions (the last write wins), x's everywhere else */
+int cad_setitem_cpu(int dtype, char *out, const char *v, const int64_t *lin, int64_t n, int64_t osize) {
+    const int es = esz(dtype);
+    int64_t k;
+    (void)osize;
+    for (k = 0; k < n; k++) memcpy(out + lin[k] * es, v + k * es, (size_t)es);
+    return CAD_OK;
+}
+
+int cad_setitem_vjp_cpu(int dtype, char *gx, char *gv, const char *go, const int64_t *lin, int64_t n,
+                        int64_t osize) {
+    unsigned char *mask = (unsigned char *)calloc((size_t)(osize ? osize : 1), 1);
+    const int es = esz(dtype);
+    int64_t k, j;
+    if (!mask) return CAD_ENOMEM;
+    for (k = n - 1; k >= 0; k--) {
+        if (mask[lin[k]]) continue;
+        mask[lin[k]] = 1;
+        if (!gv) continue;
+        if (es == 8) ((double *)gv)[k] += ((const double *)go)[lin[k]];
+        else ((float *)gv)[k] += ((const float *)go)[lin[k]];
+    }
+    if (gx) {
+        for (j = 0; j < osize; j++) {
             if (mask[j]) continue;
-            if (es == 8) ((double *)gptr(x))[j] += ((const double *)gptr(o))[j];
-            else ((float *)gptr(x))[j] += ((const float *)gptr(o))[j];
+            if (es == 8) ((double *)gx)[j] += ((const double *)go)[j];
+            else ((float *)gx)[j] += ((const float *)go)[j];
         }
     }
     free(mask);
@@ -631,10 +634,10 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
  * gz[i, j] (+)= g[i] (softmax(z[i])_j - [j == label_i]); lse = out + z[label] ---- */
 #define XENT_VJP(T, EXP)                                                       \
     {                                                                          \
-        T *GZ = (T *)gptr(z);                                                  \
-        const T *Z = (const T *)cad_bdata(z), *O = (const T *)cad_bdata(o);   \
-        const T *G = (const T *)gptr(o);                                       \
-        const int64_t *L = (const int64_t *)cad_bdata(l);                      \
+        T *GZ = (T *)gz;                                                       \
+        const T *Z = (const T *)z, *O = (const T *)out;                        \
+        const T *G = (const T *)g;                                             \
+        const int64_t *L = lab;                                                \
         int64_t i, j;                                                          \
         for (i = 0; i < N; i++) {                                              \
             const T *row = Z + i * zrs;                                        \
@@ -663,10 +666,15 @@ int cad_xent_vjp(cad_tape *t, const cad_rec *r) {
     zcs = cad_strides(t, z)[1];
     lst = l->ndim ? cad_strides(t, l)[0] : 0;
     os = o->ndim ? cad_strides(t, o)[0] : 0;
-    if (cad_dev)
-        return cad_cu_xent_vjp(z->dtype, gptr(z), gptr(o), cad_bdata(z), zrs, zcs,
-                               (const int64_t *)cad_bdata(l), lst, cad_bdata(o), os, N, C, assign);
-    if (z->dtype == CAD_F64) XENT_VJP(double, exp)
+    return CAD_BE->xent_vjp(z->dtype, gptr(z), gptr(o), cad_bdata(z), zrs, zcs,
+                            (const int64_t *)cad_bdata(l), lst, cad_bdata(o), os, N, C, assign);
+}
+
+/* the CPU backend's cross-entropy vjp */
+int cad_xent_vjp_cpu(int dtype, char *gz, const char *g, const char *z, int64_t zrs, int64_t zcs,
+                     const int64_t *lab, int64_t lst, const char *out, int64_t os, int64_t N, int64_t C,
+                     int assign) {
+    if (dtype == CAD_F64) XENT_VJP(double, exp)
     else XENT_VJP(float, expf)
     return CAD_OK;
 }

@@ -497,3 +497,18 @@ out:
     if (tb) cad_cu_release(tb);
     return st;
 }
+
+/* The CUDA backend (NOTE [ Backends ] in cpu/cad_cpu.h): device scratch from the block
+ * cache, the kernels above, cuBLAS.  The fake device runs the same functions. */
+static void *be_alloc(size_t nb) { return cad_cu_alloc(nb ? nb : 1); }
+static void be_free(void *p) { if (p) cad_cu_release(p); }
+static int be_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *init, int64_t par_min) {
+    (void)par_min;
+    return cad_cu_iter_run(it, row, combine, init);
+}
+
+const cad_backend cad_be_cuda = {
+    "cuda", be_alloc, be_free, cad_cu_zero, cad_cu_fill, be_iter_run, cad_cu_matmul,
+    cad_cu_gather, cad_cu_scatadd, cad_cu_gathadd, cad_cu_setitem, cad_cu_setitem_vjp,
+    cad_cu_xent, cad_cu_xent_vjp, cad_cu_scan, cad_cu_cumprod_vjp,
+};

@@ -1,0 +1,22 @@
+/* The CPU backend (NOTE [ Backends ] in cad_cpu.h): scratch memory from malloc, the C
+ * loops of iter.c (thread pool), BLAS (matmul.c), and the index, cross-entropy and
+ * scan loops written next to their records' kernels. */
+#include <stdlib.h>
+#include <string.h>
+#include "cad_cpu.h"
+
+static void *tmp_alloc(size_t nb) { return malloc(nb ? nb : 1); }
+static void tmp_free(void *p) { free(p); }
+static int zero(void *p, size_t nb) { memset(p, 0, nb); return CAD_OK; }
+
+static int fill(void *p, int esize, int64_t n, int64_t bits) {
+    int64_t i;
+    for (i = 0; i < n; i++) memcpy((char *)p + i * esize, &bits, (size_t)esize);   /* little-endian */
+    return CAD_OK;
+}
+
+const cad_backend cad_be_cpu = {
+    "cpu", tmp_alloc, tmp_free, zero, fill, cad_iter_run_cpu, cad_matmul_cpu,
+    cad_gather_cpu, cad_scatadd_cpu, cad_gathadd_cpu, cad_setitem_cpu, cad_setitem_vjp_cpu,
+    cad_xent_cpu, cad_xent_vjp_cpu, cad_scan_cpu, cad_cumprod_vjp_cpu,
+};
