@@ -739,6 +739,33 @@ def gen_tensor(reg):
     return f"# {HEADER} (from cad/_core/tensor.pxi.in)\n" + src[:i] + gen_methods(reg) + src[j + 1:]
 
 
+def gen_pyi(reg, prims):
+    """cad/_core/_engine.pyi: the hand-written stub (_engine.pyi.in) with the op table's
+    Tensor methods and module functions filled in, so the stub stays complete
+    (tests/test_stubs.py runs mypy.stubtest on it)"""
+    with open(os.path.join(ROOT, "cad", "_core", "_engine.pyi.in")) as f:
+        src = f.read()
+    M = []
+    for op in method_ops(reg):
+        if op.kind in ("bool", "ew") and (op.kind == "bool" or op.api is None):
+            rest = "".join(f", {a}: Any" for a in op.args[1:])
+            M.append(f"    def {op.name}(self{rest}) -> Tensor: ...")
+        else:
+            M.append(f"    def {op.name}(self, *args: Any, **kwargs: Any) -> Any: ...")
+    F = []
+    for op in reg.values():
+        if op.kind in ("ew", "bool"):
+            name = op.name if op.api is None or op.kind == "bool" else "_prim_" + op.name
+            params = ", ".join(f"{a}: Any" for a in op.args)
+            F.append(f"def {name}({params}) -> Tensor: ...")
+        elif op.kind == "cmp" and op.api is None:
+            params = ", ".join(f"{a}: Any" for a in op.args)
+            F.append(f"def {op.name}({params}) -> Tensor: ...")
+    src = src.replace("    # @OP_METHODS@\n", "\n".join(M) + "\n")
+    src = src.replace("# @OP_FUNCTIONS@\n", "\n".join(f for f in F if f) + "\n")
+    return f"# {HEADER} (from cad/_core/_engine.pyi.in)\n" + src
+
+
 def outputs():
     mod = load_table()
     reg = mod.REGISTRY
@@ -752,6 +779,7 @@ def outputs():
         os.path.join(ROOT, "cad_kernels", "cpu", "_gen_switch.h"): gen_switch(prims, ew),
         os.path.join(ROOT, "cad", "_core", "_gen_ops.pxi"): gen_pxi(reg, prims, ew),
         os.path.join(ROOT, "cad", "_core", "_tensor.pxi"): gen_tensor(reg),
+        os.path.join(ROOT, "cad", "_core", "_engine.pyi"): gen_pyi(reg, prims),
         os.path.join(ROOT, "cad_kernels", "cuda", "_gen_rows.cuh"): gen_cu_rows(prims, ew),
         os.path.join(ROOT, "cad", "_core", "_kernels.cu"): gen_cu_module(prims, ew),
     }

@@ -1,0 +1,18 @@
+"""The engine's stub (cad/_core/_engine.pyi, generated from _engine.pyi.in and the op
+table) matches the compiled module: mypy.stubtest, with only Cython's own pickling
+and doctest names allowed (tests/stubtest_allowlist.txt)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_stubtest_engine():
+    pytest.importorskip("mypy")   # in the [test] extras, so CI runs it
+    r = subprocess.run([sys.executable, "-m", "mypy.stubtest", "cad._core._engine",
+                        "--allowlist", os.path.join(HERE, "stubtest_allowlist.txt")],
+                       capture_output=True, text=True, cwd=os.path.dirname(HERE))
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
