@@ -613,6 +613,12 @@ def gen_c(prims, ew):
                 if uout:
                     m |= 128
             masks.append(str(m))
+        if op.kind != "ew":   # the table's `reads`: what input i's derivative reads
+            for i in range(3):
+                m = 0
+                for v in (op.reads or {}).get(i, ()):
+                    m |= 128 if v == "out" else 1 << v
+                masks.append(str(m))
         while len(masks) < 3:
             masks.append("0")
         L.append(f"    {{{', '.join(masks)}}},  /* {op.name} */")

@@ -219,5 +219,5 @@ def matmul(object a, object b):
     if _mode1(ta) or _mode1(tb):
         aux[0] = a1
         aux[1] = b1
-        _record(OP_MATMUL, r, [ta, tb], (2 if ta._rg else 0) | (1 if tb._rg else 0), aux, 2)
+        _record(OP_MATMUL, r, [ta, tb], _need(OP_MATMUL, [ta, tb]), aux, 2)
     return r

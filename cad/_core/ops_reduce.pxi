@@ -51,7 +51,7 @@ def reduce(int op, object x, object axis, bint keepdims):
         r = _dwrap(dout)
         if _mode1(t):
             aux[0] = <int64_t>mask
-            _record(op, r, [t], 0 if op == OP_SUM else (1 if op == OP_PROD else 1 | 128), aux, 1)
+            _record(op, r, [t], _need(op, [t]), aux, 1)
         return r
     if ond == 0 and t._dtype == CAD_F64:
         r = _new_inline(0.0)
@@ -73,5 +73,5 @@ def reduce(int op, object x, object axis, bint keepdims):
         r = _wrap(out)
     if _mode1(t):
         aux[0] = <int64_t>mask
-        _record(op, r, [t], 0 if op == OP_SUM else (1 if op == OP_PROD else 1 | 128), aux, 1)
+        _record(op, r, [t], _need(op, [t]), aux, 1)
     return r

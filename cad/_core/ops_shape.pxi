@@ -259,7 +259,7 @@ def gather(object x, object lin, object value=None, int nb=0):
             aux[0] = B
             aux[1] = xsize
             aux[2] = nb
-            _record(OP_GATHER, r, [t, tl], 2, aux, 3)
+            _record(OP_GATHER, r, [t, tl], _need(OP_GATHER, [t, tl]), aux, 3)
         return r
     if value is None:
         xa = _np.ascontiguousarray(_arr_of(t))
@@ -275,7 +275,7 @@ def gather(object x, object lin, object value=None, int nb=0):
         aux[0] = B
         aux[1] = xsize
         aux[2] = nb
-        _record(OP_GATHER, r, [t, tl], 2, aux, 3)
+        _record(OP_GATHER, r, [t, tl], _need(OP_GATHER, [t, tl]), aux, 3)
     return r
 
 
@@ -308,7 +308,7 @@ def scatter(object g, object lin, int64_t xsize, int nb=0):
             aux[0] = B
             aux[1] = xsize
             aux[2] = nb
-            _record(OP_SCATTER, r, [t, tl], 2, aux, 3)
+            _record(OP_SCATTER, r, [t, tl], _need(OP_SCATTER, [t, tl]), aux, 3)
         return r
     ga = _np.ascontiguousarray(_arr_of(t))
     out = _empty_shape(shape[:nb] + (xsize,), t._dtype)
@@ -321,7 +321,7 @@ def scatter(object g, object lin, int64_t xsize, int nb=0):
         aux[0] = B
         aux[1] = xsize
         aux[2] = nb
-        _record(OP_SCATTER, r, [t, tl], 2, aux, 3)
+        _record(OP_SCATTER, r, [t, tl], _need(OP_SCATTER, [t, tl]), aux, 3)
     return r
 
 
@@ -431,7 +431,7 @@ cdef _setitem(Tensor x, object index, object value):
                 "setitem")
         r = _dwrap(<DevArray>dnew)
         if recording:
-            _record(OP_SETITEM, r, [x, v, _dwrap(<DevArray>dl)], 4, NULL, 0)
+            _record(OP_SETITEM, r, [x, v, _dwrap(<DevArray>dl)], _need(OP_SETITEM, [x, v, None]), NULL, 0)
         x._rebind(r, leaf and x._rg)
         return
     new = _np.array(_arr_of(x), order="C", copy=True)
@@ -439,5 +439,5 @@ cdef _setitem(Tensor x, object index, object value):
     r = _wrap(new)
     if recording:
         tl = _wrap(lin)
-        _record(OP_SETITEM, r, [x, v, tl], 4, NULL, 0)
+        _record(OP_SETITEM, r, [x, v, tl], _need(OP_SETITEM, [x, v, tl]), NULL, 0)
     x._rebind(r, leaf and x._rg)

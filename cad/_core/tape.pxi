@@ -311,6 +311,19 @@ cdef int _record(int op, Tensor r, list ins, int need, int64_t *aux, int naux) e
     return 0
 
 
+cdef inline int _need(int op, list ins):
+    """what the tape keeps of a record: the values that the derivatives of the inputs
+    requiring grad read (bit i: input i, bit 7: the output), from the op table (the
+    partials of an elementwise op, the `reads` of the others: generated cad_uses)"""
+    cdef int m = 0, i
+    cdef object t
+    for i in range(min(len(ins), 3)):
+        t = ins[i]
+        if t is not None and (<Tensor>t)._rg:
+            m |= cad_uses_mask(op, i)
+    return m
+
+
 cdef int _record1(int op, Tensor r, Tensor x, int need, int64_t *aux, int naux) except -1:
     """_record for one input (views of one tensor: the seed's t[i])"""
     cdef Tape tp = _input_tape(x)

@@ -11,7 +11,7 @@ try:
 except ImportError:   # the build reads this table before the extension exists
     C = None
 
-GATHER = defop("gather", "gather", kernel="cad_gather_vjp", method=False, export=False,
+GATHER = defop("gather", "gather", kernel="cad_gather_vjp", reads={0: (1,)}, method=False, export=False,
                doc="out.flat[k] = x.flat[lin[k]] (internal; vjp is scatter-add)")
 def _np_scatter(g, lin, xsize):
     out = np.zeros(xsize)
@@ -19,7 +19,7 @@ def _np_scatter(g, lin, xsize):
     return out
 
 
-SCATTER = defop("scatter", "scatter", kernel="cad_scatter_vjp", method=False, export=False,
+SCATTER = defop("scatter", "scatter", kernel="cad_scatter_vjp", reads={0: (1,)}, method=False, export=False,
                 ref=_np_scatter,
                 cases=[Case((3,), ("I", np.array([0, 2, 0])), xsize=4),
                        Case((2, 2), ("I", np.array([[1, 1], [0, 3]])), xsize=4)],
@@ -29,7 +29,7 @@ SCATTER = defop("scatter", "scatter", kernel="cad_scatter_vjp", method=False, ex
 @SCATTER
 def scatter(g, lin, xsize):
     return C.scatter(g, lin, xsize)
-SETITEM = defop("setitem", "setitem", kernel="cad_setitem_vjp", method=False, export=False,
+SETITEM = defop("setitem", "setitem", kernel="cad_setitem_vjp", reads={0: (2,), 1: (2,)}, method=False, export=False,
                 ref=lambda a, v, idx: _np_set(a, idx, v),
                 cases=[Case((4,), (), idx=1), Case((4,), (2,), idx=slice(1, 3)),
                        Case((3, 2), (2,), idx=0), Case((3, 2), (), idx=(slice(None), 1)),

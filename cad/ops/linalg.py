@@ -8,7 +8,7 @@ try:
 except ImportError:   # the build reads this table before the extension exists
     C = None
 
-MATMUL = defop("matmul", "matmul", kernel="cad_matmul_vjp", ref=np.matmul,
+MATMUL = defop("matmul", "matmul", kernel="cad_matmul_vjp", reads={0: (1,), 1: (0,)}, ref=np.matmul,
                cases=[Case((3,), (3,)), Case((2, 3), (3,)), Case((3,), (3, 4)), Case((2, 3), (3, 4)),
                       Case((5, 2, 3), (3, 4)), Case((2, 1, 2, 3), (3, 3, 2)),
                       Case(("T", (3, 2)), ("T", (2, 4))), Case((2, 0), (0, 3)), Case((0, 3), (3, 2)),

@@ -29,7 +29,7 @@ CROSS_ENTROPY = defop(
         "labels (N,) or (); as torch.nn.functional.cross_entropy.")
 
 
-XENT = defop("xent", "xent", kernel="cad_xent_vjp", method=False, export=False,
+XENT = defop("xent", "xent", kernel="cad_xent_vjp", reads={0: (0, 1, "out")}, method=False, export=False,
              doc="per-row logsumexp(z) - z[label] (cross_entropy's primitive)")
 
 

@@ -32,14 +32,14 @@ RED = [Case(()), Case((3,)), Case((2, 3)), Case((2, 3), axis=0),
        Case((2, 3), axis=())]
 RED_NONEMPTY = [c for c in RED if c.inputs[0] != (0, 3)] + [Case((0, 3), axis=1)]
 
-SUM = defop("sum", "reduce", kernel="cad_sum_vjp", ref=np.sum, int_ok=True, cases=RED,
+SUM = defop("sum", "reduce", kernel="cad_sum_vjp", reads={0: ()}, ref=np.sum, int_ok=True, cases=RED,
             doc="sum(x, axis=None, keepdims=False): as numpy (dim=/keepdim= accepted).")
-MAX = defop("max", "reduce", kernel="cad_maxmin_vjp", ref=np.max, int_ok=True, cases=RED_NONEMPTY,
+MAX = defop("max", "reduce", kernel="cad_maxmin_vjp", reads={0: (0, "out")}, ref=np.max, int_ok=True, cases=RED_NONEMPTY,
             doc="max(x, axis=None, keepdims=False): values (argmax gives indices); "
                 "the gradient is shared evenly between tied maxima.")
-MIN = defop("min", "reduce", kernel="cad_maxmin_vjp", ref=np.min, int_ok=True, cases=RED_NONEMPTY,
+MIN = defop("min", "reduce", kernel="cad_maxmin_vjp", reads={0: (0, "out")}, ref=np.min, int_ok=True, cases=RED_NONEMPTY,
             doc="min(x, axis=None, keepdims=False): values; ties share the gradient.")
-PROD = defop("prod", "reduce", kernel="cad_prod_vjp", ref=np.prod, int_ok=True,
+PROD = defop("prod", "reduce", kernel="cad_prod_vjp", reads={0: (0,)}, ref=np.prod, int_ok=True,
              cases=RED + [Case(("V", np.array([[0.0, 1.5, 2.0], [0.0, 0.0, 3.0], [0.5, 0.0, 1.2]])), axis=1),
                           Case(("V", np.array([0.0, 1.5, 2.0])))],
              doc="prod(x, axis=None, keepdims=False); exact gradients with zeros present.")

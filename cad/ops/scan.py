@@ -22,7 +22,7 @@ CUMSUM = defop("cumsum", "scan", kernel="cad_cumsum_vjp", naux=2, linear=("x",),
                ref=lambda a, axis=None: np.cumsum(a, axis=axis), cases=SCAN_CASES,
                doc="cumsum(x, axis=None): running sums along axis (numpy: the flattened "
                    "array when axis is None).")
-CUMPROD = defop("cumprod", "scan", kernel="cad_cumprod_vjp", naux=2,
+CUMPROD = defop("cumprod", "scan", kernel="cad_cumprod_vjp", naux=2, reads={0: (0, "out")},
                 ref=lambda a, axis=None: np.cumprod(a, axis=axis),
                 cases=SCAN_CASES + [Case(("F", np.array([2.0, 0.0, 3.0, 0.0, 5.0])), name="zeros-data")],
                 doc="cumprod(x, axis=None): running products along axis (numpy: the flattened "
