@@ -59,7 +59,7 @@ def main(argv=None):
             got[which].append(run_bench(trees[which], a.only, a.impls, a.quick, a.repeat))
     keys = sorted(set().union(*got["new"]) & set().union(*got["base"]), key=lambda k: (k[0], k[2]))
     rows = []
-    print(f"| cell | unit | base | new | new/base |\n|---|---|---|---|---|")
+    print("| cell | unit | base | new | new/base |\n|---|---|---|---|---|")
     for label, per, impl in keys:
         b = statistics.median(g[(label, per, impl)] for g in got["base"] if (label, per, impl) in g)
         n = statistics.median(g[(label, per, impl)] for g in got["new"] if (label, per, impl) in g)
