@@ -95,7 +95,7 @@ class StaticTape:
         self._nodes = nodes
         self._outs = outs
         self._tape = tape
-        self._f = _interpreter(self)
+        self._f = _records_as_function(self)
         return self
 
     # ---- recording
@@ -292,9 +292,9 @@ class StaticTape:
         return "\n".join(lines)
 
 
-def _interpreter(st):
-    """f(*xs) that evaluates st's records with cad ops (eagerly, recordable): a tape
-    as a Python function again"""
+def _records_as_function(st):
+    """f(*xs) that runs st's records again through each primitive's eval rule (NOTE
+    [ A primitive's rules ]; eagerly, recordable): a tape as a Python function again"""
     from .ops import REGISTRY
     prims = primitives()
     api = {op.code: op for op in prims}
