@@ -19,13 +19,13 @@ def plan(tape, outs, guards):
     """the regions of tape (a list of region tuples for replay_set_fused) and the
     mark of every record (0, -1 inside a region, k + 1 the last record of region k)"""
     prims = primitives()
-    recs = C.tape_records(tape, 0)
+    recs = tape.records(0)
     nrec = len(recs)
     info = {}
 
     def inf(h):
         if h not in info:
-            info[h] = C.tape_info(tape, h)
+            info[h] = tape.info(h)
         return info[h]
     made = {out: i for i, (_, out, _, _) in enumerate(recs)}
     users = {}

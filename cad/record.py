@@ -269,7 +269,7 @@ class StaticTape:
     def __str__(self):
         names = [op.name for op in primitives()]
         ins = {C.handle_of(n)[1]: k for k, n in enumerate(self._nodes)}
-        recs = C.tape_records(self._tape, 0)
+        recs = self._tape.records(0)
         made = {out for _, out, _, _ in recs}
         lines = [repr(self)]
 
@@ -283,7 +283,7 @@ class StaticTape:
             v = C.host(C.tape_value(self._tape, h))
             return f"const({v.item()!r})" if v.size == 1 else f"const{list(v.shape)}"
         for op, out, args, aux in recs:
-            shape, dt, _ = C.tape_info(self._tape, out)
+            shape, dt, _ = self._tape.info(out)
             dts = ("f64", "f32", "i64", "bool")[dt]
             lines.append(f"  %{out} = {names[op]}({', '.join(ref(a) for a in args)})"
                          f"{' ' + str(list(aux)) if aux else ''}  : {dts}{list(shape)}")
@@ -309,7 +309,7 @@ def _records_as_function(st):
             if h in val:
                 return val[h]
             return C.tape_value(tp, h)
-        for op, out, args, aux in C.tape_records(tp, 0):
+        for op, out, args, aux in tp.records(0):
             o = api[op]
             if o.eval_rule is None:
                 raise RuntimeError(f"cad: op {o.name} has no eval rule (op table)")

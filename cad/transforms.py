@@ -145,7 +145,7 @@ def reverse_sweep(tape, seeds, stop, nb, want):
     batch dims, or a Diag}, over records stop.. of tape, with the op table's rules."""
     vjp, _ = _tables()
     prims = _PRIMS
-    recs = C.tape_records(tape, stop)
+    recs = tape.records(stop)
     cot = dict(seeds)
     keep = set(want)
     for op, out, ins, aux in reversed(recs):
@@ -165,7 +165,7 @@ def reverse_sweep(tape, seeds, stop, nb, want):
         for h, c in zip(ins, res):
             if c is None or h < 0:
                 continue
-            if C.tape_info(tape, h)[2] & _FLAG_DEAD:
+            if tape.info(h)[2] & _FLAG_DEAD:
                 raise C.BackwardError("the gradient reached a value whose tape was consumed by an "
                                       "earlier backward(); pass retain_graph=True to that backward")
             prev = cot.get(h)
@@ -188,9 +188,9 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
         # their rule: the fused row would evaluate the general expression per element
         _EW = [op.kind == "ew" and not op.fast_partial for op in primitives()]
     prims = _PRIMS
-    n = C.node_count(tape)
+    n = tape.nrecs
     tan = dict(tangents)
-    for op, out, ins, aux in C.tape_records(tape, start, n):
+    for op, out, ins, aux in tape.records(start, n):
         ts = [tan.get(h) if h >= 0 else None for h in ins]
         if all(t is None for t in ts):
             continue
@@ -203,7 +203,7 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
                 continue
             ts = [t.dense() if isinstance(t, Diag) else t for t in ts]
         if fused and _EW[op]:
-            r = C.ew_jvp(tape, op, out, ins, ts, nb)
+            r = tape.ew_jvp(op, out, ins, ts, nb)
             if r is not None:
                 tan[out] = r
                 continue
@@ -238,7 +238,7 @@ def _fresh(x, k, who):
 def _handles(tape, x):
     """x's handles on tape: every registration of a leaf, or its node"""
     if x.is_leaf:
-        return C.leaf_handles(tape, x)
+        return tape.leaf_handles(x)
     tp, h = C.handle_of(x)
     return [h] if tp is tape else []
 
@@ -264,7 +264,7 @@ def _recording(tape, fresh, seeds=()):
     if not C.is_grad_enabled():
         return False
     return (_tracked(seeds) or any(not x.is_leaf for x in fresh)
-            or C.foreign_leaves(tape, [x for x in fresh if x.is_leaf]))
+            or tape.foreign_leaves([x for x in fresh if x.is_leaf]))
 
 
 def _tracked(vals):
@@ -304,7 +304,7 @@ def _pullback(outs, cts, fresh, nb, who):
     jobs = []
     for tp in _tapes(outs):
         hs = [_handles(tp, x) for x in fresh]
-        starts = [C.producer(tp, h) if not x.is_leaf else C.first_use(tp, h)
+        starts = [tp.producer(h) if not x.is_leaf else tp.first_use(h)
                   for x, hl in zip(fresh, hs) for h in hl]
         if not starts:
             continue
@@ -349,7 +349,7 @@ def _pushforward(outs, fresh, tans, nb):
                 continue
             for h in _handles(tp, x):
                 seeds[h] = t
-                starts.append(C.producer(tp, h) + 1 if not x.is_leaf else C.first_use(tp, h))
+                starts.append(tp.producer(h) + 1 if not x.is_leaf else tp.first_use(h))
         if not seeds:
             continue
         outh = [(k, C.handle_of(y)[1]) for k, y in enumerate(outs)
@@ -631,8 +631,8 @@ def grad_create_graph(outputs, inputs, grad_outputs, allow_unused, accumulate, w
             tp, seeds = val
             if accumulate:
                 targets = {}
-                for h in range(C.tape_buf_count(tp)):
-                    leaf = C.tape_leaf(tp, h)
+                for h in range(tp.nbufs):
+                    leaf = tp.leaf(h)
                     if leaf is not None:
                         targets.setdefault(id(leaf), (leaf, []))[1].append(h)
             else:

@@ -59,6 +59,47 @@ cdef class Tape:
     def __repr__(self):
         return f"<cad.Tape {self.t.nrecs} records, {self.t.nbufs} values{', consumed' if self._consumed else ''}>"
 
+    # ---- the tape as the Python sweeps and the rules see it (tapeview.pxi): every
+    # handle lookup follows merges and checks its range (NOTE [ Handles across merges ])
+    def records(self, int64_t lo=0, int64_t hi=-1):
+        """records lo..hi-1 as (op code, out handle, input handles, aux) tuples"""
+        return tape_records(self, lo, hi)
+
+    def info(self, cad_hid h):
+        """(shape, dtype code, flags) of handle h"""
+        return tape_info(self, h)
+
+    def node(self, cad_hid h):
+        """a tensor standing for handle h (None: its value was not kept)"""
+        return tape_node(self, h)
+
+    def leaf(self, cad_hid h):
+        """the leaf registered as h, or None"""
+        return tape_leaf(self, h)
+
+    def leaf_handles(self, Tensor x):
+        return leaf_handles(self, x)
+
+    def producer(self, cad_hid h):
+        return producer(self, h)
+
+    def first_use(self, cad_hid h):
+        return first_use(self, h)
+
+    def foreign_leaves(self, list mine):
+        return foreign_leaves(self, mine)
+
+    def ew_jvp(self, int op, cad_hid out, tuple ins, list ts, int nb):
+        return ew_jvp(self, op, out, ins, ts, nb)
+
+    @property
+    def nrecs(self):
+        return self.t.nrecs
+
+    @property
+    def nbufs(self):
+        return self.t.nbufs
+
 
 cdef inline Tape _resolved(Tensor x):
     """x's live tape, following merges (and updating x)"""

@@ -33,7 +33,7 @@ class Ctx:
 
     def info(self, i):
         if self._info[i] is None and self.ins[i] >= 0:
-            self._info[i] = C.tape_info(self.tape, self.ins[i])
+            self._info[i] = self.tape.info(self.ins[i])
         return self._info[i]
 
     def shape(self, i):
@@ -48,7 +48,7 @@ class Ctx:
 
     def val(self, i):
         if self._vals[i] is None:
-            v = C.tape_node(self.tape, self.ins[i])
+            v = self.tape.node(self.ins[i])
             if v is None:
                 raise RuntimeError(f"cad: a rule read input {i} of a record whose value was "
                                    "not kept (op-table inconsistency)")
@@ -57,19 +57,19 @@ class Ctx:
 
     def out_val(self):
         if self._outv is None:
-            self._outv = C.tape_node(self.tape, self.out)
+            self._outv = self.tape.node(self.out)
         return self._outv
 
     @property
     def out_shape(self):
         if self._oinfo is None:
-            self._oinfo = C.tape_info(self.tape, self.out)
+            self._oinfo = self.tape.info(self.out)
         return self._oinfo[0]
 
     @property
     def out_dtype(self):
         if self._oinfo is None:
-            self._oinfo = C.tape_info(self.tape, self.out)
+            self._oinfo = self.tape.info(self.out)
         return (C.float64, C.float32, C.int64, C.bool_)[self._oinfo[1]]
 
 
