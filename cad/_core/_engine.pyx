@@ -397,12 +397,20 @@ cdef inline int _mode1(Tensor t):
     return 0
 
 
-def set_num_threads(int n):
-    """Threads of the CPU kernels (OpenMP); 0 restores the default."""
+MAX_THREADS = 1024
+
+
+def set_num_threads(object n):
+    """Threads of the CPU kernels (1 to 1024; None restores the default)."""
     global cad_num_threads
-    if n < 0:
-        raise ValueError(f"set_num_threads: need n >= 0, got {n}")
-    cad_num_threads = n
+    if n is None:
+        cad_num_threads = 0
+        return
+    if isinstance(n, bool) or not isinstance(n, (int, _np.integer)):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"set_num_threads: n must be between 1 and {MAX_THREADS}, got {n}")
+    cad_num_threads = int(n)
 
 
 def get_num_threads():
@@ -912,6 +920,9 @@ cdef object _np_to_supported(cnp.ndarray a, str who):
     if k == "f":
         return a.astype(_np.float32 if a.dtype.itemsize < 4 else _np.float64)
     if k in "iu":
+        if k == "u" and a.dtype.itemsize == 8 and a.size and a.max() > 0x7fffffffffffffff:
+            raise OverflowError(f"{who}: uint64 value {int(a.max())} does not fit int64, cad's integer "
+                                "dtype (convert to float64, or to int64 if wrapping is intended)")
         return a.astype(_np.int64)
     if k == "b":
         return a.astype(_np.bool_)
@@ -973,10 +984,14 @@ def cache_info():
     return cad_cache_bytes(), cad_cache_limit
 
 
-def set_cache_limit(size_t nbytes):
+def set_cache_limit(object nbytes):
     """How many bytes of freed large blocks cad keeps for reuse (default 512 MiB)."""
     global cad_cache_limit
-    cad_cache_limit = nbytes
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, _np.integer)):
+        raise TypeError(f"set_cache_limit: nbytes must be an int, got {type(nbytes).__name__}")
+    if not 0 <= nbytes < (1 << 63):
+        raise ValueError(f"set_cache_limit: nbytes must be between 0 and 2**63 - 1, got {nbytes}")
+    cad_cache_limit = <size_t>int(nbytes)
 
 
 def from_numpy(object a, object dtype=None, bint requires_grad=False, bint copy=True):
@@ -991,6 +1006,8 @@ def from_numpy(object a, object dtype=None, bint requires_grad=False, bint copy=
     if dtype is not None:
         dt = _dtype_code(dtype, "tensor")
         if arr.dtype != _DTYPES[dt]:
+            if dt == CAD_I64 and arr.dtype.kind == "u":
+                arr = _np_to_supported(arr, "tensor")
             arr = arr.astype(_DTYPES[dt])
     elif _dt_from_typenum(cnp.PyArray_TYPE(<cnp.ndarray>arr)) < 0:
         arr = _np_to_supported(arr, "tensor")
@@ -1090,9 +1107,15 @@ def normalize_axes(int ndim, object axis, str who, bint unique=True):
     cdef int a
     if axis is None:
         return tuple(range(ndim))
-    if isinstance(axis, (int, _np.integer)):
+    if isinstance(axis, (int, _np.integer)) and not isinstance(axis, bool):
         axis = (axis,)
+    elif not isinstance(axis, (tuple, list)):
+        raise TypeError(f"{who}: axis must be an int, a tuple of ints or None, got "
+                        f"{type(axis).__name__} {axis!r}")
     for x in axis:
+        if isinstance(x, bool) or not isinstance(x, (int, _np.integer)):
+            raise TypeError(f"{who}: axis must be an int, a tuple of ints or None, got "
+                            f"{type(x).__name__} {x!r} in {axis!r}")
         a = int(x)
         if a < -ndim or a >= ndim:
             raise ShapeError(f"{who}: axis {x} is out of bounds for a tensor of dimension {ndim}")
@@ -1538,8 +1561,12 @@ cdef tuple _cstrides(tuple shape):
 def reshape(object x, tuple shape):
     """x with a new shape (C order); -1 infers one size"""
     cdef Tensor t = as_tensor(x)
-    cdef int64_t n = t.size, known = 1
+    cdef int64_t n = t.size
+    cdef object known = 1
     cdef int neg = -1
+    for s in shape:
+        if isinstance(s, bool) or not isinstance(s, (int, _np.integer)):
+            raise TypeError(f"reshape: sizes must be ints, got {type(s).__name__} {s!r} in {shape}")
     shape = tuple(int(s) for s in shape)
     for i, s in enumerate(shape):
         if s == -1:
@@ -1551,7 +1578,7 @@ def reshape(object x, tuple shape):
         else:
             known *= s
     if neg >= 0:
-        if known == 0 or n % known:
+        if known == 0 or n % known or n // known > (1 << 62):
             raise ShapeError(f"reshape: cannot reshape tensor of shape {t.shape} ({n} elements) "
                              f"into shape {shape}")
         shape = shape[:neg] + (n // known,) + shape[neg + 1:]
@@ -2352,6 +2379,17 @@ cdef int _seed(Tape tp, cad_hid h, object ga, str who) except -1:
     return 0
 
 
+# NOTE [ Threads and .grad ]
+# Several threads may run backward passes into the same leaves at once (each on its
+# own tape).  Adding a gradient into a leaf's .grad reads the old value, adds, and
+# stores the sum; numpy releases the GIL inside the add for large arrays, so two
+# threads could both read the old value and one update would be lost.  The add runs
+# under one process-wide lock.  Cases that need no lock keep the GIL as their lock:
+# the first gradient (a store) and inline scalars (an add in C with the GIL held),
+# so scalar code (W1) takes no lock at all.
+_GRAD_LOCK = __import__("threading").Lock()
+
+
 def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bint accumulate,
                  bint allow_unused, str who, int64_t stop=0):
     """The sweep driver behind backward() and autograd.grad.  accumulate: add into
@@ -2373,6 +2411,9 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
     cdef int st
     cdef cad_buf *b
     nin = len(ins)
+    if len(grad_outputs) != nout:
+        raise ValueError(f"{who}: {len(grad_outputs)} gradients (grad_tensors) for {nout} tensors; "
+                         "pass one per tensor (None for a scalar), or none at all")
     for k in range(nout):
         y = outputs[k] if type(outputs[k]) is Tensor else as_tensor(outputs[k])
         ga = grad_outputs[k]
@@ -2511,10 +2552,15 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
             cad_tape_clear_grads(&tp.t)
             if not retain:
                 _consume(tp)
-    if accumulate:
+    if accumulate:   # NOTE [ Threads and .grad ]
         for e in leafg.values():
             x = e[0]
-            x._grad = e[1] if x._grad is None else _plus(<Tensor>x._grad, e[1])
+            g = <Tensor>e[1]
+            if x._grad is None or ((<Tensor>x._grad)._inline and g._inline):
+                x._grad = g if x._grad is None else _new_inline((<Tensor>x._grad)._sval + g._sval)
+            else:
+                with _GRAD_LOCK:
+                    x._grad = _plus(<Tensor>x._grad, g)
         return None
     if not allow_unused:
         for j in range(nin):
@@ -2985,8 +3031,9 @@ cdef object _sprog_run(Replay rp, tuple xs, object grad_mask, object seed, str w
         x = xs[k] if type(xs[k]) is Tensor else as_tensor(xs[k])
         if not x._inline:
             if x._dtype != CAD_F64 or x.ndim != 0:
-                if _isfloat(x._dtype) and x.ndim == 0:
-                    x = <Tensor>cast(x.detach(), float64)
+                if x.ndim == 0:
+                    raise DTypeError(f"{who}: input {k} has dtype {_DTNAMES[x._dtype]}; the tape was "
+                                     "recorded with float64 (cast the input, or record again)")
                 else:
                     raise ShapeError(f"{who}: input {k} has shape {x.shape} and dtype "
                                      f"{_DTNAMES[x._dtype]}; the tape was recorded with a float64 "
@@ -3228,11 +3275,9 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
         for k in range(len(xs)):
             x = xs[k] if type(xs[k]) is Tensor else as_tensor(xs[k])
             if x._dtype != <int>rp.in_dtype[k]:
-                if _isfloat(x._dtype) and _isfloat(rp.in_dtype[k]):
-                    x = <Tensor>cast(x.detach(), _DTYPES[rp.in_dtype[k]])
-                else:
-                    raise DTypeError(f"{who}: input {k} has dtype {_DTNAMES[x._dtype]}; the tape was "
-                                     f"recorded with {_DTNAMES[rp.in_dtype[k]]}")
+                raise DTypeError(f"{who}: input {k} has dtype {_DTNAMES[x._dtype]}; the tape was "
+                                 f"recorded with {_DTNAMES[rp.in_dtype[k]]} (cast the input, or "
+                                 "record again)")
             h = rp.in_h[k]
             b = &t.bufs[h]
             if dev:
