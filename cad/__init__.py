@@ -27,7 +27,8 @@ from .creation import (  # noqa: E402
 from . import autograd, cuda, testing  # noqa: E402
 from .record import ReplayError, StaticTape, record  # noqa: E402
 from .io import FormatError, load, save  # noqa: E402
-from .transforms import (  # noqa: E402
+from . import transforms  # noqa: E402,F401
+from ._argcheck import (  # noqa: E402  (the transforms, with their arguments checked)
     grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp,
 )
 
