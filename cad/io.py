@@ -3,6 +3,7 @@ in a documented format that loads without running code (no pickle).
 
 NOTE [ File format ]
     b"CAD\\x00" + format version (uint32 LE) + header length (uint64 LE)
+    + (version 2) SHA-256 of everything after these 48 bytes (32 bytes)
     + header: UTF-8 JSON
     + data: raw little-endian C-order array bytes, each at an 8-byte aligned offset
 The header's "kind" is "value" or "tape".  An array is {"dtype": "float64"|"float32"|
@@ -17,7 +18,11 @@ null}], "records": [[op index, out, [inputs], [aux]]], "inputs": [handles],
 changes to the op table's order.  Values on the GPU are saved from host copies: a tape
 recorded on CUDA values loads as a tape that replays on the CPU.
 
-Version 1 is the only version so far.  A reader refuses versions it does not know.
+Version 2 (what cad.save writes) adds the checksum to version 1's layout; cad.load
+reads both (tests/data/v1_*.cad are version 1 files) and refuses versions it does not
+know.  The checksum catches accidental damage (a truncated copy, flipped bytes,
+a hand edit); it is no defence against a deliberate edit that recomputes it, which is
+what the validation below is for.
 
 Loading validates the whole file before it builds anything (``_check_tape``): the
 magic, the version, the header length against the file size, every field's type,
@@ -29,6 +34,7 @@ kernel relies on: a view's window inside its input, gather/scatter/setitem posit
 inside their target).  A file that fails any check raises ``cad.FormatError`` (a
 ``ValueError``) naming the file and the field; nothing it describes reaches C.
 """
+import hashlib
 import io
 import json
 import math
@@ -41,7 +47,8 @@ from ._core import _engine as C
 from .ops import primitives
 
 MAGIC = b"CAD\x00"
-VERSION = 1
+VERSION = 2
+_FIXED = {1: 16, 2: 48}    # bytes before the JSON header, by version
 _DT = {"float64": np.float64, "float32": np.float32, "int64": np.int64, "bool": np.bool_}
 _DTN = ("float64", "float32", "int64", "bool")
 _ESZ = (8, 4, 8, 1)
@@ -95,10 +102,13 @@ def save(obj, path):
     else:
         header = {"kind": "value", "value": _value_spec(obj, w)}
     hb = json.dumps(header).encode("utf-8")
-    blob = MAGIC + struct.pack("<IQ", VERSION, len(hb)) + hb + w.blob.getvalue()
+    body = hb + w.blob.getvalue()
+    blob = MAGIC + struct.pack("<IQ", VERSION, len(hb)) + hashlib.sha256(body).digest() + body
     if hasattr(path, "write"):
         path.write(blob)
         return
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"cad.save: expected a path or a binary file object, got {type(path).__name__}")
     with open(path, "wb") as f:
         f.write(blob)
 
@@ -108,6 +118,8 @@ def load(path):
     ``read``).  No code runs: the file is JSON plus raw arrays, and it is validated in
     full before anything is built; a malformed file raises ``cad.FormatError``."""
     name = _name_of(path)
+    if not hasattr(path, "read") and not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"cad.load: expected a path or a binary file object, got {type(path).__name__}")
     if hasattr(path, "read"):
         raw = path.read()
         if not isinstance(raw, (bytes, bytearray, memoryview)):
@@ -129,17 +141,24 @@ def loads(raw, name="<bytes>"):
         raise FormatError(f"cad.load: {name!r} is truncated: {len(raw)} bytes, the fixed header "
                           "alone is 16")
     version, hlen = struct.unpack("<IQ", raw[4:16])
-    if version != VERSION:
+    if version not in _FIXED:
         raise FormatError(f"cad.load: {name!r} has format version {version}; this cad reads "
-                          f"version {VERSION}")
-    if hlen > len(raw) - 16:
-        raise FormatError(f"cad.load: {name!r}: header length {hlen} is more than the {len(raw) - 16} "
+                          f"versions {', '.join(map(str, _FIXED))}")
+    fixed = _FIXED[version]
+    if len(raw) < fixed:
+        raise FormatError(f"cad.load: {name!r} is truncated: {len(raw)} bytes, the fixed header of "
+                          f"version {version} alone is {fixed}")
+    if hlen > len(raw) - fixed:
+        raise FormatError(f"cad.load: {name!r}: header length {hlen} is more than the {len(raw) - fixed} "
                           "bytes after the fixed header (a truncated or damaged file)")
+    if version >= 2 and hashlib.sha256(raw[fixed:]).digest() != raw[16:48]:
+        raise FormatError(f"cad.load: {name!r}: checksum mismatch: the file was damaged or edited after "
+                          "cad.save wrote it (or truncated)")
     try:
-        header = json.loads(raw[16:16 + hlen].decode("utf-8"))
+        header = json.loads(raw[fixed:fixed + hlen].decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise FormatError(f"cad.load: {name!r}: the header is not valid UTF-8 JSON ({e})") from None
-    data = memoryview(raw)[16 + hlen:]
+    data = memoryview(raw)[fixed + hlen:]
     chk.data_len = len(data)
     chk.data = data
     chk.dict_(header, "header", ("kind",))

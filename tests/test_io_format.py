@@ -1,6 +1,7 @@
 """cad.save / cad.load: the format (NOTE [ File format ] in cad/io.py), files written by
 earlier versions, file objects, and the validating loader against crafted files."""
 import copy
+import hashlib
 import io
 import json
 import os
@@ -48,6 +49,19 @@ def test_version1_value_file_still_loads():
     assert isinstance(v["tup"], tuple) and float(v["tup"][0]) == 2.0
 
 
+def test_save_writes_version2_with_checksum():
+    raw = _base()
+    assert raw[:4] == b"CAD\x00" and struct.unpack("<I", raw[4:8])[0] == 2
+    assert hashlib.sha256(raw[48:]).digest() == raw[16:48]
+
+
+def test_paths_must_be_paths_or_files():
+    with pytest.raises(TypeError, match="path"):
+        cad.load(0)     # (an int is a file descriptor to open(); cad.load refuses it)
+    with pytest.raises(TypeError, match="path"):
+        cad.save(cad.ones(2), 1)
+
+
 def test_file_objects():
     t = cad.record(lambda a, b: (cad.sin(a) * b).sum(), cad.ones(3), cad.ones(3))
     buf = io.BytesIO()
@@ -65,13 +79,18 @@ def test_file_objects():
 
 
 def _parts(raw):
-    _, hl = struct.unpack("<IQ", raw[4:16])
-    return json.loads(raw[16:16 + hl]), raw[16 + hl:]
+    v, hl = struct.unpack("<IQ", raw[4:16])
+    fixed = 48 if v == 2 else 16
+    return json.loads(raw[fixed:fixed + hl]), raw[fixed + hl:]
 
 
 def _build(h, data, version=1):
+    """a file of header h: version 1 (no checksum), or 2 with a correct checksum (the
+    validation is what stands between such a file and C)"""
     hb = json.dumps(h).encode()
-    return b"CAD\x00" + struct.pack("<IQ", version, len(hb)) + hb + data
+    if version == 1:
+        return b"CAD\x00" + struct.pack("<IQ", 1, len(hb)) + hb + data
+    return b"CAD\x00" + struct.pack("<IQ", 2, len(hb)) + hashlib.sha256(hb + data).digest() + hb + data
 
 
 def _base():
@@ -150,13 +169,14 @@ MUTATIONS = {
 }
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
-def test_crafted_tape_files_raise_format_error(name):
+def test_crafted_tape_files_raise_format_error(name, version):
     h, data = _parts(_base())
     h = copy.deepcopy(h)
     MUTATIONS[name](h)
     with pytest.raises(cad.FormatError) as e:
-        t = cad.load(io.BytesIO(_build(h, data)))
+        t = cad.load(io.BytesIO(_build(h, data, version)))
         x = cad.ones(3)
         t(x, x)
         t.grad(x, x)
@@ -173,9 +193,14 @@ RAW = {
     "random bytes": lambda r: bytes(random.Random(0).getrandbits(8) for _ in range(200)),
     "header length 2**63": lambda r: r[:8] + struct.pack("<Q", 2 ** 63) + r[16:],
     "header length 0": lambda r: r[:8] + struct.pack("<Q", 0) + r[16:],
-    "version 2": lambda r: r[:4] + struct.pack("<I", 2) + r[8:],
+    "version 3": lambda r: r[:4] + struct.pack("<I", 3) + r[8:],
+    "version 1 header of a version 2 file": lambda r: r[:4] + struct.pack("<I", 1) + r[8:],
+    "checksum": lambda r: r[:20] + bytes([r[20] ^ 1]) + r[21:],
+    "one data byte flipped": lambda r: r[:-1] + bytes([r[-1] ^ 0x40]),
+    "header edited (stale checksum)": lambda r: r.replace(b'"sin"', b'"cos"'),
+    "truncated fixed header": lambda r: r[:30],
     "version 0": lambda r: r[:4] + struct.pack("<I", 0) + r[8:],
-    "header not utf8": lambda r: r[:16] + b"\xff" * 8 + r[24:],
+    "header not utf8": lambda r: _build_raw(b"\xff" * 8),
     "header not json": lambda r: _build_raw(b"{not json"),
     "header a list": lambda r: _build_raw(b"[1, 2]"),
     "deep nesting": lambda r: _build_raw(b'{"kind": "value", "value": ' + b"[" * 100000 + b"]" * 100000 + b"}"),
