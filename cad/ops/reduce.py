@@ -163,15 +163,25 @@ ARGMIN = defop("argmin", "cmp", ref=np.argmin, differentiable=False,
                cases=[Case((3,)), Case((2, 3), axis=1)])
 
 
+def _arg_axis(x, axis, dim, name):
+    """argmax/argmin's one axis (None: all), checked as the other reductions' axes"""
+    ax = _axis(axis, dim, name)
+    if ax is None:
+        return None
+    if isinstance(ax, bool) or not isinstance(ax, (int, np.integer)):
+        raise TypeError(f"{name}: axis must be an int or None, got {type(ax).__name__} {ax!r}")
+    return C.normalize_axes(np.ndim(C.host(x)), ax, name)[0]
+
+
 @ARGMAX
 def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    a = np.argmax(C.host(x), axis=_axis(axis, dim, "argmax"), keepdims=_keep(keepdims, keepdim))
+    a = np.argmax(C.host(x), axis=_arg_axis(x, axis, dim, "argmax"), keepdims=_keep(keepdims, keepdim))
     return C.const_on(np.asarray(a), C.dev_of(x))
 
 
 @ARGMIN
 def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    a = np.argmin(C.host(x), axis=_axis(axis, dim, "argmin"), keepdims=_keep(keepdims, keepdim))
+    a = np.argmin(C.host(x), axis=_arg_axis(x, axis, dim, "argmin"), keepdims=_keep(keepdims, keepdim))
     return C.const_on(np.asarray(a), C.dev_of(x))
 
 
