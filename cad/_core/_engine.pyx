@@ -21,6 +21,8 @@ from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.pycapsule cimport PyCapsule_New, PyCapsule_GetPointer, PyCapsule_GetName
 from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_acquire_lock,
+                               PyThread_release_lock, WAIT_LOCK, NOWAIT_LOCK)
 from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint64_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy
@@ -2393,8 +2395,15 @@ cdef int _seed(Tape tp, cad_hid h, object ga, str who) except -1:
 # threads could both read the old value and one update would be lost.  The add runs
 # under one process-wide lock.  Cases that need no lock keep the GIL as their lock:
 # the first gradient (a store) and inline scalars (an add in C with the GIL held),
-# so scalar code (W1) takes no lock at all.
-_GRAD_LOCK = __import__("threading").Lock()
+# so scalar code (W1) takes no lock at all; the lock is a C lock taken without the GIL
+# when it is contended (a holder may be waiting for the GIL inside numpy's add).
+cdef PyThread_type_lock _grad_lock = PyThread_allocate_lock()
+
+
+cdef inline void _grad_lock_acquire():
+    if not PyThread_acquire_lock(_grad_lock, NOWAIT_LOCK):
+        with nogil:
+            PyThread_acquire_lock(_grad_lock, WAIT_LOCK)
 
 
 def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bint accumulate,
@@ -2566,8 +2575,11 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
             if x._grad is None or ((<Tensor>x._grad)._inline and g._inline):
                 x._grad = g if x._grad is None else _new_inline((<Tensor>x._grad)._sval + g._sval)
             else:
-                with _GRAD_LOCK:
+                _grad_lock_acquire()
+                try:
                     x._grad = _plus(<Tensor>x._grad, g)
+                finally:
+                    PyThread_release_lock(_grad_lock)
         return None
     if not allow_unused:
         for j in range(nin):
