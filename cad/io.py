@@ -54,6 +54,7 @@ _DTN = ("float64", "float32", "int64", "bool")
 _ESZ = (8, 4, 8, 1)
 _MAXDIM = 32
 _MAXSIZE = 1 << 48        # elements of one value (a sanity bound far above any memory)
+_MAXBYTES = 1 << 56       # bytes of all the values a tape computes
 _BUF_INLINE, _BUF_RG, _BUF_INPUT = 1, 2, 32
 _I64 = (-(1 << 63), (1 << 63) - 1)
 
@@ -418,6 +419,9 @@ class _Checker:
         for h in range(nb):
             if not defined[h]:
                 self.fail(f"{F}.bufs[{h}]", "neither an input, a constant nor computed by a record")
+        total = sum(math.prod(bufs[out][1]) * _ESZ[bufs[out][0]] for _, out, _, _ in recs)
+        if total > _MAXBYTES:   # (the replay's arena: its offsets must not overflow)
+            self.fail(f"{F}.records", f"the records' values need {total} bytes; at most {_MAXBYTES}")
         # outputs and guards
         outs = self.list_(sp["outputs"], f"{F}.outputs")
         self.list_(sp["out_consts"], f"{F}.out_consts", len(outs))

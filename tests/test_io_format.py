@@ -267,6 +267,19 @@ FIXTURE_MUTATIONS = {
 }
 
 
+def test_tape_whose_values_overflow_memory_is_refused():
+    """broadcasting two inputs of 2**24 elements to 2**48, 5000 times: 2**64 bytes"""
+    h = {"ops": ["add"], "bufs": [{"dtype": "float64", "shape": [2 ** 24, 1], "flags": 34, "value": None},
+                                  {"dtype": "float64", "shape": [1, 2 ** 24], "flags": 34, "value": None}],
+         "records": [], "inputs": [0, 1], "input_shapes": [[2 ** 24, 1], [1, 2 ** 24]], "input_dtypes": [0, 0],
+         "outputs": [2], "out_consts": [None], "out_kind": None, "diff": [True, True], "guards": []}
+    for k in range(5000):
+        h["bufs"].append({"dtype": "float64", "shape": [2 ** 24, 2 ** 24], "flags": 2, "value": None})
+        h["records"].append([0, 2 + k, [0, 1], []])
+    with pytest.raises(cad.FormatError, match="bytes"):
+        cad.load(io.BytesIO(_build({"kind": "tape", "tape": h}, b"")))
+
+
 @pytest.mark.parametrize("name", sorted(FIXTURE_MUTATIONS))
 def test_crafted_fixture_files_raise_format_error(name):
     with open(os.path.join(DATA, "v1_tape.cad"), "rb") as f:
