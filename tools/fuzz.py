@@ -125,6 +125,28 @@ def make_load_input(bases, ex):
     data = bytearray(data)
     rawmut = []
     for kind, seed in muts:
+        try:
+            _mutate(h, data, kind, seed, rawmut)
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError):
+            pass   # an earlier mutation removed or retyped what this one edits
+    blob = bytearray(_build(h, bytes(data), version))
+    for seed in rawmut:
+        rng = random.Random(seed)
+        c = rng.randrange(3)
+        if c == 0:
+            blob = blob[:rng.randrange(len(blob) + 1)]
+        elif c == 1 and blob:
+            blob[rng.randrange(len(blob))] ^= 1 << rng.randrange(8)
+        else:
+            i = rng.randrange(len(blob) + 1)
+            blob[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 9)))
+    return bytes(blob)
+
+
+def _mutate(h, data, kind, seed, rawmut):
+    import copy
+    import random
+    if True:
         rng = random.Random(seed)
         leaves = [(p, v) for p, v in _leaves(h) if p]
         p, v = rng.choice(leaves)
@@ -184,18 +206,6 @@ def make_load_input(bases, ex):
                 v.pop(rng.choice(list(v)))
         else:                                     # raw damage after building
             rawmut.append(seed)
-    blob = bytearray(_build(h, bytes(data), version))
-    for seed in rawmut:
-        rng = random.Random(seed)
-        c = rng.randrange(3)
-        if c == 0:
-            blob = blob[:rng.randrange(len(blob) + 1)]
-        elif c == 1 and blob:
-            blob[rng.randrange(len(blob))] ^= 1 << rng.randrange(8)
-        else:
-            i = rng.randrange(len(blob) + 1)
-            blob[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 9)))
-    return bytes(blob)
 
 
 def run_load(blob):
@@ -473,14 +483,14 @@ def main():
                     for k, v in s["counts"].items():
                         counts[k] = counts.get(k, 0) + v
                     fails += s["failures"]
-                else:
-                    crashes += 1
+                else:   # a signal is a crash of cad; another exit an error of this harness
+                    crashes += p.returncode < 0
                     what = open(last, "rb").read() if os.path.exists(last) else b""
                     fails.append({"input": repr(what[:400]), "error": f"child died (rc {p.returncode}): "
                                                                       f"{p.stderr[-1500:]}"})
-                    if crashes > 20:
+                    if len(fails) > 20:
                         break
-        report[tgt] = {"examples": ex, "failures": len(fails) - crashes, "crashes": crashes}
+        report[tgt] = {"examples": ex, "failures": len(fails) - crashes, "crashes": crashes, "runs": run}
         print(f"{tgt}: {ex} examples, {len(fails) - crashes} failures, {crashes} crashes", flush=True)
         for k in sorted(counts):
             print(f"  {counts[k]:7d}  {k}")
