@@ -352,7 +352,10 @@ class _Checker:
                 if type(v) not in (int, float):
                     self.fail(f"{f}.value", f"an inline value is a number, got {_jtype(v)}")
                 kind = "const"
-                consts[h] = float(v)
+                try:
+                    consts[h] = float(v)
+                except OverflowError:
+                    self.fail(f"{f}.value", f"{v} does not fit a float64")
             else:
                 self.array(v, f"{f}.value", dt, sh)
                 kind = "const"

@@ -145,6 +145,8 @@ MUTATIONS = {
     "dtype changed": _set(("tape", "bufs", 2, "dtype"), "float32"),
     "dtype int": _set(("tape", "bufs", 3, "dtype"), "int64"),
     "flags": _set(("tape", "bufs", 2, "flags"), 255),
+    "inline constant 10**400": lambda h: h["tape"]["bufs"].__setitem__(4, {"dtype": "float64", "shape": [],
+                                                                          "flags": 1, "value": 10 ** 400}),
     "inline on an array": _set(("tape", "bufs", 2, "flags"), 3),
     "aux garbage": _set(("tape", "records", 2, 3), [12345]),
     "aux huge": _set(("tape", "records", 2, 3), [2 ** 80]),
