@@ -191,6 +191,12 @@ def cases(data_dir):
         ("cad.tensor(np.array([5], np.uint64))", "ok"), ("cad.tensor(np.array([1], np.float16))", "ok"),
         ("cad.tensor([float('nan'), float('inf')])", "ok"), ("cad.tensor(1e308) * 10", "ok"),
         ("cad.tensor(2**70)", "OverflowError|ValueError|DTypeError|TypeError"),
+        ("cad.zeros((1,) * 40)", "ShapeError"), ("cad.tensor(np.zeros((1,) * 33))", "ShapeError"),
+        ("cad.sum(cad.tensor(np.zeros((1,) * 40)))", "ShapeError"), ("a4[(None,) * 40]", "ShapeError"),
+        ("a4.reshape((1,) * 32 + (4,))", "ShapeError"), ("cad.zeros((1,) * 32).sum()", "ok"),
+        ("cad.ones((2**20, 1)) + cad.ones((1, 2**20))", "MemoryError"),
+        ("cad.ones((2**16, 1)) @ cad.ones((1, 2**16))", "MemoryError"),
+        ("cad.broadcast_to(a4, (2**40, 4)).shape", "ok"),
     ]:
         add(f"make/{code}", code, want)
 

@@ -910,6 +910,9 @@ cdef Tensor _wrap(object a):
         return _wrap(_np_to_supported(arr, "tensor"))
     if dt == CAD_F64 and cnp.PyArray_NDIM(arr) == 0:
         return _new_inline((<double *>cnp.PyArray_DATA(arr))[0])
+    if cnp.PyArray_NDIM(arr) > MAXDIM:   # (the C side's shape arrays have MAXDIM entries)
+        raise ShapeError(f"tensor: shape {(<object>arr).shape} has {cnp.PyArray_NDIM(arr)} dimensions; cad "
+                         f"takes at most {MAXDIM}")
     r = Tensor.__new__(Tensor)
     cnp.PyArray_CLEARFLAGS(arr, cnp.NPY_ARRAY_WRITEABLE)
     r._arr = arr
