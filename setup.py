@@ -12,6 +12,10 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 subprocess.check_call([sys.executable, os.path.join(ROOT, "tools", "gen_ops.py")], cwd=ROOT)
 
 DEBUG = os.environ.get("CAD_CYTHON_DEBUG") == "1"
+# CAD_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer build (README, "Sanitizers");
+# run it with LD_PRELOAD of libasan (python itself is not instrumented)
+SANITIZE = os.environ.get("CAD_SANITIZE") == "1"
+SAN_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"] if SANITIZE else []
 
 
 def _probe(src, flags):
@@ -71,7 +75,7 @@ ext = Extension(
     include_dirs=[np.get_include(), cpu, cuda, "cad/_core"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + SIMD_DEFS,
     extra_compile_args=["-O3", "-fno-math-errno", "-std=gnu11", "-pthread"] + SIMD_FLAGS
-    + (["-O0", "-g"] if DEBUG else []),
-    extra_link_args=["-pthread", "-lm", "-ldl"],
+    + (["-O0", "-g"] if DEBUG else []) + SAN_FLAGS,
+    extra_link_args=["-pthread", "-lm", "-ldl"] + SAN_FLAGS[:1],
 )
 setup(ext_modules=cythonize([ext], compiler_directives=directives, include_path=["cad/_core"]))

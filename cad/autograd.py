@@ -29,6 +29,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 raise _C.DTypeError(f"autograd.grad: input {k} has dtype {x.dtype}; gradients are "
                                     "defined for float inputs only")
         gouts = [None] * len(outs) if grad_outputs is None else _as_list(grad_outputs, "grad_outputs")
+        if len(gouts) != len(outs):
+            raise ValueError(f"autograd.grad: {len(gouts)} grad_outputs for {len(outs)} outputs")
         return grad_create_graph(outs, ins, gouts, allow_unused, False, "autograd.grad")
     return _C.grad_api(outputs, inputs, grad_outputs, retain_graph, allow_unused)
 
@@ -37,6 +39,9 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     """Accumulate the gradients of tensors into the leaves' .grad."""
     outs = _as_list(tensors, "tensors")
     gouts = [None] * len(outs) if grad_tensors is None else _as_list(grad_tensors, "grad_tensors")
+    if len(gouts) != len(outs):
+        raise ValueError(f"backward: {len(gouts)} gradients (grad_tensors) for {len(outs)} tensors; "
+                         "pass one per tensor (None for a scalar), or none at all")
     if create_graph:
         from .transforms import grad_create_graph
         grad_create_graph(outs, None, gouts, False, True, "backward")

@@ -99,6 +99,11 @@ def eye(n, m=None, dtype=None, requires_grad=False, device=None):
 
 def arange(start, stop=None, step=1, dtype=None, requires_grad=False, device=None):
     """numpy's arange (integers give int64)"""
+    if step == 0:
+        raise ValueError("arange: step must not be zero")
+    for name, v in (("start", start), ("stop", stop), ("step", step)):
+        if v is not None and not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"arange: {name} must be a number, got {type(v).__name__} {v!r:.40}")
     a = np.arange(start, stop, step) if stop is not None else np.arange(start)
     return _make(a, dtype, requires_grad, device)
 

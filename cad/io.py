@@ -3,19 +3,42 @@ in a documented format that loads without running code (no pickle).
 
 NOTE [ File format ]
     b"CAD\\x00" + format version (uint32 LE) + header length (uint64 LE)
+    + (version 2) SHA-256 of everything after these 48 bytes (32 bytes)
     + header: UTF-8 JSON
     + data: raw little-endian C-order array bytes, each at an 8-byte aligned offset
-The header's "kind" is "tensor", "list", "tuple", "dict" or "tape".  An array is
-{"dtype": "float64"|"float32"|"int64"|"bool", "shape": [...], "offset": n}.  A tape is
+The header's "kind" is "value" or "tape".  An array is {"dtype": "float64"|"float32"|
+"int64"|"bool", "shape": [...], "offset": n} (offset into the data part).  A value is
+{"t": "tensor"|"ndarray", "a": array}, {"t": "list"|"tuple", "items": [values]},
+{"t": "dict", "items": {str: value}} or {"t": "py", "v": JSON scalar}.  A tape is
 {"ops": [primitive names], "bufs": [{"dtype", "shape", "flags", "value": array|float|
 null}], "records": [[op index, out, [inputs], [aux]]], "inputs": [handles],
-"outputs": [handle or -1], "out_consts": [array|null], "out_kind", "diff": [bool],
+"input_shapes", "input_dtypes": [dtype codes 0..3], "outputs": [handle or -1],
+"out_consts": [array|null], "out_kind": null|"tuple"|"list", "diff": [bool],
 "guards": [[handle, array, why]]}.  Op codes are stored by name, so a file outlives
 changes to the op table's order.  Values on the GPU are saved from host copies: a tape
 recorded on CUDA values loads as a tape that replays on the CPU.
+
+Version 2 (what cad.save writes) adds the checksum to version 1's layout; cad.load
+reads both (tests/data/v1_*.cad are version 1 files) and refuses versions it does not
+know.  The checksum catches accidental damage (a truncated copy, flipped bytes,
+a hand edit); it is no defence against a deliberate edit that recomputes it, which is
+what the validation below is for.
+
+Loading validates the whole file before it builds anything (``_check_tape``): the
+magic, the version, the header length against the file size, every field's type,
+every handle in range and defined before it is read (inputs, constants, earlier
+records), every op name known, every shape non-negative and every array inside the
+data part, dtypes known, and each record's inputs, aux values and output against its
+op's rule (the same shape and dtype rules the eager op applies, and the bounds a C
+kernel relies on: a view's window inside its input, gather/scatter/setitem positions
+inside their target).  A file that fails any check raises ``cad.FormatError`` (a
+``ValueError``) naming the file and the field; nothing it describes reaches C.
 """
+import hashlib
 import io
 import json
+import math
+import os
 import struct
 
 import numpy as np
@@ -24,8 +47,21 @@ from ._core import _engine as C
 from .ops import primitives
 
 MAGIC = b"CAD\x00"
-VERSION = 1
+VERSION = 2
+_FIXED = {1: 16, 2: 48}    # bytes before the JSON header, by version
 _DT = {"float64": np.float64, "float32": np.float32, "int64": np.int64, "bool": np.bool_}
+_DTN = ("float64", "float32", "int64", "bool")
+_ESZ = (8, 4, 8, 1)
+_MAXDIM = 32
+_MAXSIZE = 1 << 48        # elements of one value (a sanity bound far above any memory)
+_MAXBYTES = 1 << 56       # bytes of all the values a tape computes
+_BUF_INLINE, _BUF_RG, _BUF_INPUT = 1, 2, 32
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+class FormatError(ValueError, C.CadError):
+    """A file cad.load cannot read: not a cad file, truncated, an unknown version, or a
+    header that does not describe a valid value or tape (names the file and the field)."""
 
 
 class _Writer:
@@ -51,8 +87,15 @@ def _read_array(spec, data):
     return a.reshape(spec["shape"]).astype(dt.newbyteorder("="))
 
 
+def _name_of(f):
+    if isinstance(f, (str, bytes, os.PathLike)):
+        return os.fsdecode(f)
+    return getattr(f, "name", None) or f"<{type(f).__name__}>"
+
+
 def save(obj, path):
-    """Save a tensor, a list/tuple/dict of tensors (or numbers), or a recorded tape."""
+    """Save a tensor, a list/tuple/dict of tensors (or numbers), or a recorded tape,
+    to a path or a binary file object (anything with ``write``)."""
     from .record import StaticTape
     w = _Writer()
     if isinstance(obj, StaticTape):
@@ -60,25 +103,81 @@ def save(obj, path):
     else:
         header = {"kind": "value", "value": _value_spec(obj, w)}
     hb = json.dumps(header).encode("utf-8")
+    body = hb + w.blob.getvalue()
+    blob = MAGIC + struct.pack("<IQ", VERSION, len(hb)) + hashlib.sha256(body).digest() + body
+    if hasattr(path, "write"):
+        path.write(blob)
+        return
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"cad.save: expected a path or a binary file object, got {type(path).__name__}")
     with open(path, "wb") as f:
-        f.write(MAGIC + struct.pack("<IQ", VERSION, len(hb)) + hb)
-        f.write(w.blob.getvalue())
+        f.write(blob)
 
 
 def load(path):
-    """Load what cad.save wrote (no code runs: the file is JSON plus raw arrays)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:4] != MAGIC:
-        raise ValueError(f"cad.load: {path!r} is not a cad file")
+    """Load what cad.save wrote, from a path or a binary file object (anything with
+    ``read``).  No code runs: the file is JSON plus raw arrays, and it is validated in
+    full before anything is built; a malformed file raises ``cad.FormatError``."""
+    name = _name_of(path)
+    if not hasattr(path, "read") and not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"cad.load: expected a path or a binary file object, got {type(path).__name__}")
+    if hasattr(path, "read"):
+        raw = path.read()
+        if not isinstance(raw, (bytes, bytearray, memoryview)):
+            raise TypeError(f"cad.load: {name!r} was opened in text mode; open it with 'rb'")
+        raw = bytes(raw)
+    else:
+        with open(path, "rb") as f:
+            raw = f.read()
+    return loads(raw, name)
+
+
+def loads(raw, name="<bytes>"):
+    """cad.load from bytes in memory"""
+    raw = bytes(raw)
+    chk = _Checker(name)
+    if raw[:4] != MAGIC and not (len(raw) < 4 and MAGIC.startswith(raw)):
+        raise FormatError(f"cad.load: {name!r} is not a cad file (it does not start with {MAGIC!r})")
+    if len(raw) < 16:
+        raise FormatError(f"cad.load: {name!r} is truncated: {len(raw)} bytes, the fixed header "
+                          "alone is 16")
     version, hlen = struct.unpack("<IQ", raw[4:16])
-    if version > VERSION:
-        raise ValueError(f"cad.load: {path!r} has format version {version}; this cad reads {VERSION}")
-    header = json.loads(raw[16:16 + hlen].decode("utf-8"))
-    data = memoryview(raw)[16 + hlen:]
-    if header["kind"] == "tape":
-        return _load_tape(header["tape"], data)
-    return _load_value(header["value"], data)
+    if version not in _FIXED:
+        raise FormatError(f"cad.load: {name!r} has format version {version}; this cad reads "
+                          f"versions {', '.join(map(str, _FIXED))}")
+    fixed = _FIXED[version]
+    if len(raw) < fixed:
+        raise FormatError(f"cad.load: {name!r} is truncated: {len(raw)} bytes, the fixed header of "
+                          f"version {version} alone is {fixed}")
+    if hlen > len(raw) - fixed:
+        raise FormatError(f"cad.load: {name!r}: header length {hlen} is more than the {len(raw) - fixed} "
+                          "bytes after the fixed header (a truncated or damaged file)")
+    if version >= 2 and hashlib.sha256(raw[fixed:]).digest() != raw[16:48]:
+        raise FormatError(f"cad.load: {name!r}: checksum mismatch: the file was damaged or edited after "
+                          "cad.save wrote it (or truncated)")
+    try:
+        header = json.loads(raw[fixed:fixed + hlen].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise FormatError(f"cad.load: {name!r}: the header is not valid UTF-8 JSON ({e})") from None
+    data = memoryview(raw)[fixed + hlen:]
+    chk.data_len = len(data)
+    chk.data = data
+    chk.dict_(header, "header", ("kind",))
+    kind = header["kind"]
+    if kind == "tape":
+        chk.dict_(header, "header", ("tape",))
+        spec = chk.check_tape(header["tape"])
+        try:
+            return _load_tape(spec, data)
+        except FormatError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as e:  # pragma: no cover
+            raise FormatError(f"cad.load: {name!r}: the tape cannot be built ({e})") from None
+    if kind == "value":
+        chk.dict_(header, "header", ("value",))
+        chk.value(header["value"], "value", 0)
+        return _load_value(header["value"], data)
+    raise FormatError(f"cad.load: {name!r}: field kind is {kind!r}; expected 'value' or 'tape'")
 
 
 def _value_spec(obj, w):
@@ -110,9 +209,433 @@ def _load_value(spec, data):
         return items if t == "list" else tuple(items)
     if t == "dict":
         return {k: _load_value(s, data) for k, s in spec["items"].items()}
-    if t == "py":
-        return spec["v"]
-    raise ValueError(f"cad.load: unknown entry {t!r}")
+    return spec["v"]
+
+
+# ---------------------------------------------------------------- validation
+
+class _Checker:
+    """Checks a parsed header field by field; every failure is a FormatError naming
+    the file and the field (a JSON path such as tape.records[3].args[0])."""
+
+    def __init__(self, name):
+        self.name = name
+        self.data_len = 0
+        self.data = b""
+
+    def fail(self, field, msg):
+        raise FormatError(f"cad.load: {self.name!r}: field {field}: {msg}")
+
+    # ---- JSON types
+    def dict_(self, v, field, keys=()):
+        if not isinstance(v, dict):
+            self.fail(field, f"expected an object, got {_jtype(v)}")
+        for k in keys:
+            if k not in v:
+                self.fail(f"{field}.{k}", "missing")
+        return v
+
+    def list_(self, v, field, n=None):
+        if not isinstance(v, list):
+            self.fail(field, f"expected a list, got {_jtype(v)}")
+        if n is not None and len(v) != n:
+            self.fail(field, f"expected {n} entries, got {len(v)}")
+        return v
+
+    def int_(self, v, field, lo=_I64[0], hi=_I64[1]):
+        if type(v) is not int:
+            self.fail(field, f"expected an integer, got {_jtype(v)}")
+        if not lo <= v <= hi:
+            self.fail(field, f"{v} is out of range [{lo}, {hi}]")
+        return v
+
+    def dtype(self, v, field):
+        if v not in _DTN:
+            self.fail(field, f"unknown dtype {v!r}; expected one of {', '.join(_DTN)}")
+        return _DTN.index(v)
+
+    def shape(self, v, field):
+        self.list_(v, field)
+        if len(v) > _MAXDIM:
+            self.fail(field, f"{len(v)} dims; at most {_MAXDIM}")
+        size = 1
+        for d, s in enumerate(v):
+            self.int_(s, f"{field}[{d}]", 0, _MAXSIZE)
+            size *= s
+        if size > _MAXSIZE:
+            self.fail(field, f"shape {v} has {size} elements; at most {_MAXSIZE}")
+        return tuple(v)
+
+    def array(self, v, field, dtype=None, shape=None):
+        """an array spec; returns (dtype code, shape)"""
+        self.dict_(v, field, ("dtype", "shape", "offset"))
+        dt = self.dtype(v["dtype"], f"{field}.dtype")
+        sh = self.shape(v["shape"], f"{field}.shape")
+        off = self.int_(v["offset"], f"{field}.offset", 0, self.data_len)
+        nbytes = math.prod(sh) * _ESZ[dt]
+        if off + nbytes > self.data_len:
+            self.fail(field, f"an array of shape {list(sh)} {_DTN[dt]} needs {nbytes} bytes at offset "
+                             f"{off}, but the data part has {self.data_len} (shape larger than its "
+                             "data, or a truncated file)")
+        if dtype is not None and dt != dtype:
+            self.fail(f"{field}.dtype", f"{_DTN[dt]}, but the value it belongs to is {_DTN[dtype]}")
+        if shape is not None and sh != tuple(shape):
+            self.fail(f"{field}.shape", f"{list(sh)}, but the value it belongs to has shape {list(shape)}")
+        return dt, sh
+
+    def value(self, v, field, depth):
+        if depth > 100:
+            self.fail(field, "nested more than 100 levels")
+        self.dict_(v, field, ("t",))
+        t = v["t"]
+        if t in ("tensor", "ndarray"):
+            self.dict_(v, field, ("a",))
+            self.array(v["a"], f"{field}.a")
+        elif t in ("list", "tuple"):
+            self.dict_(v, field, ("items",))
+            for k, s in enumerate(self.list_(v["items"], f"{field}.items")):
+                self.value(s, f"{field}.items[{k}]", depth + 1)
+        elif t == "dict":
+            self.dict_(v, field, ("items",))
+            for k, s in self.dict_(v["items"], f"{field}.items").items():
+                self.value(s, f"{field}.items[{k!r}]", depth + 1)
+        elif t == "py":
+            self.dict_(v, field, ("v",))
+            if not (v["v"] is None or isinstance(v["v"], (bool, int, float, str))):
+                self.fail(f"{field}.v", f"expected a number, a string or null, got {_jtype(v['v'])}")
+        else:
+            self.fail(f"{field}.t", f"unknown entry {t!r}; expected tensor, ndarray, list, tuple, "
+                                    "dict or py")
+
+    # ---- the tape
+    def check_tape(self, sp):
+        F = "tape"
+        self.dict_(sp, F, ("ops", "bufs", "records", "inputs", "input_shapes", "input_dtypes",
+                           "outputs", "out_consts", "out_kind", "diff", "guards"))
+        current = {op.name: op for op in primitives()}
+        ops = []
+        for k, n in enumerate(self.list_(sp["ops"], f"{F}.ops")):
+            if not isinstance(n, str):
+                self.fail(f"{F}.ops[{k}]", f"expected an op name, got {_jtype(n)}")
+            if n not in current:
+                self.fail(f"{F}.ops[{k}]", f"the tape uses op {n!r}, which this cad does not have")
+            ops.append(current[n])
+        # values
+        bufs = []        # (dtype, shape, flags, kind: 'const' | 'input' | None)
+        consts = {}      # handle -> array spec (for values the checks read) or float
+        for h, b in enumerate(self.list_(sp["bufs"], f"{F}.bufs")):
+            f = f"{F}.bufs[{h}]"
+            self.dict_(b, f, ("dtype", "shape", "flags", "value"))
+            dt = self.dtype(b["dtype"], f"{f}.dtype")
+            sh = self.shape(b["shape"], f"{f}.shape")
+            fl = self.int_(b["flags"], f"{f}.flags", 0, 255)
+            if fl & ~(_BUF_INLINE | _BUF_RG | _BUF_INPUT):
+                self.fail(f"{f}.flags", f"{fl} has bits other than inline (1), requires grad (2) "
+                                        "and input (32)")
+            if fl & _BUF_INLINE and (dt != 0 or sh != ()):
+                self.fail(f"{f}.flags", f"inline (1) is for 0-d float64 values; this one is "
+                                        f"{_DTN[dt]}{list(sh)}")
+            if fl & _BUF_RG and dt > 1:
+                self.fail(f"{f}.flags", f"requires grad (2) on a {_DTN[dt]} value; gradients are for "
+                                        "float values")
+            v = b["value"]
+            if dt == 0 and sh == () and not fl & _BUF_INLINE:   # (a CUDA tape's 0-d values)
+                fl |= _BUF_INLINE
+                b["flags"] = fl
+                if isinstance(v, dict):
+                    self.array(v, f"{f}.value", dt, sh)
+                    v = b["value"] = float(_read_array(v, self.data))
+            kind = None
+            if v is None:
+                pass
+            elif fl & _BUF_INLINE:
+                if type(v) not in (int, float):
+                    self.fail(f"{f}.value", f"an inline value is a number, got {_jtype(v)}")
+                kind = "const"
+                try:
+                    consts[h] = float(v)
+                except OverflowError:
+                    self.fail(f"{f}.value", f"{v} does not fit a float64")
+            else:
+                self.array(v, f"{f}.value", dt, sh)
+                kind = "const"
+                consts[h] = v
+            if kind == "const" and fl & _BUF_INPUT:
+                self.fail(f"{f}.value", "an input slot (flag 32) has a stored value")
+            bufs.append([dt, sh, fl, kind])
+        nb = len(bufs)
+        # inputs
+        ins = self.list_(sp["inputs"], f"{F}.inputs")
+        self.list_(sp["input_shapes"], f"{F}.input_shapes", len(ins))
+        self.list_(sp["input_dtypes"], f"{F}.input_dtypes", len(ins))
+        self.list_(sp["diff"], f"{F}.diff", len(ins))
+        seen = set()
+        for k, h in enumerate(ins):
+            f = f"{F}.inputs[{k}]"
+            self.int_(h, f, 0, nb - 1)
+            if h in seen:
+                self.fail(f, f"handle {h} is listed twice")
+            seen.add(h)
+            dt, sh, fl, kind = bufs[h]
+            if not fl & _BUF_INPUT or kind is not None:
+                self.fail(f, f"handle {h} is not an input slot (its flags lack 32 or it holds a value)")
+            if self.shape(sp["input_shapes"][k], f"{F}.input_shapes[{k}]") != sh:
+                self.fail(f"{F}.input_shapes[{k}]", f"{sp['input_shapes'][k]}, but value {h} has "
+                                                    f"shape {list(sh)}")
+            if self.int_(sp["input_dtypes"][k], f"{F}.input_dtypes[{k}]", 0, 3) != dt:
+                self.fail(f"{F}.input_dtypes[{k}]", f"{sp['input_dtypes'][k]}, but value {h} is {_DTN[dt]}")
+            d = sp["diff"][k]
+            if type(d) is not bool:
+                self.fail(f"{F}.diff[{k}]", f"expected true or false, got {_jtype(d)}")
+            if d != (dt <= 1):
+                self.fail(f"{F}.diff[{k}]", f"{d} for a {_DTN[dt]} input (true exactly for float inputs)")
+            if bool(fl & _BUF_RG) != (dt <= 1):
+                self.fail(f"{F}.bufs[{h}].flags", "an input slot requires grad (2) exactly when it is float")
+            bufs[h][3] = "input"
+        for h in range(nb):
+            if bufs[h][2] & _BUF_INPUT and bufs[h][3] != "input":
+                self.fail(f"{F}.bufs[{h}].flags", "input (32) on a value that is not in tape.inputs")
+        # records, in execution order
+        defined = [b[3] is not None for b in bufs]
+        recs = []
+        for i, r in enumerate(self.list_(sp["records"], f"{F}.records")):
+            f = f"{F}.records[{i}]"
+            self.list_(r, f, 4)
+            op = ops[self.int_(r[0], f"{f}.op", 0, len(ops) - 1)] if ops else self.fail(f"{f}.op", "no ops")
+            out = self.int_(r[1], f"{f}.out", 0, nb - 1)
+            args = self.list_(r[2], f"{f}.args")
+            aux = self.list_(r[3], f"{f}.aux")
+            if len(args) > 64 or len(aux) > 80:
+                self.fail(f, f"{len(args)} inputs and {len(aux)} aux values; at most 64 and 80")
+            for k, a in enumerate(args):
+                self.int_(a, f"{f}.args[{k}]", 0, nb - 1)
+                if not defined[a]:
+                    self.fail(f"{f}.args[{k}]", f"handle {a} is read before any record computes it")
+            for k, a in enumerate(aux):
+                self.int_(a, f"{f}.aux[{k}]")
+            if defined[out]:
+                self.fail(f"{f}.out", f"handle {out} already holds a value (an input, a constant or an "
+                                      "earlier record's output)")
+            self._check_rec(f, op, out, args, aux, bufs, consts, sp)
+            defined[out] = True
+            recs.append((op.code, out, tuple(args), tuple(aux)))
+        for h in range(nb):
+            if not defined[h]:
+                self.fail(f"{F}.bufs[{h}]", "neither an input, a constant nor computed by a record")
+        total = sum(math.prod(bufs[out][1]) * _ESZ[bufs[out][0]] for _, out, _, _ in recs)
+        if total > _MAXBYTES:   # (the replay's arena: its offsets must not overflow)
+            self.fail(f"{F}.records", f"the records' values need {total} bytes; at most {_MAXBYTES}")
+        # outputs and guards
+        outs = self.list_(sp["outputs"], f"{F}.outputs")
+        self.list_(sp["out_consts"], f"{F}.out_consts", len(outs))
+        if not outs:
+            self.fail(f"{F}.outputs", "a tape has at least one output")
+        for k, h in enumerate(outs):
+            self.int_(h, f"{F}.outputs[{k}]", -1, nb - 1)
+            c = sp["out_consts"][k]
+            if h < 0:
+                if c is None:
+                    self.fail(f"{F}.out_consts[{k}]", "output -1 (a constant) needs its value")
+                self.array(c, f"{F}.out_consts[{k}]")
+            elif c is not None:
+                self.fail(f"{F}.out_consts[{k}]", f"expected null for output handle {h}")
+        if sp["out_kind"] not in (None, "tuple", "list"):
+            self.fail(f"{F}.out_kind", f"{sp['out_kind']!r}; expected null, 'tuple' or 'list'")
+        if sp["out_kind"] is None and len(outs) != 1:
+            self.fail(f"{F}.out_kind", f"null (one output) with {len(outs)} outputs")
+        for k, g in enumerate(self.list_(sp["guards"], f"{F}.guards")):
+            f = f"{F}.guards[{k}]"
+            self.list_(g, f, 3)
+            h = self.int_(g[0], f"{f}[0]", 0, nb - 1)
+            self.array(g[1], f"{f}[1]")
+            if not isinstance(g[2], str):
+                self.fail(f"{f}[2]", f"expected a string, got {_jtype(g[2])}")
+        return sp
+
+    def _check_rec(self, f, op, out, args, aux, bufs, consts, sp):
+        """one record against its op's rule"""
+        kind = op.kind
+        odt, osh = bufs[out][0], bufs[out][1]
+        dts = [bufs[a][0] for a in args]
+        shs = [bufs[a][1] for a in args]
+        desc = f"op {op.name!r}"
+
+        def need(cond, msg, field=f):
+            if not cond:
+                self.fail(field, f"{desc}: {msg}")
+
+        def nargs(n):
+            need(len(args) == n, f"takes {n} inputs, the record has {len(args)}", f"{f}.args")
+
+        def naux(n):
+            need(len(aux) == n, f"takes {n} aux values, the record has {len(aux)}", f"{f}.aux")
+
+        def out_is(shape, dt):
+            need(tuple(shape) == osh and dt == odt,
+                 f"computes {_DTN[dt]}{list(shape)} from inputs {_sig(dts, shs)}, but the output value "
+                 f"{out} is {_DTN[odt]}{list(osh)}", f"{f}.out")
+
+        def bshape():
+            try:
+                return np.broadcast_shapes(*shs)
+            except ValueError:
+                self.fail(f"{f}.args", f"{desc}: input shapes {[list(s) for s in shs]} do not broadcast")
+
+        def const_lin(k, hi):
+            h = args[k]
+            need(bufs[h][3] == "const" and bufs[h][0] == 2 and not isinstance(consts.get(h), float),
+                 f"input {k} (positions) must be an int64 constant of the tape", f"{f}.args[{k}]")
+            spec = consts[h]
+            lin = np.frombuffer(self.data, dtype="<i8", count=math.prod(bufs[h][1]), offset=spec["offset"])
+            if lin.size and (lin.min() < 0 or lin.max() >= hi):
+                self.fail(f"tape.bufs[{h}].value", f"{desc}: a position out of range [0, {hi})")
+            return bufs[h][1]
+
+        if kind in ("ew", "bool"):
+            nargs(len(op.args))
+            naux(0)
+            sh = bshape()
+            if kind == "ew":
+                need(odt <= 1, f"computes float values; the output is {_DTN[odt]}", f"{f}.out")
+                for k, dt in enumerate(dts):
+                    want = 3 if (op.name == "where" and k == 0) else odt
+                    need(dt == want, f"input {k} must be {_DTN[want]} here, it is {_DTN[dt]}",
+                         f"{f}.args[{k}]")
+                out_is(sh, odt)
+            else:
+                need(len(set(dts)) == 1, f"inputs of one dtype, got {_sig(dts, shs)}", f"{f}.args")
+                out_is(sh, 3)
+        elif kind == "reduce":
+            nargs(1)
+            naux(1)
+            xsh = shs[0]
+            need(dts[0] <= 1, f"reduces float values, the input is {_DTN[dts[0]]}", f"{f}.args[0]")
+            m = aux[0]
+            need(0 <= m < (1 << len(xsh)), f"axis mask {m} out of range for {len(xsh)} dims", f"{f}.aux[0]")
+            red = [d for d in range(len(xsh)) if (m >> d) & 1]
+            if op.name in ("max", "min"):
+                need(all(xsh[d] > 0 for d in red), "reduces an empty axis (no identity)", f"{f}.aux[0]")
+            drop = tuple(s for d, s in enumerate(xsh) if d not in red)
+            keep = tuple(1 if d in red else s for d, s in enumerate(xsh))
+            out_is(keep if (osh == keep and len(osh) == len(xsh)) else drop, dts[0])
+        elif kind in ("view", "unview"):
+            nargs(1)
+            need(len(aux) >= 2, "aux is [offset, ndim, shape..., strides...]", f"{f}.aux")
+            off, nd = aux[0], aux[1]
+            need(0 <= nd <= _MAXDIM and len(aux) == 2 + 2 * nd,
+                 f"aux of ndim {nd} must have {2 + 2 * nd} values, has {len(aux)}", f"{f}.aux")
+            vsh, vst = tuple(aux[2:2 + nd]), tuple(aux[2 + nd:])
+            need(all(0 <= s <= _MAXSIZE for s in vsh), f"window shape {list(vsh)}", f"{f}.aux")
+            need(all(abs(s) <= _MAXSIZE for s in vst), f"window strides {list(vst)}", f"{f}.aux")
+            base = shs[0] if kind == "view" else osh
+            size = math.prod(base)
+            if math.prod(vsh):
+                lo = off + sum((s - 1) * st for s, st in zip(vsh, vst) if st < 0)
+                hi = off + sum((s - 1) * st for s, st in zip(vsh, vst) if st > 0)
+                need(0 <= lo and hi < size, f"window (offset {off}, shape {list(vsh)}, strides "
+                                            f"{list(vst)}) reaches outside a value of {size} elements",
+                     f"{f}.aux")
+            if kind == "view":
+                out_is(vsh, dts[0])
+            else:
+                need(shs[0] == vsh, f"input of shape {list(shs[0])} for a window of shape {list(vsh)}",
+                     f"{f}.args[0]")
+                out_is(osh, dts[0])
+        elif kind == "concat":
+            naux(1)
+            need(1 <= len(args), "needs at least one input", f"{f}.args")
+            nd = len(shs[0])
+            need(nd >= 1, "0-d inputs", f"{f}.args")
+            ax = aux[0]
+            need(0 <= ax < nd, f"axis {ax} out of range for {nd} dims", f"{f}.aux[0]")
+            for k, (s, dt) in enumerate(zip(shs, dts)):
+                need(len(s) == nd and all(s[d] == shs[0][d] for d in range(nd) if d != ax) and dt == dts[0],
+                     f"inputs {_sig(dts, shs)} differ outside axis {ax}", f"{f}.args[{k}]")
+            o = list(shs[0])
+            o[ax] = sum(s[ax] for s in shs)
+            out_is(o, dts[0])
+        elif kind == "gather":
+            nargs(2)
+            naux(3)
+            B, xsize, nbd = aux
+            xsh = shs[0]
+            need(0 <= nbd <= len(xsh), f"{nbd} batch dims of a {len(xsh)}-d input", f"{f}.aux[2]")
+            need(B == math.prod(xsh[:nbd]) and B * xsize == math.prod(xsh) and xsize >= 0,
+                 f"aux {aux} does not fit an input of shape {list(xsh)}", f"{f}.aux")
+            lsh = const_lin(1, xsize)
+            out_is(xsh[:nbd] + lsh, dts[0])
+        elif kind == "scatter":
+            nargs(2)
+            naux(3)
+            B, xsize, nbd = aux
+            gsh = shs[0]
+            need(dts[0] <= 1, "scatters float values", f"{f}.args[0]")
+            need(0 <= nbd <= len(gsh) and 0 <= xsize <= _MAXSIZE, f"aux {aux}", f"{f}.aux")
+            need(B == math.prod(gsh[:nbd]), f"aux {aux} does not fit an input of shape {list(gsh)}", f"{f}.aux")
+            lsh = const_lin(1, xsize)
+            need(gsh[nbd:] == lsh, f"values of shape {list(gsh)} for positions of shape {list(lsh)}",
+                 f"{f}.args[0]")
+            out_is(gsh[:nbd] + (xsize,), dts[0])
+        elif kind == "setitem":
+            nargs(3)
+            naux(0)
+            need(dts[1] == dts[0], f"value dtype {_DTN[dts[1]]} for a {_DTN[dts[0]]} target", f"{f}.args[1]")
+            lsh = const_lin(2, math.prod(shs[0]))
+            need(shs[1] == lsh, f"value of shape {list(shs[1])} for positions of shape {list(lsh)}",
+                 f"{f}.args[1]")
+            out_is(shs[0], dts[0])
+        elif kind == "cast":
+            nargs(1)
+            naux(0)
+            out_is(shs[0], odt)
+        elif kind == "matmul":
+            nargs(2)
+            naux(2)
+            (a, b), (da, db) = shs, dts
+            need(da == db and da <= 1, f"float operands of one dtype, got {_sig(dts, shs)}", f"{f}.args")
+            need(len(a) >= 1 and len(b) >= 1, "0-d operands", f"{f}.args")
+            need(aux[0] == (len(a) == 1) and aux[1] == (len(b) == 1), f"aux {aux} must flag the 1-d operands",
+                 f"{f}.aux")
+            k1 = a[-1]
+            k2 = b[0] if len(b) == 1 else b[-2]
+            need(k1 == k2, f"operands {_sig(dts, shs)} are not aligned", f"{f}.args")
+            try:
+                batch = np.broadcast_shapes(a[:-2], b[:-2])
+            except ValueError:
+                self.fail(f"{f}.args", f"{desc}: batch dims of {_sig(dts, shs)} do not broadcast")
+            o = tuple(batch) + (() if len(a) == 1 else (a[-2],)) + (() if len(b) == 1 else (b[-1],))
+            out_is(o, da)
+        elif kind == "xent":
+            nargs(2)
+            naux(0)
+            need(len(shs[0]) == 2 and dts[0] <= 1, f"float (N, C) logits, got {_sig(dts, shs)}", f"{f}.args[0]")
+            need(dts[1] == 2 and shs[1] == shs[0][:1], f"int64 labels of shape ({shs[0][0]},), got "
+                                                       f"{_sig(dts, shs)}", f"{f}.args[1]")
+            out_is(shs[0][:1], dts[0])
+        elif kind == "scan":
+            nargs(1)
+            naux(2)
+            xsh = shs[0]
+            need(dts[0] <= 1, f"scans float values, the input is {_DTN[dts[0]]}", f"{f}.args[0]")
+            need(len(xsh) >= 1 and 0 <= aux[0] < len(xsh), f"axis {aux[0]} out of range for "
+                 f"{len(xsh)} dims", f"{f}.aux[0]")
+            need(aux[1] in ((0, 1) if op.name == "cumsum" else (0,)), f"direction {aux[1]} is not "
+                 "allowed", f"{f}.aux[1]")
+            out_is(xsh, dts[0])
+        else:
+            self.fail(f"{f}.op", f"{desc} ({kind}) cannot appear in a saved tape")
+        if bufs[out][2] & _BUF_RG:
+            need(any(bufs[a][2] & _BUF_RG for a in args), "the output requires grad (flag 2) but no input "
+                 "does", f"tape.bufs[{out}].flags")
+
+
+def _sig(dts, shs):
+    return ", ".join(f"{_DTN[d]}{list(s)}" for d, s in zip(dts, shs))
+
+
+def _jtype(v):
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
 
 
 def _tape_spec(st, w):
@@ -148,11 +671,7 @@ def _tape_spec(st, w):
 def _load_tape(spec, data):
     from .record import Guard, StaticTape
     current = {op.name: op.code for op in primitives()}
-    try:
-        opmap = [current[n] for n in spec["ops"]]
-    except KeyError as e:
-        raise ValueError(f"cad.load: the tape uses op {e.args[0]!r}, which this cad does not "
-                         "have") from None
+    opmap = [current[n] for n in spec["ops"]]     # (checked by _Checker.check_tape)
     tp = C.Tape()
     dts = {"float64": 0, "float32": 1, "int64": 2, "bool": 3}
     for b in spec["bufs"]:

@@ -191,6 +191,24 @@ cdef int _seed(Tape tp, cad_hid h, object ga, str who) except -1:
     return 0
 
 
+# NOTE [ Threads and .grad ]
+# Several threads may run backward passes into the same leaves at once (each on its
+# own tape).  Adding a gradient into a leaf's .grad reads the old value, adds, and
+# stores the sum; numpy releases the GIL inside the add for large arrays, so two
+# threads could both read the old value and one update would be lost.  The add runs
+# under one process-wide lock.  Cases that need no lock keep the GIL as their lock:
+# the first gradient (a store) and inline scalars (an add in C with the GIL held),
+# so scalar code (W1) takes no lock at all; the lock is a C lock taken without the GIL
+# when it is contended (a holder may be waiting for the GIL inside numpy's add).
+cdef PyThread_type_lock _grad_lock = PyThread_allocate_lock()
+
+
+cdef inline void _grad_lock_acquire():
+    if not PyThread_acquire_lock(_grad_lock, NOWAIT_LOCK):
+        with nogil:
+            PyThread_acquire_lock(_grad_lock, WAIT_LOCK)
+
+
 def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bint accumulate,
                  bint allow_unused, str who, int64_t stop=0):
     """The sweep driver behind backward() and autograd.grad.  accumulate: add into
@@ -212,6 +230,9 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
     cdef int st
     cdef cad_buf *b
     nin = len(ins)
+    if len(grad_outputs) != nout:
+        raise ValueError(f"{who}: {len(grad_outputs)} gradients (grad_tensors) for {nout} tensors; "
+                         "pass one per tensor (None for a scalar), or none at all")
     for k in range(nout):
         y = outputs[k] if type(outputs[k]) is Tensor else as_tensor(outputs[k])
         ga = grad_outputs[k]
@@ -350,10 +371,18 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
             cad_tape_clear_grads(&tp.t)
             if not retain:
                 _consume(tp)
-    if accumulate:
+    if accumulate:   # NOTE [ Threads and .grad ]
         for e in leafg.values():
             x = e[0]
-            x._grad = e[1] if x._grad is None else _plus(<Tensor>x._grad, e[1])
+            g = <Tensor>e[1]
+            if x._grad is None or ((<Tensor>x._grad)._inline and g._inline):
+                x._grad = g if x._grad is None else _new_inline((<Tensor>x._grad)._sval + g._sval)
+            else:
+                _grad_lock_acquire()
+                try:
+                    x._grad = _plus(<Tensor>x._grad, g)
+                finally:
+                    PyThread_release_lock(_grad_lock)
         return None
     if not allow_unused:
         for j in range(nin):

@@ -22,6 +22,9 @@ cdef Tensor _wrap(object a):
         return _wrap(_np_to_supported(arr, "tensor"))
     if dt == CAD_F64 and cnp.PyArray_NDIM(arr) == 0:
         return _new_inline((<double *>cnp.PyArray_DATA(arr))[0])
+    if cnp.PyArray_NDIM(arr) > MAXDIM:   # (the C side's shape arrays have MAXDIM entries)
+        raise ShapeError(f"tensor: shape {(<object>arr).shape} has {cnp.PyArray_NDIM(arr)} dimensions; cad "
+                         f"takes at most {MAXDIM}")
     r = Tensor.__new__(Tensor)
     cnp.PyArray_CLEARFLAGS(arr, cnp.NPY_ARRAY_WRITEABLE)
     r._arr = arr
@@ -34,6 +37,9 @@ cdef object _np_to_supported(cnp.ndarray a, str who):
     if k == "f":
         return a.astype(_np.float32 if a.dtype.itemsize < 4 else _np.float64)
     if k in "iu":
+        if k == "u" and a.dtype.itemsize == 8 and a.size and a.max() > 0x7fffffffffffffff:
+            raise OverflowError(f"{who}: uint64 value {int(a.max())} does not fit int64, cad's integer "
+                                "dtype (convert to float64, or to int64 if wrapping is intended)")
         return a.astype(_np.int64)
     if k == "b":
         return a.astype(_np.bool_)
@@ -95,10 +101,14 @@ def cache_info():
     return cad_cache_bytes(), cad_cache_limit
 
 
-def set_cache_limit(size_t nbytes):
+def set_cache_limit(object nbytes):
     """How many bytes of freed large blocks cad keeps for reuse (default 512 MiB)."""
     global cad_cache_limit
-    cad_cache_limit = nbytes
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, _np.integer)):
+        raise TypeError(f"set_cache_limit: nbytes must be an int, got {type(nbytes).__name__}")
+    if not 0 <= nbytes < (1 << 63):
+        raise ValueError(f"set_cache_limit: nbytes must be between 0 and 2**63 - 1, got {nbytes}")
+    cad_cache_limit = <size_t>int(nbytes)
 
 
 def from_numpy(object a, object dtype=None, bint requires_grad=False, bint copy=True):
@@ -113,6 +123,8 @@ def from_numpy(object a, object dtype=None, bint requires_grad=False, bint copy=
     if dtype is not None:
         dt = _dtype_code(dtype, "tensor")
         if arr.dtype != _DTYPES[dt]:
+            if dt == CAD_I64 and arr.dtype.kind == "u":
+                arr = _np_to_supported(arr, "tensor")
             arr = arr.astype(_DTYPES[dt])
     elif _dt_from_typenum(cnp.PyArray_TYPE(<cnp.ndarray>arr)) < 0:
         arr = _np_to_supported(arr, "tensor")
@@ -212,9 +224,15 @@ def normalize_axes(int ndim, object axis, str who, bint unique=True):
     cdef int a
     if axis is None:
         return tuple(range(ndim))
-    if isinstance(axis, (int, _np.integer)):
+    if isinstance(axis, (int, _np.integer)) and not isinstance(axis, bool):
         axis = (axis,)
+    elif not isinstance(axis, (tuple, list)):
+        raise TypeError(f"{who}: axis must be an int, a tuple of ints or None, got "
+                        f"{type(axis).__name__} {axis!r}")
     for x in axis:
+        if isinstance(x, bool) or not isinstance(x, (int, _np.integer)):
+            raise TypeError(f"{who}: axis must be an int, a tuple of ints or None, got "
+                            f"{type(x).__name__} {x!r} in {axis!r}")
         a = int(x)
         if a < -ndim or a >= ndim:
             raise ShapeError(f"{who}: axis {x} is out of bounds for a tensor of dimension {ndim}")

@@ -130,13 +130,21 @@ cdef inline int _mode1(Tensor t):
     return 0
 
 
-def set_num_threads(int n):
-    """Threads of the CPU kernels (cad's pool of pthreads, pool.c; not OpenMP); 0 restores
-    the default."""
+MAX_THREADS = 1024
+
+
+def set_num_threads(object n):
+    """Threads of the CPU kernels (cad's pool of pthreads, pool.c; not OpenMP): 1 to
+    1024; None restores the default."""
     global cad_num_threads
-    if n < 0:
-        raise ValueError(f"set_num_threads: need n >= 0, got {n}")
-    cad_num_threads = n
+    if n is None:
+        cad_num_threads = 0
+        return
+    if isinstance(n, bool) or not isinstance(n, (int, _np.integer)):
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"set_num_threads: n must be between 1 and {MAX_THREADS}, got {n}")
+    cad_num_threads = int(n)
 
 
 def get_num_threads():

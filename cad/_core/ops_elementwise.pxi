@@ -311,10 +311,17 @@ cdef object _nondiff(object fn, tuple args):
     arrs = [_arr_of(<Tensor>a) if isinstance(a, Tensor) else a for a in args]
     try:
         res = fn(*arrs)
-    except (ValueError, TypeError) as e:
+    except TypeError as e:   # numpy's "no loop for these types"
+        dts = " and ".join(str(_np.asarray(a).dtype) if a is not None else "None" for a in arrs)
+        raise DTypeError(f"{fn.__name__}: operands of dtypes {dts} are not supported ({e})") from None
+    except ValueError as e:
         shapes = " and ".join(str(_np.shape(a)) for a in arrs)
         raise ShapeError(f"{fn.__name__}: {e} (operands of shapes {shapes})") from None
-    return _to_dev(_wrap(_np.asarray(res)), dev)
+    res = _np.asarray(res)
+    if res.dtype.kind not in "fiub":
+        raise DTypeError(f"{fn.__name__}: the result has dtype {res.dtype}; cad has float64, float32, "
+                         "int64 and bool (was an operand a string or an object?)")
+    return _to_dev(_wrap(res), dev)
 
 
 # ---------------------------------------------------------------- casts

@@ -41,8 +41,12 @@ cdef tuple _cstrides(tuple shape):
 def reshape(object x, tuple shape):
     """x with a new shape (C order); -1 infers one size"""
     cdef Tensor t = as_tensor(x)
-    cdef int64_t n = t.size, known = 1
+    cdef int64_t n = t.size
+    cdef object known = 1
     cdef int neg = -1
+    for s in shape:
+        if isinstance(s, bool) or not isinstance(s, (int, _np.integer)):
+            raise TypeError(f"reshape: sizes must be ints, got {type(s).__name__} {s!r} in {shape}")
     shape = tuple(int(s) for s in shape)
     for i, s in enumerate(shape):
         if s == -1:
@@ -54,7 +58,7 @@ def reshape(object x, tuple shape):
         else:
             known *= s
     if neg >= 0:
-        if known == 0 or n % known:
+        if known == 0 or n % known or n // known > (1 << 62):
             raise ShapeError(f"reshape: cannot reshape tensor of shape {t.shape} ({n} elements) "
                              f"into shape {shape}")
         shape = shape[:neg] + (n // known,) + shape[neg + 1:]

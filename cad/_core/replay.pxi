@@ -196,8 +196,9 @@ cdef object _sprog_run(Replay rp, tuple xs, object grad_mask, object seed, str w
         x = xs[k] if type(xs[k]) is Tensor else as_tensor(xs[k])
         if not x._inline:
             if x._dtype != CAD_F64 or x.ndim != 0:
-                if _isfloat(x._dtype) and x.ndim == 0:
-                    x = <Tensor>cast(x.detach(), float64)
+                if x.ndim == 0:
+                    raise DTypeError(f"{who}: input {k} has dtype {_DTNAMES[x._dtype]}; the tape was "
+                                     "recorded with float64 (cast the input, or record again)")
                 else:
                     raise ShapeError(f"{who}: input {k} has shape {x.shape} and dtype "
                                      f"{_DTNAMES[x._dtype]}; the tape was recorded with a float64 "
@@ -439,11 +440,9 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
         for k in range(len(xs)):
             x = xs[k] if type(xs[k]) is Tensor else as_tensor(xs[k])
             if x._dtype != <int>rp.in_dtype[k]:
-                if _isfloat(x._dtype) and _isfloat(rp.in_dtype[k]):
-                    x = <Tensor>cast(x.detach(), _DTYPES[rp.in_dtype[k]])
-                else:
-                    raise DTypeError(f"{who}: input {k} has dtype {_DTNAMES[x._dtype]}; the tape was "
-                                     f"recorded with {_DTNAMES[rp.in_dtype[k]]}")
+                raise DTypeError(f"{who}: input {k} has dtype {_DTNAMES[x._dtype]}; the tape was "
+                                 f"recorded with {_DTNAMES[rp.in_dtype[k]]} (cast the input, or "
+                                 "record again)")
             h = rp.in_h[k]
             b = &t.bufs[h]
             if dev:

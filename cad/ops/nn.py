@@ -67,7 +67,9 @@ def cross_entropy(logits, labels, reduction="mean"):
     if reduction == "none":
         return nll
     s = C.reduce(SUM.code, nll, None, False)
-    return s * (1.0 / lab.shape[0]) if reduction == "mean" else s
+    if reduction == "sum":
+        return s
+    return s * (1.0 / lab.shape[0]) if lab.shape[0] else s * float("nan")   # an empty batch: nan (torch)
 
 
 # ---- differentiable rules (NOTE [ Rules and batch dims ] in _rules.py)

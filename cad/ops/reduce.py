@@ -95,21 +95,26 @@ def _shift(x, axes):
     """max over axes (kept), as a constant: x - m is stable and m's gradient cancels
     (computed with cad ops, so a recorded tape recomputes it on replay)"""
     with C.no_grad_ctx():
+        if any(x.shape[a] == 0 for a in axes):   # an empty slice: no max, nothing to shift
+            return C.reduce(SUM.code, x.detach(), axes, True)      # (zeros of the kept shape)
         m = C.reduce(MAX.code, x.detach(), axes, True)
         m = C.where(C.isfinite(m), m, 0.0)
     return m
 
 
 LSE_CASES = [Case((3,)), Case((2, 3)), Case((2, 3), axis=1), Case((2, 3), axis=0, keepdims=True),
-             Case(("T", (3, 2)), axis=-1), Case((2, 3, 2), axis=(0, 2)), Case(())]
+             Case(("T", (3, 2)), axis=-1), Case((2, 3, 2), axis=(0, 2)), Case(()), Case((0,)),
+             Case((2, 0), axis=1)]
 LOGSUMEXP = defop("logsumexp", "composite", cases=LSE_CASES,
                   ref=lambda a, axis=None, keepdims=False: _np_lse(a, axis, keepdims),
                   doc="logsumexp(x, axis=None, keepdims=False): log(sum(exp(x))) computed stably.")
 
 
 def _np_lse(a, axis=None, keepdims=False):
-    m = np.max(a, axis=axis, keepdims=True)
-    r = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True)) + m
+    m = np.max(a, axis=axis, keepdims=True, initial=-np.inf) if a.size else np.zeros(
+        np.sum(a, axis=axis, keepdims=True).shape)
+    with np.errstate(divide="ignore"):   # log(0) = -inf for an empty slice
+        r = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True)) + m
     return r if keepdims else np.squeeze(r, axis=axis) if axis is not None else r.reshape(())
 
 
@@ -123,11 +128,12 @@ def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
 
 
 def _np_softmax(a, axis=-1):
-    e = np.exp(a - np.max(a, axis=axis, keepdims=True))
+    e = np.exp(a - (np.max(a, axis=axis, keepdims=True) if a.size else 0.0))
     return e / e.sum(axis=axis, keepdims=True)
 
 
-SM_CASES = [Case((3,)), Case((2, 3)), Case((2, 3), axis=0), Case(("T", (3, 2))), Case((2, 0), axis=0)]
+SM_CASES = [Case((3,)), Case((2, 3)), Case((2, 3), axis=0), Case(("T", (3, 2))), Case((2, 0), axis=0),
+            Case((0,)), Case((2, 0))]
 SOFTMAX = defop("softmax", "composite", ref=_np_softmax, cases=SM_CASES,
                 doc="softmax(x, axis=-1): exp(x) / sum(exp(x)) along axis, stably.")
 LOG_SOFTMAX = defop("log_softmax", "composite", cases=SM_CASES,
@@ -157,15 +163,25 @@ ARGMIN = defop("argmin", "cmp", ref=np.argmin, differentiable=False,
                cases=[Case((3,)), Case((2, 3), axis=1)])
 
 
+def _arg_axis(x, axis, dim, name):
+    """argmax/argmin's one axis (None: all), checked as the other reductions' axes"""
+    ax = _axis(axis, dim, name)
+    if ax is None:
+        return None
+    if isinstance(ax, bool) or not isinstance(ax, (int, np.integer)):
+        raise TypeError(f"{name}: axis must be an int or None, got {type(ax).__name__} {ax!r}")
+    return C.normalize_axes(np.ndim(C.host(x)), ax, name)[0]
+
+
 @ARGMAX
 def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    a = np.argmax(C.host(x), axis=_axis(axis, dim, "argmax"), keepdims=_keep(keepdims, keepdim))
+    a = np.argmax(C.host(x), axis=_arg_axis(x, axis, dim, "argmax"), keepdims=_keep(keepdims, keepdim))
     return C.const_on(np.asarray(a), C.dev_of(x))
 
 
 @ARGMIN
 def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    a = np.argmin(C.host(x), axis=_axis(axis, dim, "argmin"), keepdims=_keep(keepdims, keepdim))
+    a = np.argmin(C.host(x), axis=_arg_axis(x, axis, dim, "argmin"), keepdims=_keep(keepdims, keepdim))
     return C.const_on(np.asarray(a), C.dev_of(x))
 
 

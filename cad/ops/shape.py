@@ -3,6 +3,8 @@ without arithmetic (reshape, transpose/permute, expand/broadcast_to, squeeze,
 unsqueeze, basic indexing): its record holds (offset, shape, strides) relative to
 the input's contiguous layout, and its vjp accumulates into that strided window of
 the input's gradient.  ``concatenate`` is the other primitive."""
+import operator
+
 import numpy as np
 
 from ._registry import Case, defop
@@ -40,7 +42,7 @@ def _shape_arg(shape, name):
     if len(shape) == 1 and not isinstance(shape[0], int) and shape[0] is not None:
         shape = tuple(shape[0])
     try:
-        return tuple(int(s) for s in shape)
+        return tuple(operator.index(s) for s in shape)   # (no silent truncation of 2.5)
     except TypeError:
         raise TypeError(f"{name}: shape must be ints, got {shape!r}") from None
 

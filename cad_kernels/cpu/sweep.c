@@ -193,6 +193,7 @@ int cad_sum_vjp(cad_tape *t, const cad_rec *r) {
         const T *g = (const T *)p[1], *x = (const T *)p[2], *m = (const T *)p[3], *c = (const T *)p[4]; \
         for (i = 0; i < n; i++)                                               \
             if (x[i * s[2]] == m[i * s[3]]) gx[i * s[0]] += g[i * s[1]] / c[i * s[4]]; \
+            else if (m[i * s[3]] != m[i * s[3]]) gx[i * s[0]] += m[i * s[3]]; /* NaN: every element */ \
     }
 CNTEQ_ROW(cnteq_f64, double)
 CNTEQ_ROW(cnteq_f32, float)

@@ -235,10 +235,12 @@ CAD_ROW_KERNEL_V(k_ca_f32_f64, CAD_B_CA_F32_F64, CAD_V_CA_F32_F64)
 #define CAD_V_CA_F32_F32(i, S) CAD_VADD(i, S, float, float)
 CAD_ROW_KERNEL_V(k_ca_f32_f32, CAD_B_CA_F32_F32, CAD_V_CA_F32_F32)
 
-/* max/min vjp: count the ties (c += x == m), then gx += g / c where x == m */
+/* max/min vjp: count the ties (c += x == m), then gx += g / c where x == m; a NaN
+ * extreme (m != m) makes the whole slice's gradient NaN, as in JAX */
 #define CAD_CNTEQ(q, T) { CAD_OPND(T, 0, q) += (T)(CAD_OPND(const T, 1, q) == CAD_OPND(const T, 2, q)); }
 #define CAD_MAXVJP(q, T) { if (CAD_OPND(const T, 2, q) == CAD_OPND(const T, 3, q)) \
-        CAD_OPND(T, 0, q) += CAD_OPND(const T, 1, q) / CAD_OPND(const T, 4, q); }
+        CAD_OPND(T, 0, q) += CAD_OPND(const T, 1, q) / CAD_OPND(const T, 4, q); \
+        else if (CAD_OPND(const T, 3, q) != CAD_OPND(const T, 3, q)) CAD_OPND(T, 0, q) += CAD_OPND(const T, 3, q); }
 /* prod vjp: zeros counted (c) and non-zeros multiplied (q) per slice (two
  * reductions), then
  * gx += g * (no zero: prod / x; one zero and x is it: the product of the rest) */
