@@ -174,3 +174,19 @@ def test_tape_rejects_other_float_dtype():
     t32 = cad.record(lambda x: (x * x).sum(), cad.ones(3, dtype=cad.float32))
     with pytest.raises(cad.DTypeError, match="float64"):
         t32(cad.ones(3))
+
+
+def test_nan_max_gradient_on_the_fake_cuda_device():
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import cad, numpy as np\n"
+            "x = cad.tensor([[1., np.nan, 3.], [1., 5., 2.]]).to('cuda').requires_grad_(True)\n"
+            "cad.max(x, axis=1).sum().backward()\n"
+            "g = x.grad.cpu().numpy()\n"
+            "assert np.isnan(g[0]).all() and g[1].tolist() == [0., 1., 0.], g\n")
+    env = dict(os.environ, CAD_CUDA_FAKE="1")
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
