@@ -69,32 +69,38 @@ static int scan_fwd(cad_tape *t, const cad_rec *r, int prod) {
 int cad_cumsum_fwd(cad_tape *t, const cad_rec *r) { return scan_fwd(t, r, 0); }
 int cad_cumprod_fwd(cad_tape *t, const cad_rec *r) { return scan_fwd(t, r, 1); }
 
+/* what both vjps start with: x's gradient buffer (*x NULL: x takes none) and the
+ * (outer, n, inner) split of the scanned axis */
+static int vjp_setup(cad_tape *t, const cad_rec *r, cad_buf **x, int64_t *outer, int64_t *n,
+                     int64_t *inner, int *assign) {
+    const cad_hid h = t->args[r->arg];
+    int st;
+    *x = NULL;
+    if (!wants(t, h)) return CAD_OK;
+    if ((st = cad_grad_for(t->bufs + h, 1, assign))) return st;
+    *x = t->bufs + h;
+    split(t, *x, (int)t->aux[r->aux], outer, n, inner);
+    return CAD_OK;
+}
+
 /* gx (+)= the scan of go in the other direction */
 int cad_cumsum_vjp(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *x;
-    const cad_hid h = t->args[r->arg];
-    const int axis = (int)t->aux[r->aux], rev = (int)t->aux[r->aux + 1];
     int64_t outer, n, inner;
-    int st, assign;
-    if (!wants(t, h)) return CAD_OK;
-    x = t->bufs + h;
-    if ((st = cad_grad_for(x, 1, &assign))) return st;
-    split(t, x, axis, &outer, &n, &inner);
-    return scan(o->dtype, gptr(x), gptr(o), outer, n, inner, !rev, 0, !assign);
+    int assign, st = vjp_setup(t, r, &x, &outer, &n, &inner, &assign);
+    if (st || !x) return st;
+    return scan(o->dtype, gptr(x), gptr(o), outer, n, inner, !(int)t->aux[r->aux + 1], 0, !assign);
 }
 
 int cad_cumprod_vjp(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *x;
-    const cad_hid h = t->args[r->arg];
-    const int axis = (int)t->aux[r->aux], rev = (int)t->aux[r->aux + 1];
     int64_t outer, n, inner;
-    int st, assign;
-    if (!wants(t, h)) return CAD_OK;
-    x = t->bufs + h;
-    if (rev) return CAD_EINTERNAL;   /* cad.cumprod scans forward only */
-    if (!contiguous(t, x)) return CAD_EINTERNAL;
-    if ((st = cad_grad_for(x, 1, &assign))) return st;
-    split(t, x, axis, &outer, &n, &inner);
+    int assign, st;
+    if (!wants(t, t->args[r->arg])) return CAD_OK;
+    if (t->aux[r->aux + 1]) return CAD_EINTERNAL;   /* cad.cumprod scans forward only */
+    if (!contiguous(t, t->bufs + t->args[r->arg])) return CAD_EINTERNAL;
+    st = vjp_setup(t, r, &x, &outer, &n, &inner, &assign);
+    if (st || !x) return st;
     return CAD_BE->cumprod_vjp(o->dtype, gptr(x), gptr(o), cad_bdata(x), cad_bdata(o), outer, n, inner,
                                !assign);
 }
