@@ -6,11 +6,12 @@ Workloads: W1 chain of 1000 scalar ops, W2 the seed's scalar program (and its
 tensor form), W3 an MLP training step, W4 an elementwise function over 10^7
 values, W5 sum((A@B)**2) at 1024x1024, W6 the 256x256 Jacobian of tanh(W@x)
 (jacrev, jacfwd, a loop of VJPs), W7 the 128x128 Hessian of
-sum(x**3) + sum(tanh(W@x)), W9 "record once, replay": W1, W2 and W3 on a tape
-recorded once by cad.record, against torch.jit.trace, torch.compile, jax.jit and
-cad without recording ("cad.eager").  Each peer is optional; benchmarks
-never assert.  (Nothing is imported here, so that ``--threads`` can set the
-BLAS environment before numpy loads.)
+sum(x**3) + sum(tanh(W@x)), W8 the per-example gradients of a 16-16-1 MLP over a
+batch of 1000 (vmap of grad, a Python loop of grad, a recorded vmap), W9 "record
+once, replay": W1, W2 and W3 on a tape recorded once by cad.record, against
+torch.jit.trace, torch.compile, jax.jit and cad without recording ("cad.eager").
+Each peer is optional; benchmarks never assert.  (Nothing is imported here, so
+that ``--threads`` can set the BLAS environment before numpy loads.)
 """
 
-MODULES = ["w_scalar", "w_mlp", "w_array", "w_transforms", "w_replay"]  # each defines CASES
+MODULES = ["w_scalar", "w_mlp", "w_array", "w_transforms", "w_vmap", "w_replay"]  # each defines CASES

@@ -28,6 +28,8 @@ from . import autograd, cuda, testing  # noqa: E402
 from .record import ReplayError, StaticTape, record  # noqa: E402
 from .io import FormatError, load, save  # noqa: E402
 from . import transforms  # noqa: E402,F401
+from .vmap import vmap  # noqa: E402
+from .tree import tree_flatten, tree_leaves, tree_map, tree_structure, tree_unflatten  # noqa: E402
 from ._argcheck import (  # noqa: E402  (the transforms, with their arguments checked)
     grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp,
 )
@@ -47,5 +49,6 @@ __all__ = sorted(set(_exported) | {
     "enable_grad", "set_grad_enabled", "is_grad_enabled", "set_num_threads", "get_num_threads",
     "float64", "float32", "int64", "bool", "bool_", "device", "Device", "autograd", "testing", "cuda",
     "empty_cache", "set_cache_limit", "cache_info", "cat", "expand_dims", "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "jacobian",
-    "hessian", "hvp", "record", "StaticTape", "ReplayError", "save", "load", "FormatError", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
+    "hessian", "hvp", "vmap", "tree_map", "tree_flatten", "tree_unflatten", "tree_leaves",
+    "tree_structure", "record", "StaticTape", "ReplayError", "save", "load", "FormatError", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
 })

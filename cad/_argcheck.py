@@ -8,8 +8,10 @@ import numpy as np
 
 from ._core import _engine as C
 from . import transforms as T
+from .ops._batch import Batched
+from .tree import tree_leaves
 
-_OK = (C.Tensor, float, int, np.ndarray, np.generic)
+_OK = (C.Tensor, Batched, float, int, np.ndarray, np.generic)
 
 
 def _check_callable(f, who):
@@ -31,15 +33,13 @@ def _check_value(v, who):
     if v is None:
         raise TypeError(f"{who}: f returned None; it must return a tensor (or a number): did it "
                         "forget `return`?")
-    if isinstance(v, (tuple, list)):
-        for k, e in enumerate(v):
-            if not isinstance(e, _OK) or isinstance(e, bool):
-                raise TypeError(f"{who}: f returned a {type(v).__name__} whose item {k} is "
-                                f"{'None' if e is None else type(e).__name__}; expected tensors")
-        return
-    if not isinstance(v, _OK) or isinstance(v, bool):
-        raise TypeError(f"{who}: f returned a {type(v).__name__}; it must return a tensor (or a "
-                        "number)")
+    leaves = tree_leaves(v, is_leaf=lambda e: e is None)
+    for k, e in enumerate(leaves):
+        if not isinstance(e, _OK) or isinstance(e, bool):
+            where = f"whose leaf {k} is " if len(leaves) > 1 or leaves[0] is not v else "that is "
+            raise TypeError(f"{who}: f returned a {type(v).__name__} {where}"
+                            f"{'None' if e is None else type(e).__name__}; expected tensors (or "
+                            "pytrees of them)")
 
 
 def _wrap_f(f, who, has_aux=False):

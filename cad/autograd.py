@@ -6,7 +6,7 @@ from ._core._engine import enable_grad, is_grad_enabled, no_grad, set_grad_enabl
 def _as_list(x, what):
     if type(x) is _C.Tensor:
         return [x]
-    if isinstance(x, _C.Tensor):
+    if isinstance(x, _C.Tensor) or getattr(x, "__cad_batched__", False):
         return [x]
     if isinstance(x, (list, tuple)):
         return list(x)
@@ -17,7 +17,14 @@ def _as_list(x, what):
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=False):
     """Gradients of outputs with respect to inputs, as a tuple (one per input);
-    .grad is not touched.  The tape is consumed unless retain_graph=True."""
+    .grad is not touched.  The tape is consumed unless retain_graph=True.
+    grad_outputs batched by cad.vmap sweep once with the whole batch (the seed's
+    Jacobian: vmap(lambda v: autograd.grad(y, x, v)[0])(eye))."""
+    if grad_outputs is not None:
+        from .vmap import _levels_in
+        lv = _levels_in(_as_list(grad_outputs, "grad_outputs"))
+        if lv:
+            return _batched_grad(outputs, inputs, grad_outputs, lv, create_graph, allow_unused)
     if create_graph:
         from .transforms import grad_create_graph
         outs = _as_list(outputs, "outputs")
@@ -47,3 +54,30 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
         grad_create_graph(outs, None, gouts, False, True, "backward")
         return
     _C.run_backward(outs, gouts, None, bool(retain_graph), True, False, "backward")
+
+
+def _batched_grad(outputs, inputs, grad_outputs, levels, create_graph, allow_unused):
+    """autograd.grad with grad_outputs batched by the vmaps `levels` (which began
+    after the outputs were computed): one sweep over the batch of cotangents; the
+    tape is kept (the other rows of the batch reuse it)"""
+    from . import tree as T
+    from .transforms import VjpFn
+    from .vmap import batched_call
+    outs = _as_list(outputs, "outputs")
+    ins = _as_list(inputs, "inputs")
+    gouts = _as_list(grad_outputs, "grad_outputs")
+    if len(gouts) != len(outs):
+        raise ValueError(f"autograd.grad: {len(gouts)} grad_outputs for {len(outs)} outputs")
+    for k, y in enumerate(outs):
+        if not isinstance(y, _C.Tensor) or not y.requires_grad:
+            raise _C.BackwardError(f"autograd.grad: output {k} does not require grad")
+    leaf = T.tree_structure(0)
+    fn = VjpFn(outs, ins, [(leaf, k, 1) for k in range(len(ins))], T.tree_structure(outs),
+               bool(create_graph))
+    res = batched_call(fn, gouts, levels)
+    if not allow_unused:
+        for k, (x, r) in enumerate(zip(ins, res)):
+            if r is None:
+                raise _C.BackwardError(f"autograd.grad: input {k} (shape {x.shape}) was not used to "
+                                       "compute the outputs; pass allow_unused=True")
+    return tuple(res)

@@ -2,6 +2,9 @@
 import numpy as np
 
 from ._core import _engine as _C
+from .ops import REGISTRY
+from .ops._batch import Batched
+from .ops._batch import top as _vmap_top
 
 _rng = np.random.default_rng()
 
@@ -16,7 +19,13 @@ def _place(t, device, requires_grad):
 def _has_tensor(data):
     """does a (nested) list or tuple hold a tensor?"""
     if isinstance(data, (list, tuple)):
-        return any(isinstance(e, _C.Tensor) or _has_tensor(e) for e in data)
+        return any(isinstance(e, (_C.Tensor, Batched)) or _has_tensor(e) for e in data)
+    return False
+
+
+def _has_batched(data):
+    if isinstance(data, (list, tuple)):
+        return any(type(e) is Batched or _has_batched(e) for e in data)
     return False
 
 
@@ -30,6 +39,11 @@ def tensor(data, dtype=None, requires_grad=False, device=None):
     list containing tensors is stacked, so gradients flow through it; so does a
     tensor that requires grad (as jnp.array: cad.tensor(x) stays on x's tape; pass
     requires_grad=True, or call .detach(), for a new leaf)."""
+    if type(data) is Batched:   # inside cad.vmap: the value itself (as jnp.array)
+        return data if dtype is None else data.astype(dtype)
+    if _has_tensor(data) and _has_batched(data):
+        t = REGISTRY["stack"].api([e if isinstance(e, (_C.Tensor, Batched)) else tensor(e) for e in data])
+        return t if dtype is None else t.astype(dtype)
     if device is not None and not isinstance(data, _C.Tensor) and not _has_tensor(data):
         return _place(tensor(data, dtype), device, requires_grad)
     if isinstance(data, _C.Tensor) and device is not None:
@@ -113,7 +127,8 @@ def linspace(start, stop, num=50, endpoint=True, dtype=None, requires_grad=False
 
 
 def _like(x, fill, dtype, requires_grad, device=None):
-    x = _C.as_tensor(x)
+    if type(x) is not Batched:   # a batched x: its example's shape (not batched, as JAX)
+        x = _C.as_tensor(x)
     dev = device if device is not None else ("cuda" if x.is_cuda else None)
     return _filled(x.shape, fill, dtype if dtype is not None else x.dtype, requires_grad, dev)
 
@@ -139,9 +154,23 @@ def manual_seed(seed):
 def randn(*shape, dtype=None, requires_grad=False, device=None):
     """Standard normal samples (float64 unless dtype says otherwise; drawn on the
     host, so a seed gives the same values on every device)."""
+    if _vmap_top() is not None:
+        r = _in_vmap(lambda s: _make(_rng.standard_normal(s), dtype, requires_grad, device), shape)
+        if r is not None:
+            return r
     return _make(_rng.standard_normal(_shape(shape)), dtype, requires_grad, device)
 
 
 def rand(*shape, dtype=None, requires_grad=False, device=None):
     """Uniform samples in [0, 1)."""
+    if _vmap_top() is not None:
+        r = _in_vmap(lambda s: _make(_rng.random(s), dtype, requires_grad, device), shape)
+        if r is not None:
+            return r
     return _make(_rng.random(_shape(shape)), dtype, requires_grad, device)
+
+
+def _in_vmap(draw, shape):
+    """a draw inside cad.vmap (its randomness= says how; None: one plain draw)"""
+    from .vmap import random_draw
+    return random_draw(draw, _shape(shape))

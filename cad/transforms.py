@@ -14,8 +14,11 @@ differentiated again (by any transform, in either order).
 """
 import numpy as np
 
+from . import tree as T
+from . import vmap as _V
 from ._core import _engine as C
 from .ops import REGISTRY, primitives
+from .ops import _batch as _B
 from .ops._rules import Ctx
 
 _VJP = None
@@ -365,13 +368,10 @@ def _pushforward(outs, fresh, tans, nb):
 
 
 def _flat_outputs(out, who):
-    if isinstance(out, C.Tensor):
-        return [out], lambda xs: xs[0]
-    if isinstance(out, (tuple, list)):
-        items = [C.as_tensor(o) for o in out]
-        kind = type(out)
-        return items, lambda xs: kind(xs)
-    return [C.as_tensor(out)], lambda xs: xs[0]
+    """the output's leaves (as tensors) and the function that rebuilds its pytree"""
+    leaves, d = T.tree_flatten(out)
+    items = [o if isinstance(o, C.Tensor) else C.as_tensor(o) for o in leaves]
+    return items, lambda xs: T.tree_unflatten(d, xs)
 
 
 def _finish(t, x_like, keep_graph):
@@ -386,24 +386,47 @@ def _finish(t, x_like, keep_graph):
 def _argnums(argnums, nargs, who):
     single = isinstance(argnums, int)
     nums = (argnums,) if single else tuple(argnums)
+    if not nums:
+        raise ValueError(f"{who}: argnums is empty")
     for n in nums:
-        if not -nargs <= n < nargs:
-            raise ValueError(f"{who}: argnums {n} out of range for {nargs} positional arguments")
+        if not isinstance(n, int) or not -nargs <= n < nargs:
+            raise ValueError(f"{who}: argnums {n!r} out of range for {nargs} positional arguments")
     return single, tuple(n % nargs for n in nums)
+
+
+def _fresh_tree(tree, k, who):
+    """fresh nodes for every leaf of argument k (a pytree), its structure"""
+    leaves, d = T.tree_flatten(tree)
+    if not leaves:
+        raise TypeError(f"{who}: argument {k} holds no tensor to differentiate")
+    return [_fresh(x, k, who) for x in leaves], d
+
+
+class _Args:
+    """the differentiated arguments, flattened: fresh leaves and how to regroup"""
+
+    def __init__(self, args, nums, who):
+        self.args = list(args)
+        self.fresh = []
+        self.groups = []   # (treedef, first leaf, count)
+        for n in nums:
+            fl, d = _fresh_tree(self.args[n], n, who)
+            self.groups.append((d, len(self.fresh), len(fl)))
+            self.fresh.extend(fl)
+            self.args[n] = T.tree_unflatten(d, fl)
+
+    def regroup(self, per_leaf):
+        return [T.tree_unflatten(d, per_leaf[a:a + c]) for d, a, c in self.groups]
 
 
 def _call(f, args, kwargs, argnums, who):
     """f on fresh inputs; f runs with recording on even inside no_grad (a transform
     records what it differentiates), the sweep records only if the caller does"""
     single, nums = _argnums(argnums, len(args), who)
-    args = list(args)
-    fresh = []
-    for n in nums:
-        args[n] = _fresh(args[n], n, who)
-        fresh.append(args[n])
+    fa = _Args(args, nums, who)
     with C.enable_grad():
-        out = f(*args, **kwargs)
-    return single, fresh, out
+        out = f(*fa.args, **kwargs)
+    return single, fa, out
 
 
 def _outer(fresh, seeds=(), outs=()):
@@ -417,13 +440,19 @@ def _outer(fresh, seeds=(), outs=()):
 
 
 # ---------------------------------------------------------------- the transforms
+# Each takes and returns pytrees (cad.tree).  Inside cad.vmap they peel the
+# running level first (NOTE [ Transforms inside vmap ] in cad/vmap.py).
 
 def value_and_grad(f, argnums=0, has_aux=False):
     """f -> (x -> (f(x), df/dx)) for scalar f; argnums an int or a tuple (then a
-    tuple of gradients); has_aux: f returns (value, aux) and the result is
-    ((value, aux), grad), as in JAX."""
+    tuple of gradients), each argument a pytree; has_aux: f returns (value, aux)
+    and the result is ((value, aux), grad), as in JAX."""
     def vg(*args, **kwargs):
-        single, fresh, out = _call(f, args, kwargs, argnums, "grad")
+        level = _B.top()
+        if level is not None:
+            return _V.value_and_grad(level, f, argnums, has_aux, args, kwargs)
+        single, fa, out = _call(f, args, kwargs, argnums, "grad")
+        fresh = fa.fresh
         aux = None
         if has_aux:
             if not (isinstance(out, (tuple, list)) and len(out) == 2):
@@ -438,7 +467,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
         keep = _outer(fresh) or (C.is_grad_enabled() and y.requires_grad and not y.is_leaf
                                  and _recording(C.handle_of(y)[0], fresh))
         gs = _pullback([y], [C.ones_like_value(y)], fresh, 0, "grad")
-        gs = [_finish(g, x, keep) for g, x in zip(gs, fresh)]
+        gs = fa.regroup([_finish(g, x, keep) for g, x in zip(gs, fresh)])
         g = gs[0] if single else tuple(gs)
         value = y if keep else y.detach()
         return ((value, aux), g) if has_aux else (value, g)
@@ -457,63 +486,148 @@ def grad(f, argnums=0, has_aux=False):
     return g
 
 
+class VjpFn:
+    """vjp's pullback: cotangents (a pytree like the output) -> a tuple with one
+    cotangent tree per primal.  Called with cotangents batched by a cad.vmap, it
+    sweeps once over the whole batch (NOTE [ Transforms inside vmap ])."""
+
+    def __init__(self, outs, fresh, pgroups, odef, keep0):
+        self.outs = outs
+        self.fresh = fresh
+        self.pgroups = pgroups
+        self.odef = odef
+        self.keep0 = keep0
+
+    def _cts(self, ct, lead):
+        leaves, d = T.tree_flatten(ct)
+        if d != self.odef:
+            raise ValueError(f"vjp: cotangent of structure {d!r} for an output of structure "
+                             f"{self.odef!r}")
+        cts = []
+        for c, y in zip(leaves, self.outs):
+            c = c if isinstance(c, C.Tensor) else C.as_tensor(c)
+            if tuple(c.shape[lead:]) != tuple(y.shape):
+                raise C.ShapeError(f"vjp: cotangent of shape {c.shape[lead:]} for an output of shape "
+                                   f"{y.shape}")
+            cts.append(c)
+        return cts
+
+    def _regroup(self, per_leaf):
+        return tuple(T.tree_unflatten(d, per_leaf[a:a + c]) for d, a, c in self.pgroups)
+
+    def __call__(self, ct):
+        lv = _V._levels_in(ct)
+        if lv:
+            return _V.batched_call(self, ct, lv)
+        cts = self._cts(ct, 0)
+        keep = self.keep0 or _outer(self.fresh, cts, self.outs)
+        gs = _pullback(self.outs, cts, self.fresh, 0, "vjp")
+        return self._regroup([_finish(g, x, keep) for g, x in zip(gs, self.fresh)])
+
+    def batched(self, ct):
+        """cotangents with one leading batch axis: one sweep (torch's is_grads_batched)"""
+        cts = self._cts(ct, 1)
+        K = cts[0].shape[0] if cts else 0
+        keep = self.keep0 or _outer(self.fresh, cts, self.outs)
+        gs = _pullback(self.outs, cts, self.fresh, 1, "vjp")
+        res = []
+        for g, x in zip(gs, self.fresh):
+            if g is None:
+                res.append(_zeros((K,) + tuple(x.shape), x.dtype, C.dev_of(x)))
+            else:
+                res.append(g if keep else g.detach())
+        return self._regroup(res)
+
+
 def vjp(f, *primals, has_aux=False):
     """(f(*primals), vjp_fn): vjp_fn(cotangent) returns a tuple with one cotangent
-    per primal (JAX's vjp); vjp_fn may be called many times."""
-    fresh = [_fresh(p, k, "vjp") for k, p in enumerate(primals)]
+    per primal (JAX's vjp); vjp_fn may be called many times.  Primals, outputs
+    and cotangents are pytrees."""
+    level = _B.top()
+    if level is not None:
+        return _V.vjp(level, f, primals, has_aux)
+    fa = _Args(primals, range(len(primals)), "vjp")
+    fresh = fa.fresh
     with C.enable_grad():
-        out = f(*fresh)
+        out = f(*fa.args)
     aux = None
     if has_aux:
         out, aux = out
     outs, rebuild = _flat_outputs(out, "vjp")
     keep0 = _outer(fresh, (), outs)
-
-    def vjp_fn(ct):
-        cts, _ = _flat_outputs(ct, "vjp")
-        keep = keep0 or _outer(fresh, cts, outs)
-        if len(cts) != len(outs):
-            raise ValueError(f"vjp: {len(cts)} cotangents for {len(outs)} outputs")
-        for c, y in zip(cts, outs):
-            if c.shape != y.shape:
-                raise C.ShapeError(f"vjp: cotangent of shape {c.shape} for an output of shape {y.shape}")
-        gs = _pullback(outs, list(cts), fresh, 0, "vjp")
-        return tuple(_finish(g, x, keep) for g, x in zip(gs, fresh))
+    fn = VjpFn(outs, fresh, fa.groups, T.tree_structure(out), keep0)
     value = rebuild([y if keep0 else y.detach() for y in outs])
-    return (value, vjp_fn, aux) if has_aux else (value, vjp_fn)
+    return (value, fn, aux) if has_aux else (value, fn)
 
 
-def jvp(f, primals, tangents, has_aux=False):
-    """(f(*primals), J t): forward mode, tangents pushed along the recorded ops
-    (JAX's jvp).  primals and tangents are tuples of the same structure."""
+def _jvp_core(f, primals, tangents, has_aux, nb):
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
-    fresh = [_fresh(p, k, "jvp") for k, p in enumerate(primals)]
+    fa = _Args(primals, range(len(primals)), "jvp")
+    fresh = fa.fresh
     tans = []
-    for k, (x, t) in enumerate(zip(fresh, tangents)):
-        t = C.as_tensor(t)
-        if t.shape != x.shape:
-            raise C.ShapeError(f"jvp: tangent {k} of shape {t.shape} for a primal of shape {x.shape}")
-        tans.append(C.cast(t, x.dtype))
+    for k, (p, t) in enumerate(zip(primals, tangents)):
+        pl, pd = T.tree_flatten(p)
+        tl, td = T.tree_flatten(t, is_leaf=lambda v: v is None)
+        if len(tl) != len(pl) or (td != pd and T.tree_structure(t) != pd):
+            raise ValueError(f"jvp: tangent {k} has structure {T.tree_structure(t)!r}, its primal "
+                             f"{pd!r}")
+        tans.extend(tl)
+    ts = []
+    for k, (x, t) in enumerate(zip(fresh, tans)):
+        if t is None:
+            ts.append(None)
+            continue
+        t = t if isinstance(t, C.Tensor) else C.as_tensor(t)
+        if tuple(t.shape[nb:]) != tuple(x.shape):
+            raise C.ShapeError(f"jvp: tangent {k} of shape {t.shape[nb:]} for a primal of shape "
+                               f"{x.shape}")
+        ts.append(C.cast(t, x.dtype))
     with C.enable_grad():
-        out = f(*fresh)
+        out = f(*fa.args)
     aux = None
     if has_aux:
         out, aux = out
     outs, rebuild = _flat_outputs(out, "jvp")
-    keep = _outer(fresh, tans, outs)
-    ts = _pushforward(outs, fresh, tans, 0)
+    keep = _outer(fresh, [t for t in ts if t is not None], outs)
+    if all(t is None for t in ts):
+        tout = [None] * len(outs)
+    else:
+        tout = _pushforward(outs, fresh, ts, nb)
     value = rebuild([y if keep else y.detach() for y in outs])
-    tout = rebuild([_finish(t, y, keep) for t, y in zip(ts, outs)])
-    return (value, tout, aux) if has_aux else (value, tout)
+    if nb:
+        tres = rebuild([None if t is None else (t if keep else t.detach()) for t in tout])
+    else:
+        tres = rebuild([_finish(t, y, keep) for t, y in zip(tout, outs)])
+    return (value, tres, aux) if has_aux else (value, tres)
+
+
+def jvp(f, primals, tangents, has_aux=False):
+    """(f(*primals), J t): forward mode, tangents pushed along the recorded ops
+    (JAX's jvp).  primals and tangents are tuples of pytrees of the same structure."""
+    level = _B.top()
+    if level is not None:
+        return _V.jvp(level, f, tuple(primals), tuple(tangents), has_aux)
+    return _jvp_core(f, primals, tangents, has_aux, 0)
+
+
+def jvp_batched(f, primals, tangents, has_aux=False):
+    """jvp with tangents that carry one leading batch axis (None: zero); the output
+    tangents carry it too (None where no tangent reached)"""
+    return _jvp_core(f, primals, tangents, has_aux, 1)
 
 
 def jacrev(f, argnums=0, has_aux=False):
     """f -> the Jacobian by reverse mode: one sweep over a batch of cotangents (the
-    whole output basis); shape out.shape + x.shape (a tuple for a tuple argnums)."""
+    whole output basis); shape out.shape + x.shape; for pytrees, the output's
+    structure holding the argument's (a tuple of them for a tuple argnums)."""
     def jf(*args, **kwargs):
-        single, fresh, out = _call(f, args, kwargs, argnums, "jacrev")
+        level = _B.top()
+        if level is not None:
+            return _V.jacrev(level, f, argnums, has_aux, args, kwargs)
+        single, fa, out = _call(f, args, kwargs, argnums, "jacrev")
+        fresh = fa.fresh
         aux = None
         if has_aux:
             out, aux = out
@@ -531,6 +645,7 @@ def jacrev(f, argnums=0, has_aux=False):
                     js.append(_zeros(y.shape + x.shape, x.dtype, C.dev_of(x)))
                 else:
                     js.append(_finish(C.reshape(g, y.shape + x.shape), x, keep))
+            js = fa.regroup(js)
             per_out.append(js[0] if single else tuple(js))
         r = rebuild(per_out)
         return (r, aux) if has_aux else r
@@ -539,9 +654,13 @@ def jacrev(f, argnums=0, has_aux=False):
 
 def jacfwd(f, argnums=0, has_aux=False):
     """f -> the Jacobian by forward mode: all tangent directions pushed at once;
-    shape out.shape + x.shape."""
+    shape out.shape + x.shape (pytrees as jacrev)."""
     def jf(*args, **kwargs):
-        single, fresh, out = _call(f, args, kwargs, argnums, "jacfwd")
+        level = _B.top()
+        if level is not None:
+            return _V.jacfwd(level, f, argnums, has_aux, args, kwargs)
+        single, fa, out = _call(f, args, kwargs, argnums, "jacfwd")
+        fresh = fa.fresh
         aux = None
         if has_aux:
             out, aux = out
@@ -562,7 +681,10 @@ def jacfwd(f, argnums=0, has_aux=False):
                 j = C.transpose(C.reshape(t, (m, y.size)), (1, 0))
                 js.append(_finish(C.reshape(j, y.shape + x.shape), y, keep))
             cols.append(js)
-        per_out = [cols[0][k] if single else tuple(c[k] for c in cols) for k in range(len(outs))]
+        per_out = []
+        for k in range(len(outs)):
+            js = fa.regroup([c[k] for c in cols])
+            per_out.append(js[0] if single else tuple(js))
         r = rebuild(per_out)
         return (r, aux) if has_aux else r
     return jf

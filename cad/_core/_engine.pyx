@@ -61,6 +61,20 @@ def set_api(list fns):
     _API = fns
 
 
+# cad.vmap's batched-value type and its dispatcher (NOTE [ Batched values ] in
+# cad/vmap.py): the elementwise, comparison and numpy-fallback paths hand a call
+# with a batched argument to the hook; they look only after the fast paths failed
+cdef object _BATCHED_T = None
+cdef object _BATCH_HOOK = None
+
+
+def set_batch_hook(t, fn):
+    """the batched-value type and fn(op name or numpy function, args) (cad.vmap)"""
+    global _BATCHED_T, _BATCH_HOOK
+    _BATCHED_T = t
+    _BATCH_HOOK = fn
+
+
 def set_refs(dict refs, dict ufuncs):
     """numpy functions for integer fallbacks, and numpy ufunc name -> cad function"""
     global _NP_REF, _UFUNCS

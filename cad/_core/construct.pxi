@@ -147,6 +147,10 @@ cpdef Tensor as_tensor(object x):
         for e in x:
             if isinstance(e, Tensor):
                 return _API_stack([as_tensor(e) for e in x])
+    if _BATCHED_T is not None and isinstance(x, _BATCHED_T):
+        raise TypeError("cad.vmap: a batched value reached a function that needs a plain tensor "
+                        "(a method of an unbatched tensor called with a batched argument, or a "
+                        "conversion to numpy); call the cad function instead (cad.dot(a, b))")
     return from_numpy(x)
 
 

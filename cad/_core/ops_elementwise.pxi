@@ -109,6 +109,8 @@ cdef object _ew_general(int op, tuple args):
         else:
             wk = _weak_kind(a)
             if wk < 0:
+                if type(a) is _BATCHED_T:
+                    return _BATCH_HOOK(who, args)
                 t = as_tensor(a)
                 ts[i] = t
                 if not (is_where and i == 0):
@@ -235,6 +237,8 @@ cdef object _boolop(int op, tuple args):
         else:
             wk = _weak_kind(a)
             if wk < 0:
+                if type(a) is _BATCHED_T:
+                    return _BATCH_HOOK(who, args)
                 ts[i] = as_tensor(a)
                 rdt = _promote(rdt, (<Tensor>ts[i])._dtype)
             else:
@@ -304,6 +308,9 @@ cdef object _mod(object a, object b):
 
 cdef object _nondiff(object fn, tuple args):
     """numpy on the values; the result does not require grad"""
+    for a in args:
+        if type(a) is _BATCHED_T:
+            return _BATCH_HOOK(fn, args)
     for a in args:
         if isinstance(a, Tensor):
             _escape(<Tensor>a, fn.__name__)

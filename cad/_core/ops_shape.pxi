@@ -395,10 +395,15 @@ def unview(object g, int64_t offset, tuple vshape, tuple vstrides, tuple out_sha
 
 
 cdef _setitem(Tensor x, object index, object value):
-    cdef tuple idx = _norm_index(index)
+    cdef tuple idx
     cdef Tensor v = as_tensor(value) if isinstance(value, Tensor) else None
     cdef Tensor r, tl
     cdef bint leaf = x._tape is None
+    if type(value) is _BATCHED_T:
+        raise ValueError(f"cad.vmap: x[...] = v writes a batched value into a tensor of shape "
+                         f"{x.shape} that is not batched (as torch.func and JAX, cad does not "
+                         f"batch x in place); build the result with cad.where or cad.stack")
+    idx = _norm_index(index)
     if leaf and x._rg and not cad_grad_off:
         raise BackwardError("setitem: in-place change of a leaf tensor that requires grad; wrap "
                             "it in `with cad.no_grad():` or build a new tensor")

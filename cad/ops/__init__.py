@@ -33,3 +33,5 @@ def bind(engine):
     ufuncs = {op.ufunc: op.api for op in REGISTRY.values() if op.ufunc}
     ufuncs["matmul"] = REGISTRY["matmul"].api
     engine.set_refs(refs, ufuncs)
+    from . import _batch
+    _batch.attach()   # every op's batching rule (cad.vmap), the engine's hook

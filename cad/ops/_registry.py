@@ -92,7 +92,7 @@ class OpDef:
         # theirs from the expressions at bind time.  tests/test_op_table.py checks
         # that every primitive has every filled slot.
         self.eval_rule = None     # fn(ctx, args) -> the record's output
-        self.batch_rule = None    # vmap (not built yet)
+        self.batch_rule = None    # vmap: fn(op, level, args, kwargs), cad/vmap.py's rules
         self.name_rule = None     # named dimensions (not built yet)
         self.linear = tuple(linear)   # inputs the op is linear in (documentation for now)
         self.naux = naux          # the record's aux int count (None: the engine's default)
@@ -124,16 +124,38 @@ class OpDef:
         self.eval_rule = fn
         return fn
 
-    def __call__(self, fn):
-        """Decorator: the public Python function of a non-elementwise op."""
-        self.api = fn
-        fn.__cad_op__ = self
-        if not fn.__doc__ and self.doc:
-            fn.__doc__ = self.doc
+    def batch(self, fn):
+        """Decorator: fn(op, level, args, kwargs) -> the result of the op on the
+        values of a batched call (cad.vmap; NOTE [ Batched values ] in cad/vmap.py)."""
+        self.batch_rule = fn
         return fn
+
+    def __call__(self, fn):
+        """Decorator: the public Python function of a non-elementwise op.  The
+        function returned hands a call with a batched argument (inside cad.vmap) to
+        the op's batching rule; outside vmap it costs one flag test."""
+        op = self
+
+        def api(*args, **kwargs):
+            if VMAP[0]:   # a vmap is running (in some thread)
+                r = VMAP[1](op, args, kwargs)
+                if r is not NotImplemented:
+                    return r
+            return fn(*args, **kwargs)
+        api.__name__ = fn.__name__
+        api.__qualname__ = fn.__qualname__
+        api.__module__ = fn.__module__
+        api.__doc__ = fn.__doc__ or self.doc
+        api.__wrapped__ = fn
+        api.__cad_op__ = self
+        self.api = api
+        return api
 
 
 REGISTRY = {}
+
+# [number of vmap levels running in any thread, the dispatcher (cad.vmap sets it)]
+VMAP = [0, None]
 
 
 def defop(name, kind, **kw):
