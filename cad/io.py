@@ -98,6 +98,10 @@ def save(obj, path):
     to a path or a binary file object (anything with ``write``)."""
     from .record import StaticTape
     w = _Writer()
+    from .record import TreeTape
+    if isinstance(obj, TreeTape):
+        raise TypeError("cad.save: a tape recorded on pytree arguments cannot be saved yet; "
+                        "record it with tensor arguments")
     if isinstance(obj, StaticTape):
         header = {"kind": "tape", "tape": _tape_spec(obj, w)}
     else:
@@ -639,6 +643,10 @@ def _jtype(v):
 
 
 def _tape_spec(st, w):
+    if not (st._kind is None or st._kind in (tuple, list)):
+        raise TypeError("cad.save: this tape returns a nested pytree (a dict, or containers "
+                        "inside a tuple); the file format holds a tensor, a tuple or a list "
+                        "of tensors: return a flat tuple to save it")
     tp = st._tape
     names = [op.name for op in primitives()]
     in_h, in_shape, in_dtype = C.replay_inputs(st._replay)

@@ -63,12 +63,19 @@ class _Recorder:
 
 
 def _flatten(out):
-    if isinstance(out, (tuple, list)):
+    """the output's tensors and its kind: None (one tensor), tuple or list of
+    tensors (what cad.save writes), or a TreeDef (any other pytree)"""
+    if isinstance(out, (tuple, list)) and type(out) in (tuple, list) and \
+            not any(isinstance(o, (tuple, list, dict)) or o is None for o in out):
         return list(out), type(out)
+    if isinstance(out, (tuple, list, dict)):
+        return T.tree_flatten(out)
     return [out], None
 
 
 def _rebuild(items, kind):
+    if isinstance(kind, T.TreeDef):
+        return T.tree_unflatten(kind, list(items))
     return items[0] if kind is None else kind(items)
 
 
@@ -150,9 +157,30 @@ class StaticTape:
 
     # ---- replays
     def __call__(self, *xs):
-        """f(*xs) by replaying the recorded ops."""
+        """f(*xs) by replaying the recorded ops.  Inside cad.vmap (batched inputs) a
+        tape of vmap(f) for that batch size is recorded once and replayed."""
+        if any(type(x) is _Batched for x in xs):
+            return self._vmapped(xs)
         outs, _ = self._run(xs, None, "tape")
         return _rebuild(outs, self._kind)
+
+    def _vmapped(self, xs):
+        """the tape called on values batched by cad.vmap: every input lifted to the
+        innermost batch, a tape of vmap(f) recorded once per batch size, the
+        outputs batched again (nested vmaps peel one level per call)"""
+        from .ops import _batch
+        from .vmap import vmap
+        level = _batch._find(xs, {})
+        vals = [_batch.lift(x, level) for x in xs]
+        key = level.size
+        cache = self.__dict__.setdefault("_btapes", {})
+        bt = cache.get(key)
+        if bt is None:
+            ex = [v if isinstance(v, C.Tensor) else C.const_on(np.zeros(v.shape, dtype=v.dtype), 0)
+                  for v in vals]
+            bt = cache[key] = StaticTape(vmap(self._f), ex, self._retrace)
+        out = bt(*vals)
+        return _rebuild([_Batched(o, level) for o in _flatten(out)[0]], self._kind)
 
     def value_and_grad(self, *xs, argnums=None):
         """(f(*xs), gradients): one replay of the forward records and one reverse
@@ -292,6 +320,10 @@ class StaticTape:
         return "\n".join(lines)
 
 
+from .ops._batch import Batched as _Batched  # noqa: E402
+from . import tree as T  # noqa: E402
+
+
 def _records_as_function(st):
     """f(*xs) that runs st's records again through each primitive's eval rule (NOTE
     [ A primitive's rules ]; eagerly, recordable): a tape as a Python function again"""
@@ -326,8 +358,79 @@ def _value(x):
     return x.item() if (x.ndim == 0 and x.dtype == np.float64) else np.asarray(x)
 
 
+class TreeTape:
+    """A tape recorded on pytree arguments (a dict of parameters...): the leaves are
+    the tape's inputs; calls take and give the same structures."""
+
+    def __init__(self, f, example_inputs, retrace):
+        leaves, self._def = T.tree_flatten(tuple(example_inputs))
+        self._nargs = len(example_inputs)
+        self._counts = [len(T.tree_leaves(a)) for a in example_inputs]
+        d = self._def
+
+        def flat(*xs):
+            return f(*T.tree_unflatten(d, list(xs)))
+        self.tape = StaticTape(flat, leaves, retrace)
+
+    def _leaves(self, xs, who):
+        leaves, d = T.tree_flatten(tuple(xs))
+        if d != self._def:
+            raise ValueError(f"{who}: arguments of structure {d!r}; the tape was recorded with "
+                             f"{self._def!r}")
+        return leaves
+
+    def _nums(self, argnums):
+        """leaf positions of whole arguments"""
+        nums = range(self._nargs) if argnums is None else \
+            ((argnums,) if isinstance(argnums, int) else tuple(argnums))
+        starts = [sum(self._counts[:k]) for k in range(self._nargs)]
+        groups = []
+        for n in nums:
+            if not -self._nargs <= n < self._nargs:
+                raise ValueError(f"argnums {n} out of range for {self._nargs} arguments")
+            n %= self._nargs
+            groups.append((n, list(range(starts[n], starts[n] + self._counts[n]))))
+        return groups
+
+    def _regroup(self, groups, per_leaf, xs, argnums):
+        res = []
+        for n, idx in groups:
+            sub = T.tree_structure(xs[n])
+            res.append(T.tree_unflatten(sub, [per_leaf[i] for i in idx]))
+        return res[0] if isinstance(argnums, int) else tuple(res)
+
+    def __call__(self, *xs):
+        return self.tape(*self._leaves(xs, "tape"))
+
+    def grad(self, *xs, argnums=None):
+        """gradients per picked argument, each with that argument's structure"""
+        leaves = self._leaves(xs, "tape.grad")
+        groups = self._nums(argnums)
+        flat = [i for _, idx in groups for i in idx]
+        g = self.tape.grad(*leaves, argnums=tuple(flat))
+        per = dict(zip(flat, g))
+        return self._regroup(groups, per, xs, argnums)
+
+    def value_and_grad(self, *xs, argnums=None):
+        leaves = self._leaves(xs, "tape.value_and_grad")
+        groups = self._nums(argnums)
+        flat = [i for _, idx in groups for i in idx]
+        v, g = self.tape.value_and_grad(*leaves, argnums=tuple(flat))
+        return v, self._regroup(groups, dict(zip(flat, g)), xs, argnums)
+
+    def __len__(self):
+        return len(self.tape)
+
+    def __repr__(self):
+        return f"<cad.TreeTape {self._def!r}: {self.tape!r}>"
+
+
 def record(f, *example_inputs, retrace=False):
     """Record f once on example inputs; the result replays f (and its gradients,
     Jacobian, Hessian) on new inputs of the same shapes and dtypes with no Python
-    per op.  See NOTE [ Recording ] for what is recorded and what becomes a guard."""
+    per op.  See NOTE [ Recording ] for what is recorded and what becomes a guard.
+    Inputs and outputs may be pytrees (a dict of parameters): then the tape takes
+    and returns the same structures (call, grad, value_and_grad)."""
+    if any(isinstance(a, (tuple, list, dict)) for a in example_inputs):
+        return TreeTape(f, example_inputs, retrace)
     return StaticTape(f, example_inputs, retrace)

@@ -307,7 +307,8 @@ def _pullback(outs, cts, fresh, nb, who):
     jobs = []
     for tp in _tapes(outs):
         hs = [_handles(tp, x) for x in fresh]
-        starts = [tp.producer(h) if not x.is_leaf else tp.first_use(h)
+        # a node's cotangent is complete after the records that follow its producer
+        starts = [tp.producer(h) + 1 if not x.is_leaf else tp.first_use(h)
                   for x, hl in zip(fresh, hs) for h in hl]
         if not starts:
             continue
@@ -394,23 +395,26 @@ def _argnums(argnums, nargs, who):
     return single, tuple(n % nargs for n in nums)
 
 
-def _fresh_tree(tree, k, who):
-    """fresh nodes for every leaf of argument k (a pytree), its structure"""
+def _fresh_tree(tree, k, who, given=()):
+    """fresh nodes for every leaf of argument k (a pytree), its structure; leaves
+    in `given` (ids) are already fresh nodes made for this transform (vmap's lifted
+    values: no identity view, which would copy a broadcast)"""
     leaves, d = T.tree_flatten(tree)
     if not leaves:
         raise TypeError(f"{who}: argument {k} holds no tensor to differentiate")
-    return [_fresh(x, k, who) for x in leaves], d
+    return [x if id(x) in given and isinstance(x, C.Tensor) and x.requires_grad and not x.is_leaf
+            and C.is_grad_enabled() else _fresh(x, k, who) for x in leaves], d
 
 
 class _Args:
     """the differentiated arguments, flattened: fresh leaves and how to regroup"""
 
-    def __init__(self, args, nums, who):
+    def __init__(self, args, nums, who, given=()):
         self.args = list(args)
         self.fresh = []
         self.groups = []   # (treedef, first leaf, count)
         for n in nums:
-            fl, d = _fresh_tree(self.args[n], n, who)
+            fl, d = _fresh_tree(self.args[n], n, who, given)
             self.groups.append((d, len(self.fresh), len(fl)))
             self.fresh.extend(fl)
             self.args[n] = T.tree_unflatten(d, fl)
@@ -546,7 +550,15 @@ def vjp(f, *primals, has_aux=False):
     level = _B.top()
     if level is not None:
         return _V.vjp(level, f, primals, has_aux)
-    fa = _Args(primals, range(len(primals)), "vjp")
+    return vjp_given(f, primals, has_aux, ())
+
+
+def vjp_given(f, primals, has_aux, given):
+    """vjp; the leaves of primals whose ids are in `given` are fresh nodes already"""
+    level = _B.top()
+    if level is not None:   # the values are batched by an outer vmap: peel it too
+        return _V.vjp(level, f, primals, has_aux)
+    fa = _Args(primals, range(len(primals)), "vjp", given)
     fresh = fa.fresh
     with C.enable_grad():
         out = f(*fa.args)

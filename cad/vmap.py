@@ -266,6 +266,12 @@ def random_draw(draw, shape):
 
 # ---------------------------------------------------------------- transforms inside vmap
 
+def _ids(vals):
+    """the lifted values made for one transform (fresh nodes: transforms need no
+    identity view of them)"""
+    return {id(x) for x in T.tree_leaves(vals)}
+
+
 def _lift_tree(t, level):
     return T.tree_map(lambda x: lift(x, level) if _tensorlike(x) or isinstance(x, float) else x, t)
 
@@ -316,7 +322,7 @@ def value_and_grad(level, f, argnums, has_aux, args, kwargs):
         return (o, _lift_tree(aux, level)) if has_aux else o
     g = _peeled(level, f, args, kwargs, nums, post)
     with _Suspend([level]):
-        r = TR.vjp(g, *vals, has_aux=has_aux)
+        r = TR.vjp_given(g, vals, has_aux, _ids(vals))
         o, fn = r[0], r[1]
         gs = fn(C.ones_like_value(o) if isinstance(o, C.Tensor) else B._api("add")(B._api("mul")(o, 0.0), 1.0))
     grads = [_wrap_tree(gv, level) for gv in gs]
@@ -338,7 +344,7 @@ def vjp(level, f, primals, has_aux):
         return _lift_tree(out, level)
     g = _peeled(level, f, tuple(primals), {}, tuple(range(len(primals))), post)
     with _Suspend([level]):
-        r = TR.vjp(g, *vals, has_aux=has_aux)
+        r = TR.vjp_given(g, vals, has_aux, _ids(vals))
     out = _wrap_tree(r[0], level)
     fn = LevelVjp(r[1], level)
     if has_aux:
@@ -439,7 +445,7 @@ def jacrev(level, f, argnums, has_aux, args, kwargs):
         return _lift_tree(out, level)
     g = _peeled(level, f, args, kwargs, nums, post)
     with _Suspend([level]):
-        r = TR.vjp(g, *vals, has_aux=has_aux)
+        r = TR.vjp_given(g, vals, has_aux, _ids(vals))
         out, fn = r[0], r[1]
         oleaves, odef = T.tree_flatten(out)
         per_out = []

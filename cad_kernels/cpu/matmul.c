@@ -69,17 +69,24 @@ static int blas_desc(int64_t rows, int64_t cols, int64_t rs, int64_t cs, char *t
     return -1;
 }
 
+/* C = beta C + A B by rows of B (C[i, :] += A[i, l] B[l, :]): the inner loop runs
+   along a row, contiguous when bcs == 1 (then it vectorizes) */
 #define LOOP_GEMM(T)                                                           \
     {                                                                          \
         const T *A = (const T *)a, *B = (const T *)b;                         \
         T *C = (T *)c;                                                         \
         int64_t i, j, l;                                                       \
-        for (i = 0; i < m; i++)                                                \
-            for (j = 0; j < n; j++) {                                          \
-                T acc = 0;                                                     \
-                for (l = 0; l < k; l++) acc += A[i * ars + l * acs] * B[l * brs + j * bcs]; \
-                C[i * crs + j] = (T)(beta == 0 ? acc : (T)beta * C[i * crs + j] + acc); \
+        for (i = 0; i < m; i++) {                                              \
+            T *ci = C + i * crs;                                               \
+            if (beta == 0) { for (j = 0; j < n; j++) ci[j] = 0; }              \
+            else if (beta != 1) { for (j = 0; j < n; j++) ci[j] = (T)beta * ci[j]; } \
+            for (l = 0; l < k; l++) {                                          \
+                const T av = A[i * ars + l * acs];                             \
+                const T *bl = B + l * brs;                                     \
+                if (bcs == 1) { for (j = 0; j < n; j++) ci[j] += av * bl[j]; } \
+                else { for (j = 0; j < n; j++) ci[j] += av * bl[j * bcs]; }    \
             }                                                                  \
+        }                                                                      \
     }
 
 int cad_gemm(int dtype, int64_t m, int64_t n, int64_t k,
@@ -125,10 +132,35 @@ int cad_matmul(const cad_mm *mm) {
     return CAD_BE->matmul(mm);
 }
 
+/* Batched products (vmap's batched matmul, per-example gradients): when b is
+   shared by the whole batch (its batch strides all 0) and the batch of a and of
+   c stack their rows evenly, the batch is one GEMM with nb*m rows; otherwise
+   products too small for a BLAS call to pay off run the loop in place. */
+#define CAD_MM_SMALL 4096.0
+
+static int rows_stack(const cad_mm *mm, const int64_t *bst, int64_t rs) {
+    int64_t want = mm->m * rs;
+    int d;
+    for (d = mm->bnd - 1; d >= 0; d--) {
+        if (mm->bshape[d] != 1 && bst[d] != want) return 0;
+        want *= mm->bshape[d];
+    }
+    return 1;
+}
+
 int cad_matmul_cpu(const cad_mm *mm) {
     int64_t idx[CAD_MAXDIM], nb = 1, i;
-    int d, st, es = mm->dtype == CAD_F64 ? 8 : 4;
-    for (d = 0; d < mm->bnd; d++) { idx[d] = 0; nb *= mm->bshape[d]; }
+    int d, st, es = mm->dtype == CAD_F64 ? 8 : 4, shared = 1, small;
+    for (d = 0; d < mm->bnd; d++) {
+        idx[d] = 0;
+        nb *= mm->bshape[d];
+        if (mm->bshape[d] != 1 && mm->bbst[d] != 0) shared = 0;
+    }
+    if (nb > 1 && shared && rows_stack(mm, mm->abst, mm->ars)
+            && rows_stack(mm, mm->obst, mm->crs))
+        return cad_gemm(mm->dtype, nb * mm->m, mm->n, mm->k, mm->a, mm->ars, mm->acs, mm->b,
+                        mm->brs, mm->bcs, mm->c, mm->crs, mm->beta);
+    small = nb > 1 && (double)mm->m * (double)mm->n * (double)mm->k <= CAD_MM_SMALL;
     for (i = 0; i < nb; i++) {
         int64_t ao = 0, bo = 0, co = 0;
         for (d = 0; d < mm->bnd; d++) {
@@ -136,9 +168,18 @@ int cad_matmul_cpu(const cad_mm *mm) {
             bo += idx[d] * mm->bbst[d];
             co += idx[d] * mm->obst[d];
         }
-        st = cad_gemm(mm->dtype, mm->m, mm->n, mm->k, mm->a + ao * es, mm->ars, mm->acs,
-                      mm->b + bo * es, mm->brs, mm->bcs, mm->c + co * es, mm->crs, mm->beta);
-        if (st) return st;
+        if (small) {
+            const char *a = mm->a + ao * es, *b = mm->b + bo * es;
+            char *c = mm->c + co * es;
+            int64_t m = mm->m, n = mm->n, k = mm->k, ars = mm->ars, acs = mm->acs,
+                    brs = mm->brs, bcs = mm->bcs, crs = mm->crs;
+            double beta = mm->beta;
+            if (mm->dtype == CAD_F64) LOOP_GEMM(double) else LOOP_GEMM(float)
+        } else {
+            st = cad_gemm(mm->dtype, mm->m, mm->n, mm->k, mm->a + ao * es, mm->ars, mm->acs,
+                          mm->b + bo * es, mm->brs, mm->bcs, mm->c + co * es, mm->crs, mm->beta);
+            if (st) return st;
+        }
         for (d = mm->bnd - 1; d >= 0; d--) {
             if (++idx[d] < mm->bshape[d]) break;
             idx[d] = 0;
