@@ -73,7 +73,7 @@ def _batched_grad(outputs, inputs, grad_outputs, levels, create_graph, allow_unu
             raise _C.BackwardError(f"autograd.grad: output {k} does not require grad")
     leaf = T.tree_structure(0)
     fn = VjpFn(outs, ins, [(leaf, k, 1) for k in range(len(ins))], T.tree_structure(outs),
-               bool(create_graph))
+               bool(create_graph), create_graph=bool(create_graph), unused_none=True)
     res = batched_call(fn, gouts, levels)
     if not allow_unused:
         for k, (x, r) in enumerate(zip(ins, res)):

@@ -79,6 +79,9 @@ def _rebuild(items, kind):
     return items[0] if kind is None else kind(items)
 
 
+_CODES = {0: np.float64, 1: np.float32, 2: np.int64, 3: np.bool_}   # the engine's dtype codes
+
+
 class StaticTape:
     """What ``cad.record`` returns: f as a tape of ops that replays on new inputs of
     the same shapes and dtypes with no Python per op."""
@@ -161,8 +164,32 @@ class StaticTape:
         tape of vmap(f) for that batch size is recorded once and replayed."""
         if any(type(x) is _Batched for x in xs):
             return self._vmapped(xs)
+        if (C.is_grad_enabled() or C.is_recording()) and any(
+                isinstance(x, C.Tensor) and x.requires_grad for x in xs):
+            # a transform (or a tensor that requires grad) tracks an input: the replay
+            # would give constants, so f runs as ops (differentiable); tape.grad and
+            # tape.value_and_grad are the replayed gradients
+            self._check_inputs(xs, "tape")
+            return self._f(*xs)
         outs, _ = self._run(xs, None, "tape")
         return _rebuild(outs, self._kind)
+
+    def _check_inputs(self, xs, who, lead=0):
+        """the shapes and dtypes the tape was recorded with (after `lead` batch dims)"""
+        _, shapes, dtypes = C.replay_inputs(self._replay)
+        if len(xs) != len(shapes):
+            raise TypeError(f"{who}: {len(xs)} inputs for a tape recorded with {len(shapes)}")
+        for k, (x, sh, dt) in enumerate(zip(xs, shapes, dtypes)):
+            xs_ = tuple(np.shape(x) if not hasattr(x, "shape") else x.shape)[lead:]
+            if tuple(xs_) != tuple(sh):
+                raise C.ShapeError(f"{who}: input {k} has shape {tuple(xs_)}{' per example' if lead else ''}; "
+                                   f"the tape was recorded with {tuple(sh)} (record again for "
+                                   "new shapes)")
+            xdt = getattr(x, "dtype", None)
+            dt = _CODES.get(dt, dt) if isinstance(dt, int) else dt
+            if xdt is not None and np.dtype(xdt) != np.dtype(dt):
+                raise C.DTypeError(f"{who}: input {k} has dtype {np.dtype(xdt)}; the tape was "
+                                   f"recorded with {np.dtype(dt)}")
 
     def _vmapped(self, xs):
         """the tape called on values batched by cad.vmap: every input lifted to the
@@ -172,6 +199,7 @@ class StaticTape:
         from .vmap import vmap
         level = _batch._find(xs, {})
         vals = [_batch.lift(x, level) for x in xs]
+        self._check_inputs(vals, "tape (inside vmap)", lead=1)
         key = level.size
         cache = self.__dict__.setdefault("_btapes", {})
         bt = cache.get(key)

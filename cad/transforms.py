@@ -292,7 +292,7 @@ def _add(a, b):
     return b + a if isinstance(b, Diag) and not isinstance(a, Diag) else a + b
 
 
-def _pullback(outs, cts, fresh, nb, who):
+def _pullback(outs, cts, fresh, nb, who, force_record=False):
     """sum over outputs of ct . d out / d fresh, for every fresh input (batched
     when nb == 1): one sweep per tape.  Every handle is taken before the first
     sweep: a sweep that records may merge tapes (NOTE [ Handles across merges ])."""
@@ -319,7 +319,8 @@ def _pullback(outs, cts, fresh, nb, who):
                 seeds[h] = _add(seeds.get(h), ct)
                 tl.append(y)
                 cl.append(ct)
-        jobs.append((tp, hs, min(starts), seeds, tl, cl, _recording(tp, fresh, cts)))
+        jobs.append((tp, hs, min(starts), seeds, tl, cl,
+                     force_record or _recording(tp, fresh, cts)))
     for tp, hs, stop, seeds, tl, cl, record in jobs:
         if not record and nb == 0:
             with C.no_grad():
@@ -495,12 +496,14 @@ class VjpFn:
     cotangent tree per primal.  Called with cotangents batched by a cad.vmap, it
     sweeps once over the whole batch (NOTE [ Transforms inside vmap ])."""
 
-    def __init__(self, outs, fresh, pgroups, odef, keep0):
+    def __init__(self, outs, fresh, pgroups, odef, keep0, create_graph=False, unused_none=False):
         self.outs = outs
         self.fresh = fresh
         self.pgroups = pgroups
         self.odef = odef
         self.keep0 = keep0
+        self.create_graph = create_graph   # autograd.grad(create_graph=True): the sweep records
+        self.unused_none = unused_none     # an input the outputs do not use gets None
 
     def _cts(self, ct, lead):
         leaves, d = T.tree_flatten(ct)
@@ -532,11 +535,13 @@ class VjpFn:
         """cotangents with one leading batch axis: one sweep (torch's is_grads_batched)"""
         cts = self._cts(ct, 1)
         K = cts[0].shape[0] if cts else 0
-        keep = self.keep0 or _outer(self.fresh, cts, self.outs)
-        gs = _pullback(self.outs, cts, self.fresh, 1, "vjp")
+        keep = self.keep0 or self.create_graph or _outer(self.fresh, cts, self.outs)
+        gs = _pullback(self.outs, cts, self.fresh, 1, "vjp", self.create_graph)
         res = []
         for g, x in zip(gs, self.fresh):
-            if g is None:
+            if g is None and self.unused_none:
+                res.append(None)
+            elif g is None:
                 res.append(_zeros((K,) + tuple(x.shape), x.dtype, C.dev_of(x)))
             else:
                 res.append(g if keep else g.detach())

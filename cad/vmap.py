@@ -182,6 +182,9 @@ def _run(f, leaves, mapped, tdef, kwargs, out_dims, size, randomness):
     B.push(level)
     try:
         out = f(*T.tree_unflatten(tdef, wrapped), **kwargs)
+    except BaseException:
+        level.active = False
+        raise
     finally:
         B.pop_any(level)
     try:
@@ -223,9 +226,13 @@ def _unwrap(out, out_dims, level):
 
 
 def _chunked(f, leaves, mapped, tdef, kwargs, out_dims, size, chunk, randomness):
+    from . import creation
     outs = []
+    state = creation._rng.bit_generator.state if randomness == "same" else None
     for s in range(0, size, chunk):
         e = min(s + chunk, size)
+        if state is not None:   # "same": every chunk draws what the first drew
+            creation._rng.bit_generator.state = state
         part = [x if d is None else _slice(x, d, s, e) for x, d in zip(leaves, mapped)]
         outs.append(_run(f, part, mapped, tdef, kwargs, out_dims, e - s, randomness))
     lv0, odef = T.tree_flatten(outs[0])

@@ -2,7 +2,7 @@
 errors; and the transforms (grad, value_and_grad, vjp, jvp, jacrev, jacfwd, hessian)
 taking and returning dicts, tuples, lists and namedtuples, argnums selecting whole
 subtrees, has_aux with a pytree aux; each against finite differences or a hand
-derivation.  (cad.record takes positional tensors only: no pytree test here.)"""
+derivation.  cad.record with pytree arguments and outputs (TreeTape)."""
 from collections import namedtuple
 
 import numpy as np
@@ -178,7 +178,7 @@ def test_grad_argnums_selects_whole_subtrees():
     gx1 = cad.grad(loss, argnums=1)(params(), cad.tensor(X0))
     close(gx1, gx, rtol=0, atol=0)
     # negative argnums: the last argument, a tuple subtree
-    f = lambda x, t: cad.sum(x * t[0] * t[1][0])  # noqa: E731
+    f = lambda x, t: cad.sum(x * t[0] * t[1][0])
     gt = cad.grad(f, argnums=-1)(cad.tensor(X0), (cad.tensor(X0), [cad.tensor(X0 * 2)]))
     assert isinstance(gt, tuple) and isinstance(gt[1], list)
     close(gt[0], X0 * X0 * 2)
@@ -299,7 +299,7 @@ def test_jacrev_equals_jacfwd_on_a_nested_tree():
 
 def test_hessian_with_pytrees():
     # dict argument: a dict of dicts of blocks
-    f = lambda p: cad.sum(p["b"] ** 3) * cad.sum(p["W"])  # noqa: E731
+    f = lambda p: cad.sum(p["b"] ** 3) * cad.sum(p["W"])
     H = cad.hessian(f)(params())
     assert sorted(H) == ["W", "b"] and sorted(H["W"]) == ["W", "b"]
     close(H["W"]["W"], np.zeros((3, 2, 3, 2)))
@@ -307,7 +307,7 @@ def test_hessian_with_pytrees():
     close(H["W"]["b"], np.broadcast_to(3 * B0 ** 2, (3, 2, 2)), rtol=1e-13)
     close(H["b"]["W"], np.broadcast_to((3 * B0 ** 2)[:, None, None], (2, 3, 2)), rtol=1e-13)
     # a tuple argument: blocks as nested tuples, against finite differences of the gradient
-    g = lambda t: cad.sum(cad.sin(t[0]) * t[1] ** 2)  # noqa: E731
+    g = lambda t: cad.sum(cad.sin(t[0]) * t[1] ** 2)
     a, c = R.standard_normal(2), R.standard_normal(2)
     H = cad.hessian(g)((cad.tensor(a), cad.tensor(c)))
     close(H[0][0], np.diag(-np.sin(a) * c ** 2), rtol=1e-13)
@@ -341,3 +341,58 @@ def test_vmap_over_pytrees_of_tensors():
     assert isinstance(g, P)
     close(g.w, 2 * X * B0, rtol=1e-14)
     close(g.b, X * X, rtol=1e-14)
+
+
+# ------------------------------------------------------------------ cad.record with pytrees
+
+def test_record_pytree_arguments_call_and_grad():
+    tape = cad.record(loss, params(), cad.tensor(X0))
+    x1 = R.standard_normal(3)
+    p1 = {"W": cad.tensor(W0 * 0.5), "b": cad.tensor(-B0)}
+    close(tape(p1, cad.tensor(x1)), loss_np(W0 * 0.5, -B0, x1), rtol=1e-14)
+    gp, gx = tape.grad(p1, cad.tensor(x1))
+    assert isinstance(gp, dict) and sorted(gp) == ["W", "b"]
+    close(gp["W"], fd_grad(lambda W: loss_np(W, -B0, x1), W0 * 0.5), rtol=1e-7, atol=1e-9)
+    close(gp["b"], fd_grad(lambda b: loss_np(W0 * 0.5, b, x1), -B0), rtol=1e-7, atol=1e-9)
+    close(gx, fd_grad(lambda x: loss_np(W0 * 0.5, -B0, x), x1), rtol=1e-7, atol=1e-9)
+    want = cad.grad(loss, argnums=(0, 1))(p1, cad.tensor(x1))
+    for a, b in zip(cad.tree_leaves((gp, gx)), cad.tree_leaves(want)):
+        close(a, b, rtol=1e-13)
+    # argnums an int: that argument's structure; a tuple: a tuple of them
+    g0 = tape.grad(p1, cad.tensor(x1), argnums=0)
+    assert isinstance(g0, dict)
+    close(g0["b"], gp["b"], rtol=0, atol=0)
+    v, (g1,) = tape.value_and_grad(p1, cad.tensor(x1), argnums=(1,))
+    close(v, loss_np(W0 * 0.5, -B0, x1), rtol=1e-14)
+    close(g1, gx, rtol=0, atol=0)
+
+
+def test_record_pytree_outputs_and_list_arguments():
+    tape = cad.record(lambda a: {"y": a * 2, "s": (cad.sum(a), [a - 1])}, cad.tensor(X0))
+    out = tape(cad.tensor(X0 * 3))
+    assert isinstance(out, dict) and isinstance(out["s"], tuple) and isinstance(out["s"][1], list)
+    close(out["y"], 6 * X0)
+    close(out["s"][0], 3 * X0.sum(), rtol=1e-14)
+    close(out["s"][1][0], 3 * X0 - 1)
+    t2 = cad.record(lambda l: l[0] * l[1], [cad.tensor(X0), cad.tensor(X0)])
+    close(t2([cad.tensor(X0), cad.tensor(2 * X0)]), 2 * X0 * X0)
+    t3 = cad.record(lambda q: q.w * q.b, P(cad.tensor(X0), cad.tensor(X0)))
+    close(t3(P(cad.tensor(X0), cad.tensor(-X0))), -X0 * X0)
+
+
+def test_record_pytree_structure_mismatch_is_clear():
+    tape = cad.record(loss, params(), cad.tensor(X0))
+    with pytest.raises(ValueError, match=r"tape: arguments of structure \(\{'W': \*\}, \*\); the tape was "
+                                         r"recorded with \(\{'W': \*, 'b': \*\}, \*\)"):
+        tape({"W": cad.tensor(W0)}, cad.tensor(X0))
+    with pytest.raises(ValueError, match=r"tape.grad: arguments of structure"):
+        tape.grad(params(), (cad.tensor(X0),))
+    with pytest.raises(TypeError, match="pytree arguments cannot be saved"):
+        cad.save(tape, "unused.cad")
+
+
+def test_vmap_of_a_pytree_tape():
+    tape = cad.record(loss, params(), cad.tensor(X0))
+    X = R.standard_normal((4, 3))
+    got = cad.vmap(tape, in_dims=(None, 0))(params(), cad.tensor(X))
+    close(got, [loss_np(W0, B0, x) for x in X], rtol=1e-13)

@@ -189,13 +189,9 @@ def _check(got, want, dtype32):
 
 
 KNOWN = {
-    # (op name, variant or None for every variant): reason
-    "getitem": "BUG: getitem's batching rule unpacks `x, idx = args` and fails when idx is passed "
-               "by keyword (REGISTRY['getitem'].api(x, idx=...)) inside vmap",
-    "setitem": "BUG: setitem's batching rule calls _setitem_batched(*args) with the op's (x, v, idx) "
-               "order / keyword idx: REGISTRY['setitem'].api(x, v, idx=...) fails inside vmap",
-    "expand": "BUG: expand's batching rule reads kwargs['size'], so cad.expand(x, shape=(2, 3)) inside "
-              "vmap ignores the shape and fails (ShapeError)",
+    # op name (or (op name, variant)): "BUG: ..." -- an xfail(strict) mark on its generated tests.
+    # Empty: getitem's rule with idx by keyword, setitem's rule (argument order) and expand's rule
+    # (shape=) were bugs found by this suite and are fixed.
 }
 
 
@@ -300,7 +296,7 @@ def test_where_with_batched_condition_and_gradient():
     rng = np.random.default_rng(7)
     X = rng.standard_normal((B, 4))
     M = rng.standard_normal((B, 4)) > 0
-    f = lambda m, x: cad.sum(cad.where(m, x * x, -x))  # noqa: E731
+    f = lambda m, x: cad.sum(cad.where(m, x * x, -x))
     got = cad.vmap(f)(cad.tensor(M), cad.tensor(X))
     np.testing.assert_allclose(np.asarray(got), np.where(M, X * X, -X).sum(1), rtol=1e-12)
     g = cad.vmap(cad.grad(f, argnums=1))(cad.tensor(M), cad.tensor(X))
@@ -452,9 +448,7 @@ def test_getitem_batched_integer_index():
     np.testing.assert_array_equal(np.asarray(got), np.stack([X[b][I2[b]] for b in range(B)]))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a plain (unbatched) tensor indexed by a batched index "
-                   "inside vmap raises 'a numpy array of a batched value' (Tensor.__getitem__ does "
-                   "not hand a Batched index to the getitem rule)")
+# found by this suite (fixed): a plain tensor indexed by a batched index
 def test_getitem_batched_index_into_unbatched_tensor():
     X = np.random.default_rng(12).standard_normal((5, 2))
     I2 = np.array([[1, 1, 3], [0, 4, 2], [2, 2, 2]])
@@ -667,17 +661,16 @@ KEYWORDS = [
     ("expand_args", lambda x: x[:, :1].expand(-1, 4)),
 ]
 
-_DIM_BUG = ("BUG: stack/concatenate/softmax/log_softmax with dim= inside vmap raise 'give axis= or dim=, "
-            "not both' (_pick in cad/ops/_batch.py sees the bound default of axis as given)")
-KEYWORDS += [pytest.param(n, f, marks=pytest.mark.xfail(strict=True, reason=_DIM_BUG), id=n) for n, f in [
+# found by this suite (fixed): dim= of stack/concatenate/softmax/log_softmax raised 'give axis= or dim=, not both'
+KEYWORDS += [
     ("stack_dim", lambda x: cad.stack([x, x * 2], dim=1)),
     ("concatenate_dim", lambda x: cad.concatenate([x, x * 2], dim=1)),
     ("softmax_dim", lambda x: cad.softmax(x, dim=0)),
     ("log_softmax_dim", lambda x: cad.log_softmax(x, dim=0)),
-]]
+]
 
 
-@pytest.mark.parametrize("name,f", KEYWORDS, ids=[k[0] if isinstance(k, tuple) else None for k in KEYWORDS])
+@pytest.mark.parametrize("name,f", KEYWORDS, ids=[k[0] for k in KEYWORDS])
 def test_keyword_spellings_under_vmap(name, f):
     got = cad.vmap(f)(cad.tensor(_XK))
     want = np.stack([np.asarray(f(cad.tensor(_XK[b]))) for b in range(B)])
@@ -685,9 +678,7 @@ def test_keyword_spellings_under_vmap(name, f):
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a 0-d batched boolean index (x[c] with c = x[0, 0] > 1) "
-                   "raises numpy's IndexError about a mismatched boolean axis instead of the clear "
-                   "'batched boolean mask' ValueError (_isbool only treats ndim > 0 as a mask)")
 def test_getitem_batched_0d_bool_index_is_refused_clearly():
+    # found by this suite (fixed): it raised numpy's IndexError about a mismatched boolean axis
     with pytest.raises(ValueError, match="batched boolean mask"):
         cad.vmap(lambda x: x[x[0, 0] > 1])(cad.tensor(_XK))

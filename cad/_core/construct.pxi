@@ -148,9 +148,7 @@ cpdef Tensor as_tensor(object x):
             if isinstance(e, Tensor):
                 return _API_stack([as_tensor(e) for e in x])
     if _BATCHED_T is not None and isinstance(x, _BATCHED_T):
-        raise TypeError("cad.vmap: a batched value reached a function that needs a plain tensor "
-                        "(a method of an unbatched tensor called with a batched argument, or a "
-                        "conversion to numpy); call the cad function instead (cad.dot(a, b))")
+        _BATCH_HOOK("as_tensor", (x,))   # raises: the right message (escaped, or no rule)
     return from_numpy(x)
 
 

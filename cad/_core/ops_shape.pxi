@@ -216,7 +216,12 @@ cdef object _d_getitem(Tensor t, tuple idx):
 
 
 cdef object _getitem(Tensor t, object index):
-    cdef tuple idx = _norm_index(index)
+    cdef tuple idx
+    if _BATCHED_T is not None:   # an index batched by cad.vmap: its getitem rule
+        if type(index) is _BATCHED_T or (type(index) is tuple and
+                                         any(type(e) is _BATCHED_T for e in <tuple>index)):
+            return _BATCH_HOOK("getitem", (t, index))
+    idx = _norm_index(index)
     if t._dev:
         return _d_getitem(t, idx)
     arr = _arr_of(t)

@@ -4,6 +4,11 @@ from . import elementwise, reduce, shape, index, linalg, nn, device, scan  # noq
 from ._registry import REGISTRY, Case, OpDef, defop, primitives  # noqa: F401
 
 
+_SELF_ONLY = {"sum", "max", "min", "prod", "mean", "logsumexp", "softmax", "log_softmax", "argmax",
+              "argmin", "cumsum", "cumprod", "reshape", "flatten", "transpose", "permute", "swapaxes",
+              "broadcast_to", "expand", "squeeze", "unsqueeze", "astype"}
+
+
 def bind(engine):
     """Give every op its code and public function; check the build matches the table."""
     prims = primitives()
@@ -28,7 +33,11 @@ def bind(engine):
             fn = getattr(engine, "_prim_" + op.name, None) or getattr(engine, op.name)
             op.eval_rule = lambda ctx, a, fn=fn: fn(*a)
     engine.set_aux_counts([-1 if op.naux is None else op.naux for op in prims])
-    engine.set_api([op.api for op in REGISTRY.values() if op.method])
+    # Tensor methods: a method's self is a plain tensor, so a method whose other
+    # arguments are never tensors (x.sum(axis), x.reshape(...)) skips the check for
+    # batched arguments (cad.vmap) that the public function makes
+    engine.set_api([getattr(op.api, "__wrapped__", op.api) if op.name in _SELF_ONLY else op.api
+                    for op in REGISTRY.values() if op.method])
     refs = {op.code: op.ref for op in prims if op.int_ok}
     ufuncs = {op.ufunc: op.api for op in REGISTRY.values() if op.ufunc}
     ufuncs["matmul"] = REGISTRY["matmul"].api

@@ -243,13 +243,13 @@ class Batched:
         _setitem_batched(self, idx, value)
 
     def __getitem__(self, idx):
-        return _api("getitem")(self, idx)
+        return dispatch(REGISTRY["getitem"], (self, idx), {})
 
     def __matmul__(self, o):
-        return _api("matmul")(self, o)
+        return dispatch(REGISTRY["matmul"], (self, o), {})
 
     def __rmatmul__(self, o):
-        return _api("matmul")(o, self)
+        return dispatch(REGISTRY["matmul"], (o, self), {})
 
     def __neg__(self):
         return _api("neg")(self)
@@ -299,7 +299,7 @@ def _attach_methods():
     for op in REGISTRY.values():
         if op.method and not hasattr(Batched, op.name):
             def m(self, *args, _op=op, **kwargs):
-                return _op.api(self, *args, **kwargs)
+                return dispatch(_op, (self,) + args, kwargs)
             m.__name__ = op.name
             setattr(Batched, op.name, m)
     Batched.float = lambda self: _api("astype")(self, np.float32)
@@ -357,6 +357,12 @@ _NP_FNS = {}
 def _hook(key, args):
     """the engine's hand-off: an elementwise op (by name) or a numpy fallback (by
     function) called with a Batched argument"""
+    if key == "as_tensor":   # a Batched reached a function that needs a plain tensor
+        level = _find(args, {})   # raises when it escaped its vmap
+        raise TypeError("cad.vmap: a batched value reached a function that needs a plain tensor "
+                        "(a method of an unbatched tensor called with a batched argument, or a "
+                        "conversion to numpy); call the cad function instead (cad.dot(a, b))"
+                        if level is not None else "cad.vmap: not a batched value")
     if isinstance(key, str):
         return dispatch(REGISTRY[key], args, {})
     fn = _NP_FNS.get(getattr(key, "__name__", None))
@@ -448,13 +454,18 @@ def _bind(op, args, kwargs):
     except TypeError as e:
         raise TypeError(f"{op.name}: {e}") from None
     b.apply_defaults()
-    return b.arguments
+    r = dict(b.arguments)
+    r["__op__"] = op.name
+    return r
 
 
 def _pick(a, name, alias):
+    """axis= or its alias dim= (a["__op__"]'s signature says what was left at its default)"""
     v = a.get(alias)
     if v is not None:
-        if a.get(name) is not None and name != alias:
+        sig = _SIG.get(a.get("__op__"))
+        default = sig.parameters[name].default if sig is not None and name in sig.parameters else None
+        if a.get(name) is not None and a.get(name) != default:
             raise TypeError(f"give {name}= or {alias}=, not both")
         return v
     return a.get(name)
@@ -472,8 +483,13 @@ def ew_rule(op, level, args, kwargs):
     """elementwise ops, comparisons, where, clip: broadcasting with the batch axis
     in front of every batched operand"""
     n = max([lndim(a, level) for a in args] + [lndim(a, level) for a in kwargs.values()])
-    return op.api(*[_align(a, level, n) for a in args],
-                  **{k: _align(v, level, n) for k, v in kwargs.items()})
+    try:
+        return op.api(*[_align(a, level, n) for a in args],
+                      **{k: _align(v, level, n) for k, v in kwargs.items()})
+    except C.ShapeError:
+        shapes = " and ".join(str(lshape(a, level)) for a in args)
+        raise C.ShapeError(f"{op.name}: shapes {shapes} cannot be broadcast together (inside "
+                           "vmap: the shapes of one example)") from None
 
 
 def reduce_rule(op, level, args, kwargs):
@@ -627,8 +643,9 @@ def broadcast_to_rule(op, level, args, kwargs):
 def expand_rule(op, level, args, kwargs):
     from .shape import _shape_arg
     x, shape = args[0], args[1:]
-    if "size" in kwargs:
-        shape = (kwargs["size"],)
+    for k in ("shape", "size"):
+        if k in kwargs:
+            shape = (kwargs[k],)
     shape = _shape_arg(shape, "expand")
     xs = lshape(x, level)
     off = len(shape) - len(xs)
@@ -719,7 +736,11 @@ def _mm_phys(level, a, b, who):
     if bb and nb < N:
         sh = tuple(vb.shape)
         vb = _reshape(vb, (sh[0],) + (1,) * (N - nb) + sh[1:])
-    r = _api("matmul")(va, vb)
+    try:
+        r = _api("matmul")(va, vb)
+    except C.ShapeError:
+        raise C.ShapeError(f"{who}: shapes {lshape(a, level)} and {lshape(b, level)} are not "
+                           "aligned (inside vmap: the shapes of one example)") from None
     if sa or sb:
         sh = tuple(r.shape)
         if sa and sb:
@@ -830,7 +851,7 @@ def _expand_index(idx, n):
 
 def _isbool(e):
     if type(e) is Batched or isinstance(e, (C.Tensor, np.ndarray)):
-        return e.dtype == np.bool_ and _ndim(e) > 0
+        return e.dtype == np.bool_
     if isinstance(e, list):
         return np.asarray(e).dtype == np.bool_
     return False
@@ -901,7 +922,8 @@ def _phys_index(idx, level, B):
 
 
 def getitem_rule(op, level, args, kwargs):
-    x, idx = args
+    a = _bind(op, args, kwargs)
+    x, idx = a["x"], a["idx"]
     n = lndim(x, level)
     idx = _expand_index(idx, n)
     v = lift(x, level)
@@ -918,6 +940,14 @@ def getitem_rule(op, level, args, kwargs):
         perm = (0,) + tuple(range(1 + k, 1 + k + npre)) + tuple(range(1, 1 + k)) + \
             tuple(range(1 + k + npre, nd))
     return _api("transpose")(r, perm)
+
+
+def _setitem_rule(op, level, args, kwargs):
+    """setitem(x, v, idx): a new value (x is not changed), as the op itself"""
+    a = _bind(op, args, kwargs)
+    y = Batched(lift(a["x"], level) * 1.0, level)
+    _setitem_batched(y, a["idx"], a["v"])
+    return y.val
 
 
 def _setitem_batched(x, idx, value):
@@ -965,7 +995,7 @@ _BY_NAME = {
     "take_along_axis": take_along_rule, "matmul": matmul_rule, "dot": dot_rule,
     "outer": outer_rule, "einsum": einsum_rule, "astype": astype_rule,
     "cross_entropy": xent_rule,
-    "setitem": lambda op, level, args, kwargs: _setitem_batched(*args),
+    "setitem": _setitem_rule,
     # internal primitives: no user call reaches them with a Batched argument
     "view": _internal("getitem, reshape, transpose and broadcast_to"),
     "unview": _internal("the vjp of view (a rule over plain tensors)"),
