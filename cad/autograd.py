@@ -20,8 +20,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     .grad is not touched.  The tape is consumed unless retain_graph=True.
     grad_outputs batched by cad.vmap sweep once with the whole batch (the seed's
     Jacobian: vmap(lambda v: autograd.grad(y, x, v)[0])(eye))."""
+    from .vmap import _levels_in
+    if _levels_in(_as_list(outputs, "outputs")) or _levels_in(_as_list(inputs, "inputs")):
+        raise TypeError("autograd.grad: an output or input is batched by cad.vmap; inside vmap "
+                        "use cad.grad / cad.vjp (they differentiate each example), or call "
+                        "autograd.grad outside and vmap over the cotangents")
     if grad_outputs is not None:
-        from .vmap import _levels_in
         lv = _levels_in(_as_list(grad_outputs, "grad_outputs"))
         if lv:
             return _batched_grad(outputs, inputs, grad_outputs, lv, create_graph, allow_unused)

@@ -371,9 +371,17 @@ def _pushforward(outs, fresh, tans, nb):
 
 def _flat_outputs(out, who):
     """the output's leaves (as tensors) and the function that rebuilds its pytree"""
+    if type(out) is C.Tensor:   # the common case, without the pytree walk
+        return [out], _first
     leaves, d = T.tree_flatten(out)
     items = [o if isinstance(o, C.Tensor) else C.as_tensor(o) for o in leaves]
+    if d is T.LEAF:
+        return items, _first
     return items, lambda xs: T.tree_unflatten(d, xs)
+
+
+def _first(xs):
+    return xs[0]
 
 
 def _finish(t, x_like, keep_graph):
@@ -400,11 +408,19 @@ def _fresh_tree(tree, k, who, given=()):
     """fresh nodes for every leaf of argument k (a pytree), its structure; leaves
     in `given` (ids) are already fresh nodes made for this transform (vmap's lifted
     values: no identity view, which would copy a broadcast)"""
+    if type(tree) is C.Tensor or isinstance(tree, (float, int)):   # a leaf: no pytree walk
+        return [_fresh_or_given(tree, k, who, given)], T.LEAF
     leaves, d = T.tree_flatten(tree)
     if not leaves:
         raise TypeError(f"{who}: argument {k} holds no tensor to differentiate")
-    return [x if id(x) in given and isinstance(x, C.Tensor) and x.requires_grad and not x.is_leaf
-            and C.is_grad_enabled() else _fresh(x, k, who) for x in leaves], d
+    return [_fresh_or_given(x, k, who, given) for x in leaves], d
+
+
+def _fresh_or_given(x, k, who, given):
+    if given and id(x) in given and isinstance(x, C.Tensor) and x.requires_grad and \
+            not x.is_leaf and C.is_grad_enabled():
+        return x
+    return _fresh(x, k, who)
 
 
 class _Args:
@@ -421,7 +437,8 @@ class _Args:
             self.args[n] = T.tree_unflatten(d, fl)
 
     def regroup(self, per_leaf):
-        return [T.tree_unflatten(d, per_leaf[a:a + c]) for d, a, c in self.groups]
+        return [per_leaf[a] if d is T.LEAF else T.tree_unflatten(d, per_leaf[a:a + c])
+                for d, a, c in self.groups]
 
 
 def _call(f, args, kwargs, argnums, who):

@@ -47,6 +47,7 @@ class TreeDef:
 
 
 _LEAF = TreeDef(None, None, ())
+LEAF = _LEAF   # the structure of a single leaf
 
 
 def _is_namedtuple(x):

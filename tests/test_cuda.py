@@ -629,3 +629,30 @@ def test_save_load_of_a_cuda_tape(tmp_path):
     np.testing.assert_allclose(np.asarray(back.grad(x.cpu())[0]), np.asarray(tape.grad(x)[0].cpu()), rtol=1e-15)
     cad.save(x, tmp_path / "x.cad")
     np.testing.assert_array_equal(np.asarray(cad.load(tmp_path / "x.cad")), np.arange(3.0))
+
+
+# ---- vmap on CUDA tensors (the rules are cad ops, so they run on the tensors' device)
+
+def _vmap_cases():
+    W = np.random.default_rng(3).standard_normal((4, 3))
+
+    def mlp(w, x):
+        return cad.sum(cad.tanh(w @ x) ** 2)
+    return {
+        "ew": (lambda x: cad.sin(x) * x + 1.0, None),
+        "reduce": (lambda x: cad.logsumexp(x, axis=0) + cad.max(x), None),
+        "matmul": (lambda x: cad.matmul(cad.tensor(W, device=x.device), x), None),
+        "getitem": (lambda x: x[1:] * x[0], None),
+        "per_example_grad": (lambda x: cad.grad(mlp)(cad.tensor(W, device=x.device), x), None),
+        "jacrev": (lambda x: cad.jacrev(lambda z: cad.sin(z) * cad.sum(z))(x), None),
+    }
+
+
+@pytest.mark.parametrize("name", list(_vmap_cases()))
+def test_vmap_on_cuda_matches_cpu(name):
+    f, _ = _vmap_cases()[name]
+    X = np.random.default_rng(4).standard_normal((5, 3))
+    cpu = cad.vmap(f)(cad.tensor(X))
+    gpu = cad.vmap(f)(cad.tensor(X).to("cuda"))
+    assert gpu.is_cuda
+    np.testing.assert_allclose(gpu.cpu().numpy(), cpu.numpy(), rtol=1e-10, atol=1e-12)

@@ -1067,3 +1067,17 @@ def test_compositions_against_torch_func(name):
     assert len(gl) == len(wl)
     for g, w in zip(gl, wl):
         close(g, w, rtol=1e-11, atol=1e-13)
+
+
+def test_numpy_ufuncs_on_batched_values_dispatch_to_cad():
+    X = np.random.default_rng(70).standard_normal((4, 3))
+    got = cad.vmap(lambda x: np.sin(x) + np.ones(3) * x)(cad.tensor(X))
+    np.testing.assert_allclose(np.asarray(got), np.sin(X) + X, rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(cad.vmap(lambda x: np.sign(x))(cad.tensor(X))), np.sign(X))
+    with pytest.raises(TypeError, match="numpy's cbrt on a batched value"):
+        cad.vmap(lambda x: np.cbrt(x))(cad.tensor(X))
+
+
+def test_autograd_grad_of_a_batched_output_refers_to_cad_grad():
+    with pytest.raises(TypeError, match="use cad.grad / cad.vjp"):
+        cad.vmap(lambda x: cad.autograd.grad(cad.sum(x * x), x))(cad.ones(2, 3))

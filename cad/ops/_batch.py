@@ -101,8 +101,18 @@ def _api(name):
 class Batched:
     """A value batched by cad.vmap (NOTE [ Batched values ]): f sees one example."""
     __slots__ = ("level", "val")
-    __array_ufunc__ = None     # numpy defers: ndarray + Batched -> Batched.__radd__
     __cad_batched__ = True
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """numpy ufuncs that are cad ops dispatch to cad (np.sin(x), ndarray + x), as
+        for a Tensor; others raise"""
+        fn = _UFUNCS.get(ufunc.__name__) if method == "__call__" and not kwargs else None
+        if fn is None:
+            fn = _NP_FNS.get(ufunc.__name__) if method == "__call__" and not kwargs else None
+        if fn is None:
+            raise TypeError(f"cad.vmap: numpy's {ufunc.__name__} on a batched value; use the cad "
+                            "function (numpy cannot see one example's value)")
+        return fn(*inputs)
 
     def __init__(self, val, level):
         self.val = val
@@ -352,6 +362,7 @@ def dispatch(op, args, kwargs):
 
 
 _NP_FNS = {}
+_UFUNCS = {}   # numpy ufunc name -> cad function (the op table's ufunc names)
 
 
 def _hook(key, args):
@@ -1018,6 +1029,8 @@ def attach():
     _NP_FNS.update({"sign": _api("sign"), "floor": _api("floor"), "ceil": _api("ceil"),
                     "round": _api("round"), "floor_divide": operator.floordiv,
                     "remainder": operator.mod, "invert": operator.invert})
+    _UFUNCS.update({op.ufunc: op.api for op in REGISTRY.values() if op.ufunc})
+    _UFUNCS["matmul"] = REGISTRY["matmul"].api
     _attach_methods()
     VMAP[1] = dispatch
     C.set_batch_hook(Batched, _hook)
