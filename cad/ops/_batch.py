@@ -240,6 +240,9 @@ class Batched:
     def contiguous(self):
         return self
 
+    def view(self, *shape):
+        return _api("reshape")(self, *shape)
+
     def any(self, axis=None, keepdims=False):
         return _api("max")(self._nonzero(), axis, keepdims) > 0
 
