@@ -151,13 +151,26 @@ def reverse_sweep(tape, seeds, stop, nb, want):
     recs = tape.records(stop)
     cot = dict(seeds)
     keep = set(want)
+    # only values computed from a wanted one can carry its cotangent: the others
+    # (data such as vmap's batched inputs, which the recording tracks) get none, and a
+    # wanted value's own producer is not swept (what made it is not differentiated)
+    dep = set(keep)
+    for op, out, ins, aux in recs:
+        if out not in dep:
+            for h in ins:
+                if h in dep:
+                    dep.add(out)
+                    break
     for op, out, ins, aux in reversed(recs):
         g = cot.get(out)
         if g is None:
             continue
-        if out not in keep:
-            del cot[out]
-        ctx = Ctx(tape, ins, out, aux, nb)
+        if out in keep:
+            continue
+        del cot[out]
+        if out not in dep:
+            continue
+        ctx = Ctx(tape, ins, out, aux, nb, dep)
         res = None
         if isinstance(g, Diag):
             res = _diag_vjp(prims[op], ctx, g)
@@ -166,7 +179,7 @@ def reverse_sweep(tape, seeds, stop, nb, want):
         if res is None:
             res = vjp[op](ctx, g)
         for h, c in zip(ins, res):
-            if c is None or h < 0:
+            if c is None or h < 0 or h not in dep:
                 continue
             if tape.info(h)[2] & _FLAG_DEAD:
                 raise C.BackwardError("the gradient reached a value whose tape was consumed by an "

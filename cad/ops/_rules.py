@@ -18,14 +18,15 @@ except ImportError:   # the build reads this table before the extension exists
 
 class Ctx:
     """One record as the rules see it."""
-    __slots__ = ("tape", "ins", "out", "aux", "nb", "_info", "_vals", "_outv", "_oinfo")
+    __slots__ = ("tape", "ins", "out", "aux", "nb", "dep", "_info", "_vals", "_outv", "_oinfo")
 
-    def __init__(self, tape, ins, out, aux, nb):
+    def __init__(self, tape, ins, out, aux, nb, dep=None):
         self.tape = tape
         self.ins = ins
         self.out = out
         self.aux = aux
         self.nb = nb
+        self.dep = dep   # the handles a reverse sweep wants cotangents for (None: all)
         self._info = [None] * len(ins)
         self._vals = [None] * len(ins)
         self._outv = None
@@ -44,7 +45,8 @@ class Ctx:
 
     def wants(self, i):
         """does input i take a gradient?"""
-        return self.ins[i] >= 0 and bool(self.info(i)[2] & 2)
+        h = self.ins[i]
+        return h >= 0 and (self.dep is None or h in self.dep) and bool(self.info(i)[2] & 2)
 
     def val(self, i):
         if self._vals[i] is None:
