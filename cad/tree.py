@@ -72,8 +72,13 @@ def _node(x):
     return None
 
 
+_CONTAINERS = (tuple, list, dict)
+
+
 def tree_flatten(tree, is_leaf=None):
     """(leaves, treedef): the leaves left to right and the structure."""
+    if is_leaf is None and tree is not None and not isinstance(tree, _CONTAINERS):
+        return [tree], _LEAF   # a single leaf (the common case), without the walk
     leaves = []
 
     def go(x):
@@ -114,6 +119,8 @@ def tree_unflatten(treedef, leaves):
 
 
 def tree_leaves(tree, is_leaf=None):
+    if is_leaf is None and tree is not None and not isinstance(tree, _CONTAINERS):
+        return [tree]
     return tree_flatten(tree, is_leaf)[0]
 
 
@@ -123,6 +130,8 @@ def tree_structure(tree, is_leaf=None):
 
 def tree_map(f, tree, *rest, is_leaf=None):
     """f applied leaf by leaf; rest are trees of the same structure as tree."""
+    if not rest and is_leaf is None and tree is not None and not isinstance(tree, _CONTAINERS):
+        return f(tree)
     leaves, d = tree_flatten(tree, is_leaf)
     others = []
     for k, r in enumerate(rest):

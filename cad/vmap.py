@@ -71,6 +71,8 @@ class _Resume:
 
 def _levels_in(tree):
     """the levels of the Batched leaves of tree, outermost first"""
+    if type(tree) is C.Tensor:
+        return []
     found = {}
     for x in T.tree_leaves(tree):
         while type(x) is Batched:
