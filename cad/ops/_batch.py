@@ -393,6 +393,8 @@ def lndim(a, level):
         return a.val.ndim - 1 if a.level is level else a.ndim
     if isinstance(a, C.Tensor):
         return a.ndim
+    if type(a) in (float, int, bool):
+        return 0
     return np.ndim(a)
 
 
