@@ -1,6 +1,19 @@
 """torch-style reverse mode: backward() and grad()."""
 from ._core import _engine as _C
+from .ops._registry import VMAP as _VMAP
 from ._core._engine import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
+
+
+def _any_batched(xs):
+    """is xs (a tensor or a sequence of them) or one of its items batched by cad.vmap?"""
+    if type(xs) is _C.Tensor:
+        return False
+    if isinstance(xs, (list, tuple)):
+        for x in xs:
+            if type(x) is not _C.Tensor and getattr(x, "__cad_batched__", False):
+                return True
+        return False
+    return getattr(xs, "__cad_batched__", False)
 
 
 def _as_list(x, what):
@@ -20,15 +33,16 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     .grad is not touched.  The tape is consumed unless retain_graph=True.
     grad_outputs batched by cad.vmap sweep once with the whole batch (the seed's
     Jacobian: vmap(lambda v: autograd.grad(y, x, v)[0])(eye))."""
-    from .vmap import _levels_in
-    if _levels_in(_as_list(outputs, "outputs")) or _levels_in(_as_list(inputs, "inputs")):
-        raise TypeError("autograd.grad: an output or input is batched by cad.vmap; inside vmap "
-                        "use cad.grad / cad.vjp (they differentiate each example), or call "
-                        "autograd.grad outside and vmap over the cotangents")
-    if grad_outputs is not None:
-        lv = _levels_in(_as_list(grad_outputs, "grad_outputs"))
-        if lv:
-            return _batched_grad(outputs, inputs, grad_outputs, lv, create_graph, allow_unused)
+    if _VMAP[0]:   # a vmap is running: batched values may be involved
+        if _any_batched(outputs) or _any_batched(inputs):
+            raise TypeError("autograd.grad: an output or input is batched by cad.vmap; inside "
+                            "vmap use cad.grad / cad.vjp (they differentiate each example), or "
+                            "call autograd.grad outside and vmap over the cotangents")
+        if grad_outputs is not None and _any_batched(grad_outputs):
+            from .vmap import _levels_in
+            return _batched_grad(outputs, inputs, grad_outputs,
+                                 _levels_in(_as_list(grad_outputs, "grad_outputs")), create_graph,
+                                 allow_unused)
     if create_graph:
         from .transforms import grad_create_graph
         outs = _as_list(outputs, "outputs")
