@@ -30,6 +30,8 @@ def _check_out(out, who, has_aux):
 
 
 def _check_value(v, who):
+    if type(v) is C.Tensor:   # the common case
+        return
     if v is None:
         raise TypeError(f"{who}: f returned None; it must return a tensor (or a number): did it "
                         "forget `return`?")
