@@ -16,7 +16,8 @@
  *
  * The arithmetic follows torch.optim's single-tensor loops operation by operation
  * (lerp for exp_avg, mul then addcmul for exp_avg_sq, sqrt / bias_correction2_sqrt
- * + eps, addcdiv), in double precision for both dtypes.  All parameters of a step
+ * + eps, addcdiv), in the parameter's dtype as PyTorch's CPU kernels compute (the
+ * hyperparameters rounded to it).  All parameters of a step
  * form one index space that the thread pool splits evenly, so many small
  * parameters and one large one both use every thread. */
 #include <math.h>
@@ -31,74 +32,92 @@
 #define CAD_OPTCLONE
 #endif
 
+/* The loops: the options that change which buffers are written (momentum, amsgrad,
+ * the update instead of the value) are compile-time constants of each loop, the
+ * others are selects, so every variant vectorizes.  A state buffer may be read and
+ * written at the same index (m0 == m: in place), never at another one: no
+ * loop-carried dependence (ivdep). */
+#define SGD_LOOP(T, MOM, FIRST, DELTA)                                                  \
+    _Pragma("GCC ivdep") for (i = lo; i < hi; i++) {                                    \
+        const T pi = p[i];                                                              \
+        T gi = sg * g[i];                                                               \
+        gi = haswd ? gi + wd * pi : gi;                                                 \
+        if (MOM) {                                                                      \
+            const T b = FIRST ? gi : m0[i] * mom + keep * gi;                           \
+            m[i] = b;                                                                   \
+            gi = nest ? gi + mom * b : b;                                               \
+        }                                                                               \
+        o[i] = DELTA ? nlr * gi : pi + nlr * gi;                                        \
+    }
+
 #define SGD_RANGE(T)                                                                    \
-    static CAD_OPTCLONE void sgd_##T(const cad_opt_slot *s, int64_t lo, int64_t hi) {  \
-        const T *restrict p = (const T *)s->p, *restrict g = (const T *)s->g;           \
-        const T *m0 = (const T *)s->m0;                                                 \
-        T *m = (T *)s->m, *restrict o = (T *)s->out;                                    \
+    static CAD_OPTCLONE void sgd_##T(const cad_opt_slot *s, int64_t lo, int64_t hi) {   \
+        const T *p = (const T *)s->p, *g = (const T *)s->g, *m0 = (const T *)s->m0;     \
+        T *m = (T *)s->m, *o = (T *)s->out;                                             \
         const int f = s->flags, delta = (f & CAD_OPT_DELTA) != 0;                       \
-        const double sg = (f & CAD_OPT_MAXIMIZE) ? -1.0 : 1.0, wd = s->wd,              \
-                     mom = s->momentum, keep = 1.0 - s->dampening, nlr = -s->lr;        \
-        const int haswd = wd != 0.0, hasmom = mom != 0.0, first = (f & CAD_OPT_FIRST) != 0, \
+        const T sg = (f & CAD_OPT_MAXIMIZE) ? -1 : 1, wd = (T)s->wd, mom = (T)s->momentum,  \
+                keep = (T)(1.0 - s->dampening), nlr = (T)-s->lr;                        \
+        const int haswd = wd != 0.0, first = (f & CAD_OPT_FIRST) != 0,                  \
                   nest = (f & CAD_OPT_NESTEROV) != 0;                                   \
         int64_t i;                                                                      \
-        for (i = lo; i < hi; i++) {                                                     \
-            const double pi = (double)p[i];                                             \
-            double gi = sg * (double)g[i], b;                                           \
-            if (haswd) gi = gi + wd * pi;                                               \
-            if (hasmom) {                                                               \
-                b = first ? gi : (double)m0[i] * mom + keep * gi;                       \
-                m[i] = (T)b;                                                            \
-                gi = nest ? gi + mom * b : b;                                           \
-            }                                                                           \
-            o[i] = (T)(delta ? nlr * gi : pi + nlr * gi);                               \
+        if (mom == 0.0) {                                                               \
+            if (delta) SGD_LOOP(T, 0, 0, 1) else SGD_LOOP(T, 0, 0, 0)                   \
+        } else if (first) {                                                             \
+            if (delta) SGD_LOOP(T, 1, 1, 1) else SGD_LOOP(T, 1, 1, 0)                   \
+        } else {                                                                        \
+            if (delta) SGD_LOOP(T, 1, 0, 1) else SGD_LOOP(T, 1, 0, 0)                   \
         }                                                                               \
     }
 
-#define ADAM_RANGE(T)                                                                   \
-    static CAD_OPTCLONE void adam_##T(const cad_opt_slot *s, int64_t lo, int64_t hi) { \
-        const T *restrict p = (const T *)s->p, *restrict g = (const T *)s->g;           \
+#define ADAM_LOOP(T, SQRT, AMS, DELTA)                                                  \
+    _Pragma("GCC ivdep") for (i = lo; i < hi; i++) {                                    \
+        const T pi = p[i], mi = m0[i], vi = v0[i];                                      \
+        T gi = sg * g[i], mn, vn, d;                                                    \
+        gi = cwd ? gi + wd * pi : gi;                                                   \
+        /* exp_avg.lerp_(grad, 1 - beta1) */                                            \
+        mn = small ? mi + w1 * (gi - mi) : gi - (gi - mi) * w1c;                        \
+        /* exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2) */              \
+        vn = vi * b2 + c2 * gi * gi;                                                    \
+        m[i] = mn;                                                                      \
+        v[i] = vn;                                                                      \
+        if (AMS) {   /* torch.maximum (NaN propagates) */                               \
+            const T wi = w0[i];                                                         \
+            vn = (wi != wi || wi > vn) ? wi : vn;                                       \
+            w[i] = vn;                                                                  \
+        }                                                                               \
+        /* denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + eps (times the reciprocal:  \
+           one division per element fewer, a rounding apart); addcdiv */                \
+        d = SQRT(vn) * ibc2s + eps;                                                     \
+        o[i] = DELTA ? (dwd ? nlrwd * pi : 0) + nss * mn / d                            \
+                     : (dwd ? pi * shrink : pi) + nss * mn / d;                         \
+    }
+
+#define ADAM_RANGE(T, SQRT)                                                             \
+    static CAD_OPTCLONE void adam_##T(const cad_opt_slot *s, int64_t lo, int64_t hi) {  \
+        const T *p = (const T *)s->p, *g = (const T *)s->g;                             \
         const T *m0 = (const T *)s->m0, *v0 = (const T *)s->v0, *w0 = (const T *)s->w0; \
-        T *m = (T *)s->m, *v = (T *)s->v, *w = (T *)s->w, *restrict o = (T *)s->out;    \
+        T *m = (T *)s->m, *v = (T *)s->v, *w = (T *)s->w, *o = (T *)s->out;             \
         const int f = s->flags, delta = (f & CAD_OPT_DELTA) != 0,                       \
                   ams = (f & CAD_OPT_AMSGRAD) != 0, dec = (f & CAD_OPT_DECOUPLED) != 0; \
-        const double sg = (f & CAD_OPT_MAXIMIZE) ? -1.0 : 1.0, wd = s->wd,              \
-                     w1 = 1.0 - s->beta1, w1c = 1.0 - w1, b2 = s->beta2, c2 = 1.0 - s->beta2, \
-                     eps = s->eps, bc2s = sqrt(s->bc2), nss = -(s->lr / s->bc1),        \
-                     /* AdamW: param.mul_(1 - lr * wd); as an update: -lr * wd * p */   \
-                     shrink = 1.0 - s->lr * wd, nlrwd = -s->lr * wd;                    \
-        const int cwd = wd != 0.0 && !dec, dwd = wd != 0.0 && dec, small = fabs(w1) < 0.5; \
+        const double w1d = 1.0 - s->beta1;                                              \
+        const T sg = (f & CAD_OPT_MAXIMIZE) ? -1 : 1, wd = (T)s->wd, w1 = (T)w1d,       \
+                w1c = (T)(1.0 - w1d), b2 = (T)s->beta2, c2 = (T)(1.0 - s->beta2),       \
+                eps = (T)s->eps, ibc2s = (T)(1.0 / sqrt(s->bc2)), nss = (T)-(s->lr / s->bc1),  \
+                /* AdamW: param.mul_(1 - lr * wd); as an update: -lr * wd * p */        \
+                shrink = (T)(1.0 - s->lr * s->wd), nlrwd = (T)(-s->lr * s->wd);         \
+        const int cwd = s->wd != 0.0 && !dec, dwd = s->wd != 0.0 && dec, small = fabs(w1d) < 0.5;  \
         int64_t i;                                                                      \
-        for (i = lo; i < hi; i++) {                                                     \
-            const double pi = (double)p[i], mi = (double)m0[i], vi = (double)v0[i];     \
-            double gi = sg * (double)g[i], mn, vn, d, pp;                               \
-            if (cwd) gi = gi + wd * pi;                                                 \
-            /* exp_avg.lerp_(grad, 1 - beta1) */                                        \
-            mn = small ? mi + w1 * (gi - mi) : gi - (gi - mi) * w1c;                    \
-            /* exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2) */          \
-            vn = vi * b2 + c2 * gi * gi;                                                \
-            m[i] = (T)mn;                                                               \
-            v[i] = (T)vn;                                                               \
-            mn = (double)(T)mn;                                                         \
-            vn = (double)(T)vn;                                                         \
-            if (ams) {   /* torch.maximum (NaN propagates) */                           \
-                const double wi = (double)w0[i];                                        \
-                if (wi != wi || wi > vn) vn = wi;                                       \
-                w[i] = (T)vn;                                                           \
-            }                                                                           \
-            d = sqrt(vn) / bc2s + eps;                                                  \
-            if (delta) o[i] = (T)((dwd ? nlrwd * pi : 0.0) + nss * mn / d);             \
-            else {                                                                      \
-                pp = dwd ? pi * shrink : pi;                                            \
-                o[i] = (T)(pp + nss * mn / d);                                          \
-            }                                                                           \
+        if (ams) {                                                                      \
+            if (delta) ADAM_LOOP(T, SQRT, 1, 1) else ADAM_LOOP(T, SQRT, 1, 0)           \
+        } else {                                                                        \
+            if (delta) ADAM_LOOP(T, SQRT, 0, 1) else ADAM_LOOP(T, SQRT, 0, 0)           \
         }                                                                               \
     }
 
 SGD_RANGE(double)
 SGD_RANGE(float)
-ADAM_RANGE(double)
-ADAM_RANGE(float)
+ADAM_RANGE(double, sqrt)
+ADAM_RANGE(float, sqrtf)
 
 static void slot_range(const cad_opt_slot *s, int64_t lo, int64_t hi) {
     const int adam = (s->flags & CAD_OPT_ADAM) != 0;
@@ -151,7 +170,7 @@ int cad_optim_step(const cad_opt_slot *s, int64_t ns, int64_t par_min) {
         j.s = s;
         j.off = off;
         j.ns = ns;
-        if ((int64_t)nt > N / (par_min > 0 ? par_min : 1) + 1) nt = (int)(N / (par_min > 0 ? par_min : 1)) + 1;
+        if (par_min > 0 && (int64_t)nt > N / par_min + 1) nt = (int)(N / par_min) + 1;   /* >= par_min/2 each */
         cad_parallel(opt_task, &j, nt);
         free(off);
     }
