@@ -195,6 +195,9 @@ def test_params_as_a_pytree_and_a_generator():
     assert params["b"][0].item() == -0.5
     opt2 = cad.optim.SGD((p for p in cad.tree_leaves(params)), lr=0.1)
     assert opt2.param_groups[0]["params"][0] is cad.tree_leaves(params)[0]
+    opt3 = cad.optim.Adam(({"params": [p], "lr": 0.1 * (k + 1)}
+                           for k, p in enumerate(cad.tree_leaves(params))), fused=True)
+    assert [g["lr"] for g in opt3.param_groups] == [0.1, 0.2]
 
 
 # ---------------------------------------------------------------- state_dict

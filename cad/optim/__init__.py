@@ -19,7 +19,8 @@ leaf changed, as PyTorch does.  The state (momentum buffers, exp_avg, ...) is ow
 by the optimizer as plain arrays; state_dict() and `state` give copies.
 
 Parameters on CUDA take a per-parameter path built from cad ops in the same order
-(no fused device kernel yet).
+(no fused device kernel yet).  torch's `foreach=` and `fused=` are accepted and
+ignored: a CPU step is always one fused call.
 """
 import math
 
@@ -94,6 +95,12 @@ class Optimizer:
         self._state = {}   # parameter -> [step, m, v, w]: arrays (CPU) or tensors (CUDA)
         self.param_groups = []
         who = type(self).__name__
+        if not isinstance(params, (Tensor, dict, list, tuple, set, frozenset)):
+            try:   # a generator (model.parameters()-style) of tensors or of groups
+                params = list(params)
+            except TypeError:
+                raise TypeError(f"{who}: params must be tensors, a pytree of tensors or a list of "
+                                f"param-group dicts, got {type(params).__name__}") from None
         if isinstance(params, dict) and _is_group(params):
             groups = [params]
         elif isinstance(params, (list, tuple)) and params and all(_is_group(g) for g in params):
@@ -315,7 +322,7 @@ class SGD(Optimizer):
     _names = ("step", "momentum_buffer")
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
-                 maximize=False):
+                 maximize=False, foreach=None, fused=None):
         defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
                         "nesterov": nesterov, "maximize": maximize}
         self._check_group(defaults)
@@ -354,7 +361,7 @@ class Adam(Optimizer):
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
-                 maximize=False, decoupled_weight_decay=None):
+                 maximize=False, decoupled_weight_decay=None, foreach=None, fused=None):
         if decoupled_weight_decay is None:
             decoupled_weight_decay = self._decoupled
         defaults = {"lr": lr, "betas": tuple(betas) if isinstance(betas, (list, tuple)) else betas,
@@ -389,7 +396,7 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
-                 maximize=False):
+                 maximize=False, foreach=None, fused=None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
 
