@@ -29,6 +29,7 @@ from .record import ReplayError, StaticTape, record  # noqa: E402
 from .io import FormatError, load, save  # noqa: E402
 from . import transforms  # noqa: E402,F401
 from . import data  # noqa: E402
+from . import optim  # noqa: E402
 from .vmap import vmap  # noqa: E402
 from .tree import tree_flatten, tree_leaves, tree_map, tree_structure, tree_unflatten  # noqa: E402
 from ._argcheck import (  # noqa: E402  (the transforms, with their arguments checked)
@@ -51,5 +52,5 @@ __all__ = sorted(set(_exported) | {
     "float64", "float32", "int64", "bool", "bool_", "device", "Device", "autograd", "testing", "cuda",
     "empty_cache", "set_cache_limit", "cache_info", "cat", "expand_dims", "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "jacobian",
     "hessian", "hvp", "vmap", "tree_map", "tree_flatten", "tree_unflatten", "tree_leaves",
-    "tree_structure", "record", "StaticTape", "ReplayError", "save", "load", "data", "FormatError", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
+    "tree_structure", "record", "StaticTape", "ReplayError", "save", "load", "data", "optim", "FormatError", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
 })

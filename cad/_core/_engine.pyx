@@ -194,3 +194,6 @@ include "tapeview.pxi"
 
 
 include "replay.pxi"
+
+
+include "optim.pxi"

@@ -147,6 +147,31 @@ cdef extern from "cad_cpu.h" nogil:
     int64_t cad_par_min_heavy
     int cad_get_max_threads()
 
+    # optimizer updates (optim.c, NOTE [ Optimizer updates ])
+    enum:
+        CAD_OPT_ADAM
+        CAD_OPT_MAXIMIZE
+        CAD_OPT_NESTEROV
+        CAD_OPT_AMSGRAD
+        CAD_OPT_DECOUPLED
+        CAD_OPT_FIRST
+        CAD_OPT_DELTA
+    ctypedef struct cad_opt_slot:
+        char *out
+        const char *p
+        const char *g
+        const char *m0
+        const char *v0
+        const char *w0
+        char *m
+        char *v
+        char *w
+        int64_t n
+        int32_t dtype, flags
+        double lr, wd, beta1, beta2, eps, momentum, dampening
+        double bc1, bc2
+    int cad_optim_step(const cad_opt_slot *s, int64_t ns, int64_t par_min)
+
 cdef extern from *:
     """
     static cad_row cad_acc_row(int dt) { return cad_acc_rows[dt]; }
