@@ -298,6 +298,16 @@ def _argnums(argnums, nargs, who):
     return single, tuple(n % nargs for n in nums)
 
 
+def _lifter(level, has_aux):
+    """post() of a peeled function: its outputs (and aux) lifted to the level"""
+    def post(out):
+        if has_aux:
+            out, aux = out
+            return _lift_tree(out, level), _lift_tree(aux, level)
+        return _lift_tree(out, level)
+    return post
+
+
 def _peeled(level, f, args, kwargs, nums, post):
     """g(*vals): f on the examples of the lifted arguments `nums` (vals: their
     values batched at level), its outputs lifted; post(out) checks them first"""
@@ -346,11 +356,7 @@ def vjp(level, f, primals, has_aux):
     from . import transforms as TR
     vals = [_lift_tree(p, level) for p in primals]
 
-    def post(out):
-        if has_aux:
-            out, aux = out
-            return _lift_tree(out, level), _lift_tree(aux, level)
-        return _lift_tree(out, level)
+    post = _lifter(level, has_aux)
     g = _peeled(level, f, tuple(primals), {}, tuple(range(len(primals))), post)
     with _Suspend([level]):
         r = TR.vjp_given(g, vals, has_aux, _ids(vals))
@@ -428,11 +434,7 @@ def jvp(level, f, primals, tangents, has_aux):
     vals = [_lift_tree(p, level) for p in primals]
     tans = [_lift_tree(t, level) for t in tangents]
 
-    def post(out):
-        if has_aux:
-            out, aux = out
-            return _lift_tree(out, level), _lift_tree(aux, level)
-        return _lift_tree(out, level)
+    post = _lifter(level, has_aux)
     g = _peeled(level, f, tuple(primals), {}, tuple(range(len(primals))), post)
     with _Suspend([level]):
         r = TR.jvp(g, vals, tans, has_aux=has_aux)
@@ -447,11 +449,7 @@ def jacrev(level, f, argnums, has_aux, args, kwargs):
     single, nums = _argnums(argnums, len(args), "jacrev")
     vals = [_lift_tree(args[n], level) for n in nums]
 
-    def post(out):
-        if has_aux:
-            out, aux = out
-            return _lift_tree(out, level), _lift_tree(aux, level)
-        return _lift_tree(out, level)
+    post = _lifter(level, has_aux)
     g = _peeled(level, f, args, kwargs, nums, post)
     with _Suspend([level]):
         r = TR.vjp_given(g, vals, has_aux, _ids(vals))
@@ -492,11 +490,7 @@ def jacfwd(level, f, argnums, has_aux, args, kwargs):
     single, nums = _argnums(argnums, len(args), "jacfwd")
     vals = [_lift_tree(args[n], level) for n in nums]
 
-    def post(out):
-        if has_aux:
-            out, aux = out
-            return _lift_tree(out, level), _lift_tree(aux, level)
-        return _lift_tree(out, level)
+    post = _lifter(level, has_aux)
     g = _peeled(level, f, args, kwargs, nums, post)
     flat = [T.tree_flatten(v) for v in vals]
     with _Suspend([level]):
