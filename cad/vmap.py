@@ -442,6 +442,19 @@ def jvp(level, f, primals, tangents, has_aux):
     return res + (_wrap_tree(r[2], level),) if has_aux else res
 
 
+def _basis(v):
+    """for a value v batched at a level (batch axis 0): (batch size, example shape,
+    example size m, the example's basis as a batch of m directions, each broadcast
+    over the level's batch: shape (m, batch) + example shape)"""
+    Bn = v.shape[0]
+    es = tuple(v.shape[1:])
+    m = 1
+    for s in es:
+        m *= s
+    eye = C.const_on(np.eye(m, dtype=v.dtype).reshape((m, 1) + es), C.dev_of(v))
+    return Bn, es, m, B._api("broadcast_to")(eye, (m, Bn) + es)
+
+
 def jacrev(level, f, argnums, has_aux, args, kwargs):
     """the per-example Jacobian: the vjp of the lifted function swept once with the
     output basis as a batch of cotangents (JAX's vmap of the vjp)"""
@@ -457,16 +470,11 @@ def jacrev(level, f, argnums, has_aux, args, kwargs):
         oleaves, odef = T.tree_flatten(out)
         per_out = []
         for k, o in enumerate(oleaves):
-            Bn = o.shape[0]
-            es = tuple(o.shape[1:])
-            m = 1
-            for s in es:
-                m *= s
+            Bn, es, m, basis = _basis(o)
             cts = []
             for j, o2 in enumerate(oleaves):   # cotangent batch: the basis of output k, zeros elsewhere
                 if j == k:
-                    eye = C.const_on(np.eye(m, dtype=o.dtype).reshape((m, 1) + es), C.dev_of(o))
-                    cts.append(B._api("broadcast_to")(eye, (m, Bn) + es))
+                    cts.append(basis)
                 else:
                     cts.append(C.const_on(np.zeros((m,) + tuple(o2.shape), dtype=o2.dtype), C.dev_of(o2)))
             res = fn.batched(T.tree_unflatten(odef, cts))
@@ -499,18 +507,13 @@ def jacfwd(level, f, argnums, has_aux, args, kwargs):
         for i, (lv, d) in enumerate(flat):
             per_leaf = []
             for li, x in enumerate(lv):
-                Bn = x.shape[0]
-                es = tuple(x.shape[1:])
-                m = 1
-                for s in es:
-                    m *= s
+                _, es, m, basis = _basis(x)
                 tans = []
                 for j, (lv2, d2) in enumerate(flat):
                     tl = []
                     for q, x2 in enumerate(lv2):
                         if j == i and q == li:
-                            eye = C.const_on(np.eye(m, dtype=x.dtype).reshape((m, 1) + es), C.dev_of(x))
-                            tl.append(B._api("broadcast_to")(eye, (m, Bn) + es))
+                            tl.append(basis)
                         else:
                             tl.append(None)
                     tans.append(T.tree_unflatten(d2, tl))

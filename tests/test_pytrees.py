@@ -9,41 +9,10 @@ import numpy as np
 import pytest
 
 import cad
+from _numeric import A, close, fd_grad, fd_jac  # noqa: F401
 
 P = namedtuple("P", ["w", "b"])
 Q = namedtuple("Q", ["w", "b"])   # same fields, another type
-
-
-def A(x):
-    return np.asarray(x)
-
-
-def close(got, want, rtol=1e-10, atol=1e-12):
-    got = A(got)
-    want = np.asarray(want)
-    assert got.shape == want.shape, (got.shape, want.shape)
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
-
-
-def fd_grad(F, x, eps=1e-6):
-    x = np.array(x, dtype=np.float64)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = eps
-        g[i] = (F(x + e) - F(x - e)) / (2 * eps)
-    return g
-
-
-def fd_jac(F, x, eps=1e-6):
-    x = np.array(x, dtype=np.float64)
-    y = np.asarray(F(x))
-    J = np.zeros(y.shape + x.shape)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = eps
-        J[(Ellipsis,) + i] = (np.asarray(F(x + e)) - np.asarray(F(x - e))) / (2 * eps)
-    return J
 
 
 # ------------------------------------------------------------------ flatten / unflatten / map
