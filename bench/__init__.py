@@ -14,4 +14,4 @@ Each peer is optional; benchmarks never assert.  (Nothing is imported here, so
 that ``--threads`` can set the BLAS environment before numpy loads.)
 """
 
-MODULES = ["w_scalar", "w_mlp", "w_array", "w_transforms", "w_vmap", "w_replay"]  # each defines CASES
+MODULES = ["w_scalar", "w_mlp", "w_array", "w_transforms", "w_vmap", "w_replay", "w_linalg"]  # each defines CASES

@@ -655,6 +655,9 @@ def _tape_spec(st, w):
     made = set()
     recs = []
     for op, out, args, aux in C.tape_records(tp, 0):
+        if names[op] == "custom":
+            raise TypeError("cad.save: the tape calls a cad.primitive (Python code, which a saved "
+                            "file never holds); save the inputs and record the function again")
         recs.append([op, out, list(args), list(aux)])
         made.add(out)
     inputs = set(in_h)

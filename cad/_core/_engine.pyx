@@ -197,3 +197,6 @@ include "replay.pxi"
 
 
 include "optim.pxi"
+
+# custom primitives: the sweeps' hooks (cad.primitive)
+include "custom.pxi"

@@ -16,6 +16,8 @@ cdef _check(int st, str who):
         raise ShapeError(f"{who}: matrix too large for the BLAS interface (2^31 - 1 per dim)")
     if st == CAD_EINDEX:
         raise IndexError(f"{who}: an index (a class label) is out of range")
+    if st == CAD_ECUSTOM:
+        _raise_custom(who)
     raise RuntimeError(f"{who}: internal error {st} in the sweep")
 
 

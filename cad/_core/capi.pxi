@@ -16,6 +16,7 @@ cdef extern from "cad_cpu.h" nogil:
         CAD_EBLAS
         CAD_EINTERNAL
         CAD_EINDEX
+        CAD_ECUSTOM
     enum:
         BUF_INLINE
         BUF_RG
@@ -142,6 +143,9 @@ cdef extern from "cad_cpu.h" nogil:
     int cad_xent_kernel(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs,
                         const int64_t *lab, int64_t lst, int64_t N, int64_t C)
     int cad_ensure_grad(cad_buf *b)
+    int (*cad_custom_fwd_hook)(cad_tape *t, const cad_rec *r)
+    int (*cad_custom_vjp_hook)(cad_tape *t, const cad_rec *r)
+    int cad_custom_acc(cad_tape *t, cad_hid h, const char *src)
     int cad_num_threads
     int64_t cad_par_min
     int64_t cad_par_min_heavy

@@ -94,6 +94,8 @@ cdef tuple _rec_aux(Tape tp, int64_t i):
         n = 3
     elif r.op == OP_MATMUL or r.op == OP_TO_DEVICE:
         n = 2
+    elif r.op == OP_CUSTOM:   # [entry, n, layout (n ints)]
+        n = 2 + a[1]
     else:
         n = 1
     return tuple(a[j] for j in range(n))

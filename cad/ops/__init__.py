@@ -1,6 +1,6 @@
 """The op table: one record per op (see _registry).  Importing this package
 defines every op; ``bind`` attaches the compiled engine's functions at runtime."""
-from . import elementwise, reduce, shape, index, linalg, nn, device, scan  # noqa: F401  (order = op codes)
+from . import elementwise, reduce, shape, index, linalg, nn, device, scan, custom  # noqa: F401  (order = op codes)
 from ._registry import REGISTRY, Case, OpDef, defop, primitives  # noqa: F401
 
 
@@ -44,3 +44,4 @@ def bind(engine):
     engine.set_refs(refs, ufuncs)
     from . import _batch
     _batch.attach()   # every op's batching rule (cad.vmap), the engine's hook
+    custom.attach()   # the C sweeps' hooks for user primitives (cad.primitive)

@@ -1018,6 +1018,7 @@ _BY_NAME = {
     "gather": _internal("getitem"), "scatter": _internal("the vjp of gather"),
     "cast": _internal("astype (x.astype, x.to(dtype))"), "xent": _internal("cross_entropy"),
     "to_device": _internal("x.to(device) (a method of the batched value)"),
+    "custom": _internal("a cad.primitive call (it runs its defvmap rule or a loop)"),
 }
 
 

@@ -41,7 +41,8 @@ enum {
     CAD_EINTERNAL = 4, /* unknown op code or malformed record */
     CAD_EINDEX = 5,    /* an index (a label) out of range */
     CAD_ECUDA = 6,     /* a CUDA driver or cuBLAS error (message: cad_cu_error()) */
-    CAD_EDEVMEM = 7    /* out of device memory */
+    CAD_EDEVMEM = 7,   /* out of device memory */
+    CAD_ECUSTOM = 8    /* a custom primitive's Python rule raised (the engine re-raises it) */
 };
 
 /* buf flags */
@@ -292,6 +293,12 @@ int cad_transfer_vjp(cad_tape *t, const cad_rec *r);
 /* a run of 0-d device records ending at record i, swept in one kernel (sweep.c) */
 int cad_dsweep(cad_tape *t, int64_t i, int64_t stop, int free_tmp, int64_t *first, int *done);
 int cad_transfer_fwd(cad_tape *t, const cad_rec *r);
+/* custom primitives (custom.c): Python rules behind two hooks */
+extern int (*cad_custom_fwd_hook)(cad_tape *t, const cad_rec *r);
+extern int (*cad_custom_vjp_hook)(cad_tape *t, const cad_rec *r);
+int cad_custom_fwd(cad_tape *t, const cad_rec *r);
+int cad_custom_vjp(cad_tape *t, const cad_rec *r);
+int cad_custom_acc(cad_tape *t, cad_hid h, const char *src);
 /* out[i] = logsumexp(z[i, :]) - z[i, lab[i]] for N rows of C logits (strided) */
 int cad_xent_kernel(int dtype, char *out, const char *z, int64_t zrs, int64_t zcs,
                     const int64_t *lab, int64_t lst, int64_t N, int64_t C);

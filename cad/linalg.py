@@ -1,0 +1,658 @@
+"""cad.linalg: numpy.linalg's functions with exact derivatives of every order.
+
+NOTE [ Linear algebra ]
+Each function is a user primitive (cad.primitive, NOTE [ Custom primitives ]):
+its forward is numpy.linalg (LAPACK, batched over leading dims, float64 and
+float32), and its vjp and jvp rules are written with cad ops and the other linalg
+primitives, so the rules are recorded again under higher-order transforms.  The
+rules are the standard ones (Giles 2008, "An extended collection of matrix
+derivative results"; Murray 2016 for Cholesky):
+  solve   X = A^-1 B          dX = A^-1 (dB - dA X);   gB = A^-T G, gA = -gB X^T
+  inv     Y = A^-1            dY = -Y dA Y;             gA = -Y^T G Y^T
+  slogdet l = log|det A|      dl = tr(A^-1 dA);         gA = g A^-T
+  cholesky A = L L^T          dL = L Phi(L^-1 dA L^-T); gA = sym(L^-T Phi(L^T G) L^-1)
+  eigh    A = V diag(w) V^T   dw = diag(V^T dA V), dV = V (F o (V^T dA V)),
+                              F_ij = 1 / (w_j - w_i) off the diagonal
+  svd, qr: forward rules; their reverse rules are derived by transposition.
+Degenerate cases: eigh's and svd's derivatives are undefined at repeated
+eigen/singular values (F has 1/0); cad returns inf/nan there as JAX and PyTorch
+do.  det's gradient at a singular matrix needs A^-1 and raises LinAlgError.
+Batched calls under vmap run the batched LAPACK call once (defvmap).  On CUDA
+tensors the computation goes through the host (the README says so).
+"""
+import warnings
+
+import numpy as np
+
+from .ops.custom import primitive
+from ._core import _engine as C
+
+__all__ = ["LinAlgError", "solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "svd",
+           "svdvals", "qr", "lstsq", "norm", "matrix_power", "triangular_solve", "solve_triangular",
+           "matrix_rank", "pinv"]
+
+
+class LinAlgError(C.CadError, np.linalg.LinAlgError):
+    """a singular or not positive definite matrix (also numpy's LinAlgError)"""
+
+
+def _cad():
+    import cad
+    return cad
+
+
+def _np(x):
+    return np.asarray(x)
+
+
+def _square(who, a, name="A"):
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise C.ShapeError(f"cad.linalg.{who}: {name} must be a (batch of) square matrices, got "
+                           f"shape {tuple(a.shape)}")
+
+
+def _float(who, *xs):
+    for x in xs:
+        if np.dtype(x.dtype).kind != "f":
+            raise C.DTypeError(f"cad.linalg.{who}: takes float64 or float32 tensors, got {x.dtype}")
+
+
+def _lapack(who, fn, *shapes):
+    try:
+        return fn()
+    except np.linalg.LinAlgError as e:
+        raise LinAlgError(f"cad.linalg.{who}: {e} (shapes {', '.join(str(tuple(s)) for s in shapes)})") from None
+
+
+def _T(x):
+    return _cad().swapaxes(x, -1, -2)
+
+
+def _mm(a, b):
+    return _cad().matmul(a, b)
+
+
+def _diag(x):
+    """(..., n, n) -> (..., n)"""
+    return _cad().einsum("...ii->...i", x)
+
+
+def _diag_embed(v):
+    """(..., n) -> (..., n, n)"""
+    n = v.shape[-1]
+    return _cad().unsqueeze(v, -1) * _cad().tensor(np.eye(n), dtype=v.dtype)
+
+
+def _as(x):
+    return x if isinstance(x, C.Tensor) else _cad().tensor(x)
+
+
+# ---------------------------------------------------------------- primitives
+
+# LU factors: solve and slogdet return them as extra outputs (never shown to the
+# user), so that their first-order vjps reuse them (an O(n^2) solve for solve, the
+# inverse from the factors for slogdet) instead of factoring again; a call on the
+# same matrix as the last one (slogdet(K) and solve(K, y)) reuses its factors.
+_LU_LAST = [None]
+
+
+def _lu(a):
+    """(lu, piv) of a (..., n, n) ndarray, batched; raises LinAlgError when singular
+    (see _check_singular)"""
+    import scipy.linalg as sl
+    last = _LU_LAST[0]
+    ai = a.__array_interface__
+    key = (ai["data"][0], a.shape, a.strides, a.dtype.str)
+    if last is not None and last[0] == key:
+        return last[2], last[3]
+    n = a.shape[-1]
+    flat = a.reshape((-1, n, n))
+    lu = np.empty_like(flat)
+    piv = np.empty(flat.shape[:-1], dtype=np.int32)
+    with warnings.catch_warnings():   # a singular matrix: the callers raise or give -inf
+        warnings.simplefilter("ignore", sl.LinAlgWarning)
+        for k in range(flat.shape[0]):
+            lu[k], piv[k] = sl.lu_factor(flat[k], check_finite=False, overwrite_a=False)
+    lu = lu.reshape(a.shape)
+    piv = piv.reshape(a.shape[:-1])
+    _LU_LAST[0] = (key, a, lu, piv)   # (a kept alive: its address cannot be reused)
+    return lu, piv
+
+
+def _lu_solve(lu, piv, b, trans=0):
+    """x with A x = b (trans: A^T x = b) from A's factors; b (..., n, k), batched"""
+    import scipy.linalg as sl
+    shape = np.broadcast_shapes(lu.shape[:-2], b.shape[:-2])
+    n = lu.shape[-1]
+    LU = np.broadcast_to(lu, shape + (n, n)).reshape((-1, n, n))
+    P = np.broadcast_to(piv, shape + (n,)).reshape((-1, n))
+    B = np.broadcast_to(b, shape + b.shape[-2:]).reshape((-1,) + b.shape[-2:])
+    out = np.empty(B.shape, dtype=np.result_type(lu, b))
+    for k in range(LU.shape[0]):
+        out[k] = sl.lu_solve((LU[k], P[k]), B[k], trans=trans, check_finite=False)
+    return out.reshape(shape + b.shape[-2:])
+
+
+def _singular(lu):
+    return bool(np.any(np.diagonal(lu, axis1=-2, axis2=-1) == 0))
+
+
+def _plain(*xs):
+    """no value here is tracked and nothing records: the rule's result needs no
+    derivative, so the factors may be used (the C sweep's first-order call)"""
+    if C.is_recording():
+        return False
+    return not any(isinstance(x, C.Tensor) and x.requires_grad for x in xs)
+
+
+@primitive
+def _solve(a, b):
+    """solve A X = B for X, B a (batch of) matrices; also A's factors"""
+    a, b = _np(a), _np(b)
+    if a.shape[-1] == 0:
+        x = np.zeros(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + b.shape[-2:], dtype=np.result_type(a, b))
+        return x, np.zeros(a.shape, a.dtype), np.zeros(a.shape[:-1], a.dtype)
+    lu, piv = _lu(a)
+    if _singular(lu):
+        raise LinAlgError(f"cad.linalg.solve: Singular matrix (shapes {a.shape}, {b.shape})")
+    return _lu_solve(lu, piv, b), lu, piv.astype(a.dtype)
+
+
+@_solve.defvjp
+def _solve_vjp(g, ans, a, b):
+    x, lu, piv = ans
+    gx = g[0]
+    if _plain(gx, x, a, lu) and a.shape[-1]:
+        gb = _cad().tensor(_lu_solve(_np(lu), _np(piv).astype(np.int32), _np(gx), trans=1))
+    else:
+        gb = _solve(_T(a), gx)[0]
+    return (-_mm(gb, _T(x)), gb)
+
+
+@_solve.defjvp
+def _solve_jvp(ts, ans, a, b):
+    x = ans[0]
+    zl = _cad().zeros(tuple(ans[1].shape), dtype=x.dtype)
+    zp = _cad().zeros(tuple(ans[2].shape), dtype=x.dtype)
+    return (_solve(a, ts[1] - _mm(ts[0], x))[0], zl, zp)
+
+
+_solve.defvmap(lambda a, b: _solve(a, b))
+
+
+@primitive
+def _inv(a):
+    return _lapack("inv", lambda: np.linalg.inv(_np(a)), a.shape)
+
+
+_inv.defvjp(lambda g, y, a: (-_mm(_mm(_T(y), g), _T(y)),))
+_inv.defjvp(lambda ts, y, a: -_mm(_mm(y, ts[0]), y))
+_inv.defvmap(lambda a: _inv(a))
+
+
+@primitive
+def _slogdet(a):
+    """(sign, log|det|) and a's factors"""
+    a = _np(a)
+    n = a.shape[-1]
+    if n == 0:
+        one = np.ones(a.shape[:-2], a.dtype)
+        return one, 0 * one, np.zeros(a.shape, a.dtype), np.zeros(a.shape[:-1], a.dtype)
+    lu, piv = _lu(a)
+    d = np.diagonal(lu, axis1=-2, axis2=-1)
+    swaps = np.sum(piv != np.arange(n), axis=-1)
+    sign = np.where(swaps % 2 == 1, -1.0, 1.0) * np.prod(np.sign(d), axis=-1)
+    with np.errstate(divide="ignore"):
+        logdet = np.sum(np.log(np.abs(d)), axis=-1)
+    return (np.asarray(sign, dtype=a.dtype), np.asarray(logdet, dtype=a.dtype), lu,
+            piv.astype(a.dtype))
+
+
+@_slogdet.defvjp
+def _slogdet_vjp(g, ans, a):
+    gl = g[1]
+    lu, piv = ans[2], ans[3]
+    if _plain(gl, a, lu) and a.shape[-1]:
+        lun = _np(lu)
+        if _singular(lun):
+            raise LinAlgError(f"cad.linalg.slogdet: the derivative at a singular matrix (shape "
+                              f"{tuple(a.shape)}) is not defined")
+        n = a.shape[-1]
+        ainv_t = np.swapaxes(_lu_solve(lun, _np(piv).astype(np.int32),
+                                       np.broadcast_to(np.eye(n, dtype=lun.dtype), lun.shape)), -1, -2)
+        return (_np(gl)[..., None, None] * ainv_t,)
+    return (_cad().unsqueeze(_cad().unsqueeze(gl, -1), -1) * _T(_inv(a)),)
+
+
+@_slogdet.defjvp
+def _slogdet_jvp(ts, ans, a):
+    z = [_cad().zeros(tuple(o.shape), dtype=ans[1].dtype) for o in (ans[0], ans[2], ans[3])]
+    return (z[0], _cad().sum(_T(_inv(a)) * ts[0], axis=(-2, -1)), z[1], z[2])
+
+
+_slogdet.defvmap(lambda a: _slogdet(a))
+
+
+def _phi(x):
+    """the lower triangle with half the diagonal"""
+    n = x.shape[-1]
+    m = np.tril(np.ones((n, n))) - 0.5 * np.eye(n)
+    return x * _cad().tensor(m, dtype=x.dtype)
+
+
+@primitive
+def _cholesky(a):
+    return _lapack("cholesky", lambda: np.linalg.cholesky(_np(a)), a.shape)
+
+
+@_cholesky.defvjp
+def _cholesky_vjp(g, L, a):
+    P = _phi(_mm(_T(L), g))
+    # S = L^-T P L^-1
+    S = _trisolve(L, _T(_trisolve(L, _T(P), lower=True, trans=True)), lower=True, trans=True)
+    return (0.5 * (S + _T(S)),)
+
+
+@_cholesky.defjvp
+def _cholesky_jvp(ts, L, a):
+    # L^-1 dA L^-T
+    X = _trisolve(L, _T(_trisolve(L, ts[0], lower=True)), lower=True)
+    return _mm(L, _phi(X))
+
+
+_cholesky.defvmap(lambda a: _cholesky(a))
+
+
+def _trisolve_np(a, b, lower, trans):
+    a = _np(a)
+    b = _np(b)
+    if trans:
+        a = np.swapaxes(a, -1, -2)
+        lower = not lower
+    tri = np.tril(a) if lower else np.triu(a)
+    return np.linalg.solve(tri, b)
+
+
+@primitive
+def _trisolve(a, b, lower=True, trans=False):
+    """X with op(T) X = B, T the lower (upper) triangle of a, op = transpose if trans"""
+    return _lapack("triangular_solve", lambda: _trisolve_np(a, b, lower, trans), a.shape, b.shape)
+
+
+@_trisolve.defvjp
+def _trisolve_vjp(g, x, a, b, lower=True, trans=False):
+    gb = _trisolve(a, g, lower=lower, trans=not trans)
+    ga = -_mm(gb, _T(x)) if not trans else -_mm(x, _T(gb))
+    n = a.shape[-1]
+    mask = np.tril(np.ones((n, n))) if lower else np.triu(np.ones((n, n)))
+    return (ga * _cad().tensor(mask, dtype=ga.dtype), gb)
+
+
+@_trisolve.defjvp
+def _trisolve_jvp(ts, x, a, b, lower=True, trans=False):
+    n = a.shape[-1]
+    mask = _cad().tensor(np.tril(np.ones((n, n))) if lower else np.triu(np.ones((n, n))), dtype=x.dtype)
+    da = ts[0] * mask
+    if trans:
+        da = _T(da)
+    return _trisolve(a, ts[1] - _mm(da, x), lower=lower, trans=trans)
+
+
+_trisolve.defvmap(lambda a, b, lower=True, trans=False: _trisolve(a, b, lower=lower, trans=trans))
+
+
+@primitive
+def _eigh(a, upper=False):
+    return _lapack("eigh", lambda: np.linalg.eigh(_np(a), UPLO="U" if upper else "L"), a.shape)
+
+
+def _eigh_F(w):
+    d = _cad().unsqueeze(w, -2) - _cad().unsqueeze(w, -1)   # d_ij = w_j - w_i
+    n = w.shape[-1]
+    eye = _cad().tensor(np.eye(n), dtype=w.dtype)
+    return (1.0 - eye) / (d + eye)
+
+
+@_eigh.defjvp
+def _eigh_jvp(ts, ans, a, upper=False):
+    w, V = ans
+    dA = ts[0]
+    dA = 0.5 * (dA + _T(dA))   # the symmetric part: eigh reads one triangle of a symmetric matrix
+    M = _mm(_mm(_T(V), dA), V)
+    return (_diag(M), _mm(V, _eigh_F(w) * M))
+
+
+@_eigh.defvjp
+def _eigh_vjp(g, ans, a, upper=False):
+    w, V = ans
+    gw, gV = g
+    inner = _diag_embed(gw) + _eigh_F(w) * _mm(_T(V), gV)
+    gA = _mm(_mm(V, inner), _T(V))
+    return (0.5 * (gA + _T(gA)), None)
+
+
+_eigh.defvmap(lambda a, upper=False: _eigh(a, upper))
+
+
+@primitive
+def _svd(a):
+    u, s, vh = _lapack("svd", lambda: np.linalg.svd(_np(a), full_matrices=False), a.shape)
+    return u, s, vh
+
+
+@_svd.defjvp
+def _svd_jvp(ts, ans, a):
+    # reduced SVD, A (m, n), k = min(m, n): Townsend's forward rule
+    cad = _cad()
+    U, S, Vh = ans
+    dA = ts[0]
+    V = _T(Vh)
+    k = S.shape[-1]
+    eye = cad.tensor(np.eye(k), dtype=S.dtype)
+    dP = _mm(_mm(_T(U), dA), V)
+    dS = _diag(dP)
+    s2 = cad.unsqueeze(S * S, -2) - cad.unsqueeze(S * S, -1)   # s_j^2 - s_i^2
+    F = (1.0 - eye) / (s2 + eye)
+    Sr = cad.unsqueeze(S, -2)   # S as a row
+    Sc = cad.unsqueeze(S, -1)
+    dPt = _T(dP)
+    dU = _mm(U, F * (dP * Sr + Sc * dPt))    # F o (dP S + S dP^T)
+    dV = _mm(V, F * (Sc * dP + dPt * Sr))    # F o (S dP + dP^T S)
+    m, n = a.shape[-2], a.shape[-1]
+    Sinv = cad.unsqueeze(1.0 / S, -2)
+    if m > k:
+        dU = dU + _mm(dA - _mm(U, _mm(_T(U), dA)), V) * Sinv
+    if n > k:
+        dV = dV + _mm(_T(dA) - _mm(V, _mm(_T(V), _T(dA))), U) * Sinv
+    return (dU, dS, _T(dV))
+
+
+_svd.defvmap(lambda a: _svd(a))
+
+
+@primitive
+def _qr(a):
+    q, r = _lapack("qr", lambda: np.linalg.qr(_np(a), mode="reduced"), a.shape)
+    return q, r
+
+
+@_qr.defjvp
+def _qr_jvp(ts, ans, a):
+    # A = QR (m >= n): dR R^-1 upper, Q^T dQ skew
+    cad = _cad()
+    Q, R = ans
+    dA = ts[0]
+    n = R.shape[-1]
+    # C = Q^T dA R^-1  (R^-T from the right: solve R^T C^T = (Q^T dA)^T)
+    Cm = _T(_trisolve(R, _T(_mm(_T(Q), dA)), lower=False, trans=True))
+    low = cad.tensor(np.tril(np.ones((n, n)), -1), dtype=R.dtype)
+    Om = Cm * low - _T(Cm * low)   # the skew part below the diagonal
+    dR = _mm(Cm - Om, R)
+    dQ = _mm(dA, _inv_upper(R)) - _mm(Q, Cm - Om)
+    return (dQ, dR)
+
+
+def _inv_upper(R):
+    n = R.shape[-1]
+    eye = _cad().tensor(np.broadcast_to(np.eye(n), tuple(R.shape)), dtype=R.dtype)
+    return _trisolve(R, eye, lower=False)
+
+
+_qr.defvmap(lambda a: _qr(a))
+
+
+# ---------------------------------------------------------------- the public functions
+
+def solve(a, b):
+    """x with a @ x = b (numpy 2's rule: b is a vector only when it is 1-D)"""
+    a, b = _as(a), _as(b)
+    _float("solve", a, b)
+    _square("solve", a)
+    cad = _cad()
+    if b.ndim == 1:
+        if b.shape[0] != a.shape[-1]:
+            raise C.ShapeError(f"cad.linalg.solve: A of shape {tuple(a.shape)} and b of shape "
+                               f"{tuple(b.shape)}: b needs {a.shape[-1]} rows")
+        return cad.squeeze(_solve(a, cad.unsqueeze(b, -1))[0], -1)
+    if b.shape[-2] != a.shape[-1]:
+        raise C.ShapeError(f"cad.linalg.solve: A of shape {tuple(a.shape)} and B of shape "
+                           f"{tuple(b.shape)}: B needs {a.shape[-1]} rows")
+    return _solve(a, b)[0]
+
+
+def inv(a):
+    a = _as(a)
+    _float("inv", a)
+    _square("inv", a)
+    return _inv(a)
+
+
+def slogdet(a):
+    """(sign, log|det a|); the sign is not differentiable"""
+    a = _as(a)
+    _float("slogdet", a)
+    _square("slogdet", a)
+    s, l = _slogdet(a)[:2]
+    return s.detach(), l
+
+
+def det(a):
+    a = _as(a)
+    _float("det", a)
+    _square("det", a)
+    s, l = _slogdet(a)[:2]
+    return s.detach() * _cad().exp(l)
+
+
+def cholesky(a, upper=False):
+    """the lower factor L with a = L L^T (upper=True: L^T), as numpy / torch"""
+    a = _as(a)
+    _float("cholesky", a)
+    _square("cholesky", a)
+    L = _cholesky(a)
+    return _T(L) if upper else L
+
+
+def eigh(a, UPLO="L"):
+    """(w, V) of a symmetric matrix, ascending eigenvalues (numpy.linalg.eigh)"""
+    a = _as(a)
+    _float("eigh", a)
+    _square("eigh", a)
+    if UPLO not in ("L", "U"):
+        raise ValueError(f"cad.linalg.eigh: UPLO must be 'L' or 'U', got {UPLO!r}")
+    return _eigh(a, UPLO == "U")
+
+
+def eigvalsh(a, UPLO="L"):
+    return eigh(a, UPLO)[0]
+
+
+def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
+    """numpy.linalg.svd; derivatives for the reduced form (full_matrices=False) and
+    for the singular values"""
+    a = _as(a)
+    _float("svd", a)
+    if a.ndim < 2:
+        raise C.ShapeError(f"cad.linalg.svd: needs a (batch of) matrices, got shape {tuple(a.shape)}")
+    u, s, vh = _svd(a)
+    if not compute_uv:
+        return s
+    if full_matrices and a.shape[-1] != a.shape[-2]:
+        if a.requires_grad:
+            raise ValueError("cad.linalg.svd: derivatives need full_matrices=False for a non-square "
+                             "matrix (the extra singular vectors are not unique)")
+        return tuple(_cad().tensor(x) for x in np.linalg.svd(np.asarray(a), full_matrices=True))
+    return u, s, vh
+
+
+def svdvals(a):
+    return svd(a, compute_uv=False)
+
+
+def qr(a, mode="reduced"):
+    """numpy.linalg.qr, mode 'reduced' (derivatives for m >= n) or 'r'"""
+    a = _as(a)
+    _float("qr", a)
+    if a.ndim < 2:
+        raise C.ShapeError(f"cad.linalg.qr: needs a (batch of) matrices, got shape {tuple(a.shape)}")
+    if mode not in ("reduced", "r"):
+        raise ValueError(f"cad.linalg.qr: mode {mode!r}; cad has 'reduced' and 'r'")
+    if a.shape[-2] < a.shape[-1] and a.requires_grad:
+        raise ValueError(f"cad.linalg.qr: derivatives need m >= n, got shape {tuple(a.shape)}")
+    q, r = _qr(a)
+    return r if mode == "r" else (q, r)
+
+
+def triangular_solve(a, b, lower=True, trans=False, left=True):
+    """x with op(T) x = b (left) or x op(T) = b (left=False), T a's lower (upper)
+    triangle; b a vector or a (batch of) matrices"""
+    a, b = _as(a), _as(b)
+    _float("triangular_solve", a, b)
+    _square("triangular_solve", a)
+    cad = _cad()
+    if not left:   # x T = b  <=>  T^T x^T = b^T
+        return _T(triangular_solve(a, _T(b), lower=lower, trans=not trans))
+    if b.ndim == 1:
+        return cad.squeeze(_trisolve(a, cad.unsqueeze(b, -1), lower=lower, trans=trans), -1)
+    if b.shape[-2] != a.shape[-1]:
+        raise C.ShapeError(f"cad.linalg.triangular_solve: T of shape {tuple(a.shape)} and B of shape "
+                           f"{tuple(b.shape)}: B needs {a.shape[-1]} rows")
+    return _trisolve(a, b, lower=lower, trans=trans)
+
+
+def solve_triangular(a, b, trans=0, lower=False):
+    """scipy.linalg.solve_triangular's argument order and defaults (upper by default)"""
+    return triangular_solve(a, b, lower=lower, trans=bool(trans) and trans not in ("N", 0))
+
+
+def lstsq(a, b, rcond=None):
+    """numpy.linalg.lstsq's (x, residuals, rank, s) for a full-column-rank a (m >= n);
+    x is differentiable (through QR), the rest are not"""
+    a, b = _as(a), _as(b)
+    _float("lstsq", a, b)
+    if a.ndim != 2 or a.shape[0] < a.shape[1]:
+        raise C.ShapeError(f"cad.linalg.lstsq: needs an (m, n) matrix with m >= n, got {tuple(a.shape)}")
+    cad = _cad()
+    q, r = qr(a)
+    vec = b.ndim == 1
+    bb = cad.unsqueeze(b, -1) if vec else b
+    x = _trisolve(r, _mm(_T(q), bb), lower=False)
+    if vec:
+        x = cad.squeeze(x, -1)
+    _, res, rank, s = np.linalg.lstsq(np.asarray(a.detach()), np.asarray(b.detach()), rcond=rcond)
+    if rank < a.shape[1]:
+        raise LinAlgError(f"cad.linalg.lstsq: a of shape {tuple(a.shape)} has rank {rank} < "
+                          f"{a.shape[1]}; cad's lstsq needs full column rank")
+    return x, cad.tensor(res), int(rank), cad.tensor(s)
+
+
+def matrix_power(a, n):
+    """a @ a @ ... (n times; n < 0 inverts; n = 0 the identity), by squaring"""
+    a = _as(a)
+    _square("matrix_power", a)
+    n = int(n)
+    if n < 0:
+        a, n = inv(a), -n
+    if n == 0:
+        k = a.shape[-1]
+        return _cad().broadcast_to(_cad().tensor(np.eye(k), dtype=a.dtype), tuple(a.shape)) + 0 * a
+    result, base = None, a
+    while n:
+        if n & 1:
+            result = base if result is None else _mm(result, base)
+        n >>= 1
+        if n:
+            base = _mm(base, base)
+    return result
+
+
+def matrix_rank(a, tol=None):
+    return int(np.linalg.matrix_rank(np.asarray(_as(a).detach()), tol=tol))
+
+
+def pinv(a):
+    """the pseudo-inverse through the SVD (differentiable where the rank is constant)"""
+    u, s, vh = svd(a, full_matrices=False)
+    cad = _cad()
+    big = np.asarray(s.detach()) > (np.finfo(np.dtype(s.dtype)).eps * max(a.shape[-2:]) *
+                                     np.asarray(s.detach()).max(axis=-1, keepdims=True))
+    sinv = cad.where(cad.tensor(big), 1.0 / cad.where(cad.tensor(big), s, 1.0), 0.0)
+    return _mm(_T(vh) * cad.unsqueeze(sinv, -2), _T(u))
+
+
+def norm(x, ord=None, axis=None, keepdims=False):
+    """numpy.linalg.norm: vector norms (ord None, 2, 1, inf, -inf, 0, p) and matrix norms
+    (ord None/'fro', 'nuc', 1, -1, 2, -2, inf, -inf) over a 2-tuple axis"""
+    x = _as(x)
+    cad = _cad()
+    if axis is None:
+        if ord is None:
+            return _keep(cad.sqrt(cad.sum(x * x)), x.ndim, keepdims)
+        if x.ndim == 1:
+            axis = (0,)
+        elif x.ndim == 2:
+            axis = (0, 1)
+        else:
+            raise ValueError(f"cad.linalg.norm: ord={ord!r} with axis=None needs a 1-D or 2-D "
+                             f"tensor, got shape {tuple(x.shape)}")
+    if isinstance(axis, int):
+        axis = (axis,)
+    axis = tuple(a % x.ndim for a in axis)
+    if len(axis) == 1:
+        r = _vnorm(x, ord, axis[0])
+        return cad.unsqueeze(r, axis[0]) if keepdims else r
+    if len(axis) != 2:
+        raise ValueError(f"cad.linalg.norm: axis must have 1 or 2 entries, got {axis}")
+    r = _mnorm(x, ord, axis)
+    if keepdims:
+        for a in sorted(axis):
+            r = cad.unsqueeze(r, a)
+    return r
+
+
+def _keep(r, nd, keepdims):
+    cad = _cad()
+    if keepdims:
+        return cad.reshape(r, (1,) * nd)
+    return r
+
+
+def _vnorm(x, ord, ax):
+    cad = _cad()
+    if ord is None or ord == 2:
+        return cad.sqrt(cad.sum(x * x, axis=ax))
+    if ord == np.inf:
+        return cad.max(cad.abs(x), axis=ax)
+    if ord == -np.inf:
+        return cad.min(cad.abs(x), axis=ax)
+    if ord == 0:
+        return cad.sum(cad.astype(x != 0, x.dtype), axis=ax)
+    if ord == 1:
+        return cad.sum(cad.abs(x), axis=ax)
+    if isinstance(ord, str):
+        raise ValueError(f"cad.linalg.norm: ord={ord!r} is a matrix norm; pass a 2-tuple axis")
+    p = float(ord)
+    return cad.sum(cad.abs(x) ** p, axis=ax) ** (1.0 / p)
+
+
+def _mnorm(x, ord, axis):
+    cad = _cad()
+    r0, c0 = axis
+    if ord is None or ord == "fro":
+        return cad.sqrt(cad.sum(x * x, axis=axis))
+    if ord in (1, -1):
+        s = cad.sum(cad.abs(x), axis=r0)   # column sums
+        c = c0 - 1 if c0 > r0 else c0
+        return cad.max(s, axis=c) if ord == 1 else cad.min(s, axis=c)
+    if ord in (np.inf, -np.inf):
+        s = cad.sum(cad.abs(x), axis=c0)   # row sums
+        r = r0 - 1 if r0 > c0 else r0
+        return cad.max(s, axis=r) if ord == np.inf else cad.min(s, axis=r)
+    if ord in (2, -2, "nuc"):
+        m = cad.moveaxis(x, (r0, c0), (-2, -1)) if hasattr(cad, "moveaxis") else \
+            cad.permute(x, [d for d in range(x.ndim) if d not in (r0, c0)] + [r0, c0])
+        s = svd(m, compute_uv=False)
+        if ord == "nuc":
+            return cad.sum(s, axis=-1)
+        return cad.max(s, axis=-1) if ord == 2 else cad.min(s, axis=-1)
+    raise ValueError(f"cad.linalg.norm: invalid norm order {ord!r} for matrices")

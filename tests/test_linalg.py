@@ -1,0 +1,188 @@
+"""cad.linalg (NOTE [ Linear algebra ]): forward against numpy, identities, and
+derivatives of first and second order against finite differences in float64 on
+well-conditioned random matrices; vmap, float32, errors."""
+import numpy as np
+import pytest
+
+import cad
+from cad import linalg as LA
+from tests._numeric import fd_grad
+
+rng = np.random.default_rng(7)
+
+
+def spd(n, batch=()):
+    a = rng.normal(size=batch + (n, n))
+    return a @ np.swapaxes(a, -1, -2) + n * np.eye(n)
+
+
+def well(n, batch=()):
+    return rng.normal(size=batch + (n, n)) + 3 * np.eye(n)
+
+
+def _sym(v):
+    return 0.5 * (v + np.swapaxes(v, -1, -2))
+
+
+def check_grad(f, x, rtol=1e-5, atol=1e-7, sym=False):
+    g = np.asarray(cad.grad(f)(x))
+    if sym:   # a function of a symmetric matrix (reads one triangle): symmetric directions
+        for _ in range(3):
+            v = _sym(rng.normal(size=x.shape))
+            eps = 1e-6
+            fd = (float(f(cad.tensor(x + eps * v))) - float(f(cad.tensor(x - eps * v)))) / (2 * eps)
+            np.testing.assert_allclose(np.sum(g * v), fd, rtol=rtol, atol=atol)
+        np.testing.assert_allclose(g, np.swapaxes(g, -1, -2), rtol=1e-10, atol=1e-12)
+        return
+    fd = fd_grad(lambda a: float(f(cad.tensor(a))), x)
+    np.testing.assert_allclose(g, fd, rtol=rtol, atol=atol)
+
+
+def check_hvp(f, x, rtol=1e-4, atol=1e-6, sym=False):
+    """the Hessian (reverse over reverse) against finite differences of the gradient,
+    and forward over reverse against it"""
+    v = rng.normal(size=x.shape)
+    if sym:
+        v = _sym(v)
+    H = np.asarray(cad.jacrev(cad.grad(f))(x)).reshape(x.size, x.size)
+    eps = 1e-5
+    fd = (np.asarray(cad.grad(f)(x + eps * v)) - np.asarray(cad.grad(f)(x - eps * v))) / (2 * eps)
+    np.testing.assert_allclose(H @ v.reshape(-1), fd.reshape(-1), rtol=rtol, atol=atol)
+    fr = np.asarray(cad.jvp(cad.grad(f), (x,), (v,))[1])
+    np.testing.assert_allclose(fr.reshape(-1), fd.reshape(-1), rtol=rtol, atol=atol)
+
+
+W = rng.normal(size=(4, 4))
+V3 = rng.normal(size=4)
+
+CASES = {
+    "solve_vec": (lambda a: cad.sum(LA.solve(a, V3) * V3), lambda: well(4)),
+    "solve_mat": (lambda a: cad.sum(LA.solve(a, W) ** 2), lambda: well(4)),
+    "inv": (lambda a: cad.sum(LA.inv(a) * W), lambda: well(4)),
+    "det": (lambda a: LA.det(a), lambda: well(4)),
+    "slogdet": (lambda a: LA.slogdet(a)[1], lambda: well(4)),
+    "cholesky": (lambda a: cad.sum(LA.cholesky(a) * W), lambda: spd(4)),
+    "eigh_w": (lambda a: cad.sum(LA.eigh(a)[0] * V3), lambda: spd(4)),
+    "eigh_v": (lambda a: cad.sum(cad.abs(LA.eigh(a)[1]) * W), lambda: spd(4)),
+    "svd_s": (lambda a: cad.sum(LA.svdvals(a) * cad.tensor([1.0, 0.5, 0.25])), lambda: rng.normal(size=(4, 3))),
+    "svd_u": (lambda a: cad.sum(cad.abs(LA.svd(a, full_matrices=False)[0]) * W[:, :3]),
+              lambda: rng.normal(size=(4, 3))),
+    "svd_vh_wide": (lambda a: cad.sum(cad.abs(LA.svd(a, full_matrices=False)[2]) * W[:3, :]),
+                    lambda: rng.normal(size=(3, 4))),
+    "qr_r": (lambda a: cad.sum(LA.qr(a)[1] * W[:3, :3]), lambda: rng.normal(size=(4, 3))),
+    "qr_q": (lambda a: cad.sum(LA.qr(a)[0] * W[:, :3]), lambda: rng.normal(size=(4, 3))),
+    "tri_lower": (lambda a: cad.sum(LA.triangular_solve(a, W) * W), lambda: well(4)),
+    "tri_upper_T": (lambda a: cad.sum(LA.triangular_solve(a, V3, lower=False, trans=True) * V3),
+                    lambda: well(4)),
+    "lstsq": (lambda a: cad.sum(LA.lstsq(a, V3)[0] ** 2), lambda: rng.normal(size=(4, 3))),
+    "matrix_power": (lambda a: cad.sum(LA.matrix_power(a, 3) * W), lambda: rng.normal(size=(4, 4))),
+    "matrix_power_neg": (lambda a: cad.sum(LA.matrix_power(a, -2) * W), lambda: well(4)),
+    "norm_nuc": (lambda a: LA.norm(a, "nuc"), lambda: rng.normal(size=(4, 3))),
+    "norm_2": (lambda a: LA.norm(a, 2), lambda: rng.normal(size=(4, 3))),
+    "pinv": (lambda a: cad.sum(LA.pinv(a) * W[:3, :]), lambda: rng.normal(size=(4, 3))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_grad_and_hessian(name):
+    f, make = CASES[name]
+    x = make()
+    sym = name.startswith(("cholesky", "eigh"))
+    check_grad(f, x, sym=sym)
+    check_hvp(f, x, sym=sym)
+
+
+def test_forward_and_identities():
+    A = well(5, (3,))
+    S = spd(5, (2,))
+    x = rng.normal(size=(3, 5, 2))
+    np.testing.assert_allclose(np.asarray(LA.solve(A, A @ x)), x, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(LA.inv(A)), np.linalg.inv(A), rtol=1e-10)
+    np.testing.assert_allclose(float(LA.det(A[0] @ A[1])), float(LA.det(A[0])) * float(LA.det(A[1])), rtol=1e-10)
+    L = np.asarray(LA.cholesky(S))
+    np.testing.assert_allclose(L @ np.swapaxes(L, -1, -2), S, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(LA.cholesky(S, upper=True)), np.swapaxes(L, -1, -2))
+    w, V = LA.eigh(S)
+    w, V = np.asarray(w), np.asarray(V)
+    np.testing.assert_allclose((V * w[..., None, :]) @ np.swapaxes(V, -1, -2), S, rtol=1e-10)
+    M = rng.normal(size=(2, 5, 3))
+    u, s, vh = (np.asarray(t) for t in LA.svd(M, full_matrices=False))
+    np.testing.assert_allclose((u * s[..., None, :]) @ vh, M, rtol=1e-10, atol=1e-12)
+    q, r = (np.asarray(t) for t in LA.qr(M))
+    np.testing.assert_allclose(q @ r, M, rtol=1e-10, atol=1e-12)
+    sg, ld = LA.slogdet(A)
+    nsg, nld = np.linalg.slogdet(A)
+    np.testing.assert_allclose(np.asarray(sg), nsg)
+    np.testing.assert_allclose(np.asarray(ld), nld, rtol=1e-12)
+    for ord in (None, 1, 2, np.inf, -np.inf, 0, 3.5):
+        v = rng.normal(size=6)
+        np.testing.assert_allclose(float(LA.norm(v, ord)), np.linalg.norm(v, ord), rtol=1e-12)
+    for ord in (None, "fro", "nuc", 1, -1, 2, -2, np.inf, -np.inf):
+        np.testing.assert_allclose(float(LA.norm(M[0], ord)), np.linalg.norm(M[0], ord), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(LA.norm(M, axis=(1, 2))), np.linalg.norm(M, axis=(1, 2)))
+    np.testing.assert_allclose(np.asarray(LA.matrix_power(A[0], 0)), np.eye(5))
+    np.testing.assert_allclose(np.asarray(LA.matrix_power(A[0], 5)), np.linalg.matrix_power(A[0], 5),
+                               rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(LA.pinv(M[0])), np.linalg.pinv(M[0]), rtol=1e-8, atol=1e-12)
+
+
+def test_batched_grads_match_loops():
+    A = well(3, (4,))
+    f = lambda a: cad.sum(LA.slogdet(a)[1]) + cad.sum(LA.solve(a, cad.tensor(np.ones((4, 3, 1)))))
+    g = np.asarray(cad.grad(f)(A))
+    for k in range(4):
+        gk = np.asarray(cad.grad(lambda a: LA.slogdet(a)[1] + cad.sum(LA.solve(a, np.ones((3, 1)))))(A[k]))
+        np.testing.assert_allclose(g[k], gk, rtol=1e-10)
+
+
+def test_vmap_runs_one_batched_call():
+    A = well(3, (5,))
+    b = rng.normal(size=3)
+    got = np.asarray(cad.vmap(lambda a: LA.solve(a, b))(A))
+    np.testing.assert_allclose(got, np.linalg.solve(A, b[None, :, None])[..., 0], rtol=1e-10)
+    gv = np.asarray(cad.vmap(cad.grad(lambda a: LA.slogdet(a)[1]))(A))
+    np.testing.assert_allclose(gv, np.swapaxes(np.linalg.inv(A), -1, -2), rtol=1e-10)
+
+
+def test_float32():
+    A = well(4).astype(np.float32)
+    x = LA.solve(cad.tensor(A), np.ones(4, dtype=np.float32))
+    assert x.dtype == cad.float32
+    g = cad.grad(lambda a: LA.slogdet(a)[1])(A)
+    assert g.dtype == cad.float32
+    np.testing.assert_allclose(np.asarray(g), np.linalg.inv(A).T, rtol=1e-4)
+
+
+def test_errors_name_the_op_and_shapes():
+    with pytest.raises(LA.LinAlgError, match=r"cad.linalg.solve.*\(3, 3\)"):
+        LA.solve(np.zeros((3, 3)), np.ones(3))
+    with pytest.raises(np.linalg.LinAlgError):   # numpy's class too
+        LA.cholesky(-np.eye(2))
+    with pytest.raises(cad.ShapeError, match=r"inv.*\(2, 3\)"):
+        LA.inv(np.ones((2, 3)))
+    with pytest.raises(cad.ShapeError, match=r"solve.*\(4,\)"):
+        LA.solve(np.eye(3), np.ones(4))
+    with pytest.raises(cad.DTypeError, match="det"):
+        LA.det(cad.tensor(np.eye(2, dtype=np.int64)))
+
+
+def test_against_torch():
+    torch = pytest.importorskip("torch")
+    A = spd(4)
+    y = rng.normal(size=4)
+
+    def tf(a):
+        return 0.5 * torch.logdet(a) + 0.5 * y_t @ torch.linalg.solve(a, y_t)
+    y_t = torch.tensor(y)
+    at = torch.tensor(A, requires_grad=True)
+    (gt,) = torch.autograd.grad(tf(at), at)
+    cf = lambda a: 0.5 * LA.slogdet(a)[1] + 0.5 * cad.dot(cad.tensor(y), LA.solve(a, y))
+    np.testing.assert_allclose(np.asarray(cad.grad(cf)(A)), gt.numpy(), rtol=1e-10)
+    Ht = torch.autograd.functional.hessian(lambda a: torch.linalg.eigh(a)[0].sum() + torch.linalg.cholesky(a).sum(),
+                                           torch.tensor(A))
+    Hc = cad.hessian(lambda a: cad.sum(LA.eigh(a)[0]) + cad.sum(LA.cholesky(a)))(A)
+    # eigh reads one triangle: compare on symmetric directions
+    v = rng.normal(size=(4, 4))
+    v = v + v.T
+    np.testing.assert_allclose(np.tensordot(np.asarray(Hc), v, 2), np.tensordot(Ht.numpy(), v, 2),
+                               rtol=1e-8, atol=1e-10)
