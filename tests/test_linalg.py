@@ -50,6 +50,12 @@ def check_hvp(f, x, rtol=1e-4, atol=1e-6, sym=False):
     np.testing.assert_allclose(H @ v.reshape(-1), fd.reshape(-1), rtol=rtol, atol=atol)
     fr = np.asarray(cad.jvp(cad.grad(f), (x,), (v,))[1])
     np.testing.assert_allclose(fr.reshape(-1), fd.reshape(-1), rtol=rtol, atol=atol)
+    # forward over forward and reverse over forward: the second directional derivative
+    vv = np.sum(fd * v)
+    ff = float(cad.jvp(lambda y: cad.jvp(f, (y,), (v,))[1], (x,), (v,))[1])
+    np.testing.assert_allclose(ff, vv, rtol=rtol, atol=atol)
+    rf = np.asarray(cad.grad(lambda y: cad.jvp(f, (y,), (v,))[1])(x))
+    np.testing.assert_allclose(np.sum(rf * v), vv, rtol=rtol, atol=atol)
 
 
 W = rng.normal(size=(4, 4))
@@ -186,3 +192,36 @@ def test_against_torch():
     v = v + v.T
     np.testing.assert_allclose(np.tensordot(np.asarray(Hc), v, 2), np.tensordot(Ht.numpy(), v, 2),
                                rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.cuda
+def test_device_tensors_go_through_the_host():
+    if not cad.cuda.is_available():
+        cad.cuda._use_fake()
+    A = spd(4)
+    y = rng.normal(size=4)
+    f = lambda a: 0.5 * LA.slogdet(a)[1] + 0.5 * cad.sum(cad.tensor(y, device=a.device) *
+                                                        LA.solve(a, cad.tensor(y, device=a.device)))
+    a = cad.tensor(A, device="cuda", requires_grad=True)
+    out = f(a)
+    assert out.device.type == "cuda"
+    out.backward()
+    assert a.grad.device.type == "cuda"
+    np.testing.assert_allclose(np.asarray(a.grad.cpu()), np.asarray(cad.grad(f)(A)), rtol=1e-12)
+
+
+def test_singular_and_shared_factors():
+    s, l = LA.slogdet(np.zeros((3, 3)))
+    assert float(s) == 0 and float(l) == -np.inf
+    with pytest.raises(LA.LinAlgError, match="slogdet"):
+        cad.grad(lambda a: LA.slogdet(a)[1])(np.zeros((3, 3)))
+    # slogdet and solve of one matrix share its factors; a different matrix does not
+    A, B = well(4), well(4)
+    ta, tb = cad.tensor(A), cad.tensor(B)
+    LA.slogdet(ta)
+    np.testing.assert_allclose(np.asarray(LA.solve(tb, np.ones(4))), np.linalg.solve(B, np.ones(4)))
+    np.testing.assert_allclose(np.asarray(LA.solve(ta, np.ones(4))), np.linalg.solve(A, np.ones(4)))
+    np.testing.assert_allclose(float(LA.slogdet(tb)[1]), np.linalg.slogdet(B)[1])
+    # empty matrices
+    assert LA.solve(np.zeros((0, 0)), np.zeros(0)).shape == (0,)
+    assert float(LA.det(np.zeros((0, 0)))) == 1.0
