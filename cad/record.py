@@ -106,6 +106,7 @@ class StaticTape:
         self._outs = outs
         self._tape = tape
         self._f = _records_as_function(self)
+        self._loaded = True
         return self
 
     # ---- recording
@@ -200,6 +201,14 @@ class StaticTape:
         level = _batch._find(xs, {})
         vals = [_batch.lift(x, level) for x in xs]
         self._check_inputs(vals, "tape (inside vmap)", lead=1)
+        if getattr(self, "_loaded", False):
+            # a loaded tape's function interprets its records, whose eval rules take
+            # plain tensors: one replay per example, stacked
+            outs = [_flatten(self(*[v[b] for v in vals]))[0] for b in range(level.size)]
+            from .ops import REGISTRY
+            stack = REGISTRY["stack"].api
+            return _rebuild([_Batched(stack([o[k] for o in outs]), level)
+                             for k in range(len(outs[0]))], self._kind)
         key = level.size
         cache = self.__dict__.setdefault("_btapes", {})
         bt = cache.get(key)
@@ -293,22 +302,34 @@ class StaticTape:
     def hessian(self, *xs, argnum=0):
         """The Hessian of a scalar f with respect to xs[argnum]: the recorded gradient
         tape replayed, then all tangent directions pushed through it at once."""
+        return self._hessian_blocks(xs, [(argnum, argnum)], "tape.hessian")[(argnum, argnum)]
+
+    def _hessian_blocks(self, xs, pairs, who):
+        """{(i, j): d^2 f / d xs[i] d xs[j] (xs[i].shape + xs[j].shape)}: one replay of
+        the gradient tape, then one forward sweep per block"""
         from .transforms import forward_sweep
         gt = self._grads_tape(xs)
-        gt._run(xs, None, "tape.hessian", fused=False)
-        node = gt._nodes[argnum]
-        x_h = C.handle_of(node)[1]
-        m = node.size
-        basis = self._on_dev(C.from_numpy(np.eye(m, dtype=node.dtype).reshape((m,) + node.shape), None, False,
-                                          False))
-        h_out = gt._replay_out(self._grad_out(argnum))
-        if h_out < 0:
-            return self._on_dev(C.as_tensor(np.zeros(node.shape + node.shape)))
-        with C.no_grad():
-            got = forward_sweep(gt._tape, {x_h: basis}, 0, 1, [h_out], fused=True)[h_out]
-        if got is None:
-            return self._on_dev(C.as_tensor(np.zeros(node.shape + node.shape)))
-        return C.reshape(C.transpose(C.reshape(got, (m, m)), (1, 0)), node.shape + node.shape).detach()
+        gt._run(xs, None, who, fused=False)
+        res = {}
+        for i, j in pairs:
+            ni, nj = gt._nodes[i], gt._nodes[j]
+            zero = self._on_dev(C.as_tensor(np.zeros(ni.shape + nj.shape)))
+            h_out = gt._replay_out(self._grad_out(i))
+            self._grad_out(j)
+            if h_out < 0:
+                res[(i, j)] = zero
+                continue
+            m = nj.size
+            basis = self._on_dev(C.from_numpy(np.eye(m, dtype=nj.dtype).reshape((m,) + nj.shape), None,
+                                              False, False))
+            with C.no_grad():
+                got = forward_sweep(gt._tape, {C.handle_of(nj)[1]: basis}, 0, 1, [h_out], fused=True)[h_out]
+            if got is None:
+                res[(i, j)] = zero
+                continue
+            res[(i, j)] = C.reshape(C.transpose(C.reshape(got, (m, ni.size)), (1, 0)),
+                                    ni.shape + nj.shape).detach()
+        return res
 
     # ---- inspection
     def __len__(self):
@@ -446,6 +467,29 @@ class TreeTape:
         v, g = self.tape.value_and_grad(*leaves, argnums=tuple(flat))
         return v, self._regroup(groups, dict(zip(flat, g)), xs, argnums)
 
+    def jacobian(self, *xs, argnum=0):
+        """d out / d xs[argnum] with the argument's structure: one block per leaf
+        (out.shape + leaf.shape), as jax.jacrev of a function of a pytree"""
+        if not isinstance(argnum, int):
+            raise TypeError("tape.jacobian: argnum must be an int")
+        leaves = self._leaves(xs, "tape.jacobian")
+        groups = self._nums(argnum)
+        per = {i: self.tape.jacobian(*leaves, argnum=i) for i in groups[0][1]}
+        return self._regroup(groups, per, xs, argnum)
+
+    def hessian(self, *xs, argnum=0):
+        """the Hessian of a scalar f in xs[argnum], nested as jax.hessian does for a
+        pytree argument: the argument's structure, each entry the argument's structure
+        again, holding the block leaf_i.shape + leaf_j.shape"""
+        if not isinstance(argnum, int):
+            raise TypeError("tape.hessian: argnum must be an int")
+        leaves = self._leaves(xs, "tape.hessian")
+        groups = self._nums(argnum)
+        idx = groups[0][1]
+        blocks = self.tape._hessian_blocks(leaves, [(i, j) for i in idx for j in idx], "tape.hessian")
+        sub = T.tree_structure(xs[groups[0][0]])
+        return T.tree_unflatten(sub, [T.tree_unflatten(sub, [blocks[(i, j)] for j in idx]) for i in idx])
+
     def __len__(self):
         return len(self.tape)
 
@@ -458,7 +502,7 @@ def record(f, *example_inputs, retrace=False):
     Jacobian, Hessian) on new inputs of the same shapes and dtypes with no Python
     per op.  See NOTE [ Recording ] for what is recorded and what becomes a guard.
     Inputs and outputs may be pytrees (a dict of parameters): then the tape takes
-    and returns the same structures (call, grad, value_and_grad)."""
+    and returns the same structures (call, grad, value_and_grad, jacobian, hessian)."""
     if any(isinstance(a, (tuple, list, dict)) for a in example_inputs):
         return TreeTape(f, example_inputs, retrace)
     return StaticTape(f, example_inputs, retrace)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import cad
-from tests._numeric import fd_grad
+from _numeric import fd_grad
 
 X = np.array([0.1, 0.5, -0.3])
 

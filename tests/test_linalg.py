@@ -6,7 +6,7 @@ import pytest
 
 import cad
 from cad import linalg as LA
-from tests._numeric import fd_grad
+from _numeric import fd_grad
 
 rng = np.random.default_rng(7)
 

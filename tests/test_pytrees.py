@@ -365,3 +365,25 @@ def test_vmap_of_a_pytree_tape():
     X = R.standard_normal((4, 3))
     got = cad.vmap(tape, in_dims=(None, 0))(params(), cad.tensor(X))
     close(got, [loss_np(W0, B0, x) for x in X], rtol=1e-13)
+
+
+def test_tree_tape_jacobian_and_hessian_match_the_transforms():
+    rng = np.random.default_rng(3)
+    f = lambda p, x: cad.sum(cad.tanh(p["W"] @ x + p["b"]) ** 2) + cad.sum(p["W"] ** 3)
+    p = {"W": rng.normal(size=(3, 4)), "b": rng.normal(size=3)}
+    x = rng.normal(size=4)
+    tp = cad.record(f, p, x)
+    p2 = {"W": rng.normal(size=(3, 4)), "b": rng.normal(size=3)}
+    H, Hj = tp.hessian(p2, x), cad.hessian(f)(p2, x)
+    for a in ("W", "b"):
+        for b in ("W", "b"):
+            np.testing.assert_allclose(np.asarray(H[a][b]), np.asarray(Hj[a][b]), rtol=1e-12, atol=1e-14)
+    J = tp.jacobian(p2, x)
+    G = cad.grad(f)(p2, x)
+    for a in ("W", "b"):
+        np.testing.assert_allclose(np.asarray(J[a]), np.asarray(G[a]), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(tp.jacobian(p2, x, argnum=1)),
+                               np.asarray(cad.grad(f, argnums=1)(p2, x)), rtol=1e-12)
+    Hx = tp.hessian(p2, x, argnum=1)
+    np.testing.assert_allclose(np.asarray(Hx), np.asarray(cad.hessian(f, argnums=1)(p2, x)), rtol=1e-12,
+                               atol=1e-14)

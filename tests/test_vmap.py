@@ -1050,3 +1050,14 @@ def test_numpy_ufuncs_on_batched_values_dispatch_to_cad():
 def test_autograd_grad_of_a_batched_output_refers_to_cad_grad():
     with pytest.raises(TypeError, match="use cad.grad / cad.vjp"):
         cad.vmap(lambda x: cad.autograd.grad(cad.sum(x * x), x))(cad.ones(2, 3))
+
+
+def test_vmap_of_a_loaded_tape(tmp_path):
+    f = lambda x: cad.sum(cad.sin(x) * x)
+    tp = cad.record(f, np.ones(3))
+    cad.save(tp, tmp_path / "t.cad")
+    lt = cad.load(tmp_path / "t.cad")
+    xs = np.arange(12.0).reshape(4, 3) / 5
+    np.testing.assert_allclose(np.asarray(cad.vmap(lt)(xs)), [float(f(cad.tensor(x))) for x in xs], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(cad.vmap(cad.grad(lt))(xs)), np.asarray(cad.vmap(cad.grad(f))(xs)),
+                               rtol=1e-12)
