@@ -31,8 +31,25 @@ def parse_args(argv):
                         "when one call is slow)")
     p.add_argument("--threads", metavar="N", type=int, default=None,
                    help="threads for BLAS/OpenMP, torch and cad (default: leave as is)")
+    p.add_argument("--busy", metavar="N", type=int, default=0,
+                   help="busy-neighbour mode: N other processes spin on the CPU for the "
+                        "whole run (issue 14's cliff: compare --threads 1 and 2 under --busy 2)")
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
     return p.parse_args(argv)
+
+
+def _spin():
+    while True:
+        pass
+
+
+def start_busy(n):
+    """n processes that keep a core busy each (killed when the run ends)"""
+    import multiprocessing as mp
+    procs = [mp.get_context("spawn").Process(target=_spin, daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    return procs
 
 
 def main(argv=None):
@@ -76,10 +93,15 @@ def main(argv=None):
                 log(f"cad.set_num_threads failed: {e}")
     settings = harness.Settings(quick=args.quick, repeat=args.repeat)
 
+    busy = start_busy(args.busy) if args.busy else []
     rows = []
-    for case in cases:
-        log(f"{case.workload} {case.name}")
-        rows.extend(harness.run_case(case, peers, settings, impls, log))
+    try:
+        for case in cases:
+            log(f"{case.workload} {case.name}")
+            rows.extend(harness.run_case(case, peers, settings, impls, log))
+    finally:
+        for p in busy:
+            p.terminate()
     elapsed = time.perf_counter() - started
 
     notes = [f"{name} not importable, skipped: {why}" for name, why in peers.missing.items()]
@@ -90,6 +112,8 @@ def main(argv=None):
         notes.append(f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} is set: numpy's "
                      "OpenBLAS runs that kernel (run with `env -u OPENBLAS_CORETYPE -u "
                      "OPENBLAS_L2_SIZE` to let it pick its own)")
+    if args.busy:
+        notes.append(f"busy-neighbour mode: {args.busy} other processes spun on the CPU during the run")
     notes.append(f"{'quick' if args.quick else 'full'} run, {harness.fmt_seconds(elapsed)}")
     print(harness.render_table(rows, notes))
 
@@ -97,6 +121,7 @@ def main(argv=None):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "argv": sys.argv[1:] if argv is None else list(argv),
         "quick": args.quick,
+        "busy": args.busy,
         "elapsed_s": elapsed,
         "machine": harness.machine_info(peers),
         "skipped": peers.missing,

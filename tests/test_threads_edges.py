@@ -190,3 +190,31 @@ def test_nan_max_gradient_on_the_fake_cuda_device():
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_pool_under_a_busy_neighbour_gives_identical_results():
+    """NOTE [ Pool units ]: each unit is a fixed range merged in unit order, so which
+    thread runs it (a descheduled worker's units are taken by the caller) does not
+    change a bit of the result"""
+    import subprocess
+    import sys
+    rng = np.random.default_rng(0)
+    x = cad.tensor(rng.normal(size=3_000_000))
+    w = cad.tensor(rng.normal(size=(3000, 1000)))
+    old = cad.get_num_threads()
+    try:
+        cad.set_num_threads(2)
+        calm = (float(cad.sum(x)), np.asarray(cad.exp(w) * 2.0), np.asarray(cad.sum(w, axis=0)))
+        procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+        try:
+            for _ in range(5):
+                busy = (float(cad.sum(x)), np.asarray(cad.exp(w) * 2.0), np.asarray(cad.sum(w, axis=0)))
+                assert busy[0] == calm[0]
+                assert np.array_equal(busy[1], calm[1])
+                assert np.array_equal(busy[2], calm[2])
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+    finally:
+        cad.set_num_threads(old)

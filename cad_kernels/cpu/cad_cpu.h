@@ -158,6 +158,7 @@ extern size_t cad_cache_limit;
 /* ---- thread pool (pool.c): fn(arg, tid, nt) for tid in 0..nt-1, tid 0 on the caller */
 typedef void (*cad_task)(void *arg, int tid, int nt);
 void cad_parallel(cad_task fn, void *arg, int nt);
+int cad_pool_units(int nt);   /* the units a job of nt threads is cut into (pool.c) */
 int cad_cpu_count(void);
 
 extern int cad_num_threads;

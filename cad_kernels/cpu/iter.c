@@ -153,18 +153,20 @@ static inline int iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const
         return CAD_OK;
     }
     {
-        double part[64 * 2];   /* full reductions: partials, up to 64 threads x 16 bytes */
+        double part[64 * 2];   /* full reductions: partials, up to 64 units x 16 bytes */
         range_job j;
+        int nu;
         if (nt > 64) nt = 64;
+        nu = cad_pool_units(nt);   /* the pool calls range_task once per unit */
         j.nop = nop; j.nd = nd; j.shape = shape; j.st = st; j.base = it->ptr;
         j.esize = it->esize; j.row = row; j.N = N; j.part = NULL;
         if (acc0) {
-            for (k = 0; k < nt; k++) memcpy((char *)(part + 2 * k), init, (size_t)it->esize[0]);
+            for (k = 0; k < nu; k++) memcpy((char *)(part + 2 * k), init, (size_t)it->esize[0]);
             j.part = (char *)part;
         }
         cad_parallel(range_task, &j, nt);
-        if (acc0) {   /* merged in thread order: deterministic */
-            for (k = 0; k < nt; k++) {
+        if (acc0) {   /* merged in unit order: deterministic */
+            for (k = 0; k < nu; k++) {
                 char *pp[2];
                 int64_t ss[2] = {0, 0};
                 pp[0] = it->ptr[0];

@@ -89,6 +89,37 @@ static int blas_desc(int64_t rows, int64_t cols, int64_t rs, int64_t cs, char *t
         }                                                                      \
     }
 
+typedef struct {
+    int dtype, M, K, LDA, LDB, LDC;
+    int64_t m, ars, crs;
+    const char *a, *b;
+    char *c;
+    char ta, tb;
+    double beta;
+} gemm_job;
+
+/* rows [m u / U, m (u + 1) / U) of C = A B, on one BLAS thread */
+static void gemm_task(void *arg, int u, int U) {
+    const gemm_job *j = (const gemm_job *)arg;
+    const int64_t r0 = j->m * u / U, r1 = j->m * (u + 1) / U;
+    const size_t es = j->dtype == CAD_F64 ? 8 : 4;
+    int N = (int)(r1 - r0), M = j->M, K = j->K, LDA = j->LDA, LDB = j->LDB, LDC = j->LDC;
+    char ta = j->ta, tb = j->tb;
+    int prev;
+    if (N <= 0) return;
+    prev = p_threads_local(1);
+    if (j->dtype == CAD_F64) {
+        double al = 1.0, be = j->beta;
+        p_dgemm(&tb, &ta, &M, &N, &K, &al, (double *)j->b, &LDA, (double *)(j->a + r0 * j->ars * es), &LDB,
+                &be, (double *)(j->c + r0 * j->crs * es), &LDC);
+    } else {
+        float al = 1.0f, be = (float)j->beta;
+        p_sgemm(&tb, &ta, &M, &N, &K, &al, (float *)j->b, &LDA, (float *)(j->a + r0 * j->ars * es), &LDB,
+                &be, (float *)(j->c + r0 * j->crs * es), &LDC);
+    }
+    p_threads_local(prev);
+}
+
 int cad_gemm(int dtype, int64_t m, int64_t n, int64_t k,
              const char *a, int64_t ars, int64_t acs,
              const char *b, int64_t brs, int64_t bcs,
@@ -114,6 +145,20 @@ int cad_gemm(int dtype, int64_t m, int64_t n, int64_t k,
         return CAD_EBLAS;
     M = (int)n; N = (int)m; K = (int)k; LDA = (int)ldb; LDB = (int)lda;
     LDC = (int)(crs < n ? n : crs);
+    {
+        const double work = (double)m * (double)n * (double)k;
+        const int nt = cad_num_threads > 0 ? cad_num_threads : cad_get_max_threads();
+        if (p_threads_local && work >= CAD_BLAS_PAR_MIN && nt > 1 && m >= 8 * nt) {
+            /* rows of C in units of cad's pool, one BLAS thread each (NOTE [ Pool units ]):
+               a descheduled thread delays its unit only, where OpenBLAS's static split
+               would wait for it */
+            gemm_job j;
+            j.dtype = dtype; j.m = m; j.M = M; j.K = K; j.a = a; j.ars = ars; j.b = b; j.LDA = LDA;
+            j.LDB = LDB; j.c = c; j.crs = crs; j.LDC = LDC; j.ta = ta; j.tb = tb; j.beta = beta;
+            cad_parallel(gemm_task, &j, nt);
+            return CAD_OK;
+        }
+    }
     {
         int prev = blas_threads((double)m * (double)n * (double)k);
         if (dtype == CAD_F64) {

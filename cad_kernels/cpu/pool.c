@@ -18,11 +18,40 @@ static pthread_mutex_t busy = PTHREAD_MUTEX_INITIALIZER;    /* held while a job 
 static pthread_cond_t go = PTHREAD_COND_INITIALIZER, done = PTHREAD_COND_INITIALIZER;
 static int nworkers = 0;          /* started workers (threads 1..nworkers) */
 static int64_t generation = 0;    /* bumped per job */
-static int job_nt = 0, pending = 0;
+static int job_nt = 0;            /* threads the job may use (the caller is thread 0) */
+static int job_units = 0, next_unit = 0, active = 0;   /* NOTE [ Pool units ] */
 static cad_task job_fn = NULL;
 static void *job_arg = NULL;
 static pid_t pool_pid = 0;
 static int64_t start_gen[POOL_MAX];   /* the generation a worker was created in */
+
+/* NOTE [ Pool units ]
+ * A job of nt threads is cut into cad_pool_units(nt) units (fn(arg, u, units) for
+ * each u), which the caller and the workers take one at a time.  A thread that the
+ * scheduler does not run (a busy neighbour on its core) delays at most the unit it
+ * holds: the others take the rest, and the caller never waits for a worker that has
+ * not started (a late worker finds no unit left and goes back to sleep).  Which
+ * thread runs a unit does not change the result: each unit is a fixed range, and
+ * partial results are merged in unit order. */
+int cad_pool_units(int nt) {
+    int u = nt * 4;
+    return nt < 2 ? 1 : (u > POOL_MAX ? POOL_MAX : u);
+}
+
+/* take and run units of the current job until none is left (called with mu held,
+ * returns with mu held) */
+static void run_units(int64_t gen) {
+    while (generation == gen && job_fn != NULL && next_unit < job_units) {
+        int u = next_unit++, n = job_units;
+        cad_task fn = job_fn;
+        void *arg = job_arg;
+        active++;
+        pthread_mutex_unlock(&mu);
+        fn(arg, u, n);
+        pthread_mutex_lock(&mu);
+        if (--active == 0 && next_unit >= job_units) pthread_cond_signal(&done);
+    }
+}
 
 int cad_cpu_count(void) {
     cpu_set_t set;
@@ -41,15 +70,7 @@ static void *worker(void *p) {
     for (;;) {
         while (generation == seen) pthread_cond_wait(&go, &mu);
         seen = generation;
-        if (tid < job_nt) {
-            cad_task fn = job_fn;
-            void *arg = job_arg;
-            int nt = job_nt;
-            pthread_mutex_unlock(&mu);
-            fn(arg, tid, nt);
-            pthread_mutex_lock(&mu);
-            if (--pending == 0) pthread_cond_signal(&done);
-        }
+        if (tid < job_nt) run_units(seen);
     }
     return NULL;
 }
@@ -61,7 +82,8 @@ static void after_fork_child(void) {
     pthread_cond_init(&go, NULL);
     pthread_cond_init(&done, NULL);
     nworkers = 0;
-    pending = 0;
+    active = 0;
+    job_fn = NULL;
     pool_pid = getpid();
 }
 
@@ -84,12 +106,15 @@ static int ensure_workers(int nt) {
     return nworkers + 1;
 }
 
+/* fn(arg, u, units) for u in [0, units), units = cad_pool_units(nt), on up to nt
+ * threads (NOTE [ Pool units ]) */
 void cad_parallel(cad_task fn, void *arg, int nt) {
+    const int units = cad_pool_units(nt < 1 ? 1 : (nt > POOL_MAX ? POOL_MAX : nt));
+    int64_t gen;
     if (nt > POOL_MAX) nt = POOL_MAX;
     if (nt < 2 || pthread_mutex_trylock(&busy) != 0) {
-        int t;
-        for (t = 0; t < nt; t++) fn(arg, t, nt < 1 ? 1 : nt);   /* serial fallback */
-        if (nt < 1) fn(arg, 0, 1);
+        int u;
+        for (u = 0; u < units; u++) fn(arg, u, units);   /* serial: the same units */
         return;
     }
     pthread_mutex_lock(&mu);
@@ -100,13 +125,14 @@ void cad_parallel(cad_task fn, void *arg, int nt) {
     job_fn = fn;
     job_arg = arg;
     job_nt = nt;
-    pending = nt - 1;
-    generation++;
+    job_units = units;
+    next_unit = 0;
+    active = 0;
+    gen = ++generation;
     pthread_cond_broadcast(&go);
-    pthread_mutex_unlock(&mu);
-    fn(arg, 0, nt);
-    pthread_mutex_lock(&mu);
-    while (pending > 0) pthread_cond_wait(&done, &mu);
+    run_units(gen);
+    while (active > 0) pthread_cond_wait(&done, &mu);   /* units others hold */
+    job_fn = NULL;   /* a late worker finds nothing to do */
     pthread_mutex_unlock(&mu);
     pthread_mutex_unlock(&busy);
 }
