@@ -44,6 +44,7 @@ SHAPES = [(), (0,), (4,), (3, 4), (2, 0, 3), (2, 3, 4)]
 
 # ------------------------------------------------------------------ forward against numpy
 
+@pytest.mark.filterwarnings("ignore:Degrees of freedom")
 @pytest.mark.parametrize("shape", SHAPES)
 def test_reductions_match_numpy(shape):
     a = RNG.standard_normal(shape)
@@ -224,6 +225,34 @@ def test_shape_ops_match_numpy():
     close(cad.tril(T(i > 2)), np.tril(i > 2))
 
 
+def test_methods_and_torch_keywords():
+    a = RNG.standard_normal((3, 3))
+    x = T(a)
+    close(x.var(1, ddof=1), np.var(a, 1, ddof=1))
+    close(x.std(dim=0, keepdim=True), np.std(a, 0, keepdims=True))
+    close(x.norm(p=1, dim=0), np.linalg.norm(a, 1, axis=0))
+    close(x.diff(dim=0), np.diff(a, axis=0))
+    close(x.argsort(dim=0, descending=True), np.argsort(-a, axis=0, kind="stable"))
+    close(x.trace(), np.trace(a))
+    close(x.repeat(2, axis=0), a.repeat(2, axis=0))
+    close(x.tile((1, 2)), np.tile(a, (1, 2)))
+    close(x.roll(shifts=1, dims=0), np.roll(a, 1, 0))
+    close(x.flip(dims=(0,)), np.flip(a, 0))
+    close(x.fliplr(), np.fliplr(a))
+    close(x.flipud(), np.flipud(a))
+    close(x.rot90(1, dims=(1, 0)), np.rot90(a, 1, (1, 0)))
+    close(x.moveaxis(0, 1), a.T)
+    close(x.diagonal(dim1=1, dim2=0, offset=1), np.diagonal(a, 1, 1, 0))
+    close(x.diag(-1), np.diag(a, -1))
+    close(x.tril(diagonal=-1), np.tril(a, -1))
+    close(x.triu(1), np.triu(a, 1))
+    close(x.kron(x), np.kron(a, a))
+    close(x.inner(x), np.inner(a, a))
+    close(x.cross(x[::-1], dim=0), np.cross(a, a[::-1], axis=0))
+    close(cad.tensordot(x, x, dims=([1], [0])), a @ a)
+    assert not hasattr(x, "sort")   # numpy's sorts in place, torch's returns a pair: no method
+
+
 def test_split_and_array_split_pieces():
     a = RNG.standard_normal((7, 4))
     x = T(a)
@@ -258,7 +287,7 @@ def test_pad_modes_match_numpy_and_finite_differences(mode):
         kw = {"constant_values": ((1.0, -2.0),) * len(shape)} if mode == "constant" else {}
         close(cad.pad(T(a), pw, mode=mode, **kw), np.pad(a, pw, mode=mode, **kw))
         x = cad.tensor(a, requires_grad=True)
-        assert gradcheck(lambda t: cad.pad(t, pw, mode=mode, **kw), (x,))
+        assert gradcheck(lambda t, pw=pw, kw=kw: cad.pad(t, pw, mode=mode, **kw), (x,))
     with pytest.raises(ValueError, match="not supported"):
         cad.pad(T([1.0]), 1, mode="linear_ramp")
     with pytest.raises(ValueError, match="empty axis"):
@@ -398,6 +427,20 @@ def test_jvp_of_jvp_and_grad_of_grad_of_norm_and_var():
     x = cad.tensor(a, requires_grad=True)
     assert gradgradcheck(lambda t: cad.std(t, 0, ddof=1) * cad.norm(t, ord=3, axis=0), (x,))
     assert gradcheck(lambda t: cad.norm(t, "fro") * cad.var(t), (x,), modes=("fwd", "rev"), order=2)
+
+
+def test_hessians_against_torch_func():
+    torch = pytest.importorskip("torch")
+    from torch.func import hessian
+    a = RNG.standard_normal(4)
+    for f, g in ((lambda x: cad.norm(x, ord=3), lambda x: torch.linalg.vector_norm(x, ord=3)),
+                 (lambda x: cad.std(x, ddof=1) * cad.sum(cad.sort(x)[:2]),
+                  lambda x: x.std() * torch.sort(x).values[:2].sum()),
+                 (lambda x: cad.sum(cad.topk(x, 2).values ** 3), lambda x: (torch.topk(x, 2).values ** 3).sum()),
+                 (lambda x: cad.sum(cad.pad(x, 2, mode="symmetric") ** 3 * cad.linspace(0.0, 1.0, 8)),
+                  lambda x: (torch.cat([x[:2].flip(0), x, x[-2:].flip(0)]) ** 3 * torch.linspace(0, 1, 8,
+                            dtype=torch.float64)).sum())):
+        close(cad.hessian(f)(T(a)), hessian(g)(torch.tensor(a)).numpy(), rtol=1e-10, atol=1e-12)
 
 
 def test_jacobian_of_sort_topk_and_pad():

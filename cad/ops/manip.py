@@ -3,6 +3,8 @@
 steps) and integer-array indexing (gathers); their derivatives, of every order, are
 those ops' (scatter-adds for the gathers).  ``split``/``array_split`` return lists and
 ``nonzero`` a tuple, so they are functions beside the table rather than entries."""
+import itertools
+
 import numpy as np
 
 from ._registry import Case, defop
@@ -278,7 +280,7 @@ def _split(x, indices_or_sections, axis, who, equal):
         if idx.ndim != 1:
             raise ValueError(f"{who}: indices must be an int or a 1-D sequence, got shape {idx.shape}")
         bounds = [0] + idx.tolist() + [n]
-    return [x[along(x.ndim, ax, slice(a, b))] for a, b in zip(bounds[:-1], bounds[1:])]
+    return [x[along(x.ndim, ax, slice(a, b))] for a, b in itertools.pairwise(bounds)]
 
 
 def split(x, indices_or_sections, axis=0):

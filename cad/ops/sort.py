@@ -85,7 +85,7 @@ def sort(x, axis=-1, kind=None, order=None, *, stable=None, descending=False, di
 TopK = collections.namedtuple("topk", ["values", "indices"])   # torch.return_types.topk
 
 
-def topk(x, k, dim=-1, largest=True, sorted=True, *, axis=None):  # noqa: A002
+def topk(x, k, dim=-1, largest=True, sorted=True, *, axis=None):
     """topk(x, k, dim=-1, largest=True, sorted=True) -> (values, indices), as torch: the k
     largest (smallest) elements along dim, in order (always sorted; ties: the first
     one first); the values are differentiable."""

@@ -219,10 +219,10 @@ def _truth(who, x, axis, keepdims, dim, keepdim, out):
 
 
 @ANY
-def any(x, axis=None, keepdims=False, *, dim=None, keepdim=None, out=None):  # noqa: A001
+def any(x, axis=None, keepdims=False, *, dim=None, keepdim=None, out=None):
     return _truth("any", x, axis, keepdims, dim, keepdim, out)
 
 
 @ALL
-def all(x, axis=None, keepdims=False, *, dim=None, keepdim=None, out=None):  # noqa: A001
+def all(x, axis=None, keepdims=False, *, dim=None, keepdim=None, out=None):
     return _truth("all", x, axis, keepdims, dim, keepdim, out)
