@@ -399,6 +399,20 @@ def test_vmap_of_grad_through_sort_and_norm():
     close(got, want, rtol=1e-12)
 
 
+def test_nested_vmap_and_pytree_outputs():
+    X = RNG.standard_normal((2, 3, 4))
+    close(cad.vmap(cad.vmap(lambda x: cad.var(x, ddof=1)))(T(X)), np.var(X, axis=-1, ddof=1))
+    got = cad.vmap(cad.vmap(lambda x: cad.sort(x, descending=True)), in_dims=1)(T(X))
+    close(got, -np.sort(-np.moveaxis(X, 1, 0), -1))
+    close(cad.vmap(cad.vmap(lambda x: cad.pad(x, (1, 2), mode="edge")))(T(X)), np.pad(X, ((0, 0), (0, 0), (1, 2)), mode="edge"))
+    r = cad.vmap(lambda x: cad.topk(x, 2))(T(X[0]))          # a namedtuple out of vmap
+    assert type(r).__name__ == "topk"
+    close(r.indices, np.argsort(-X[0], axis=1, kind="stable")[:, :2])
+    parts = cad.vmap(lambda x: cad.split(x, [1, 3]))(T(X[0]))  # a list out of vmap
+    for p, w in zip(parts, np.split(X[0], [1, 3], axis=1)):
+        close(p, w)
+
+
 def test_vmap_nonzero_refuses_clearly():
     with pytest.raises(ValueError, match="nonzero of a batched value"):
         cad.vmap(lambda x: cad.nonzero(x)[0])(cad.ones(2, 3))
