@@ -69,7 +69,8 @@ def guard(t, why):
     """t's value is read into Python by an op's body without converting t (C.host):
     a guard while recording, as a conversion would be (NOTE [ Recording ])"""
     if _RECORDERS and isinstance(t, C.Tensor):
-        _RECORDERS[-1].escape(t, why)
+        for rec in tuple(_RECORDERS):   # (each keeps the guards of its own tape)
+            rec.escape(t, why)
 
 
 def _flatten(out):
