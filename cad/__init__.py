@@ -20,6 +20,8 @@ for _op in _ops.REGISTRY.values():
 del _op
 
 from .ops.shape import cat, expand_dims  # noqa: E402
+from .ops.manip import array_split, nonzero, split  # noqa: E402
+from .ops.sort import topk  # noqa: E402
 from .creation import (  # noqa: E402
     arange, eye, full, full_like, linspace, manual_seed, ones, ones_like, rand, randn, tensor, zeros,
     zeros_like,
@@ -52,7 +54,8 @@ __all__ = sorted(set(_exported) | {
     "zeros_like", "ones_like", "full_like", "randn", "rand", "manual_seed", "no_grad",
     "enable_grad", "set_grad_enabled", "is_grad_enabled", "set_num_threads", "get_num_threads",
     "float64", "float32", "int64", "bool", "bool_", "device", "Device", "autograd", "testing", "cuda",
-    "empty_cache", "set_cache_limit", "cache_info", "cat", "expand_dims", "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "jacobian",
+    "empty_cache", "set_cache_limit", "cache_info", "cat", "expand_dims", "split", "array_split",
+    "nonzero", "topk", "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "jacobian",
     "hessian", "hvp", "vmap", "tree_map", "tree_flatten", "tree_unflatten", "tree_leaves",
     "tree_structure", "record", "StaticTape", "ReplayError", "save", "load", "data", "optim", "FormatError", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
     "primitive", "Primitive", "defvjp", "defjvp", "linalg",

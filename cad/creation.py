@@ -123,7 +123,42 @@ def arange(start, stop=None, step=1, dtype=None, requires_grad=False, device=Non
 
 
 def linspace(start, stop, num=50, endpoint=True, dtype=None, requires_grad=False, device=None):
+    """numpy's linspace; differentiable in start and stop when either is a tensor
+    (tensor endpoints of any shape: the result is (num,) + their broadcast shape)"""
+    if isinstance(start, (_C.Tensor, Batched)) or isinstance(stop, (_C.Tensor, Batched)):
+        return _linspace_t(start, stop, num, endpoint, dtype, requires_grad, device)
     return _make(np.linspace(start, stop, num, endpoint=endpoint), dtype, requires_grad, device)
+
+
+def _linspace_t(start, stop, num, endpoint, dtype, requires_grad, device):
+    """start + arange(num) * step, as numpy computes it, with tensor endpoints"""
+    import operator
+    api = lambda name: REGISTRY[name].api  # noqa: E731
+    if requires_grad:
+        raise TypeError("linspace: requires_grad=True with tensor endpoints (the result is not a "
+                        "leaf; it is differentiable in them already)")
+    num = operator.index(num)
+    if num < 0:
+        raise ValueError(f"linspace: num must be non-negative, got {num}")
+    ends = [e for e in (start, stop) if isinstance(e, (_C.Tensor, Batched))]
+    on = 1 if any(e.is_cuda for e in ends) else 0
+    dt = np.float32 if all(e.dtype == np.float32 for e in ends) else np.float64
+    start = start if isinstance(start, (_C.Tensor, Batched)) else float(start)
+    stop = stop if isinstance(stop, (_C.Tensor, Batched)) else float(stop)
+    delta = stop - start
+    if delta.dtype.kind != "f":
+        delta = api("astype")(delta, dt)
+    shape = tuple(delta.shape)
+    div = num - 1 if endpoint else num
+    t = _C.const_on(np.arange(num, dtype=dt).reshape((num,) + (1,) * len(shape)), on)
+    # NOTE: numpy's order of operations (arange * step + start), so the values agree
+    y = t * (delta / div) + start if div > 0 else t * delta + start
+    if endpoint and num > 1:   # the last point is stop exactly (numpy)
+        last = api("reshape")(api("broadcast_to")(stop + 0 * delta, shape), (1,) + shape)
+        y = api("concatenate")([y[:num - 1], last], 0)
+    if dtype is not None:
+        y = api("astype")(y, dtype)
+    return y.to("cuda") if device is not None and _C._check_device_py(device, "linspace") else y
 
 
 def _like(x, fill, dtype, requires_grad, device=None):

@@ -62,6 +62,17 @@ class _Recorder:
         self.guards.append(Guard(h, v, why, len(self.guards)))
 
 
+_RECORDERS = []   # the recorders of the recordings running (the escape hook's owners)
+
+
+def guard(t, why):
+    """t's value is read into Python by an op's body without converting t (C.host):
+    a guard while recording, as a conversion would be (NOTE [ Recording ])"""
+    if _RECORDERS and isinstance(t, C.Tensor):
+        for rec in tuple(_RECORDERS):   # (each keeps the guards of its own tape)
+            rec.escape(t, why)
+
+
 def _flatten(out):
     """the output's tensors and its kind: None (one tensor), tuple or list of
     tensors (what cad.save writes), or a TreeDef (any other pytree)"""
@@ -117,10 +128,12 @@ class StaticTape:
         nodes = [C.record_input(tape, _value(x), x.dtype.kind == "f") for x in xs]
         prev_mode = C._set_record_mode(1)
         C._set_escape_hook(rec.escape)
+        _RECORDERS.append(rec)
         try:
             with C.enable_grad():
                 out = self._f(*nodes)
         finally:
+            _RECORDERS.remove(rec)
             C._set_record_mode(prev_mode)
             C._set_escape_hook(None)
         outs, self._kind = _flatten(out)

@@ -345,7 +345,7 @@ def test_generated_kernels_compile_with_nvcc(tmp_path):
 
 
 REPLAY_CASES = [(op, c) for op, c in CASES if op.name not in ("argmax", "argmin", "sign", "floor",
-                                                               "ceil", "round")]
+                                                               "ceil", "round", "argsort", "sort")]
 
 
 @pytest.mark.parametrize("op,case", REPLAY_CASES, ids=[ids(p) for p in REPLAY_CASES])

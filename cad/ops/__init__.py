@@ -1,6 +1,7 @@
 """The op table: one record per op (see _registry).  Importing this package
 defines every op; ``bind`` attaches the compiled engine's functions at runtime."""
 from . import elementwise, reduce, shape, index, linalg, nn, device, scan, custom  # noqa: F401  (order = op codes)
+from . import stats, sort, manip  # noqa: F401,E402  (composites only: no op codes)
 from ._registry import REGISTRY, Case, OpDef, defop, primitives  # noqa: F401
 
 
@@ -21,6 +22,8 @@ def bind(engine):
     for op in REGISTRY.values():
         if op.api is None and op.kind in ("ew", "bool", "cmp"):
             op.api = getattr(engine, op.name)
+    # where(c) with one argument is nonzero(c) (numpy)
+    REGISTRY["where"].api = manip.where_api(REGISTRY["where"].api)
     from . import _rules
     _rules.SUM_CODE[0] = REGISTRY["sum"].code
     for op in prims:

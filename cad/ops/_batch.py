@@ -989,6 +989,40 @@ def _setitem_batched(x, idx, value):
     x.val = v
 
 
+# ---- composites over public ops
+
+# NOTE [ Composite bodies ]
+# The composites of issue 13 (var, norm, sort, pad, diag, kron, ...) call only public
+# ops in their bodies (the table's functions and Tensor methods, never the engine's
+# raw reshape/reduce/concat, which take plain tensors), and read only .shape, .ndim,
+# .dtype and .is_cuda of their inputs, which a Batched value shows per example.  So
+# one rule batches them all: run the body on the batched arguments; each op inside
+# dispatches to its own rule.  A result that the batch does not reach (the body
+# only read shapes) is broadcast over the batch.
+
+def _phys(r, level):
+    if isinstance(r, tuple):
+        return tuple(_phys(e, level) for e in r)
+    return lift(r, level)
+
+
+def composite_rule(op, level, args, kwargs):
+    return _phys(op.api.__wrapped__(*args, **kwargs), level)
+
+
+def argsort_rule(op, level, args, kwargs):
+    a = _bind(op, args, kwargs)
+    x = a["x"]
+    v = lift(x, level)
+    n = lndim(x, level)
+    axis = _pick(a, "axis", "dim")
+    kw = {k: a[k] for k in ("kind", "stable", "descending")}
+    if axis is None:
+        B = v.shape[0]
+        return op.api(_reshape(v, (B, _prod(v.shape[1:]))), 1, **kw)
+    return op.api(v, _nax(axis, n, op.name), **kw)
+
+
 # ---------------------------------------------------------------- the table's slots
 
 def _internal(public):
@@ -1011,6 +1045,12 @@ _BY_NAME = {
     "take_along_axis": take_along_rule, "matmul": matmul_rule, "dot": dot_rule,
     "outer": outer_rule, "einsum": einsum_rule, "astype": astype_rule,
     "cross_entropy": xent_rule,
+    "argsort": argsort_rule,
+    **{name: composite_rule for name in (
+        "var", "std", "norm", "diff", "any", "all", "sort", "ravel", "repeat", "tile", "roll", "flip", "flipud",
+        "fliplr", "rot90", "moveaxis", "atleast_1d", "atleast_2d", "atleast_3d", "vstack", "hstack",
+        "column_stack", "pad", "diagonal", "trace", "diag", "tril", "triu", "kron", "tensordot",
+        "inner", "cross")},
     "setitem": _setitem_rule,
     # internal primitives: no user call reaches them with a Batched argument
     "view": _internal("getitem, reshape, transpose and broadcast_to"),

@@ -79,8 +79,9 @@ TAKE_ALONG_AXIS = defop("take_along_axis", "composite",
 
 @TAKE_ALONG_AXIS
 def take_along_axis(x, indices, axis):
+    from ._values import read
     x = C.as_tensor(x)
-    idx = np.asarray(indices)
+    idx = read(indices, "take_along_axis") if isinstance(indices, C.Tensor) else np.asarray(indices)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"take_along_axis: indices must be integers, got {idx.dtype}")
     ax = C.normalize_axes(x.ndim, axis, "take_along_axis")[0]

@@ -315,3 +315,219 @@ def _matmul_eval(ctx, a):
 @CAST.eval
 def _cast_eval(ctx, a):
     return C.cast(a[0], ctx.out_dtype)
+
+
+# ---- numpy's matrix routines (issue 13), composed from the ops above, the shape ops
+# and indexing, over public ops only (NOTE [ Composite bodies ] in _batch.py)
+
+def _val(x, who):
+    from ._values import val
+    return val(x, who)
+
+
+DIAGONAL = defop("diagonal", "composite",
+                 ref=lambda a, offset=0, axis1=0, axis2=1: np.diagonal(a, offset, axis1, axis2),
+                 cases=[Case((3, 3)), Case((2, 4), offset=1), Case((4, 2), offset=-2), Case((2, 3), offset=5),
+                        Case((2, 3, 4), axis1=2, axis2=0), Case((2, 3, 3), offset=-1, axis1=-1, axis2=-2),
+                        Case(("T", (3, 2))), Case((0, 3))],
+                 doc="diagonal(x, offset=0, axis1=0, axis2=1): as numpy (the diagonal is the last "
+                     "axis; a copy, not a view); torch's dim1=/dim2= accepted.")
+
+
+@DIAGONAL
+def diagonal(x, offset=0, axis1=0, axis2=1, *, dim1=None, dim2=None):
+    from .shape import transpose
+    x = _val(x, "diagonal")
+    if x.ndim < 2:
+        raise ValueError(f"diagonal: needs at least 2 dimensions, got shape {x.shape}")
+    a1, a2 = C.normalize_axes(x.ndim, (axis1 if dim1 is None else dim1, axis2 if dim2 is None else dim2),
+                              "diagonal", unique=False)
+    if a1 == a2:
+        raise ValueError(f"diagonal: axis1 and axis2 must differ, got {a1} and {a2} (shape {x.shape})")
+    n1, n2 = x.shape[a1], x.shape[a2]
+    k = int(offset)
+    length = max(0, min(n1, n2 - k) if k >= 0 else min(n1 + k, n2))
+    i = np.arange(length) + max(-k, 0)
+    rest = tuple(d for d in range(x.ndim) if d not in (a1, a2))
+    return transpose(x, rest + (a1, a2))[(Ellipsis, i, i + k)]
+
+
+TRACE = defop("trace", "composite", ref=lambda a, offset=0, axis1=0, axis2=1: np.trace(a, offset, axis1, axis2),
+              cases=[Case((3, 3)), Case((2, 4), offset=1), Case((2, 3, 4), axis1=1, axis2=2), Case((0, 2)),
+                     Case(("T", (3, 2)), offset=-1)],
+              doc="trace(x, offset=0, axis1=0, axis2=1): the sum of a diagonal, as numpy.")
+
+
+@TRACE
+def trace(x, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    from .reduce import sum, _no_out
+    _no_out("trace", out)
+    return sum(diagonal(x, offset, axis1, axis2), -1, dtype=dtype)
+
+
+DIAG = defop("diag", "composite", ref=lambda a, k=0: np.diag(a, k),
+             cases=[Case((3,)), Case((2,), k=1), Case((2,), k=-2), Case((3, 3)), Case((2, 4), k=1),
+                    Case((0,)), Case((0,), k=1), Case(("T", (3, 2)), k=-1)],
+             doc="diag(v, k=0): as numpy: a 1-D v gives the matrix with v on diagonal k, a 2-D v "
+                 "its diagonal k.")
+
+
+@DIAG
+def diag(v, k=0):
+    from .shape import concatenate, reshape
+    from .manip import pad
+    v = _val(v, "diag")
+    k = int(k)
+    if v.ndim == 2:
+        return diagonal(v, k)
+    if v.ndim != 1:
+        raise ValueError(f"diag: needs a 1-D or 2-D input, got shape {v.shape}")
+    m = v.shape[0]
+    # v as the first column of an (m, m + 1) block of zeros: its first m * m elements,
+    # read as (m, m), hold v on the diagonal (row i starts at i * m, v[i] at i * (m + 1))
+    z = C.const_on(np.zeros((m, m), dtype=v.dtype), 1 if v.is_cuda else 0)
+    w = reshape(concatenate([reshape(v, (m, 1)), z], 1), (-1,))[:m * m]
+    d = reshape(w, (m, m))
+    if k:
+        d = pad(d, ((0, k), (k, 0)) if k > 0 else ((-k, 0), (0, -k)))
+    return d
+
+
+def _tri(x, k, who, lower):
+    x = _val(x, who)
+    if x.ndim == 0:
+        raise ValueError(f"{who}: needs at least 1 dimension, got a 0-d tensor")
+    n, m = (x.shape[-1], x.shape[-1]) if x.ndim == 1 else x.shape[-2:]
+    k = int(k)
+    mask = np.tri(n, m, k, dtype=bool) if lower else ~np.tri(n, m, k - 1, dtype=bool)
+    zero = False if x.dtype == np.bool_ else 0
+    return C.where(C.const_on(mask, 1 if x.is_cuda else 0), x, zero)
+
+
+TRIL = defop("tril", "composite", ref=lambda a, k=0: np.tril(a, k),
+             cases=[Case((3, 3)), Case((2, 4), k=1), Case((3, 2), k=-1), Case((2, 3, 3)), Case((3,)),
+                    Case(("T", (3, 2))), Case((0, 2))],
+             doc="tril(x, k=0): zeros above diagonal k of the last two axes (torch's diagonal= "
+                 "accepted).")
+TRIU = defop("triu", "composite", ref=lambda a, k=0: np.triu(a, k),
+             cases=[Case((3, 3)), Case((2, 4), k=1), Case((3, 2), k=-1), Case((2, 3, 3)), Case((3,)),
+                    Case(("T", (3, 2))), Case((0, 2))],
+             doc="triu(x, k=0): zeros below diagonal k of the last two axes.")
+
+
+@TRIL
+def tril(x, k=0, *, diagonal=None):
+    return _tri(x, k if diagonal is None else diagonal, "tril", True)
+
+
+@TRIU
+def triu(x, k=0, *, diagonal=None):
+    return _tri(x, k if diagonal is None else diagonal, "triu", False)
+
+
+KRON = defop("kron", "composite", ref=np.kron,
+             cases=[Case((2,), (3,)), Case((2, 2), (2, 3)), Case((2,), (2, 3)), Case((), (3,)),
+                    Case(("T", (3, 2)), (2, 1)), Case((2, 1, 2), (2, 2))],
+             doc="kron(a, b): the Kronecker product, as numpy.")
+
+
+@KRON
+def kron(a, b):
+    from .shape import reshape
+    a, b = _val(a, "kron"), _val(b, "kron")
+    nd = max(a.ndim, b.ndim)
+    sa = (1,) * (nd - a.ndim) + tuple(a.shape)
+    sb = (1,) * (nd - b.ndim) + tuple(b.shape)
+    A = reshape(a, tuple(d for s in sa for d in (s, 1)))
+    B = reshape(b, tuple(d for s in sb for d in (1, s)))
+    return reshape(A * B, tuple(p * q for p, q in zip(sa, sb)))
+
+
+TENSORDOT = defop("tensordot", "composite", ref=lambda a, b, axes=2: np.tensordot(a, b, axes),
+                  method=False,
+                  cases=[Case((2, 3), (3, 2), axes=1), Case((2, 3, 4), (3, 4, 2)), Case((2, 3), (4,), axes=0),
+                         Case((2, 3, 4), (4, 2, 3), axes=([1, 2], [2, 0])), Case(("T", (3, 2)), (3, 2), axes=([0], [0])),
+                         Case((3,), (3,), axes=1), Case((), (2,), axes=0)],
+                  doc="tensordot(a, b, axes=2): as numpy (an int: the last axes of a with the first "
+                      "of b; a pair of axis lists); torch's dims= accepted.")
+
+
+@TENSORDOT
+def tensordot(a, b, axes=2, *, dims=None):
+    a, b = _val(a, "tensordot"), _val(b, "tensordot")
+    axes = axes if dims is None else dims
+    if isinstance(axes, (int, np.integer)):
+        n = int(axes)
+        if n < 0 or n > a.ndim or n > b.ndim:
+            raise ValueError(f"tensordot: axes={n} for operands of shapes {a.shape} and {b.shape}")
+        xa, xb = tuple(range(a.ndim - n, a.ndim)), tuple(range(n))
+    else:
+        try:
+            pa, pb = axes
+        except (TypeError, ValueError):
+            raise ValueError(f"tensordot: axes must be an int or a pair of axis lists, got {axes!r}") from None
+        xa = C.normalize_axes(a.ndim, pa if isinstance(pa, (tuple, list)) else (pa,), "tensordot")
+        xb = C.normalize_axes(b.ndim, pb if isinstance(pb, (tuple, list)) else (pb,), "tensordot")
+        if len(xa) != len(xb):
+            raise ValueError(f"tensordot: {len(xa)} axes of a and {len(xb)} of b")
+    for i, j in zip(xa, xb):
+        if a.shape[i] != b.shape[j]:
+            raise C.ShapeError(f"tensordot: shapes {a.shape} and {b.shape} do not match on the "
+                               f"contracted axes {xa} and {xb}")
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    if a.ndim + b.ndim - len(xa) > len(letters):
+        raise ValueError("tensordot: too many axes")
+    ta = letters[:a.ndim]
+    tb, nxt = [], a.ndim
+    for j in range(b.ndim):
+        if j in xb:
+            tb.append(ta[xa[xb.index(j)]])
+        else:
+            tb.append(letters[nxt])
+            nxt += 1
+    out = "".join(c for i, c in enumerate(ta) if i not in xa) + "".join(
+        c for j, c in enumerate(tb) if j not in xb)
+    return einsum(f"{ta},{''.join(tb)}->{out}", a, b)
+
+
+INNER = defop("inner", "composite", ref=np.inner,
+              cases=[Case((3,), (3,)), Case((2, 3), (3,)), Case((2, 3), (4, 3)), Case((), (2,)),
+                     Case(("T", (3, 2)), (2,))],
+              doc="inner(a, b): the sum over the last axes, as numpy.")
+
+
+@INNER
+def inner(a, b):
+    a, b = _val(a, "inner"), _val(b, "inner")
+    if a.ndim == 0 or b.ndim == 0:
+        return a * b
+    if a.shape[-1] != b.shape[-1]:
+        raise C.ShapeError(f"inner: shapes {a.shape} and {b.shape}: the last dims differ")
+    return tensordot(a, b, ((a.ndim - 1,), (b.ndim - 1,)))
+
+
+CROSS = defop("cross", "composite", ref=lambda a, b, axis=-1: np.cross(a, b, axis=axis),
+              cases=[Case((3,), (3,)), Case((2, 3), (3,)), Case((3, 2), (3, 2), axis=0),
+                     Case(("T", (3, 4)), (3, 1), axis=0), Case((2, 1, 3), (4, 3))],
+              doc="cross(a, b, axis=-1): the cross product of 3-vectors along axis (broadcast), "
+                  "as numpy; torch's dim= accepted.")
+
+
+@CROSS
+def cross(a, b, axis=-1, *, dim=None):
+    from .shape import stack
+    from .manip import moveaxis
+    a, b = _val(a, "cross"), _val(b, "cross")
+    axis = axis if dim is None else dim
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"cross: needs vectors, got shapes {a.shape} and {b.shape}")
+    sa, sb = a.shape, b.shape
+    a, b = moveaxis(a, axis, -1), moveaxis(b, axis, -1)
+    if a.shape[-1] != 3 or b.shape[-1] != 3:
+        raise ValueError(f"cross: needs 3-vectors along axis {axis}, got shapes {sa} and {sb} "
+                         "(numpy 2 deprecates 2-vectors: for them use "
+                         "a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0])")
+    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+    c = stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], -1)
+    return moveaxis(c, -1, axis)

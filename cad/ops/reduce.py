@@ -2,6 +2,7 @@
 import numpy as np
 
 from ._registry import Case, defop
+from ._values import read
 
 try:
     from .._core import _engine as C
@@ -175,13 +176,13 @@ def _arg_axis(x, axis, dim, name):
 
 @ARGMAX
 def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    a = np.argmax(C.host(x), axis=_arg_axis(x, axis, dim, "argmax"), keepdims=_keep(keepdims, keepdim))
+    a = np.argmax(read(x, "argmax"), axis=_arg_axis(x, axis, dim, "argmax"), keepdims=_keep(keepdims, keepdim))
     return C.const_on(np.asarray(a), C.dev_of(x))
 
 
 @ARGMIN
 def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    a = np.argmin(C.host(x), axis=_arg_axis(x, axis, dim, "argmin"), keepdims=_keep(keepdims, keepdim))
+    a = np.argmin(read(x, "argmin"), axis=_arg_axis(x, axis, dim, "argmin"), keepdims=_keep(keepdims, keepdim))
     return C.const_on(np.asarray(a), C.dev_of(x))
 
 
