@@ -344,8 +344,16 @@ def test_generated_kernels_compile_with_nvcc(tmp_path):
         assert f".entry {name}(" in ptx
 
 
+def _host_linalg(op, c):
+    """matrix norms through the singular values run cad.linalg on the host (README):
+    a tape that moves values between devices is not replayable"""
+    o = c.kwargs.get("ord")
+    return op.name == "norm" and (o in ("nuc", -2) or (o == 2 and "axis" not in c.kwargs))
+
+
 REPLAY_CASES = [(op, c) for op, c in CASES if op.name not in ("argmax", "argmin", "sign", "floor",
-                                                               "ceil", "round", "argsort", "sort")]
+                                                               "ceil", "round", "argsort", "sort")
+                and not _host_linalg(op, c)]
 
 
 @pytest.mark.parametrize("op,case", REPLAY_CASES, ids=[ids(p) for p in REPLAY_CASES])
