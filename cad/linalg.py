@@ -96,6 +96,24 @@ def _as(x):
 _LU_LAST = [None]
 
 
+class _blas_threads:
+    """scipy's OpenBLAS on one thread for matrices below 1024 (issue 14's busy-neighbour
+    cliff: a second BLAS thread waiting for a busy core made an LU 3-4x slower than
+    one thread), cad's thread count above; restored after"""
+    __slots__ = ("n", "prev")
+
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        nt = 1 if self.n < 1024 else C.get_num_threads()
+        self.prev = C.blas_threads_local(nt)
+
+    def __exit__(self, *exc):
+        if self.prev >= 0:
+            C.blas_threads_local(self.prev)
+
+
 def _lu(a):
     """(lu, piv) of a (..., n, n) ndarray, batched; raises LinAlgError when singular
     (see _check_singular)"""
@@ -109,7 +127,7 @@ def _lu(a):
     flat = a.reshape((-1, n, n))
     lu = np.empty_like(flat)
     piv = np.empty(flat.shape[:-1], dtype=np.int32)
-    with warnings.catch_warnings():   # a singular matrix: the callers raise or give -inf
+    with warnings.catch_warnings(), _blas_threads(n):   # singular: the callers raise or give -inf
         warnings.simplefilter("ignore", sl.LinAlgWarning)
         for k in range(flat.shape[0]):
             lu[k], piv[k] = sl.lu_factor(flat[k], check_finite=False, overwrite_a=False)
@@ -128,8 +146,9 @@ def _lu_solve(lu, piv, b, trans=0):
     P = np.broadcast_to(piv, shape + (n,)).reshape((-1, n))
     B = np.broadcast_to(b, shape + b.shape[-2:]).reshape((-1,) + b.shape[-2:])
     out = np.empty(B.shape, dtype=np.result_type(lu, b))
-    for k in range(LU.shape[0]):
-        out[k] = sl.lu_solve((LU[k], P[k]), B[k], trans=trans, check_finite=False)
+    with _blas_threads(n):
+        for k in range(LU.shape[0]):
+            out[k] = sl.lu_solve((LU[k], P[k]), B[k], trans=trans, check_finite=False)
     return out.reshape(shape + b.shape[-2:])
 
 

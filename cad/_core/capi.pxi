@@ -101,6 +101,7 @@ cdef extern from "cad_cpu.h" nogil:
     void cad_set_blas(void *dgemm, void *sgemm)
     int cad_have_blas()
     int cad_blas_thread_control()
+    int cad_blas_threads_local(int nt)
     int cad_sweep(cad_tape *t, int free_tmp, int64_t stop)
     void *cad_alloc(size_t nb)
     void cad_release(void *p)

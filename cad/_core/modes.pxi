@@ -182,3 +182,9 @@ def _load_blas():
 
 HAVE_BLAS = _load_blas()
 BLAS_THREAD_CONTROL = bool(cad_blas_thread_control())
+
+
+def blas_threads_local(int nt):
+    """set this thread's BLAS threads in scipy's OpenBLAS (cad.linalg's LAPACK calls);
+    returns the previous setting, or -1 when the library cannot do this"""
+    return cad_blas_threads_local(nt)

@@ -216,6 +216,7 @@ int cad_gemm(int dtype, int64_t m, int64_t n, int64_t k,
 void cad_set_blas(void *dgemm, void *sgemm);
 int cad_have_blas(void);
 int cad_blas_thread_control(void);
+int cad_blas_threads_local(int nt);
 
 /* ---- reverse sweep (sweep.c) ---- */
 /* records with index >= stop, last first */

@@ -47,6 +47,9 @@ static int blas_threads(double work) {
 }
 int cad_have_blas(void) { return p_dgemm != NULL && p_sgemm != NULL; }
 int cad_blas_thread_control(void) { return p_threads_local != NULL; }
+/* this thread's BLAS threads (scipy's OpenBLAS: cad.linalg's LAPACK calls); returns the
+ * previous setting, -1 when the library cannot set it */
+int cad_blas_threads_local(int nt) { return p_threads_local ? p_threads_local(nt) : -1; }
 
 /* column-major description of a rows x cols matrix given row/col strides;
  * returns 0 with trans/ld for BLAS, -1 when it needs a copy */
