@@ -100,7 +100,8 @@ def test_remainder_and_fmod_signs_and_integers_as_numpy():
         with np.errstate(invalid="ignore"):
             want = ref(a, b)
         np.testing.assert_equal(_np(f(cad.tensor(a), cad.tensor(b))), want)
-    np.testing.assert_equal(_np(cad.tensor(a) % cad.tensor(b)), np.remainder(a, b))
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_equal(_np(cad.tensor(a) % cad.tensor(b)), np.remainder(a, b))
     i, j = np.array([7, -7, 7, -7]), np.array([3, 3, -3, -3])
     for f, ref in [(cad.remainder, np.remainder), (cad.fmod, np.fmod), (cad.fmax, np.fmax)]:
         r = f(cad.tensor(i), cad.tensor(j))

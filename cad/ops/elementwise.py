@@ -70,8 +70,8 @@ _unary("rad2deg", "x * 57.29577951308232", "57.29577951308232", np.rad2deg)
 _unary("fabs", "abs(x)", "sign(x)", np.fabs)
 # sin(pi x) / (pi x), 1 at 0 (numpy).  The partial (cos(pi x) - out) / x cancels near 0,
 # so |x| < 0.015 takes its Taylor polynomial (pi u (-1/3 + u^2/30 - u^4/840 + u^6/45360),
-# u = pi x, truncation below 1e-16 relative): every derivative is then exact at 0 too
-# (the k-th from the polynomial's; exact to the order the polynomial has, 8).
+# u = pi x, truncation below 1e-16 relative): the derivatives at 0 then come from the
+# polynomial, exact through the 9th (the 10th and higher are not).
 _unary("sinc", "select(x == 0, 1, sin(3.141592653589793 * x) / (3.141592653589793 * select(x == 0, 1, x)))",
        "select(abs(x) < 0.015, 9.869604401089358 * x * (-0.3333333333333333 + 9.869604401089358 * x * x"
        " * (0.03333333333333333 + 9.869604401089358 * x * x * (-0.0011904761904761906"
