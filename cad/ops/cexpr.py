@@ -8,7 +8,8 @@ import re
 # abs, an `f` suffix in float), or through a macro (MACROS); the differentiable rules
 # (cad.ops._rules) evaluate it with the cad op of the same name, or the one RULE_OPS
 # names; HEAVY functions make a loop worth more threads (gen_ops) and their scalar
-# partials worth deferring.
+# partials worth deferring.  Constants passed to a C function are written as floats
+# (hypot(x, 1.0)): nvcc resolves hypot(double, int) to a host-only C++ overload.
 FUNCS = {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "pow", "abs", "sign",
          "select", "max2", "min2", "isfinite", "isnan", "log1p", "expm1",
          "sinh", "cosh", "asin", "acos", "atan", "asinh", "acosh", "atanh", "atan2", "hypot",
