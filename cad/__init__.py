@@ -15,9 +15,10 @@ _ops.bind(_C)
 _exported = []
 for _op in _ops.REGISTRY.values():
     if _op.export:
-        globals()[_op.name] = _op.api
-        _exported.append(_op.name)
-del _op
+        for _name in (_op.name,) + _op.aliases:   # aliases: the same function
+            globals()[_name] = _op.api
+            _exported.append(_name)
+del _op, _name
 
 from .ops.shape import cat, expand_dims  # noqa: E402
 from .ops.manip import array_split, nonzero, split  # noqa: E402

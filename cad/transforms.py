@@ -76,6 +76,13 @@ def _identity_view(ctx):
     return True
 
 
+def _scale(v, d):
+    """v times a partial (a tensor or a constant: 1 and -1 cost no multiply)"""
+    if isinstance(d, float):
+        return v if d == 1.0 else (-v if d == -1.0 else v * d)
+    return v * d
+
+
 def _diag_vjp(opdef, ctx, g):
     """the pullback of a diagonal batch g through one record, keeping it diagonal
     where the op allows; None: densify and use the op's rule"""
@@ -89,7 +96,7 @@ def _diag_vjp(opdef, ctx, g):
                 return None
             else:
                 d = opdef.partial_rule(ctx, a)
-                res.append(Diag(g.v * d if not isinstance(d, float) else (g.v if d == 1.0 else -g.v)))
+                res.append(Diag(_scale(g.v, d)))
         return res
     if kind == "view" and _identity_view(ctx):
         return [Diag(C.reshape(g.v, tuple(ctx.shape(0))))]
@@ -123,7 +130,7 @@ def _diag_jvp(opdef, ctx, ts):
             if not isinstance(t, Diag) or tuple(ctx.shape(i)) != tuple(ctx.out_shape):
                 return False
             d = opdef.partial_rule(ctx, a)
-            c = t.v * d if not isinstance(d, float) else (t.v if d == 1.0 else -t.v)
+            c = _scale(t.v, d)
             acc = c if acc is None else acc + c
         return None if acc is None else Diag(acc)
     if kind == "view" and _identity_view(ctx):

@@ -313,7 +313,8 @@ def gen_rows(prims, ew):
 
 
 def gen_cu_rows(prims, ew):
-    L = [f"/* {HEADER} */", "/* the op table's rows as CUDA kernels (included after kernels.cuh) */"]
+    L = [f"/* {HEADER} */", "/* the op table's rows as CUDA kernels (included after kernels.cuh) */",
+         _CX.special_source()]
     rows = gen_rows(prims, ew)
     for name, row in rows:
         L.append(f"#define B_{name}(q) {row.body()}")
@@ -422,7 +423,7 @@ C_MACROS = """\
 
 def gen_h(prims, ew):
     L = [f"/* {HEADER} */", "#ifndef CAD_GEN_OPS_H", "#define CAD_GEN_OPS_H",
-         "#include <math.h>", '#include "cad_cpu.h"', C_MACROS, "enum {"]
+         "#include <math.h>", '#include "cad_cpu.h"', C_MACROS, _CX.special_source(), "enum {"]
     for op in prims:
         L.append(f"    {cname(op)} = {op.code},")
     L.append(f"    OP_COUNT = {len(prims)}")
@@ -432,9 +433,10 @@ def gen_h(prims, ew):
     L.append("extern const unsigned char cad_heavy[OP_COUNT];")
     L.append("static inline int cad_fwd_heavy(int op) { return cad_heavy[op]; }")
     L.append("static inline cad_row cad_fwd_row(int op, int dt) { return cad_fwd_rows[op][dt]; }")
-    L.append("/* unary ops whose partial calls a transcendental function (sin: cos(x)): their")
-    L.append("   float64 vjp row (assigning), which scalar programs run over all such")
-    L.append("   instructions at once (vector math) instead of one at a time; NULL otherwise */")
+    L.append("/* unary ops whose partial calls a transcendental function (sin: cos(x)) and")
+    L.append("   does not read the output: their float64 vjp row (assigning), which scalar")
+    L.append("   programs run over all such instructions at once (vector math, operands")
+    L.append("   g and x) instead of one at a time; NULL otherwise */")
     L.append("extern const cad_row cad_heavy_partial_rows[OP_COUNT];")
     L.append("extern const cad_row (*cad_jvp_rows[OP_COUNT])[2];")
     L.append("extern cad_row cad_bool_rows[OP_COUNT][4];")
@@ -595,7 +597,7 @@ def gen_c(prims, ew):
     L.append("const cad_row cad_heavy_partial_rows[OP_COUNT] = {")
     for op in prims:
         hp = (op.kind == "ew" and len(op.args) == 1 and op.args[0] in op.d and scalar_ok(op)
-              and heavy(op, op.d[op.args[0]]))
+              and heavy(op, op.d[op.args[0]]) and not used(op, op.d[op.args[0]])[1])
         L.append(f"    cad_{op.name}_vjp0_f64_set," if hp else "    NULL,")
     L.append("};")
     L.append("const unsigned char cad_heavy[OP_COUNT] = {")
@@ -723,13 +725,14 @@ def gen_methods(reg):
         elif op.kind == "ew" and op.api is None:
             rest = op.args[1:]
             params = ", ".join(("self",) + rest)
-            L.append(f"    def {op.name}({params}):")
-            if len(op.args) == 1:
-                L.append(f"        return _ew1({cname(op)}, self)")
-            elif len(op.args) == 2:
-                L.append(f"        return _ew2({cname(op)}, self, {rest[0]})")
-            else:
-                L.append(f"        return _ewn({cname(op)}, (self, {', '.join(rest)}))")
+            for name in (op.name,) + op.aliases:
+                L.append(f"    def {name}({params}):")
+                if len(op.args) == 1:
+                    L.append(f"        return _ew1({cname(op)}, self)")
+                elif len(op.args) == 2:
+                    L.append(f"        return _ew2({cname(op)}, self, {rest[0]})")
+                else:
+                    L.append(f"        return _ewn({cname(op)}, (self, {', '.join(rest)}))")
         else:
             L.append(f"    def {op.name}(self, *args, **kwargs):")
             L.append(f"        return _API[{k}](self, *args, **kwargs)")
@@ -755,7 +758,8 @@ def gen_pyi(reg, prims):
     for op in method_ops(reg):
         if op.kind in ("bool", "ew") and (op.kind == "bool" or op.api is None):
             rest = "".join(f", {a}: Any" for a in op.args[1:])
-            M.append(f"    def {op.name}(self{rest}) -> Tensor: ...")
+            for name in (op.name,) + op.aliases:
+                M.append(f"    def {name}(self{rest}) -> Tensor: ...")
         else:
             M.append(f"    def {op.name}(self, *args: Any, **kwargs: Any) -> Any: ...")
     F = []

@@ -292,18 +292,9 @@ cdef int64_t *_contig(int nd, const int64_t *shape):
 
 
 cdef object _mod(object a, object b):
-    """a % b (numpy's remainder, the sign of b).  Differentiable where a float
-    operand is tracked: a - floor(a / b) * b with the quotient a constant, so
-    d/da = 1 and d/db = -floor(a / b), as numpy-autograd, JAX and PyTorch."""
-    cdef bint track = False
-    if not cad_grad_off or cad_rec_mode:
-        for v in (a, b):
-            if isinstance(v, Tensor) and (<Tensor>v)._rg and _isfloat((<Tensor>v)._dtype):
-                track = True
-    if not track:
-        return _nondiff(_np.remainder, (a, b))
-    q = _nondiff(_np.floor_divide, (a, b))
-    return a - q * b
+    """a % b: the remainder op (numpy's remainder, the sign of b; d/da = 1 and
+    d/db = -floor(a / b), as numpy-autograd, JAX and PyTorch)"""
+    return _ew2(OP_REMAINDER, a, b)
 
 
 cdef object _nondiff(object fn, tuple args):

@@ -310,11 +310,12 @@ del _dn, _op
 def _attach_methods():
     """a method for every op the Tensor has as a method (x.sum(), x.reshape(...))"""
     for op in REGISTRY.values():
-        if op.method and not hasattr(Batched, op.name):
-            def m(self, *args, _op=op, **kwargs):
-                return dispatch(_op, (self,) + args, kwargs)
-            m.__name__ = op.name
-            setattr(Batched, op.name, m)
+        for name in (op.name,) + op.aliases if op.method else ():
+            if not hasattr(Batched, name):
+                def m(self, *args, _op=op, **kwargs):
+                    return dispatch(_op, (self,) + args, kwargs)
+                m.__name__ = name
+                setattr(Batched, name, m)
     Batched.float = lambda self: _api("astype")(self, np.float32)
     Batched.double = lambda self: _api("astype")(self, np.float64)
 

@@ -45,12 +45,12 @@ class OpDef:
                  "domain", "method", "ufunc", "doc", "differentiable", "api", "code",
                  "nondiff_args", "fd_eps", "export", "tol", "seq", "vjp_rule", "jvp_rule",
                  "second_order", "fast_partial", "fkernel", "partial_rule", "eval_rule",
-                 "batch_rule", "name_rule", "linear", "naux", "reads")
+                 "batch_rule", "name_rule", "linear", "naux", "reads", "aliases")
 
     def __init__(self, name, kind, *, args=(), fwd=None, d=None, kernel=None, int_ok=False,
                  ref=None, cases=(), domain=(-2.0, 2.0), method=True, ufunc=None, doc="",
                  differentiable=True, nondiff_args=(), fd_eps=1e-6, export=True, tol=None, seq=False,
-                 second_order=True, naux=None, linear=(), reads=None):
+                 second_order=True, naux=None, linear=(), reads=None, aliases=()):
         self.name = name
         self.kind = kind
         self.args = tuple(args)
@@ -100,6 +100,8 @@ class OpDef:
         # (input indexes, "out")}; the tape keeps exactly those (generated cad_uses,
         # the engine's _need); elementwise ops derive it from their partials
         self.reads = dict(reads or {})
+        # other names of the same function (and method): PyTorch's (asin for arcsin)
+        self.aliases = tuple(aliases)
 
     @property
     def primitive(self):

@@ -8,13 +8,27 @@ import re
 # abs, an `f` suffix in float), or through a macro (MACROS); the differentiable rules
 # (cad.ops._rules) evaluate it with the cad op of the same name, or the one RULE_OPS
 # names; HEAVY functions make a loop worth more threads (gen_ops) and their scalar
-# partials worth deferring.
+# partials worth deferring.  Constants passed to a C function are written as floats
+# (hypot(x, 1.0)): nvcc resolves hypot(double, int) to a host-only C++ overload.
 FUNCS = {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "pow", "abs", "sign",
-         "select", "max2", "min2", "isfinite", "isnan", "log1p", "expm1"}
-RULE_OPS = {"select": "where", "max2": "maximum", "min2": "minimum"}
-HEAVY = {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "pow", "log1p", "expm1"}
+         "select", "max2", "min2", "isfinite", "isnan", "log1p", "expm1",
+         "sinh", "cosh", "asin", "acos", "atan", "asinh", "acosh", "atanh", "atan2", "hypot",
+         "log2", "log10", "exp2", "floor", "ceil", "fmod", "fmax", "fmin", "erf", "erfc",
+         "sigmoid", "remainder", "gammaln", "erfinv", "digamma", "polygamma"}
+RULE_OPS = {"select": "where", "max2": "maximum", "min2": "minimum", "asin": "arcsin",
+            "acos": "arccos", "atan": "arctan", "asinh": "arcsinh", "acosh": "arccosh",
+            "atanh": "arctanh", "atan2": "arctan2"}
+HEAVY = {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "pow", "log1p", "expm1",
+         "sinh", "cosh", "asin", "acos", "atan", "asinh", "acosh", "atanh", "atan2", "hypot",
+         "log2", "log10", "exp2", "fmod", "erf", "erfc", "sigmoid", "remainder", "gammaln",
+         "erfinv", "digamma", "polygamma"}
 MACROS = {"sign": "CAD_SIGN", "select": "CAD_SELECT", "max2": "CAD_MAX2", "min2": "CAD_MIN2",
           "isfinite": "CAD_ISFINITE", "isnan": "CAD_ISNAN"}
+# functions whose C name differs from the vocabulary's (an `f` suffix in float too);
+# the cad_ ones are in cad_special.h (special_source)
+CNAMES = {"abs": "fabs", "sigmoid": "cad_sigmoid", "remainder": "cad_remainder",
+          "gammaln": "cad_lgamma", "erfinv": "cad_erfinv", "digamma": "cad_digamma",
+          "polygamma": "cad_polygamma"}
 LIT = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+|\d+[eE][-+]?\d+)")
 IDENT = re.compile(r"[A-Za-z_]\w*")
 
@@ -28,6 +42,13 @@ CUDA_MACROS = """\
 #define CAD_ISFINITE(x) isfinite((double)(x))
 #define CAD_ISNAN(x) isnan((double)(x))
 """
+
+
+def special_source():
+    """the C text of the special functions (cad_special.h, next to this file)"""
+    import os
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "cad_special.h")) as f:
+        return f.read()
 
 
 class ExprError(ValueError):
@@ -51,7 +72,7 @@ def to_c(expr, ctype, op, what):
         if name in MACROS:
             return MACROS[name]
         if name in FUNCS:
-            base = "fabs" if name == "abs" else name
+            base = CNAMES.get(name, name)
             return base + ("f" if ctype == "float" else "")
         return name
     e = LIT.sub(lambda m: f"(({ctype}){m.group(1)})", expr)
