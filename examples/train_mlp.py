@@ -11,6 +11,7 @@ The model is a dict of cad tensors and three functions; nothing here is specific
 digits except load_digits().
 """
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -87,9 +88,7 @@ def make_optimizer(params, lr, epochs, steps_per_epoch, warmup_epochs=1, weight_
 def train_epoch(params, opt, sched, loader, bar=None, max_steps=None):
     """one pass over the loader; returns (mean loss, samples/s)"""
     total, count, t0 = 0.0, 0, time.perf_counter()
-    for step, (xb, yb) in enumerate(loader):
-        if max_steps is not None and step >= max_steps:
-            break
+    for xb, yb in (loader if max_steps is None else itertools.islice(loader, max_steps)):
         opt.zero_grad()
         loss = loss_fn(params, xb, yb)
         loss.backward()
