@@ -951,7 +951,7 @@ def _st_loads(raw, name):
              "or a damaged file)")
 
     def array(tname):
-        dt, sh, b, e = table[tname]
+        dt, sh, b, _ = table[tname]
         a = np.frombuffer(buf, dtype=np.dtype(_ST_READ[dt]).newbyteorder("<"),
                           count=math.prod(sh), offset=b).reshape(sh)
         target = _ST_DT.get(dt) or (np.float32 if dt == "F16" else np.int64)

@@ -61,7 +61,7 @@ def test_mlp_core_trains_and_checkpoints(mlp, tmp_path):
 
 def test_mlp_max_steps(mlp):
     data = _blobs()
-    _, hist, loader = mlp.train(data, epochs=2, batch_size=32, hidden=(8,), max_steps=3,
+    _, _, loader = mlp.train(data, epochs=2, batch_size=32, hidden=(8,), max_steps=3,
                                 progress=False, log=lambda s: None)
     assert loader.stats.batches == 6 and loader.stats.samples == 6 * 32
 
@@ -107,7 +107,7 @@ def test_pendulum_tape_matches_eager(pendulum):
     ve, ge = cad.value_and_grad(loss)(p)
     np.testing.assert_allclose(float(v), float(ve), rtol=1e-12)
     np.testing.assert_allclose(g.numpy(), ge.numpy(), rtol=1e-10)
-    f = lambda x: pendulum.make_loss(obs, 0.05, math.sin)(x)     # noqa: E731  (floats)
+    f = pendulum.make_loss(obs, 0.05, math.sin)                  # floats
     eps = 1e-6
     fd = [(f([0.2 + eps, 1.1]) - f([0.2 - eps, 1.1])) / (2 * eps),
           (f([0.2, 1.1 + eps]) - f([0.2, 1.1 - eps])) / (2 * eps)]
@@ -123,7 +123,7 @@ def test_pendulum_fit_recovers_parameters(pendulum):
     tape = cad.record(pendulum.make_loss(obs, 0.025, cad.sin), cad.tensor(pendulum.START))
     p, losses = pendulum.fit_adam(tape.value_and_grad, cad.tensor(pendulum.START), 40)
     assert losses[-1] < losses[0] / 10
-    p, res, nl = pendulum.fit_newton(tape, p, maxiter=30)
+    p, _, nl = pendulum.fit_newton(tape, p, maxiter=30)
     np.testing.assert_allclose(p.numpy(), pendulum.TRUE, rtol=1e-4)
     assert nl[-1] <= nl[0]
 
