@@ -43,7 +43,9 @@ be written in the safetensors format, so that safetensors.numpy / .torch / .flax
 load_file read the tensors.  The format is picked by ``format=``, else by the name: a
 path (or a file object's .name) ending in ".safetensors" gets safetensors, anything
 else cad's own format above (the only one for tapes).  cad.load reads both and tells
-them apart by the first bytes: b"CAD\x00", or a u64 LE header length and then "{".
+them apart by the first bytes: b"CAD\\x00", or a u64 LE header length and then "{"
+(a safetensors header would need 4,473,155 + k * 2**32 bytes to start with cad's magic,
+and such a length is not the multiple of 8 that writers pad to).
 
     header length N: u64 LE | N bytes of UTF-8 JSON, padded with spaces to a multiple
     of 8 | the byte buffer: each tensor's little-endian C-order bytes, back to back
@@ -954,6 +956,8 @@ def _st_loads(raw, name):
         dt, sh, b, _ = table[tname]
         a = np.frombuffer(buf, dtype=np.dtype(_ST_READ[dt]).newbyteorder("<"),
                           count=math.prod(sh), offset=b).reshape(sh)
+        if dt == "BOOL":
+            return a.view(np.uint8) != 0     # bytes other than 0 and 1 become True
         target = _ST_DT.get(dt) or (np.float32 if dt == "F16" else np.int64)
         return a.astype(target)          # a native-order copy that owns its memory
 

@@ -483,3 +483,11 @@ def test_cad_format_keeps_requires_grad_and_checks_it():
         bad = raw[:8] + struct.pack("<Q", len(h)) + hashlib.sha256(body).digest() + body
         with pytest.raises(cad.FormatError, match=msg):
             cad.io.loads(bad)
+
+
+def test_bool_bytes_are_normalised():
+    """a BOOL tensor's bytes other than 0 and 1 load as True (never as a bool byte of 7)"""
+    raw = _file({"m": {"dtype": "BOOL", "shape": [3], "data_offsets": [0, 3]}}, bytes([0, 1, 7]))
+    m = cad.io.loads(raw)["m"]
+    assert m.tolist() == [False, True, True]
+    assert m.numpy().view(np.uint8).tolist() == [0, 1, 1]
