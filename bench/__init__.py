@@ -9,9 +9,12 @@ values, W5 sum((A@B)**2) at 1024x1024, W6 the 256x256 Jacobian of tanh(W@x)
 sum(x**3) + sum(tanh(W@x)), W8 the per-example gradients of a 16-16-1 MLP over a
 batch of 1000 (vmap of grad, a Python loop of grad, a recorded vmap), W9 "record
 once, replay": W1, W2 and W3 on a tape recorded once by cad.record, against
-torch.jit.trace, torch.compile, jax.jit and cad without recording ("cad.eager").
+torch.jit.trace, torch.compile, jax.jit and cad without recording ("cad.eager"),
+W10 the gradient of a Gaussian-process log-likelihood (linalg), W11 one training
+epoch of examples/train_mlp.py's MLP on digits (DataLoader + Adam against torch's,
+and a jitted JAX/optax step).
 Each peer is optional; benchmarks never assert.  (Nothing is imported here, so
 that ``--threads`` can set the BLAS environment before numpy loads.)
 """
 
-MODULES = ["w_scalar", "w_mlp", "w_array", "w_transforms", "w_vmap", "w_replay", "w_linalg"]  # each defines CASES
+MODULES = ["w_scalar", "w_mlp", "w_array", "w_transforms", "w_vmap", "w_replay", "w_linalg", "w_train"]  # each defines CASES

@@ -8,7 +8,8 @@ NOTE [ File format ]
     + data: raw little-endian C-order array bytes, each at an 8-byte aligned offset
 The header's "kind" is "value" or "tape".  An array is {"dtype": "float64"|"float32"|
 "int64"|"bool", "shape": [...], "offset": n} (offset into the data part).  A value is
-{"t": "tensor"|"ndarray", "a": array}, {"t": "list"|"tuple", "items": [values]},
+{"t": "tensor"|"ndarray", "a": array} (a tensor that requires grad adds "rg": true),
+{"t": "list"|"tuple", "items": [values]},
 {"t": "dict", "items": {str: value}} or {"t": "py", "v": JSON scalar}.  A tape is
 {"ops": [primitive names], "bufs": [{"dtype", "shape", "flags", "value": array|float|
 null}], "records": [[op index, out, [inputs], [aux]]], "inputs": [handles],
@@ -33,6 +34,47 @@ op's rule (the same shape and dtype rules the eager op applies, and the bounds a
 kernel relies on: a view's window inside its input, gather/scatter/setitem positions
 inside their target).  A file that fails any check raises ``cad.FormatError`` (a
 ``ValueError``) naming the file and the field; nothing it describes reaches C.
+
+NOTE [ Checkpoints (safetensors) ]
+    cad.save(obj, "model.safetensors")  /  cad.save(obj, f, format="safetensors")
+Values (tensors, ndarrays, numbers, strings, None, and lists/tuples/dicts of them: a
+model's parameters, an optimizer's state_dict(), whose "state" has int keys) can also
+be written in the safetensors format, so that safetensors.numpy / .torch / .flax
+load_file read the tensors.  The format is picked by ``format=``, else by the name: a
+path (or a file object's .name) ending in ".safetensors" gets safetensors, anything
+else cad's own format above (the only one for tapes).  cad.load reads both and tells
+them apart by the first bytes: b"CAD\\x00", or a u64 LE header length and then "{"
+(a safetensors header would need 4,473,155 + k * 2**32 bytes to start with cad's magic,
+and such a length is not the multiple of 8 that writers pad to).
+
+    header length N: u64 LE | N bytes of UTF-8 JSON, padded with spaces to a multiple
+    of 8 | the byte buffer: each tensor's little-endian C-order bytes, back to back
+The JSON maps each tensor's name to {"dtype": "F64"|"F32"|"I64"|"BOOL", "shape": [..],
+"data_offsets": [begin, end]} (offsets into the buffer), plus "__metadata__", a
+str -> str map: cad puts {"format": "cad", "cad": <one JSON string>} there, the string
+being {"version": 1, "sha256": _st_digest, "value": spec}; a spec is
+{"t": "tensor", "name", "dtype", "shape", "rg": requires_grad} or {"t": "ndarray",
+"name", "dtype", "shape"} (a leaf in the tensor table), {"t": "list"|"tuple", "items":
+[specs]}, {"t": "dict", "items": [[key, spec], ...]} (keys are strings or integers,
+in order) or {"t": "py", "v": JSON scalar}.  A tensor's name is its path of keys and
+indices joined by "." ("state.0.exp_avg", "layers.1.w"; "tensor" for a lone tensor;
+"~k" is appended when two paths give the same name).  Tensors on the GPU are saved
+from host copies; loading gives CPU tensors.
+
+Loading validates before it builds (``_st_loads``): the header length against the file
+size and 100 MB (the safetensors limit), UTF-8 JSON without duplicate keys, each entry
+exactly {dtype, shape, data_offsets} of the right JSON types, dtypes known, shapes
+non-negative, end - begin equal to the shape's byte count, and the offsets, sorted,
+tiling the buffer exactly (no gap, no overlap, nothing after the last: the spec's
+rule); "__metadata__" a str -> str map.  A cad spec must then name every tensor of the
+table exactly once, with its dtype and shape, and the digest (SHA-256 of the value
+spec and the tensor table, both re-serialized canonically, and of the buffer) must
+match, so that a truncated file, an edited header or number, or flipped data bytes
+raise FormatError; a deliberate edit that recomputes the digest loads as what it
+describes (as for cad's format, the checks are of structure, not intent).  A
+safetensors file written by another tool (no "cad" metadata) loads as a dict {name:
+tensor} in buffer order; its I8/I16/I32/U8/U16/U32 tensors become int64 and F16 float32
+(cad's dtypes), other dtypes (BF16, F8, C64, ...) raise FormatError.
 """
 import hashlib
 import io
@@ -93,10 +135,45 @@ def _name_of(f):
     return getattr(f, "name", None) or f"<{type(f).__name__}>"
 
 
-def save(obj, path):
+def _pick_format(path, format):
+    if format is None:
+        name = path if isinstance(path, (str, bytes, os.PathLike)) else getattr(path, "name", None)
+        if isinstance(name, (str, bytes, os.PathLike)) and os.fsdecode(name).endswith(".safetensors"):
+            return "safetensors"
+        return "cad"
+    if format not in ("cad", "safetensors"):
+        raise ValueError(f"cad.save: format must be 'cad', 'safetensors' or None, got {format!r}")
+    return format
+
+
+def _write_blob(blob, path):
+    if hasattr(path, "write"):
+        path.write(blob)
+        return
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"cad.save: expected a path or a binary file object, got {type(path).__name__}")
+    with open(path, "wb") as f:
+        f.write(blob)
+
+
+def save(obj, path, format=None):
     """Save a tensor, a list/tuple/dict of tensors (or numbers), or a recorded tape,
-    to a path or a binary file object (anything with ``write``)."""
+    to a path or a binary file object (anything with ``write``).
+
+    ``format``: "cad" (cad's own format, NOTE [ File format ]; values and tapes),
+    "safetensors" (values only, NOTE [ Checkpoints (safetensors) ]: readable by the
+    safetensors package's numpy/torch/flax loaders, with cad's structure, numbers,
+    requires_grad and int dict keys in its metadata), or None: safetensors when the
+    path (or file object's name) ends in ".safetensors", else cad."""
     from .record import StaticTape
+    if _pick_format(path, format) == "safetensors":
+        if isinstance(obj, StaticTape):
+            raise TypeError("cad.save: a recorded tape is saved in cad's format, not safetensors "
+                            "(use a path without the .safetensors suffix, or format='cad')")
+        if not hasattr(path, "write") and not isinstance(path, (str, bytes, os.PathLike)):
+            raise TypeError(f"cad.save: expected a path or a binary file object, got {type(path).__name__}")
+        _write_blob(_st_dumps(obj), path)
+        return
     w = _Writer()
     from .record import TreeTape
     if isinstance(obj, TreeTape):
@@ -109,13 +186,7 @@ def save(obj, path):
     hb = json.dumps(header).encode("utf-8")
     body = hb + w.blob.getvalue()
     blob = MAGIC + struct.pack("<IQ", VERSION, len(hb)) + hashlib.sha256(body).digest() + body
-    if hasattr(path, "write"):
-        path.write(blob)
-        return
-    if not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"cad.save: expected a path or a binary file object, got {type(path).__name__}")
-    with open(path, "wb") as f:
-        f.write(blob)
+    _write_blob(blob, path)
 
 
 def load(path):
@@ -137,11 +208,14 @@ def load(path):
 
 
 def loads(raw, name="<bytes>"):
-    """cad.load from bytes in memory"""
+    """cad.load from bytes in memory (cad's format or safetensors, told by the first bytes)"""
     raw = bytes(raw)
     chk = _Checker(name)
+    if raw[:4] != MAGIC and len(raw) >= 9 and raw[8:9] == b"{":
+        return _st_loads(raw, name)
     if raw[:4] != MAGIC and not (len(raw) < 4 and MAGIC.startswith(raw)):
-        raise FormatError(f"cad.load: {name!r} is not a cad file (it does not start with {MAGIC!r})")
+        raise FormatError(f"cad.load: {name!r} is not a cad file (it does not start with {MAGIC!r}) "
+                          "nor a safetensors file (8 bytes of header length, then '{')")
     if len(raw) < 16:
         raise FormatError(f"cad.load: {name!r} is truncated: {len(raw)} bytes, the fixed header "
                           "alone is 16")
@@ -186,6 +260,8 @@ def loads(raw, name="<bytes>"):
 
 def _value_spec(obj, w):
     if isinstance(obj, C.Tensor):
+        if obj.requires_grad:    # (the key is left out otherwise: such files read as before)
+            return {"t": "tensor", "a": w.array(C.host(obj.detach())), "rg": True}
         return {"t": "tensor", "a": w.array(C.host(obj.detach()))}
     if isinstance(obj, np.ndarray):
         return {"t": "ndarray", "a": w.array(obj)}
@@ -205,7 +281,7 @@ def _value_spec(obj, w):
 def _load_value(spec, data):
     t = spec["t"]
     if t == "tensor":
-        return C.from_numpy(_read_array(spec["a"], data), None, False, False)
+        return C.from_numpy(_read_array(spec["a"], data), None, spec.get("rg", False), False)
     if t == "ndarray":
         return _read_array(spec["a"], data)
     if t in ("list", "tuple"):
@@ -294,7 +370,13 @@ class _Checker:
         t = v["t"]
         if t in ("tensor", "ndarray"):
             self.dict_(v, field, ("a",))
-            self.array(v["a"], f"{field}.a")
+            dt, _ = self.array(v["a"], f"{field}.a")
+            if t == "tensor" and "rg" in v:
+                if type(v["rg"]) is not bool:
+                    self.fail(f"{field}.rg", f"expected true or false, got {_jtype(v['rg'])}")
+                if v["rg"] and dt > 1:
+                    self.fail(f"{field}.rg", f"requires grad on a {_DTN[dt]} value; gradients are "
+                                             "for float values")
         elif t in ("list", "tuple"):
             self.dict_(v, field, ("items",))
             for k, s in enumerate(self.list_(v["items"], f"{field}.items")):
@@ -706,3 +788,270 @@ def _load_tape(spec, data):
     guards = [Guard(h, _read_array(v, data), why, k) for k, (h, v, why) in enumerate(spec["guards"])]
     kind = {"tuple": tuple, "list": list}.get(spec["out_kind"])
     return StaticTape._from_parts(tp, nodes, outs, guards, kind, tuple(spec["diff"]))
+
+
+# ---------------------------------------------------------------- safetensors
+
+_ST_DT = {"F64": np.float64, "F32": np.float32, "I64": np.int64, "BOOL": np.bool_}
+_ST_NAME = {np.dtype(v): k for k, v in _ST_DT.items()}
+# what other tools write and cad reads (as cad's dtypes: ints to int64, F16 to float32)
+_ST_READ = dict(_ST_DT, I32=np.int32, I16=np.int16, I8=np.int8, U8=np.uint8, U16=np.uint16,
+                U32=np.uint32, F16=np.float16)
+_ST_MAXHEADER = 100_000_000     # the safetensors package's limit
+_ST_VERSION = 1
+
+
+def _st_dumps(obj):
+    """the bytes of a safetensors file holding obj (NOTE [ Checkpoints (safetensors) ])"""
+    arrays = []        # (name, C-order little-endian ndarray)
+    names = set()
+
+    def leaf(a, path):
+        a = np.asarray(a, order="C")
+        dt = _ST_NAME.get(a.dtype)
+        if dt is None:
+            raise TypeError(f"cad.save: dtype {a.dtype} is not saved (at {'.'.join(path) or 'the root'})")
+        name = ".".join(path) or "tensor"
+        base, k = name, 1
+        while name in names or name == "__metadata__":
+            name = f"{base}~{k}"
+            k += 1
+        names.add(name)
+        arrays.append((name, a))
+        return name, dt, list(a.shape)
+
+    def spec(o, path, depth):
+        if depth > 100:
+            raise ValueError("cad.save: the value is nested more than 100 levels")
+        if isinstance(o, C.Tensor):
+            name, dt, sh = leaf(C.host(o.detach()), path)
+            return {"t": "tensor", "name": name, "dtype": dt, "shape": sh, "rg": bool(o.requires_grad)}
+        if isinstance(o, np.ndarray):
+            name, dt, sh = leaf(o, path)
+            return {"t": "ndarray", "name": name, "dtype": dt, "shape": sh}
+        if isinstance(o, (list, tuple)):
+            return {"t": "tuple" if isinstance(o, tuple) else "list",
+                    "items": [spec(v, path + [str(k)], depth + 1) for k, v in enumerate(o)]}
+        if isinstance(o, dict):
+            items = []
+            for k, v in o.items():
+                if type(k) is not str and type(k) is not int:
+                    raise TypeError(f"cad.save: dict keys must be strings or integers, got {k!r}")
+                items.append([k, spec(v, path + [str(k)], depth + 1)])
+            return {"t": "dict", "items": items}
+        if o is None or type(o) in (bool, int, float, str):
+            return {"t": "py", "v": o}
+        for kind in (bool, np.bool_, int, np.integer, float, np.floating, str):  # subclasses
+            if isinstance(o, kind):
+                return {"t": "py", "v": o.item() if isinstance(o, np.generic) else kind(o)}
+        raise TypeError(f"cad.save: cannot save a {type(o).__name__} in a safetensors checkpoint "
+                        "(tensors, arrays, numbers, strings, None, lists, tuples and dicts)")
+
+    value = spec(obj, [], 0)
+    header = {}
+    chunks = []
+    off = 0
+    for name, a in arrays:
+        b = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": _ST_NAME[a.dtype], "shape": list(a.shape),
+                        "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        chunks.append(b)
+    buf = b"".join(chunks)
+    meta = {"version": _ST_VERSION, "sha256": _st_digest(value, header, buf), "value": value}
+    header["__metadata__"] = {"format": "cad", "cad": json.dumps(meta, allow_nan=True)}
+    hb = json.dumps(header).encode("utf-8")
+    hb += b" " * ((-len(hb)) % 8)
+    return struct.pack("<Q", len(hb)) + hb + buf
+
+
+def _st_digest(value, table, buf):
+    """SHA-256 of cad's value spec, the tensor table and the buffer: both JSON parts
+    written canonically (sorted keys; Python's float repr round-trips), so the digest
+    of what was read equals the writer's when nothing changed"""
+    h = hashlib.sha256()
+    h.update(json.dumps(value, sort_keys=True, allow_nan=True).encode("utf-8"))
+    h.update(json.dumps(table, sort_keys=True).encode("utf-8"))
+    h.update(buf)
+    return h.hexdigest()
+
+
+def _no_dup_keys(pairs):
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise ValueError(f"duplicate key {k!r}")
+        d[k] = v
+    return d
+
+
+def _st_loads(raw, name):
+    """load a safetensors file's bytes, validated in full first (NOTE [ Checkpoints
+    (safetensors) ])"""
+    def fail(msg):
+        raise FormatError(f"cad.load: {name!r} (safetensors): {msg}")
+
+    if len(raw) < 8:
+        fail(f"truncated: {len(raw)} bytes, the header length alone is 8")
+    (hlen,) = struct.unpack("<Q", raw[:8])
+    if hlen > len(raw) - 8:
+        fail(f"header length {hlen} is more than the {len(raw) - 8} bytes after it (a truncated or "
+             "damaged file)")
+    if hlen > _ST_MAXHEADER:
+        fail(f"header length {hlen} is over the format's limit of {_ST_MAXHEADER} bytes")
+    try:
+        header = json.loads(raw[8:8 + hlen].decode("utf-8"), object_pairs_hook=_no_dup_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        fail(f"the header is not valid UTF-8 JSON ({e})")
+    if not isinstance(header, dict):
+        fail(f"the header is {_jtype(header)}, not an object")
+    meta = header.pop("__metadata__", None)
+    if meta is not None:
+        if not isinstance(meta, dict):
+            fail(f"__metadata__ is {_jtype(meta)}; expected an object of strings")
+        for k, v in meta.items():
+            if not isinstance(v, str):
+                fail(f"__metadata__[{k!r}] is {_jtype(v)}; the format allows only strings")
+    buf = memoryview(raw)[8 + hlen:]
+    table = {}          # name -> (dtype string, shape, begin, end)
+    for tname, e in header.items():
+        f = f"tensor {tname!r}"
+        if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
+            got = sorted(e) if isinstance(e, dict) else _jtype(e)
+            fail(f"{f}: expected an object with exactly dtype, shape and data_offsets, got {got}")
+        dt = e["dtype"]
+        if not isinstance(dt, str) or dt not in _ST_READ:
+            fail(f"{f}: dtype {dt!r} is not one cad reads ({', '.join(_ST_READ)})")
+        sh = e["shape"]
+        if not isinstance(sh, list) or len(sh) > _MAXDIM:
+            fail(f"{f}: shape {sh!r} is not a list of at most {_MAXDIM} sizes")
+        for s in sh:
+            if type(s) is not int or not 0 <= s <= _MAXSIZE:
+                fail(f"{f}: shape {sh!r} has a size that is not an integer in [0, {_MAXSIZE}]")
+        if math.prod(sh) > _MAXSIZE:
+            fail(f"{f}: shape {sh!r} has more than {_MAXSIZE} elements")
+        offs = e["data_offsets"]
+        if (not isinstance(offs, list) or len(offs) != 2
+                or any(type(o) is not int for o in offs) or not 0 <= offs[0] <= offs[1]):
+            fail(f"{f}: data_offsets {offs!r} is not [begin, end] with 0 <= begin <= end")
+        nbytes = math.prod(sh) * np.dtype(_ST_READ[dt]).itemsize
+        if offs[1] - offs[0] != nbytes:
+            fail(f"{f}: data_offsets {offs} hold {offs[1] - offs[0]} bytes, but shape {sh} {dt} "
+                 f"needs {nbytes}")
+        if offs[1] > len(buf):
+            fail(f"{f}: data_offsets {offs} end after the buffer's {len(buf)} bytes (a truncated "
+                 "file?)")
+        table[tname] = (dt, tuple(sh), offs[0], offs[1])
+    end = 0
+    for tname, (_, _, b, e) in sorted(table.items(), key=lambda kv: (kv[1][2], kv[1][3])):
+        if b != end:
+            fail(f"tensor {tname!r} starts at byte {b} of the buffer, where {end} was expected "
+                 "(the tensors must tile the buffer: no gap, no overlap)")
+        end = e
+    if end != len(buf):
+        fail(f"the tensors end at byte {end} of the buffer, which has {len(buf)} (trailing bytes "
+             "or a damaged file)")
+
+    def array(tname):
+        dt, sh, b, _ = table[tname]
+        a = np.frombuffer(buf, dtype=np.dtype(_ST_READ[dt]).newbyteorder("<"),
+                          count=math.prod(sh), offset=b).reshape(sh)
+        if dt == "BOOL":
+            return a.view(np.uint8) != 0     # bytes other than 0 and 1 become True
+        target = _ST_DT.get(dt) or (np.float32 if dt == "F16" else np.int64)
+        return a.astype(target)          # a native-order copy that owns its memory
+
+    if meta is None or ("cad" not in meta and meta.get("format") != "cad"):
+        # a file from another tool: {name: tensor} in buffer order
+        return {t: C.from_numpy(array(t), None, False, False)
+                for t in sorted(table, key=lambda t: (table[t][2], table[t][3]))}
+    if set(meta) != {"format", "cad"} or meta["format"] != "cad":
+        fail(f"__metadata__ has keys {sorted(meta)[:5]} and format {meta.get('format')!r}; cad "
+             "writes exactly format='cad' and cad")
+    try:
+        cm = json.loads(meta["cad"], object_pairs_hook=_no_dup_keys)
+    except (ValueError, RecursionError) as e:
+        fail(f"__metadata__['cad'] is not valid JSON ({e})")
+    if not isinstance(cm, dict) or set(cm) != {"version", "sha256", "value"}:
+        fail("__metadata__['cad'] is not an object with exactly version, sha256 and value")
+    if cm["version"] != _ST_VERSION or type(cm["version"]) is not int:
+        fail(f"cad metadata version {cm['version']!r}; this cad reads version {_ST_VERSION}")
+    if not isinstance(cm["sha256"], str):
+        fail("cad metadata sha256 is not a string")
+    used = set()
+
+    def check(v, field, depth):
+        if depth > 100:
+            fail(f"cad metadata {field}: nested more than 100 levels")
+        if not isinstance(v, dict) or not isinstance(v.get("t"), str):
+            fail(f"cad metadata {field}: expected an object with a string 't'")
+        t = v["t"]
+        keys = {"tensor": {"t", "name", "dtype", "shape", "rg"}, "ndarray": {"t", "name", "dtype", "shape"},
+                "list": {"t", "items"}, "tuple": {"t", "items"}, "dict": {"t", "items"},
+                "py": {"t", "v"}}.get(t)
+        if keys is None:
+            fail(f"cad metadata {field}.t: unknown entry {t!r}; expected tensor, ndarray, list, "
+                 "tuple, dict or py")
+        if set(v) != keys:
+            fail(f"cad metadata {field}: a {t!r} entry has keys {sorted(v)}; expected {sorted(keys)}")
+        if t in ("tensor", "ndarray"):
+            n = v["name"]
+            if not isinstance(n, str) or n not in table:
+                fail(f"cad metadata {field}.name: {n!r} is not a tensor of the file")
+            if n in used:
+                fail(f"cad metadata {field}.name: tensor {n!r} is named twice")
+            used.add(n)
+            if v["dtype"] != table[n][0] or v["dtype"] not in _ST_DT:
+                fail(f"cad metadata {field}.dtype: {v['dtype']!r}, but tensor {n!r} is {table[n][0]}")
+            if not isinstance(v["shape"], list) or tuple(v["shape"]) != table[n][1]:
+                fail(f"cad metadata {field}.shape: {v['shape']!r}, but tensor {n!r} has shape "
+                     f"{list(table[n][1])}")
+            if t == "tensor":
+                if type(v["rg"]) is not bool:
+                    fail(f"cad metadata {field}.rg: expected true or false, got {_jtype(v['rg'])}")
+                if v["rg"] and v["dtype"] not in ("F64", "F32"):
+                    fail(f"cad metadata {field}.rg: requires_grad on a {v['dtype']} tensor; "
+                         "gradients are for float tensors")
+        elif t in ("list", "tuple"):
+            if not isinstance(v["items"], list):
+                fail(f"cad metadata {field}.items: expected a list, got {_jtype(v['items'])}")
+            for k, s in enumerate(v["items"]):
+                check(s, f"{field}.items[{k}]", depth + 1)
+        elif t == "dict":
+            if not isinstance(v["items"], list):
+                fail(f"cad metadata {field}.items: expected a list of [key, value], got "
+                     f"{_jtype(v['items'])}")
+            seen = set()
+            for k, kv in enumerate(v["items"]):
+                if not (isinstance(kv, list) and len(kv) == 2 and type(kv[0]) in (str, int)):
+                    fail(f"cad metadata {field}.items[{k}]: expected [string or integer key, value]")
+                if kv[0] in seen:
+                    fail(f"cad metadata {field}.items[{k}]: key {kv[0]!r} appears twice")
+                seen.add(kv[0])
+                check(kv[1], f"{field}.items[{kv[0]!r}]", depth + 1)
+        elif not (v["v"] is None or type(v["v"]) in (bool, int, float, str)):
+            fail(f"cad metadata {field}.v: expected a number, a string or null, got {_jtype(v['v'])}")
+
+    check(cm["value"], "value", 0)
+    if used != set(table):
+        fail(f"tensor(s) {sorted(set(table) - used)[:5]} are in the file but not in cad's metadata "
+             "(the metadata does not describe this file)")
+    if _st_digest(cm["value"], header, buf) != cm["sha256"]:
+        fail("checksum mismatch: the header or the tensors' bytes were damaged or edited after "
+             "cad.save wrote them")
+
+    def build(v):
+        t = v["t"]
+        if t == "tensor":
+            return C.from_numpy(array(v["name"]), None, v["rg"], False)
+        if t == "ndarray":
+            return array(v["name"])
+        if t == "list":
+            return [build(s) for s in v["items"]]
+        if t == "tuple":
+            return tuple(build(s) for s in v["items"])
+        if t == "dict":
+            return {k: build(s) for k, s in v["items"]}
+        return v["v"]
+
+    return build(cm["value"])

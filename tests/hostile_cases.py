@@ -254,6 +254,16 @@ def cases(data_dir):
         ("cad.load(io.BytesIO(b''))", "FormatError"), ("cad.save(a23, 5)", "TypeError"),
         ("cad.save(object(), io.BytesIO())", "TypeError"), ("cad.save({1: a23}, io.BytesIO())", "TypeError"),
         (f"cad.load({base_tape!r})", "ok"), (f"cad.load(open({base_tape!r}, 'rb'))", "ok"),
+        # safetensors checkpoints (tests/test_checkpoint.py has the file-by-file cases)
+        ("cad.save({1.5: a23}, io.BytesIO(), format='safetensors')", "TypeError"),
+        ("cad.save(cad.record(lambda x: x * 2, a4), io.BytesIO(), format='safetensors')", "TypeError"),
+        ("cad.save(a23, io.BytesIO(), format='pickle')", "ValueError"),
+        ("cad.save(a23, 5, format='safetensors')", "TypeError"),
+        ("assert cad.load(io.BytesIO(b'\\x02' + bytes(7) + b'{}')) == {}", "ok"),   # an empty safetensors file
+        ("cad.load(io.BytesIO(b'\\xff' * 8 + b'{'))", "FormatError"),
+        ("cad.load(io.BytesIO(b'\\x09' + bytes(7) + b'{\"a\": 1}'))", "FormatError"),
+        ("b = io.BytesIO(); cad.save({'w': r23, 0: [1, (2.5, None)]}, b, format='safetensors')\n"
+         "v = cad.load(io.BytesIO(b.getvalue()))\nassert v[0] == [1, (2.5, None)] and v['w'].requires_grad", "ok"),
     ]:
         add(f"file/{code}", code, want)
     with open(base_tape, "rb") as f:
