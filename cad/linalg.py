@@ -115,8 +115,10 @@ class _blas_threads:
 
 
 def _lu(a):
-    """(lu, piv) of a (..., n, n) ndarray, batched; raises LinAlgError when singular
-    (see _check_singular)"""
+    """(lu, piv) of a (..., n, n) ndarray, batched: the factors of each matrix's
+    TRANSPOSE, stored C-ordered (lu[k].T is LAPACK's Fortran-ordered factor of A^T:
+    a C-ordered A is A^T to LAPACK, so neither the factorization nor the solves
+    transpose a copy; _lu_solve solves with A^T's factors transposed)"""
     import scipy.linalg as sl
     last = _LU_LAST[0]
     ai = a.__array_interface__
@@ -130,7 +132,8 @@ def _lu(a):
     with warnings.catch_warnings(), _blas_threads(n):   # singular: the callers raise or give -inf
         warnings.simplefilter("ignore", sl.LinAlgWarning)
         for k in range(flat.shape[0]):
-            lu[k], piv[k] = sl.lu_factor(flat[k], check_finite=False, overwrite_a=False)
+            f, piv[k] = sl.lu_factor(np.ascontiguousarray(flat[k]).T, check_finite=False)
+            lu[k] = f.T
     lu = lu.reshape(a.shape)
     piv = piv.reshape(a.shape[:-1])
     _LU_LAST[0] = (key, a, lu, piv)   # (a kept alive: its address cannot be reused)
@@ -138,18 +141,30 @@ def _lu(a):
 
 
 def _lu_solve(lu, piv, b, trans=0):
-    """x with A x = b (trans: A^T x = b) from A's factors; b (..., n, k), batched"""
-    import scipy.linalg as sl
+    """x with A x = b (trans: A^T x = b) from _lu's factors (of A^T); b (..., n, k),
+    batched.  Each solve is LAPACK's getrs called from C with the GIL released, its
+    right-hand sides split over cad's pool (C.lu_solve); scipy's lu_solve when LAPACK
+    is not loaded.  One matrix: the result is Fortran-ordered (no transposing copy)."""
     shape = np.broadcast_shapes(lu.shape[:-2], b.shape[:-2])
     n = lu.shape[-1]
+    dt = np.result_type(lu, b)
     LU = np.broadcast_to(lu, shape + (n, n)).reshape((-1, n, n))
     P = np.broadcast_to(piv, shape + (n,)).reshape((-1, n))
     B = np.broadcast_to(b, shape + b.shape[-2:]).reshape((-1,) + b.shape[-2:])
-    out = np.empty(B.shape, dtype=np.result_type(lu, b))
-    with _blas_threads(n):
-        for k in range(LU.shape[0]):
-            out[k] = sl.lu_solve((LU[k], P[k]), B[k], trans=trans, check_finite=False)
-    return out.reshape(shape + b.shape[-2:])
+    outs = []
+    for k in range(LU.shape[0]):
+        f = LU[k].T if LU[k].dtype == dt else LU[k].astype(dt).T   # A^T's factor, Fortran order
+        if C.HAVE_LAPACK:
+            bf = np.array(B[k], dtype=dt, order="F")
+            C.lu_solve(np.asfortranarray(f), (P[k] + 1).astype(np.int32), bf, not trans)
+            outs.append(bf)
+        else:
+            import scipy.linalg as sl
+            with _blas_threads(n):
+                outs.append(sl.lu_solve((f, P[k]), B[k], trans=0 if trans else 1, check_finite=False))
+    if len(outs) == 1:
+        return outs[0].reshape(shape + b.shape[-2:])
+    return np.stack(outs).reshape(shape + b.shape[-2:])
 
 
 def _singular(lu):

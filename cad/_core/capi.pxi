@@ -102,6 +102,8 @@ cdef extern from "cad_cpu.h" nogil:
     int cad_have_blas()
     int cad_blas_thread_control()
     int cad_blas_threads_local(int nt)
+    void cad_set_lapack(void *dgetrs, void *sgetrs)
+    int cad_getrs(int dtype, int trans, int64_t n, int64_t nrhs, char *lu, int *piv, char *b)
     int cad_sweep(cad_tape *t, int free_tmp, int64_t stop)
     void *cad_alloc(size_t nb)
     void cad_release(void *p)

@@ -184,6 +184,51 @@ HAVE_BLAS = _load_blas()
 BLAS_THREAD_CONTROL = bool(cad_blas_thread_control())
 
 
+def _load_lapack():
+    try:
+        from scipy.linalg import cython_lapack
+    except ImportError:
+        return False
+    capi = cython_lapack.__pyx_capi__
+    cad_set_lapack(_capsule_ptr(capi["dgetrs"]), _capsule_ptr(capi["sgetrs"]))
+    return True
+
+
+HAVE_LAPACK = _load_lapack()
+
+
+def lu_solve(cnp.ndarray lu, cnp.ndarray piv, cnp.ndarray b, bint trans):
+    """b := op(A)^-1 b in place, A = P L U from getrf: lu (n, n) and b (n, k) Fortran-
+    ordered of one float dtype, piv int32 1-based (LAPACK's); the GIL released, the
+    right-hand sides split over cad's pool (cad_getrs)"""
+    cdef int dt
+    cdef int64_t n, k
+    cdef int st
+    cdef char *plu
+    cdef char *pb
+    cdef int *pp
+    if not HAVE_LAPACK:
+        raise RuntimeError("cad.linalg: scipy's LAPACK is not available")
+    if lu.ndim != 2 or b.ndim != 2 or piv.ndim != 1 or lu.shape[0] != lu.shape[1] \
+            or b.shape[0] != lu.shape[0] or piv.shape[0] != lu.shape[0]:
+        raise ValueError("lu_solve: shapes")
+    if lu.dtype != b.dtype or lu.dtype not in (_np.float64, _np.float32) or piv.dtype != _np.int32:
+        raise ValueError("lu_solve: dtypes")
+    if not (lu.flags.f_contiguous and b.flags.f_contiguous and b.flags.writeable and
+            piv.flags.c_contiguous):
+        raise ValueError("lu_solve: layouts")
+    dt = CAD_F64 if lu.dtype == _np.float64 else CAD_F32
+    n = lu.shape[0]
+    k = b.shape[1]
+    plu = <char *>cnp.PyArray_DATA(lu)
+    pb = <char *>cnp.PyArray_DATA(b)
+    pp = <int *>cnp.PyArray_DATA(piv)
+    with nogil:
+        st = cad_getrs(dt, trans, n, k, plu, pp, pb)
+    _check(st, "cad.linalg")
+    return b
+
+
 def blas_threads_local(int nt):
     """set this thread's BLAS threads in scipy's OpenBLAS (cad.linalg's LAPACK calls);
     returns the previous setting, or -1 when the library cannot do this"""

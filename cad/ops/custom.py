@@ -409,7 +409,7 @@ class Primitive:
         multi = isinstance(res, (tuple, list))
         arrays = []
         for o in (res if multi else (res,)):
-            a = np.array(o.detach() if isinstance(o, C.Tensor) else o, copy=True)
+            a = np.asarray(o.detach() if isinstance(o, C.Tensor) else o)   # (_bind copies once)
             if a.dtype.kind == "c":
                 raise TypeError(f"cad.primitive {self.__name__}: complex outputs are not supported")
             if a.dtype.kind == "f" and a.dtype not in (np.float64, np.float32):
@@ -422,8 +422,11 @@ class Primitive:
         lay = _layout(multi, arrays)
         fl = [a for a in arrays if a.dtype.kind == "f"]
         dt = np.result_type(*fl) if fl else np.dtype(np.float64)
-        ptensor = _cad().tensor(_pack_np([a.astype(dt) if a.dtype.kind == "f" else a for a in arrays], lay)
-                           if fl else np.zeros(0, dtype=dt))
+        buf = _pack_np([a.astype(dt, copy=False) if a.dtype.kind == "f" else a for a in arrays], lay) \
+            if fl else np.zeros(0, dtype=dt)
+        if _direct(lay):   # the function's own array (maybe an input's): a copy
+            buf = np.array(buf, copy=True, order="C")
+        ptensor = C.from_numpy(buf, None, False, False)   # a fresh array: no second copy
         if fl:
             C.record_custom(CUSTOM.code, ptensor, list(ts), (eid, len(lay)) + tuple(lay))
         if packed:

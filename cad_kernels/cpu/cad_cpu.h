@@ -217,6 +217,8 @@ void cad_set_blas(void *dgemm, void *sgemm);
 int cad_have_blas(void);
 int cad_blas_thread_control(void);
 int cad_blas_threads_local(int nt);
+void cad_set_lapack(void *dgetrs, void *sgetrs);
+int cad_getrs(int dtype, int trans, int64_t n, int64_t nrhs, char *lu, int *piv, char *b);
 
 /* ---- reverse sweep (sweep.c) ---- */
 /* records with index >= stop, last first */

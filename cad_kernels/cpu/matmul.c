@@ -286,3 +286,59 @@ int cad_matmul_cpu(const cad_mm *mm) {
     }
     return CAD_OK;
 }
+
+/* ---- LU solves through scipy's LAPACK (cad.linalg, NOTE [ Linear algebra ]):
+ * getrs on column blocks of the right-hand sides, split over cad's pool with one
+ * BLAS thread each (NOTE [ Pool units ]), so an inverse from the factors
+ * (n right-hand sides) uses every core and no thread waits for a busy one. */
+typedef void (*dgetrs_t)(char *, int *, int *, double *, int *, int *, double *, int *, int *);
+typedef void (*sgetrs_t)(char *, int *, int *, float *, int *, int *, float *, int *, int *);
+static dgetrs_t p_dgetrs = NULL;
+static sgetrs_t p_sgetrs = NULL;
+
+void cad_set_lapack(void *dgetrs, void *sgetrs) {
+    p_dgetrs = (dgetrs_t)dgetrs;
+    p_sgetrs = (sgetrs_t)sgetrs;
+}
+
+typedef struct {
+    int dtype, n, ldb;
+    int64_t nrhs;
+    char trans;
+    char *lu, *b;
+    int *piv;
+    int info;
+} getrs_job;
+
+static void getrs_task(void *arg, int u, int U) {
+    getrs_job *j = (getrs_job *)arg;
+    const int64_t c0 = j->nrhs * u / U, c1 = j->nrhs * (u + 1) / U;
+    const size_t es = j->dtype == CAD_F64 ? 8 : 4;
+    int n = j->n, lda = j->n, ldb = j->ldb, nr = (int)(c1 - c0), info = 0, prev = -1;
+    char tr = j->trans;
+    if (nr <= 0) return;
+    if (p_threads_local) prev = p_threads_local(1);
+    if (j->dtype == CAD_F64)
+        p_dgetrs(&tr, &n, &nr, (double *)j->lu, &lda, j->piv, (double *)(j->b + (size_t)c0 * ldb * es), &ldb, &info);
+    else
+        p_sgetrs(&tr, &n, &nr, (float *)j->lu, &lda, j->piv, (float *)(j->b + (size_t)c0 * ldb * es), &ldb, &info);
+    if (prev >= 0) p_threads_local(prev);
+    if (info) j->info = info;
+}
+
+/* B := op(A)^-1 B for A = P L U (lu: n x n column-major, piv: LAPACK's 1-based pivots),
+ * B n x nrhs column-major; returns CAD_OK, CAD_EBLAS (sizes), or CAD_EINTERNAL */
+int cad_getrs(int dtype, int trans, int64_t n, int64_t nrhs, char *lu, int *piv, char *b) {
+    getrs_job j;
+    int nt = cad_num_threads > 0 ? cad_num_threads : cad_get_max_threads();
+    if (!p_dgetrs || !p_sgetrs) return CAD_EINTERNAL;
+    if (n > INT_MAX || nrhs > INT_MAX) return CAD_EBLAS;
+    if (n == 0 || nrhs == 0) return CAD_OK;
+    j.dtype = dtype; j.n = (int)n; j.ldb = (int)n; j.nrhs = nrhs; j.trans = trans ? 'T' : 'N';
+    j.lu = lu; j.b = b; j.piv = piv; j.info = 0;
+    if (nt > 1 && nrhs >= 2 * nt && (double)n * (double)n * (double)nrhs >= CAD_BLAS_PAR_MIN * 8)
+        cad_parallel(getrs_task, &j, nt);
+    else
+        getrs_task(&j, 0, 1);
+    return j.info ? CAD_EINTERNAL : CAD_OK;
+}
