@@ -24,12 +24,29 @@ import warnings
 
 import numpy as np
 
-from .ops.custom import primitive
 from ._core import _engine as C
+from .ops.custom import primitive
 
-__all__ = ["LinAlgError", "solve", "inv", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "svd",
-           "svdvals", "qr", "lstsq", "norm", "matrix_power", "triangular_solve", "solve_triangular",
-           "matrix_rank", "pinv"]
+__all__ = [
+    "LinAlgError",
+    "cholesky",
+    "det",
+    "eigh",
+    "eigvalsh",
+    "inv",
+    "lstsq",
+    "matrix_power",
+    "matrix_rank",
+    "norm",
+    "pinv",
+    "qr",
+    "slogdet",
+    "solve",
+    "solve_triangular",
+    "svd",
+    "svdvals",
+    "triangular_solve",
+]
 
 
 class LinAlgError(C.CadError, np.linalg.LinAlgError):

@@ -5,9 +5,9 @@ import threading
 
 import numpy as np
 import pytest
+from _numeric import fd_grad
 
 import cad
-from _numeric import fd_grad
 
 X = np.array([0.1, 0.5, -0.3])
 

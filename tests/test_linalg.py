@@ -3,10 +3,10 @@ derivatives of first and second order against finite differences in float64 on
 well-conditioned random matrices; vmap, float32, errors."""
 import numpy as np
 import pytest
+from _numeric import fd_grad
 
 import cad
 from cad import linalg as LA
-from _numeric import fd_grad
 
 rng = np.random.default_rng(7)
 

@@ -28,7 +28,7 @@ layout (n ints) gives the outputs' structure and shapes.  Then:
 """
 import numpy as np
 
-from ._registry import VMAP, Case, defop
+from ._registry import VMAP, defop
 
 try:
     from .._core import _engine as C
@@ -44,7 +44,7 @@ _BY_KEY = {}     # (primitive id, static arguments) -> entry id
 
 class _Entry:
     """one primitive with the non-tensor arguments of a call"""
-    __slots__ = ("prim", "nargs", "static", "kwargs", "tpos")
+    __slots__ = ("kwargs", "nargs", "prim", "static", "tpos")
 
     def __init__(self, prim, nargs, static, kwargs, tpos):
         self.prim = prim
@@ -209,7 +209,7 @@ def _user_jvp(e, lay, ts, ans, vals, dtype):
     live = [i for i, t in enumerate(ts) if t is not None]
     if not live:
         return None
-    multi, outs = _parse(lay)
+    _, outs = _parse(lay)
     n = sum(int(np.prod(s, dtype=np.int64)) for f, s in outs if f)
     u0 = _cad().zeros(outs[0][1] if _direct(lay) else (n,), dtype=dtype)
 
@@ -300,7 +300,7 @@ def _dispatch(kind, aux, ins, out, g, wants):
     e = _ENTRIES[aux[0]]
     lay = list(aux[2:])
     if kind == 0:   # forward (a replay): the packed float outputs
-        arrays, multi = e.prim._run(e, ins)
+        arrays, _ = e.prim._run(e, ins)
         return _pack_np(arrays, lay)
     ans = _unpack(out, lay)
     cts = _user_vjp(e, lay, g, ans, ins)
