@@ -123,7 +123,7 @@ def _unpack(packed, lay):
     return tuple(res) if multi else res[0]
 
 
-def _pack(parts, lay, dtype, like):
+def _pack(parts, lay, dtype):
     """the packed value of a structure of float outputs (None: zeros)"""
     multi, outs = _parse(lay)
     parts = list(parts) if multi else [parts]
@@ -204,7 +204,7 @@ def _user_jvp(e, lay, ts, ans, vals, dtype):
             if v.dtype.kind == "f":
                 targs[p] = t if t is not None else _cad().zeros(tuple(v.shape), dtype=v.dtype)
         out_t = prim._jvp(tuple(targs), ans, *e.args(vals), **e.kwargs)
-        return _pack(out_t, lay, dtype, None)
+        return _pack(out_t, lay, dtype)
     # jvp from vjp by transposition: the gradient in u of <vjp(u), t>
     live = [i for i, t in enumerate(ts) if t is not None]
     if not live:
@@ -233,7 +233,7 @@ def _batched(nb, fn, *xs):
     return rows, lead
 
 
-def _stack(rows, lead, shape_of):
+def _stack(rows, lead):
     """stack per-example results (lists with None) into tensors with batch dims lead"""
     k = len(rows[0]) if rows else 0
     out = []
@@ -249,12 +249,16 @@ def _stack(rows, lead, shape_of):
     return out
 
 
-@CUSTOM.vjp
-def _custom_vjp(ctx, g):
-    e = _ENTRIES[ctx.aux[0]]
+def _record_parts(ctx):
+    """a custom record as the rules see it: (entry, layout, input values, outputs)"""
     lay = ctx.aux[2:]
     vals = [ctx.val(i) for i in range(len(ctx.ins))]
-    ans = _unpack(ctx.out_val(), lay)
+    return _ENTRIES[ctx.aux[0]], lay, vals, _unpack(ctx.out_val(), lay)
+
+
+@CUSTOM.vjp
+def _custom_vjp(ctx, g):
+    e, lay, vals, ans = _record_parts(ctx)
     want = [ctx.wants(i) for i in range(len(ctx.ins))]
 
     def one(gb):
@@ -264,15 +268,12 @@ def _custom_vjp(ctx, g):
     if ctx.nb == 0:
         return one(g)
     rows, lead = _batched(ctx.nb, one, g)
-    return _stack(rows, lead, None)
+    return _stack(rows, lead)
 
 
 @CUSTOM.jvp
 def _custom_jvp(ctx, ts):
-    e = _ENTRIES[ctx.aux[0]]
-    lay = ctx.aux[2:]
-    vals = [ctx.val(i) for i in range(len(ctx.ins))]
-    ans = _unpack(ctx.out_val(), lay)
+    e, lay, vals, ans = _record_parts(ctx)
     dt = ctx.out_dtype
     oshape = tuple(ctx.out_shape)
 
@@ -282,7 +283,7 @@ def _custom_jvp(ctx, ts):
     if ctx.nb == 0:
         return one(*ts)[0]
     rows, lead = _batched(ctx.nb, one, *ts)
-    r = _stack(rows, lead, None)[0]
+    r = _stack(rows, lead)[0]
     if r is None:
         return _cad().zeros(tuple(lead) + oshape, dtype=dt)
     return r
