@@ -319,29 +319,32 @@ class StaticTape:
 
     def _hessian_blocks(self, xs, pairs, who):
         """{(i, j): d^2 f / d xs[i] d xs[j] (xs[i].shape + xs[j].shape)}: one replay of
-        the gradient tape, then one forward sweep per block"""
+        the gradient tape, then one forward sweep per column j (reading every row i)"""
         from .transforms import forward_sweep
         gt = self._grads_tape(xs)
         gt._run(xs, None, who, fused=False)
         res = {}
-        for i, j in pairs:
-            ni, nj = gt._nodes[i], gt._nodes[j]
-            zero = self._on_dev(C.as_tensor(np.zeros(ni.shape + nj.shape)))
-            h_out = gt._replay_out(self._grad_out(i))
+        for j in dict.fromkeys(j for _, j in pairs):
+            rows = [i for i, jj in pairs if jj == j]
+            nj = gt._nodes[j]
             self._grad_out(j)
-            if h_out < 0:
-                res[(i, j)] = zero
-                continue
-            m = nj.size
-            basis = self._on_dev(C.from_numpy(np.eye(m, dtype=nj.dtype).reshape((m,) + nj.shape), None,
-                                              False, False))
-            with C.no_grad():
-                got = forward_sweep(gt._tape, {C.handle_of(nj)[1]: basis}, 0, 1, [h_out], fused=True)[h_out]
-            if got is None:
-                res[(i, j)] = zero
-                continue
-            res[(i, j)] = C.reshape(C.transpose(C.reshape(got, (m, ni.size)), (1, 0)),
-                                    ni.shape + nj.shape).detach()
+            outs = {i: gt._replay_out(self._grad_out(i)) for i in rows}
+            live = [h for h in outs.values() if h >= 0]
+            got = {}
+            if live:
+                m = nj.size
+                basis = self._on_dev(C.from_numpy(np.eye(m, dtype=nj.dtype).reshape((m,) + nj.shape), None,
+                                                  False, False))
+                with C.no_grad():
+                    got = forward_sweep(gt._tape, {C.handle_of(nj)[1]: basis}, 0, 1, live, fused=True)
+            for i in rows:
+                ni = gt._nodes[i]
+                r = got.get(outs[i]) if outs[i] >= 0 else None
+                if r is None:
+                    res[(i, j)] = self._on_dev(C.as_tensor(np.zeros(ni.shape + nj.shape)))
+                else:
+                    res[(i, j)] = C.reshape(C.transpose(C.reshape(r, (nj.size, ni.size)), (1, 0)),
+                                            ni.shape + nj.shape).detach()
         return res
 
     # ---- inspection
