@@ -1,0 +1,13 @@
+"""cad.scipy: scipy's functions with exact derivatives, under scipy's names and
+signatures (``import cad.scipy.special as sc`` where code said
+``import scipy.special as sc``).  Submodules: special, stats, signal, linalg,
+integrate (imported on first use)."""
+import importlib
+
+__all__ = ["integrate", "linalg", "signal", "special", "stats"]
+
+
+def __getattr__(name):
+    if name in __all__:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'cad.scipy' has no attribute {name!r}")
