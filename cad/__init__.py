@@ -36,6 +36,7 @@ from . import optim  # noqa: E402
 from .vmap import vmap  # noqa: E402
 from .ops.custom import Primitive, defjvp, defvjp, primitive  # noqa: E402,F401
 from . import linalg  # noqa: E402
+from .interop import from_dlpack  # noqa: E402
 from .tree import tree_flatten, tree_leaves, tree_map, tree_structure, tree_unflatten  # noqa: E402
 from ._argcheck import (  # noqa: E402  (the transforms, with their arguments checked)
     grad, hessian, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp,
@@ -57,7 +58,7 @@ __all__ = sorted(set(_exported) | {
     "float64", "float32", "int64", "bool", "bool_", "device", "Device", "autograd", "testing", "cuda",
     "empty_cache", "set_cache_limit", "cache_info", "cat", "expand_dims", "split", "array_split",
     "nonzero", "topk", "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "jacobian",
-    "hessian", "hvp", "vmap", "tree_map", "tree_flatten", "tree_unflatten", "tree_leaves",
+    "hessian", "hvp", "vmap", "from_dlpack", "tree_map", "tree_flatten", "tree_unflatten", "tree_leaves",
     "tree_structure", "record", "StaticTape", "ReplayError", "save", "load", "data", "optim", "FormatError", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
     "primitive", "Primitive", "defvjp", "defjvp", "linalg",
 })

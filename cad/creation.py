@@ -41,6 +41,9 @@ def tensor(data, dtype=None, requires_grad=False, device=None):
     requires_grad=True, or call .detach(), for a new leaf)."""
     if type(data) is Batched:   # inside cad.vmap: the value itself (as jnp.array)
         return data if dtype is None else data.astype(dtype)
+    if not isinstance(data, (_C.Tensor, np.ndarray, list, tuple)) and \
+            hasattr(data, "__cuda_array_interface__"):   # CuPy, pycuda, numba: device to device
+        return tensor(_C.dev_copy(_C.from_cai(data, "tensor")), dtype, requires_grad, device)
     if _has_tensor(data) and _has_batched(data):
         t = REGISTRY["stack"].api([e if isinstance(e, (_C.Tensor, Batched)) else tensor(e) for e in data])
         return t if dtype is None else t.astype(dtype)

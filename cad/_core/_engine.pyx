@@ -19,11 +19,12 @@ a tensor refers to it, and backward() without retain_graph consumes it.
 cimport cython
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from cpython.pycapsule cimport PyCapsule_New, PyCapsule_GetPointer, PyCapsule_GetName
+from cpython.pycapsule cimport (PyCapsule_New, PyCapsule_GetPointer, PyCapsule_GetName,
+                                PyCapsule_IsValid, PyCapsule_SetName, PyCapsule_Destructor)
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_acquire_lock,
                                PyThread_release_lock, WAIT_LOCK, NOWAIT_LOCK)
-from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy
 from libc.math cimport NAN
@@ -73,6 +74,15 @@ def set_batch_hook(t, fn):
     global _BATCHED_T, _BATCH_HOOK
     _BATCHED_T = t
     _BATCH_HOOK = fn
+
+
+cdef object _ARRAY_FUNCTION = None
+
+
+def set_array_function(fn):
+    """fn(func, types, args, kwargs): Tensor.__array_function__ (cad/interop.py)"""
+    global _ARRAY_FUNCTION
+    _ARRAY_FUNCTION = fn
 
 
 def set_refs(dict refs, dict ufuncs):

@@ -14,6 +14,40 @@
 
 # (its C API is declared in capi.pxi)
 
+# DLPack's structs (dlpack.h, the unversioned "dltensor" capsule every consumer takes)
+cdef extern from *:
+    """
+    typedef struct { int32_t device_type; int32_t device_id; } cad_DLDevice;
+    typedef struct { uint8_t code; uint8_t bits; uint16_t lanes; } cad_DLDataType;
+    typedef struct {
+        void *data; cad_DLDevice device; int32_t ndim; cad_DLDataType dtype;
+        int64_t *shape; int64_t *strides; uint64_t byte_offset;
+    } cad_DLTensor;
+    typedef struct cad_DLManagedTensor {
+        cad_DLTensor dl_tensor; void *manager_ctx;
+        void (*deleter)(struct cad_DLManagedTensor *self);
+    } cad_DLManagedTensor;
+    """
+    ctypedef struct cad_DLDevice:
+        int32_t device_type
+        int32_t device_id
+    ctypedef struct cad_DLDataType:
+        uint8_t code
+        uint8_t bits
+        uint16_t lanes
+    ctypedef struct cad_DLTensor:
+        void *data
+        cad_DLDevice device
+        int32_t ndim
+        cad_DLDataType dtype
+        int64_t *shape
+        int64_t *strides
+        uint64_t byte_offset
+    ctypedef struct cad_DLManagedTensor:
+        cad_DLTensor dl_tensor
+        void *manager_ctx
+        void (*deleter)(cad_DLManagedTensor *) noexcept
+
 
 class OutOfMemoryError(DeviceError, MemoryError):
     """The GPU (or the fake device) has no memory left for an allocation; the
@@ -36,12 +70,24 @@ cdef _dcheck(int st, str who):
 
 @cython.final
 cdef class DevBlock:
-    """one device allocation (from the block cache); freed with its last array"""
+    """one device allocation (from the block cache); freed with its last array.
+    A foreign block (memory another library owns, NOTE [ Interop ] in
+    cad/interop.py) keeps its owner alive instead: the object that exposed
+    __cuda_array_interface__, or a DLPack managed tensor whose deleter runs here."""
     cdef char *ptr
     cdef size_t nbytes
+    cdef object owner
+    cdef cad_DLManagedTensor *dlm
 
     def __dealloc__(self):
-        if self.ptr != NULL:
+        if self.dlm != NULL:
+            if self.dlm.deleter != NULL:
+                self.dlm.deleter(self.dlm)
+            self.dlm = NULL
+            self.ptr = NULL
+        elif self.owner is not None:
+            self.ptr = NULL
+        elif self.ptr != NULL:
             cad_cu_release(self.ptr)
             self.ptr = NULL
 
@@ -414,3 +460,166 @@ def const_on(object arr, int dev):
 def device_full(tuple shape, object dtype, object value):
     """a tensor of shape filled with value, made on the GPU"""
     return _dfull(shape, _dtype_code(dtype, "tensor"), value)
+
+
+# ---------------------------------------------------------------- interop (NOTE [ Interop ] in cad/interop.py)
+
+cdef tuple _DL_CODES = ((2, 64), (2, 32), (0, 64), (6, 8))   # cad dtype -> (DLPack type code, bits)
+cdef tuple _CAI_TYPESTR = ("<f8", "<f4", "<i8", "|b1")
+
+
+cdef dict _dev_cai(Tensor t):
+    cdef DevArray a = <DevArray>t._arr
+    cdef bint c = a.contig()
+    return {"shape": a.shape, "typestr": _CAI_TYPESTR[a.dt],
+            "data": (<size_t>a.ptr if a.size else 0, True),
+            "strides": None if c else a.strides, "version": 3,
+            "stream": None}   # cad's work is on the legacy default stream, done in order
+
+
+cdef void _dl_delete(cad_DLManagedTensor *m) noexcept with gil:
+    Py_XDECREF(<PyObject *>m.manager_ctx)
+    free(m.dl_tensor.shape)
+    free(m)
+
+
+cdef void _dl_capsule_delete(object cap) noexcept:
+    cdef cad_DLManagedTensor *m
+    if PyCapsule_IsValid(cap, "dltensor"):   # never consumed: ours to free
+        m = <cad_DLManagedTensor *>PyCapsule_GetPointer(cap, "dltensor")
+        m.deleter(m)
+
+
+cdef object _dev_dlpack(Tensor t, object stream, object max_version, object dl_device, object copy):
+    cdef DevArray a = <DevArray>t._arr
+    cdef cad_DLManagedTensor *m
+    cdef int d
+    if dl_device is not None and tuple(dl_device) != (2, 0):
+        raise BufferError(f"__dlpack__: the tensor is on cuda:0, not on DLPack device {tuple(dl_device)}")
+    if copy:
+        a = _dcopy(a)
+    _dcheck(cad_cu_sync(), "__dlpack__")   # cad's queued work is done before any consumer stream reads
+    m = <cad_DLManagedTensor *>calloc(1, sizeof(cad_DLManagedTensor))
+    if m == NULL:
+        raise MemoryError()
+    m.dl_tensor.shape = <int64_t *>malloc((2 * a.ndim + 1) * sizeof(int64_t))
+    if m.dl_tensor.shape == NULL:
+        free(m)
+        raise MemoryError()
+    m.dl_tensor.strides = m.dl_tensor.shape + a.ndim
+    for d in range(a.ndim):
+        m.dl_tensor.shape[d] = a.shp[d]
+        m.dl_tensor.strides[d] = a.st[d]
+    m.dl_tensor.data = <void *>a.ptr
+    m.dl_tensor.device.device_type = 2    # kDLCUDA
+    m.dl_tensor.device.device_id = 0
+    m.dl_tensor.ndim = a.ndim
+    m.dl_tensor.dtype.code = _DL_CODES[a.dt][0]
+    m.dl_tensor.dtype.bits = _DL_CODES[a.dt][1]
+    m.dl_tensor.dtype.lanes = 1
+    m.dl_tensor.byte_offset = 0
+    Py_INCREF(a)
+    m.manager_ctx = <void *>a
+    m.deleter = _dl_delete
+    return PyCapsule_New(<void *>m, "dltensor", <PyCapsule_Destructor>_dl_capsule_delete)
+
+
+cdef DevArray _foreign(char *ptr, tuple shape, tuple strides, int dt, object owner,
+                       cad_DLManagedTensor *dlm, str who):
+    """a DevArray over memory another library owns (strides in elements)"""
+    cdef DevArray a = DevArray.__new__(DevArray)
+    cdef DevBlock b = DevBlock.__new__(DevBlock)
+    cdef int d, nd = len(shape)
+    cdef int64_t n = 1
+    if nd > MAXDIM:
+        if dlm != NULL and dlm.deleter != NULL:
+            dlm.deleter(dlm)
+        raise ShapeError(f"{who}: shape {shape} has {nd} dimensions; cad takes at most {MAXDIM}")
+    b.ptr = ptr
+    b.owner = owner
+    b.dlm = dlm
+    a.block = b
+    a.ptr = ptr
+    a.ndim = nd
+    a.dt = dt
+    for d in range(nd):
+        a.shp[d] = shape[d]
+        a.st[d] = strides[d]
+        n *= shape[d]
+    a.size = n
+    return a
+
+
+def _c_strides(tuple shape):
+    cdef list st = []
+    cdef int64_t s = 1
+    for n in reversed(shape):
+        st.append(s)
+        s *= n if n > 1 else 1
+    return tuple(reversed(st))
+
+
+def from_cai(object obj, str who="from_dlpack"):
+    """a CUDA tensor over obj's memory (obj has __cuda_array_interface__), no copy"""
+    _cuda_ready(who)
+    cai = obj.__cuda_array_interface__
+    shape = tuple(int(n) for n in cai["shape"])
+    try:
+        dtype = _np.dtype(cai["typestr"])
+    except TypeError:
+        raise DTypeError(f"{who}: typestr {cai['typestr']!r} is not a dtype") from None
+    dt = _dt_from_typenum(dtype.num) if dtype.isnative else -1
+    if dt < 0:
+        raise DTypeError(f"{who}: a CUDA array of dtype {dtype} (cad holds float64, float32, int64 "
+                         f"and bool); convert it where it lives first")
+    if cai.get("mask") is not None:
+        raise ValueError(f"{who}: masked CUDA arrays are not supported")
+    ptr = int(cai["data"][0])
+    strides = cai.get("strides")
+    if strides is None:
+        est = _c_strides(shape)
+    else:
+        if any(s % dtype.itemsize for s in strides):
+            raise ValueError(f"{who}: strides {tuple(strides)} are not multiples of the item size "
+                             f"{dtype.itemsize}")
+        est = tuple(int(s) // dtype.itemsize for s in strides)
+    if cai.get("stream") is not None:   # the producer's stream may still be writing
+        _dcheck(cad_cu_sync(), who)
+    return _dwrap(_foreign(<char *><size_t>ptr, shape, est, dt, obj, NULL, who))
+
+
+def from_dlpack_capsule(object cap, str who="from_dlpack"):
+    """a CUDA tensor over a "dltensor" capsule's memory, no copy (the capsule is consumed)"""
+    cdef cad_DLManagedTensor *m
+    cdef int d, dt = -1
+    cdef char *ptr
+    if not PyCapsule_IsValid(cap, "dltensor"):
+        raise BufferError(f"{who}: not a DLPack capsule, or one already consumed")
+    _cuda_ready(who)
+    m = <cad_DLManagedTensor *>PyCapsule_GetPointer(cap, "dltensor")
+    if m.dl_tensor.device.device_type != 2:
+        raise BufferError(f"{who}: the capsule's memory is on DLPack device "
+                          f"{m.dl_tensor.device.device_type}, not CUDA")
+    for d in range(4):
+        if (m.dl_tensor.dtype.code, m.dl_tensor.dtype.bits) == _DL_CODES[d] and m.dl_tensor.dtype.lanes == 1:
+            dt = d
+    if m.dl_tensor.dtype.code == 1 and m.dl_tensor.dtype.bits == 8:
+        dt = 3   # some producers spell bool as uint8 (kDLUInt, 8 bits)
+    if dt < 0:
+        raise DTypeError(f"{who}: DLPack dtype (code {m.dl_tensor.dtype.code}, {m.dl_tensor.dtype.bits} "
+                         f"bits) is not one of cad's (float64, float32, int64, bool)")
+    shape = tuple([m.dl_tensor.shape[d] for d in range(m.dl_tensor.ndim)])
+    if m.dl_tensor.strides == NULL:
+        est = _c_strides(shape)
+    else:
+        est = tuple([m.dl_tensor.strides[d] for d in range(m.dl_tensor.ndim)])
+    ptr = <char *>m.dl_tensor.data + m.dl_tensor.byte_offset
+    PyCapsule_SetName(cap, "used_dltensor")
+    return _dwrap(_foreign(ptr, shape, est, dt, None, m, who))
+
+
+def dev_copy(Tensor t):
+    """a CUDA tensor's value in a new device block of cad's own (untracked)"""
+    if not t._dev:
+        raise DeviceError("dev_copy: the tensor is on the CPU")
+    return _dwrap(_dcopy(<DevArray>t._arr))

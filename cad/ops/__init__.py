@@ -44,6 +44,7 @@ def bind(engine):
     refs = {op.code: op.ref for op in prims if op.int_ok}
     ufuncs = {op.ufunc: op.api for op in REGISTRY.values() if op.ufunc}
     ufuncs["matmul"] = REGISTRY["matmul"].api
+    ufuncs["divide"] = ufuncs["true_divide"]   # numpy 2's name of true_divide
     engine.set_refs(refs, ufuncs)
     from . import _batch
     _batch.attach()   # every op's batching rule (cad.vmap), the engine's hook

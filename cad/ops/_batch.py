@@ -212,6 +212,15 @@ class Batched:
     def __array__(self, *a, **k):
         self._no_value("a numpy array")
 
+    def __dlpack__(self, *a, **k):
+        self._no_value("__dlpack__")
+
+    def __array_function__(self, func, types, args, kwargs):
+        """numpy functions on batched values: cad's function of the same name, as for
+        a Tensor (NOTE [ Interop ] in cad/interop.py)"""
+        from ..interop import array_function
+        return array_function(func, types, args, kwargs)
+
     def backward(self, *a, **k):
         raise ValueError("cad.vmap: backward() of a batched value; use cad.grad or cad.vjp "
                          "inside the vmapped function")
@@ -1078,6 +1087,7 @@ def attach():
                     "remainder": operator.mod, "invert": operator.invert})
     _UFUNCS.update({op.ufunc: op.api for op in REGISTRY.values() if op.ufunc})
     _UFUNCS["matmul"] = REGISTRY["matmul"].api
+    _UFUNCS["divide"] = _UFUNCS["true_divide"]   # numpy 2 names true_divide "divide"
     _attach_methods()
     VMAP[1] = dispatch
     C.set_batch_hook(Batched, _hook)
