@@ -102,31 +102,31 @@ DSHAPES = [((6,), (3,)), ((3,), (5,)), ((4, 3), (2, 2)), ((2, 3), (3, 4)), ((3, 
 
 @pytest.mark.parametrize("s1,s2", DSHAPES, ids=[f"{a}x{b}" for a, b in DSHAPES])
 @pytest.mark.parametrize("mode", ["full", "same", "valid"])
-def test_first_and_second_derivatives(s1, s2, mode):
+@pytest.mark.parametrize("mine,ref", PAIRS, ids=["convolve", "correlate"])
+def test_first_and_second_derivatives(s1, s2, mode, mine, ref):
     a, b = rng.normal(size=s1), rng.normal(size=s2)
-    w = None
-    for mine, ref in PAIRS:
-        if w is None:
-            w = rng.normal(size=np.shape(ref(a, b, mode)))
+    w = rng.normal(size=np.shape(ref(a, b, mode)))
 
-        def F(x, y):   # a non-quadratic scalar, so that second derivatives are not constant
-            return cad.sum(cad.tanh(mine(x, y, mode)) * w)
+    def F(x, y):   # a non-quadratic scalar, so that second derivatives are not constant
+        return cad.sum(cad.tanh(mine(x, y, mode)) * w)
 
-        def Fn(x, y):
-            return float(np.sum(np.tanh(ref(x, y, mode)) * w))
-        ga, gb = cad.grad(F, argnums=(0, 1))(a, b)
-        close(ga, fd_grad(lambda x: Fn(x, b), a), rtol=1e-6, atol=1e-8)
-        close(gb, fd_grad(lambda y: Fn(a, y), b), rtol=1e-6, atol=1e-8)
-        # second order: the Hessian in each argument and the mixed block, against
-        # central differences of the exact gradient
-        H = cad.hessian(lambda y: F(a, y))(b)
-        close(H, fd_jac(lambda y: np.asarray(cad.grad(F, argnums=1)(a, y)), b), rtol=1e-5, atol=1e-7)
-        Hab = cad.jacobian(lambda y: cad.grad(F, argnums=0)(a, y))(b)
-        close(Hab, fd_jac(lambda y: np.asarray(cad.grad(F, argnums=0)(a, y)), b), rtol=1e-5, atol=1e-7)
-        # forward over reverse (jvp of grad) against the Hessian
-        v = rng.normal(size=s2)
-        _, hv = cad.jvp(lambda y: cad.grad(F, argnums=1)(a, y), (b,), (v,))
-        close(hv, np.tensordot(np.asarray(H), v, axes=v.ndim), rtol=1e-10, atol=1e-12)
+    def Fn(x, y):
+        return float(np.sum(np.tanh(ref(x, y, mode)) * w))
+    ga, gb = cad.grad(F, argnums=(0, 1))(a, b)
+    close(ga, fd_grad(lambda x: Fn(x, b), a), rtol=1e-6, atol=1e-8)
+    close(gb, fd_grad(lambda y: Fn(a, y), b), rtol=1e-6, atol=1e-8)
+    # second order: the Hessian in in2 and the mixed block, against central
+    # differences of the exact gradient
+    H = cad.hessian(lambda y: F(a, y))(b)
+    close(H, fd_jac(lambda y: np.asarray(cad.grad(F, argnums=1)(a, y)), b), rtol=1e-5, atol=1e-7)
+    Hab = cad.jacobian(lambda y: cad.grad(F, argnums=0)(a, y))(b)
+    close(Hab, fd_jac(lambda y: np.asarray(cad.grad(F, argnums=0)(a, y)), b), rtol=1e-5, atol=1e-7)
+    Haa = cad.hessian(lambda x: F(x, b))(a)
+    close(Haa, fd_jac(lambda x: np.asarray(cad.grad(F, argnums=0)(x, b)), a), rtol=1e-5, atol=1e-7)
+    # forward over reverse (jvp of grad) against the Hessian
+    v = rng.normal(size=s2)
+    _, hv = cad.jvp(lambda y: cad.grad(F, argnums=1)(a, y), (b,), (v,))
+    close(hv, np.tensordot(np.asarray(H), v, axes=v.ndim), rtol=1e-10, atol=1e-12)
 
 
 def test_jvp_vjp_and_backward():
@@ -195,7 +195,8 @@ def test_cuda_matches_cpu():
             out = mine(x, y, mode)
             assert out.device.type == "cuda"
             close(out.cpu(), mine(a, b, mode))
-            gx, gy = cad.grad(lambda p, q: cad.sum(mine(p, q, mode) ** 2), argnums=(0, 1))(x, y)
-            hx, hy = cad.grad(lambda p, q: cad.sum(mine(p, q, mode) ** 2), argnums=(0, 1))(a, b)
+            F = cad.grad(lambda p, q, f=mine, m=mode: cad.sum(f(p, q, m) ** 2), argnums=(0, 1))
+            gx, gy = F(x, y)
+            hx, hy = F(a, b)
             close(gx.cpu(), hx)
             close(gy.cpu(), hy)
