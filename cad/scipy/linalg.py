@@ -368,11 +368,10 @@ def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
 
 def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
     """x with a x = b from cho_factor's (c, lower): two triangular solves"""
-    try:
-        c, lower = c_and_lower
-    except (TypeError, ValueError):
+    if not isinstance(c_and_lower, (tuple, list)) or len(c_and_lower) != 2:
         raise TypeError("cad.scipy.linalg.cho_solve: the first argument must be the pair (c, lower) "
-                        "that cho_factor returns") from None
+                        f"that cho_factor returns, got {type(c_and_lower).__name__}")
+    c, lower = c_and_lower
     c, b = _as(c), _as(b)
     _float("cho_solve", c, b)
     _square("cho_solve", c, "c")
