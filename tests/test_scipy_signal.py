@@ -200,3 +200,63 @@ def test_cuda_matches_cpu():
             hx, hy = F(a, b)
             close(gx.cpu(), hx)
             close(gy.cpu(), hy)
+
+
+# ---------------------------------------------------------------- convolve2d, correlate2d
+
+PAIRS2 = [(cs.convolve2d, ss.convolve2d), (cs.correlate2d, ss.correlate2d)]
+SHAPES2 = [((6, 5), (3, 2)), ((3, 2), (6, 5)), ((5, 5), (2, 4)), ((4, 1), (1, 3)), ((2, 3), (5, 7)),
+           ((1, 1), (3, 3)), ((4, 4), (4, 4))]
+
+
+@pytest.mark.parametrize("s1,s2", SHAPES2, ids=[f"{a}x{b}" for a, b in SHAPES2])
+@pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
+def test_2d_values_against_scipy(s1, s2, boundary):
+    a, b = rng.normal(size=s1), rng.normal(size=s2)
+    for mine, ref in PAIRS2:
+        for mode in ("full", "same", "valid"):
+            for fill in (0, 1.5):
+                want = _scipy(lambda x, y, mode, r=ref, f=fill: r(x, y, mode, boundary, f), a, b, mode)
+                if want is ValueError:
+                    with pytest.raises(ValueError):
+                        mine(a, b, mode, boundary, fill)
+                    continue
+                close(mine(a, b, mode, boundary, fill), want)
+
+
+@pytest.mark.parametrize("boundary", ["fill", "wrap", "symm"])
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize("mine,ref", PAIRS2, ids=["convolve2d", "correlate2d"])
+def test_2d_derivatives(boundary, mode, mine, ref):
+    a, b = rng.normal(size=(4, 3)), rng.normal(size=(2, 2))
+    w = rng.normal(size=np.shape(ref(a, b, mode, boundary, 0.5)))
+
+    def F(x, y):
+        return cad.sum(cad.tanh(mine(x, y, mode, boundary, 0.5)) * w)
+
+    def Fn(x, y):
+        return float(np.sum(np.tanh(ref(x, y, mode, boundary, 0.5)) * w))
+    ga, gb = cad.grad(F, argnums=(0, 1))(a, b)
+    close(ga, fd_grad(lambda x: Fn(x, b), a), rtol=1e-6, atol=1e-8)
+    close(gb, fd_grad(lambda y: Fn(a, y), b), rtol=1e-6, atol=1e-8)
+    Haa = cad.hessian(lambda x: F(x, b))(a)
+    close(Haa, fd_jac(lambda x: np.asarray(cad.grad(F, argnums=0)(x, b)), a), rtol=1e-5, atol=1e-7)
+    Hab = cad.jacobian(lambda y: cad.grad(F, argnums=0)(a, y))(b)
+    close(Hab, fd_jac(lambda y: np.asarray(cad.grad(F, argnums=0)(a, y)), b), rtol=1e-5, atol=1e-7)
+    imgs = rng.normal(size=(3, 4, 3))
+    gv = cad.vmap(cad.grad(F, argnums=1), in_dims=(0, None))(imgs, cad.tensor(b))
+    close(gv, np.stack([np.asarray(cad.grad(F, argnums=1)(im, b)) for im in imgs]))
+
+
+def test_2d_errors_and_ints():
+    with pytest.raises(ValueError, match=r"convolve2d.*2-D.*\(3,\)"):
+        cs.convolve2d(np.ones(3), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="correlate2d.*boundary"):
+        cs.correlate2d(np.ones((3, 3)), np.ones((2, 2)), boundary="reflect")
+    with pytest.raises(ValueError, match="fillvalue"):
+        cs.convolve2d(np.ones((3, 3)), np.ones((2, 2)), fillvalue=np.ones(2))
+    ia, ib = np.arange(12).reshape(3, 4), np.array([[1, -2], [3, 0]])
+    for mine, ref in PAIRS2:
+        got, want = mine(ia, ib, "same", "symm"), ref(ia, ib, "same", "symm")
+        assert np.asarray(got).dtype == want.dtype
+        np.testing.assert_array_equal(np.asarray(got), want)

@@ -1,4 +1,5 @@
-"""cad.scipy.signal: scipy.signal's convolve and correlate with exact derivatives.
+"""cad.scipy.signal: scipy.signal's convolve, correlate, convolve2d and correlate2d
+with exact derivatives.
 
 NOTE [ Direct convolution ]
 ``convolve(in1, in2, mode)`` is computed directly (no FFT) by composing two cad
@@ -14,6 +15,13 @@ Only the outputs the mode keeps are indexed ('same' and 'valid' slice the full
 output's index space, scipy's _centered rule).  The cost is n_out * k.size reads
 and multiply-adds (a 1000-long signal with a 30-long kernel: 31k; a 64x64 image with
 a 5x5 kernel, 'same': 102k), and the index array is n_out * k.size int64s.
+convolve2d and correlate2d use the same index array with scipy's boundaries:
+'fill' points outside in1 at an appended slot holding fillvalue (a constant, not
+differentiated), 'wrap' and 'symm' map the position back into in1 (periodic;
+reflected with the edge repeated), so in1's boundary values get their share of
+the gradient.  scipy's correlate2d centres 'same' at in2.shape // 2 where
+correlate centres at (in2.shape - 1) // 2 (they differ for even kernels), and
+cad follows each.
 correlate(in1, in2) for real inputs is convolve(in1, flip(in2)) in every mode,
 scipy's convention (its 'valid' mode with in2 the larger input gives the reversed
 sequence, and so does this).  method='fft' and 'auto' compute directly too (the
@@ -27,7 +35,7 @@ import numpy as np
 
 from .._core import _engine as C
 
-__all__ = ["convolve", "correlate"]
+__all__ = ["convolve", "convolve2d", "correlate", "correlate2d"]
 
 _MODES = ("full", "same", "valid")
 _METHODS = ("auto", "direct", "fft")
@@ -54,24 +62,31 @@ def _region(mode, s1, s2):
 
 
 @functools.lru_cache(maxsize=64)
-def _index(sx, sk, start, length):
-    """the gather index (n_out, k.size) into x's flat values plus one zero slot"""
+def _index(sx, sk, start, length, boundary="fill"):
+    """the gather index (n_out, k.size) into x's flat values plus one slot (zero, or
+    convolve2d's fillvalue); boundary 'wrap' and 'symm' map a position outside x
+    periodically or by reflection (the edge repeated, numpy.pad's 'symmetric')"""
+    nd = len(sx)
     nx = int(np.prod(sx, dtype=np.int64))
-    flat = np.zeros((1,) * (2 * len(sx)), dtype=np.int64)
+    flat = np.zeros((1,) * (2 * nd), dtype=np.int64)
     ok = np.ones_like(flat, dtype=bool)
     stride = 1
-    for d in reversed(range(len(sx))):
+    for d in reversed(range(nd)):
         pos = (start[d] + np.arange(length[d]))[:, None] - np.arange(sk[d])[None, :]
-        shape = [1] * (2 * len(sx))
-        shape[d], shape[len(sx) + d] = length[d], sk[d]
+        if boundary == "wrap":
+            pos = pos % sx[d]
+        elif boundary == "symm":
+            pos = pos % (2 * sx[d])
+            pos = np.where(pos >= sx[d], 2 * sx[d] - 1 - pos, pos)
+        shape = [1] * (2 * nd)
+        shape[d], shape[nd + d] = length[d], sk[d]
         pos = pos.reshape(shape)
         flat = flat + pos * stride
         ok = ok & (pos >= 0) & (pos < sx[d])
         stride *= sx[d]
-    full = (tuple(length) + tuple(sk))
     idx = np.where(ok, flat, nx)
-    idx = np.broadcast_to(idx, full).reshape(int(np.prod(length, dtype=np.int64)),
-                                             int(np.prod(sk, dtype=np.int64)))
+    idx = np.broadcast_to(idx, tuple(length) + tuple(sk)).reshape(
+        int(np.prod(length, dtype=np.int64)), int(np.prod(sk, dtype=np.int64)))
     idx = np.ascontiguousarray(idx)
     idx.flags.writeable = False
     return idx
@@ -104,18 +119,19 @@ def _plain_np(x):
     return not isinstance(x, C.Tensor) and not getattr(x, "__cad_batched__", False)
 
 
-def _conv(who, in1, in2, mode, method, flip):
+def _conv(who, in1, in2, mode, method, flip, boundary="fill", fillvalue=0):
     raw = (in1, in2)
     in1, in2 = _as(in1), _as(in2)
     _check(who, in1, in2, mode, method)
     dt = np.result_type(np.dtype(in1.dtype), np.dtype(in2.dtype))
     if dt.kind != "f":   # no derivative: scipy's own values and dtype
         import scipy.signal as ss
-        fn = ss.correlate if flip else ss.convolve
+        fn = getattr(ss, who)
+        kw = {} if who in ("convolve", "correlate") else {"boundary": boundary, "fillvalue": fillvalue}
         if all(_plain_np(r) for r in raw):
-            return _cad().tensor(fn(np.asarray(raw[0]), np.asarray(raw[1]), mode=mode))
+            return _cad().tensor(fn(np.asarray(raw[0]), np.asarray(raw[1]), mode=mode, **kw))
         a, b = (np.asarray(_as(r).detach().cpu()) for r in raw)
-        return _cad().tensor(fn(a, b, mode=mode), device=in1.device)
+        return _cad().tensor(fn(a, b, mode=mode, **kw), device=in1.device)
     cad = _cad()
     if in1.dtype != dt:
         in1 = cad.astype(in1, dt)
@@ -127,11 +143,24 @@ def _conv(who, in1, in2, mode, method, flip):
     if not s1:
         return in1 * in2
     start, length = _region(mode, s1, s2)
+    if who == "correlate2d" and mode == "same":   # scipy's correlate2d centres 'same' at s2 // 2
+        start = tuple(b // 2 for b in s2)
     if 0 in length:
         return cad.zeros(length, dtype=dt, device=in1.device) + 0 * cad.sum(in1) * cad.sum(in2)
-    x, k = (in1, in2) if in1.size >= in2.size else (in2, in1)
-    idx = _index(tuple(x.shape), tuple(k.shape), start, length)
-    xe = cad.pad(cad.reshape(x, (x.size,)), (0, 1))
+    if boundary == "fill" and fillvalue == 0 or mode == "valid":
+        # convolution commutes: gather the larger input
+        x, k = (in1, in2) if in1.size >= in2.size else (in2, in1)
+        boundary = "fill"
+        slot = (0, 1)
+    else:   # the boundary extends in1
+        x, k = in1, in2
+        slot = None
+    idx = _index(tuple(x.shape), tuple(k.shape), start, length, boundary)
+    xf = cad.reshape(x, (x.size,))
+    if slot is not None or boundary != "fill":
+        xe = cad.pad(xf, (0, 1))
+    else:
+        xe = cad.pad(xf, (0, 1), constant_values=fillvalue)
     out = cad.matmul(xe[idx], cad.reshape(k, (k.size,)))
     return cad.reshape(out, length)
 
@@ -147,3 +176,36 @@ def correlate(in1, in2, mode="full", method="auto"):
     """scipy.signal.correlate: the N-D cross-correlation of in1 and in2 (real
     inputs: convolve(in1, flip(in2), mode), scipy's convention in every mode)"""
     return _conv("correlate", in1, in2, mode, method, flip=True)
+
+
+_BOUNDARIES = {"fill": "fill", "pad": "fill", "wrap": "wrap", "circular": "wrap", "symm": "symm",
+               "symmetric": "symm"}
+
+
+def _check2d(who, in1, in2, boundary, fillvalue):
+    if boundary not in _BOUNDARIES:
+        raise ValueError(f"cad.scipy.signal.{who}: acceptable boundary flags are 'fill', 'wrap' and "
+                         f"'symm', got {boundary!r}")
+    if getattr(in1, "ndim", np.ndim(in1)) != 2 or getattr(in2, "ndim", np.ndim(in2)) != 2:
+        raise ValueError(f"cad.scipy.signal.{who}: inputs must both be 2-D arrays, got shapes "
+                         f"{tuple(np.shape(in1) if _plain_np(in1) else in1.shape)} and "
+                         f"{tuple(np.shape(in2) if _plain_np(in2) else in2.shape)}")
+    if isinstance(fillvalue, C.Tensor) or np.ndim(fillvalue) != 0 or np.iscomplexobj(fillvalue):
+        raise ValueError(f"cad.scipy.signal.{who}: fillvalue must be a real Python or numpy scalar "
+                         "(it is not differentiated)")
+    return _BOUNDARIES[boundary], float(fillvalue)
+
+
+def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+    """scipy.signal.convolve2d: 2-D convolution with boundary 'fill' (fillvalue),
+    'wrap' or 'symm' extending in1 (NOTE [ Direct convolution ]: the boundary is
+    the index array's map; fillvalue is a constant, not differentiated)"""
+    b, fv = _check2d("convolve2d", in1, in2, boundary, fillvalue)
+    return _conv("convolve2d", in1, in2, mode, "direct", False, b, fv)
+
+
+def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+    """scipy.signal.correlate2d: convolve2d(in1, flip(in2)) with the boundary
+    extending in1 (scipy's conventions, 'valid' with in2 the larger included)"""
+    b, fv = _check2d("correlate2d", in1, in2, boundary, fillvalue)
+    return _conv("correlate2d", in1, in2, mode, "direct", True, b, fv)
