@@ -15,11 +15,13 @@ Compositions of cad.linalg's primitives (their rules give the derivatives):
   solve_triangular (unit_diagonal: the diagonal replaced by ones, so its gradient
   is zero), cho_factor / cholesky (the triangle scipy reads is made symmetric, so
   the derivative is the one of scipy's function of every entry: zero in the
-  triangle it ignores), cho_solve (two triangular solves), solve_banded (the band
-  storage gathered into the dense matrix, ab[u + i - j, j] == a[i, j], then
-  cad.linalg.solve: exact, O(n^3) instead of LAPACK's O(n (l + u)^2); the
-  gradient in ab is zero outside the band), solve, inv, det, eigh, svd, qr,
-  lstsq, pinv, norm, solve_continuous_lyapunov.
+  triangle it ignores), cho_solve (two triangular solves), solve, inv, det, eigh, svd, qr, lstsq,
+  pinv, norm, solve_continuous_lyapunov.
+  solve_banded     a primitive over scipy's (gbsv / gtsv), ab[u + i - j, j] == a[i, j]:
+                   dX = solve_banded(ab, dB - dA X)     (dA X a band product, O(n (l + u)))
+                   gB = solve_banded(ab^T's band, G);  gab[r, j] = -gB[i] . X[j],
+                   i = r - u + j, and zero in the corners outside the matrix
+                   (ab^T's band is a gather from ab, so every order is exact).
 cho_factor's other triangle: scipy leaves there what a held (its "random data"
 is a's entries), and so does cad (c = the factor + a's other triangle), so the
 values are scipy's.  eigh's eigenvectors are scipy's (its driver, its signs).
@@ -32,6 +34,7 @@ On CUDA tensors every primitive computes on the host (its inputs and outputs mov
 through the differentiable to_device op); the compositions' cad ops run on the GPU.
 """
 import contextlib
+import functools
 
 import numpy as np
 
@@ -387,20 +390,87 @@ def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
 
 # ---------------------------------------------------------------- banded
 
-def _band_index(l, u, n):
-    """for each entry (i, j) of the dense (n, n) matrix, the flat index of
-    ab[u + i - j, j] in ab (l + u + 1, n), or the zero slot outside the band"""
-    i = np.arange(n)[:, None]
-    j = np.arange(n)[None, :]
-    r = u + i - j
-    ok = (r >= 0) & (r <= l + u)
-    return np.where(ok, r * n + j, (l + u + 1) * n)
+@functools.lru_cache(maxsize=32)
+def _band_maps(l, u, n):
+    """index arrays (read-only) into flat band storage (l + u + 1, n) plus a zero
+    slot at the end, and into a flat vector of n rows plus a zero row:
+      mv_ab, mv_x  (R, n): ab[r, j] and x[j] with j = i + u - r, for (A x)_i
+      t_ab         (R, n): the storage of A^T (lower u, upper l) gathered from ab
+      rows         (R, n): i = r - u + j, the row of A that ab[r, j] sits in"""
+    R = l + u + 1
+    r = np.arange(R)[:, None]
+    c = np.arange(n)[None, :]
+    zslot = R * n
+    j = c + u - r                     # column read for output row c
+    ok = (j >= 0) & (j < n)
+    mv_ab = np.where(ok, r * n + j, zslot)
+    mv_x = np.where(ok, j, n)
+    i = r - l + c                     # A^T's band: abT[r, c] = A[c, i] = ab[u + c - i, i]
+    ok = (i >= 0) & (i < n)
+    t_ab = np.where(ok, (u + l - r) * n + i, zslot)
+    i = r - u + c
+    rows = np.where((i >= 0) & (i < n), i, n)
+    out = []
+    for m in (mv_ab, mv_x, t_ab, rows):
+        m = np.ascontiguousarray(m)
+        m.flags.writeable = False
+        out.append(m)
+    return tuple(out)
+
+
+def _flat_ext(ab):
+    cad = _cad()
+    return cad.pad(cad.reshape(ab, (ab.shape[0] * ab.shape[1],)), (0, 1))
+
+
+def _rows_ext(x):
+    return _cad().pad(x, ((0, 1), (0, 0)))
+
+
+def _band_mv(ab, x, l, u):
+    """A x for A in band storage ab, x (n, k): O(n (l + u) k), with cad ops"""
+    mv_ab, mv_x, _, _ = _band_maps(l, u, ab.shape[1])
+    P = _flat_ext(ab)[mv_ab]                  # (R, n)
+    X = _rows_ext(x)[mv_x]                    # (R, n, k)
+    return _cad().sum(_cad().unsqueeze(P, -1) * X, axis=0)
+
+
+def _band_T(ab, l, u):
+    """A^T's band storage (lower u, upper l)"""
+    return _flat_ext(ab)[_band_maps(l, u, ab.shape[1])[2]]
+
+
+@primitive
+def _banded(ab, b, l, u):
+    """x with A x = b, A in band storage ab (l + u + 1, n), b (n, k): scipy's
+    solve_banded (LAPACK gbsv / gtsv)"""
+    import scipy.linalg as sl
+    ab, b = np.asarray(ab), np.asarray(b)
+    try:
+        return sl.solve_banded((l, u), ab, b, check_finite=False)
+    except np.linalg.LinAlgError as e:
+        raise LinAlgError(f"cad.scipy.linalg.solve_banded: {e} (shapes {ab.shape}, {b.shape}, "
+                          f"l={l}, u={u})") from None
+
+
+@_banded.defjvp
+def _banded_jvp(ts, x, ab, b, l, u):
+    return _banded(ab, ts[1] - _band_mv(ts[0], x, l, u), l, u)
+
+
+@_banded.defvjp
+def _banded_vjp(g, x, ab, b, l, u):
+    gb = _banded(_band_T(ab, l, u), g, u, l)
+    rows = _band_maps(l, u, ab.shape[1])[3]
+    G = _rows_ext(gb)[rows]                   # (R, n, k): gb[i] for ab[r, j], i = r - u + j
+    gab = -_cad().sum(G * _cad().unsqueeze(x, 0), axis=-1)
+    return (gab, gb, None, None)
 
 
 def solve_banded(l_and_u, ab, b, overwrite_ab=False, overwrite_b=False, check_finite=True):
     """x with a x = b, a given in band storage ab[u + i - j, j] == a[i, j]
-    (scipy.linalg.solve_banded): the band is gathered into the dense matrix and
-    solved with cad.linalg.solve (exact, O(n^3))"""
+    (scipy.linalg.solve_banded: its LAPACK call; the derivatives are O(n (l + u))
+    band products and banded solves with a and a^T, zero outside the band)"""
     try:
         l, u = (int(v) for v in l_and_u)
     except (TypeError, ValueError):
@@ -420,13 +490,11 @@ def solve_banded(l_and_u, ab, b, overwrite_ab=False, overwrite_b=False, check_fi
         raise ValueError(f"cad.scipy.linalg.solve_banded: shapes of ab {tuple(ab.shape)} and b "
                          f"{tuple(b.shape)} are not compatible")
     cad = _cad()
-    flat = cad.pad(cad.reshape(ab, (ab.shape[0] * n,)), (0, 1))
-    a = flat[_band_index(l, u, n)]
-    with _named("solve_banded"):
-        if b.ndim <= 2:
-            return _la.solve(a, b)
-        x = _la.solve(a, cad.reshape(b, (n, -1)))
-        return cad.reshape(x, tuple(b.shape))
+    dt = np.result_type(np.dtype(ab.dtype), np.dtype(b.dtype))
+    ab = ab if ab.dtype == dt else cad.astype(ab, dt)
+    b = b if b.dtype == dt else cad.astype(b, dt)
+    x = _banded(ab, cad.reshape(b, (n, -1)), l, u)
+    return cad.reshape(x, tuple(b.shape))
 
 
 # ---------------------------------------------------------------- cad.linalg under scipy's conventions
