@@ -235,8 +235,9 @@ def test_triangular_and_cholesky_derivatives():
     check(lambda y: smooth(cl.cho_solve(c, y), w), lambda y: smooth_np(sl.cho_solve(c, y), w), q)
 
 
-def test_banded_derivatives_respect_the_layout():
-    l, u, n = 1, 2, 5
+@pytest.mark.parametrize("l,u", [(1, 2), (2, 0), (0, 1), (0, 0), (1, 1)])
+def test_banded_derivatives_respect_the_layout(l, u):
+    n = 5
     ab = rng.normal(size=(l + u + 1, n))
     ab[u] += 5
     b = rng.normal(size=(n, 2))
@@ -244,7 +245,9 @@ def test_banded_derivatives_respect_the_layout():
     check(lambda x: smooth(cl.solve_banded((l, u), x, b), w),
           lambda x: smooth_np(sl.solve_banded((l, u), x, b), w), ab)
     check(lambda y: smooth(cl.solve_banded((l, u), ab, y), w),
-          lambda y: smooth_np(sl.solve_banded((l, u), ab, y), w), b, second=False)
+          lambda y: smooth_np(sl.solve_banded((l, u), ab, y), w), b, second=(l, u) == (1, 2))
+    check(lambda y: smooth(cl.solve_banded((l, u), ab, y), w[:, 0]),      # a vector b
+          lambda y: smooth_np(sl.solve_banded((l, u), ab, y), w[:, 0]), b[:, 0], second=False)
     g = np.asarray(cad.grad(lambda x: smooth(cl.solve_banded((l, u), x, b), w))(ab))
     # the unused corners of the band storage (ab[u + i - j, j] outside 0 <= i < n) get zero
     for r in range(l + u + 1):
