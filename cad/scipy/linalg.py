@@ -11,17 +11,20 @@ these primitives, so they are recorded again and every order is exact):
   expm             dX = L(A, dA), the Frechet derivative: the upper-right block of
                    expm([[A, dA], [0, A]]) (this primitive again); gA = L(A^T, G)
   sqrtm            X dX + dX X = dA (solve_sylvester);  gA: X^T Y + Y X^T = G
-Compositions of cad.linalg's primitives (their rules give the derivatives):
-  solve_triangular (unit_diagonal: the diagonal replaced by ones, so its gradient
-  is zero), cho_factor / cholesky (the triangle scipy reads is made symmetric, so
-  the derivative is the one of scipy's function of every entry: zero in the
-  triangle it ignores), cho_solve (two triangular solves), solve, inv, det, eigh, svd, qr, lstsq,
-  pinv, norm, solve_continuous_lyapunov.
-  solve_banded     a primitive over scipy's (gbsv / gtsv), ab[u + i - j, j] == a[i, j]:
+  solve_banded     scipy's banded LAPACK solve (gbsv / gtsv), ab[u + i - j, j] == a[i, j]:
                    dX = solve_banded(ab, dB - dA X)     (dA X a band product, O(n (l + u)))
                    gB = solve_banded(ab^T's band, G);  gab[r, j] = -gB[i] . X[j],
                    i = r - u + j, and zero in the corners outside the matrix
-                   (ab^T's band is a gather from ab, so every order is exact).
+                   (ab^T's band is a gather from ab, so every order is exact)
+  eigh             scipy's eigh (its driver and eigenvector signs) with cad.linalg.eigh's
+                   rules (undefined at repeated eigenvalues)
+Compositions of cad.linalg's primitives (their rules give the derivatives):
+  solve_triangular (unit_diagonal: the diagonal replaced by ones, so its gradient
+  is zero), cho_factor / cholesky / eigh / solve(assume_a='sym' or 'pos') (the
+  triangle scipy reads is mirrored, so the derivative is the one of scipy's
+  function of every entry: zero in the triangle it ignores), cho_solve (two
+  triangular solves), solve, inv, det, svd, qr, lstsq, pinv, norm,
+  solve_continuous_lyapunov.
 cho_factor's other triangle: scipy leaves there what a held (its "random data"
 is a's entries), and so does cad (c = the factor + a's other triangle), so the
 values are scipy's.  eigh's eigenvectors are scipy's (its driver, its signs).
