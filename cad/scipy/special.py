@@ -74,7 +74,8 @@ def _bcast(*xs):
     so the broadcast's own rule sums cotangents back)"""
     cad = _cad()
     dt = _dtype(xs)
-    ts = [x if _is_t(x) else cad.tensor(np.asarray(x, dtype=np.float64), dtype=dt) for x in xs]
+    dev = next((x.device for x in xs if _is_t(x) and getattr(x, "device", None) is not None), None)
+    ts = [x if _is_t(x) else cad.tensor(np.asarray(x, dtype=np.float64), dtype=dt, device=dev) for x in xs]
     ts = [cad.astype(t, dt) if np.dtype(t.dtype) != dt else t for t in ts]
     shape = np.broadcast_shapes(*[tuple(t.shape) for t in ts])
     return [cad.broadcast_to(t, shape) if tuple(t.shape) != shape else t for t in ts]
@@ -369,7 +370,7 @@ _betainc = _elementwise("betainc", _sc.betainc)
 
 def _betainc_dx(a, b, x):
     cad = _cad()
-    inside = (x > 0) & (x < 1)
+    inside = cad.logical_and(x > 0, x < 1)
     xs = cad.where(inside, x, 0.5 * cad.ones_like(x))
     f = cad.exp((a - 1) * cad.log(xs) + (b - 1) * cad.log1p(-xs) - betaln(a, b))
     return cad.where(inside, f, cad.zeros_like(f))

@@ -56,9 +56,9 @@ def _log1mexp(u):
     """log(1 - exp(-u)) for u >= 0, accurate for small and large u (-inf at 0)"""
     cad = _cad()
     pos = u > 0
-    small = pos & (u < _LN2)
+    small = cad.logical_and(pos, u < _LN2)
     u1 = _w(small, u, 0.5)
-    u2 = _w(pos & ~small, u, 1.0)
+    u2 = _w(cad.logical_and(pos, cad.logical_not(small)), u, 1.0)
     r = _w(small, cad.log(-cad.expm1(-u1)), cad.log1p(-cad.exp(-u2)))
     return _w(pos, r, -np.inf)
 
@@ -109,7 +109,7 @@ class _Continuous:
     def _valid(self, shapes, scale):
         v = scale > 0
         for s in shapes:
-            v = v & (s > 0)
+            v = _cad().logical_and(v, s > 0)
         return v
 
     def _finish(self, r, shapes, scale):
@@ -156,7 +156,8 @@ def _log_of(p, q):
     """log p where p = 1 - q: log1p(-q) where p > 1/2 (keeps the upper tail's digits)"""
     cad = _cad()
     big = p > 0.5
-    return _w(big, cad.log1p(-_w(big, q, 0.0)), cad.log(_w(big, 0.5, p)))
+    pos = p > 0
+    return _w(big, cad.log1p(-_w(big, q, 0.0)), _w(pos, cad.log(_w(big, 0.5, _w(pos, p, 1.0))), -np.inf))
 
 
 # ---------------------------------------------------------------- norm
@@ -304,10 +305,11 @@ class beta_gen(_Continuous):
     shapes = ("a", "b")
 
     def _logpdf(self, z, a, b):
-        inside = (z > 0) & (z < 1)
+        cad = _cad()
+        inside = cad.logical_and(z > 0, z < 1)
         zs = _w(inside, z, 0.5)
         lp = xlogy(a - 1, zs) + xlog1py(b - 1, -zs) - betaln(a, b)
-        edge = (z == 0) | (z == 1)
+        edge = cad.logical_or(z == 0, z == 1)
         ze = _detach(_w(edge, z, 0.5))
         le = xlogy(_detach(a) - 1, ze) + xlog1py(_detach(b) - 1, -ze) - betaln(_detach(a), _detach(b))
         return _w(inside, lp, _w(edge, le, -np.inf))
@@ -393,7 +395,7 @@ class poisson_gen:
     def logpmf(self, k, mu, loc=0):
         cad = _cad()
         k, mu = self._args(k, mu, loc)
-        ok = (k >= 0) & (cad.floor(k) == k)
+        ok = cad.logical_and(k >= 0, cad.floor(k) == k)
         ks = _detach(_w(ok, k, 0.0))
         return self._finish(_w(ok, xlogy(ks, mu) - mu - gammaln(ks + 1), -np.inf), mu)
 
