@@ -14,11 +14,13 @@ a shape <= 0) give nan, as scipy.  The tails: norm.logcdf/logsf use log_ndtr,
 expon's and laplace's use log1p/expm1; the others take the log of an
 accurately computed cdf or sf (gammaincc, betainc, stdtr for the upper tails).
 
-Derivatives that do not exist here (each raises NotImplementedError naming the
-function and the argument, never a wrong value): t.cdf/logcdf/sf/logsf in df,
-beta.cdf/logcdf/sf/logsf in a and b (betainc has no parameter derivatives), and
-multivariate_normal.cdf in anything (a forward-only value).  gamma's and chi2's
-cdf/sf are differentiable in a/df to every order (gammainc's a-derivatives).
+Every method is differentiable in the data and in every continuous parameter,
+to every order: gamma's and chi2's cdf/sf through gammainc's a-derivatives,
+beta's through betainc's a- and b-derivatives, t's through stdtr with a
+df-derivative built from betainc's.  The one exception:
+multivariate_normal.cdf is scipy's forward value only, and raises
+NotImplementedError when an argument requires grad.  poisson is differentiable
+in mu (k and loc are discrete).
 """
 import numpy as np
 import scipy.special as _ss
@@ -61,14 +63,6 @@ def _log1mexp(u):
     u2 = _w(cad.logical_and(pos, cad.logical_not(small)), u, 1.0)
     r = _w(small, cad.log(-cad.expm1(-u1)), cad.log1p(-cad.exp(-u2)))
     return _w(pos, r, -np.inf)
-
-
-def _no_grad(dist, meth, argname, x):
-    if _needs_grad(x):
-        raise NotImplementedError(
-            f"cad.scipy.stats.{dist}.{meth}: not differentiable in {argname!r} (its "
-            f"derivative needs a parameter derivative of an incomplete function that cad "
-            f"does not implement); pass {argname} as a constant")
 
 
 def _detach(x):
@@ -297,10 +291,9 @@ class chi2_gen(_Continuous):
 # ---------------------------------------------------------------- beta
 
 class beta_gen(_Continuous):
-    """the beta distribution: beta.logpdf(x, a, b, loc=0, scale=1), ...; logpdf,
-    pdf and entropy differentiable in x, a, b, loc and scale; cdf, logcdf, sf and
-    logsf differentiable in x, loc and scale only (in a or b they raise
-    NotImplementedError: betainc has no parameter derivatives)"""
+    """the beta distribution: beta.logpdf(x, a, b, loc=0, scale=1), ...; everything
+    differentiable in x, a, b, loc and scale (cdf/sf through betainc's parameter
+    derivatives)"""
     name = "beta"
     shapes = ("a", "b")
 
@@ -314,16 +307,10 @@ class beta_gen(_Continuous):
         le = xlogy(_detach(a) - 1, ze) + xlog1py(_detach(b) - 1, -ze) - betaln(_detach(a), _detach(b))
         return _w(inside, lp, _w(edge, le, -np.inf))
 
-    def _check(self, meth, a, b):
-        _no_grad("beta", meth, "a", a)
-        _no_grad("beta", meth, "b", b)
-
     def _cdf(self, z, a, b):
-        self._check("cdf", a, b)
         return _sp.betainc(a, b, _w(z > 0, _w(z < 1, z, 1.0), 0.0))
 
     def _sf(self, z, a, b):
-        self._check("sf", a, b)
         return _sp.betainc(b, a, 1 - _w(z > 0, _w(z < 1, z, 1.0), 0.0))
 
     def _entropy(self, a, b):
@@ -341,14 +328,25 @@ def _t_logpdf(z, df):
             - 0.5 * (df + 1) * cad.log1p(z * z / df))
 
 
-_stdtr.defvjp(lambda g, ans, df, z: (None, g * _cad().exp(_t_logpdf(z, df))))
+def _stdtr_ddf(df, z):
+    """d/ddf of stdtr: with w = df / (df + z^2), stdtr = 0.5 I_w(df/2, 1/2) for z < 0
+    and 1 - 0.5 I_w(df/2, 1/2) for z >= 0"""
+    cad = _cad()
+    zz = z * z
+    w = df / (df + zz)
+    a = 0.5 * df
+    b = 0.5 * cad.ones_like(df)
+    d = 0.5 * (0.5 * _sp._betainc_d(1, 0)(a, b, w) + _sp._betainc_density_d(a, b, w, 0, 0) * zz / (df + zz) ** 2)
+    return cad.where(z < 0, d, -d)
+
+
+_stdtr.defvjp(lambda g, ans, df, z: (g * _stdtr_ddf(df, z), g * _cad().exp(_t_logpdf(z, df))))
 
 
 class t_gen(_Continuous):
-    """Student's t distribution: t.logpdf(x, df, loc=0, scale=1), ...; logpdf, pdf
-    and entropy differentiable in x, df, loc and scale; cdf, logcdf, sf and logsf
-    (scipy.special.stdtr) in x, loc and scale only (in df they raise
-    NotImplementedError)"""
+    """Student's t distribution: t.logpdf(x, df, loc=0, scale=1), ...; everything
+    differentiable in x, df, loc and scale (cdf, logcdf, sf and logsf are
+    scipy.special.stdtr, its df-derivative through betainc's)"""
     name = "t"
     shapes = ("df",)
 
@@ -356,12 +354,10 @@ class t_gen(_Continuous):
         return _t_logpdf(z, df)
 
     def _cdf(self, z, df):
-        _no_grad("t", "cdf", "df", df)
-        return _stdtr(_detach(df), z)
+        return _stdtr(df, z)
 
     def _sf(self, z, df):
-        _no_grad("t", "sf", "df", df)
-        return _stdtr(_detach(df), -z)
+        return _stdtr(df, -z)
 
     def _entropy(self, df):
         h = 0.5 * (df + 1)
