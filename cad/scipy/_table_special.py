@@ -6,6 +6,7 @@ import numpy as np
 import scipy.special as _sc
 
 import cad
+
 from ..ops.custom import primitive
 
 _SQ2PI = float(np.sqrt(2 * np.pi))

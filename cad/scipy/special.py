@@ -48,8 +48,27 @@ import scipy.special as _sc
 
 from .._core import _engine as C
 from ..ops.custom import primitive
-from ._table_special import (gamma, rgamma, gammasgn, erfcinv, logit, xlog1py, ndtr,  # noqa: F401
-                             log_ndtr, ndtri, j0, j1, y0, y1, jn, yn, i0, i1, i0e, i1e)
+from ._table_special import (
+    erfcinv,
+    gamma,
+    gammasgn,
+    i0,
+    i0e,
+    i1,
+    i1e,
+    j0,
+    j1,
+    jn,
+    log_ndtr,
+    logit,
+    ndtr,
+    ndtri,
+    rgamma,
+    xlog1py,
+    y0,
+    y1,
+    yn,
+)
 
 __all__ = [
     "beta", "betainc", "betaln", "digamma", "erf", "erfc", "erfcinv", "erfinv", "expit",
@@ -217,7 +236,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     out = cad.where(sgn != 0, cad.log(sa), -np.inf * cad.ones_like(s)) + m
     if not keepdims:
         ax = tuple(range(len(a.shape))) if axis is None else axis
-        out = cad.squeeze(out, ax) if isinstance(ax, tuple) else cad.squeeze(out, ax)
+        out = cad.squeeze(out, ax)
         sgn = cad.squeeze(sgn, ax)
     if return_sign:
         return out, sgn
@@ -234,7 +253,7 @@ def multigammaln(a, d):
     if not (hasattr(a, "level") and hasattr(a, "val")):
         av = np.asarray(a.detach() if isinstance(a, C.Tensor) else a)
         if np.any(av <= 0.5 * (d - 1)):
-            raise ValueError("condition a (%f) > 0.5 * (d-1) (%f) not met" % (float(np.min(av)), 0.5 * (d - 1)))
+            raise ValueError(f"condition a ({float(np.min(av)):f}) > 0.5 * (d-1) ({0.5 * (d - 1):f}) not met")
     (a,) = _bcast(a)
     r = 0.25 * d * (d - 1) * np.log(np.pi)
     for j in range(d):

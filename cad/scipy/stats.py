@@ -27,10 +27,22 @@ import scipy.special as _ss
 import scipy.stats as _st
 
 from .._core import _engine as C
-from ..ops.custom import primitive
 from . import special as _sp
-from .special import _bcast, _elementwise, _is_t, _needs_grad, betaln, digamma, gammainc, gammaincc, \
-    gammaln, log_ndtr, ndtr, xlog1py, xlogy
+from .special import (
+    _bcast,
+    _elementwise,
+    _is_t,
+    _needs_grad,
+    betaln,
+    digamma,
+    gammainc,
+    gammaincc,
+    gammaln,
+    log_ndtr,
+    ndtr,
+    xlog1py,
+    xlogy,
+)
 
 __all__ = ["beta", "chi2", "dirichlet", "expon", "gamma", "laplace", "multivariate_normal",
            "norm", "poisson", "t"]
@@ -136,7 +148,7 @@ class _Continuous:
         return self._finish(self._logsf(self._z(x, loc, scale), *sh), sh, scale)
 
     def entropy(self, *args, **kwargs):
-        _, sh, loc, scale = self._parse("entropy", None, args, kwargs)
+        _, sh, _loc, scale = self._parse("entropy", None, args, kwargs)
         return self._finish(self._entropy(*sh) + _cad().log(scale), sh, scale)
 
     def _logcdf(self, z, *sh):
@@ -447,20 +459,20 @@ class dirichlet_gen:
         x, = _bcast(x) if not _is_t(x) or not _is_t(alpha) else (x,)
         (alpha,) = [alpha] if _is_t(alpha) else [cad.tensor(np.asarray(alpha, dtype=np.dtype(x.dtype)))]
         if len(alpha.shape) != 1:
-            raise ValueError("Parameter vector 'a' must be one dimensional, but a.shape = %s." % (tuple(alpha.shape),))
+            raise ValueError(f"Parameter vector 'a' must be one dimensional, but a.shape = {tuple(alpha.shape)}.")
         K = alpha.shape[0]
         if x.shape[0] == K - 1:
             x = cad.concatenate([x, 1 - cad.sum(x, axis=0, keepdims=True)], axis=0)
         elif x.shape[0] != K:
             raise ValueError("Vector 'x' must have either the same number of entries as, "
                              "or one entry fewer than, parameter vector 'a', but alpha.shape = "
-                             "%s and x.shape = %s." % (tuple(alpha.shape), tuple(x.shape)))
+                             f"{tuple(alpha.shape)} and x.shape = {tuple(x.shape)}.")
         xv = _concrete(x)
         if np.any(xv < 0) or np.any(xv > 1):
             raise ValueError("Each entry in 'x' must be greater than or equal to zero and less than or equal to one.")
         if (np.abs(np.sum(xv, 0) - 1.0) > 10e-10).any():
             raise ValueError("The input vector 'x' must lie within the normal simplex. "
-                             "but np.sum(x, 0) = %s." % np.sum(xv, 0))
+                             f"but np.sum(x, 0) = {np.sum(xv, 0)}.")
         a = cad.reshape(alpha, (K,) + (1,) * (len(x.shape) - 1))
         return x, alpha, a
 
@@ -524,7 +536,7 @@ class multivariate_normal_gen:
         elif len(cov.shape) == 1:
             cov = cad.diag(cov) if cov.shape[0] == d else cov * cad.eye(d, dtype=dt)
         if tuple(cov.shape) != (d, d):
-            raise ValueError("Array 'cov' must be square if it is two dimensional, but cov.shape = %s." % (tuple(cov.shape),))
+            raise ValueError(f"Array 'cov' must be square if it is two dimensional, but cov.shape = {tuple(cov.shape)}.")
         return mean, cov, d
 
     def logpdf(self, x, mean=None, cov=1, allow_singular=False):
@@ -560,7 +572,7 @@ class multivariate_normal_gen:
                 raise NotImplementedError(
                     f"cad.scipy.stats.multivariate_normal.cdf: not differentiable (in {n!r}); "
                     f"it is scipy's forward value only")
-        c = lambda v: None if v is None else _concrete(v)   # noqa: E731
+        c = lambda v: None if v is None else _concrete(v)
         r = _st.multivariate_normal.cdf(c(x), c(mean), c(cov), allow_singular=allow_singular, **kwargs)
         return _cad().tensor(np.asarray(r, dtype=np.float64))
 
