@@ -216,6 +216,10 @@ def test_bessel_order_error():
     for f in (sc.iv, sc.ive, sc.kv):
         with pytest.raises(NotImplementedError, match=f"{f.__name__}.*'v'"):
             cad.grad(lambda v, f=f: f(v, 2.0))(T(1.0))
+        with pytest.raises(NotImplementedError, match=f"{f.__name__}.*'v'"):
+            cad.jvp(lambda v, f=f: f(v, 2.0), (T(1.0),), (T(1.0),))
+        with pytest.raises(NotImplementedError, match=f"{f.__name__}.*'v'"):
+            cad.vmap(cad.grad(lambda v, f=f: f(v, 2.0)))(T([1.0, 2.0]))
     # an order that is a plain tensor is fine
     close(sc.iv(T([0.0, 1.0]), 2.0), ss.iv([0.0, 1.0], 2.0), rtol=1e-14)
 

@@ -24,7 +24,6 @@ in mu (k and loc are discrete).
 """
 import numpy as np
 import scipy.special as _ss
-import scipy.stats as _st
 
 from .._core import _engine as C
 from . import special as _sp
@@ -572,6 +571,7 @@ class multivariate_normal_gen:
                 raise NotImplementedError(
                     f"cad.scipy.stats.multivariate_normal.cdf: not differentiable (in {n!r}); "
                     f"it is scipy's forward value only")
+        import scipy.stats as _st
         c = lambda v: None if v is None else _concrete(v)
         r = _st.multivariate_normal.cdf(c(x), c(mean), c(cov), allow_singular=allow_singular, **kwargs)
         return _cad().tensor(np.asarray(r, dtype=np.float64))
