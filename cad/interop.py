@@ -107,6 +107,12 @@ def array_function(func, types, args, kwargs):
             del kwargs["dtype"]
         return fn(*args, **kwargs)
     name = getattr(func, "__name__", "")
+    if name in ("shape", "ndim", "size") and args and isinstance(args[0], (_C.Tensor, Batched)):
+        x = args[0]   # read without the value (a batched value has no single one)
+        axis = args[1] if len(args) > 1 else kwargs.get("axis")
+        if name == "size" and axis is not None:
+            return x.shape[axis]
+        return getattr(x, name)
     if name not in _VALUE_ONLY and (_tracked(args) or _tracked(list(kwargs.values()))):
         raise TypeError(f"{_np_name(func)}: cad has no {name}, and running it on the values of a "
                         f"tensor that requires grad would drop the gradient; use cad's ops, or "
