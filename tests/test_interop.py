@@ -144,17 +144,12 @@ def test_dlpack_escape_inside_transforms():
         cad.vmap(np.median)(cad.ones((2, 3)))
 
 
-# ---- CUDA side on the fake device (CAD_CUDA_FAKE): the CUDA array interface and
+# ---- CUDA side (on the fake device without a GPU): the CUDA array interface and
 # the "dltensor" capsule, round trips through cad itself
 
 @pytest.fixture
-def fake_cuda():
-    from cad import cuda
-    is_open, fake, _ = cad._C.cuda_state()
-    if is_open and not fake:
-        pytest.skip("a real GPU is open; tests/test_cuda.py covers it")
-    cuda._use_fake()
-    return cuda
+def fake_cuda(cuda_or_fake):
+    return cuda_or_fake
 
 
 class _CAI:

@@ -185,8 +185,7 @@ def test_large_cases_stay_cheap():
     close(g, 2 * ss.correlate(img, r, "valid"), rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.skipif(not cad.cuda.is_available(), reason="no CUDA device")
-def test_cuda_matches_cpu():
+def test_cuda_matches_cpu(cuda_or_fake):
     a, b = rng.normal(size=(7, 6)), rng.normal(size=(3, 2))
     for mine, _ in PAIRS:
         for mode in ("full", "same", "valid"):
