@@ -685,6 +685,112 @@ def test_cuda_params_match_cpu(cuda, case):
     assert all(x.is_cuda for x in u)
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", [("SGD", {"lr": 0.1, "momentum": 0.9, "dampening": 0.2}),
+                                  ("SGD", {"lr": 0.1}),
+                                  ("Adam", {"lr": 0.05, "betas": (0.3, 0.99)}),
+                                  ("AdamW", {"lr": 0.05, "amsgrad": True, "weight_decay": 0.3})], ids=_ids)
+def test_cuda_fused_step_values_and_state(cuda, case, dtype):
+    """the fused device kernel (k_optim) against the CPU kernel, per element, with
+    mixed sizes (one parameter larger than the others, an empty one), the state
+    handed out as copies and loaded as the optimizer's own buffers"""
+    name, kw = case
+    rng = np.random.default_rng(5)
+    vals = [rng.standard_normal(s).astype(dtype) for s in [(1000,), (3, 2), (), (0, 2)]]
+    cpu = [cad.tensor(v, requires_grad=True) for v in vals]
+    dev = [cad.tensor(v, requires_grad=True, device=cuda) for v in vals]
+    oc, od = getattr(cad.optim, name)(cpu, **kw), getattr(cad.optim, name)(dev, **kw)
+    tol = dict(rtol=0, atol=1e-12) if dtype == "float64" else dict(rtol=2e-6, atol=2e-6)
+    saved = None
+    for step in range(3):
+        for a, b in zip(cpu, dev):
+            g = rng.standard_normal(a.shape).astype(dtype)
+            a.grad = cad.tensor(g)
+            b.grad = cad.tensor(g.astype(np.float64), device=cuda)   # converted to the param's dtype
+        oc.step()
+        od.step()
+        for a, b in zip(cpu, dev):
+            assert b.dtype == a.dtype
+            np.testing.assert_allclose(b.cpu().numpy(), a.numpy(), **tol)
+        if step == 0:
+            saved = od.state_dict()
+            frozen = {k: {n: np.array(v.cpu()) if isinstance(v, cad.Tensor) else v for n, v in st.items()}
+                      for k, st in saved["state"].items()}
+    for k, st in saved["state"].items():   # the step after state_dict() left its copies alone
+        for n, v in st.items():
+            if isinstance(v, cad.Tensor):
+                assert v.is_cuda
+                np.testing.assert_array_equal(np.asarray(v.cpu()), frozen[k][n])
+    sd = od.state_dict()
+    od2 = getattr(cad.optim, name)([cad.tensor(np.asarray(p.cpu()), requires_grad=True, device=cuda)
+                                    for p in dev], **kw)
+    od2.load_state_dict(sd)
+    before = {k: {n: np.array(v.cpu()) for n, v in st.items() if isinstance(v, cad.Tensor)}
+              for k, st in sd["state"].items()}
+    for a, b, c in zip(cpu, dev, od2.param_groups[0]["params"]):
+        g = rng.standard_normal(a.shape).astype(dtype)
+        a.grad, b.grad, c.grad = cad.tensor(g), cad.tensor(g, device=cuda), cad.tensor(g, device=cuda)
+    oc.step()
+    od.step()
+    od2.step()
+    for a, b, c in zip(cpu, dev, od2.param_groups[0]["params"]):
+        np.testing.assert_allclose(c.cpu().numpy(), a.numpy(), **tol)
+        np.testing.assert_array_equal(c.cpu().numpy(), b.cpu().numpy())
+    for k, st in sd["state"].items():   # loading copied: the dict's tensors did not move
+        for n, v in st.items():
+            if isinstance(v, cad.Tensor):
+                np.testing.assert_array_equal(np.asarray(v.cpu()), before[k][n])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_cuda_functional_matches_cpu(cuda, name):
+    kw = {"learning_rate": 0.1} if False else {}
+    f = getattr(cad.optim, name)(**({"lr": 0.1, "momentum": 0.5} if name == "sgd" else {"lr": 0.1}))
+    rng = np.random.default_rng(3)
+    vals = {"w": rng.standard_normal((4, 3)), "b": rng.standard_normal(3)}
+    pc = {k: cad.tensor(v) for k, v in vals.items()}
+    pd = {k: cad.tensor(v, device=cuda) for k, v in vals.items()}
+    sc, sd = f.init(pc), f.init(pd)
+    for _ in range(3):
+        g = {k: rng.standard_normal(v.shape) for k, v in vals.items()}
+        uc, sc = f.update({k: cad.tensor(v) for k, v in g.items()}, sc, pc)
+        ud, sd = f.update({k: cad.tensor(v, device=cuda) for k, v in g.items()}, sd, pd)
+        for k in vals:
+            assert ud[k].is_cuda
+            np.testing.assert_allclose(np.asarray(ud[k].cpu()), np.asarray(uc[k]), rtol=0, atol=1e-12)
+        pc = cad.optim.apply_updates(pc, uc)
+        pd = cad.optim.apply_updates(pd, ud)
+    assert kw == {}
+    with pytest.raises(cad.DeviceError, match="on cpu but its parameter is on cuda"):
+        f.update({k: cad.tensor(v, device=cuda) for k, v in vals.items()}, sc, pd)
+
+
+def test_cuda_step_is_one_launch():
+    """every CUDA parameter of a step goes to one kernel launch (the fake device's
+    launch trace, in a child process)"""
+    import subprocess
+    import sys
+    code = (
+        "import cad, numpy as np\n"
+        "cad.cuda._use_fake()\n"
+        "ps = [cad.tensor(np.ones(s), requires_grad=True, device='cuda') for s in [(5,), (2, 3), (7,), ()]]\n"
+        "opt = cad.optim.Adam(ps, lr=0.1)\n"
+        "for p in ps: p.grad = cad.ones(p.shape, device='cuda')\n"
+        "opt.step()\n"   # the first step also makes the state (zero fills)
+        "for p in ps: p.grad = cad.ones(p.shape, device='cuda')\n"
+        "import sys; sys.stderr.write('STEP\\n'); sys.stderr.flush()\n"
+        "opt.step()\n"
+        "sys.stderr.write('DONE\\n')\n")
+    env = dict(__import__("os").environ, CAD_CUDA_TRACE="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    step = r.stderr.split("STEP", 1)[1].split("DONE", 1)[0]
+    launches = [ln for ln in step.splitlines() if ln.startswith("cad fake launch")]
+    assert [ln.split()[3] for ln in launches] == ["k_optim"], step
+
+
 # ---------------------------------------------------------------- bad arguments
 
 def test_bad_arguments():

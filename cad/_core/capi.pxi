@@ -213,6 +213,7 @@ cdef extern from "cad_cuda.h" nogil:
     int cad_cu_capability(int *major, int *minor)
     int cad_cu_meminfo(size_t *free_b, size_t *total_b)
     int64_t cad_cu_fake_limit
+    int cad_cu_optim_step(const cad_opt_slot *s, int64_t ns)
     int cad_cu_allow_tf32
     void *cad_cu_alloc(size_t nb)
     void cad_cu_release(void *p)

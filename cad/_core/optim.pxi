@@ -111,7 +111,7 @@ def optim_step(list groups, dict state):
                 raise DTypeError(f"{who}: a parameter of shape {t.shape} has dtype "
                                  f"{_DTNAMES[t._dtype]}; only floating-point tensors can be optimized")
             if t._dev:
-                dev.append((gi, t))
+                dev.append((t, g, hyp))
             else:
                 todo.append((t, g, hyp))
     slots = <cad_opt_slot *>calloc(len(todo) + 1, sizeof(cad_opt_slot))
@@ -168,48 +168,75 @@ def optim_step(list groups, dict state):
         free(slots)
     for t, out in outs:
         t._rebind(_wrap(out), True)
-    return dev
+    if dev:
+        _opt_dev_step(dev, state, who)
 
 
-def optim_pure(tuple hyp, double step, list params, list grads, list ms, list vs, list ws):
-    """The functional form's update (cad.optim.adam(...).update): nothing is mutated.
-    params, grads and the state entries (ms, vs, ws; None where a state is absent: SGD
-    without momentum or before its first step, Adam without amsgrad) are CPU tensors;
-    returns (updates, ms, vs, ws), new tensors (updates: new value - old value)."""
-    cdef Py_ssize_t k, L = len(params)
-    cdef list keep = [], ups = [None] * L, nm = [None] * L, nv = [None] * L, nw = [None] * L
-    cdef list outs = []
+cdef DevArray _opt_dev_read(Tensor x, int dt, list keep):
+    """x's device value as contiguous elements of dtype dt (a converted copy where not)"""
+    cdef DevArray a = <DevArray>x._arr
+    if a.dt != dt:
+        a = _dcopy(a, dt)
+    elif not a.contig():
+        a = _dcopy(a)
+    keep.append(a)
+    return a
+
+
+cdef DevArray _opt_dev_state(object t, int dt, int64_t n, str who):
+    """an optimizer-owned device state buffer (a CUDA tensor of dtype dt, n elements,
+    contiguous, made by the optimizer: updated in place)"""
+    cdef DevArray a
+    if not isinstance(t, Tensor) or not (<Tensor>t)._dev:
+        raise TypeError(f"{who}: the state of a CUDA parameter must be a CUDA tensor, got "
+                        f"{type(t).__name__}")
+    a = <DevArray>(<Tensor>t)._arr
+    if a.dt != dt or a.size != n or not a.contig():
+        raise ShapeError(f"{who}: optimizer state of shape {a.shape} and dtype {_DTNAMES[a.dt]} "
+                         f"does not fit a parameter of {n} elements of dtype {_DTNAMES[dt]}")
+    return a
+
+
+cdef _opt_dev_step(list todo, dict state, str who):
+    """every CUDA parameter of the step in one launch (cad_cu_optim_step, the kernel
+    k_optim: NOTE [ Optimizer updates ] in cad_kernels/cpu/optim.c).  State buffers
+    are CUDA tensors the optimizer owns, updated in place; each parameter is bound to
+    a fresh buffer holding its new value."""
+    cdef list keep = [], outs = []
     cdef Tensor t, g
-    cdef int dt, flags
-    cdef int64_t n, ns = 0, total = 0
+    cdef DevArray out, sa
+    cdef Py_ssize_t k
+    cdef int64_t ns = 0, n
+    cdef int dt, flags, st_
+    cdef tuple hyp
+    cdef list st
     cdef cad_opt_slot *slots
     cdef cad_opt_slot *s
-    cdef str who = "optimizer update"
-    slots = <cad_opt_slot *>calloc(L + 1, sizeof(cad_opt_slot))
+    _cuda_ready(who)
+    slots = <cad_opt_slot *>calloc(len(todo) + 1, sizeof(cad_opt_slot))
     if slots == NULL:
         raise MemoryError(f"{who}: out of memory")
     try:
-        for k in range(L):
-            t = <Tensor?>params[k]
-            g = <Tensor?>grads[k]
+        for k in range(len(todo)):
+            t, g, hyp = todo[k]
             dt = t._dtype
-            if t._dev or g._dev:
-                raise DeviceError(f"{who}: the C path takes CPU tensors")
-            if not _isfloat(dt):
-                raise DTypeError(f"{who}: a parameter of shape {t.shape} has dtype "
-                                 f"{_DTNAMES[dt]}; only floating-point tensors can be optimized")
-            flags = <int>hyp[7] | CAD_OPT_DELTA
-            n = t.size
-            if not (flags & CAD_OPT_ADAM) and hyp[5] != 0 and ms[k] is None:
-                flags |= CAD_OPT_FIRST
-            ups[k] = _opt_out(t)
+            flags = <int>hyp[7]
+            st = <list>state.get(t)
+            if st is None:
+                st = [0.0, None, None, None]
+                state[t] = st
+            shape = t.shape
             if flags & CAD_OPT_ADAM:
-                nm[k] = _opt_out(t)
-                nv[k] = _opt_out(t)
-                if flags & CAD_OPT_AMSGRAD:
-                    nw[k] = _opt_out(t)
-            elif hyp[5] != 0:
-                nm[k] = _opt_out(t)
+                if st[1] is None:
+                    st[1] = _dfull(shape, dt, 0.0)
+                    st[2] = _dfull(shape, dt, 0.0)
+                if flags & CAD_OPT_AMSGRAD and st[3] is None:
+                    st[3] = _dfull(shape, dt, 0.0)
+                st[0] = st[0] + 1.0
+            elif hyp[5] != 0 and st[1] is None:
+                st[1] = _dwrap(_dnew_shape(shape, dt, who))
+                flags |= CAD_OPT_FIRST
+            n = t.size
             if n == 0:
                 continue
             s = &slots[ns]
@@ -217,30 +244,152 @@ def optim_pure(tuple hyp, double step, list params, list grads, list ms, list vs
             s.flags = flags
             s.dtype = dt
             s.n = n
-            s.bc1 = 1.0 - _cpow(s.beta1, step)
-            s.bc2 = 1.0 - _cpow(s.beta2, step)
-            s.p = _opt_read(t, dt, keep)
-            s.g = _opt_read(g, dt, keep)
-            s.out = <char *>cnp.PyArray_DATA(<cnp.ndarray>ups[k])
-            if nm[k] is not None:
-                s.m = <char *>cnp.PyArray_DATA(<cnp.ndarray>nm[k])
-                s.m0 = s.m if flags & CAD_OPT_FIRST else _opt_read(<Tensor?>ms[k], dt, keep)
-            if nv[k] is not None:
-                s.v = <char *>cnp.PyArray_DATA(<cnp.ndarray>nv[k])
-                s.v0 = _opt_read(<Tensor?>vs[k], dt, keep)
-            if nw[k] is not None:
-                s.w = <char *>cnp.PyArray_DATA(<cnp.ndarray>nw[k])
-                s.w0 = _opt_read(<Tensor?>ws[k], dt, keep)
-            total += n
+            if flags & CAD_OPT_ADAM:
+                s.bc1 = 1.0 - _cpow(s.beta1, <double>st[0])
+                s.bc2 = 1.0 - _cpow(s.beta2, <double>st[0])
+                sa = _opt_dev_state(st[1], dt, n, who)   # (st keeps the buffers alive)
+                s.m = sa.ptr
+                sa = _opt_dev_state(st[2], dt, n, who)
+                s.v = sa.ptr
+                if flags & CAD_OPT_AMSGRAD:
+                    sa = _opt_dev_state(st[3], dt, n, who)
+                    s.w = sa.ptr
+            elif s.momentum != 0:
+                sa = _opt_dev_state(st[1], dt, n, who)
+                s.m = sa.ptr
+            s.m0 = s.m
+            s.v0 = s.v
+            s.w0 = s.w
+            sa = _opt_dev_read(t, dt, keep)   # (keep holds them)
+            s.p = sa.ptr
+            sa = _opt_dev_read(g, dt, keep)
+            s.g = sa.ptr
+            out = _dnew_shape(shape, dt, who)
+            s.out = out.ptr
+            outs.append((t, out))
             ns += 1
-        _opt_run(slots, ns, total)
+        with nogil:
+            st_ = cad_cu_optim_step(slots, ns)
+        _dcheck(st_, who)
     finally:
         free(slots)
+    for t, out in outs:
+        t._rebind(_dwrap(out), True)
+
+
+def optim_pure(tuple hyp, double step, list params, list grads, list ms, list vs, list ws):
+    """The functional form's update (cad.optim.adam(...).update): nothing is mutated.
+    params, grads and the state entries (ms, vs, ws; None where a state is absent: SGD
+    without momentum or before its first step, Adam without amsgrad) are tensors, a
+    parameter's gradient and state on its device; returns (updates, ms, vs, ws), new
+    tensors (updates: new value - old value).  The CPU parameters go to one
+    cad_optim_step call, the CUDA ones to one launch (cad_cu_optim_step)."""
+    cdef Py_ssize_t k, L = len(params)
+    cdef list keep = [], ups = [None] * L, nm = [None] * L, nv = [None] * L, nw = [None] * L
+    cdef Tensor t, g
+    cdef int dt, flags, dev, st_
+    cdef int64_t n, ns = 0, nd = 0, total = 0
+    cdef cad_opt_slot *slots
+    cdef cad_opt_slot *dslots
+    cdef cad_opt_slot *s
+    cdef str who = "optimizer update"
+    slots = <cad_opt_slot *>calloc(L + 1, sizeof(cad_opt_slot))
+    dslots = <cad_opt_slot *>calloc(L + 1, sizeof(cad_opt_slot))
+    if slots == NULL or dslots == NULL:
+        free(slots)
+        free(dslots)
+        raise MemoryError(f"{who}: out of memory")
+    try:
+        for k in range(L):
+            t = <Tensor?>params[k]
+            g = <Tensor?>grads[k]
+            dt = t._dtype
+            dev = t._dev
+            if g._dev != dev:
+                raise DeviceError(f"{who}: a parameter of shape {t.shape} is on "
+                                  f"{'cuda:0' if dev else 'cpu'} but its gradient is on "
+                                  f"{'cuda:0' if g._dev else 'cpu'}")
+            if not _isfloat(dt):
+                raise DTypeError(f"{who}: a parameter of shape {t.shape} has dtype "
+                                 f"{_DTNAMES[dt]}; only floating-point tensors can be optimized")
+            flags = <int>hyp[7] | CAD_OPT_DELTA
+            n = t.size
+            if not (flags & CAD_OPT_ADAM) and hyp[5] != 0 and ms[k] is None:
+                flags |= CAD_OPT_FIRST
+            ups[k] = _opt_new(t, who)
+            if flags & CAD_OPT_ADAM:
+                nm[k] = _opt_new(t, who)
+                nv[k] = _opt_new(t, who)
+                if flags & CAD_OPT_AMSGRAD:
+                    nw[k] = _opt_new(t, who)
+            elif hyp[5] != 0:
+                nm[k] = _opt_new(t, who)
+            if n == 0:
+                continue
+            if dev:
+                s = &dslots[nd]
+                nd += 1
+            else:
+                s = &slots[ns]
+                ns += 1
+                total += n
+            _opt_hyper(s, hyp)
+            s.flags = flags
+            s.dtype = dt
+            s.n = n
+            s.bc1 = 1.0 - _cpow(s.beta1, step)
+            s.bc2 = 1.0 - _cpow(s.beta2, step)
+            s.p = _opt_ptr(t, dt, dev, keep, who)
+            s.g = _opt_ptr(g, dt, dev, keep, who)
+            s.out = _opt_wptr(ups[k])
+            if nm[k] is not None:
+                s.m = _opt_wptr(nm[k])
+                s.m0 = s.m if flags & CAD_OPT_FIRST else _opt_ptr(<Tensor?>ms[k], dt, dev, keep, who)
+            if nv[k] is not None:
+                s.v = _opt_wptr(nv[k])
+                s.v0 = _opt_ptr(<Tensor?>vs[k], dt, dev, keep, who)
+            if nw[k] is not None:
+                s.w = _opt_wptr(nw[k])
+                s.w0 = _opt_ptr(<Tensor?>ws[k], dt, dev, keep, who)
+        _opt_run(slots, ns, total)
+        if nd:
+            _cuda_ready(who)
+            with nogil:
+                st_ = cad_cu_optim_step(dslots, nd)
+            _dcheck(st_, who)
+    finally:
+        free(slots)
+        free(dslots)
     for lst in (ups, nm, nv, nw):
         for k in range(L):
             if lst[k] is not None:
-                lst[k] = _wrap(lst[k])
+                lst[k] = _dwrap(<DevArray>lst[k]) if isinstance(lst[k], DevArray) else _wrap(lst[k])
     return ups, nm, nv, nw
+
+
+cdef object _opt_new(Tensor t, str who):
+    """a fresh buffer of t's shape and dtype on t's device (ndarray or DevArray)"""
+    if t._dev:
+        return _dnew_shape(t.shape, t._dtype, who)
+    return _opt_out(t)
+
+
+cdef char *_opt_wptr(object a):
+    if isinstance(a, DevArray):
+        return (<DevArray>a).ptr
+    return <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef const char *_opt_ptr(Tensor x, int dt, int dev, list keep, str who) except NULL:
+    """x's contiguous elements of dtype dt, x on device dev (a size-0 x is skipped before)"""
+    if x._dev != dev:
+        raise DeviceError(f"{who}: a tensor of shape {x.shape} is on {'cuda:0' if x._dev else 'cpu'} "
+                          f"but its parameter is on {'cuda:0' if dev else 'cpu'}")
+    cdef DevArray a
+    if x._dev:
+        a = _opt_dev_read(x, dt, keep)   # (keep holds it)
+        return a.ptr
+    return _opt_read(x, dt, keep)
 
 
 def assign_(Tensor t, Tensor value):

@@ -18,9 +18,10 @@ immutable ] in cad/_core/_engine.pyx) and backward() through such a tape says th
 leaf changed, as PyTorch does.  The state (momentum buffers, exp_avg, ...) is owned
 by the optimizer as plain arrays; state_dict() and `state` give copies.
 
-Parameters on CUDA take a per-parameter path built from cad ops in the same order
-(no fused device kernel yet).  torch's `foreach=` and `fused=` are accepted and
-ignored: a CPU step is always one fused call.
+Parameters on CUDA go to one launch of one kernel for all of them (k_optim in
+cad_kernels/cuda/kernels.cuh, the same arithmetic element by element); their state
+buffers are CUDA tensors the optimizer owns.  torch's `foreach=` and `fused=` are
+accepted and ignored: a step is always one fused call per device.
 """
 import math
 
@@ -46,6 +47,15 @@ __all__ = [
     "lr_scheduler",
     "sgd",
 ]
+
+
+def _copy_state(v):
+    """a state buffer handed out: a copy (the optimizer updates its own in place)"""
+    if isinstance(v, np.ndarray):
+        return _C.from_numpy(v, None, False, True)
+    if isinstance(v, Tensor) and v.is_cuda:
+        return _C.dev_copy(v)
+    return v
 
 
 def _is_group(x):
@@ -165,31 +175,8 @@ class Optimizer:
             with _C.enable_grad():
                 loss = closure()
         groups = [(g["params"], self._hyper(g)) for g in self.param_groups]
-        dev = _C.optim_step(groups, self._state)
-        if dev:
-            with _C.no_grad():
-                for gi, p in dev:
-                    self._device_step(p, groups[gi][1])
+        _C.optim_step(groups, self._state)
         return loss
-
-    def _device_step(self, p, hyp):
-        """one CUDA parameter, with cad ops (the C kernel is the CPU's)"""
-        st = self._state.get(p)
-        if st is None:
-            st = self._state[p] = [0.0, None, None, None]
-        g = p.grad
-        if g.dtype != p.dtype:
-            g = g.to(p.dtype)
-        flags = hyp[7]
-        if flags & _F["adam"]:
-            if st[1] is None:
-                st[1] = _C.device_full(p.shape, p.dtype, 0.0)
-                st[2] = _C.device_full(p.shape, p.dtype, 0.0)
-            if flags & _F["amsgrad"] and st[3] is None:
-                st[3] = _C.device_full(p.shape, p.dtype, 0.0)
-            st[0] += 1.0
-        new, st[1], st[2], st[3] = _update_ops(hyp, st[0], p, g, st[1], st[2], st[3], False)
-        _C.assign_(p, new)
 
     def zero_grad(self, set_to_none=True):
         """Clear every parameter's .grad: None (the default, as PyTorch), or zeros
@@ -212,7 +199,7 @@ class Optimizer:
             v = st[k]
             if v is None and name in ("max_exp_avg_sq",):
                 continue
-            out[name] = _C.from_numpy(v, None, False, True) if isinstance(v, np.ndarray) else v
+            out[name] = _copy_state(v)
         return out
 
     @property
@@ -258,7 +245,7 @@ class Optimizer:
                 raise ValueError(f"{who}: the saved {name!r} has shape {tuple(v.shape)} but its "
                                  f"parameter has shape {tuple(p.shape)}")
             if p.is_cuda:
-                st[k] = v.detach().to(p.dtype).to("cuda")
+                st[k] = _C.dev_copy(v.detach().to(p.dtype).to("cuda"))   # owned: updated in place
             else:
                 st[k] = np.array(_C.host(v), dtype=p.dtype, copy=True, order="C")
         return st
@@ -346,7 +333,7 @@ class SGD(Optimizer):
         v = st[1]
         if v is None:   # no momentum: no state (torch keeps none either)
             return {}
-        return {"momentum_buffer": _C.from_numpy(v, None, False, True) if isinstance(v, np.ndarray) else v}
+        return {"momentum_buffer": _copy_state(v)}
 
 
 class Adam(Optimizer):
@@ -399,47 +386,6 @@ class AdamW(Adam):
                  maximize=False, foreach=None, fused=None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
-
-
-def _update_ops(hyp, step, p, g, m, v, w, delta):
-    """The update of one parameter with cad ops, in torch's order (the per-parameter
-    path for CUDA tensors; the C kernel does the same per element).  Returns
-    (new value or, with delta, the update; m; v; w).  m is None before SGD's first
-    momentum step."""
-    lr, wd, b1, b2, eps, mom, damp, flags = hyp
-    if flags & _F["maximize"]:
-        g = -g
-    if flags & _F["adam"]:
-        dec = bool(flags & _F["decoupled"])
-        if wd != 0 and not dec:
-            g = g + wd * p
-        w1 = 1.0 - b1
-        m = m + w1 * (g - m) if abs(w1) < 0.5 else g - (g - m) * (1.0 - w1)
-        v = v * b2 + ((1.0 - b2) * g) * g
-        den = v
-        if flags & _F["amsgrad"]:
-            w = _maximum(w, v)
-            den = w
-        bc1 = 1.0 - b1 ** step
-        bc2 = 1.0 - b2 ** step
-        nss = -(lr / bc1)
-        d = den ** 0.5 / math.sqrt(bc2) + eps
-        if delta:
-            u = (nss * m) / d
-            return (u + (-lr * wd) * p if dec and wd != 0 else u), m, v, w
-        pp = p * (1.0 - lr * wd) if dec and wd != 0 else p
-        return pp + (nss * m) / d, m, v, w
-    if wd != 0:
-        g = g + wd * p
-    if mom != 0:
-        m = g if m is None else m * mom + (1.0 - damp) * g
-        g = g + mom * m if flags & _F["nesterov"] else m
-    return ((-lr) * g if delta else p + (-lr) * g), m, v, w
-
-
-def _maximum(a, b):
-    from .. import isnan, maximum, where
-    return where(isnan(a), a, maximum(a, b))   # NaN propagates, as torch.maximum
 
 
 from . import lr_scheduler

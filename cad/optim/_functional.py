@@ -94,24 +94,8 @@ def _run(hyp, step, who, grads, params, states, first=False):
         if gs[k].shape != ps[k].shape:
             raise ValueError(f"{who}: leaf {k}: gradient of shape {gs[k].shape} for a parameter "
                              f"of shape {ps[k].shape}")
-    cpu = [k for k in range(n) if not ps[k].is_cuda]
-    ups, nm, nv, nw = [None] * n, [None] * n, [None] * n, [None] * n
-    if cpu:
-        r = _C.optim_pure(hyp, float(step), [ps[k] for k in cpu], [gs[k] for k in cpu],
-                          [ms[k] for k in cpu], [vs[k] for k in cpu], [ws[k] for k in cpu])
-        for j, k in enumerate(cpu):
-            ups[k], nm[k], nv[k], nw[k] = r[0][j], r[1][j], r[2][j], r[3][j]
-    if len(cpu) < n:
-        from . import _update_ops
-        with _C.no_grad():
-            for k in range(n):
-                if not ps[k].is_cuda:
-                    continue
-                g = gs[k] if gs[k].dtype == ps[k].dtype else gs[k].to(ps[k].dtype)
-                if not g.is_cuda:
-                    g = g.to("cuda")
-                ups[k], nm[k], nv[k], nw[k] = _update_ops(hyp, float(step), ps[k].detach(), g.detach(),
-                                                          ms[k], vs[k], ws[k], True)
+    gs = [g.to("cuda") if p.is_cuda and not g.is_cuda else g for g, p in zip(gs, ps)]
+    ups, nm, nv, nw = _C.optim_pure(hyp, float(step), list(ps), gs, list(ms), list(vs), list(ws))
     return tdef, ups, nm, nv, nw
 
 

@@ -25,6 +25,7 @@
 #define CAD_CPU_H
 #include <stdint.h>
 #include <stddef.h>
+#include "cad_kp.h"
 
 #define CAD_MAXDIM 32
 #define CAD_MAXOP 8
@@ -310,26 +311,8 @@ int cad_xent_kernel(int dtype, char *out, const char *z, int64_t zrs, int64_t zc
 /* rows[input][dtype][assign]; heavy: the rows call transcendental functions */
 int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2], int heavy);
 
-/* ---- optimizer updates (optim.c; NOTE [ Optimizer updates ] there) ---- */
-enum {
-    CAD_OPT_ADAM = 1,        /* Adam/AdamW; else SGD */
-    CAD_OPT_MAXIMIZE = 2,
-    CAD_OPT_NESTEROV = 4,
-    CAD_OPT_AMSGRAD = 8,
-    CAD_OPT_DECOUPLED = 16,  /* AdamW's weight decay */
-    CAD_OPT_FIRST = 32,      /* SGD: the momentum buffer starts as the gradient (m0 unread) */
-    CAD_OPT_DELTA = 64       /* out gets the update (new - old), not the new value */
-};
-typedef struct {
-    char *out;                       /* the new value (or the update): a fresh buffer */
-    const char *p, *g;               /* the old value and the gradient */
-    const char *m0, *v0, *w0;        /* state read: momentum buffer / exp_avg, exp_avg_sq, max_exp_avg_sq */
-    char *m, *v, *w;                 /* state written (may equal m0, v0, w0: in place) */
-    int64_t n;                       /* elements, every buffer contiguous */
-    int32_t dtype, flags;            /* CAD_F64 or CAD_F32 for every buffer of the slot */
-    double lr, wd, beta1, beta2, eps, momentum, dampening;
-    double bc1, bc2;                 /* Adam's bias corrections, 1 - beta1**step and 1 - beta2**step */
-} cad_opt_slot;
+/* ---- optimizer updates (optim.c; NOTE [ Optimizer updates ] there): the slot
+ * struct and flags live in cuda/cad_kp.h, shared with the CUDA kernel ---- */
 /* every slot, the work split over the thread pool when there are >= par_min elements */
 int cad_optim_step(const cad_opt_slot *s, int64_t ns, int64_t par_min);
 

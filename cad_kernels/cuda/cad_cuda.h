@@ -63,6 +63,7 @@ char *cad_cu_errword(void);
 int cad_cu_fz_load(const void *image, int nreg, void **ffwd, void **fbwd);   /* fused kernels (fuse.c) */
 int cad_cu_launch_fn(void *fn, const void *params, long long nthreads);              /* the device word kernels flag errors in (checked at d2h/sync) */
 int cad_cu_fill(void *p, int esize, int64_t n, int64_t bits);   /* n elements of esize bytes := bits */
+int cad_cu_optim_step(const cad_opt_slot *s, int64_t ns);       /* one launch for every CUDA parameter (cpu/optim.c's NOTE) */
 
 /* ---- launches (driver.c): kernel ids are positions in the kernel list */
 int cad_cu_kernel_id(const char *name);  /* -1 if unknown */

@@ -96,4 +96,28 @@ typedef struct {
         }                                                                     \
     } while (0)
 
+/* ---- optimizer updates: one slot per parameter (NOTE [ Optimizer updates ] in
+ * cpu/optim.c).  The CPU kernel reads the slots from host memory; the CUDA kernel
+ * k_optim (kernels.cuh) from a copy in device memory, its buffer addresses being
+ * device addresses.  Plain C types: one layout for gcc and nvcc. */
+enum {
+    CAD_OPT_ADAM = 1,        /* Adam/AdamW; else SGD */
+    CAD_OPT_MAXIMIZE = 2,
+    CAD_OPT_NESTEROV = 4,
+    CAD_OPT_AMSGRAD = 8,
+    CAD_OPT_DECOUPLED = 16,  /* AdamW's weight decay */
+    CAD_OPT_FIRST = 32,      /* SGD: the momentum buffer starts as the gradient (m0 unread) */
+    CAD_OPT_DELTA = 64       /* out gets the update (new - old), not the new value */
+};
+typedef struct {
+    char *out;                       /* the new value (or the update): a fresh buffer */
+    const char *p, *g;               /* the old value and the gradient */
+    const char *m0, *v0, *w0;        /* state read: momentum buffer / exp_avg, exp_avg_sq, max_exp_avg_sq */
+    char *m, *v, *w;                 /* state written (may equal m0, v0, w0: in place) */
+    long long n;                     /* elements, every buffer contiguous */
+    int dtype, flags;                /* CAD_F64 (0) or CAD_F32 (1) for every buffer of the slot */
+    double lr, wd, beta1, beta2, eps, momentum, dampening;
+    double bc1, bc2;                 /* Adam's bias corrections, 1 - beta1**step and 1 - beta2**step */
+} cad_opt_slot;
+
 #endif

@@ -26,6 +26,41 @@ static int kid_of(const char *name) {
 /* cached kernel ids of the hand-written kernels */
 #define KID(var, name) static int var = -2; if (var == -2) var = kid_of(name); if (var < 0) return CAD_ECUDA
 
+/* one optimizer step over ns slots of CUDA buffers (NOTE [ Optimizer updates ] in
+ * cpu/optim.c): the slots and their offsets go to device memory in one copy, then
+ * one launch of k_optim covers every element of every parameter */
+int cad_cu_optim_step(const cad_opt_slot *s, int64_t ns) {
+    cad_kp kp;
+    int64_t k, N = 0;
+    size_t sb = (size_t)ns * sizeof(cad_opt_slot), nb = sb + (size_t)(ns + 1) * sizeof(long long);
+    char *h, *d;
+    long long *off;
+    int st;
+    if (ns <= 0) return CAD_OK;
+    KID(kid, "k_optim");
+    h = (char *)malloc(nb);
+    if (h == NULL) return CAD_ENOMEM;
+    memcpy(h, s, sb);
+    off = (long long *)(h + sb);
+    off[0] = 0;
+    for (k = 0; k < ns; k++) off[k + 1] = off[k] + s[k].n;
+    N = off[ns];
+    d = (char *)cad_cu_alloc(nb);
+    if (d == NULL) { free(h); return CAD_EDEVMEM; }
+    st = cad_cu_h2d(d, h, nb);
+    free(h);
+    if (st == CAD_OK && N > 0) {
+        memset(&kp, 0, sizeof kp);
+        kp.ptr[0] = d;
+        kp.ptr[1] = d + sb;
+        kp.i[0] = ns;
+        kp.i[1] = N;
+        st = cad_cu_launch(kid, &kp, N);
+    }
+    cad_cu_release(d);   /* stream order: the launch reads it before any reuse */
+    return st;
+}
+
 int cad_cu_fill(void *p, int esize, int64_t n, int64_t bits) {
     cad_kp kp;
     if (n <= 0) return CAD_OK;

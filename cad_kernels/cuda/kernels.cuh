@@ -448,6 +448,74 @@ CAD_SCAN_KERNEL(k_scan_f32, float)
 CAD_CUMPRODB_KERNEL(k_cumprodb_f64, double)
 CAD_CUMPRODB_KERNEL(k_cumprodb_f32, float)
 
+/* ---- one optimizer step over every CUDA parameter at once (NOTE [ Optimizer
+ * updates ] in cpu/optim.c; the arithmetic of its SGD_LOOP and ADAM_LOOP, operation
+ * by operation).  ptr[0]: the slots (cad_opt_slot) in device memory, whose buffer
+ * addresses are read from device memory (hence CAD_H); ptr[1]: off (long long,
+ * ns + 1 entries, slot k's first element in the concatenation); i[0] = ns, i[1] =
+ * the elements of all slots.  Each element finds its slot by bisection. */
+#define CAD_OPT_ELEM(NAME, T, SQRT)                                            \
+    CAD_DEVICE void NAME(const cad_opt_slot *s, long long i) {                 \
+        const int f = s->flags, delta = (f & CAD_OPT_DELTA) != 0;             \
+        const T pi = CAD_H(const T *, s->p)[i];                               \
+        const T sg = (f & CAD_OPT_MAXIMIZE) ? (T)-1 : (T)1, wd = (T)s->wd;    \
+        T gi = sg * CAD_H(const T *, s->g)[i];                                \
+        T *o = CAD_H(T *, s->out);                                            \
+        if (f & CAD_OPT_ADAM) {                                               \
+            const int dec = (f & CAD_OPT_DECOUPLED) != 0;                     \
+            const double w1d = 1.0 - s->beta1;                                \
+            const T w1 = (T)w1d, w1c = (T)(1.0 - w1d), b2 = (T)s->beta2,      \
+                    c2 = (T)(1.0 - s->beta2), eps = (T)s->eps,                \
+                    ibc2s = (T)(1.0 / sqrt(s->bc2)), nss = (T)-(s->lr / s->bc1), \
+                    shrink = (T)(1.0 - s->lr * s->wd), nlrwd = (T)(-s->lr * s->wd); \
+            const int cwd = s->wd != 0.0 && !dec, dwd = s->wd != 0.0 && dec, \
+                      small = fabs(w1d) < 0.5;                                \
+            const T mi = CAD_H(const T *, s->m0)[i], vi = CAD_H(const T *, s->v0)[i]; \
+            T mn, vn, d;                                                      \
+            gi = cwd ? gi + wd * pi : gi;                                     \
+            mn = small ? mi + w1 * (gi - mi) : gi - (gi - mi) * w1c;          \
+            vn = vi * b2 + c2 * gi * gi;                                      \
+            CAD_H(T *, s->m)[i] = mn;                                         \
+            CAD_H(T *, s->v)[i] = vn;                                         \
+            if (f & CAD_OPT_AMSGRAD) {                                        \
+                const T wi = CAD_H(const T *, s->w0)[i];                      \
+                vn = (wi != wi || wi > vn) ? wi : vn;                         \
+                CAD_H(T *, s->w)[i] = vn;                                     \
+            }                                                                 \
+            d = SQRT(vn) * ibc2s + eps;                                       \
+            o[i] = delta ? (dwd ? nlrwd * pi : (T)0) + nss * mn / d           \
+                         : (dwd ? pi * shrink : pi) + nss * mn / d;           \
+        } else {                                                              \
+            const T mom = (T)s->momentum, keep = (T)(1.0 - s->dampening), nlr = (T)-s->lr; \
+            gi = wd != (T)0 ? gi + wd * pi : gi;                              \
+            if (mom != (T)0) {                                                \
+                const T b = (f & CAD_OPT_FIRST) ? gi                          \
+                            : CAD_H(const T *, s->m0)[i] * mom + keep * gi;   \
+                CAD_H(T *, s->m)[i] = b;                                      \
+                gi = (f & CAD_OPT_NESTEROV) ? gi + mom * b : b;               \
+            }                                                                 \
+            o[i] = delta ? nlr * gi : pi + nlr * gi;                          \
+        }                                                                     \
+    }
+CAD_OPT_ELEM(cad_opt_f64, double, sqrt)
+CAD_OPT_ELEM(cad_opt_f32, float, sqrtf)
+
+CAD_GLOBAL void k_optim(const CAD_GRIDCONST cad_kp p) {
+    const cad_opt_slot *sl = (const cad_opt_slot *)p.ptr[0];
+    const long long *off = (const long long *)p.ptr[1];
+    const long long ns = p.i[0], tot = p.i[1];
+    long long e;
+    for (e = CAD_TID; e < tot; e += CAD_NTH) {
+        long long a = 0, b = ns;
+        while (b - a > 1) {
+            const long long c = (a + b) / 2;
+            if (off[c] <= e) a = c; else b = c;
+        }
+        if (sl[a].dtype == 1) cad_opt_f32(sl + a, e - off[a]);
+        else cad_opt_f64(sl + a, e - off[a]);
+    }
+}
+
 /* every hand-written kernel, for the launcher's table (X(name)) */
 #define CAD_HAND_KERNELS(X)                                                    \
     X(k_racc_f64) X(k_racc_f32)                                                 \
@@ -468,6 +536,7 @@ CAD_CUMPRODB_KERNEL(k_cumprodb_f32, float)
     X(k_setgx_f64) X(k_setgx_f32)                                               \
     X(k_xent_f64) X(k_xent_f32) X(k_xentb_f64) X(k_xentb_f32)                   \
     X(k_dsweep_f64) X(k_dsweep_f32)                                             \
-    X(k_scan_f64) X(k_scan_f32) X(k_cumprodb_f64) X(k_cumprodb_f32)
+    X(k_scan_f64) X(k_scan_f32) X(k_cumprodb_f64) X(k_cumprodb_f32)              \
+    X(k_optim)
 
 #endif
