@@ -1,0 +1,523 @@
+"""cad.scipy.integrate: ``odeint`` with exact gradients by the adjoint method.
+
+NOTE [ odeint ]
+``odeint(func, y0, t, *args)`` (JAX's signature; scipy's ``args=`` keyword too) solves
+dy/dt = func(y, t, *args) with an adaptive Dormand-Prince 5(4) integrator and returns
+y at the times t, shape (len(t),) + y0.shape.  It is one user primitive
+(cad.primitive, NOTE [ Custom primitives ]) of three tensors: y0 flattened, t, and
+every float leaf of args concatenated; so grad, vjp, value_and_grad, jacobian (rev)
+and Tensor.backward see it as one op.
+
+Speed.  func is cheap and called thousands of times, so nothing runs Python per
+evaluation: one whole Dopri step (six evaluations of func, the 5th-order update, the
+error ratio and the dense-output coefficients) is recorded once with cad.record and
+replayed, one C call per step; Python keeps only the step-size control (floats) and
+the interpolation at the output times.  The tapes are cached per (func, shapes,
+tolerances).  Values func reads that are not y, t or args (closures, globals) are
+constants of a recorded tape: every call checks func's value at (y0, t[0]) against
+the replay and records again when they differ (and a closed-over tensor that needs a
+gradient raises: pass it in args).  A func that reads values into Python (an ``if``
+on a tensor) cannot be replayed: the step then runs eagerly (correct, slower).
+
+Gradients (the vjp rule).  The backward integrates, from t[-1] down to t[0], the
+augmented state s = [y, a, g_args] with
+    dy/dt = f(y, t),   da/dt = -a . df/dy,   dg_args/dt = -a . df/dargs
+(HIPS autograd's and jax.experimental.ode's adjoint), adding the output cotangent
+g_i to a at each t_i (the steps land on the t_i; the step size carries over).  The
+vector-Jacobian products come from one recorded tape of the augmented dynamics
+(cad.vjp of func inside cad.record) inside a recorded Dopri step, so the backward is
+replayed as the forward is.  Times: dL/dt_i = g_i . f(y(t_i), t_i) for i >= 1 and
+dL/dt_0 = -a(t_0+) . f(y0, t_0) (a(t_0+): the adjoint before g_0 is added), exact
+also for a func that depends on t.
+
+Higher order: the rules integrate in numpy (first order only).  Forward mode
+(cad.jvp, jacfwd), hessian and grad of grad through odeint raise an error naming
+odeint instead of giving a wrong value.
+"""
+import math
+
+import numpy as np
+
+from .._core import _engine as C
+from .. import tree as T
+from ..ops.custom import primitive
+
+__all__ = ["odeint"]
+
+# ---------------------------------------------------------------- Dormand-Prince 5(4)
+
+_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
+_A = ((),
+      (1 / 5,),
+      (3 / 40, 9 / 40),
+      (44 / 45, -56 / 15, 32 / 9),
+      (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+      (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+      (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84))
+_E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
+# y at the step's midpoint (Shampine's dense output, as jax.experimental.ode)
+_MID = (6025192743 / 30085553152 / 2, 0.0, 51252292925 / 65400821598 / 2,
+        -2691868925 / 45128329728 / 2, 187940372067 / 1594534317056 / 2,
+        -1776094331 / 19743644256 / 2, 11237099 / 235043384 / 2)
+_SAFETY, _IFACTOR, _DFACTOR = 0.9, 10.0, 0.2
+
+
+def _cad():
+    import cad
+    return cad
+
+
+def _comb(ks, coefs):
+    """sum of c * k over the nonzero coefficients (one stack and one product when
+    there are several: fewer records to replay)"""
+    cad = _cad()
+    pairs = [(k, c) for k, c in zip(ks, coefs) if c != 0.0]
+    if len(pairs) == 1:
+        return pairs[0][0] * pairs[0][1]
+    return cad.tensor(np.array([c for _, c in pairs])) @ cad.stack([k for k, _ in pairs])
+
+
+# the quartic through a step from (h f0, h f1, y0, y1, y_mid), highest power first
+_DENSE = np.array([[-2.0, 2.0, -8.0, -8.0, 16.0],
+                   [5.0, -3.0, 18.0, 14.0, -32.0],
+                   [-4.0, 1.0, -11.0, -5.0, 16.0],
+                   [1.0, 0.0, 0.0, 0.0, 0.0],
+                   [0.0, 0.0, 1.0, 0.0, 0.0]])
+
+
+def _make_step(D, rtol, atol, dense, has_p):
+    """one Dopri step of dy/dt = D(y, t, p), written with cad ops (recorded once):
+    (y, f0 = D(y, t), t, h[, p]) -> (y1, f1 = D(y1, t + h), error ratio[, 5 coefficients
+    of the quartic through the step, highest power first])"""
+    cad = _cad()
+
+    def step(y, f0, t, h, *p):
+        ks = [f0]
+        for i in range(1, 7):
+            yi = y + h * _comb(ks, _A[i])
+            if i == 6:
+                y1 = yi
+            ks.append(D(yi, t + _C[i] * h, *p))
+        f1 = ks[6]
+        K = cad.stack(ks)
+        err = h * (cad.tensor(np.array(_E)) @ K)
+        tol = atol + rtol * cad.maximum(cad.abs(y), cad.abs(y1))
+        ratio = cad.sqrt(cad.mean((err / tol) ** 2))
+        if not dense:
+            return y1, f1, ratio
+        ym = y + h * (cad.tensor(np.array(_MID)) @ K)
+        return y1, f1, ratio, cad.tensor(_DENSE) @ cad.stack([h * f0, h * f1, y, y1, ym])
+    return step
+
+
+class _Runner:
+    """a cad function run by replaying its tape (recorded on first use), or eagerly
+    (no_grad) when it cannot be replayed"""
+    __slots__ = ("fn", "tape", "eager")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.tape = None
+        self.eager = False
+
+    def __call__(self, *xs):
+        if not self.eager:
+            try:
+                if self.tape is None:
+                    self.tape = _cad().record(self.fn, *[C.as_tensor(x) for x in xs])
+                    if self.tape.guards:        # it branches on values: replay would guard
+                        raise _NoReplay
+                return C.replay_run(self.tape._replay, xs, None, None, "odeint")[0]
+            except (_NoReplay, C.CadError) as e:
+                if isinstance(e, C.CadError) and not _is_replay_problem(e):
+                    raise
+                self.eager = True
+                self.tape = None
+        with C.no_grad():
+            out = self.fn(*[C.as_tensor(x) for x in xs])
+        return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+class _NoReplay(Exception):
+    pass
+
+
+def _is_replay_problem(e):
+    from ..record import ReplayError
+    return isinstance(e, ReplayError) or "record" in str(e).lower() or "replay" in str(e).lower()
+
+
+# ---------------------------------------------------------------- the problem
+
+class _Spec:
+    """func with the structure of its state and arguments: builds the flat dynamics
+    F(y (n,), t (), p (m,)) -> (n,) with cad ops, and caches the tapes"""
+
+    def __init__(self, func, yshape, treedef, parts, statics, tfirst, rtol, atol, mxstep, hmax):
+        self.mxstep, self.hmax = mxstep, hmax
+        self.func, self.yshape, self.treedef = func, yshape, treedef
+        self.parts = parts          # per leaf: ("f", offset, shape) or ("s", index)
+        self.statics = statics      # the non-float leaves, as given
+        self.tfirst = tfirst
+        self.rtol, self.atol = rtol, atol
+        self.n = int(np.prod(yshape, dtype=np.int64))
+        self.m = sum(int(np.prod(s, dtype=np.int64)) for k, _, s in parts if k == "f")
+        self.F = _Runner(self.dyn)
+        self.step = _Runner(_make_step(self.dyn, rtol, atol, True, self.m > 0))
+        self.bstep = None           # the backward's step (made on first use)
+        self.aug = None
+
+    def args(self, p):
+        leaves = []
+        for kind, a, b in self.parts:
+            if kind == "s":
+                leaves.append(self.statics[a])
+            else:
+                k = int(np.prod(b, dtype=np.int64))
+                leaves.append(C.reshape(p[a:a + k], b))
+        return T.tree_unflatten(self.treedef, leaves)
+
+    def call(self, Y, t, args):
+        out = self.func(t, Y, *args) if self.tfirst else self.func(Y, t, *args)
+        if isinstance(out, (list, tuple)):
+            out = _cad().stack([C.as_tensor(o) for o in out])
+        elif not isinstance(out, C.Tensor):
+            out = C.as_tensor(out)
+        if tuple(out.shape) != tuple(self.yshape):
+            raise C.ShapeError(f"odeint: func returned shape {tuple(out.shape)}; the state y0 has "
+                               f"shape {tuple(self.yshape)} (func must return dy/dt, the shape of y)")
+        return out
+
+    def dyn(self, y, t, *p):
+        args = self.args(p[0]) if p else self.args(None)
+        out = self.call(C.reshape(y, self.yshape), t, args)
+        if out.dtype != np.float64:
+            out = out.astype(np.float64)
+        return C.reshape(out, (self.n,))
+
+    def augmented(self, s, t, *p):
+        """[f, -a.df/dy, -a.df/dp] at s = [y, a, g_p]: the adjoint's dynamics"""
+        cad = _cad()
+        n = self.n
+        y, a = s[:n], s[n:2 * n]
+        if p:
+            fy, pull = cad.vjp(lambda y_, p_: self.dyn(y_, t, p_), y, p[0])
+            gy, gp = pull(a)
+            return cad.concatenate([fy, -gy, -gp])
+        fy, pull = cad.vjp(lambda y_: self.dyn(y_, t), y)
+        return cad.concatenate([fy, -pull(a)[0]])
+
+    def backward_step(self):
+        if self.bstep is None:
+            self.aug = _Runner(self.augmented)
+            self.bstep = _Runner(_make_step(self.augmented, self.rtol, self.atol, False, self.m > 0))
+        return self.bstep
+
+
+_SPECS = {}        # key -> _Spec (a bounded cache: the recorded tapes)
+_SPECS_MAX = 64
+
+
+def _spec_for(key, make):
+    s = _SPECS.get(key)
+    if s is None:
+        if len(_SPECS) >= _SPECS_MAX:
+            _SPECS.pop(next(iter(_SPECS)))
+        s = _SPECS[key] = make()
+    return s
+
+
+# ---------------------------------------------------------------- the integrator
+
+def _initial_step(F, y0, f0, t0, p, rtol, atol, direction):
+    """Hairer, Norsett and Wanner's starting step (as scipy and JAX)"""
+    scale = atol + np.abs(y0) * rtol
+    d0 = float(np.linalg.norm(y0 / scale))
+    d1 = float(np.linalg.norm(f0 / scale))
+    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    y1 = y0 + direction * h0 * f0
+    f1 = _np(F(y1, t0 + direction * h0, *p)[0])
+    d2 = float(np.linalg.norm((f1 - f0) / scale)) / h0
+    if d1 <= 1e-15 and d2 <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / 5.0)
+    return min(100.0 * h0, h1)
+
+
+def _np(x):
+    return x.numpy() if isinstance(x, C.Tensor) else np.asarray(x)
+
+
+def _next_h(h, ratio):
+    if ratio == 0.0:
+        return h * _IFACTOR
+    return h * min(_IFACTOR, max(ratio ** -0.2 * _SAFETY, _DFACTOR))
+
+
+def _forward(spec, y0, ts, p, mxstep, hmax):
+    """the solution at ts (len(ts), n): steps of the recorded Dopri step, dense
+    output at the times inside each accepted step"""
+    F, step = spec.F, spec.step
+    rtol, atol = spec.rtol, spec.atol
+    nt = len(ts)
+    out = np.empty((nt, spec.n))
+    out[0] = y0
+    if nt == 1:
+        return out
+    direction = 1.0 if ts[-1] > ts[0] else -1.0
+    t = float(ts[0])
+    y = C.as_tensor(y0)
+    f = F(y, t, *p)[0]
+    h = _initial_step(F, y0, _np(f), t, p, rtol, atol, direction)
+    h = min(h, hmax)
+    tend = float(ts[-1])
+    i, steps = 1, 0
+    while i < nt:
+        hs = min(h, abs(tend - t))
+        y1, f1, ratio, coef = step(y, f, t, direction * hs, *p)
+        ratio = float(ratio)
+        steps += 1
+        if ratio <= 1.0:
+            tn = t + direction * hs if hs < abs(tend - t) else tend
+            if (tn - ts[i]) * direction >= 0:
+                cf = _np(coef)
+                while i < nt and (tn - ts[i]) * direction >= 0:
+                    s = (ts[i] - t) / (direction * hs)
+                    out[i] = (((cf[0] * s + cf[1]) * s + cf[2]) * s + cf[3]) * s + cf[4]
+                    i += 1
+                steps = 0
+            t, y, f = tn, y1, f1
+        elif not math.isfinite(ratio):
+            ratio = 1e10   # shrink the step hard (a nan from overflow)
+        if steps > mxstep:
+            raise RuntimeError(f"odeint: more than mxstep={mxstep} steps between t={ts[i - 1]!r} and "
+                               f"t={ts[i]!r} (the problem may be stiff, or the tolerances too "
+                               "tight; raise mxstep)")
+        h = min(_next_h(hs, ratio), hmax)
+        if h < 1e-14 * max(1.0, abs(t)):
+            raise RuntimeError(f"odeint: the step size fell below {h:.1e} at t={t!r} (the solution "
+                               "may blow up there)")
+    return out
+
+
+def _backward(spec, ys, ts, p, g, mxstep, hmax):
+    """(dL/dy0, dL/dt, dL/dp) from the output cotangent g (len(ts), n) by the adjoint"""
+    n, m = spec.n, spec.m
+    nt = len(ts)
+    step = spec.backward_step()
+    A = spec.aug
+    rtol, atol = spec.rtol, spec.atol
+    F = spec.F
+    gt = np.zeros(nt)
+    for i in range(1, nt):
+        gt[i] = float(np.dot(_np(F(C.as_tensor(ys[i]), float(ts[i]), *p)[0]), g[i]))
+    s = np.concatenate([ys[-1], g[-1], np.zeros(m)])
+    h = None
+    for i in range(nt - 1, 0, -1):
+        t, t_stop = float(ts[i]), float(ts[i - 1])
+        direction = 1.0 if t_stop > t else -1.0
+        st = C.as_tensor(s)
+        f = A(st, t, *p)[0]
+        if h is None:
+            h = min(_initial_step(A, s, _np(f), t, p, rtol, atol, direction), hmax)
+        steps = 0
+        while (t_stop - t) * direction > 0:
+            rem = abs(t_stop - t)
+            hs = min(h, rem)
+            s1, f1, ratio = step(st, f, t, direction * hs, *p)
+            ratio = float(ratio)
+            steps += 1
+            if ratio <= 1.0:
+                t = t + direction * hs if hs < rem else t_stop
+                st, f = s1, f1
+            elif not math.isfinite(ratio):
+                ratio = 1e10
+            if steps > mxstep:
+                raise RuntimeError(f"odeint (gradient): more than mxstep={mxstep} steps of the "
+                                   f"adjoint between t={ts[i]!r} and t={ts[i - 1]!r} (raise mxstep)")
+            hn = min(_next_h(hs, ratio), hmax)
+            if hs < rem or ratio > 1.0:   # a step clipped at t_stop says little about h
+                h = hn
+            if h < 1e-14 * max(1.0, abs(t)):
+                raise RuntimeError(f"odeint (gradient): the adjoint's step size fell below {h:.1e} "
+                                   f"at t={t!r}")
+        s = _np(st).copy()
+        if i == 1:
+            a_plus = s[n:2 * n].copy()
+        s[n:2 * n] += g[i - 1]
+    gt[0] = -float(np.dot(_np(F(C.as_tensor(ys[0]), float(ts[0]), *p)[0]), a_plus))
+    return s[n:2 * n], gt, s[2 * n:]
+
+
+# ---------------------------------------------------------------- the primitive
+
+def _tracked(*xs):
+    return C.is_grad_enabled() and any(isinstance(x, C.Tensor) and x.requires_grad for x in xs)
+
+
+@primitive
+def _odeint_p(y0, ts, *rest):
+    """rest: [p (m,)] then the _Spec (the static argument)"""
+    spec, p = rest[-1], rest[:-1]
+    pp = tuple(C.as_tensor(_np(x).astype(np.float64)) for x in p)
+    return _forward(spec, _np(y0).astype(np.float64), _np(ts).astype(np.float64), pp,
+                    spec.mxstep, spec.hmax)
+
+
+@_odeint_p.defvjp
+def _odeint_vjp(g, ans, y0, ts, *rest):
+    spec, p = rest[-1], rest[:-1]
+    if _tracked(g, ans, y0, ts, *p):
+        raise NotImplementedError(
+            "odeint: derivatives of order two and more (grad of grad, hessian, jvp of a "
+            "gradient) are not supported: odeint's gradient is computed in numpy (first order only)")
+    pp = tuple(C.as_tensor(_np(x).astype(np.float64)) for x in p)
+    gy0, gts, gp = _backward(spec, _np(ans), _np(ts).astype(np.float64), pp, _np(g).astype(np.float64),
+                             spec.mxstep, spec.hmax)
+    return (gy0, gts) + ((gp,) if p else ()) + (None,)
+
+
+@_odeint_p.defjvp
+def _odeint_jvp(tangents, ans, *args):
+    raise NotImplementedError(
+        "odeint: forward mode (cad.jvp, jacfwd, hessian) is not supported: odeint's derivative "
+        "is an adjoint (reverse mode) rule; use cad.grad, cad.vjp or cad.jacrev")
+
+
+# ---------------------------------------------------------------- the public function
+
+def odeint(func, y0, t, *args, rtol=1.4e-8, atol=1.4e-8, mxstep=100000, hmax=np.inf,
+           tfirst=False, **kwargs):
+    """Integrate the system dy/dt = func(y, t, *args) from y(t[0]) = y0; returns y at
+    every time of t, shape (len(t),) + y0.shape.
+
+    As ``jax.experimental.ode.odeint(func, y0, t, *args, rtol, atol, mxstep, hmax)``,
+    and as ``scipy.integrate.odeint``: ``args=(...)`` as a keyword, ``tfirst=True`` for
+    func(t, y, *args).  func is written with cad ops; y0 is a float tensor of any
+    shape; t a 1-d sequence of strictly increasing (or strictly decreasing) times;
+    args tensors, numbers or pytrees (lists, tuples, dicts) of them.
+
+    The integrator is an adaptive Dormand-Prince 5(4) (error per step below
+    atol + rtol * |y| in the RMS norm, as JAX's), with the solution at the times t
+    from its dense output; mxstep bounds the steps between two times of t, hmax the
+    step size.  Gradients with respect to y0, t and the float leaves of args come from
+    the adjoint method (NOTE [ odeint ]), under the same tolerances; cad.grad,
+    cad.value_and_grad, cad.vjp, cad.jacrev/jacobian and Tensor.backward work.
+    First order only: forward mode (cad.jvp, jacfwd) and second derivatives (hessian,
+    grad of grad) through odeint raise NotImplementedError.
+
+    func is recorded once (cad.record) and replayed, so tensors it closes over are
+    read when recorded (checked at each call against func(y0, t[0]), recorded again
+    when different); pass parameters that need gradients in args (a closed-over
+    tensor that requires grad raises).
+
+    scipy's ``solve_ivp(fun, (t0, t1), y0, t_eval=ts, args=a)`` is
+    ``odeint(fun, y0, ts, *a, tfirst=True)`` with ts[0] = t0 (prepend t0 when t_eval
+    starts later and drop the first row): the integration spans t[0]..t[-1] and the
+    solution is returned at every time of t::
+
+        ys = odeint(lambda t, y, k: -k * y, y0, cad.linspace(0., 5., 50), 0.3, tfirst=True)
+    """
+    cad = _cad()
+    if "args" in kwargs:
+        extra = kwargs.pop("args")
+        if args:
+            raise TypeError("odeint: pass args either positionally or as args=(...), not both")
+        args = tuple(extra) if isinstance(extra, (tuple, list)) else (extra,)
+    if kwargs:
+        raise TypeError(f"odeint: unexpected keyword argument {next(iter(kwargs))!r}")
+    if not callable(func):
+        raise TypeError(f"odeint: func must be callable, got {type(func).__name__}")
+    if not (rtol >= 0 and atol >= 0 and rtol + atol > 0):
+        raise ValueError(f"odeint: rtol and atol must be >= 0 and not both 0 (got {rtol}, {atol})")
+    mxstep = int(mxstep)
+    if mxstep < 1:
+        raise ValueError(f"odeint: mxstep must be positive, got {mxstep}")
+    hmax = float(hmax)
+    if not hmax > 0:
+        raise ValueError(f"odeint: hmax must be positive, got {hmax}")
+    # the state
+    y0 = y0 if isinstance(y0, C.Tensor) else cad.tensor(np.asarray(y0, dtype=np.float64))
+    if y0.dtype.kind != "f":
+        y0 = y0.astype(np.float64)
+    out_dtype = y0.dtype
+    yshape = tuple(y0.shape)
+    # the times
+    t = t if isinstance(t, C.Tensor) else cad.tensor(np.asarray(t, dtype=np.float64))
+    if t.ndim != 1 or t.shape[0] < 1:
+        raise C.ShapeError(f"odeint: t must be a 1-d sequence of times, got shape {tuple(t.shape)}")
+    if t.dtype.kind != "f":
+        t = t.astype(np.float64)
+    tn = _np(t.detach()).astype(np.float64)
+    if not np.all(np.isfinite(tn)):
+        raise ValueError("odeint: t holds a non-finite time")
+    if len(tn) > 1:
+        d = np.diff(tn)
+        if not (np.all(d > 0) or np.all(d < 0)):
+            raise ValueError("odeint: the times t must be strictly increasing or strictly decreasing")
+    # the arguments: float leaves -> one vector p, the others static
+    leaves, treedef = T.tree_flatten(tuple(args))
+    parts, statics, fl = [], [], []
+    off = 0
+    for leaf in leaves:
+        if isinstance(leaf, (bool, int, str, type(None))) or callable(leaf) or (
+                isinstance(leaf, np.ndarray) and leaf.dtype.kind not in "fc") or (
+                isinstance(leaf, C.Tensor) and leaf.dtype.kind != "f"):
+            parts.append(("s", len(statics), None))
+            statics.append(leaf)
+            continue
+        x = leaf if isinstance(leaf, C.Tensor) else cad.tensor(np.asarray(leaf, dtype=np.float64))
+        if x.dtype != np.float64:
+            x = x.astype(np.float64)
+        parts.append(("f", off, tuple(x.shape)))
+        off += x.size
+        fl.append(C.reshape(x, (x.size,)))
+    p = (fl[0] if len(fl) == 1 else cad.concatenate(fl)) if fl else None
+    try:
+        skey = tuple(_static_key(s) for s in statics)
+        hash(skey)
+    except TypeError:
+        skey = ("id",) + tuple(id(s) for s in statics)
+    key = (func, yshape, treedef, tuple(parts), skey, bool(tfirst), float(rtol), float(atol),
+           mxstep, hmax)
+    spec = _spec_for(key, lambda: _Spec(func, yshape, treedef, parts, statics, bool(tfirst),
+                                        float(rtol), float(atol), mxstep, hmax))
+    _check(spec, y0, tn, p)
+    ins = (C.reshape(y0.astype(np.float64) if y0.dtype != np.float64 else y0, (spec.n,)), t)
+    if p is not None:
+        ins = ins + (p,)
+    ys = _odeint_p(*ins, spec)
+    ys = C.reshape(ys, (len(tn),) + yshape)
+    return ys if out_dtype == np.float64 else ys.astype(out_dtype)
+
+
+def _static_key(s):
+    if isinstance(s, np.ndarray):
+        return ("nd", s.dtype.str, s.shape, s.tobytes())
+    if isinstance(s, C.Tensor):
+        a = s.numpy()
+        return ("t", a.dtype.str, a.shape, a.tobytes())
+    return s
+
+
+def _check(spec, y0, tn, p):
+    """func once, eagerly, on (y0, t[0], args): its shape, no closed-over tensor that
+    needs a gradient, and the recorded tapes still give its value (else record again)"""
+    y = y0.detach()
+    if y.dtype != np.float64:
+        y = y.astype(np.float64)
+    pd = p.detach() if p is not None else None
+    with C.enable_grad():
+        out = spec.call(y, C.as_tensor(float(tn[0])), spec.args(pd))
+    if isinstance(out, C.Tensor) and out.requires_grad:
+        raise ValueError("odeint: func depends on a tensor that requires grad and is not passed in "
+                         "args (a closure); pass it through args so that odeint can differentiate "
+                         "it: odeint(func, y0, t, param) with func(y, t, param)")
+    want = np.asarray(_np(out.detach()), dtype=np.float64).reshape(-1)
+    if not spec.F.eager and spec.F.tape is not None:
+        got = _np(spec.F(C.reshape(y, (spec.n,)), float(tn[0]), *((pd,) if pd is not None else ()))[0])
+        if not np.array_equal(got, want, equal_nan=True):
+            spec.F = _Runner(spec.dyn)
+            spec.step = _Runner(_make_step(spec.dyn, spec.rtol, spec.atol, True, spec.m > 0))
+            spec.bstep = spec.aug = None
