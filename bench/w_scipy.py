@@ -15,7 +15,7 @@ data, its gradient in the 4 parameters and y0.  cad = cad.scipy.integrate.odeint
 jax.experimental.ode.odeint (the same method and tolerances), torch =
 torchdiffeq.odeint_adjoint (dopri5, same tolerances) when installed, else backprop
 through a fixed-step RK4 in torch ops with 2 steps per output interval (198 steps,
-about as many as cad's accepted Dopri steps); hand = numpy/scipy by hand: the forward
+about as many as cad's 182 accepted Dopri steps); hand = numpy/scipy by hand: the forward
 sensitivities (2 + 2 x 6 states, the Jacobians written out) integrated by
 scipy.integrate.odeint (LSODA) at rtol = atol = 1e-10.
 """
@@ -141,7 +141,7 @@ T_END, NT = 15.0, 100
 P_TRUE = np.array([1.0, 0.1, 0.075, 1.5])
 Y_TRUE = np.array([10.0, 5.0])
 RTOL = ATOL = 1.4e-8
-RK4_SUB = 2      # torch's fixed-step RK4 without torchdiffeq: steps per output interval
+RK4_STEPS = 198  # torch's fixed-step RK4 without torchdiffeq: steps in all (2 per output interval)
 
 
 def lv_np(y, t, p):
@@ -243,14 +243,15 @@ def ode_torch(d):
 
     def f(y, p):
         return torch.stack([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]])
-    hs = [float(t[i + 1] - t[i]) / RK4_SUB for i in range(len(t) - 1)]
+    sub = -(-RK4_STEPS // (len(t) - 1))        # steps per output interval
+    hs = [float(t[i + 1] - t[i]) / sub for i in range(len(t) - 1)]
 
     def step():
         p = torch.tensor(d["p"], requires_grad=True)
         y0 = torch.tensor(d["y0"], requires_grad=True)
         y, ys = y0, [y0]
         for h in hs:
-            for _ in range(RK4_SUB):
+            for _ in range(sub):
                 k1 = f(y, p)
                 k2 = f(y + h / 2 * k1, p)
                 k3 = f(y + h / 2 * k2, p)
@@ -279,8 +280,8 @@ def _torch_note():
     import importlib.util
     if importlib.util.find_spec("torchdiffeq") is not None:
         return "torch = torchdiffeq.odeint_adjoint (dopri5, the same tolerances)"
-    return (f"torch = backprop through a fixed-step RK4 in torch ops, {RK4_SUB} steps per output "
-            f"interval ({RK4_SUB * (NT - 1)} steps; torchdiffeq is not installed)")
+    return (f"torch = backprop through a fixed-step RK4 in torch ops, {RK4_STEPS // (NT - 1)} steps per "
+            f"output interval ({RK4_STEPS} steps; torchdiffeq is not installed)")
 
 
 CASES = [
