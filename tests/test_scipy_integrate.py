@@ -277,3 +277,30 @@ def test_higher_order_raises():
         cad.grad(cad.grad(L))(cad.tensor(0.5))
     with pytest.raises(NotImplementedError, match="odeint"):
         cad.hessian(L, cad.tensor([0.5]))
+
+
+def test_scalar_programs_and_array_tapes_agree(monkeypatch):
+    """NOTE [ odeint scalar mode ]: a small state runs as scalar programs; the array
+    tapes (forced here, and taken by a func an _SVec cannot follow) give the same"""
+    from cad.scipy import integrate as I
+    t = cad.tensor(T_SHORT)
+
+    def L(y0, p, f=lv):
+        return cad.sum(odeint(f, y0, t, p) ** 2)
+
+    def lv_sum(y, t, p):   # cad.sum(y) on a vector: not scalar mode
+        return cad.stack([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]]) + 0.0 * cad.sum(y)
+    args = (cad.tensor(Y_LV), cad.tensor(P_LV))
+    a = cad.grad(L, argnums=(0, 1))(*args)
+    spec = next(s for k, s in I._SPECS.items() if k[0] is lv)
+    assert spec.sf and spec.sf._replay.scalar_program and spec.sb and spec.sb._replay.scalar_program
+    b = cad.grad(lambda y0, p: L(y0, p, lv_sum), argnums=(0, 1))(*args)
+    spec = next(s for k, s in I._SPECS.items() if k[0] is lv_sum)
+    assert spec.sf is False and spec.sb is False
+    monkeypatch.setattr(I, "_MAX_SCALAR_INPUTS", 0)
+    I._SPECS.clear()
+    c = cad.grad(L, argnums=(0, 1))(*args)
+    for x, y, z in zip(a, b, c):
+        close(y, x.numpy(), rtol=1e-9)
+        close(z, x.numpy(), rtol=1e-9)
+    I._SPECS.clear()
