@@ -359,44 +359,61 @@ def _make_sstep(D, n, rtol, atol, dense):
 
 
 class _ArrayStepper:
-    """steps of a recorded array tape: the state is (y, f) tensors"""
+    """steps of a recorded array tape: the state is the tuple (y, f) of tensors"""
 
-    def __init__(self, runner, p):
-        self.run, self.p = runner, p
+    def __init__(self, runner, p, aug=None, n=0):
+        self.run, self.p = runner, tuple(p)
+        self.aug, self.n = aug, n
+
+    def jump(self, yf, g, t):
+        """the backward's state with g added to a, and its derivative"""
+        s = _np(yf[0]).copy()
+        s[self.n:2 * self.n] += g
+        return self.load(s, self.aug(C.as_tensor(s), t, *self.p)[0])
 
     def load(self, y, f):
-        return C.as_tensor(np.ascontiguousarray(y)), f
+        return (C.as_tensor(np.ascontiguousarray(y)), f)
 
-    def step(self, y, f, t, h):
-        o = self.run(y, f, t, h, *self.p)
-        return o[0], o[1], float(o[2]), (o[3] if len(o) > 3 else None)
+    def step(self, yf, t, h):
+        o = self.run(*yf, t, h, *self.p)
+        return (o[0], o[1]), float(o[2]), (o[3] if len(o) > 3 else None)
 
     def coef(self, c):
         return _np(c)
 
-    def y_np(self, y):
-        return _np(y)
+    def y_np(self, yf):
+        return _np(yf[0])
 
 
 class _ScalarStepper:
-    """steps of a recorded scalar program: the state is tuples of 0-d values"""
+    """steps of a recorded scalar program: the state is the tuple of y's and f's 0-d
+    tensors (a replay's outputs go back in as they are)"""
 
-    def __init__(self, tape, n, pitems):
-        self.rp, self.n, self.pitems = tape._replay, n, tuple(pitems)
+    def __init__(self, tape, n, pitems, jump=None):
+        self.rp, self.n = tape._replay, n
+        self.pitems = tuple(C.as_tensor(float(v)) for v in pitems)
+        self.jrp = jump._replay if jump is not None else None
+
+    def jump(self, yf, g, t):
+        """the backward's state with g added to a, and its derivative (one replay)"""
+        o = C.replay_run(self.jrp, yf[:self.n] + tuple(g.tolist()) + (t,) + self.pitems, None, None,
+                         "odeint")[0]
+        return tuple(o)
 
     def load(self, y, f):
-        return tuple(float(v) for v in np.ravel(y)), tuple(float(v) for v in np.ravel(_np(f)))
+        return tuple(C.as_tensor(float(v)) for v in np.ravel(y)) + \
+            tuple(C.as_tensor(float(v)) for v in np.ravel(_np(f)))
 
-    def step(self, y, f, t, h):
-        n = self.n
-        o = C.replay_run(self.rp, y + f + (t, h) + self.pitems, None, None, "odeint")[0]
-        return tuple(o[:n]), tuple(o[n:2 * n]), o[2 * n].item(), o[2 * n + 1:]
+    def step(self, yf, t, h):
+        n2 = 2 * self.n
+        o = C.replay_run(self.rp, yf + (t, h) + self.pitems, None, None, "odeint")[0]
+        return tuple(o[:n2]), o[n2].item(), o
 
-    def coef(self, c):
-        return np.array([v.item() for v in c]).reshape(5, self.n)
+    def coef(self, o):
+        return np.array([v.item() for v in o[2 * self.n + 1:]]).reshape(5, self.n)
 
-    def y_np(self, y):
-        return np.array([v.item() if isinstance(v, C.Tensor) else v for v in y])
+    def y_np(self, yf):
+        return np.array([v.item() for v in yf[:self.n]])
 
 
 # ---------------------------------------------------------------- the problem
@@ -422,7 +439,7 @@ class _Spec:
         self.step = _Runner(_make_step(self.dyn, self.rtol, self.atol, True, self.m > 0))
         self.bstep = None           # the backward's step (made on first use)
         self.aug = None
-        self.sf = self.sb = None    # the scalar programs (NOTE [ odeint scalar mode ]); False: none
+        self.sf = self.sb = self.sj = None   # the scalar programs (NOTE [ odeint scalar mode ]); False: none
 
     # -- scalar mode
     def sargs(self, pit):
@@ -482,11 +499,45 @@ class _Spec:
                 tape = self._record_scalar(back, N, p, pitems, y, f, t, h)
             if back:
                 self.sb = tape
+                self.sj = tape and self._record_jump(N, p, pitems, y, t)
+                if self.sj is False:
+                    self.sb = tape = False
             else:
                 self.sf = tape
         if tape is not False:
-            return _ScalarStepper(tape, N, pitems)
-        return _ArrayStepper(self.backward_step() if back else self.step, p)
+            return _ScalarStepper(tape, N, pitems, self.sj if back else None)
+        if back:
+            return _ArrayStepper(self.backward_step(), p, self.aug_runner(), self.n)
+        return _ArrayStepper(self.step, p)
+
+    def _record_jump(self, N, p, pitems, s, t):
+        """the scalar program (s, g, t, args) -> (s with a += g, the dynamics there)"""
+        n = self.n
+
+        def jump(*xs):
+            sv = list(xs[:N])
+            for j in range(n):
+                sv[n + j] = sv[n + j] + xs[N + j]
+            out = self.saug(_SVec(sv), xs[N + n], xs[N + n + 1:])
+            return tuple(sv) + tuple(out.items)
+        gl = [0.5] * n
+        sl = [float(v) for v in np.ravel(s)]
+        ex = [C.as_tensor(v) for v in sl + gl + [float(t)] + list(pitems)]
+        try:
+            with _ScalarRecording():
+                tape = _cad().record(jump, *ex)
+        except Exception:
+            return False
+        if tape.guards or not tape._replay.scalar_program:
+            return False
+        got = C.replay_run(tape._replay, tuple(sl + gl + [float(t)] + list(pitems)), None, None, "odeint")[0]
+        s2 = np.asarray(sl)
+        s2[n:2 * n] += gl
+        want = np.concatenate([s2, _np(self.aug_runner()(C.as_tensor(s2), float(t), *p)[0])])
+        have = np.array([v.item() for v in got])
+        if not np.allclose(have, want, rtol=1e-9, atol=1e-12 * (1 + np.abs(want).max())):
+            return False
+        return tape
 
     def _record_scalar(self, back, N, p, pitems, y, f, t, h):
         D = self.saug if back else self.sdyn
@@ -621,12 +672,13 @@ def _forward(spec, y0, ts, p, mxstep, hmax):
     h = _initial_step(F, y0, _np(f), t, p, rtol, atol, direction)
     h = min(h, hmax)
     S = spec.stepper(p, False, y0, f, t, direction * h)
-    y, f = S.load(y0, f)
+    step = S.step
+    yf = S.load(y0, f)
     tend = float(ts[-1])
     i, steps = 1, 0
     while i < nt:
         hs = min(h, abs(tend - t))
-        y1, f1, ratio, coef = S.step(y, f, t, direction * hs)
+        yf1, ratio, coef = step(yf, t, direction * hs)
         steps += 1
         if ratio <= 1.0:
             tn = t + direction * hs if hs < abs(tend - t) else tend
@@ -637,7 +689,7 @@ def _forward(spec, y0, ts, p, mxstep, hmax):
                     out[i] = (((cf[0] * s + cf[1]) * s + cf[2]) * s + cf[3]) * s + cf[4]
                     i += 1
                 steps = 0
-            t, y, f = tn, y1, f1
+            t, yf = tn, yf1
         elif not math.isfinite(ratio):
             ratio = 1e10   # shrink the step hard (a nan from overflow)
         if steps > mxstep:
@@ -662,24 +714,24 @@ def _backward(spec, ys, ts, p, g, mxstep, hmax):
     for i in range(1, nt):
         gt[i] = float(np.dot(_np(F(C.as_tensor(ys[i]), float(ts[i]), *p)[0]), g[i]))
     s = np.concatenate([ys[-1], g[-1], np.zeros(m)])
-    h = S = None
+    t = float(ts[-1])
+    direction = 1.0 if ts[0] > ts[-1] else -1.0
+    f = A(C.as_tensor(s), t, *p)[0]
+    h = min(_initial_step(A, s, _np(f), t, p, rtol, atol, direction), hmax)
+    S = spec.stepper(p, True, s, f, t, direction * h)
+    st = S.load(s, f)
+    step = S.step
     for i in range(nt - 1, 0, -1):
         t, t_stop = float(ts[i]), float(ts[i - 1])
-        direction = 1.0 if t_stop > t else -1.0
-        f = A(C.as_tensor(s), t, *p)[0]
-        if h is None:
-            h = min(_initial_step(A, s, _np(f), t, p, rtol, atol, direction), hmax)
-            S = spec.stepper(p, True, s, f, t, direction * h)
-        st, f = S.load(s, f)
         steps = 0
         while (t_stop - t) * direction > 0:
             rem = abs(t_stop - t)
             hs = min(h, rem)
-            s1, f1, ratio, _ = S.step(st, f, t, direction * hs)
+            s1, ratio, _ = step(st, t, direction * hs)
             steps += 1
             if ratio <= 1.0:
                 t = t + direction * hs if hs < rem else t_stop
-                st, f = s1, f1
+                st = s1
             elif not math.isfinite(ratio):
                 ratio = 1e10
             if steps > mxstep:
@@ -691,10 +743,11 @@ def _backward(spec, ys, ts, p, g, mxstep, hmax):
             if h < 1e-14 * max(1.0, abs(t)):
                 raise RuntimeError(f"odeint (gradient): the adjoint's step size fell below {h:.1e} "
                                    f"at t={t!r}")
-        s = np.array(S.y_np(st), dtype=np.float64)
-        if i == 1:
-            a_plus = s[n:2 * n].copy()
-        s[n:2 * n] += g[i - 1]
+        if i > 1:
+            st = S.jump(st, g[i - 1], t_stop)     # a += g_i, and f at the new state
+    s = np.array(S.y_np(st), dtype=np.float64)
+    a_plus = s[n:2 * n].copy()
+    s[n:2 * n] += g[0]
     gt[0] = -float(np.dot(_np(F(C.as_tensor(ys[0]), float(ts[0]), *p)[0]), a_plus))
     return s[n:2 * n], gt, s[2 * n:]
 
