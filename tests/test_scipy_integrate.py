@@ -304,3 +304,16 @@ def test_scalar_programs_and_array_tapes_agree(monkeypatch):
         close(y, x.numpy(), rtol=1e-9)
         close(z, x.numpy(), rtol=1e-9)
     I._SPECS.clear()
+
+
+def test_grads_with_decreasing_times():
+    t = np.array([2.0, 1.2, 0.5])
+    w = np.array([[0.0, 0.0], [1.0, -2.0], [0.5, 3.0]])
+
+    def L_np(y0, t, p):
+        return float(np.sum(w * ref(lv_np, y0, t, p)))
+    gy, gt, gp = cad.grad(lambda y0, t, p: cad.sum(cad.tensor(w) * odeint(lv, y0, t, p, **TIGHT)),
+                          argnums=(0, 1, 2))(cad.tensor(Y_LV), cad.tensor(t), cad.tensor(P_LV))
+    close(gy, fd_grad(lambda y: L_np(y, t, P_LV), Y_LV, 1e-5), rtol=1e-5, atol=1e-6)
+    close(gt, fd_grad(lambda tt: L_np(Y_LV, tt, P_LV), t, 1e-6), rtol=1e-5, atol=1e-5)
+    close(gp, fd_grad(lambda p: L_np(Y_LV, t, p), P_LV, 1e-6), rtol=1e-5, atol=1e-5)

@@ -381,6 +381,10 @@ class _ArrayStepper:
     def coef(self, c):
         return _np(c)
 
+    @staticmethod
+    def interp(cf, s):
+        return (((cf[0] * s + cf[1]) * s + cf[2]) * s + cf[3]) * s + cf[4]
+
     def y_np(self, yf):
         return _np(yf[0])
 
@@ -410,7 +414,13 @@ class _ScalarStepper:
         return tuple(o[:n2]), o[n2].item(), o
 
     def coef(self, o):
-        return np.array([v.item() for v in o[2 * self.n + 1:]]).reshape(5, self.n)
+        return [float(v) for v in o[2 * self.n + 1:]]
+
+    def interp(self, c, s):
+        """the quartic at s in Python floats (cheaper than numpy for a small state)"""
+        n = self.n
+        return [(((c[j] * s + c[n + j]) * s + c[2 * n + j]) * s + c[3 * n + j]) * s + c[4 * n + j]
+                for j in range(n)]
 
     def y_np(self, yf):
         return np.array([v.item() for v in yf[:self.n]])
@@ -662,6 +672,7 @@ def _forward(spec, y0, ts, p, mxstep, hmax):
     F = spec.F
     rtol, atol = spec.rtol, spec.atol
     nt = len(ts)
+    ts = ts.tolist()     # Python floats: cheaper than numpy scalars in the loop
     out = np.empty((nt, spec.n))
     out[0] = y0
     if nt == 1:
@@ -685,8 +696,7 @@ def _forward(spec, y0, ts, p, mxstep, hmax):
             if (tn - ts[i]) * direction >= 0:
                 cf = S.coef(coef)
                 while i < nt and (tn - ts[i]) * direction >= 0:
-                    s = (ts[i] - t) / (direction * hs)
-                    out[i] = (((cf[0] * s + cf[1]) * s + cf[2]) * s + cf[3]) * s + cf[4]
+                    out[i] = S.interp(cf, (ts[i] - t) / (direction * hs))
                     i += 1
                 steps = 0
             t, yf = tn, yf1
@@ -711,6 +721,7 @@ def _backward(spec, ys, ts, p, g, mxstep, hmax):
     rtol, atol = spec.rtol, spec.atol
     F = spec.F
     gt = np.zeros(nt)
+    ts = ts.tolist()
     for i in range(1, nt):
         gt[i] = float(np.dot(_np(F(C.as_tensor(ys[i]), float(ts[i]), *p)[0]), g[i]))
     s = np.concatenate([ys[-1], g[-1], np.zeros(m)])
