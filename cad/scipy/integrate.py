@@ -37,8 +37,6 @@ Higher order: the rules integrate in numpy (first order only).  Forward mode
 (cad.jvp, jacfwd), hessian and grad of grad through odeint raise an error naming
 odeint instead of giving a wrong value.
 """
-import math
-
 import numpy as np
 
 from .._core import _engine as C
@@ -361,15 +359,16 @@ def _make_sstep(D, n, rtol, atol, dense):
 class _ArrayStepper:
     """steps of a recorded array tape: the state is the tuple (y, f) of tensors"""
 
-    def __init__(self, runner, p, aug=None, n=0):
+    def __init__(self, runner, p, aug=None, n=0, F=None):
         self.run, self.p = runner, tuple(p)
-        self.aug, self.n = aug, n
+        self.aug, self.n, self.F = aug, n, F
 
-    def jump(self, yf, g, t):
-        """the backward's state with g added to a, and its derivative"""
+    def jump(self, yf, g, y, t):
+        """the backward's state with g added to a, its derivative, and g . f(y, t)"""
         s = _np(yf[0]).copy()
         s[self.n:2 * self.n] += g
-        return self.load(s, self.aug(C.as_tensor(s), t, *self.p)[0])
+        gt = float(np.dot(_np(self.F(C.as_tensor(y), t, *self.p)[0]), g))
+        return self.load(s, self.aug(C.as_tensor(s), t, *self.p)[0]), gt
 
     def load(self, y, f):
         return (C.as_tensor(np.ascontiguousarray(y)), f)
@@ -393,16 +392,17 @@ class _ScalarStepper:
     """steps of a recorded scalar program: the state is the tuple of y's and f's 0-d
     tensors (a replay's outputs go back in as they are)"""
 
-    def __init__(self, tape, n, pitems, jump=None):
-        self.rp, self.n = tape._replay, n
+    def __init__(self, tape, n, pitems, jump=None, ny=0):
+        self.rp, self.n, self.ny = tape._replay, n, ny
         self.pitems = tuple(C.as_tensor(float(v)) for v in pitems)
         self.jrp = jump._replay if jump is not None else None
 
-    def jump(self, yf, g, t):
-        """the backward's state with g added to a, and its derivative (one replay)"""
-        o = C.replay_run(self.jrp, yf[:self.n] + tuple(g.tolist()) + (t,) + self.pitems, None, None,
-                         "odeint")[0]
-        return tuple(o)
+    def jump(self, yf, g, y, t):
+        """the backward's state with g added to a, its derivative, and g . f(y, t)
+        (one replay)"""
+        o = C.replay_run(self.jrp, yf[:self.n] + tuple(g.tolist()) + tuple(y.tolist()) + (t,)
+                         + self.pitems, None, None, "odeint")[0]
+        return tuple(o[:-1]), o[-1].item()
 
     def load(self, y, f):
         return tuple(C.as_tensor(float(v)) for v in np.ravel(y)) + \
@@ -515,9 +515,9 @@ class _Spec:
             else:
                 self.sf = tape
         if tape is not False:
-            return _ScalarStepper(tape, N, pitems, self.sj if back else None)
+            return _ScalarStepper(tape, N, pitems, self.sj if back else None, self.n)
         if back:
-            return _ArrayStepper(self.backward_step(), p, self.aug_runner(), self.n)
+            return _ArrayStepper(self.backward_step(), p, self.aug_runner(), self.n, self.F)
         return _ArrayStepper(self.step, p)
 
     def _record_jump(self, N, p, pitems, s, t):
@@ -526,13 +526,18 @@ class _Spec:
 
         def jump(*xs):
             sv = list(xs[:N])
+            g, yv, tt, pit = xs[N:N + n], xs[N + n:N + 2 * n], xs[N + 2 * n], xs[N + 2 * n + 1:]
             for j in range(n):
-                sv[n + j] = sv[n + j] + xs[N + j]
-            out = self.saug(_SVec(sv), xs[N + n], xs[N + n + 1:])
-            return tuple(sv) + tuple(out.items)
+                sv[n + j] = sv[n + j] + g[j]
+            out = self.saug(_SVec(sv), tt, pit)
+            fy = self.sdyn(_SVec(yv), tt, pit).items
+            gt = fy[0] * g[0]
+            for j in range(1, n):
+                gt = gt + fy[j] * g[j]
+            return tuple(sv) + tuple(out.items) + (gt,)
         gl = [0.5] * n
         sl = [float(v) for v in np.ravel(s)]
-        ex = [C.as_tensor(v) for v in sl + gl + [float(t)] + list(pitems)]
+        ex = [C.as_tensor(v) for v in sl + gl + sl[:n] + [float(t)] + list(pitems)]
         try:
             with _ScalarRecording():
                 tape = _cad().record(jump, *ex)
@@ -540,10 +545,13 @@ class _Spec:
             return False
         if tape.guards or not tape._replay.scalar_program:
             return False
-        got = C.replay_run(tape._replay, tuple(sl + gl + [float(t)] + list(pitems)), None, None, "odeint")[0]
+        got = C.replay_run(tape._replay, tuple(sl + gl + sl[:n] + [float(t)] + list(pitems)), None, None,
+                           "odeint")[0]
         s2 = np.asarray(sl)
         s2[n:2 * n] += gl
-        want = np.concatenate([s2, _np(self.aug_runner()(C.as_tensor(s2), float(t), *p)[0])])
+        fy = _np(self.F(C.as_tensor(np.asarray(sl[:n])), float(t), *p)[0])
+        want = np.concatenate([s2, _np(self.aug_runner()(C.as_tensor(s2), float(t), *p)[0]),
+                               [np.dot(fy, gl)]])
         have = np.array([v.item() for v in got])
         if not np.allclose(have, want, rtol=1e-9, atol=1e-12 * (1 + np.abs(want).max())):
             return False
@@ -660,15 +668,20 @@ def _np(x):
     return x.numpy() if isinstance(x, C.Tensor) else np.asarray(x)
 
 
-def _next_h(h, ratio):
+def _factor(ratio):
+    """the next step over this one from the error ratio (safety 0.9, within [0.2, 10])"""
     if ratio == 0.0:
-        return h * _IFACTOR
-    return h * min(_IFACTOR, max(ratio ** -0.2 * _SAFETY, _DFACTOR))
+        return _IFACTOR
+    if not ratio < 1e300:    # inf or nan (an overflow): shrink hard
+        return _DFACTOR
+    f = _SAFETY * ratio ** -0.2
+    return _IFACTOR if f > _IFACTOR else (_DFACTOR if f < _DFACTOR else f)
 
 
 def _forward(spec, y0, ts, p, mxstep, hmax):
     """the solution at ts (len(ts), n): steps of the recorded Dopri step, dense
-    output at the times inside each accepted step"""
+    output at the times inside each accepted step (the loop is written for few
+    Python operations per step: NOTE [ odeint ])"""
     F = spec.F
     rtol, atol = spec.rtol, spec.atol
     nt = len(ts)
@@ -677,40 +690,45 @@ def _forward(spec, y0, ts, p, mxstep, hmax):
     out[0] = y0
     if nt == 1:
         return out
-    direction = 1.0 if ts[-1] > ts[0] else -1.0
-    t = float(ts[0])
+    d = 1.0 if ts[-1] > ts[0] else -1.0
+    t = ts[0]
     f = F(C.as_tensor(y0), t, *p)[0]
-    h = _initial_step(F, y0, _np(f), t, p, rtol, atol, direction)
-    h = min(h, hmax)
-    S = spec.stepper(p, False, y0, f, t, direction * h)
-    step = S.step
+    h = min(_initial_step(F, y0, _np(f), t, p, rtol, atol, d), hmax)
+    S = spec.stepper(p, False, y0, f, t, d * h)
+    step, coef, interp = S.step, S.coef, S.interp
     yf = S.load(y0, f)
-    tend = float(ts[-1])
+    tend = ts[-1]
+    hmin = 1e-14 * max(1.0, abs(ts[0]), abs(tend))
     i, steps = 1, 0
-    while i < nt:
-        hs = min(h, abs(tend - t))
-        yf1, ratio, coef = step(yf, t, direction * hs)
+    tnext = ts[1]
+    while True:
+        rem = (tend - t) * d
+        last = h >= rem
+        hs = rem if last else h
+        yf1, ratio, co = step(yf, t, d * hs)
         steps += 1
         if ratio <= 1.0:
-            tn = t + direction * hs if hs < abs(tend - t) else tend
-            if (tn - ts[i]) * direction >= 0:
-                cf = S.coef(coef)
-                while i < nt and (tn - ts[i]) * direction >= 0:
-                    out[i] = S.interp(cf, (ts[i] - t) / (direction * hs))
+            tn = tend if last else t + d * hs
+            if (tn - tnext) * d >= 0:
+                cf = coef(co)
+                while (tn - tnext) * d >= 0:
+                    out[i] = interp(cf, (tnext - t) / (d * hs))
                     i += 1
+                    if i == nt:
+                        return out
+                    tnext = ts[i]
                 steps = 0
             t, yf = tn, yf1
-        elif not math.isfinite(ratio):
-            ratio = 1e10   # shrink the step hard (a nan from overflow)
         if steps > mxstep:
             raise RuntimeError(f"odeint: more than mxstep={mxstep} steps between t={ts[i - 1]!r} and "
                                f"t={ts[i]!r} (the problem may be stiff, or the tolerances too "
                                "tight; raise mxstep)")
-        h = min(_next_h(hs, ratio), hmax)
-        if h < 1e-14 * max(1.0, abs(t)):
+        h = hs * _factor(ratio)
+        if h > hmax:
+            h = hmax
+        if h < hmin:
             raise RuntimeError(f"odeint: the step size fell below {h:.1e} at t={t!r} (the solution "
                                "may blow up there)")
-    return out
 
 
 def _backward(spec, ys, ts, p, g, mxstep, hmax):
@@ -720,10 +738,9 @@ def _backward(spec, ys, ts, p, g, mxstep, hmax):
     A = spec.aug_runner()
     rtol, atol = spec.rtol, spec.atol
     F = spec.F
-    gt = np.zeros(nt)
+    gt = np.zeros(nt)     # dL/dt_i = g_i . f(y_i, t_i); the jumps give those inside
     ts = ts.tolist()
-    for i in range(1, nt):
-        gt[i] = float(np.dot(_np(F(C.as_tensor(ys[i]), float(ts[i]), *p)[0]), g[i]))
+    gt[-1] = float(np.dot(_np(F(C.as_tensor(ys[-1]), ts[-1], *p)[0]), g[-1]))
     s = np.concatenate([ys[-1], g[-1], np.zeros(m)])
     t = float(ts[-1])
     direction = 1.0 if ts[0] > ts[-1] else -1.0
@@ -732,30 +749,35 @@ def _backward(spec, ys, ts, p, g, mxstep, hmax):
     S = spec.stepper(p, True, s, f, t, direction * h)
     st = S.load(s, f)
     step = S.step
+    d = direction
+    hmin = 1e-14 * max(1.0, abs(ts[0]), abs(ts[-1]))
     for i in range(nt - 1, 0, -1):
-        t, t_stop = float(ts[i]), float(ts[i - 1])
+        t, t_stop = ts[i], ts[i - 1]
         steps = 0
-        while (t_stop - t) * direction > 0:
-            rem = abs(t_stop - t)
-            hs = min(h, rem)
-            s1, ratio, _ = step(st, t, direction * hs)
+        while True:
+            rem = (t_stop - t) * d
+            if rem <= 0:
+                break
+            last = h >= rem
+            hs = rem if last else h
+            s1, ratio, _ = step(st, t, d * hs)
             steps += 1
             if ratio <= 1.0:
-                t = t + direction * hs if hs < rem else t_stop
+                t = t_stop if last else t + d * hs
                 st = s1
-            elif not math.isfinite(ratio):
-                ratio = 1e10
+                if last:      # a step clipped at t_stop says little about h
+                    continue
             if steps > mxstep:
                 raise RuntimeError(f"odeint (gradient): more than mxstep={mxstep} steps of the "
                                    f"adjoint between t={ts[i]!r} and t={ts[i - 1]!r} (raise mxstep)")
-            hn = min(_next_h(hs, ratio), hmax)
-            if hs < rem or ratio > 1.0:   # a step clipped at t_stop says little about h
-                h = hn
-            if h < 1e-14 * max(1.0, abs(t)):
+            h = hs * _factor(ratio)
+            if h > hmax:
+                h = hmax
+            if h < hmin:
                 raise RuntimeError(f"odeint (gradient): the adjoint's step size fell below {h:.1e} "
                                    f"at t={t!r}")
-        if i > 1:
-            st = S.jump(st, g[i - 1], t_stop)     # a += g_i, and f at the new state
+        if i > 1:     # a += g_i, the dynamics at the new state, and dL/dt_i
+            st, gt[i - 1] = S.jump(st, g[i - 1], ys[i - 1], t_stop)
     s = np.array(S.y_np(st), dtype=np.float64)
     a_plus = s[n:2 * n].copy()
     s[n:2 * n] += g[0]
