@@ -271,7 +271,7 @@ def ode_autograd(d):
     def f(y, t, p):
         return anp.array([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]])
     t, data = d["t"], d["data"]
-    g = autograd.grad(lambda p, y0: anp.sum((odeint(f, y0, t, tuple([p]), rtol=RTOL, atol=ATOL) - data) ** 2),
+    g = autograd.grad(lambda p, y0: anp.sum((odeint(f, y0, t, (p,), rtol=RTOL, atol=ATOL) - data) ** 2),
                       argnum=(0, 1))
     return lambda: g(d["p"], d["y0"])
 

@@ -27,7 +27,7 @@ def ode():
 
 
 def test_w13_mog_hand_matches_finite_differences(mog):
-    gmu, gL, gw = w13.mog_hand(mog)()
+    gmu, _gL, _gw = w13.mog_hand(mog)()
 
     def loss(mu):
         x, L, w = mog["x"], mog["L"], mog["w"]

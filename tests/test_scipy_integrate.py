@@ -10,7 +10,7 @@ from scipy.integrate import odeint as sp_odeint
 import cad
 from cad.scipy.integrate import odeint
 
-TIGHT = dict(rtol=1e-10, atol=1e-10)
+TIGHT = {"rtol": 1e-10, "atol": 1e-10}
 
 
 def lv(y, t, p):
@@ -92,7 +92,7 @@ def test_one_time_and_float32():
 def test_solve_ivp_usage():
     """the docstring's recipe: solve_ivp(fun, (t0, t1), y0, t_eval=...) as odeint(tfirst=True)"""
     from scipy.integrate import solve_ivp
-    fun = lambda t, y, k: -k * y * (1 + 0.1 * np.sin(t))   # noqa: E731
+    fun = lambda t, y, k: -k * y * (1 + 0.1 * np.sin(t))
     te = np.linspace(0.5, 4.0, 8)
     r = solve_ivp(fun, (0.0, 4.0), [2.0], t_eval=te, args=(0.7,), rtol=1e-11, atol=1e-12)
     ys = odeint(lambda t, y, k: -k * y * (1 + 0.1 * cad.sin(t)), cad.tensor([2.0]),
@@ -198,7 +198,7 @@ def test_entry_points_agree():
     def L(y0):
         return cad.sum(odeint(lv, y0, t, p) ** 2)
     g = cad.grad(L)(cad.tensor(Y_LV))
-    v, g2 = cad.value_and_grad(L)(cad.tensor(Y_LV))
+    _v, g2 = cad.value_and_grad(L)(cad.tensor(Y_LV))
     close(g2, g.numpy(), rtol=0, atol=0)
     x = cad.tensor(Y_LV, requires_grad=True)
     L(x).backward()
@@ -266,17 +266,50 @@ def test_closure_over_a_tracked_tensor_raises():
         cad.grad(L)(cad.tensor(0.5))
 
 
-def test_higher_order_raises():
-    t = [0.0, 0.5, 1.0]
+def test_forward_mode_and_second_order_exact_decay():
+    """L(k) = sum_i 3 exp(-k t_i): jvp, grad of grad and hessian (forward over reverse)"""
+    t = np.array([0.0, 0.5, 1.0])
 
     def L(k):
-        return cad.sum(odeint(lambda y, t, k: -k * y, cad.tensor([1.0]), t, k))
-    with pytest.raises(NotImplementedError, match="odeint"):
-        cad.jvp(L, (cad.tensor(0.5),), (cad.tensor(1.0),))
-    with pytest.raises(NotImplementedError, match="odeint"):
-        cad.grad(cad.grad(L))(cad.tensor(0.5))
-    with pytest.raises(NotImplementedError, match="odeint"):
-        cad.hessian(L, cad.tensor([0.5]))
+        return cad.sum(odeint(lambda y, t, k: -k * y, cad.tensor([1.0, 2.0]), t, k, **TIGHT))
+    k = 0.5
+    d1 = -3 * np.sum(t * np.exp(-k * t))
+    d2 = 3 * np.sum(t ** 2 * np.exp(-k * t))
+    v, tv = cad.jvp(L, (cad.tensor(k),), (cad.tensor(1.0),))
+    close(v, 3 * np.sum(np.exp(-k * t)), rtol=1e-8)
+    close(tv, d1, rtol=1e-8)
+    close(cad.grad(cad.grad(L))(cad.tensor(k)), d2, rtol=1e-7)
+    close(cad.hessian(L, cad.tensor([k])), [[d2]], rtol=1e-7)
+
+
+def test_jvp_in_y0_t_and_args_against_finite_differences():
+    t0 = np.array([0.0, 0.6, 1.3])
+    rng = np.random.default_rng(3)
+    ty, tt, tp = rng.normal(size=2), rng.normal(size=3) * 0.1, rng.normal(size=4) * 0.01
+    tt[0] = 0.05
+    eps = 1e-6
+    fd = (ref(lv_np, Y_LV + eps * ty, t0 + eps * tt, P_LV + eps * tp)
+          - ref(lv_np, Y_LV - eps * ty, t0 - eps * tt, P_LV - eps * tp)) / (2 * eps)
+    _, got = cad.jvp(lambda y, t, p: odeint(lv, y, t, p, **TIGHT),
+                     (cad.tensor(Y_LV), cad.tensor(t0), cad.tensor(P_LV)),
+                     (cad.tensor(ty), cad.tensor(tt), cad.tensor(tp)))
+    close(got, fd, rtol=1e-5, atol=1e-6)
+
+
+def test_hessian_in_args_against_finite_differences_of_the_gradient():
+    t = np.array([0.0, 0.8, 1.6])
+
+    def L(p):
+        return cad.sum(odeint(lv, cad.tensor(Y_LV), t, p, **TIGHT) ** 2)
+    g = cad.grad(L)
+    H = cad.hessian(L, cad.tensor(P_LV))
+    eps = 1e-6
+    fd = np.stack([(g(cad.tensor(P_LV + eps * e)).numpy() - g(cad.tensor(P_LV - eps * e)).numpy()) / (2 * eps)
+                   for e in np.eye(4)], axis=1)
+    close(H, fd, rtol=1e-4, atol=1e-4 * np.abs(fd).max())
+    close(H, H.numpy().T, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
+    gg = cad.grad(lambda p: cad.sum(g(p) * cad.tensor([1.0, -1.0, 0.5, 2.0])))(cad.tensor(P_LV))
+    close(gg, H.numpy() @ np.array([1.0, -1.0, 0.5, 2.0]), rtol=1e-5, atol=1e-5 * np.abs(fd).max())
 
 
 def test_scalar_programs_and_array_tapes_agree(monkeypatch):
@@ -317,3 +350,18 @@ def test_grads_with_decreasing_times():
     close(gy, fd_grad(lambda y: L_np(y, t, P_LV), Y_LV, 1e-5), rtol=1e-5, atol=1e-6)
     close(gt, fd_grad(lambda tt: L_np(Y_LV, tt, P_LV), t, 1e-6), rtol=1e-5, atol=1e-5)
     close(gp, fd_grad(lambda p: L_np(Y_LV, t, p), P_LV, 1e-6), rtol=1e-5, atol=1e-5)
+
+
+def test_hessian_in_the_times():
+    """L(t) = sum_i 3 exp(-k (t_i - t_0)): the exact Hessian in t"""
+    k = 0.7
+    t = np.array([0.2, 0.9, 1.5])
+
+    def L(t):
+        return cad.sum(odeint(lambda y, t: -k * y, cad.tensor([1.0, 2.0]), t, **TIGHT))
+    e = 3 * k * k * np.exp(-k * (t[1:] - t[0]))
+    H = np.zeros((3, 3))
+    H[0, 0] = e.sum()
+    H[0, 1:] = H[1:, 0] = -e
+    H[1:, 1:] = np.diag(e)
+    close(cad.hessian(L, cad.tensor(t)), H, rtol=1e-6, atol=1e-8)

@@ -26,21 +26,26 @@ Gradients (the vjp rule).  The backward integrates, from t[-1] down to t[0], the
 augmented state s = [y, a, g_args] with
     dy/dt = f(y, t),   da/dt = -a . df/dy,   dg_args/dt = -a . df/dargs
 (HIPS autograd's and jax.experimental.ode's adjoint), adding the output cotangent
-g_i to a at each t_i (the steps land on the t_i; the step size carries over).  The
-vector-Jacobian products come from one recorded tape of the augmented dynamics
-(cad.vjp of func inside cad.record) inside a recorded Dopri step, so the backward is
+g_i to a at each t_i (the steps land on the t_i; the step size carries over; the
+jump, the dynamics after it and g_i . f(y_i, t_i) are one more replay).  The
+vector-Jacobian products are recorded inside the backward's Dopri step (cad.vjp of
+func on arrays; cad.autograd.grad of each stage on scalars), so the backward is
 replayed as the forward is.  Times: dL/dt_i = g_i . f(y(t_i), t_i) for i >= 1 and
 dL/dt_0 = -a(t_0+) . f(y0, t_0) (a(t_0+): the adjoint before g_0 is added), exact
 also for a func that depends on t.
 
-Higher order: the rules integrate in numpy (first order only).  Forward mode
-(cad.jvp, jacfwd), hessian and grad of grad through odeint raise an error naming
-odeint instead of giving a wrong value.
+Higher order.  The first-order sweeps (the C sweep, a sweep under no_grad) take the
+numpy adjoint above.  A sweep that records (create_graph: grad of grad, hessian's
+reverse part) takes the same adjoint written with cad ops, an odeint of the
+augmented system per interval, so it differentiates again (as JAX's).  The jvp rule
+is forward sensitivities, also an odeint (of [y, ty], d(ty)/dt = J_y ty + J_args
+t_args by cad.jvp of func), so cad.jvp, jacfwd and hessian work; a tangent of the
+times moves the start (ty0 - f(y0, t0) tt0) and the outputs (+ f(y_i, t_i) tt_i).
 """
 import numpy as np
 
-from .._core import _engine as C
 from .. import tree as T
+from .._core import _engine as C
 from ..ops.custom import primitive
 
 __all__ = ["odeint"]
@@ -114,7 +119,7 @@ def _make_step(D, rtol, atol, dense, has_p):
 class _Runner:
     """a cad function run by replaying its tape (recorded on first use), or eagerly
     (no_grad) when it cannot be replayed"""
-    __slots__ = ("fn", "tape", "eager")
+    __slots__ = ("eager", "fn", "tape")
 
     def __init__(self, fn):
         self.fn = fn
@@ -541,7 +546,7 @@ class _Spec:
         try:
             with _ScalarRecording():
                 tape = _cad().record(jump, *ex)
-        except Exception:
+        except Exception:   # noqa: BLE001 (as in _record_scalar)
             return False
         if tape.guards or not tape._replay.scalar_program:
             return False
@@ -566,7 +571,7 @@ class _Spec:
         try:
             with _ScalarRecording():
                 tape = _cad().record(fn, *ex)
-        except Exception:   # anything an _SVec does not support: arrays instead
+        except Exception:   # noqa: BLE001 (anything an _SVec does not support: arrays instead)
             return False
         if tape.guards or not tape._replay.scalar_program:
             return False
@@ -627,6 +632,31 @@ class _Spec:
             self.bstep = _Runner(_make_step(self.augmented, self.rtol, self.atol, False, self.m > 0))
         return self.bstep
 
+    def aug_fn(self):
+        """the augmented dynamics as a func for odeint (one object: its tapes are cached)"""
+        if getattr(self, "_aug_fn", None) is None:
+            def aug(s, t, *p):
+                return self.augmented(s, t, *p)
+            self._aug_fn = aug
+        return self._aug_fn
+
+    def tan_fn(self):
+        """the tangent dynamics [f, J_y ty + J_args t_args] at z = [y, ty] as a func for
+        odeint (args: (p, t_p), or none)"""
+        if getattr(self, "_tan_fn", None) is None:
+            cad = _cad()
+            n = self.n
+
+            def tan(z, t, *ptp):
+                y, ty = z[:n], z[n:]
+                if ptp:
+                    fy, tf = cad.jvp(lambda y_, p_: self.dyn(y_, t, p_), (y, ptp[0]), (ty, ptp[1]))
+                else:
+                    fy, tf = cad.jvp(lambda y_: self.dyn(y_, t), (y,), (ty,))
+                return cad.concatenate([fy, tf])
+            self._tan_fn = tan
+        return self._tan_fn
+
     def aug_runner(self):
         if self.aug is None:
             self.aug = _Runner(self.augmented)
@@ -675,7 +705,7 @@ def _factor(ratio):
     if not ratio < 1e300:    # inf or nan (an overflow): shrink hard
         return _DFACTOR
     f = _SAFETY * ratio ** -0.2
-    return _IFACTOR if f > _IFACTOR else (_DFACTOR if f < _DFACTOR else f)
+    return _IFACTOR if f > _IFACTOR else (max(f, _DFACTOR))
 
 
 def _forward(spec, y0, ts, p, mxstep, hmax):
@@ -724,8 +754,7 @@ def _forward(spec, y0, ts, p, mxstep, hmax):
                                f"t={ts[i]!r} (the problem may be stiff, or the tolerances too "
                                "tight; raise mxstep)")
         h = hs * _factor(ratio)
-        if h > hmax:
-            h = hmax
+        h = min(h, hmax)
         if h < hmin:
             raise RuntimeError(f"odeint: the step size fell below {h:.1e} at t={t!r} (the solution "
                                "may blow up there)")
@@ -771,8 +800,7 @@ def _backward(spec, ys, ts, p, g, mxstep, hmax):
                 raise RuntimeError(f"odeint (gradient): more than mxstep={mxstep} steps of the "
                                    f"adjoint between t={ts[i]!r} and t={ts[i - 1]!r} (raise mxstep)")
             h = hs * _factor(ratio)
-            if h > hmax:
-                h = hmax
+            h = min(h, hmax)
             if h < hmin:
                 raise RuntimeError(f"odeint (gradient): the adjoint's step size fell below {h:.1e} "
                                    f"at t={t!r}")
@@ -803,21 +831,64 @@ def _odeint_p(y0, ts, *rest):
 @_odeint_p.defvjp
 def _odeint_vjp(g, ans, y0, ts, *rest):
     spec, p = rest[-1], rest[:-1]
-    if _tracked(g, ans, y0, ts, *p):
-        raise NotImplementedError(
-            "odeint: derivatives of order two and more (grad of grad, hessian, jvp of a "
-            "gradient) are not supported: odeint's gradient is computed in numpy (first order only)")
+    if _tracked(g, ans, y0, ts, *p):     # a sweep that records: the rule as cad ops
+        gy0, gts, gp = _vjp_ops(spec, g, ans, ts, p)
+        return (gy0, gts) + ((gp,) if p else ()) + (None,)
     pp = tuple(C.as_tensor(_np(x).astype(np.float64)) for x in p)
     gy0, gts, gp = _backward(spec, _np(ans), _np(ts).astype(np.float64), pp, _np(g).astype(np.float64),
                              spec.mxstep, spec.hmax)
     return (gy0, gts) + ((gp,) if p else ()) + (None,)
 
 
+def _opts(spec):
+    return {"rtol": spec.rtol, "atol": spec.atol, "mxstep": spec.mxstep, "hmax": spec.hmax}
+
+
+def _vjp_ops(spec, g, ys, ts, p):
+    """the adjoint written with cad ops (an odeint of the augmented system per
+    interval, as jax.experimental.ode), so that it differentiates again: the rule of
+    grad of grad, and of hessian's forward-over-reverse"""
+    cad = _cad()
+    n, m = spec.n, spec.m
+    nt = ts.shape[0]
+    A = spec.aug_fn()
+    zeros = [cad.zeros((m,))] if m else []
+    gts = [None] * nt
+    s = cad.concatenate([ys[nt - 1], g[nt - 1]] + zeros)
+    a_plus = cad.zeros((n,))
+    for i in range(nt - 1, 0, -1):
+        gts[i] = cad.sum(spec.dyn(ys[i], ts[i], *p) * g[i])
+        s = odeint(A, s, cad.stack([ts[i], ts[i - 1]]), *p, **_opts(spec))[1]
+        if i == 1:
+            a_plus = s[n:2 * n]
+        s = cad.concatenate([s[:n], s[n:2 * n] + g[i - 1], s[2 * n:]])
+    if nt == 1:
+        s = cad.concatenate([ys[0], g[0]] + zeros)
+    gts[0] = -cad.sum(spec.dyn(ys[0], ts[0], *p) * a_plus)
+    return s[n:2 * n], cad.stack(gts), (s[2 * n:] if m else None)
+
+
 @_odeint_p.defjvp
-def _odeint_jvp(tangents, ans, *args):
-    raise NotImplementedError(
-        "odeint: forward mode (cad.jvp, jacfwd, hessian) is not supported: odeint's derivative "
-        "is an adjoint (reverse mode) rule; use cad.grad, cad.vjp or cad.jacrev")
+def _odeint_jvp(tangents, ans, y0, ts, *rest):
+    """forward sensitivities: odeint of [y, ty] with d(ty)/dt = J_y ty + J_args t_args
+    (cad.jvp of func), an odeint again, so it differentiates again; a tangent of the
+    times moves the start (ty0 - f(y0, t0) tt0) and the outputs (+ f(y_i, t_i) tt_i)"""
+    cad = _cad()
+    spec, p = rest[-1], rest[:-1]
+    n = spec.n
+    ty0, tts = tangents[0], tangents[1]
+    tp = tangents[2] if p else None
+    moved = _tracked(tts) or bool(np.any(_np(tts.detach()) != 0))
+    if moved:
+        ty0 = ty0 - spec.dyn(y0, ts[0], *p) * tts[0]
+    z0 = cad.concatenate([y0, ty0])
+    targs = (p[0], tp) if p else ()
+    Z = odeint(spec.tan_fn(), z0, ts, *targs, **_opts(spec))
+    out = Z[:, n:]
+    if moved:
+        fs = cad.stack([spec.dyn(ans[i], ts[i], *p) for i in range(ts.shape[0])])
+        out = out + fs * cad.reshape(tts, (ts.shape[0], 1))
+    return out
 
 
 # ---------------------------------------------------------------- the public function
@@ -839,8 +910,9 @@ def odeint(func, y0, t, *args, rtol=1.4e-8, atol=1.4e-8, mxstep=100000, hmax=np.
     step size.  Gradients with respect to y0, t and the float leaves of args come from
     the adjoint method (NOTE [ odeint ]), under the same tolerances; cad.grad,
     cad.value_and_grad, cad.vjp, cad.jacrev/jacobian and Tensor.backward work.
-    First order only: forward mode (cad.jvp, jacfwd) and second derivatives (hessian,
-    grad of grad) through odeint raise NotImplementedError.
+    Forward mode (cad.jvp, jacfwd) integrates the forward sensitivities, and second
+    derivatives (hessian, grad of grad) differentiate those odeints again (each a
+    few times slower than the first-order gradient).
 
     func is recorded once (cad.record) and replayed, so tensors it closes over are
     read when recorded (checked at each call against func(y0, t[0]), recorded again
