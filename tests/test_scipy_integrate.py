@@ -365,3 +365,19 @@ def test_hessian_in_the_times():
     H[0, 1:] = H[1:, 0] = -e
     H[1:, 1:] = np.diag(e)
     close(cad.hessian(L, cad.tensor(t)), H, rtol=1e-6, atol=1e-8)
+
+
+def test_inside_record_and_vmap():
+    t = np.array([0.0, 0.5, 1.0])
+    y0 = cad.tensor(Y_LV)
+
+    def L(p):
+        return cad.sum(odeint(lv, y0, t, p) ** 2)
+    p1 = cad.tensor(P_LV * 1.1)
+    tape = cad.record(L, cad.tensor(P_LV))        # replayed: the primitive runs again
+    close(tape(p1), L(p1).numpy(), rtol=1e-12)
+    close(tape.grad(p1)[0], cad.grad(L)(p1).numpy(), rtol=1e-12)
+    Ps = np.stack([P_LV, P_LV * 1.1, P_LV * 0.9])
+    close(cad.vmap(L)(cad.tensor(Ps)), [L(cad.tensor(p)).item() for p in Ps], rtol=1e-12)
+    close(cad.vmap(cad.grad(L))(cad.tensor(Ps)), np.stack([cad.grad(L)(cad.tensor(p)).numpy() for p in Ps]),
+          rtol=1e-12)

@@ -46,6 +46,7 @@ import numpy as np
 
 from .. import tree as T
 from .._core import _engine as C
+from ..ops._registry import VMAP
 from ..ops.custom import primitive
 
 __all__ = ["odeint"]
@@ -934,6 +935,11 @@ def odeint(func, y0, t, *args, rtol=1.4e-8, atol=1.4e-8, mxstep=100000, hmax=np.
         args = tuple(extra) if isinstance(extra, (tuple, list)) else (extra,)
     if kwargs:
         raise TypeError(f"odeint: unexpected keyword argument {next(iter(kwargs))!r}")
+    opts = {"rtol": rtol, "atol": atol, "mxstep": mxstep, "hmax": hmax, "tfirst": tfirst}
+    if VMAP[0]:     # inside cad.vmap
+        r = _vmapped(func, y0, t, args, opts)
+        if r is not None:
+            return r
     if not callable(func):
         raise TypeError(f"odeint: func must be callable, got {type(func).__name__}")
     if not (rtol >= 0 and atol >= 0 and rtol + atol > 0):
@@ -956,7 +962,11 @@ def odeint(func, y0, t, *args, rtol=1.4e-8, atol=1.4e-8, mxstep=100000, hmax=np.
         raise C.ShapeError(f"odeint: t must be a 1-d sequence of times, got shape {tuple(t.shape)}")
     if t.dtype.kind != "f":
         t = t.astype(np.float64)
-    tn = _np(t.detach()).astype(np.float64)
+    prev = C._set_record_mode(0)   # reading t and checking func are no part of a recording
+    try:
+        tn = _np(t.detach()).astype(np.float64)
+    finally:
+        C._set_record_mode(prev)
     if not np.all(np.isfinite(tn)):
         raise ValueError("odeint: t holds a non-finite time")
     if len(tn) > 1:
@@ -990,13 +1000,38 @@ def odeint(func, y0, t, *args, rtol=1.4e-8, atol=1.4e-8, mxstep=100000, hmax=np.
            mxstep, hmax)
     spec = _spec_for(key, lambda: _Spec(func, yshape, treedef, parts, statics, bool(tfirst),
                                         float(rtol), float(atol), mxstep, hmax))
-    _check(spec, y0, tn, p)
+    prev = C._set_record_mode(0)
+    try:
+        _check(spec, y0, tn, p)
+    finally:
+        C._set_record_mode(prev)
     ins = (C.reshape(y0.astype(np.float64) if y0.dtype != np.float64 else y0, (spec.n,)), t)
     if p is not None:
         ins = ins + (p,)
     ys = _odeint_p(*ins, spec)
     ys = C.reshape(ys, (len(tn),) + yshape)
     return ys if out_dtype == np.float64 else ys.astype(out_dtype)
+
+
+def _vmapped(func, y0, t, args, opts):
+    """inside cad.vmap: one odeint per example of the innermost batch, stacked (None:
+    no argument is batched at that level)"""
+    from ..ops import _batch
+    level = _batch._find((y0, t) + tuple(args), {})
+    if level is None:
+        return None
+
+    def pick(x, b):
+        if type(x) is _batch.Batched and x.level is level:
+            v = x.val
+            return v[b] if v.shape[0] != 1 else v[0]
+        return x
+    rows = []
+    for b in range(level.size):
+        ab = T.tree_map(lambda x: pick(x, b), tuple(args),
+                        is_leaf=lambda x: type(x) is _batch.Batched)
+        rows.append(odeint(func, pick(y0, b), pick(t, b), *ab, **opts))
+    return _batch.Batched(_cad().stack(rows), level)
 
 
 def _static_key(s):
