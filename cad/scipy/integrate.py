@@ -1028,7 +1028,7 @@ def _vmapped(func, y0, t, args, opts):
         return x
     rows = []
     for b in range(level.size):
-        ab = T.tree_map(lambda x: pick(x, b), tuple(args),
+        ab = T.tree_map(lambda x, b=b: pick(x, b), tuple(args),
                         is_leaf=lambda x: type(x) is _batch.Batched)
         rows.append(odeint(func, pick(y0, b), pick(t, b), *ab, **opts))
     return _batch.Batched(_cad().stack(rows), level)
