@@ -90,3 +90,14 @@ def test_w13_jax_matches_hand():
                        env=env, cwd=ROOT, check=False)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip().splitlines()[-2:] == ["None", "None"], p.stdout
+
+
+def test_w13_registered():
+    import importlib
+
+    from bench import MODULES
+    cases = [c for m in MODULES for c in importlib.import_module(f"bench.{m}").CASES
+             if c.workload == "W13"]
+    assert len(cases) == 2
+    for c in cases:
+        assert {"hand", "cad", "jax", "jax.jit", "torch"} <= set(c.impls)
