@@ -329,21 +329,29 @@ def _scomb(ks, coefs):
     return acc
 
 
-def _make_sstep(D, n, rtol, atol, dense):
+def _make_sstep(D, n, rtol, atol, dense, live=None):
     """_make_step on _SVecs: inputs y (n), f0 (n), t, h, the args' scalars; outputs the
-    scalars of y1, f1, the ratio and (dense) the 5 x n coefficients"""
+    scalars of y1, f1, the ratio and (dense) the 5 x n coefficients.  live: D reads
+    only the first `live` components (the adjoint's g_args are quadratures): the
+    stages compute only those"""
     cad = _cad()
+    live = n if live is None else live
 
     def step(*xs):
         y, f0 = _SVec(xs[:n]), _SVec(xs[n:2 * n])
         t, h, pit = xs[2 * n], xs[2 * n + 1], xs[2 * n + 2:]
-        ks = [f0]
+        yl = _SVec(y.items[:live])
+        ks, kl = [f0], [_SVec(f0.items[:live])]
         for i in range(1, 7):
-            yi = y + _scomb(ks, _A[i]) * h     # (an _SVec on the left: a Tensor's
-            #  operators do not defer to it)
+            # (an _SVec on the left: a Tensor's operators do not defer to it)
             if i == 6:
-                y1 = yi
-            ks.append(D(yi, t + _C[i] * h, pit))
+                yi = y1 = y + _scomb(ks, _A[i]) * h
+                yi = _SVec(yi.items[:live])
+            else:
+                yi = yl + _scomb(kl, _A[i]) * h
+            k = D(yi, t + _C[i] * h, pit)
+            ks.append(k)
+            kl.append(_SVec(k.items[:live]))
         f1 = ks[6]
         err = _scomb(ks, _E) * h
         acc = None
@@ -565,7 +573,7 @@ class _Spec:
 
     def _record_scalar(self, back, N, p, pitems, y, f, t, h):
         D = self.saug if back else self.sdyn
-        fn = _make_sstep(D, N, self.rtol, self.atol, not back)
+        fn = _make_sstep(D, N, self.rtol, self.atol, not back, 2 * self.n if back else None)
         yl = [float(v) for v in np.ravel(y)]
         fl = [float(v) for v in np.ravel(_np(f))]
         ex = [C.as_tensor(v) for v in yl + fl + [float(t), float(h)] + list(pitems)]
