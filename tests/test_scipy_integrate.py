@@ -264,6 +264,15 @@ def test_closure_over_a_tracked_tensor_raises():
         return cad.sum(odeint(lambda y, t: -k * y, cad.tensor([1.0]), [0.0, 1.0]))
     with pytest.raises(ValueError, match="odeint: func depends on a tensor that requires grad"):
         cad.grad(L)(cad.tensor(0.5))
+    k = cad.tensor(0.5, requires_grad=True)
+    with cad.no_grad():     # no gradient wanted: no error
+        ys = odeint(lambda y, t: -k * y, cad.tensor([1.0]), [0.0, 1.0])
+    close(ys[1], [np.exp(-0.5)], rtol=1e-7)
+
+
+def test_func_returning_numpy_raises():
+    with pytest.raises(TypeError, match="odeint: func returned a numpy array"):
+        odeint(lambda y, t: -np.asarray(y), cad.tensor([1.0]), [0.0, 1.0])
 
 
 def test_forward_mode_and_second_order_exact_decay():

@@ -608,6 +608,9 @@ class _Spec:
 
     def call(self, Y, t, args):
         out = self.func(t, Y, *args) if self.tfirst else self.func(Y, t, *args)
+        if isinstance(out, np.ndarray):
+            raise TypeError("odeint: func returned a numpy array; write it with cad ops (cad.sin, "
+                            "cad.stack, ...) so that odeint can record and differentiate it")
         if isinstance(out, (list, tuple)):
             out = _cad().stack([C.as_tensor(o) for o in out])
         elif not isinstance(out, C.Tensor):
@@ -1008,9 +1011,10 @@ def odeint(func, y0, t, *args, rtol=1.4e-8, atol=1.4e-8, mxstep=100000, hmax=np.
            mxstep, hmax)
     spec = _spec_for(key, lambda: _Spec(func, yshape, treedef, parts, statics, bool(tfirst),
                                         float(rtol), float(atol), mxstep, hmax))
+    grad_on = C.is_grad_enabled()
     prev = C._set_record_mode(0)
     try:
-        _check(spec, y0, tn, p)
+        _check(spec, y0, tn, p, grad_on)
     finally:
         C._set_record_mode(prev)
     ins = (C.reshape(y0.astype(np.float64) if y0.dtype != np.float64 else y0, (spec.n,)), t)
@@ -1051,7 +1055,7 @@ def _static_key(s):
     return s
 
 
-def _check(spec, y0, tn, p):
+def _check(spec, y0, tn, p, grad_on=True):
     """func once, eagerly, on (y0, t[0], args): its shape, no closed-over tensor that
     needs a gradient, and the recorded tapes still give its value (else record again)"""
     y = y0.detach()
@@ -1060,7 +1064,7 @@ def _check(spec, y0, tn, p):
     pd = p.detach() if p is not None else None
     with C.enable_grad():
         out = spec.call(y, C.as_tensor(float(tn[0])), spec.args(pd))
-    if isinstance(out, C.Tensor) and out.requires_grad:
+    if grad_on and isinstance(out, C.Tensor) and out.requires_grad:
         raise ValueError("odeint: func depends on a tensor that requires grad and is not passed in "
                          "args (a closure); pass it through args so that odeint can differentiate "
                          "it: odeint(func, y0, t, param) with func(y, t, param)")
