@@ -334,10 +334,10 @@ def test_scalar_programs_and_array_tapes_agree(monkeypatch):
         return cad.stack([p[0] * y[0] - p[1] * y[0] * y[1], p[2] * y[0] * y[1] - p[3] * y[1]]) + 0.0 * cad.sum(y)
     args = (cad.tensor(Y_LV), cad.tensor(P_LV))
     a = cad.grad(L, argnums=(0, 1))(*args)
-    spec = next(s for k, s in I._SPECS.items() if k[0] is lv)
+    spec = next(s for s in I._SPECS.values() if s.func is lv)
     assert spec.sf and spec.sf._replay.scalar_program and spec.sb and spec.sb._replay.scalar_program
     b = cad.grad(lambda y0, p: L(y0, p, lv_sum), argnums=(0, 1))(*args)
-    spec = next(s for k, s in I._SPECS.items() if k[0] is lv_sum)
+    spec = next(s for s in I._SPECS.values() if s.func is lv_sum)
     assert spec.sf is False and spec.sb is False
     monkeypatch.setattr(I, "_MAX_SCALAR_INPUTS", 0)
     I._SPECS.clear()
@@ -390,3 +390,17 @@ def test_inside_record_and_vmap():
     close(cad.vmap(L)(cad.tensor(Ps)), [L(cad.tensor(p)).item() for p in Ps], rtol=1e-12)
     close(cad.vmap(cad.grad(L))(cad.tensor(Ps)), np.stack([cad.grad(L)(cad.tensor(p)).numpy() for p in Ps]),
           rtol=1e-12)
+
+
+def test_a_lambda_per_call_reuses_the_recorded_tapes():
+    from cad.scipy import integrate as I
+    t = [0.0, 0.5, 1.0]
+
+    def L(k):
+        return cad.sum(odeint(lambda y, t, k: -k * y, cad.tensor([1.0, 2.0]), t, k))
+    cad.grad(L)(cad.tensor(0.5))
+    n = len(I._SPECS)
+    for k in (0.6, 0.7):
+        g = cad.grad(L)(cad.tensor(k))
+        close(g, -3 * np.sum(np.array(t) * np.exp(-k * np.array(t))), rtol=1e-7)
+    assert len(I._SPECS) == n

@@ -1007,8 +1007,8 @@ def odeint(func, y0, t, *args, rtol=1.4e-8, atol=1.4e-8, mxstep=100000, hmax=np.
         hash(skey)
     except TypeError:
         skey = ("id",) + tuple(id(s) for s in statics)
-    key = (func, yshape, treedef, tuple(parts), skey, bool(tfirst), float(rtol), float(atol),
-           mxstep, hmax)
+    key = (_func_key(func), yshape, treedef, tuple(parts), skey, bool(tfirst), float(rtol),
+           float(atol), mxstep, hmax)
     spec = _spec_for(key, lambda: _Spec(func, yshape, treedef, parts, statics, bool(tfirst),
                                         float(rtol), float(atol), mxstep, hmax))
     grad_on = C.is_grad_enabled()
@@ -1044,6 +1044,23 @@ def _vmapped(func, y0, t, args, opts):
                         is_leaf=lambda x: type(x) is _batch.Batched)
         rows.append(odeint(func, pick(y0, b), pick(t, b), *ab, **opts))
     return _batch.Batched(_cad().stack(rows), level)
+
+
+def _func_key(func):
+    """the cache key of func: a Python function by its code and the objects it closes
+    over, so that a lambda written inside a loss (a new object at each call) finds the
+    tapes recorded for the previous one (the cached spec keeps those objects alive, so
+    their ids stay theirs)"""
+    code = getattr(func, "__code__", None)
+    if code is None or not hasattr(func, "__closure__"):
+        return func
+    try:
+        cells = tuple(id(c.cell_contents) for c in (func.__closure__ or ()))
+    except ValueError:   # an empty cell
+        return func
+    defaults = tuple(id(d) for d in (func.__defaults__ or ()))
+    kw = tuple(sorted((k, id(v)) for k, v in (func.__kwdefaults__ or {}).items()))
+    return ("code", code, cells, defaults, kw, id(func.__globals__))
 
 
 def _static_key(s):
