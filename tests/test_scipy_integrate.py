@@ -224,6 +224,9 @@ def test_func_with_python_branch_runs_eagerly():
     ys = odeint(f, cad.tensor([1.0]), t)
     want = ref(lambda y, t: -y if y[0] > 0.5 else -2.0 * y, np.array([1.0]), t)
     close(ys, want, rtol=1e-5, atol=1e-7)
+    ts = np.array([0.0, 0.1, 0.3])      # y stays above 0.5: dL/dy0 = sum exp(-t_i)
+    g = cad.grad(lambda y0: cad.sum(odeint(f, y0, ts)))(cad.tensor([1.0]))
+    close(g, [np.sum(np.exp(-ts))], rtol=1e-7)
 
 
 def test_changed_closure_is_seen():
