@@ -407,3 +407,20 @@ def test_a_lambda_per_call_reuses_the_recorded_tapes():
         g = cad.grad(L)(cad.tensor(k))
         close(g, -3 * np.sum(np.array(t) * np.exp(-k * np.array(t))), rtol=1e-7)
     assert len(I._SPECS) == n
+
+
+def test_funcs_an_svec_cannot_follow_use_arrays():
+    """NOTE [ odeint scalar mode ]: whatever a vector of scalars does not support
+    (a reduction, a comparison, numpy, a Tensor on the left) records arrays instead"""
+    t = np.linspace(0.0, 1.0, 4)
+    y0 = np.array([1.0, -0.5, 0.25])
+    k = np.array([0.3, 0.7, 1.1])
+    funcs = [lambda y, t, k: -k * y + 0.0 * cad.sum(y),
+             lambda y, t, k: cad.where(y == 2 * y, y, -k * y),
+             lambda y, t, k: cad.tensor(1.0) * (-k * y),
+             lambda y, t, k: -k * cad.exp(cad.log(cad.abs(y) + 1.0) - cad.log(cad.abs(y) + 1.0)) * y]
+    want = y0 * np.exp(-np.outer(t, k))
+    for f in funcs:
+        close(odeint(f, cad.tensor(y0), t, cad.tensor(k)), want, rtol=1e-6, atol=1e-9)
+        g = cad.grad(lambda k_, f=f: cad.sum(odeint(f, cad.tensor(y0), t, k_)))(cad.tensor(k))
+        close(g, -np.sum(t[:, None] * want, axis=0), rtol=1e-6, atol=1e-9)

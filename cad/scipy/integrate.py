@@ -271,6 +271,17 @@ class _SVec:
     def __pos__(self):
         return self
 
+    def __eq__(self, o):       # (object's identity comparison would be silently wrong)
+        raise _NoScalar
+
+    def __ne__(self, o):
+        raise _NoScalar
+
+    def __bool__(self):
+        raise _NoScalar
+
+    __hash__ = None
+
     def __getattr__(self, name):
         raise _NoScalar
 
