@@ -12,9 +12,11 @@ once, replay": W1, W2 and W3 on a tape recorded once by cad.record, against
 torch.jit.trace, torch.compile, jax.jit and cad without recording ("cad.eager"),
 W10 the gradient of a Gaussian-process log-likelihood (linalg), W11 one training
 epoch of examples/train_mlp.py's MLP on digits (DataLoader + Adam against torch's,
-and a jitted JAX/optax step).
+and a jitted JAX/optax step), W13 gradients through cad.scipy: a mixture of Gaussians'
+log-likelihood (stats.multivariate_normal, special.logsumexp) and a Lotka-Volterra fit
+through integrate.odeint, against jax.scipy / jax.experimental.ode and torch.
 Each peer is optional; benchmarks never assert.  (Nothing is imported here, so
 that ``--threads`` can set the BLAS environment before numpy loads.)
 """
 
-MODULES = ["w_scalar", "w_mlp", "w_array", "w_transforms", "w_vmap", "w_replay", "w_linalg", "w_train"]  # each defines CASES
+MODULES = ["w_scalar", "w_mlp", "w_array", "w_transforms", "w_vmap", "w_replay", "w_linalg", "w_train", "w_scipy"]  # each defines CASES
