@@ -145,8 +145,11 @@ def test_reference_documents_every_public_name():
 
 
 def _have_mkdocs():
-    return all(importlib.util.find_spec(m) is not None
-               for m in ("mkdocs", "mkdocstrings", "mkdocstrings_handlers.python", "pymdownx"))
+    try:
+        return all(importlib.util.find_spec(m) is not None
+                   for m in ("mkdocs", "mkdocstrings", "mkdocstrings_handlers.python", "pymdownx"))
+    except ImportError:   # (find_spec of a dotted name imports its parent)
+        return False
 
 
 @pytest.mark.skipif(not _have_mkdocs(), reason="mkdocs, mkdocstrings[python] or pymdown-extensions "
