@@ -743,10 +743,20 @@ def _tape_spec(st, w):
         recs.append([op, out, list(args), list(aux)])
         made.add(out)
     inputs = set(in_h)
-    for h in range(C.tape_buf_count(tp)):
-        shape, dt, flags = C.tape_info(tp, h)
+    # The requires-grad flags (2) as every float input selects them: a replay with
+    # argnums leaves the flags of its own selection on the tape (_set_rg in
+    # replay.pxi), and the file must not depend on which call came last.
+    nb = C.tape_buf_count(tp)
+    info = [C.tape_info(tp, h) for h in range(nb)]
+    rg = [False] * nb
+    for h in in_h:
+        rg[h] = info[h][1] <= 1
+    for op, out, args, aux in recs:
+        rg[out] = info[out][1] <= 1 and any(a >= 0 and rg[a] for a in args)
+    for h in range(nb):
+        shape, dt, flags = info[h]
         spec = {"dtype": ("float64", "float32", "int64", "bool")[dt], "shape": list(shape),
-                "flags": flags & (1 | 2 | 32), "value": None}
+                "flags": (flags & (1 | 32)) | (2 if rg[h] else 0), "value": None}
         if h not in made and h not in inputs:       # a constant
             v = C.host(C.tape_value(tp, h))
             spec["value"] = float(v) if flags & 1 else w.array(v)

@@ -290,3 +290,16 @@ def test_crafted_fixture_files_raise_format_error(name):
     with pytest.raises(cad.FormatError):
         t = cad.load(io.BytesIO(_build(h, data)))
         t(np.ones(4), np.array([2]))
+
+
+def test_tape_saved_after_a_replay_with_argnums_loads(tmp_path):
+    """a replay with argnums leaves its selection's requires-grad flags on the tape;
+    the file holds every float input's (the loader refused the file before)"""
+    x, t = cad.tensor([0.5, 1.0]), cad.tensor([2.0, 3.0])
+    for argnums in (0, 1, (0, 1), None):
+        tape = cad.record(lambda x, t: (cad.sin(x) * t).sum(), x, t)
+        tape.grad(x, t, argnums=argnums)
+        cad.save(tape, tmp_path / "f.cad")
+        loaded = cad.load(tmp_path / "f.cad")
+        for a, b in zip(loaded.grad(x, t), tape.grad(x, t)):
+            np.testing.assert_allclose(a.numpy(), b.numpy())

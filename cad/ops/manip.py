@@ -203,7 +203,7 @@ def _atleast_op(n):
     def fn(*xs):
         r = tuple(_atleast(x, n, f"atleast_{n}d") for x in xs)
         return r[0] if len(r) == 1 else r
-    fn.__name__ = f"atleast_{n}d"
+    fn.__name__ = fn.__qualname__ = f"atleast_{n}d"   # (a module-level name: the docs resolve it)
     return fn
 
 
@@ -379,5 +379,6 @@ def where_api(fast):
             raise TypeError("where: give both x and y, or neither (where(c) is nonzero(c))")
         return fast(condition, x, y)
     where.__doc__ = (fast.__doc__ or "") + "\nwhere(c) with one argument is nonzero(c) (numpy)."
+    where.__module__, where.__qualname__ = "cad", "where"   # its public home (the docs resolve it)
     where.__cad_fast__ = fast
     return where
