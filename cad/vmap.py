@@ -282,7 +282,11 @@ def _ids(vals):
 
 
 def _lift_tree(t, level):
-    return T.tree_map(lambda x: lift(x, level) if _tensorlike(x) or isinstance(x, float) else x, t)
+    def one(x):
+        if isinstance(x, np.ndarray):   # an array argument of a transform: a tensor, as outside vmap
+            x = C.as_tensor(x)
+        return lift(x, level) if _tensorlike(x) or isinstance(x, float) else x
+    return T.tree_map(one, t)
 
 
 def _wrap_tree(t, level):

@@ -1061,3 +1061,15 @@ def test_vmap_of_a_loaded_tape(tmp_path):
     np.testing.assert_allclose(np.asarray(cad.vmap(lt)(xs)), [float(f(cad.tensor(x))) for x in xs], rtol=1e-12)
     np.testing.assert_allclose(np.asarray(cad.vmap(cad.grad(lt))(xs)), np.asarray(cad.vmap(cad.grad(f))(xs)),
                                rtol=1e-12)
+
+
+def test_grad_inside_vmap_of_an_unmapped_numpy_argument():
+    """vmap(grad(f), in_dims=(None, 0)) with a numpy array as the unmapped,
+    differentiated argument: a tensor, as outside vmap (was a ShapeError)"""
+    f = lambda a, b: cad.sum(a * b * a)   # noqa: E731
+    a, b = np.array([1.0, 2.0]), np.arange(6.0).reshape(3, 2)
+    want = 2 * a * b
+    for x in (a, cad.tensor(a)):
+        np.testing.assert_allclose(np.asarray(cad.vmap(cad.grad(f), in_dims=(None, 0))(x, b)), want)
+    H = cad.vmap(cad.hessian(lambda a, b: cad.sum(a * a * b)), in_dims=(None, 0))(a, b)
+    np.testing.assert_allclose(np.asarray(H), np.stack([np.diag(2 * r) for r in b]))
