@@ -261,8 +261,9 @@ CAD_SPF float cad_erfcinvf(float y) { return (float)cad_erfcinv(y); }
  * from it grows as 2 z^2 ulp (1e-13 at z = 26), so its low part dz (fma, and the
  * constant's) corrects to first order: erfc(z + dz) = erfc(z) - 2/sqrt(pi) e^-z^2 dz */
 CAD_SPF double cad_ndtr(double x) {
-    double z = -0.7071067811865476 * x;
-    double dz = fma(-0.7071067811865476, x, -z) + 4.833646656726457e-17 * x;
+    double z = -0.7071067811865476 * x, dz;
+    if (fabs(x) == INFINITY) return x > 0;
+    dz = fma(-0.7071067811865476, x, -z) + 4.833646656726457e-17 * x;
     return 0.5 * erfc(z) - 0.5641895835477563 * exp(-z * z) * dz;
 }
 CAD_SPF float cad_ndtrf(float x) { return (float)cad_ndtr(x); }
