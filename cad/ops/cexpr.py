@@ -14,14 +14,18 @@ FUNCS = {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "pow", "abs", "sign"
          "select", "max2", "min2", "isfinite", "isnan", "log1p", "expm1",
          "sinh", "cosh", "asin", "acos", "atan", "asinh", "acosh", "atanh", "atan2", "hypot",
          "log2", "log10", "exp2", "floor", "ceil", "fmod", "fmax", "fmin", "erf", "erfc",
-         "sigmoid", "remainder", "gammaln", "erfinv", "digamma", "polygamma"}
+         "sigmoid", "remainder", "gammaln", "erfinv", "digamma", "polygamma",
+         # scipy.special's (cad.scipy.special; ops not exported as cad.*)
+         "gamma", "rgamma", "gammasgn", "erfcinv", "ndtr", "logit", "log_ndtr", "ndtri", "j0", "j1",
+         "y0", "y1", "jn", "yn", "i0", "i1", "i0e", "i1e"}
 RULE_OPS = {"select": "where", "max2": "maximum", "min2": "minimum", "asin": "arcsin",
             "acos": "arccos", "atan": "arctan", "asinh": "arcsinh", "acosh": "arccosh",
             "atanh": "arctanh", "atan2": "arctan2"}
 HEAVY = {"sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "pow", "log1p", "expm1",
          "sinh", "cosh", "asin", "acos", "atan", "asinh", "acosh", "atanh", "atan2", "hypot",
          "log2", "log10", "exp2", "fmod", "erf", "erfc", "sigmoid", "remainder", "gammaln",
-         "erfinv", "digamma", "polygamma"}
+         "erfinv", "digamma", "polygamma", "gamma", "rgamma", "gammasgn", "erfcinv", "ndtr", "logit",
+         "log_ndtr", "ndtri", "j0", "j1", "y0", "y1", "jn", "yn", "i0", "i1", "i0e", "i1e"}
 MACROS = {"sign": "CAD_SIGN", "select": "CAD_SELECT", "max2": "CAD_MAX2", "min2": "CAD_MIN2",
           "isfinite": "CAD_ISFINITE", "isnan": "CAD_ISNAN"}
 # functions whose C name differs from the vocabulary's (an `f` suffix in float too);
@@ -29,6 +33,8 @@ MACROS = {"sign": "CAD_SIGN", "select": "CAD_SELECT", "max2": "CAD_MAX2", "min2"
 CNAMES = {"abs": "fabs", "sigmoid": "cad_sigmoid", "remainder": "cad_remainder",
           "gammaln": "cad_lgamma", "erfinv": "cad_erfinv", "digamma": "cad_digamma",
           "polygamma": "cad_polygamma"}
+CNAMES.update({f: "cad_" + f for f in ("gamma", "rgamma", "gammasgn", "erfcinv", "ndtr", "logit", "log_ndtr", "ndtri",
+                                        "j0", "j1", "y0", "y1", "jn", "yn", "i0", "i1", "i0e", "i1e")})
 LIT = re.compile(r"(?<![\w.])(\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+|\d+[eE][-+]?\d+)")
 IDENT = re.compile(r"[A-Za-z_]\w*")
 

@@ -207,6 +207,68 @@ def polygamma(n, x):
     return C._prim_polygamma(n, x)
 
 
+# scipy.special's elementwise functions (issue 18): ops of the table (CPU, CUDA,
+# every order of derivative) not exported as cad.* (numpy has no such names) nor as
+# methods; cad.scipy.special has them under scipy's names and signatures
+# (cad/scipy/_table_special.py).  The C of those <math.h> lacks is in cad_special.h.
+def _scipy_unary(name, fwd, d, domain=(-2.0, 2.0), **kw):
+    return _unary(name, fwd, d, getattr(_sp, name), domain=domain, export=False, method=False, **kw)
+
+
+_POLES = [Case(("V", np.array([-3.0, -2.0, -1.0, 0.0, -2.5, 0.7, 4.2])))]
+_scipy_unary("gamma", "gamma(x)", "out * digamma(x)", domain=(0.5, 3.0), cases=UNARY + _NEG)
+# d/dx 1/gamma = -rgamma(x) digamma(x); for x <= 0 by the reflection formula
+# 1/gamma(x) = gamma(1 - x) sin(pi x) / pi, smooth through the poles (the value at
+# -n is (-1)^n n!): u and v keep the unused branch finite (higher orders)
+_U, _V = "select(x <= 0, x, 0.0)", "select(x <= 0, 1.0, x)"
+_scipy_unary("rgamma", "rgamma(x)",
+             f"select(x <= 0, gamma(1 - {_U}) * (cos(3.141592653589793 * {_U}) - digamma(1 - {_U})"
+             f" * sin(3.141592653589793 * {_U}) * 0.3183098861837907), -out * digamma({_V}))",
+             domain=(0.5, 3.0), cases=UNARY + _NEG + _POLES)
+_scipy_unary("gammasgn", "gammasgn(x)", "0", domain=(0.5, 3.0), cases=UNARY + _NEG)
+# d erfcinv(x)/dx = -sqrt(pi)/2 exp(erfcinv(x)^2)
+_scipy_unary("erfcinv", "erfcinv(x)", "-0.886226925452758 * exp(out * out)", domain=(0.2, 1.8),
+             cases=UNARY + [Case(("V", np.array([0.01, 0.4, 1.0, 1.7, 1.99])))])
+# log(x / (1 - x)) (near 1/2 without cancellation, cad_special.h)
+_scipy_unary("logit", "logit(x)", "1 / (x * (1 - x))", domain=(0.1, 0.9))
+# the normal CDF through erfc: accurate in both tails
+_scipy_unary("ndtr", "ndtr(x)", "0.3989422804014327 * exp(-0.5 * x * x)", domain=(-3.0, 3.0))
+# d log_ndtr = phi(x) / Phi(x) = exp(-x^2/2 - log_ndtr(x)) / sqrt(2 pi): finite far in the tail
+_scipy_unary("log_ndtr", "log_ndtr(x)", "0.3989422804014327 * exp(-0.5 * x * x - out)", domain=(-3.0, 3.0),
+             cases=UNARY + [Case(("V", np.array([-40.0, -21.0, -19.0, -5.0, 0.0, 6.0])))])
+# d ndtri(p)/dp = sqrt(2 pi) exp(ndtri(p)^2 / 2)
+_scipy_unary("ndtri", "ndtri(x)", "2.5066282746310002 * exp(0.5 * out * out)", domain=(0.05, 0.95),
+             cases=UNARY + [Case(("V", np.array([0.002, 0.2, 0.5, 0.8, 0.998])))])
+# Bessel functions; the 1/x terms are guarded at 0 (where j1' = i1' = 1/2)
+_scipy_unary("j0", "j0(x)", "-j1(x)", domain=(-4.0, 4.0))
+_scipy_unary("j1", "j1(x)", "select(x == 0, 0.5, j0(x) - out / select(x == 0, 1.0, x))", domain=(-4.0, 4.0),
+             cases=UNARY + [Case(("V", np.array([0.0, -7.5, 12.0])))])
+_scipy_unary("y0", "y0(x)", "-y1(x)", domain=(0.5, 4.0))
+_scipy_unary("y1", "y1(x)", "y0(x) - out / x", domain=(0.5, 4.0))
+_scipy_unary("i0", "i0(x)", "i1(x)", domain=(-3.0, 3.0))
+_scipy_unary("i1", "i1(x)", "select(x == 0, 0.5, i0(x) - out / select(x == 0, 1.0, x))", domain=(-3.0, 3.0),
+             cases=UNARY + [Case(("V", np.array([0.0, -2.5, 3.1])))])
+# exp(-|x|) I(x): the kink at 0 takes sign(0) = 0
+_I_E = [Case(("V", np.array([-9.5, -0.7, 0.3, 7.9, 8.1, 30.0])))]
+_scipy_unary("i0e", "i0e(x)", "i1e(x) - sign(x) * out", domain=(0.2, 3.0), cases=UNARY + _I_E)
+_scipy_unary("i1e", "i1e(x)", "select(x == 0, 0.5, i0e(x) - out / select(x == 0, 1.0, x)) - sign(x) * out",
+             domain=(0.2, 3.0), cases=UNARY + _I_E)
+# x log1p(y), 0 where x == 0 unless y is nan (scipy); partials as xlogy's
+_binary("xlog1py", "select((x == 0) & (y == y), 0, x * log1p(y))",
+        "select((x == 0) & (y <= -1), 0, log1p(select((x == 0) & (y <= -1), 0.0, y)))",
+        "select(x == 0, 0, x / select(x == 0, 1, 1 + y))",
+        _sp.xlog1py, domain=((-2.0, 2.0), (-0.5, 2.0)), export=False, method=False,
+        cases=BINARY + [Case(("F", np.array([0.0, 0.0, 1.5])), (3,))])
+# integer order n (x here, as polygamma's n): piecewise constant, its partial 0;
+# d/dx J_n(x) = (J_(n-1)(x) - J_(n+1)(x)) / 2, the same for Y_n
+_ORDER = [Case(("C", 1), (3,)), Case(("C", 0), (2, 3)), Case(("C", 2), ()), Case(("C", 3), ("T", (3, 2))),
+          Case(("F", np.array([0.0, 1.0, 2.0])), (3,)), Case(("C", 1), (0,)), Case(("C", -2), (3,))]
+_binary("jn", "jn(x, y)", "0", "0.5 * (jn(x - 1, y) - jn(x + 1, y))", _sp.jn,
+        domain=((0.0, 0.0), (-4.0, 4.0)), export=False, method=False, ufunc=None, cases=_ORDER)
+_binary("yn", "yn(x, y)", "0", "0.5 * (yn(x - 1, y) - yn(x + 1, y))", _sp.yn,
+        domain=((0.0, 0.0), (0.5, 4.0)), export=False, method=False, cases=_ORDER)
+
+
 defop("where", "ew", args=("c", "x", "y"), fwd="select(c, x, y)",
       d={"x": "select(c, 1, 0)", "y": "select(c, 0, 1)"}, nondiff_args=("c",),
       ref=np.where, int_ok=True, method=False, ufunc=None,
