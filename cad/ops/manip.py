@@ -4,6 +4,7 @@ steps) and integer-array indexing (gathers); their derivatives, of every order, 
 those ops' (scatter-adds for the gathers).  ``split``/``array_split`` return lists and
 ``nonzero`` a tuple, so they are functions beside the table rather than entries."""
 import itertools
+from typing import Any
 
 import numpy as np
 
@@ -200,7 +201,7 @@ def _atleast(x, n, who):
 
 
 def _atleast_op(n):
-    def fn(*xs):
+    def fn(*xs) -> Any:   # a tensor, or a tuple of them for several arguments (numpy)
         r = tuple(_atleast(x, n, f"atleast_{n}d") for x in xs)
         return r[0] if len(r) == 1 else r
     fn.__name__ = fn.__qualname__ = f"atleast_{n}d"   # (a module-level name: the docs resolve it)
