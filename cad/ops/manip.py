@@ -284,13 +284,13 @@ def _split(x, indices_or_sections, axis, who, equal):
     return [x[along(x.ndim, ax, slice(a, b))] for a, b in itertools.pairwise(bounds)]
 
 
-def split(x, indices_or_sections, axis=0):
+def split(x: Any, indices_or_sections: Any, axis: int = 0) -> "list[C.Tensor]":
     """split(x, indices_or_sections, axis=0): a list of tensors, as numpy (an int: that
     many equal sections; a sequence: the split points; torch's split takes sizes)."""
     return _split(x, indices_or_sections, axis, "split", True)
 
 
-def array_split(x, indices_or_sections, axis=0):
+def array_split(x: Any, indices_or_sections: Any, axis: int = 0) -> "list[C.Tensor]":
     """array_split(x, indices_or_sections, axis=0): as split, with unequal sections
     allowed (the first n % k sections get one element more, numpy)."""
     return _split(x, indices_or_sections, axis, "array_split", False)
@@ -355,7 +355,7 @@ def pad(x, pad_width, mode="constant", constant_values=0):
 
 # ---- nonzero, and where with one argument
 
-def nonzero(x):
+def nonzero(x: Any) -> "tuple[C.Tensor, ...]":
     """nonzero(x): a tuple of int64 index tensors, one per dimension, of the nonzero
     elements (numpy; not differentiable)."""
     if is_batched(x):
