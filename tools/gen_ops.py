@@ -780,7 +780,10 @@ def op_signature(op, method=False):
     op's Python function's (a decorated op's; op.args for an op the engine defines);
     its annotations where it has them, else Any for a parameter and Tensor for the result
     (an op makes one tensor; the few that do not say so: atleast_1d's -> Any).  A
-    method drops the first parameter for self."""
+    method's self takes the first parameter's place.  The compiled methods take
+    (self, *args, **kwargs) and pass them on, so a method stub is narrower than its
+    runtime signature; stubtest accepts that except for ops of the tensor alone
+    (tests/stubtest_allowlist.txt names them)."""
     if op.api is None:
         P = inspect.Parameter
         sig = inspect.Signature([P(a, P.POSITIONAL_OR_KEYWORD) for a in op.args])
@@ -789,8 +792,9 @@ def op_signature(op, method=False):
     ps = [p.replace(annotation=_stub_annot(p.annotation, "Any"),
                     default=p.default if p.default is p.empty else _stub_default(p.default))
           for p in sig.parameters.values()]
-    if method:
-        ps = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + ps[1:]
+    if method:   # self takes the first parameter's place (a *args stays: self is one of them)
+        rest = ps if ps and ps[0].kind == ps[0].VAR_POSITIONAL else ps[1:]
+        ps = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + rest
     sig = sig.replace(parameters=ps, return_annotation=_stub_annot(sig.return_annotation, "Tensor"))
     return str(sig)
 
@@ -854,6 +858,9 @@ def gen_init_pyi(reg):
             sig = op_signature(op)
             for name in (op.name,) + op.aliases:
                 F.append(f"def {name}{sig}: ...")
+    for marker in ("# @OP_FUNCTIONS@\n", "# @ALL@\n"):
+        if marker not in src:
+            raise SystemExit(f"gen_ops: cad/__init__.pyi.in lacks the line {marker.strip()}")
     src = src.replace("# @OP_FUNCTIONS@\n", "\n".join(F) + "\n")
     src = src.replace("# @ALL@\n", "__all__ = [\n" + "".join(f"    {n!r},\n" for n in _init_all(reg)) + "]\n")
     return f"# {HEADER} (from cad/__init__.pyi.in)\n" + src
