@@ -12,7 +12,6 @@ import numpy as np
 import cad
 import cad.scipy.special as sc
 import cad.scipy.stats as st
-from cad.optim import lr_scheduler
 
 
 def loss(p: dict[str, cad.Tensor], xi: cad.Tensor, yi: cad.Tensor) -> cad.Tensor:
@@ -32,6 +31,7 @@ def main(tmp: str) -> None:
     e = cad.eye(3) + cad.ones(3, 3) * 2.0 - cad.full((3, 3), 0.5)
     a = cad.arange(6).reshape(2, 3) @ cad.linspace(0.0, 1.0, 3)
     f = cad.sum((x * t - y) ** 2) ** 0.5
+    f2 = sum((x * t - y) ** 2) ** 0.5   # Python's sum over a tensor's rows (the README's)
     s: cad.Tensor = cad.sin(x) * cad.exp(t) + cad.where(x > 1.0, x, t)
     m: cad.Tensor = cad.mean(s, axis=0) + s.sum() + cad.maximum(x, 0.0).max()
     shape: tuple[int, ...] = z.shape
@@ -73,7 +73,7 @@ def main(tmp: str) -> None:
 
     # optimizers, a schedule, data
     opt = cad.optim.Adam(list(params.values()), lr=1e-2)
-    sched = lr_scheduler.CosineAnnealingLR(opt, T_max=10)
+    sched = cad.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
     ds = cad.data.TensorDataset(np.random.rand(16, 3), np.random.rand(16))
     loader = cad.data.DataLoader(ds, batch_size=4, shuffle=True, seed=0)
     for xb, yb in loader:
@@ -100,7 +100,7 @@ def main(tmp: str) -> None:
     dl: cad.Tensor = cad.from_dlpack(np.arange(3.0))
     # what the types say is what the values are
     assert shape == (2, 3) and arr.shape == (3, 3) and len(parts) == 3 and g is not None
-    for v_ in (f, s, m, gx, gt, w, v, gr, J, H, out, tan, out2, ct, r, th, sol, det, sp, lp, dl):
+    for v_ in (f, f2, s, m, gx, gt, w, v, gr, J, H, out, tan, out2, ct, r, th, sol, det, sp, lp, dl):
         assert isinstance(v_, cad.Tensor), type(v_)
     assert batched.shape == (3, 2) and len(leaves) == 2 and set(doubled) == {"w", "b"}
     assert len(tg) == 2 and isinstance(back, cad.StaticTape) and len(lr) == 1 and len(ld) == 2
