@@ -2,7 +2,10 @@
 arguments the transforms would otherwise trip over deep inside (a function that
 returns None, a single tensor where JAX's signature takes a tuple, a non-callable).
 The public cad.grad, cad.jvp, ... are these wrappers; they add one Python call."""
+from __future__ import annotations
+
 import functools
+from typing import Any, Callable, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -71,53 +74,58 @@ def _tuple_arg(v, name, who):
 
 
 @functools.wraps(T.value_and_grad)
-def value_and_grad(f, argnums=0, has_aux=False):
+def value_and_grad(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
+                   has_aux: bool = False) -> Callable[..., Tuple[Any, Any]]:
     _check_argnums(argnums, "value_and_grad")
     return T.value_and_grad(_wrap_f(f, "value_and_grad", has_aux), argnums, has_aux)
 
 
 @functools.wraps(T.grad)
-def grad(f, argnums=0, has_aux=False):
+def grad(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
+         has_aux: bool = False) -> Callable[..., Any]:
     _check_argnums(argnums, "grad")
     return T.grad(_wrap_f(f, "grad", has_aux), argnums, has_aux)
 
 
 @functools.wraps(T.vjp)
-def vjp(f, *primals, has_aux=False):
+def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Tuple[Any, ...]:
     return T.vjp(_wrap_f(f, "vjp", has_aux), *primals, has_aux=has_aux)
 
 
 @functools.wraps(T.jvp)
-def jvp(f, primals, tangents, has_aux=False):
+def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
+        has_aux: bool = False) -> Tuple[Any, ...]:
     _tuple_arg(primals, "primals", "jvp")
     _tuple_arg(tangents, "tangents", "jvp")
     return T.jvp(_wrap_f(f, "jvp", has_aux), primals, tangents, has_aux)
 
 
 @functools.wraps(T.jacrev)
-def jacrev(f, argnums=0, has_aux=False):
+def jacrev(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
+           has_aux: bool = False) -> Callable[..., Any]:
     _check_argnums(argnums, "jacrev")
     return T.jacrev(_wrap_f(f, "jacrev", has_aux), argnums, has_aux)
 
 
 @functools.wraps(T.jacfwd)
-def jacfwd(f, argnums=0, has_aux=False):
+def jacfwd(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
+           has_aux: bool = False) -> Callable[..., Any]:
     _check_argnums(argnums, "jacfwd")
     return T.jacfwd(_wrap_f(f, "jacfwd", has_aux), argnums, has_aux)
 
 
 @functools.wraps(T.jacobian)
-def jacobian(f, *args, argnums=0):
+def jacobian(f: Callable[..., Any], *args: Any, argnums: Union[int, Sequence[int]] = 0) -> Any:
     _check_argnums(argnums, "jacobian")
     return T.jacobian(_wrap_f(f, "jacobian"), *args, argnums=argnums)
 
 
 @functools.wraps(T.hessian)
-def hessian(f, *args, argnums=0):
+def hessian(f: Callable[..., Any], *args: Any, argnums: Union[int, Sequence[int]] = 0) -> Any:
     _check_argnums(argnums, "hessian")
     return T.hessian(_wrap_f(f, "hessian"), *args, argnums=argnums)
 
 
 @functools.wraps(T.hvp)
-def hvp(f, x, v):
+def hvp(f: Callable[..., Any], x: Any, v: Any) -> Any:
     return T.hvp(_wrap_f(f, "hvp"), x, v)

@@ -1,4 +1,8 @@
 """torch-style reverse mode: backward() and grad()."""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Tuple, Union
+
 from ._core import _engine as _C
 from .ops._registry import VMAP as _VMAP
 from ._core._engine import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
@@ -27,8 +31,9 @@ def _as_list(x, what):
                     f"{type(x).__name__}")
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-         allow_unused=False):
+def grad(outputs: Union[_C.Tensor, Sequence[_C.Tensor]], inputs: Union[_C.Tensor, Sequence[_C.Tensor]],
+         grad_outputs: Any = None, retain_graph: Optional[bool] = None, create_graph: bool = False,
+         allow_unused: bool = False) -> Tuple[Optional[_C.Tensor], ...]:
     """Gradients of outputs with respect to inputs, as a tuple (one per input);
     .grad is not touched.  The tape is consumed unless retain_graph=True.
     grad_outputs batched by cad.vmap sweep once with the whole batch (the seed's
@@ -60,7 +65,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     return _C.grad_api(outputs, inputs, grad_outputs, retain_graph, allow_unused)
 
 
-def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
+def backward(tensors: Union[_C.Tensor, Sequence[_C.Tensor]], grad_tensors: Any = None,
+             retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
     """Accumulate the gradients of tensors into the leaves' .grad."""
     outs = _as_list(tensors, "tensors")
     gouts = [None] * len(outs) if grad_tensors is None else _as_list(grad_tensors, "grad_tensors")

@@ -1,4 +1,8 @@
 """Tensor constructors (numpy's dtype rules: Python floats give float64)."""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
 import numpy as np
 
 from ._core import _engine as _C
@@ -33,7 +37,8 @@ def _tracked(t):
     return t.requires_grad and (_C.is_grad_enabled() or _C.is_recording())
 
 
-def tensor(data, dtype=None, requires_grad=False, device=None):
+def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
+           device: Union[str, _C.Device, None] = None) -> _C.Tensor:
     """A new tensor holding a copy of data (a scalar, nested lists, an ndarray or a
     tensor) on device (default: the CPU, or data's device for a tensor).  A (nested)
     list containing tensors is stacked, so gradients flow through it; so does a
@@ -93,15 +98,18 @@ def _filled(shape, value, dtype, requires_grad, device):
     return _make(np.full(tuple(shape), value, dtype=dtype or np.float64), None, requires_grad)
 
 
-def zeros(*shape, dtype=None, requires_grad=False, device=None):
+def zeros(*shape: Union[int, Sequence[int]], dtype: Any = None, requires_grad: bool = False,
+          device: Union[str, _C.Device, None] = None) -> _C.Tensor:
     return _filled(_shape(shape), 0, dtype, requires_grad, device)
 
 
-def ones(*shape, dtype=None, requires_grad=False, device=None):
+def ones(*shape: Union[int, Sequence[int]], dtype: Any = None, requires_grad: bool = False,
+         device: Union[str, _C.Device, None] = None) -> _C.Tensor:
     return _filled(_shape(shape), 1, dtype, requires_grad, device)
 
 
-def full(shape, fill_value, dtype=None, requires_grad=False, device=None):
+def full(shape: Union[int, Sequence[int]], fill_value: Any, dtype: Any = None,
+         requires_grad: bool = False, device: Union[str, _C.Device, None] = None) -> _C.Tensor:
     if isinstance(shape, int):
         shape = (shape,)
     if dtype is None:
@@ -110,11 +118,13 @@ def full(shape, fill_value, dtype=None, requires_grad=False, device=None):
     return _filled(tuple(shape), fill_value, dtype, requires_grad, device)
 
 
-def eye(n, m=None, dtype=None, requires_grad=False, device=None):
+def eye(n: int, m: Optional[int] = None, dtype: Any = None, requires_grad: bool = False,
+        device: Union[str, _C.Device, None] = None) -> _C.Tensor:
     return _make(np.eye(n, m), dtype, requires_grad, device)
 
 
-def arange(start, stop=None, step=1, dtype=None, requires_grad=False, device=None):
+def arange(start: float, stop: Optional[float] = None, step: float = 1, dtype: Any = None,
+           requires_grad: bool = False, device: Union[str, _C.Device, None] = None) -> _C.Tensor:
     """numpy's arange (integers give int64)"""
     if step == 0:
         raise ValueError("arange: step must not be zero")
@@ -125,7 +135,8 @@ def arange(start, stop=None, step=1, dtype=None, requires_grad=False, device=Non
     return _make(a, dtype, requires_grad, device)
 
 
-def linspace(start, stop, num=50, endpoint=True, dtype=None, requires_grad=False, device=None):
+def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True, dtype: Any = None,
+             requires_grad: bool = False, device: Union[str, _C.Device, None] = None) -> _C.Tensor:
     """numpy's linspace; differentiable in start and stop when either is a tensor
     (tensor endpoints of any shape: the result is (num,) + their broadcast shape)"""
     if isinstance(start, (_C.Tensor, Batched)) or isinstance(stop, (_C.Tensor, Batched)):
@@ -171,25 +182,29 @@ def _like(x, fill, dtype, requires_grad, device=None):
     return _filled(x.shape, fill, dtype if dtype is not None else x.dtype, requires_grad, dev)
 
 
-def zeros_like(x, dtype=None, requires_grad=False, device=None):
+def zeros_like(x: Any, dtype: Any = None, requires_grad: bool = False,
+               device: Union[str, _C.Device, None] = None) -> _C.Tensor:
     return _like(x, 0, dtype, requires_grad, device)
 
 
-def ones_like(x, dtype=None, requires_grad=False, device=None):
+def ones_like(x: Any, dtype: Any = None, requires_grad: bool = False,
+              device: Union[str, _C.Device, None] = None) -> _C.Tensor:
     return _like(x, 1, dtype, requires_grad, device)
 
 
-def full_like(x, fill_value, dtype=None, requires_grad=False, device=None):
+def full_like(x: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False,
+              device: Union[str, _C.Device, None] = None) -> _C.Tensor:
     return _like(x, fill_value, dtype, requires_grad, device)
 
 
-def manual_seed(seed):
+def manual_seed(seed: Any) -> None:
     """Seed cad's random generator (numpy's PCG64)."""
     global _rng
     _rng = np.random.default_rng(seed)
 
 
-def randn(*shape, dtype=None, requires_grad=False, device=None):
+def randn(*shape: Union[int, Sequence[int]], dtype: Any = None, requires_grad: bool = False,
+          device: Union[str, _C.Device, None] = None) -> _C.Tensor:
     """Standard normal samples (float64 unless dtype says otherwise; drawn on the
     host, so a seed gives the same values on every device)."""
     if _vmap_top() is not None:
@@ -199,7 +214,8 @@ def randn(*shape, dtype=None, requires_grad=False, device=None):
     return _make(_rng.standard_normal(_shape(shape)), dtype, requires_grad, device)
 
 
-def rand(*shape, dtype=None, requires_grad=False, device=None):
+def rand(*shape: Union[int, Sequence[int]], dtype: Any = None, requires_grad: bool = False,
+         device: Union[str, _C.Device, None] = None) -> _C.Tensor:
     """Uniform samples in [0, 1)."""
     if _vmap_top() is not None:
         r = _in_vmap(lambda s: _make(_rng.random(s), dtype, requires_grad, device), shape)

@@ -27,6 +27,10 @@ launches on stderr.
 --cubin -arch sm_XY) for this device, loaded instead of compiling (bench/gpu.sh
 --prebuilt); if it does not load, cad compiles as usual.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import glob
 import os
 import shutil
@@ -135,7 +139,7 @@ def _init(who):
     _C.cuda_load(cubin)
 
 
-def is_available():
+def is_available() -> bool:
     """Is there a GPU cad can use (a driver that sees a device, and pycuda)?  True
     for the fake device too."""
     is_open, fake, _ = _C.cuda_state()
@@ -145,35 +149,35 @@ def is_available():
     return n > 0 and _pycuda_problem() is None
 
 
-def is_fake():
+def is_fake() -> bool:
     return bool(_C.cuda_state()[1]) or _fake_wanted
 
 
-def device_count():
+def device_count() -> int:
     if is_fake():
         return 1
     n, _ = _C.cuda_device_count()
     return max(n, 0)
 
 
-def synchronize():
+def synchronize() -> None:
     """Wait until every kernel cad queued on the GPU has finished."""
     if _C.cuda_state()[0]:
         _C.cuda_sync()
 
 
-def empty_cache():
+def empty_cache() -> int:
     """Return cached device blocks to the driver; the number of bytes."""
     return _C.cuda_empty_cache()
 
 
-def memory_info():
+def memory_info() -> Any:
     """{'name', 'capability', 'free', 'total', 'in_use', 'cached'} (bytes)"""
     _init("cad.cuda.memory_info")
     return _C.cuda_info()
 
 
-def get_device_name():
+def get_device_name() -> str:
     _init("cad.cuda.get_device_name")
     return _C.cuda_info()["name"]
 

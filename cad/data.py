@@ -53,6 +53,8 @@ NOTE [ Workers ]
     message (a note names the worker and the batch, with the worker's traceback); a
     worker process that dies raises RuntimeError with its exit code.
 """
+from __future__ import annotations
+
 import math
 import mmap as _mmap
 import os
@@ -66,6 +68,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Mapping
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -84,7 +87,7 @@ class Dataset:
     protocol.  A subclass may also define ``__getitems__(indices)`` returning the list
     of samples, to fetch a batch in one call."""
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define __getitem__(index)")
 
 
@@ -108,7 +111,7 @@ class TensorDataset(Dataset):
     lists; all must have the same first dimension.  Items are tuples of numpy rows
     (views); DataLoader turns batches of them into cad tensors."""
 
-    def __init__(self, *tensors):
+    def __init__(self, *tensors: Any) -> None:
         if not tensors:
             raise TypeError("TensorDataset: give at least one tensor or array")
         arrays = []
@@ -130,10 +133,10 @@ class TensorDataset(Dataset):
         _check_rows("TensorDataset", arrays)
         self.arrays = tuple(arrays)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.arrays[0].shape[0]
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Tuple[Any, ...]:
         return tuple(a[index] for a in self.arrays)
 
     def __repr__(self):
@@ -164,7 +167,7 @@ class NpyDataset(Dataset):
     inputs must have the same first dimension.  Pickles (for spawned workers) as its
     paths: a worker maps the files again rather than receiving their bytes."""
 
-    def __init__(self, *paths_or_arrays, mmap=True):
+    def __init__(self, *paths_or_arrays: Union[str, os.PathLike[str], np.ndarray], mmap: bool = True) -> None:
         if not paths_or_arrays:
             raise TypeError("NpyDataset: give at least one .npy path or array")
         self.mmap = bool(mmap)
@@ -183,10 +186,10 @@ class NpyDataset(Dataset):
         _check_rows("NpyDataset", arrays)
         self.arrays = tuple(arrays)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.arrays[0].shape[0]
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Tuple[Any, ...]:
         return tuple(a[index] for a in self.arrays)
 
     def __getstate__(self):
@@ -311,7 +314,7 @@ def _to_cad(x, owned, device):
     return x.to(device) if device is not None else x
 
 
-def default_collate(samples):
+def default_collate(samples: Sequence[Any]) -> Any:
     """The DataLoader's collation: a list of samples (each an array, a number, a string,
     a cad tensor, or a tuple/list/namedtuple/dict of them) -> one structure of cad
     tensors, rows stacked on a new first axis (strings: a list)."""
@@ -723,10 +726,10 @@ class LoaderStats:
     ``str(stats)`` says whether loading is the bottleneck (the loop waits for data
     longer than it computes)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self.batches = 0
         self.samples = 0
         self.wait_s = 0.0
@@ -734,17 +737,17 @@ class LoaderStats:
         self.load_s = 0.0
 
     @property
-    def wait_fraction(self):
+    def wait_fraction(self) -> float:
         """the share of the loop's time spent waiting for data"""
         total = self.wait_s + self.compute_s
         return self.wait_s / total if total > 0 else 0.0
 
     @property
-    def bottleneck(self):
+    def bottleneck(self) -> bool:
         """True when the loop waits for data longer than it computes"""
         return self.batches > 0 and self.wait_s > self.compute_s
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return {"batches": self.batches, "samples": self.samples, "wait_s": self.wait_s,
                 "compute_s": self.compute_s, "load_s": self.load_s,
                 "wait_fraction": self.wait_fraction, "bottleneck": self.bottleneck}
@@ -806,8 +809,10 @@ class DataLoader:
     - ``len(loader)`` is the number of batches; ``loader.stats`` times the loop
       (LoaderStats)."""
 
-    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, num_workers=0,
-                 prefetch=2, collate_fn=None, device=None, workers="thread", mp_context=None):
+    def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
+                 seed: Optional[int] = None, num_workers: int = 0, prefetch: int = 2,
+                 collate_fn: Optional[Callable[[List[Any]], Any]] = None, device: Any = None,
+                 workers: str = "thread", mp_context: Any = None) -> None:
         if not hasattr(dataset, "__getitem__"):
             raise TypeError(f"DataLoader: dataset must be map-style (__getitem__, and __len__ to shuffle); "
                             f"got {type(dataset).__name__}, which has no __getitem__ (wrap an iterable in a "
@@ -847,17 +852,17 @@ class DataLoader:
         self.epoch = 0   # the epoch the next iter() runs
         self.stats = LoaderStats()
 
-    def __len__(self):
+    def __len__(self) -> int:
         if self._n is None:
             raise TypeError(f"DataLoader: len() is unknown: the dataset ({type(self.dataset).__name__}) has "
                             "no __len__")
         return self._n // self.batch_size if self.drop_last else -(-self._n // self.batch_size)
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, epoch: int) -> None:
         """the epoch the next iteration runs (its order, when shuffling): resume at epoch"""
         self.epoch = _check_int("epoch", epoch, 0)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         it = _LoaderIter(self, self.epoch)
         self.epoch += 1
         return it
@@ -910,10 +915,10 @@ class _LoaderIter:
             self._pool.submit(self._sent, self._indices(self._sent))
             self._sent += 1
 
-    def __iter__(self):
+    def __iter__(self) -> _LoaderIter:
         return self
 
-    def __next__(self):
+    def __next__(self) -> Any:
         t0 = time.perf_counter()
         if self._t_out is not None:
             self._stats.compute_s += t0 - self._t_out
@@ -952,7 +957,7 @@ class _LoaderIter:
         st.load_s += load_s
         return out
 
-    def close(self):
+    def close(self) -> None:
         """stop the workers and free what they hold (idempotent); the iterator then ends"""
         self._stop = self._k if self._stop is None else min(self._stop, self._k)
         if self._finalizer is not None:

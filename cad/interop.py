@@ -25,6 +25,10 @@ NOTE [ Interop ]
 - CUDA tensors expose ``__cuda_array_interface__`` (version 3); ``cad.tensor(x,
   device="cuda")`` copies any object that has one device to device.
 """
+from __future__ import annotations
+
+from typing import Any, Optional
+
 import numpy as np
 
 from ._core import _engine as _C
@@ -142,7 +146,7 @@ def _dl_device(x):
                     f"__cuda_array_interface__")
 
 
-def from_dlpack(x, *, device=None, copy=None):
+def from_dlpack(x: Any, *, device: Any = None, copy: Optional[bool] = None) -> _C.Tensor:
     """A tensor over x's memory, without a copy where the layout and dtype allow
     (the array API's from_dlpack): x is any DLPack producer (numpy, PyTorch, JAX,
     CuPy arrays) or an object with ``__cuda_array_interface__`` (pycuda, numba).

@@ -76,12 +76,15 @@ safetensors file written by another tool (no "cad" metadata) loads as a dict {na
 tensor} in buffer order; its I8/I16/I32/U8/U16/U32 tensors become int64 and F16 float32
 (cad's dtypes), other dtypes (BF16, F8, C64, ...) raise FormatError.
 """
+from __future__ import annotations
+
 import hashlib
 import io
 import json
 import math
 import os
 import struct
+from typing import Any, BinaryIO, Optional, Union
 
 import numpy as np
 
@@ -156,7 +159,7 @@ def _write_blob(blob, path):
         f.write(blob)
 
 
-def save(obj, path, format=None):
+def save(obj: Any, path: Union[str, os.PathLike[str], BinaryIO], format: Optional[str] = None) -> None:
     """Save a tensor, a list/tuple/dict of tensors (or numbers), or a recorded tape,
     to a path or a binary file object (anything with ``write``).
 
@@ -189,7 +192,7 @@ def save(obj, path, format=None):
     _write_blob(blob, path)
 
 
-def load(path):
+def load(path: Union[str, os.PathLike[str], BinaryIO]) -> Any:
     """Load what cad.save wrote, from a path or a binary file object (anything with
     ``read``).  No code runs: the file is JSON plus raw arrays, and it is validated in
     full before anything is built; a malformed file raises ``cad.FormatError``."""
@@ -207,7 +210,7 @@ def load(path):
     return loads(raw, name)
 
 
-def loads(raw, name="<bytes>"):
+def loads(raw: bytes, name: str = "<bytes>") -> Any:
     """cad.load from bytes in memory (cad's format or safetensors, told by the first bytes)"""
     raw = bytes(raw)
     chk = _Checker(name)

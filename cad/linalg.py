@@ -20,7 +20,10 @@ do.  det's gradient at a singular matrix needs A^-1 and raises LinAlgError.
 Batched calls under vmap run the batched LAPACK call once (defvmap).  On CUDA
 tensors the computation goes through the host (the README says so).
 """
+from __future__ import annotations
+
 import warnings
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
@@ -454,7 +457,7 @@ _qr.defvmap(lambda a: _qr(a))
 
 # ---------------------------------------------------------------- the public functions
 
-def solve(a, b):
+def solve(a: Any, b: Any) -> C.Tensor:
     """x with a @ x = b (numpy 2's rule: b is a vector only when it is 1-D)"""
     a, b = _as(a), _as(b)
     _float("solve", a, b)
@@ -471,14 +474,14 @@ def solve(a, b):
     return _solve(a, b)[0]
 
 
-def inv(a):
+def inv(a: Any) -> C.Tensor:
     a = _as(a)
     _float("inv", a)
     _square("inv", a)
     return _inv(a)
 
 
-def slogdet(a):
+def slogdet(a: Any) -> Tuple[C.Tensor, C.Tensor]:
     """(sign, log|det a|); the sign is not differentiable"""
     a = _as(a)
     _float("slogdet", a)
@@ -487,7 +490,7 @@ def slogdet(a):
     return s.detach(), l
 
 
-def det(a):
+def det(a: Any) -> C.Tensor:
     a = _as(a)
     _float("det", a)
     _square("det", a)
@@ -495,7 +498,7 @@ def det(a):
     return s.detach() * _cad().exp(l)
 
 
-def cholesky(a, upper=False):
+def cholesky(a: Any, upper: bool = False) -> C.Tensor:
     """the lower factor L with a = L L^T (upper=True: L^T), as numpy / torch"""
     a = _as(a)
     _float("cholesky", a)
@@ -504,7 +507,7 @@ def cholesky(a, upper=False):
     return _T(L) if upper else L
 
 
-def eigh(a, UPLO="L"):
+def eigh(a: Any, UPLO: str = "L") -> Tuple[C.Tensor, C.Tensor]:
     """(w, V) of a symmetric matrix, ascending eigenvalues (numpy.linalg.eigh)"""
     a = _as(a)
     _float("eigh", a)
@@ -514,11 +517,12 @@ def eigh(a, UPLO="L"):
     return _eigh(a, UPLO == "U")
 
 
-def eigvalsh(a, UPLO="L"):
+def eigvalsh(a: Any, UPLO: str = "L") -> C.Tensor:
     return eigh(a, UPLO)[0]
 
 
-def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
+def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
+        hermitian: bool = False) -> Any:   # (u, s, vh), or s when compute_uv=False
     """numpy.linalg.svd; derivatives for the reduced form (full_matrices=False) and
     for the singular values"""
     a = _as(a)
@@ -536,11 +540,11 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     return u, s, vh
 
 
-def svdvals(a):
+def svdvals(a: Any) -> C.Tensor:
     return svd(a, compute_uv=False)
 
 
-def qr(a, mode="reduced"):
+def qr(a: Any, mode: str = "reduced") -> Any:   # (q, r), or r when mode="r"
     """numpy.linalg.qr, mode 'reduced' (derivatives for m >= n) or 'r'"""
     a = _as(a)
     _float("qr", a)
@@ -554,7 +558,8 @@ def qr(a, mode="reduced"):
     return r if mode == "r" else (q, r)
 
 
-def triangular_solve(a, b, lower=True, trans=False, left=True):
+def triangular_solve(a: Any, b: Any, lower: bool = True, trans: bool = False,
+                     left: bool = True) -> C.Tensor:
     """x with op(T) x = b (left) or x op(T) = b (left=False), T a's lower (upper)
     triangle; b a vector or a (batch of) matrices"""
     a, b = _as(a), _as(b)
@@ -571,12 +576,12 @@ def triangular_solve(a, b, lower=True, trans=False, left=True):
     return _trisolve(a, b, lower=lower, trans=trans)
 
 
-def solve_triangular(a, b, trans=0, lower=False):
+def solve_triangular(a: Any, b: Any, trans: Union[int, str] = 0, lower: bool = False) -> C.Tensor:
     """scipy.linalg.solve_triangular's argument order and defaults (upper by default)"""
     return triangular_solve(a, b, lower=lower, trans=bool(trans) and trans not in ("N", 0))
 
 
-def lstsq(a, b, rcond=None):
+def lstsq(a: Any, b: Any, rcond: Optional[float] = None) -> Tuple[C.Tensor, C.Tensor, int, C.Tensor]:
     """numpy.linalg.lstsq's (x, residuals, rank, s) for a full-column-rank a (m >= n);
     x is differentiable (through QR), the rest are not"""
     a, b = _as(a), _as(b)
@@ -597,7 +602,7 @@ def lstsq(a, b, rcond=None):
     return x, cad.tensor(res), int(rank), cad.tensor(s)
 
 
-def matrix_power(a, n):
+def matrix_power(a: Any, n: int) -> C.Tensor:
     """a @ a @ ... (n times; n < 0 inverts; n = 0 the identity), by squaring"""
     a = _as(a)
     _square("matrix_power", a)
@@ -617,11 +622,11 @@ def matrix_power(a, n):
     return result
 
 
-def matrix_rank(a, tol=None):
+def matrix_rank(a: Any, tol: Optional[float] = None) -> int:
     return int(np.linalg.matrix_rank(np.asarray(_as(a).detach()), tol=tol))
 
 
-def pinv(a):
+def pinv(a: Any) -> C.Tensor:
     """the pseudo-inverse through the SVD (differentiable where the rank is constant)"""
     u, s, vh = svd(a, full_matrices=False)
     cad = _cad()
@@ -631,6 +636,6 @@ def pinv(a):
     return _mm(_T(vh) * cad.unsqueeze(sinv, -2), _T(u))
 
 
-def norm(x, ord=None, axis=None, keepdims=False):
+def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> C.Tensor:
     """numpy.linalg.norm (cad.norm: vector norms and every matrix norm)"""
     return _cad().norm(x, ord=ord, axis=axis, keepdims=keepdims)

@@ -15,6 +15,10 @@ The replay (``Replay`` in the engine) keeps every value in a contiguous slot of 
 arena; one call runs the forward records, and for gradients the reverse sweep, in
 C with the GIL released.  Several threads may replay one tape at once.
 """
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence, Tuple, Union, overload
+
 import numpy as np
 
 from ._core import _engine as C
@@ -97,7 +101,7 @@ class StaticTape:
     """What ``cad.record`` returns: f as a tape of ops that replays on new inputs of
     the same shapes and dtypes with no Python per op."""
 
-    def __init__(self, f, example_inputs, retrace=False):
+    def __init__(self, f: Callable[..., Any], example_inputs: Sequence[Any], retrace: bool = False) -> None:
         self._f = f
         self._retrace = retrace
         self._grad_tape = None
@@ -173,7 +177,7 @@ class StaticTape:
         return tuple(mask)
 
     # ---- replays
-    def __call__(self, *xs):
+    def __call__(self, *xs: Any) -> Any:
         """f(*xs) by replaying the recorded ops.  Inside cad.vmap (batched inputs) a
         tape of vmap(f) for that batch size is recorded once and replayed."""
         if any(type(x) is _Batched for x in xs):
@@ -232,7 +236,7 @@ class StaticTape:
         out = bt(*vals)
         return _rebuild([_Batched(o, level) for o in _flatten(out)[0]], self._kind)
 
-    def value_and_grad(self, *xs, argnums=None):
+    def value_and_grad(self, *xs: Any, argnums: Union[int, Sequence[int], None] = None) -> Tuple[Any, Any]:
         """(f(*xs), gradients): one replay of the forward records and one reverse
         sweep.  argnums picks the inputs that get gradients (default: every float
         input); the result is a tuple with one gradient per picked input."""
@@ -241,7 +245,7 @@ class StaticTape:
         g = tuple(gr for gr, m in zip(grads, mask) if m)
         return _rebuild(outs, self._kind), (g[0] if isinstance(argnums, int) else g)
 
-    def grad(self, *xs, argnums=None):
+    def grad(self, *xs: Any, argnums: Union[int, Sequence[int], None] = None) -> Any:
         """The gradients of the (scalar) output at xs, one per picked input (a
         tuple; a single tensor when argnums is an int)."""
         if argnums is None and not self._retrace:   # the common case, with no wrapper
@@ -252,7 +256,7 @@ class StaticTape:
             return grads[argnums % len(xs)]
         return tuple(g for g, m in zip(grads, mask) if m)
 
-    def jacobian(self, *xs, argnum=0):
+    def jacobian(self, *xs: Any, argnum: int = 0) -> C.Tensor:
         """d out / d xs[argnum] (out.shape + x.shape): a replay, then one reverse
         sweep over the whole output basis."""
         from .transforms import reverse_sweep
@@ -296,7 +300,7 @@ class StaticTape:
             raise C.DTypeError(f"tape: input {argnum} is not a float input")
         return nums.index(argnum)
 
-    def hvp(self, x, v):
+    def hvp(self, x: Any, v: Any) -> C.Tensor:
         """Hessian-vector product of a scalar f of one input: forward mode over the
         recorded gradient tape."""
         from .transforms import forward_sweep
@@ -312,7 +316,7 @@ class StaticTape:
             return self._on_dev(C.as_tensor(np.zeros(x.shape if hasattr(x, "shape") else ())))
         return r.detach()
 
-    def hessian(self, *xs, argnum=0):
+    def hessian(self, *xs: Any, argnum: int = 0) -> C.Tensor:
         """The Hessian of a scalar f with respect to xs[argnum]: the recorded gradient
         tape replayed, then all tangent directions pushed through it at once."""
         return self._hessian_blocks(xs, [(argnum, argnum)], "tape.hessian")[(argnum, argnum)]
@@ -348,11 +352,11 @@ class StaticTape:
         return res
 
     # ---- inspection
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._replay)
 
     @property
-    def guards(self):
+    def guards(self) -> list[Guard]:
         return list(self._replay.guards)
 
     def __repr__(self):
@@ -427,7 +431,7 @@ class TreeTape:
     """A tape recorded on pytree arguments (a dict of parameters...): the leaves are
     the tape's inputs; calls take and give the same structures."""
 
-    def __init__(self, f, example_inputs, retrace):
+    def __init__(self, f: Callable[..., Any], example_inputs: Sequence[Any], retrace: bool) -> None:
         leaves, self._def = T.tree_flatten(tuple(example_inputs))
         self._nargs = len(example_inputs)
         self._counts = [len(T.tree_leaves(a)) for a in example_inputs]
@@ -464,10 +468,10 @@ class TreeTape:
             res.append(T.tree_unflatten(sub, [per_leaf[i] for i in idx]))
         return res[0] if isinstance(argnums, int) else tuple(res)
 
-    def __call__(self, *xs):
+    def __call__(self, *xs: Any) -> Any:
         return self.tape(*self._leaves(xs, "tape"))
 
-    def grad(self, *xs, argnums=None):
+    def grad(self, *xs: Any, argnums: Union[int, Sequence[int], None] = None) -> Any:
         """gradients per picked argument, each with that argument's structure"""
         leaves = self._leaves(xs, "tape.grad")
         groups = self._nums(argnums)
@@ -476,14 +480,14 @@ class TreeTape:
         per = dict(zip(flat, g))
         return self._regroup(groups, per, xs, argnums)
 
-    def value_and_grad(self, *xs, argnums=None):
+    def value_and_grad(self, *xs: Any, argnums: Union[int, Sequence[int], None] = None) -> Tuple[Any, Any]:
         leaves = self._leaves(xs, "tape.value_and_grad")
         groups = self._nums(argnums)
         flat = [i for _, idx in groups for i in idx]
         v, g = self.tape.value_and_grad(*leaves, argnums=tuple(flat))
         return v, self._regroup(groups, dict(zip(flat, g)), xs, argnums)
 
-    def jacobian(self, *xs, argnum=0):
+    def jacobian(self, *xs: Any, argnum: int = 0) -> Any:
         """d out / d xs[argnum] with the argument's structure: one block per leaf
         (out.shape + leaf.shape), as jax.jacrev of a function of a pytree"""
         if not isinstance(argnum, int):
@@ -493,7 +497,7 @@ class TreeTape:
         per = {i: self.tape.jacobian(*leaves, argnum=i) for i in groups[0][1]}
         return self._regroup(groups, per, xs, argnum)
 
-    def hessian(self, *xs, argnum=0):
+    def hessian(self, *xs: Any, argnum: int = 0) -> Any:
         """the Hessian of a scalar f in xs[argnum], nested as jax.hessian does for a
         pytree argument: the argument's structure, each entry the argument's structure
         again, holding the block leaf_i.shape + leaf_j.shape"""
@@ -506,14 +510,21 @@ class TreeTape:
         sub = T.tree_structure(xs[groups[0][0]])
         return T.tree_unflatten(sub, [T.tree_unflatten(sub, [blocks[(i, j)] for j in idx]) for i in idx])
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.tape)
 
     def __repr__(self):
         return f"<cad.TreeTape {self._def!r}: {self.tape!r}>"
 
 
-def record(f, *example_inputs, retrace=False):
+# for type checkers: tensor (array, number) inputs give a StaticTape (with hvp, guards);
+# pytree inputs a TreeTape
+@overload
+def record(f: Callable[..., Any], *example_inputs: Union[C.Tensor, np.ndarray, float],
+           retrace: bool = False) -> StaticTape: ...
+@overload
+def record(f: Callable[..., Any], *example_inputs: Any, retrace: bool = False) -> Union[StaticTape, TreeTape]: ...
+def record(f: Callable[..., Any], *example_inputs: Any, retrace: bool = False) -> Union[StaticTape, TreeTape]:
     """Record f once on example inputs; the result replays f (and its gradients,
     Jacobian, Hessian) on new inputs of the same shapes and dtypes with no Python
     per op.  See NOTE [ Recording ] for what is recorded and what becomes a guard.

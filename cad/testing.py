@@ -1,4 +1,8 @@
 """Checking derivatives against finite differences."""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
 import numpy as np
 
 from ._core import _engine as _C
@@ -63,8 +67,9 @@ def _analytic_fwd(f, inputs, diff, outs):
     return ana
 
 
-def gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, nmax=8,
-              modes=("rev",), order=1):
+def gradcheck(f: Callable[..., Any], inputs: Any, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
+              raise_exception: bool = True, nmax: int = 8, modes: Sequence[str] = ("rev",),
+              order: int = 1) -> bool:
     """Compare the Jacobian of f at inputs with central finite differences.
 
     inputs: a tensor or a tuple; the tensors that require grad are differentiated.
@@ -157,8 +162,8 @@ def _check_derivative_functions(f, inputs, diff, outs, eps, atol, rtol, raise_ex
     return True
 
 
-def gradgradcheck(f, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3,
-                  raise_exception=True):
+def gradgradcheck(f: Callable[..., Any], inputs: Any, grad_outputs: Any = None, eps: float = 1e-6,
+                  atol: float = 1e-5, rtol: float = 1e-3, raise_exception: bool = True) -> bool:
     """Check second derivatives the way torch.autograd.gradgradcheck does: the
     gradient of f (taken with create_graph=True, against fixed random grad_outputs)
     is checked with gradcheck."""

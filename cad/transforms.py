@@ -12,6 +12,10 @@ tangents and for forward mode, it runs the op table's differentiable rules over 
 records (`reverse_sweep`, `forward_sweep`) with recording on, so the result can be
 differentiated again (by any transform, in either order).
 """
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence, Tuple, Union
+
 import numpy as np
 
 from . import tree as T
@@ -485,7 +489,8 @@ def _outer(fresh, seeds=(), outs=()):
 # Each takes and returns pytrees (cad.tree).  Inside cad.vmap they peel the
 # running level first (NOTE [ Transforms inside vmap ] in cad/vmap.py).
 
-def value_and_grad(f, argnums=0, has_aux=False):
+def value_and_grad(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
+                   has_aux: bool = False) -> Callable[..., Tuple[Any, Any]]:
     """f -> (x -> (f(x), df/dx)) for scalar f; argnums an int or a tuple (then a
     tuple of gradients), each argument a pytree; has_aux: f returns (value, aux)
     and the result is ((value, aux), grad), as in JAX."""
@@ -516,7 +521,8 @@ def value_and_grad(f, argnums=0, has_aux=False):
     return vg
 
 
-def grad(f, argnums=0, has_aux=False):
+def grad(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
+         has_aux: bool = False) -> Callable[..., Any]:
     """f -> df/dx for a scalar-valued f (JAX's grad); nests to any depth."""
     vg = value_and_grad(f, argnums, has_aux)
 
@@ -585,7 +591,7 @@ class VjpFn:
         return self._regroup(res)
 
 
-def vjp(f, *primals, has_aux=False):
+def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Tuple[Any, ...]:
     """(f(*primals), vjp_fn): vjp_fn(cotangent) returns a tuple with one cotangent
     per primal (JAX's vjp); vjp_fn may be called many times.  Primals, outputs
     and cotangents are pytrees."""
@@ -657,7 +663,8 @@ def _jvp_core(f, primals, tangents, has_aux, nb):
     return (value, tres, aux) if has_aux else (value, tres)
 
 
-def jvp(f, primals, tangents, has_aux=False):
+def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
+        has_aux: bool = False) -> Tuple[Any, ...]:
     """(f(*primals), J t): forward mode, tangents pushed along the recorded ops
     (JAX's jvp).  primals and tangents are tuples of pytrees of the same structure."""
     level = _B.top()
@@ -672,7 +679,8 @@ def jvp_batched(f, primals, tangents, has_aux=False):
     return _jvp_core(f, primals, tangents, has_aux, 1)
 
 
-def jacrev(f, argnums=0, has_aux=False):
+def jacrev(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
+           has_aux: bool = False) -> Callable[..., Any]:
     """f -> the Jacobian by reverse mode: one sweep over a batch of cotangents (the
     whole output basis); shape out.shape + x.shape; for pytrees, the output's
     structure holding the argument's (a tuple of them for a tuple argnums)."""
@@ -706,7 +714,8 @@ def jacrev(f, argnums=0, has_aux=False):
     return jf
 
 
-def jacfwd(f, argnums=0, has_aux=False):
+def jacfwd(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
+           has_aux: bool = False) -> Callable[..., Any]:
     """f -> the Jacobian by forward mode: all tangent directions pushed at once;
     shape out.shape + x.shape (pytrees as jacrev)."""
     def jf(*args, **kwargs):
@@ -744,21 +753,21 @@ def jacfwd(f, argnums=0, has_aux=False):
     return jf
 
 
-def jacobian(f, *args, argnums=0):
+def jacobian(f: Callable[..., Any], *args: Any, argnums: Union[int, Sequence[int]] = 0) -> Any:
     """jacobian(f, x): the seed's signature (reverse mode); jacobian(f) returns the
     function, as jacrev."""
     jf = jacrev(f, argnums)
     return jf(*args) if args else jf
 
 
-def hessian(f, *args, argnums=0):
+def hessian(f: Callable[..., Any], *args: Any, argnums: Union[int, Sequence[int]] = 0) -> Any:
     """hessian(f, x): the matrix of second derivatives of a scalar f, forward over
     reverse (jacfwd(jacrev(f))); hessian(f) returns the function."""
     hf = jacfwd(jacrev(f, argnums), argnums)
     return hf(*args) if args else hf
 
 
-def hvp(f, x, v):
+def hvp(f: Callable[..., Any], x: Any, v: Any) -> Any:
     """the Hessian-vector product H(x) v of a scalar f, without forming H
     (forward over reverse)."""
     return jvp(grad(f), (x,), (v,))[1]

@@ -10,6 +10,9 @@ the same way whatever their insertion order.
 Written here rather than taken from a library: optree and jax.tree_util would make
 cad depend on a C++ extension or on JAX for sixty lines of code.
 """
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 
 class TreeDef:
@@ -75,7 +78,7 @@ def _node(x):
 _CONTAINERS = (tuple, list, dict)
 
 
-def tree_flatten(tree, is_leaf=None):
+def tree_flatten(tree: Any, is_leaf: Optional[Callable[[Any], bool]] = None) -> Tuple[List[Any], TreeDef]:
     """(leaves, treedef): the leaves left to right and the structure."""
     if is_leaf is None and tree is not None and not isinstance(tree, _CONTAINERS):
         return [tree], _LEAF   # a single leaf (the common case), without the walk
@@ -94,7 +97,7 @@ def tree_flatten(tree, is_leaf=None):
     return leaves, go(tree)
 
 
-def tree_unflatten(treedef, leaves):
+def tree_unflatten(treedef: TreeDef, leaves: Iterable[Any]) -> Any:
     """The pytree of structure treedef holding leaves (in tree_flatten's order)."""
     it = iter(leaves)
 
@@ -118,17 +121,18 @@ def tree_unflatten(treedef, leaves):
     return go(treedef)
 
 
-def tree_leaves(tree, is_leaf=None):
+def tree_leaves(tree: Any, is_leaf: Optional[Callable[[Any], bool]] = None) -> List[Any]:
     if is_leaf is None and tree is not None and not isinstance(tree, _CONTAINERS):
         return [tree]
     return tree_flatten(tree, is_leaf)[0]
 
 
-def tree_structure(tree, is_leaf=None):
+def tree_structure(tree: Any, is_leaf: Optional[Callable[[Any], bool]] = None) -> TreeDef:
     return tree_flatten(tree, is_leaf)[1]
 
 
-def tree_map(f, tree, *rest, is_leaf=None):
+def tree_map(f: Callable[..., Any], tree: Any, *rest: Any,
+             is_leaf: Optional[Callable[[Any], bool]] = None) -> Any:
     """f applied leaf by leaf; rest are trees of the same structure as tree."""
     if not rest and is_leaf is None and tree is not None and not isinstance(tree, _CONTAINERS):
         return f(tree)

@@ -15,7 +15,10 @@ rules).  A vjp_fn (or autograd.grad) called with cotangents batched by a vmap th
 started after it was made sweeps once with a batch of cotangents (torch's
 is_grads_batched): vmap(vjp_fn)(eye) is the seed's Jacobian.
 """
+from __future__ import annotations
+
 import functools
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -83,7 +86,8 @@ def _levels_in(tree):
 
 # ---------------------------------------------------------------- vmap
 
-def vmap(f, in_dims=0, out_dims=0, chunk_size=None, randomness="error"):
+def vmap(f: Callable[..., Any], in_dims: Any = 0, out_dims: Any = 0, chunk_size: Optional[int] = None,
+         randomness: str = "error") -> Callable[..., Any]:
     """f mapped over an axis of its arguments (torch.func.vmap / jax.vmap).
 
     in_dims: an int, None (not mapped), negative, or a tuple with one entry per

@@ -8,10 +8,14 @@ Outputs (not committed; setup.py runs this before cythonize):
   cad/_core/_tensor.pxi         Cython: the Tensor class (tensor.pxi.in) with the op table's methods
   cad_kernels/cuda/_gen_rows.cuh  the same rows as CUDA kernels (host emulation includes it)
   cad/_core/_kernels.cu         the whole CUDA module source (package data; nvcc at run time)
+  cad/_core/_engine.pyi         the engine's stub (_engine.pyi.in with the op table's functions, methods)
+  cad/__init__.pyi              the top-level namespace's stub (__init__.pyi.in with the ops' signatures)
 
 Usage: python tools/gen_ops.py [--check]   (--check: exit 1 if outputs are stale)
 """
+import ast
 import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -748,6 +752,53 @@ def gen_tensor(reg):
     return f"# {HEADER} (from cad/_core/tensor.pxi.in)\n" + src[:i] + gen_methods(reg) + src[j + 1:]
 
 
+class _Lit:
+    """a piece of stub source, written as is where inspect renders a signature"""
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return self.text
+
+
+def _stub_default(v):
+    simple = (type(None), bool, int, float, str)
+    if isinstance(v, simple) or (isinstance(v, tuple) and all(isinstance(e, simple) for e in v)):
+        return _Lit(repr(v))
+    return _Lit("...")   # a sentinel object: the stub says only that there is a default
+
+
+def _stub_annot(a, default):
+    if a is inspect.Parameter.empty:
+        return _Lit(default)
+    return _Lit(a if isinstance(a, str) else inspect.formatannotation(a))
+
+
+def op_signature(op, method=False):
+    """an op's public signature as stub source: "(x: Any, axis: Any = None) -> Tensor".
+    NOTE [ Op signatures in the stubs ]: the parameters, their kinds and defaults are the
+    op's Python function's (a decorated op's; op.args for an op the engine defines);
+    its annotations where it has them, else Any for a parameter and Tensor for the result
+    (an op makes one tensor; the few that do not say so: atleast_1d's -> Any).  A
+    method's self takes the first parameter's place.  The compiled methods take
+    (self, *args, **kwargs) and pass them on, so a method stub is narrower than its
+    runtime signature; stubtest accepts that except for ops of the tensor alone
+    (tests/stubtest_allowlist.txt names them)."""
+    if op.api is None:
+        P = inspect.Parameter
+        sig = inspect.Signature([P(a, P.POSITIONAL_OR_KEYWORD) for a in op.args])
+    else:
+        sig = inspect.signature(op.api)   # follows __wrapped__ to the op's function
+    ps = [p.replace(annotation=_stub_annot(p.annotation, "Any"),
+                    default=p.default if p.default is p.empty else _stub_default(p.default))
+          for p in sig.parameters.values()]
+    if method:   # self takes the first parameter's place (a *args stays: self is one of them)
+        rest = ps if ps and ps[0].kind == ps[0].VAR_POSITIONAL else ps[1:]
+        ps = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + rest
+    sig = sig.replace(parameters=ps, return_annotation=_stub_annot(sig.return_annotation, "Tensor"))
+    return str(sig)
+
+
 def gen_pyi(reg, prims):
     """cad/_core/_engine.pyi: the hand-written stub (_engine.pyi.in) with the op table's
     Tensor methods and module functions filled in, so the stub stays complete
@@ -760,8 +811,8 @@ def gen_pyi(reg, prims):
             rest = "".join(f", {a}: Any" for a in op.args[1:])
             for name in (op.name,) + op.aliases:
                 M.append(f"    def {name}(self{rest}) -> Tensor: ...")
-        else:
-            M.append(f"    def {op.name}(self, *args: Any, **kwargs: Any) -> Any: ...")
+        else:   # the method passes its arguments on to the op's function
+            M.append(f"    def {op.name}{op_signature(op, method=True)}: ...")
     F = []
     for op in reg.values():
         if op.kind in ("ew", "bool"):
@@ -774,6 +825,45 @@ def gen_pyi(reg, prims):
     src = src.replace("    # @OP_METHODS@\n", "\n".join(M) + "\n")
     src = src.replace("# @OP_FUNCTIONS@\n", "\n".join(f for f in F if f) + "\n")
     return f"# {HEADER} (from cad/_core/_engine.pyi.in)\n" + src
+
+
+def _init_all(reg):
+    """cad.__all__ as cad/__init__.py computes it: the exported ops (and their aliases)
+    and the set of names written there"""
+    with open(os.path.join(ROOT, "cad", "__init__.py")) as f:
+        tree = ast.parse(f.read())
+    names = {n for op in reg.values() if op.export for n in (op.name,) + op.aliases}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in node.targets):
+            for sub in ast.walk(node.value):
+                if isinstance(sub, ast.Set):
+                    names |= {ast.literal_eval(e) for e in sub.elts}
+            return sorted(names)
+    raise SystemExit("gen_ops: cad/__init__.py assigns no __all__")
+
+
+def gen_init_pyi(reg):
+    """cad/__init__.pyi: the top-level namespace for type checkers.  cad/__init__.py binds
+    the op table's functions at import (globals()), which a checker cannot follow; the
+    stub is the hand-written cad/__init__.pyi.in (the imports as explicit re-exports,
+    what the table cannot say) with one signature per exported op and alias
+    (NOTE [ Op signatures in the stubs ]) and __all__ filled in.  An op the template
+    defines itself (where: overloads) is left to it."""
+    with open(os.path.join(ROOT, "cad", "__init__.pyi.in")) as f:
+        src = f.read()
+    own = set(re.findall(r"^def (\w+)\(", src, re.M))
+    F = []
+    for op in reg.values():
+        if op.export and op.name not in own:
+            sig = op_signature(op)
+            for name in (op.name,) + op.aliases:
+                F.append(f"def {name}{sig}: ...")
+    for marker in ("# @OP_FUNCTIONS@\n", "# @ALL@\n"):
+        if marker not in src:
+            raise SystemExit(f"gen_ops: cad/__init__.pyi.in lacks the line {marker.strip()}")
+    src = src.replace("# @OP_FUNCTIONS@\n", "\n".join(F) + "\n")
+    src = src.replace("# @ALL@\n", "__all__ = [\n" + "".join(f"    {n!r},\n" for n in _init_all(reg)) + "]\n")
+    return f"# {HEADER} (from cad/__init__.pyi.in)\n" + src
 
 
 def outputs():
@@ -790,6 +880,7 @@ def outputs():
         os.path.join(ROOT, "cad", "_core", "_gen_ops.pxi"): gen_pxi(reg, prims, ew),
         os.path.join(ROOT, "cad", "_core", "_tensor.pxi"): gen_tensor(reg),
         os.path.join(ROOT, "cad", "_core", "_engine.pyi"): gen_pyi(reg, prims),
+        os.path.join(ROOT, "cad", "__init__.pyi"): gen_init_pyi(reg),
         os.path.join(ROOT, "cad_kernels", "cuda", "_gen_rows.cuh"): gen_cu_rows(prims, ew),
         os.path.join(ROOT, "cad", "_core", "_kernels.cu"): gen_cu_module(prims, ew),
     }

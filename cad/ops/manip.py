@@ -4,6 +4,7 @@ steps) and integer-array indexing (gathers); their derivatives, of every order, 
 those ops' (scatter-adds for the gathers).  ``split``/``array_split`` return lists and
 ``nonzero`` a tuple, so they are functions beside the table rather than entries."""
 import itertools
+from typing import Any
 
 import numpy as np
 
@@ -200,7 +201,7 @@ def _atleast(x, n, who):
 
 
 def _atleast_op(n):
-    def fn(*xs):
+    def fn(*xs) -> Any:   # a tensor, or a tuple of them for several arguments (numpy)
         r = tuple(_atleast(x, n, f"atleast_{n}d") for x in xs)
         return r[0] if len(r) == 1 else r
     fn.__name__ = fn.__qualname__ = f"atleast_{n}d"   # (a module-level name: the docs resolve it)
@@ -283,13 +284,13 @@ def _split(x, indices_or_sections, axis, who, equal):
     return [x[along(x.ndim, ax, slice(a, b))] for a, b in itertools.pairwise(bounds)]
 
 
-def split(x, indices_or_sections, axis=0):
+def split(x: Any, indices_or_sections: Any, axis: int = 0) -> "list[C.Tensor]":
     """split(x, indices_or_sections, axis=0): a list of tensors, as numpy (an int: that
     many equal sections; a sequence: the split points; torch's split takes sizes)."""
     return _split(x, indices_or_sections, axis, "split", True)
 
 
-def array_split(x, indices_or_sections, axis=0):
+def array_split(x: Any, indices_or_sections: Any, axis: int = 0) -> "list[C.Tensor]":
     """array_split(x, indices_or_sections, axis=0): as split, with unequal sections
     allowed (the first n % k sections get one element more, numpy)."""
     return _split(x, indices_or_sections, axis, "array_split", False)
@@ -354,7 +355,7 @@ def pad(x, pad_width, mode="constant", constant_values=0):
 
 # ---- nonzero, and where with one argument
 
-def nonzero(x):
+def nonzero(x: Any) -> "tuple[C.Tensor, ...]":
     """nonzero(x): a tuple of int64 index tensors, one per dimension, of the nonzero
     elements (numpy; not differentiable)."""
     if is_batched(x):

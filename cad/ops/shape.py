@@ -4,6 +4,7 @@ unsqueeze, basic indexing): its record holds (offset, shape, strides) relative t
 the input's contiguous layout, and its vjp accumulates into that strided window of
 the input's gradient.  ``concatenate`` is the other primitive."""
 import operator
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -188,7 +189,7 @@ def unsqueeze(x, dim):
     return C.reshape(x, tuple(shape))
 
 
-def expand_dims(x, axis):
+def expand_dims(x: Any, axis: Any) -> "C.Tensor":
     """expand_dims(x, axis): as numpy (unsqueeze)."""
     return unsqueeze(x, axis)
 
@@ -200,7 +201,7 @@ def concatenate(tensors, axis=0, *, dim=None):
     return C.concat([C.as_tensor(t) for t in tensors], axis)
 
 
-def cat(tensors, dim=0):
+def cat(tensors: Sequence[Any], dim: int = 0) -> "C.Tensor":
     """cat(tensors, dim=0): torch's name for concatenate."""
     return concatenate(tensors, dim)
 

@@ -2,6 +2,7 @@
 differentiable) and the ops composed from it, whose values are gathered from x with
 ``take_along_axis``, so their derivatives of every order are the gather's."""
 import collections
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,8 @@ def sort(x, axis=-1, kind=None, order=None, *, stable=None, descending=False, di
 TopK = collections.namedtuple("topk", ["values", "indices"])   # torch.return_types.topk
 
 
-def topk(x, k, dim=-1, largest=True, sorted=True, *, axis=None):
+def topk(x: Any, k: int, dim: int = -1, largest: bool = True, sorted: bool = True, *,
+         axis: Any = None) -> "TopK":
     """topk(x, k, dim=-1, largest=True, sorted=True) -> (values, indices), as torch: the k
     largest (smallest) elements along dim, in order (always sorted; ties: the first
     one first); the values are differentiable."""

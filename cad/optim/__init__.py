@@ -23,7 +23,10 @@ cad_kernels/cuda/kernels.cuh, the same arithmetic element by element); their sta
 buffers are CUDA tensors the optimizer owns.  torch's `foreach=` and `fused=` are
 accepted and ignored: a step is always one fused call per device.
 """
+from __future__ import annotations
+
 import math
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
@@ -100,7 +103,7 @@ class Optimizer:
     # the per-parameter state names, in the order of the engine's [step, m, v, w]
     _kind = 0
 
-    def __init__(self, params, defaults):
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         self.defaults = dict(defaults)
         self._state = {}   # parameter -> [step, m, v, w]: arrays (CPU) or tensors (CUDA)
         self.param_groups = []
@@ -124,7 +127,7 @@ class Optimizer:
             self.add_param_group(g)
 
     # ---- groups
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group of parameters with its own settings (missing ones take the
         optimizer's defaults), e.g. to train new layers at another learning rate."""
         who = type(self).__name__
@@ -166,7 +169,7 @@ class Optimizer:
         raise NotImplementedError
 
     # ---- the step
-    def step(self, closure=None):
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
         """One update of every parameter that has a .grad (the others are skipped).
         closure: an optional function that recomputes the loss (run with grad
         enabled); its value is returned."""
@@ -178,7 +181,7 @@ class Optimizer:
         _C.optim_step(groups, self._state)
         return loss
 
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's .grad: None (the default, as PyTorch), or zeros
         (new zero tensors: gradients are values too, never changed in place)."""
         from .. import zeros_like
@@ -203,13 +206,13 @@ class Optimizer:
         return out
 
     @property
-    def state(self):
+    def state(self) -> dict[Tensor, dict[str, Any]]:
         """parameter -> its state ({"momentum_buffer": ...} or {"step", "exp_avg",
         "exp_avg_sq"[, "max_exp_avg_sq"]}), as copies: the optimizer's own buffers
         change at every step and are never handed out"""
         return {p: packed for p, st in self._state.items() if (packed := self._pack(st))}
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """{"state": {param index: state}, "param_groups": [settings + "params": indices]},
         PyTorch's layout; tensors are copies."""
         index = {}
@@ -250,7 +253,7 @@ class Optimizer:
                 st[k] = np.array(_C.host(v), dtype=p.dtype, copy=True, order="C")
         return st
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load what state_dict() returned (by this optimizer or one built the same
         way): settings and per-parameter state; training then continues exactly as
         without the interruption."""
@@ -308,8 +311,9 @@ class SGD(Optimizer):
     """
     _names = ("step", "momentum_buffer")
 
-    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
-                 maximize=False, foreach=None, fused=None):
+    def __init__(self, params: Any, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
+                 foreach: Optional[bool] = None, fused: Optional[bool] = None) -> None:
         defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
                         "nesterov": nesterov, "maximize": maximize}
         self._check_group(defaults)
@@ -347,8 +351,10 @@ class Adam(Optimizer):
     _names = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
-                 maximize=False, decoupled_weight_decay=None, foreach=None, fused=None):
+    def __init__(self, params: Any, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *,
+                 maximize: bool = False, decoupled_weight_decay: Optional[bool] = None,
+                 foreach: Optional[bool] = None, fused: Optional[bool] = None) -> None:
         if decoupled_weight_decay is None:
             decoupled_weight_decay = self._decoupled
         defaults = {"lr": lr, "betas": tuple(betas) if isinstance(betas, (list, tuple)) else betas,
@@ -382,8 +388,9 @@ class AdamW(Adam):
     p *= 1 - lr * weight_decay before the Adam update; weight_decay defaults to 1e-2."""
     _decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
-                 maximize=False, foreach=None, fused=None):
+    def __init__(self, params: Any, lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False, foreach: Optional[bool] = None, fused: Optional[bool] = None) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=True)
 

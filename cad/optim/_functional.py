@@ -14,8 +14,10 @@ what cad.optim.Adam gives after n steps (up to the rounding of one addition).  T
 learning rate may be a schedule: a function of the number of updates done so far.
 Updates are values, not recorded on a tape (the optimizer is not differentiated).
 """
+from __future__ import annotations
+
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Tuple, Union
 
 from .._core import _engine as _C
 from .._core._engine import Tensor
@@ -26,8 +28,8 @@ _F = _C.OPT_FLAGS
 
 class GradientTransformation(NamedTuple):
     """init(params) -> state; update(grads, state, params=None) -> (updates, state)"""
-    init: Callable
-    update: Callable
+    init: Callable[[Any], Any]
+    update: Callable[..., Tuple[Any, Any]]
 
 
 class SGDState(NamedTuple):
@@ -99,7 +101,8 @@ def _run(hyp, step, who, grads, params, states, first=False):
     return tdef, ups, nm, nv, nw
 
 
-def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False):
+def sgd(lr: Union[float, Callable[[int], float]] = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+        weight_decay: float = 0.0, nesterov: bool = False, maximize: bool = False) -> GradientTransformation:
     """SGD as a GradientTransformation (cad.optim.SGD's formulas); lr may be a
     function of the update count."""
     from . import SGD
@@ -124,8 +127,9 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, 
     return GradientTransformation(init, update)
 
 
-def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
-         decoupled_weight_decay=False):
+def adam(lr: Union[float, Callable[[int], float]] = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+         eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False,
+         decoupled_weight_decay: bool = False) -> GradientTransformation:
     """Adam as a GradientTransformation (cad.optim.Adam's formulas, bias-corrected);
     lr may be a function of the update count."""
     from . import Adam
@@ -151,12 +155,14 @@ def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
     return GradientTransformation(init, update)
 
 
-def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False):
+def adamw(lr: Union[float, Callable[[int], float]] = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+          eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False,
+          maximize: bool = False) -> GradientTransformation:
     """AdamW as a GradientTransformation (decoupled weight decay; needs params in update)"""
     return adam(lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay=True)
 
 
-def apply_updates(params, updates):
+def apply_updates(params: Any, updates: Any) -> Any:
     """params + updates leaf by leaf, as new tensors (a leaf that required grad gives
     a new leaf that requires grad); nothing is recorded."""
     def add(p, u):

@@ -45,6 +45,10 @@ is forward sensitivities, also an odeint (of [y, ty], d(ty)/dt = J_y ty + J_args
 t_args by cad.jvp of func), so cad.jvp, jacfwd and hessian work; a tangent of the
 times moves the start (ty0 - f(y0, t0) tt0) and the outputs (+ f(y_i, t_i) tt_i).
 """
+from __future__ import annotations
+
+from typing import Any, Callable
+
 import numpy as np
 
 from .. import tree as T
@@ -919,8 +923,8 @@ def _odeint_jvp(tangents, ans, y0, ts, *rest):
 
 # ---------------------------------------------------------------- the public function
 
-def odeint(func, y0, t, *args, rtol=1.4e-8, atol=1.4e-8, mxstep=100000, hmax=np.inf,
-           tfirst=False, **kwargs):
+def odeint(func: Callable[..., Any], y0: Any, t: Any, *args: Any, rtol: float = 1.4e-8, atol: float = 1.4e-8,
+           mxstep: int = 100000, hmax: float = np.inf, tfirst: bool = False, **kwargs: Any) -> Any:
     """Integrate the system dy/dt = func(y, t, *args) from y(t[0]) = y0; returns y at
     every time of t, shape (len(t),) + y0.shape.
 

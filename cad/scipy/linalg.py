@@ -36,6 +36,10 @@ The overwrite_* arguments are accepted and ignored (cad never writes its inputs)
 On CUDA tensors every primitive computes on the host (its inputs and outputs move
 through the differentiable to_device op); the compositions' cad ops run on the GPU.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import contextlib
 import functools
 
@@ -205,7 +209,7 @@ def _sylv_vjp(g, x, a, b, q):
 _sylv.defvmap(lambda a, b, q: _sylv(a, b, q))
 
 
-def solve_sylvester(a, b, q):
+def solve_sylvester(a: Any, b: Any, q: Any) -> C.Tensor:
     """X with a X + X b = q (scipy.linalg.solve_sylvester; a (..., m, m), b
     (..., n, n), q (..., m, n))"""
     a, b, q = _as(a), _as(b), _as(q)
@@ -219,7 +223,7 @@ def solve_sylvester(a, b, q):
     return _sylv(a, b, q)
 
 
-def solve_continuous_lyapunov(a, q):
+def solve_continuous_lyapunov(a: Any, q: Any) -> C.Tensor:
     """X with a X + X a^T = q (scipy.linalg.solve_continuous_lyapunov, real a)"""
     a = _as(a)
     _square("solve_continuous_lyapunov", a)
@@ -256,7 +260,7 @@ _expm.defvjp(lambda g, x, a: (_sum_to(_frechet(_T(a), g), a.shape),))
 _expm.defvmap(lambda a: _expm(a))
 
 
-def expm(A):
+def expm(A: Any) -> C.Tensor:
     """the matrix exponential of A (..., n, n) (scipy.linalg.expm)"""
     A = _as(A)
     _float("expm", A)
@@ -289,7 +293,7 @@ _sqrtm.defvjp(lambda g, x, a: (_sum_to(_sylv(_T(x), _T(x), g), a.shape),))
 _sqrtm.defvmap(lambda a: _sqrtm(a))
 
 
-def sqrtm(A, disp=True, blocksize=64):
+def sqrtm(A: Any, disp: Any = True, blocksize: Any = 64) -> Any:
     """the principal square root X of A (X @ X = A), real A with a real root
     (scipy.linalg.sqrtm; a negative real eigenvalue raises LinAlgError, since the
     root is complex).  disp=False returns (X, errest) as older scipy did, errest =
@@ -314,8 +318,8 @@ def _trans(who, trans):
     raise ValueError(f"cad.scipy.linalg.{who}: trans must be 0, 1, 2, 'N', 'T' or 'C', got {trans!r}")
 
 
-def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_b=False,
-                     check_finite=True):
+def solve_triangular(a: Any, b: Any, trans: Any = 0, lower: Any = False, unit_diagonal: Any = False,
+                     overwrite_b: Any = False, check_finite: Any = True) -> C.Tensor:
     """x with op(T) x = b, T a's upper (lower=True: lower) triangle, op per trans
     (scipy.linalg.solve_triangular; b a vector or a (batch of) matrices)"""
     a, b = _as(a), _as(b)
@@ -357,13 +361,13 @@ def _chol(who, a, lower, check_finite):
     return a, (L if lower else _T(L))
 
 
-def cholesky(a, lower=False, overwrite_a=False, check_finite=True):
+def cholesky(a: Any, lower: Any = False, overwrite_a: Any = False, check_finite: Any = True) -> C.Tensor:
     """the Cholesky factor of a: upper U with a = U^T U by default (scipy's
     convention; lower=True: L with a = L L^T); only that triangle of a is read"""
     return _chol("cholesky", a, lower, check_finite)[1]
 
 
-def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
+def cho_factor(a: Any, lower: Any = False, overwrite_a: Any = False, check_finite: Any = True) -> Any:
     """(c, lower) for cho_solve: c holds the factor in its upper (lower) triangle
     and a's entries in the other, as scipy's (NOTE [ scipy.linalg ])"""
     a, f = _chol("cho_factor", a, lower, check_finite)
@@ -372,7 +376,7 @@ def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
     return c, bool(lower)
 
 
-def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
+def cho_solve(c_and_lower: Any, b: Any, overwrite_b: Any = False, check_finite: Any = True) -> C.Tensor:
     """x with a x = b from cho_factor's (c, lower): two triangular solves"""
     if not isinstance(c_and_lower, (tuple, list)) or len(c_and_lower) != 2:
         raise TypeError("cad.scipy.linalg.cho_solve: the first argument must be the pair (c, lower) "
@@ -470,7 +474,8 @@ def _banded_vjp(g, x, ab, b, l, u):
     return (gab, gb, None, None)
 
 
-def solve_banded(l_and_u, ab, b, overwrite_ab=False, overwrite_b=False, check_finite=True):
+def solve_banded(l_and_u: Any, ab: Any, b: Any, overwrite_ab: Any = False, overwrite_b: Any = False,
+                 check_finite: Any = True) -> C.Tensor:
     """x with a x = b, a given in band storage ab[u + i - j, j] == a[i, j]
     (scipy.linalg.solve_banded: its LAPACK call; the derivatives are O(n (l + u))
     band products and banded solves with a and a^T, zero outside the band)"""
@@ -508,8 +513,8 @@ _ASSUME = {None: "gen", "gen": "gen", "general": "gen", "sym": "sym", "symmetric
            "upper triangular": "upper", "lower triangular": "lower"}
 
 
-def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=True,
-          assume_a=None, transposed=False):
+def solve(a: Any, b: Any, lower: Any = False, overwrite_a: Any = False, overwrite_b: Any = False,
+          check_finite: Any = True, assume_a: Any = None, transposed: Any = False) -> C.Tensor:
     """x with a x = b (scipy.linalg.solve; transposed: a^T x = b).  assume_a 'sym',
     'her', 'pos' read one triangle (lower), 'diagonal' the diagonal, 'tridiagonal'
     three diagonals, the triangular ones a triangle, as scipy's LAPACK calls do;
@@ -543,7 +548,8 @@ def solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=
         return _la.solve(a, b)
 
 
-def inv(a, overwrite_a=False, check_finite=True, *, assume_a=None, lower=False):
+def inv(a: Any, overwrite_a: Any = False, check_finite: Any = True, *, assume_a: Any = None,
+        lower: Any = False) -> C.Tensor:
     """a^-1 (scipy.linalg.inv)"""
     a = _as(a)
     _float("inv", a)
@@ -557,7 +563,7 @@ def inv(a, overwrite_a=False, check_finite=True, *, assume_a=None, lower=False):
         return _la.inv(a)
 
 
-def det(a, overwrite_a=False, check_finite=True):
+def det(a: Any, overwrite_a: Any = False, check_finite: Any = True) -> C.Tensor:
     """det(a) (scipy.linalg.det; batched)"""
     a = _as(a)
     _float("det", a)
@@ -591,8 +597,9 @@ _eigh_sp.defvjp(lambda g, ans, a, lower=True: _la._eigh_vjp(g, ans, a))
 _eigh_sp.defvmap(lambda a, lower=True: _eigh_sp(a, lower))
 
 
-def eigh(a, b=None, *, lower=True, eigvals_only=False, overwrite_a=False, overwrite_b=False,
-         type=1, check_finite=True, subset_by_index=None, subset_by_value=None, driver=None):
+def eigh(a: Any, b: Any = None, *, lower: Any = True, eigvals_only: Any = False,
+         overwrite_a: Any = False, overwrite_b: Any = False, type: Any = 1, check_finite: Any = True,
+         subset_by_index: Any = None, subset_by_value: Any = None, driver: Any = None) -> Any:
     """(w, v) of a real symmetric a, ascending (scipy.linalg.eigh, the standard
     problem: b=None; subset_by_index [lo, hi] supported).  The derivative is the
     symmetric one (a perturbation of the triangle read moves both of its mirror
@@ -618,15 +625,16 @@ def eigh(a, b=None, *, lower=True, eigvals_only=False, overwrite_a=False, overwr
     return w if eigvals_only else (w, V)
 
 
-def eigvalsh(a, b=None, *, lower=True, overwrite_a=False, overwrite_b=False, type=1,
-             check_finite=True, subset_by_index=None, subset_by_value=None, driver=None):
+def eigvalsh(a: Any, b: Any = None, *, lower: Any = True, overwrite_a: Any = False,
+             overwrite_b: Any = False, type: Any = 1, check_finite: Any = True,
+             subset_by_index: Any = None, subset_by_value: Any = None, driver: Any = None) -> C.Tensor:
     """eigh's eigenvalues (scipy.linalg.eigvalsh)"""
     return eigh(a, b, lower=lower, eigvals_only=True, check_finite=check_finite,
                 subset_by_index=subset_by_index, subset_by_value=subset_by_value)
 
 
-def svd(a, full_matrices=True, compute_uv=True, overwrite_a=False, check_finite=True,
-        lapack_driver="gesdd"):
+def svd(a: Any, full_matrices: Any = True, compute_uv: Any = True, overwrite_a: Any = False,
+        check_finite: Any = True, lapack_driver: Any = "gesdd") -> Any:
     """(U, s, Vh) (scipy.linalg.svd; derivatives for full_matrices=False or a square
     a, and for s; lapack_driver is accepted, the driver is gesdd as scipy's default)"""
     if lapack_driver not in ("gesdd", "gesvd"):
@@ -639,11 +647,12 @@ def svd(a, full_matrices=True, compute_uv=True, overwrite_a=False, check_finite=
         return _la.svd(a, full_matrices=full_matrices, compute_uv=compute_uv)
 
 
-def svdvals(a, overwrite_a=False, check_finite=True):
+def svdvals(a: Any, overwrite_a: Any = False, check_finite: Any = True) -> C.Tensor:
     return svd(a, compute_uv=False, check_finite=check_finite)
 
 
-def qr(a, overwrite_a=False, lwork=None, mode="full", pivoting=False, check_finite=True):
+def qr(a: Any, overwrite_a: Any = False, lwork: Any = None, mode: Any = "full", pivoting: Any = False,
+       check_finite: Any = True) -> Any:
     """scipy.linalg.qr: mode 'full' (Q (m, m); differentiable when m <= n), 'economic'
     (Q (m, k)), 'r' (returns (R,), R (m, n) as scipy); pivoting=True adds scipy's column
     permutation P (locally constant) and factors a[:, P].  Derivatives need m >= n
@@ -683,8 +692,8 @@ def qr(a, overwrite_a=False, lwork=None, mode="full", pivoting=False, check_fini
     return (q, r, perm) if pivoting else (q, r)
 
 
-def lstsq(a, b, cond=None, overwrite_a=False, overwrite_b=False, check_finite=True,
-          lapack_driver=None):
+def lstsq(a: Any, b: Any, cond: Any = None, overwrite_a: Any = False, overwrite_b: Any = False,
+          check_finite: Any = True, lapack_driver: Any = None) -> Any:
     """(x, residues, rank, s) (scipy.linalg.lstsq) for an a of full column rank
     (m >= n; x and residues are differentiable, through QR); residues are the
     squared column norms of b - a x when m > n, else empty, as scipy"""
@@ -703,7 +712,7 @@ def lstsq(a, b, cond=None, overwrite_a=False, overwrite_b=False, check_finite=Tr
     return x, res, rank, s
 
 
-def pinv(a, *, atol=None, rtol=None, return_rank=False, check_finite=True):
+def pinv(a: Any, *, atol: Any = None, rtol: Any = None, return_rank: Any = False, check_finite: Any = True) -> Any:
     """the pseudo-inverse through the SVD (scipy.linalg.pinv: singular values
     above atol + rtol * s_max kept; rtol defaults to max(m, n) * eps when atol is
     not given, else 0); differentiable where the rank is constant"""
@@ -730,7 +739,7 @@ def pinv(a, *, atol=None, rtol=None, return_rank=False, check_finite=True):
     return B
 
 
-def norm(a, ord=None, axis=None, keepdims=False, check_finite=True):
+def norm(a: Any, ord: Any = None, axis: Any = None, keepdims: Any = False, check_finite: Any = True) -> C.Tensor:
     """scipy.linalg.norm (cad.norm: vector norms and every matrix norm)"""
     a = _as(a)
     _finite("norm", check_finite, a)

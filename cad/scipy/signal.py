@@ -29,6 +29,10 @@ values agree with scipy's FFT path to rounding).  Integer and bool inputs, which
 have no derivative, are passed to scipy.signal itself (same values and dtype);
 complex inputs raise TypeError.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import functools
 
 import numpy as np
@@ -165,14 +169,14 @@ def _conv(who, in1, in2, mode, method, flip, boundary="fill", fillvalue=0):
     return cad.reshape(out, length)
 
 
-def convolve(in1, in2, mode="full", method="auto"):
+def convolve(in1: Any, in2: Any, mode: Any = "full", method: Any = "auto") -> C.Tensor:
     """scipy.signal.convolve: the N-D convolution of in1 and in2 (same ndim), mode
     'full', 'same' (in1's shape, centered) or 'valid'; computed directly for every
     method (NOTE [ Direct convolution ])"""
     return _conv("convolve", in1, in2, mode, method, flip=False)
 
 
-def correlate(in1, in2, mode="full", method="auto"):
+def correlate(in1: Any, in2: Any, mode: Any = "full", method: Any = "auto") -> C.Tensor:
     """scipy.signal.correlate: the N-D cross-correlation of in1 and in2 (real
     inputs: convolve(in1, flip(in2), mode), scipy's convention in every mode)"""
     return _conv("correlate", in1, in2, mode, method, flip=True)
@@ -196,7 +200,7 @@ def _check2d(who, in1, in2, boundary, fillvalue):
     return _BOUNDARIES[boundary], float(fillvalue)
 
 
-def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+def convolve2d(in1: Any, in2: Any, mode: Any = "full", boundary: Any = "fill", fillvalue: Any = 0) -> C.Tensor:
     """scipy.signal.convolve2d: 2-D convolution with boundary 'fill' (fillvalue),
     'wrap' or 'symm' extending in1 (NOTE [ Direct convolution ]: the boundary is
     the index array's map; fillvalue is a constant, not differentiated)"""
@@ -204,7 +208,7 @@ def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
     return _conv("convolve2d", in1, in2, mode, "direct", False, b, fv)
 
 
-def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+def correlate2d(in1: Any, in2: Any, mode: Any = "full", boundary: Any = "fill", fillvalue: Any = 0) -> C.Tensor:
     """scipy.signal.correlate2d: convolve2d(in1, flip(in2)) with the boundary
     extending in1 (scipy's conventions, 'valid' with in2 the larger included)"""
     b, fv = _check2d("correlate2d", in1, in2, boundary, fillvalue)

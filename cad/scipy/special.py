@@ -43,6 +43,10 @@ Faa di Bruno polynomial of g_n = log t_n (_fdb_poly, built once per (j, m)).  Th
 x-derivative of d_a^j d_b^m I is the same polynomial on the density's log,
 written with cad ops.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 import scipy.special as _sc
 
@@ -151,12 +155,12 @@ def _bell(d, k):
 
 # ---------------------------------------------------------------- the op table's
 
-def gammaln(x):
+def gammaln(x: Any) -> C.Tensor:
     """log|Gamma(x)|; differentiable in x"""
     return _cad().gammaln(x)
 
 
-def digamma(x):
+def digamma(x: Any) -> C.Tensor:
     """psi(x) = d/dx log Gamma(x); differentiable in x"""
     return _cad().digamma(x)
 
@@ -164,37 +168,37 @@ def digamma(x):
 psi = digamma
 
 
-def polygamma(n, x):
+def polygamma(n: Any, x: Any) -> C.Tensor:
     """the n-th derivative of digamma (n an integer); differentiable in x"""
     return _cad().polygamma(n, x)
 
 
-def erf(z):
+def erf(z: Any) -> C.Tensor:
     """the error function; differentiable in z"""
     return _cad().erf(z)
 
 
-def erfc(x):
+def erfc(x: Any) -> C.Tensor:
     """1 - erf(x), accurate in the tail; differentiable in x"""
     return _cad().erfc(x)
 
 
-def erfinv(y):
+def erfinv(y: Any) -> C.Tensor:
     """the inverse of erf; differentiable in y"""
     return _cad().erfinv(y)
 
 
-def expit(x):
+def expit(x: Any) -> C.Tensor:
     """the logistic sigmoid 1 / (1 + exp(-x)); differentiable in x"""
     return _cad().sigmoid(x)
 
 
-def xlogy(x, y):
+def xlogy(x: Any, y: Any) -> C.Tensor:
     """x * log(y), 0 where x == 0; differentiable in x and y"""
     return _cad().xlogy(x, y)
 
 
-def softmax(x, axis=None):
+def softmax(x: Any, axis: Any = None) -> C.Tensor:
     """exp(x) / sum(exp(x)) over axis (scipy's default None: all elements);
     differentiable in x"""
     cad = _cad()
@@ -203,7 +207,7 @@ def softmax(x, axis=None):
     return cad.softmax(x, axis=axis)
 
 
-def log_softmax(x, axis=None):
+def log_softmax(x: Any, axis: Any = None) -> C.Tensor:
     """x - logsumexp(x) over axis (scipy's default None: all elements); differentiable in x"""
     cad = _cad()
     if axis is None:
@@ -211,7 +215,7 @@ def log_softmax(x, axis=None):
     return cad.log_softmax(x, axis=axis)
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: Any = False, return_sign: Any = False) -> Any:
     """log(sum(b * exp(a))) over axis, as scipy (b: weights, may be negative; with
     return_sign=True the pair (log|sum|, sign), else nan where the sum is negative).
     Differentiable in a and b."""
@@ -245,7 +249,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
 
 # ---------------------------------------------------------------- composites
 
-def multigammaln(a, d):
+def multigammaln(a: Any, d: Any) -> C.Tensor:
     """log of the multivariate gamma function of dimension d (an integer);
     differentiable in a.  Like scipy, raises if some a <= (d - 1) / 2 (concrete a)."""
     cad = _cad()
@@ -266,7 +270,7 @@ _betaln.defvjp(lambda g, ans, a, b: (g * (digamma(a) - digamma(a + b)),
                                      g * (digamma(b) - digamma(a + b))))
 
 
-def betaln(a, b):
+def betaln(a: Any, b: Any) -> C.Tensor:
     """log|B(a, b)| (scipy.special.betaln's forward); differentiable in a and b"""
     return _betaln(*_bcast(a, b))
 
@@ -276,7 +280,7 @@ _beta.defvjp(lambda g, ans, a, b: (g * ans * (digamma(a) - digamma(a + b)),
                                    g * ans * (digamma(b) - digamma(a + b))))
 
 
-def beta(a, b):
+def beta(a: Any, b: Any) -> C.Tensor:
     """B(a, b) = Gamma(a) Gamma(b) / Gamma(a + b); differentiable in a and b"""
     return _beta(*_bcast(a, b))
 
@@ -380,14 +384,14 @@ _gammaincc = _elementwise("gammaincc", _sc.gammaincc)
 _gammaincc.defvjp(lambda g, ans, a, x: (-g * _gammainc_da(1)(a, x), -g * _density_da(a, x, 0)))
 
 
-def gammainc(a, x):
+def gammainc(a: Any, x: Any) -> C.Tensor:
     """the regularized lower incomplete gamma P(a, x) = gamma(a, x) / Gamma(a).
     Differentiable in x (closed form) and in a (every order: a series, or a
     Gauss-Laguerre integral in the upper tail; NOTE [ Special functions ])."""
     return _gammainc(*_bcast(a, x))
 
 
-def gammaincc(a, x):
+def gammaincc(a: Any, x: Any) -> C.Tensor:
     """the regularized upper incomplete gamma Q(a, x) = 1 - P(a, x), accurate in the
     upper tail.  Differentiable in x and in a (every order), as gammainc."""
     return _gammaincc(*_bcast(a, x))
@@ -534,7 +538,7 @@ def _betainc_d(j, m):
 _betainc = _betainc_d(0, 0)
 
 
-def betainc(a, b, x):
+def betainc(a: Any, b: Any, x: Any) -> C.Tensor:
     """the regularized incomplete beta I_x(a, b).  Differentiable in x (closed form)
     and in a and b, every order and mixed (the power series of I, or of
     1 - I_(1-x)(b, a) above the mean, differentiated termwise; NOTE [ Special
@@ -561,20 +565,20 @@ def _bessel(name, p, v, x):
     return p(v.detach() if isinstance(v, C.Tensor) else v, x)
 
 
-def iv(v, x):
+def iv(v: Any, x: Any) -> C.Tensor:
     """the modified Bessel function of the first kind I_v(x) (real order v).
     Differentiable in x (every order: I_v' = (I_(v-1) + I_(v+1)) / 2); not in the
     order v (a v that requires grad raises NotImplementedError)."""
     return _bessel("iv", _iv, v, x)
 
 
-def ive(v, x):
+def ive(v: Any, x: Any) -> C.Tensor:
     """the exponentially scaled I_v(x) e^-|x|, for large x.  Differentiable in x
     (every order); not in v (raises NotImplementedError)."""
     return _bessel("ive", _ive, v, x)
 
 
-def kv(v, x):
+def kv(v: Any, x: Any) -> C.Tensor:
     """the modified Bessel function of the second kind K_v(x).  Differentiable in x
     (every order: K_v' = -(K_(v-1) + K_(v+1)) / 2); not in v (raises
     NotImplementedError)."""

@@ -22,6 +22,10 @@ multivariate_normal.cdf is scipy's forward value only, and raises
 NotImplementedError when an argument requires grad.  poisson is differentiable
 in mu (k and loc are discrete).
 """
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 import scipy.special as _ss
 
@@ -123,30 +127,30 @@ class _Continuous:
     def _z(self, x, loc, scale):
         return (x - loc) / scale
 
-    def logpdf(self, x, *args, **kwargs):
+    def logpdf(self, x: Any, *args: Any, **kwargs: Any) -> C.Tensor:
         x, sh, loc, scale = self._parse("logpdf", x, args, kwargs)
         return self._finish(self._logpdf(self._z(x, loc, scale), *sh) - _sp._cad().log(scale), sh, scale)
 
-    def pdf(self, x, *args, **kwargs):
+    def pdf(self, x: Any, *args: Any, **kwargs: Any) -> C.Tensor:
         return _cad().exp(self.logpdf(x, *args, **kwargs))
 
-    def cdf(self, x, *args, **kwargs):
+    def cdf(self, x: Any, *args: Any, **kwargs: Any) -> C.Tensor:
         x, sh, loc, scale = self._parse("cdf", x, args, kwargs)
         return self._finish(self._cdf(self._z(x, loc, scale), *sh), sh, scale)
 
-    def sf(self, x, *args, **kwargs):
+    def sf(self, x: Any, *args: Any, **kwargs: Any) -> C.Tensor:
         x, sh, loc, scale = self._parse("sf", x, args, kwargs)
         return self._finish(self._sf(self._z(x, loc, scale), *sh), sh, scale)
 
-    def logcdf(self, x, *args, **kwargs):
+    def logcdf(self, x: Any, *args: Any, **kwargs: Any) -> C.Tensor:
         x, sh, loc, scale = self._parse("logcdf", x, args, kwargs)
         return self._finish(self._logcdf(self._z(x, loc, scale), *sh), sh, scale)
 
-    def logsf(self, x, *args, **kwargs):
+    def logsf(self, x: Any, *args: Any, **kwargs: Any) -> C.Tensor:
         x, sh, loc, scale = self._parse("logsf", x, args, kwargs)
         return self._finish(self._logsf(self._z(x, loc, scale), *sh), sh, scale)
 
-    def entropy(self, *args, **kwargs):
+    def entropy(self, *args: Any, **kwargs: Any) -> C.Tensor:
         _, sh, _loc, scale = self._parse("entropy", None, args, kwargs)
         return self._finish(self._entropy(*sh) + _cad().log(scale), sh, scale)
 
@@ -399,35 +403,35 @@ class poisson_gen:
     def _finish(self, r, mu):
         return _w(mu >= 0, r, np.nan)
 
-    def logpmf(self, k, mu, loc=0):
+    def logpmf(self, k: Any, mu: Any, loc: Any = 0) -> C.Tensor:
         cad = _cad()
         k, mu = self._args(k, mu, loc)
         ok = cad.logical_and(k >= 0, cad.floor(k) == k)
         ks = _detach(_w(ok, k, 0.0))
         return self._finish(_w(ok, xlogy(ks, mu) - mu - gammaln(ks + 1), -np.inf), mu)
 
-    def pmf(self, k, mu, loc=0):
+    def pmf(self, k: Any, mu: Any, loc: Any = 0) -> C.Tensor:
         return _cad().exp(self.logpmf(k, mu, loc))
 
-    def cdf(self, k, mu, loc=0):
+    def cdf(self, k: Any, mu: Any, loc: Any = 0) -> C.Tensor:
         cad = _cad()
         k, mu = self._args(k, mu, loc)
         ks = _detach(cad.floor(_w(k >= 0, k, 0.0)))
         return self._finish(_w(k >= 0, gammaincc(ks + 1, mu), 0.0), mu)
 
-    def sf(self, k, mu, loc=0):
+    def sf(self, k: Any, mu: Any, loc: Any = 0) -> C.Tensor:
         cad = _cad()
         k, mu = self._args(k, mu, loc)
         ks = _detach(cad.floor(_w(k >= 0, k, 0.0)))
         return self._finish(_w(k >= 0, gammainc(ks + 1, mu), 1.0), mu)
 
-    def logcdf(self, k, mu, loc=0):
+    def logcdf(self, k: Any, mu: Any, loc: Any = 0) -> C.Tensor:
         return _log_of(self.cdf(k, mu, loc), self.sf(k, mu, loc))
 
-    def logsf(self, k, mu, loc=0):
+    def logsf(self, k: Any, mu: Any, loc: Any = 0) -> C.Tensor:
         return _log_of(self.sf(k, mu, loc), self.cdf(k, mu, loc))
 
-    def entropy(self, mu):
+    def entropy(self, mu: Any) -> C.Tensor:
         cad = _cad()
         (mu,) = _bcast(mu)
         m = float(np.max(_concrete(mu), initial=0.0))
@@ -479,15 +483,15 @@ class dirichlet_gen:
         cad = _cad()
         return cad.sum(gammaln(alpha)) - gammaln(cad.sum(alpha))
 
-    def logpdf(self, x, alpha):
+    def logpdf(self, x: Any, alpha: Any) -> C.Tensor:
         cad = _cad()
         x, alpha, a = self._prep(x, alpha)
         return cad.sum(xlogy(a - 1, x), axis=0) - self._lnB(alpha)
 
-    def pdf(self, x, alpha):
+    def pdf(self, x: Any, alpha: Any) -> C.Tensor:
         return _cad().exp(self.logpdf(x, alpha))
 
-    def entropy(self, alpha):
+    def entropy(self, alpha: Any) -> C.Tensor:
         cad = _cad()
         (alpha,) = _bcast(alpha)
         a0 = cad.sum(alpha)
@@ -538,7 +542,7 @@ class multivariate_normal_gen:
             raise ValueError(f"Array 'cov' must be square if it is two dimensional, but cov.shape = {tuple(cov.shape)}.")
         return mean, cov, d
 
-    def logpdf(self, x, mean=None, cov=1, allow_singular=False):
+    def logpdf(self, x: Any, mean: Any = None, cov: Any = 1, allow_singular: Any = False) -> C.Tensor:
         cad = _cad()
         mean, cov, d = self._params(mean, cov, x)
         x = x if _is_t(x) else cad.tensor(np.asarray(x, dtype=np.float64), dtype=mean.dtype)
@@ -556,16 +560,16 @@ class multivariate_normal_gen:
         out = -0.5 * (d * _LOG2PI + logdet + maha)
         return cad.squeeze(out) if any(s == 1 for s in out.shape) else out
 
-    def pdf(self, x, mean=None, cov=1, allow_singular=False):
+    def pdf(self, x: Any, mean: Any = None, cov: Any = 1, allow_singular: Any = False) -> C.Tensor:
         return _cad().exp(self.logpdf(x, mean, cov, allow_singular))
 
-    def entropy(self, mean=None, cov=1):
+    def entropy(self, mean: Any = None, cov: Any = 1) -> C.Tensor:
         cad = _cad()
         _, cov, d = self._params(mean, cov)
         L = cad.linalg.cholesky(cov)
         return 0.5 * d * (1 + _LOG2PI) + cad.sum(cad.log(cad.diagonal(L)))
 
-    def cdf(self, x, mean=None, cov=1, allow_singular=False, **kwargs):
+    def cdf(self, x: Any, mean: Any = None, cov: Any = 1, allow_singular: Any = False, **kwargs: Any) -> C.Tensor:
         for n, v in (("x", x), ("mean", mean), ("cov", cov)):
             if _needs_grad(v):
                 raise NotImplementedError(
