@@ -198,6 +198,7 @@ def _cuda(C):
 def collect():
     """Everything --info reports, as a JSON-able dict."""
     import cad
+
     from ._core import _engine as C
     cpu = _cpu()
     libs, blas_problem = _blas_libs()
@@ -254,8 +255,8 @@ def render(info):
     simd = info["cad"]["simd"]
     lines = [
         f"cad: {info['cad']['version']}  ({info['cad']['path']})",
-        f"python: {info['python']['version']} ({info['python']['implementation']})  "
-        f"{info['python']['executable']}",
+        (f"python: {info['python']['version']} ({info['python']['implementation']})  "
+         f"{info['python']['executable']}"),
         f"platform: {info['platform']}",
         f"cpu: {cpu.get('model')}",
         f"cores: {cpu.get('logical_cores')} logical"
