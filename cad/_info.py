@@ -106,7 +106,7 @@ def _blas_libs():
     try:
         import threadpoolctl
     except ImportError:
-        return None, "threadpoolctl not installed (pip install threadpoolctl names the library and its threads)"
+        return None, "threadpoolctl not installed: pip install threadpoolctl names the library and its threads"
     try:
         return threadpoolctl.threadpool_info(), None
     except Exception as e:  # pragma: no cover (a broken library)
@@ -217,8 +217,10 @@ def collect():
                 "per_call_threads": bool(C.BLAS_THREAD_CONTROL)}
     if "blas" in info.get("scipy", {}):
         cad_blas["library"] = info["scipy"]["blas"]
-    elif blas_problem:
-        cad_blas["library"] = blas_problem
+    else:   # scipy's build record: the library's name and version, not its threads
+        cad_blas["library"] = info.get("scipy", {}).get("blas_build", "unknown")
+        if blas_problem:
+            cad_blas["library_problem"] = blas_problem
     info["cad"]["blas"] = cad_blas
     info["cad"]["threads"] = cad.get_num_threads()
     info["cad"]["simd"] = _simd(C.__file__, cpu)
@@ -276,7 +278,8 @@ def render(info):
     state = ("dgemm+lapack" if cb["dgemm"] and cb["lapack"] else "dgemm" if cb["dgemm"]
              else "none: plain-loop matmul fallback")
     lines.append(f"cad blas: {_blas_line(lib)}  [via scipy.linalg.cython_blas: {state}"
-                 f"{', per-call thread control' if cb['per_call_threads'] else ''}]")
+                 f"{', per-call thread control' if cb['per_call_threads'] else ''}]"
+                 + (f"  ({cb['library_problem']})" if cb.get("library_problem") else ""))
     lines.append(f"cad threads: {info['cad']['threads']}  (cad.get_num_threads)")
     clones = simd.get("clones_built")
     clones_text = ", ".join(clones) if isinstance(clones, list) and clones else (clones or "none")

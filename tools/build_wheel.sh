@@ -75,4 +75,5 @@ if [ "${CAD_WHEEL_SKIP_TESTS:-0}" = 1 ]; then
     exit 0
 fi
 say "pytest against the installed wheel (from $WORK/run)"
-"$VPY" -m pytest -q -p no:cacheprovider "$WORK/src/tests" "$@"
+# the copy's root on the path for the tests' `from bench import ...` (cwd is, in the source tree)
+PYTHONPATH="$WORK/src${PYTHONPATH:+:$PYTHONPATH}" "$VPY" -m pytest -q -p no:cacheprovider "$WORK/src/tests" "$@"
