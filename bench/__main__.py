@@ -3,6 +3,7 @@
 import argparse
 import datetime
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -97,6 +98,9 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.from_json:
         return from_saved(args)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:   # before, not after, the run
+        print("--plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
+        return 2
     if args.threads:  # before numpy loads its BLAS
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.threads)
