@@ -17,3 +17,10 @@ def test_stubtest_engine():
                         "--mypy-config-file", os.path.join(HERE, "stubtest_mypy.ini")],
                        capture_output=True, text=True, cwd=os.path.dirname(HERE))
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+
+
+def test_package_is_typed():
+    """cad ships py.typed (PEP 561): without it mypy ignores an installed cad's stubs, and
+    stubtest against an installed wheel finds no stub and checks nothing"""
+    import cad
+    assert os.path.exists(os.path.join(os.path.dirname(cad.__file__), "py.typed"))
