@@ -1,6 +1,7 @@
 """Benchmarks of cad against numpy by hand (the floor), PyTorch, JAX and HIPS autograd.
 
 Run from the repository root:  python -m bench [--quick] [--only W1,W3] [--json PATH]
+Draw it:  python -m bench --plot bench.png, or python -m bench --from PATH --plot bench.png
 
 Workloads: W1 chain of 1000 scalar ops, W2 the seed's scalar program (and its
 tensor form), W3 an MLP training step, W4 an elementwise function over 10^7

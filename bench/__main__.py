@@ -3,6 +3,7 @@
 import argparse
 import datetime
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -35,6 +36,14 @@ def parse_args(argv):
                    help="busy-neighbour mode: N other processes spin on the CPU for the "
                         "whole run (issue 14's cliff: compare --threads 1 and 2 under --busy 2)")
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
+    p.add_argument("--plot", metavar="PNG", default=None,
+                   help="draw the results (one panel per workload, log time, cad's ratios; "
+                        "needs matplotlib) into this file")
+    p.add_argument("--from", dest="from_json", metavar="RESULTS.json", default=None,
+                   help="run nothing: print the table of a saved --json file (and --plot it)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no tqdm progress bar (it is drawn only when tqdm is installed and "
+                        "stderr is a terminal)")
     return p.parse_args(argv)
 
 
@@ -52,8 +61,46 @@ def start_busy(n):
     return procs
 
 
+def progress_bar(total, disabled):
+    """a tqdm bar on stderr (one tick per case) when tqdm is installed and stderr is a
+    terminal; else None.  The table on stdout is never touched."""
+    if disabled or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="case", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def plot_to(result, path, log):
+    try:
+        from .plot import plot
+        plot(result, path)
+    except ImportError as e:
+        log(f"--plot: matplotlib is needed ({e})")
+        return 1
+    log(f"wrote {path}")
+    return 0
+
+
+def from_saved(args):
+    from . import harness
+    with open(args.from_json) as f:
+        result = json.load(f)
+    print(harness.render_table(result["rows"], result.get("notes", [])))
+    if args.plot:
+        return plot_to(result, args.plot, lambda msg: print(msg, file=sys.stderr))
+    return 0
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.from_json:
+        return from_saved(args)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:   # before, not after, the run
+        print("--plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
+        return 2
     if args.threads:  # before numpy loads its BLAS
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.threads)
@@ -95,11 +142,20 @@ def main(argv=None):
 
     busy = start_busy(args.busy) if args.busy else []
     rows = []
+    bar = progress_bar(len(cases), args.no_progress)
+    if bar is not None:
+        log = lambda msg: bar.write(msg, file=sys.stderr)  # noqa: E731  (above the bar)
     try:
         for case in cases:
             log(f"{case.workload} {case.name}")
+            if bar is not None:
+                bar.set_description(f"{case.workload} {case.name}"[:40])
             rows.extend(harness.run_case(case, peers, settings, impls, log))
+            if bar is not None:
+                bar.update(1)
     finally:
+        if bar is not None:
+            bar.close()
         for p in busy:
             p.terminate()
     elapsed = time.perf_counter() - started
@@ -132,6 +188,8 @@ def main(argv=None):
     with open(args.json, "w") as f:
         json.dump(result, f, indent=1, default=str)
     log(f"wrote {args.json}")
+    if args.plot:
+        return plot_to(result, args.plot, log)
     return 0
 
 

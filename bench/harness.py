@@ -479,6 +479,11 @@ def machine_info(peers):
             info["cad_num_threads"] = peers.modules["cad"].get_num_threads()
         except Exception:
             pass
+    try:  # the facts of `python -m cad --info`
+        from cad._info import collect
+        info["info"] = collect()
+    except Exception as e:  # cad missing or not built: say why
+        info["info"] = {"problem": f"{type(e).__name__}: {e}".splitlines()[0][:200]}
     if "torch" in peers.modules:
         info["torch_num_threads"] = peers.modules["torch"].get_num_threads()
     try:

@@ -50,7 +50,7 @@ _C._bind_helpers(
     lambda x: _ops.REGISTRY["swapaxes"].api(x, -1, -2),
 )
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402  (the one place: cad/_version.py)
 __all__ = sorted(set(_exported) | {
     "Tensor", "Tape", "tensor", "as_tensor", "zeros", "ones", "full", "eye", "arange", "linspace",
     "zeros_like", "ones_like", "full_like", "randn", "rand", "manual_seed", "no_grad",

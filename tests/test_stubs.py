@@ -57,3 +57,10 @@ def test_typed_user_script(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [os.environ.get("PYTHONPATH", "")]))
     p = subprocess.run([sys.executable, ok], capture_output=True, text=True, cwd=ROOT, env=env)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+
+
+def test_package_is_typed():
+    """cad ships py.typed (PEP 561): without it mypy ignores an installed cad's stubs, and
+    stubtest against an installed wheel finds no stub and checks nothing"""
+    import cad
+    assert os.path.exists(os.path.join(os.path.dirname(cad.__file__), "py.typed"))
