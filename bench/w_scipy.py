@@ -5,8 +5,10 @@ components, sum_n logsumexp_k (log softmax(w)_k + log N(x_n | mu_k, L_k L_k^T)),
 its gradient in the means mu (10, 5), the factors L (10, 5, 5) (every entry: the
 covariance is L @ L.T) and the logits w (10,).  cad calls
 cad.scipy.stats.multivariate_normal.logpdf and cad.scipy.special.logsumexp, JAX their
-jax.scipy twins (a Python loop over the components in both), torch
-torch.distributions.MultivariateNormal (batched over the components).  hand = numpy
+jax.scipy twins (one call each with the components batched: mean (K, 1, d), cov
+(K, 1, d, d), JAX's broadcasting, which cad.scipy.stats follows), torch
+torch.distributions.MultivariateNormal (batched over the components), HIPS autograd
+a Python loop over the components (its logpdf takes one mean).  hand = numpy
 with the gradient by hand (responsibilities, then the Gaussian's derivatives).
 
 (b) an ODE fit: Lotka-Volterra, 100 times in [0, 15], loss = sum of squares to noisy
@@ -64,9 +66,13 @@ def mog_hand(d):
     return step
 
 
-def mog_loss(x, mu, L, w, logpdf, logsumexp, log_softmax, stack, xp):
+def mog_loss(x, mu, L, w, logpdf, logsumexp, log_softmax, stack, xp, batched=True):
     lw = log_softmax(w)
-    lps = stack([logpdf(x, mu[k], L[k] @ L[k].T) for k in range(mu.shape[0])])   # (K, N)
+    if batched:   # one call: mean (K, 1, d) and cov (K, 1, d, d) against x (N, d) give (K, N)
+        cov = xp.matmul(L, xp.swapaxes(L, -1, -2))
+        lps = logpdf(x, mu[:, None, :], cov[:, None])
+    else:
+        lps = stack([logpdf(x, mu[k], L[k] @ L[k].T) for k in range(mu.shape[0])])   # (K, N)
     return xp.sum(logsumexp(lps + lw[:, None], axis=0))
 
 
@@ -131,7 +137,8 @@ def mog_autograd(d):
         return w - logsumexp(w)
     x = d["x"]
     g = autograd.grad(lambda mu, L, w: mog_loss(x, mu, L, w, multivariate_normal.logpdf, logsumexp,
-                                                log_softmax, anp.stack, anp), argnum=(0, 1, 2))
+                                                log_softmax, anp.stack, anp, batched=False),
+                      argnum=(0, 1, 2))
     return lambda: g(d["mu"], d["L"], d["w"])
 
 
@@ -290,7 +297,7 @@ CASES = [
                 "autograd": mog_autograd, "cad": mog_cad},
          note="W13a: d/d(mu, L, logits) of sum_n logsumexp_k(log softmax(w)_k + "
               "multivariate_normal.logpdf(x_n, mu_k, L_k L_k^T)), 1000 points in R^5, 10 components, "
-              "float64; cad.scipy.stats / jax.scipy.stats (a loop over the components), torch "
+              "float64; cad.scipy.stats / jax.scipy.stats (the components batched in one call), torch "
               "MultivariateNormal (batched); hand = numpy with the gradient by hand."),
     Case("W13", "Lotka-Volterra fit, odeint grad, 100 times", data=ode_data(), tol=1e-4,
          impls={"hand": ode_hand, "torch": ode_torch, "jax": _ode_jax(False), "jax.jit": _ode_jax(True),

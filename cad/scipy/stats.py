@@ -501,10 +501,38 @@ class dirichlet_gen:
 
 # ---------------------------------------------------------------- multivariate_normal
 
+def _batched_maha(cad, Li, diff, d):
+    """|Li diff|^2 over the last axis, Li (Bc, d, d) and diff (B, d) broadcast: the batch
+    dims where Li has size 1 (the points) become the rows of one batched matrix
+    product per covariance, (bat, free, d) @ (bat, d, d)^T, instead of an elementwise
+    product of size |B| d^2"""
+    Bc, B = tuple(Li.shape[:-2]), tuple(diff.shape[:-1])
+    S = tuple(np.broadcast_shapes(Bc, B))
+    n = len(S)
+    Bc = (1,) * (n - len(Bc)) + Bc
+    free = [k for k in range(n) if Bc[k] == 1 and S[k] != 1]
+    bat = [k for k in range(n) if k not in free]
+    diff = cad.broadcast_to(diff, S + (d,))
+    Li = cad.broadcast_to(cad.reshape(Li, Bc + (d, d)), tuple(S[k] if k in bat else 1 for k in range(n)) + (d, d))
+    nb = int(np.prod([S[k] for k in bat])) if bat else 1
+    nf = int(np.prod([S[k] for k in free])) if free else 1
+    dr = cad.reshape(cad.permute(diff, bat + free + [n]), (nb, nf, d))
+    Lr = cad.reshape(Li, (nb, d, d))
+    y = cad.matmul(dr, cad.swapaxes(Lr, -1, -2))
+    m = cad.reshape(cad.sum(y * y, axis=-1), tuple(S[k] for k in bat + free))
+    inv = [0] * n
+    for i, k in enumerate(bat + free):
+        inv[k] = i
+    return cad.permute(m, inv)
+
+
 class multivariate_normal_gen:
     """the multivariate normal: multivariate_normal.logpdf(x, mean=None, cov=1,
     allow_singular=False), pdf, entropy(mean=None, cov=1), as scipy (cov a scalar,
     a 1-d diagonal or a matrix; x's last axis the components; the output squeezed).
+    Batched parameters broadcast as in jax.scipy.stats: mean (..., d) and cov
+    (..., d, d) against x (..., d), e.g. x (N, d), mean (K, 1, d), cov (K, 1, d, d)
+    give (K, N) (scipy itself takes one mean and one cov).
     Differentiable in x, mean and cov (cad.linalg.cholesky and solve_triangular).
     A singular cov raises cad.linalg.LinAlgError even with allow_singular=True (no
     pseudo-determinant).  cdf is scipy's forward value only: it raises
@@ -527,9 +555,9 @@ class multivariate_normal_gen:
             mean = T(mean)
             if len(mean.shape) == 0:
                 mean = cad.reshape(mean, (1,))
-            d = mean.shape[0]
+            d = mean.shape[-1]
         elif len(cov.shape) >= 1:
-            d = cov.shape[0]
+            d = cov.shape[-1]
         else:
             d = 1
         if mean is None:
@@ -538,7 +566,7 @@ class multivariate_normal_gen:
             cov = cov * cad.eye(d, dtype=dt)
         elif len(cov.shape) == 1:
             cov = cad.diag(cov) if cov.shape[0] == d else cov * cad.eye(d, dtype=dt)
-        if tuple(cov.shape) != (d, d):
+        if tuple(cov.shape[-2:]) != (d, d):
             raise ValueError(f"Array 'cov' must be square if it is two dimensional, but cov.shape = {tuple(cov.shape)}.")
         return mean, cov, d
 
@@ -552,11 +580,15 @@ class multivariate_normal_gen:
             x = cad.reshape(x, (-1, 1) if d == 1 else (1, -1))
         L = cad.linalg.cholesky(cov)
         diff = x - mean
-        batch = tuple(diff.shape[:-1])
-        flat = cad.reshape(diff, (-1, d))
-        y = cad.linalg.solve_triangular(L, cad.transpose(flat), lower=True)
-        maha = cad.reshape(cad.sum(y * y, axis=0), batch)
-        logdet = 2 * cad.sum(cad.log(cad.diagonal(L)))
+        if len(cov.shape) == 2 and len(mean.shape) == 1:   # scipy's case: one solve for every x
+            batch = tuple(diff.shape[:-1])
+            flat = cad.reshape(diff, (-1, d))
+            y = cad.linalg.solve_triangular(L, cad.transpose(flat), lower=True)
+            maha = cad.reshape(cad.sum(y * y, axis=0), batch)
+        else:   # batched mean/cov (JAX's broadcasting): L^-1 once per covariance, then products
+            Li = cad.linalg.solve_triangular(L, cad.eye(d, dtype=L.dtype), lower=True)
+            maha = _batched_maha(cad, Li, diff, d)
+        logdet = 2 * cad.sum(cad.log(cad.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
         out = -0.5 * (d * _LOG2PI + logdet + maha)
         return cad.squeeze(out) if any(s == 1 for s in out.shape) else out
 
@@ -567,7 +599,7 @@ class multivariate_normal_gen:
         cad = _cad()
         _, cov, d = self._params(mean, cov)
         L = cad.linalg.cholesky(cov)
-        return 0.5 * d * (1 + _LOG2PI) + cad.sum(cad.log(cad.diagonal(L)))
+        return 0.5 * d * (1 + _LOG2PI) + cad.sum(cad.log(cad.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
 
     def cdf(self, x: Any, mean: Any = None, cov: Any = 1, allow_singular: Any = False, **kwargs: Any) -> C.Tensor:
         for n, v in (("x", x), ("mean", mean), ("cov", cov)):
