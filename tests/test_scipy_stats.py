@@ -245,6 +245,7 @@ def test_multivariate_normal_batched_parameters():
     (scipy takes one mean and one cov): values against scipy per component, derivatives
     against the loop over components, the Hessian too"""
     import scipy.stats as ss
+
     from cad.scipy.stats import multivariate_normal as mvn
     rng = np.random.default_rng(7)
     K, N, d = 3, 6, 4
