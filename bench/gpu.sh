@@ -49,6 +49,10 @@ python3 -c "import pytest_timeout" 2>/dev/null && TO="--timeout=100"
 timeout 200 python3 -m pytest -q -p no:cacheprovider --maxfail=60 -rf $TO tests/test_cuda.py \
     > "$OUT/test_cuda.log" 2>&1
 tail -45 "$OUT/test_cuda.log"
+stamp "CUDA tests elsewhere (fused optimizer step, interop with torch/CuPy, cad.scipy on the device)"
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rf $TO -k "cuda or gpu" tests/test_optim.py \
+    tests/test_interop.py tests/test_scipy_signal.py tests/test_scipy_linalg.py > "$OUT/test_cuda_more.log" 2>&1
+tail -15 "$OUT/test_cuda_more.log"
 
 stamp "GPU benchmark"
 timeout 240 python3 -m bench.gpu $QUICK --json "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/gpu_bench.log"

@@ -204,3 +204,39 @@ def test_cuda_dlpack_capsule_round_trip(fake_cuda):
         np.testing.assert_array_equal(np.asarray(back.cpu()), np.asarray(t.cpu()))
     g = cad.grad(lambda v: cad.sum(v * v))(cad.from_dlpack(_Producer(cad.tensor([1.0, 3.0], device="cuda"))))
     np.testing.assert_allclose(np.asarray(g.cpu()), [2.0, 6.0])
+
+
+# ---- a real GPU: PyTorch's and CuPy's CUDA arrays (skipped without them)
+
+def _real_gpu():
+    return cad.cuda.is_available() and not cad.cuda.is_fake()
+
+
+@pytest.mark.skipif(torch is None or not torch.cuda.is_available(), reason="needs PyTorch with CUDA")
+def test_gpu_torch_dlpack_both_ways():
+    if not _real_gpu():
+        pytest.skip("cad has no real GPU here")
+    x = cad.tensor(np.arange(6.0).reshape(2, 3), device="cuda")
+    t = torch.from_dlpack(x)
+    assert t.is_cuda and t.data_ptr() == x.__cuda_array_interface__["data"][0]
+    np.testing.assert_array_equal(t.cpu().numpy(), np.arange(6.0).reshape(2, 3))
+    u = torch.arange(4.0, dtype=torch.float64, device="cuda")
+    y = cad.from_dlpack(u)
+    assert y.device.type == "cuda" and y.__cuda_array_interface__["data"][0] == u.data_ptr()
+    g = cad.grad(lambda v: cad.sum(v * v))(y)
+    np.testing.assert_allclose(np.asarray(g.cpu()), 2 * np.arange(4.0))
+    z = cad.tensor(u, device="cuda")   # through __cuda_array_interface__, a device copy
+    assert z.__cuda_array_interface__["data"][0] != u.data_ptr()
+
+
+def test_gpu_cupy_both_ways():
+    cp = pytest.importorskip("cupy")
+    if not _real_gpu():
+        pytest.skip("cad has no real GPU here")
+    a = cp.arange(5.0)
+    y = cad.from_dlpack(a)
+    np.testing.assert_array_equal(np.asarray(y.cpu()), np.arange(5.0))
+    b = cp.asarray(cad.tensor([1.0, 2.0], device="cuda"))   # CuPy reads __cuda_array_interface__
+    np.testing.assert_array_equal(cp.asnumpy(b), [1.0, 2.0])
+    c = cp.from_dlpack(cad.tensor([3.0], device="cuda"))
+    np.testing.assert_array_equal(cp.asnumpy(c), [3.0])
