@@ -42,8 +42,8 @@ _VALUE_ONLY = {
     "array_repr", "array_str", "array2string", "may_share_memory", "shares_memory", "save",
     "savez", "savez_compressed", "savetxt", "histogram", "histogram_bin_edges", "bincount",
     "unique", "searchsorted", "digitize", "isneginf", "isposinf", "copyto", "min_scalar_type",
-    "common_type", "iterable", "isscalar", "alen", "flatnonzero", "argwhere", "nanargmax",
-    "nanargmin", "array_split_indices", "ravel_multi_index", "unravel_index",
+    "common_type", "iterable", "isscalar", "flatnonzero", "argwhere", "nanargmax",
+    "nanargmin", "ravel_multi_index", "unravel_index",
 }
 _NOT_CAD = {"save", "load", "tensor", "array", "asarray"}   # same name, another meaning
 _CACHE = {}

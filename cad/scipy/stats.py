@@ -501,24 +501,37 @@ class dirichlet_gen:
 
 # ---------------------------------------------------------------- multivariate_normal
 
-def _batched_maha(cad, Li, diff, d):
-    """|Li diff|^2 over the last axis, Li (Bc, d, d) and diff (B, d) broadcast: the batch
-    dims where Li has size 1 (the points) become the rows of one batched matrix
-    product per covariance, (bat, free, d) @ (bat, d, d)^T, instead of an elementwise
-    product of size |B| d^2"""
-    Bc, B = tuple(Li.shape[:-2]), tuple(diff.shape[:-1])
-    S = tuple(np.broadcast_shapes(Bc, B))
+def _batched_maha(cad, Li, x, mean, d):
+    """|Li (x - mean)|^2 over the last axis, Li (Bc, d, d), mean (Bm, d) and x (Bx, d)
+    broadcast.  The points never meet the means in a broadcast subtraction (slow with a
+    small last axis, forward and backward): per covariance, one batched product
+    [x - c, 1] @ [Li^T; -(Li (mean - c))^T] whose rows are the batch dims where the
+    parameters have size 1 (the points).  c, the points' average, keeps the
+    subtraction inside the product from losing digits to an origin far from the data."""
+    Bp = tuple(np.broadcast_shapes(tuple(Li.shape[:-2]), tuple(mean.shape[:-1])))
+    Bx = tuple(x.shape[:-1])
+    c = cad.mean(cad.reshape(x, (-1, d)), axis=0) if x.size else cad.zeros((d,), dtype=x.dtype)
+    xc = x - c
+    Li = cad.broadcast_to(Li, Bp + (d, d))
+    b = cad.sum(Li * cad.expand_dims(cad.broadcast_to(mean - c, Bp + (d,)), -2), axis=-1)
+    M = cad.concatenate([cad.swapaxes(Li, -1, -2), -cad.expand_dims(b, -2)], axis=-2)   # (Bp, d+1, d)
+    xa = cad.concatenate([xc, cad.ones(Bx + (1,), dtype=xc.dtype)], axis=-1)              # (Bx, d+1)
+    S = tuple(np.broadcast_shapes(Bp, Bx))
     n = len(S)
-    Bc = (1,) * (n - len(Bc)) + Bc
-    free = [k for k in range(n) if Bc[k] == 1 and S[k] != 1]
+    Bp1 = (1,) * (n - len(Bp)) + Bp
+    Bx1 = (1,) * (n - len(Bx)) + Bx
+    free = [k for k in range(n) if Bp1[k] == 1 and S[k] != 1]
     bat = [k for k in range(n) if k not in free]
-    diff = cad.broadcast_to(diff, S + (d,))
-    Li = cad.broadcast_to(cad.reshape(Li, Bc + (d, d)), tuple(S[k] if k in bat else 1 for k in range(n)) + (d, d))
+    shared = all(Bx1[k] == 1 for k in bat)   # the same points for every parameter set
+    xa = cad.broadcast_to(cad.reshape(xa, Bx1 + (d + 1,)),
+                          tuple((1 if shared else S[k]) if k in bat else S[k] for k in range(n)) + (d + 1,))
     nb = int(np.prod([S[k] for k in bat])) if bat else 1
     nf = int(np.prod([S[k] for k in free])) if free else 1
-    dr = cad.reshape(cad.permute(diff, bat + free + [n]), (nb, nf, d))
-    Lr = cad.reshape(Li, (nb, d, d))
-    y = cad.matmul(dr, cad.swapaxes(Lr, -1, -2))
+    xr = cad.reshape(cad.permute(xa, bat + free + [n]), (1 if shared else nb, nf, d + 1))
+    Mr = cad.reshape(cad.broadcast_to(cad.reshape(M, Bp1 + (d + 1, d)),
+                                      tuple(S[k] if k in bat else 1 for k in range(n)) + (d + 1, d)),
+                     (nb, d + 1, d))
+    y = cad.matmul(xr, Mr)   # (nb, nf, d)
     m = cad.reshape(cad.sum(y * y, axis=-1), tuple(S[k] for k in bat + free))
     inv = [0] * n
     for i, k in enumerate(bat + free):
@@ -579,15 +592,15 @@ class multivariate_normal_gen:
         elif len(x.shape) == 1:
             x = cad.reshape(x, (-1, 1) if d == 1 else (1, -1))
         L = cad.linalg.cholesky(cov)
-        diff = x - mean
         if len(cov.shape) == 2 and len(mean.shape) == 1:   # scipy's case: one solve for every x
+            diff = x - mean
             batch = tuple(diff.shape[:-1])
             flat = cad.reshape(diff, (-1, d))
             y = cad.linalg.solve_triangular(L, cad.transpose(flat), lower=True)
             maha = cad.reshape(cad.sum(y * y, axis=0), batch)
         else:   # batched mean/cov (JAX's broadcasting): L^-1 once per covariance, then products
             Li = cad.linalg.solve_triangular(L, cad.eye(d, dtype=L.dtype), lower=True)
-            maha = _batched_maha(cad, Li, diff, d)
+            maha = _batched_maha(cad, Li, x, mean, d)
         logdet = 2 * cad.sum(cad.log(cad.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
         out = -0.5 * (d * _LOG2PI + logdet + maha)
         return cad.squeeze(out) if any(s == 1 for s in out.shape) else out
