@@ -128,14 +128,19 @@ def _describe_blas(lib):
     return {k: lib.get(k) for k in keys if lib.get(k) is not None}
 
 
+def _blas_build(mod, into):
+    """the BLAS numpy's or scipy's build record names (show_config), where it has one"""
+    try:
+        blas = mod.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        into["blas_build"] = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:
+        pass
+
+
 def _numpy_scipy(libs):
     import numpy as np
     out = {"numpy": {"version": np.__version__}}
-    try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        out["numpy"]["blas_build"] = f"{blas.get('name')} {blas.get('version')}"
-    except Exception:
-        pass
+    _blas_build(np, out["numpy"])
     try:
         from numpy._core import _multiarray_umath as mu
     except ImportError:  # numpy 1.x
@@ -152,11 +157,7 @@ def _numpy_scipy(libs):
         out["scipy"] = {"version": None, "problem": f"{type(e).__name__}: {e}"}
         return out
     out["scipy"] = {"version": scipy.__version__}
-    try:
-        blas = scipy.show_config(mode="dicts")["Build Dependencies"]["blas"]
-        out["scipy"]["blas_build"] = f"{blas.get('name')} {blas.get('version')}"
-    except Exception:
-        pass
+    _blas_build(scipy, out["scipy"])
     try:
         from scipy.linalg import cython_blas
         linked = _linked(cython_blas.__file__, libs)

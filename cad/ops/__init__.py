@@ -2,7 +2,7 @@
 defines every op; ``bind`` attaches the compiled engine's functions at runtime."""
 from . import elementwise, reduce, shape, index, linalg, nn, device, scan, custom  # noqa: F401  (order = op codes)
 from . import stats, sort, manip  # noqa: F401,E402  (composites only: no op codes)
-from ._registry import REGISTRY, Case, OpDef, defop, primitives  # noqa: F401
+from ._registry import REGISTRY, Case, OpDef, defop, primitives, ufunc_table  # noqa: F401
 
 
 _SELF_ONLY = {"sum", "max", "min", "prod", "mean", "logsumexp", "softmax", "log_softmax", "argmax",
@@ -42,10 +42,7 @@ def bind(engine):
     engine.set_api([getattr(op.api, "__wrapped__", op.api) if op.name in _SELF_ONLY else op.api
                     for op in REGISTRY.values() if op.method])
     refs = {op.code: op.ref for op in prims if op.int_ok}
-    ufuncs = {op.ufunc: op.api for op in REGISTRY.values() if op.ufunc}
-    ufuncs["matmul"] = REGISTRY["matmul"].api
-    ufuncs["divide"] = ufuncs["true_divide"]   # numpy 2's name of true_divide
-    engine.set_refs(refs, ufuncs)
+    engine.set_refs(refs, ufunc_table())
     from . import _batch
     _batch.attach()   # every op's batching rule (cad.vmap), the engine's hook
     custom.attach()   # the C sweeps' hooks for user primitives (cad.primitive)

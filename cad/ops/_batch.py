@@ -32,7 +32,7 @@ import threading
 
 import numpy as np
 
-from ._registry import REGISTRY, VMAP
+from ._registry import REGISTRY, VMAP, ufunc_table
 
 try:
     from .._core import _engine as C
@@ -1085,9 +1085,7 @@ def attach():
     _NP_FNS.update({"sign": _api("sign"), "floor": _api("floor"), "ceil": _api("ceil"),
                     "round": _api("round"), "floor_divide": operator.floordiv,
                     "remainder": operator.mod, "invert": operator.invert})
-    _UFUNCS.update({op.ufunc: op.api for op in REGISTRY.values() if op.ufunc})
-    _UFUNCS["matmul"] = REGISTRY["matmul"].api
-    _UFUNCS["divide"] = _UFUNCS["true_divide"]   # numpy 2 names true_divide "divide"
+    _UFUNCS.update(ufunc_table())
     _attach_methods()
     VMAP[1] = dispatch
     C.set_batch_hook(Batched, _hook)

@@ -171,3 +171,13 @@ def defop(name, kind, **kw):
 def primitives():
     """Primitive ops in table order; their position is their op code."""
     return [op for op in REGISTRY.values() if op.primitive]
+
+
+def ufunc_table():
+    """numpy ufunc name -> cad function: the op table's `ufunc` names, matmul, and
+    numpy 2's `divide` (true_divide's new name).  Tensor.__array_ufunc__ (the engine)
+    and vmap's batched values both dispatch through it."""
+    t = {op.ufunc: op.api for op in REGISTRY.values() if op.ufunc}
+    t["matmul"] = REGISTRY["matmul"].api
+    t["divide"] = t["true_divide"]
+    return t
