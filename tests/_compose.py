@@ -178,9 +178,13 @@ CHILD_TIMEOUT_S = 120
 
 
 def isolated(fn):
-    """Run the test body in a forked child: a segfault in the engine fails this test
-    (with the signal's name) instead of killing pytest.  Assertion messages come
-    back through a pipe."""
+    """With CAD_TEST_FORK=1, run the test body in a forked child: a segfault in the
+    engine fails this test (with the signal's name) instead of killing pytest, and
+    assertion messages come back through a pipe.  By default the body runs in
+    pytest's process: a fork per case cost 10x the suite's own time (176 s against
+    16 s for 5765 cases; 6 min under the sanitizer build), and a crash still fails
+    the run, with faulthandler's traceback naming the test.  Use the fork to find
+    every crashing case in one run."""
     import functools
     import pickle
     import signal
@@ -189,7 +193,7 @@ def isolated(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         import pytest
-        if not hasattr(os, "fork"):
+        if not hasattr(os, "fork") or os.environ.get("CAD_TEST_FORK") != "1":
             return fn(*args, **kwargs)
         sys.stdout.flush()
         sys.stderr.flush()

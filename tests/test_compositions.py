@@ -7,8 +7,9 @@ against central finite differences of the op's numpy reference (tests/_compose.p
   fwd-over-fwd), with random dense tangents and cotangents, derivatives with
   respect to the primals AND the tangent/cotangent ("all"), with respect to the
   tangent/cotangent alone while the primals are constants ("seed"), and with some
-  inputs closed over as constants ("first", "last"); each test runs in a forked
-  child (tests/_compose.isolated), so an engine segfault fails one test, not pytest;
+  inputs closed over as constants ("first", "last"); with CAD_TEST_FORK=1 each test
+  runs in a forked child (tests/_compose.isolated), so an engine segfault fails one
+  test, not pytest (by default they run in pytest's process: a crash stops the run);
 - order-3 towers for the elementwise ops;
 - jacfwd against jacrev, hessian against finite differences;
 - constant primals (Python floats, numpy arrays), closures over tracked values,
