@@ -23,7 +23,16 @@ import cad.distributed as dist
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
+
+
+def _have(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):   # (a None in sys.modules: blocked)
+        return False
+
+
+HAVE_MPI4PY = _have("mpi4py")
 
 
 def _command(n):
