@@ -39,9 +39,10 @@ NOTE [ Collectives as primitives ]
 NOTE [ Failing ranks ]
     A rank that raises would leave the others waiting in their next collective for
     ever.  ``init()`` (called by every function here) installs a ``sys.excepthook``
-    that prints the traceback, names the rank and calls ``MPI_Abort`` on the world
-    (what ``python -m mpi4py script.py`` does): mpiexec then stops every rank and
-    exits with a non-zero status.  ``init(abort_on_error=False)`` leaves the hook
+    (and a ``threading.excepthook``: an exception that ends a thread) that prints the
+    traceback, names the rank and calls ``MPI_Abort`` on the world (what ``python -m
+    mpi4py script.py`` does): mpiexec then stops every rank and exits with a non-zero
+    status.  ``init(abort_on_error=False)`` leaves the hook
     alone (an interactive session, a rank that handles its errors).
 
 The README's "cad.distributed" section has the rest: buckets, the sampler, map,
@@ -119,6 +120,14 @@ def init(comm: Any = None, abort_on_error: bool = True) -> None:
     if abort_on_error and not _STATE["hooked"]:
         _STATE["hooked"] = True
         sys.excepthook = _abort_hook(sys.excepthook)
+        import threading
+        previous = threading.excepthook   # an exception that ends a thread: the same
+
+        def thread_hook(args, _hook=_abort_hook(lambda *a: previous(args))):
+            if args.exc_type is SystemExit:
+                return previous(args)
+            return _hook(args.exc_type, args.exc_value, args.exc_traceback)
+        threading.excepthook = thread_hook
 
 
 def _abort_hook(previous):

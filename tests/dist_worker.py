@@ -6,7 +6,8 @@ fails on any rank).  A check that raises is recorded as failed (its message in t
 detail) and the run goes on: the checks keep the ranks in step because every rank
 runs every check in the same order, and a check raises, if at all, on every rank.
 MODE "raise": rank 1 raises while the others wait in an all_reduce (NOTE [ Failing
-ranks ]): mpiexec must stop them all.
+ranks ]): mpiexec must stop them all.  MODE "raise_thread": the same from a thread of
+rank 1.
 """
 import json
 import sys
@@ -377,6 +378,19 @@ def run_raise():
     print("rank 0 was not stopped")
 
 
+def run_raise_thread():
+    import threading
+    dist.init()
+    if dist.rank() == 1:
+        def work():
+            raise ValueError("boom from rank 1")
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+    dist.all_reduce(cad.ones(3))   # rank 1's main thread too would wait for ever
+    print("rank 0 was not stopped")
+
+
 if __name__ == "__main__":
     mode = sys.argv[1] if len(sys.argv) > 1 else "checks"
-    {"checks": run_checks, "raise": run_raise}[mode]()
+    {"checks": run_checks, "raise": run_raise, "raise_thread": run_raise_thread}[mode]()

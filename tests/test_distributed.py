@@ -112,10 +112,12 @@ def test_every_collective_is_checked():
             assert f"{name}: {what}" in rep
 
 
-def test_a_failing_rank_stops_every_rank():
-    """rank 1 raises while rank 0 waits in an all_reduce: mpiexec must end (not hang)
-    with a non-zero status and say which rank raised what (NOTE [ Failing ranks ])"""
-    p = _launch(2, [os.path.join(HERE, "dist_worker.py"), "raise"], timeout=60)
+@pytest.mark.parametrize("mode", ["raise", "raise_thread"])
+def test_a_failing_rank_stops_every_rank(mode):
+    """rank 1 raises (in its main thread, or in another) while rank 0 waits in an
+    all_reduce: mpiexec must end (not hang) with a non-zero status and say which rank
+    raised what (NOTE [ Failing ranks ])"""
+    p = _launch(2, [os.path.join(HERE, "dist_worker.py"), mode], timeout=60)
     assert p.returncode != 0
     assert "rank 1 of 2 raised ValueError" in p.stderr and "boom from rank 1" in p.stderr, p.stderr[-2000:]
     assert "rank 0 was not stopped" not in p.stdout
@@ -217,3 +219,23 @@ def test_pickle_a_tape_with_a_user_primitive_raises():
     tape = cad.record(lambda z: p(z).sum(), cad.tensor([1.0, 2.0]))
     with pytest.raises((TypeError, ValueError)):
         pickle.dumps(tape)
+
+
+@pytest.mark.cuda
+def test_cuda_tensors_through_host_copies(cuda_or_fake):
+    """collectives and all_reduce_grads on CUDA tensors (in one process: a world of one
+    rank): the values go through the host and come back to the device"""
+    if not HAVE_MPI4PY:
+        pytest.skip("mpi4py is not installed")
+    x = cad.tensor([1.0, 2.0, 3.0], device="cuda", requires_grad=True)
+    y = dist.all_reduce(x)
+    assert y.device.type == "cuda" and np.array_equal(y.cpu().numpy(), [1.0, 2.0, 3.0])
+    g = cad.grad(lambda z: (dist.all_gather(z) ** 2).sum())(x)
+    assert g.device.type == "cuda" and np.array_equal(g.cpu().numpy(), [2.0, 4.0, 6.0])
+    p = cad.zeros(3, device="cuda", requires_grad=True)
+    (p * x).sum().backward()
+    dist.all_reduce_grads([p])
+    assert p.grad.device.type == "cuda" and np.array_equal(p.grad.cpu().numpy(), [1.0, 2.0, 3.0])
+    u = pickle.loads(pickle.dumps(x))
+    assert u.device.type == "cuda" and u.requires_grad and np.array_equal(u.cpu().numpy(), [1.0, 2.0, 3.0])
+    assert dist.cuda_aware() in (True, False)
