@@ -54,6 +54,7 @@ import io as _io
 import math
 import os
 import sys
+import time
 import traceback
 from typing import Any, Iterator, List, Optional, Sequence
 
@@ -142,6 +143,7 @@ def _abort_hook(previous):
                          "(MPI_Abort) so that none waits for it in a collective\n")
         traceback.print_exception(etype, value, tb, file=sys.stderr)
         sys.stderr.flush()
+        time.sleep(0.5)   # (the launcher forwards the report before the abort tears the job down)
         _STATE["MPI"].COMM_WORLD.Abort(1)
     hook._cad_previous = previous
     return hook

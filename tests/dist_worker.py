@@ -344,6 +344,7 @@ def check_basics(out):
 
 def run_checks():
     dist.init()
+    cad.set_num_threads(1)   # N ranks on a machine of few cores: no thread pools competing
     W, me = dist.world_size(), dist.rank()
     out = {}
     steps = [("basics", check_basics)]

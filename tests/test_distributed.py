@@ -49,7 +49,6 @@ def _env():
     env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")          # (Open MPI only; MPICH ignores them)
     env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    env["CAD_NUM_THREADS"] = env.get("CAD_NUM_THREADS", "1")
     env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"   # two ranks on two cores
     return env
 
