@@ -33,6 +33,7 @@ from .io import FormatError, load, save  # noqa: E402
 from . import transforms  # noqa: E402,F401
 from . import data  # noqa: E402
 from . import optim  # noqa: E402
+from . import distributed  # noqa: E402  (mpi4py is imported at its first use, not here)
 from .vmap import vmap  # noqa: E402
 from .ops.custom import Primitive, defjvp, defvjp, primitive  # noqa: E402,F401
 from . import linalg  # noqa: E402
@@ -60,5 +61,5 @@ __all__ = sorted(set(_exported) | {
     "nonzero", "topk", "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "jacobian",
     "hessian", "hvp", "vmap", "from_dlpack", "tree_map", "tree_flatten", "tree_unflatten", "tree_leaves",
     "tree_structure", "record", "StaticTape", "ReplayError", "save", "load", "data", "optim", "FormatError", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
-    "primitive", "Primitive", "defvjp", "defjvp", "linalg",
+    "primitive", "Primitive", "defvjp", "defjvp", "linalg", "distributed",
 })

@@ -806,13 +806,18 @@ class DataLoader:
       platform's) (NOTE [ Workers ]).
     - collate_fn(list of samples) replaces the default stacking (NOTE [ Collation and
       copies ]); device moves the tensors (e.g. "cuda").
+    - sampler: an iterable of dataset indices with ``__len__`` (e.g.
+      ``cad.distributed.DistributedSampler``) giving each epoch's order instead of
+      shuffle (which must then be False, as in torch); the loader calls its
+      ``set_epoch(epoch)``, when it has one, before each epoch (torch leaves that
+      call to you).
     - ``len(loader)`` is the number of batches; ``loader.stats`` times the loop
       (LoaderStats)."""
 
     def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
                  seed: Optional[int] = None, num_workers: int = 0, prefetch: int = 2,
                  collate_fn: Optional[Callable[[List[Any]], Any]] = None, device: Any = None,
-                 workers: str = "thread", mp_context: Any = None) -> None:
+                 workers: str = "thread", mp_context: Any = None, sampler: Any = None) -> None:
         if not hasattr(dataset, "__getitem__"):
             raise TypeError(f"DataLoader: dataset must be map-style (__getitem__, and __len__ to shuffle); "
                             f"got {type(dataset).__name__}, which has no __getitem__ (wrap an iterable in a "
@@ -836,8 +841,16 @@ class DataLoader:
         if device is not None:
             _C._check_device_py(device, "DataLoader")   # raises for an unknown device, or CUDA without a GPU
         self.device = device
+        if sampler is not None:
+            if self.shuffle:
+                raise ValueError("DataLoader: sampler and shuffle=True are exclusive (the sampler gives the "
+                                 "order; DistributedSampler(shuffle=True) shuffles)")
+            if not hasattr(sampler, "__iter__") or not hasattr(sampler, "__len__"):
+                raise TypeError(f"DataLoader: sampler must be an iterable of indices with __len__; got "
+                                f"{type(sampler).__name__}")
+        self.sampler = sampler
         try:
-            self._n = len(dataset)
+            self._n = len(dataset) if sampler is None else len(sampler)
         except TypeError:
             self._n = None
         if self._n is None and self.shuffle:
@@ -879,7 +892,12 @@ class _LoaderIter:
     def __init__(self, loader, epoch):
         self._n, self._bs = loader._n, loader.batch_size
         self._order = None
-        if loader.shuffle:
+        if loader.sampler is not None:
+            if hasattr(loader.sampler, "set_epoch"):
+                loader.sampler.set_epoch(epoch)
+            self._order = np.fromiter(iter(loader.sampler), dtype=np.int64)
+            self._n = len(self._order)
+        elif loader.shuffle:
             rng = np.random.default_rng(np.random.SeedSequence([loader.seed, epoch]))
             self._order = rng.permutation(self._n).astype(np.int64)
         self._stop = len(loader) if self._n is not None else None   # the first batch not to hand out

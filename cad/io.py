@@ -78,6 +78,7 @@ tensor} in buffer order; its I8/I16/I32/U8/U16/U32 tensors become int64 and F16 
 """
 from __future__ import annotations
 
+import copyreg
 import hashlib
 import io
 import json
@@ -259,6 +260,53 @@ def loads(raw: bytes, name: str = "<bytes>") -> Any:
         chk.value(header["value"], "value", 0)
         return _load_value(header["value"], data)
     raise FormatError(f"cad.load: {name!r}: field kind is {kind!r}; expected 'value' or 'tape'")
+
+
+# ---------------------------------------------------------------- pickling
+
+# NOTE [ Pickling ]
+# Tensors and recorded tapes pickle (multiprocessing, Dask, Ray and mpi4py's lowercase
+# calls move objects that way) as the bytes cad.save writes, rebuilt by cad.loads:
+# the pickle holds a reference to _unpickle_tensor / _unpickle_tape and one bytes
+# object, so unpickling cad's objects runs no code of the sender's, and loading a file
+# (cad.load) never unpickles anything.  A tensor travels as its value and its
+# requires_grad flag (a leaf on the other side: the tape stays behind, as with
+# cad.save), to its device when that exists there (else the CPU).  The engine's Tensor
+# type is registered with copyreg here (its own __reduce__ still refuses, for an engine
+# built before this); StaticTape defines __reduce__ (cad/record.py).
+
+def dumps(obj: Any) -> bytes:
+    """What cad.save(obj, f) writes to f, as bytes (cad.loads reads them)."""
+    b = io.BytesIO()
+    save(obj, b)
+    return b.getvalue()
+
+
+def _reduce_tensor(t):
+    return _unpickle_tensor, (dumps(t), str(t.device))
+
+
+def _unpickle_tensor(raw, device="cpu"):
+    t = loads(raw, "<pickled cad tensor>")
+    if not isinstance(t, C.Tensor):
+        raise FormatError("cad: a pickled tensor's bytes hold no tensor")
+    if device != "cpu":
+        try:
+            t = t.to(device).detach().requires_grad_(t.requires_grad)
+        except (C.DeviceError, ValueError):   # no such device here: keep the host copy
+            pass
+    return t
+
+
+def _unpickle_tape(raw):
+    from .record import StaticTape
+    t = loads(raw, "<pickled cad tape>")
+    if not isinstance(t, StaticTape):
+        raise FormatError("cad: a pickled tape's bytes hold no tape")
+    return t
+
+
+copyreg.pickle(C.Tensor, _reduce_tensor)
 
 
 def _value_spec(obj, w):

@@ -176,6 +176,12 @@ class StaticTape:
             mask[n % nx] = True
         return tuple(mask)
 
+    def __reduce__(self):
+        """pickles as cad.save's bytes (NOTE [ Pickling ] in cad/io.py): the unpickled
+        tape is what cad.load gives, an interpreter of the records"""
+        from .io import _unpickle_tape, dumps
+        return _unpickle_tape, (dumps(self),)
+
     # ---- replays
     def __call__(self, *xs: Any) -> Any:
         """f(*xs) by replaying the recorded ops.  Inside cad.vmap (batched inputs) a

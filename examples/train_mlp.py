@@ -6,6 +6,7 @@ checkpoint, reloaded, and checked.
     python examples/train_mlp.py                 # about 30 epochs, >= 97% test accuracy
     python examples/train_mlp.py --quick         # a few steps (what the tests run)
     python examples/train_mlp.py --epochs 40 --hidden 256 --workers 2
+    mpiexec -n 2 python examples/train_mlp.py --distributed   # data parallel (pip install -e ".[mpi]")
 
 The model is a dict of cad tensors and three functions; nothing here is specific to
 digits except load_digits().
@@ -85,13 +86,16 @@ def make_optimizer(params, lr, epochs, steps_per_epoch, warmup_epochs=1, weight_
     return opt, sched
 
 
-def train_epoch(params, opt, sched, loader, bar=None, max_steps=None):
-    """one pass over the loader; returns (mean loss, samples/s)"""
+def train_epoch(params, opt, sched, loader, bar=None, max_steps=None, dist=None):
+    """one pass over the loader; returns (mean loss, samples/s).  dist: cad.distributed
+    when each rank holds a shard (the gradients are averaged over the ranks)"""
     total, count, t0 = 0.0, 0, time.perf_counter()
     for xb, yb in (loader if max_steps is None else itertools.islice(loader, max_steps)):
         opt.zero_grad()
         loss = loss_fn(params, xb, yb)
         loss.backward()
+        if dist is not None:
+            dist.all_reduce_grads(params)     # average over the ranks, in buckets
         opt.step()
         sched.step()
         lv = float(loss)
@@ -101,17 +105,29 @@ def train_epoch(params, opt, sched, loader, bar=None, max_steps=None):
             rate = count / max(time.perf_counter() - t0, 1e-9)
             bar.set_postfix(loss=f"{lv:.3f}", samples_s=f"{rate:,.0f}", lr=f"{sched.get_last_lr()[0]:.1e}")
             bar.update(1)
-    return total / max(count, 1), count / max(time.perf_counter() - t0, 1e-9)
+    rate = count / max(time.perf_counter() - t0, 1e-9)
+    if dist is not None:   # the loss over every rank's samples, the samples/s of all ranks
+        total, count, rate = dist.all_reduce(cad.tensor([total, float(count), rate])).tolist()
+    return total / max(count, 1), rate
 
 
 def train(data, epochs=30, batch_size=64, lr=1e-2, hidden=(192,), seed=0, workers=0,
-          max_steps=None, progress=True, log=print):
-    """trains on data = (x_train, y_train, x_test, y_test); returns (params, history, loader)"""
+          max_steps=None, progress=True, log=print, dist=None):
+    """trains on data = (x_train, y_train, x_test, y_test); returns (params, history, loader).
+    dist: cad.distributed for data-parallel training under mpiexec: each rank loads its
+    shard (DistributedSampler), batch_size // world_size rows a step, so that a step
+    sees batch_size rows over all ranks, as one process does"""
     x_tr, y_tr, x_te, y_te = data
     n_classes = int(max(y_tr.max(), y_te.max())) + 1
     params = init_params([x_tr.shape[1], *hidden, n_classes], seed=seed)
-    loader = cad.data.DataLoader(cad.data.TensorDataset(x_tr, y_tr), batch_size=batch_size, shuffle=True,
-                                 seed=seed, num_workers=workers)
+    ds = cad.data.TensorDataset(x_tr, y_tr)
+    if dist is None:
+        loader = cad.data.DataLoader(ds, batch_size=batch_size, shuffle=True, seed=seed, num_workers=workers)
+    else:
+        dist.broadcast_params(params)     # every rank starts from rank 0's point (the same seed anyway)
+        loader = cad.data.DataLoader(ds, batch_size=max(1, batch_size // dist.world_size()),
+                                     sampler=dist.DistributedSampler(ds, shuffle=True, seed=seed),
+                                     num_workers=workers)
     opt, sched = make_optimizer(params, lr, epochs, len(loader))
     history = []
     for epoch in range(epochs):
@@ -119,7 +135,7 @@ def train(data, epochs=30, batch_size=64, lr=1e-2, hidden=(192,), seed=0, worker
         if progress and tqdm is not None:
             bar = tqdm(total=len(loader) if max_steps is None else min(max_steps, len(loader)),
                        desc=f"epoch {epoch + 1}/{epochs}", leave=False, file=sys.stderr)
-        loss, rate = train_epoch(params, opt, sched, loader, bar, max_steps)
+        loss, rate = train_epoch(params, opt, sched, loader, bar, max_steps, dist)
         if bar is not None:
             bar.close()
         acc = accuracy(params, x_te, y_te)
@@ -140,16 +156,30 @@ def main(argv=None):
                                                  "mlp_digits.safetensors)")
     ap.add_argument("--quick", action="store_true", help="2 epochs of 3 steps (for the tests)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--distributed", action="store_true",
+                    help="data parallel over the ranks of mpiexec -n N (needs mpi4py: the [mpi] extra); "
+                         "--batch-size stays the batch of one step over all ranks")
     a = ap.parse_args(argv)
     epochs, max_steps = (2, 3) if a.quick else (a.epochs, None)
 
+    dist, print_ = None, print
+    if a.distributed:
+        import cad.distributed as dist
+        dist.init()
+        if dist.rank() != 0:      # rank 0 reports; the others train quietly
+            def print_(*args, **kwargs):
+                return None
     t0 = time.perf_counter()
     data = load_digits(seed=a.seed)
-    print(f"digits: {len(data[0])} training and {len(data[2])} test images of {data[0].shape[1]} pixels")
+    print_(f"digits: {len(data[0])} training and {len(data[2])} test images of {data[0].shape[1]} pixels"
+           + (f"; data parallel over {dist.world_size()} ranks" if dist is not None else ""))
     params, history, loader = train(data, epochs=epochs, batch_size=a.batch_size, lr=a.lr,
                                     hidden=tuple(a.hidden), seed=a.seed, workers=a.workers,
-                                    max_steps=max_steps, progress=not a.no_progress)
+                                    max_steps=max_steps, progress=not a.no_progress and print_ is print,
+                                    log=print_, dist=dist)
     elapsed = time.perf_counter() - t0
+    if dist is not None and dist.rank() != 0:
+        return 0                  # rank 0 writes and checks the checkpoint
     acc = history[-1]["test_acc"]
     print(f"trained in {elapsed:.1f} s: test accuracy {acc:.2%}")
     print(f"loader.stats: {loader.stats}")

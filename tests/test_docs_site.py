@@ -9,6 +9,8 @@ HTML comment on the line before a block changes how it runs:
     <!-- docs-test: cuda -->           on the GPU when there is one, else on the fake
                                        device (CAD_CUDA_FAKE: the same kernels, on the host)
     <!-- docs-test: skip REASON -->    not run (say why: used sparingly)
+    <!-- docs-test: mpi -->            run when mpi4py is installed (cad.distributed; in one
+                                       process, a world of one rank), else skipped
 """
 import importlib.util
 import os
@@ -82,7 +84,7 @@ def code_blocks(page):
                 k -= 1
             mark = MARK.search(lines[k]) if k >= 0 else None
             mode, reason = (mark.group(1), mark.group(2)) if mark else ("run", "")
-            assert mode in ("run", "cuda", "skip"), f"{page}:{k + 1}: unknown marker {mode!r}"
+            assert mode in ("run", "cuda", "skip", "mpi"), f"{page}:{k + 1}: unknown marker {mode!r}"
             assert mode != "skip" or reason, f"{page}:{k + 1}: a skipped block says why"
             src = "\n".join(l[len(indent):] if l.startswith(indent) else l for l in lines[i + 1:j])
             blocks.append((i + 1, mode, reason, src))
@@ -91,6 +93,13 @@ def code_blocks(page):
 
 
 _GPU = []
+
+
+def _have_mpi4py():
+    try:
+        return importlib.util.find_spec("mpi4py") is not None
+    except (ImportError, ValueError):   # (a None in sys.modules: blocked)
+        return False
 
 
 def _gpu():
@@ -111,13 +120,15 @@ def test_code_blocks_run(page, tmp_path, monkeypatch):
     ns = {"__name__": "__docs__"}
     ran = 0
     for line, mode, _, src in blocks:
-        if mode == "skip":
+        if mode == "skip" or (mode == "mpi" and not _have_mpi4py()):
             continue
         if mode == "cuda":
             _gpu()
         code = compile(src, f"docs/{page}, block at line {line}", "exec")
         exec(code, ns)
         ran += 1
+    if not ran and all(b[1] == "mpi" for b in blocks):
+        pytest.skip(f"{page}: its blocks need mpi4py")
     assert ran, f"{page}: every block is skipped"
 
 
