@@ -560,6 +560,50 @@ def test_setitem_batched_index():
     np.testing.assert_array_equal(np.asarray(got), np.eye(5)[I])
 
 
+# advanced indices that numpy places first (separated by a slice), or that the batch's
+# own index separates from the front: a batched v is written in numpy's per-example order
+MOVED = [
+    ("split_ij", lambda i, j: (i, slice(None), j), (2, 4)),          # (3, 4, 5)[i, :, j] -> (2, 4)
+    ("after_slice", lambda i, j: (slice(None), i), (3, 2, 5)),      # adjacent, not in front
+    ("after_slice_pair", lambda i, j: (slice(1, 3), i, j), (2, 2)),
+    ("split_bcast_v", lambda i, j: (i, slice(None), j), (4,)),      # v broadcast over the adv dims
+]
+
+
+@pytest.mark.parametrize("name,mk,vshape", MOVED, ids=[m[0] for m in MOVED])
+@pytest.mark.parametrize("ibatched", [False, True], ids=["idx_unbatched", "idx_batched"])
+def test_setitem_batched_v_with_moved_advanced_indices(name, mk, vshape, ibatched):
+    """issue 11: x[i, :, j] = v with v batched (was refused: 'index one axis at a time')"""
+    rng = np.random.default_rng(19)
+    X = rng.standard_normal((B, 3, 4, 5))
+    V = rng.standard_normal((B,) + vshape)
+    I = np.stack([rng.permutation(3)[:2] for _ in range(B)]) if ibatched else np.array([0, 2])
+    J = np.stack([rng.permutation(4)[:2] for _ in range(B)]) if ibatched else np.array([1, 3])
+
+    def f(x, v, i, j):
+        x = x * 1.0
+        x[mk(i, j)] = v
+        return cad.sin(x)
+    dims = (0, 0, 0, 0) if ibatched else (0, 0, None, None)
+    got = cad.vmap(f, in_dims=dims)(cad.tensor(X), cad.tensor(V), cad.tensor(I), cad.tensor(J))
+    want = []
+    for b in range(B):
+        x = X[b].copy()
+        x[mk(I[b] if ibatched else I, J[b] if ibatched else J)] = V[b]
+        want.append(np.sin(x))
+    np.testing.assert_allclose(np.asarray(got), np.stack(want), rtol=1e-15)
+    # the gradient per example, against the loop of cad.grad
+    g = lambda x, v, i, j: cad.sum(f(x, v, i, j) ** 2)
+    gx, gv = cad.vmap(cad.grad(g, argnums=(0, 1)), in_dims=dims)(
+        cad.tensor(X), cad.tensor(V), cad.tensor(I), cad.tensor(J))
+    for b in range(B):
+        wx, wv = cad.grad(g, argnums=(0, 1))(cad.tensor(X[b]), cad.tensor(V[b]),
+                                              cad.tensor(I[b] if ibatched else I),
+                                              cad.tensor(J[b] if ibatched else J))
+        np.testing.assert_allclose(np.asarray(gx)[b], np.asarray(wx), rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(np.asarray(gv)[b], np.asarray(wv), rtol=1e-13, atol=1e-15)
+
+
 def test_setitem_into_unbatched_from_batched_is_refused_clearly():
     def f(v):
         x = cad.zeros(3)

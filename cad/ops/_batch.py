@@ -957,15 +957,19 @@ def getitem_rule(op, level, args, kwargs):
     r = v[phys]
     if fix is None:
         return r
-    nd = r.ndim
+    return _api("transpose")(r, _fix_perm(fix, r.ndim))
+
+
+def _fix_perm(fix, nd):
+    """the permutation from the physical index's result (numpy's placement of the
+    advanced dims after the batch's index is prepended) to the batched per-example
+    layout (B, numpy's per-example result)"""
     if fix[0] == "move":   # (adv..., B, rest...) -> (B, adv..., rest...)
         k = fix[1]
-        perm = (k,) + tuple(range(k)) + tuple(range(k + 1, nd))
-    else:                  # (B, adv..., pre..., rest...) -> (B, pre..., adv..., rest...)
-        _, k, npre = fix
-        perm = (0,) + tuple(range(1 + k, 1 + k + npre)) + tuple(range(1, 1 + k)) + \
-            tuple(range(1 + k + npre, nd))
-    return _api("transpose")(r, perm)
+        return (k,) + tuple(range(k)) + tuple(range(k + 1, nd))
+    _, k, npre = fix       # (B, adv..., pre..., rest...) -> (B, pre..., adv..., rest...)
+    return (0,) + tuple(range(1 + k, 1 + k + npre)) + tuple(range(1, 1 + k)) + \
+        tuple(range(1 + k + npre, nd))
 
 
 def _setitem_rule(op, level, args, kwargs):
@@ -986,14 +990,20 @@ def _setitem_batched(x, idx, value):
     n = x.ndim
     idx = _expand_index(idx, n)
     phys, fix = _phys_index(idx, level, level.size)
-    if fix is not None and _is(value, level):
-        raise ValueError("cad.vmap: x[idx] = v with a batched v and advanced indices that numpy "
-                         "moves to the front; index one axis at a time")
     if _is(value, level):
         region = np.empty(x.shape, dtype=np.bool_)[tuple(
             np.zeros(lshape(e, level), dtype=np.int64) if _is(e, level) else
             (e.numpy() if isinstance(e, C.Tensor) else e) for e in idx)].shape
         value = _align(value, level, len(region))
+        if fix is not None:   # v is (B, per-example region): into the physical index's order
+            if value.ndim != 1 + len(region):
+                raise C.ShapeError(f"cad.vmap: x[idx] = v: v of {value.ndim - 1} dims per example "
+                                   f"does not fit the region of shape {region}")
+            perm = _fix_perm(fix, value.ndim)
+            inv = [0] * len(perm)
+            for k, p in enumerate(perm):
+                inv[p] = k
+            value = _api("transpose")(value, tuple(inv))
     v = x.val
     v[phys] = value
     x.val = v
