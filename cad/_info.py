@@ -3,14 +3,17 @@
 ``collect()`` returns a JSON-able dict (``python -m cad --info --json``, and the
 ``machine`` entry of ``python -m bench``'s JSON); ``render(info)`` the text.
 
-Some facts the engine has no query for are read from outside it, and the report says so:
-
 - SIMD clones: the build (setup.py) defines CAD_CLONES (AVX2 clones of the hot loops),
   CAD_CLONES512 (AVX-512 too) and CAD_LIBMVEC (glibc's vector math) when the compiler
-  has them.  They are read back from the compiled engine: a cloned function leaves
-  symbols named ``<fn>.avx2`` / ``<fn>.avx512f`` (absent from a stripped build) and
-  libmvec is in its needed libraries.  gcc's resolver runs the widest clone the CPU
-  supports, so the clone picked is the widest one built whose flag /proc/cpuinfo lists.
+  has them.  The engine reports them (``simd_info()``) with the clone gcc's resolver
+  runs: the widest one built that ``__builtin_cpu_supports`` (the resolver's test)
+  accepts.  An engine built before that query is read from outside: a cloned function
+  leaves symbols named ``<fn>.avx2`` / ``<fn>.avx512f`` (absent from a stripped build),
+  libmvec is in its needed libraries, and the clone picked is the widest one built
+  whose flag /proc/cpuinfo lists; the report says which source it used.
+
+Some facts the engine has no query for are read from outside it, and the report says so:
+
 - Which BLAS cad calls: cad takes dgemm/sgemm (and LAPACK's getrs) from
   scipy.linalg.cython_blas/cython_lapack (cad/_core/modes.pxi), so it is the library
   that scipy's cython_blas module links; threadpoolctl, when installed, names it with
@@ -79,6 +82,23 @@ def _file_has(path, needles):
 
 
 def _simd(engine_path, cpu):
+    try:
+        from ._core import _engine as C
+        q = C.simd_info()
+    except (ImportError, AttributeError):   # an engine built before its query
+        q = None
+    if q is not None:
+        out = {"source": "the engine's query (cad._core._engine.simd_info: the build's "
+                         "clones, and the one gcc's resolver runs here)"}
+        out.update(q)
+        if not q["clones_built"]:
+            out["picked"] = "default (no clones in this build)"
+        return out
+    return _simd_from_symbols(engine_path, cpu)
+
+
+def _simd_from_symbols(engine_path, cpu):
+    """the SIMD facts read from outside the engine (for one built before its query)"""
     out = {"source": "read from the compiled engine's symbols and needed libraries and "
                      "/proc/cpuinfo (the engine has no query for it)"}
     found = _file_has(engine_path, (b".avx2\x00", b".avx512f\x00", b"libmvec.so"))
@@ -286,7 +306,8 @@ def render(info):
     clones_text = ", ".join(clones) if isinstance(clones, list) and clones else (clones or "none")
     lines.append(f"cad simd clones: built {clones_text}; picked {simd.get('picked', 'unknown')}; "
                  f"libmvec {'yes' if simd.get('libmvec') else 'no'}  "
-                 f"(read from the engine's symbols: no engine query)")
+                 + ("(the engine's query)" if simd.get("source", "").startswith("the engine")
+                    else "(read from the engine's symbols: no engine query)"))
     cu = info["cuda"]
     if cu.get("available"):
         lines.append(f"cuda: available, {cu.get('devices', 0)} device(s)"

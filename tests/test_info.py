@@ -67,6 +67,16 @@ def test_info_json(info):
     assert "picked" in simd or "clones_built" in simd
     if isinstance(simd.get("clones_built"), list) and simd["clones_built"]:
         assert simd["picked"] in simd["clones_built"]
+    # the engine's own query agrees with what its symbols and /proc/cpuinfo say
+    import cad._core._engine as C
+    import cad._info as I
+    q = C.simd_info()
+    assert q["picked"] in (q["clones_built"] or ["default"])
+    assert simd["source"].startswith("the engine")
+    outside = I._simd_from_symbols(C.__file__, I._cpu())
+    if isinstance(outside.get("clones_built"), list) and outside["clones_built"] and "simd_flags" in I._cpu():
+        assert (q["clones_built"], q["picked"], q["libmvec"]) == \
+            (outside["clones_built"], outside["picked"], outside["libmvec"])
     assert set(info["peers"]) >= {"torch", "jax", "autograd"}
     assert isinstance(info["cad"]["blas"]["dgemm"], bool)
 

@@ -152,6 +152,52 @@ def get_num_threads():
     return cad_num_threads if cad_num_threads > 0 else cad_get_max_threads()
 
 
+cdef extern from *:
+    """
+    /* the SIMD clones this build has (setup.py's defines) and the one gcc's
+       target_clones resolver runs on this CPU: the widest clone built that
+       __builtin_cpu_supports, the resolver's own test, accepts */
+    static int cad_simd_built(void) {
+        int m = 0;
+    #if defined(CAD_CLONES)
+        m |= 1;
+    #endif
+    #if defined(CAD_CLONES512)
+        m |= 2;
+    #endif
+    #if defined(CAD_LIBMVEC)
+        m |= 4;
+    #endif
+        return m;
+    }
+    static int cad_simd_picked(void) {
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+        __builtin_cpu_init();
+    #if defined(CAD_CLONES512)
+        if (__builtin_cpu_supports("avx512f")) return 2;
+    #endif
+    #if defined(CAD_CLONES)
+        if (__builtin_cpu_supports("avx2")) return 1;
+    #endif
+    #endif
+        return 0;
+    }
+    """
+    int cad_simd_built()
+    int cad_simd_picked()
+
+
+def simd_info():
+    """The engine's SIMD build and choice (python -m cad --info): the target clones
+    of the hot loops built ("avx512f", "avx2", "default"), the one that runs on this
+    CPU, and whether the loops call glibc's vector math (libmvec)."""
+    cdef int m = cad_simd_built()
+    built = (["avx512f"] if m & 2 else []) + (["avx2"] if m & 1 else [])
+    picked = ("default", "avx2", "avx512f")[cad_simd_picked()]
+    return {"clones_built": built + ["default"] if built else [], "picked": picked,
+            "libmvec": bool(m & 4)}
+
+
 def _set_parallel_min(object n):
     """Smallest element counts that run on several threads, (memory-bound, heavy);
     an int sets both (for tests).  Returns the previous pair."""
