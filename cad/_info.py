@@ -91,6 +91,11 @@ def _simd(engine_path, cpu):
         out = {"source": "the engine's query (cad._core._engine.simd_info: the build's "
                          "clones, and the one gcc's resolver runs here)"}
         out.update(q)
+        # libmvec: the engine knows the build enabled it; whether the compiler emitted
+        # calls to it (not at -O1: the sanitizer build) its needed libraries tell
+        found = _file_has(engine_path, (b"libmvec.so",))
+        if found is not None:
+            out["libmvec"] = b"libmvec.so" in found
         if not q["clones_built"]:
             out["picked"] = "default (no clones in this build)"
         return out

@@ -75,8 +75,8 @@ def test_info_json(info):
     assert simd["source"].startswith("the engine")
     outside = I._simd_from_symbols(C.__file__, I._cpu())
     if isinstance(outside.get("clones_built"), list) and outside["clones_built"] and "simd_flags" in I._cpu():
-        assert (q["clones_built"], q["picked"], q["libmvec"]) == \
-            (outside["clones_built"], outside["picked"], outside["libmvec"])
+        assert (q["clones_built"], q["picked"]) == (outside["clones_built"], outside["picked"])
+        assert simd["libmvec"] == outside["libmvec"]   # (the engine's libmvec: what the build enabled)
     assert set(info["peers"]) >= {"torch", "jax", "autograd"}
     assert isinstance(info["cad"]["blas"]["dgemm"], bool)
 

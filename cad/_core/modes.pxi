@@ -190,7 +190,8 @@ cdef extern from *:
 def simd_info():
     """The engine's SIMD build and choice (python -m cad --info): the target clones
     of the hot loops built ("avx512f", "avx2", "default"), the one that runs on this
-    CPU, and whether the loops call glibc's vector math (libmvec)."""
+    CPU, and whether the build enabled glibc's vector math (libmvec; the compiler calls
+    it only where it vectorizes: not at -O1, the sanitizer build)."""
     cdef int m = cad_simd_built()
     built = (["avx512f"] if m & 2 else []) + (["avx2"] if m & 1 else [])
     picked = ("default", "avx2", "avx512f")[cad_simd_picked()]
