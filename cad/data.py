@@ -789,6 +789,12 @@ def _check_bool(name, v):
     return bool(v)
 
 
+def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """epoch's shuffled order of n samples (int64): the DataLoader's, and
+    cad.distributed.DistributedSampler's before it shards it"""
+    return np.random.default_rng(np.random.SeedSequence([seed, epoch])).permutation(n).astype(np.int64)
+
+
 class DataLoader:
     """Batches of a map-style dataset as cad tensors.
 
@@ -898,8 +904,7 @@ class _LoaderIter:
             self._order = np.fromiter(iter(loader.sampler), dtype=np.int64)
             self._n = len(self._order)
         elif loader.shuffle:
-            rng = np.random.default_rng(np.random.SeedSequence([loader.seed, epoch]))
-            self._order = rng.permutation(self._n).astype(np.int64)
+            self._order = _epoch_order(loader.seed, epoch, self._n)
         self._stop = len(loader) if self._n is not None else None   # the first batch not to hand out
         self._fetcher = _Fetcher(loader.dataset, loader.collate_fn, loader.batch_size, loader.drop_last)
         self._device = loader.device

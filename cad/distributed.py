@@ -50,7 +50,6 @@ pickling, CUDA and how this would scale to many GPUs.
 """
 from __future__ import annotations
 
-import io as _io
 import math
 import os
 import sys
@@ -61,6 +60,7 @@ from typing import Any, Iterator, List, Optional, Sequence
 import numpy as np
 
 from . import tree as _tree
+from .io import dumps
 from ._core import _engine as C
 from .ops.custom import primitive as _primitive
 
@@ -468,11 +468,8 @@ class DistributedSampler:
 
     def indices(self) -> np.ndarray:
         """this rank's indices for the current epoch (int64)"""
-        if self.shuffle:
-            order = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch])).permutation(self.n)
-        else:
-            order = np.arange(self.n)
-        order = order.astype(np.int64)
+        from .data import _epoch_order
+        order = _epoch_order(self.seed, self.epoch, self.n) if self.shuffle else np.arange(self.n, dtype=np.int64)
         if self.total_size > self.n:
             reps = -(-(self.total_size - self.n) // max(self.n, 1))
             order = np.concatenate([order] + [order] * reps)[:self.total_size]
@@ -492,13 +489,6 @@ class DistributedSampler:
 
 
 # ---------------------------------------------------------------- parallel map
-
-def _dumps(obj):
-    b = _io.BytesIO()
-    from .io import save
-    save(obj, b)
-    return b.getvalue()
-
 
 def _loads(raw):
     from .io import loads
@@ -570,8 +560,8 @@ def map(f: Any, inputs: Optional[Sequence[Any]] = None, what: str = "value", roo
             else:
                 raise TypeError(f"cad.distributed.map: f must be a cad.StaticTape or a function, got "
                                 f"{type(f).__name__}")
-            head = b"\x01" + _dumps(tape)
-            shards = [_dumps(list(args[r::n])) for r in range(n)]
+            head = b"\x01" + dumps(tape)
+            shards = [dumps(list(args[r::n])) for r in range(n)]
         except Exception as e:   # noqa: BLE001  (the other ranks are told, then it is raised here)
             err = e
             head = b"\x00" + f"{type(e).__name__}: {e}".encode("utf-8", "replace")
@@ -592,7 +582,7 @@ def map(f: Any, inputs: Optional[Sequence[Any]] = None, what: str = "value", roo
             res.append(tape.grad(*a))
         else:
             res.append(tape.hessian(*a))
-    per = [_loads(p) for p in _allgather_bytes(comm, _dumps(res))]
+    per = [_loads(p) for p in _allgather_bytes(comm, dumps(res))]
     out = [None] * sum(len(p) for p in per)
     for r, p in enumerate(per):
         for j, v in enumerate(p):

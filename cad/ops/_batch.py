@@ -999,11 +999,8 @@ def _setitem_batched(x, idx, value):
             if value.ndim != 1 + len(region):
                 raise C.ShapeError(f"cad.vmap: x[idx] = v: v of {value.ndim - 1} dims per example "
                                    f"does not fit the region of shape {region}")
-            perm = _fix_perm(fix, value.ndim)
-            inv = [0] * len(perm)
-            for k, p in enumerate(perm):
-                inv[p] = k
-            value = _api("transpose")(value, tuple(inv))
+            inv = np.argsort(_fix_perm(fix, value.ndim))   # the inverse permutation
+            value = _api("transpose")(value, tuple(int(k) for k in inv))
     v = x.val
     v[phys] = value
     x.val = v
