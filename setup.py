@@ -1,5 +1,6 @@
 """Build: generate the op table's kernels (tools/gen_ops.py), then compile the
 Cython engine with the C kernels into one extension, cad._core._engine."""
+import glob
 import os
 import subprocess
 import sys
@@ -86,6 +87,23 @@ ext = Extension(
 )
 
 
+def _fresh(obj, src, stamp):
+    """an object file newer than its source and every header (.h, .cuh) of the tree, compiled
+    with the same command (the stamp beside it): setuptools recompiles all of an
+    extension's files when one changed; this skips the rest (a rebuild after editing
+    one C file: seconds, not two minutes)"""
+    try:
+        with open(obj + ".flags") as f:
+            if f.read() != stamp:
+                return False
+        t = os.path.getmtime(obj)
+    except OSError:
+        return False
+    deps = [src] + [p for d in ("cad_kernels/*", "cad/_core") for ext in ("h", "cuh")
+                    for p in glob.glob(os.path.join(ROOT, d, "*." + ext))]
+    return all(os.path.getmtime(d) < t for d in deps)
+
+
 class build_ext(_build_ext):
     """compiles one extension's C files in parallel (setuptools' -j only runs whole
     extensions in parallel, and cad is one), the longest first: the Cython module and
@@ -111,7 +129,12 @@ class build_ext(_build_ext):
                     post = list(extra_postargs or [])
                     if src.replace(os.sep, "/").endswith("cuda/host.c") and not (DEBUG or SANITIZE):
                         post.append("-O1")
+                    stamp = repr((cc.compiler_so, cc_args, post, pp_opts))
+                    if not self.force and _fresh(obj, src, stamp):
+                        return
                     cc._compile(obj, src, kind, cc_args, post, pp_opts)
+                    with open(obj + ".flags", "w") as f:
+                        f.write(stamp)
 
                 def rank(obj):
                     name = os.path.basename(build[obj][0])

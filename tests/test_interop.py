@@ -118,8 +118,11 @@ def test_from_dlpack_torch_zero_copy_and_copy():
 def test_dlpack_jax_both_ways():
     x = cad.tensor([1.0, 2.0, 3.0])
     np.testing.assert_array_equal(np.asarray(jnp.from_dlpack(x)), [1, 2, 3])
-    y = cad.from_dlpack(jnp.arange(4.0))
-    np.testing.assert_array_equal(np.asarray(y), [0, 1, 2, 3])
+    a = jnp.arange(4.0)
+    y = cad.from_dlpack(a)                   # a JAX GPU array becomes a CUDA tensor, no copy
+    gpu = next(iter(a.devices())).platform == "gpu"
+    assert y.device.type == ("cuda" if gpu else "cpu")
+    np.testing.assert_array_equal(np.asarray(y.cpu()), [0, 1, 2, 3])
 
 
 def test_numpy_dlpack_round_trip_and_readonly():
@@ -240,3 +243,56 @@ def test_gpu_cupy_both_ways():
     np.testing.assert_array_equal(cp.asnumpy(b), [1.0, 2.0])
     c = cp.from_dlpack(cad.tensor([3.0], device="cuda"))
     np.testing.assert_array_equal(cp.asnumpy(c), [3.0])
+
+
+@pytest.mark.skipif(torch is None or not torch.cuda.is_available(), reason="needs PyTorch with CUDA")
+def test_gpu_torch_views_dtypes_and_streams():
+    if not _real_gpu():
+        pytest.skip("cad has no real GPU here")
+    base = torch.arange(12.0, dtype=torch.float64, device="cuda").reshape(3, 4)
+    v = base[:, ::2]                                   # a strided view: no copy, strides kept
+    y = cad.from_dlpack(v)
+    assert y.__cuda_array_interface__["data"][0] == v.data_ptr()
+    np.testing.assert_array_equal(np.asarray(y.cpu()), v.cpu().numpy())
+    base.add_(1.0)                                     # the producer writes: the tensor sees it
+    torch.cuda.synchronize()
+    np.testing.assert_array_equal(np.asarray(y.cpu()), v.cpu().numpy())
+    own = cad.from_dlpack(v, copy=True)                # copy=True owns its memory
+    base.add_(1.0)
+    torch.cuda.synchronize()
+    np.testing.assert_array_equal(np.asarray(own.cpu()), v.cpu().numpy() - 1.0)
+    for tdt, cdt in [(torch.float32, cad.float32), (torch.int64, cad.int64), (torch.bool, cad.bool)]:
+        src = (torch.arange(5, device="cuda") % 2).to(tdt)
+        c = cad.from_dlpack(src)
+        assert c.dtype == cdt
+        np.testing.assert_array_equal(np.asarray(c.cpu()), src.cpu().numpy())
+        back = torch.from_dlpack(c)
+        assert back.dtype == tdt and torch.equal(back, src)
+    s = torch.cuda.Stream()                            # a consumer on its own stream
+    with torch.cuda.stream(s):
+        x = cad.tensor(np.arange(3.0), device="cuda") * 2.0
+        t = torch.from_dlpack(x)
+        w = t + 1.0
+    s.synchronize()
+    np.testing.assert_array_equal(w.cpu().numpy(), [1.0, 3.0, 5.0])
+    x = cad.tensor(np.arange(6.0).reshape(2, 3), device="cuda")
+    tv = torch.from_dlpack(x.T)                        # a cad view: torch sees its strides
+    np.testing.assert_array_equal(tv.cpu().numpy(), np.arange(6.0).reshape(2, 3).T)
+    g = torch.tensor(np.asarray(cad.tensor([1.0, 2.0]).cpu()), device="cuda")
+    gg = cad.grad(lambda q: cad.sum(cad.sin(q)))(cad.from_dlpack(g))
+    np.testing.assert_allclose(np.asarray(gg.cpu()), np.cos([1.0, 2.0]))
+
+
+def test_gpu_pycuda_gpuarray():
+    gpuarray = pytest.importorskip("pycuda.gpuarray")
+    if not _real_gpu():
+        pytest.skip("cad has no real GPU here")
+    # pycuda's own calls need a pycuda context: autoprimaryctx pushes the device's
+    # primary context, the one cad uses (pycuda.autoinit would make another)
+    import pycuda.autoprimaryctx  # noqa: F401
+    a = gpuarray.to_gpu(np.arange(6.0).reshape(2, 3))
+    y = cad.from_dlpack(a)                             # through __cuda_array_interface__, no copy
+    assert y.__cuda_array_interface__["data"][0] == int(a.gpudata)
+    z = cad.tensor(a, device="cuda")                   # a device-to-device copy
+    assert z.__cuda_array_interface__["data"][0] != int(a.gpudata)
+    np.testing.assert_array_equal(np.asarray((y + z).cpu()), 2 * np.arange(6.0).reshape(2, 3))

@@ -11,6 +11,9 @@ int cad_num_threads = 0;          /* 0: OpenMP's default */
 int64_t cad_par_min = 1 << 19;
 int64_t cad_par_min_heavy = 1 << 15;
 
+/* an innermost dim shorter than this goes outside a dim at least 4x longer */
+#define CAD_SHORT_ROW 8
+
 int cad_get_max_threads(void) {
     static int n = 0;
     if (!n) n = cad_cpu_count();
@@ -49,30 +52,42 @@ void cad_iter_operand(cad_iter *it, int k, char *ptr, int esize, int ondim,
     }
 }
 
+/* [start, end) of the flat index over shape[nd]: row kernels along the innermost dim.
+ * Pointers advance incrementally (an odometer over byte strides): a short inner dim
+ * (a column slice's 1-3 elements) calls the row once per outer index, and recomputing
+ * every operand's offset from the index per call was most of its cost. */
 static void run_range(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_MAXDIM],
                       char *const *base, const int *esize, cad_row row,
                       int64_t start, int64_t end) {
-    int64_t idx[CAD_MAXDIM], s_in[CAD_MAXOP], rem = start, pos = start;
+    int64_t idx[CAD_MAXDIM], s_in[CAD_MAXOP], bst[CAD_MAXOP][CAD_MAXDIM], rem = start, pos = start;
     char *p[CAD_MAXOP];
     int d, k;
     const int64_t inner = shape[nd - 1];
     for (d = nd - 1; d >= 0; d--) { idx[d] = rem % shape[d]; rem /= shape[d]; }
-    for (k = 0; k < nop; k++) s_in[k] = st[k][nd - 1];
+    for (k = 0; k < nop; k++) {
+        int64_t off = 0;
+        s_in[k] = st[k][nd - 1];
+        for (d = 0; d < nd; d++) {
+            bst[k][d] = base[k] ? st[k][d] * esize[k] : 0;
+            off += idx[d] * bst[k][d];
+        }
+        p[k] = base[k] ? base[k] + off : NULL;
+    }
     while (pos < end) {
         int64_t len = inner - idx[nd - 1];
-        for (k = 0; k < nop; k++) {
-            int64_t off = 0;
-            for (d = 0; d < nd; d++) off += idx[d] * st[k][d];
-            p[k] = base[k] ? base[k] + off * esize[k] : NULL;
-        }
         if (len > end - pos) len = end - pos;
-        row(p, s_in, len);
+        row(p, s_in, len);   /* rows read p, never write it */
         pos += len;
+        if (pos >= end) break;
         idx[nd - 1] += len;
+        for (k = 0; k < nop; k++) if (p[k]) p[k] += len * bst[k][nd - 1];
         if (idx[nd - 1] == inner) {
             idx[nd - 1] = 0;
+            for (k = 0; k < nop; k++) if (p[k]) p[k] -= inner * bst[k][nd - 1];
             for (d = nd - 2; d >= 0; d--) {
+                for (k = 0; k < nop; k++) if (p[k]) p[k] += bst[k][d];
                 if (++idx[d] < shape[d]) break;
+                for (k = 0; k < nop; k++) if (p[k]) p[k] -= shape[d] * bst[k][d];
                 idx[d] = 0;
             }
         }
@@ -140,6 +155,21 @@ static inline int iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const
         int64_t s0[CAD_MAXOP] = {0};
         row(it->ptr, s0, 1);
         return CAD_OK;
+    }
+    if (nd >= 2 && shape[nd - 1] < CAD_SHORT_ROW) {
+        /* a short innermost dim (a column slice's 1-3 elements) under a long one: the
+         * long one goes innermost, so the row kernel runs a few long strided rows
+         * instead of one call per outer index (numpy's nditer orders dims by strides
+         * and calls its inner loop per short row: 2-3x slower on BA's (p, 2) slices).
+         * Any dim order visits the same elements; a reduction's sum order changes
+         * (deterministically) */
+        int b = 0;
+        for (d = 1; d < nd - 1; d++) if (shape[d] > shape[b]) b = d;
+        if (shape[b] >= 4 * shape[nd - 1]) {
+            int64_t t = shape[b];
+            shape[b] = shape[nd - 1]; shape[nd - 1] = t;
+            for (k = 0; k < nop; k++) { t = st[k][b]; st[k][b] = st[k][nd - 1]; st[k][nd - 1] = t; }
+        }
     }
     for (d = 0; d < nd; d++) {
         N *= shape[d];

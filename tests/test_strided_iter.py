@@ -1,0 +1,107 @@
+"""The strided iterator's loop order (NOTE in cad_kernels/cpu/iter.c): a short
+innermost dim under a long one is moved outside, so column slices run long strided
+rows.  Every order visits the same elements: values and gradients against numpy on
+column slices, broadcasts, transposes, 3-d views, size 0, in place and reductions."""
+import numpy as np
+import pytest
+
+import cad
+
+rng = np.random.default_rng(14)
+P = 257   # a long dim (not a multiple of the SIMD width)
+
+
+def _views():
+    A = rng.standard_normal((P, 9))
+    B = rng.standard_normal((P, 2))
+    C = rng.standard_normal((3, P, 4))
+    return [
+        ("col slice + contiguous", A, lambda a: a[:, 7:9], B),
+        ("col slice / col slice", A, lambda a: a[:, 0:2], A[:, 2:3]),
+        ("row broadcast", rng.standard_normal((P, 3)), lambda a: a, rng.standard_normal(3)),
+        ("column broadcast", rng.standard_normal((P, 2)), lambda a: a, rng.standard_normal((P, 1))),
+        ("transposed short", rng.standard_normal((2, P)), lambda a: a.T, rng.standard_normal((P, 2))),
+        ("3-d strided", C, lambda a: a[:, ::3, 1:3], rng.standard_normal((3, 1, 2))),
+        ("3-d short middle", C, lambda a: a[1:, :, 2], rng.standard_normal((2, 1))),
+        ("step slice", A, lambda a: a[::2, ::4], rng.standard_normal(3)),
+        ("size 0", A, lambda a: a[:0, 7:9], np.ones((0, 2))),
+        ("short only", rng.standard_normal((3, 2)), lambda a: a[:, 1:], rng.standard_normal((3, 1))),
+    ]
+
+
+@pytest.mark.parametrize("case", _views(), ids=lambda c: c[0])
+def test_elementwise_on_views(case):
+    _, A, view, other = case
+    a, o = cad.tensor(A), cad.tensor(other)
+    V = view(A)
+    for f, nf in [(lambda x, y: x + y, np.add), (lambda x, y: x * y, np.multiply),
+                  (lambda x, y: x / (y * y + 1.0), lambda x, y: x / (y * y + 1.0)),
+                  (lambda x, y: cad.sin(x) - y, lambda x, y: np.sin(x) - y)]:
+        np.testing.assert_allclose(np.asarray(f(view(a), o)), nf(V, other), rtol=1e-14, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(f(o, view(a))), nf(other, V), rtol=1e-14, atol=1e-14)
+
+
+def _unbroadcast(g, shape):
+    g = g.sum(axis=tuple(range(g.ndim - len(shape)))) if g.ndim > len(shape) else g
+    keep = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return (g.sum(axis=keep, keepdims=True) if keep else g).reshape(shape)
+
+
+@pytest.mark.parametrize("case", _views(), ids=lambda c: c[0])
+def test_gradients_on_views(case):
+    _, A, view, other = case
+    V = view(A)
+    W = rng.standard_normal(np.broadcast_shapes(V.shape, other.shape))
+
+    def f(a, o):
+        return cad.sum(cad.tensor(W) * cad.sin(view(a)) * o)
+    ga, go = cad.grad(f, argnums=(0, 1))(cad.tensor(A), cad.tensor(other))
+    # d/dA: W * cos(V) * o summed into the elements of A that the view reads
+    gv = W * np.cos(V) * other
+    idx = np.broadcast_to(view(np.arange(A.size).reshape(A.shape)), gv.shape)
+    exp_a = np.zeros(A.size)
+    np.add.at(exp_a, idx.reshape(-1), gv.reshape(-1))
+    np.testing.assert_allclose(np.asarray(ga), exp_a.reshape(A.shape), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(go), _unbroadcast(W * np.sin(V), other.shape),
+                               rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("case", _views(), ids=lambda c: c[0])
+def test_reductions_on_views(case):
+    _, A, view, _ = case
+    V = view(A)
+    a = cad.tensor(A)
+    for ax in [None] + list(range(V.ndim)):
+        np.testing.assert_allclose(np.asarray(cad.sum(view(a), axis=ax)), V.sum(axis=ax), rtol=1e-12, atol=1e-12)
+        if V.size:
+            np.testing.assert_allclose(np.asarray(cad.max(view(a), axis=ax)), V.max(axis=ax))
+            np.testing.assert_allclose(np.asarray(cad.prod(view(a), axis=ax)), V.prod(axis=ax), rtol=1e-12, atol=1e-300)
+
+
+def test_setitem_and_copy_of_column_slices():
+    A = rng.standard_normal((P, 5))
+    a = cad.tensor(A)
+    b = a.copy() if hasattr(a, "copy") else a + 0.0
+    B = A.copy()
+
+    def f(x):
+        y = x + 0.0
+        y[:, 1:3] = x[:, 3:5] * 2.0
+        return cad.sum(y * y)
+    B[:, 1:3] = A[:, 3:5] * 2.0
+    np.testing.assert_allclose(float(f(b)), float((B * B).sum()), rtol=1e-13)
+    g = cad.grad(f)(a)
+    ex = 2 * B.copy()
+    ex[:, 1:3] = 0.0
+    ex[:, 3:5] += 2 * B[:, 1:3] * 2.0
+    np.testing.assert_allclose(np.asarray(g), ex, rtol=1e-12)
+
+
+def test_large_column_slices_threaded():
+    # above the threading threshold: the swapped order split over the pool
+    n = (1 << 19) + 3
+    A = rng.standard_normal((n, 3))
+    a = cad.tensor(A)
+    np.testing.assert_allclose(np.asarray(a[:, 0:2] / a[:, 2:3]), A[:, 0:2] / A[:, 2:3], rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(cad.sum(a[:, 1:3], axis=0)), A[:, 1:3].sum(0), rtol=1e-10)
+    np.testing.assert_allclose(float(cad.sum(a[:, 1:3])), A[:, 1:3].sum(), rtol=1e-10)
