@@ -15,9 +15,13 @@ W10 the gradient of a Gaussian-process log-likelihood (linalg), W11 one training
 epoch of examples/train_mlp.py's MLP on digits (DataLoader + Adam against torch's,
 and a jitted JAX/optax step), W13 gradients through cad.scipy: a mixture of Gaussians'
 log-likelihood (stats.multivariate_normal, special.logsumexp) and a Lotka-Volterra fit
-through integrate.odeint, against jax.scipy / jax.experimental.ode and torch.
+through integrate.odeint, against jax.scipy / jax.experimental.ode and torch, W14
+ADBench (Srajer et al. 2018): the GMM objective's gradient (d=10 K=25, d=64 K=50,
+1000 points), and bundle adjustment at ba1's size (21 cameras, 11315 points, 36455
+observations): the residual, and the 2 x 15 Jacobian blocks as two pullbacks.
 Each peer is optional; benchmarks never assert.  (Nothing is imported here, so
 that ``--threads`` can set the BLAS environment before numpy loads.)
 """
 
-MODULES = ["w_scalar", "w_mlp", "w_array", "w_transforms", "w_vmap", "w_replay", "w_linalg", "w_train", "w_scipy"]  # each defines CASES
+MODULES = ["w_scalar", "w_mlp", "w_array", "w_transforms", "w_vmap", "w_replay", "w_linalg", "w_train", "w_scipy",
+           "w_adbench"]  # each defines CASES
