@@ -18,7 +18,9 @@ log-likelihood (stats.multivariate_normal, special.logsumexp) and a Lotka-Volter
 through integrate.odeint, against jax.scipy / jax.experimental.ode and torch, W14
 ADBench (Srajer et al. 2018): the GMM objective's gradient (d=10 K=25, d=64 K=50,
 1000 points), and bundle adjustment at ba1's size (21 cameras, 11315 points, 36455
-observations): the residual, and the 2 x 15 Jacobian blocks as two pullbacks.
+observations): the residual, and the 2 x 15 Jacobian blocks as two pullbacks, W12
+forward mode and second order on W1's chain: jvp, grad(grad(f)), and tape.hvp of
+the chain recorded once (against jax.jit(grad(grad(f)))).
 Each peer is optional; benchmarks never assert.  (Nothing is imported here, so
 that ``--threads`` can set the BLAS environment before numpy loads.)
 """

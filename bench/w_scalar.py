@@ -284,6 +284,110 @@ def _w2_tensor_jax(jit):
     return setup
 
 
+# ---------------------------------------------------------------------------
+# W12 (issue 14): forward mode and second order on W1's chain.  jvp: W1's value and
+# its tangent for one tangent (1.0); grad of grad: d2/dx2 of the chain.  "hand" is
+# the tangent pushed through W1's program in Python floats (dual numbers), and for
+# the second derivative (value, first, second) pushed together.
+
+
+def w12_jvp_hand(data):
+    def run():
+        v, t = X0, 1.0
+        for i in range(N_OPS):
+            k = i % 3
+            if k == 0:
+                v = v + C
+            elif k == 1:
+                v, t = v * C, t * C
+            else:
+                v, t = math.sin(v), t * math.cos(v)
+        return t
+    return run
+
+
+def w12_gg_hand(data):
+    def run():
+        v, d1, d2 = X0, 1.0, 0.0
+        for i in range(N_OPS):
+            k = i % 3
+            if k == 0:
+                v = v + C
+            elif k == 1:
+                v, d1, d2 = v * C, d1 * C, d2 * C
+            else:
+                s, c = math.sin(v), math.cos(v)
+                v, d1, d2 = s, c * d1, c * d2 - s * d1 * d1
+        return d2
+    return run
+
+
+def _f(mod_sin):
+    return lambda x: chain(x, mod_sin)
+
+
+def w12_jvp_cad(data):
+    import cad
+    x, t = cad.tensor(X0), cad.tensor(1.0)
+    f = _f(cad.sin)
+    return lambda: float(cad.jvp(f, (x,), (t,))[1])
+
+
+def w12_jvp_torch(data):
+    import torch
+    from torch.func import jvp
+    x, t = torch.tensor(X0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+    f = _f(torch.sin)
+    return lambda: float(jvp(f, (x,), (t,))[1])
+
+
+def _w12_jvp_jax(jit):
+    def setup(data):
+        import jax
+        import jax.numpy as jnp
+        f = _f(jnp.sin)
+        g = (lambda x, t: jax.jvp(f, (x,), (t,))[1])
+        if jit:
+            g = jax.jit(g)
+        x, t = jnp.asarray(X0, dtype=jnp.float64), jnp.asarray(1.0, dtype=jnp.float64)
+        return lambda: float(g(x, t))
+    return setup
+
+
+def w12_gg_cad(data):
+    import cad
+    x = cad.tensor(X0)
+    g = cad.grad(cad.grad(_f(cad.sin)))
+    return lambda: float(g(x))
+
+
+def w12_gg_torch(data):
+    import torch
+    from torch.func import grad
+    x = torch.tensor(X0, dtype=torch.float64)
+    g = grad(grad(_f(torch.sin)))
+    return lambda: float(g(x))
+
+
+def w12_hvp_tape_cad(data):
+    import cad
+    x = cad.tensor(X0)
+    tape = cad.record(_f(cad.sin), x)
+    return lambda: float(tape.hvp(x, 1.0))
+
+
+def _w12_gg_jax(jit):
+    def setup(data):
+        import jax
+        import jax.numpy as jnp
+        g = jax.grad(jax.grad(_f(jnp.sin)))
+        if jit:
+            g = jax.jit(g)
+        x = jnp.asarray(X0, dtype=jnp.float64)
+        return lambda: float(g(x))
+    return setup
+
+
 CASES = [
     Case("W1", "1000 scalar ops", data=dict, per=N_OPS, per_name="op", tol=1e-9,
          impls={"hand": w1_hand, "torch": w1_torch, "jax": w1_jax,
@@ -295,6 +399,16 @@ CASES = [
                 "autograd": w2_scalar_autograd, "cad": w2_scalar_cad},
          note="W2 seed, scalar: cad, jax, autograd run the seed as written; torch runs the "
               "out-of-place form (its backward raises on the in-place l[i] *= l[i])."),
+    Case("W12", "jvp of W1 (1000 ops)", data=dict, per=N_OPS, per_name="op", tol=1e-9,
+         impls={"hand": w12_jvp_hand, "torch": w12_jvp_torch, "jax": _w12_jvp_jax(False),
+                "jax.jit": _w12_jvp_jax(True), "cad": w12_jvp_cad}),
+    Case("W12", "grad(grad) of W1 (1000 ops)", data=dict, per=N_OPS, per_name="op", tol=1e-9,
+         impls={"hand": w12_gg_hand, "torch": w12_gg_torch, "jax": _w12_gg_jax(False),
+                "jax.jit": _w12_gg_jax(True), "cad": w12_gg_cad}),
+    Case("W12", "its tape: tape.hvp of W1 recorded", data=dict, per=N_OPS, per_name="op", tol=1e-9,
+         impls={"hand": w12_gg_hand, "jax.jit": _w12_gg_jax(True), "cad": w12_hvp_tape_cad},
+         note="W12 tape.hvp: cad records W1 once (cad.record) and runs the forward sweep over "
+              "its replayed gradient tape; jax.jit compiles grad(grad(f))."),
     Case("W2", "seed, tensor", data=w2_data, tol=1e-9,
          impls={"hand": w2_tensor_hand, "torch": w2_tensor_torch,
                 "jax": _w2_tensor_jax(False), "jax.jit": _w2_tensor_jax(True),

@@ -40,6 +40,7 @@ def _tables():
 
 
 _FLAG_RG, _FLAG_DEAD = 2, 8
+_C_FORWARD = True   # NOTE [ C forward sweep ]; False: every record by its rule (tests compare)
 
 
 class Diag:
@@ -209,35 +210,45 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
     fused: elementwise records use the generated one-pass C jvp rows (only when
     the tangents need not be differentiable)."""
     global _EW
-    _, jvp = _tables()
+    _tables()
     if _EW is None:
         # ops with a cheaper special-case partial (pow with a constant exponent) keep
         # their rule: the fused row would evaluate the general expression per element
         _EW = [op.kind == "ew" and not op.fast_partial for op in primitives()]
-    prims = _PRIMS
-    n = tape.nrecs
+
+    def rule(rec, ts):
+        return _jvp_record(tape, rec, ts, nb, fused)
+    if _C_FORWARD and fused and nb == 0 and not any(isinstance(t, Diag) for t in tangents.values()):
+        # NOTE [ C forward sweep ]: inline (scalar) records in C, the rest by rule
+        got = C.forward_sweep_c(tape, tangents, start, list(want), rule)
+        if got is not None:
+            return got
     tan = dict(tangents)
-    for op, out, ins, aux in tape.records(start, n):
-        ts = [tan.get(h) if h >= 0 else None for h in ins]
+    for rec in tape.records(start, tape.nrecs):
+        ts = [tan.get(h) if h >= 0 else None for h in rec[2]]
         if all(t is None for t in ts):
             continue
-        r = None
-        if any(isinstance(t, Diag) for t in ts):
-            r = _diag_jvp(prims[op], Ctx(tape, ins, out, aux, nb), ts)
-            if r is not False:
-                if r is not None:
-                    tan[out] = r
-                continue
-            ts = [t.dense() if isinstance(t, Diag) else t for t in ts]
-        if fused and _EW[op]:
-            r = tape.ew_jvp(op, out, ins, ts, nb)
-            if r is not None:
-                tan[out] = r
-                continue
-        r = jvp[op](Ctx(tape, ins, out, aux, nb), ts)
+        r = rule(rec, ts)
         if r is not None:
-            tan[out] = r
+            tan[rec[1]] = r
     return {h: tan.get(h) for h in want}
+
+
+def _jvp_record(tape, rec, ts, nb, fused):
+    """the tangent of one record's output from its inputs' tangents ts (some
+    present): the op table's rule, kept diagonal for Diag tangents, or the fused C
+    row of an elementwise op (fused: the tangents need not be differentiable)"""
+    op, out, ins, aux = rec
+    if any(isinstance(t, Diag) for t in ts):
+        r = _diag_jvp(_PRIMS[op], Ctx(tape, ins, out, aux, nb), ts)
+        if r is not False:
+            return r
+        ts = [t.dense() if isinstance(t, Diag) else t for t in ts]
+    if fused and _EW[op]:
+        r = tape.ew_jvp(op, out, ins, ts, nb)
+        if r is not None:
+            return r
+    return _JVP[op](Ctx(tape, ins, out, aux, nb), ts)
 
 
 # ---------------------------------------------------------------- inputs and outputs

@@ -633,6 +633,38 @@ def gen_c(prims, ew):
     return "\n".join(L) + "\n"
 
 
+def sjvp_case(op):
+    """the forward (tangent) sweep of one inline record (0-d float64 output): its
+    tangent is sum of t_i * d_i over the inputs that have one (tan[h], has[h])"""
+    L = [f"    case {cname(op)}: {{",
+         "        const cad_buf *B_ = t->bufs, *O_ = B_ + r->out;",
+         "        const cad_hid *A_ = t->args + r->arg;",
+         "        double acc_ = 0;",
+         "        int any_ = 0;",
+         "        if (!(O_->flags & BUF_INLINE)) return 0;"]
+    # every input's value must be inline too (a 0-d view of an array is not)
+    chk = " || ".join(f"(A_[{i}] >= 0 && !(B_[A_[{i}]].flags & BUF_INLINE))" for i in range(len(op.args)))
+    L.append(f"        if ({chk}) return 0;")
+    for i, a in enumerate(op.args):
+        if a not in op.d:
+            continue
+        d = op.d[a].strip()
+        uargs, uout = used(op, d)
+        loads = [f"const double {b} = B_[A_[{op.args.index(b)}]].sval;" for b in uargs]
+        if uout:
+            loads.append("const double out = O_->sval;")
+        term = f"t{i}" if d == "1" else (f"(-t{i})" if d == "-1" else f"t{i} * ({d})")
+        e = to_c(term, "double", op, f"d[{a}]")
+        L.append(f"        if (A_[{i}] >= 0 && has[A_[{i}]]) {{")
+        L.append(f"            const double t{i} = tan[A_[{i}]]; {' '.join(loads)}")
+        L.append(f"            acc_ += {e}; any_ = 1;")
+        L.append("        }")
+    L.append("        if (any_) { tan[r->out] = acc_; has[r->out] = 1; }")
+    L.append("        return 1;")
+    L.append("    }")
+    return "\n".join(L)
+
+
 def gen_switch(prims, ew):
     """_gen_switch.h: the per-op dispatch of one record, forward (fwd_one) and reverse
     (vjp_one), as static inline switches.  The loops that run them are hand-written C
@@ -648,6 +680,19 @@ def gen_switch(prims, ew):
     for op in prims:
         L.append(fwd_case(op))
     L.append("    default: return CAD_EINTERNAL;")
+    L.append("    }")
+    L.append("}")
+    L.append("")
+    L.append("/* the tangent of an inline record's output (forward sweep, cad_jvp_scalar_run): 1")
+    L.append(" * when handled (has[out] set when an input had a tangent), 0 when the record is")
+    L.append(" * not an inline elementwise op (the caller's rules take it) */")
+    L.append("static inline int jvp_scalar_one(const cad_tape *t, const cad_rec *r, double *tan,")
+    L.append("                                 unsigned char *has) {")
+    L.append("    switch (r->op) {")
+    for op in prims:
+        if op.kind == "ew" and scalar_ok(op):
+            L.append(sjvp_case(op))
+    L.append("    default: return 0;")
     L.append("    }")
     L.append("}")
     L.append("")

@@ -105,6 +105,7 @@ cdef extern from "cad_cpu.h" nogil:
     void cad_set_lapack(void *dgetrs, void *sgetrs)
     int cad_getrs(int dtype, int trans, int64_t n, int64_t nrhs, char *lu, int *piv, char *b)
     int cad_sweep(cad_tape *t, int free_tmp, int64_t stop)
+    int64_t cad_jvp_scalar_run(const cad_tape *t, int64_t i, int64_t end, double *tan, unsigned char *has)
     void *cad_alloc(size_t nb)
     void cad_release(void *p)
     size_t cad_cache_clear()

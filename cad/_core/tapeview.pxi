@@ -235,6 +235,111 @@ def foreign_leaves(Tape tp, list mine):
     return False
 
 
+cdef inline bint _scalar_tangent(object v):
+    """a tangent the C forward sweep holds as a double: 0-d float64 on the host"""
+    cdef Tensor t
+    if type(v) is not Tensor:
+        return False
+    t = <Tensor>v
+    return t._dtype == CAD_F64 and not t._dev and (t._inline or cnp.PyArray_NDIM(<cnp.ndarray>t._arr) == 0)
+
+
+cdef inline double _scalar_of(Tensor t):
+    return t._sval if t._inline else (<double *>cnp.PyArray_DATA(<cnp.ndarray>t._arr))[0]
+
+
+def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule):
+    """NOTE [ C forward sweep ] (cad_kernels/cpu/forward.c): the tangents of the
+    handles in want, from seeds {handle: tangent} (no batch dims, not recorded),
+    pushed through records start.. of tp.  Runs of inline records go through
+    cad_jvp_scalar_run in C (the GIL released for long runs, the tape marked busy
+    as the reverse sweep does); any other record goes to rule(record, tangents),
+    the op table's jvp rules (transforms.forward_sweep's body), which returns the
+    output's tangent or None.  0-d float64 tangents live in a C array, the others
+    in a dict.  None: the records include a custom primitive (its rules may record,
+    growing or merging the tape; the caller's Python sweep takes the whole range).
+    Records appended by a rule are not swept (as the Python sweep's snapshot)."""
+    cdef int64_t n, nb, i, j, stop
+    cdef cad_hid h
+    cdef cad_rec *r
+    cdef double *stan = NULL
+    cdef unsigned char *shas = NULL
+    cdef dict tan = {}
+    cdef list ts
+    cdef bint anyt
+    tp = tape_live(tp)
+    n = tp.t.nrecs
+    nb = tp.t.nbufs
+    for i in range(start, n):
+        if tp.t.recs[i].op == OP_CUSTOM:   # its rules may record (a jvp through its vjp),
+            return None                    # growing or merging the tape: the Python sweep
+    stan = <double *>malloc(<size_t>max(nb, 1) * sizeof(double))
+    shas = <unsigned char *>calloc(<size_t>max(nb, 1), 1)
+    if stan == NULL or shas == NULL:
+        free(stan)
+        free(shas)
+        raise MemoryError("jvp: cannot allocate the tangents")
+    try:
+        for k, v in seeds.items():
+            h = k
+            tp2 = _live(tp, &h)
+            if tp2 is not tp:
+                raise IndexError(f"cad: a seed's handle {k} is not on this tape")
+            if _scalar_tangent(v):
+                stan[h] = _scalar_of(<Tensor>v)
+                shas[h] = 1
+            else:
+                tan[h] = v
+        i = start
+        while i < n:
+            if n - i > 64:
+                tp._busy = True
+                with nogil:
+                    stop = cad_jvp_scalar_run(&tp.t, i, n, stan, shas)
+                tp._busy = False
+            else:
+                stop = cad_jvp_scalar_run(&tp.t, i, n, stan, shas)
+            i = stop
+            if i >= n:
+                break
+            r = &tp.t.recs[i]
+            ts = []
+            anyt = False
+            for j in range(r.nargs):
+                h = tp.t.args[r.arg + j]
+                if h < 0:
+                    ts.append(None)
+                elif shas[h]:
+                    ts.append(_new_inline(stan[h]))
+                    anyt = True
+                else:
+                    v = tan.get(h)
+                    ts.append(v)
+                    anyt = anyt or v is not None
+            if anyt:
+                res = rule(tape_records(tp, i, i + 1)[0], ts)
+                if tp._into is not None:   # (custom primitives, which may, were excluded)
+                    raise RuntimeError("cad: a jvp rule merged the tape during a forward sweep")
+                h = tp.t.recs[i].out
+                if res is not None:
+                    if _scalar_tangent(res):
+                        stan[h] = _scalar_of(<Tensor>res)
+                        shas[h] = 1
+                    else:
+                        tan[h] = res
+            i += 1
+        out = {}
+        for k in want:
+            h = k
+            _live(tp, &h)
+            out[k] = _new_inline(stan[h]) if shas[h] else tan.get(h)
+        return out
+    finally:
+        tp._busy = False
+        free(stan)
+        free(shas)
+
+
 def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
     """The fused C jvp of an elementwise record: t_out = sum t_i * d_i in one pass
     (the tangents carry nb leading batch dims; not recorded).  None when the op has

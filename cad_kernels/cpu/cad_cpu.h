@@ -271,6 +271,9 @@ void cad_sprog_backward(cad_sprog *p, int64_t out, double seed);
  * buffers (contiguous; see cad.record) */
 int cad_forward(cad_tape *t, int64_t from);
 int cad_ew_fwd_arrays(cad_tape *t, const cad_rec *r, cad_row row, int heavy);
+/* the forward (tangent) sweep of inline records from i: the first record it leaves to
+ * the caller (NOTE [ C forward sweep ] in forward.c) */
+int64_t cad_jvp_scalar_run(const cad_tape *t, int64_t i, int64_t end, double *tan, unsigned char *has);
 int cad_bool_fwd_arrays(cad_tape *t, const cad_rec *r, cad_row row);
 int cad_view_fwd(cad_tape *t, const cad_rec *r);
 int cad_unview_fwd(cad_tape *t, const cad_rec *r);

@@ -202,3 +202,17 @@ int cad_fwd_dispatch(cad_tape *t, const cad_rec *r) {
     cad_dev = dev0;
     return st;
 }
+
+/* NOTE [ C forward sweep ]
+ * Forward mode (jvp, not recording) pushes the tangents of inline records (0-d
+ * float64: scalar code) here, record after record with the generated partials, the
+ * same expressions the reverse sweep reads (jvp_scalar_one in _gen_switch.h):
+ * tan[h] is handle h's tangent where has[h].  It stops at the first record that is
+ * not an inline elementwise op and returns its index (end when none): the caller
+ * (tapeview.pxi's forward_sweep) pushes that record with the op table's rules and
+ * calls again, so a scalar chain runs in C and arrays keep their rules. */
+int64_t cad_jvp_scalar_run(const cad_tape *t, int64_t i, int64_t end, double *tan, unsigned char *has) {
+    for (; i < end; i++)
+        if (!jvp_scalar_one(t, t->recs + i, tan, has)) break;
+    return i;
+}
