@@ -26,6 +26,11 @@ from .ops import primitives
 from .ops._rules import Ctx
 
 
+def _stack(rows):
+    from .ops import REGISTRY
+    return REGISTRY["stack"].api(rows, axis=0)
+
+
 class ReplayError(RuntimeError, C.CadError):
     """A replay met a value that decided Python control flow differently."""
 
@@ -265,7 +270,9 @@ class StaticTape:
     def jacobian(self, *xs: Any, argnum: int = 0) -> C.Tensor:
         """d out / d xs[argnum] (out.shape + x.shape): a replay, then one reverse
         sweep over the whole output basis."""
-        from .transforms import reverse_sweep
+        from .transforms import _JAC_ROWS, reverse_sweep
+        if 1 < self._out_size(xs) <= _JAC_ROWS:
+            return self._jacobian_rows(xs, argnum)
         outs, _ = self._run(xs, None, "tape.jacobian", fused=False)
         y = outs[0]
         tp = self._tape
@@ -281,6 +288,34 @@ class StaticTape:
         if got is None:
             return self._on_dev(C.as_tensor(np.zeros(y.shape + xshape)))
         return C.reshape(got, y.shape + xshape).detach()
+
+    def _out_size(self, xs):
+        """the first output's size as recorded (-1 when unknown)"""
+        o = self._outs[0] if self._outs else None
+        return o.size if isinstance(o, C.Tensor) else -1
+
+    def _jacobian_rows(self, xs, argnum):
+        """a small output's Jacobian (at most transforms._JAC_ROWS elements): one replay
+        with a C sweep per output element, seeded with that basis cotangent, instead
+        of a replay and one batched sweep through the rules in Python"""
+        mask = self._mask(argnum, len(xs), "tape.jacobian")
+        k = argnum % len(xs)
+        rows, y = [], None
+        m = self._out_size(xs)
+        for i in range(m):
+            e = np.zeros(m)
+            e[i] = 1.0
+            try:
+                outs, grads = C.replay_run(self._replay, tuple(xs), mask, e, "tape.jacobian")
+            except ReplayError:
+                if not self._retrace:
+                    raise
+                self._build(xs)
+                self._grad_tape = None
+                return self.jacobian(*xs, argnum=argnum)
+            y = outs[0]
+            rows.append(grads[k])
+        return C.reshape(_stack(rows), tuple(y.shape) + tuple(self._nodes[k].shape)).detach()
 
     def _on_dev(self, t):
         """t on the tape's device (a tape recorded on CUDA values works there)"""

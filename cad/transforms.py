@@ -710,6 +710,8 @@ def jacrev(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
         for y in outs:
             if y.size == 1:   # one cotangent: a plain gradient, no batch dim
                 gs = _pullback([y], [C.ones_like_value(y)], fresh, 0, "jacrev")
+            elif 1 < y.size <= _JAC_ROWS and not keep and not C.is_recording():
+                gs = _rows_by_c_sweeps(y, fresh)
             else:
                 gs = _pullback([y], [Diag(C.ones_like_value(y))], fresh, 1, "jacrev")
             js = []
@@ -723,6 +725,27 @@ def jacrev(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
         r = rebuild(per_out)
         return (r, aux) if has_aux else r
     return jf
+
+
+_JAC_ROWS = 16   # jacrev of an output this small: one C sweep per row
+
+
+def _rows_by_c_sweeps(y, fresh):
+    """jacrev of a small output (at most _JAC_ROWS elements) when nothing records:
+    one first-order C sweep per output element, the rows stacked, instead of one
+    batched sweep through the rules in Python (a few microseconds per record: a
+    2 x 15 block of scalar-sized records took 0.9 ms, two sweeps ~0.1 ms)"""
+    m = y.size
+    dev = C.dev_of(y)
+    rows = [[] for _ in fresh]
+    for k in range(m):
+        e = np.zeros(m, dtype=y.dtype)
+        e[k] = 1.0
+        gs = _pullback([y], [C.const_on(e.reshape(y.shape), dev)], fresh, 0, "jacrev")
+        for i, (g, x) in enumerate(zip(gs, fresh)):
+            rows[i].append(g if g is not None else _zeros(x.shape, x.dtype, C.dev_of(x)))
+    stack = REGISTRY["stack"].api
+    return [stack(r, axis=0) for r in rows]
 
 
 def jacfwd(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,

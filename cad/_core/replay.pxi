@@ -410,7 +410,7 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
             if isinstance(xs[k], Tensor) and (<Tensor>xs[k])._dev:
                 raise DeviceError(f"{who}: input {k} is on cuda:0; the tape was recorded on the CPU "
                                   "(record it with CUDA inputs to replay on the GPU)")
-    if rp.has_sp and not rp.busy and len(xs) <= 64:
+    if rp.has_sp and not rp.busy and len(xs) <= 64 and not isinstance(seed, _np.ndarray):
         rp.busy = True
         try:
             return _sprog_run(rp, xs, grad_mask, seed, who)
@@ -490,13 +490,27 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
             return outs, [None if not m else _zeros_of(rp.in_shape[k], rp.in_dtype[k], dev)
                           for k, m in enumerate(grad_mask)]
         b = &t.bufs[h]
-        if b.size != 1:
+        if isinstance(seed, _np.ndarray):   # a cotangent of the output's size (tape.jacobian's rows)
+            sd = _np.ascontiguousarray(seed, dtype=_np.float64 if b.dtype == CAD_F64 else _np.float32)
+            if sd.size != b.size:
+                raise ShapeError(f"{who}: a cotangent of {sd.size} elements for an output of {b.size}")
+            _dcheck(cad_ensure_grad(b), who)
+            if b.flags & BUF_INLINE:
+                b.sgrad = (<double *>cnp.PyArray_DATA(sd))[0]
+            elif dev:
+                _dcheck(cad_cu_h2d(b.grad, cnp.PyArray_DATA(sd), sd.nbytes), who)
+            else:
+                memcpy(b.grad, cnp.PyArray_DATA(sd), sd.nbytes)
+        elif b.size != 1:
             raise BackwardError(f"{who}: the output has shape {outs[0].shape}; gradients need a "
                                 "scalar output (use tape.jacobian)")
-        _dcheck(cad_ensure_grad(b), who)
-        one64 = 1.0 if seed is None else float(seed)
+        else:
+            _dcheck(cad_ensure_grad(b), who)
+        one64 = 1.0 if seed is None or isinstance(seed, _np.ndarray) else float(seed)
         one32 = <float>one64
-        if b.flags & BUF_INLINE:
+        if isinstance(seed, _np.ndarray):
+            pass   # seeded above
+        elif b.flags & BUF_INLINE:
             b.sgrad = one64
         elif dev:
             _dcheck(cad_cu_h2d(b.grad, &one64, 8) if b.dtype == CAD_F64 else cad_cu_h2d(b.grad, &one32, 4), who)
