@@ -424,3 +424,83 @@ def test_funcs_an_svec_cannot_follow_use_arrays():
         close(odeint(f, cad.tensor(y0), t, cad.tensor(k)), want, rtol=1e-6, atol=1e-9)
         g = cad.grad(lambda k_, f=f: cad.sum(odeint(f, cad.tensor(y0), t, k_)))(cad.tensor(k))
         close(g, -np.sum(t[:, None] * want, axis=0), rtol=1e-6, atol=1e-9)
+
+
+# ---- the stepping loops over scalar programs in C (replay.pxi's ode_forward_sprog,
+# ode_backward_sprog) against the same loops in Python: the same arithmetic, bitwise
+
+def _both_loops(fn):
+    from cad.scipy import integrate as I
+    a = fn()
+    I._C_LOOPS = False
+    try:
+        b = fn()
+    finally:
+        I._C_LOOPS = True
+    return a, b
+
+
+@pytest.mark.parametrize("case", ["lv", "scalar", "no_args", "decreasing", "dense", "tfirst"])
+def test_c_stepping_loops_match_python_bitwise(case):
+    from cad.scipy import integrate as I
+    I._SPECS.clear()
+    if case == "lv":
+        f, y0, t, args = lv, Y_LV, np.linspace(0.0, 3.0, 7), (cad.tensor(P_LV),)
+    elif case == "scalar":
+        f, y0, t, args = (lambda y, t, k: -k * y * y + cad.sin(t)), np.array(0.7), np.linspace(0, 2, 5), (cad.tensor(1.3),)
+    elif case == "no_args":
+        f, y0, t, args = (lambda y, t: cad.stack([y[1], -y[0]])), np.array([1.0, 0.0]), np.linspace(0, 4, 6), ()
+    elif case == "decreasing":
+        f, y0, t, args = lv, Y_LV, np.array([2.0, 1.2, 0.5]), (cad.tensor(P_LV),)
+    elif case == "dense":   # many output times inside one step
+        f, y0, t, args = osc, np.array([1.0, 0.0]), np.linspace(0, 0.01, 40), (cad.tensor(2.0),)
+    else:
+        f, y0, t, args = (lambda t, y, p: cad.stack([p[0] * y[1], -y[0]])), np.array([1.0, 0.5]), np.linspace(0, 1, 4), (cad.tensor(np.array([1.5])),)
+    kw = {"tfirst": True} if case == "tfirst" else {}
+
+    def run():
+        w = np.random.default_rng(4).standard_normal((len(t),) + np.shape(y0))
+
+        def L(y0_, t_, *a):
+            return cad.sum(cad.tensor(w) * odeint(f, y0_, t_, *a, **kw))
+        val = odeint(f, cad.tensor(y0), cad.tensor(t), *args, **kw).numpy()
+        g = cad.grad(L, argnums=tuple(range(2 + len(args))))(cad.tensor(y0), cad.tensor(t), *args)
+        return [val] + [x.numpy() for x in g]
+    a, b = _both_loops(run)
+    spec = next(iter(I._SPECS.values()))
+    assert spec.sf and spec.sb   # the scalar programs (so the C loops) were taken
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    I._SPECS.clear()
+
+
+def test_c_stepping_loops_errors():
+    with pytest.raises(RuntimeError, match="odeint: more than mxstep=3 steps between t=0.0 and t=100.0"):
+        odeint(lambda y, t: -y, cad.tensor(np.array([1.0, 2.0])), [0.0, 100.0], mxstep=3)
+    with pytest.raises(RuntimeError, match="odeint: the step size fell below"):
+        odeint(lambda y, t: y * y, cad.tensor(np.array([1.0, 1.0])), [0.0, 2.0])
+    # LV to t=5 takes at most 60 forward steps, but its adjoint more
+    y0, t5 = cad.tensor(Y_LV), cad.tensor([0.0, 5.0])
+    odeint(lv, y0, t5, cad.tensor(P_LV), mxstep=60)
+    with pytest.raises(RuntimeError, match="odeint \\(gradient\\): more than mxstep=60 steps of the adjoint"):
+        cad.grad(lambda p: cad.sum(odeint(lv, y0, t5, p, mxstep=60)))(cad.tensor(P_LV))
+
+
+def test_c_stepping_loops_under_threads():
+    import threading
+    t = cad.tensor(np.linspace(0.0, 2.0, 9))
+    L = lambda p: cad.sum(odeint(lv, cad.tensor(Y_LV), t, p) ** 2)
+    ps = [P_LV * (1 + 0.05 * k) for k in range(6)]
+    serial = [cad.grad(L)(cad.tensor(p)).numpy() for p in ps]
+    got = [None] * len(ps)
+
+    def work(k):
+        for _ in range(4):
+            got[k] = cad.grad(L)(cad.tensor(ps[k])).numpy()
+    th = [threading.Thread(target=work, args=(k,)) for k in range(len(ps))]
+    for x in th:
+        x.start()
+    for x in th:
+        x.join()
+    for a, b in zip(got, serial):
+        np.testing.assert_array_equal(a, b)

@@ -27,7 +27,7 @@ from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThr
 from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy
-from libc.math cimport NAN
+from libc.math cimport NAN, pow as c_pow
 cimport numpy as cnp
 import numpy as _np
 import threading as _threading

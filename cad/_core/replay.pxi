@@ -240,6 +240,226 @@ cdef object _sprog_run(Replay rp, tuple xs, object grad_mask, object seed, str w
     return outs, grads
 
 
+def replay_floats(Replay rp, list xs):
+    """a compact scalar program's outputs as Python floats, from inputs given as
+    Python floats: no tensor per value (odeint's stepping loops, NOTE [ odeint scalar
+    mode ]).  Another thread replaying the same tape: through replay_run."""
+    cdef cad_sprog *p = &rp.sp
+    cdef Py_ssize_t k, n = len(xs), no = len(rp.out_h)
+    cdef list out
+    if not rp.has_sp or n != len(rp.in_h):
+        raise ValueError(f"replay_floats: the tape is not a scalar program of {n} inputs")
+    if rp.busy:
+        res = replay_run(rp, tuple([as_tensor(float(v)) for v in xs]), None, None, "replay_floats")[0]
+        return [float(o) for o in res]
+    rp.busy = True
+    try:
+        for k in range(n):
+            p.v[<cad_hid>rp.in_h[k]] = xs[k]
+        cad_sprog_forward(p)
+        out = [float(rp.out_const[k]) if <cad_hid>rp.out_h[k] < 0 else p.v[<cad_hid>rp.out_h[k]]
+               for k in range(no)]
+    finally:
+        rp.busy = False
+    return out
+
+
+# ---- odeint's stepping loops over scalar programs (NOTE [ odeint scalar mode ] in
+# cad/scipy/integrate.py): the loops of its _forward and _backward, the same arithmetic
+# in the same order, with the values in C doubles: no Python per step
+
+cdef inline double _ode_factor(double ratio) noexcept:
+    """integrate.py's _factor (safety 0.9, within [0.2, 10])"""
+    cdef double f
+    if ratio == 0.0:
+        return 10.0
+    if not ratio < 1e300:
+        return 0.2
+    f = 0.9 * c_pow(ratio, -0.2)   # (Cython's ** would take the complex power)
+    return 10.0 if f > 10.0 else (f if f > 0.2 else 0.2)
+
+
+cdef int _sp_ready(Replay rp, int nin, int nout) except -1:
+    cdef Py_ssize_t k
+    if not rp.has_sp or len(rp.in_h) != nin or len(rp.out_h) < nout:
+        raise ValueError("odeint: the step is not a scalar program of the expected shape")
+    for k in range(nout):
+        if <cad_hid>rp.out_h[k] < 0:
+            raise ValueError("odeint: a step output is a constant")
+    return 0
+
+
+def ode_forward_sprog(Replay rp, list yf0, double t, double h, double d, list ts,
+                      cnp.ndarray out, int n, long mxstep, double hmax, double hmin, list pitems):
+    """_forward's loop: rp is the dense Dopri step (y, f, t, h, p) -> (y1, f1, ratio,
+    5 n coefficients); fills out[1:] (len(ts), n) with the solution at ts.  False:
+    another thread replays rp (nothing done)"""
+    cdef Py_ssize_t nt = len(ts), i = 1, k, j
+    cdef int n2 = 2 * n, m = len(pitems)
+    cdef cad_sprog *p = &rp.sp
+    cdef double tend = ts[nt - 1], tnext = ts[1], rem, hs, ratio, tn, s, c
+    cdef bint last
+    cdef long steps = 0
+    cdef double *y = <double *>cnp.PyArray_DATA(out)
+    cdef cad_hid *ih
+    cdef cad_hid *oh
+    cdef const double[:] tsv = _np.asarray(ts, dtype=_np.float64)
+    _sp_ready(rp, n2 + 2 + m, n2 + 1 + 5 * n)
+    if not (out.flags.c_contiguous and out.dtype == _np.float64 and out.shape[0] == nt and out.shape[1] == n):
+        raise ValueError("odeint: the output buffer")
+    if rp.busy:   # another thread steps with it: the caller's Python loop (private copies)
+        return False
+    ih = <cad_hid *>malloc((n2 + 2 + m + n2 + 1 + 5 * n) * sizeof(cad_hid))
+    if ih == NULL:
+        raise MemoryError()
+    oh = ih + n2 + 2 + m
+    for k in range(n2 + 2 + m):
+        ih[k] = rp.in_h[k]
+    for k in range(n2 + 1 + 5 * n):
+        oh[k] = rp.out_h[k]
+    rp.busy = True
+    try:
+        for k in range(n2):
+            p.v[ih[k]] = yf0[k]
+        for k in range(m):
+            p.v[ih[n2 + 2 + k]] = pitems[k]
+        while True:
+            rem = (tend - t) * d
+            last = h >= rem
+            hs = rem if last else h
+            p.v[ih[n2]] = t
+            p.v[ih[n2 + 1]] = d * hs
+            cad_sprog_forward(p)
+            ratio = p.v[oh[n2]]
+            steps += 1
+            if ratio <= 1.0:
+                tn = tend if last else t + d * hs
+                if (tn - tnext) * d >= 0:
+                    while (tn - tnext) * d >= 0:
+                        s = (tnext - t) / (d * hs)
+                        for j in range(n):
+                            y[i * n + j] = ((((p.v[oh[n2 + 1 + j]] * s + p.v[oh[n2 + 1 + n + j]]) * s
+                                              + p.v[oh[n2 + 1 + 2 * n + j]]) * s + p.v[oh[n2 + 1 + 3 * n + j]]) * s
+                                            + p.v[oh[n2 + 1 + 4 * n + j]])
+                        i += 1
+                        if i == nt:
+                            return True
+                        tnext = tsv[i]
+                    steps = 0
+                t = tn
+                for k in range(n2):   # the accepted step's y1, f1 are the next inputs
+                    p.v[ih[k]] = p.v[oh[k]]
+            if steps > mxstep:
+                raise RuntimeError(f"odeint: more than mxstep={mxstep} steps between t={ts[i - 1]!r} and "
+                                   f"t={ts[i]!r} (the problem may be stiff, or the tolerances too "
+                                   "tight; raise mxstep)")
+            h = hs * _ode_factor(ratio)
+            h = min(h, hmax)
+            if h < hmin:
+                raise RuntimeError(f"odeint: the step size fell below {h:.1e} at t={t!r} (the solution "
+                                   "may blow up there)")
+    finally:
+        rp.busy = False
+        free(ih)
+
+
+def ode_backward_sprog(Replay rp, Replay jrp, list st0, double h, double d, list ts,
+                       cnp.ndarray g, cnp.ndarray ys, cnp.ndarray gt, int N, int n, long mxstep,
+                       double hmax, double hmin, list pitems):
+    """_backward's loop: rp is the adjoint's Dopri step (s, f, t, h, p) -> (s1, f1,
+    ratio), jrp the jump (s, g_i, y_i, t, p) -> (s with a += g_i, f there, g_i . f(y_i));
+    fills gt[1:-1] and returns the final (s, f) as floats; None: another thread
+    replays one of them (nothing done)"""
+    cdef Py_ssize_t nt = len(ts), i, k
+    cdef int N2 = 2 * N, m = len(pitems)
+    cdef cad_sprog *p = &rp.sp
+    cdef cad_sprog *q = &jrp.sp
+    cdef double t, t_stop, rem, hs, ratio
+    cdef bint last
+    cdef long steps
+    cdef const double[:, :] gv = g
+    cdef const double[:, :] yv = ys
+    cdef double[:] gtv = gt
+    cdef const double[:] tsv = _np.asarray(ts, dtype=_np.float64)
+    cdef cad_hid *ih
+    cdef cad_hid *oh
+    cdef cad_hid *jih
+    cdef cad_hid *joh
+    _sp_ready(rp, N2 + 2 + m, N2 + 1)
+    _sp_ready(jrp, N + 2 * n + 1 + m, N2 + 1)
+    if len(jrp.out_h) != N2 + 1:
+        raise ValueError("odeint: the jump program's outputs")
+    if rp.busy or jrp.busy:   # another thread steps with them: the caller's Python loop
+        return None
+    ih = <cad_hid *>malloc((N2 + 2 + m + N2 + 1 + N + 2 * n + 1 + m + N2 + 1) * sizeof(cad_hid))
+    if ih == NULL:
+        raise MemoryError()
+    oh = ih + N2 + 2 + m
+    jih = oh + N2 + 1
+    joh = jih + N + 2 * n + 1 + m
+    for k in range(N2 + 2 + m):
+        ih[k] = rp.in_h[k]
+    for k in range(N2 + 1):
+        oh[k] = rp.out_h[k]
+    for k in range(N + 2 * n + 1 + m):
+        jih[k] = jrp.in_h[k]
+    for k in range(N2 + 1):
+        joh[k] = jrp.out_h[k]
+    rp.busy = True
+    jrp.busy = True
+    try:
+        for k in range(N2):
+            p.v[ih[k]] = st0[k]
+        for k in range(m):
+            p.v[ih[N2 + 2 + k]] = pitems[k]
+            q.v[jih[N + 2 * n + 1 + k]] = pitems[k]
+        for i in range(nt - 1, 0, -1):
+            t = tsv[i]
+            t_stop = tsv[i - 1]
+            steps = 0
+            while True:
+                rem = (t_stop - t) * d
+                if rem <= 0:
+                    break
+                last = h >= rem
+                hs = rem if last else h
+                p.v[ih[N2]] = t
+                p.v[ih[N2 + 1]] = d * hs
+                cad_sprog_forward(p)
+                ratio = p.v[oh[N2]]
+                steps += 1
+                if ratio <= 1.0:
+                    t = t_stop if last else t + d * hs
+                    for k in range(N2):
+                        p.v[ih[k]] = p.v[oh[k]]
+                    if last:
+                        continue
+                if steps > mxstep:
+                    raise RuntimeError(f"odeint (gradient): more than mxstep={mxstep} steps of the "
+                                       f"adjoint between t={ts[i]!r} and t={ts[i - 1]!r} (raise mxstep)")
+                h = hs * _ode_factor(ratio)
+                h = min(h, hmax)
+                if h < hmin:
+                    raise RuntimeError(f"odeint (gradient): the adjoint's step size fell below {h:.1e} "
+                                       f"at t={t!r}")
+            if i > 1:   # a += g_i, the dynamics at the new state, and dL/dt_i
+                for k in range(N):
+                    q.v[jih[k]] = p.v[ih[k]]
+                for k in range(n):
+                    q.v[jih[N + k]] = gv[i - 1, k]
+                    q.v[jih[N + n + k]] = yv[i - 1, k]
+                q.v[jih[N + 2 * n]] = t_stop
+                cad_sprog_forward(q)
+                for k in range(N2):
+                    p.v[ih[k]] = q.v[joh[k]]
+                gtv[i - 1] = q.v[joh[N2]]
+        return [p.v[ih[k]] for k in range(N2)]
+    finally:
+        rp.busy = False
+        jrp.busy = False
+        free(ih)
+
+
 cdef void _set_rg(cad_tape *t, list in_h, tuple mask) noexcept:
     """gradients flow from the selected inputs only: RG flags recomputed forward"""
     cdef int64_t i, j

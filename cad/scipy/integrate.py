@@ -173,6 +173,10 @@ def _is_replay_problem(e):
 # recording, and other threads see the original functions).  Whatever an _SVec does
 # not support (cad.sum(y), y @ A, numpy on it...) raises, and the step is recorded on
 # arrays instead; the scalar tape is also checked against the array tape's values.
+# The stepping loops of _forward and _backward then run in C over those programs
+# (replay.pxi's ode_forward_sprog and ode_backward_sprog: the same arithmetic in the
+# same order, bitwise equal to the Python loops, which remain for array steppers and
+# for a second thread using the same programs at once).
 
 import threading
 
@@ -421,32 +425,31 @@ class _ArrayStepper:
 
 
 class _ScalarStepper:
-    """steps of a recorded scalar program: the state is the tuple of y's and f's 0-d
-    tensors (a replay's outputs go back in as they are)"""
+    """steps of a recorded scalar program: the state is the list of y's and f's
+    values as Python floats (C.replay_floats runs the program on them: no tensor
+    per value)"""
 
     def __init__(self, tape, n, pitems, jump=None, ny=0):
         self.rp, self.n, self.ny = tape._replay, n, ny
-        self.pitems = tuple(C.as_tensor(float(v)) for v in pitems)
+        self.pitems = [float(v) for v in pitems]
         self.jrp = jump._replay if jump is not None else None
 
     def jump(self, yf, g, y, t):
         """the backward's state with g added to a, its derivative, and g . f(y, t)
         (one replay)"""
-        o = C.replay_run(self.jrp, yf[:self.n] + tuple(g.tolist()) + tuple(y.tolist()) + (t,)
-                         + self.pitems, None, None, "odeint")[0]
-        return tuple(o[:-1]), o[-1].item()
+        o = C.replay_floats(self.jrp, yf[:self.n] + g.tolist() + y.tolist() + [t] + self.pitems)
+        return o[:-1], o[-1]
 
     def load(self, y, f):
-        return tuple(C.as_tensor(float(v)) for v in np.ravel(y)) + \
-            tuple(C.as_tensor(float(v)) for v in np.ravel(_np(f)))
+        return [float(v) for v in np.ravel(y)] + [float(v) for v in np.ravel(_np(f))]
 
     def step(self, yf, t, h):
         n2 = 2 * self.n
-        o = C.replay_run(self.rp, yf + (t, h) + self.pitems, None, None, "odeint")[0]
-        return tuple(o[:n2]), o[n2].item(), o
+        o = C.replay_floats(self.rp, yf + [t, h] + self.pitems)
+        return o[:n2], o[n2], o
 
     def coef(self, o):
-        return [float(v) for v in o[2 * self.n + 1:]]
+        return o[2 * self.n + 1:]
 
     def interp(self, c, s):
         """the quartic at s in Python floats (cheaper than numpy for a small state)"""
@@ -455,7 +458,7 @@ class _ScalarStepper:
                 for j in range(n)]
 
     def y_np(self, yf):
-        return np.array([v.item() for v in yf[:self.n]])
+        return np.array(yf[:self.n])
 
 
 # ---------------------------------------------------------------- the problem
@@ -728,6 +731,9 @@ def _np(x):
     return x.numpy() if isinstance(x, C.Tensor) else np.asarray(x)
 
 
+_C_LOOPS = True   # the stepping loops over scalar programs in C (False: in Python; tests compare)
+
+
 def _factor(ratio):
     """the next step over this one from the error ratio (safety 0.9, within [0.2, 10])"""
     if ratio == 0.0:
@@ -759,6 +765,9 @@ def _forward(spec, y0, ts, p, mxstep, hmax):
     yf = S.load(y0, f)
     tend = ts[-1]
     hmin = 1e-14 * max(1.0, abs(ts[0]), abs(tend))
+    if isinstance(S, _ScalarStepper) and _C_LOOPS and C.ode_forward_sprog(
+            S.rp, yf, t, h, d, ts, out, spec.n, mxstep, hmax, hmin, S.pitems):
+        return out   # the same loop in C (replay.pxi; False: another thread holds the program)
     i, steps = 1, 0
     tnext = ts[1]
     while True:
@@ -810,32 +819,41 @@ def _backward(spec, ys, ts, p, g, mxstep, hmax):
     step = S.step
     d = direction
     hmin = 1e-14 * max(1.0, abs(ts[0]), abs(ts[-1]))
-    for i in range(nt - 1, 0, -1):
-        t, t_stop = ts[i], ts[i - 1]
-        steps = 0
-        while True:
-            rem = (t_stop - t) * d
-            if rem <= 0:
-                break
-            last = h >= rem
-            hs = rem if last else h
-            s1, ratio, _ = step(st, t, d * hs)
-            steps += 1
-            if ratio <= 1.0:
-                t = t_stop if last else t + d * hs
-                st = s1
-                if last:      # a step clipped at t_stop says little about h
-                    continue
-            if steps > mxstep:
-                raise RuntimeError(f"odeint (gradient): more than mxstep={mxstep} steps of the "
-                                   f"adjoint between t={ts[i]!r} and t={ts[i - 1]!r} (raise mxstep)")
-            h = hs * _factor(ratio)
-            h = min(h, hmax)
-            if h < hmin:
-                raise RuntimeError(f"odeint (gradient): the adjoint's step size fell below {h:.1e} "
-                                   f"at t={t!r}")
-        if i > 1:     # a += g_i, the dynamics at the new state, and dL/dt_i
-            st, gt[i - 1] = S.jump(st, g[i - 1], ys[i - 1], t_stop)
+    got = None
+    if isinstance(S, _ScalarStepper) and _C_LOOPS:   # the same loop in C (replay.pxi; None:
+        got = C.ode_backward_sprog(                   # another thread holds the programs)
+            S.rp, S.jrp, st, h, d, ts, np.ascontiguousarray(g, dtype=np.float64).reshape(nt, n),
+            np.ascontiguousarray(ys, dtype=np.float64).reshape(nt, n), gt, S.n, n, mxstep, hmax, hmin,
+            S.pitems)
+    if got is not None:
+        st = got
+    else:
+        for i in range(nt - 1, 0, -1):
+            t, t_stop = ts[i], ts[i - 1]
+            steps = 0
+            while True:
+                rem = (t_stop - t) * d
+                if rem <= 0:
+                    break
+                last = h >= rem
+                hs = rem if last else h
+                s1, ratio, _ = step(st, t, d * hs)
+                steps += 1
+                if ratio <= 1.0:
+                    t = t_stop if last else t + d * hs
+                    st = s1
+                    if last:      # a step clipped at t_stop says little about h
+                        continue
+                if steps > mxstep:
+                    raise RuntimeError(f"odeint (gradient): more than mxstep={mxstep} steps of the "
+                                       f"adjoint between t={ts[i]!r} and t={ts[i - 1]!r} (raise mxstep)")
+                h = hs * _factor(ratio)
+                h = min(h, hmax)
+                if h < hmin:
+                    raise RuntimeError(f"odeint (gradient): the adjoint's step size fell below {h:.1e} "
+                                       f"at t={t!r}")
+            if i > 1:     # a += g_i, the dynamics at the new state, and dL/dt_i
+                st, gt[i - 1] = S.jump(st, g[i - 1], ys[i - 1], t_stop)
     s = np.array(S.y_np(st), dtype=np.float64)
     a_plus = s[n:2 * n].copy()
     s[n:2 * n] += g[0]
