@@ -378,10 +378,16 @@ class StaticTape:
             got = {}
             if live:
                 m = nj.size
-                basis = self._on_dev(C.from_numpy(np.eye(m, dtype=nj.dtype).reshape((m,) + nj.shape), None,
-                                                  False, False))
                 with C.no_grad():
-                    got = forward_sweep(gt._tape, {C.handle_of(nj)[1]: basis}, 0, 1, live, fused=True)
+                    if m == 1:   # one direction, no batch dim: scalar records take the C sweep
+                        one = self._on_dev(C.from_numpy(np.ones(nj.shape, dtype=nj.dtype), None, False, False))
+                        got = forward_sweep(gt._tape, {C.handle_of(nj)[1]: one}, 0, 0, live, fused=True)
+                        got = {h: (None if v is None else C.reshape(v, (1,) + tuple(v.shape)))
+                               for h, v in got.items()}
+                    else:
+                        basis = self._on_dev(C.from_numpy(np.eye(m, dtype=nj.dtype).reshape((m,) + nj.shape),
+                                                          None, False, False))
+                        got = forward_sweep(gt._tape, {C.handle_of(nj)[1]: basis}, 0, 1, live, fused=True)
             for i in rows:
                 ni = gt._nodes[i]
                 r = got.get(outs[i]) if outs[i] >= 0 else None
