@@ -49,10 +49,11 @@ class Diag:
     jacrev's seed is Diag(ones); elementwise pullbacks keep it diagonal, and a
     diagonal batch times a matrix is a row scaling, not a GEMM.  Rules that cannot
     keep the structure get it densified (`dense`)."""
-    __slots__ = ("v",)
+    __slots__ = ("v", "unit")
 
-    def __init__(self, v):
+    def __init__(self, v, unit=False):
         self.v = v
+        self.unit = unit   # v is all ones (jacrev's and jacfwd's seeds): no scaling needed
 
     def dense(self):
         v = self.v
@@ -104,7 +105,7 @@ def _diag_vjp(opdef, ctx, g):
                 res.append(Diag(_scale(g.v, d)))
         return res
     if kind == "view" and _identity_view(ctx):
-        return [Diag(C.reshape(g.v, tuple(ctx.shape(0))))]
+        return [Diag(C.reshape(g.v, tuple(ctx.shape(0))), g.unit)]
     if kind == "matmul":
         a1, b1 = ctx.aux
         if ctx.wants(0) and not (a1 and not b1 and ctx.val(1).ndim == 2):
@@ -114,9 +115,10 @@ def _diag_vjp(opdef, ctx, g):
         res = [None, None]
         vcol = C.reshape(g.v, (g.v.size, 1))
         if ctx.wants(0):    # a (k,) @ B (k, n): row k of the batch is v_k B[:, k]
-            res[0] = vcol * C.transpose(ctx.val(1), (1, 0))
+            bt = C.transpose(ctx.val(1), (1, 0))
+            res[0] = bt if g.unit else vcol * bt
         if ctx.wants(1):    # A (m, k) @ b (k,): v_i A[i, :]
-            res[1] = vcol * ctx.val(0)
+            res[1] = ctx.val(0) if g.unit else vcol * ctx.val(0)
         return res
     return None
 
@@ -139,7 +141,7 @@ def _diag_jvp(opdef, ctx, ts):
             acc = c if acc is None else acc + c
         return None if acc is None else Diag(acc)
     if kind == "view" and _identity_view(ctx):
-        return Diag(C.reshape(ts[0].v, tuple(ctx.out_shape)))
+        return Diag(C.reshape(ts[0].v, tuple(ctx.out_shape)), ts[0].unit)
     if kind == "matmul":
         a1, b1 = ctx.aux
         ta, tb = ts
@@ -148,10 +150,10 @@ def _diag_jvp(opdef, ctx, ts):
         if tb is not None and not (isinstance(tb, Diag) and b1 and not a1 and ctx.val(0).ndim == 2):
             return False
         t = ta if ta is not None else tb
-        vcol = C.reshape(t.v, (t.v.size, 1))
         # a (k,) @ B (k, n): direction j moves the output by v_j B[j, :];
         # A (m, k) @ b (k,): direction j moves it by v_j A[:, j]
-        return vcol * ctx.val(1) if ta is not None else vcol * C.transpose(ctx.val(0), (1, 0))
+        d = ctx.val(1) if ta is not None else C.transpose(ctx.val(0), (1, 0))
+        return d if t.unit else C.reshape(t.v, (t.v.size, 1)) * d
     return False
 
 
@@ -713,7 +715,7 @@ def jacrev(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
             elif 1 < y.size <= _JAC_ROWS and not keep and not C.is_recording():
                 gs = _rows_by_c_sweeps(y, fresh)
             else:
-                gs = _pullback([y], [Diag(C.ones_like_value(y))], fresh, 1, "jacrev")
+                gs = _pullback([y], [Diag(C.ones_like_value(y), True)], fresh, 1, "jacrev")
             js = []
             for g, x in zip(gs, fresh):
                 if g is None:
@@ -768,7 +770,7 @@ def jacfwd(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
             m = x.size
             tans = [None] * len(fresh)
             nb = 0 if m == 1 else 1   # one direction: a plain tangent, no batch dim
-            tans[i] = C.ones_like_value(x) if m == 1 else Diag(C.ones_like_value(x))
+            tans[i] = C.ones_like_value(x) if m == 1 else Diag(C.ones_like_value(x), True)
             ts = _pushforward(outs, fresh, tans, nb)
             js = []
             for t, y in zip(ts, outs):
