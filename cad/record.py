@@ -26,6 +26,14 @@ from .ops import primitives
 from .ops._rules import Ctx
 
 
+_EYES = {}   # the basis cotangents of tape.jacobian's rows, per output size
+
+
+def _jac_rows():
+    from . import transforms
+    return transforms._JAC_ROWS
+
+
 def _stack(rows):
     from .ops import REGISTRY
     return REGISTRY["stack"].api(rows, axis=0)
@@ -270,9 +278,10 @@ class StaticTape:
     def jacobian(self, *xs: Any, argnum: int = 0) -> C.Tensor:
         """d out / d xs[argnum] (out.shape + x.shape): a replay, then one reverse
         sweep over the whole output basis."""
-        from .transforms import _JAC_ROWS, reverse_sweep
-        if 1 < self._out_size(xs) <= _JAC_ROWS:
-            return self._jacobian_rows(xs, argnum)
+        m = self._out_size(xs)
+        if 1 < m <= _jac_rows():
+            return self._jacobian_rows(xs, argnum, m)
+        from .transforms import reverse_sweep
         outs, _ = self._run(xs, None, "tape.jacobian", fused=False)
         y = outs[0]
         tp = self._tape
@@ -294,19 +303,20 @@ class StaticTape:
         o = self._outs[0] if self._outs else None
         return o.size if isinstance(o, C.Tensor) else -1
 
-    def _jacobian_rows(self, xs, argnum):
+    def _jacobian_rows(self, xs, argnum, m):
         """a small output's Jacobian (at most transforms._JAC_ROWS elements): one replay
         with a C sweep per output element, seeded with that basis cotangent, instead
         of a replay and one batched sweep through the rules in Python"""
         mask = self._mask(argnum, len(xs), "tape.jacobian")
         k = argnum % len(xs)
         rows, y = [], None
-        m = self._out_size(xs)
+        E = _EYES.get(m)
+        if E is None:
+            E = _EYES[m] = np.eye(m)
+        xs = tuple(xs)
         for i in range(m):
-            e = np.zeros(m)
-            e[i] = 1.0
             try:
-                outs, grads = C.replay_run(self._replay, tuple(xs), mask, e, "tape.jacobian")
+                outs, grads = C.replay_run(self._replay, xs, mask, E[i], "tape.jacobian")
             except ReplayError:
                 if not self._retrace:
                     raise
@@ -315,7 +325,10 @@ class StaticTape:
                 return self.jacobian(*xs, argnum=argnum)
             y = outs[0]
             rows.append(grads[k])
-        return C.reshape(_stack(rows), tuple(y.shape) + tuple(self._nodes[k].shape)).detach()
+        shape = tuple(y.shape) + tuple(self._nodes[k].shape)
+        if self._replay.dev:
+            return C.reshape(_stack(rows), shape).detach()
+        return C.from_numpy(np.stack([np.asarray(r) for r in rows]).reshape(shape), None, False, False)
 
     def _on_dev(self, t):
         """t on the tape's device (a tape recorded on CUDA values works there)"""
