@@ -292,11 +292,13 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule):
                 tan[h] = v
         i = start
         while i < n:
-            if n - i > 64:
+            if n - i > 64 and not tp._busy:   # (busy: another thread's backward; keep the GIL)
                 tp._busy = True
-                with nogil:
-                    stop = cad_jvp_scalar_run(&tp.t, i, n, stan, shas)
-                tp._busy = False
+                try:
+                    with nogil:
+                        stop = cad_jvp_scalar_run(&tp.t, i, n, stan, shas)
+                finally:
+                    tp._busy = False
             else:
                 stop = cad_jvp_scalar_run(&tp.t, i, n, stan, shas)
             i = stop
@@ -335,7 +337,6 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule):
             out[k] = _new_inline(stan[h]) if shas[h] else tan.get(h)
         return out
     finally:
-        tp._busy = False
         free(stan)
         free(shas)
 
