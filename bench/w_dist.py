@@ -71,18 +71,35 @@ def _w3_data():
     return w_mlp, w_mlp.data()
 
 
-def bench_w3(comm, repeat):
+def _large_data():
+    """an MLP 512-1024-1024-10 on a batch of 64 (12.6 MB of float64 gradients): big
+    enough that the reduction and the backward sweep take milliseconds each"""
+    from types import SimpleNamespace
+    rng = np.random.default_rng(5)
+    sizes = [512, 1024, 1024, 10]
+    params = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        params += [rng.standard_normal((a, b)) / np.sqrt(a), np.zeros(b)]
+    return SimpleNamespace(BATCH=64, LR=0.01), {"params": params, "X": rng.standard_normal((64, 512)),
+                                                "labels": rng.integers(0, 10, 64)}
+
+
+def bench_w3(comm, repeat, sync="blocking", large=False, bucket_bytes=None):
     """µs per step: W3 on this rank's rows (all 64 at 1 rank, 32 each at 2), gradients
-    averaged over the ranks; then the parameters after `steps` steps"""
+    averaged over the ranks (sync: "blocking" all_reduce_grads after backward, or
+    "overlap": a GradReducer whose buckets start from the sweep's hooks); then the
+    parameters after `steps` steps"""
     import cad
     import cad.distributed as dist
-    w_mlp, d = _w3_data()
+    w_mlp, d = _large_data() if large else _w3_data()
+    kw = {} if bucket_bytes is None else {"bucket_bytes": bucket_bytes}
     W, me = comm.Get_size(), comm.Get_rank()
     rows = slice(me * (w_mlp.BATCH // W), (me + 1) * (w_mlp.BATCH // W))
     X, labels = cad.tensor(d["X"][rows]), cad.tensor(d["labels"][rows])
 
     def make():
         params = [cad.tensor(p.copy(), requires_grad=True) for p in d["params"]]
+        reducer = dist.GradReducer(params, **kw) if sync == "overlap" and W > 1 else None
 
         def step():
             W1, b1, W2, b2, W3, b3 = params
@@ -90,8 +107,10 @@ def bench_w3(comm, repeat):
             h2 = cad.tanh(h1 @ W2 + b2)
             loss = cad.cross_entropy(h2 @ W3 + b3, labels)
             loss.backward()
-            if W > 1:
-                dist.all_reduce_grads(params)
+            if reducer is not None:
+                reducer.wait()
+            elif W > 1:
+                dist.all_reduce_grads(params, **kw)
             with cad.no_grad():
                 for i, p in enumerate(params):
                     g = p.grad
@@ -152,6 +171,11 @@ def worker(repeat):
     cad.set_num_threads(1)
     res = {"ranks": comm.Get_size(), "all_reduce": bench_all_reduce(comm, repeat)}
     res["w3_s"], res["w3_params"] = bench_w3(comm, repeat * 10)
+    # overlapped with the sweep: buckets of one layer each (W3's default is one bucket)
+    res["w3_overlap_s"], res["w3_overlap_params"] = bench_w3(comm, repeat * 10, "overlap", False, 20_000)
+    res["w3_blocking_b_s"], _ = bench_w3(comm, repeat * 10, "blocking", False, 20_000)
+    res["large_s"], _ = bench_w3(comm, repeat, "blocking", True, 2 ** 21)
+    res["large_overlap_s"], _ = bench_w3(comm, repeat, "overlap", True, 2 ** 21)
     res["torch_ddp_w3_s"] = bench_torch_ddp(comm, repeat * 10)
     if comm.Get_rank() == 0:
         print("RESULT " + json.dumps(res))
@@ -200,6 +224,13 @@ def main(argv=None):
     print()
     print(f"W3 step (batch 64): 1 process {_fmt(r1['w3_s'])}, data parallel over 2 ranks (32 rows each) "
           f"{_fmt(r2['w3_s'])}, ratio {r2['w3_s'] / r1['w3_s']:.2f}x")
+    print(f"overlap (GradReducer, buckets of 20 kB: one per layer): W3 over 2 ranks blocking "
+          f"{_fmt(r2['w3_blocking_b_s'])}, overlapped {_fmt(r2['w3_overlap_s'])} (ratio "
+          f"{r2['w3_overlap_s'] / r2['w3_blocking_b_s']:.2f}); parameters identical to all_reduce_grads': "
+          f"{r2['w3_overlap_params'] == r2['w3_params']}")
+    print(f"MLP 512-1024-1024-10 (12.6 MB of gradients, buckets of 2 MiB): 1 process {_fmt(r1['large_s'])}; "
+          f"2 ranks blocking {_fmt(r2['large_s'])}, overlapped {_fmt(r2['large_overlap_s'])} (ratio "
+          f"{r2['large_overlap_s'] / r2['large_s']:.2f})")
     if r2.get("torch_ddp_w3_s"):
         print(f"torch DDP (gloo), 2 ranks: {_fmt(r2['torch_ddp_w3_s'])}")
     else:

@@ -30,6 +30,7 @@ from .creation import (  # noqa: E402
 from . import autograd, cuda, testing  # noqa: E402
 from .record import ReplayError, StaticTape, record  # noqa: E402
 from .io import FormatError, load, save  # noqa: E402
+from .names import NamesError  # noqa: E402
 from . import transforms  # noqa: E402,F401
 from . import data  # noqa: E402
 from . import optim  # noqa: E402
@@ -60,6 +61,6 @@ __all__ = sorted(set(_exported) | {
     "empty_cache", "set_cache_limit", "cache_info", "cat", "expand_dims", "split", "array_split",
     "nonzero", "topk", "grad", "value_and_grad", "vjp", "jvp", "jacrev", "jacfwd", "jacobian",
     "hessian", "hvp", "vmap", "from_dlpack", "tree_map", "tree_flatten", "tree_unflatten", "tree_leaves",
-    "tree_structure", "record", "StaticTape", "ReplayError", "save", "load", "data", "optim", "FormatError", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
+    "tree_structure", "record", "StaticTape", "ReplayError", "save", "load", "data", "optim", "FormatError", "NamesError", "CadError", "ShapeError", "DTypeError", "DeviceError", "BackwardError",
     "primitive", "Primitive", "defvjp", "defjvp", "linalg", "distributed",
 })

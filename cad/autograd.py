@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence, Tuple, Union
 
 from ._core import _engine as _C
+from .ops._registry import NAMES as _NAMES
 from .ops._registry import VMAP as _VMAP
 from ._core._engine import enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
 
@@ -61,8 +62,17 @@ def grad(outputs: Union[_C.Tensor, Sequence[_C.Tensor]], inputs: Union[_C.Tensor
         gouts = [None] * len(outs) if grad_outputs is None else _as_list(grad_outputs, "grad_outputs")
         if len(gouts) != len(outs):
             raise ValueError(f"autograd.grad: {len(gouts)} grad_outputs for {len(outs)} outputs")
-        return grad_create_graph(outs, ins, gouts, allow_unused, False, "autograd.grad")
-    return _C.grad_api(outputs, inputs, grad_outputs, retain_graph, allow_unused)
+        return _named(grad_create_graph(outs, ins, gouts, allow_unused, False, "autograd.grad"), ins)
+    return _named(_C.grad_api(outputs, inputs, grad_outputs, retain_graph, allow_unused), inputs)
+
+
+def _named(gs, inputs):
+    """gradients named as their inputs (named dimensions)"""
+    if not _NAMES[0]:
+        return gs
+    from .names import like
+    ins = inputs if isinstance(inputs, (list, tuple)) else (inputs,)
+    return tuple(like(g, x) if g is not None else g for g, x in zip(gs, ins))
 
 
 def backward(tensors: Union[_C.Tensor, Sequence[_C.Tensor]], grad_tensors: Any = None,

@@ -1,7 +1,7 @@
 """Tensor constructors (numpy's dtype rules: Python floats give float64)."""
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -11,6 +11,35 @@ from .ops._batch import Batched
 from .ops._batch import top as _vmap_top
 
 _rng = np.random.default_rng()
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _named_result(like: bool = False) -> Callable[[_F], _F]:
+    """a constructor's names= argument: the result's dim names (cad/names.py); the
+    *_like constructors keep x's names unless names= is given"""
+    def deco(fn: _F) -> _F:
+        import functools
+
+        @functools.wraps(fn)
+        def make(*args, **kwargs):
+            names = kwargs.get("names")
+            if names is None and not like and not (args and type(args[0]) is _C.Tensor and
+                                                   _C._raw_names(args[0]) is not None):
+                return fn(*args, **kwargs)   # (cad.tensor of a named tensor keeps its names)
+            t = fn(*args, **kwargs)
+            from . import names as N
+            if names is None:   # *_like (and cad.tensor of a tensor): x's names
+                x = args[0] if args else kwargs.get("x")
+                n = N.raw(x) if type(x) is _C.Tensor else None
+                return N.put(t, n) if n is not None and len(n) == t.ndim else t
+            n = N.check(names, t.ndim, fn.__name__)
+            if n is not None:
+                N._on()
+            return N.put(t, n, args)
+        return make  # type: ignore[return-value]
+    return deco
 
 
 def _place(t, device, requires_grad):
@@ -37,8 +66,10 @@ def _tracked(t):
     return t.requires_grad and (_C.is_grad_enabled() or _C.is_recording())
 
 
+@_named_result(like=False)
 def tensor(data: Any, dtype: Any = None, requires_grad: bool = False,
-           device: Union[str, _C.Device, None] = None) -> _C.Tensor:
+           device: Union[str, _C.Device, None] = None,
+        names: Any = None) -> _C.Tensor:
     """A new tensor holding a copy of data (a scalar, nested lists, an ndarray or a
     tensor) on device (default: the CPU, or data's device for a tensor).  A (nested)
     list containing tensors is stacked, so gradients flow through it; so does a
@@ -98,18 +129,24 @@ def _filled(shape, value, dtype, requires_grad, device):
     return _make(np.full(tuple(shape), value, dtype=dtype or np.float64), None, requires_grad)
 
 
+@_named_result(like=False)
 def zeros(*shape: Union[int, Sequence[int]], dtype: Any = None, requires_grad: bool = False,
-          device: Union[str, _C.Device, None] = None) -> _C.Tensor:
+          device: Union[str, _C.Device, None] = None,
+        names: Any = None) -> _C.Tensor:
     return _filled(_shape(shape), 0, dtype, requires_grad, device)
 
 
+@_named_result(like=False)
 def ones(*shape: Union[int, Sequence[int]], dtype: Any = None, requires_grad: bool = False,
-         device: Union[str, _C.Device, None] = None) -> _C.Tensor:
+         device: Union[str, _C.Device, None] = None,
+        names: Any = None) -> _C.Tensor:
     return _filled(_shape(shape), 1, dtype, requires_grad, device)
 
 
+@_named_result(like=False)
 def full(shape: Union[int, Sequence[int]], fill_value: Any, dtype: Any = None,
-         requires_grad: bool = False, device: Union[str, _C.Device, None] = None) -> _C.Tensor:
+         requires_grad: bool = False, device: Union[str, _C.Device, None] = None,
+        names: Any = None) -> _C.Tensor:
     if isinstance(shape, int):
         shape = (shape,)
     if dtype is None:
@@ -118,13 +155,17 @@ def full(shape: Union[int, Sequence[int]], fill_value: Any, dtype: Any = None,
     return _filled(tuple(shape), fill_value, dtype, requires_grad, device)
 
 
+@_named_result(like=False)
 def eye(n: int, m: Optional[int] = None, dtype: Any = None, requires_grad: bool = False,
-        device: Union[str, _C.Device, None] = None) -> _C.Tensor:
+        device: Union[str, _C.Device, None] = None,
+        names: Any = None) -> _C.Tensor:
     return _make(np.eye(n, m), dtype, requires_grad, device)
 
 
+@_named_result(like=False)
 def arange(start: float, stop: Optional[float] = None, step: float = 1, dtype: Any = None,
-           requires_grad: bool = False, device: Union[str, _C.Device, None] = None) -> _C.Tensor:
+           requires_grad: bool = False, device: Union[str, _C.Device, None] = None,
+        names: Any = None) -> _C.Tensor:
     """numpy's arange (integers give int64)"""
     if step == 0:
         raise ValueError("arange: step must not be zero")
@@ -135,8 +176,10 @@ def arange(start: float, stop: Optional[float] = None, step: float = 1, dtype: A
     return _make(a, dtype, requires_grad, device)
 
 
+@_named_result(like=False)
 def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True, dtype: Any = None,
-             requires_grad: bool = False, device: Union[str, _C.Device, None] = None) -> _C.Tensor:
+             requires_grad: bool = False, device: Union[str, _C.Device, None] = None,
+        names: Any = None) -> _C.Tensor:
     """numpy's linspace; differentiable in start and stop when either is a tensor
     (tensor endpoints of any shape: the result is (num,) + their broadcast shape)"""
     if isinstance(start, (_C.Tensor, Batched)) or isinstance(stop, (_C.Tensor, Batched)):
@@ -182,18 +225,24 @@ def _like(x, fill, dtype, requires_grad, device=None):
     return _filled(x.shape, fill, dtype if dtype is not None else x.dtype, requires_grad, dev)
 
 
+@_named_result(like=True)
 def zeros_like(x: Any, dtype: Any = None, requires_grad: bool = False,
-               device: Union[str, _C.Device, None] = None) -> _C.Tensor:
+               device: Union[str, _C.Device, None] = None,
+        names: Any = None) -> _C.Tensor:
     return _like(x, 0, dtype, requires_grad, device)
 
 
+@_named_result(like=True)
 def ones_like(x: Any, dtype: Any = None, requires_grad: bool = False,
-              device: Union[str, _C.Device, None] = None) -> _C.Tensor:
+              device: Union[str, _C.Device, None] = None,
+        names: Any = None) -> _C.Tensor:
     return _like(x, 1, dtype, requires_grad, device)
 
 
+@_named_result(like=True)
 def full_like(x: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False,
-              device: Union[str, _C.Device, None] = None) -> _C.Tensor:
+              device: Union[str, _C.Device, None] = None,
+        names: Any = None) -> _C.Tensor:
     return _like(x, fill_value, dtype, requires_grad, device)
 
 
@@ -203,8 +252,10 @@ def manual_seed(seed: Any) -> None:
     _rng = np.random.default_rng(seed)
 
 
+@_named_result(like=False)
 def randn(*shape: Union[int, Sequence[int]], dtype: Any = None, requires_grad: bool = False,
-          device: Union[str, _C.Device, None] = None) -> _C.Tensor:
+          device: Union[str, _C.Device, None] = None,
+        names: Any = None) -> _C.Tensor:
     """Standard normal samples (float64 unless dtype says otherwise; drawn on the
     host, so a seed gives the same values on every device)."""
     if _vmap_top() is not None:
@@ -214,8 +265,10 @@ def randn(*shape: Union[int, Sequence[int]], dtype: Any = None, requires_grad: b
     return _make(_rng.standard_normal(_shape(shape)), dtype, requires_grad, device)
 
 
+@_named_result(like=False)
 def rand(*shape: Union[int, Sequence[int]], dtype: Any = None, requires_grad: bool = False,
-         device: Union[str, _C.Device, None] = None) -> _C.Tensor:
+         device: Union[str, _C.Device, None] = None,
+        names: Any = None) -> _C.Tensor:
     """Uniform samples in [0, 1)."""
     if _vmap_top() is not None:
         r = _in_vmap(lambda s: _make(_rng.random(s), dtype, requires_grad, device), shape)

@@ -68,7 +68,7 @@ _STATE = {"comm": None, "MPI": None, "hooked": False}
 
 __all__ = ["init", "is_initialized", "rank", "world_size", "barrier", "cuda_aware", "all_reduce",
            "all_gather", "reduce_scatter", "broadcast", "reduce", "all_reduce_grads",
-           "broadcast_params", "DistributedSampler", "map", "mpiexec_command"]
+           "GradReducer", "broadcast_params", "DistributedSampler", "map", "mpiexec_command"]
 
 
 def mpiexec_command(n: int, python: Optional[str] = None) -> List[str]:
@@ -378,8 +378,8 @@ def all_reduce_grads(params: Any, average: bool = True, bucket_bytes: int = _BUC
     DDP's default), one Allreduce each, so a model of many small tensors pays the
     message latency once per bucket, not once per tensor.  A parameter whose
     ``.grad`` is None counts as zeros (every rank must reduce the same buckets) and
-    gets the result.  Runs after backward: cad has no hook that fires when a leaf's
-    gradient is final, so the communication does not overlap the sweep (the README)."""
+    gets the result.  Runs after backward (blocking); ``GradReducer`` overlaps the
+    same reduction with the backward sweep."""
     leaves = _grad_params(params)
     comm = _comm()
     n = comm.Get_size()
@@ -405,6 +405,114 @@ def all_reduce_grads(params: Any, average: bool = True, bucket_bytes: int = _BUC
             g = C.from_numpy(buf[off:off + k].reshape(p.shape).copy(), None, False, False)
             p.grad = g if p.device.type == "cpu" else g.to(p.device)
             off += k
+
+
+class GradReducer:
+    """all_reduce_grads overlapped with the backward sweep (torch DDP's reducer):
+
+        reducer = cad.distributed.GradReducer(params)     # once
+        loss.backward()     # each bucket's Iallreduce starts as its last gradient is final
+        reducer.wait()      # the averaged gradients in .grad; then opt.step()
+
+    Each parameter gets a post-accumulate-grad hook (NOTE [ Gradient hooks ]): the
+    backward sweep stops where a parameter's gradient is final, the hook copies it into
+    its bucket, and once every parameter of the bucket is in, the bucket's
+    non-blocking all-reduce starts while the sweep goes on.  Buckets are the blocks of
+    all_reduce_grads in reverse (the last layers' gradients are final first, as DDP
+    orders them) and start in one order on every rank (a ready bucket waits for the
+    ones before it), so ranks whose sweeps finish parameters in different orders still
+    match.  ``wait()`` starts what is left (a parameter that got no gradient this step
+    counts as zeros), waits, and writes the results into ``.grad``.  The values equal
+    all_reduce_grads' (the same buckets and sums).  One backward per ``wait()``; for
+    gradient accumulation over several backward calls use all_reduce_grads after the
+    last.  ``remove()`` takes the hooks off."""
+
+    def __init__(self, params: Any, average: bool = True, bucket_bytes: int = _BUCKET_BYTES) -> None:
+        self.params = _grad_params(params)
+        self.average = bool(average)
+        for i, p in enumerate(self.params):
+            if not p.is_leaf or not p.requires_grad:
+                raise ValueError(f"GradReducer: parameter {i} (shape {tuple(p.shape)}) is not a leaf "
+                                 "that requires grad")
+        blocks = _buckets(self.params, int(bucket_bytes))[::-1]
+        self.buckets = []      # [dtype, [param index], sizes, offsets, buffer]
+        self.where = {}        # param index -> bucket number
+        for b, (dt, idx) in enumerate(blocks):
+            sizes = [math.prod(self.params[i].shape) for i in idx]
+            offs = [sum(sizes[:k]) for k in range(len(sizes))]
+            self.buckets.append((dt, idx, sizes, offs, np.empty(sum(sizes), dtype=dt)))
+            for i in idx:
+                self.where[i] = b
+        self._ids = {id(p): i for i, p in enumerate(self.params)}
+        self._handles = [p.register_post_accumulate_grad_hook(self._hook) for p in self.params]
+        self._reset()
+
+    def _reset(self):
+        self._ready = [set() for _ in self.buckets]
+        self._reqs = [None] * len(self.buckets)
+        self._next = 0          # the next bucket to start (they start in order)
+
+    def _copy_in(self, i):
+        b = self.where[i]
+        dt, idx, sizes, offs, buf = self.buckets[b]
+        k = idx.index(i)
+        g = self.params[i].grad
+        if g is None:
+            buf[offs[k]:offs[k] + sizes[k]] = 0
+        else:
+            buf[offs[k]:offs[k] + sizes[k]] = np.asarray(g if g.device.type == "cpu" else g.cpu()).reshape(-1)
+        self._ready[b].add(i)
+
+    def _start_ready(self):
+        comm = _comm()
+        MPI = _mpi()
+        while self._next < len(self.buckets) and \
+                len(self._ready[self._next]) == len(self.buckets[self._next][1]):
+            buf = self.buckets[self._next][4]
+            if comm.Get_size() > 1:
+                self._reqs[self._next] = comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+            self._next += 1
+        started = [r for r in self._reqs if r is not None]
+        if started:   # let MPI progress the started reductions while the sweep runs
+            MPI.Request.Testall(started)
+
+    def _hook(self, p):
+        i = self._ids.get(id(p))
+        if i is None or i in self._ready[self.where[i]]:
+            return
+        self._copy_in(i)
+        self._start_ready()
+
+    def wait(self) -> None:
+        """start the buckets not started, wait for all, write the sums (averages) into
+        every parameter's .grad"""
+        self.started_in_sweep = self._next   # buckets the hooks started (for tests and bench)
+        try:
+            for b, (dt, idx, sizes, offs, buf) in enumerate(self.buckets):
+                for i in idx:
+                    if i not in self._ready[b]:
+                        self._copy_in(i)
+            self._start_ready()
+            MPI = _mpi()
+            started = [r for r in self._reqs if r is not None]
+            if started:
+                MPI.Request.Waitall(started)
+            n = _comm().Get_size()
+            for dt, idx, sizes, offs, buf in self.buckets:
+                if self.average and n > 1:
+                    buf /= n
+                for i, k, o in zip(idx, sizes, offs):
+                    p = self.params[i]
+                    g = C.from_numpy(buf[o:o + k].reshape(p.shape).copy(), None, False, False)
+                    p.grad = g if p.device.type == "cpu" else g.to(p.device)
+        finally:
+            self._reset()
+
+    def remove(self) -> None:
+        """take the hooks off the parameters"""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
 
 
 def broadcast_params(params: Any, root: int = 0) -> None:

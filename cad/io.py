@@ -311,9 +311,12 @@ copyreg.pickle(C.Tensor, _reduce_tensor)
 
 def _value_spec(obj, w):
     if isinstance(obj, C.Tensor):
-        if obj.requires_grad:    # (the key is left out otherwise: such files read as before)
-            return {"t": "tensor", "a": w.array(C.host(obj.detach())), "rg": True}
-        return {"t": "tensor", "a": w.array(C.host(obj.detach()))}
+        sp = {"t": "tensor", "a": w.array(C.host(obj.detach()))}
+        if obj.requires_grad:    # (the keys are left out otherwise: such files read as before)
+            sp["rg"] = True
+        if C._raw_names(obj) is not None:
+            sp["names"] = list(C._raw_names(obj))
+        return sp
     if isinstance(obj, np.ndarray):
         return {"t": "ndarray", "a": w.array(obj)}
     if isinstance(obj, (list, tuple)):
@@ -329,10 +332,23 @@ def _value_spec(obj, w):
                     "strings, lists, tuples, dicts and recorded tapes)")
 
 
+def _named(t, names):
+    """a loaded tensor with its saved dim names (checked by _Checker.names)"""
+    if names is None:
+        return t
+    from . import names as N
+    n = N.check(tuple(names), t.ndim, "cad.load")
+    if n is not None:
+        N._on()
+        C._put_names(t, n)
+    return t
+
+
 def _load_value(spec, data):
     t = spec["t"]
     if t == "tensor":
-        return C.from_numpy(_read_array(spec["a"], data), None, spec.get("rg", False), False)
+        return _named(C.from_numpy(_read_array(spec["a"], data), None, spec.get("rg", False), False),
+                      spec.get("names"))
     if t == "ndarray":
         return _read_array(spec["a"], data)
     if t in ("list", "tuple"):
@@ -414,6 +430,17 @@ class _Checker:
             self.fail(f"{field}.shape", f"{list(sh)}, but the value it belongs to has shape {list(shape)}")
         return dt, sh
 
+    def names(self, v, field, ndim):
+        """a tensor's dim names: a list of strings or nulls, one per dim, no repeats"""
+        self.list_(v, field, ndim)
+        named = [n for n in v if n is not None]
+        for k, n in enumerate(v):
+            if not (n is None or (isinstance(n, str) and n and n != "...")):
+                self.fail(f"{field}[{k}]", f"a dim name must be a non-empty string or null, got "
+                                           f"{_jtype(n)}")
+        if len(set(named)) != len(named):
+            self.fail(field, "a dim name is repeated")
+
     def value(self, v, field, depth):
         if depth > 100:
             self.fail(field, "nested more than 100 levels")
@@ -422,6 +449,8 @@ class _Checker:
         if t in ("tensor", "ndarray"):
             self.dict_(v, field, ("a",))
             dt, _ = self.array(v["a"], f"{field}.a")
+            if t == "tensor" and "names" in v:
+                self.names(v["names"], f"{field}.names", len(v["a"]["shape"]))
             if t == "tensor" and "rg" in v:
                 if type(v["rg"]) is not bool:
                     self.fail(f"{field}.rg", f"expected true or false, got {_jtype(v['rg'])}")
@@ -449,6 +478,17 @@ class _Checker:
         F = "tape"
         self.dict_(sp, F, ("ops", "bufs", "records", "inputs", "input_shapes", "input_dtypes",
                            "outputs", "out_consts", "out_kind", "diff", "guards"))
+        if ("input_names" in sp) != ("output_names" in sp):
+            self.fail(F, "input_names and output_names come together")
+        if "input_names" in sp:
+            for key, n in (("input_names", len(self.list_(sp["inputs"], f"{F}.inputs"))),
+                           ("output_names", len(self.list_(sp["outputs"], f"{F}.outputs")))):
+                for k, v in enumerate(self.list_(sp[key], f"{F}.{key}", n)):
+                    if v is not None:
+                        self.names(v, f"{F}.{key}[{k}]", None)
+            for k, (v, shp) in enumerate(zip(sp["input_names"], self.list_(sp["input_shapes"], f"{F}.input_shapes"))):
+                if v is not None and isinstance(shp, list) and len(v) != len(shp):
+                    self.fail(f"{F}.input_names[{k}]", f"{len(v)} names for an input of {len(shp)} dims")
         current = {op.name: op for op in primitives()}
         ops = []
         for k, n in enumerate(self.list_(sp["ops"], f"{F}.ops")):
@@ -819,7 +859,10 @@ def _tape_spec(st, w):
                            for c in out_const],
             "out_kind": None if st._kind is None else st._kind.__name__,
             "diff": list(st._diff),
-            "guards": [[g.handle, w.array(g.value), g.why] for g in st._replay.guards]}
+            "guards": [[g.handle, w.array(g.value), g.why] for g in st._replay.guards],
+            **({"input_names": [None if n is None else list(n) for n in st._in_names],
+                "output_names": [None if n is None else list(n) for n in st._out_names]}
+               if st._in_names is not None else {})}
 
 
 def _load_tape(spec, data):
@@ -848,7 +891,13 @@ def _load_tape(spec, data):
             outs.append(C.from_numpy(_read_array(c, data), None, False, False))
     guards = [Guard(h, _read_array(v, data), why, k) for k, (h, v, why) in enumerate(spec["guards"])]
     kind = {"tuple": tuple, "list": list}.get(spec["out_kind"])
-    return StaticTape._from_parts(tp, nodes, outs, guards, kind, tuple(spec["diff"]))
+    st = StaticTape._from_parts(tp, nodes, outs, guards, kind, tuple(spec["diff"]))
+    if "input_names" in spec:
+        from . import names as N
+        N._on()
+        st._in_names = [None if n is None else tuple(n) for n in spec["input_names"]]
+        st._out_names = [None if n is None else tuple(n) for n in spec["output_names"]]
+    return st
 
 
 # ---------------------------------------------------------------- safetensors
@@ -886,7 +935,10 @@ def _st_dumps(obj):
             raise ValueError("cad.save: the value is nested more than 100 levels")
         if isinstance(o, C.Tensor):
             name, dt, sh = leaf(C.host(o.detach()), path)
-            return {"t": "tensor", "name": name, "dtype": dt, "shape": sh, "rg": bool(o.requires_grad)}
+            sp = {"t": "tensor", "name": name, "dtype": dt, "shape": sh, "rg": bool(o.requires_grad)}
+            if C._raw_names(o) is not None:   # (left out otherwise: such files read as before)
+                sp["names"] = list(C._raw_names(o))
+            return sp
         if isinstance(o, np.ndarray):
             name, dt, sh = leaf(o, path)
             return {"t": "ndarray", "name": name, "dtype": dt, "shape": sh}
@@ -1053,6 +1105,14 @@ def _st_loads(raw, name):
         if keys is None:
             fail(f"cad metadata {field}.t: unknown entry {t!r}; expected tensor, ndarray, list, "
                  "tuple, dict or py")
+        if t == "tensor" and "names" in v:
+            keys = keys | {"names"}
+            nm = v["names"]
+            if not (isinstance(nm, list) and isinstance(v.get("shape"), list) and len(nm) == len(v["shape"])
+                    and all(n is None or (isinstance(n, str) and n and n != "...") for n in nm)
+                    and len({n for n in nm if n is not None}) == len([n for n in nm if n is not None])):
+                fail(f"cad metadata {field}.names: expected one distinct string or null per dim, got "
+                     f"{str(nm)[:80]}")
         if set(v) != keys:
             fail(f"cad metadata {field}: a {t!r} entry has keys {sorted(v)}; expected {sorted(keys)}")
         if t in ("tensor", "ndarray"):
@@ -1104,7 +1164,7 @@ def _st_loads(raw, name):
     def build(v):
         t = v["t"]
         if t == "tensor":
-            return C.from_numpy(array(v["name"]), None, v["rg"], False)
+            return _named(C.from_numpy(array(v["name"]), None, v["rg"], False), v.get("names"))
         if t == "ndarray":
             return array(v["name"])
         if t == "list":

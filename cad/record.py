@@ -23,7 +23,10 @@ import numpy as np
 
 from ._core import _engine as C
 from .ops import primitives
+from .ops._registry import NAMES as _NAMES
 from .ops._rules import Ctx
+from . import names as _N
+from . import tree as _T
 
 
 _EYES = {}   # the basis cotangents of tape.jacobian's rows, per output size
@@ -113,6 +116,10 @@ _CODES = {0: np.float64, 1: np.float32, 2: np.int64, 3: np.bool_}   # the engine
 class StaticTape:
     """What ``cad.record`` returns: f as a tape of ops that replays on new inputs of
     the same shapes and dtypes with no Python per op."""
+    # the dim names of the example inputs and of the outputs (None: none named);
+    # a replay checks its inputs' names against them and names its results
+    _in_names = None
+    _out_names = None
 
     def __init__(self, f: Callable[..., Any], example_inputs: Sequence[Any], retrace: bool = False) -> None:
         self._f = f
@@ -143,6 +150,10 @@ class StaticTape:
         tape = C.Tape()
         rec = _Recorder(tape)
         nodes = [C.record_input(tape, _value(x), x.dtype.kind == "f") for x in xs]
+        in_names = [_N.raw(x) for x in xs] if _NAMES[0] else [None]
+        if any(n is not None for n in in_names):   # f sees the names (NOTE [ Named dimensions ])
+            for nd, n in zip(nodes, in_names):
+                C._put_names(nd, n)
         prev_mode = C._set_record_mode(1)
         C._set_escape_hook(rec.escape)
         _RECORDERS.append(rec)
@@ -163,6 +174,12 @@ class StaticTape:
         self._nodes = nodes
         self._outs = outs
         self._tape = tape
+        out_names = [_N.raw(o) for o in outs] if _NAMES[0] else [None]
+        if any(n is not None for n in in_names) or any(n is not None for n in out_names):
+            self._in_names = in_names
+            self._out_names = out_names
+        else:
+            self._in_names = self._out_names = None
 
     def _run(self, xs, mask, who, fused=True):
         """fused=False: every record's value is computed (the Python sweeps of
@@ -593,3 +610,67 @@ def record(f: Callable[..., Any], *example_inputs: Any, retrace: bool = False) -
     if any(isinstance(a, (tuple, list, dict)) for a in example_inputs):
         return TreeTape(f, example_inputs, retrace)
     return StaticTape(f, example_inputs, retrace)
+
+
+# ---------------------------------------------------------------- named dimensions
+
+def _names_in_out(method):
+    """a replay of a tape recorded with named values: the inputs' names checked
+    against the recorded ones (None matches anything), the results named"""
+    kind = method.__name__
+
+    def run(self, *xs, **kw):
+        if self._in_names is None:
+            return method(self, *xs, **kw)
+        _check_names(self, xs, "tape" if kind == "__call__" else f"tape.{kind}")
+        r = method(self, *xs, **kw)
+        ins = self._in_names
+        if kind == "__call__":
+            leaves, tdef = _T.tree_flatten(r)
+            return _T.tree_unflatten(tdef, [_put_if(o, n, xs) for o, n in zip(leaves, self._out_names)])
+        if kind in ("grad", "value_and_grad"):
+            argnums = kw.get("argnums")
+            if argnums is None:
+                idx = [i for i, m in enumerate(self._diff) if m]
+            else:
+                idx = [argnums % len(xs)] if isinstance(argnums, int) else sorted({a % len(xs) for a in argnums})
+            g = r[1] if kind == "value_and_grad" else r
+            if isinstance(argnums, int):
+                g = _put_if(g, ins[idx[0]], xs)
+            else:
+                g = tuple(_put_if(e, ins[i], xs) for e, i in zip(g, idx))
+            if kind == "grad":
+                return g
+            leaves, tdef = _T.tree_flatten(r[0])
+            return _T.tree_unflatten(tdef, [_put_if(o, n, xs) for o, n in zip(leaves, self._out_names)]), g
+        a = kw.get("argnum", 0)
+        if kind == "jacobian":
+            return _put_if(r, _N.joined(self._out_names[0], ins[a]), xs)
+        if kind == "hessian":
+            return _put_if(r, _N.joined(ins[a], ins[a]), xs)
+        return _put_if(r, ins[0], xs)   # hvp
+    run.__name__ = method.__name__
+    run.__doc__ = method.__doc__
+    run.__wrapped__ = method
+    return run
+
+
+def _put_if(t, names, xs):
+    if names is None or type(t) is not C.Tensor or t.ndim != len(names):
+        return t
+    return _N.put(t, names, xs)
+
+
+def _check_names(st, xs, who):
+    for k, (x, rec) in enumerate(zip(xs, st._in_names)):
+        got = _N.raw(x) if isinstance(x, C.Tensor) else None
+        if got is None or rec is None:
+            continue
+        for i, (a, b) in enumerate(zip(got, rec)):
+            if a is not None and b is not None and a != b:
+                raise _N.NamesError(f"{who}: input {k} has names {got}; the tape was recorded with "
+                                    f"{rec}: dim {a!r} where the recording had {b!r} (position {i})")
+
+
+for _m in ("__call__", "grad", "value_and_grad", "jacobian", "hessian", "hvp"):
+    setattr(StaticTape, _m, _names_in_out(getattr(StaticTape, _m)))

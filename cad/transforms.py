@@ -23,7 +23,9 @@ from . import vmap as _V
 from ._core import _engine as C
 from .ops import REGISTRY, primitives
 from .ops import _batch as _B
+from .ops._registry import NAMES as _NAMES
 from .ops._rules import Ctx
+from . import names as _N
 
 _VJP = None
 _JVP = None
@@ -157,6 +159,23 @@ def _diag_jvp(opdef, ctx, ts):
     return False
 
 
+def _unnamed(sweep):
+    """a sweep runs its rules with name checking off (NOTE [ Named dimensions ]):
+    the rules' inner ops are arithmetic on values; the transform names its results"""
+    def run(*args, **kwargs):
+        if not _NAMES[0]:
+            return sweep(*args, **kwargs)
+        prev = C._names_suspend()
+        try:
+            return sweep(*args, **kwargs)
+        finally:
+            C._names_restore(prev)
+    run.__name__ = sweep.__name__
+    run.__doc__ = sweep.__doc__
+    return run
+
+
+@_unnamed
 def reverse_sweep(tape, seeds, stop, nb, want):
     """Cotangents of the handles in `want`, from seeds {handle: cotangent with nb
     batch dims, or a Diag}, over records stop.. of tape, with the op table's rules."""
@@ -206,6 +225,7 @@ def reverse_sweep(tape, seeds, stop, nb, want):
 _EW = None
 
 
+@_unnamed
 def forward_sweep(tape, tangents, start, nb, want, fused=False):
     """Tangents of the handles in `want`, from tangents {handle: tangent with nb
     batch dims}, pushed through records start.. of tape with the op table's rules.
@@ -271,7 +291,8 @@ def _fresh(x, k, who):
         for d in reversed(shape):
             st.append(s)
             s *= max(d, 1)
-        return C.as_strided(x, 0, shape, tuple(reversed(st)))
+        r = C.as_strided(x, 0, shape, tuple(reversed(st)))
+        return _N.like(r, x, fresh=True) if _NAMES[0] else r
     return x.detach().requires_grad_(True)
 
 
@@ -427,7 +448,7 @@ def _finish(t, x_like, keep_graph):
         return _zeros(x_like.shape, x_like.dtype, C.dev_of(x_like))
     if not keep_graph:
         t = t.detach()
-    return t
+    return _N.like(t, x_like, fresh=not keep_graph) if _NAMES[0] else t
 
 
 def _argnums(argnums, nargs, who):
@@ -721,7 +742,7 @@ def jacrev(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
                 if g is None:
                     js.append(_zeros(y.shape + x.shape, x.dtype, C.dev_of(x)))
                 else:
-                    js.append(_finish(C.reshape(g, y.shape + x.shape), x, keep))
+                    js.append(_finish(_jac_named(C.reshape(g, y.shape + x.shape), y, x), x, keep))
             js = fa.regroup(js)
             per_out.append(js[0] if single else tuple(js))
         r = rebuild(per_out)
@@ -748,6 +769,15 @@ def _rows_by_c_sweeps(y, fresh):
             rows[i].append(g if g is not None else _zeros(x.shape, x.dtype, C.dev_of(x)))
     stack = REGISTRY["stack"].api
     return [stack(r, axis=0) for r in rows]
+
+
+def _jac_named(j, y, x):
+    """a Jacobian block (just made) named by y's names then x's (a clash primed)"""
+    if _NAMES[0]:
+        n = _N.joined(_N.raw(y), _N.raw(x))
+        if n is not None:
+            C._put_names(j, n)
+    return j
 
 
 def jacfwd(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
@@ -778,7 +808,7 @@ def jacfwd(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
                     js.append(_zeros(y.shape + x.shape, y.dtype, C.dev_of(y)))
                     continue
                 j = C.transpose(C.reshape(t, (m, y.size)), (1, 0))
-                js.append(_finish(C.reshape(j, y.shape + x.shape), y, keep))
+                js.append(_finish(_jac_named(C.reshape(j, y.shape + x.shape), y, x), y, keep))
             cols.append(js)
         per_out = []
         for k in range(len(outs)):
@@ -871,6 +901,8 @@ def grad_create_graph(outputs, inputs, grad_outputs, allow_unused, accumulate, w
         for k, g in results.items():
             x = leaf_objs[k]
             x.grad = g if x.grad is None else x.grad + g
+            if _NAMES[0]:
+                x.grad = _N.like(x.grad, x)
         return None
     out = []
     for k, x in enumerate(inputs):

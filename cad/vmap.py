@@ -110,12 +110,13 @@ def vmap(f: Callable[..., Any], in_dims: Any = 0, out_dims: Any = 0, chunk_size:
 
 
 def _dims_of_args(in_dims, args):
-    if isinstance(in_dims, (int, type(None))):
+    if isinstance(in_dims, (int, str, type(None))):
         return [in_dims] * len(T.tree_leaves(args))
     if isinstance(in_dims, list):
         in_dims = tuple(in_dims)
     if not isinstance(in_dims, tuple):
-        raise TypeError(f"vmap: in_dims must be an int, None or a tuple, got {type(in_dims).__name__}")
+        raise TypeError(f"vmap: in_dims must be an int, a dim name, None or a tuple, got "
+                        f"{type(in_dims).__name__}")
     if len(in_dims) != len(args):
         raise ValueError(f"vmap: in_dims has {len(in_dims)} entries for {len(args)} positional "
                          "arguments")
@@ -142,8 +143,12 @@ def _call(f, args, kwargs, in_dims, out_dims, chunk, randomness):
         if d is None:
             mapped.append(None)
             continue
+        if isinstance(d, str) and _tensorlike(x):   # a dim name (named dimensions)
+            from .names import vmap_dim
+            d = vmap_dim(x, d, "vmap")
         if not isinstance(d, int):
-            raise TypeError(f"vmap: in_dims entries must be ints or None, got {d!r} for {where[k]}")
+            raise TypeError(f"vmap: in_dims entries must be ints, dim names or None, got {d!r} for "
+                            f"{where[k]}")
         if isinstance(x, np.ndarray):
             x = leaves[k] = C.as_tensor(x)
         if not _tensorlike(x):

@@ -83,6 +83,7 @@ TOPICS = {
     "vmap": ["vmap vs a loop"],
     "data-parallel MLP equals one process to 1e-12": ["data parallel"],
     "all_reduce_grads in buckets, broadcast_params": ["all_reduce_grads", "broadcast_params"],
+    "GradReducer: the reduction overlapped with the sweep": ["GradReducer"],
     "sampler shards disjoint and covering": ["DistributedSampler"],
     "map of value, grad, hessian": ["map"],
     "pickling through mpi4py": ["pickled bcast"],

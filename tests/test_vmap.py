@@ -292,9 +292,11 @@ def test_error_bad_arguments_to_vmap():
         cad.vmap(3)
     with pytest.raises(ValueError, match="in_dims has 1 entries for 2 positional arguments"):
         cad.vmap(lambda a, b: a, in_dims=(0,))(cad.ones(3), cad.ones(3))
-    with pytest.raises(TypeError, match="in_dims must be an int, None or a tuple"):
+    with pytest.raises(TypeError, match="in_dims must be an int, a dim name, None or a tuple"):
+        cad.vmap(lambda a: a, in_dims=1.5)(cad.ones(3))
+    with pytest.raises(cad.NamesError, match="no dim named '0'"):   # a dim name (named dimensions)
         cad.vmap(lambda a: a, in_dims="0")(cad.ones(3))
-    with pytest.raises(TypeError, match="in_dims entries must be ints or None"):
+    with pytest.raises(TypeError, match="in_dims entries must be ints, dim names or None"):
         cad.vmap(lambda a: a, in_dims=(0.5,))(cad.ones(3))
     with pytest.raises(ValueError, match=r"vmap in_dims: the structure \{'b': \*\}.*\{'a': \*\}"):
         cad.vmap(lambda d: d["a"], in_dims=({"b": 0},))({"a": cad.ones(3)})

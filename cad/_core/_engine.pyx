@@ -76,6 +76,134 @@ def set_batch_hook(t, fn):
     _BATCH_HOOK = fn
 
 
+# ---------------------------------------------------------------- named dimensions
+# cad/names.py holds the rules (NOTE [ Named dimensions ] there).  The engine keeps
+# a tensor's names (Tensor._names: None when unnamed) and hands an elementwise or
+# indexing call with a named operand to the hooks; until the first named tensor is
+# made (cad_names_on) the paths test one C int.
+cdef object _NAMES_EW = None
+cdef object _NAMES_GETITEM = None
+
+
+def set_names_hooks(ew, getitem):
+    """ew(op code or name, args, result) -> the result, named; getitem(t, index)"""
+    global _NAMES_EW, _NAMES_GETITEM
+    _NAMES_EW = ew
+    _NAMES_GETITEM = getitem
+
+
+def _names_enable():
+    """from now on the ops look at names (the first named tensor was made)"""
+    global cad_names_on
+    cad_names_on = 1
+
+
+def _names_suspend():
+    """this thread's ops stop looking at names (a rule runs an op's body); returns
+    the previous state for _names_restore"""
+    global cad_names_off
+    cdef int prev = cad_names_off
+    cad_names_off = 1
+    return prev
+
+
+def _names_restore(int prev):
+    global cad_names_off
+    cad_names_off = prev
+
+
+def _names_live():
+    """names are on in this process and not suspended in this thread"""
+    return bool(cad_names_on and not cad_names_off)
+
+
+def _raw_names(Tensor t):
+    """t's names tuple, or None when unnamed"""
+    return t._names
+
+
+def _put_names(Tensor t, object names):
+    """name a tensor the caller just made (cad/names.py checks the tuple)"""
+    t._names = names
+
+
+def _raw_getitem(Tensor t, object index):
+    return _getitem0(t, index)
+
+
+cdef object _unify_names(list tuples, Py_ssize_t nd):
+    """names tuples unified from the right into nd dims (None matches anything); None
+    when two names clash or one lands at two positions (cad/names.py then raises the
+    error that says so)"""
+    cdef list out = [None] * nd
+    cdef Py_ssize_t k, i, j
+    cdef tuple nm
+    for o in tuples:
+        nm = <tuple>o
+        k = len(nm)
+        if k > nd:
+            return None
+        for i in range(1, k + 1):
+            b = nm[k - i]
+            if b is None:
+                continue
+            a = out[nd - i]
+            if a is None:
+                out[nd - i] = b
+            elif a is not b and a != b:
+                return None
+    for i in range(nd):
+        a = out[i]
+        if a is not None:
+            for j in range(i + 1, nd):
+                if out[j] is a or out[j] == a:
+                    return None
+    return tuple(out)
+
+
+def _names_unify(list tuples, Py_ssize_t nd):
+    """_unify_names for cad/names.py's rules"""
+    return _unify_names(tuples, nd)
+
+
+cdef object _ew_named(object who, tuple args, object r):
+    """an elementwise result named from its operands, here in C unless the names
+    clash (cad/names.py's _NAMES_EW then raises the error that says how)"""
+    cdef object first = None, nm, got
+    cdef bint same = True
+    cdef list named = None
+    for a in args:
+        if a is r:
+            return _NAMES_EW(who, args, r)
+        if type(a) is Tensor:
+            nm = (<Tensor>a)._names
+            if nm is not None:
+                if first is None:
+                    first = nm
+                elif nm is not first and nm != first:
+                    same = False
+    if first is None:
+        return r
+    if type(r) is not Tensor or (<Tensor>r)._names is not None:
+        return _NAMES_EW(who, args, r)
+    if same and (<Tensor>r).ndim == len(<tuple>first):
+        (<Tensor>r)._names = first
+        return r
+    named = [(<Tensor>a)._names for a in args if type(a) is Tensor and (<Tensor>a)._names is not None]
+    got = _unify_names(named, (<Tensor>r).ndim)
+    if got is None:
+        return _NAMES_EW(who, args, r)
+    (<Tensor>r)._names = got
+    return r
+
+
+cdef object _same_names(Tensor src, object r):
+    """r (just made from src, same dims) named as src"""
+    if src._names is not None and type(r) is Tensor and r is not src and (<Tensor>r)._names is None:
+        (<Tensor>r)._names = src._names
+    return r
+
+
 cdef object _ARRAY_FUNCTION = None
 
 

@@ -228,6 +228,7 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
     cdef list in_h = []        # (input index, tape index, handle)
     cdef list got
     cdef dict leafg
+    cdef set early = set()     # ids of leaves whose hooks ran during the sweep
     cdef int64_t i
     cdef int st
     cdef cad_buf *b
@@ -307,7 +308,16 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
                             tp.t.bufs[i].flags |= BUF_KEEP
                             in_h.append((j, ti, i))
         tp._busy = True
-        if tp.t.nrecs > 64 or tp.t.nmeta > 0:
+        if accumulate and _ANY_HOOKS and len(tapes) == 1 and not direct:
+            # NOTE [ Gradient hooks ]: the sweep in segments, hooked leaves handed over
+            # (and their hooks run) as soon as their gradients are final
+            try:
+                st = _sweep_hooked(tp, stop, early, who)
+            except BaseException:
+                tp._busy = False
+                cad_tape_clear_grads(&tp.t)
+                raise
+        elif tp.t.nrecs > 64 or tp.t.nmeta > 0:
             with nogil:
                 st = cad_sweep(&tp.t, 1, stop)
         else:   # a few scalar records: releasing the GIL costs more than the sweep
@@ -341,6 +351,8 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
                             hl.append(i)
                 for hl in groups.values():
                     x = hl[0]
+                    if early and id(x) in early:   # handed over during the sweep
+                        continue
                     g = _sum_grads(tp, hl[1:])
                     prev = leafg.get(id(x))
                     leafg[id(x)] = (x, g if prev is None else _plus(prev[1], g))
@@ -377,14 +389,10 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
         for e in leafg.values():
             x = e[0]
             g = <Tensor>e[1]
-            if x._grad is None or ((<Tensor>x._grad)._inline and g._inline):
-                x._grad = g if x._grad is None else _new_inline((<Tensor>x._grad)._sval + g._sval)
-            else:
-                _grad_lock_acquire()
-                try:
-                    x._grad = _plus(<Tensor>x._grad, g)
-                finally:
-                    PyThread_release_lock(_grad_lock)
+            _accumulate_into(x, g)
+            if x._hooks and _ANY_HOOKS:
+                for h in list(x._hooks):
+                    h(x)
         return None
     if not allow_unused:
         for j in range(nin):
@@ -392,3 +400,95 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
                 raise BackwardError(f"{who}: input {j} (shape {ins[j].shape}) was not used to "
                                     "compute the outputs; pass allow_unused=True to get None for it")
     return got
+
+
+cdef void _accumulate_into(Tensor x, Tensor g) except *:
+    """x.grad += g (the first gradient a store), named as x"""
+    if x._grad is None or ((<Tensor>x._grad)._inline and g._inline):
+        x._grad = g if x._grad is None else _new_inline((<Tensor>x._grad)._sval + g._sval)
+    else:
+        _grad_lock_acquire()
+        try:
+            x._grad = _plus(<Tensor>x._grad, g)
+        finally:
+            PyThread_release_lock(_grad_lock)
+    if x._names is not None and (<Tensor>x._grad)._names is None:
+        (<Tensor>x._grad)._names = x._names   # the gradient is named as its leaf
+
+
+# NOTE [ Gradient hooks ]
+# t.register_post_accumulate_grad_hook(fn) (PyTorch's name): fn(t) runs once t.grad
+# holds this backward's gradient.  A backward over one tape whose leaves have hooks
+# sweeps in segments: each hooked leaf's gradient is final once the sweep has passed
+# the first record that reads the leaf (the records below never touch it), so the
+# sweep stops there (the GIL taken back), hands that leaf's gradient over and runs its
+# hooks, then goes on.  Leaves without hooks are handed over at the end as always; a
+# hooked leaf's .grad is thus set before the sweep finishes, so an error later in the
+# sweep leaves it updated (the others unchanged).  cad.distributed's
+# all_reduce_grads(overlap) starts a bucket's non-blocking all-reduce from the hook
+# of its last leaf while the sweep goes on.
+cdef bint _ANY_HOOKS = False
+
+
+cdef class _HookHandle:
+    cdef list _hooks
+    cdef object _fn
+
+    def __init__(self, list hooks, fn):
+        self._hooks = hooks
+        self._fn = fn
+
+    def remove(self):
+        """unregister the hook (a second remove does nothing)"""
+        for i in range(len(self._hooks)):
+            if self._hooks[i] is self._fn:
+                del self._hooks[i]
+                return
+
+
+cdef int _sweep_hooked(Tape tp, int64_t stop, set early, str who) except? -1:
+    """the sweep of one tape in segments at its hooked leaves' first uses (NOTE [
+    Gradient hooks ]); returns the sweep's status"""
+    cdef dict at = {}          # first use -> [leaf, handles...] per hooked leaf
+    cdef dict groups = {}
+    cdef int64_t i, k, start = tp.t.nrecs, fu
+    cdef int st = CAD_OK
+    cdef cad_buf *b
+    cdef Tensor x
+    for i in range(tp.t.nbufs):
+        b = &tp.t.bufs[i]
+        if (b.flags & BUF_LEAF) and b.leaf != NULL:
+            x = <Tensor>b.leaf
+            if x._hooks:
+                hl = groups.get(id(x))
+                if hl is None:
+                    groups[id(x)] = [x, i]
+                else:
+                    hl.append(i)
+    for hl in groups.values():
+        fu = min([first_use(tp, h) for h in hl[1:]])
+        at.setdefault(max(fu, stop), []).append(hl)
+    for k in sorted(at, reverse=True):
+        with nogil:
+            st = cad_sweep_from(&tp.t, 1, start, k)
+        if st != CAD_OK:
+            return st
+        start = k
+        for hl in at[k]:
+            x = hl[0]
+            handles = [h for h in hl[1:] if tp.t.bufs[<cad_hid>h].hasg]
+            if not handles:
+                continue
+            if x._version != tp.t.bufs[<cad_hid>handles[0]].version:
+                raise BackwardError(f"{who}: a leaf of shape {x.shape} was modified in place "
+                                    f"(version {x._version}, recorded at "
+                                    f"{tp.t.bufs[<cad_hid>handles[0]].version}) after it was used; its "
+                                    "gradient would belong to the old value")
+            _accumulate_into(x, _sum_grads(tp, handles))
+            early.add(id(x))
+            for h in list(x._hooks):
+                h(x)
+    if start > stop:
+        with nogil:
+            st = cad_sweep_from(&tp.t, 1, start, stop)
+    return st

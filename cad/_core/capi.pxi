@@ -105,6 +105,7 @@ cdef extern from "cad_cpu.h" nogil:
     void cad_set_lapack(void *dgetrs, void *sgetrs)
     int cad_getrs(int dtype, int trans, int64_t n, int64_t nrhs, char *lu, int *piv, char *b)
     int cad_sweep(cad_tape *t, int free_tmp, int64_t stop)
+    int cad_sweep_from(cad_tape *t, int free_tmp, int64_t start, int64_t stop)
     int64_t cad_jvp_scalar_run(const cad_tape *t, int64_t i, int64_t end, double *tan, unsigned char *has)
     void *cad_alloc(size_t nb)
     void cad_release(void *p)
@@ -196,9 +197,16 @@ cdef extern from *:
     /* inside cad.record: every op on a recorded value is recorded (for replay),
        whether or not it requires grad */
     static __thread int cad_rec_mode = 0;
+    /* named dimensions (cad/names.py): on for the process once a named tensor
+       was made (until then no op looks at names); off per thread while a name
+       rule runs an op's body (the rule names the result) */
+    static int cad_names_on = 0;
+    static __thread int cad_names_off = 0;
     """
     int cad_grad_off
     int cad_rec_mode
+    int cad_names_on
+    int cad_names_off
 
 cdef extern from "cad_cuda.h" nogil:
     void cad_set_dev(int d)   # the thread's device (cad_dev): a function, never `cad_dev = ...`

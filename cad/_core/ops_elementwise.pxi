@@ -86,6 +86,13 @@ cdef inline Tensor _scalar_operand(object v, int rdt, int dev):
 
 
 cdef object _ew_general(int op, tuple args):
+    cdef object r = _ew_general0(op, args)
+    if cad_names_on and not cad_names_off:   # named dimensions (cad/names.py)
+        return _ew_named(op, args, r)
+    return r
+
+
+cdef object _ew_general0(int op, tuple args):
     cdef int n = len(args), i, rdt = -1, wk, weak = -1, dt, nd, dev
     cdef str who = _OP_NAMES[op]
     cdef list ts = [None] * n
@@ -218,6 +225,13 @@ cdef Tensor _view_norg(Tensor x, tuple shape):
 
 
 cdef object _boolop(int op, tuple args):
+    cdef object r = _boolop0(op, args)
+    if cad_names_on and not cad_names_off:
+        return _ew_named(op, args, r)
+    return r
+
+
+cdef object _boolop0(int op, tuple args):
     """a comparison or logic op: inputs promoted to a common dtype (numpy's rules,
     Python scalars weak), a bool result; recorded like any op (never requires grad)"""
     cdef int n = len(args), i, rdt = -1, wk, weak = -1, nd, st, dev
@@ -298,6 +312,13 @@ cdef object _mod(object a, object b):
 
 
 cdef object _nondiff(object fn, tuple args):
+    cdef object r = _nondiff0(fn, args)
+    if cad_names_on and not cad_names_off:
+        return _ew_named(fn.__name__, args, r)
+    return r
+
+
+cdef object _nondiff0(object fn, tuple args):
     """numpy on the values; the result does not require grad"""
     for a in args:
         if type(a) is _BATCHED_T:

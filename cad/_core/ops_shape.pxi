@@ -216,6 +216,12 @@ cdef object _d_getitem(Tensor t, tuple idx):
 
 
 cdef object _getitem(Tensor t, object index):
+    if cad_names_on and not cad_names_off and t._names is not None:
+        return _NAMES_GETITEM(t, index)   # cad/names.py: the surviving dims keep their names
+    return _getitem0(t, index)
+
+
+cdef object _getitem0(Tensor t, object index):
     cdef tuple idx
     if _BATCHED_T is not None:   # an index batched by cad.vmap: its getitem rule
         if type(index) is _BATCHED_T or (type(index) is tuple and

@@ -10,6 +10,25 @@ _SELF_ONLY = {"sum", "max", "min", "prod", "mean", "logsumexp", "softmax", "log_
               "broadcast_to", "expand", "squeeze", "unsqueeze", "astype"}
 
 
+def method_apis(named=False):
+    """the functions behind Tensor methods, in table order.  A method's self is a
+    plain tensor, so a method whose other arguments are never tensors (x.sum(axis),
+    x.reshape(...)) skips the check for batched arguments (cad.vmap) that the public
+    function makes, until some tensor has names (named: every method checks them)."""
+    from .. import names
+    fns = []
+    for op in REGISTRY.values():
+        if not op.method:
+            continue
+        if op.name == "flatten":
+            fns.append(names._flatten_method)   # t.flatten() or t.flatten(dims, new_name)
+        elif op.name in _SELF_ONLY and not named:
+            fns.append(getattr(op.api, "__wrapped__", op.api))
+        else:
+            fns.append(op.api)
+    return fns
+
+
 def bind(engine):
     """Give every op its code and public function; check the build matches the table."""
     prims = primitives()
@@ -39,10 +58,11 @@ def bind(engine):
     # Tensor methods: a method's self is a plain tensor, so a method whose other
     # arguments are never tensors (x.sum(axis), x.reshape(...)) skips the check for
     # batched arguments (cad.vmap) that the public function makes
-    engine.set_api([getattr(op.api, "__wrapped__", op.api) if op.name in _SELF_ONLY else op.api
-                    for op in REGISTRY.values() if op.method])
+    engine.set_api(method_apis())
     refs = {op.code: op.ref for op in prims if op.int_ok}
     engine.set_refs(refs, ufunc_table())
     from . import _batch
     _batch.attach()   # every op's batching rule (cad.vmap), the engine's hook
+    from .. import names
+    names.attach()    # every op's name rule (named dimensions)
     custom.attach()   # the C sweeps' hooks for user primitives (cad.primitive)

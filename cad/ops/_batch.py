@@ -32,7 +32,7 @@ import threading
 
 import numpy as np
 
-from ._registry import REGISTRY, VMAP, ufunc_table
+from ._registry import NAMES, REGISTRY, VMAP, ufunc_table
 
 try:
     from .._core import _engine as C
@@ -126,6 +126,12 @@ class Batched:
     @property
     def ndim(self):
         return self.val.ndim - 1
+
+    @property
+    def names(self):
+        """one example's dim names (named dimensions)"""
+        n = C._raw_names(self.val) if type(self.val) is C.Tensor else None
+        return n[1:] if n is not None else (None,) * (self.val.ndim - 1)
 
     @property
     def size(self):
@@ -371,6 +377,9 @@ def dispatch(op, args, kwargs):
     rule = op.batch_rule
     if not callable(rule):
         raise TypeError(f"cad.vmap: {op.name} has no batching rule")
+    if NAMES[0]:   # axes given by dim name: their positions in the example
+        from ..names import resolve_axes
+        args, kwargs = resolve_axes(op, args, kwargs)
     return _wrap(rule(op, level, args, kwargs), level)
 
 

@@ -93,7 +93,7 @@ class OpDef:
         # that every primitive has every filled slot.
         self.eval_rule = None     # fn(ctx, args) -> the record's output
         self.batch_rule = None    # vmap: fn(op, level, args, kwargs), cad/vmap.py's rules
-        self.name_rule = None     # named dimensions (not built yet)
+        self.name_rule = None     # named dimensions: fn(op, body, args, kwargs), cad/names.py's rules
         self.linear = tuple(linear)   # inputs the op is linear in (documentation for now)
         self.naux = naux          # the record's aux int count (None: the engine's default)
         # non-elementwise primitives: {input i: the values input i's derivative reads
@@ -143,6 +143,10 @@ class OpDef:
                 r = VMAP[1](op, args, kwargs)
                 if r is not NotImplemented:
                     return r
+            if NAMES[0]:  # some tensor has named dims (cad/names.py)
+                r = NAMES[1](op, fn, args, kwargs)
+                if r is not NotImplemented:
+                    return r
             return fn(*args, **kwargs)
         api.__name__ = fn.__name__
         api.__qualname__ = fn.__qualname__
@@ -158,6 +162,9 @@ REGISTRY = {}
 
 # [number of vmap levels running in any thread, the dispatcher (cad.vmap sets it)]
 VMAP = [0, None]
+
+# [some tensor was ever given names, the dispatcher (cad/names.py sets both)]
+NAMES = [False, None]
 
 
 def defop(name, kind, **kw):

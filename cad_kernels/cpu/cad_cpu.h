@@ -224,6 +224,7 @@ int cad_getrs(int dtype, int trans, int64_t n, int64_t nrhs, char *lu, int *piv,
 /* ---- reverse sweep (sweep.c) ---- */
 /* records with index >= stop, last first */
 int cad_sweep(cad_tape *t, int free_tmp, int64_t stop);
+int cad_sweep_from(cad_tape *t, int free_tmp, int64_t start, int64_t stop);
 int cad_ensure_grad(cad_buf *b);
 /* Prepare b's gradient for a kernel about to write into it.  full != 0: the kernel
  * writes every element exactly once, so a new buffer is left unzeroed and *assign

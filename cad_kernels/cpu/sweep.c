@@ -871,10 +871,17 @@ int cad_vjp_dispatch(cad_tape *t, const cad_rec *r) { return vjp_one(t, r); }
  * the per-op dispatch inlined.  free_tmp: a value whose gradient has been propagated
  * is left clean (its buffer released) unless the caller keeps it (BUF_KEEP). */
 int cad_sweep(cad_tape *t, int free_tmp, int64_t stop) {
+    return cad_sweep_from(t, free_tmp, t->nrecs, stop);
+}
+
+/* the records start-1 down to stop (a backward sweep in segments: a leaf's gradient
+   is final once the sweep passed the first record that reads it) */
+int cad_sweep_from(cad_tape *t, int free_tmp, int64_t start, int64_t stop) {
     int64_t i;
     const int dev0 = cad_dev;
     if (stop < 0) stop = 0;
-    for (i = t->nrecs - 1; i >= stop; i--) {
+    if (start > t->nrecs) start = t->nrecs;
+    for (i = start - 1; i >= stop; i--) {
         const cad_rec *r = t->recs + i;
         cad_buf *o = t->bufs + r->out;
         int st;
