@@ -99,3 +99,16 @@ def test_named_leaf():
     W.register_post_accumulate_grad_hook(lambda t: got.append(t.grad.names))
     (cad.ones(4, 3, names=("batch", "in")) @ W).sum().backward()
     assert got == [("in", "out")]
+
+
+def test_a_hook_keeps_its_tensor_alive_until_removed():
+    import sys
+    W = cad.ones(3, requires_grad=True)
+    rc = sys.getrefcount(W)
+    h1 = W.register_post_accumulate_grad_hook(lambda t: None)
+    h2 = W.register_post_accumulate_grad_hook(lambda t: None)
+    assert sys.getrefcount(W) == rc + 1
+    h1.remove()
+    assert sys.getrefcount(W) == rc + 1
+    h2.remove()
+    assert sys.getrefcount(W) == rc

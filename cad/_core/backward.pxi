@@ -390,9 +390,8 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
             x = e[0]
             g = <Tensor>e[1]
             _accumulate_into(x, g)
-            if x._hooks and _ANY_HOOKS:
-                for h in list(x._hooks):
-                    h(x)
+            if _ANY_HOOKS:
+                _run_hooks(x)
         return None
     if not allow_unused:
         for j in range(nin):
@@ -427,23 +426,46 @@ cdef void _accumulate_into(Tensor x, Tensor g) except *:
 # sweep leaves it updated (the others unchanged).  cad.distributed's
 # all_reduce_grads(overlap) starts a bucket's non-blocking all-reduce from the hook
 # of its last leaf while the sweep goes on.
+# The hooks live in _HOOKS, not on the tensor (a field on every tensor cost W1 its
+# allocation size class): id(leaf) -> [leaf, hook, ...]; the entry keeps the leaf
+# alive, so its id cannot be reused, until its last hook is removed.
 cdef bint _ANY_HOOKS = False
+cdef dict _HOOKS = {}
 
 
 cdef class _HookHandle:
-    cdef list _hooks
+    cdef object _key
     cdef object _fn
 
-    def __init__(self, list hooks, fn):
-        self._hooks = hooks
+    def __init__(self, key, fn):
+        self._key = key
         self._fn = fn
 
     def remove(self):
-        """unregister the hook (a second remove does nothing)"""
-        for i in range(len(self._hooks)):
-            if self._hooks[i] is self._fn:
-                del self._hooks[i]
-                return
+        """unregister the hook (a second remove does nothing); the tensor is no longer
+        kept alive by it"""
+        global _ANY_HOOKS
+        hl = _HOOKS.get(self._key)
+        if hl is None:
+            return
+        for i in range(1, len(hl)):
+            if hl[i] is self._fn:
+                del hl[i]
+                break
+        if len(hl) == 1:
+            del _HOOKS[self._key]
+            _ANY_HOOKS = len(_HOOKS) > 0
+
+
+cdef inline bint _hooked(Tensor x):
+    return _ANY_HOOKS and id(x) in _HOOKS
+
+
+cdef void _run_hooks(Tensor x) except *:
+    hl = _HOOKS.get(id(x))
+    if hl is not None:
+        for h in hl[1:]:
+            h(x)
 
 
 cdef int _sweep_hooked(Tape tp, int64_t stop, set early, str who) except? -1:
@@ -459,7 +481,7 @@ cdef int _sweep_hooked(Tape tp, int64_t stop, set early, str who) except? -1:
         b = &tp.t.bufs[i]
         if (b.flags & BUF_LEAF) and b.leaf != NULL:
             x = <Tensor>b.leaf
-            if x._hooks:
+            if _hooked(x):
                 hl = groups.get(id(x))
                 if hl is None:
                     groups[id(x)] = [x, i]
@@ -486,8 +508,7 @@ cdef int _sweep_hooked(Tape tp, int64_t stop, set early, str who) except? -1:
                                     "gradient would belong to the old value")
             _accumulate_into(x, _sum_grads(tp, handles))
             early.add(id(x))
-            for h in list(x._hooks):
-                h(x)
+            _run_hooks(x)
     if start > stop:
         with nogil:
             st = cad_sweep_from(&tp.t, 1, start, stop)

@@ -357,6 +357,9 @@ def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
     cdef Tensor t
     cdef int st
     cdef cad_hid h
+    cdef bint kord = False
+    cdef int64_t ost[2]
+    cdef cnp.npy_intp tdims[2]
     for i in range(n):
         if ts[i] is not None:
             mask |= 1 << i
@@ -388,13 +391,32 @@ def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
         dims[d] = bsh[d]
     for d in range(ond):
         dims[nb + d] = tp.t.meta[ob.meta + d]
-    res = _empty(fnd, dims, dt)
+    # NOTE [ Tangent layout ]: a batch of tangents laid out column-major (jacfwd's
+    # basis pushed through a matmul is W's transpose, a view) is computed in its own
+    # memory order, into a result with the same layout, so no operand is read across
+    # rows (numpy's K order); jacfwd's final transpose then makes it C-ordered again
+    if fnd == 2 and nb == 1 and not (<Tensor>first)._inline and _tndim(<Tensor>first) == 2:
+        ta = <cnp.ndarray>(<Tensor>first)._arr
+        if 0 < abs(cnp.PyArray_STRIDES(ta)[0]) < abs(cnp.PyArray_STRIDES(ta)[1]) and \
+                dims[0] > 1 and dims[1] > 1:
+            kord = True
+    if kord:
+        tdims[0] = dims[1]
+        tdims[1] = dims[0]
+        res = _empty(2, tdims, dt).T
+        ost[0] = 1
+        ost[1] = dims[0]
+    else:
+        res = _empty(fnd, dims, dt)
     it.nop = 2 + 2 * n
     it.ndim = fnd
     for d in range(fnd):
         it.shape[d] = dims[d]
-    cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(res), _ESIZE[dt], fnd, <int64_t *>dims,
-                     _contig(fnd, <int64_t *>dims))
+    if kord:
+        cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(res), _ESIZE[dt], fnd, <int64_t *>dims, &ost[0])
+    else:
+        cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(res), _ESIZE[dt], fnd, <int64_t *>dims,
+                         _contig(fnd, <int64_t *>dims))
     for i in range(n):
         if ts[i] is None:
             cad_iter_operand(&it, 1 + i, NULL, 8, 0, NULL, NULL)
@@ -437,6 +459,14 @@ def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
                          tp.t.meta + ob.meta + ond)
     else:
         cad_iter_operand(&it, 1 + 2 * n, NULL, 8, 0, NULL, NULL)
+    if kord:   # iterate in the result's memory order: the two dims swapped for every operand
+        ost[0] = it.shape[0]
+        it.shape[0] = it.shape[1]
+        it.shape[1] = ost[0]
+        for k in range(it.nop):
+            ost[0] = it.st[k][0]
+            it.st[k][0] = it.st[k][1]
+            it.st[k][1] = ost[0]
     if cnp.PyArray_SIZE(res) >= 4096:
         with nogil:
             st = cad_iter_run_t(&it, row, NULL, NULL,
