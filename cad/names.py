@@ -43,7 +43,7 @@ from typing import Any, Optional, Sequence
 
 from ._core import _engine as C
 from .ops._batch import Batched as _Batched
-from .ops._registry import NAMES, REGISTRY
+from .ops._registry import NAMES, REGISTRY, fill_slot
 
 _Tensor = C.Tensor
 _live = C._names_live
@@ -554,7 +554,7 @@ def _perm_of(name, nd, rest, kw):
 
 
 def broadcast_rule(op, fn, args, kwargs):
-    """broadcast_to/expand: new leading dims are unnamed, the others keep names"""
+    """broadcast_to/expand/tile: new leading dims are unnamed, the others keep names"""
     x = args[0]
     r = _run(fn, args, kwargs)
     n = _full(x)
@@ -817,13 +817,6 @@ def rot90_rule(op, fn, args, kwargs):
     return put(r, tuple(n), args)
 
 
-def tile_rule(op, fn, args, kwargs):
-    x = args[0]
-    r = _run(fn, args, kwargs)
-    n = _full(x)
-    return put(r, (None,) * (r.ndim - len(n)) + n, args)
-
-
 def xent_rule(op, fn, args, kwargs):
     logits, labels = args[0], args[1]
     r = _run(fn, args, kwargs)
@@ -871,7 +864,7 @@ _BY_NAME = {
     "matmul": matmul_rule, "dot": matmul_rule,
     "inner": inner_rule, "outer": inner_rule, "tensordot": inner_rule,
     "einsum": einsum_rule, "getitem": getitem_rule, "setitem": setitem_rule,
-    "diagonal": diag_rule, "diag": diag_rule, "trace": diag_rule, "rot90": rot90_rule, "tile": tile_rule,
+    "diagonal": diag_rule, "diag": diag_rule, "trace": diag_rule, "rot90": rot90_rule, "tile": broadcast_rule,
     "cross_entropy": xent_rule, "take_along_axis": take_along_rule, "cross": cross_rule,
     "nan_to_num": ew_rule, "clip": ew_rule, "where": ew_rule,
 }
@@ -879,14 +872,7 @@ _BY_NAME = {
 
 def attach():
     """fill every op's name_rule slot (NOTE [ Named dimensions ])"""
-    for op in REGISTRY.values():
-        if op.name in _BY_NAME:
-            op.name_rule = _BY_NAME[op.name]
-        elif op.kind in ("ew", "bool") or op.name in ("sign", "floor", "ceil", "round"):
-            op.name_rule = ew_rule
-    missing = [op.name for op in REGISTRY.values() if op.name_rule is None]
-    if missing:
-        raise ImportError(f"cad: ops without a name rule: {missing}")
+    fill_slot("name_rule", _BY_NAME, ew_rule, "name rule")
 
 
 # ---------------------------------------------------------------- methods that set names

@@ -32,7 +32,7 @@ import threading
 
 import numpy as np
 
-from ._registry import NAMES, REGISTRY, VMAP, ufunc_table
+from ._registry import NAMES, REGISTRY, VMAP, fill_slot, ufunc_table
 
 try:
     from .._core import _engine as C
@@ -1090,14 +1090,7 @@ _BY_NAME = {
 
 def attach():
     """fill every op's batch_rule slot; install the engine hook and the dispatcher"""
-    for op in REGISTRY.values():
-        if op.name in _BY_NAME:
-            op.batch_rule = _BY_NAME[op.name]
-        elif op.kind in ("ew", "bool") or op.name in ("sign", "floor", "ceil", "round"):
-            op.batch_rule = ew_rule
-    missing = [op.name for op in REGISTRY.values() if op.batch_rule is None]
-    if missing:
-        raise ImportError(f"cad: ops without a batching rule: {missing}")
+    fill_slot("batch_rule", _BY_NAME, ew_rule, "batching rule")
     _NP_FNS.update({"sign": _api("sign"), "floor": _api("floor"), "ceil": _api("ceil"),
                     "round": _api("round"), "floor_divide": operator.floordiv,
                     "remainder": operator.mod, "invert": operator.invert})

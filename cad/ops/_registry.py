@@ -175,6 +175,23 @@ def defop(name, kind, **kw):
     return op
 
 
+ELEMENTWISE_LIKE = ("sign", "floor", "ceil", "round")   # cmp-kind ops that map element by element
+
+
+def fill_slot(slot, by_name, ew_rule, what):
+    """give every op of the table its rule in `slot` (batch_rule, name_rule): by name
+    from by_name, else ew_rule for elementwise and bool ops (and ELEMENTWISE_LIKE);
+    ImportError naming the ops left without one (the completeness check)"""
+    for op in REGISTRY.values():
+        if op.name in by_name:
+            setattr(op, slot, by_name[op.name])
+        elif op.kind in ("ew", "bool") or op.name in ELEMENTWISE_LIKE:
+            setattr(op, slot, ew_rule)
+    missing = [op.name for op in REGISTRY.values() if getattr(op, slot) is None]
+    if missing:
+        raise ImportError(f"cad: ops without a {what}: {missing}")
+
+
 def primitives():
     """Primitive ops in table order; their position is their op code."""
     return [op for op in REGISTRY.values() if op.primitive]
