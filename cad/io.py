@@ -895,8 +895,8 @@ def _load_tape(spec, data):
     if "input_names" in spec:
         from . import names as N
         N._on()
-        st._in_names = [None if n is None else tuple(n) for n in spec["input_names"]]
-        st._out_names = [None if n is None else tuple(n) for n in spec["output_names"]]
+        st._set_names([None if n is None else tuple(n) for n in spec["input_names"]],
+                      [None if n is None else tuple(n) for n in spec["output_names"]])
     return st
 
 

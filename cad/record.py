@@ -176,10 +176,19 @@ class StaticTape:
         self._tape = tape
         out_names = [_N.raw(o) for o in outs] if _NAMES[0] else [None]
         if any(n is not None for n in in_names) or any(n is not None for n in out_names):
-            self._in_names = in_names
-            self._out_names = out_names
+            self._set_names(in_names, out_names)
         else:
             self._in_names = self._out_names = None
+            if type(self) is _NamedTape:
+                self.__class__ = StaticTape
+
+    def _set_names(self, in_names, out_names):
+        """a tape recorded with named values: its calls check and give names (the
+        subclass's methods; an unnamed tape's calls pay nothing for names)"""
+        self._in_names = in_names
+        self._out_names = out_names
+        if type(self) is StaticTape:
+            self.__class__ = _NamedTape
 
     def _run(self, xs, mask, who, fused=True):
         """fused=False: every record's value is computed (the Python sweeps of
@@ -672,5 +681,9 @@ def _check_names(st, xs, who):
                                     f"{rec}: dim {a!r} where the recording had {b!r} (position {i})")
 
 
+class _NamedTape(StaticTape):
+    """a StaticTape recorded with named values (NOTE [ Named dimensions ])"""
+
+
 for _m in ("__call__", "grad", "value_and_grad", "jacobian", "hessian", "hvp"):
-    setattr(StaticTape, _m, _names_in_out(getattr(StaticTape, _m)))
+    setattr(_NamedTape, _m, _names_in_out(getattr(StaticTape, _m)))
