@@ -146,12 +146,7 @@ def _alias(t):
 
 def named(t, names):
     """t with these names (a new tensor object; t keeps its own)"""
-    names = check(names, t.ndim, "rename")
-    if names is not None:
-        _on()
-    r = _alias(t)
-    C._put_names(r, names)
-    return r
+    return _reshaped(t, tuple(t.shape), names, "rename")
 
 
 def _fmt(names):
@@ -999,8 +994,13 @@ def flatten_names(t, dims, new_name):
         n *= shape[i]
     new_shape = tuple(shape[:idx[0]]) + (n,) + tuple(shape[idx[-1] + 1:])
     names = cur[:idx[0]] + (new_name,) + cur[idx[-1] + 1:]
-    names = check(names, len(names), "flatten")
-    r = _run(C.reshape, (t, new_shape), {})
+    return _reshaped(t, new_shape, names, "flatten")
+
+
+def _reshaped(t, shape, names, who):
+    """t reshaped (a recorded view, a new tensor object), named `names` (checked)"""
+    names = check(names, len(shape), who)
+    r = _run(C.reshape, (t, shape), {})
     if names is not None:
         _on()
     C._put_names(r, names)
@@ -1026,12 +1026,7 @@ def unflatten(t, dim, sizes):
     cur = _full(t)
     names = cur[:i] + tuple(n for n, _ in pairs) + cur[i + 1:]
     shape = tuple(t.shape[:i]) + tuple(new) + tuple(t.shape[i + 1:])
-    names = check(names, len(names), "unflatten")
-    r = _run(C.reshape, (t, shape), {})
-    if names is not None:
-        _on()
-    C._put_names(r, names)
-    return r
+    return _reshaped(t, shape, names, "unflatten")
 
 
 def _flatten_method(t, *args, **kwargs):
