@@ -41,6 +41,9 @@ cdef class Replay:
     cdef list arena_slots   # (handle, offset)
     cdef bint busy
     cdef object rg_key      # the input mask the RG flags are set for
+    cdef list last_outs     # the arrays the last replay wrote its outputs into, and
+    cdef list last_ins      # the inputs it read (kept alive: its values, views of them
+                            # included, stay readable until the next replay)
     cdef public object guards
     cdef cad_sprog sp       # the compact scalar program, when the tape is scalar code
     cdef bint has_sp
@@ -48,6 +51,8 @@ cdef class Replay:
     cdef public bint dev    # recorded on CUDA values: replays on the GPU
     cdef cad_fzplan fzp     # fused regions (NOTE [ Fused replay ]); nreg 0: none
     cdef public list fz_sources   # the generated CUDA source per region (inspection)
+    cdef int64_t *alias     # NOTE [ Views in replay ]: (out, in, byte offset) per aliased view
+    cdef int64_t nalias
 
     def __dealloc__(self):
         if self.arena != NULL:
@@ -58,6 +63,8 @@ cdef class Replay:
             self.arena = NULL
         free(self.fzp.reg)
         free(self.fzp.fuse)
+        free(self.alias)
+        self.alias = NULL
         self.fzp.reg = NULL
         self.fzp.fuse = NULL
         self.fzp.nreg = 0
@@ -89,6 +96,90 @@ cdef void _bind_arena(cad_tape *t, list slots, char *base):
         t.bufs[h].data = base + <int64_t>off
 
 
+# NOTE [ Views in replay ]
+# A view record (a slice, a transpose, a broadcast, vmap's lifted parameters) of a value
+# whose memory is laid out contiguously replays as a view: its value is its input's
+# memory at the view's offset with the view's strides (its aux, relative to the input's
+# contiguous layout, are then the memory's strides), not a copy into an arena slot.  A
+# broadcast parameter then reaches matmul with batch stride 0 (one GEMM, as eagerly),
+# and a column slice costs nothing.  The readers of such a value must take strides:
+# elementwise records, reductions, views (a view of a strided view is a copy),
+# unview, concatenate, matmul, cast, xent, setitem's target; every other reader (gather,
+# scatter, a scan, setitem's values, a custom primitive) gets a copied view, as before,
+# and so does a view read by a view (the forward applies a view's aux strides to its
+# input's memory, which must then be contiguous).
+# The outputs, guards and the Python sweeps read values through _value_of, which copies
+# with strides.  _alias_fixup points each aliased view at its input after the inputs
+# are bound (an input's memory changes per call), in record order (a chain resolves);
+# cad_view_fwd sees its output already in place and copies nothing.  CUDA tapes copy.
+
+cdef bint _contig_layout(cad_tape *t, cad_buf *b):
+    """b's strides are the contiguous ones for its shape (size-1 dims aside)"""
+    cdef int64_t want = 1
+    cdef int d
+    cdef int64_t *sh = t.meta + b.meta
+    cdef int64_t *st = sh + b.ndim
+    for d in range(b.ndim - 1, -1, -1):
+        if sh[d] != 1 and st[d] != want:
+            return False
+        want *= sh[d]
+    return True
+
+
+cdef bint _strided_reader(int op, int j):
+    """does record op's forward and vjp read argument j through its strides?"""
+    if _EW_NIN[op] > 0:
+        return True
+    if op == OP_SUM or op == OP_MAX or op == OP_MIN or op == OP_PROD or op == OP_VIEW \
+            or op == OP_UNVIEW or op == OP_CONCATENATE or op == OP_MATMUL or op == OP_CAST \
+            or op == OP_XENT:
+        return True
+    return op == OP_SETITEM and j == 0
+
+
+cdef dict _alias_plan(cad_tape *t):
+    """{view output handle: (input handle, element offset)} for the view records that
+    replay as views (NOTE [ Views in replay ])"""
+    cdef int64_t i, j
+    cdef cad_rec *r
+    cdef cad_buf *o
+    cdef cad_buf *x
+    cdef cad_hid h
+    cdef set copied = set()
+    cdef dict plan = {}
+    for i in range(t.nrecs):   # values some reader needs contiguous
+        r = &t.recs[i]
+        for j in range(r.nargs):
+            h = t.args[r.arg + j]
+            if h >= 0 and not _strided_reader(r.op, <int>j):
+                copied.add(h)
+    for i in range(t.nrecs):
+        r = &t.recs[i]
+        if r.op != OP_VIEW:
+            continue
+        o = &t.bufs[r.out]
+        h = t.args[r.arg]
+        x = &t.bufs[h]
+        if h in plan and not _contig_layout(t, x):   # a view of a strided view: that one is
+            del plan[h]                                 # copied (window_copy reads aux strides
+            cad_contig_strides(x.ndim, t.meta + x.meta, t.meta + x.meta + x.ndim)   # off memory)
+        if r.out in copied or (o.flags | x.flags) & (BUF_INLINE | BUF_CUDA) or o.size == 0 \
+                or o.dtype != x.dtype:
+            continue
+        plan[r.out] = (h, t.aux[r.aux])
+        for j in range(o.ndim):   # the view's strides over its input's memory
+            t.meta[o.meta + o.ndim + j] = t.aux[r.aux + 2 + o.ndim + j]
+    return plan
+
+
+cdef inline void _alias_fixup(cad_tape *t, const int64_t *al, int64_t n) noexcept nogil:
+    cdef int64_t k
+    cdef cad_buf *x
+    for k in range(n):
+        x = &t.bufs[al[3 * k + 1]]
+        t.bufs[al[3 * k]].data = x.data + al[3 * k + 2]
+
+
 def replay_compile(Tape tp, list inputs, list outputs, list guards):
     """Prepare tp for replay: record outputs get arena slots (contiguous strides),
     constants become contiguous.  inputs: input node tensors; outputs: output
@@ -101,6 +192,8 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
     cdef Tensor t
     cdef DevArray da
     cdef bint dev = False
+    cdef cad_hid h
+    cdef dict plan
     for i in range(tp.t.nbufs):
         if tp.t.bufs[i].flags & BUF_CUDA:
             dev = True
@@ -118,12 +211,34 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
     for i in range(tp.t.nrecs):
         produced.add(tp.t.recs[i].out)
     rp.arena_slots = []
+    for i in range(tp.t.nbufs):   # contiguous strides for every produced value first
+        b = &tp.t.bufs[i]
+        if i in produced and not (b.flags & BUF_INLINE):
+            cad_contig_strides(b.ndim, tp.t.meta + b.meta, tp.t.meta + b.meta + b.ndim)
+    plan = {} if dev else _alias_plan(&tp.t)
+    if plan:
+        rp.alias = <int64_t *>malloc(3 * len(plan) * sizeof(int64_t))
+        if rp.alias == NULL:
+            raise MemoryError()
+        for i in range(tp.t.nrecs):   # record order: a chain of views resolves in one pass
+            h = tp.t.recs[i].out
+            if h in plan and tp.t.recs[i].op == OP_VIEW:
+                src, eoff = plan[h]
+                rp.alias[3 * rp.nalias] = h
+                rp.alias[3 * rp.nalias + 1] = src
+                rp.alias[3 * rp.nalias + 2] = eoff * _ESIZE[tp.t.bufs[h].dtype]
+                rp.nalias += 1
     for i in range(tp.t.nbufs):
         b = &tp.t.bufs[i]
         if b.flags & BUF_INLINE:
             continue
+        if i in plan:   # a view of its input's memory (NOTE [ Views in replay ])
+            b.flags |= BUF_ARENA
+            if b.owner != NULL:
+                Py_DECREF(<object>b.owner)
+                b.owner = NULL
+            continue
         if i in produced:
-            cad_contig_strides(b.ndim, tp.t.meta + b.meta, tp.t.meta + b.meta + b.ndim)
             rp.arena_slots.append((i, off))
             b.flags |= BUF_ARENA
             if b.owner != NULL:
@@ -495,11 +610,24 @@ cdef object _value_of(cad_tape *t, cad_hid h):
         return _new_inline(b.sval)
     if b.flags & BUF_CUDA:
         return _dwrap(_dcopy_raw(t, b, b.data))
+    cdef cad_iter it
+    cdef int64_t cst[MAXDIM]
     for d in range(b.ndim):
         dims[d] = t.meta[b.meta + d]
     a = _empty(b.ndim, dims, b.dtype)
-    if b.size:
+    if b.size and _contig_layout(t, b):
         memcpy(cnp.PyArray_DATA(a), b.data, b.size * _ESIZE[b.dtype])
+    elif b.size:   # a view of another value's memory (NOTE [ Views in replay ])
+        it.nop = 2
+        it.ndim = b.ndim
+        for d in range(b.ndim):
+            it.shape[d] = t.meta[b.meta + d]
+        cad_contig_strides(b.ndim, t.meta + b.meta, cst)
+        cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(a), _ESIZE[b.dtype], b.ndim,
+                         t.meta + b.meta, cst)
+        cad_iter_operand(&it, 1, b.data, _ESIZE[b.dtype], b.ndim, t.meta + b.meta,
+                         t.meta + b.meta + b.ndim)
+        cad_iter_run(&it, cad_copy_rows[b.dtype], NULL, NULL)
     return _wrap(a)
 
 
@@ -605,6 +733,45 @@ cdef Tensor _bind_dev_input(cad_tape *t, cad_buf *b, Tensor x, int k, Replay rp,
     return _dwrap(da)
 
 
+cdef list _bind_outs(Replay rp, cad_tape *t):
+    """each output record of a CPU replay writes straight into a new array (no copy out
+    of the reused arena): per output, that array or None (a constant, an input, a view,
+    a 0-d value, a second mention of a handle: _value_of copies those)"""
+    cdef list fresh = []
+    cdef set seen = set()
+    cdef cad_buf *b
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef int d
+    cdef int64_t h
+    cdef bint any_ = False
+    for h in rp.out_h:
+        b = &t.bufs[<cad_hid>h] if h >= 0 else NULL
+        if b == NULL or h in seen or (b.flags & (BUF_INLINE | BUF_INPUT)) or not (b.flags & BUF_ARENA) \
+                or b.size == 0 or not _contig_layout(t, b) or _is_alias(rp, h):
+            fresh.append(None)
+            continue
+        seen.add(h)
+        for d in range(b.ndim):
+            dims[d] = t.meta[b.meta + d]
+        a = _empty(b.ndim, dims, b.dtype)
+        b.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+        fresh.append(a)
+        any_ = True
+    if not any_:
+        return None
+    if t == &rp.tp.t:
+        rp.last_outs = fresh
+    return fresh
+
+
+cdef bint _is_alias(Replay rp, int64_t h):
+    cdef int64_t k
+    for k in range(rp.nalias):
+        if rp.alias[3 * k] == h:
+            return True
+    return False
+
+
 def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint fused=True):
     """One replay: inputs xs -> (outputs, gradients of the selected inputs or None).
     grad_mask: a tuple of bools (which inputs get gradients) or None (forward only).
@@ -681,6 +848,11 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
                     a = _np.array(a, order="C")
                 keep.append(a)
                 b.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+        if not own:   # the values stay readable after the call (the Python sweeps of
+            rp.last_ins = keep   # tape.jacobian/hvp/hessian read a replayed view of an input)
+        fresh = None if dev else _bind_outs(rp, t)   # (before the views: one may view an output)
+        if rp.nalias:
+            _alias_fixup(t, rp.alias, rp.nalias)
         if grad_mask is not None and grad_mask != rp.rg_key:
             if own:
                 raise RuntimeError(f"{who}: concurrent replays must use the same argnums")
@@ -701,7 +873,8 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
         if rp.guards:
             for g in rp.guards:
                 g.check(host(_value_of(t, g.handle)), k=None)
-        outs = [rp.out_const[k] if rp.out_h[k] < 0 else _value_of(t, rp.out_h[k])
+        outs = [rp.out_const[k] if rp.out_h[k] < 0 else
+                (_wrap(fresh[k]) if fresh is not None and fresh[k] is not None else _value_of(t, rp.out_h[k]))
                 for k in range(len(rp.out_h))]
         if grad_mask is None:
             return outs, None

@@ -63,6 +63,8 @@ int cad_view_fwd(cad_tape *t, const cad_rec *r) {
         o->sval = ((const double *)cad_bdata(x))[aux[0]];
         return CAD_OK;
     }
+    if (o->data == cad_bdata(x) + aux[0] * esz(x->dtype) && o->data != NULL)
+        return CAD_OK;   /* a replayed view of x's memory (NOTE [ Views in replay ], replay.pxi) */
     return window_copy(t, o, 0, aux + 2, cad_strides(t, o), x, aux[0], aux + 2 + nd, nd, 0);
 }
 
