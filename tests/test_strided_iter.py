@@ -105,3 +105,30 @@ def test_large_column_slices_threaded():
     np.testing.assert_allclose(np.asarray(a[:, 0:2] / a[:, 2:3]), A[:, 0:2] / A[:, 2:3], rtol=1e-14)
     np.testing.assert_allclose(np.asarray(cad.sum(a[:, 1:3], axis=0)), A[:, 1:3].sum(0), rtol=1e-10)
     np.testing.assert_allclose(float(cad.sum(a[:, 1:3])), A[:, 1:3].sum(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("n", [255, 256, 257, 1000, 36455])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blocked_short_rows(n, threads):
+    # NOTE [ Short rows ]: (short, long) runs in blocks of the long dim, every short
+    # index per block; block edges, a remainder, the pool's split (sin is heavy: threaded
+    # from 32k elements), reductions along either dim, gradients
+    A = rng.standard_normal((n, 11))
+    B = rng.standard_normal((n, 3))
+    a, b = cad.tensor(A), cad.tensor(B)
+    prev = cad.get_num_threads()
+    cad.set_num_threads(threads)
+    try:
+        np.testing.assert_allclose(np.asarray(a[:, 3:6] - b), A[:, 3:6] - B, rtol=1e-15)
+        np.testing.assert_allclose(np.asarray(cad.sin(a[:, 0:3]) * a[:, 9:10]),
+                                   np.sin(A[:, 0:3]) * A[:, 9:10], rtol=1e-14)
+        np.testing.assert_allclose(np.asarray(cad.sum(a[:, 0:3] ** 2, axis=1, keepdims=True)),
+                                   (A[:, 0:3] ** 2).sum(1, keepdims=True), rtol=1e-13)
+        np.testing.assert_allclose(np.asarray(cad.sum(a[:, 0:3], axis=0)), A[:, 0:3].sum(0), rtol=1e-10)
+        g = cad.grad(lambda x: cad.sum(cad.sin(x[:, 1:4]) * x[:, 7:8]))(A)
+        ex = np.zeros_like(A)
+        ex[:, 1:4] = np.cos(A[:, 1:4]) * A[:, 7:8]
+        ex[:, 7] = np.sin(A[:, 1:4]).sum(1)
+        np.testing.assert_allclose(np.asarray(g), ex, rtol=1e-12, atol=1e-14)
+    finally:
+        cad.set_num_threads(prev)

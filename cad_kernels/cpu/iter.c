@@ -29,6 +29,7 @@ typedef struct {
     cad_row row;
     int64_t N;
     char *part;      /* full reductions: per-thread partial accumulators (16 bytes each) */
+    int blocked;     /* (short, long) dims: run_blocked over the long dim's range */
 } range_job;
 
 void cad_contig_strides(int ndim, const int64_t *shape, int64_t *st) {
@@ -94,12 +95,40 @@ static void run_range(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_M
     }
 }
 
+/* NOTE [ Short rows ]: two dims (short, long) after the swap below (a column slice of
+ * 1-7 elements under p rows): the long dim is cut into blocks of CAD_BLOCK, and each
+ * block runs one strided row per short index.  Long strided rows alone would read
+ * every cache line of a wide operand once per short index (cams[:, 0:3] of BA's (p, 11)
+ * cameras: 3 passes over 3.2 MB, 12x a contiguous op); a block's lines stay in L1/L2
+ * across the short index, and each row call still covers CAD_BLOCK elements. */
+#define CAD_BLOCK 256
+static void run_blocked(int nop, const int64_t *shape, int64_t (*st)[CAD_MAXDIM],
+                        char *const *base, const int *esize, cad_row row, int64_t lo, int64_t hi) {
+    char *p[CAD_MAXOP];
+    int64_t s_in[CAD_MAXOP], i0, j;
+    int k;
+    for (k = 0; k < nop; k++) s_in[k] = st[k][1];
+    for (i0 = lo; i0 < hi; i0 += CAD_BLOCK) {
+        const int64_t len = hi - i0 < CAD_BLOCK ? hi - i0 : CAD_BLOCK;
+        for (j = 0; j < shape[0]; j++) {
+            for (k = 0; k < nop; k++)
+                p[k] = base[k] ? base[k] + (j * st[k][0] + i0 * st[k][1]) * esize[k] : NULL;
+            row(p, s_in, len);
+        }
+    }
+}
+
 static void range_task(void *arg, int tid, int T) {
     range_job *j = (range_job *)arg;
     char *b2[CAD_MAXOP];
     int k;
     for (k = 0; k < j->nop; k++) b2[k] = j->base[k];
     if (j->part) b2[0] = j->part + 16 * tid;
+    if (j->blocked) {
+        run_blocked(j->nop, j->shape, j->st, b2, j->esize, j->row, j->shape[1] * tid / T,
+                    j->shape[1] * (tid + 1) / T);
+        return;
+    }
     run_range(j->nop, j->nd, j->shape, j->st, b2, j->esize, j->row, j->N * tid / T, j->N * (tid + 1) / T);
 }
 
@@ -148,7 +177,7 @@ int cad_iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const void *ini
 static inline int iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const void *init,
                                int64_t par_min) {
     int64_t shape[CAD_MAXDIM], st[CAD_MAXOP][CAD_MAXDIM], N = 1;
-    int nd, d, k, nop = it->nop, acc0 = 0, full0 = 1, nt;
+    int nd, d, k, nop = it->nop, acc0 = 0, full0 = 1, nt, blocked = 0;
     nd = cad_iter_coalesce(it, shape, st);
     if (nd < 0) return CAD_OK;   /* an empty dim: nothing to do */
     if (nd == 0) {   /* one element: no threads, no partials (dst may be uninitialised for an assigning row) */
@@ -169,6 +198,7 @@ static inline int iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const
             int64_t t = shape[b];
             shape[b] = shape[nd - 1]; shape[nd - 1] = t;
             for (k = 0; k < nop; k++) { t = st[k][b]; st[k][b] = st[k][nd - 1]; st[k][nd - 1] = t; }
+            blocked = nd == 2 && shape[1] > CAD_BLOCK;   /* NOTE [ Short rows ] */
         }
     }
     for (d = 0; d < nd; d++) {
@@ -179,7 +209,8 @@ static inline int iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const
     if (N < par_min || nt < 2) nt = 1;
     if (acc0 && !(full0 && combine)) nt = 1;
     if (nt == 1) {
-        run_range(nop, nd, shape, st, it->ptr, it->esize, row, 0, N);
+        if (blocked) run_blocked(nop, shape, st, it->ptr, it->esize, row, 0, shape[1]);
+        else run_range(nop, nd, shape, st, it->ptr, it->esize, row, 0, N);
         return CAD_OK;
     }
     {
@@ -189,7 +220,7 @@ static inline int iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const
         if (nt > 64) nt = 64;
         nu = cad_pool_units(nt);   /* the pool calls range_task once per unit */
         j.nop = nop; j.nd = nd; j.shape = shape; j.st = st; j.base = it->ptr;
-        j.esize = it->esize; j.row = row; j.N = N; j.part = NULL;
+        j.esize = it->esize; j.row = row; j.N = N; j.part = NULL; j.blocked = blocked;
         if (acc0) {
             for (k = 0; k < nu; k++) memcpy((char *)(part + 2 * k), init, (size_t)it->esize[0]);
             j.part = (char *)part;
