@@ -113,6 +113,7 @@ def test_threads_replay_a_tape_with_views():
     tape = cad.record(f, W, x0)
     xs = [RNG.standard_normal((50, 20)) for _ in range(4)]
     want = [cad.grad(f, argnums=(0, 1))(W, x) for x in xs]
+    tape.grad(W, xs[0], argnums=(0, 1))   # concurrent replays share the argnums set first
     errors = []
 
     def work(k):

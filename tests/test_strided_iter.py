@@ -132,3 +132,47 @@ def test_blocked_short_rows(n, threads):
         np.testing.assert_allclose(np.asarray(g), ex, rtol=1e-12, atol=1e-14)
     finally:
         cad.set_num_threads(prev)
+
+
+def test_results_take_fortran_order():
+    # NOTE [ Result memory order ]: all full-shape operands Fortran-ordered -> a
+    # Fortran-ordered result (numpy's order K); any C-ordered one -> C order
+    W, D = rng.standard_normal((37, 300)), rng.standard_normal((37, 300))
+    w, d = cad.tensor(W), cad.tensor(D)
+    r = w.T * d.T                  # both transposes
+    assert np.asarray(r).flags.f_contiguous and not np.asarray(r).flags.c_contiguous
+    np.testing.assert_array_equal(np.asarray(r), W.T * D.T)
+    r2 = cad.sin(w.T) + 1.0        # one operand, a scalar
+    assert np.asarray(r2).flags.f_contiguous
+    np.testing.assert_allclose(np.asarray(r2), np.sin(W.T) + 1.0, rtol=1e-14, atol=1e-15)
+    r3 = w.T * cad.tensor(D.T.copy())   # mixed: C order
+    assert np.asarray(r3).flags.c_contiguous
+    np.testing.assert_array_equal(np.asarray(r3), W.T * D.T)
+    r4 = w.T * cad.tensor(rng.standard_normal(37))   # a broadcast operand does not count
+    assert np.asarray(r4).flags.f_contiguous
+    # readers of a Fortran-ordered result: reductions, reshape, matmul, indexing, in place
+    np.testing.assert_allclose(np.asarray(cad.sum(r2, axis=0)), (np.sin(W.T) + 1.0).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(r2.reshape(-1)), (np.sin(W.T) + 1.0).reshape(-1), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(np.asarray(r2 @ w), (np.sin(W.T) + 1.0) @ W, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(r2[3:9, ::2]), (np.sin(W.T) + 1.0)[3:9, ::2], rtol=1e-14, atol=1e-15)
+    r5 = cad.sin(w.T)
+    r5 += 2.0
+    r5[0, :] = 0.0
+    ex = np.sin(W.T) + 2.0
+    ex[0, :] = 0.0
+    np.testing.assert_allclose(np.asarray(r5), ex, rtol=1e-14, atol=1e-15)
+
+
+def test_gradients_and_replay_through_fortran_order_results():
+    W = rng.standard_normal((40, 300))
+    f = lambda w: cad.sum(cad.tanh(w.T * 2.0) ** 2 * cad.exp(w.T))  # noqa: E731
+    g = cad.grad(f)(W)
+    ex = (2 * np.tanh(2 * W) * (1 - np.tanh(2 * W) ** 2) * 2 * np.exp(W) + np.tanh(2 * W) ** 2 * np.exp(W))
+    np.testing.assert_allclose(np.asarray(g), ex, rtol=1e-12)
+    tape = cad.record(f, W)
+    W2 = rng.standard_normal((40, 300))
+    np.testing.assert_allclose(float(tape(W2)), float(f(cad.tensor(W2))), rtol=1e-13)
+    np.testing.assert_allclose(np.asarray(tape.grad(W2)[0]), np.asarray(cad.grad(f)(W2)), rtol=1e-10)
+    h = cad.hessian(lambda x: cad.sum(cad.sin(cad.reshape(x, (3, 4)).T * 2.0) ** 3))(rng.standard_normal(12))
+    assert h.shape == (12, 12)
+    np.testing.assert_allclose(np.asarray(h), np.asarray(h).T, rtol=1e-12, atol=1e-14)

@@ -105,7 +105,9 @@ cdef object _ew_general0(int op, tuple args):
     cdef DevArray dout
     cdef char *optr
     cdef int st
-    cdef int64_t pmin
+    cdef int64_t pmin, fst
+    cdef int64_t rshape[MAXDIM]
+    cdef bint fo = False
     for i in range(n):
         a = args[i]
         if isinstance(a, Tensor):
@@ -167,10 +169,23 @@ cdef object _ew_general0(int op, tuple args):
     elif nd == 0 and rdt == CAD_F64:
         r = _new_inline(0.0)
         optr = <char *>&r._sval
+    elif nd >= 2 and _all_fortran(ts, nd, oshape):   # NOTE [ Result memory order ]
+        for i in range(nd):
+            rshape[i] = oshape[nd - 1 - i]
+        out = _empty(nd, <cnp.npy_intp *>rshape, rdt).T
+        optr = <char *>cnp.PyArray_DATA(out)
+        fo = True
     else:
         out = _empty(nd, <cnp.npy_intp *>oshape, rdt)
         optr = <char *>cnp.PyArray_DATA(out)
-    cad_iter_operand(&it, 0, optr, _ESIZE[rdt], nd, oshape, NULL if nd == 0 else _contig(nd, oshape))
+    if fo:
+        fst = 1
+        for i in range(nd):
+            rshape[i] = fst
+            fst *= oshape[i]
+        cad_iter_operand(&it, 0, optr, _ESIZE[rdt], nd, oshape, rshape)
+    else:
+        cad_iter_operand(&it, 0, optr, _ESIZE[rdt], nd, oshape, NULL if nd == 0 else _contig(nd, oshape))
     for i in range(n):
         _operand(&it, i + 1, <Tensor>ts[i])
     pmin = cad_par_min_heavy if cad_fwd_heavy(op) else cad_par_min
@@ -299,6 +314,38 @@ cdef object _boolop0(int op, tuple args):
 
 
 cdef int64_t _cst[MAXDIM]
+
+# NOTE [ Result memory order ]
+# An elementwise result takes its operands' memory order, as numpy's (order K): when
+# every operand of the result's full shape is Fortran-ordered (a transpose, a tangent
+# batch laid out by columns, LAPACK's results), the result is Fortran-ordered too and
+# the op runs as one contiguous row; `W.T * d` at 256x256 read W across rows into a
+# C-ordered result, 3.7x numpy.  Any other mix gives a C-ordered result.  Readers of a
+# result take its strides (the tape, the sweep, the replay: a replayed value's layout is
+# its own, NOTE [ Views in replay ]).
+
+cdef bint _all_fortran(list ts, int nd, const int64_t *oshape):
+    """every CPU operand of the full (unbroadcast) shape is Fortran- and not
+    C-contiguous, and there is one"""
+    cdef Tensor t
+    cdef cnp.ndarray a
+    cdef int d
+    cdef bint found = False
+    for t in ts:
+        if t._dev or t._inline:
+            continue
+        a = <cnp.ndarray>t._arr
+        if cnp.PyArray_NDIM(a) != nd:
+            continue
+        for d in range(nd):
+            if cnp.PyArray_DIMS(a)[d] != oshape[d]:
+                break
+        else:
+            if cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_IS_F_CONTIGUOUS(a):
+                return False
+            found = True
+    return found
+
 
 cdef int64_t *_contig(int nd, const int64_t *shape):
     cad_contig_strides(nd, shape, _cst)

@@ -322,6 +322,16 @@ for _dn, _op in (("eq", "eq"), ("ne", "ne"), ("lt", "lt"), ("le", "le"), ("gt", 
 del _dn, _op
 
 
+def _pow(self, o):
+    """x ** 2 is square, as for a Tensor (one multiply, and its rules, not pow's)"""
+    if type(o) in (int, float) and o == 2:
+        return REGISTRY["square"].api(self)
+    return REGISTRY["pow"].api(self, o)
+
+
+Batched.__pow__ = _pow
+
+
 def _attach_methods():
     """a method for every op the Tensor has as a method (x.sum(), x.reshape(...))"""
     for op in REGISTRY.values():

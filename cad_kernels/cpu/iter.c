@@ -174,10 +174,35 @@ int cad_iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const void *ini
     return iter_run_cpu(it, row, combine, init, par_min);
 }
 
+/* the destination is laid out by columns (its strides grow along the dims, none 0):
+ * the dims are visited in reverse, so that Fortran-ordered operands coalesce */
+static inline int fortran_dst(const cad_iter *it) {
+    int64_t prev = 0;
+    int d, seen = 0;
+    if (!it->ptr[0]) return 0;
+    for (d = 0; d < it->ndim; d++) {
+        if (it->shape[d] == 1) continue;
+        if (it->st[0][d] <= prev) return 0;
+        prev = it->st[0][d];
+        seen++;
+    }
+    return seen >= 2;
+}
+
 static inline int iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const void *init,
                                int64_t par_min) {
     int64_t shape[CAD_MAXDIM], st[CAD_MAXOP][CAD_MAXDIM], N = 1;
     int nd, d, k, nop = it->nop, acc0 = 0, full0 = 1, nt, blocked = 0;
+    cad_iter rev;
+    if (it->ndim >= 2 && fortran_dst(it)) {   /* NOTE [ Result memory order ] (ops_elementwise.pxi) */
+        rev.nop = nop; rev.ndim = it->ndim;
+        for (d = 0; d < it->ndim; d++) {
+            rev.shape[d] = it->shape[it->ndim - 1 - d];
+            for (k = 0; k < nop; k++) rev.st[k][d] = it->st[k][it->ndim - 1 - d];
+        }
+        for (k = 0; k < nop; k++) { rev.ptr[k] = it->ptr[k]; rev.esize[k] = it->esize[k]; }
+        it = &rev;
+    }
     nd = cad_iter_coalesce(it, shape, st);
     if (nd < 0) return CAD_OK;   /* an empty dim: nothing to do */
     if (nd == 0) {   /* one element: no threads, no partials (dst may be uninitialised for an assigning row) */
