@@ -176,3 +176,31 @@ def test_gradients_and_replay_through_fortran_order_results():
     h = cad.hessian(lambda x: cad.sum(cad.sin(cad.reshape(x, (3, 4)).T * 2.0) ** 3))(rng.standard_normal(12))
     assert h.shape == (12, 12)
     np.testing.assert_allclose(np.asarray(h), np.asarray(h).T, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("n", [1, 3, 10, 16, 63])
+@pytest.mark.parametrize("m", [1, 2, 51, 1000])
+def test_packed_rows(n, m):
+    # NOTE [ Packed rows ]: a row repeated over the second-to-last dim (stride 0 there)
+    # against contiguous rows, packed R rows per call; several outer indices, chunk
+    # edges, a scalar and a second repeated row among the operands; gradients (the
+    # sweep's rows: the repeated operand's gradient is a reduction, not packed)
+    K = 3
+    X = rng.standard_normal((K, m, n))
+    Q = rng.standard_normal((K, 1, n))
+    M = rng.standard_normal((K, 1, n))
+    x, q, mm = cad.tensor(X), cad.tensor(Q), cad.tensor(M)
+    np.testing.assert_allclose(np.asarray(q * x - mm), Q * X - M, rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(np.asarray(cad.where(x > 0.0, q, 2.0 * mm)), np.where(X > 0, Q, 2 * M),
+                               rtol=1e-15)
+    np.testing.assert_allclose(np.asarray(cad.exp(x[:, None] - q[:, :, None][..., 0, :])),
+                               np.exp(X[:, None] - Q[:, :, None][..., 0, :]), rtol=1e-14)
+    f = lambda x, q: cad.sum(cad.sin(q * x) * (x - q) ** 2)  # noqa: E731
+    gx, gq = cad.grad(f, argnums=(0, 1))(X, Q)
+    np.testing.assert_allclose(np.asarray(gx), np.cos(Q * X) * Q * (X - Q) ** 2 + np.sin(Q * X) * 2 * (X - Q),
+                               rtol=1e-12, atol=1e-14)
+    eq = (np.cos(Q * X) * X * (X - Q) ** 2 - np.sin(Q * X) * 2 * (X - Q)).sum(1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(gq), eq, rtol=1e-10, atol=1e-12)
+    x32 = cad.tensor(X.astype(np.float32))
+    np.testing.assert_allclose(np.asarray(x32 * cad.tensor(Q.astype(np.float32))),
+                               (X.astype(np.float32) * Q.astype(np.float32)), rtol=1e-6)
