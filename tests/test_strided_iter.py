@@ -204,3 +204,31 @@ def test_packed_rows(n, m):
     x32 = cad.tensor(X.astype(np.float32))
     np.testing.assert_allclose(np.asarray(x32 * cad.tensor(Q.astype(np.float32))),
                                (X.astype(np.float32) * Q.astype(np.float32)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(7, 11), (7,), (7, 2, 3), (0, 3), (5, 0)])
+@pytest.mark.parametrize("ix", [[3, 0, 6, 6, -1], [[1, 2], [-7, 0]], [], 4])
+def test_rows_taken_by_one_integer_array(shape, ix):
+    # t[ix] with one integer array: numpy's take along axis 0 (a faster path than the
+    # general fancy index); values, negative indices, errors, and the recorded gather's
+    # gradient (repeated rows accumulate)
+    X = rng.standard_normal(shape)
+    ia = np.asarray(ix, dtype=np.int64)
+    try:
+        want = X[ia]
+    except IndexError:
+        with pytest.raises(IndexError, match="indexing a tensor of shape"):
+            cad.tensor(X)[ia]
+        return
+    got = cad.tensor(X)[ia]
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(np.asarray(got), want)
+    np.testing.assert_array_equal(np.asarray(cad.tensor(X)[ia.astype(np.int32)]), want)
+    w = rng.standard_normal(want.shape)
+    g = cad.grad(lambda x: cad.sum(x[ia] * w))(X)
+    ex = np.zeros_like(X)
+    np.add.at(ex, ia, w)
+    np.testing.assert_allclose(np.asarray(g), ex, rtol=1e-15)
+    tape = cad.record(lambda x: x[ia] * 2.0, X)
+    X2 = rng.standard_normal(shape)
+    np.testing.assert_array_equal(np.asarray(tape(X2)), X2[ia] * 2.0)
