@@ -1,6 +1,25 @@
 """Numerical helpers shared by the vmap and pytree suites: numpy views and
-central differences (float64)."""
+central differences (float64); running a check in several threads."""
+import threading
+
 import numpy as np
+
+
+def in_threads(work, n=4):
+    """work(k) for k in range(n), each in its own thread; re-raises what any raised"""
+    errors = []
+
+    def run(k):
+        try:
+            work(k)
+        except Exception as e:  # pragma: no cover
+            errors.append(e)
+    ts = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
 
 
 def A(x):

@@ -1,13 +1,12 @@
 """cad.record: replay equals eager for every op of the table, the seed's program, an
 MLP step; guards on branches; threads; bad inputs."""
-import threading
-
 import numpy as np
 import pytest
 
 import cad
 from cad.ops import REGISTRY
 
+from _numeric import in_threads
 from ops.test_rules import ALL, build, ids
 
 REPLAYABLE = [(op, c) for op, c in ALL if op.name not in ("argmax", "argmin", "sign", "floor",
@@ -146,21 +145,12 @@ def test_threads_replay_one_tape_at_once():
     tape = cad.record(f, cad.tensor(rng.standard_normal(200)))
     xs = [cad.tensor(rng.standard_normal(200)) for _ in range(4)]
     want = [cad.grad(f)(x).numpy() for x in xs]
-    errors = []
 
     def work(k):
-        try:
-            for _ in range(50):
-                (g,) = tape.grad(xs[k])
-                np.testing.assert_allclose(g.numpy(), want[k], rtol=1e-12)
-        except Exception as e:  # pragma: no cover
-            errors.append(e)
-    ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errors, errors
+        for _ in range(50):
+            (g,) = tape.grad(xs[k])
+            np.testing.assert_allclose(g.numpy(), want[k], rtol=1e-12)
+    in_threads(work)
 
 
 def test_listing_and_len():

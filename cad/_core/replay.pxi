@@ -53,6 +53,7 @@ cdef class Replay:
     cdef public list fz_sources   # the generated CUDA source per region (inspection)
     cdef int64_t *alias     # NOTE [ Views in replay ]: (out, in, byte offset) per aliased view
     cdef int64_t nalias
+    cdef tuple out_fresh    # (position, handle) of the outputs written into new arrays
 
     def __dealloc__(self):
         if self.arena != NULL:
@@ -290,6 +291,7 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
             rp.out_const.append(o)
     rp.guards = guards
     rp.rg_key = None
+    rp.out_fresh = None if dev else _fresh_outs(rp, &tp.t)
     cad_tape_clear_grads(&tp.t)
     if not dev and not guards and all(sh == () and dt == CAD_F64 for sh, dt in zip(rp.in_shape, rp.in_dtype)) \
             and all(h < 0 or (tp.t.bufs[<cad_hid>h].flags & BUF_INLINE) for h in rp.out_h):
@@ -733,43 +735,47 @@ cdef Tensor _bind_dev_input(cad_tape *t, cad_buf *b, Tensor x, int k, Replay rp,
     return _dwrap(da)
 
 
-cdef list _bind_outs(Replay rp, cad_tape *t):
-    """each output record of a CPU replay writes straight into a new array (no copy out
-    of the reused arena): per output, that array or None (a constant, an input, a view,
-    a 0-d value, a second mention of a handle: _value_of copies those)"""
-    cdef list fresh = []
+cdef tuple _fresh_outs(Replay rp, cad_tape *t):
+    """the outputs a CPU replay writes straight into new arrays, as (position, handle):
+    computed records of their own (not a constant, an input, a view, a 0-d value, a
+    second mention of a handle: _value_of copies those); None when there are none"""
+    cdef list res = []
     cdef set seen = set()
+    cdef cad_buf *b
+    cdef int64_t k, j, h
+    cdef bint alias
+    for k in range(len(rp.out_h)):
+        h = rp.out_h[k]
+        if h < 0 or h in seen:
+            continue
+        b = &t.bufs[<cad_hid>h]
+        alias = False
+        for j in range(rp.nalias):
+            alias = alias or rp.alias[3 * j] == h
+        if (b.flags & (BUF_INLINE | BUF_INPUT)) or not (b.flags & BUF_ARENA) or b.size == 0 or alias:
+            continue
+        seen.add(h)
+        res.append((k, h))
+    return tuple(res) if res else None
+
+
+cdef list _bind_outs(Replay rp, cad_tape *t):
+    """each output of rp.out_fresh gets a new array and its record writes there (no copy
+    out of the reused arena): per output, that array or None"""
+    cdef list fresh = [None] * len(rp.out_h)
     cdef cad_buf *b
     cdef cnp.npy_intp dims[MAXDIM]
     cdef int d
-    cdef int64_t h
-    cdef bint any_ = False
-    for h in rp.out_h:
-        b = &t.bufs[<cad_hid>h] if h >= 0 else NULL
-        if b == NULL or h in seen or (b.flags & (BUF_INLINE | BUF_INPUT)) or not (b.flags & BUF_ARENA) \
-                or b.size == 0 or not _contig_layout(t, b) or _is_alias(rp, h):
-            fresh.append(None)
-            continue
-        seen.add(h)
+    for k, h in rp.out_fresh:
+        b = &t.bufs[<cad_hid>h]
         for d in range(b.ndim):
             dims[d] = t.meta[b.meta + d]
         a = _empty(b.ndim, dims, b.dtype)
         b.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
-        fresh.append(a)
-        any_ = True
-    if not any_:
-        return None
+        fresh[k] = a
     if t == &rp.tp.t:
         rp.last_outs = fresh
     return fresh
-
-
-cdef bint _is_alias(Replay rp, int64_t h):
-    cdef int64_t k
-    for k in range(rp.nalias):
-        if rp.alias[3 * k] == h:
-            return True
-    return False
 
 
 def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint fused=True):
@@ -850,7 +856,8 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
                 b.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
         if not own:   # the values stay readable after the call (the Python sweeps of
             rp.last_ins = keep   # tape.jacobian/hvp/hessian read a replayed view of an input)
-        fresh = None if dev else _bind_outs(rp, t)   # (before the views: one may view an output)
+        fresh = _bind_outs(rp, t) if rp.out_fresh is not None else None   # (before the views:
+                                                                        # one may view an output)
         if rp.nalias:
             _alias_fixup(t, rp.alias, rp.nalias)
         if grad_mask is not None and grad_mask != rp.rg_key:

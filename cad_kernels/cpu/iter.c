@@ -97,7 +97,7 @@ static void run_range(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_M
 }
 
 /* NOTE [ Short rows ]: two dims (short, long) after the swap below (a column slice of
- * 1-7 elements under p rows): the long dim is cut into blocks of CAD_BLOCK, and each
+ * 1-15 elements under p rows): the long dim is cut into blocks of CAD_BLOCK, and each
  * block runs one strided row per short index.  Long strided rows alone would read
  * every cache line of a wide operand once per short index (cams[:, 0:3] of BA's (p, 11)
  * cameras: 3 passes over 3.2 MB, 12x a contiguous op); a block's lines stay in L1/L2
