@@ -123,7 +123,34 @@ def expand(object x, tuple shape):
         ds = _dstrides(<DevArray>t._arr)
         vst = tuple(0 if d < off or xs[d - off] != shape[d] else ds[d - off] for d in range(nd))
         return _view(t, _dview(<DevArray>t._arr, 0, shape, vst), 0, shape, tuple(st))
-    return _view(t, _np.broadcast_to(_arr_of(t), shape), 0, shape, tuple(st))
+    return _view(t, _bcast_view(<cnp.ndarray>_arr_of(t), shape, off), 0, shape, tuple(st))
+
+
+cdef extern from "numpy/arrayobject.h":
+    object _NewFromDescr "PyArray_NewFromDescr" (void *subtype, void *descr, int nd, cnp.npy_intp *dims,
+                                                 cnp.npy_intp *strides, void *data, int flags, void *obj)
+
+
+cdef object _bcast_view(cnp.ndarray a, tuple shape, int off):
+    """numpy.broadcast_to(a, shape) (a read-only view; shape checked by the caller),
+    made through the C API: numpy's Python function costs ~4 us, a lifted parameter
+    under vmap pays it on every call"""
+    cdef int nd = len(shape), d
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef cnp.npy_intp strides[MAXDIM]
+    cdef cnp.PyArray_Descr *descr = cnp.PyArray_DESCR(a)
+    for d in range(nd):
+        dims[d] = shape[d]
+        if d < off or cnp.PyArray_DIMS(a)[d - off] != dims[d]:
+            strides[d] = 0
+        else:
+            strides[d] = cnp.PyArray_STRIDES(a)[d - off]
+    Py_INCREF(<object>descr)   # (NewFromDescr steals it)
+    r = _NewFromDescr(<void *>_np.ndarray, <void *>descr, nd, dims, strides, cnp.PyArray_DATA(a),
+                      cnp.NPY_ARRAY_ALIGNED, NULL)
+    cnp.set_array_base(<cnp.ndarray>r, a)
+    cnp.PyArray_UpdateFlags(<cnp.ndarray>r, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_F_CONTIGUOUS)
+    return r
 
 
 def squeeze_axes(object x, tuple axes):
