@@ -144,6 +144,17 @@ def jvp_row(op, mask, dt):
     L.append(f"    if ({conds}) {{")
     L.append("        CAD_SIMD")
     L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: 'i')} TO_[i] = {e}; }}")
+    tans = [(k, nm, t) for k, nm, t in ops_ if nm.startswith("t")]
+    held = [(k, nm, t) for k, nm, t in ops_ if not nm.startswith("t")]
+    if held:   # a batch of tangents against one primal row: the primal values are the
+        # same along the batch (stride 0), loaded once (NOTE [ Tangent layout ])
+        c2 = " && ".join([f"s[{k}] == 1" for k in [0] + [k for k, _, _ in tans]] +
+                         [f"s[{k}] == 0" for k, _, _ in held])
+        L.append(f"    }} else if ({c2}) {{")
+        L.append("        " + " ".join(f"const {t} {nm} = {nm}_[0];" for k, nm, t in held))
+        L.append("        CAD_SIMD")
+        tl = " ".join(f"const {t} {nm} = {nm}_[i];" for k, nm, t in tans)
+        L.append(f"        for (i = 0; i < n; i++) {{ {tl} TO_[i] = {e}; }}")
     L.append("    } else {")
     L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: f'i * s[{k}]')} TO_[i * s[0]] = {e}; }}")
     L.append("    }")
@@ -436,6 +447,10 @@ def gen_h(prims, ew):
     L.append("extern const unsigned char cad_uses[OP_COUNT][3];")
     L.append("extern const unsigned char cad_heavy[OP_COUNT];")
     L.append("static inline int cad_fwd_heavy(int op) { return cad_heavy[op]; }")
+    L.append("/* a partial of the op calls a transcendental function (sin: cos(x); tanh's 1 - out^2 does not):")
+    L.append("   its jvp and vjp rows go to threads from cad_par_min_heavy elements */")
+    L.append("extern const unsigned char cad_dheavy[OP_COUNT];")
+    L.append("static inline int cad_partial_heavy(int op) { return cad_dheavy[op]; }")
     L.append("static inline cad_row cad_fwd_row(int op, int dt) { return cad_fwd_rows[op][dt]; }")
     L.append("/* unary ops whose partial calls a transcendental function (sin: cos(x)) and")
     L.append("   does not read the output: their float64 vjp row (assigning), which scalar")
@@ -607,6 +622,10 @@ def gen_c(prims, ew):
     L.append("const unsigned char cad_heavy[OP_COUNT] = {")
     L.append("    " + ", ".join(str(int(op.kind == "ew" and heavy(op, op.fwd))) for op in prims))
     L.append("};")
+    L.append("const unsigned char cad_dheavy[OP_COUNT] = {")
+    L.append("    " + ", ".join(str(int(op.kind == "ew" and any(heavy(op, d) for d in op.d.values())))
+                                for op in prims))
+    L.append("};")
     L.append("const unsigned char cad_uses[OP_COUNT][3] = {")
     for op in prims:
         masks = []
@@ -724,6 +743,7 @@ def gen_pxi(reg, prims, ew):
           "    cad_row cad_fwd_row(int op, int dt) nogil",
           "    int cad_uses_mask(int op, int i) nogil",
           "    int cad_fwd_heavy(int op) nogil",
+          "    int cad_partial_heavy(int op) nogil",
           "    cad_row cad_jvp_row(int op, int mask, int dt) nogil",
           "    cad_row cad_bool_row(int op, int dt) nogil", ""]
     L.append("OP_NAMES = (" + "".join(f"{op.name!r}, " for op in prims) + ")")

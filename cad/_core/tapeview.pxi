@@ -470,7 +470,7 @@ def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
     if cnp.PyArray_SIZE(res) >= 4096:
         with nogil:
             st = cad_iter_run_t(&it, row, NULL, NULL,
-                                cad_par_min_heavy if cad_fwd_heavy(op) else cad_par_min)
+                                cad_par_min_heavy if cad_partial_heavy(op) else cad_par_min)
     else:
         st = cad_iter_run_t(&it, row, NULL, NULL, cad_par_min)
     return _wrap(res)
