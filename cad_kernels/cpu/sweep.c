@@ -82,7 +82,7 @@ int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2]
     const int n = r->nargs, ond = o->ndim;
     const int64_t *oshape = cad_shape(t, o);
     int64_t oc[CAD_MAXDIM], xc[CAD_MAXDIM];
-    int i, j, d, st, assign;
+    int i, j, d, st, assign, uses;
     cad_contig_strides(ond, oshape, oc);
     for (i = 0; i < n; i++) {
         cad_buf *x;
@@ -97,8 +97,11 @@ int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2]
         cad_contig_strides(x->ndim, cad_shape(t, x), xc);
         cad_iter_operand(&it, 0, gptr(x), esz(x->dtype), x->ndim, cad_shape(t, x), xc);
         cad_iter_operand(&it, 1, gptr(o), esz(o->dtype), ond, oshape, oc);
+        /* an operand the partial does not read goes in absent: the tape may have let
+           its value go (a row never loads it, but the packed path copies whole rows) */
+        uses = i < 3 ? cad_uses_mask(r->op, i) : 0xff;
         for (j = 0; j < n; j++) {
-            if (a[j] >= 0) {
+            if (a[j] >= 0 && (j >= 7 || (uses >> j & 1))) {
                 cad_buf *y = B + a[j];
                 cad_iter_operand(&it, 2 + j, cad_bdata(y), esz(y->dtype), y->ndim,
                                  cad_shape(t, y), cad_strides(t, y));
@@ -106,7 +109,10 @@ int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2]
                 cad_iter_operand(&it, 2 + j, NULL, 8, 0, NULL, NULL);
             }
         }
-        cad_iter_operand(&it, n + 2, cad_bdata(o), esz(o->dtype), ond, oshape, cad_strides(t, o));
+        if (uses & 128)
+            cad_iter_operand(&it, n + 2, cad_bdata(o), esz(o->dtype), ond, oshape, cad_strides(t, o));
+        else
+            cad_iter_operand(&it, n + 2, NULL, 8, 0, NULL, NULL);
         st = cad_iter_run_t(&it, rows[i][fdt(x->dtype)][assign], cad_acc_rows[x->dtype], zero_of(x->dtype),
                             heavy ? cad_par_min_heavy : cad_par_min);
         if (st) return st;
