@@ -22,6 +22,8 @@ tensors the computation goes through the host (the README says so).
 """
 from __future__ import annotations
 
+import functools
+import math
 import warnings
 from typing import Any, Optional, Tuple, Union
 
@@ -305,11 +307,19 @@ def _slogdet_jvp(ts, ans, a):
 _slogdet.defvmap(lambda a: _slogdet(a))
 
 
+@functools.lru_cache(maxsize=64)
+def _tri_mask(n, lower, half_diag, dtype):
+    """(n, n) ones on the lower (upper) triangle, the diagonal halved if half_diag; read-only"""
+    m = np.tril(np.ones((n, n), dtype=dtype)) if lower else np.triu(np.ones((n, n), dtype=dtype))
+    if half_diag:
+        m -= 0.5 * np.eye(n, dtype=dtype)
+    m.flags.writeable = False
+    return m
+
+
 def _phi(x):
     """the lower triangle with half the diagonal"""
-    n = x.shape[-1]
-    m = np.tril(np.ones((n, n))) - 0.5 * np.eye(n)
-    return x * _cad().tensor(m, dtype=x.dtype)
+    return x * _tri_mask(x.shape[-1], True, True, np.dtype(x.dtype))
 
 
 @primitive
@@ -335,9 +345,36 @@ def _cholesky_jvp(ts, L, a):
 _cholesky.defvmap(lambda a: _cholesky(a))
 
 
+_TRSM_SMALL = 64   # NOTE [ Small triangular solves ]: substitution in C up to this n
+
+
+def _trisolve_small(a, b, lower, trans):
+    """op(T) X = B by substitution in C (C.trsm_small), a (..., n, n) and b (..., n, k)
+    or (n,) broadcast as np.linalg.solve does"""
+    n = a.shape[-1]
+    vec = b.ndim == 1
+    if vec:
+        b = b[:, None]
+    k = b.shape[-1]
+    ab, bb = a.shape[:-2], b.shape[:-2]
+    batch = ab if ab == bb else tuple(np.broadcast_shapes(ab, bb))
+    nb = math.prod(batch)
+    if math.prod(ab) == 1:
+        A = np.ascontiguousarray(a).reshape(1, n, n)
+    else:
+        A = np.ascontiguousarray(a if ab == batch else np.broadcast_to(a, batch + (n, n))).reshape(nb, n, n)
+    X = np.array(b if bb == batch else np.broadcast_to(b, batch + (n, k)), order="C")
+    if C.trsm_small(A, X.reshape(nb, n, k), lower, trans):
+        raise np.linalg.LinAlgError("Singular matrix")
+    return X[..., 0] if vec else X
+
+
 def _trisolve_np(a, b, lower, trans):
     a = _np(a)
     b = _np(b)
+    if (0 < a.shape[-1] <= _TRSM_SMALL and a.dtype == b.dtype and a.dtype.type in (np.float64, np.float32)
+            and b.ndim >= 1):
+        return _trisolve_small(a, b, lower, trans)
     if trans:
         a = np.swapaxes(a, -1, -2)
         lower = not lower
@@ -355,16 +392,12 @@ def _trisolve(a, b, lower=True, trans=False):
 def _trisolve_vjp(g, x, a, b, lower=True, trans=False):
     gb = _trisolve(a, g, lower=lower, trans=not trans)
     ga = -_mm(gb, _T(x)) if not trans else -_mm(x, _T(gb))
-    n = a.shape[-1]
-    mask = np.tril(np.ones((n, n))) if lower else np.triu(np.ones((n, n)))
-    return (ga * _cad().tensor(mask, dtype=ga.dtype), gb)
+    return (ga * _tri_mask(a.shape[-1], lower, False, np.dtype(ga.dtype)), gb)
 
 
 @_trisolve.defjvp
 def _trisolve_jvp(ts, x, a, b, lower=True, trans=False):
-    n = a.shape[-1]
-    mask = _cad().tensor(np.tril(np.ones((n, n))) if lower else np.triu(np.ones((n, n))), dtype=x.dtype)
-    da = ts[0] * mask
+    da = ts[0] * _tri_mask(a.shape[-1], lower, False, np.dtype(x.dtype))
     if trans:
         da = _T(da)
     return _trisolve(a, ts[1] - _mm(da, x), lower=lower, trans=trans)

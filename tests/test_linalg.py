@@ -225,3 +225,38 @@ def test_singular_and_shared_factors():
     # empty matrices
     assert LA.solve(np.zeros((0, 0)), np.zeros(0)).shape == (0,)
     assert float(LA.det(np.zeros((0, 0)))) == 1.0
+
+
+@pytest.mark.parametrize("ash, bsh", [((5, 5), (5, 3)), ((10, 5, 5), (10, 5, 5)), ((10, 5, 5), (5,)),
+                                      ((1, 4, 4), (7, 4, 2)), ((3, 1, 4, 4), (1, 6, 4, 2)),
+                                      ((2, 3, 3), (2, 3, 0)), ((0, 3, 3), (3, 2)), ((1, 1, 1), (1,)),
+                                      ((70, 70), (70, 3))])
+@pytest.mark.parametrize("dt", [np.float64, np.float32])
+def test_triangular_solve_small_path_against_numpy(ash, bsh, dt):
+    """NOTE [ Small triangular solves ]: substitution in C up to n = 64 (numpy's LU solve
+    on the triangle above), broadcast as np.linalg.solve, each triangle, transposed;
+    values and the gradients in both arguments"""
+    a = (rng.normal(size=ash) + 3 * np.eye(ash[-1])).astype(dt)
+    b = rng.normal(size=bsh).astype(dt)
+    a_nc = np.asfortranarray(a) if a.ndim == 2 else a   # a non-contiguous layout too
+    for lower in (True, False):
+        for trans in (False, True):
+            got = LA._trisolve_np(a_nc, b, lower, trans)
+            aa = np.swapaxes(a, -1, -2) if trans else a
+            ref = np.linalg.solve(np.tril(aa) if lower ^ trans else np.triu(aa), b)
+            assert got.shape == ref.shape and got.dtype == ref.dtype
+            np.testing.assert_allclose(got, ref, rtol=1e-4 if dt == np.float32 else 1e-10,
+                                       atol=1e-4 if dt == np.float32 else 1e-10)
+
+
+def test_triangular_solve_small_path_singular_and_grads():
+    a = np.tril(well(4))
+    a[2, 2] = 0.0
+    with pytest.raises(LA.LinAlgError, match="triangular_solve"):
+        LA.triangular_solve(a, np.ones((4, 2)))
+    A, B = well(5, (3,)), rng.normal(size=(3, 5, 2))
+    for lower, trans in ((True, False), (False, True)):
+        f = lambda a_: cad.sum(cad.sin(LA.triangular_solve(a_, B, lower=lower, trans=trans)))
+        check_grad(f, A)
+        f = lambda b_: cad.sum(cad.sin(LA.triangular_solve(A, b_, lower=lower, trans=trans)))
+        check_grad(f, B)

@@ -276,6 +276,34 @@ def lu_solve(cnp.ndarray lu, cnp.ndarray piv, cnp.ndarray b, bint trans):
     return b
 
 
+def trsm_small(cnp.ndarray a, cnp.ndarray b, bint lower, bint trans):
+    """b := op(T)^-1 b in place for a batch of triangular matrices (NOTE [ Small
+    triangular solves ]): a (na, n, n) with na 1 or nb, b (nb, n, k), both C-contiguous
+    of one float dtype; only T's triangle (lower or upper) is read.  Returns 0, or 1 +
+    the batch index of a matrix with a zero on its diagonal."""
+    cdef int dt
+    cdef int64_t nb, n, k, a_bs, r
+    cdef const char *pa
+    cdef char *pb
+    if a.ndim != 3 or b.ndim != 3 or a.shape[1] != a.shape[2] or b.shape[1] != a.shape[1] \
+            or a.shape[0] not in (1, b.shape[0]):
+        raise ValueError("trsm_small: shapes")
+    if a.dtype != b.dtype or a.dtype not in (_np.float64, _np.float32):
+        raise ValueError("trsm_small: dtypes")
+    if not (a.flags.c_contiguous and b.flags.c_contiguous and b.flags.writeable):
+        raise ValueError("trsm_small: layouts")
+    dt = CAD_F64 if a.dtype == _np.float64 else CAD_F32
+    nb = b.shape[0]
+    n = b.shape[1]
+    k = b.shape[2]
+    a_bs = n * n if a.shape[0] > 1 else 0
+    pa = <const char *>cnp.PyArray_DATA(a)
+    pb = <char *>cnp.PyArray_DATA(b)
+    with nogil:
+        r = cad_trsm_small(dt, lower, trans, nb, n, k, pa, a_bs, pb)
+    return r
+
+
 def blas_threads_local(int nt):
     """set this thread's BLAS threads in scipy's OpenBLAS (cad.linalg's LAPACK calls);
     returns the previous setting, or -1 when the library cannot do this"""
