@@ -3,7 +3,8 @@
 NOTE [ Linear algebra ]
 Each function is a user primitive (cad.primitive, NOTE [ Custom primitives ]):
 its forward is numpy.linalg (LAPACK, batched over leading dims, float64 and
-float32), and its vjp and jvp rules are written with cad ops and the other linalg
+float32; triangular solves up to n = 64 by substitution in C, NOTE [ Small
+triangular solves ] in cpu/matmul.c), and its vjp and jvp rules are written with cad ops and the other linalg
 primitives, so the rules are recorded again under higher-order transforms.  The
 rules are the standard ones (Giles 2008, "An extended collection of matrix
 derivative results"; Murray 2016 for Cholesky):
