@@ -23,7 +23,6 @@ tensors the computation goes through the host (the README says so).
 """
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from typing import Any, Optional, Tuple, Union
@@ -308,13 +307,21 @@ def _slogdet_jvp(ts, ans, a):
 _slogdet.defvmap(lambda a: _slogdet(a))
 
 
-@functools.lru_cache(maxsize=64)
+_TRI_MASKS: dict = {}
+
+
 def _tri_mask(n, lower, half_diag, dtype):
-    """(n, n) ones on the lower (upper) triangle, the diagonal halved if half_diag; read-only"""
-    m = np.tril(np.ones((n, n), dtype=dtype)) if lower else np.triu(np.ones((n, n), dtype=dtype))
-    if half_diag:
-        m -= 0.5 * np.eye(n, dtype=dtype)
-    m.flags.writeable = False
+    """(n, n) ones on the lower (upper) triangle, the diagonal halved if half_diag;
+    read-only, cached (the rules of cholesky and the triangular solve use them per call)"""
+    key = (n, lower, half_diag, dtype)
+    m = _TRI_MASKS.get(key)
+    if m is None:
+        m = np.tril(np.ones((n, n), dtype=dtype)) if lower else np.triu(np.ones((n, n), dtype=dtype))
+        if half_diag:
+            m -= 0.5 * np.eye(n, dtype=dtype)
+        m.flags.writeable = False
+        if len(_TRI_MASKS) < 256:
+            _TRI_MASKS[key] = m
     return m
 
 

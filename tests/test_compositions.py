@@ -608,3 +608,76 @@ def test_cross_check_against_jax_hessians():
     }
     for name, (fc, fj) in fns.items():
         close(cad.hessian(fc, x0), np.asarray(jax.hessian(fj)(x0)), 1e-10, 1e-12, name)
+
+
+# ---- NOTE [ cumprod's rules at zeros ]: the differentiable rules divided by x
+# (hessian, jvp at a zero: nan; found by hand on 2026-12-05)
+
+_CP_ROWS = np.array([[1.0, 0.0, 2.0, 3.0],      # one zero
+                     [0.0, 2.0, 0.0, 3.0],      # two
+                     [1.2, 0.0, 0.0, 0.0],      # three
+                     [0.5, 2.0, -1.5, 0.7]])    # none
+
+
+def _cp_f(x):
+    return cad.sum(cad.sin(cad.cumprod(x, axis=1)) * _CP_W)
+
+
+_CP_W = np.random.default_rng(5).normal(size=(4, 4))
+
+
+def _cp_np_grad(x):
+    """the gradient by hand: d/dx_j sum_i w_i sin(y_i) = sum_{i>=j} w_i cos(y_i) prod_{k<=i, k!=j} x_k"""
+    g = np.zeros_like(x)
+    for r in range(x.shape[0]):
+        y = np.cumprod(x[r])
+        for j in range(x.shape[1]):
+            for i in range(j, x.shape[1]):
+                g[r, j] += _CP_W[r, i] * np.cos(y[i]) * np.prod(np.delete(x[r, :i + 1], j))
+    return g
+
+
+def test_cumprod_rules_at_zeros_every_mode_pair():
+    x = _CP_ROWS
+    np.testing.assert_allclose(np.asarray(cad.grad(_cp_f)(x)), _cp_np_grad(x), rtol=1e-12, atol=1e-12)
+    want = _fd_jac_of(_cp_np_grad, x)
+    for name, H in (("rev/rev", cad.jacrev(cad.jacrev(_cp_f))), ("fwd/rev", cad.jacfwd(cad.jacrev(_cp_f))),
+                    ("rev/fwd", cad.jacrev(cad.jacfwd(_cp_f))), ("fwd/fwd", cad.jacfwd(cad.jacfwd(_cp_f))),
+                    ("hessian", cad.hessian(_cp_f))):
+        got = np.asarray(H(x))
+        assert np.isfinite(got).all(), name
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def _fd_jac_of(F, x, eps=1e-6):
+    """d F(x) / d x by central differences: F's output dims, then x's"""
+    out = np.zeros(np.shape(F(x)) + x.shape)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = eps
+        out[(...,) + idx] = (F(x + e) - F(x - e)) / (2 * eps)
+    return out
+
+
+def test_cumprod_jvp_and_vmap_at_zeros():
+    x, t = _CP_ROWS, np.random.default_rng(6).normal(size=(4, 4))
+    y, dy = cad.jvp(lambda v: cad.cumprod(v, axis=1), (x,), (t,))
+    eps = 1e-6
+    np.testing.assert_allclose(np.asarray(dy), (np.cumprod(x + eps * t, 1) - np.cumprod(x - eps * t, 1)) / (2 * eps),
+                               rtol=1e-8, atol=1e-8)
+    row = lambda r: cad.sum(cad.sin(cad.cumprod(r)))
+    Hv = np.asarray(cad.vmap(cad.hessian(row))(x))
+    for k in range(4):
+        np.testing.assert_allclose(Hv[k], np.asarray(cad.hessian(row)(x[k])), rtol=1e-12, atol=1e-12)
+        assert np.isfinite(Hv[k]).all()
+
+
+def test_cumprod_third_order_with_one_zero_per_row():
+    """every order with at most one zero per row: the third derivative against central
+    differences of the (exact) Hessian; torch.func reads 4.0 off here at the zero"""
+    x = np.array([[1.0, 0.0, 2.0, 3.0], [0.5, 2.0, 0.0, 1.5]])
+    f = lambda v: cad.sum(cad.sin(cad.cumprod(v, axis=1)) * _CP_W[:2])
+    H = lambda v: np.asarray(cad.hessian(f)(v))
+    want = _fd_jac_of(H, x, eps=1e-5)
+    for T3f in (cad.jacfwd(cad.hessian(f)), cad.jacrev(cad.jacrev(cad.jacrev(f)))):
+        np.testing.assert_allclose(np.asarray(T3f(x)), want, rtol=1e-5, atol=1e-5)

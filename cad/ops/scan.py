@@ -91,23 +91,64 @@ def _cumsum_eval(ctx, a):
                   ctx.out_dtype, "cumsum")
 
 
-# cumprod: d out_j / d x_i = out_j / x_i for i <= j.  The differentiable rules use that
-# quotient (exact where x has no zeros; the C sweep's first-order kernel is exact with
-# zeros too).
+# NOTE [ cumprod's rules at zeros ]: d out_i / d x_j = prod_{k <= i, k != j} x_k for
+# j <= i.  Without zeros that is out_i / x_j (the eager fast path).  With zeros the
+# rules are written as prod's (reduce.py, _prod_partial): Q = cumprod of x with its
+# zeros set to 1, c_i = the zeros in x_0..x_i, and the zero entries kept as factors
+# (XF, XS: the row's first and second zero, values 0) so that the rules' own
+# derivatives are right there too:
+#   c_i = 0: out_i / x_j = Q_i / x_j
+#   c_i = 1 (zero z1): Q_i at j = z1, else XF Q_i / x_j
+#   c_i = 2 (z1 < z2): XS Q_i at j = z1, XF Q_i at j = z2, else 0 (XF XS Q_i / x_j)
+#   c_i >= 3: 0
+# Exact to second order with any zeros, to every order with at most one per row
+# (prod's rule has the same bound).
+
+def _zero_parts(x, ax):
+    zero = C.eq(x, 0.0)
+    zf = C.cast(zero, x.dtype)
+    c = cumsum(zf, ax)
+    first, second = C.where(c == 1, zero, False), C.where(c == 2, zero, False)
+    safe = C.where(zero, 1.0, x)
+    return zero, c, first, second, safe, cumprod(safe, ax)
+
+
+def _eager_no_zeros(x):
+    return not C.is_recording() and not C.host(C.eq(x, 0.0)).any()
+
+
+def _row_sum(v, ax):
+    from .reduce import SUM
+    return C.reduce(SUM.code, v, (ax,), True)
+
 
 @CUMPROD.vjp
 def _cumprod_vjp(ctx, g):
     if not ctx.wants(0):
         return [None]
-    x, out = ctx.val(0), ctx.out_val()
-    return [cumsum(g * out, _axis(ctx), reverse=True) / x]
+    x, out, ax, xa = ctx.val(0), ctx.out_val(), _axis(ctx), ctx.aux[0]   # g: nb more dims than x
+    if _eager_no_zeros(x):
+        return [cumsum(g * out, ax, reverse=True) / x]
+    zero, c, first, second, safe, Q = _zero_parts(x, xa)
+    gQ = g * Q
+    R0, R1, R2 = (cumsum(C.where(c == k, gQ, 0.0), ax, reverse=True) for k in (0, 1, 2))
+    XF, XS = _row_sum(C.where(first, x, 0.0), xa), _row_sum(C.where(second, x, 0.0), xa)
+    return [C.where(first, R1 + XS * R2, C.where(second, XF * R2,
+                                                 C.where(zero, 0.0, (R0 + XF * R1) / safe)))]
 
 
 @CUMPROD.jvp
 def _cumprod_jvp(ctx, ts):
     if ts[0] is None:
         return None
-    return ctx.out_val() * cumsum(ts[0] / ctx.val(0), _axis(ctx))
+    x, t, ax, xa = ctx.val(0), ts[0], _axis(ctx), ctx.aux[0]   # t: nb more dims than x
+    if _eager_no_zeros(x):
+        return ctx.out_val() * cumsum(t / x, ax)
+    zero, c, first, second, safe, Q = _zero_parts(x, xa)
+    s = cumsum(t / safe, ax)
+    XF, XS = cumsum(C.where(first, x, 0.0), xa), cumsum(C.where(second, x, 0.0), xa)
+    TF, TS = cumsum(C.where(first, t, 0.0), ax), cumsum(C.where(second, t, 0.0), ax)
+    return Q * C.where(c == 0, s, C.where(c == 1, TF + XF * (s - TF), C.where(c == 2, XS * TF + XF * TS, 0.0)))
 
 
 @CUMPROD.eval
