@@ -38,11 +38,14 @@ def _tables():
         _PRIMS = primitives()
         _VJP = [op.vjp_rule for op in _PRIMS]
         _JVP = [op.jvp_rule for op in _PRIMS]
+        from .ops import scalar_graph
+        C.set_scalar_programs(*scalar_graph.tables())
     return _VJP, _JVP
 
 
 _FLAG_RG, _FLAG_DEAD = 2, 8
 _C_FORWARD = True   # NOTE [ C forward sweep ]; False: every record by its rule (tests compare)
+_C_SCALAR_GRAPH = True   # NOTE [ Scalar second order in C ]; False: the Python sweep (tests compare)
 
 
 class Diag:
@@ -389,7 +392,12 @@ def _pullback(outs, cts, fresh, nb, who, force_record=False):
         want = [h for hl in hs for h in hl]
         ctx = C.enable_grad() if record else C.no_grad()
         with ctx:
-            got = reverse_sweep(tp, seeds, stop, nb, want)
+            got = None
+            if record and nb == 0 and _C_SCALAR_GRAPH:
+                _tables()
+                got = C.scalar_graph_sweep(tp, seeds, stop, want)
+            if got is None:
+                got = reverse_sweep(tp, seeds, stop, nb, want)
             for i, hl in enumerate(hs):
                 for h in hl:
                     res[i] = _add(res[i], got[h])
@@ -891,7 +899,12 @@ def grad_create_graph(outputs, inputs, grad_outputs, allow_unused, accumulate, w
                 for x in inputs:
                     targets.setdefault(id(x), (x, _handles(tp, x)))
             want = [h for _, hl in targets.values() for h in hl]
-            got = reverse_sweep(tp, seeds, 0, 0, want)
+            got = None
+            if _C_SCALAR_GRAPH:   # NOTE [ Scalar second order in C ]
+                _tables()
+                got = C.scalar_graph_sweep(tp, seeds, 0, want)
+            if got is None:
+                got = reverse_sweep(tp, seeds, 0, 0, want)
             for k, (x, hl) in targets.items():
                 for h in hl:
                     if got[h] is not None:

@@ -82,43 +82,48 @@ def tree_flatten(tree: Any, is_leaf: Optional[Callable[[Any], bool]] = None) -> 
     """(leaves, treedef): the leaves left to right and the structure."""
     if is_leaf is None and tree is not None and not isinstance(tree, _CONTAINERS):
         return [tree], _LEAF   # a single leaf (the common case), without the walk
-    leaves = []
+    leaves: List[Any] = []
+    return leaves, _flatten(tree, is_leaf, leaves)
 
-    def go(x):
-        if is_leaf is not None and is_leaf(x):
-            leaves.append(x)
-            return _LEAF
-        n = _node(x)
-        if n is None:
-            leaves.append(x)
-            return _LEAF
-        kind, meta, ch = n
-        return TreeDef(kind, meta, tuple(go(c) for c in ch))
-    return leaves, go(tree)
+
+# The walks are module functions with their state passed in, not closures calling
+# themselves: such a closure is a reference cycle (its cell holds it) that kept the
+# leaves, and so every tape under them, alive until the garbage collector ran.
+
+def _flatten(x, is_leaf, leaves):
+    if is_leaf is not None and is_leaf(x):
+        leaves.append(x)
+        return _LEAF
+    n = _node(x)
+    if n is None:
+        leaves.append(x)
+        return _LEAF
+    kind, meta, ch = n
+    return TreeDef(kind, meta, tuple(_flatten(c, is_leaf, leaves) for c in ch))
+
+
+def _unflatten(d, it):
+    if d.kind is None:
+        return next(it)
+    if d.kind == "none":
+        return None
+    ch = [_unflatten(c, it) for c in d.children]
+    if d.kind is dict:
+        return dict(zip(d.meta, ch))
+    if d.kind is list:
+        return ch
+    if d.kind is tuple:
+        return tuple(ch)
+    return d.kind(*ch)
 
 
 def tree_unflatten(treedef: TreeDef, leaves: Iterable[Any]) -> Any:
     """The pytree of structure treedef holding leaves (in tree_flatten's order)."""
-    it = iter(leaves)
-
-    def go(d):
-        if d.kind is None:
-            return next(it)
-        if d.kind == "none":
-            return None
-        ch = [go(c) for c in d.children]
-        if d.kind is dict:
-            return dict(zip(d.meta, ch))
-        if d.kind is list:
-            return ch
-        if d.kind is tuple:
-            return tuple(ch)
-        return d.kind(*ch)
     leaves = list(leaves)
     if len(leaves) != treedef.num_leaves:
         raise ValueError(f"tree_unflatten: {len(leaves)} leaves for a structure with "
                          f"{treedef.num_leaves}: {treedef!r}")
-    return go(treedef)
+    return _unflatten(treedef, iter(leaves))
 
 
 def tree_leaves(tree: Any, is_leaf: Optional[Callable[[Any], bool]] = None) -> List[Any]:
@@ -149,19 +154,20 @@ def tree_map(f: Callable[..., Any], tree: Any, *rest: Any,
 def broadcast_prefix(prefix, tree, what="in_dims", is_leaf=None):
     """the leaves of prefix, one per leaf of tree: prefix is a tree whose leaves
     stand for whole subtrees of tree (JAX's in_dims/out_dims rule)"""
-    out = []
-
-    def go(p, t, path):
-        n = None if p is None or (is_leaf is not None and is_leaf(p)) else _node(p)
-        if n is None:   # a leaf of the prefix (None too) stands for the whole subtree
-            out.extend([p] * tree_flatten(t, is_leaf)[1].num_leaves)
-            return
-        kind, meta, pch = n
-        tn = _node(t)
-        if tn is None or tn[0] != kind or tn[1] != meta or len(tn[2]) != len(pch):
-            raise ValueError(f"{what}: the structure {tree_structure(p)!r} at {path or 'the top'} "
-                             f"does not match the argument's {tree_structure(t)!r}")
-        for k, (pc, tc) in enumerate(zip(pch, tn[2])):
-            go(pc, tc, f"{path}[{meta[k]!r}]" if kind is dict else f"{path}[{k}]")
-    go(prefix, tree, "")
+    out: List[Any] = []
+    _prefix(prefix, tree, "", what, is_leaf, out)
     return out
+
+
+def _prefix(p, t, path, what, is_leaf, out):
+    n = None if p is None or (is_leaf is not None and is_leaf(p)) else _node(p)
+    if n is None:   # a leaf of the prefix (None too) stands for the whole subtree
+        out.extend([p] * tree_flatten(t, is_leaf)[1].num_leaves)
+        return
+    kind, meta, pch = n
+    tn = _node(t)
+    if tn is None or tn[0] != kind or tn[1] != meta or len(tn[2]) != len(pch):
+        raise ValueError(f"{what}: the structure {tree_structure(p)!r} at {path or 'the top'} "
+                         f"does not match the argument's {tree_structure(t)!r}")
+    for k, (pc, tc) in enumerate(zip(pch, tn[2])):
+        _prefix(pc, tc, f"{path}[{meta[k]!r}]" if kind is dict else f"{path}[{k}]", what, is_leaf, out)

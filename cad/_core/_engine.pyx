@@ -27,7 +27,7 @@ from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThr
 from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memcpy
-from libc.math cimport NAN, pow as c_pow
+from libc.math cimport NAN, pow as c_pow, floor as c_floor, ceil as c_ceil
 cimport numpy as cnp
 import numpy as _np
 import threading as _threading
@@ -329,6 +329,9 @@ def _tape_of(Tensor t):
 
 
 include "tapeview.pxi"
+
+# NOTE [ Scalar second order in C ]: the recording reverse sweep of scalar code
+include "scalar_graph.pxi"
 
 
 include "replay.pxi"
