@@ -960,7 +960,10 @@ def _st_dumps(obj):
         raise TypeError(f"cad.save: cannot save a {type(o).__name__} in a safetensors checkpoint "
                         "(tensors, arrays, numbers, strings, None, lists, tuples and dicts)")
 
-    value = spec(obj, [], 0)
+    try:
+        value = spec(obj, [], 0)
+    finally:
+        spec = None   # the closure calls itself: a reference cycle (holding the arrays) otherwise
     header = {}
     chunks = []
     off = 0
@@ -1153,7 +1156,10 @@ def _st_loads(raw, name):
         elif not (v["v"] is None or type(v["v"]) in (bool, int, float, str)):
             fail(f"cad metadata {field}.v: expected a number, a string or null, got {_jtype(v['v'])}")
 
-    check(cm["value"], "value", 0)
+    try:
+        check(cm["value"], "value", 0)
+    finally:
+        check = None   # break the self-referencing closure's cycle
     if used != set(table):
         fail(f"tensor(s) {sorted(set(table) - used)[:5]} are in the file but not in cad's metadata "
              "(the metadata does not describe this file)")
@@ -1175,4 +1181,7 @@ def _st_loads(raw, name):
             return {k: build(s) for k, s in v["items"]}
         return v["v"]
 
-    return build(cm["value"])
+    try:
+        return build(cm["value"])
+    finally:
+        build = None   # the closure calls itself: a cycle that held the file's buffer until a GC

@@ -4,7 +4,6 @@ the engine (C.scalar_graph_sweep) against the Python sweep it replaces
 elementwise op of one or two inputs at points that take each branch of the partials'
 `select`s (zeros for pow, xlogy, arctan2, hypot ...), in every second- and third-order
 composition that records a reverse sweep; and against finite differences."""
-import itertools
 
 import numpy as np
 import pytest
@@ -134,34 +133,3 @@ def test_tape_records_match_the_python_sweep_in_number():
     a, b = both(count)
     assert a <= b
 
-
-def test_transforms_leave_no_reference_cycles():
-    """a transform's call leaves nothing for the garbage collector: the pytree walks were
-    closures calling themselves (a cycle through their cell) holding the leaves, and so
-    each call's tape (grad(grad) of a 1000-op chain: ~600 KB) lived until a collection,
-    which cost a page fault per 4 KB on the next call (tree.py's comment)"""
-    import gc
-    chain = lambda x: cad.sin(cad.sin(x) * 0.9 + 0.1) * x
-    calls = [lambda: cad.grad(cad.grad(chain))(0.3),
-             lambda: cad.hessian(lambda v: cad.sum(cad.sin(v) ** 2))(np.ones(3)),
-             lambda: cad.vmap(cad.grad(lambda v: cad.sum(cad.sin(v))))(np.ones((4, 3))),
-             lambda: cad.grad(lambda p: cad.sum(p["a"] * p["b"]))({"a": np.ones(3), "b": np.ones(3)}),
-             lambda: cad.tree_unflatten(cad.tree_flatten({"a": (1, 2), "b": [3]})[1], iter([5, 6, 7]))]
-    for fn in calls:
-        fn()
-        fn()
-    gc.collect()
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        for fn in calls:
-            fn()
-        assert gc.collect() == 0
-    finally:
-        if was:
-            gc.enable()
-
-
-def test_tree_unflatten_takes_an_iterator():
-    leaves, d = cad.tree_flatten({"a": (1, 2), "b": [3]})
-    assert cad.tree_unflatten(d, (v * 10 for v in leaves)) == {"a": (10, 20), "b": [30]}
