@@ -204,6 +204,16 @@ def test_packed_rows(n, m):
     x32 = cad.tensor(X.astype(np.float32))
     np.testing.assert_allclose(np.asarray(x32 * cad.tensor(Q.astype(np.float32))),
                                (X.astype(np.float32) * Q.astype(np.float32)), rtol=1e-6)
+    # the repeated operand's gradient is a sum over the second-to-last dim, packed too
+    # (R rows into a zeroed buffer, then added in order): integer terms, so exact in any
+    # order; the destination repeated over the outer dim as well; float32
+    Xi = rng.integers(-5, 6, size=(K, m, n)).astype(np.float64)
+    g = cad.grad(lambda q: cad.sum(q * Xi + 2.0 * q))(np.ones((K, 1, n)))
+    np.testing.assert_array_equal(np.asarray(g), Xi.sum(1, keepdims=True) + 2.0 * m)
+    g = cad.grad(lambda q: cad.sum(q * Xi))(np.ones((1, 1, n)))
+    np.testing.assert_array_equal(np.asarray(g), Xi.sum((0, 1), keepdims=True))
+    g = cad.grad(lambda q: cad.sum(q * cad.tensor(Xi.astype(np.float32))))(np.ones((K, 1, n), np.float32))
+    np.testing.assert_array_equal(np.asarray(g), Xi.sum(1, keepdims=True).astype(np.float32))
 
 
 @pytest.mark.parametrize("shape", [(7, 11), (7,), (7, 2, 3), (0, 3), (5, 0)])

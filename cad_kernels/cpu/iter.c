@@ -125,26 +125,42 @@ static void run_blocked(int nop, const int64_t *shape, int64_t (*st)[CAD_MAXDIM]
  * coalesced, and ran one row call per n elements (GMM's (K, n, d=10) arrays: a call
  * per 10 elements, the iterator's own loop 16% of the time).  Here a repeated row is
  * copied R times into a small buffer once per outer index, and each call covers R rows
- * as one contiguous run of R*n elements (the rows' SIMD paths apply). */
+ * as one contiguous run of R*n elements (the rows' SIMD paths apply).  A destination
+ * that is one row repeated (the vjp of `Qdiags[:, None] * xc` into Qdiags: a sum over
+ * the second-to-last dim) is packed too when the rows accumulate (a combine row and a
+ * zero start): R rows are computed into a zeroed buffer and added to the destination
+ * row in order, so every element sums the same terms in the same order as one row
+ * call per index did (the short-row path instead ran the n dim innermost, a reduction
+ * row of one sequential dependent sum per element). */
 #define CAD_PACK_N 64
 #define CAD_PACK_EL 512
 #define CAD_PACK_BUF 4
 static int pack_plan(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_MAXDIM],
-                     char *const *base, int *kind) {
+                     char *const *base, int *kind, int reduce) {
     const int64_t n = shape[nd - 1];
     int k, nb = 0;
     for (k = 0; k < nop; k++) {
         const int64_t si = st[k][nd - 1], so = st[k][nd - 2];
         if (!base[k] || (si == 0 && so == 0)) kind[k] = 0;   /* absent or one value */
         else if (si == 1 && so == n) kind[k] = 1;           /* contiguous rows */
-        else if (si == 1 && so == 0 && k > 0) { kind[k] = 2; nb++; }   /* a repeated row */
+        else if (si == 1 && so == 0 && (k > 0 || reduce)) { kind[k] = 2; nb++; }   /* a repeated row */
         else return 0;
     }
-    return kind[0] == 1 && nb > 0 && nb <= CAD_PACK_BUF;
+    if (kind[0] == 0) return 0;
+    return (kind[0] == 2 || nb > 0) && nb <= CAD_PACK_BUF;
+}
+
+/* the accumulation's start value is all zero bytes (a sum's 0.0) */
+static inline int zero_init(const void *init, int es) {
+    int b;
+    if (!init) return 0;
+    for (b = 0; b < es; b++) if (((const unsigned char *)init)[b]) return 0;
+    return 1;
 }
 
 static void run_packed(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_MAXDIM],
-                       char *const *base, const int *esize, cad_row row, const int *kind) {
+                       char *const *base, const int *esize, cad_row row, cad_row combine,
+                       const int *kind) {
     const int64_t n = shape[nd - 1], m = shape[nd - 2];
     int64_t R = CAD_PACK_EL / n, idx[CAD_MAXDIM], s_in[CAD_MAXOP], r0, q;
     double buf[CAD_PACK_BUF][CAD_PACK_EL + CAD_PACK_N];
@@ -162,14 +178,26 @@ static void run_packed(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_
             int64_t off = 0;
             for (d = 0; d < nd - 2; d++) off += idx[d] * st[k][d];
             o[k] = base[k] ? base[k] + off * esize[k] : NULL;
-            if (kind[k] == 2)   /* the repeated row, R times */
+            if (kind[k] == 2 && k > 0)   /* the repeated row, R times */
                 for (q = 0; q < R; q++) memcpy(bp[k] + q * n * esize[k], o[k], (size_t)(n * esize[k]));
         }
         for (r0 = 0; r0 < m; r0 += R) {
             const int64_t rr = m - r0 < R ? m - r0 : R;
             for (k = 0; k < nop; k++)
                 p[k] = kind[k] == 1 ? o[k] + r0 * n * esize[k] : (kind[k] == 2 ? bp[k] : o[k]);
-            row(p, s_in, rr * n);
+            if (kind[0] == 2) {   /* a reduction into one row: rr rows from zero, then added in order */
+                int64_t s1[2] = {1, 1};
+                char *pp[2];
+                memset(bp[0], 0, (size_t)(rr * n * esize[0]));
+                row(p, s_in, rr * n);
+                pp[0] = o[0];
+                for (q = 0; q < rr; q++) {
+                    pp[1] = bp[0] + q * n * esize[0];
+                    combine(pp, s1, n);
+                }
+            } else {
+                row(p, s_in, rr * n);
+            }
         }
         for (d = nd - 3; d >= 0; d--) {
             if (++idx[d] < shape[d]) break;
@@ -280,8 +308,8 @@ static inline int iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const
     if (acc0 && !(full0 && combine)) nt = 1;
     if (nt == 1 && nd >= 2 && shape[nd - 1] < CAD_PACK_N && shape[nd - 2] > 1) {
         int kind[CAD_MAXOP];
-        if (pack_plan(nop, nd, shape, st, it->ptr, kind)) {   /* NOTE [ Packed rows ] */
-            run_packed(nop, nd, shape, st, it->ptr, it->esize, row, kind);
+        if (pack_plan(nop, nd, shape, st, it->ptr, kind, combine != NULL && zero_init(init, it->esize[0]))) {   /* NOTE [ Packed rows ] */
+            run_packed(nop, nd, shape, st, it->ptr, it->esize, row, combine, kind);
             return CAD_OK;
         }
     }
