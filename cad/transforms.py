@@ -429,7 +429,12 @@ def _pushforward(outs, fresh, tans, nb):
         jobs.append((tp, seeds, min(starts), outh, _recording(tp, fresh, tans)))
     for tp, seeds, start, outh, record in jobs:
         with (C.enable_grad() if record else C.no_grad()):
-            got = forward_sweep(tp, seeds, start, nb, [h for _, h in outh], fused=not record)
+            got = None
+            if record and nb == 0 and _C_SCALAR_GRAPH:   # NOTE [ Scalar second order in C ]
+                _tables()
+                got = C.scalar_graph_forward(tp, seeds, start, [h for _, h in outh])
+            if got is None:
+                got = forward_sweep(tp, seeds, start, nb, [h for _, h in outh], fused=not record)
         for k, h in outh:
             res[k] = _add(res[k], got[h])
     return [r.dense() if isinstance(r, Diag) else r for r in res]

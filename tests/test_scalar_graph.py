@@ -24,22 +24,24 @@ def api(op):
 def both(fn, c_used=True):
     """fn() under the C sweep and under the Python sweep; c_used: the C sweep ran
     (returned a result) at least once in the first"""
-    prev, sweep = T._C_SCALAR_GRAPH, T.C.scalar_graph_sweep
+    prev, sweep, fwd = T._C_SCALAR_GRAPH, T.C.scalar_graph_sweep, T.C.scalar_graph_forward
     ran = []
 
-    def counted(*args):
-        r = sweep(*args)
-        ran.append(r is not None)
-        return r
+    def counted(f):
+        def run(*args):
+            r = f(*args)
+            ran.append(r is not None)
+            return r
+        return run
     try:
         T._C_SCALAR_GRAPH = True
-        T.C.scalar_graph_sweep = counted
+        T.C.scalar_graph_sweep, T.C.scalar_graph_forward = counted(sweep), counted(fwd)
         a = fn()
         T._C_SCALAR_GRAPH = False
         b = fn()
     finally:
         T._C_SCALAR_GRAPH = prev
-        T.C.scalar_graph_sweep = sweep
+        T.C.scalar_graph_sweep, T.C.scalar_graph_forward = sweep, fwd
     assert any(ran) == c_used, ran
     return a, b
 
@@ -63,6 +65,8 @@ def test_unary_ops_second_and_third_order_match_the_python_sweep(op):
                 same(*both(lambda: cad.grad(cad.grad(fn))(x)))
                 same(*both(lambda: cad.grad(cad.grad(cad.grad(fn)))(x)))
                 same(*both(lambda: cad.jvp(cad.grad(fn), (x,), (0.7,))[1]))
+                same(*both(lambda: cad.grad(lambda v: cad.jvp(fn, (v,), (0.7,))[1])(x)))   # rev over fwd
+                same(*both(lambda: cad.jvp(lambda v: cad.jvp(fn, (v,), (1.3,))[1], (x,), (0.7,))[1]))
 
 
 @pytest.mark.parametrize("op", [o for o in EW if len(o.args) == 2], ids=lambda o: o.name)
@@ -77,6 +81,9 @@ def test_binary_ops_second_order_in_each_input_match_the_python_sweep(op):
             same(*both(lambda: cad.grad(cad.grad(lambda a: f(a, y)))(x)))      # a constant operand
             same(*both(lambda: cad.grad(cad.grad(lambda b: f(x, b)))(y)))
             same(*both(lambda: cad.grad(cad.grad(lambda a: f(a, a * 0.5 + 1.0)))(x)))   # one value twice
+            # reverse over forward in both inputs, the tangents differentiated too
+            same(*both(lambda: cad.grad(lambda a, b, u: cad.jvp(lambda p, q: f(p, q) * p, (a, b), (u, 0.4))[1],
+                                        argnums=(0, 1, 2))(x, y, 0.9)))
 
 
 def test_against_finite_differences_and_a_long_chain():
@@ -93,11 +100,17 @@ def test_against_finite_differences_and_a_long_chain():
         assert abs(got - fd) <= 1e-6 * max(1.0, abs(fd))
         same(*both(lambda: cad.grad(cad.grad(f))(x)))
         same(*both(lambda: cad.grad(cad.grad(cad.grad(f)))(x)))
+        got = float(cad.grad(lambda v: cad.jvp(f, (v,), (1.0,))[1])(x))
+        assert abs(got - fd) <= 1e-6 * max(1.0, abs(fd))
 
 
 def test_seeds_closures_and_create_graph():
     # a tracked cotangent with a constant primal (issue 9's reproducer)
     a, b = both(lambda: cad.grad(lambda v: cad.vjp(cad.sin, 0.7)[1](v)[0])(1.0))
+    same(a, b)
+    assert abs(float(a) - np.cos(0.7)) < 1e-15
+    # a tracked tangent with a constant primal (issue 9's other reproducer)
+    a, b = both(lambda: cad.grad(lambda t: cad.jvp(cad.sin, (0.7,), (t,))[1])(1.0))
     same(a, b)
     assert abs(float(a) - np.cos(0.7)) < 1e-15
     # a closure over an outer tracked value

@@ -205,6 +205,164 @@ cdef Tensor _sg_tensor(Tape tp, sg_val *c):
     return r
 
 
+cdef bint _sg_seed(Tape tp, object val, sg_val *c) except -1:
+    """a seed (cotangent or tangent) as a scalar value: a float, or an inline tensor
+    (tracked on tp, or untracked); False for anything else"""
+    cdef Tensor t
+    if type(val) is float or type(val) is int:
+        c.h = -1
+        c.v = <double>val
+        c.rg = False
+        return True
+    if type(val) is not Tensor or not (<Tensor>val)._inline:
+        return False
+    t = <Tensor>val
+    c.v = t._sval
+    if t._rg:
+        if t._tape is None:   # a leaf: registered on tp, as the rule's first op on it would
+            c.h = _handle(tp, t, t._sval, True)
+        elif _resolved(t) is tp:
+            c.h = t._h
+        else:
+            return False
+        c.rg = True
+    else:
+        c.h = -1
+        c.rg = False
+    return True
+
+
+cdef bint _sg_eligible(cad_tape *T, cad_rec *r, unsigned char *mark) noexcept:
+    """is r a 0-d float64 record of an elementwise op whose partials (for the inputs
+    marked, which carry a derivative) have programs that read only kept values?"""
+    cdef int op = r.op, j, n
+    cdef cad_hid h
+    cdef int fl
+    if r.nargs > 2 or r.nargs < 1 or op < 0 or op >= OP_COUNT or r.aux != -1 \
+            or not (T.bufs[r.out].flags & BUF_INLINE) or T.bufs[r.out].dtype != CAD_F64:
+        return False
+    for j in range(r.nargs):
+        h = T.args[r.arg + j]
+        if h < 0:
+            continue
+        fl = T.bufs[h].flags
+        if not (fl & BUF_INLINE) or T.bufs[h].dtype != CAD_F64:
+            return False
+        if mark[h]:
+            if (fl & BUF_DEAD) or _sg_off[op][j] < 0:
+                return False
+            if _sg_triv[op][j] == 0:
+                for n in range(2):
+                    if (_sg_reads[op][j] >> n) & 1 and (n >= r.nargs or T.args[r.arg + n] < 0):
+                        return False
+    return True
+
+
+def scalar_graph_forward(Tape tp, dict tangents, int64_t start, list want):
+    """The recording forward sweep (transforms.forward_sweep with nb == 0, not fused)
+    over records start.. of tp when every record a tangent reaches is a 0-d float64
+    record of an elementwise op with compiled partials (NOTE [ Scalar second order in
+    C ]): t_out = sum_i t_i * d_i, recorded on tp as the Python rules record it.  The
+    tangents of the handles in `want` (None where none reaches), or None when the
+    segment or the tangents are not of that kind (nothing was recorded then)."""
+    cdef cad_tape *T = &tp.t
+    cdef int64_t nb0 = T.nbufs, nr = T.nrecs, i
+    cdef int j, n, op, triv
+    cdef cad_hid h, out
+    cdef cad_rec *r
+    cdef unsigned char *has = NULL
+    cdef sg_val *tan = NULL
+    cdef sg_val s[SG_SLOTS]
+    cdef sg_val c, acc, prev
+    cdef bint any_t
+    if not _sg_ready or cad_rec_mode or cad_grad_off or tp._into is not None or tp._busy \
+            or tp._consumed or start < 0:
+        return None
+    for h in want:
+        if h < 0 or h >= nb0:
+            return None
+    has = <unsigned char *>calloc(nb0 + 1, 1)
+    tan = <sg_val *>malloc((nb0 + 1) * sizeof(sg_val))
+    if has == NULL or tan == NULL:
+        free(has)
+        free(tan)
+        raise MemoryError("cad: scalar_graph_forward")
+    try:
+        for key, val in tangents.items():
+            h = key
+            if h < 0 or h >= nb0 or not _sg_seed(tp, val, &c):
+                return None
+            tan[h] = c
+            has[h] = 1
+        for i in range(start, nr):   # every record a tangent reaches is of the kind (marks only)
+            r = &T.recs[i]
+            any_t = False
+            for j in range(r.nargs):
+                h = T.args[r.arg + j]
+                if h >= 0 and has[h]:
+                    any_t = True
+            if not any_t:
+                continue
+            if not _sg_eligible(T, r, has):
+                return None
+            if not has[r.out]:
+                has[r.out] = 2   # reached (a tangent will be computed): not yet set
+        for h in range(nb0):
+            if has[h] == 2:
+                has[h] = 0
+        for i in range(start, nr):
+            r = &T.recs[i]
+            op = r.op
+            n = r.nargs
+            any_t = False
+            for j in range(n):
+                h = T.args[r.arg + j]
+                if h >= 0 and has[h]:
+                    any_t = True
+            if not any_t:
+                continue
+            out = r.out
+            for j in range(n):
+                _sg_load(T, T.args[r.arg + j], &s[j])
+            if n == 1:
+                _sg_load(T, -1, &s[1])
+            _sg_load(T, out, &s[2])
+            acc.h = -1
+            acc.v = 0.0
+            acc.rg = False
+            any_t = False
+            for j in range(n):
+                h = T.args[T.recs[i].arg + j]   # the tape's arrays move as records are pushed
+                if h < 0 or not has[h]:
+                    continue
+                triv = _sg_triv[op][j]
+                if triv == 2:
+                    continue
+                if triv == 1:
+                    c = tan[h]
+                elif triv == -1:
+                    _sg_op(tp, OP_NEG, 1, &tan[h], NULL, &c)
+                else:
+                    _sg_run(tp, _sg_prog + 4 * _sg_off[op][j], _sg_len[op][j], s)
+                    _sg_op(tp, OP_MUL, 2, &tan[h], &s[3 + _sg_len[op][j] - 1], &c)
+                if any_t:
+                    prev = acc
+                    _sg_op(tp, OP_ADD, 2, &prev, &c, &acc)
+                else:
+                    acc = c
+                    any_t = True
+            if any_t:
+                tan[out] = acc
+                has[out] = 1
+        res = {}
+        for h in want:
+            res[h] = _sg_tensor(tp, &tan[h]) if has[h] else None
+        return res
+    finally:
+        free(has)
+        free(tan)
+
+
 def scalar_graph_sweep(Tape tp, dict seeds, int64_t stop, list want):
     """The recording reverse sweep (transforms.reverse_sweep with nb == 0) over records
     stop.. of tp when every record it differentiates is a 0-d float64 record of an
@@ -223,8 +381,6 @@ def scalar_graph_sweep(Tape tp, dict seeds, int64_t stop, list want):
     cdef sg_val *cot = NULL
     cdef sg_val s[SG_SLOTS]
     cdef sg_val g, c, prev
-    cdef Tensor t
-    cdef int fl
     if not _sg_ready or cad_rec_mode or cad_grad_off or tp._into is not None or tp._busy \
             or tp._consumed or stop < 0:
         return None
@@ -254,46 +410,11 @@ def scalar_graph_sweep(Tape tp, dict seeds, int64_t stop, list want):
                     break
         for i in range(stop, nr):   # every record the sweep may differentiate is of the kind
             r = &T.recs[i]
-            if not dep[r.out] or keep[r.out]:
-                continue
-            op = r.op
-            if r.nargs > 2 or r.nargs < 1 or op < 0 or op >= OP_COUNT or r.aux != -1 \
-                    or not (T.bufs[r.out].flags & BUF_INLINE) or T.bufs[r.out].dtype != CAD_F64:
+            if dep[r.out] and not keep[r.out] and not _sg_eligible(T, r, dep):
                 return None
-            for j in range(r.nargs):
-                h = T.args[r.arg + j]
-                if h < 0:
-                    continue
-                fl = T.bufs[h].flags
-                if not (fl & BUF_INLINE) or T.bufs[h].dtype != CAD_F64:
-                    return None
-                if dep[h] and (fl & BUF_RG):
-                    if (fl & BUF_DEAD) or _sg_off[op][j] < 0:
-                        return None
-                    if _sg_triv[op][j] == 0:
-                        for n in range(2):
-                            if (_sg_reads[op][j] >> n) & 1 and (n >= r.nargs or T.args[r.arg + n] < 0):
-                                return None
         for key, val in seeds.items():
             h = key
-            if h < 0 or h >= nb0:
-                return None
-            if type(val) is float or type(val) is int:
-                c.h = -1
-                c.v = <double>val
-                c.rg = False
-            elif type(val) is Tensor and (<Tensor>val)._inline:
-                t = <Tensor>val
-                c.v = t._sval
-                if t._rg:
-                    if t._tape is None or _resolved(t) is not tp:
-                        return None
-                    c.h = t._h
-                    c.rg = True
-                else:
-                    c.h = -1
-                    c.rg = False
-            else:
+            if h < 0 or h >= nb0 or not _sg_seed(tp, val, &c):
                 return None
             cot[h] = c
             has[h] = 1
