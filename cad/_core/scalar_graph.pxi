@@ -185,6 +185,20 @@ cdef int _sg_run(Tape tp, const int64_t *p, int64_t n, sg_val *s) except -1:
     return 0
 
 
+cdef int _sg_term(Tape tp, int op, int j, sg_val *s, sg_val *seed, sg_val *c) except -1:
+    """c = seed * d out / d input j of a record of op (slots s loaded): the seed itself
+    or its negation for the partials 1 and -1, else the partial's program times it"""
+    cdef int8_t triv = _sg_triv[op][j]
+    if triv == 1:
+        c[0] = seed[0]
+    elif triv == -1:
+        _sg_op(tp, OP_NEG, 1, seed, NULL, c)
+    else:
+        _sg_run(tp, _sg_prog + 4 * _sg_off[op][j], _sg_len[op][j], s)
+        _sg_op(tp, OP_MUL, 2, seed, &s[3 + _sg_len[op][j] - 1], c)
+    return 0
+
+
 cdef inline void _sg_load(cad_tape *T, cad_hid h, sg_val *v) noexcept:
     if h >= 0:
         v.h = h
@@ -267,7 +281,7 @@ def scalar_graph_forward(Tape tp, dict tangents, int64_t start, list want):
     segment or the tangents are not of that kind (nothing was recorded then)."""
     cdef cad_tape *T = &tp.t
     cdef int64_t nb0 = T.nbufs, nr = T.nrecs, i
-    cdef int j, n, op, triv
+    cdef int j, n, op
     cdef cad_hid h, out
     cdef cad_rec *r
     cdef unsigned char *has = NULL
@@ -335,16 +349,9 @@ def scalar_graph_forward(Tape tp, dict tangents, int64_t start, list want):
                 h = T.args[T.recs[i].arg + j]   # the tape's arrays move as records are pushed
                 if h < 0 or not has[h]:
                     continue
-                triv = _sg_triv[op][j]
-                if triv == 2:
+                if _sg_triv[op][j] == 2:
                     continue
-                if triv == 1:
-                    c = tan[h]
-                elif triv == -1:
-                    _sg_op(tp, OP_NEG, 1, &tan[h], NULL, &c)
-                else:
-                    _sg_run(tp, _sg_prog + 4 * _sg_off[op][j], _sg_len[op][j], s)
-                    _sg_op(tp, OP_MUL, 2, &tan[h], &s[3 + _sg_len[op][j] - 1], &c)
+                _sg_term(tp, op, j, s, &tan[h], &c)
                 if any_t:
                     prev = acc
                     _sg_op(tp, OP_ADD, 2, &prev, &c, &acc)
@@ -372,7 +379,7 @@ def scalar_graph_sweep(Tape tp, dict seeds, int64_t stop, list want):
     Python sweep runs then; nothing was recorded)."""
     cdef cad_tape *T = &tp.t
     cdef int64_t nb0 = T.nbufs, nr = T.nrecs, i
-    cdef int j, n, op, triv
+    cdef int j, n, op
     cdef cad_hid h, out
     cdef cad_rec *r
     cdef unsigned char *dep = NULL
@@ -438,16 +445,9 @@ def scalar_graph_sweep(Tape tp, dict seeds, int64_t stop, list want):
                 h = T.args[T.recs[i].arg + j]   # the tape's arrays move as records are pushed
                 if h < 0 or not dep[h] or not (T.bufs[h].flags & BUF_RG):
                     continue
-                triv = _sg_triv[op][j]
-                if triv == 2:
+                if _sg_triv[op][j] == 2:
                     continue
-                if triv == 1:
-                    c = g
-                elif triv == -1:
-                    _sg_op(tp, OP_NEG, 1, &g, NULL, &c)
-                else:
-                    _sg_run(tp, _sg_prog + 4 * _sg_off[op][j], _sg_len[op][j], s)
-                    _sg_op(tp, OP_MUL, 2, &g, &s[3 + _sg_len[op][j] - 1], &c)
+                _sg_term(tp, op, j, s, &g, &c)
                 if has[h]:
                     prev = cot[h]
                     _sg_op(tp, OP_ADD, 2, &prev, &c, &cot[h])
