@@ -183,6 +183,10 @@ def reverse_sweep(tape, seeds, stop, nb, want):
     """Cotangents of the handles in `want`, from seeds {handle: cotangent with nb
     batch dims, or a Diag}, over records stop.. of tape, with the op table's rules."""
     vjp, _ = _tables()
+    if nb == 0 and _C_SCALAR_GRAPH:   # NOTE [ Scalar second order in C ]: scalar code, recording
+        got = C.scalar_graph_sweep(tape, seeds, stop, want)
+        if got is not None:
+            return got
     prims = _PRIMS
     recs = tape.records(stop)
     cot = dict(seeds)
@@ -243,6 +247,10 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
 
     def rule(rec, ts):
         return _jvp_record(tape, rec, ts, nb, fused)
+    if not fused and nb == 0 and _C_SCALAR_GRAPH:   # NOTE [ Scalar second order in C ]: recording
+        got = C.scalar_graph_forward(tape, tangents, start, list(want))
+        if got is not None:
+            return got
     if _C_FORWARD and fused and nb == 0 and not any(isinstance(t, Diag) for t in tangents.values()):
         # NOTE [ C forward sweep ]: inline (scalar) records in C, the rest by rule
         got = C.forward_sweep_c(tape, tangents, start, list(want), rule)
@@ -392,12 +400,7 @@ def _pullback(outs, cts, fresh, nb, who, force_record=False):
         want = [h for hl in hs for h in hl]
         ctx = C.enable_grad() if record else C.no_grad()
         with ctx:
-            got = None
-            if record and nb == 0 and _C_SCALAR_GRAPH:
-                _tables()
-                got = C.scalar_graph_sweep(tp, seeds, stop, want)
-            if got is None:
-                got = reverse_sweep(tp, seeds, stop, nb, want)
+            got = reverse_sweep(tp, seeds, stop, nb, want)
             for i, hl in enumerate(hs):
                 for h in hl:
                     res[i] = _add(res[i], got[h])
@@ -429,12 +432,7 @@ def _pushforward(outs, fresh, tans, nb):
         jobs.append((tp, seeds, min(starts), outh, _recording(tp, fresh, tans)))
     for tp, seeds, start, outh, record in jobs:
         with (C.enable_grad() if record else C.no_grad()):
-            got = None
-            if record and nb == 0 and _C_SCALAR_GRAPH:   # NOTE [ Scalar second order in C ]
-                _tables()
-                got = C.scalar_graph_forward(tp, seeds, start, [h for _, h in outh])
-            if got is None:
-                got = forward_sweep(tp, seeds, start, nb, [h for _, h in outh], fused=not record)
+            got = forward_sweep(tp, seeds, start, nb, [h for _, h in outh], fused=not record)
         for k, h in outh:
             res[k] = _add(res[k], got[h])
     return [r.dense() if isinstance(r, Diag) else r for r in res]
@@ -904,12 +902,7 @@ def grad_create_graph(outputs, inputs, grad_outputs, allow_unused, accumulate, w
                 for x in inputs:
                     targets.setdefault(id(x), (x, _handles(tp, x)))
             want = [h for _, hl in targets.values() for h in hl]
-            got = None
-            if _C_SCALAR_GRAPH:   # NOTE [ Scalar second order in C ]
-                _tables()
-                got = C.scalar_graph_sweep(tp, seeds, 0, want)
-            if got is None:
-                got = reverse_sweep(tp, seeds, 0, 0, want)
+            got = reverse_sweep(tp, seeds, 0, 0, want)
             for k, (x, hl) in targets.items():
                 for h in hl:
                     if got[h] is not None:
