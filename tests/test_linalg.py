@@ -227,6 +227,65 @@ def test_singular_and_shared_factors():
     assert float(LA.det(np.zeros((0, 0)))) == 1.0
 
 
+def _symmetric_indefinite(n):
+    a = rng.normal(size=(n, n))
+    return a + a.T + np.diag(np.where(np.arange(n) % 2 == 0, 4.0, -4.0))
+
+
+@pytest.mark.parametrize("kind", ["spd", "indefinite", "mixed batch", "nonsymmetric", "spd f32"])
+def test_symmetric_factors(kind):
+    """NOTE [ Symmetric factors ]: a symmetric positive definite matrix is factored by
+    Cholesky (pivots -1), anything else by LU; slogdet, solve and their gradients agree
+    with numpy and with each other either way"""
+    dt = np.float32 if "f32" in kind else np.float64
+    if kind.startswith("spd"):
+        A = spd(6, (2,)).astype(dt)
+    elif kind == "indefinite":
+        A = np.stack([_symmetric_indefinite(6), _symmetric_indefinite(6)])
+    elif kind == "mixed batch":
+        A = np.stack([spd(6), _symmetric_indefinite(6)])
+    else:
+        A = well(6, (2,))
+    chol = kind.startswith("spd")
+    LA._LU_LAST[0] = None
+    f, piv = LA._lu(np.ascontiguousarray(A))
+    assert LA._is_chol(piv) == chol
+    rt = 1e-4 if dt == np.float32 else 1e-10
+    s, l = LA.slogdet(A)
+    s0, l0 = np.linalg.slogdet(A.astype(np.float64))
+    np.testing.assert_allclose(np.asarray(s), s0)
+    np.testing.assert_allclose(np.asarray(l), l0, rtol=rt)
+    b = rng.normal(size=(2, 6, 3)).astype(dt)
+    np.testing.assert_allclose(np.asarray(LA.solve(A, b)), np.linalg.solve(A, b), rtol=rt * 10, atol=rt)
+    if dt == np.float32:
+        return
+    Ainv = np.linalg.inv(A)
+    np.testing.assert_allclose(np.asarray(cad.grad(lambda a: cad.sum(LA.slogdet(a)[1]))(A)),
+                               np.swapaxes(Ainv, -1, -2), rtol=1e-9, atol=1e-12)
+    check_grad(lambda a: cad.sum(LA.slogdet(a)[1]) + cad.sum(LA.solve(a, b) ** 2), A)
+    # the cotangent of b: A^-T g (the factors' transposed solve)
+    gb = np.asarray(cad.grad(lambda bb: cad.sum(LA.solve(A, bb) * b))(b))
+    np.testing.assert_allclose(gb, np.linalg.solve(np.swapaxes(A, -1, -2), b), rtol=1e-9, atol=1e-12)
+    check_hvp(lambda a: cad.sum(LA.slogdet(a)[1]), A[0])
+
+
+def test_symmetric_check_in_c():
+    a = spd(40, (3,))
+    assert cad._core._engine.is_symmetric(np.ascontiguousarray(a))
+    b = a.copy()
+    b[2, 33, 1] += 1e-15 * b[2, 33, 1] + 1e-300
+    assert not cad._core._engine.is_symmetric(b)
+    b = a.copy()
+    b[1, 5, 6] = np.nan   # (off the diagonal: a NaN there fails potrf, LU follows)
+    assert not cad._core._engine.is_symmetric(b)
+    assert cad._core._engine.is_symmetric(np.zeros((2, 0, 0)))
+    u = np.triu(rng.normal(size=(2, 37, 37)))
+    full = cad._core._engine.symmetrize(u.copy(), True)
+    np.testing.assert_array_equal(full, np.triu(u) + np.swapaxes(np.triu(u, 1), -1, -2))
+    low = cad._core._engine.symmetrize(np.swapaxes(u, -1, -2).copy(), False)
+    np.testing.assert_array_equal(low, full)
+
+
 @pytest.mark.parametrize("ash, bsh", [((5, 5), (5, 3)), ((10, 5, 5), (10, 5, 5)), ((10, 5, 5), (5,)),
                                       ((1, 4, 4), (7, 4, 2)), ((3, 1, 4, 4), (1, 6, 4, 2)),
                                       ((2, 3, 3), (2, 3, 0)), ((0, 3, 3), (3, 2)), ((1, 1, 1), (1,)),

@@ -104,6 +104,8 @@ cdef extern from "cad_cpu.h" nogil:
     int cad_blas_threads_local(int nt)
     void cad_set_lapack(void *dgetrs, void *sgetrs)
     int cad_getrs(int dtype, int trans, int64_t n, int64_t nrhs, char *lu, int *piv, char *b)
+    int cad_is_symmetric(int dtype, int64_t nb, int64_t n, const char *a)
+    void cad_symmetrize(int dtype, int64_t nb, int64_t n, char *a, int upper)
     int64_t cad_trsm_small(int dtype, int lower, int trans, int64_t nb, int64_t n, int64_t k,
                            const char *a, int64_t a_bs, char *b)
     int cad_sweep(cad_tape *t, int free_tmp, int64_t stop)

@@ -276,6 +276,48 @@ def lu_solve(cnp.ndarray lu, cnp.ndarray piv, cnp.ndarray b, bint trans):
     return b
 
 
+def is_symmetric(cnp.ndarray a):
+    """whether every matrix of a (nb, n, n) C-contiguous float64/float32 array equals
+    its transpose exactly (cad_is_symmetric; the GIL released)"""
+    cdef int dt, r
+    cdef int64_t nb, n
+    cdef const char *pa
+    if a.ndim != 3 or a.shape[1] != a.shape[2]:
+        raise ValueError("is_symmetric: shapes")
+    if a.dtype not in (_np.float64, _np.float32):
+        raise ValueError("is_symmetric: dtypes")
+    if not a.flags.c_contiguous:
+        raise ValueError("is_symmetric: layouts")
+    dt = CAD_F64 if a.dtype == _np.float64 else CAD_F32
+    nb = a.shape[0]
+    n = a.shape[1]
+    pa = <const char *>cnp.PyArray_DATA(a)
+    with nogil:
+        r = cad_is_symmetric(dt, nb, n, pa)
+    return bool(r)
+
+
+def symmetrize(cnp.ndarray a, bint upper):
+    """in place: each matrix of a (nb, n, n) C-contiguous writable float64/float32 array
+    made symmetric from its upper (upper) or lower triangle (cad_symmetrize)"""
+    cdef int dt
+    cdef int64_t nb, n
+    cdef char *pa
+    if a.ndim != 3 or a.shape[1] != a.shape[2]:
+        raise ValueError("symmetrize: shapes")
+    if a.dtype not in (_np.float64, _np.float32):
+        raise ValueError("symmetrize: dtypes")
+    if not (a.flags.c_contiguous and a.flags.writeable):
+        raise ValueError("symmetrize: layouts")
+    dt = CAD_F64 if a.dtype == _np.float64 else CAD_F32
+    nb = a.shape[0]
+    n = a.shape[1]
+    pa = <char *>cnp.PyArray_DATA(a)
+    with nogil:
+        cad_symmetrize(dt, nb, n, pa, upper)
+    return a
+
+
 def trsm_small(cnp.ndarray a, cnp.ndarray b, bint lower, bint trans):
     """b := op(T)^-1 b in place for a batch of triangular matrices (NOTE [ Small
     triangular solves ]): a (na, n, n) with na 1 or nb, b (nb, n, k), both C-contiguous
