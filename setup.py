@@ -75,7 +75,7 @@ cuda = "cad_kernels/cuda"   # the CUDA backend's C side: no CUDA toolkit needed 
 ext = Extension(
     "cad._core._engine",
     sources=["cad/_core/_engine.pyx"] + [f"{cpu}/{f}" for f in
-                                         ("tape.c", "iter.c", "pool.c", "alloc.c", "kernels.c", "sweep.c", "forward.c", "scan.c", "backend.c", "sprog.c", "matmul.c", "optim.c", "custom.c", "_gen_ops.c")]
+                                         ("tape.c", "iter.c", "pool.c", "alloc.c", "kernels.c", "sweep.c", "forward.c", "scan.c", "cross.c", "backend.c", "sprog.c", "matmul.c", "optim.c", "custom.c", "_gen_ops.c")]
     + [f"{cuda}/{f}" for f in ("driver.c", "exec.c", "host.c", "fuse.c")],
     include_dirs=[np.get_include(), cpu, cuda, "cad/_core"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + SIMD_DEFS,

@@ -799,6 +799,14 @@ class _Checker:
             need(aux[1] in ((0, 1) if op.name == "cumsum" else (0,)), f"direction {aux[1]} is not "
                  "allowed", f"{f}.aux[1]")
             out_is(xsh, dts[0])
+        elif kind == "cross":
+            nargs(2)
+            naux(0)
+            need(dts[0] == dts[1] and dts[0] <= 1, f"float operands of one dtype, got {_sig(dts, shs)}",
+                 f"{f}.args")
+            need(shs[0] == shs[1] and len(shs[0]) >= 1 and shs[0][-1] == 3,
+                 f"operands of one shape (..., 3), got {_sig(dts, shs)}", f"{f}.args")
+            out_is(shs[0], dts[0])
         else:
             self.fail(f"{f}.op", f"{desc} ({kind}) cannot appear in a saved tape")
         if bufs[out][2] & _BUF_RG:

@@ -1059,6 +1059,25 @@ def _phys(r, level):
     return lift(r, level)
 
 
+def cross_rule(op, level, args, kwargs):
+    """cross's axis is each operand's own (numpy's axisa = axisb = axisc): moved last in
+    both lifted values, their ranks aligned after the batch axis, one call, the result's
+    axis put back"""
+    from .manip import moveaxis
+    a = _bind(op, args, kwargs)
+    x, y = a["a"], a["b"]
+    axis = _pick(a, "axis", "dim")
+    nx, ny = lndim(x, level), lndim(y, level)
+    if nx == 0 or ny == 0:
+        raise ValueError(f"cross: needs vectors, got shapes {lshape(x, level)} and {lshape(y, level)}")
+    n = max(nx, ny)
+    vs = []
+    for v, k in ((x, nx), (y, ny)):
+        v = moveaxis(lift(v, level), _nax(axis, k, "cross"), -1)
+        vs.append(_reshape(v, (v.shape[0],) + (1,) * (n - k) + tuple(v.shape[1:])))
+    return moveaxis(op.api(vs[0], vs[1]), -1, _nax(axis, n, "cross"))
+
+
 def composite_rule(op, level, args, kwargs):
     return _phys(op.api.__wrapped__(*args, **kwargs), level)
 
@@ -1103,7 +1122,8 @@ _BY_NAME = {
         "var", "std", "norm", "diff", "any", "all", "sort", "ravel", "repeat", "tile", "roll", "flip", "flipud",
         "fliplr", "rot90", "moveaxis", "atleast_1d", "atleast_2d", "atleast_3d", "vstack", "hstack",
         "column_stack", "pad", "diagonal", "trace", "diag", "tril", "triu", "kron", "tensordot",
-        "inner", "cross")},
+        "inner")},
+    "cross": cross_rule,
     "setitem": _setitem_rule,
     # internal primitives: no user call reaches them with a Batched argument
     "view": _internal("getitem, reshape, transpose and broadcast_to"),

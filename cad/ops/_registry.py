@@ -13,7 +13,7 @@ list of the vocabulary: sin cos ... select(c, a, b) max2 min2 log1p expm1).
 """
 
 PRIMITIVE_KINDS = ("ew", "bool", "reduce", "view", "unview", "gather", "scatter", "setitem", "concat",
-                   "cast", "matmul", "xent", "transfer", "scan", "custom")
+                   "cast", "matmul", "xent", "transfer", "scan", "cross", "custom")
 
 
 class Case:

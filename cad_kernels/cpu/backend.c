@@ -1,6 +1,6 @@
 /* The CPU backend (NOTE [ Backends ] in cad_cpu.h): scratch memory from malloc, the C
  * loops of iter.c (thread pool), BLAS (matmul.c), and the index, cross-entropy and
- * scan loops written next to their records' kernels. */
+ * scan and cross loops written next to their records' kernels. */
 #include <stdlib.h>
 #include <string.h>
 #include "cad_cpu.h"
@@ -18,5 +18,5 @@ static int fill(void *p, int esize, int64_t n, int64_t bits) {
 const cad_backend cad_be_cpu = {
     "cpu", tmp_alloc, tmp_free, zero, fill, cad_iter_run_cpu, cad_matmul_cpu,
     cad_gather_cpu, cad_scatadd_cpu, cad_gathadd_cpu, cad_setitem_cpu, cad_setitem_vjp_cpu,
-    cad_xent_cpu, cad_xent_vjp_cpu, cad_scan_cpu, cad_cumprod_vjp_cpu,
+    cad_xent_cpu, cad_xent_vjp_cpu, cad_scan_cpu, cad_cumprod_vjp_cpu, cad_cross_cpu,
 };

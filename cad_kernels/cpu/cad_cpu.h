@@ -298,6 +298,8 @@ int cad_cast_vjp(cad_tape *t, const cad_rec *r);
 int cad_matmul_vjp(cad_tape *t, const cad_rec *r);
 int cad_cumsum_vjp(cad_tape *t, const cad_rec *r);
 int cad_cumsum_fwd(cad_tape *t, const cad_rec *r);
+int cad_cross_vjp(cad_tape *t, const cad_rec *r);
+int cad_cross_fwd(cad_tape *t, const cad_rec *r);
 int cad_cumprod_vjp(cad_tape *t, const cad_rec *r);
 int cad_cumprod_fwd(cad_tape *t, const cad_rec *r);
 int cad_xent_vjp(cad_tape *t, const cad_rec *r);
@@ -364,6 +366,8 @@ typedef struct {
                 int prod, int acc);
     int (*cumprod_vjp)(int dtype, char *gx, const char *g, const char *x, const char *out, int64_t outer,
                        int64_t n, int64_t inner, int acc);
+    /* out (=|+=) x x y for n contiguous rows of three (acc: add) */
+    int (*cross)(int dtype, char *out, const char *x, const char *y, int64_t n, int acc);
 } cad_backend;
 extern const cad_backend cad_be_cpu, cad_be_cuda;
 #define CAD_BE (cad_dev ? &cad_be_cuda : &cad_be_cpu)
@@ -385,5 +389,6 @@ int cad_scan_cpu(int dtype, char *out, const char *x, int64_t outer, int64_t n, 
                  int prod, int acc);
 int cad_cumprod_vjp_cpu(int dtype, char *gx, const char *g, const char *x, const char *out, int64_t outer,
                         int64_t n, int64_t inner, int acc);
+int cad_cross_cpu(int dtype, char *out, const char *x, const char *y, int64_t n, int acc);
 
 #endif

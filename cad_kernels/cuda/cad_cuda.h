@@ -78,6 +78,7 @@ int cad_cu_scatadd(int dtype, char *out, const char *g, const int64_t *lin, int6
 int cad_cu_gathadd(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
 int cad_cu_setitem(int dtype, char *out, const char *v, const int64_t *lin, int64_t n, int64_t osize);
 int cad_cu_setitem_vjp(int dtype, char *gx, char *gv, const char *go, const int64_t *lin, int64_t n, int64_t osize);
+int cad_cu_cross(int dtype, char *out, const char *x, const char *y, int64_t n, int acc);
 int cad_cu_scan(int dtype, char *out, const char *x, int64_t outer, int64_t n, int64_t inner,
                 int rev, int prod, int acc);
 int cad_cu_cumprod_vjp(int dtype, char *gx, const char *g, const char *x, const char *out,

@@ -54,6 +54,19 @@ typedef struct {
     int op, mask, gout, gx, gy, pad_;
 } cad_dsinst;
 
+/* ---- cross products of rows of three, shared by the CPU loop (cpu/cross.c) and the
+ * CUDA kernel (kernels.cuh): OUT[row i] (=|+=) X[row i] x Y[row i], all contiguous */
+#define CAD_CROSS_ROW(T, OUT, X, Y, i, acc)                                    \
+    do {                                                                      \
+        const T *x_ = (X) + 3 * (i), *y_ = (Y) + 3 * (i);                     \
+        T *o_ = (OUT) + 3 * (i);                                              \
+        const T c0_ = x_[1] * y_[2] - x_[2] * y_[1];                          \
+        const T c1_ = x_[2] * y_[0] - x_[0] * y_[2];                          \
+        const T c2_ = x_[0] * y_[1] - x_[1] * y_[0];                          \
+        if (acc) { o_[0] += c0_; o_[1] += c1_; o_[2] += c2_; }                \
+        else { o_[0] = c0_; o_[1] = c1_; o_[2] = c2_; }                       \
+    } while (0)
+
 /* ---- scans (cumsum, cumprod), shared by the CPU loops (cpu/scan.c) and the CUDA
  * kernels (kernels.cuh): one slice of a contiguous (outer, n, inner) array, the
  * elements base + j * inner for j < n.  CAD_SCAN_SLICE: out[j] (=|+=) the running

@@ -313,6 +313,16 @@ int cad_cu_xent_vjp(int dtype, char *gz, const char *g, const char *z, int64_t z
     return cad_cu_launch(cad_cu_kernel_id(dtype == CAD_F64 ? "k_xentb_f64" : "k_xentb_f32"), &kp, N * C);
 }
 
+/* ---- cross products of rows of three: one thread per row */
+int cad_cu_cross(int dtype, char *out, const char *x, const char *y, int64_t n, int acc) {
+    cad_kp kp;
+    if (n == 0) return CAD_OK;
+    memset(&kp, 0, sizeof kp);
+    kp.ptr[0] = out; kp.ptr[1] = (char *)x; kp.ptr[2] = (char *)y;
+    kp.i[0] = n; kp.i[1] = acc;
+    return cad_cu_launch(cad_cu_kernel_id(dtype == CAD_F64 ? "k_cross_f64" : "k_cross_f32"), &kp, n);
+}
+
 /* ---- scans (cumsum, cumprod) and cumprod's vjp: one thread per slice */
 int cad_cu_scan(int dtype, char *out, const char *x, int64_t outer, int64_t n, int64_t inner,
                 int rev, int prod, int acc) {
@@ -545,5 +555,5 @@ static int be_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *i
 const cad_backend cad_be_cuda = {
     "cuda", be_alloc, be_free, cad_cu_zero, cad_cu_fill, be_iter_run, cad_cu_matmul,
     cad_cu_gather, cad_cu_scatadd, cad_cu_gathadd, cad_cu_setitem, cad_cu_setitem_vjp,
-    cad_cu_xent, cad_cu_xent_vjp, cad_cu_scan, cad_cu_cumprod_vjp,
+    cad_cu_xent, cad_cu_xent_vjp, cad_cu_scan, cad_cu_cumprod_vjp, cad_cu_cross,
 };

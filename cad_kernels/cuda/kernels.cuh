@@ -419,6 +419,16 @@ CAD_XENTB_KERNEL(k_xentb_f32, float, expf)
         for (k = 0; k < p.i[1]; k++) if (wb[k]) *CAD_H(T *, wb[k]) = G[k];    \
     }
 
+/* ---- cross products, one thread per row (CAD_CROSS_ROW in cad_kp.h).  i[] = rows,
+ * acc; ptr = out, x, y (contiguous) */
+#define CAD_CROSS_KERNEL(NAME, T)                                              \
+    CAD_GLOBAL void NAME(const CAD_GRIDCONST cad_kp p) {                       \
+        long long s;                                                          \
+        for (s = CAD_TID; s < p.i[0]; s += CAD_NTH)                           \
+            CAD_CROSS_ROW(T, (T *)p.ptr[0], (const T *)p.ptr[1], (const T *)p.ptr[2], s, p.i[1]); \
+    }
+CAD_CROSS_KERNEL(k_cross_f64, double)
+CAD_CROSS_KERNEL(k_cross_f32, float)
 /* ---- scans, one thread per slice (CAD_SCAN_SLICE in cad_kp.h).  i[] = outer, n,
  * inner, rev, prod, acc; ptr = out, x (contiguous) */
 #define CAD_SCAN_KERNEL(NAME, T)                                               \
@@ -537,6 +547,7 @@ CAD_GLOBAL void k_optim(const CAD_GRIDCONST cad_kp p) {
     X(k_xent_f64) X(k_xent_f32) X(k_xentb_f64) X(k_xentb_f32)                   \
     X(k_dsweep_f64) X(k_dsweep_f32)                                             \
     X(k_scan_f64) X(k_scan_f32) X(k_cumprodb_f64) X(k_cumprodb_f32)              \
+    X(k_cross_f64) X(k_cross_f32)                                               \
     X(k_optim)
 
 #endif
