@@ -13,7 +13,7 @@ the update), so each case is one row.
 
 import warnings
 
-from . import w_mlp, w_scalar
+from . import w_mlp, w_scalar, w_transforms
 from .harness import Backward, Case
 
 
@@ -192,6 +192,15 @@ def w3_torch_compile(d):
     return step
 
 
+def w7_cad_tape(d):
+    """W7's Hessian from a tape of its function recorded once (tape.hessian records the
+    Hessian itself on the first, untimed call and replays it: NOTE [ Recorded Hessians ])"""
+    import cad
+    W, x = cad.tensor(d["W"]), cad.tensor(d["x"])
+    tape = cad.record(lambda x: w_transforms.w7_g(W, x, cad), x)
+    return lambda: tape.hessian(x)
+
+
 CASES = [
     Case("W9", "W1 replayed", data=dict, tol=1e-9,
          impls={"hand": _one_call(w_scalar.w1_hand), "torch": _one_call(w_scalar.w1_torch),
@@ -216,4 +225,11 @@ CASES = [
          impls={"hand": w_mlp.hand, "torch": w_mlp.torch_, "torch.jit": w3_torch_jit,
                 "torch.compile": w3_torch_compile, "jax.jit": w_mlp._jax(True),
                 "cad.eager": w_mlp.cad_, "cad": w3_cad}),
+    Case("W9", "W7 hessian replayed", data=w_transforms._data(w_transforms.N7, 7), tol=1e-9,
+         impls={"hand": w_transforms.w7_hand, "torch": w_transforms.w7_torch,
+                "jax.jit": w_transforms._w7_jax(True), "cad.eager": w_transforms.w7_cad,
+                "cad": w7_cad_tape},
+         note="W9 W7: cad = tape.hessian of a tape of W7's function recorded once (the "
+              "Hessian tape recorded by the untimed warm-up call, then replayed); cad.eager "
+              "= cad.hessian; jax.jit = jax.jit(jax.hessian), compiled by the warm-up."),
 ]

@@ -113,6 +113,30 @@ def _rebuild(items, kind):
 _CODES = {0: np.float64, 1: np.float32, 2: np.int64, 3: np.bool_}   # the engine's dtype codes
 
 
+def _hessian_fn(f, idx):
+    """xs -> the Hessian blocks of a scalar f in xs[i], xs[j] for i, j in idx, flat
+    (row-major over idx x idx)"""
+    from .transforms import hessian
+    k = len(idx)
+
+    def hf(*xs):
+        H = hessian(f, argnums=idx)(*xs)
+        return tuple(H[a][b] for a in range(k) for b in range(k))
+    return hf
+
+
+def _jacobian_fn(f, k):
+    """xs -> d f(xs)[first output] / d xs[k] (jacrev)"""
+    from .transforms import jacrev
+
+    def first(*xs):
+        return _flatten(f(*xs))[0][0]
+
+    def jf(*xs):
+        return jacrev(first, argnums=k)(*xs)
+    return jf
+
+
 class StaticTape:
     """What ``cad.record`` returns: f as a tape of ops that replays on new inputs of
     the same shapes and dtypes with no Python per op."""
@@ -125,6 +149,7 @@ class StaticTape:
         self._f = f
         self._retrace = retrace
         self._grad_tape = None
+        self._hessian_tapes = None
         self._build(example_inputs)
 
     @classmethod
@@ -134,6 +159,7 @@ class StaticTape:
         self = cls.__new__(cls)
         self._retrace = False
         self._grad_tape = None
+        self._hessian_tapes = None
         self._kind = kind
         self._diff = diff
         self._replay = C.replay_compile(tape, nodes, outs, guards)
@@ -200,6 +226,7 @@ class StaticTape:
                 raise
             self._build(xs)
             self._grad_tape = None
+            self._hessian_tapes = None
             return C.replay_run(self._replay, tuple(xs), mask, None, who, fused)
 
     def _mask(self, argnums, nx, who):
@@ -307,6 +334,21 @@ class StaticTape:
         m = self._out_size(xs)
         if 1 < m <= _jac_rows():
             return self._jacobian_rows(xs, argnum, m)
+        if m > 1:   # NOTE [ Recorded Hessians ]: the Jacobian recorded once, replayed
+            self._mask(argnum, len(xs), "tape.jacobian")
+            key = ("jac", argnum % len(xs))
+            if not self._hessian_tapes:
+                self._hessian_tapes = {}
+            jt = self._hessian_tapes.get(key)
+            if jt is None:
+                jt = self._hessian_tapes[key] = StaticTape(_jacobian_fn(self._f, argnum % len(xs)), xs,
+                                                           self._retrace)
+            return jt._run(tuple(xs), None, "tape.jacobian")[0][0].detach()
+        return self._jacobian_sweep(xs, argnum)
+
+    def _jacobian_sweep(self, xs, argnum):
+        """the Jacobian by one replay and one reverse sweep of the basis through the
+        rules in Python (a one-element output; tests compare)"""
         from .transforms import reverse_sweep
         outs, _ = self._run(xs, None, "tape.jacobian", fused=False)
         y = outs[0]
@@ -348,6 +390,7 @@ class StaticTape:
                     raise
                 self._build(xs)
                 self._grad_tape = None
+                self._hessian_tapes = None
                 return self.jacobian(*xs, argnum=argnum)
             y = outs[0]
             rows.append(grads[k])
@@ -380,6 +423,16 @@ class StaticTape:
             raise C.DTypeError(f"tape: input {argnum} is not a float input")
         return nums.index(argnum)
 
+    # NOTE [ Recorded Hessians ]
+    # tape.hessian records the Hessian itself once per set of inputs (cad.hessian of
+    # f, forward over reverse, recorded as any f is: the rules' ops are ops of the new
+    # tape) and replays that tape: every later call runs in C with no Python per record
+    # (W7 at n = 128: 540 us through the rules' forward sweep, ~150-210 replayed).  The
+    # rules decide their form from shapes and from C.is_recording() (never from values
+    # while recording), so the replay is the Hessian at any input; a guard of f's own
+    # (a branch on a value) is a guard of this tape too, retraced as f's is.
+    _hessian_tapes = None
+
     def hvp(self, x: Any, v: Any) -> C.Tensor:
         """Hessian-vector product of a scalar f of one input: forward mode over the
         recorded gradient tape."""
@@ -402,8 +455,25 @@ class StaticTape:
         return self._hessian_blocks(xs, [(argnum, argnum)], "tape.hessian")[(argnum, argnum)]
 
     def _hessian_blocks(self, xs, pairs, who):
-        """{(i, j): d^2 f / d xs[i] d xs[j] (xs[i].shape + xs[j].shape)}: one replay of
-        the gradient tape, then one forward sweep per column j (reading every row i)"""
+        """{(i, j): d^2 f / d xs[i] d xs[j] (xs[i].shape + xs[j].shape)}: NOTE [ Recorded
+        Hessians ]"""
+        idx = tuple(sorted({i for p in pairs for i in p}))
+        if not self._hessian_tapes:
+            self._hessian_tapes = {}
+        ht = self._hessian_tapes.get(idx)
+        if ht is None:
+            for i in idx:
+                self._grad_out(i)   # (a float input)
+            self._grads_tape(xs)    # (f returns a scalar: grad's own error otherwise)
+            ht = self._hessian_tapes[idx] = StaticTape(_hessian_fn(self._f, idx), xs, self._retrace)
+        outs = ht._run(tuple(xs), None, who)[0]
+        k = len(idx)
+        return {(i, j): outs[a * k + b].detach() for a, i in enumerate(idx) for b, j in enumerate(idx)
+                if (i, j) in pairs}
+
+    def _hessian_blocks_sweep(self, xs, pairs, who):
+        """the same by one replay of the gradient tape and one forward sweep per column j
+        (reading every row i) through the rules in Python (tests compare the two)"""
         from .transforms import forward_sweep
         gt = self._grads_tape(xs)
         gt._run(xs, None, who, fused=False)

@@ -311,7 +311,8 @@ cdef int _record(int op, Tensor r, list ins, int need, int64_t *aux, int naux) e
     """record op(ins) -> r.  need: bit i = the sweep reads input i's value,
     bit 7 = it reads the output's; need == -1: every input is registered (their
     shapes are read) and kept.  The output requires grad when an input does (grad
-    mode on, float result); in record mode every input is registered and kept."""
+    mode on, float result); in record mode every input and the output are registered
+    and kept."""
     cdef Tape tp = None
     cdef Tensor t
     cdef int i, n = len(ins)
@@ -341,7 +342,9 @@ cdef int _record(int op, Tensor r, list ins, int need, int64_t *aux, int naux) e
         if r._inline:
             ho = _push_scalar(tp, r._sval, BUF_RG if rg else 0)
         else:
-            ho = _push_buf(tp, r, BUF_RG if rg else 0, need != -1 and (need >> 7) & 1)
+            # (record mode keeps the output too: a transform recorded inside cad.record
+            # reads the value of f's own output, which no later record takes as input)
+            ho = _push_buf(tp, r, BUF_RG if rg else 0, need == -1 or (need >> 7) & 1)
         _push_rec(tp, op, ho, hs, n, aux, naux)
     finally:
         if hs != small:
@@ -376,7 +379,7 @@ cdef int _record1(int op, Tensor r, Tensor x, int need, int64_t *aux, int naux) 
     if r._inline:
         ho = _push_scalar(tp, r._sval, BUF_RG if rg else 0)
     else:
-        ho = _push_buf(tp, r, BUF_RG if rg else 0, (need >> 7) & 1)
+        ho = _push_buf(tp, r, BUF_RG if rg else 0, cad_rec_mode or (need >> 7) & 1)
     _push_rec(tp, op, ho, &h, 1, aux, naux)
     r._tape = tp
     r._h = ho
