@@ -137,6 +137,15 @@ def _jacobian_fn(f, k):
     return jf
 
 
+def _hvp_fn(f):
+    """(x, v) -> H(x) v of a scalar f (forward over reverse)"""
+    from .transforms import grad, jvp
+
+    def hf(x, v):
+        return jvp(grad(f), (x,), (v,))[1]
+    return hf
+
+
 class StaticTape:
     """What ``cad.record`` returns: f as a tape of ops that replays on new inputs of
     the same shapes and dtypes with no Python per op."""
@@ -435,7 +444,20 @@ class StaticTape:
 
     def hvp(self, x: Any, v: Any) -> C.Tensor:
         """Hessian-vector product of a scalar f of one input: forward mode over the
-        recorded gradient tape."""
+        gradient, recorded once as a tape of (x, v) and replayed (NOTE [ Recorded
+        Hessians ])"""
+        if not self._hessian_tapes:
+            self._hessian_tapes = {}
+        vt = self._on_dev(C.cast(C.as_tensor(v), self._nodes[0].dtype))
+        xt = x if isinstance(x, C.Tensor) else C.as_tensor(x)
+        ht = self._hessian_tapes.get("hvp")
+        if ht is None:
+            self._grads_tape((x,))   # (f returns a scalar: grad's own error otherwise)
+            ht = self._hessian_tapes["hvp"] = StaticTape(_hvp_fn(self._f), (xt, vt), self._retrace)
+        return ht._run((xt, vt), None, "tape.hvp")[0][0].detach()
+
+    def _hvp_sweep(self, x, v):
+        """the same by a replay of the gradient tape and the forward sweep (tests compare)"""
         from .transforms import forward_sweep
         gt = self._grads_tape((x,))
         gt._run((x,), None, "tape.hvp", fused=False)

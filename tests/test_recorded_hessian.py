@@ -113,3 +113,15 @@ def test_record_of_a_transform_reading_its_output(make):
     tp = cad.record(fn, cad.tensor(x))
     x1 = cad.tensor(rng.normal(size=x.shape))
     close(tp(x1), fn(x1))
+
+
+@pytest.mark.parametrize("f", [arr, rosen], ids=["array", "scalar"])
+def test_hvp_replayed(f):
+    tp = cad.record(f, cad.tensor(rng.normal(size=7)))
+    for _ in range(2):
+        x, v = cad.tensor(rng.normal(size=7)), rng.normal(size=7)
+        got = tp.hvp(x, v)
+        close(got, tp._hvp_sweep(x, v), atol=1e-11)
+        close(got, np.asarray(cad.hessian(f)(x)) @ v, rtol=1e-11, atol=1e-10)
+    t0 = cad.record(lambda s: cad.sin(s) * s ** 2, cad.tensor(0.3))
+    close(t0.hvp(cad.tensor(0.5), 2.0), 2.0 * float(cad.grad(cad.grad(lambda s: cad.sin(s) * s ** 2))(0.5)))
