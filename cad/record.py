@@ -17,7 +17,7 @@ C with the GIL released.  Several threads may replay one tape at once.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, Tuple, Union, overload
+from typing import Any, Callable, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 
@@ -144,6 +144,15 @@ def _hvp_fn(f):
     def hf(x, v):
         return jvp(grad(f), (x,), (v,))[1]
     return hf
+
+
+def _jvp_fn(f, n):
+    """(*primals, *tangents) -> cad.jvp(f, primals, tangents)"""
+    from .transforms import jvp
+
+    def jf(*a):
+        return jvp(f, tuple(a[:n]), tuple(a[n:]))
+    return jf
 
 
 class StaticTape:
@@ -440,7 +449,30 @@ class StaticTape:
     # rules decide their form from shapes and from C.is_recording() (never from values
     # while recording), so the replay is the Hessian at any input; a guard of f's own
     # (a branch on a value) is a guard of this tape too, retraced as f's is.
-    _hessian_tapes = None
+    _hessian_tapes: Optional[dict] = None
+
+    def jvp(self, primals: Sequence[Any], tangents: Sequence[Any]) -> Tuple[Any, Any]:
+        """(f(*primals), the directional derivative along tangents), as cad.jvp(f,
+        primals, tangents): forward mode recorded once as a tape of (primals,
+        tangents) and replayed (NOTE [ Recorded Hessians ])"""
+        primals, tangents = tuple(primals), tuple(tangents)
+        n = len(self._nodes)
+        if len(primals) != n or len(tangents) != n:
+            raise TypeError(f"tape.jvp: {len(primals)} primals and {len(tangents)} tangents for a tape "
+                            f"recorded with {n} inputs")
+        xs = tuple(x if isinstance(x, C.Tensor) else C.as_tensor(x) for x in primals)
+        ts = tuple(self._on_dev(C.cast(C.as_tensor(t), nd.dtype)) for t, nd in zip(tangents, self._nodes))
+        for k, (x, t) in enumerate(zip(xs, ts)):
+            if tuple(t.shape) != tuple(x.shape):
+                raise C.ShapeError(f"tape.jvp: tangent {k} has shape {tuple(t.shape)}, its primal "
+                                   f"{tuple(x.shape)}")
+        if not self._hessian_tapes:
+            self._hessian_tapes = {}
+        jt = self._hessian_tapes.get("jvp")
+        if jt is None:
+            jt = self._hessian_tapes["jvp"] = StaticTape(_jvp_fn(self._f, n), xs + ts, self._retrace)
+        out, tan = _rebuild(jt._run(xs + ts, None, "tape.jvp")[0], jt._kind)
+        return out, tan
 
     def hvp(self, x: Any, v: Any) -> C.Tensor:
         """Hessian-vector product of a scalar f of one input: forward mode over the

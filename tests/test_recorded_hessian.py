@@ -125,3 +125,29 @@ def test_hvp_replayed(f):
         close(got, np.asarray(cad.hessian(f)(x)) @ v, rtol=1e-11, atol=1e-10)
     t0 = cad.record(lambda s: cad.sin(s) * s ** 2, cad.tensor(0.3))
     close(t0.hvp(cad.tensor(0.5), 2.0), 2.0 * float(cad.grad(cad.grad(lambda s: cad.sin(s) * s ** 2))(0.5)))
+
+
+def test_tape_jvp():
+    def f(x, y):
+        return cad.tanh(W @ x) * y, cad.sum(x * x)
+    x0, y0 = cad.tensor(rng.normal(size=7)), cad.tensor(rng.normal(size=7))
+    tp = cad.record(f, x0, y0)
+    for _ in range(2):
+        x, y = cad.tensor(rng.normal(size=7)), cad.tensor(rng.normal(size=7))
+        tx, ty = rng.normal(size=7), rng.normal(size=7)
+        (o1, o2), (t1, t2) = tp.jvp((x, y), (tx, ty))
+        (w1, w2), (u1, u2) = cad.jvp(f, (x, y), (tx, ty))
+        close(o1, w1)
+        close(o2, w2)
+        close(t1, u1)
+        close(t2, u2)
+        fd = (np.asarray(f(x + 1e-6 * tx, y + 1e-6 * ty)[0]) - np.asarray(f(x - 1e-6 * tx, y - 1e-6 * ty)[0])) / 2e-6
+        close(t1, fd, rtol=1e-6, atol=1e-8)
+    g = cad.record(lambda s: cad.sin(s) * s, cad.tensor(0.2))
+    y, t = g.jvp((0.5,), (2.0,))
+    close(y, np.sin(0.5) * 0.5)
+    close(t, 2.0 * (np.cos(0.5) * 0.5 + np.sin(0.5)))
+    with pytest.raises(cad.ShapeError, match="tape.jvp: tangent 0"):
+        tp.jvp((x0, y0), (np.ones(3), np.ones(7)))
+    with pytest.raises(TypeError, match="tape.jvp: 1 primals"):
+        tp.jvp((x0,), (np.ones(7),))
