@@ -268,3 +268,15 @@ def test_multivariate_normal_batched_parameters():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(np.asarray(cad.hessian(lambda m: batched(m, cov))(mu)),
                                np.asarray(cad.hessian(lambda m: loop(m, cov))(mu)), rtol=1e-9, atol=1e-10)
+
+
+def test_shape_mismatch_names_the_function_and_arguments():
+    import cad.scipy.special as SP
+    with pytest.raises(cad.ShapeError, match=r"cad\.scipy\.stats\.norm\.logpdf: the shapes of x \(3,\), loc \(2,\)"):
+        cs.norm.logpdf(np.ones(3), np.zeros(2), 1.0)
+    with pytest.raises(cad.ShapeError, match=r"cad\.scipy\.stats\.poisson: .*k \(3,\), mu \(2,\)"):
+        cs.poisson.logpmf(np.ones(3), np.ones(2))
+    with pytest.raises(cad.ShapeError, match=r"cad\.scipy\.special\.gammainc: the shapes of a \(3,\), x \(2,\)"):
+        SP.gammainc(np.ones(3), np.ones(2))
+    with pytest.raises(cad.ShapeError, match=r"cad\.scipy\.special\.iv: the shapes of v \(3,\), x \(2,\)"):
+        SP.iv(np.ones(3), np.ones(2))

@@ -103,15 +103,21 @@ def _dtype(xs):
     return np.dtype(np.float32) if dt == np.float32 else np.dtype(np.float64)
 
 
-def _bcast(*xs):
+def _bcast(*xs, who="cad.scipy", names=None):
     """the arguments as float tensors of one dtype, broadcast to one shape (cad ops,
-    so the broadcast's own rule sums cotangents back)"""
+    so the broadcast's own rule sums cotangents back); shapes that do not broadcast
+    raise ShapeError naming who and the arguments (names) with their shapes"""
     cad = _cad()
     dt = _dtype(xs)
     dev = next((x.device for x in xs if _is_t(x) and getattr(x, "device", None) is not None), None)
     ts = [x if _is_t(x) else cad.tensor(np.asarray(x, dtype=np.float64), dtype=dt, device=dev) for x in xs]
     ts = [cad.astype(t, dt) if np.dtype(t.dtype) != dt else t for t in ts]
-    shape = np.broadcast_shapes(*[tuple(t.shape) for t in ts])
+    try:
+        shape = np.broadcast_shapes(*[tuple(t.shape) for t in ts])
+    except ValueError:
+        names = names or [f"argument {k}" for k in range(len(ts))]
+        raise C.ShapeError(f"{who}: the shapes of " + ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, ts))
+                           + " do not broadcast") from None
     return [cad.broadcast_to(t, shape) if tuple(t.shape) != shape else t for t in ts]
 
 
@@ -227,7 +233,7 @@ def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: Any = False, re
         if return_sign:
             return r, cad.where(r > -np.inf, cad.ones_like(r), cad.zeros_like(r))
         return r
-    a, b = _bcast(a, b)
+    a, b = _bcast(a, b, who="cad.scipy.special.logsumexp", names=["a", "b"])
     nz = b != 0
     am = cad.where(nz, a, -np.inf)
     m = cad.max(am, axis=axis, keepdims=True)
@@ -272,7 +278,7 @@ _betaln.defvjp(lambda g, ans, a, b: (g * (digamma(a) - digamma(a + b)),
 
 def betaln(a: Any, b: Any) -> C.Tensor:
     """log|B(a, b)| (scipy.special.betaln's forward); differentiable in a and b"""
-    return _betaln(*_bcast(a, b))
+    return _betaln(*_bcast(a, b, who="cad.scipy.special.betaln", names=["a", "b"]))
 
 
 _beta = _elementwise("beta", _sc.beta)
@@ -282,7 +288,7 @@ _beta.defvjp(lambda g, ans, a, b: (g * ans * (digamma(a) - digamma(a + b)),
 
 def beta(a: Any, b: Any) -> C.Tensor:
     """B(a, b) = Gamma(a) Gamma(b) / Gamma(a + b); differentiable in a and b"""
-    return _beta(*_bcast(a, b))
+    return _beta(*_bcast(a, b, who="cad.scipy.special.beta", names=["a", "b"]))
 
 
 # ---------------------------------------------------------------- incomplete gamma
@@ -388,13 +394,13 @@ def gammainc(a: Any, x: Any) -> C.Tensor:
     """the regularized lower incomplete gamma P(a, x) = gamma(a, x) / Gamma(a).
     Differentiable in x (closed form) and in a (every order: a series, or a
     Gauss-Laguerre integral in the upper tail; NOTE [ Special functions ])."""
-    return _gammainc(*_bcast(a, x))
+    return _gammainc(*_bcast(a, x, who="cad.scipy.special.gammainc", names=["a", "x"]))
 
 
 def gammaincc(a: Any, x: Any) -> C.Tensor:
     """the regularized upper incomplete gamma Q(a, x) = 1 - P(a, x), accurate in the
     upper tail.  Differentiable in x and in a (every order), as gammainc."""
-    return _gammaincc(*_bcast(a, x))
+    return _gammaincc(*_bcast(a, x, who="cad.scipy.special.gammaincc", names=["a", "x"]))
 
 
 # ---------------------------------------------------------------- incomplete beta
@@ -545,7 +551,7 @@ def betainc(a: Any, b: Any, x: Any) -> C.Tensor:
     functions ]).  The a- and b-derivatives are accurate to about 1e-16 relative to
     the largest term of the series, so where I or 1 - I is tiny their relative
     accuracy can be less."""
-    return _betainc(*_bcast(a, b, x))
+    return _betainc(*_bcast(a, b, x, who="cad.scipy.special.betainc", names=["a", "b", "x"]))
 
 
 # ---------------------------------------------------------------- Bessel functions
@@ -561,7 +567,7 @@ _kv.defvjp(lambda g, ans, v, x: (None, -g * 0.5 * (_kv(v - 1, x) + _kv(v + 1, x)
 
 def _bessel(name, p, v, x):
     _no_grad_in(name, "v", v, " (the order; derivatives are in x only)")
-    v, x = _bcast(v, x)
+    v, x = _bcast(v, x, who=f"cad.scipy.special.{name}", names=["v", "x"])
     return p(v.detach() if isinstance(v, C.Tensor) else v, x)
 
 

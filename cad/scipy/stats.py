@@ -110,7 +110,8 @@ class _Continuous:
         vals.setdefault("loc", 0.0)
         vals.setdefault("scale", 1.0)
         ins = ([] if x is None else [x]) + [vals[n] for n in names]
-        ts = _bcast(*ins)
+        ts = _bcast(*ins, who=f"cad.scipy.stats.{self.name}.{meth}",
+                    names=([] if x is None else ["x"]) + names)
         if x is None:
             return None, ts[:-2], ts[-2], ts[-1]
         return ts[0], ts[1:-2], ts[-2], ts[-1]
@@ -397,7 +398,7 @@ class poisson_gen:
         return "<cad.scipy.stats.poisson>"
 
     def _args(self, k, mu, loc):
-        k, mu, loc = _bcast(k, mu, loc)
+        k, mu, loc = _bcast(k, mu, loc, who="cad.scipy.stats.poisson", names=["k", "mu", "loc"])
         return k - loc, mu
 
     def _finish(self, r, mu):
