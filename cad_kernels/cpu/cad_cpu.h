@@ -132,6 +132,20 @@ void cad_tape_clear_grads(cad_tape *t);
 static inline int64_t *cad_shape(const cad_tape *t, const cad_buf *b) { return t->meta + b->meta; }
 static inline int64_t *cad_strides(const cad_tape *t, const cad_buf *b) { return t->meta + b->meta + b->ndim; }
 static inline char *cad_bdata(cad_buf *b) { return (b->flags & BUF_INLINE) ? (char *)&b->sval : b->data; }
+/* a buf's gradient memory; does input handle h take a gradient (-1: an unregistered
+ * constant); is a buf's value contiguous (row-major, size-1 dims ignored) */
+static inline char *cad_gptr(cad_buf *b) { return (b->flags & BUF_INLINE) ? (char *)&b->sgrad : b->grad; }
+static inline int cad_wants(const cad_tape *t, cad_hid h) { return h >= 0 && (t->bufs[h].flags & BUF_RG); }
+static inline int cad_contiguous(const cad_tape *t, const cad_buf *b) {
+    int64_t s = 1;
+    int d;
+    if ((b->flags & BUF_INLINE) || b->size == 0) return 1;
+    for (d = b->ndim - 1; d >= 0; d--) {
+        if (cad_shape(t, b)[d] != 1 && cad_strides(t, b)[d] != s) return 0;
+        s *= cad_shape(t, b)[d];
+    }
+    return 1;
+}
 
 /* ---- the strided iterator (iter.c) ----
  * A row kernel processes n elements; p[k] points at operand k's first element and

@@ -11,19 +11,6 @@
 #include "_gen_ops.h"
 #include "cad_cuda.h"
 
-static inline char *gptr(cad_buf *b) { return (b->flags & BUF_INLINE) ? (char *)&b->sgrad : b->grad; }
-static inline int wants(cad_tape *t, cad_hid h) { return h >= 0 && (t->bufs[h].flags & BUF_RG); }
-
-static int contiguous(cad_tape *t, cad_buf *b) {
-    int64_t s = 1;
-    int d;
-    if ((b->flags & BUF_INLINE) || b->size == 0) return 1;
-    for (d = b->ndim - 1; d >= 0; d--) {
-        if (cad_shape(t, b)[d] != 1 && cad_strides(t, b)[d] != s) return 0;
-        s *= cad_shape(t, b)[d];
-    }
-    return 1;
-}
 
 /* the CPU backend's rows: out (=|+=) x x y for n rows of three */
 int cad_cross_cpu(int dtype, char *out, const char *x, const char *y, int64_t n, int acc) {
@@ -39,7 +26,7 @@ static int check(cad_tape *t, const cad_rec *r, cad_buf **a, cad_buf **b) {
     cad_buf *o = t->bufs + r->out;
     *a = t->bufs + t->args[r->arg];
     *b = t->bufs + t->args[r->arg + 1];
-    if (!contiguous(t, *a) || !contiguous(t, *b) || !contiguous(t, o) || (*a)->dtype != o->dtype ||
+    if (!cad_contiguous(t, *a) || !cad_contiguous(t, *b) || !cad_contiguous(t, o) || (*a)->dtype != o->dtype ||
         (*b)->dtype != o->dtype || (*a)->size != o->size || (*b)->size != o->size || o->size % 3)
         return CAD_EINTERNAL;
     return CAD_OK;
@@ -57,13 +44,13 @@ int cad_cross_vjp(cad_tape *t, const cad_rec *r) {
     const cad_hid ha = t->args[r->arg], hb = t->args[r->arg + 1];
     int assign, st = check(t, r, &a, &b);
     if (st) return st;
-    if (wants(t, ha)) {   /* ga (+)= b x g */
+    if (cad_wants(t, ha)) {   /* ga (+)= b x g */
         if ((st = cad_grad_for(a, 1, &assign))) return st;
-        if ((st = CAD_BE->cross(o->dtype, gptr(a), cad_bdata(b), gptr(o), o->size / 3, !assign))) return st;
+        if ((st = CAD_BE->cross(o->dtype, cad_gptr(a), cad_bdata(b), cad_gptr(o), o->size / 3, !assign))) return st;
     }
-    if (wants(t, hb)) {   /* gb (+)= g x a */
+    if (cad_wants(t, hb)) {   /* gb (+)= g x a */
         if ((st = cad_grad_for(b, 1, &assign))) return st;
-        if ((st = CAD_BE->cross(o->dtype, gptr(b), gptr(o), cad_bdata(a), o->size / 3, !assign))) return st;
+        if ((st = CAD_BE->cross(o->dtype, cad_gptr(b), cad_gptr(o), cad_bdata(a), o->size / 3, !assign))) return st;
     }
     return CAD_OK;
 }

@@ -16,19 +16,6 @@
 #include "_gen_ops.h"
 #include "cad_cuda.h"
 
-static inline char *gptr(cad_buf *b) { return (b->flags & BUF_INLINE) ? (char *)&b->sgrad : b->grad; }
-static inline int wants(cad_tape *t, cad_hid h) { return h >= 0 && (t->bufs[h].flags & BUF_RG); }
-
-static int contiguous(cad_tape *t, cad_buf *b) {
-    int64_t s = 1;
-    int d;
-    if ((b->flags & BUF_INLINE) || b->size == 0) return 1;
-    for (d = b->ndim - 1; d >= 0; d--) {
-        if (cad_shape(t, b)[d] != 1 && cad_strides(t, b)[d] != s) return 0;
-        s *= cad_shape(t, b)[d];
-    }
-    return 1;
-}
 
 /* outer, n, inner of a contiguous value scanned along axis */
 static void split(cad_tape *t, cad_buf *b, int axis, int64_t *outer, int64_t *n, int64_t *inner) {
@@ -61,7 +48,7 @@ static int scan_fwd(cad_tape *t, const cad_rec *r, int prod) {
     cad_buf *o = t->bufs + r->out, *x = t->bufs + t->args[r->arg];
     const int axis = (int)t->aux[r->aux], rev = (int)t->aux[r->aux + 1];
     int64_t outer, n, inner;
-    if (!contiguous(t, x) || !contiguous(t, o) || x->dtype != o->dtype) return CAD_EINTERNAL;
+    if (!cad_contiguous(t, x) || !cad_contiguous(t, o) || x->dtype != o->dtype) return CAD_EINTERNAL;
     split(t, x, axis, &outer, &n, &inner);
     return scan(o->dtype, cad_bdata(o), cad_bdata(x), outer, n, inner, rev, prod, 0);
 }
@@ -76,7 +63,7 @@ static int vjp_setup(cad_tape *t, const cad_rec *r, cad_buf **x, int64_t *outer,
     const cad_hid h = t->args[r->arg];
     int st;
     *x = NULL;
-    if (!wants(t, h)) return CAD_OK;
+    if (!cad_wants(t, h)) return CAD_OK;
     if ((st = cad_grad_for(t->bufs + h, 1, assign))) return st;
     *x = t->bufs + h;
     split(t, *x, (int)t->aux[r->aux], outer, n, inner);
@@ -89,19 +76,19 @@ int cad_cumsum_vjp(cad_tape *t, const cad_rec *r) {
     int64_t outer, n, inner;
     int assign, st = vjp_setup(t, r, &x, &outer, &n, &inner, &assign);
     if (st || !x) return st;
-    return scan(o->dtype, gptr(x), gptr(o), outer, n, inner, !(int)t->aux[r->aux + 1], 0, !assign);
+    return scan(o->dtype, cad_gptr(x), cad_gptr(o), outer, n, inner, !(int)t->aux[r->aux + 1], 0, !assign);
 }
 
 int cad_cumprod_vjp(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *x;
     int64_t outer, n, inner;
     int assign, st;
-    if (!wants(t, t->args[r->arg])) return CAD_OK;
+    if (!cad_wants(t, t->args[r->arg])) return CAD_OK;
     if (t->aux[r->aux + 1]) return CAD_EINTERNAL;   /* cad.cumprod scans forward only */
-    if (!contiguous(t, t->bufs + t->args[r->arg])) return CAD_EINTERNAL;
+    if (!cad_contiguous(t, t->bufs + t->args[r->arg])) return CAD_EINTERNAL;
     st = vjp_setup(t, r, &x, &outer, &n, &inner, &assign);
     if (st || !x) return st;
-    return CAD_BE->cumprod_vjp(o->dtype, gptr(x), gptr(o), cad_bdata(x), cad_bdata(o), outer, n, inner,
+    return CAD_BE->cumprod_vjp(o->dtype, cad_gptr(x), cad_gptr(o), cad_bdata(x), cad_bdata(o), outer, n, inner,
                                !assign);
 }
 

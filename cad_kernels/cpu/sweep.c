@@ -11,7 +11,6 @@
 
 static inline int esz(int dt) { return (dt == CAD_F64 || dt == CAD_I64) ? 8 : (dt == CAD_F32 ? 4 : 1); }
 static inline int fdt(int dt) { return dt == CAD_F64 ? 0 : 1; }
-static inline char *gptr(cad_buf *b) { return (b->flags & BUF_INLINE) ? (char *)&b->sgrad : b->grad; }
 
 static const double zero64 = 0.0;
 static const float zero32 = 0.0f;
@@ -71,9 +70,6 @@ static int same_shape(cad_tape *t, cad_buf *a, cad_buf *b) {
     return 1;
 }
 
-/* does input handle h take a gradient?  (-1: an unregistered constant) */
-static inline int wants(cad_tape *t, cad_hid h) { return h >= 0 && (t->bufs[h].flags & BUF_RG); }
-
 /* cad_sweep is generated with the dispatch inlined (tools/gen_ops.py) */
 
 int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2], int heavy) {
@@ -87,7 +83,7 @@ int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2]
     for (i = 0; i < n; i++) {
         cad_buf *x;
         cad_iter it;
-        if (!wants(t, a[i])) continue;
+        if (!cad_wants(t, a[i])) continue;
         x = B + a[i];
         st = cad_grad_for(x, same_shape(t, x, o), &assign);
         if (st) return st;
@@ -95,8 +91,8 @@ int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2]
         it.ndim = ond;
         for (d = 0; d < ond; d++) it.shape[d] = oshape[d];
         cad_contig_strides(x->ndim, cad_shape(t, x), xc);
-        cad_iter_operand(&it, 0, gptr(x), esz(x->dtype), x->ndim, cad_shape(t, x), xc);
-        cad_iter_operand(&it, 1, gptr(o), esz(o->dtype), ond, oshape, oc);
+        cad_iter_operand(&it, 0, cad_gptr(x), esz(x->dtype), x->ndim, cad_shape(t, x), xc);
+        cad_iter_operand(&it, 1, cad_gptr(o), esz(o->dtype), ond, oshape, oc);
         /* an operand the partial does not read goes in absent: the tape may have let
            its value go (a row never loads it, but the packed path copies whole rows) */
         uses = i < 3 ? cad_uses_mask(r->op, i) : 0xff;
@@ -133,22 +129,22 @@ int cad_view_vjp(cad_tape *t, const cad_rec *r) {
     int64_t oc[CAD_MAXDIM];
     cad_iter it;
     int d, st, assign, full = o->size == x_size_of(t, h);
-    if (!wants(t, h)) return CAD_OK;
+    if (!cad_wants(t, h)) return CAD_OK;
     x = t->bufs + h;
     for (d = 0; d < nd; d++)
         if (aux[2 + nd + d] == 0 && aux[2 + d] > 1) full = 0;
     st = cad_grad_for(x, full && !(o->flags & BUF_INLINE), &assign);
     if (st) return st;
     if (o->flags & BUF_INLINE) {   /* scalar read such as t[i] */
-        if (x->dtype == CAD_F64) ((double *)gptr(x))[off] += o->sgrad;
+        if (x->dtype == CAD_F64) ((double *)cad_gptr(x))[off] += o->sgrad;
         return CAD_OK;
     }
     it.nop = 2;
     it.ndim = nd;
     for (d = 0; d < nd; d++) it.shape[d] = aux[2 + d];
     cad_contig_strides(nd, aux + 2, oc);
-    cad_iter_operand(&it, 0, gptr(x) + off * esz(x->dtype), esz(x->dtype), nd, aux + 2, aux + 2 + nd);
-    cad_iter_operand(&it, 1, gptr(o), esz(o->dtype), nd, aux + 2, oc);
+    cad_iter_operand(&it, 0, cad_gptr(x) + off * esz(x->dtype), esz(x->dtype), nd, aux + 2, aux + 2 + nd);
+    cad_iter_operand(&it, 1, cad_gptr(o), esz(o->dtype), nd, aux + 2, oc);
     return cad_iter_run(&it, assign ? cad_copy_rows[x->dtype] : cad_acc_rows[x->dtype],
                         cad_acc_rows[x->dtype], zero_of(x->dtype));
 }
@@ -169,7 +165,7 @@ int cad_sum_vjp(cad_tape *t, const cad_rec *r) {
     int64_t rshape[CAD_MAXDIM], rst[CAD_MAXDIM], xc[CAD_MAXDIM];
     cad_iter it;
     int d, st, nd, assign;
-    if (!wants(t, h)) return CAD_OK;
+    if (!cad_wants(t, h)) return CAD_OK;
     x = t->bufs + h;
     st = cad_grad_for(x, 1, &assign);
     if (st) return st;
@@ -179,8 +175,8 @@ int cad_sum_vjp(cad_tape *t, const cad_rec *r) {
     it.nop = 2;
     it.ndim = nd;
     for (d = 0; d < nd; d++) it.shape[d] = cad_shape(t, x)[d];
-    cad_iter_operand(&it, 0, gptr(x), esz(x->dtype), nd, cad_shape(t, x), xc);
-    cad_iter_operand(&it, 1, gptr(o), esz(o->dtype), nd, rshape, rst);
+    cad_iter_operand(&it, 0, cad_gptr(x), esz(x->dtype), nd, cad_shape(t, x), xc);
+    cad_iter_operand(&it, 1, cad_gptr(o), esz(o->dtype), nd, rshape, rst);
     return cad_iter_run(&it, assign ? cad_copy_rows[x->dtype] : cad_acc_rows[x->dtype], NULL, NULL);
 }
 
@@ -261,7 +257,7 @@ static int reduce_vjp2(cad_tape *t, const cad_rec *r, int is_prod) {
     char *c, *q = NULL;
     const int64_t *xs;
     cad_iter it;
-    if (!wants(t, h)) return CAD_OK;
+    if (!cad_wants(t, h)) return CAD_OK;
     x = t->bufs + h;
     st = cad_ensure_grad(x);
     if (st) return st;
@@ -312,8 +308,8 @@ static int reduce_vjp2(cad_tape *t, const cad_rec *r, int is_prod) {
     }
     if (!st) {
         it.nop = 5;
-        cad_iter_operand(&it, 0, gptr(x), es, nd, xs, xc);
-        cad_iter_operand(&it, 1, gptr(o), es, nd, rshape, rst);
+        cad_iter_operand(&it, 0, cad_gptr(x), es, nd, xs, xc);
+        cad_iter_operand(&it, 1, cad_gptr(o), es, nd, rshape, rst);
         cad_iter_operand(&it, 2, cad_bdata(x), es, nd, xs, cad_strides(t, x));
         if (is_prod) {
             cad_iter_operand(&it, 3, c, es, nd, rshape, rst);
@@ -387,14 +383,14 @@ int cad_gather_vjp(cad_tape *t, const cad_rec *r) {
     const int64_t *lin;
     int64_t n;
     int st;
-    if (!wants(t, a[0])) return CAD_OK;
+    if (!cad_wants(t, a[0])) return CAD_OK;
     x = t->bufs + a[0];
     l = t->bufs + a[1];
     st = cad_ensure_grad(x);
     if (st) return st;
     lin = (const int64_t *)l->data;
     n = l->size;
-    return CAD_BE->scatadd(x->dtype, gptr(x), gptr(o), lin, n, B, xsize);
+    return CAD_BE->scatadd(x->dtype, cad_gptr(x), cad_gptr(o), lin, n, B, xsize);
 }
 
 int cad_scatter_vjp(cad_tape *t, const cad_rec *r) {
@@ -404,14 +400,14 @@ int cad_scatter_vjp(cad_tape *t, const cad_rec *r) {
     const int64_t *lin;
     int64_t n;
     int st;
-    if (!wants(t, a[0])) return CAD_OK;
+    if (!cad_wants(t, a[0])) return CAD_OK;
     g = t->bufs + a[0];
     l = t->bufs + a[1];
     st = cad_ensure_grad(g);
     if (st) return st;
     lin = (const int64_t *)l->data;
     n = l->size;
-    return CAD_BE->gathadd(g->dtype, gptr(g), gptr(o), lin, n, B, xsize);
+    return CAD_BE->gathadd(g->dtype, cad_gptr(g), cad_gptr(o), lin, n, B, xsize);
 }
 
 /* ---- unview: args [g]; aux as view's, relative to the contiguous output:
@@ -425,7 +421,7 @@ int cad_unview_vjp(cad_tape *t, const cad_rec *r) {
     int64_t gc[CAD_MAXDIM];
     cad_iter it;
     int d, st, assign;
-    if (!wants(t, h)) return CAD_OK;
+    if (!cad_wants(t, h)) return CAD_OK;
     g = t->bufs + h;
     st = cad_grad_for(g, 1, &assign);
     if (st) return st;
@@ -433,8 +429,8 @@ int cad_unview_vjp(cad_tape *t, const cad_rec *r) {
     it.ndim = nd;
     for (d = 0; d < nd; d++) it.shape[d] = aux[2 + d];
     cad_contig_strides(nd, aux + 2, gc);
-    cad_iter_operand(&it, 0, gptr(g), esz(g->dtype), nd, aux + 2, gc);
-    cad_iter_operand(&it, 1, gptr(o) + off * esz(o->dtype), esz(o->dtype), nd, aux + 2, aux + 2 + nd);
+    cad_iter_operand(&it, 0, cad_gptr(g), esz(g->dtype), nd, aux + 2, gc);
+    cad_iter_operand(&it, 1, cad_gptr(o) + off * esz(o->dtype), esz(o->dtype), nd, aux + 2, aux + 2 + nd);
     return cad_iter_run(&it, assign ? cad_copy_rows[g->dtype] : cad_acc_rows[g->dtype], NULL, NULL);
 }
 
@@ -450,17 +446,17 @@ int cad_setitem_vjp(cad_tape *t, const cad_rec *r) {
     l = t->bufs + a[2];
     lin = (const int64_t *)l->data;
     n = l->size;
-    if (wants(t, a[1])) {
+    if (cad_wants(t, a[1])) {
         v = t->bufs + a[1];
         if ((st = cad_ensure_grad(v))) return st;
-        gv = gptr(v);
+        gv = cad_gptr(v);
     }
-    if (wants(t, a[0])) {
+    if (cad_wants(t, a[0])) {
         x = t->bufs + a[0];
         if ((st = cad_ensure_grad(x))) return st;
-        gx = gptr(x);
+        gx = cad_gptr(x);
     }
-    return CAD_BE->setitem_vjp(o->dtype, gx, gv, gptr(o), lin, n, o->size);
+    return CAD_BE->setitem_vjp(o->dtype, gx, gv, cad_gptr(o), lin, n, o->size);
 }
 
 /* the CPU backend's setitem and its vjp: the value's gradient at the written
@@ -510,7 +506,7 @@ int cad_concat_vjp(cad_tape *t, const cad_rec *r) {
         cad_buf *x = t->bufs + a[i];
         const int64_t *xs = cad_shape(t, x);
         cad_iter it;
-        if (wants(t, a[i])) {
+        if (cad_wants(t, a[i])) {
             int assign;
             st = cad_grad_for(x, 1, &assign);
             if (st) return st;
@@ -518,8 +514,8 @@ int cad_concat_vjp(cad_tape *t, const cad_rec *r) {
             it.nop = 2;
             it.ndim = nd;
             for (d = 0; d < nd; d++) it.shape[d] = xs[d];
-            cad_iter_operand(&it, 0, gptr(x), es, nd, xs, xc);
-            cad_iter_operand(&it, 1, gptr(o) + off * oc[axis] * es, es, nd, xs, oc);
+            cad_iter_operand(&it, 0, cad_gptr(x), es, nd, xs, xc);
+            cad_iter_operand(&it, 1, cad_gptr(o) + off * oc[axis] * es, es, nd, xs, oc);
             st = cad_iter_run(&it, assign ? cad_copy_rows[x->dtype] : cad_acc_rows[x->dtype], NULL, NULL);
             if (st) return st;
         }
@@ -535,7 +531,7 @@ int cad_cast_vjp(cad_tape *t, const cad_rec *r) {
     int64_t c[CAD_MAXDIM];
     cad_iter it;
     int d, st, assign;
-    if (!wants(t, h)) return CAD_OK;
+    if (!cad_wants(t, h)) return CAD_OK;
     x = t->bufs + h;
     st = cad_grad_for(x, 1, &assign);
     if (st) return st;
@@ -543,8 +539,8 @@ int cad_cast_vjp(cad_tape *t, const cad_rec *r) {
     it.nop = 2;
     it.ndim = x->ndim;
     for (d = 0; d < x->ndim; d++) it.shape[d] = cad_shape(t, x)[d];
-    cad_iter_operand(&it, 0, gptr(x), esz(x->dtype), x->ndim, cad_shape(t, x), c);
-    cad_iter_operand(&it, 1, gptr(o), esz(o->dtype), x->ndim, cad_shape(t, x), c);
+    cad_iter_operand(&it, 0, cad_gptr(x), esz(x->dtype), x->ndim, cad_shape(t, x), c);
+    cad_iter_operand(&it, 1, cad_gptr(o), esz(o->dtype), x->ndim, cad_shape(t, x), c);
     return cad_iter_run(&it, assign ? cad_cast_rows[x->dtype][o->dtype]
                                     : cad_castacc_rows[fdt(x->dtype)][fdt(o->dtype)], NULL, NULL);
 }
@@ -596,7 +592,7 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
     for (d = 0; d < obnd; d++) mm.bshape[d] = cad_shape(t, o)[d];
     cad_contig_strides(obnd, mm.bshape, oc_b);
     for (d = 0; d < obnd; d++) oc_b[d] *= m * n;
-    if (wants(t, ar[0])) {   /* gA (+)= gC @ B^T, gA contiguous in A's shape */
+    if (cad_wants(t, ar[0])) {   /* gA (+)= gC @ B^T, gA contiguous in A's shape */
         int64_t agc[CAD_MAXDIM], nbo = 1, nba = 1;
         int assign;
         for (d = 0; d < obnd; d++) nbo *= mm.bshape[d];
@@ -609,13 +605,13 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
         for (d = 0; d < obnd; d++) { mm.obst[d] = agc[d]; mm.abst[d] = oc_b[d]; }
         cad_align_batch(obnd, mm.bshape, bbnd, bbs, bbst, mm.bbst);
         mm.m = m; mm.n = k; mm.k = n;
-        mm.a = gptr(o); mm.ars = n; mm.acs = 1;
+        mm.a = cad_gptr(o); mm.ars = n; mm.acs = 1;
         mm.b = cad_bdata(Bm); mm.brs = bcs; mm.bcs = brs;
-        mm.c = gptr(A); mm.crs = k; mm.beta = assign ? 0.0 : 1.0;
+        mm.c = cad_gptr(A); mm.crs = k; mm.beta = assign ? 0.0 : 1.0;
         st = cad_matmul(&mm);
         if (st) return st;
     }
-    if (wants(t, ar[1])) {   /* gB (+)= A^T @ gC */
+    if (cad_wants(t, ar[1])) {   /* gB (+)= A^T @ gC */
         int64_t bgc[CAD_MAXDIM], nbo = 1, nbb = 1;
         int assign;
         for (d = 0; d < obnd; d++) nbo *= mm.bshape[d];
@@ -629,8 +625,8 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
         cad_align_batch(obnd, mm.bshape, abnd, abs_, abst, mm.abst);
         mm.m = k; mm.n = n; mm.k = m;
         mm.a = cad_bdata(A); mm.ars = acs; mm.acs = ars;
-        mm.b = gptr(o); mm.brs = n; mm.bcs = 1;
-        mm.c = gptr(Bm); mm.crs = n; mm.beta = assign ? 0.0 : 1.0;
+        mm.b = cad_gptr(o); mm.brs = n; mm.bcs = 1;
+        mm.c = cad_gptr(Bm); mm.crs = n; mm.beta = assign ? 0.0 : 1.0;
         st = cad_matmul(&mm);
         if (st) return st;
     }
@@ -662,7 +658,7 @@ int cad_xent_vjp(cad_tape *t, const cad_rec *r) {
     const cad_hid *a = t->args + r->arg;
     int64_t N, C, zrs, zcs, lst, os;
     int st, assign;
-    if (!wants(t, a[0])) return CAD_OK;
+    if (!cad_wants(t, a[0])) return CAD_OK;
     z = t->bufs + a[0];
     l = t->bufs + a[1];
     st = cad_grad_for(z, 1, &assign);
@@ -673,7 +669,7 @@ int cad_xent_vjp(cad_tape *t, const cad_rec *r) {
     zcs = cad_strides(t, z)[1];
     lst = l->ndim ? cad_strides(t, l)[0] : 0;
     os = o->ndim ? cad_strides(t, o)[0] : 0;
-    return CAD_BE->xent_vjp(z->dtype, gptr(z), gptr(o), cad_bdata(z), zrs, zcs,
+    return CAD_BE->xent_vjp(z->dtype, cad_gptr(z), cad_gptr(o), cad_bdata(z), zrs, zcs,
                             (const int64_t *)cad_bdata(l), lst, cad_bdata(o), os, N, C, assign);
 }
 
@@ -697,24 +693,24 @@ int cad_transfer_vjp(cad_tape *t, const cad_rec *r) {
     char *tmp;
     cad_iter it;
     int st, d, saved = cad_dev;
-    if (!wants(t, h)) return CAD_OK;
+    if (!cad_wants(t, h)) return CAD_OK;
     x = t->bufs + h;
     if ((st = cad_ensure_grad(x))) return st;
     if (xdev) {   /* gradient from the host to the device */
         tmp = (char *)cad_cu_alloc(nb ? nb : 1);
         if (!tmp) return CAD_EDEVMEM;
-        st = cad_cu_h2d(tmp, gptr(o), nb);
+        st = cad_cu_h2d(tmp, cad_gptr(o), nb);
     } else {
         tmp = (char *)malloc(nb ? nb : 1);
         if (!tmp) return CAD_ENOMEM;
-        st = cad_cu_d2h(tmp, gptr(o), nb);
+        st = cad_cu_d2h(tmp, cad_gptr(o), nb);
     }
     if (!st) {
         cad_contig_strides(x->ndim, cad_shape(t, x), c);
         it.nop = 2;
         it.ndim = x->ndim;
         for (d = 0; d < x->ndim; d++) it.shape[d] = cad_shape(t, x)[d];
-        cad_iter_operand(&it, 0, gptr(x), es, x->ndim, cad_shape(t, x), c);
+        cad_iter_operand(&it, 0, cad_gptr(x), es, x->ndim, cad_shape(t, x), c);
         cad_iter_operand(&it, 1, tmp, es, x->ndim, cad_shape(t, x), c);
         cad_dev = xdev;
         st = cad_iter_run(&it, cad_acc_rows[x->dtype], NULL, NULL);
