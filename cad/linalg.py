@@ -172,7 +172,7 @@ def _lu(a):
 # definite matrix (a covariance, a kernel matrix, a Hessian) by Cholesky: potrf and
 # potri cost n^3 flops together where getrf and getri cost 2 n^3, and in scipy's
 # OpenBLAS getri is slow besides (W10, n = 512, one thread: getrf 2.4 ms + getri 8.9
-# against potrf 1.7 + potri 1.8).  Whether a matrix is exactly symmetric is checked in
+# against potrf 1.7 + potri 3.4).  Whether a matrix is exactly symmetric is checked in
 # C (C.is_symmetric, 0.1 ms at n = 512); potrf then decides positive definiteness, and
 # a failure falls back to LU (a symmetric indefinite matrix pays for one extra potrf,
 # which stops at its first nonpositive pivot).  The results are those of the other

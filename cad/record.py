@@ -354,13 +354,8 @@ class StaticTape:
             return self._jacobian_rows(xs, argnum, m)
         if m > 1:   # NOTE [ Recorded Hessians ]: the Jacobian recorded once, replayed
             self._mask(argnum, len(xs), "tape.jacobian")
-            key = ("jac", argnum % len(xs))
-            if not self._hessian_tapes:
-                self._hessian_tapes = {}
-            jt = self._hessian_tapes.get(key)
-            if jt is None:
-                jt = self._hessian_tapes[key] = StaticTape(_jacobian_fn(self._f, argnum % len(xs)), xs,
-                                                           self._retrace)
+            k = argnum % len(xs)
+            jt = self._derived(("jac", k), lambda: _jacobian_fn(self._f, k), xs)
             return jt._run(tuple(xs), None, "tape.jacobian")[0][0].detach()
         return self._jacobian_sweep(xs, argnum)
 
@@ -451,6 +446,16 @@ class StaticTape:
     # (a branch on a value) is a guard of this tape too, retraced as f's is.
     _hessian_tapes: Optional[dict] = None
 
+    def _derived(self, key, make, xs):
+        """the tape of a transform of f (make() gives the function), recorded once at
+        xs on the first call and kept under key"""
+        if self._hessian_tapes is None:
+            self._hessian_tapes = {}
+        t = self._hessian_tapes.get(key)
+        if t is None:
+            t = self._hessian_tapes[key] = StaticTape(make(), xs, self._retrace)
+        return t
+
     def jvp(self, primals: Sequence[Any], tangents: Sequence[Any]) -> Tuple[Any, Any]:
         """(f(*primals), the directional derivative along tangents), as cad.jvp(f,
         primals, tangents): forward mode recorded once as a tape of (primals,
@@ -466,11 +471,7 @@ class StaticTape:
             if tuple(t.shape) != tuple(x.shape):
                 raise C.ShapeError(f"tape.jvp: tangent {k} has shape {tuple(t.shape)}, its primal "
                                    f"{tuple(x.shape)}")
-        if not self._hessian_tapes:
-            self._hessian_tapes = {}
-        jt = self._hessian_tapes.get("jvp")
-        if jt is None:
-            jt = self._hessian_tapes["jvp"] = StaticTape(_jvp_fn(self._f, n), xs + ts, self._retrace)
+        jt = self._derived("jvp", lambda: _jvp_fn(self._f, n), xs + ts)
         out, tan = _rebuild(jt._run(xs + ts, None, "tape.jvp")[0], jt._kind)
         return out, tan
 
@@ -478,14 +479,10 @@ class StaticTape:
         """Hessian-vector product of a scalar f of one input: forward mode over the
         gradient, recorded once as a tape of (x, v) and replayed (NOTE [ Recorded
         Hessians ])"""
-        if not self._hessian_tapes:
-            self._hessian_tapes = {}
         vt = self._on_dev(C.cast(C.as_tensor(v), self._nodes[0].dtype))
         xt = x if isinstance(x, C.Tensor) else C.as_tensor(x)
-        ht = self._hessian_tapes.get("hvp")
-        if ht is None:
-            self._grads_tape((x,))   # (f returns a scalar: grad's own error otherwise)
-            ht = self._hessian_tapes["hvp"] = StaticTape(_hvp_fn(self._f), (xt, vt), self._retrace)
+        self._grads_tape((x,))   # (f returns a scalar: grad's own error otherwise)
+        ht = self._derived("hvp", lambda: _hvp_fn(self._f), (xt, vt))
         return ht._run((xt, vt), None, "tape.hvp")[0][0].detach()
 
     def _hvp_sweep(self, x, v):
@@ -512,14 +509,10 @@ class StaticTape:
         """{(i, j): d^2 f / d xs[i] d xs[j] (xs[i].shape + xs[j].shape)}: NOTE [ Recorded
         Hessians ]"""
         idx = tuple(sorted({i for p in pairs for i in p}))
-        if not self._hessian_tapes:
-            self._hessian_tapes = {}
-        ht = self._hessian_tapes.get(idx)
-        if ht is None:
-            for i in idx:
-                self._grad_out(i)   # (a float input)
-            self._grads_tape(xs)    # (f returns a scalar: grad's own error otherwise)
-            ht = self._hessian_tapes[idx] = StaticTape(_hessian_fn(self._f, idx), xs, self._retrace)
+        for i in idx:
+            self._grad_out(i)   # (a float input)
+        self._grads_tape(xs)    # (f returns a scalar: grad's own error otherwise)
+        ht = self._derived(idx, lambda: _hessian_fn(self._f, idx), xs)
         outs = ht._run(tuple(xs), None, who)[0]
         k = len(idx)
         return {(i, j): outs[a * k + b].detach() for a, i in enumerate(idx) for b, j in enumerate(idx)
