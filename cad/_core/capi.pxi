@@ -68,21 +68,6 @@ cdef extern from "cad_cpu.h" nogil:
         int64_t st[8][32]
         char *ptr[8]
         int esize[8]
-    ctypedef struct cad_mm:
-        int dtype
-        int bnd
-        int64_t bshape[32]
-        int64_t abst[32]
-        int64_t bbst[32]
-        int64_t obst[32]
-        int64_t m, n, k
-        const char *a
-        int64_t ars, acs
-        const char *b
-        int64_t brs, bcs
-        char *c
-        int64_t crs
-        double beta
 
     int cad_tape_init(cad_tape *t)
     void cad_tape_free_arrays(cad_tape *t)
@@ -95,9 +80,6 @@ cdef extern from "cad_cpu.h" nogil:
     void cad_iter_operand(cad_iter *it, int k, char *ptr, int esize, int ondim,
                           const int64_t *shape, const int64_t *strides)
     void cad_contig_strides(int ndim, const int64_t *shape, int64_t *strides)
-    int cad_reduce(int kind, int dtype, char *out, const char *x, int ndim,
-                   const int64_t *shape, const int64_t *xstrides, uint64_t mask)
-    int cad_matmul(const cad_mm *mm)
     void cad_set_blas(void *dgemm, void *sgemm)
     int cad_have_blas()
     int cad_blas_thread_control()
@@ -116,8 +98,6 @@ cdef extern from "cad_cpu.h" nogil:
     size_t cad_cache_clear()
     size_t cad_cache_bytes()
     size_t cad_cache_limit
-    void cad_gather_kernel(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
-    void cad_scatter_kernel(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
     int cad_forward(cad_tape *t, int64_t frm)
     int cad_fwd_dispatch(cad_tape *t, const cad_rec *r)
     enum:
@@ -239,9 +219,6 @@ cdef extern from "cad_cuda.h" nogil:
     int cad_cu_fz_load(const void *image, int nreg, void **ffwd, void **fbwd)
     int cad_cu_zero(void *p, size_t nb)
     int cad_cu_fill(void *p, int esize, int64_t n, int64_t bits)
-    int cad_cu_gather(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
-    int cad_cu_scatadd(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize)
-    int cad_cu_setitem(int dtype, char *out, const char *v, const int64_t *lin, int64_t n, int64_t osize)
     void cad_cu_set_cublas_paths(const char *paths)
     enum:
         CAD_ECUDA

@@ -62,6 +62,47 @@ cdef object _arr_of(Tensor t):
     return t._arr
 
 
+cdef Tensor _new_out(int dev, int nd, const int64_t *shape, int dt, str who):
+    """an uninitialized output for a primitive's forward kernel: device memory, an
+    inline 0-d float64 scalar, or an ndarray"""
+    if dev:
+        return _dwrap(_dnew(nd, shape, dt, who))
+    if nd == 0 and dt == CAD_F64:
+        return _new_inline(0.0)
+    return _wrap(_empty(nd, <cnp.npy_intp *>shape, dt))
+
+
+cdef Tensor _new_out_shape(int dev, tuple shape, int dt, str who):
+    cdef int64_t sh[MAXDIM]
+    cdef int d, nd = len(shape)
+    if nd > MAXDIM:
+        raise ShapeError(f"{who}: {nd} dims; cad has at most {MAXDIM}")
+    for d in range(nd):
+        sh[d] = shape[d]
+    return _new_out(dev, nd, sh, dt, who)
+
+
+cdef Tensor _value_contig(Tensor t):
+    """t's value, C-contiguous (a copy when it is not), as an untracked tensor: the
+    input of a kernel that reads flat positions"""
+    cdef DevArray da
+    if t._inline:
+        return t
+    if t._dev:
+        da = <DevArray>t._arr
+        return t if da.contig() else _dwrap(_dcopy(da))
+    if cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>t._arr):
+        return t
+    return _wrap(_np.ascontiguousarray(t._arr))
+
+
+cdef Tensor _index_tensor(object la, int dev):
+    """int64 positions (a C-contiguous ndarray) as a tensor on the device"""
+    if dev:
+        return _dwrap(_dupload(la, CAD_I64))
+    return _wrap(la)
+
+
 cdef cnp.ndarray _empty(int nd, cnp.npy_intp *dims, int dt):
     """an uninitialised array for a result; large ones come from cad's block cache
     (alloc.c) so their pages are not faulted in again on every op"""

@@ -228,21 +228,6 @@ cdef inline int _run_dev(cad_iter *it, cad_row row) noexcept nogil:
     return st
 
 
-cdef double _ZERO16[2]
-_ZERO16[0] = 0.0
-_ZERO16[1] = 0.0
-
-
-cdef inline int _run_dev_acc(cad_iter *it, cad_row row, int dt) noexcept nogil:
-    """an accumulating iteration (the destination may repeat): long reduced ranges
-    are split over threads and summed"""
-    cdef int st
-    cad_set_dev(1)
-    st = cad_iter_run(it, row, cad_acc_row(dt), <const void *>_ZERO16)
-    cad_set_dev(0)
-    return st
-
-
 cdef DevArray _dcopy(DevArray a, int dt=-1):
     """a contiguous copy (cast to dt)"""
     cdef DevArray r

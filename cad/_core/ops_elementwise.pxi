@@ -398,7 +398,10 @@ def cast(object x, object dtype):
     cdef int dt = _dtype_code(dtype, "astype")
     if dt == t._dtype:
         return t
-    if t._dev:
+    if _isfloat(dt) and _isfloat(t._dtype):   # the record's forward kernel (NOTE [ One forward per primitive ])
+        r = _new_out_shape(t._dev, t.shape, dt, "astype")
+        _eager1(OP_CAST, r, t, NULL, 0, "astype")
+    elif t._dev:   # (not differentiable; numpy's rules for ints and bools)
         r = _dwrap(_dcopy(<DevArray>t._arr, dt))
     else:
         r = _wrap(_arr_of(t).astype(_DTYPES[dt]))

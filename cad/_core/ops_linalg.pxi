@@ -4,7 +4,8 @@
 # ---------------------------------------------------------------- concatenate, matmul
 
 def concat(list tensors, int axis):
-    """concatenate along axis (numpy's promotion of dtypes)"""
+    """concatenate along axis (numpy's promotion of dtypes); the record's forward kernel
+    (NOTE [ One forward per primitive ])"""
     cdef int rdt = -1, nd, k
     cdef Tensor t, r
     cdef int64_t aux[1]
@@ -27,46 +28,14 @@ def concat(list tensors, int axis):
             t = <Tensor>cast(t, _DTYPES[rdt])
         rg = rg or _mode1(t)
         ts.append(t)
-    if _common_dev(ts, "concatenate"):
-        r = _d_concat(ts, ax, rdt)
-    else:
-        r = _wrap(_np.concatenate([_arr_of(t) for t in ts], axis=ax))
+    oshape = list(s0)
+    oshape[ax] = sum((<Tensor>t).shape[ax] for t in ts)
+    r = _new_out_shape(_common_dev(ts, "concatenate"), tuple(oshape), rdt, "concatenate")
+    aux[0] = ax
+    _eager(OP_CONCATENATE, r, ts, aux, 1, "concatenate")
     if rg:
-        aux[0] = ax
         _record(OP_CONCATENATE, r, ts, -1, aux, 1)
     return r
-
-
-cdef Tensor _d_concat(list ts, int ax, int rdt):
-    cdef Tensor t
-    cdef DevArray out, x
-    cdef cad_iter it
-    cdef int64_t off = 0
-    cdef int d, nd
-    oshape = list((<Tensor>ts[0]).shape)
-    oshape[ax] = sum((<Tensor>t).shape[ax] for t in ts)
-    out = _dnew_shape(tuple(oshape), rdt, "concatenate")
-    nd = out.ndim
-    for t in ts:
-        x = <DevArray>t._arr
-        it.nop = 2
-        it.ndim = nd
-        for d in range(nd):
-            it.shape[d] = x.shp[d]
-        cad_iter_operand(&it, 0, out.ptr + off * out.st[ax] * _ESIZE[rdt], _ESIZE[rdt], nd, x.shp, out.st)
-        cad_iter_operand(&it, 1, x.ptr, _ESIZE[rdt], nd, x.shp, x.st)
-        _dcheck(_run_dev(&it, cad_copy_rows[rdt]), "concatenate")
-        off += x.shp[ax]
-    return _dwrap(out)
-
-
-cdef inline char *_tptr(Tensor t):
-    """the data pointer of a tensor's value (host or device)"""
-    if t._dev:
-        return (<DevArray>t._arr).ptr
-    if t._inline:
-        return <char *>&t._sval
-    return <char *>cnp.PyArray_DATA(<cnp.ndarray>t._arr)
 
 
 cdef bint _gemmable_t(Tensor t, int nd):
@@ -98,18 +67,14 @@ cdef bint _gemmable(cnp.ndarray a, int nd):
 
 
 def matmul(object a, object b):
-    """numpy's matmul: 1-D operands are promoted, batch dims broadcast; BLAS"""
+    """numpy's matmul: 1-D operands are promoted, batch dims broadcast; BLAS (the
+    record's forward kernel, cad_matmul_fwd: NOTE [ One forward per primitive ])"""
     cdef Tensor ta = as_tensor(a), tb = as_tensor(b), r
-    cdef int rdt = _promote(ta._dtype, tb._dtype), and_, bnd, obnd, d, st, es
+    cdef int rdt = _promote(ta._dtype, tb._dtype), and_, bnd, obnd, d
     cdef bint a1, b1
-    cdef int64_t m, k, k2, n, ars, acs, brs, bcs
-    cdef cad_mm mm
+    cdef int64_t m, k, k2, n
     cdef int64_t oshape[MAXDIM]
     cdef int64_t aux[2]
-    cdef cnp.ndarray out
-    cdef DevArray dout
-    cdef object aa, ba
-    cdef char *optr
     cdef int dev = _common_dev([ta, tb], "matmul")
     and_ = _tndim(ta)
     bnd = _tndim(tb)
@@ -128,31 +93,12 @@ def matmul(object a, object b):
         ta = <Tensor>contiguous(ta)
     if not _gemmable_t(tb, bnd):
         tb = <Tensor>contiguous(tb)
-    aa = ta._arr
-    ba = tb._arr
-    es = _ESIZE[rdt]
     a1 = and_ == 1
     b1 = bnd == 1
-    if a1:
-        m = 1
-        k = aa.shape[0]
-        ars = 0
-        acs = aa.strides[0] // es
-    else:
-        m = aa.shape[and_ - 2]
-        k = aa.shape[and_ - 1]
-        ars = aa.strides[and_ - 2] // es
-        acs = aa.strides[and_ - 1] // es
-    if b1:
-        k2 = ba.shape[0]
-        n = 1
-        brs = ba.strides[0] // es
-        bcs = 0
-    else:
-        k2 = ba.shape[bnd - 2]
-        n = ba.shape[bnd - 1]
-        brs = ba.strides[bnd - 2] // es
-        bcs = ba.strides[bnd - 1] // es
+    m = 1 if a1 else _tdims(ta)[and_ - 2]
+    k = _tdims(ta)[and_ - 1]
+    k2 = _tdims(tb)[0 if b1 else bnd - 2]
+    n = 1 if b1 else _tdims(tb)[bnd - 1]
     if k != k2:
         raise ShapeError(f"matmul: shapes {ta.shape} and {tb.shape} are not aligned: "
                          f"{k} (last dim of a) != {k2} ({'dim 0' if b1 else 'dim -2'} of b)")
@@ -164,16 +110,8 @@ def matmul(object a, object b):
         raise ShapeError(f"matmul: batch dims of shapes {ta.shape} and {tb.shape} cannot be "
                          "broadcast together") from None
     obnd = len(obatch)
-    mm.dtype = rdt
-    mm.bnd = obnd
     for d in range(obnd):
-        mm.bshape[d] = obatch[d]
         oshape[d] = obatch[d]
-    for d in range(obnd):
-        od = d - (obnd - len(abatch))
-        mm.abst[d] = 0 if od < 0 or abatch[od] == 1 else aa.strides[od] // es
-        od = d - (obnd - len(bbatch))
-        mm.bbst[d] = 0 if od < 0 or bbatch[od] == 1 else ba.strides[od] // es
     d = obnd
     if not a1:
         oshape[d] = m
@@ -181,43 +119,10 @@ def matmul(object a, object b):
     if not b1:
         oshape[d] = n
         d += 1
-    ond = d
-    cad_contig_strides(obnd, mm.bshape, mm.obst)
-    for d in range(obnd):
-        mm.obst[d] *= m * n
-    r = None
-    if dev:
-        dout = _dnew(ond, oshape, rdt, "matmul")
-        optr = dout.ptr
-    elif ond == 0 and rdt == CAD_F64:
-        r = _new_inline(0.0)
-        optr = <char *>&r._sval
-    else:
-        out = _empty(ond, <cnp.npy_intp *>oshape, rdt)
-        optr = <char *>cnp.PyArray_DATA(out)
-    mm.m = m
-    mm.n = n
-    mm.k = k
-    mm.a = <const char *>_tptr(ta)
-    mm.ars = ars
-    mm.acs = acs
-    mm.b = <const char *>_tptr(tb)
-    mm.brs = brs
-    mm.bcs = bcs
-    mm.c = optr
-    mm.crs = n
-    mm.beta = 0.0
-    with nogil:
-        cad_set_dev(dev)
-        st = cad_matmul(&mm)
-        cad_set_dev(0)
-    _dcheck(st, "matmul")
-    if dev:
-        r = _dwrap(dout)
-    elif r is None:
-        r = _wrap(out)
+    r = _new_out(dev, d, oshape, rdt, "matmul")
+    aux[0] = a1
+    aux[1] = b1
+    _eager2(OP_MATMUL, r, ta, tb, aux, 2, "matmul")
     if _mode1(ta) or _mode1(tb):
-        aux[0] = a1
-        aux[1] = b1
         _record(OP_MATMUL, r, [ta, tb], _need(OP_MATMUL, [ta, tb]), aux, 2)
     return r

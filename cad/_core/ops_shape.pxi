@@ -311,31 +311,16 @@ def gather(object x, object lin, object value=None, int nb=0):
     xsize = t.size // B if B else 0
     if la.size and (la.min() < 0 or la.max() >= xsize):
         raise IndexError(f"gather: position out of range for {xsize} elements")
-    if t._dev:
-        xd = _dcontig(<DevArray>t._arr)
-        od = _dnew_shape(shape[:nb] + la.shape, t._dtype, "gather")
-        ld = _dupload(la, CAD_I64)
-        _dcheck(cad_cu_gather(t._dtype, (<DevArray>od).ptr, (<DevArray>xd).ptr,
-                              <const int64_t *>(<DevArray>ld).ptr, la.size, B, xsize), "gather")
-        r = _dwrap(<DevArray>od)
-        if _mode1(t):
-            tl = _dwrap(<DevArray>ld)
-            aux[0] = B
-            aux[1] = xsize
-            aux[2] = nb
-            _record(OP_GATHER, r, [t, tl], _need(OP_GATHER, [t, tl]), aux, 3)
-        return r
-    if value is None:
-        xa = _np.ascontiguousarray(_arr_of(t))
-        out = _empty_shape(shape[:nb] + la.shape, t._dtype)
-        n = la.size
-        cad_gather_kernel(t._dtype, <char *>cnp.PyArray_DATA(<cnp.ndarray>out),
-                       <const char *>cnp.PyArray_DATA(<cnp.ndarray>xa),
-                       <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>la), n, B, xsize)
-        value = out
-    r = _wrap(_np.asarray(value))
+    tl = _index_tensor(la, t._dev)
+    if value is None or t._dev:
+        r = _new_out_shape(t._dev, shape[:nb] + la.shape, t._dtype, "gather")
+        aux[0] = B
+        aux[1] = xsize
+        aux[2] = nb
+        _eager2(OP_GATHER, r, _value_contig(t), tl, aux, 3, "gather")
+    else:   # (the value numpy's indexing computed with the positions: _getitem)
+        r = _wrap(_np.asarray(value))
     if _mode1(t):
-        tl = _wrap(la)
         aux[0] = B
         aux[1] = xsize
         aux[2] = nb
@@ -359,32 +344,13 @@ def scatter(object g, object lin, int64_t xsize, int nb=0):
         raise DTypeError("scatter: float values only")
     if la.size and (la.min() < 0 or la.max() >= xsize):
         raise IndexError(f"scatter: position out of range for {xsize} elements")
-    if t._dev:
-        gd = _dcontig(<DevArray>t._arr)
-        od = _dnew_shape(shape[:nb] + (xsize,), t._dtype, "scatter")
-        ld = _dupload(la, CAD_I64)
-        _dcheck(cad_cu_zero((<DevArray>od).ptr, <size_t>((<DevArray>od).size * _ESIZE[t._dtype])), "scatter")
-        _dcheck(cad_cu_scatadd(t._dtype, (<DevArray>od).ptr, (<DevArray>gd).ptr,
-                               <const int64_t *>(<DevArray>ld).ptr, la.size, B, xsize), "scatter")
-        r = _dwrap(<DevArray>od)
-        if _mode1(t):
-            tl = _dwrap(<DevArray>ld)
-            aux[0] = B
-            aux[1] = xsize
-            aux[2] = nb
-            _record(OP_SCATTER, r, [t, tl], _need(OP_SCATTER, [t, tl]), aux, 3)
-        return r
-    ga = _np.ascontiguousarray(_arr_of(t))
-    out = _empty_shape(shape[:nb] + (xsize,), t._dtype)
-    cad_scatter_kernel(t._dtype, <char *>cnp.PyArray_DATA(<cnp.ndarray>out),
-                    <const char *>cnp.PyArray_DATA(<cnp.ndarray>ga),
-                    <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>la), la.size, B, xsize)
-    r = _wrap(out)
+    tl = _index_tensor(la, t._dev)
+    r = _new_out_shape(t._dev, shape[:nb] + (xsize,), t._dtype, "scatter")
+    aux[0] = B
+    aux[1] = xsize
+    aux[2] = nb
+    _eager2(OP_SCATTER, r, _value_contig(t), tl, aux, 3, "scatter")
     if _mode1(t):
-        tl = _wrap(la)
-        aux[0] = B
-        aux[1] = xsize
-        aux[2] = nb
         _record(OP_SCATTER, r, [t, tl], _need(OP_SCATTER, [t, tl]), aux, 3)
     return r
 
@@ -405,52 +371,24 @@ def as_strided(object x, int64_t offset, tuple shape, tuple strides):
 
 def unview(object g, int64_t offset, tuple vshape, tuple vstrides, tuple out_shape):
     """the adjoint of as_strided: zeros of out_shape, whose strided window
-    (offset, vshape, vstrides) receives g (overlaps add up)"""
+    (offset, vshape, vstrides) receives g (overlaps add up); the record's forward
+    kernel (NOTE [ One forward per primitive ])"""
     cdef Tensor t = as_tensor(g), r
-    cdef int nd = len(vshape), d, st
-    cdef cnp.ndarray out
-    cdef cad_iter it
-    cdef int64_t vs[MAXDIM]
-    cdef int64_t vst[MAXDIM]
-    cdef int64_t *aux
-    cdef int64_t es = _ESIZE[t._dtype]
-    cdef DevArray dout
+    cdef int nd = len(vshape), d
+    cdef int64_t aux[2 + 2 * MAXDIM]
     if t.shape != vshape:
         raise ShapeError(f"unview: value of shape {t.shape} does not match the window {vshape}")
+    if nd > MAXDIM:
+        raise ShapeError(f"unview: {nd} dims; cad has at most {MAXDIM}")
+    aux[0] = offset
+    aux[1] = nd
     for d in range(nd):
-        vs[d] = vshape[d]
-        vst[d] = vstrides[d]
-    it.nop = 2
-    it.ndim = nd
-    for d in range(nd):
-        it.shape[d] = vs[d]
-    if t._dev:
-        dout = _dnew_shape(out_shape, t._dtype, "unview")
-        _dcheck(cad_cu_zero(dout.ptr, <size_t>(dout.size * es)), "unview")
-        cad_iter_operand(&it, 0, dout.ptr + offset * es, es, nd, vs, vst)
-        _operand(&it, 1, t)
-        _dcheck(_run_dev_acc(&it, cad_acc_row(t._dtype), t._dtype), "unview")
-        r = _dwrap(dout)
-    else:
-        out = _empty_shape(out_shape, t._dtype)
-        out.fill(0)   # written, not calloc'd: reading calloc'd pages first faults twice
-        cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(out) + offset * es, es, nd, vs, vst)
-        _operand(&it, 1, t)
-        st = cad_iter_run(&it, cad_acc_row(t._dtype), NULL, NULL)
-        r = _wrap(out)
+        aux[2 + d] = vshape[d]
+        aux[2 + nd + d] = vstrides[d]
+    r = _new_out_shape(t._dev, out_shape, t._dtype, "unview")
+    _eager1(OP_UNVIEW, r, t, aux, 2 + 2 * nd, "unview")
     if _mode1(t):
-        aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
-        if aux == NULL:
-            raise MemoryError()
-        aux[0] = offset
-        aux[1] = nd
-        for d in range(nd):
-            aux[2 + d] = vs[d]
-            aux[2 + nd + d] = vst[d]
-        try:
-            _record1(OP_UNVIEW, r, t, 0, aux, 2 + 2 * nd)
-        finally:
-            free(aux)
+        _record1(OP_UNVIEW, r, t, 0, aux, 2 + 2 * nd)
     return r
 
 
@@ -491,22 +429,9 @@ cdef _setitem(Tensor x, object index, object value):
         except ShapeError:
             raise ShapeError(f"setitem: value of shape {v.shape} cannot be broadcast to the "
                              f"indexed shape {lin.shape}") from None
-    if x._dev:
-        dnew = _dcopy(<DevArray>x._arr)
-        dv = _dcontig(<DevArray>v._arr)
-        dl = _dupload(lin, CAD_I64)
-        _dcheck(cad_cu_setitem(x._dtype, (<DevArray>dnew).ptr, (<DevArray>dv).ptr,
-                               <const int64_t *>(<DevArray>dl).ptr, lin.size, (<DevArray>dnew).size),
-                "setitem")
-        r = _dwrap(<DevArray>dnew)
-        if recording:
-            _record(OP_SETITEM, r, [x, v, _dwrap(<DevArray>dl)], _need(OP_SETITEM, [x, v, None]), NULL, 0)
-        x._rebind(r, leaf and x._rg)
-        return
-    new = _np.array(_arr_of(x), order="C", copy=True)
-    new.reshape(-1)[lin.reshape(-1)] = _arr_of(v).reshape(-1)
-    r = _wrap(new)
+    tl = _index_tensor(_np.asarray(lin, dtype=_np.int64, order="C"), x._dev)   # (asarray keeps 0-d)
+    r = _new_out_shape(x._dev, x.shape, x._dtype, "setitem")
+    _eager(OP_SETITEM, r, [x, _value_contig(v), tl], NULL, 0, "setitem")
     if recording:
-        tl = _wrap(lin)
         _record(OP_SETITEM, r, [x, v, tl], _need(OP_SETITEM, [x, v, tl]), NULL, 0)
     x._rebind(r, leaf and x._rg)

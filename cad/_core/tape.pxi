@@ -164,17 +164,22 @@ cdef cad_hid _push_buf(Tape tp, Tensor t, uint8_t flags, bint own) except -2:
     """register t's value (own: keep its ndarray alive for the sweep)"""
     cdef cad_tape *T = &tp.t
     cdef cad_buf *b
+    _reserve(tp, 1, 0, 2 * _tndim(t), 0)
+    b = &T.bufs[T.nbufs]
+    _fill_buf(T, b, t, flags)
+    if own and not t._inline:
+        Py_INCREF(t._arr)
+        b.owner = <void *>t._arr
+    T.nbufs += 1
+    return T.nbufs - 1
+
+
+cdef inline void _fill_buf(cad_tape *T, cad_buf *b, Tensor t, uint8_t flags):
+    """b describes t's value (host, device or inline), its shape and strides written
+    at T.meta[T.nmeta..] (room for 2 * ndim entries is the caller's); no reference"""
     cdef cnp.ndarray arr
     cdef DevArray da
     cdef int nd = 0, d, es
-    if t._dev:
-        da = <DevArray>t._arr
-        nd = da.ndim
-    elif not t._inline:
-        arr = <cnp.ndarray>t._arr
-        nd = cnp.PyArray_NDIM(arr)
-    _reserve(tp, 1, 0, 2 * nd, 0)
-    b = &T.bufs[T.nbufs]
     b.grad = NULL
     b.owner = NULL
     b.leaf = NULL
@@ -183,8 +188,10 @@ cdef cad_hid _push_buf(Tape tp, Tensor t, uint8_t flags, bint own) except -2:
     b.version = 0
     b.dtype = t._dtype
     b.meta = T.nmeta
-    b.ndim = nd
     if t._dev:
+        da = <DevArray>t._arr
+        nd = da.ndim
+        b.ndim = nd
         b.flags = flags | BUF_CUDA
         b.sval = 0.0
         b.data = da.ptr
@@ -193,15 +200,16 @@ cdef cad_hid _push_buf(Tape tp, Tensor t, uint8_t flags, bint own) except -2:
             T.meta[T.nmeta + d] = da.shp[d]
             T.meta[T.nmeta + nd + d] = da.st[d]
         T.nmeta += 2 * nd
-        if own:
-            Py_INCREF(da)
-            b.owner = <void *>da
     elif t._inline:
+        b.ndim = 0
         b.flags = flags | BUF_INLINE
         b.sval = t._sval
         b.data = NULL
         b.size = 1
     else:
+        arr = <cnp.ndarray>t._arr
+        nd = cnp.PyArray_NDIM(arr)
+        b.ndim = nd
         b.flags = flags
         b.sval = 0.0
         b.data = <char *>cnp.PyArray_DATA(arr)
@@ -211,11 +219,120 @@ cdef cad_hid _push_buf(Tape tp, Tensor t, uint8_t flags, bint own) except -2:
             T.meta[T.nmeta + d] = cnp.PyArray_DIMS(arr)[d]
             T.meta[T.nmeta + nd + d] = cnp.PyArray_STRIDES(arr)[d] // es
         T.nmeta += 2 * nd
-        if own:
-            Py_INCREF(arr)
-            b.owner = <void *>arr
-    T.nbufs += 1
-    return T.nbufs - 1
+
+
+DEF EAGER_MAXB = 8
+DEF EAGER_MAXAUX = 2 + 2 * MAXDIM   # (a view's and unview's aux)
+
+
+cdef int _eager(int op, Tensor r, list ins, int64_t *aux, int naux, str who) except -1:
+    """NOTE [ One forward per primitive ]
+    Eager execution of a primitive: r (allocated by the caller on the inputs' device)
+    = op(ins) computed by the record's forward kernel, the op table's fkernel that
+    cad_forward runs in a replay and bind runs for the table's newer primitives.  The
+    record lives on a tape of this C frame (no Python object, nothing kept): the
+    dispatchers check arguments, give the output's shape and record on the real tape
+    as before, but no primitive has a second forward of its own, and the device is
+    chosen per record (the output's BUF_CUDA) as in a replay instead of by a branch
+    of the dispatcher.  Used by the reductions, matmul, gather, scatter, setitem,
+    concatenate, float casts, unview and bind (cumsum, cumprod, xent, cross).  Not
+    here: elementwise ops (generated specializations: the inline scalar expression,
+    and for arrays the same row kernels through the same iterator), views (numpy
+    views of the same memory), casts to or from integers (numpy's rules; never
+    differentiated), and x[idx] on the CPU, whose value numpy's indexing computes
+    while it checks the index (the positions, recorded for the gather, select the
+    same elements)."""
+    cdef PyObject *small[EAGER_MAXB]
+    cdef PyObject **p = small
+    cdef int n = len(ins), i
+    if n > EAGER_MAXB:   # (concatenate of many tensors)
+        p = <PyObject **>malloc(n * sizeof(PyObject *))
+        if p == NULL:
+            raise MemoryError(f"{who}: out of memory")
+    try:
+        for i in range(n):
+            p[i] = <PyObject *>ins[i]
+        return _eager_p(op, r, p, n, aux, naux, who)
+    finally:
+        if p != small:
+            free(p)
+
+
+cdef inline int _eager1(int op, Tensor r, Tensor a, int64_t *aux, int naux, str who) except -1:
+    """_eager of one input (no list)"""
+    cdef PyObject *p[1]
+    p[0] = <PyObject *>a
+    return _eager_p(op, r, p, 1, aux, naux, who)
+
+
+cdef inline int _eager2(int op, Tensor r, Tensor a, Tensor b, int64_t *aux, int naux, str who) except -1:
+    cdef PyObject *p[2]
+    p[0] = <PyObject *>a
+    p[1] = <PyObject *>b
+    return _eager_p(op, r, p, 2, aux, naux, who)
+
+
+cdef int _eager_p(int op, Tensor r, PyObject **ins, int n, int64_t *aux, int naux, str who) except -1:
+    cdef cad_tape T
+    cdef cad_buf sbufs[EAGER_MAXB]
+    cdef cad_hid sargs[EAGER_MAXB]
+    cdef int64_t smeta[EAGER_MAXB * 2 * MAXDIM]
+    cdef int64_t ax[EAGER_MAXAUX]
+    cdef cad_buf *bufs = sbufs
+    cdef cad_hid *args = sargs
+    cdef int64_t *meta = smeta
+    cdef cad_rec rec
+    cdef int i, st
+    if naux > EAGER_MAXAUX:
+        raise ValueError(f"{who}: a primitive takes at most {EAGER_MAXAUX} aux values")
+    if n >= EAGER_MAXB:
+        bufs = <cad_buf *>malloc((n + 1) * sizeof(cad_buf))
+        args = <cad_hid *>malloc(n * sizeof(cad_hid))
+        meta = <int64_t *>malloc((n + 1) * 2 * MAXDIM * sizeof(int64_t))
+        if bufs == NULL or args == NULL or meta == NULL:
+            free(bufs)
+            free(args)
+            free(meta)
+            raise MemoryError(f"{who}: out of memory")
+    T.bufs = bufs
+    T.capbufs = n + 1
+    T.recs = &rec
+    T.nrecs = 1
+    T.caprecs = 1
+    T.args = args
+    T.nargs = n
+    T.capargs = n
+    T.meta = meta
+    T.nmeta = 0
+    T.capmeta = (n + 1) * 2 * MAXDIM
+    T.aux = ax
+    T.naux = naux
+    T.capaux = EAGER_MAXAUX
+    for i in range(n):
+        _fill_buf(&T, &bufs[i], <Tensor>ins[i], 0)
+        args[i] = i
+    _fill_buf(&T, &bufs[n], r, 0)
+    T.nbufs = n + 1
+    for i in range(naux):
+        ax[i] = aux[i]
+    rec.op = op
+    rec.nargs = n
+    rec.out = n
+    rec.arg = 0
+    rec.aux = 0 if naux else -1
+    with nogil:
+        st = cad_fwd_dispatch(&T, &rec)
+    if r._inline:
+        r._sval = bufs[n].sval
+    if bufs != sbufs:
+        free(bufs)
+        free(args)
+        free(meta)
+    if st != CAD_OK:
+        if r._dev:
+            _dcheck(st, who)
+        _check(st, who)
+    return 0
 
 
 cdef inline cad_hid _push_scalar(Tape tp, double v, uint8_t flags) except -2:

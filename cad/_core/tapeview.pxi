@@ -7,19 +7,17 @@ def bind(int op, list ins, tuple aux, tuple out_shape, object out_dtype, str who
     """NOTE [ One entry point ]
     Eager execution of a primitive through its replay forward kernel: the output is
     allocated on the inputs' device, the op is recorded (on the inputs' tape when the
-    result requires grad or cad.record is recording, else on a scratch tape that dies
-    here) and the record's forward kernel (the op table's fkernel, the one
-    cad_forward runs in a replay) computes it.  One forward per primitive: eager,
+    result requires grad or cad.record is recording) and the record's forward kernel
+    (the op table's fkernel, the one cad_forward runs in a replay) computes it
+    (_eager: NOTE [ One forward per primitive ]).  One forward per primitive: eager,
     replay and the CUDA device all run the same C function.  The op table's entry
     checks the arguments and gives the output's shape and dtype; every input here is
     a Tensor whose value the kernel reads (contiguous where the kernel needs it)."""
     cdef Tensor r, t
     cdef int dt = _dtype_code(out_dtype, who)
-    cdef int dev = 0, i, n = len(ins), naux = len(aux), st
+    cdef int dev = 0, i, n = len(ins), naux = len(aux)
     cdef int64_t ax[16]
     cdef bint rec = cad_rec_mode
-    cdef Tape tp
-    cdef cad_hid hs[8]
     if naux > 16 or n > 7:
         raise ValueError(f"{who}: bind takes at most 7 inputs and 16 aux values")
     for i in range(naux):
@@ -33,23 +31,9 @@ def bind(int op, list ins, tuple aux, tuple out_shape, object out_dtype, str who
         r = _dwrap(_dnew_shape(out_shape, dt, who))
     else:
         r = _wrap(_empty_shape(out_shape, dt))
+    _eager(op, r, ins, ax, naux, who)
     if rec:
         _record(op, r, ins, ((1 << n) - 1) | 128, ax, naux)
-        tp = r._tape
-        if tp.t.bufs[r._h].flags & BUF_INLINE:
-            raise ValueError(f"{who}: bind needs an array output")
-        st = cad_fwd_dispatch(&tp.t, &tp.t.recs[tp.t.nrecs - 1])
-    else:
-        tp = Tape.__new__(Tape)
-        for i in range(n):
-            t = <Tensor>ins[i]
-            hs[i] = _push_scalar(tp, t._sval, 0) if t._inline else _push_buf(tp, t, 0, False)
-        _push_rec(tp, op, _push_buf(tp, r, 0, False), hs, n, ax, naux)
-        st = cad_fwd_dispatch(&tp.t, &tp.t.recs[0])
-    if st != CAD_OK:
-        if dev:
-            _dcheck(st, who)
-        _check(st, who)
     return r
 
 

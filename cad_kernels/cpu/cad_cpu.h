@@ -259,8 +259,6 @@ int cad_gather_vjp(cad_tape *t, const cad_rec *r);
 int cad_scatter_vjp(cad_tape *t, const cad_rec *r);
 int cad_unview_vjp(cad_tape *t, const cad_rec *r);
 /* the index ops' loops (B batches of xsize / n elements, contiguous) */
-void cad_gather_kernel(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
-void cad_scatter_kernel(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize);
 void cad_mat_desc(cad_tape *t, cad_buf *x, int is1d, int is_left, int *bnd,
                   const int64_t **bshape, const int64_t **bst,
                   int64_t *rows, int64_t *cols, int64_t *rs, int64_t *cs);

@@ -341,22 +341,13 @@ int cad_prod_vjp(cad_tape *t, const cad_rec *r) { return reduce_vjp2(t, r, 1); }
         }                                                                      \
     }
 
-void cad_gather_kernel(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
+/* the CPU backend's index kernels (NOTE [ Backends ]) */
+int cad_gather_cpu(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
 #define LOOP_BODY d_[k_] = s_[lin[k_]]
     if (dtype == CAD_F64 || dtype == CAD_I64) IDX_LOOP(double, out, n, x, xsize)
     else if (dtype == CAD_F32) IDX_LOOP(float, out, n, x, xsize)
     else IDX_LOOP(uint8_t, out, n, x, xsize)
 #undef LOOP_BODY
-}
-
-void cad_scatter_kernel(int dtype, char *out, const char *g, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
-    memset(out, 0, (size_t)(B * xsize) * (size_t)esz(dtype));
-    cad_scatadd_cpu(dtype, out, g, lin, n, B, xsize);
-}
-
-/* the CPU backend's index kernels (NOTE [ Backends ]) */
-int cad_gather_cpu(int dtype, char *out, const char *x, const int64_t *lin, int64_t n, int64_t B, int64_t xsize) {
-    cad_gather_kernel(dtype, out, x, lin, n, B, xsize);
     return CAD_OK;
 }
 
