@@ -30,7 +30,8 @@ magic, the version, the header length against the file size, every field's type,
 every handle in range and defined before it is read (inputs, constants, earlier
 records), every op name known, every shape non-negative and every array inside the
 data part, dtypes known, and each record's inputs, aux values and output against its
-op's rule (the same shape and dtype rules the eager op applies, and the bounds a C
+op's check rule (the op table's `check` slot, written beside the op's entry; the same
+shape and dtype rules the eager op applies, and the bounds a C
 kernel relies on: a view's window inside its input, gather/scatter/setitem positions
 inside their target).  A file that fails any check raises ``cad.FormatError`` (a
 ``ValueError``) naming the file and the field; nothing it describes reaches C.
@@ -630,188 +631,72 @@ class _Checker:
         return sp
 
     def _check_rec(self, f, op, out, args, aux, bufs, consts, sp):
-        """one record against its op's rule"""
-        kind = op.kind
-        odt, osh = bufs[out][0], bufs[out][1]
-        dts = [bufs[a][0] for a in args]
-        shs = [bufs[a][1] for a in args]
-        desc = f"op {op.name!r}"
-
-        def need(cond, msg, field=f):
-            if not cond:
-                self.fail(field, f"{desc}: {msg}")
-
-        def nargs(n):
-            need(len(args) == n, f"takes {n} inputs, the record has {len(args)}", f"{f}.args")
-
-        def naux(n):
-            need(len(aux) == n, f"takes {n} aux values, the record has {len(aux)}", f"{f}.aux")
-
-        def out_is(shape, dt):
-            need(tuple(shape) == osh and dt == odt,
-                 f"computes {_DTN[dt]}{list(shape)} from inputs {_sig(dts, shs)}, but the output value "
-                 f"{out} is {_DTN[odt]}{list(osh)}", f"{f}.out")
-
-        def bshape():
-            try:
-                return np.broadcast_shapes(*shs)
-            except ValueError:
-                self.fail(f"{f}.args", f"{desc}: input shapes {[list(s) for s in shs]} do not broadcast")
-
-        def const_lin(k, hi):
-            h = args[k]
-            need(bufs[h][3] == "const" and bufs[h][0] == 2 and not isinstance(consts.get(h), float),
-                 f"input {k} (positions) must be an int64 constant of the tape", f"{f}.args[{k}]")
-            spec = consts[h]
-            lin = np.frombuffer(self.data, dtype="<i8", count=math.prod(bufs[h][1]), offset=spec["offset"])
-            if lin.size and (lin.min() < 0 or lin.max() >= hi):
-                self.fail(f"tape.bufs[{h}].value", f"{desc}: a position out of range [0, {hi})")
-            return bufs[h][1]
-
-        if kind in ("ew", "bool"):
-            nargs(len(op.args))
-            naux(0)
-            sh = bshape()
-            if kind == "ew":
-                need(odt <= 1, f"computes float values; the output is {_DTN[odt]}", f"{f}.out")
-                for k, dt in enumerate(dts):
-                    want = 3 if (op.name == "where" and k == 0) else odt
-                    need(dt == want, f"input {k} must be {_DTN[want]} here, it is {_DTN[dt]}",
-                         f"{f}.args[{k}]")
-                out_is(sh, odt)
-            else:
-                need(len(set(dts)) == 1, f"inputs of one dtype, got {_sig(dts, shs)}", f"{f}.args")
-                out_is(sh, 3)
-        elif kind == "reduce":
-            nargs(1)
-            naux(1)
-            xsh = shs[0]
-            need(dts[0] <= 1, f"reduces float values, the input is {_DTN[dts[0]]}", f"{f}.args[0]")
-            m = aux[0]
-            need(0 <= m < (1 << len(xsh)), f"axis mask {m} out of range for {len(xsh)} dims", f"{f}.aux[0]")
-            red = [d for d in range(len(xsh)) if (m >> d) & 1]
-            if op.name in ("max", "min"):
-                need(all(xsh[d] > 0 for d in red), "reduces an empty axis (no identity)", f"{f}.aux[0]")
-            drop = tuple(s for d, s in enumerate(xsh) if d not in red)
-            keep = tuple(1 if d in red else s for d, s in enumerate(xsh))
-            out_is(keep if (osh == keep and len(osh) == len(xsh)) else drop, dts[0])
-        elif kind in ("view", "unview"):
-            nargs(1)
-            need(len(aux) >= 2, "aux is [offset, ndim, shape..., strides...]", f"{f}.aux")
-            off, nd = aux[0], aux[1]
-            need(0 <= nd <= _MAXDIM and len(aux) == 2 + 2 * nd,
-                 f"aux of ndim {nd} must have {2 + 2 * nd} values, has {len(aux)}", f"{f}.aux")
-            vsh, vst = tuple(aux[2:2 + nd]), tuple(aux[2 + nd:])
-            need(all(0 <= s <= _MAXSIZE for s in vsh), f"window shape {list(vsh)}", f"{f}.aux")
-            need(all(abs(s) <= _MAXSIZE for s in vst), f"window strides {list(vst)}", f"{f}.aux")
-            base = shs[0] if kind == "view" else osh
-            size = math.prod(base)
-            if math.prod(vsh):
-                lo = off + sum((s - 1) * st for s, st in zip(vsh, vst) if st < 0)
-                hi = off + sum((s - 1) * st for s, st in zip(vsh, vst) if st > 0)
-                need(0 <= lo and hi < size, f"window (offset {off}, shape {list(vsh)}, strides "
-                                            f"{list(vst)}) reaches outside a value of {size} elements",
-                     f"{f}.aux")
-            if kind == "view":
-                out_is(vsh, dts[0])
-            else:
-                need(shs[0] == vsh, f"input of shape {list(shs[0])} for a window of shape {list(vsh)}",
-                     f"{f}.args[0]")
-                out_is(osh, dts[0])
-        elif kind == "concat":
-            naux(1)
-            need(1 <= len(args), "needs at least one input", f"{f}.args")
-            nd = len(shs[0])
-            need(nd >= 1, "0-d inputs", f"{f}.args")
-            ax = aux[0]
-            need(0 <= ax < nd, f"axis {ax} out of range for {nd} dims", f"{f}.aux[0]")
-            for k, (s, dt) in enumerate(zip(shs, dts)):
-                need(len(s) == nd and all(s[d] == shs[0][d] for d in range(nd) if d != ax) and dt == dts[0],
-                     f"inputs {_sig(dts, shs)} differ outside axis {ax}", f"{f}.args[{k}]")
-            o = list(shs[0])
-            o[ax] = sum(s[ax] for s in shs)
-            out_is(o, dts[0])
-        elif kind == "gather":
-            nargs(2)
-            naux(3)
-            B, xsize, nbd = aux
-            xsh = shs[0]
-            need(0 <= nbd <= len(xsh), f"{nbd} batch dims of a {len(xsh)}-d input", f"{f}.aux[2]")
-            need(B == math.prod(xsh[:nbd]) and B * xsize == math.prod(xsh) and xsize >= 0,
-                 f"aux {aux} does not fit an input of shape {list(xsh)}", f"{f}.aux")
-            lsh = const_lin(1, xsize)
-            out_is(xsh[:nbd] + lsh, dts[0])
-        elif kind == "scatter":
-            nargs(2)
-            naux(3)
-            B, xsize, nbd = aux
-            gsh = shs[0]
-            need(dts[0] <= 1, "scatters float values", f"{f}.args[0]")
-            need(0 <= nbd <= len(gsh) and 0 <= xsize <= _MAXSIZE, f"aux {aux}", f"{f}.aux")
-            need(B == math.prod(gsh[:nbd]), f"aux {aux} does not fit an input of shape {list(gsh)}", f"{f}.aux")
-            lsh = const_lin(1, xsize)
-            need(gsh[nbd:] == lsh, f"values of shape {list(gsh)} for positions of shape {list(lsh)}",
-                 f"{f}.args[0]")
-            out_is(gsh[:nbd] + (xsize,), dts[0])
-        elif kind == "setitem":
-            nargs(3)
-            naux(0)
-            need(dts[1] == dts[0], f"value dtype {_DTN[dts[1]]} for a {_DTN[dts[0]]} target", f"{f}.args[1]")
-            lsh = const_lin(2, math.prod(shs[0]))
-            need(shs[1] == lsh, f"value of shape {list(shs[1])} for positions of shape {list(lsh)}",
-                 f"{f}.args[1]")
-            out_is(shs[0], dts[0])
-        elif kind == "cast":
-            nargs(1)
-            naux(0)
-            out_is(shs[0], odt)
-        elif kind == "matmul":
-            nargs(2)
-            naux(2)
-            (a, b), (da, db) = shs, dts
-            need(da == db and da <= 1, f"float operands of one dtype, got {_sig(dts, shs)}", f"{f}.args")
-            need(len(a) >= 1 and len(b) >= 1, "0-d operands", f"{f}.args")
-            need(aux[0] == (len(a) == 1) and aux[1] == (len(b) == 1), f"aux {aux} must flag the 1-d operands",
-                 f"{f}.aux")
-            k1 = a[-1]
-            k2 = b[0] if len(b) == 1 else b[-2]
-            need(k1 == k2, f"operands {_sig(dts, shs)} are not aligned", f"{f}.args")
-            try:
-                batch = np.broadcast_shapes(a[:-2], b[:-2])
-            except ValueError:
-                self.fail(f"{f}.args", f"{desc}: batch dims of {_sig(dts, shs)} do not broadcast")
-            o = tuple(batch) + (() if len(a) == 1 else (a[-2],)) + (() if len(b) == 1 else (b[-1],))
-            out_is(o, da)
-        elif kind == "xent":
-            nargs(2)
-            naux(0)
-            need(len(shs[0]) == 2 and dts[0] <= 1, f"float (N, C) logits, got {_sig(dts, shs)}", f"{f}.args[0]")
-            need(dts[1] == 2 and shs[1] == shs[0][:1], f"int64 labels of shape ({shs[0][0]},), got "
-                                                       f"{_sig(dts, shs)}", f"{f}.args[1]")
-            out_is(shs[0][:1], dts[0])
-        elif kind == "scan":
-            nargs(1)
-            naux(2)
-            xsh = shs[0]
-            need(dts[0] <= 1, f"scans float values, the input is {_DTN[dts[0]]}", f"{f}.args[0]")
-            need(len(xsh) >= 1 and 0 <= aux[0] < len(xsh), f"axis {aux[0]} out of range for "
-                 f"{len(xsh)} dims", f"{f}.aux[0]")
-            need(aux[1] in ((0, 1) if op.name == "cumsum" else (0,)), f"direction {aux[1]} is not "
-                 "allowed", f"{f}.aux[1]")
-            out_is(xsh, dts[0])
-        elif kind == "cross":
-            nargs(2)
-            naux(0)
-            need(dts[0] == dts[1] and dts[0] <= 1, f"float operands of one dtype, got {_sig(dts, shs)}",
-                 f"{f}.args")
-            need(shs[0] == shs[1] and len(shs[0]) >= 1 and shs[0][-1] == 3,
-                 f"operands of one shape (..., 3), got {_sig(dts, shs)}", f"{f}.args")
-            out_is(shs[0], dts[0])
-        else:
-            self.fail(f"{f}.op", f"{desc} ({kind}) cannot appear in a saved tape")
+        """one record against its op's rule (the op table's check slot)"""
+        if op.check_rule is None:
+            self.fail(f"{f}.op", f"op {op.name!r} ({op.kind}) cannot appear in a saved tape")
+        op.check_rule(RecordCheck(self, f, op, out, args, aux, bufs, consts))
         if bufs[out][2] & _BUF_RG:
-            need(any(bufs[a][2] & _BUF_RG for a in args), "the output requires grad (flag 2) but no input "
-                 "does", f"tape.bufs[{out}].flags")
+            if not any(bufs[a][2] & _BUF_RG for a in args):
+                self.fail(f"tape.bufs[{out}].flags", f"op {op.name!r}: the output requires grad (flag 2) "
+                          "but no input does")
+
+
+class RecordCheck:
+    """One record of a file under its op's check rule (NOTE [ A primitive's rules ]):
+    the record's inputs (dts, shs: dtype codes and shapes), output (odt, osh) and
+    aux; each helper raises cad.FormatError naming the record's field."""
+
+    DTN = _DTN
+    MAXDIM = _MAXDIM
+    MAXSIZE = _MAXSIZE
+
+    def __init__(self, ck, f, op, out, args, aux, bufs, consts):
+        self.ck, self.f, self.op, self.out, self.args, self.aux = ck, f, op, out, args, aux
+        self._bufs, self._consts = bufs, consts
+        self.odt, self.osh = bufs[out][0], bufs[out][1]
+        self.dts = [bufs[a][0] for a in args]
+        self.shs = [bufs[a][1] for a in args]
+        self.desc = f"op {op.name!r}"
+
+    def fail(self, field, msg):
+        self.ck.fail(field, f"{self.desc}: {msg}")
+
+    def need(self, cond, msg, field=None):
+        """field: the record's own field (args[0], aux, ...) or None (the record)"""
+        if not cond:
+            self.fail(self.f if field is None else f"{self.f}.{field}", msg)
+
+    def nargs(self, n):
+        self.need(len(self.args) == n, f"takes {n} inputs, the record has {len(self.args)}", "args")
+
+    def naux(self, n):
+        self.need(len(self.aux) == n, f"takes {n} aux values, the record has {len(self.aux)}", "aux")
+
+    def sig(self):
+        return _sig(self.dts, self.shs)
+
+    def out_is(self, shape, dt):
+        self.need(tuple(shape) == self.osh and dt == self.odt,
+                  f"computes {_DTN[dt]}{list(shape)} from inputs {self.sig()}, but the output value "
+                  f"{self.out} is {_DTN[self.odt]}{list(self.osh)}", "out")
+
+    def bshape(self):
+        try:
+            return np.broadcast_shapes(*self.shs)
+        except ValueError:
+            self.fail(f"{self.f}.args", f"input shapes {[list(s) for s in self.shs]} do not broadcast")
+
+    def const_lin(self, k, hi):
+        """the shape of input k, int64 positions in [0, hi) stored in the file"""
+        h = self.args[k]
+        b = self._bufs[h]
+        self.need(b[3] == "const" and b[0] == 2 and not isinstance(self._consts.get(h), float),
+                  f"input {k} (positions) must be an int64 constant of the tape", f"args[{k}]")
+        spec = self._consts[h]
+        lin = np.frombuffer(self.ck.data, dtype="<i8", count=math.prod(b[1]), offset=spec["offset"])
+        if lin.size and (lin.min() < 0 or lin.max() >= hi):
+            self.ck.fail(f"tape.bufs[{h}].value", f"{self.desc}: a position out of range [0, {hi})")
+        return b[1]
 
 
 def _sig(dts, shs):

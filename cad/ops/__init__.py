@@ -54,6 +54,7 @@ def bind(engine):
         if op.kind in ("ew", "bool"):   # the engine's raw function (clip has a wrapper)
             fn = getattr(engine, "_prim_" + op.name, None) or getattr(engine, op.name)
             op.eval_rule = lambda ctx, a, fn=fn: fn(*a)
+            op.check_rule = elementwise.check_record
     engine.set_aux_counts([-1 if op.naux is None else op.naux for op in prims])
     # Tensor methods: a method's self is a plain tensor, so a method whose other
     # arguments are never tensors (x.sum(axis), x.reshape(...)) skips the check for

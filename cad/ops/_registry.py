@@ -45,7 +45,7 @@ class OpDef:
                  "domain", "method", "ufunc", "doc", "differentiable", "api", "code",
                  "nondiff_args", "fd_eps", "export", "tol", "seq", "vjp_rule", "jvp_rule",
                  "second_order", "fast_partial", "fkernel", "partial_rule", "eval_rule",
-                 "batch_rule", "name_rule", "linear", "naux", "reads", "aliases")
+                 "batch_rule", "name_rule", "check_rule", "linear", "naux", "reads", "aliases")
 
     def __init__(self, name, kind, *, args=(), fwd=None, d=None, kernel=None, int_ok=False,
                  ref=None, cases=(), domain=(-2.0, 2.0), method=True, ufunc=None, doc="",
@@ -87,13 +87,15 @@ class OpDef:
         # A primitive's rules sit together in its table entry, attached by decorators
         # next to its definition: vjp and jvp (differentiable, over cad ops, with batch
         # dims: NOTE [ Rules and batch dims ]), eval (run one record again from its
-        # inputs and aux: a loaded tape as a function), and the slots that vmap
+        # inputs and aux: a loaded tape as a function), check (the loader's check of
+        # a record read from a file: its shape/dtype rule), and the slots that vmap
         # (batch) and named dimensions (names) fill.  Elementwise and bool ops get
-        # theirs from the expressions at bind time.  tests/test_op_table.py checks
+        # theirs from the expressions at bind time.  tests/ops/test_rules.py checks
         # that every primitive has every filled slot.
         self.eval_rule = None     # fn(ctx, args) -> the record's output
         self.batch_rule = None    # vmap: fn(op, level, args, kwargs), cad/vmap.py's rules
         self.name_rule = None     # named dimensions: fn(op, body, args, kwargs), cad/names.py's rules
+        self.check_rule = None    # cad.load: fn(c) checks one record of a file (its shape/dtype rule)
         self.linear = tuple(linear)   # inputs the op is linear in (documentation for now)
         self.naux = naux          # the record's aux int count (None: the engine's default)
         # non-elementwise primitives: {input i: the values input i's derivative reads
@@ -124,6 +126,14 @@ class OpDef:
         """Decorator: fn(ctx, args) -> the output of one record, recomputed with cad
         ops from its inputs (args) and its aux (ctx.aux, ctx.out_shape, ...)."""
         self.eval_rule = fn
+        return fn
+
+    def check(self, fn):
+        """Decorator: fn(c) -> None, the loader's check of one record of this op in a
+        file against the op's shape and dtype rule (c: cad.io.RecordCheck, whose
+        `need`, `out_is`, ... raise cad.FormatError naming the field).  Every
+        primitive a file can hold has one (tests/ops/test_rules.py)."""
+        self.check_rule = fn
         return fn
 
     def batch(self, fn):
@@ -190,6 +200,15 @@ def fill_slot(slot, by_name, ew_rule, what):
     missing = [op.name for op in REGISTRY.values() if getattr(op, slot) is None]
     if missing:
         raise ImportError(f"cad: ops without a {what}: {missing}")
+
+
+def check_kind(kinds, fn):
+    """fn as the check rule of every op of the given kinds (the elementwise ops
+    share one)"""
+    for op in REGISTRY.values():
+        if op.kind in kinds:
+            op.check_rule = fn
+    return fn
 
 
 def primitives():

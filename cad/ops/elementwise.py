@@ -354,3 +354,20 @@ def _pow_dx(ctx):
 
 
 POW.fast_partial["x"] = _pow_dx
+
+
+def check_record(c):
+    """the loader's check of an elementwise or bool record (NOTE [ A primitive's rules ];
+    c: cad.io.RecordCheck); attached to every such op by cad.ops.bind"""
+    c.nargs(len(c.op.args))
+    c.naux(0)
+    sh = c.bshape()
+    if c.op.kind == "ew":
+        c.need(c.odt <= 1, f"computes float values; the output is {c.DTN[c.odt]}", "out")
+        for k, dt in enumerate(c.dts):
+            want = 3 if (c.op.name == "where" and k == 0) else c.odt
+            c.need(dt == want, f"input {k} must be {c.DTN[want]} here, it is {c.DTN[dt]}", f"args[{k}]")
+        c.out_is(sh, c.odt)
+    else:
+        c.need(len(set(c.dts)) == 1, f"inputs of one dtype, got {c.sig()}", "args")
+        c.out_is(sh, 3)

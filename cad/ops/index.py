@@ -2,6 +2,8 @@
 indexing (integer arrays, boolean masks) is ``gather`` over flat positions, whose
 vjp is a scatter-add (repeated indices accumulate); ``x[idx] = v`` records
 ``setitem`` and rebinds x to the new value (the tape keeps the old one)."""
+import math
+
 import numpy as np
 
 from ._registry import Case, defop
@@ -178,3 +180,43 @@ def _setitem_eval(ctx, a):
     r = C.reshape(x, (-1,)) * 1.0 if x.dtype.kind == "f" else C.reshape(x, (-1,))
     r[np.asarray(lin).reshape(-1)] = C.reshape(v, (-1,))
     return C.reshape(r, x.shape)
+
+
+# ---- the loader's checks (c: cad.io.RecordCheck; NOTE [ A primitive's rules ])
+
+@GATHER.check
+def _check_gather(c):
+    c.nargs(2)
+    c.naux(3)
+    B, xsize, nbd = c.aux
+    xsh = c.shs[0]
+    c.need(0 <= nbd <= len(xsh), f"{nbd} batch dims of a {len(xsh)}-d input", "aux[2]")
+    c.need(B == math.prod(xsh[:nbd]) and B * xsize == math.prod(xsh) and xsize >= 0,
+           f"aux {c.aux} does not fit an input of shape {list(xsh)}", "aux")
+    lsh = c.const_lin(1, xsize)
+    c.out_is(xsh[:nbd] + lsh, c.dts[0])
+
+
+@SCATTER.check
+def _check_scatter(c):
+    c.nargs(2)
+    c.naux(3)
+    B, xsize, nbd = c.aux
+    gsh = c.shs[0]
+    c.need(c.dts[0] <= 1, "scatters float values", "args[0]")
+    c.need(0 <= nbd <= len(gsh) and 0 <= xsize <= c.MAXSIZE, f"aux {c.aux}", "aux")
+    c.need(B == math.prod(gsh[:nbd]), f"aux {c.aux} does not fit an input of shape {list(gsh)}", "aux")
+    lsh = c.const_lin(1, xsize)
+    c.need(gsh[nbd:] == lsh, f"values of shape {list(gsh)} for positions of shape {list(lsh)}", "args[0]")
+    c.out_is(gsh[:nbd] + (xsize,), c.dts[0])
+
+
+@SETITEM.check
+def _check_setitem(c):
+    c.nargs(3)
+    c.naux(0)
+    shs, dts = c.shs, c.dts
+    c.need(dts[1] == dts[0], f"value dtype {c.DTN[dts[1]]} for a {c.DTN[dts[0]]} target", "args[1]")
+    lsh = c.const_lin(2, math.prod(shs[0]))
+    c.need(shs[1] == lsh, f"value of shape {list(shs[1])} for positions of shape {list(lsh)}", "args[1]")
+    c.out_is(shs[0], dts[0])

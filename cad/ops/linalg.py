@@ -580,3 +580,43 @@ def _cross_jvp(ctx, ts):
 def _cross_eval(ctx, a):
     return C.bind(CROSS.code, [C.contiguous(a[0]), C.contiguous(a[1])], (), tuple(ctx.out_shape),
                   ctx.out_dtype, "cross")
+
+
+# ---- the loader's checks (c: cad.io.RecordCheck; NOTE [ A primitive's rules ])
+
+@CAST.check
+def _check_cast(c):
+    c.nargs(1)
+    c.naux(0)
+    c.out_is(c.shs[0], c.odt)
+
+
+@MATMUL.check
+def _check_matmul(c):
+    c.nargs(2)
+    c.naux(2)
+    (a, b), (da, db) = c.shs, c.dts
+    c.need(da == db and da <= 1, f"float operands of one dtype, got {c.sig()}", "args")
+    c.need(len(a) >= 1 and len(b) >= 1, "0-d operands", "args")
+    c.need(c.aux[0] == (len(a) == 1) and c.aux[1] == (len(b) == 1), f"aux {c.aux} must flag the 1-d operands",
+           "aux")
+    k1 = a[-1]
+    k2 = b[0] if len(b) == 1 else b[-2]
+    c.need(k1 == k2, f"operands {c.sig()} are not aligned", "args")
+    try:
+        batch = np.broadcast_shapes(a[:-2], b[:-2])
+    except ValueError:
+        c.fail(f"{c.f}.args", f"batch dims of {c.sig()} do not broadcast")
+    o = tuple(batch) + (() if len(a) == 1 else (a[-2],)) + (() if len(b) == 1 else (b[-1],))
+    c.out_is(o, da)
+
+
+@CROSS.check
+def _check_cross(c):
+    c.nargs(2)
+    c.naux(0)
+    shs, dts = c.shs, c.dts
+    c.need(dts[0] == dts[1] and dts[0] <= 1, f"float operands of one dtype, got {c.sig()}", "args")
+    c.need(shs[0] == shs[1] and len(shs[0]) >= 1 and shs[0][-1] == 3,
+           f"operands of one shape (..., 3), got {c.sig()}", "args")
+    c.out_is(shs[0], dts[0])

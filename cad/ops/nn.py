@@ -96,3 +96,15 @@ def _xent_jvp(ctx, ts):
 @XENT.eval
 def _xent_eval(ctx, a):
     return xent(a[0], a[1])
+
+
+@XENT.check
+def _check_xent(c):
+    """the loader's check of a cross-entropy record (c: cad.io.RecordCheck)"""
+    c.nargs(2)
+    c.naux(0)
+    shs, dts = c.shs, c.dts
+    c.need(len(shs[0]) == 2 and dts[0] <= 1, f"float (N, C) logits, got {c.sig()}", "args[0]")
+    c.need(dts[1] == 2 and shs[1] == shs[0][:1], f"int64 labels of shape ({shs[0][0]},), got {c.sig()}",
+           "args[1]")
+    c.out_is(shs[0][:1], dts[0])

@@ -283,3 +283,23 @@ def _reduce_eval(op):
 
 for _op in (SUM, MAX, MIN, PROD):
     _op.eval(_reduce_eval(_op))
+
+
+def _check_reduce(c):
+    """the loader's check of a reduction record (c: cad.io.RecordCheck)"""
+    c.nargs(1)
+    c.naux(1)
+    xsh = c.shs[0]
+    c.need(c.dts[0] <= 1, f"reduces float values, the input is {c.DTN[c.dts[0]]}", "args[0]")
+    m = c.aux[0]
+    c.need(0 <= m < (1 << len(xsh)), f"axis mask {m} out of range for {len(xsh)} dims", "aux[0]")
+    red = [d for d in range(len(xsh)) if (m >> d) & 1]
+    if c.op.name in ("max", "min"):
+        c.need(all(xsh[d] > 0 for d in red), "reduces an empty axis (no identity)", "aux[0]")
+    drop = tuple(s for d, s in enumerate(xsh) if d not in red)
+    keep = tuple(1 if d in red else s for d, s in enumerate(xsh))
+    c.out_is(keep if (c.osh == keep and len(c.osh) == len(xsh)) else drop, c.dts[0])
+
+
+for _op in (SUM, MAX, MIN, PROD):
+    _op.check(_check_reduce)

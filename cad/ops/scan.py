@@ -155,3 +155,20 @@ def _cumprod_jvp(ctx, ts):
 def _cumprod_eval(ctx, a):
     return C.bind(CUMPROD.code, [C.contiguous(a[0])], tuple(ctx.aux), tuple(ctx.out_shape),
                   ctx.out_dtype, "cumprod")
+
+
+def _check_scan(c):
+    """the loader's check of a cumsum/cumprod record (c: cad.io.RecordCheck)"""
+    c.nargs(1)
+    c.naux(2)
+    xsh = c.shs[0]
+    c.need(c.dts[0] <= 1, f"scans float values, the input is {c.DTN[c.dts[0]]}", "args[0]")
+    c.need(len(xsh) >= 1 and 0 <= c.aux[0] < len(xsh), f"axis {c.aux[0]} out of range for {len(xsh)} dims",
+           "aux[0]")
+    c.need(c.aux[1] in ((0, 1) if c.op.name == "cumsum" else (0,)), f"direction {c.aux[1]} is not allowed",
+           "aux[1]")
+    c.out_is(xsh, c.dts[0])
+
+
+CUMSUM.check(_check_scan)
+CUMPROD.check(_check_scan)

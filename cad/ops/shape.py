@@ -3,6 +3,7 @@ without arithmetic (reshape, transpose/permute, expand/broadcast_to, squeeze,
 unsqueeze, basic indexing): its record holds (offset, shape, strides) relative to
 the input's contiguous layout, and its vjp accumulates into that strided window of
 the input's gradient.  ``concatenate`` is the other primitive."""
+import math
 import operator
 from typing import Any, Sequence
 
@@ -327,3 +328,51 @@ def _unview_eval(ctx, a):
 @CONCAT.eval
 def _concat_eval(ctx, a):
     return C.concat(a, ctx.aux[0])
+
+
+def _check_window(c):
+    """the loader's check of a view or unview record (c: cad.io.RecordCheck)"""
+    c.nargs(1)
+    aux = c.aux
+    c.need(len(aux) >= 2, "aux is [offset, ndim, shape..., strides...]", "aux")
+    off, nd = aux[0], aux[1]
+    c.need(0 <= nd <= c.MAXDIM and len(aux) == 2 + 2 * nd,
+           f"aux of ndim {nd} must have {2 + 2 * nd} values, has {len(aux)}", "aux")
+    vsh, vst = tuple(aux[2:2 + nd]), tuple(aux[2 + nd:])
+    c.need(all(0 <= s <= c.MAXSIZE for s in vsh), f"window shape {list(vsh)}", "aux")
+    c.need(all(abs(s) <= c.MAXSIZE for s in vst), f"window strides {list(vst)}", "aux")
+    view = c.op.kind == "view"
+    base = c.shs[0] if view else c.osh
+    size = math.prod(base)
+    if math.prod(vsh):
+        lo = off + sum((s - 1) * st for s, st in zip(vsh, vst) if st < 0)
+        hi = off + sum((s - 1) * st for s, st in zip(vsh, vst) if st > 0)
+        c.need(0 <= lo and hi < size, f"window (offset {off}, shape {list(vsh)}, strides "
+                                      f"{list(vst)}) reaches outside a value of {size} elements", "aux")
+    if view:
+        c.out_is(vsh, c.dts[0])
+    else:
+        c.need(c.shs[0] == vsh, f"input of shape {list(c.shs[0])} for a window of shape {list(vsh)}",
+               "args[0]")
+        c.out_is(c.osh, c.dts[0])
+
+
+VIEW.check(_check_window)
+UNVIEW.check(_check_window)
+
+
+@CONCAT.check
+def _check_concat(c):
+    c.naux(1)
+    shs, dts = c.shs, c.dts
+    c.need(1 <= len(c.args), "needs at least one input", "args")
+    nd = len(shs[0])
+    c.need(nd >= 1, "0-d inputs", "args")
+    ax = c.aux[0]
+    c.need(0 <= ax < nd, f"axis {ax} out of range for {nd} dims", "aux[0]")
+    for k, (s, dt) in enumerate(zip(shs, dts)):
+        c.need(len(s) == nd and all(s[d] == shs[0][d] for d in range(nd) if d != ax) and dt == dts[0],
+               f"inputs {c.sig()} differ outside axis {ax}", f"args[{k}]")
+    o = list(shs[0])
+    o[ax] = sum(s[ax] for s in shs)
+    c.out_is(o, dts[0])

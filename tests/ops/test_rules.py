@@ -147,6 +147,10 @@ def test_table_is_complete():
         if op.primitive:   # NOTE [ A primitive's rules ]: every filled slot, for every primitive
             assert op.vjp_rule and op.jvp_rule, f"primitive {op.name} lacks a differentiable rule"
             assert op.eval_rule, f"primitive {op.name} lacks an eval rule"
+            # the loader's check (cad/io.py reads it); cad.save refuses a tape with a
+            # custom record, and cad.record one with CUDA values (no to_device record)
+            assert op.check_rule or op.kind in ("transfer", "custom"), \
+                f"primitive {op.name} lacks a loader check rule"
         if op.export:
             assert getattr(cad, op.name) is op.api, f"cad.{op.name} is not the table's function"
         if op.ref is None and op.name not in ("view", "gather", "cast", "xent", "custom"):
