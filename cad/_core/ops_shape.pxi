@@ -300,8 +300,8 @@ def gather(object x, object lin, object value=None, int nb=0):
     """out[b..., k...] = x[b..., flat position lin[k...]] (C order over x's trailing
     dims after nb batch dims); the result has shape x.shape[:nb] + lin.shape"""
     cdef Tensor t = as_tensor(x), r, tl
-    cdef int64_t B = 1, xsize, n
-    cdef object la, xa, out
+    cdef int64_t B = 1, xsize
+    cdef object la
     cdef int64_t aux[3]
     la = _np.array(_arr_of(<Tensor>lin) if isinstance(lin, Tensor) else lin, dtype=_np.int64, order="C",
                   copy=None)
@@ -312,18 +312,15 @@ def gather(object x, object lin, object value=None, int nb=0):
     if la.size and (la.min() < 0 or la.max() >= xsize):
         raise IndexError(f"gather: position out of range for {xsize} elements")
     tl = _index_tensor(la, t._dev)
+    aux[0] = B
+    aux[1] = xsize
+    aux[2] = nb
     if value is None or t._dev:
         r = _new_out_shape(t._dev, shape[:nb] + la.shape, t._dtype, "gather")
-        aux[0] = B
-        aux[1] = xsize
-        aux[2] = nb
         _eager2(OP_GATHER, r, _value_contig(t), tl, aux, 3, "gather")
     else:   # (the value numpy's indexing computed with the positions: _getitem)
         r = _wrap(_np.asarray(value))
     if _mode1(t):
-        aux[0] = B
-        aux[1] = xsize
-        aux[2] = nb
         _record(OP_GATHER, r, [t, tl], _need(OP_GATHER, [t, tl]), aux, 3)
     return r
 
@@ -333,7 +330,7 @@ def scatter(object g, object lin, int64_t xsize, int nb=0):
     out[b..., lin[k...]] += g[b..., k...]"""
     cdef Tensor t = as_tensor(g), r, tl
     cdef int64_t B = 1
-    cdef object la, ga, out
+    cdef object la
     cdef int64_t aux[3]
     la = _np.array(_arr_of(<Tensor>lin) if isinstance(lin, Tensor) else lin, dtype=_np.int64, order="C",
                   copy=None)
