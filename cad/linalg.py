@@ -187,7 +187,8 @@ def _chol_factors(flat):
     if n == 0:
         return None
     potrf, = sl.get_lapack_funcs(("potrf",), (flat,))
-    f = np.array(flat)   # (potrf works in place on f[k].T, Fortran-ordered; the strict
+    f = C.empty_array(flat.shape, flat.dtype)   # (cad's block cache: no page faults)
+    np.copyto(f, flat)   # (potrf works in place on f[k].T, Fortran-ordered; the strict
     with _blas_threads(n):   # upper triangle keeps A's values, never read)
         for k in range(f.shape[0]):
             if potrf(f[k].T, lower=1, clean=0, overwrite_a=1)[1] != 0:
@@ -235,20 +236,33 @@ def _lu_solve(lu, piv, b, trans=0):
     return np.stack(outs).reshape(shape + b.shape[-2:])
 
 
-def _inv_t(lu, piv):
-    """A^-T from _lu's factors (those of A^T): LAPACK's getri on them gives inv(A^T)
-    directly, 4/3 n^3 flops where solving against the identity costs 2 n^3 (W10's
-    slogdet derivative, n = 512: 7.6 ms on one BLAS thread against 10.4 ms for the
-    solve over cad's pool); batched"""
+def _inv_t(lu, piv, scale=None):
+    """A^-T from _lu's factors (those of A^T), times scale (an array of the batch's
+    shape, or None); batched.  Cholesky factors: C.spd_inverse, trsm/gemm/trmm
+    column blocks over cad's pool (NOTE [ Parallel SPD inverse ] in
+    cad_kernels/cpu/matmul.c; W10, n = 512: 1.6 ms on two threads, potri 3.3 on one).
+    LU factors: LAPACK's getri gives inv(A^T) directly, 4/3 n^3 flops where solving
+    against the identity costs 2 n^3 (n = 512: 7.6 ms on one BLAS thread against 10.4
+    for the solve over cad's pool)."""
     import scipy.linalg as sl
     n = lu.shape[-1]
+    if _is_chol(piv) and C.HAVE_LAPACK:
+        flat = lu.reshape((-1, n, n))
+        sc = np.ones(flat.shape[0]) if scale is None else np.broadcast_to(scale, lu.shape[:-2]).reshape(-1)
+        if flat.shape[0] == 1:   # (A symmetric: A^-T = A^-1)
+            return C.spd_inverse(np.ascontiguousarray(flat[0]), float(sc[0])).reshape(lu.shape)
+        out = C.empty_array(flat.shape, lu.dtype)
+        for k in range(flat.shape[0]):
+            out[k] = C.spd_inverse(np.ascontiguousarray(flat[k]), float(sc[k]))
+        return out.reshape(lu.shape)
     if _is_chol(piv):
         potri, = sl.get_lapack_funcs(("potri",), (lu,))
         out = np.array(lu.reshape((-1, n, n)))   # (a copy: potri works in place)
         with _blas_threads(n):
             for k in range(out.shape[0]):
                 potri(out[k].T, lower=1, overwrite_c=1)   # A^-1's lower triangle, Fortran order
-        return C.symmetrize(out, True).reshape(lu.shape)   # (A symmetric: A^-T = A^-1)
+        out = C.symmetrize(out, True).reshape(lu.shape)
+        return out if scale is None else np.asarray(scale)[..., None, None] * out
     getri, getri_lwork = sl.get_lapack_funcs(("getri", "getri_lwork"), (lu,))
     lwork = max(int(getri_lwork(n)[0]), n)
     flat, P = lu.reshape((-1, n, n)), piv.reshape((-1, n))
@@ -259,7 +273,8 @@ def _inv_t(lu, piv):
             if info != 0:   # (singular: the caller checked; any other failure: the solve)
                 inv = np.swapaxes(_lu_solve(flat[k], P[k], np.eye(n, dtype=lu.dtype)), -1, -2)
             out[k] = inv
-    return out.reshape(lu.shape)
+    out = out.reshape(lu.shape)
+    return out if scale is None else np.asarray(scale)[..., None, None] * out
 
 
 def _singular(lu):
@@ -350,8 +365,7 @@ def _slogdet_vjp(g, ans, a):
         if _singular(lun):
             raise LinAlgError(f"cad.linalg.slogdet: the derivative at a singular matrix (shape "
                               f"{tuple(a.shape)}) is not defined")
-        ainv_t = _inv_t(lun, _np(piv).astype(np.int32))
-        return (_np(gl)[..., None, None] * ainv_t,)
+        return (_inv_t(lun, _np(piv).astype(np.int32), _np(gl)),)
     return (_cad().unsqueeze(_cad().unsqueeze(gl, -1), -1) * _T(_inv(a)),)
 
 

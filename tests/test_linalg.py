@@ -286,6 +286,49 @@ def test_symmetric_check_in_c():
     np.testing.assert_array_equal(low, full)
 
 
+@pytest.mark.parametrize("n", [1, 2, 63, 64, 65, 130, 257])
+@pytest.mark.parametrize("dt", [np.float64, np.float32])
+def test_parallel_spd_inverse(n, dt):
+    """NOTE [ Parallel SPD inverse ]: alpha A^-1 from the Cholesky factor, exactly
+    symmetric, the same bits at one and two threads (blocks of 64, ragged edges)"""
+    E = cad._core._engine
+    A = spd(n)
+    f = np.ascontiguousarray(np.linalg.cholesky(A).T).astype(dt)   # L^T C-ordered
+    f[np.tril_indices(n, -1)] = np.nan   # (the other triangle is never read)
+    prev = cad.get_num_threads()
+    try:
+        outs = []
+        for nt in (1, 2):
+            cad.set_num_threads(nt)
+            outs.append(E.spd_inverse(f, -2.5))
+    finally:
+        cad.set_num_threads(prev)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    inv = outs[0]
+    assert inv.dtype == dt and inv.shape == (n, n) and inv.flags.c_contiguous
+    np.testing.assert_array_equal(inv, inv.T)
+    ref = -2.5 * np.linalg.inv(A)
+    tol = 1e-12 if dt == np.float64 else 2e-5
+    assert np.abs(inv - ref).max() <= tol * np.abs(ref).max()
+    assert E.spd_inverse(np.zeros((0, 0), dt)).shape == (0, 0)
+    if n > 1:
+        with pytest.raises(ValueError, match="layouts"):
+            E.spd_inverse(np.asfortranarray(f))
+    with pytest.raises(ValueError, match="shapes"):
+        E.spd_inverse(f[:, :0])
+
+
+def test_slogdet_grad_of_a_batch_scales_each_inverse():
+    """slogdet's first-order vjp at symmetric positive definite matrices passes each
+    matrix's cotangent into the inverse (the scale of C.spd_inverse)"""
+    A = spd(70, (3,))
+    w = np.array([0.5, -2.0, 3.0])
+    g = np.asarray(cad.grad(lambda a: cad.sum(LA.slogdet(a)[1] * w))(A))
+    np.testing.assert_allclose(g, w[:, None, None] * np.linalg.inv(A), rtol=1e-9, atol=1e-13)
+    g1 = np.asarray(cad.grad(lambda a: LA.slogdet(a)[1] * 2.0)(A[1]))
+    np.testing.assert_allclose(g1, 2.0 * np.linalg.inv(A[1]), rtol=1e-9, atol=1e-13)
+
+
 @pytest.mark.parametrize("ash, bsh", [((5, 5), (5, 3)), ((10, 5, 5), (10, 5, 5)), ((10, 5, 5), (5,)),
                                       ((1, 4, 4), (7, 4, 2)), ((3, 1, 4, 4), (1, 6, 4, 2)),
                                       ((2, 3, 3), (2, 3, 0)), ((0, 3, 3), (3, 2)), ((1, 1, 1), (1,)),

@@ -236,8 +236,12 @@ def _load_lapack():
         from scipy.linalg import cython_lapack
     except ImportError:
         return False
+    from scipy.linalg import cython_blas
     capi = cython_lapack.__pyx_capi__
-    cad_set_lapack(_capsule_ptr(capi["dgetrs"]), _capsule_ptr(capi["sgetrs"]))
+    bapi = cython_blas.__pyx_capi__
+    cad_set_lapack(_capsule_ptr(capi["dgetrs"]), _capsule_ptr(capi["sgetrs"]),
+                   _capsule_ptr(bapi["dtrsm"]), _capsule_ptr(bapi["strsm"]),
+                   _capsule_ptr(bapi["dtrmm"]), _capsule_ptr(bapi["strmm"]))
     return True
 
 

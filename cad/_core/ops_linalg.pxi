@@ -126,3 +126,52 @@ def matmul(object a, object b):
     if _mode1(ta) or _mode1(tb):
         _record(OP_MATMUL, r, [ta, tb], _need(OP_MATMUL, [ta, tb]), aux, 2)
     return r
+
+
+# ---------------------------------------------------------------- cad.linalg helpers
+
+def spd_inverse(cnp.ndarray l, double alpha=1.0):
+    """alpha A^-1 for A = L L^T, l (n, n) float64/float32 holding L^T C-ordered (L
+    Fortran-ordered; only that triangle is read), as a new C-contiguous (n, n) array
+    from cad's block cache: column blocks of trsm and trmm over cad's pool (NOTE
+    [ Parallel SPD inverse ]; the GIL released)"""
+    cdef int dt, st
+    cdef int64_t n
+    cdef cnp.npy_intp dims[2]
+    cdef cnp.ndarray out, work
+    cdef const char *pl
+    cdef char *po
+    cdef char *pw
+    if not HAVE_LAPACK:
+        raise RuntimeError("cad.linalg: scipy's LAPACK is not available")
+    if l.ndim != 2 or l.shape[0] != l.shape[1]:
+        raise ValueError("spd_inverse: shapes")
+    if l.dtype not in (_np.float64, _np.float32):
+        raise ValueError("spd_inverse: dtypes")
+    if not l.flags.c_contiguous:
+        raise ValueError("spd_inverse: layouts")
+    dt = CAD_F64 if l.dtype == _np.float64 else CAD_F32
+    n = l.shape[0]
+    dims[0] = n
+    dims[1] = n
+    out = _empty(2, dims, dt)
+    work = _empty(2, dims, dt)
+    pl = <const char *>cnp.PyArray_DATA(l)
+    po = <char *>cnp.PyArray_DATA(out)
+    pw = <char *>cnp.PyArray_DATA(work)
+    with nogil:
+        st = cad_spd_inv(dt, n, pl, po, pw, alpha)
+    _check(st, "cad.linalg")
+    return out
+
+
+def empty_array(tuple shape, object dtype):
+    """an uninitialised writable ndarray; large ones from cad's block cache (alloc.c:
+    no page faults on reuse), for cad.linalg's factors and packed outputs"""
+    cdef cnp.npy_intp dims[MAXDIM]
+    cdef int d, nd = len(shape)
+    if nd > MAXDIM:
+        raise ShapeError(f"cad: at most {MAXDIM} dimensions")
+    for d in range(nd):
+        dims[d] = shape[d]
+    return _empty(nd, dims, _dtype_code(dtype, "empty_array"))

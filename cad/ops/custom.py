@@ -318,7 +318,11 @@ def _pack_np(arrays, lay):
     if _direct(lay):
         return arrays[0]
     fl = [a.reshape(-1) for a in arrays if a.dtype.kind == "f"]
-    return np.concatenate(fl) if fl else np.zeros(0)
+    if not fl:
+        return np.zeros(0)
+    dt = np.result_type(*fl)
+    out = C.empty_array((sum(a.size for a in fl),), dt)   # (cad's block cache: a large
+    return np.concatenate(fl, out=out)                     # one is not faulted in again)
 
 
 # ---- the public API
