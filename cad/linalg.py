@@ -172,7 +172,8 @@ def _lu(a):
 # definite matrix (a covariance, a kernel matrix, a Hessian) by Cholesky: potrf and
 # potri cost n^3 flops together where getrf and getri cost 2 n^3, and in scipy's
 # OpenBLAS getri is slow besides (W10, n = 512, one thread: getrf 2.4 ms + getri 8.9
-# against potrf 1.7 + potri 3.4).  Whether a matrix is exactly symmetric is checked in
+# against potrf 1.7 + potri 3.4; the inverse from the factor is now cad's own, NOTE
+# [ Parallel SPD inverse ], 1.6 ms).  Whether a matrix is exactly symmetric is checked in
 # C (C.is_symmetric, 0.1 ms at n = 512); potrf then decides positive definiteness, and
 # a failure falls back to LU (a symmetric indefinite matrix pays for one extra potrf,
 # which stops at its first nonpositive pivot).  The results are those of the other
@@ -246,7 +247,7 @@ def _inv_t(lu, piv, scale=None):
     for the solve over cad's pool)."""
     import scipy.linalg as sl
     n = lu.shape[-1]
-    if _is_chol(piv) and C.HAVE_LAPACK:
+    if _is_chol(piv):   # (scipy's LAPACK made these factors, so C.HAVE_LAPACK)
         flat = lu.reshape((-1, n, n))
         sc = np.ones(flat.shape[0]) if scale is None else np.broadcast_to(scale, lu.shape[:-2]).reshape(-1)
         if flat.shape[0] == 1:   # (A symmetric: A^-T = A^-1)
@@ -255,14 +256,6 @@ def _inv_t(lu, piv, scale=None):
         for k in range(flat.shape[0]):
             out[k] = C.spd_inverse(np.ascontiguousarray(flat[k]), float(sc[k]))
         return out.reshape(lu.shape)
-    if _is_chol(piv):
-        potri, = sl.get_lapack_funcs(("potri",), (lu,))
-        out = np.array(lu.reshape((-1, n, n)))   # (a copy: potri works in place)
-        with _blas_threads(n):
-            for k in range(out.shape[0]):
-                potri(out[k].T, lower=1, overwrite_c=1)   # A^-1's lower triangle, Fortran order
-        out = C.symmetrize(out, True).reshape(lu.shape)
-        return out if scale is None else np.asarray(scale)[..., None, None] * out
     getri, getri_lwork = sl.get_lapack_funcs(("getri", "getri_lwork"), (lu,))
     lwork = max(int(getri_lwork(n)[0]), n)
     flat, P = lu.reshape((-1, n, n)), piv.reshape((-1, n))

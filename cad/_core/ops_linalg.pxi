@@ -133,7 +133,7 @@ def matmul(object a, object b):
 def spd_inverse(cnp.ndarray l, double alpha=1.0):
     """alpha A^-1 for A = L L^T, l (n, n) float64/float32 holding L^T C-ordered (L
     Fortran-ordered; only that triangle is read), as a new C-contiguous (n, n) array
-    from cad's block cache: column blocks of trsm and trmm over cad's pool (NOTE
+    from cad's block cache: column blocks of trsm, GEMM and trmm over cad's pool (NOTE
     [ Parallel SPD inverse ]; the GIL released)"""
     cdef int dt, st
     cdef int64_t n
