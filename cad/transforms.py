@@ -26,7 +26,7 @@ from ._core import _engine as C
 from .ops import REGISTRY, primitives
 from .ops import _batch as _B
 from .ops._registry import NAMES as _NAMES
-from .ops._rules import Ctx
+from .ops._rules import Ctx, Diag
 from . import names as _N
 
 _VJP = None
@@ -48,38 +48,6 @@ def _tables():
 _FLAG_RG, _FLAG_DEAD = 2, 8
 _C_FORWARD = True   # NOTE [ C forward sweep ]; False: every record by its rule (tests compare)
 _C_SCALAR_GRAPH = True   # NOTE [ Scalar second order in C ]; False: the Python sweep (tests compare)
-
-
-class Diag:
-    """A batch of cotangents that is the output basis scaled along its diagonal:
-    cotangent k is v.flat[k] times the k-th basis vector (v has the value's shape).
-    jacrev's seed is Diag(ones); elementwise pullbacks keep it diagonal, and a
-    diagonal batch times a matrix is a row scaling, not a GEMM.  Rules that cannot
-    keep the structure get it densified (`dense`)."""
-    __slots__ = ("v", "unit")
-
-    def __init__(self, v, unit=False):
-        self.v = v
-        self.unit = unit   # v is all ones (jacrev's and jacfwd's seeds): no scaling needed
-
-    def dense(self):
-        v = self.v
-        n = v.size
-        if not v.requires_grad and not C.is_recording() and C.dev_of(v) == 0:
-            # nothing differentiates the batch: the diagonal matrix in numpy (W7's
-            # forward sweep densified a 128 x 128 one in ~15 us through an eye and a mul)
-            d = np.zeros((n, n), dtype=v.dtype)
-            d.reshape(-1)[::n + 1] = C.host(v).reshape(-1)
-            return C.from_numpy(d.reshape((n,) + tuple(v.shape)), None, False, False)
-        eye = C.const_on(np.eye(n, dtype=v.dtype), C.dev_of(v))
-        return C.reshape(eye * C.reshape(v, (1, n)), (n,) + v.shape)
-
-    def __add__(self, other):
-        if isinstance(other, Diag):
-            return Diag(self.v + other.v)
-        return self.dense() + other
-
-    __radd__ = __add__
 
 
 def _identity_view(ctx):
@@ -119,20 +87,8 @@ def _diag_vjp(opdef, ctx, g):
         return res
     if kind == "view" and _identity_view(ctx):
         return [Diag(C.reshape(g.v, tuple(ctx.shape(0))), g.unit)]
-    if kind == "matmul":
-        a1, b1 = ctx.aux
-        if ctx.wants(0) and not (a1 and not b1 and ctx.val(1).ndim == 2):
-            return None
-        if ctx.wants(1) and not (b1 and not a1 and ctx.val(0).ndim == 2):
-            return None
-        res = [None, None]
-        vcol = C.reshape(g.v, (g.v.size, 1))
-        if ctx.wants(0):    # a (k,) @ B (k, n): row k of the batch is v_k B[:, k]
-            bt = C.transpose(ctx.val(1), (1, 0))
-            res[0] = bt if g.unit else vcol * bt
-        if ctx.wants(1):    # A (m, k) @ b (k,): v_i A[i, :]
-            res[1] = ctx.val(0) if g.unit else vcol * ctx.val(0)
-        return res
+    if opdef.bilinear:   # its vjp takes the Diag (NOTE [ Linear and bilinear ops ])
+        return opdef.vjp_rule(ctx, g)
     return None
 
 
@@ -158,18 +114,8 @@ def _diag_jvp(opdef, ctx, ts):
     if opdef.name == "sum" and ts[0].v.size == math.prod(ctx.shape(0)) and math.prod(ctx.out_shape) == 1:
         # a full sum: direction k moves the one output by v_k
         return C.reshape(ts[0].v, (ts[0].v.size,) + tuple(ctx.out_shape))
-    if kind == "matmul":
-        a1, b1 = ctx.aux
-        ta, tb = ts
-        if ta is not None and not (isinstance(ta, Diag) and a1 and not b1 and ctx.val(1).ndim == 2):
-            return False
-        if tb is not None and not (isinstance(tb, Diag) and b1 and not a1 and ctx.val(0).ndim == 2):
-            return False
-        t = ta if ta is not None else tb
-        # a (k,) @ B (k, n): direction j moves the output by v_j B[j, :];
-        # A (m, k) @ b (k,): direction j moves it by v_j A[:, j]
-        d = ctx.val(1) if ta is not None else C.transpose(ctx.val(0), (1, 0))
-        return d if t.unit else C.reshape(t.v, (t.v.size, 1)) * d
+    if opdef.bilinear:   # its derived jvp takes the Diag (NOTE [ Linear and bilinear ops ])
+        return opdef.jvp_rule(ctx, ts)
     return False
 
 

@@ -48,6 +48,10 @@ def bind(engine):
     for op in prims:
         if op.kind == "ew":
             op.vjp_rule, op.jvp_rule = _rules.ew_rules(op)
+        elif op.bilinear:   # NOTE [ Linear and bilinear ops ]
+            if op.jvp_rule is not None or op.apply_rule is None:
+                raise ImportError(f"cad: bilinear op {op.name} needs an apply rule and no jvp rule")
+            op.jvp_rule = _rules.bilinear_jvp(op)
         elif op.kind == "bool":   # bool results: nothing flows through them
             op.vjp_rule = lambda ctx, g, n=len(op.args): [None] * n
             op.jvp_rule = lambda ctx, ts: None

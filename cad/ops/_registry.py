@@ -45,12 +45,13 @@ class OpDef:
                  "domain", "method", "ufunc", "doc", "differentiable", "api", "code",
                  "nondiff_args", "fd_eps", "export", "tol", "seq", "vjp_rule", "jvp_rule",
                  "second_order", "fast_partial", "fkernel", "partial_rule", "eval_rule",
-                 "batch_rule", "name_rule", "check_rule", "linear", "naux", "reads", "aliases")
+                 "batch_rule", "name_rule", "check_rule", "linear", "bilinear", "apply_rule", "naux", "reads",
+                 "aliases")
 
     def __init__(self, name, kind, *, args=(), fwd=None, d=None, kernel=None, int_ok=False,
                  ref=None, cases=(), domain=(-2.0, 2.0), method=True, ufunc=None, doc="",
                  differentiable=True, nondiff_args=(), fd_eps=1e-6, export=True, tol=None, seq=False,
-                 second_order=True, naux=None, linear=(), reads=None, aliases=()):
+                 second_order=True, naux=None, linear=(), bilinear=False, reads=None, aliases=()):
         self.name = name
         self.kind = kind
         self.args = tuple(args)
@@ -96,7 +97,12 @@ class OpDef:
         self.batch_rule = None    # vmap: fn(op, level, args, kwargs), cad/vmap.py's rules
         self.name_rule = None     # named dimensions: fn(op, body, args, kwargs), cad/names.py's rules
         self.check_rule = None    # cad.load: fn(c) checks one record of a file (its shape/dtype rule)
-        self.linear = tuple(linear)   # inputs the op is linear in (documentation for now)
+        # NOTE [ Linear and bilinear ops ] (cad/ops/_rules.py): the inputs the op is
+        # linear in; a bilinear op (linear in each input, the other fixed) writes its
+        # vjp (the transposes) and its `apply` slot, and its jvp is derived
+        self.linear = tuple(linear)
+        self.bilinear = bilinear
+        self.apply_rule = None    # bilinear: fn(ctx, i, t, other) -> the op with input i the batch t
         self.naux = naux          # the record's aux int count (None: the engine's default)
         # non-elementwise primitives: {input i: the values input i's derivative reads
         # (input indexes, "out")}; the tape keeps exactly those (generated cad_uses,
@@ -120,6 +126,14 @@ class OpDef:
     def jvp(self, fn):
         """Decorator: fn(ctx, tangents) -> the output's tangent (inputs' may be None)."""
         self.jvp_rule = fn
+        return fn
+
+    def apply(self, fn):
+        """Decorator (bilinear ops): fn(ctx, i, t, other) -> the op with input i the
+        batch t (ctx.nb leading dims, or a cad.ops._rules.Diag) and the other input
+        the value `other`; the op's jvp is derived from it (NOTE [ Linear and
+        bilinear ops ])."""
+        self.apply_rule = fn
         return fn
 
     def eval(self, fn):

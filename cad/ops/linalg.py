@@ -2,6 +2,7 @@
 import numpy as np
 
 from ._registry import Case, defop
+from ._rules import Diag, dense, unbroadcast
 
 try:
     from .._core import _engine as C
@@ -9,6 +10,7 @@ except ImportError:   # the build reads this table before the extension exists
     C = None
 
 MATMUL = defop("matmul", "matmul", kernel="cad_matmul_vjp", reads={0: (1,), 1: (0,)}, ref=np.matmul,
+               linear=("a", "b"), bilinear=True,
                cases=[Case((3,), (3,)), Case((2, 3), (3,)), Case((3,), (3, 4)), Case((2, 3), (3, 4)),
                       Case((5, 2, 3), (3, 4)), Case((2, 1, 2, 3), (3, 3, 2)),
                       Case(("T", (3, 2)), ("T", (2, 4))), Case((2, 0), (0, 3)), Case((0, 3), (3, 2)),
@@ -95,69 +97,72 @@ def _rows_times(g, m):
     return C.reshape(C.matmul(C.reshape(g, (rows, g.shape[-1])), m), lead + (m.shape[-1],))
 
 
+def _mm_batch(i, t, other, a1, b1, nb):
+    """matmul(a, b) with operand i the batch t (nb leading dims, or a Diag over a 1-D
+    value) and the other operand the value `other`; a1, b1: which operands are 1-D.
+    The one place that knows how a batched product is best run: the batch folded
+    into the rows of one GEMM, and a scaled identity batch times a matrix as a row
+    scaling (NOTE [ Linear and bilinear ops ])."""
+    if isinstance(t, Diag):
+        if t.v.ndim == 1 and other.ndim == 2 and ((i == 0 and a1 and not b1) or (i == 1 and b1 and not a1)):
+            # direction j: v_j times row j of B (a (k,) @ B) or column j of A (A @ b (k,))
+            d = other if i == 0 else _swap(other)
+            return d if t.unit else C.reshape(t.v, (t.v.size, 1)) * d
+        t = t.dense()
+    if i == 0 and not b1 and other.ndim == 2:
+        return _rows_times(t, other)                           # one GEMM
+    if i == 1 and b1 and not a1 and other.ndim == 2:
+        return _rows_times(t, _swap(other))                    # A (m, k) @ a batch of b (k,)
+    # the batch as (batched) matrices whose own batch dims line up with the output's
+    mine, oth = (a1, b1) if i == 0 else (b1, a1)
+    own = t.ndim - nb - (1 if mine else 2)
+    obr = max(own, other.ndim - (1 if oth else 2))
+    if nb and own < obr:
+        t = C.reshape(t, t.shape[:nb] + (1,) * (obr - own) + t.shape[nb:])
+    if i == 0:
+        left, right = (_unsq(t, -2) if a1 else t), (_unsq(other, -1) if b1 else other)
+    else:
+        left, right = (_unsq(other, -2) if a1 else other), (_unsq(t, -1) if b1 else t)
+    c = _rows_times(left, right) if i == 0 and right.ndim == 2 else C.matmul(left, right)
+    if b1:
+        c = _sq(c, -1)
+    if a1:
+        c = _sq(c, -1 if b1 else -2)
+    return c
+
+
+@MATMUL.apply
+def _matmul_apply(ctx, i, t, other):
+    a1, b1 = ctx.aux
+    return _mm_batch(i, t, other, a1, b1, ctx.nb)
+
+
 @MATMUL.vjp
 def _matmul_vjp(ctx, g):
-    from ._rules import unbroadcast
+    """the transposes of a -> a @ B and b -> A @ b: gA = g @ B^T, gB = A^T @ g, summed
+    over broadcast dims (the jvp is derived: NOTE [ Linear and bilinear ops ])"""
     a1, b1 = ctx.aux
+    nb = ctx.nb
     res = [None, None]
     if ctx.wants(0):
         B = ctx.val(1)
-        if b1:
-            ga = _unsq(g, -1) * B                              # (.., m, 1) * (k,)
-        elif B.ndim == 2:
-            ga = _rows_times(g, _swap(B))                      # one GEMM
+        if b1:   # an outer product: (.., m, 1) * (k,)
+            ga = _unsq(dense(g), -1) * B
         else:
-            ga = C.matmul(_unsq(g, -2) if a1 else g, _swap(B))
-            if a1:
-                ga = _sq(ga, -2)
-        res[0] = unbroadcast(ga, ctx.shape(0), ctx.nb)
+            ga = _mm_batch(0, g, _swap(B), a1, False, nb)
+        res[0] = unbroadcast(ga, ctx.shape(0), nb)
     if ctx.wants(1):
         A = ctx.val(0)
         if a1 and b1:
-            gb = _unsq(g, -1) * A                              # (.., 1) * (k,)
+            gb = _unsq(dense(g), -1) * A                       # (.., 1) * (k,)
         elif a1:
-            gb = _unsq(A, -1) * _unsq(g, -2)                   # (k, 1) * (.., 1, n)
-        elif b1 and A.ndim == 2:
-            gb = _rows_times(g, A)                             # g (.., m) @ A (m, k)
+            gb = _unsq(A, -1) * _unsq(dense(g), -2)            # (k, 1) * (.., 1, n)
         elif b1:
-            gb = _sq(C.matmul(_unsq(g, -2), A), -2)
+            gb = _mm_batch(0, g, A, True, False, nb)           # g (.., m) @ A (.., m, k)
         else:
-            gb = C.matmul(_swap(A), g)
-        res[1] = unbroadcast(gb, ctx.shape(1), ctx.nb)
+            gb = _mm_batch(1, g, _swap(A), False, False, nb)
+        res[1] = unbroadcast(gb, ctx.shape(1), nb)
     return res
-
-
-@MATMUL.jvp
-def _matmul_jvp(ctx, ts):
-    from ._rules import full_shape
-    a1, b1 = ctx.aux
-    obr = len(ctx.out_shape) - (0 if a1 else 1) - (0 if b1 else 1)   # the output's batch rank
-    acc = None
-    for which, t in ((0, ts[0]), (1, ts[1])):
-        if t is None:
-            continue
-        # the tangent as a (batched) matrix whose own batch dims line up with the output's
-        t = _unsq(t, -2) if (which == 0 and a1) else (_unsq(t, -1) if (which == 1 and b1) else t)
-        own = t.ndim - ctx.nb - 2
-        if ctx.nb and own < obr:
-            t = C.reshape(t, t.shape[:ctx.nb] + (1,) * (obr - own) + t.shape[ctx.nb:])
-        if which == 0:
-            left = t
-            right = _unsq(ctx.val(1), -1) if b1 else ctx.val(1)
-            c = _rows_times(left, right) if right.ndim == 2 else C.matmul(left, right)
-        elif b1 and not a1 and ctx.val(0).ndim == 2:
-            # A (m, k) times a batch of vectors: one GEMM, t (.., k, 1) -> (.., k) @ A^T
-            c = _unsq(_rows_times(_sq(t, -1), _swap(ctx.val(0))), -1)
-        else:
-            left = _unsq(ctx.val(0), -2) if a1 else ctx.val(0)
-            c = C.matmul(left, t)
-        if b1:
-            c = _sq(c, -1)
-        if a1:
-            c = _sq(c, -1 if b1 else -2)
-        acc = c if acc is None else acc + c
-    nbs = next(t for t in ts if t is not None).shape[:ctx.nb]
-    return full_shape(acc, nbs, ctx.out_shape)
 
 
 @CAST.vjp
@@ -516,6 +521,7 @@ def inner(a, b):
 # Integer and bool inputs keep the composite (numpy's integer result, not
 # differentiable).
 CROSS = defop("cross", "cross", kernel="cad_cross_vjp", naux=0, reads={0: (1,), 1: (0,)},
+              linear=("a", "b"), bilinear=True,
               ref=lambda a, b, axis=-1: np.cross(a, b, axis=axis),
               cases=[Case((3,), (3,)), Case((2, 3), (3,)), Case((3, 2), (3, 2), axis=0),
                      Case(("T", (3, 4)), (3, 1), axis=0), Case((2, 1, 3), (4, 3)), Case((0, 3), (3,))],
@@ -561,19 +567,18 @@ def cross(a, b, axis=-1, *, dim=None):
 
 # (the rules: cotangents and tangents carry ctx.nb leading batch dims, which cross's
 # broadcasting takes as they are; NOTE [ Rules and batch dims ])
+@CROSS.apply
+def _cross_apply(ctx, i, t, other):
+    t = dense(t)
+    return cross(t, other) if i == 0 else cross(other, t)
+
+
 @CROSS.vjp
 def _cross_vjp(ctx, g):
+    """the transposes of a -> a x b and b -> a x b: b x g and g x a"""
+    g = dense(g)
     a, b = ctx.val(0), ctx.val(1)
     return [cross(b, g) if ctx.wants(0) else None, cross(g, a) if ctx.wants(1) else None]
-
-
-@CROSS.jvp
-def _cross_jvp(ctx, ts):
-    r = None if ts[0] is None else cross(ts[0], ctx.val(1))
-    if ts[1] is not None:
-        t = cross(ctx.val(0), ts[1])
-        r = t if r is None else r + t
-    return r
 
 
 @CROSS.eval

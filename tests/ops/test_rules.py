@@ -147,6 +147,11 @@ def test_table_is_complete():
         if op.primitive:   # NOTE [ A primitive's rules ]: every filled slot, for every primitive
             assert op.vjp_rule and op.jvp_rule, f"primitive {op.name} lacks a differentiable rule"
             assert op.eval_rule, f"primitive {op.name} lacks an eval rule"
+        if op.bilinear:   # NOTE [ Linear and bilinear ops ]: the jvp is derived, never written
+            assert op.apply_rule and op.jvp_rule.__qualname__.startswith("bilinear_jvp"), \
+                f"bilinear op {op.name}: its jvp must come from its apply rule"
+            assert len(op.args or op.linear) == 2 and set(op.linear) == set(
+                p for p in op.api.__wrapped__.__code__.co_varnames[:2]), op.name
             # the loader's check (cad/io.py reads it); cad.save refuses a tape with a
             # custom record, and cad.record one with CUDA values (no to_device record)
             assert op.check_rule or op.kind in ("transfer", "custom"), \
