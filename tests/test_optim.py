@@ -767,6 +767,33 @@ def test_cuda_functional_matches_cpu(cuda, name):
         f.update({k: cad.tensor(v, device=cuda) for k, v in vals.items()}, sc, pd)
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("name,kw", [("SGD", {"lr": 0.1, "momentum": 0.9}), ("Adam", {"lr": 0.05, "amsgrad": True})])
+def test_one_optimizer_over_both_devices(cuda, name, kw):
+    """one step over CPU and CUDA parameters of one optimizer: each device's
+    parameters through that device's backend (one code path, cad_optim_run), the
+    state made where the parameter lives, values as an all-CPU optimizer gives"""
+    rng = np.random.default_rng(11)
+    vals = [rng.standard_normal(s) for s in [(4,), (2, 3), (), (5,)]]
+    ref = [cad.tensor(v, requires_grad=True) for v in vals]
+    mixed = [cad.tensor(v, requires_grad=True, device=cuda if i % 2 else "cpu") for i, v in enumerate(vals)]
+    o_ref, o_mix = getattr(cad.optim, name)(ref, **kw), getattr(cad.optim, name)(mixed, **kw)
+    for _ in range(3):
+        for a, b in zip(ref, mixed):
+            g = rng.standard_normal(a.shape)
+            a.grad = cad.tensor(g)
+            b.grad = cad.tensor(g, device=cuda if b.is_cuda else "cpu")
+        o_ref.step()
+        o_mix.step()
+        for a, b in zip(ref, mixed):
+            np.testing.assert_allclose(np.asarray(b.cpu()), a.numpy(), rtol=0, atol=1e-12)
+    for i, b in enumerate(mixed):
+        assert b.is_cuda == bool(i % 2)
+        for v in o_mix.state_dict()["state"][i].values():
+            if isinstance(v, cad.Tensor):
+                assert v.is_cuda == bool(i % 2)
+
+
 def test_cuda_step_is_one_launch():
     """every CUDA parameter of a step goes to one kernel launch (the fake device's
     launch trace, in a child process)"""

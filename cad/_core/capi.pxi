@@ -165,6 +165,7 @@ cdef extern from "cad_cpu.h" nogil:
         double lr, wd, beta1, beta2, eps, momentum, dampening
         double bc1, bc2
     int cad_optim_step(const cad_opt_slot *s, int64_t ns, int64_t par_min)
+    int cad_optim_run(int dev, const cad_opt_slot *s, int64_t ns, int64_t par_min)
 
 cdef extern from *:
     """

@@ -1,7 +1,10 @@
-# Optimizer updates (cad.optim), included by _engine.pyx: every CPU parameter of a
-# step goes to one cad_optim_step call (cad_kernels/cpu/optim.c), which writes the
-# new values into fresh buffers; each parameter object is then bound to its new
-# value (NOTE [ Optimizer updates ] in optim.c, NOTE [ Values are immutable ]).
+# Optimizer updates (cad.optim), included by _engine.pyx: the parameters of a step on
+# one device go to one call of that device's backend (cad_optim_run: the CPU's
+# cad_optim_step in cad_kernels/cpu/optim.c, one k_optim launch on CUDA), which writes
+# the new values into fresh buffers; each parameter object is then bound to its new
+# value (NOTE [ Optimizer updates ] in optim.c, NOTE [ Values are immutable ]).  One
+# code path for both devices: what differs is where a value lives (an ndarray or a
+# DevArray), said once in the _opt_* helpers below.
 
 from libc.math cimport pow as _cpow
 
@@ -13,10 +16,19 @@ DEF _OPT_NOGIL_MIN = 4096
 
 
 cdef char *_opt_read(Tensor x, int dt, list keep):
-    """x's value as contiguous elements of dtype dt (a converted copy where it is not);
-    keep holds what the pointer needs alive.  x is on the CPU and not empty."""
+    """x's value as contiguous elements of dtype dt on its device (a converted copy
+    where it is not); keep holds what the pointer needs alive.  x is not empty."""
     cdef cnp.ndarray a
+    cdef DevArray d
     keep.append(x)
+    if x._dev:
+        d = <DevArray>x._arr
+        if d.dt != dt:
+            d = _dcopy(d, dt)
+        elif not d.contig():
+            d = _dcopy(d)
+        keep.append(d)
+        return d.ptr
     if x._inline and dt == CAD_F64:
         return <char *>&x._sval
     a = <cnp.ndarray>_arr_of(x)
@@ -26,9 +38,21 @@ cdef char *_opt_read(Tensor x, int dt, list keep):
     return <char *>cnp.PyArray_DATA(a)
 
 
-cdef char *_opt_state(object a, int dt, int64_t n, str who) except NULL:
-    """the data of an optimizer-owned state array (writable, contiguous, dtype dt, n elements)"""
+cdef char *_opt_state(object a, int dt, int64_t n, int dev, str who) except NULL:
+    """the data of an optimizer-owned state buffer, updated in place: a writable
+    contiguous ndarray (CPU) or a CUDA tensor made by the optimizer, of dtype dt and
+    n elements"""
     cdef cnp.ndarray arr
+    cdef DevArray d
+    if dev:
+        if not isinstance(a, Tensor) or not (<Tensor>a)._dev:
+            raise TypeError(f"{who}: the state of a CUDA parameter must be a CUDA tensor, got "
+                            f"{type(a).__name__}")
+        d = <DevArray>(<Tensor>a)._arr
+        if d.dt != dt or d.size != n or not d.contig():
+            raise ShapeError(f"{who}: optimizer state of shape {d.shape} and dtype {_DTNAMES[d.dt]} "
+                             f"does not fit a parameter of {n} elements of dtype {_DTNAMES[dt]}")
+        return d.ptr
     if not isinstance(a, _np.ndarray):
         raise TypeError(f"{who}: optimizer state must be an ndarray, got {type(a).__name__}")
     arr = <cnp.ndarray>a
@@ -37,6 +61,14 @@ cdef char *_opt_state(object a, int dt, int64_t n, str who) except NULL:
         raise ShapeError(f"{who}: optimizer state of shape {a.shape} and dtype {a.dtype} does "
                          f"not fit a parameter of {n} elements of dtype {_DTNAMES[dt]}")
     return <char *>cnp.PyArray_DATA(arr)
+
+
+cdef object _opt_new_state(int dev, tuple shape, int dt, bint zero, str who):
+    """a state buffer the optimizer owns, on device dev: an ndarray or a CUDA tensor
+    (zeros, or uninitialised: a first step writes it whole)"""
+    if dev:
+        return _dfull(shape, dt, 0.0) if zero else _dwrap(_dnew_shape(shape, dt, who))
+    return _np.zeros(shape, dtype=_DTYPES[dt]) if zero else _np.empty(shape, dtype=_DTYPES[dt])
 
 
 cdef cnp.ndarray _opt_out(Tensor t):
@@ -62,14 +94,20 @@ cdef void _opt_hyper(cad_opt_slot *s, tuple hyp):
     s.flags = <int32_t>hyp[7]
 
 
-cdef int _opt_run(cad_opt_slot *slots, int64_t ns, int64_t total) except -1:
+cdef int _opt_run(cad_opt_slot *slots, int64_t ns, int64_t total, int dev, str who) except -1:
+    """the slots' step on device dev's backend (on the CPU, small steps keep the GIL)"""
     cdef int st
-    if total >= _OPT_NOGIL_MIN:
+    if dev:
+        _cuda_ready(who)
+    if dev or total >= _OPT_NOGIL_MIN:
         with nogil:
-            st = cad_optim_step(slots, ns, cad_par_min_heavy)
+            st = cad_optim_run(dev, slots, ns, cad_par_min_heavy)
     else:
-        st = cad_optim_step(slots, ns, cad_par_min_heavy)
-    _check(st, "optimizer step")
+        st = cad_optim_run(0, slots, ns, cad_par_min_heavy)
+    if dev:
+        _dcheck(st, who)
+    else:
+        _check(st, who)
     return 0
 
 
@@ -78,20 +116,14 @@ def optim_step(list groups, dict state):
 
     groups: [(params, (lr, weight_decay, beta1, beta2, eps, momentum, dampening, flags))]
     with flags from OPT_FLAGS; state maps a parameter to its [step, m, v, w] (SGD: m is
-    the momentum buffer; Adam: exp_avg, exp_avg_sq, max_exp_avg_sq), writable ndarrays
-    that the optimizer owns, made here on a parameter's first step.  The CPU parameters
-    are updated by one cad_optim_step call and bound to their new values; the CUDA ones
-    with a gradient are returned, as [(group index, parameter)], for the caller's
-    per-parameter path.  Nothing changes when an argument is wrong."""
-    cdef list todo = [], dev = [], keep = [], outs = []
+    the momentum buffer; Adam: exp_avg, exp_avg_sq, max_exp_avg_sq) that the optimizer
+    owns, made here on a parameter's first step: writable ndarrays for a CPU parameter,
+    CUDA tensors for a CUDA one.  The parameters of each device are updated by one call
+    of its backend (cad_optim_run) and bound to their new values."""
+    cdef list todo = [[], []]   # the parameters with a gradient, per device
     cdef Tensor t, g
-    cdef Py_ssize_t gi, k
-    cdef int64_t ns = 0, n, total = 0
-    cdef int dt, flags
+    cdef Py_ssize_t gi
     cdef tuple hyp
-    cdef list st
-    cdef cad_opt_slot *slots
-    cdef cad_opt_slot *s
     cdef str who = "optimizer step"
     for gi in range(len(groups)):
         params, hyp = groups[gi]
@@ -110,10 +142,27 @@ def optim_step(list groups, dict state):
             if not _isfloat(t._dtype):
                 raise DTypeError(f"{who}: a parameter of shape {t.shape} has dtype "
                                  f"{_DTNAMES[t._dtype]}; only floating-point tensors can be optimized")
-            if t._dev:
-                dev.append((t, g, hyp))
-            else:
-                todo.append((t, g, hyp))
+            (<list>todo[1 if t._dev else 0]).append((t, g, hyp))
+    for dev in (0, 1):
+        if todo[dev]:
+            _opt_step_on(<list>todo[dev], state, dev, who)
+
+
+cdef _opt_step_on(list todo, dict state, int dev, str who):
+    """one step of the parameters in todo, all on device dev: their slots filled from
+    the state (made on a parameter's first step), one backend call, then each
+    parameter bound to its new value"""
+    cdef list keep = [], outs = []
+    cdef Tensor t, g
+    cdef Py_ssize_t k
+    cdef int64_t ns = 0, n, total = 0
+    cdef int dt, flags
+    cdef tuple hyp
+    cdef list st
+    cdef cad_opt_slot *slots
+    cdef cad_opt_slot *s
+    if dev:
+        _cuda_ready(who)   # (before the state buffers are made there)
     slots = <cad_opt_slot *>calloc(len(todo) + 1, sizeof(cad_opt_slot))
     if slots == NULL:
         raise MemoryError(f"{who}: out of memory")
@@ -129,13 +178,13 @@ def optim_step(list groups, dict state):
             shape = t.shape
             if flags & CAD_OPT_ADAM:
                 if st[1] is None:
-                    st[1] = _np.zeros(shape, dtype=_DTYPES[dt])
-                    st[2] = _np.zeros(shape, dtype=_DTYPES[dt])
+                    st[1] = _opt_new_state(dev, shape, dt, True, who)
+                    st[2] = _opt_new_state(dev, shape, dt, True, who)
                 if flags & CAD_OPT_AMSGRAD and st[3] is None:
-                    st[3] = _np.zeros(shape, dtype=_DTYPES[dt])
+                    st[3] = _opt_new_state(dev, shape, dt, True, who)
                 st[0] = st[0] + 1.0
             elif hyp[5] != 0 and st[1] is None:
-                st[1] = _np.empty(shape, dtype=_DTYPES[dt])
+                st[1] = _opt_new_state(dev, shape, dt, False, who)
                 flags |= CAD_OPT_FIRST
             n = t.size
             if n == 0:
@@ -145,136 +194,29 @@ def optim_step(list groups, dict state):
             s.flags = flags
             s.dtype = dt
             s.n = n
-            if flags & CAD_OPT_ADAM:
+            if flags & CAD_OPT_ADAM:   # (st keeps the state buffers alive)
                 s.bc1 = 1.0 - _cpow(s.beta1, <double>st[0])
                 s.bc2 = 1.0 - _cpow(s.beta2, <double>st[0])
-                s.m = _opt_state(st[1], dt, n, who)
-                s.v = _opt_state(st[2], dt, n, who)
-                s.w = _opt_state(st[3], dt, n, who) if flags & CAD_OPT_AMSGRAD else NULL
+                s.m = _opt_state(st[1], dt, n, dev, who)
+                s.v = _opt_state(st[2], dt, n, dev, who)
+                s.w = _opt_state(st[3], dt, n, dev, who) if flags & CAD_OPT_AMSGRAD else NULL
             elif s.momentum != 0:
-                s.m = _opt_state(st[1], dt, n, who)
+                s.m = _opt_state(st[1], dt, n, dev, who)
             s.m0 = s.m
             s.v0 = s.v
             s.w0 = s.w
             s.p = _opt_read(t, dt, keep)
             s.g = _opt_read(g, dt, keep)
-            out = _opt_out(t)
-            s.out = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
+            out = _opt_new(t, who)
+            s.out = _opt_wptr(out)
             outs.append((t, out))
             total += n
             ns += 1
-        _opt_run(slots, ns, total)
+        _opt_run(slots, ns, total, dev, who)
     finally:
         free(slots)
     for t, out in outs:
-        t._rebind(_wrap(out), True)
-    if dev:
-        _opt_dev_step(dev, state, who)
-
-
-cdef DevArray _opt_dev_read(Tensor x, int dt, list keep):
-    """x's device value as contiguous elements of dtype dt (a converted copy where not)"""
-    cdef DevArray a = <DevArray>x._arr
-    if a.dt != dt:
-        a = _dcopy(a, dt)
-    elif not a.contig():
-        a = _dcopy(a)
-    keep.append(a)
-    return a
-
-
-cdef DevArray _opt_dev_state(object t, int dt, int64_t n, str who):
-    """an optimizer-owned device state buffer (a CUDA tensor of dtype dt, n elements,
-    contiguous, made by the optimizer: updated in place)"""
-    cdef DevArray a
-    if not isinstance(t, Tensor) or not (<Tensor>t)._dev:
-        raise TypeError(f"{who}: the state of a CUDA parameter must be a CUDA tensor, got "
-                        f"{type(t).__name__}")
-    a = <DevArray>(<Tensor>t)._arr
-    if a.dt != dt or a.size != n or not a.contig():
-        raise ShapeError(f"{who}: optimizer state of shape {a.shape} and dtype {_DTNAMES[a.dt]} "
-                         f"does not fit a parameter of {n} elements of dtype {_DTNAMES[dt]}")
-    return a
-
-
-cdef _opt_dev_step(list todo, dict state, str who):
-    """every CUDA parameter of the step in one launch (cad_cu_optim_step, the kernel
-    k_optim: NOTE [ Optimizer updates ] in cad_kernels/cpu/optim.c).  State buffers
-    are CUDA tensors the optimizer owns, updated in place; each parameter is bound to
-    a fresh buffer holding its new value."""
-    cdef list keep = [], outs = []
-    cdef Tensor t, g
-    cdef DevArray out, sa
-    cdef Py_ssize_t k
-    cdef int64_t ns = 0, n
-    cdef int dt, flags, st_
-    cdef tuple hyp
-    cdef list st
-    cdef cad_opt_slot *slots
-    cdef cad_opt_slot *s
-    _cuda_ready(who)
-    slots = <cad_opt_slot *>calloc(len(todo) + 1, sizeof(cad_opt_slot))
-    if slots == NULL:
-        raise MemoryError(f"{who}: out of memory")
-    try:
-        for k in range(len(todo)):
-            t, g, hyp = todo[k]
-            dt = t._dtype
-            flags = <int>hyp[7]
-            st = <list>state.get(t)
-            if st is None:
-                st = [0.0, None, None, None]
-                state[t] = st
-            shape = t.shape
-            if flags & CAD_OPT_ADAM:
-                if st[1] is None:
-                    st[1] = _dfull(shape, dt, 0.0)
-                    st[2] = _dfull(shape, dt, 0.0)
-                if flags & CAD_OPT_AMSGRAD and st[3] is None:
-                    st[3] = _dfull(shape, dt, 0.0)
-                st[0] = st[0] + 1.0
-            elif hyp[5] != 0 and st[1] is None:
-                st[1] = _dwrap(_dnew_shape(shape, dt, who))
-                flags |= CAD_OPT_FIRST
-            n = t.size
-            if n == 0:
-                continue
-            s = &slots[ns]
-            _opt_hyper(s, hyp)
-            s.flags = flags
-            s.dtype = dt
-            s.n = n
-            if flags & CAD_OPT_ADAM:
-                s.bc1 = 1.0 - _cpow(s.beta1, <double>st[0])
-                s.bc2 = 1.0 - _cpow(s.beta2, <double>st[0])
-                sa = _opt_dev_state(st[1], dt, n, who)   # (st keeps the buffers alive)
-                s.m = sa.ptr
-                sa = _opt_dev_state(st[2], dt, n, who)
-                s.v = sa.ptr
-                if flags & CAD_OPT_AMSGRAD:
-                    sa = _opt_dev_state(st[3], dt, n, who)
-                    s.w = sa.ptr
-            elif s.momentum != 0:
-                sa = _opt_dev_state(st[1], dt, n, who)
-                s.m = sa.ptr
-            s.m0 = s.m
-            s.v0 = s.v
-            s.w0 = s.w
-            sa = _opt_dev_read(t, dt, keep)   # (keep holds them)
-            s.p = sa.ptr
-            sa = _opt_dev_read(g, dt, keep)
-            s.g = sa.ptr
-            out = _dnew_shape(shape, dt, who)
-            s.out = out.ptr
-            outs.append((t, out))
-            ns += 1
-        with nogil:
-            st_ = cad_cu_optim_step(slots, ns)
-        _dcheck(st_, who)
-    finally:
-        free(slots)
-    for t, out in outs:
-        t._rebind(_dwrap(out), True)
+        t._rebind(_opt_wrap(out), True)
 
 
 def optim_pure(tuple hyp, double step, list params, list grads, list ms, list vs, list ws):
@@ -282,12 +224,12 @@ def optim_pure(tuple hyp, double step, list params, list grads, list ms, list vs
     params, grads and the state entries (ms, vs, ws; None where a state is absent: SGD
     without momentum or before its first step, Adam without amsgrad) are tensors, a
     parameter's gradient and state on its device; returns (updates, ms, vs, ws), new
-    tensors (updates: new value - old value).  The CPU parameters go to one
-    cad_optim_step call, the CUDA ones to one launch (cad_cu_optim_step)."""
+    tensors (updates: new value - old value).  The parameters of each device go to one
+    call of its backend (cad_optim_run)."""
     cdef Py_ssize_t k, L = len(params)
     cdef list keep = [], ups = [None] * L, nm = [None] * L, nv = [None] * L, nw = [None] * L
     cdef Tensor t, g
-    cdef int dt, flags, dev, st_
+    cdef int dt, flags, dev
     cdef int64_t n, ns = 0, nd = 0, total = 0
     cdef cad_opt_slot *slots
     cdef cad_opt_slot *dslots
@@ -351,19 +293,16 @@ def optim_pure(tuple hyp, double step, list params, list grads, list ms, list vs
             if nw[k] is not None:
                 s.w = _opt_wptr(nw[k])
                 s.w0 = _opt_ptr(<Tensor?>ws[k], dt, dev, keep, who)
-        _opt_run(slots, ns, total)
+        _opt_run(slots, ns, total, 0, who)
         if nd:
-            _cuda_ready(who)
-            with nogil:
-                st_ = cad_cu_optim_step(dslots, nd)
-            _dcheck(st_, who)
+            _opt_run(dslots, nd, 0, 1, who)
     finally:
         free(slots)
         free(dslots)
     for lst in (ups, nm, nv, nw):
         for k in range(L):
             if lst[k] is not None:
-                lst[k] = _dwrap(<DevArray>lst[k]) if isinstance(lst[k], DevArray) else _wrap(lst[k])
+                lst[k] = _opt_wrap(lst[k])
     return ups, nm, nv, nw
 
 
@@ -372,6 +311,11 @@ cdef object _opt_new(Tensor t, str who):
     if t._dev:
         return _dnew_shape(t.shape, t._dtype, who)
     return _opt_out(t)
+
+
+cdef Tensor _opt_wrap(object a):
+    """a buffer _opt_new made, as a tensor"""
+    return _dwrap(<DevArray>a) if isinstance(a, DevArray) else _wrap(a)
 
 
 cdef char *_opt_wptr(object a):
@@ -385,10 +329,6 @@ cdef const char *_opt_ptr(Tensor x, int dt, int dev, list keep, str who) except 
     if x._dev != dev:
         raise DeviceError(f"{who}: a tensor of shape {x.shape} is on {'cuda:0' if x._dev else 'cpu'} "
                           f"but its parameter is on {'cuda:0' if dev else 'cpu'}")
-    cdef DevArray a
-    if x._dev:
-        a = _opt_dev_read(x, dt, keep)   # (keep holds it)
-        return a.ptr
     return _opt_read(x, dt, keep)
 
 

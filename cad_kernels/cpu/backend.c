@@ -19,4 +19,5 @@ const cad_backend cad_be_cpu = {
     "cpu", tmp_alloc, tmp_free, zero, fill, cad_iter_run_cpu, cad_matmul_cpu,
     cad_gather_cpu, cad_scatadd_cpu, cad_gathadd_cpu, cad_setitem_cpu, cad_setitem_vjp_cpu,
     cad_xent_cpu, cad_xent_vjp_cpu, cad_scan_cpu, cad_cumprod_vjp_cpu, cad_cross_cpu,
+    cad_optim_step,
 };

@@ -338,6 +338,8 @@ int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2]
  * struct and flags live in cuda/cad_kp.h, shared with the CUDA kernel ---- */
 /* every slot, the work split over the thread pool when there are >= par_min elements */
 int cad_optim_step(const cad_opt_slot *s, int64_t ns, int64_t par_min);
+/* the same on device dev's backend (the engine's one call for both devices) */
+int cad_optim_run(int dev, const cad_opt_slot *s, int64_t ns, int64_t par_min);
 
 /* generated (_gen_ops.c) */
 int cad_vjp_dispatch(cad_tape *t, const cad_rec *r);
@@ -381,6 +383,8 @@ typedef struct {
                        int64_t n, int64_t inner, int acc);
     /* out (=|+=) x x y for n contiguous rows of three (acc: add) */
     int (*cross)(int dtype, char *out, const char *x, const char *y, int64_t n, int acc);
+    /* one optimizer step over ns parameter slots (NOTE [ Optimizer updates ] in optim.c) */
+    int (*optim)(const cad_opt_slot *s, int64_t ns, int64_t par_min);
 } cad_backend;
 extern const cad_backend cad_be_cpu, cad_be_cuda;
 #define CAD_BE (cad_dev ? &cad_be_cuda : &cad_be_cpu)

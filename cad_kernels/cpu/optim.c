@@ -176,3 +176,11 @@ int cad_optim_step(const cad_opt_slot *s, int64_t ns, int64_t par_min) {
     }
     return CAD_OK;
 }
+
+int cad_optim_run(int dev, const cad_opt_slot *s, int64_t ns, int64_t par_min) {
+    int st;
+    cad_set_dev(dev);
+    st = CAD_BE->optim(s, ns, par_min);
+    cad_set_dev(0);
+    return st;
+}

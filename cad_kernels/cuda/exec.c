@@ -552,8 +552,14 @@ static int be_iter_run(cad_iter *it, cad_row row, cad_row combine, const void *i
     return cad_cu_iter_run(it, row, combine, init);
 }
 
+static int be_optim(const cad_opt_slot *s, int64_t ns, int64_t par_min) {
+    (void)par_min;   /* one launch covers every element */
+    return cad_cu_optim_step(s, ns);
+}
+
 const cad_backend cad_be_cuda = {
     "cuda", be_alloc, be_free, cad_cu_zero, cad_cu_fill, be_iter_run, cad_cu_matmul,
     cad_cu_gather, cad_cu_scatadd, cad_cu_gathadd, cad_cu_setitem, cad_cu_setitem_vjp,
     cad_cu_xent, cad_cu_xent_vjp, cad_cu_scan, cad_cu_cumprod_vjp, cad_cu_cross,
+    be_optim,
 };
