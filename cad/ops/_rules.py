@@ -120,8 +120,10 @@ def dense(t):
 # the sum over inputs of the op applied to that input's tangent.  The sweeps' diagonal
 # batches (Diag: jacrev's and jacfwd's seeds) go through the same two rules, so what
 # a matmul of a scaled identity is (a row scaling, no GEMM) is said once, in the
-# op's apply.  A linear primitive (cumsum, the views, gather, ...) lists its inputs in
-# ``linear``; its jvp is the op on the tangents and its vjp the transpose.
+# op's apply.  The primitives linear in their one differentiable input (cumsum, the
+# views, gather/scatter, concatenate) write their jvp as the op itself on the tangents
+# and their vjp as the adjoint op; ``linear`` names those inputs where declared
+# (cumsum), and nothing is derived from it for them.
 def bilinear_jvp(op):
     """the jvp rule of a bilinear op: d(a * b) = ta * b + a * tb (NOTE [ Linear and
     bilinear ops ])"""
