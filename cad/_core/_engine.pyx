@@ -285,6 +285,9 @@ include "device.pxi"
 include "construct.pxi"
 
 
+include "storage.pxi"
+
+
 include "ops_elementwise.pxi"
 
 

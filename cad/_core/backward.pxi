@@ -141,10 +141,8 @@ cdef Tensor _sum_grads(Tape tp, list hs):
 cdef Tensor _plus(Tensor a, Tensor b):
     if a._inline and b._inline:
         return _new_inline(a._sval + b._sval)
-    if a._dev or b._dev:
-        with no_grad():
-            return <Tensor>_ew_general(OP_ADD, (a, b))
-    return _wrap(_np.add(_arr_of(a), _arr_of(b)))
+    with no_grad():
+        return <Tensor>_ew_general(OP_ADD, (a, b))
 
 
 cdef _consume(Tape tp):
@@ -153,43 +151,34 @@ cdef _consume(Tape tp):
 
 
 cdef int _seed(Tape tp, cad_hid h, object ga, str who) except -1:
+    """add the seed ga (an untracked tensor of the output's device, dtype and shape;
+    None: one, for a one-element output) into buffer h's gradient"""
     cdef cad_buf *b = &tp.t.bufs[h]
-    cdef cnp.ndarray a
-    cdef int64_t i
     cdef cad_iter it
     cdef int d
     cdef Tensor g
+    cdef _Storage S
     _dcheck(cad_ensure_grad(b), who)
-    if b.flags & BUF_CUDA:   # seed on the device: ones, or grad_output (made a device tensor)
-        g = _dfull(tuple([tp.t.meta[b.meta + d] for d in range(b.ndim)]), b.dtype, 1) if ga is None \
-            else <Tensor>ga
-        it.nop = 2
-        it.ndim = b.ndim
-        for d in range(b.ndim):
-            it.shape[d] = tp.t.meta[b.meta + d]
-        cad_iter_operand(&it, 0, b.grad, _ESIZE[b.dtype], b.ndim, tp.t.meta + b.meta,
-                         _contig(b.ndim, tp.t.meta + b.meta))
-        _operand(&it, 1, g)
-        _dcheck(_run_dev(&it, cad_acc_row(b.dtype)), who)
+    if b.flags & BUF_INLINE:
+        b.sgrad += 1.0 if ga is None else (<Tensor>ga).item()
         return 0
-    if ga is None:   # d(y)/d(y) of a one-element output
-        if b.flags & BUF_INLINE:
-            b.sgrad += 1.0
-        elif b.dtype == CAD_F64:
+    if ga is None and not (b.flags & BUF_CUDA):   # d(y)/d(y) of a one-element host output
+        if b.dtype == CAD_F64:
             (<double *>b.grad)[0] += 1.0
         else:
             (<float *>b.grad)[0] += 1.0
         return 0
-    if b.flags & BUF_INLINE:
-        b.sgrad += float(ga)
-        return 0
-    a = _np.ascontiguousarray(ga)
-    if b.dtype == CAD_F64:
-        for i in range(b.size):
-            (<double *>b.grad)[i] += (<double *>cnp.PyArray_DATA(a))[i]
-    else:
-        for i in range(b.size):
-            (<float *>b.grad)[i] += (<float *>cnp.PyArray_DATA(a))[i]
+    S = _st_on(1 if b.flags & BUF_CUDA else 0)
+    g = S.full(tuple([tp.t.meta[b.meta + d] for d in range(b.ndim)]), b.dtype, 1) if ga is None \
+        else <Tensor>ga
+    it.nop = 2
+    it.ndim = b.ndim
+    for d in range(b.ndim):
+        it.shape[d] = tp.t.meta[b.meta + d]
+    cad_iter_operand(&it, 0, b.grad, _ESIZE[b.dtype], b.ndim, tp.t.meta + b.meta,
+                     _contig(b.ndim, tp.t.meta + b.meta))
+    _operand(&it, 1, g)
+    S.run(&it, cad_acc_row(b.dtype), cad_par_min, who)
     return 0
 
 
@@ -246,20 +235,12 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
             if not y._inline and y.size != 1:
                 raise BackwardError(f"{who}: output of shape {y.shape} is not a scalar; pass "
                                     "grad_output (a tensor of the output's shape)")
-        elif y._dev:   # grad_output as a device tensor of the output's dtype
-            ga = as_tensor(ga) if isinstance(ga, Tensor) else _to_dev(from_numpy(_np.asarray(ga, dtype=_DTYPES[y._dtype])), 1)
-            if (<Tensor>ga)._dev != 1:
-                ga = _to_dev(<Tensor>ga, 1)
+        else:   # grad_output as an untracked tensor of the output's device, dtype and shape
+            ga = _to_dev(as_tensor(ga).detach(), y._dev)
             if (<Tensor>ga)._dtype != y._dtype:
                 ga = cast(ga, _DTYPES[y._dtype])
             if (<Tensor>ga).shape != y.shape:
                 raise ShapeError(f"{who}: grad_output of shape {(<Tensor>ga).shape} does not match the "
-                                 f"output's shape {y.shape}")
-            ga = (<Tensor>ga).detach()
-        else:
-            ga = _np.asarray(_arr_of(as_tensor(ga)), dtype=_DTYPES[y._dtype])
-            if ga.shape != y.shape:
-                raise ShapeError(f"{who}: grad_output of shape {ga.shape} does not match the "
                                  f"output's shape {y.shape}")
         if y._tape is None:
             direct.append((y, ga))
@@ -369,10 +350,7 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
                     got[j] = g if got[j] is None else _plus(got[j], g)
         for e in direct:
             y = e[0]
-            if y._dev:
-                g = _dfull(y.shape, y._dtype, 1) if e[1] is None else <Tensor>e[1]
-            else:
-                g = _wrap(_np.ones(y.shape, dtype=_DTYPES[y._dtype]) if e[1] is None else e[1].copy())
+            g = _st(y).full(y.shape, y._dtype, 1) if e[1] is None else <Tensor>e[1]
             if accumulate:
                 prev = leafg.get(id(y))
                 leafg[id(y)] = (y, g if prev is None else _plus(prev[1], g))

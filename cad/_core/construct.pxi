@@ -46,30 +46,10 @@ cdef object _np_to_supported(cnp.ndarray a, str who):
     raise DTypeError(f"{who}: dtype {a.dtype} is not supported; cad has float64, float32, int64 and bool")
 
 
-cdef object _arr_of(Tensor t):
-    """t's value as a read-only ndarray (materialised for inline scalars; a host
-    copy for a CUDA tensor)"""
-    cdef cnp.ndarray a
-    if t._dev:
-        a = <cnp.ndarray>_ddownload(<DevArray>t._arr)
-        cnp.PyArray_CLEARFLAGS(a, cnp.NPY_ARRAY_WRITEABLE)
-        return a
-    if t._arr is None:
-        a = cnp.PyArray_EMPTY(0, NULL, cnp.NPY_DOUBLE, 0)
-        (<double *>cnp.PyArray_DATA(a))[0] = t._sval
-        cnp.PyArray_CLEARFLAGS(a, cnp.NPY_ARRAY_WRITEABLE)
-        t._arr = a
-    return t._arr
-
-
 cdef Tensor _new_out(int dev, int nd, const int64_t *shape, int dt, str who):
-    """an uninitialized output for a primitive's forward kernel: device memory, an
-    inline 0-d float64 scalar, or an ndarray"""
-    if dev:
-        return _dwrap(_dnew(nd, shape, dt, who))
-    if nd == 0 and dt == CAD_F64:
-        return _new_inline(0.0)
-    return _wrap(_empty(nd, <cnp.npy_intp *>shape, dt))
+    """an uninitialized output for a primitive's forward kernel on device dev
+    (NOTE [ Storage per device ])"""
+    return _st_on(dev).new(nd, shape, dt, who)
 
 
 cdef Tensor _new_out_shape(int dev, tuple shape, int dt, str who):
@@ -85,22 +65,18 @@ cdef Tensor _new_out_shape(int dev, tuple shape, int dt, str who):
 cdef Tensor _value_contig(Tensor t):
     """t's value, C-contiguous (a copy when it is not), as an untracked tensor: the
     input of a kernel that reads flat positions"""
-    cdef DevArray da
+    cdef _Storage S
     if t._inline:
         return t
-    if t._dev:
-        da = <DevArray>t._arr
-        return t if da.contig() else _dwrap(_dcopy(da))
-    if cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>t._arr):
-        return t
-    return _wrap(_np.ascontiguousarray(t._arr))
+    S = _st(t)
+    v = S.value(t)
+    c = S.contig(v)
+    return t if c is v else S.wrap(c)
 
 
 cdef Tensor _index_tensor(object la, int dev):
     """int64 positions (a C-contiguous ndarray) as a tensor on the device"""
-    if dev:
-        return _dwrap(_dupload(la, CAD_I64))
-    return _wrap(la)
+    return _st_on(dev).from_host(la, CAD_I64)
 
 
 cdef cnp.ndarray _empty(int nd, cnp.npy_intp *dims, int dt):
@@ -120,16 +96,6 @@ cdef cnp.ndarray _empty(int nd, cnp.npy_intp *dims, int dt):
     a = cnp.PyArray_SimpleNewFromData(nd, dims, _TYPENUM[dt], p)
     cnp.set_array_base(a, PyCapsule_New(p, NULL, _free_capsule))
     return a
-
-
-cdef cnp.ndarray _empty_shape(tuple shape, int dt):
-    cdef cnp.npy_intp dims[MAXDIM]
-    cdef int d, nd = len(shape)
-    if nd > MAXDIM:
-        raise ShapeError(f"cad: at most {MAXDIM} dimensions")
-    for d in range(nd):
-        dims[d] = shape[d]
-    return _empty(nd, dims, dt)
 
 
 def empty_cache():
@@ -203,18 +169,6 @@ def as_float(object x, str who):
 
 # ---------------------------------------------------------------- shapes
 
-cdef inline int _tndim(Tensor t):
-    if t._dev:
-        return (<DevArray>t._arr).ndim
-    return 0 if t._inline else cnp.PyArray_NDIM(<cnp.ndarray>t._arr)
-
-
-cdef inline cnp.npy_intp *_tdims(Tensor t):
-    if t._dev:
-        return <cnp.npy_intp *>(<DevArray>t._arr).shp
-    return NULL if t._inline else cnp.PyArray_DIMS(<cnp.ndarray>t._arr)
-
-
 cdef int _bshape(list ts, int64_t *out, str who) except -1:
     cdef int nd = 0, d, od, k
     cdef int64_t s, size
@@ -239,26 +193,6 @@ cdef int _bshape(list ts, int64_t *out, str who) except -1:
                                          f"(dim {d - nd} is {size} in one and {s} in another)")
         out[d] = size
     return nd
-
-
-cdef inline void _operand(cad_iter *it, int k, Tensor t):
-    cdef cnp.ndarray arr
-    cdef DevArray da
-    cdef int nd, d, es
-    cdef int64_t st[MAXDIM]
-    if t._dev:
-        da = <DevArray>t._arr
-        cad_iter_operand(it, k, da.ptr, _ESIZE[da.dt], da.ndim, da.shp, da.st)
-        return
-    if t._inline:
-        cad_iter_operand(it, k, <char *>&t._sval, 8, 0, NULL, NULL)
-        return
-    arr = <cnp.ndarray>t._arr
-    nd = cnp.PyArray_NDIM(arr)
-    es = _ESIZE[t._dtype]
-    for d in range(nd):
-        st[d] = cnp.PyArray_STRIDES(arr)[d] // es
-    cad_iter_operand(it, k, <char *>cnp.PyArray_DATA(arr), es, nd, <int64_t *>cnp.PyArray_DIMS(arr), st)
 
 
 def normalize_axes(int ndim, object axis, str who, bint unique=True):

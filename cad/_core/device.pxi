@@ -10,7 +10,9 @@
 # on the CPU with the thread's device (cad_dev) set, so one recording path and one
 # sweep serve both.  Views share the block; ops that numpy does on the CPU
 # (integer arithmetic, argmax, sorting out index arrays) copy to the host and back.
-# Python scalars become cached device constants, not per-op uploads.
+# Python scalars become cached device constants, not per-op uploads.  The engine
+# reaches these through the CUDA storage object (NOTE [ Storage per device ] in
+# storage.pxi), not by branching on the device.
 
 # (its C API is declared in capi.pxi)
 

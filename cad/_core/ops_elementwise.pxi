@@ -78,11 +78,7 @@ cdef int _weak_kind(object a):
 
 cdef inline Tensor _scalar_operand(object v, int rdt, int dev):
     """a Python scalar as an operand of dtype rdt on device dev (0 CPU, 1 CUDA)"""
-    if dev:
-        return _dconst(v, rdt)
-    if rdt == CAD_F64:
-        return _new_inline(float(v))
-    return _wrap(_np.array(v, dtype=_DTYPES[rdt]))
+    return _st_on(dev).scalar(v, rdt)
 
 
 cdef object _ew_general(int op, tuple args):
@@ -101,13 +97,7 @@ cdef object _ew_general0(int op, tuple args):
     cdef Tensor t, r
     cdef int64_t oshape[MAXDIM]
     cdef cad_iter it
-    cdef cnp.ndarray out
-    cdef DevArray dout
-    cdef char *optr
-    cdef int st
-    cdef int64_t pmin, fst
-    cdef int64_t rshape[MAXDIM]
-    cdef bint fo = False
+    cdef _Storage S
     for i in range(n):
         a = args[i]
         if isinstance(a, Tensor):
@@ -141,13 +131,13 @@ cdef object _ew_general0(int op, tuple args):
             for i in range(n):
                 _escape(<Tensor>ts[i], _OP_NAMES[op] + " on integers")
             arrs = [_arr_of(<Tensor>ts[i]) if ts[i] is not None else args[i] for i in range(n)]
-            return _to_dev(_wrap(_np.asarray(_NP_REF[op](*arrs))), dev)
+            return _st_on(dev).from_host(_np.asarray(_NP_REF[op](*arrs)), -1)
     # every operand as a tensor of the result dtype (the condition of where: bool)
     for i in range(n):
         t = <Tensor>ts[i]
         if is_where and i == 0:
             if t is None:
-                t = _dconst(bool(args[i]), CAD_BOOL) if dev else from_numpy(bool(args[i]))
+                t = _st_on(dev).scalar(bool(args[i]), CAD_BOOL)
             elif t._dtype != CAD_BOOL:
                 t = <Tensor>_boolop(OP_NE, (t, 0))
         elif t is None:
@@ -162,44 +152,12 @@ cdef object _ew_general0(int op, tuple args):
     it.ndim = nd
     for i in range(nd):
         it.shape[i] = oshape[i]
-    r = None
-    if dev:
-        dout = _dnew(nd, oshape, rdt, who)
-        optr = dout.ptr
-    elif nd == 0 and rdt == CAD_F64:
-        r = _new_inline(0.0)
-        optr = <char *>&r._sval
-    elif nd >= 2 and _all_fortran(ts, nd, oshape):   # NOTE [ Result memory order ]
-        for i in range(nd):
-            rshape[i] = oshape[nd - 1 - i]
-        out = _empty(nd, <cnp.npy_intp *>rshape, rdt).T
-        optr = <char *>cnp.PyArray_DATA(out)
-        fo = True
-    else:
-        out = _empty(nd, <cnp.npy_intp *>oshape, rdt)
-        optr = <char *>cnp.PyArray_DATA(out)
-    if fo:
-        fst = 1
-        for i in range(nd):
-            rshape[i] = fst
-            fst *= oshape[i]
-        cad_iter_operand(&it, 0, optr, _ESIZE[rdt], nd, oshape, rshape)
-    else:
-        cad_iter_operand(&it, 0, optr, _ESIZE[rdt], nd, oshape, NULL if nd == 0 else _contig(nd, oshape))
+    S = _st_on(dev)
+    r = S.new_like(ts, nd, oshape, rdt, who)   # (NOTE [ Result memory order ])
+    _operand(&it, 0, r)
     for i in range(n):
         _operand(&it, i + 1, <Tensor>ts[i])
-    pmin = cad_par_min_heavy if cad_fwd_heavy(op) else cad_par_min
-    if dev:
-        st = _run_dev(&it, cad_fwd_row(op, rdt))
-        _dcheck(st, who)
-        r = _dwrap(dout)
-    elif r is None and cnp.PyArray_SIZE(out) >= 4096:
-        with nogil:
-            st = cad_iter_run_t(&it, cad_fwd_row(op, rdt), NULL, NULL, pmin)
-    else:
-        st = cad_iter_run_t(&it, cad_fwd_row(op, rdt), NULL, NULL, pmin)
-    if r is None:
-        r = _wrap(out)
+    S.run(&it, cad_fwd_row(op, rdt), cad_par_min_heavy if cad_fwd_heavy(op) else cad_par_min, who)
     if rg:
         need = 0
         for i in range(n):
@@ -220,7 +178,8 @@ cdef object _bitop(int op, object npfn, object a, object b):
 
 cdef Tensor _view_norg(Tensor x, tuple shape):
     """an identity view of x recorded for its value only (detach in cad.record)"""
-    cdef Tensor r = _dwrap(<DevArray>x._arr) if x._dev else _wrap(_arr_of(x))
+    cdef _Storage S = _st(x)
+    cdef Tensor r = S.wrap(S.value(x))
     cdef int nd = len(shape), d
     cdef int64_t *aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
     cs = _cstrides(shape)
@@ -255,8 +214,7 @@ cdef object _boolop0(int op, tuple args):
     cdef Tensor t, r
     cdef int64_t oshape[MAXDIM]
     cdef cad_iter it
-    cdef cnp.ndarray out
-    cdef DevArray dout
+    cdef _Storage S
     cdef bint rec = False
     for i in range(n):
         a = args[i]
@@ -293,21 +251,12 @@ cdef object _boolop0(int op, tuple args):
     it.ndim = nd
     for i in range(nd):
         it.shape[i] = oshape[i]
-    if dev:
-        dout = _dnew(nd, oshape, CAD_BOOL, who)
-        cad_iter_operand(&it, 0, dout.ptr, 1, nd, oshape, NULL if nd == 0 else _contig(nd, oshape))
-    else:
-        out = _empty(nd, <cnp.npy_intp *>oshape, CAD_BOOL)
-        cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(out), 1, nd, oshape,
-                         NULL if nd == 0 else _contig(nd, oshape))
+    S = _st_on(dev)
+    r = S.new(nd, oshape, CAD_BOOL, who)
+    _operand(&it, 0, r)
     for i in range(n):
         _operand(&it, i + 1, <Tensor>ts[i])
-    if dev:
-        _dcheck(_run_dev(&it, cad_bool_row(op, rdt)), who)
-        r = _dwrap(dout)
-    else:
-        st = cad_iter_run(&it, cad_bool_row(op, rdt), NULL, NULL)
-        r = _wrap(out)
+    S.run(&it, cad_bool_row(op, rdt), cad_par_min, who)
     if rec:
         _record(op, r, ts, 0, NULL, 0)
     return r
@@ -325,14 +274,14 @@ cdef int64_t _cst[MAXDIM]
 # its own, NOTE [ Views in replay ]).
 
 cdef bint _all_fortran(list ts, int nd, const int64_t *oshape):
-    """every CPU operand of the full (unbroadcast) shape is Fortran- and not
+    """(host storage) every operand of the full (unbroadcast) shape is Fortran- and not
     C-contiguous, and there is one"""
     cdef Tensor t
     cdef cnp.ndarray a
     cdef int d
     cdef bint found = False
     for t in ts:
-        if t._dev or t._inline:
+        if t._inline:
             continue
         a = <cnp.ndarray>t._arr
         if cnp.PyArray_NDIM(a) != nd:
@@ -387,7 +336,7 @@ cdef object _nondiff0(object fn, tuple args):
     if res.dtype.kind not in "fiub":
         raise DTypeError(f"{fn.__name__}: the result has dtype {res.dtype}; cad has float64, float32, "
                          "int64 and bool (was an operand a string or an object?)")
-    return _to_dev(_wrap(res), dev)
+    return _st_on(dev).from_host(res, -1)
 
 
 # ---------------------------------------------------------------- casts
@@ -395,16 +344,16 @@ cdef object _nondiff0(object fn, tuple args):
 def cast(object x, object dtype):
     """x converted to dtype; between float dtypes the gradient flows back"""
     cdef Tensor t = as_tensor(x), r
+    cdef _Storage S
     cdef int dt = _dtype_code(dtype, "astype")
     if dt == t._dtype:
         return t
     if _isfloat(dt) and _isfloat(t._dtype):   # the record's forward kernel (NOTE [ One forward per primitive ])
         r = _new_out_shape(t._dev, t.shape, dt, "astype")
         _eager1(OP_CAST, r, t, NULL, 0, "astype")
-    elif t._dev:   # (not differentiable; numpy's rules for ints and bools)
-        r = _dwrap(_dcopy(<DevArray>t._arr, dt))
-    else:
-        r = _wrap(_arr_of(t).astype(_DTYPES[dt]))
+    else:   # (not differentiable; numpy's rules for ints and bools)
+        S = _st(t)
+        r = S.wrap(S.astype(S.value(t), dt))
     if _mode1(t):
         _record(OP_CAST, r, [t], 0, NULL, 0)
     return r

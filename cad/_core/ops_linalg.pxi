@@ -38,20 +38,10 @@ def concat(list tensors, int axis):
     return r
 
 
-cdef bint _gemmable_t(Tensor t, int nd):
+cdef inline bint _gemmable_t(Tensor t, int nd):
     """do the last two dims of t have a unit stride BLAS can use?"""
-    cdef int64_t rs, cs, R, C
-    cdef DevArray a
-    if not t._dev:
-        return _gemmable(<cnp.ndarray>t._arr, nd)
-    if nd < 2:
-        return True
-    a = <DevArray>t._arr
-    R = a.shp[nd - 2]
-    C = a.shp[nd - 1]
-    rs = a.st[nd - 2]
-    cs = a.st[nd - 1]
-    return (cs == 1 or C == 1) and (rs >= C or R == 1) or (rs == 1 or R == 1) and (cs >= R or C == 1)
+    cdef _Storage S = _st(t)
+    return S.gemmable(S.value(t), nd)
 
 
 cdef bint _gemmable(cnp.ndarray a, int nd):
@@ -84,7 +74,7 @@ def matmul(object a, object b):
     if not _isfloat(rdt):
         _escape(ta, "matmul of integers")
         _escape(tb, "matmul of integers")
-        return _to_dev(_wrap(_np.asarray(_np.matmul(_arr_of(ta), _arr_of(tb)))), dev)
+        return _st_on(dev).from_host(_np.asarray(_np.matmul(_arr_of(ta), _arr_of(tb))), -1)
     if ta._dtype != rdt:
         ta = <Tensor>cast(ta, _DTYPES[rdt])
     if tb._dtype != rdt:

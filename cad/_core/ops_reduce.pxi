@@ -20,7 +20,7 @@ def reduce(int op, object x, object axis, bint keepdims):
     axes = normalize_axes(nd, axis, who)
     if not _isfloat(t._dtype):
         _escape(t, who + " of integers")
-        return _to_dev(_wrap(_np.asarray(_NP_REF[op](_arr_of(t), axis=axes, keepdims=keepdims))), t._dev)
+        return _st(t).from_host(_np.asarray(_NP_REF[op](_arr_of(t), axis=axes, keepdims=keepdims)), -1)
     for d in axes:
         mask |= (<uint64_t>1) << d
     for d in range(nd):

@@ -65,24 +65,23 @@ def reshape(object x, tuple shape):
     elif known != n:
         raise ShapeError(f"reshape: cannot reshape tensor of shape {t.shape} ({n} elements) "
                          f"into shape {shape} ({known} elements)")
-    if t._dev:
-        return _view(t, _dview(_dcontig(<DevArray>t._arr), 0, shape, _cstrides(shape)), 0, shape,
-                     _cstrides(shape))
-    return _view(t, _arr_of(t).reshape(shape), 0, shape, _cstrides(shape))
+    cdef _Storage S = _st(t)
+    return _view(t, S.reshape(S.value(t), shape), 0, shape, _cstrides(shape))
 
 
 def contiguous(object x):
     """x with C-contiguous storage (recorded as an identity view)"""
     cdef Tensor t = as_tensor(x)
-    if t._dev:
-        if (<DevArray>t._arr).contig():
-            return t
-        shape = t.shape
-        return _view(t, _dcopy(<DevArray>t._arr), 0, shape, _cstrides(shape))
-    if t._inline or (<cnp.ndarray>t._arr).flags.c_contiguous:
+    cdef _Storage S
+    if t._inline:
+        return t
+    S = _st(t)
+    v = S.value(t)
+    c = S.contig(v)
+    if c is v:
         return t
     shape = t.shape
-    return _view(t, _np.ascontiguousarray(t._arr), 0, shape, _cstrides(shape))
+    return _view(t, c, 0, shape, _cstrides(shape))
 
 
 def transpose(object x, tuple axes):
@@ -92,13 +91,13 @@ def transpose(object x, tuple axes):
     ax = normalize_axes(nd, axes, "transpose")
     if len(ax) != nd:
         raise ShapeError(f"transpose: axes {axes} do not match a tensor of dimension {nd}")
+    cdef _Storage S = _st(t)
     cs = _cstrides(t.shape)
     shape = t.shape
-    if t._dev:
-        ds = _dstrides(<DevArray>t._arr)
-        return _view(t, _dview(<DevArray>t._arr, 0, tuple(shape[a] for a in ax), tuple(ds[a] for a in ax)),
-                     0, tuple(shape[a] for a in ax), tuple(cs[a] for a in ax))
-    return _view(t, _arr_of(t).transpose(ax), 0, tuple(shape[a] for a in ax), tuple(cs[a] for a in ax))
+    v = S.value(t)
+    vs = S.strides(v)
+    pshape = tuple([shape[a] for a in ax])
+    return _view(t, S.view(v, 0, pshape, tuple([vs[a] for a in ax])), 0, pshape, tuple([cs[a] for a in ax]))
 
 
 def expand(object x, tuple shape):
@@ -119,38 +118,11 @@ def expand(object x, tuple shape):
             st.append(0)
         else:
             raise ShapeError(f"broadcast_to: cannot broadcast shape {xs} to {shape} (dim {d})")
-    if t._dev:
-        ds = _dstrides(<DevArray>t._arr)
-        vst = tuple(0 if d < off or xs[d - off] != shape[d] else ds[d - off] for d in range(nd))
-        return _view(t, _dview(<DevArray>t._arr, 0, shape, vst), 0, shape, tuple(st))
-    return _view(t, _bcast_view(<cnp.ndarray>_arr_of(t), shape, off), 0, shape, tuple(st))
-
-
-cdef extern from "numpy/arrayobject.h":
-    object _NewFromDescr "PyArray_NewFromDescr" (void *subtype, void *descr, int nd, cnp.npy_intp *dims,
-                                                 cnp.npy_intp *strides, void *data, int flags, void *obj)
-
-
-cdef object _bcast_view(cnp.ndarray a, tuple shape, int off):
-    """numpy.broadcast_to(a, shape) (a read-only view; shape checked by the caller),
-    made through the C API: numpy's Python function costs ~4 us, a lifted parameter
-    under vmap pays it on every call"""
-    cdef int nd = len(shape), d
-    cdef cnp.npy_intp dims[MAXDIM]
-    cdef cnp.npy_intp strides[MAXDIM]
-    cdef cnp.PyArray_Descr *descr = cnp.PyArray_DESCR(a)
-    for d in range(nd):
-        dims[d] = shape[d]
-        if d < off or cnp.PyArray_DIMS(a)[d - off] != dims[d]:
-            strides[d] = 0
-        else:
-            strides[d] = cnp.PyArray_STRIDES(a)[d - off]
-    Py_INCREF(<object>descr)   # (NewFromDescr steals it)
-    r = _NewFromDescr(<void *>_np.ndarray, <void *>descr, nd, dims, strides, cnp.PyArray_DATA(a),
-                      cnp.NPY_ARRAY_ALIGNED, NULL)
-    cnp.set_array_base(<cnp.ndarray>r, a)
-    cnp.PyArray_UpdateFlags(<cnp.ndarray>r, cnp.NPY_ARRAY_C_CONTIGUOUS | cnp.NPY_ARRAY_F_CONTIGUOUS)
-    return r
+    cdef _Storage S = _st(t)
+    v = S.value(t)
+    vs = S.strides(v)
+    vst = tuple([0 if d < off or xs[d - off] != shape[d] else vs[d - off] for d in range(nd)])
+    return _view(t, S.view(v, 0, shape, vst), 0, shape, tuple(st))
 
 
 def squeeze_axes(object x, tuple axes):
@@ -224,24 +196,6 @@ cdef object _lin_index(Tensor t, tuple idx):
     return _np.array(tmpl[idx], dtype=_np.int64, order="C")
 
 
-cdef object _d_getitem(Tensor t, tuple idx):
-    """indexing a CUDA tensor: basic indices are views, the others a gather"""
-    shape = t.shape
-    dummy = _np.lib.stride_tricks.as_strided(_np.zeros(1, dtype=_np.int8), shape, (0,) * len(shape))
-    try:
-        dummy[idx]   # numpy's checks and errors, on no data
-    except IndexError as e:
-        raise IndexError(f"{e} (indexing a tensor of shape {t.shape})") from None
-    if all(_is_basic(e) for e in idx):
-        off, vshape, vst = _basic_index(shape, _dstrides(<DevArray>t._arr), idx)
-        value = _dview(<DevArray>t._arr, off, vshape, vst)
-        if not _mode1(t):
-            return _dwrap(value)
-        off, vshape, vst = _basic_index(shape, _cstrides(shape), idx)
-        return _view(t, value, off, vshape, vst)
-    return gather(t, _lin_index(t, idx))
-
-
 cdef object _getitem(Tensor t, object index):
     if cad_names_on and not cad_names_off and t._names is not None:
         return _NAMES_GETITEM(t, index)   # cad/names.py: the surviving dims keep their names
@@ -255,44 +209,41 @@ cdef object _getitem0(Tensor t, object index):
                                          any(type(e) is _BATCHED_T for e in <tuple>index)):
             return _BATCH_HOOK("getitem", (t, index))
     idx = _norm_index(index)
-    if t._dev:
-        return _d_getitem(t, idx)
-    arr = _arr_of(t)
+    cdef _Storage S = _st(t)
+    v = S.value(t)
     if len(idx) == 1 and type(idx[0]) is _np.ndarray and (<cnp.ndarray>idx[0]).dtype.kind in "iu" \
-            and cnp.PyArray_NDIM(<cnp.ndarray>arr) >= 1:
-        return _take_rows(t, arr, idx[0])
+            and _tndim(t) >= 1:
+        return _take_rows(t, S, v, idx[0])
     try:
-        val = arr[idx]
+        val = S.index(v, idx)   # basic indices: a view; others: the values, or None (the gather kernel's)
     except IndexError as e:
         raise IndexError(f"{e} (indexing a tensor of shape {t.shape})") from None
     if all(_is_basic(e) for e in idx):
         if not _mode1(t):
-            return _wrap(_np.asarray(val))
+            return S.wrap(val)
         off, shape, st = _basic_index(t.shape, _cstrides(t.shape), idx)
-        if not isinstance(val, _np.ndarray):
-            val = _np.asarray(val)
         return _view(t, val, off, shape, st)
-    if not _mode1(t):
-        return _wrap(_np.asarray(val))
-    return gather(t, _lin_index(t, idx), _np.asarray(val))
+    if not _mode1(t) and val is not None:
+        return S.wrap(val)
+    return gather(t, _lin_index(t, idx), val)
 
 
-cdef object _take_rows(Tensor t, object arr, object ix):
+cdef object _take_rows(Tensor t, _Storage S, object v, object ix):
     """t[ix] for one integer array ix: rows of t (numpy's take along axis 0, a copy of
     each row: half the time of the general fancy index on BA's cams[ci]); the flat
     positions, when recorded, are ix's rows laid out (no arange template indexed)"""
-    cdef int64_t n = cnp.PyArray_DIMS(<cnp.ndarray>arr)[0]
+    cdef int64_t n = _tdims(t)[0]
     try:
-        val = _np.take(arr, ix, axis=0)
+        val = S.take(v, ix)   # the rows, or None where the gather kernel makes them
     except IndexError as e:
         raise IndexError(f"{e} (indexing a tensor of shape {t.shape})") from None
-    if not _mode1(t):
-        return _wrap(val)
+    if not _mode1(t) and val is not None:
+        return S.wrap(val)
     row = t.size // n if n else 0
     i64 = ix.astype(_np.int64, copy=False)
     if i64.size and i64.min() < 0:
         i64 = _np.where(i64 < 0, i64 + n, i64)
-    lin = (i64.reshape(i64.shape + (1,)) * row + _np.arange(row, dtype=_np.int64)).reshape(val.shape)
+    lin = (i64.reshape(i64.shape + (1,)) * row + _np.arange(row, dtype=_np.int64)).reshape(ix.shape + t.shape[1:])
     return gather(t, lin, val)
 
 
@@ -315,11 +266,11 @@ def gather(object x, object lin, object value=None, int nb=0):
     aux[0] = B
     aux[1] = xsize
     aux[2] = nb
-    if value is None or t._dev:
+    if value is None:
         r = _new_out_shape(t._dev, shape[:nb] + la.shape, t._dtype, "gather")
         _eager2(OP_GATHER, r, _value_contig(t), tl, aux, 3, "gather")
-    else:   # (the value numpy's indexing computed with the positions: _getitem)
-        r = _wrap(_np.asarray(value))
+    else:   # (the value the storage's indexing computed with the positions: _getitem)
+        r = _st(t).wrap(value)
     if _mode1(t):
         _record(OP_GATHER, r, [t, tl], _need(OP_GATHER, [t, tl]), aux, 3)
     return r
@@ -356,14 +307,8 @@ def as_strided(object x, int64_t offset, tuple shape, tuple strides):
     """a view of x given relative to x's contiguous (C-order) layout, recorded
     like every view (transforms build the views of their rules with it)"""
     cdef Tensor t = as_tensor(x)
-    cdef int64_t es = _ESIZE[t._dtype]
-    if t._dev:
-        return _view(t, _dview(_dcontig(<DevArray>t._arr), offset, shape, strides), offset, shape, strides)
-    flat = _np.ascontiguousarray(_arr_of(t)).reshape(-1)
-    base = flat[offset:] if flat.size else flat
-    val = _np.lib.stride_tricks.as_strided(base, shape=shape, strides=tuple(s * es for s in strides),
-                                           writeable=False)
-    return _view(t, val, offset, shape, strides)
+    cdef _Storage S = _st(t)
+    return _view(t, S.view(S.contig(S.value(t)), offset, shape, strides), offset, shape, strides)
 
 
 def unview(object g, int64_t offset, tuple vshape, tuple vstrides, tuple out_shape):
@@ -394,6 +339,7 @@ cdef _setitem(Tensor x, object index, object value):
     cdef Tensor v = as_tensor(value) if isinstance(value, Tensor) else None
     cdef Tensor r, tl
     cdef bint leaf = x._tape is None
+    cdef _Storage S
     if type(value) is _BATCHED_T:
         raise ValueError(f"cad.vmap: x[...] = v writes a batched value into a tensor of shape "
                          f"{x.shape} that is not batched (as torch.func and JAX, cad does not "
@@ -405,16 +351,13 @@ cdef _setitem(Tensor x, object index, object value):
     if v is not None:
         _common_dev([x, v], "setitem")
     if v is None:
-        v = _wrap(_np.asarray(value, dtype=_DTYPES[x._dtype]))
-        if x._dev:
-            v = _to_dev(v, 1)
+        v = _st(x).from_host(value, x._dtype)
     if v._dtype != x._dtype:
         if _isfloat(x._dtype) and _isfloat(v._dtype):
             v = <Tensor>cast(v, _DTYPES[x._dtype])
-        elif v._dev:
-            v = _dwrap(_dcopy(<DevArray>v._arr, x._dtype))
         else:
-            v = _wrap(_arr_of(v).astype(_DTYPES[x._dtype]))
+            S = _st(v)
+            v = S.wrap(S.astype(S.value(v), x._dtype))
     recording = _mode1(x) or _mode1(v)
     try:
         lin = _lin_index(x, idx)

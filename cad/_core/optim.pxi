@@ -4,83 +4,26 @@
 # the new values into fresh buffers; each parameter object is then bound to its new
 # value (NOTE [ Optimizer updates ] in optim.c, NOTE [ Values are immutable ]).  One
 # code path for both devices: what differs is where a value lives (an ndarray or a
-# DevArray), said once in the _opt_* helpers below.
+# DevArray), which the storage objects say (NOTE [ Storage per device ]: fresh
+# buffers, state buffers, their data, the device's readiness).
 
 from libc.math cimport pow as _cpow
 
 OPT_FLAGS = {"adam": CAD_OPT_ADAM, "maximize": CAD_OPT_MAXIMIZE, "nesterov": CAD_OPT_NESTEROV,
              "amsgrad": CAD_OPT_AMSGRAD, "decoupled": CAD_OPT_DECOUPLED}
 
-# below this many elements in all, a step runs on the calling thread with the GIL held
-DEF _OPT_NOGIL_MIN = 4096
-
-
 cdef char *_opt_read(Tensor x, int dt, list keep):
     """x's value as contiguous elements of dtype dt on its device (a converted copy
     where it is not); keep holds what the pointer needs alive.  x is not empty."""
-    cdef cnp.ndarray a
-    cdef DevArray d
+    cdef _Storage S
     keep.append(x)
-    if x._dev:
-        d = <DevArray>x._arr
-        if d.dt != dt:
-            d = _dcopy(d, dt)
-        elif not d.contig():
-            d = _dcopy(d)
-        keep.append(d)
-        return d.ptr
     if x._inline and dt == CAD_F64:
         return <char *>&x._sval
-    a = <cnp.ndarray>_arr_of(x)
-    if cnp.PyArray_TYPE(a) != _TYPENUM[dt] or not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        a = <cnp.ndarray>_np.ascontiguousarray(a, dtype=_DTYPES[dt])
-    keep.append(a)
-    return <char *>cnp.PyArray_DATA(a)
-
-
-cdef char *_opt_state(object a, int dt, int64_t n, int dev, str who) except NULL:
-    """the data of an optimizer-owned state buffer, updated in place: a writable
-    contiguous ndarray (CPU) or a CUDA tensor made by the optimizer, of dtype dt and
-    n elements"""
-    cdef cnp.ndarray arr
-    cdef DevArray d
-    if dev:
-        if not isinstance(a, Tensor) or not (<Tensor>a)._dev:
-            raise TypeError(f"{who}: the state of a CUDA parameter must be a CUDA tensor, got "
-                            f"{type(a).__name__}")
-        d = <DevArray>(<Tensor>a)._arr
-        if d.dt != dt or d.size != n or not d.contig():
-            raise ShapeError(f"{who}: optimizer state of shape {d.shape} and dtype {_DTNAMES[d.dt]} "
-                             f"does not fit a parameter of {n} elements of dtype {_DTNAMES[dt]}")
-        return d.ptr
-    if not isinstance(a, _np.ndarray):
-        raise TypeError(f"{who}: optimizer state must be an ndarray, got {type(a).__name__}")
-    arr = <cnp.ndarray>a
-    if (cnp.PyArray_TYPE(arr) != _TYPENUM[dt] or cnp.PyArray_SIZE(arr) != n
-            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISWRITEABLE(arr)):
-        raise ShapeError(f"{who}: optimizer state of shape {a.shape} and dtype {a.dtype} does "
-                         f"not fit a parameter of {n} elements of dtype {_DTNAMES[dt]}")
-    return <char *>cnp.PyArray_DATA(arr)
-
-
-cdef object _opt_new_state(int dev, tuple shape, int dt, bint zero, str who):
-    """a state buffer the optimizer owns, on device dev: an ndarray or a CUDA tensor
-    (zeros, or uninitialised: a first step writes it whole)"""
-    if dev:
-        return _dfull(shape, dt, 0.0) if zero else _dwrap(_dnew_shape(shape, dt, who))
-    return _np.zeros(shape, dtype=_DTYPES[dt]) if zero else _np.empty(shape, dtype=_DTYPES[dt])
-
-
-cdef cnp.ndarray _opt_out(Tensor t):
-    """a fresh buffer of t's shape and dtype for its new value"""
-    cdef cnp.npy_intp dims[MAXDIM]
-    cdef int d, nd
-    if t._inline:
-        return cnp.PyArray_EMPTY(0, NULL, cnp.NPY_DOUBLE, 0)
-    nd = cnp.PyArray_NDIM(<cnp.ndarray>t._arr)
-    for d in range(nd):
-        dims[d] = cnp.PyArray_DIMS(<cnp.ndarray>t._arr)[d]
-    return _empty(nd, dims, t._dtype)
+    S = _st(x)
+    v = S.value(x)
+    v = S.astype(v, dt) if x._dtype != dt else S.contig(v)
+    keep.append(v)
+    return S.data(v)
 
 
 cdef void _opt_hyper(cad_opt_slot *s, tuple hyp):
@@ -97,17 +40,14 @@ cdef void _opt_hyper(cad_opt_slot *s, tuple hyp):
 cdef int _opt_run(cad_opt_slot *slots, int64_t ns, int64_t total, int dev, str who) except -1:
     """the slots' step on device dev's backend (on the CPU, small steps keep the GIL)"""
     cdef int st
-    if dev:
-        _cuda_ready(who)
-    if dev or total >= _OPT_NOGIL_MIN:
+    cdef _Storage S = _st_on(dev)
+    S.ready(who)
+    if total >= S.nogil_min:
         with nogil:
             st = cad_optim_run(dev, slots, ns, cad_par_min_heavy)
     else:
-        st = cad_optim_run(0, slots, ns, cad_par_min_heavy)
-    if dev:
-        _dcheck(st, who)
-    else:
-        _check(st, who)
+        st = cad_optim_run(dev, slots, ns, cad_par_min_heavy)
+    _dcheck(st, who)
     return 0
 
 
@@ -137,12 +77,11 @@ def optim_step(list groups, dict state):
                                     "in-place op recorded it on a tape); optimize leaf tensors")
             if t._dev != g._dev:
                 raise DeviceError(f"{who}: a parameter of shape {t.shape} is on "
-                                  f"{'cuda:0' if t._dev else 'cpu'} but its .grad is on "
-                                  f"{'cuda:0' if g._dev else 'cpu'}")
+                                  f"{_devname(t._dev)} but its .grad is on {_devname(g._dev)}")
             if not _isfloat(t._dtype):
                 raise DTypeError(f"{who}: a parameter of shape {t.shape} has dtype "
                                  f"{_DTNAMES[t._dtype]}; only floating-point tensors can be optimized")
-            (<list>todo[1 if t._dev else 0]).append((t, g, hyp))
+            (<list>todo[t._dev]).append((t, g, hyp))
     for dev in (0, 1):
         if todo[dev]:
             _opt_step_on(<list>todo[dev], state, dev, who)
@@ -161,8 +100,8 @@ cdef _opt_step_on(list todo, dict state, int dev, str who):
     cdef list st
     cdef cad_opt_slot *slots
     cdef cad_opt_slot *s
-    if dev:
-        _cuda_ready(who)   # (before the state buffers are made there)
+    cdef _Storage S = _st_on(dev)
+    S.ready(who)   # (before the state buffers are made there)
     slots = <cad_opt_slot *>calloc(len(todo) + 1, sizeof(cad_opt_slot))
     if slots == NULL:
         raise MemoryError(f"{who}: out of memory")
@@ -178,13 +117,13 @@ cdef _opt_step_on(list todo, dict state, int dev, str who):
             shape = t.shape
             if flags & CAD_OPT_ADAM:
                 if st[1] is None:
-                    st[1] = _opt_new_state(dev, shape, dt, True, who)
-                    st[2] = _opt_new_state(dev, shape, dt, True, who)
+                    st[1] = S.state_new(shape, dt, True, who)
+                    st[2] = S.state_new(shape, dt, True, who)
                 if flags & CAD_OPT_AMSGRAD and st[3] is None:
-                    st[3] = _opt_new_state(dev, shape, dt, True, who)
+                    st[3] = S.state_new(shape, dt, True, who)
                 st[0] = st[0] + 1.0
             elif hyp[5] != 0 and st[1] is None:
-                st[1] = _opt_new_state(dev, shape, dt, False, who)
+                st[1] = S.state_new(shape, dt, False, who)
                 flags |= CAD_OPT_FIRST
             n = t.size
             if n == 0:
@@ -197,18 +136,18 @@ cdef _opt_step_on(list todo, dict state, int dev, str who):
             if flags & CAD_OPT_ADAM:   # (st keeps the state buffers alive)
                 s.bc1 = 1.0 - _cpow(s.beta1, <double>st[0])
                 s.bc2 = 1.0 - _cpow(s.beta2, <double>st[0])
-                s.m = _opt_state(st[1], dt, n, dev, who)
-                s.v = _opt_state(st[2], dt, n, dev, who)
-                s.w = _opt_state(st[3], dt, n, dev, who) if flags & CAD_OPT_AMSGRAD else NULL
+                s.m = S.state_data(st[1], dt, n, who)
+                s.v = S.state_data(st[2], dt, n, who)
+                s.w = S.state_data(st[3], dt, n, who) if flags & CAD_OPT_AMSGRAD else NULL
             elif s.momentum != 0:
-                s.m = _opt_state(st[1], dt, n, dev, who)
+                s.m = S.state_data(st[1], dt, n, who)
             s.m0 = s.m
             s.v0 = s.v
             s.w0 = s.w
             s.p = _opt_read(t, dt, keep)
             s.g = _opt_read(g, dt, keep)
             out = _opt_new(t, who)
-            s.out = _opt_wptr(out)
+            s.out = S.data(out)
             outs.append((t, out))
             total += n
             ns += 1
@@ -216,7 +155,7 @@ cdef _opt_step_on(list todo, dict state, int dev, str who):
     finally:
         free(slots)
     for t, out in outs:
-        t._rebind(_opt_wrap(out), True)
+        t._rebind(S.wrap(out), True)
 
 
 def optim_pure(tuple hyp, double step, list params, list grads, list ms, list vs, list ws):
@@ -230,16 +169,20 @@ def optim_pure(tuple hyp, double step, list params, list grads, list ms, list vs
     cdef list keep = [], ups = [None] * L, nm = [None] * L, nv = [None] * L, nw = [None] * L
     cdef Tensor t, g
     cdef int dt, flags, dev
-    cdef int64_t n, ns = 0, nd = 0, total = 0
-    cdef cad_opt_slot *slots
-    cdef cad_opt_slot *dslots
+    cdef int64_t n
+    cdef int64_t ns[2]
+    cdef int64_t total[2]
+    cdef cad_opt_slot *slots[2]   # per device
     cdef cad_opt_slot *s
+    cdef _Storage S
     cdef str who = "optimizer update"
-    slots = <cad_opt_slot *>calloc(L + 1, sizeof(cad_opt_slot))
-    dslots = <cad_opt_slot *>calloc(L + 1, sizeof(cad_opt_slot))
-    if slots == NULL or dslots == NULL:
-        free(slots)
-        free(dslots)
+    for dev in range(2):
+        ns[dev] = 0
+        total[dev] = 0
+        slots[dev] = <cad_opt_slot *>calloc(L + 1, sizeof(cad_opt_slot))
+    if slots[0] == NULL or slots[1] == NULL:
+        free(slots[0])
+        free(slots[1])
         raise MemoryError(f"{who}: out of memory")
     try:
         for k in range(L):
@@ -247,10 +190,10 @@ def optim_pure(tuple hyp, double step, list params, list grads, list ms, list vs
             g = <Tensor?>grads[k]
             dt = t._dtype
             dev = t._dev
+            S = _st(t)
             if g._dev != dev:
                 raise DeviceError(f"{who}: a parameter of shape {t.shape} is on "
-                                  f"{'cuda:0' if dev else 'cpu'} but its gradient is on "
-                                  f"{'cuda:0' if g._dev else 'cpu'}")
+                                  f"{_devname(dev)} but its gradient is on {_devname(g._dev)}")
             if not _isfloat(dt):
                 raise DTypeError(f"{who}: a parameter of shape {t.shape} has dtype "
                                  f"{_DTNAMES[dt]}; only floating-point tensors can be optimized")
@@ -268,13 +211,9 @@ def optim_pure(tuple hyp, double step, list params, list grads, list ms, list vs
                 nm[k] = _opt_new(t, who)
             if n == 0:
                 continue
-            if dev:
-                s = &dslots[nd]
-                nd += 1
-            else:
-                s = &slots[ns]
-                ns += 1
-                total += n
+            s = &slots[dev][ns[dev]]
+            ns[dev] += 1
+            total[dev] += n
             _opt_hyper(s, hyp)
             s.flags = flags
             s.dtype = dt
@@ -283,52 +222,40 @@ def optim_pure(tuple hyp, double step, list params, list grads, list ms, list vs
             s.bc2 = 1.0 - _cpow(s.beta2, step)
             s.p = _opt_ptr(t, dt, dev, keep, who)
             s.g = _opt_ptr(g, dt, dev, keep, who)
-            s.out = _opt_wptr(ups[k])
+            s.out = S.data(ups[k])
             if nm[k] is not None:
-                s.m = _opt_wptr(nm[k])
+                s.m = S.data(nm[k])
                 s.m0 = s.m if flags & CAD_OPT_FIRST else _opt_ptr(<Tensor?>ms[k], dt, dev, keep, who)
             if nv[k] is not None:
-                s.v = _opt_wptr(nv[k])
+                s.v = S.data(nv[k])
                 s.v0 = _opt_ptr(<Tensor?>vs[k], dt, dev, keep, who)
             if nw[k] is not None:
-                s.w = _opt_wptr(nw[k])
+                s.w = S.data(nw[k])
                 s.w0 = _opt_ptr(<Tensor?>ws[k], dt, dev, keep, who)
-        _opt_run(slots, ns, total, 0, who)
-        if nd:
-            _opt_run(dslots, nd, 0, 1, who)
+        for dev in range(2):
+            if ns[dev]:
+                _opt_run(slots[dev], ns[dev], total[dev], dev, who)
     finally:
-        free(slots)
-        free(dslots)
+        free(slots[0])
+        free(slots[1])
     for lst in (ups, nm, nv, nw):
         for k in range(L):
             if lst[k] is not None:
-                lst[k] = _opt_wrap(lst[k])
+                lst[k] = _st(<Tensor>params[k]).wrap(lst[k])
     return ups, nm, nv, nw
 
 
 cdef object _opt_new(Tensor t, str who):
-    """a fresh buffer of t's shape and dtype on t's device (ndarray or DevArray)"""
-    if t._dev:
-        return _dnew_shape(t.shape, t._dtype, who)
-    return _opt_out(t)
-
-
-cdef Tensor _opt_wrap(object a):
-    """a buffer _opt_new made, as a tensor"""
-    return _dwrap(<DevArray>a) if isinstance(a, DevArray) else _wrap(a)
-
-
-cdef char *_opt_wptr(object a):
-    if isinstance(a, DevArray):
-        return (<DevArray>a).ptr
-    return <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+    """a fresh buffer of t's shape and dtype on t's device, for its new value (the
+    storage's value object: an ndarray or a DevArray)"""
+    return _st(t).buffer(_tndim(t), <int64_t *>_tdims(t), t._dtype, who)
 
 
 cdef const char *_opt_ptr(Tensor x, int dt, int dev, list keep, str who) except NULL:
     """x's contiguous elements of dtype dt, x on device dev (a size-0 x is skipped before)"""
     if x._dev != dev:
-        raise DeviceError(f"{who}: a tensor of shape {x.shape} is on {'cuda:0' if x._dev else 'cpu'} "
-                          f"but its parameter is on {'cuda:0' if dev else 'cpu'}")
+        raise DeviceError(f"{who}: a tensor of shape {x.shape} is on {_devname(x._dev)} "
+                          f"but its parameter is on {_devname(dev)}")
     return _opt_read(x, dt, keep)
 
 
@@ -342,8 +269,8 @@ def assign_(Tensor t, Tensor value):
         raise BackwardError(f"assign_: the tensor of shape {t.shape} is not a leaf")
     if value._dtype != t._dtype or value._dev != t._dev or value.shape != t.shape:
         raise ShapeError(f"assign_: a value of shape {value.shape}, dtype {_DTNAMES[value._dtype]} "
-                         f"on {'cuda:0' if value._dev else 'cpu'} cannot replace a tensor of shape "
-                         f"{t.shape}, dtype {_DTNAMES[t._dtype]} on {'cuda:0' if t._dev else 'cpu'}")
+                         f"on {_devname(value._dev)} cannot replace a tensor of shape "
+                         f"{t.shape}, dtype {_DTNAMES[t._dtype]} on {_devname(t._dev)}")
     r = Tensor.__new__(Tensor)
     r._arr = value._arr
     r._sval = value._sval

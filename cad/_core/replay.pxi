@@ -985,9 +985,7 @@ cdef inline void _clear_buf(cad_buf *b) noexcept:
 
 
 cdef Tensor _zeros_of(tuple shape, int dt, bint dev=False):
-    if dev:
-        return _dfull(shape, dt, 0)
-    return _wrap(_np.zeros(shape, dtype=_DTYPES[dt]))
+    return _st_on(dev).full(shape, dt, 0)
 
 
 cdef Tensor _grad_copy(cad_tape *t, cad_buf *b):

@@ -237,11 +237,12 @@ cdef int _eager(int op, Tensor r, list ins, int64_t *aux, int naux, str who) exc
     of the dispatcher.  Used by the reductions, matmul, gather, scatter, setitem,
     concatenate, float casts, unview and bind (cumsum, cumprod, xent, cross).  Not
     here: elementwise ops (generated specializations: the inline scalar expression,
-    and for arrays the same row kernels through the same iterator), views (numpy
-    views of the same memory), casts to or from integers (numpy's rules; never
-    differentiated), and x[idx] on the CPU, whose value numpy's indexing computes
-    while it checks the index (the positions, recorded for the gather, select the
-    same elements)."""
+    and for arrays the same row kernels through the same iterator), views (the
+    storage's views of the same memory, NOTE [ Storage per device ]), casts to or
+    from integers (numpy's rules; never differentiated), and x[idx] on the CPU,
+    whose value numpy's indexing computes while it checks the index (the host
+    storage's `index`; the positions, recorded for the gather, select the same
+    elements)."""
     cdef PyObject *small[EAGER_MAXB]
     cdef PyObject **p = small
     cdef int n = len(ins), i
@@ -329,9 +330,7 @@ cdef int _eager_p(int op, Tensor r, PyObject **ins, int n, int64_t *aux, int nau
         free(args)
         free(meta)
     if st != CAD_OK:
-        if r._dev:
-            _dcheck(st, who)
-        _check(st, who)
+        _dcheck(st, who)   # (a device error's message, else _check's)
     return 0
 
 

@@ -27,10 +27,7 @@ def bind(int op, list ins, tuple aux, tuple out_shape, object out_dtype, str who
         t = <Tensor>ins[i]
         if t._rg and not cad_grad_off:
             rec = True
-    if dev:
-        r = _dwrap(_dnew_shape(out_shape, dt, who))
-    else:
-        r = _wrap(_empty_shape(out_shape, dt))
+    r = _new_out_shape(dev, out_shape, dt, who)
     _eager(op, r, ins, ax, naux, who)
     if rec:
         _record(op, r, ins, ((1 << n) - 1) | 128, ax, naux)
@@ -198,11 +195,7 @@ def tape_leaf(Tape tp, cad_hid h):
 
 def ones_like_value(Tensor t):
     """ones of t's shape and dtype (a constant)"""
-    if t._inline:
-        return _new_inline(1.0)
-    if t._dev:
-        return _dfull(t.shape, t._dtype, 1)
-    return _wrap(_np.ones(t.shape, dtype=_DTYPES[t._dtype]))
+    return _st(t).full(t.shape, t._dtype, 1)
 
 
 def node_count(Tape tp):
