@@ -49,6 +49,7 @@ cdef class Replay:
     cdef bint has_sp
     cdef object sp_key      # the input mask sp's backward list is planned for
     cdef public bint dev    # recorded on CUDA values: replays on the GPU
+    cdef _Storage S         # where its values live (NOTE [ Storage per device ])
     cdef cad_fzplan fzp     # fused regions (NOTE [ Fused replay ]); nreg 0: none
     cdef public list fz_sources   # the generated CUDA source per region (inspection)
     cdef int64_t *alias     # NOTE [ Views in replay ]: (out, in, byte offset) per aliased view
@@ -57,10 +58,7 @@ cdef class Replay:
 
     def __dealloc__(self):
         if self.arena != NULL:
-            if self.dev:
-                cad_cu_release(self.arena)
-            else:
-                cad_release(self.arena)
+            self.S.release(self.arena)
             self.arena = NULL
         free(self.fzp.reg)
         free(self.fzp.fuse)
@@ -208,6 +206,7 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
                 raise DeviceError("cad.record: the function mixes CPU arrays with cuda:0 values; "
                                   "such a tape cannot be replayed (keep it on one device)")
     rp.dev = dev
+    rp.S = _st_on(dev)
     rp.tp = tp
     for i in range(tp.t.nrecs):
         produced.add(tp.t.recs[i].out)
@@ -251,30 +250,17 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
             if b.owner == NULL:
                 raise RuntimeError("cad.record: a constant's value was not kept (internal error)")
             a = <object>b.owner
-            if dev:
-                da = _dcontig(<DevArray>a)
-                if da is not a:
-                    Py_DECREF(a)
-                    Py_INCREF(da)
-                    b.owner = <void *>da
-                    b.data = da.ptr
-                    cad_contig_strides(b.ndim, tp.t.meta + b.meta, tp.t.meta + b.meta + b.ndim)
-            elif not a.flags.c_contiguous:
-                c = _np.ascontiguousarray(a)
+            c = rp.S.contig(a)
+            if c is not a:
                 Py_DECREF(a)
                 Py_INCREF(c)
                 b.owner = <void *>c
-                b.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>c)
+                b.data = rp.S.data(c)
                 cad_contig_strides(b.ndim, tp.t.meta + b.meta, tp.t.meta + b.meta + b.ndim)
     rp.arena_size = off
-    if dev:
-        rp.arena = <char *>cad_cu_alloc(off if off else 64)
-        if rp.arena == NULL:
-            _dcheck(CAD_EDEVMEM, "cad.record (the replay's device buffers)")
-    else:
-        rp.arena = <char *>cad_alloc(off if off else 64)
+    rp.arena = rp.S.alloc(off if off else 64)
     if rp.arena == NULL:
-        raise MemoryError("cad.record: cannot allocate the replay's buffers")
+        _dcheck(rp.S.enomem, "cad.record (the replay's buffers)")
     _bind_arena(&tp.t, rp.arena_slots, rp.arena)
     rp.in_h, rp.in_shape, rp.in_dtype = [], [], []
     for t in inputs:
@@ -603,34 +589,14 @@ cdef void _set_rg(cad_tape *t, list in_h, tuple mask) noexcept:
 
 
 cdef object _value_of(cad_tape *t, cad_hid h):
-    """a copy of handle h's value (replayed values live in a reused arena)"""
+    """a copy of handle h's value (replayed values live in a reused arena; a view's
+    value is read through its strides, NOTE [ Views in replay ])"""
     cdef cad_buf *b = &t.bufs[h]
-    cdef cnp.npy_intp dims[MAXDIM]
-    cdef cnp.ndarray a
-    cdef int d
     if b.flags & BUF_INLINE:
         return _new_inline(b.sval)
-    if b.flags & BUF_CUDA:
-        return _dwrap(_dcopy_raw(t, b, b.data))
-    cdef cad_iter it
-    cdef int64_t cst[MAXDIM]
-    for d in range(b.ndim):
-        dims[d] = t.meta[b.meta + d]
-    a = _empty(b.ndim, dims, b.dtype)
-    if b.size and _contig_layout(t, b):
-        memcpy(cnp.PyArray_DATA(a), b.data, b.size * _ESIZE[b.dtype])
-    elif b.size:   # a view of another value's memory (NOTE [ Views in replay ])
-        it.nop = 2
-        it.ndim = b.ndim
-        for d in range(b.ndim):
-            it.shape[d] = t.meta[b.meta + d]
-        cad_contig_strides(b.ndim, t.meta + b.meta, cst)
-        cad_iter_operand(&it, 0, <char *>cnp.PyArray_DATA(a), _ESIZE[b.dtype], b.ndim,
-                         t.meta + b.meta, cst)
-        cad_iter_operand(&it, 1, b.data, _ESIZE[b.dtype], b.ndim, t.meta + b.meta,
-                         t.meta + b.meta + b.ndim)
-        cad_iter_run(&it, cad_copy_rows[b.dtype], NULL, NULL)
-    return _wrap(a)
+    return _st_on(1 if b.flags & BUF_CUDA else 0).copy_raw(
+        b.ndim, t.meta + b.meta, NULL if _contig_layout(t, b) else t.meta + b.meta + b.ndim,
+        b.dtype, b.data, "replay")
 
 
 def replay_grads(Replay rp, tuple xs, tuple mask, str who):
@@ -703,15 +669,12 @@ def replay_set_fused(Replay rp, list regions, list marks, object cubin):
 # the GIL released; inputs are bound by pointer (host inputs are moved first),
 # outputs and gradients are copied out of the reused arena.  Runs of elementwise
 # records are fused (NOTE [ Fused replay ] in cad_kernels/cuda/fuse.c) unless the
-# caller needs every value (the Python sweeps of tape.jacobian/hvp/hessian).
-
-cdef DevArray _dcopy_raw(cad_tape *t, cad_buf *b, const char *src):
-    """a new device array with b's shape holding the b.size elements at device
-    address src (a replayed value or gradient: the arena is reused)"""
-    cdef DevArray a = _dnew(b.ndim, t.meta + b.meta, b.dtype, "replay")
-    _dcheck(cad_cu_d2d(a.ptr, src, <size_t>(b.size * _ESIZE[b.dtype])), "replay")
-    return a
-
+# caller needs every value (the Python sweeps of tape.jacobian/hvp/hessian).  Three
+# plans of a host replay are not made for a device tape: aliased views (NOTE [ Views
+# in replay ]; a device view gets its own arena slot), the compact scalar programs
+# (0-d float64 inputs live on the host) and outputs written into fresh arrays (a
+# device output is copied out of the arena).  Where a value lives is otherwise the
+# replay's storage object's (NOTE [ Storage per device ]).
 
 cdef Tensor _bind_dev_input(cad_tape *t, cad_buf *b, Tensor x, int k, Replay rp, str who):
     """point input slot b of a CUDA tape at x's (contiguous) device values; returns
@@ -815,13 +778,10 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
         if priv.bufs == NULL:
             raise MemoryError()
         memcpy(priv.bufs, t.bufs, t.nbufs * sizeof(cad_buf))
-        if dev:
-            priv_arena = <char *>cad_cu_alloc(rp.arena_size if rp.arena_size else 64)
-        else:
-            priv_arena = <char *>cad_alloc(rp.arena_size if rp.arena_size else 64)
+        priv_arena = rp.S.alloc(rp.arena_size if rp.arena_size else 64)
         if priv_arena == NULL:
             free(priv.bufs)
-            _dcheck(CAD_EDEVMEM if dev else CAD_ENOMEM, who)
+            _dcheck(rp.S.enomem, who)
         _bind_arena(&priv, rp.arena_slots, priv_arena)
         for i in range(t.nbufs):
             priv.bufs[i].grad = NULL
@@ -897,10 +857,8 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
             _dcheck(cad_ensure_grad(b), who)
             if b.flags & BUF_INLINE:
                 b.sgrad = (<double *>cnp.PyArray_DATA(sd))[0]
-            elif dev:
-                _dcheck(cad_cu_h2d(b.grad, cnp.PyArray_DATA(sd), sd.nbytes), who)
             else:
-                memcpy(b.grad, cnp.PyArray_DATA(sd), sd.nbytes)
+                rp.S.put(b.grad, cnp.PyArray_DATA(sd), sd.nbytes, who)
         elif b.size != 1:
             raise BackwardError(f"{who}: the output has shape {outs[0].shape}; gradients need a "
                                 "scalar output (use tape.jacobian)")
@@ -912,12 +870,10 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
             pass   # seeded above
         elif b.flags & BUF_INLINE:
             b.sgrad = one64
-        elif dev:
-            _dcheck(cad_cu_h2d(b.grad, &one64, 8) if b.dtype == CAD_F64 else cad_cu_h2d(b.grad, &one32, 4), who)
         elif b.dtype == CAD_F64:
-            (<double *>b.grad)[0] = one64
+            rp.S.put(b.grad, &one64, 8, who)
         else:
-            (<float *>b.grad)[0] = one32
+            rp.S.put(b.grad, &one32, 4, who)
         for k in range(len(rp.in_h)):
             if grad_mask[k]:
                 t.bufs[<cad_hid>rp.in_h[k]].flags |= BUF_KEEP
@@ -940,10 +896,8 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
                 grads.append(_zeros_of(rp.in_shape[k], rp.in_dtype[k], dev))
             elif b.flags & BUF_INLINE:
                 grads.append(_new_inline(b.sgrad))
-            elif dev:
-                grads.append(_dwrap(_dcopy_raw(t, b, b.grad)))
             else:
-                grads.append(_grad_copy(t, b))
+                grads.append(rp.S.copy_raw(b.ndim, t.meta + b.meta, NULL, b.dtype, b.grad, who))
         return outs, grads
     finally:
         if grad_mask is not None:
@@ -954,10 +908,7 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
                 cad_tape_clear_grads(t)
         if own:
             free(t.bufs)
-            if dev:
-                cad_cu_release(priv_arena)
-            else:
-                cad_release(priv_arena)
+            rp.S.release(priv_arena)
         else:
             rp.busy = False
 
@@ -986,18 +937,6 @@ cdef inline void _clear_buf(cad_buf *b) noexcept:
 
 cdef Tensor _zeros_of(tuple shape, int dt, bint dev=False):
     return _st_on(dev).full(shape, dt, 0)
-
-
-cdef Tensor _grad_copy(cad_tape *t, cad_buf *b):
-    cdef cnp.npy_intp dims[MAXDIM]
-    cdef cnp.ndarray a
-    cdef int d
-    for d in range(b.ndim):
-        dims[d] = t.meta[b.meta + d]
-    a = _empty(b.ndim, dims, b.dtype)
-    if b.size:
-        memcpy(cnp.PyArray_DATA(a), b.grad, b.size * _ESIZE[b.dtype])
-    return _wrap(a)
 
 
 def replay_values(Replay rp):

@@ -13,9 +13,13 @@
 # holds no `if t._dev:` of its own.  The inline accessors at the end of this file
 # (`_tndim`, `_tdims`, `_operand`) read a value's header on the per-op hot path and
 # switch on the container type directly: a virtual call there would cost the scalar
-# path.  What stays device-specific elsewhere: device.pxi (the DevArray type, moves
-# between devices, interop), the tape's buffer flags (BUF_CUDA) in tape.pxi,
-# backward.pxi and replay.pxi, which handle raw buffers rather than tensors.
+# path.  A replay asks its storage for its arena, its constants' contiguous copies,
+# its seeds and the copies of its values and gradients.  What stays device-specific
+# elsewhere: device.pxi (the DevArray type, moves between devices, interop); a tape
+# buffer's header (`_fill_buf` in tape.pxi, `_grad_tensor` in backward.pxi: BUF_CUDA
+# buffers, read on the per-record path); replay.pxi's binding of inputs and its
+# host-only plans (aliased views, scalar programs, outputs written into fresh arrays;
+# NOTE [ CUDA replay ]).
 
 cdef extern from "numpy/arrayobject.h":
     object _NewFromDescr "PyArray_NewFromDescr" (void *subtype, void *descr, int nd, cnp.npy_intp *dims,
@@ -29,6 +33,41 @@ cdef class _Storage:
     cdef readonly object device           # the Device object (t.device)
     cdef readonly tuple dlpack_device     # (DLPack device type, id)
     cdef readonly int64_t nogil_min       # below this many elements a host loop keeps the GIL
+    cdef readonly int enomem              # the status of a failed allocation here
+
+    cdef char *alloc(self, size_t nb) noexcept:
+        """nb bytes of raw memory on this device (a replay's arena), NULL when out of memory"""
+        return NULL
+
+    cdef void release(self, void *p) noexcept:
+        pass
+
+    cdef int put(self, void *dst, const void *src, size_t nb, str who) except -1:
+        """copy nb bytes of host memory into this device's memory at dst"""
+        raise NotImplementedError
+
+    cdef Tensor copy_raw(self, int nd, const int64_t *shape, const int64_t *strides, int dt,
+                         const char *src, str who):
+        """a new contiguous tensor holding the elements of this device's memory at src
+        (element strides, NULL: contiguous): a replayed value or gradient, whose arena
+        is reused"""
+        cdef cad_iter it
+        cdef int d
+        cdef int64_t n = 1
+        cdef Tensor r = self.wrap(self.buffer(nd, shape, dt, who))
+        for d in range(nd):
+            n *= shape[d]
+        if n == 0:
+            return r
+        it.nop = 2
+        it.ndim = nd
+        for d in range(nd):
+            it.shape[d] = shape[d]
+        _operand(&it, 0, r)
+        cad_iter_operand(&it, 1, <char *>src, _ESIZE[dt], nd, shape,
+                         strides if strides != NULL else _contig(nd, shape))
+        self.run(&it, cad_copy_rows[dt], cad_par_min, who)
+        return r
 
     cdef int ready(self, str who) except -1:
         """make the device usable (opens CUDA on first use)"""
@@ -257,6 +296,16 @@ cdef class _HostStorage(_Storage):
     cdef object state_new(self, tuple shape, int dt, bint zero, str who):
         return _np.zeros(shape, dtype=_DTYPES[dt]) if zero else _np.empty(shape, dtype=_DTYPES[dt])
 
+    cdef char *alloc(self, size_t nb) noexcept:
+        return <char *>cad_alloc(nb)
+
+    cdef void release(self, void *p) noexcept:
+        cad_release(p)
+
+    cdef int put(self, void *dst, const void *src, size_t nb, str who) except -1:
+        memcpy(dst, src, nb)
+        return 0
+
     cdef char *state_data(self, object a, int dt, int64_t n, str who) except NULL:
         cdef cnp.ndarray arr
         if not isinstance(a, _np.ndarray):
@@ -355,6 +404,16 @@ cdef class _CudaStorage(_Storage):
         _cuda_ready(who)
         return 0
 
+    cdef char *alloc(self, size_t nb) noexcept:
+        return <char *>cad_cu_alloc(nb)
+
+    cdef void release(self, void *p) noexcept:
+        cad_cu_release(p)
+
+    cdef int put(self, void *dst, const void *src, size_t nb, str who) except -1:
+        _dcheck(cad_cu_h2d(dst, src, nb), who)
+        return 0
+
     cdef object state_new(self, tuple shape, int dt, bint zero, str who):
         return _dfull(shape, dt, 0.0) if zero else _dwrap(_dnew_shape(shape, dt, who))
 
@@ -376,12 +435,14 @@ _HOST_ST.name = "cpu"
 _HOST_ST.device = _CPU
 _HOST_ST.dlpack_device = (1, 0)
 _HOST_ST.nogil_min = 4096
+_HOST_ST.enomem = CAD_ENOMEM
 cdef _CudaStorage _CUDA_ST = _CudaStorage.__new__(_CudaStorage)
 _CUDA_ST.dev = 1
 _CUDA_ST.name = "cuda:0"
 _CUDA_ST.device = _CUDA
 _CUDA_ST.dlpack_device = (2, 0)
 _CUDA_ST.nogil_min = 0
+_CUDA_ST.enomem = CAD_EDEVMEM
 
 
 cdef inline _Storage _st_on(int dev):
