@@ -173,3 +173,37 @@ def test_replay_values_and_gradients_agree_across_devices():
                     tg.jacobian(xs).cpu().numpy()))
     for c, d in zip(*res):
         np.testing.assert_allclose(d, c, rtol=1e-13, atol=1e-15)
+
+
+def test_a_replay_in_a_garbage_cycle_is_freed_safely():
+    # the GC clears a Replay's object fields before deallocating it (a Replay reached
+    # only from a garbage cycle, or alive at exit): freeing its arena must not go
+    # through them (a SIGSEGV at exit under mpiexec found this)
+    import subprocess
+    import sys
+    code = r'''
+import gc
+import numpy as np
+import cad
+if not (cad.cuda.is_available() and not cad.cuda.is_fake()):
+    cad.cuda._use_fake()
+
+keep = []
+for dev in ("cpu", "cuda"):
+    for k in range(20):
+        x = cad.tensor(np.ones(3) * k).to(dev)
+        t = cad.record(lambda x: cad.sum(cad.sin(x) * 2.0), x)
+        t(x)
+        t.grad(x)
+        rp = t._replay
+        t._me = t
+        cycle = [rp, t]
+        cycle.append(cycle)
+        if k % 2:
+            keep.append(cycle)   # alive at exit, in a cycle
+        del t, rp, cycle
+        gc.collect()
+print("ok")
+'''
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", (p.returncode, p.stderr[-2000:])

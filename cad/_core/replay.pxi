@@ -58,7 +58,12 @@ cdef class Replay:
 
     def __dealloc__(self):
         if self.arena != NULL:
-            self.S.release(self.arena)
+            # (C calls, not self.S: the GC may have cleared S, and at exit the storage
+            # objects, before a Replay in a cycle is deallocated)
+            if self.dev:
+                cad_cu_release(self.arena)
+            else:
+                cad_release(self.arena)
             self.arena = NULL
         free(self.fzp.reg)
         free(self.fzp.fuse)
