@@ -46,6 +46,10 @@ cdef class _Storage:
         """copy nb bytes of host memory into this device's memory at dst"""
         raise NotImplementedError
 
+    cdef int move(self, void *dst, const void *src, size_t nb, str who) except -1:
+        """copy nb bytes within this device's memory"""
+        raise NotImplementedError
+
     cdef Tensor copy_raw(self, int nd, const int64_t *shape, const int64_t *strides, int dt,
                          const char *src, str who):
         """a new contiguous tensor holding the elements of this device's memory at src
@@ -54,18 +58,21 @@ cdef class _Storage:
         cdef cad_iter it
         cdef int d
         cdef int64_t n = 1
-        cdef Tensor r = self.wrap(self.buffer(nd, shape, dt, who))
+        cdef object v = self.buffer(nd, shape, dt, who)
+        cdef Tensor r
         for d in range(nd):
             n *= shape[d]
-        if n == 0:
+        if n and strides == NULL:
+            self.move(self.data(v), src, <size_t>(n * _ESIZE[dt]), who)
+        r = self.wrap(v)
+        if n == 0 or strides == NULL:
             return r
         it.nop = 2
         it.ndim = nd
         for d in range(nd):
             it.shape[d] = shape[d]
         _operand(&it, 0, r)
-        cad_iter_operand(&it, 1, <char *>src, _ESIZE[dt], nd, shape,
-                         strides if strides != NULL else _contig(nd, shape))
+        cad_iter_operand(&it, 1, <char *>src, _ESIZE[dt], nd, shape, strides)
         self.run(&it, cad_copy_rows[dt], cad_par_min, who)
         return r
 
@@ -266,7 +273,11 @@ cdef class _HostStorage(_Storage):
     cdef Tensor full(self, tuple shape, int dt, object v):
         if shape == () and dt == CAD_F64:
             return _new_inline(float(v))
-        return _wrap(_np.full(shape, v, dtype=_DTYPES[dt]))
+        if v == 0:
+            return _wrap(_np.zeros(shape, dtype=_DTYPES[dt]))
+        a = _np.empty(shape, dtype=_DTYPES[dt])   # (numpy's full is a Python function)
+        a.fill(v)
+        return _wrap(a)
 
     cdef Tensor from_host(self, object a, int dt):
         if dt >= 0:
@@ -303,6 +314,10 @@ cdef class _HostStorage(_Storage):
         cad_release(p)
 
     cdef int put(self, void *dst, const void *src, size_t nb, str who) except -1:
+        memcpy(dst, src, nb)
+        return 0
+
+    cdef int move(self, void *dst, const void *src, size_t nb, str who) except -1:
         memcpy(dst, src, nb)
         return 0
 
@@ -412,6 +427,10 @@ cdef class _CudaStorage(_Storage):
 
     cdef int put(self, void *dst, const void *src, size_t nb, str who) except -1:
         _dcheck(cad_cu_h2d(dst, src, nb), who)
+        return 0
+
+    cdef int move(self, void *dst, const void *src, size_t nb, str who) except -1:
+        _dcheck(cad_cu_d2d(dst, src, nb), who)
         return 0
 
     cdef object state_new(self, tuple shape, int dt, bint zero, str who):
