@@ -134,7 +134,7 @@ cdef class _Storage:
 
     cdef Tensor new(self, int nd, const int64_t *shape, int dt, str who):
         """an uninitialised output of a kernel"""
-        raise NotImplementedError
+        return self.wrap(self.buffer(nd, shape, dt, who))
 
     cdef object buffer(self, int nd, const int64_t *shape, int dt, str who):
         """an uninitialised contiguous value object (wrap makes it a tensor)"""
@@ -249,7 +249,7 @@ cdef class _HostStorage(_Storage):
         return _wrap(v)
 
     cdef Tensor new(self, int nd, const int64_t *shape, int dt, str who):
-        if nd == 0 and dt == CAD_F64:
+        if nd == 0 and dt == CAD_F64:   # (a 0-d float64 lives inline)
             return _new_inline(0.0)
         return _wrap(_empty(nd, <cnp.npy_intp *>shape, dt))
 
@@ -381,9 +381,6 @@ cdef class _CudaStorage(_Storage):
     cdef Tensor wrap(self, object v):
         return _dwrap(<DevArray>v)
 
-    cdef Tensor new(self, int nd, const int64_t *shape, int dt, str who):
-        return _dwrap(_dnew(nd, shape, dt, who))
-
     cdef object buffer(self, int nd, const int64_t *shape, int dt, str who):
         return _dnew(nd, shape, dt, who)
 
@@ -475,7 +472,7 @@ cdef inline _Storage _st(Tensor t):
 
 
 cdef inline str _devname(int dev):
-    return "cuda:0" if dev else "cpu"
+    return _st_on(dev).name
 
 
 # ---------------------------------------------------------------- the value's header, inline
