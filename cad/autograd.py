@@ -63,7 +63,8 @@ def grad(outputs: Union[_C.Tensor, Sequence[_C.Tensor]], inputs: Union[_C.Tensor
         if len(gouts) != len(outs):
             raise ValueError(f"autograd.grad: {len(gouts)} grad_outputs for {len(outs)} outputs")
         return _named(grad_create_graph(outs, ins, gouts, allow_unused, False, "autograd.grad"), ins)
-    return _named(_C.grad_api(outputs, inputs, grad_outputs, retain_graph, allow_unused), inputs)
+    gs = _C.grad_api(outputs, inputs, grad_outputs, retain_graph, allow_unused)
+    return _named(gs, inputs) if _NAMES[0] else gs   # (the test inline: a call per grad)
 
 
 def _named(gs, inputs):

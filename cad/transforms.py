@@ -79,7 +79,7 @@ def _diag_vjp(opdef, ctx, g):
         for i, a in enumerate(opdef.args):
             if a not in opdef.d or not ctx.wants(i):
                 res.append(None)
-            elif tuple(ctx.shape(i)) != tuple(ctx.out_shape):
+            elif ctx.shape(i) != ctx.out_shape:
                 return None
             else:
                 d = opdef.partial_rule(ctx, a)
@@ -103,7 +103,7 @@ def _diag_jvp(opdef, ctx, ts):
             t = ts[i]
             if t is None or a not in opdef.d:
                 continue
-            if not isinstance(t, Diag) or tuple(ctx.shape(i)) != tuple(ctx.out_shape):
+            if not isinstance(t, Diag) or ctx.shape(i) != ctx.out_shape:
                 return False
             d = opdef.partial_rule(ctx, a)
             c = _scale(t.v, d)
@@ -178,7 +178,7 @@ def reverse_sweep(tape, seeds, stop, nb, want):
         for h, c in zip(ins, res):
             if c is None or h < 0 or h not in dep:
                 continue
-            if tape.info(h)[2] & _FLAG_DEAD:
+            if tape.flags(h) & _FLAG_DEAD:
                 raise C.BackwardError("the gradient reached a value whose tape was consumed by an "
                                       "earlier backward(); pass retain_graph=True to that backward")
             prev = cot.get(h)
@@ -318,10 +318,12 @@ def _add(a, b):
     return b + a if isinstance(b, Diag) and not isinstance(a, Diag) else a + b
 
 
-def _pullback(outs, cts, fresh, nb, who, force_record=False):
+def _pullback(outs, cts, fresh, nb, who, force_record=False, plain=False):
     """sum over outputs of ct . d out / d fresh, for every fresh input (batched
     when nb == 1): one sweep per tape.  Every handle is taken before the first
-    sweep: a sweep that records may merge tapes (NOTE [ Handles across merges ])."""
+    sweep: a sweep that records may merge tapes (NOTE [ Handles across merges ]).
+    plain: the caller found that no sweep records (no outer computation, untracked
+    cotangents, cad.record idle), so it is not asked again per tape."""
     res = [None] * len(fresh)
     for y, ct in zip(outs, cts):   # an output that is an input leaf: the identity
         for i, x in enumerate(fresh):
@@ -346,7 +348,7 @@ def _pullback(outs, cts, fresh, nb, who, force_record=False):
                 tl.append(y)
                 cl.append(ct)
         jobs.append((tp, hs, min(starts), seeds, tl, cl,
-                     force_record or _recording(tp, fresh, cts)))
+                     force_record or (not plain and _recording(tp, fresh, cts))))
     for tp, hs, stop, seeds, tl, cl, record in jobs:
         if not record and nb == 0:
             with C.no_grad():
@@ -460,7 +462,7 @@ class _Args:
             fl, d = _fresh_tree(self.args[n], n, who, given)
             self.groups.append((d, len(self.fresh), len(fl)))
             self.fresh.extend(fl)
-            self.args[n] = T.tree_unflatten(d, fl)
+            self.args[n] = fl[0] if d is T.LEAF else T.tree_unflatten(d, fl)
 
     def regroup(self, per_leaf):
         return [per_leaf[a] if d is T.LEAF else T.tree_unflatten(d, per_leaf[a:a + c])
@@ -704,7 +706,8 @@ def jacrev(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
             elif 1 < y.size <= _JAC_ROWS and not keep and not C.is_recording():
                 gs = _rows_by_c_sweeps(y, fresh)
             else:
-                gs = _pullback([y], [Diag(C.ones_like_value(y), True)], fresh, 1, "jacrev")
+                gs = _pullback([y], [Diag(C.ones_like_value(y), True)], fresh, 1, "jacrev",
+                               plain=not keep and not C.is_recording())
             js = []
             for g, x in zip(gs, fresh):
                 if g is None:

@@ -488,6 +488,11 @@ def gen_h(prims, ew):
     L.append("    default: return NAN;")
     L.append("    }")
     L.append("}")
+    L.append("/* every scalar op's forward as its own function, indexed by op code (NAN for")
+    L.append("   the other codes, as the switches above): the eager 0-d path and the scalar")
+    L.append("   programs call through it, one indirect call instead of an out-of-line switch */")
+    L.append("typedef double (*cad_sfn)(double, double);")
+    L.append("extern const cad_sfn cad_fwd_sfn[OP_COUNT];")
     L.append("/* scalar programs (cad.record of scalar code): contributions g * d to the")
     L.append("   inputs selected by mask (bit 0: x, bit 1: y) */")
     L.append("static inline void cad_svjp(int op, int mask, double g, double x, double y, double out,")
@@ -613,6 +618,16 @@ def gen_c(prims, ew):
         L.append(f"    {{{name}, \"k_{name}\"}},")
     L.append("    {NULL, NULL}")
     L.append("};")
+    sops = {op.name for op in ew if _CX.fusable(op)}
+    for op in prims:
+        if op.name in sops:
+            L.append(f"static double cad_sfn_{op.name}(double x, double y) {{ (void)y; "
+                     f"return ({to_c(op.fwd, 'double', op, 'fwd')}); }}")
+    L.append("static double cad_sfn_nan(double x, double y) { (void)x; (void)y; return NAN; }")
+    L.append("const cad_sfn cad_fwd_sfn[OP_COUNT] = {")
+    for op in prims:
+        L.append(f"    cad_sfn_{op.name}," if op.name in sops else "    cad_sfn_nan,")
+    L.append("};")
     L.append("const cad_row cad_heavy_partial_rows[OP_COUNT] = {")
     for op in prims:
         hp = (op.kind == "ew" and len(op.args) == 1 and op.args[0] in op.d and scalar_ok(op)
@@ -694,7 +709,7 @@ def gen_switch(prims, ew):
     for op in ew:
         L.append(f"extern const cad_row cad_{op.name}_vjp_rows[3][2][2];")
     L.append("")
-    L.append("static inline int fwd_one(cad_tape *t, const cad_rec *r) {")
+    L.append("static inline __attribute__((always_inline)) int fwd_one(cad_tape *t, const cad_rec *r) {")
     L.append("    switch (r->op) {")
     for op in prims:
         L.append(fwd_case(op))
@@ -715,7 +730,7 @@ def gen_switch(prims, ew):
     L.append("    }")
     L.append("}")
     L.append("")
-    L.append("static inline int vjp_one(cad_tape *t, const cad_rec *r) {")
+    L.append("static inline __attribute__((always_inline)) int vjp_one(cad_tape *t, const cad_rec *r) {")
     L.append("    switch (r->op) {")
     for op in prims:
         if op.kind == "ew":
@@ -738,7 +753,9 @@ def gen_pxi(reg, prims, ew):
     for op in prims:
         L.append(f"        {cname(op)}")
     L.append("        OP_COUNT")
-    L += ["    double cad_fwd_s1(int op, double x) nogil",
+    L += ["    ctypedef double (*cad_sfn)(double, double) noexcept nogil",
+          "    const cad_sfn cad_fwd_sfn[]",
+          "    double cad_fwd_s1(int op, double x) nogil",
           "    double cad_fwd_s2(int op, double x, double y) nogil",
           "    cad_row cad_fwd_row(int op, int dt) nogil",
           "    int cad_uses_mask(int op, int i) nogil",

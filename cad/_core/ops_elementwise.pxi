@@ -17,7 +17,7 @@ cdef object _ew1(int op, object x):
     if type(x) is Tensor:
         t = <Tensor>x
         if t._inline:
-            r = _new_inline(cad_fwd_s1(op, t._sval))
+            r = _new_inline(cad_fwd_sfn[op](t._sval, 0.0))
             if t._rg and not cad_grad_off:
                 _rec_scalar(op, r, t, 0.0, None, 0.0, 1, True)
             elif cad_rec_mode and t._tape is not None:
@@ -27,7 +27,7 @@ cdef object _ew1(int op, object x):
 
 
 cdef inline Tensor _ss2(int op, Tensor ta, double va, Tensor tb, double vb):
-    cdef Tensor r = _new_inline(cad_fwd_s2(op, va, vb))
+    cdef Tensor r = _new_inline(cad_fwd_sfn[op](va, vb))
     if not cad_grad_off and ((ta is not None and ta._rg) or (tb is not None and tb._rg)):
         _rec_scalar(op, r, ta, va, tb, vb, 2, True)
     elif cad_rec_mode and ((ta is not None and ta._tape is not None) or

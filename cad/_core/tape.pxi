@@ -69,6 +69,10 @@ cdef class Tape:
         """(shape, dtype code, flags) of handle h"""
         return tape_info(self, h)
 
+    def flags(self, cad_hid h):
+        """the flags of handle h"""
+        return tape_flags(self, h)
+
     def node(self, cad_hid h):
         """a tensor standing for handle h (None: its value was not kept)"""
         return tape_node(self, h)

@@ -45,7 +45,7 @@ def tape_records(Tape tp, int64_t lo=0, int64_t hi=-1):
         hi = tp.t.nrecs
     for i in range(max(lo, 0), hi):
         r = &tp.t.recs[i]
-        ins = tuple(tp.t.args[r.arg + j] for j in range(r.nargs))
+        ins = _int_tuple(tp.t.args + r.arg, r.nargs)
         if r.aux >= 0:
             aux = _rec_aux(tp, i)
         else:
@@ -79,7 +79,19 @@ cdef tuple _rec_aux(Tape tp, int64_t i):
         n = 2 + a[1]
     else:
         n = 1
-    return tuple(a[j] for j in range(n))
+    return _int_tuple(a, n)
+
+
+cdef tuple _int_tuple(const int64_t *a, int64_t n):
+    """a tuple of n ints (no generator: these read the tape per record)"""
+    cdef tuple r = PyTuple_New(n)
+    cdef int64_t j
+    cdef object v
+    for j in range(n):
+        v = a[j]
+        Py_INCREF(v)
+        PyTuple_SET_ITEM(r, j, v)
+    return r
 
 
 cdef Tape _live(Tape tp, cad_hid *h):
@@ -111,8 +123,13 @@ def tape_info(Tape tp, cad_hid h):
     """(shape, dtype code, flags) of handle h"""
     tp = _live(tp, &h)
     cdef cad_buf *b = &tp.t.bufs[h]
-    shape = tuple(tp.t.meta[b.meta + d] for d in range(b.ndim))
-    return shape, b.dtype, b.flags
+    return _int_tuple(tp.t.meta + b.meta, b.ndim), b.dtype, b.flags
+
+
+def tape_flags(Tape tp, cad_hid h):
+    """the flags of handle h (tape_info without the shape)"""
+    tp = _live(tp, &h)
+    return tp.t.bufs[h].flags
 
 
 def tape_node(Tape tp, cad_hid h):

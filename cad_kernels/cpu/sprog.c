@@ -83,7 +83,7 @@ void cad_sprog_forward_d(cad_sprog *p) {
     for (; in < end; in++) {
         const double x = in->a == lo ? last : v[in->a];
         const double y = in->b == lo ? last : v[in->b];
-        last = in->defer ? cad_fwd_sx(in->op, x, y) : cad_fwd_sd(in->op, x, y, d0 + in->out, d1 + in->out);
+        last = in->defer ? cad_fwd_sfn[in->op](x, y) : cad_fwd_sd(in->op, x, y, d0 + in->out, d1 + in->out);
         v[in->out] = last;
         lo = in->out;
     }

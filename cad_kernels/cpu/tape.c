@@ -16,14 +16,23 @@
     } while (0)
 
 /* Small tapes are created and dropped at a high rate (every x[i] of a leaf starts
- * one); their arrays are recycled here instead of going back to malloc.  Only
+ * one); their arrays are recycled here instead of going back to malloc.  A few
+ * medium ones (up to CACHE_MIDBUFS values, ~2 MB of arrays) are kept too: a loop that
+ * records the same computation each iteration (an optimisation step, W1) would
+ * otherwise grow its tape from 16 records by doubling reallocs every time.  Only
  * touched with the GIL held (tapes are made and freed by the Cython layer). */
 #define CACHE_N 32
 #define CACHE_MAXBUFS 1024
-static cad_tape cache[CACHE_N];
-static int ncache = 0;
+#define CACHE_MID 2
+#define CACHE_MIDBUFS 16384
+static cad_tape cache[CACHE_N], mid[CACHE_MID];
+static int ncache = 0, nmid = 0;
 
 int cad_tape_init(cad_tape *t) {
+    if (nmid > 0) {   /* the tape being made may grow; take a medium one first */
+        *t = mid[--nmid];
+        return CAD_OK;
+    }
     if (ncache > 0) {
         *t = cache[--ncache];
         return CAD_OK;
@@ -51,6 +60,11 @@ void cad_tape_free_arrays(cad_tape *t) {
     if (t->bufs && t->capbufs <= CACHE_MAXBUFS && t->caprecs <= CACHE_MAXBUFS && ncache < CACHE_N) {
         t->nbufs = t->nrecs = t->nargs = t->nmeta = t->naux = 0;
         cache[ncache++] = *t;
+    } else if (t->bufs && t->capbufs <= CACHE_MIDBUFS && t->caprecs <= CACHE_MIDBUFS &&
+               t->capargs <= 2 * CACHE_MIDBUFS && t->capmeta <= 4 * CACHE_MIDBUFS &&
+               t->capaux <= 4 * CACHE_MIDBUFS && nmid < CACHE_MID) {
+        t->nbufs = t->nrecs = t->nargs = t->nmeta = t->naux = 0;
+        mid[nmid++] = *t;
     } else {
         free(t->bufs); free(t->recs); free(t->args); free(t->meta); free(t->aux);
     }
