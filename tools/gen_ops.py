@@ -465,32 +465,14 @@ def gen_h(prims, ew):
     L.append("    return cad_jvp_rows[op] && mask > 0 && mask < 8 ? cad_jvp_rows[op][mask][dt] : NULL; }")
     L.append("/* bit j: the partial of input i reads input j; bit 7: it reads the output */")
     L.append("static inline int cad_uses_mask(int op, int i) { return cad_uses[op][i]; }")
-    for arity in (1, 2):
-        params = ", ".join(f"double {a}" for a in ("x", "y")[:arity])
-        L.append(f"static inline double cad_fwd_s{arity}(int op, {params}) {{")
-        L.append("    switch (op) {")
-        for op in ew:
-            if len(op.args) == arity and scalar_ok(op):
-                e = to_c(op.fwd, "double", op, "fwd")
-                if op.args != ("x", "y")[:arity]:
-                    raise SystemExit(f"gen_ops: op {op.name}: scalar ops name their inputs x, y")
-                L.append(f"    case {cname(op)}: return ({e});")
-        L.append("    default: return NAN;")
-        L.append("    }")
-        L.append("}")
     sops = [op for op in ew if _CX.fusable(op)]
-    L.append("/* every scalar op's forward in one switch (unary ops ignore y) */")
-    L.append("static inline double cad_fwd_sx(int op, double x, double y) {")
-    L.append("    (void)y;")
-    L.append("    switch (op) {")
-    for op in sops:
-        L.append(f"    case {cname(op)}: return ({to_c(op.fwd, 'double', op, 'fwd')});")
-    L.append("    default: return NAN;")
-    L.append("    }")
-    L.append("}")
+    for op in ew:
+        if scalar_ok(op) and len(op.args) <= 2 and op.args != ("x", "y")[:len(op.args)]:
+            raise SystemExit(f"gen_ops: op {op.name}: scalar ops name their inputs x, y")
     L.append("/* every scalar op's forward as its own function, indexed by op code (NAN for")
-    L.append("   the other codes, as the switches above): the eager 0-d path and the scalar")
-    L.append("   programs call through it, one indirect call instead of an out-of-line switch */")
+    L.append("   the other codes; unary ops ignore y): the eager 0-d path, the scalar programs,")
+    L.append("   the scalar graph and the fake device's fused interpreter call through it, one")
+    L.append("   indirect call (a switch over the whole table is no longer inlined) */")
     L.append("typedef double (*cad_sfn)(double, double);")
     L.append("extern const cad_sfn cad_fwd_sfn[OP_COUNT];")
     L.append("/* scalar programs (cad.record of scalar code): contributions g * d to the")
@@ -755,8 +737,6 @@ def gen_pxi(reg, prims, ew):
     L.append("        OP_COUNT")
     L += ["    ctypedef double (*cad_sfn)(double, double) noexcept nogil",
           "    const cad_sfn cad_fwd_sfn[]",
-          "    double cad_fwd_s1(int op, double x) nogil",
-          "    double cad_fwd_s2(int op, double x, double y) nogil",
           "    cad_row cad_fwd_row(int op, int dt) nogil",
           "    int cad_uses_mask(int op, int i) nogil",
           "    int cad_fwd_heavy(int op) nogil",

@@ -68,7 +68,7 @@ cdef int _sg_emit(Tape tp, int op, int n, sg_val *a, sg_val *b, sg_val *res) exc
 
 cdef int _sg_op(Tape tp, int op, int n, sg_val *a, sg_val *b, sg_val *res) except -1:
     """res = op(a[, b]): a record when an operand is tracked, else a constant"""
-    res.v = cad_fwd_s1(op, a.v) if n == 1 else cad_fwd_s2(op, a.v, b.v)
+    res.v = cad_fwd_sfn[op](a.v, 0.0) if n == 1 else cad_fwd_sfn[op](a.v, b.v)
     if a.rg or (n == 2 and b.rg):
         _sg_emit(tp, op, n, a, b, res)
     else:
@@ -126,15 +126,15 @@ cdef int _sg_run(Tape tp, const int64_t *p, int64_t n, sg_val *s) except -1:
         if kind == SG_CONST:
             memcpy(&d.v, &a, 8)
         elif kind == SG_UN:
-            d.v = cad_fwd_s1(<int>code, s[a].v)
+            d.v = cad_fwd_sfn[<int>code](s[a].v, 0.0)
             d.rg = s[a].rg
         elif kind == SG_BIN:
-            d.v = cad_fwd_s2(<int>code, s[a].v, s[b].v)
+            d.v = cad_fwd_sfn[<int>code](s[a].v, s[b].v)
             d.rg = s[a].rg or s[b].rg
         elif kind == SG_VUN:
-            d.v = cad_fwd_s1(<int>code, s[a].v)
+            d.v = cad_fwd_sfn[<int>code](s[a].v, 0.0)
         elif kind == SG_VBIN:
-            d.v = cad_fwd_s2(<int>code, s[a].v, s[b].v)
+            d.v = cad_fwd_sfn[<int>code](s[a].v, s[b].v)
         elif kind == SG_VF:
             d.v = _sg_vf(code, s[a].v)
         elif kind == SG_CMP:

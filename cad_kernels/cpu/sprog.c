@@ -69,7 +69,7 @@ void cad_sprog_forward(cad_sprog *p) {
     for (; in < end; in++) {
         const double x = in->a == lo ? last : v[in->a];
         const double y = in->b == lo ? last : v[in->b];
-        last = cad_fwd_sx(in->op, x, y);
+        last = cad_fwd_sfn[in->op](x, y);
         v[in->out] = last;
         lo = in->out;
     }

@@ -21,7 +21,7 @@
  * value's gradient, the externals' gradients and a flag word (bit 2e: external e
  * takes a gradient, bit 2e+1: its buffer is fresh, so it is written, not added).
  * On the fake device the same plan runs through an interpreter of the scalar
- * forward and vjp functions (cad_fwd_s1/s2, cad_svjp, in double). */
+ * forward and vjp functions (cad_fwd_sfn, cad_svjp, in double). */
 #include <stdint.h>
 #include <string.h>
 #include "_gen_ops.h"
@@ -46,7 +46,7 @@ static void interp(const cad_fzreg *R, int64_t i, char *const *ext, double *v) {
     for (e = 0; e < R->nE; e++) v[e] = ld(ext[e], R->dtype, R->ext_scalar[e] ? 0 : i);
     for (k = 0; k < R->nI; k++) {
         double x = v[R->a[k]], r;
-        r = R->b[k] < 0 ? cad_fwd_s1(R->op[k], x) : cad_fwd_s2(R->op[k], x, v[R->b[k]]);
+        r = cad_fwd_sfn[R->op[k]](x, R->b[k] < 0 ? 0.0 : v[R->b[k]]);
         v[R->nE + k] = rnd(R->dtype, r);
     }
 }
