@@ -80,7 +80,7 @@ cdef extern from "cad_cpu.h" nogil:
     void cad_iter_operand(cad_iter *it, int k, char *ptr, int esize, int ondim,
                           const int64_t *shape, const int64_t *strides)
     void cad_contig_strides(int ndim, const int64_t *shape, int64_t *strides)
-    void cad_set_blas(void *dgemm, void *sgemm)
+    void cad_set_blas(void *dgemm, void *sgemm, void *dgemv, void *sgemv)
     int cad_have_blas()
     int cad_blas_thread_control()
     int cad_blas_threads_local(int nt)

@@ -223,7 +223,8 @@ def _load_blas():
     except ImportError:
         return False
     capi = cython_blas.__pyx_capi__
-    cad_set_blas(_capsule_ptr(capi["dgemm"]), _capsule_ptr(capi["sgemm"]))
+    cad_set_blas(_capsule_ptr(capi["dgemm"]), _capsule_ptr(capi["sgemm"]),
+                 _capsule_ptr(capi["dgemv"]), _capsule_ptr(capi["sgemv"]))
     return True
 
 

@@ -228,7 +228,7 @@ int cad_gemm(int dtype, int64_t m, int64_t n, int64_t k,
              const char *a, int64_t ars, int64_t acs,
              const char *b, int64_t brs, int64_t bcs,
              char *c, int64_t crs, double beta);
-void cad_set_blas(void *dgemm, void *sgemm);
+void cad_set_blas(void *dgemm, void *sgemm, void *dgemv, void *sgemv);
 int cad_have_blas(void);
 int cad_blas_thread_control(void);
 int cad_blas_threads_local(int nt);
