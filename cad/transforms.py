@@ -214,7 +214,17 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
         if got is not None:
             return got
     tan = dict(tangents)
-    for rec in tape.records(start, tape.nrecs):
+    recs = tape.records(start, tape.nrecs)
+    # only records on a path to a wanted handle: hessian's forward half sweeps the
+    # gradient's tape, whose first records compute f itself (its value's tangent,
+    # an (n, n) batch through W7's sum, is never read)
+    need = set(want)
+    for rec in reversed(recs):
+        if rec[1] in need:
+            need.update(rec[2])
+    for rec in recs:
+        if rec[1] not in need:
+            continue
         ts = [tan.get(h) if h >= 0 else None for h in rec[2]]
         if all(t is None for t in ts):
             continue

@@ -429,11 +429,14 @@ float powf(float, float);
 C_MACROS = """\
 #define CAD_SELECT(c, a, b) ((c) ? (a) : (b))
 #define CAD_SIGN(x) (((x) > 0) - ((x) < 0))
-#define CAD_MAX2(a, b) (((a) > (b) || (a) != (a)) ? (a) : (b))
-#define CAD_MIN2(a, b) (((a) < (b) || (a) != (a)) ? (a) : (b))
+#define CAD_MAX2(a, b) ((a) != (a) ? (a) : ((a) > (b) ? (a) : (b)))
+#define CAD_MIN2(a, b) ((a) != (a) ? (a) : ((a) < (b) ? (a) : (b)))
 #define CAD_ISFINITE(x) isfinite((double)(x))
 #define CAD_ISNAN(x) isnan((double)(x))
 """
+# CAD_MAX2/MIN2: NaN from either side, a tie gives b (numpy's maximum); this form is
+# branch-free where `(a > b || a != a) ? a : b` mispredicted on random data (relu,
+# maximum; NOTE in kernels.c)
 
 
 def gen_h(prims, ew):

@@ -11,7 +11,21 @@ static int zero(void *p, size_t nb) { memset(p, 0, nb); return CAD_OK; }
 
 static int fill(void *p, int esize, int64_t n, int64_t bits) {
     int64_t i;
-    for (i = 0; i < n; i++) memcpy((char *)p + i * esize, &bits, (size_t)esize);   /* little-endian */
+    /* a memcpy of a run-time size is a call per element: a reduction's identity
+       filled this way was half the time of sum(a (36455, 3), axis=1) */
+    if (bits == 0) {
+        memset(p, 0, (size_t)(n * esize));
+    } else if (esize == 8) {
+        int64_t *q = (int64_t *)p;
+        for (i = 0; i < n; i++) q[i] = bits;
+    } else if (esize == 4) {
+        int32_t *q = (int32_t *)p, v = (int32_t)bits;   /* little-endian: the low 4 bytes */
+        for (i = 0; i < n; i++) q[i] = v;
+    } else if (esize == 1) {
+        memset(p, (int)(bits & 0xff), (size_t)n);
+    } else {
+        for (i = 0; i < n; i++) memcpy((char *)p + i * esize, &bits, (size_t)esize);   /* little-endian */
+    }
     return CAD_OK;
 }
 

@@ -200,6 +200,10 @@ void cad_contig_strides(int ndim, const int64_t *shape, int64_t *strides);
 
 /* ---- generic rows (kernels.c) ---- */
 extern cad_row cad_acc_rows[4];      /* dst += src, same dtype */
+/* m rows of n contiguous elements (row i at x + i sx) reduced into d[i sd] by a
+ * reduction row's step (NOTE [ Short reductions ] in kernels.c) */
+typedef void (*cad_short_red)(char *d, const char *x, int64_t m, int64_t n, int64_t sd, int64_t sx);
+cad_short_red cad_short_red_of(cad_row row);   /* NULL: row is not a reduction row */
 extern cad_row cad_copy_rows[4];     /* dst = src */
 extern cad_row cad_max_rows[2], cad_min_rows[2], cad_mul_rows[2];
 extern cad_row cad_cast_rows[4][4];  /* [dst][src] dst = (T)src */

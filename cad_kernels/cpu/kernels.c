@@ -5,8 +5,14 @@
 #include <stdlib.h>
 #include "cad_cuda.h"
 
-#define CAD_MAX2(a, b) (((a) > (b) || (a) != (a)) ? (a) : (b))
-#define CAD_MIN2(a, b) (((a) < (b) || (a) != (a)) ? (a) : (b))
+/* max/min as numpy's maximum/minimum: a NaN on either side propagates, a tie gives
+ * b.  Written `a NaN ? a : (a > b ? a : b)`, gcc makes the inner select a maxsd
+ * (vmaxpd in a vector loop) and the NaN test a blend or a branch never taken on
+ * NaN-free data; the form `(a > b || a != a) ? a : b` branched on the compare and
+ * mispredicted about one element in two on random data (a max reduction over
+ * (25, 1000, 10): 832 -> 99 us).  The same text is tools/gen_ops.py's C_MACROS. */
+#define CAD_MAX2(a, b) ((a) != (a) ? (a) : ((a) > (b) ? (a) : (b)))
+#define CAD_MIN2(a, b) ((a) != (a) ? (a) : ((a) < (b) ? (a) : (b)))
 
 /* dst OP= src; with dst stride 0 the row is a reduction into a local */
 #define REDUCE_ROW(name, T, INIT, STEP)                                        \
@@ -52,6 +58,83 @@ REDUCE_ROW(min_f32, float, INFINITY, ST_MIN)
 static void acc_bool(char **p, const int64_t *s, int64_t n) {
     int64_t i;
     for (i = 0; i < n; i++) p[0][i * s[0]] |= p[1][i * s[1]];
+}
+
+/* NOTE [ Short reductions ]: a reduction over a short contiguous last axis (GMM's
+ * sum(Lxc ** 2, axis=2) over d = 10, BA's sum(rot ** 2, axis=1) over 3: rows of
+ * n < CAD_SHORT_ROW elements into one value each).  The iterator's short-row order
+ * (NOTE [ Short rows ] in iter.c) ran it as n strided passes `d[i] += x[i n + j]`,
+ * a load and a store of d per element; the row kernel per output (sd == 0) is a call
+ * per n elements.  Here one loop over the outputs keeps each row's value in a
+ * register: the row's own elements in order (two interleaved chains from 8 elements,
+ * so a long row is not one dependent sequence), then one step into d.  The result is
+ * the same at any thread count (it runs on the calling thread); against the strided
+ * passes only where d started non-zero does the summation order differ. */
+#define SHORT_RED(name, T, STEP)                                               \
+    static void name(char *dp, const char *xp, int64_t m, int64_t n, int64_t sd, \
+                     int64_t sx) {                                            \
+        T *d = (T *)dp;                                                       \
+        const T *x = (const T *)xp;                                           \
+        int64_t i, j;                                                         \
+        switch (n) {                                                          \
+        case 1:                                                               \
+            for (i = 0; i < m; i++) STEP(d[i * sd], x[i * sx]);               \
+            break;                                                            \
+        case 2:                                                               \
+            for (i = 0; i < m; i++) {                                         \
+                const T *r = x + i * sx;                                      \
+                T a = r[0];                                                   \
+                STEP(a, r[1]);                                                \
+                STEP(d[i * sd], a);                                           \
+            }                                                                 \
+            break;                                                            \
+        case 3:                                                               \
+            for (i = 0; i < m; i++) {                                         \
+                const T *r = x + i * sx;                                      \
+                T a = r[0];                                                   \
+                STEP(a, r[1]); STEP(a, r[2]);                                 \
+                STEP(d[i * sd], a);                                           \
+            }                                                                 \
+            break;                                                            \
+        case 4:                                                               \
+            for (i = 0; i < m; i++) {                                         \
+                const T *r = x + i * sx;                                      \
+                T a = r[0], b = r[2];                                         \
+                STEP(a, r[1]); STEP(b, r[3]); STEP(a, b);                     \
+                STEP(d[i * sd], a);                                           \
+            }                                                                 \
+            break;                                                            \
+        default:                                                              \
+            for (i = 0; i < m; i++) {                                         \
+                const T *r = x + i * sx;                                      \
+                T a = r[0], b = r[1];                                         \
+                for (j = 2; j + 2 <= n; j += 2) { STEP(a, r[j]); STEP(b, r[j + 1]); } \
+                if (j < n) STEP(a, r[j]);                                     \
+                STEP(a, b);                                                   \
+                STEP(d[i * sd], a);                                           \
+            }                                                                 \
+        }                                                                     \
+    }
+
+SHORT_RED(sred_acc_f64, double, ST_ADD)
+SHORT_RED(sred_acc_f32, float, ST_ADD)
+SHORT_RED(sred_max_f64, double, ST_MAX)
+SHORT_RED(sred_max_f32, float, ST_MAX)
+SHORT_RED(sred_min_f64, double, ST_MIN)
+SHORT_RED(sred_min_f32, float, ST_MIN)
+SHORT_RED(sred_mul_f64, double, ST_MUL)
+SHORT_RED(sred_mul_f32, float, ST_MUL)
+
+cad_short_red cad_short_red_of(cad_row row) {
+    if (row == acc_f64) return sred_acc_f64;
+    if (row == acc_f32) return sred_acc_f32;
+    if (row == max_f64) return sred_max_f64;
+    if (row == max_f32) return sred_max_f32;
+    if (row == min_f64) return sred_min_f64;
+    if (row == min_f32) return sred_min_f32;
+    if (row == mul_f64) return sred_mul_f64;
+    if (row == mul_f32) return sred_mul_f32;
+    return NULL;
 }
 
 cad_row cad_acc_rows[4] = {acc_f64, acc_f32, acc_i64, acc_bool};
