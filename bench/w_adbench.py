@@ -124,6 +124,17 @@ def gmm_cad(dd):
     return lambda: g(a, m, icf)
 
 
+def gmm_cad_replay(dd):
+    """the same gradient from a tape recorded once (cad.record), replayed in C"""
+    import cad
+    x = cad.tensor(dd["x"])
+    tri, const = dd["tri"], dd["const"]
+    a, m, icf = cad.tensor(dd["alphas"]), cad.tensor(dd["means"]), cad.tensor(dd["icf"])
+    tape = cad.record(lambda a, m, icf: gmm_objective(a, m, icf, x, tri, const, cad, cad.logsumexp,
+                                                      cad.concatenate, cad.zeros), a, m, icf)
+    return lambda: tape.grad(a, m, icf)
+
+
 def gmm_torch(dd):
     import torch
     x, tri, const = torch.tensor(dd["x"]), torch.tensor(dd["tri"]), dd["const"]
@@ -215,6 +226,16 @@ def ba_res_cad(dd):
     cams, X, w, feats = (cad.tensor(dd[k]) for k in ("cams", "X", "w", "feats"))
     ci, pi = dd["obs"][:, 0], dd["obs"][:, 1]
     return lambda: (reproj_err(cams[ci], X[pi], w, feats, cad, cad.cross), 1.0 - w ** 2)
+
+
+def ba_res_cad_replay(dd):
+    """the residuals from a tape recorded once (the gathers recorded too), replayed"""
+    import cad
+    cams, X, w, feats = (cad.tensor(dd[k]) for k in ("cams", "X", "w", "feats"))
+    ci, pi = dd["obs"][:, 0], dd["obs"][:, 1]
+    tape = cad.record(lambda c, x, w: (reproj_err(c[ci], x[pi], w, feats, cad, cad.cross), 1.0 - w ** 2),
+                      cams, X, w)
+    return lambda: tape(cams, X, w)
 
 
 def ba_res_torch(dd):
@@ -317,6 +338,25 @@ def ba_jac_cad(dd):
     return step
 
 
+def ba_jac_cad_replay(dd):
+    """the two pullbacks as two recorded scalar functions (err . e0, err . e1), each
+    replayed with one tape.grad; the gathers run eagerly, as in the eager cad row"""
+    import cad
+    cams, X, w, feats = (cad.tensor(dd[k]) for k in ("cams", "X", "w", "feats"))
+    ci, pi = dd["obs"][:, 0], dd["obs"][:, 1]
+    p = len(dd["w"])
+    tapes = []
+    for e in (np.tile([1.0, 0.0], (p, 1)), np.tile([0.0, 1.0], (p, 1))):
+        e = cad.tensor(e)
+        tapes.append(cad.record(lambda c, x, ww, e=e: (reproj_err(c, x, ww, feats, cad, cad.cross) * e).sum(),
+                                cams[ci], X[pi], w))
+
+    def step():
+        c, x = cams[ci], X[pi]
+        return tapes[0].grad(c, x, w) + tapes[1].grad(c, x, w)
+    return step
+
+
 def ba_jac_torch(dd):
     import torch
     cams, X, w0, feats = (torch.tensor(dd[k]) for k in ("cams", "X", "w", "feats"))
@@ -381,4 +421,20 @@ CASES = [
               "of every ba1 observation as two pullbacks over all observations (cotangents [1,0] and "
               "[0,1]); cad.vjp, torch.autograd.grad x2 (retain_graph), jax.vjp; hand = numpy with the "
               "block written out."),
+] + [
+    # issue 14: replay never slower than eager.  As W9: "cad" is the replay of a tape
+    # recorded once, "cad.eager" the eager row above
+    Case("W14", f"GMM grad d={d} K={k} n={n} replayed", data=gmm_data(d, k, n), tol=1e-8,
+         impls={"hand": gmm_hand, "jax.jit": _gmm_jax(True), "cad.eager": gmm_cad, "cad": gmm_cad_replay},
+         note="W14 replayed: cad = tape.grad (BA residual: the tape called; BA Jacobian: two recorded "
+              "scalar functions err . e0 and err . e1, one tape.grad each) of a cad.record tape made "
+              "once; cad.eager = the eager cad row")
+    for d, k, n in GMM_SIZES
+] + [
+    Case("W14", "BA residual ba1 replayed", data=ba_data(), tol=1e-10,
+         impls={"hand": ba_res_hand, "jax.jit": _ba_res_jax(True), "cad.eager": ba_res_cad,
+                "cad": ba_res_cad_replay}),
+    Case("W14", "BA Jacobian ba1 replayed", data=ba_data(), tol=1e-8,
+         impls={"hand": ba_jac_hand, "jax.jit": _ba_jac_jax(True), "cad.eager": ba_jac_cad,
+                "cad": ba_jac_cad_replay}),
 ]

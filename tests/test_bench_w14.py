@@ -115,6 +115,20 @@ def test_w14_registered():
     from bench import MODULES
     cases = [c for m in MODULES for c in importlib.import_module(f"bench.{m}").CASES
              if c.workload == "W14"]
-    assert len(cases) == 4
-    for c in cases:
+    assert len(cases) == 8
+    for c in cases[:4]:
         assert {"hand", "cad", "jax", "jax.jit", "torch"} <= set(c.impls)
+    for c in cases[4:]:   # replayed rows (as W9): cad = the replay, cad.eager = eager cad
+        assert c.name.endswith("replayed")
+        assert {"hand", "cad", "cad.eager", "jax.jit"} <= set(c.impls)
+
+
+@pytest.mark.parametrize("case", ["gmm", "ba_res", "ba_jac"])
+def test_w14_cad_replay_matches_hand(case, gmm, ba):
+    hand, setup, data, tol = {"gmm": (w14.gmm_hand, w14.gmm_cad_replay, gmm, 1e-10),
+                              "ba_res": (w14.ba_res_hand, w14.ba_res_cad_replay, ba, 1e-12),
+                              "ba_jac": (w14.ba_jac_hand, w14.ba_jac_cad_replay, ba, 1e-10)}[case]
+    ref = to_numpy(hand(data)())
+    fn = setup(data)
+    for _ in range(3):   # replays of one tape
+        assert compare(ref, to_numpy(fn()), tol) is None

@@ -118,3 +118,21 @@ def test_identity_fill(dtype):
     E = np.ones((5, 0), dtype=dtype)
     _close(cad.sum(cad.tensor(E), axis=1), np.zeros(5, dtype), dtype)
     _close(cad.prod(cad.tensor(E), axis=1), np.ones(5, dtype), dtype)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 15, 16, 40])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sum_vjp_spreads_over_short_rows(dtype, n):
+    """a sum's vjp writes each cotangent over its row (the short-row spread), then
+    a second use of the same input adds over the first (the accumulate form)"""
+    A = rng.standard_normal((3, 71, n)).astype(dtype)
+    W1 = rng.standard_normal((3, 71)).astype(dtype)
+    W2 = rng.standard_normal((3, 71)).astype(dtype)
+    a = cad.tensor(A)
+    g1 = cad.grad(lambda a: (cad.sum(a, axis=2) * cad.tensor(W1)).sum())(a)
+    _close(g1, np.broadcast_to(W1[:, :, None], A.shape), dtype)
+    g2 = cad.grad(lambda a: (cad.sum(a, axis=2) * cad.tensor(W1)).sum()
+                  + (cad.sum(a, axis=-1, keepdims=True) * cad.tensor(W2[:, :, None])).sum())(a)
+    _close(g2, np.broadcast_to((W1 + W2)[:, :, None], A.shape), dtype)
+    tape = cad.record(lambda a: (cad.sum(a, axis=2) * cad.tensor(W1)).sum(), a)
+    _close(tape.grad(a)[0], np.broadcast_to(W1[:, :, None], A.shape), dtype)

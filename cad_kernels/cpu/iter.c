@@ -314,6 +314,14 @@ static inline int iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const
             return CAD_OK;
         }
     }
+    if (nd == 2 && nop == 2 && !combine && shape[1] < CAD_SHORT_ROW && st[0][1] == 1 &&
+        st[1][1] == 0 && N < par_min) {   /* its reverse: one value over each short row */
+        cad_short_red k = cad_short_bcast_of(row);
+        if (k) {
+            k(it->ptr[0], it->ptr[1], shape[0], shape[1], st[0][0], st[1][0]);
+            return CAD_OK;
+        }
+    }
     if (nt == 1 && nd >= 2 && shape[nd - 1] < CAD_PACK_N && shape[nd - 2] > 1) {
         int kind[CAD_MAXOP];
         if (pack_plan(nop, nd, shape, st, it->ptr, kind, combine != NULL && zero_init(init, it->esize[0]))) {   /* NOTE [ Packed rows ] */

@@ -137,6 +137,35 @@ cad_short_red cad_short_red_of(cad_row row) {
     return NULL;
 }
 
+/* the reverse of a short reduction: each of m values written (or added) over the n
+ * contiguous elements of its row (a sum's vjp over GMM's d = 10: the strided passes
+ * wrote every row n times apart) */
+#define SHORT_BCAST(name, T, OP)                                               \
+    static void name(char *dp, const char *xp, int64_t m, int64_t n, int64_t sd, \
+                     int64_t sx) {                                            \
+        T *d = (T *)dp;                                                       \
+        const T *x = (const T *)xp;                                           \
+        int64_t i, j;                                                         \
+        for (i = 0; i < m; i++) {                                             \
+            const T v = x[i * sx];                                            \
+            T *r = d + i * sd;                                                \
+            for (j = 0; j < n; j++) r[j] OP v;                                \
+        }                                                                     \
+    }
+
+SHORT_BCAST(sbc_cp_f64, double, =)
+SHORT_BCAST(sbc_cp_f32, float, =)
+SHORT_BCAST(sbc_acc_f64, double, +=)
+SHORT_BCAST(sbc_acc_f32, float, +=)
+
+cad_short_red cad_short_bcast_of(cad_row row) {
+    if (row == cad_copy_rows[CAD_F64]) return sbc_cp_f64;
+    if (row == cad_copy_rows[CAD_F32]) return sbc_cp_f32;
+    if (row == acc_f64) return sbc_acc_f64;
+    if (row == acc_f32) return sbc_acc_f32;
+    return NULL;
+}
+
 cad_row cad_acc_rows[4] = {acc_f64, acc_f32, acc_i64, acc_bool};
 cad_row cad_max_rows[2] = {max_f64, max_f32};
 cad_row cad_min_rows[2] = {min_f64, min_f32};
