@@ -434,9 +434,9 @@ C_MACROS = """\
 #define CAD_ISFINITE(x) isfinite((double)(x))
 #define CAD_ISNAN(x) isnan((double)(x))
 """
-# CAD_MAX2/MIN2: NaN from either side, a tie gives b (numpy's maximum); this form is
-# branch-free where `(a > b || a != a) ? a : b` mispredicted on random data (relu,
-# maximum; NOTE in kernels.c)
+# CAD_MAX2/MIN2: NaN from either side, a tie gives b (numpy's maximum): the text of
+# kernels.c's, whose comment says why this form (no branch on the compare); the CUDA
+# copies (cexpr.CUDA_MACROS, kernels.cuh) keep the `||` form, with the same results
 
 
 def gen_h(prims, ew):

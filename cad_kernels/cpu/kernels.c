@@ -66,8 +66,8 @@ static void acc_bool(char **p, const int64_t *s, int64_t n) {
  * (NOTE [ Short rows ] in iter.c) ran it as n strided passes `d[i] += x[i n + j]`,
  * a load and a store of d per element; the row kernel per output (sd == 0) is a call
  * per n elements.  Here one loop over the outputs keeps each row's value in a
- * register: the row's own elements in order (two interleaved chains from 8 elements,
- * so a long row is not one dependent sequence), then one step into d.  The result is
+ * register: the row's own elements in order (from 4 elements on, two interleaved
+ * chains, so a long row is not one dependent sequence), then one step into d.  The result is
  * the same at any thread count (it runs on the calling thread); against the strided
  * passes only where d started non-zero does the summation order differ. */
 #define SHORT_RED(name, T, STEP)                                               \
