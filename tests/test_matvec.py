@@ -112,3 +112,20 @@ def test_matvec_derivatives_all_modes():
     np.testing.assert_allclose(pb(cad.tensor(v))[0].numpy(), v @ J, rtol=1e-12)
     H = cad.hessian(lambda x: cad.sum(f(x)))(cad.tensor(x)).numpy()
     np.testing.assert_allclose(H, A.T @ ((-2 * t * (1 - t * t))[:, None] * A), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("ash,bsh", [((3, 4), (4, 2)), ((2, 3, 4), (4, 5)), ((4,), (2, 4, 3)),
+                                     ((2, 1, 3, 4), (5, 4, 2)), ((1, 3, 4), (2, 4, 2)),
+                                     ((2, 3, 4), (2, 4, 1)), ((2, 3, 4), (4,))])
+def test_batch_dims_broadcast(ash, bsh):
+    """the output's batch dims: equal, one side empty, or broadcast (the fast paths
+    beside numpy's broadcast_shapes give the same shapes and values)"""
+    A, B = RNG.standard_normal(ash), RNG.standard_normal(bsh)
+    got = cad.matmul(cad.tensor(A), cad.tensor(B))
+    assert got.shape == np.matmul(A, B).shape
+    np.testing.assert_allclose(np.asarray(got), np.matmul(A, B), rtol=1e-12, atol=1e-12)
+
+
+def test_batch_dims_that_do_not_broadcast():
+    with pytest.raises(cad.ShapeError, match=r"matmul: batch dims of shapes \(2, 3, 4\) and \(3, 4, 2\)"):
+        cad.matmul(cad.ones((2, 3, 4)), cad.ones((3, 4, 2)))

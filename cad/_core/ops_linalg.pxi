@@ -94,11 +94,17 @@ def matmul(object a, object b):
                          f"{k} (last dim of a) != {k2} ({'dim 0' if b1 else 'dim -2'} of b)")
     abatch = ta.shape[:and_ - 2] if not a1 else ()
     bbatch = tb.shape[:bnd - 2] if not b1 else ()
-    try:
-        obatch = _np.broadcast_shapes(abatch, bbatch)
-    except ValueError:
-        raise ShapeError(f"matmul: batch dims of shapes {ta.shape} and {tb.shape} cannot be "
-                         "broadcast together") from None
+    # (numpy's broadcast_shapes builds arrays: ~3 us, most of a small product's call)
+    if abatch == bbatch or not bbatch:
+        obatch = abatch
+    elif not abatch:
+        obatch = bbatch
+    else:
+        try:
+            obatch = _np.broadcast_shapes(abatch, bbatch)
+        except ValueError:
+            raise ShapeError(f"matmul: batch dims of shapes {ta.shape} and {tb.shape} cannot be "
+                             "broadcast together") from None
     obnd = len(obatch)
     for d in range(obnd):
         oshape[d] = obatch[d]
