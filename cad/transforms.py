@@ -234,12 +234,38 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
     return {h: tan.get(h) for h in want}
 
 
+_DIAG_FUSED = True
+
+
+def _diag_ew_fused(tape, rec, ts):
+    """the diagonal tangent batches of an elementwise record through its fused C jvp
+    row: Diag(sum_i v_i * d_i), what _diag_jvp's ew branch computes with one cad op
+    per partial.  None (the rules decide): a dense tangent among them, an input
+    broadcast to the output, or no row for this set of tangents."""
+    op, out, ins, aux = rec
+    oshape = tape.info(out)[0]
+    vs = []
+    for t in ts:
+        if t is None:
+            vs.append(None)
+        elif isinstance(t, Diag) and tuple(t.v.shape) == oshape:
+            vs.append(t.v)
+        else:
+            return None
+    r = tape.ew_jvp(op, out, ins, vs, 0)
+    return None if r is None else Diag(r)
+
+
 def _jvp_record(tape, rec, ts, nb, fused):
     """the tangent of one record's output from its inputs' tangents ts (some
     present): the op table's rule, kept diagonal for Diag tangents, or the fused C
     row of an elementwise op (fused: the tangents need not be differentiable)"""
     op, out, ins, aux = rec
     if any(isinstance(t, Diag) for t in ts):
+        if fused and _EW[op] and _DIAG_FUSED:
+            r = _diag_ew_fused(tape, rec, ts)
+            if r is not None:
+                return r
         r = _diag_jvp(_PRIMS[op], Ctx(tape, ins, out, aux, nb), ts)
         if r is not False:
             return r
