@@ -113,26 +113,30 @@ def gmm_hand(dd):
     return step
 
 
-def gmm_cad(dd):
+def _gmm_cad_parts(dd):
+    """cad's objective f(alphas, means, icf) and its three arguments"""
     import cad
     x = cad.tensor(dd["x"])
     tri, const = dd["tri"], dd["const"]
-    g = cad.grad(lambda a, m, icf: gmm_objective(a, m, icf, x, tri, const, cad, cad.logsumexp,
-                                                 cad.concatenate, cad.zeros),
-                 argnums=(0, 1, 2))
-    a, m, icf = cad.tensor(dd["alphas"]), cad.tensor(dd["means"]), cad.tensor(dd["icf"])
-    return lambda: g(a, m, icf)
+
+    def f(a, m, icf):
+        return gmm_objective(a, m, icf, x, tri, const, cad, cad.logsumexp, cad.concatenate, cad.zeros)
+    return f, (cad.tensor(dd["alphas"]), cad.tensor(dd["means"]), cad.tensor(dd["icf"]))
+
+
+def gmm_cad(dd):
+    import cad
+    f, args = _gmm_cad_parts(dd)
+    g = cad.grad(f, argnums=(0, 1, 2))
+    return lambda: g(*args)
 
 
 def gmm_cad_replay(dd):
     """the same gradient from a tape recorded once (cad.record), replayed in C"""
     import cad
-    x = cad.tensor(dd["x"])
-    tri, const = dd["tri"], dd["const"]
-    a, m, icf = cad.tensor(dd["alphas"]), cad.tensor(dd["means"]), cad.tensor(dd["icf"])
-    tape = cad.record(lambda a, m, icf: gmm_objective(a, m, icf, x, tri, const, cad, cad.logsumexp,
-                                                      cad.concatenate, cad.zeros), a, m, icf)
-    return lambda: tape.grad(a, m, icf)
+    f, args = _gmm_cad_parts(dd)
+    tape = cad.record(f, *args)
+    return lambda: tape.grad(*args)
 
 
 def gmm_torch(dd):
@@ -221,18 +225,28 @@ def ba_res_hand(dd):
     return lambda: (reproj_err(cams[ci], X[pi], w, feats, np, _np_cross), 1.0 - w ** 2)
 
 
-def ba_res_cad(dd):
+def _ba_cad_inputs(dd):
+    """cams, X, w, feats as cad tensors and the observations' camera and point indices"""
     import cad
     cams, X, w, feats = (cad.tensor(dd[k]) for k in ("cams", "X", "w", "feats"))
-    ci, pi = dd["obs"][:, 0], dd["obs"][:, 1]
+    return cams, X, w, feats, dd["obs"][:, 0], dd["obs"][:, 1]
+
+
+def _ba_cotangents(p):
+    """the two pullbacks' cotangents: every observation's [1, 0], then [0, 1]"""
+    return np.tile([1.0, 0.0], (p, 1)), np.tile([0.0, 1.0], (p, 1))
+
+
+def ba_res_cad(dd):
+    import cad
+    cams, X, w, feats, ci, pi = _ba_cad_inputs(dd)
     return lambda: (reproj_err(cams[ci], X[pi], w, feats, cad, cad.cross), 1.0 - w ** 2)
 
 
 def ba_res_cad_replay(dd):
     """the residuals from a tape recorded once (the gathers recorded too), replayed"""
     import cad
-    cams, X, w, feats = (cad.tensor(dd[k]) for k in ("cams", "X", "w", "feats"))
-    ci, pi = dd["obs"][:, 0], dd["obs"][:, 1]
+    cams, X, w, feats, ci, pi = _ba_cad_inputs(dd)
     tape = cad.record(lambda c, x, w: (reproj_err(c[ci], x[pi], w, feats, cad, cad.cross), 1.0 - w ** 2),
                       cams, X, w)
     return lambda: tape(cams, X, w)
@@ -325,11 +339,8 @@ def ba_jac_hand(dd):
 
 def ba_jac_cad(dd):
     import cad
-    cams, X, w, feats = (cad.tensor(dd[k]) for k in ("cams", "X", "w", "feats"))
-    ci, pi = dd["obs"][:, 0], dd["obs"][:, 1]
-    p = len(dd["w"])
-    e0 = cad.tensor(np.tile([1.0, 0.0], (p, 1)))
-    e1 = cad.tensor(np.tile([0.0, 1.0], (p, 1)))
+    cams, X, w, feats, ci, pi = _ba_cad_inputs(dd)
+    e0, e1 = (cad.tensor(e) for e in _ba_cotangents(len(dd["w"])))
     f = lambda c, x, ww: reproj_err(c, x, ww, feats, cad, cad.cross)  # noqa: E731
 
     def step():
@@ -342,11 +353,9 @@ def ba_jac_cad_replay(dd):
     """the two pullbacks as two recorded scalar functions (err . e0, err . e1), each
     replayed with one tape.grad; the gathers run eagerly, as in the eager cad row"""
     import cad
-    cams, X, w, feats = (cad.tensor(dd[k]) for k in ("cams", "X", "w", "feats"))
-    ci, pi = dd["obs"][:, 0], dd["obs"][:, 1]
-    p = len(dd["w"])
+    cams, X, w, feats, ci, pi = _ba_cad_inputs(dd)
     tapes = []
-    for e in (np.tile([1.0, 0.0], (p, 1)), np.tile([0.0, 1.0], (p, 1))):
+    for e in _ba_cotangents(len(dd["w"])):
         e = cad.tensor(e)
         tapes.append(cad.record(lambda c, x, ww, e=e: (reproj_err(c, x, ww, feats, cad, cad.cross) * e).sum(),
                                 cams[ci], X[pi], w))
@@ -361,9 +370,7 @@ def ba_jac_torch(dd):
     import torch
     cams, X, w0, feats = (torch.tensor(dd[k]) for k in ("cams", "X", "w", "feats"))
     ci, pi = torch.tensor(dd["obs"][:, 0]), torch.tensor(dd["obs"][:, 1])
-    p = len(dd["w"])
-    e0 = torch.tensor(np.tile([1.0, 0.0], (p, 1)))
-    e1 = torch.tensor(np.tile([0.0, 1.0], (p, 1)))
+    e0, e1 = (torch.tensor(e) for e in _ba_cotangents(len(dd["w"])))
     cross = lambda a, b: torch.cross(a, b, dim=1)  # noqa: E731
 
     def step():
@@ -383,9 +390,7 @@ def _ba_jac_jax(jit):
         import jax.numpy as jnp
         cams, X, w, feats = (jnp.asarray(dd[k]) for k in ("cams", "X", "w", "feats"))
         ci, pi = jnp.asarray(dd["obs"][:, 0]), jnp.asarray(dd["obs"][:, 1])
-        p = len(dd["w"])
-        e0 = jnp.asarray(np.tile([1.0, 0.0], (p, 1)))
-        e1 = jnp.asarray(np.tile([0.0, 1.0], (p, 1)))
+        e0, e1 = (jnp.asarray(e) for e in _ba_cotangents(len(dd["w"])))
 
         def jac(cams, X, w):
             _, pullback = jax.vjp(lambda c, x, ww: reproj_err(c, x, ww, feats, jnp, jnp.cross),

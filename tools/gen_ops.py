@@ -429,14 +429,10 @@ float powf(float, float);
 C_MACROS = """\
 #define CAD_SELECT(c, a, b) ((c) ? (a) : (b))
 #define CAD_SIGN(x) (((x) > 0) - ((x) < 0))
-#define CAD_MAX2(a, b) ((a) != (a) ? (a) : ((a) > (b) ? (a) : (b)))
-#define CAD_MIN2(a, b) ((a) != (a) ? (a) : ((a) < (b) ? (a) : (b)))
 #define CAD_ISFINITE(x) isfinite((double)(x))
 #define CAD_ISNAN(x) isnan((double)(x))
 """
-# CAD_MAX2/MIN2: NaN from either side, a tie gives b (numpy's maximum): the text of
-# kernels.c's, whose comment says why this form (no branch on the compare); the CUDA
-# copies (cexpr.CUDA_MACROS, kernels.cuh) keep the `||` form, with the same results
+# CAD_MAX2/MIN2 come from cad_cpu.h (included first; NOTE there on their form)
 
 
 def gen_h(prims, ew):

@@ -5,15 +5,6 @@
 #include <stdlib.h>
 #include "cad_cuda.h"
 
-/* max/min as numpy's maximum/minimum: a NaN on either side propagates, a tie gives
- * b.  Written `a NaN ? a : (a > b ? a : b)`, gcc makes the inner select a maxsd
- * (vmaxpd in a vector loop) and the NaN test a blend or a branch never taken on
- * NaN-free data; the form `(a > b || a != a) ? a : b` branched on the compare and
- * mispredicted about one element in two on random data (a max reduction over
- * (25, 1000, 10): 832 -> 99 us).  The same text is tools/gen_ops.py's C_MACROS. */
-#define CAD_MAX2(a, b) ((a) != (a) ? (a) : ((a) > (b) ? (a) : (b)))
-#define CAD_MIN2(a, b) ((a) != (a) ? (a) : ((a) < (b) ? (a) : (b)))
-
 /* dst OP= src; with dst stride 0 the row is a reduction into a local */
 #define REDUCE_ROW(name, T, INIT, STEP)                                        \
     static void name(char **p, const int64_t *s, int64_t n) {                 \
