@@ -47,18 +47,25 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def _spin():
-    while True:
-        pass
-
-
 def start_busy(n):
-    """n processes that keep a core busy each (killed when the run ends)"""
-    import multiprocessing as mp
-    procs = [mp.get_context("spawn").Process(target=_spin, daemon=True) for _ in range(n)]
-    for p in procs:
-        p.start()
+    """n processes that keep a core busy each (killed when the run ends).  Plain
+    interpreters running a spin loop: multiprocessing's spawn cannot find a target
+    defined in a package's __main__ (it skips re-importing `bench.__main__`), so the
+    children it started died at once and the mode measured an idle machine."""
+    import subprocess
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    time.sleep(0.2)
+    dead = [p.args for p in procs if p.poll() is not None]
+    if dead:
+        stop_busy(procs)
+        raise RuntimeError(f"--busy: a spinning process exited at once ({dead[0]})")
     return procs
+
+
+def stop_busy(procs):
+    for p in procs:
+        p.kill()
+        p.wait()
 
 
 def progress_bar(total, disabled):
@@ -156,8 +163,8 @@ def main(argv=None):
     finally:
         if bar is not None:
             bar.close()
-        for p in busy:
-            p.terminate()
+        spun = sum(p.poll() is None for p in busy)
+        stop_busy(busy)
     elapsed = time.perf_counter() - started
 
     notes = [f"{name} not importable, skipped: {why}" for name, why in peers.missing.items()]
@@ -169,7 +176,8 @@ def main(argv=None):
                      "OpenBLAS runs that kernel (run with `env -u OPENBLAS_CORETYPE -u "
                      "OPENBLAS_L2_SIZE` to let it pick its own)")
     if args.busy:
-        notes.append(f"busy-neighbour mode: {args.busy} other processes spun on the CPU during the run")
+        notes.append(f"busy-neighbour mode: {args.busy} other processes spun on the CPU during the run"
+                     + ("" if spun == args.busy else f" (only {spun} still spinning at its end)"))
     notes.append(f"{'quick' if args.quick else 'full'} run, {harness.fmt_seconds(elapsed)}")
     print(harness.render_table(rows, notes))
 

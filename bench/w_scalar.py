@@ -18,10 +18,10 @@ C = 0.999  # a Python float, on the right of + and *
 X0 = 0.5
 
 
-def chain(x, sin):
+def chain(x, sin, n=N_OPS):
     """W1's program, on whatever scalar type ``x`` is."""
     y = x
-    for i in range(N_OPS):
+    for i in range(n):
         k = i % 3
         if k == 0:
             y = y + C
@@ -32,7 +32,7 @@ def chain(x, sin):
     return y
 
 
-def tape_forward(x):
+def tape_forward(x, n=N_OPS):
     """The floor: Python floats and a list tape of (op, inputs, local derivatives) records.
 
     Value k+1 is the output of record k; value 0 is x.
@@ -40,7 +40,7 @@ def tape_forward(x):
     values = [x]
     tape = []
     y = 0  # index of the current value
-    for i in range(N_OPS):
+    for i in range(n):
         v = values[y]
         k = i % 3
         if k == 0:
@@ -69,8 +69,10 @@ def tape_backward(values, tape):
 
 
 def w1_hand(data):
+    n = data.get("n", N_OPS)
+
     def forward():
-        values, tape = tape_forward(X0)
+        values, tape = tape_forward(X0, n)
         return Backward(lambda: tape_backward(values, tape))
     return forward
 
@@ -93,10 +95,11 @@ def w1_torch(data):
 def w1_cad(data):
     import cad
     x = cad.tensor(X0, requires_grad=True)
+    n = data.get("n", N_OPS)
 
     def forward():
         x.grad = None
-        y = chain(x, cad.sin)
+        y = chain(x, cad.sin, n)
 
         def backward():
             y.backward()
@@ -388,12 +391,48 @@ def _w12_gg_jax(jit):
     return setup
 
 
+# W1 at 10^3 .. 10^6 ops: cad's per-op time as the tape grows, and the bytes its tape
+# holds per op (issue 14: at most 64 bytes, at most 1.2x the per-op time of 10^3 ops)
+
+W1_SIZES = (10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6)
+
+
+def tape_bytes_per_op(n):
+    """bytes cad's tape of W1's n-op chain holds per op (its arrays' allocated size,
+    measured after the forward pass); None without cad"""
+    try:
+        import cad
+        from cad._core import _engine as E
+    except ImportError:
+        return None
+    x = cad.tensor(X0, requires_grad=True)
+    y = chain(x, cad.sin, n)
+    tape = E.handle_of(y)[0]
+    return tape.nbytes / n, tape.nrecs, tape.nbufs
+
+
+def _w1_sized(n):
+    case = Case("W1", f"{n} scalar ops, tape size", data=None, per=n, per_name="op", tol=1e-9,
+                impls={"hand": w1_hand, "cad": w1_cad})
+
+    def data():
+        got = tape_bytes_per_op(n)
+        if got is not None:
+            case.note = (f"W1 {n} ops, tape size: cad's tape holds {got[0]:.0f} bytes per op "
+                         f"({got[1]} records, {got[2]} values; the arrays' allocated size after "
+                         "the forward pass)")
+        return {"n": n}
+    case.data = data
+    return case
+
+
 CASES = [
     Case("W1", "1000 scalar ops", data=dict, per=N_OPS, per_name="op", tol=1e-9,
          impls={"hand": w1_hand, "torch": w1_torch, "jax": w1_jax,
                 "autograd": w1_autograd, "cad": w1_cad},
          note="W1: jax (eager jax.grad) and autograd run forward+backward in one call: "
               "fwd+bwd row only."),
+    *[_w1_sized(n) for n in W1_SIZES],
     Case("W2", "seed, scalar", data=w2_data, tol=1e-9,
          impls={"hand": w2_scalar_hand, "torch": w2_scalar_torch, "jax": w2_scalar_jax,
                 "autograd": w2_scalar_autograd, "cad": w2_scalar_cad},

@@ -256,6 +256,37 @@ def _diag_ew_fused(tape, rec, ts):
     return None if r is None else Diag(r)
 
 
+def _mixed_ew_fused(tape, rec, ts):
+    """an elementwise record whose tangents mix diagonal batches and dense ones (W7:
+    the gradient's x**3 part, diagonal, plus its W.T @ ... part, dense): the dense
+    ones through the fused C row, then the diagonal ones' sum added along the
+    diagonal of that fresh result in place, where densifying the Diag made an
+    (m, m) matrix and one more pass.  None (the rules decide): a Diag or a dense
+    tangent not of the output's shape, or no row."""
+    op, out, ins, aux = rec
+    oshape = tape.info(out)[0]
+    m = math.prod(oshape)
+    dense_ts, diag_ts = [], []
+    for t in ts:
+        if isinstance(t, Diag):
+            if tuple(t.v.shape) != oshape or C.dev_of(t.v):
+                return None
+            dense_ts.append(None)
+            diag_ts.append(t)
+        else:
+            if t is not None and tuple(t.shape) != (m,) + oshape:
+                return None
+            dense_ts.append(t)
+            diag_ts.append(None)
+    d = _diag_ew_fused(tape, rec, diag_ts)
+    if d is None:
+        return None
+    r = tape.ew_jvp(op, out, ins, dense_ts, 1)
+    if r is None:
+        return None
+    return r if C.add_diag_fresh(r, d.v) else None
+
+
 def _jvp_record(tape, rec, ts, nb, fused):
     """the tangent of one record's output from its inputs' tangents ts (some
     present): the op table's rule, kept diagonal for Diag tangents, or the fused C
@@ -264,6 +295,8 @@ def _jvp_record(tape, rec, ts, nb, fused):
     if any(isinstance(t, Diag) for t in ts):
         if fused and _EW[op] and _DIAG_FUSED:
             r = _diag_ew_fused(tape, rec, ts)
+            if r is None and nb == 1:
+                r = _mixed_ew_fused(tape, rec, ts)
             if r is not None:
                 return r
         r = _diag_jvp(_PRIMS[op], Ctx(tape, ins, out, aux, nb), ts)

@@ -73,3 +73,82 @@ def test_nested_hessian_records(monkeypatch):
     # d^3/dx^3 of sin(x) x^3 on the diagonal
     d3 = -np.cos(x) * x ** 3 - 9 * np.sin(x) * x ** 2 + 18 * np.cos(x) * x + 6 * np.sin(x)
     np.testing.assert_allclose(np.einsum("iii->i", third), d3, rtol=1e-10, atol=1e-10)
+
+
+# ---- mixed diagonal and dense tangents (transforms._mixed_ew_fused): W7's gradient
+# adds the diagonal tangent of its x**3 part to the dense one of its W.T @ ... part
+
+W4 = rng.normal(size=(4, 4)) / 2.0
+B3 = rng.normal(size=(3, 3)) / 2.0
+
+MIXED = {
+    "W7 (add)": (lambda x, W, B: (x ** 3).sum() + cad.tanh(W @ x).sum(), (4,)),
+    "sub": (lambda x, W, B: (x ** 3).sum() - cad.sin(W @ x).sum(), (4,)),
+    "mul": (lambda x, W, B: ((x ** 2) * (W @ x)).sum(), (4,)),
+    "2-D input": (lambda x, W, B: (x ** 3).sum() + cad.tanh(x @ B).sum(), (2, 3)),
+}
+
+
+def _count_mixed(monkeypatch):
+    hits = []
+    orig = T._mixed_ew_fused
+
+    def counted(*a):
+        r = orig(*a)
+        hits.append(r is not None)
+        return r
+    monkeypatch.setattr(T, "_mixed_ew_fused", counted)
+    return hits
+
+
+@pytest.mark.parametrize("name", list(MIXED))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hessian_mixed_diag_dense(name, dtype, monkeypatch):
+    g, shape = MIXED[name]
+    W, B = cad.tensor(W4.astype(dtype)), cad.tensor(B3.astype(dtype))
+    f = lambda v: g(v, W, B)
+    x = rng.uniform(0.2, 1.2, shape)
+    xt = cad.tensor(x.astype(dtype))
+    hits = _count_mixed(monkeypatch)
+    monkeypatch.setattr(T, "_DIAG_FUSED", True)
+    fused = np.asarray(cad.hessian(f, xt))
+    assert any(hits), "the mixed path was not taken"
+    assert fused.dtype == dtype
+    monkeypatch.setattr(T, "_DIAG_FUSED", False)
+    rules = np.asarray(cad.hessian(f, xt))
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(fused, rules, rtol=tol, atol=tol)
+    if dtype == np.float64:
+        H = _fd_hessian(lambda v: f(cad.reshape(v, shape)), x.reshape(-1)).reshape(shape + shape)
+        np.testing.assert_allclose(fused, H, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_jacfwd_mixed_column_major(dtype, monkeypatch):
+    """W @ x's tangent batch is W's transpose (column-major, NOTE [ Tangent layout ]):
+    the diagonal lands on the strided result"""
+    x = rng.uniform(0.2, 1.2, 4).astype(dtype)
+    W = W4.astype(dtype)
+    f = lambda v: cad.sin(v) * 2.0 + cad.tensor(W) @ v
+    hits = _count_mixed(monkeypatch)
+    monkeypatch.setattr(T, "_DIAG_FUSED", True)
+    J = np.asarray(cad.jacfwd(f)(cad.tensor(x)))
+    assert any(hits)
+    assert J.dtype == dtype
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(J, np.diag(2.0 * np.cos(x)) + W, rtol=tol, atol=tol)
+    monkeypatch.setattr(T, "_DIAG_FUSED", False)
+    np.testing.assert_allclose(np.asarray(cad.jacfwd(f)(cad.tensor(x))), J, rtol=tol, atol=tol)
+
+
+def test_mixed_result_is_not_aliased(monkeypatch):
+    """the diagonal is added into the fresh result only: the dense tangent it was
+    computed from (another record's, or a value the user holds) is unchanged"""
+    monkeypatch.setattr(T, "_DIAG_FUSED", True)
+    W = cad.tensor(W4)
+    x = cad.tensor(rng.uniform(0.2, 1.2, 4))
+    before = np.asarray(W).copy()
+    for _ in range(3):
+        J = np.asarray(cad.jacfwd(lambda v: v + W @ v)(x))
+        np.testing.assert_allclose(J, np.eye(4) + W4, rtol=1e-14, atol=1e-14)
+    np.testing.assert_array_equal(np.asarray(W), before)

@@ -104,6 +104,14 @@ cdef class Tape:
     def nbufs(self):
         return self.t.nbufs
 
+    @property
+    def nbytes(self):
+        """bytes the tape's arrays hold (their allocated capacity: values, records,
+        argument handles, shapes and strides, aux words); not the values' own data"""
+        cdef cad_tape *T = &self.t
+        return (T.capbufs * <int64_t>sizeof(cad_buf) + T.caprecs * <int64_t>sizeof(cad_rec)
+                + (T.capargs + T.capmeta + T.capaux) * <int64_t>8)
+
 
 cdef inline Tape _resolved(Tensor x):
     """x's live tape, following merges (and updating x)"""

@@ -468,3 +468,42 @@ def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
     else:
         st = cad_iter_run_t(&it, row, NULL, NULL, cad_par_min)
     return _wrap(res)
+
+
+def add_diag_fresh(Tensor r, Tensor v):
+    """r viewed as an (m, m) matrix += diag(v), in place; m = v.size.  Only for a
+    result the caller has just made and no one else holds (a forward sweep's mixed
+    diagonal and dense tangents: transforms._mixed_ew_fused).  False (r unchanged):
+    r's layout is not a 2-D array nor a C-ordered one, another dtype, or a device
+    tensor."""
+    cdef cnp.ndarray a, vv
+    cdef Py_ssize_t m = v.size, k, step, vst
+    cdef char *p
+    cdef char *q
+    if r._inline or r._dev or v._dev or r.size != m * m or r._dtype != v._dtype or \
+            (r._dtype != CAD_F64 and r._dtype != CAD_F32):
+        return False
+    a = <cnp.ndarray>r._arr
+    if cnp.PyArray_NDIM(a) == 2:
+        step = cnp.PyArray_STRIDES(a)[0] + cnp.PyArray_STRIDES(a)[1]
+    elif cnp.PyArray_IS_C_CONTIGUOUS(a):
+        step = (m + 1) * _ESIZE[r._dtype]
+    else:
+        return False
+    p = <char *>cnp.PyArray_DATA(a)
+    if v._inline:
+        if r._dtype == CAD_F64:
+            (<double *>p)[0] += v._sval
+        else:
+            (<float *>p)[0] += <float>v._sval
+        return True
+    vv = <cnp.ndarray>(<cnp.ndarray>v._arr).reshape(-1)
+    q = <char *>cnp.PyArray_DATA(vv)
+    vst = cnp.PyArray_STRIDES(vv)[0]
+    if r._dtype == CAD_F64:
+        for k in range(m):
+            (<double *>(p + k * step))[0] += (<double *>(q + k * vst))[0]
+    else:
+        for k in range(m):
+            (<float *>(p + k * step))[0] += (<float *>(q + k * vst))[0]
+    return True
