@@ -409,15 +409,17 @@ def _pullback(outs, cts, fresh, nb, who, force_record=False, plain=False):
                   for x, hl in zip(fresh, hs) for h in hl]
         if not starts:
             continue
+        record = force_record or (not plain and _recording(tp, fresh, cts))
         seeds, tl, cl = {}, [], []
         for y, ct in zip(outs, cts):
-            if isinstance(y, C.Tensor) and y.requires_grad and not y.is_leaf and C.handle_of(y)[0] is tp:
-                h = C.handle_of(y)[1]
-                seeds[h] = _add(seeds.get(h), ct)
-                tl.append(y)
-                cl.append(ct)
-        jobs.append((tp, hs, min(starts), seeds, tl, cl,
-                     force_record or (not plain and _recording(tp, fresh, cts))))
+            if isinstance(y, C.Tensor) and y.requires_grad and not y.is_leaf:
+                yt, h = C.handle_of(y)
+                if yt is tp:
+                    tl.append(y)
+                    cl.append(ct)
+                    if record or nb:   # (the rules' sweep takes seeds; the C sweep tl, cl)
+                        seeds[h] = _add(seeds.get(h), ct)
+        jobs.append((tp, hs, min(starts), seeds, tl, cl, record))
     for tp, hs, stop, seeds, tl, cl, record in jobs:
         if not record and nb == 0:
             with C.no_grad():
@@ -491,6 +493,8 @@ def _finish(t, x_like, keep_graph):
 
 
 def _argnums(argnums, nargs, who):
+    if type(argnums) is int and 0 <= argnums < nargs:   # the common case
+        return True, (argnums,)
     single = isinstance(argnums, int)
     nums = (argnums,) if single else tuple(argnums)
     if not nums:
@@ -586,7 +590,10 @@ def value_and_grad(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0
             raise C.DTypeError(f"grad: f returned dtype {y.dtype}; gradients need a float output")
         keep = _outer(fresh) or (C.is_grad_enabled() and y.requires_grad and not y.is_leaf
                                  and _recording(C.handle_of(y)[0], fresh))
-        gs = _pullback([y], [C.ones_like_value(y)], fresh, 0, "grad")
+        # y's one tape was asked above: when nothing keeps the graph, no sweep records
+        # (with grad off, _recording is cad.record's state alone)
+        gs = _pullback([y], [C.ones_like_value(y)], fresh, 0, "grad",
+                       plain=not keep and not C.is_recording())
         gs = fa.regroup([_finish(g, x, keep) for g, x in zip(gs, fresh)])
         g = gs[0] if single else tuple(gs)
         value = y if keep else y.detach()

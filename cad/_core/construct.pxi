@@ -99,8 +99,9 @@ cdef cnp.ndarray _empty(int nd, cnp.npy_intp *dims, int dt):
 
 
 def empty_cache():
-    """Return the blocks cad keeps for reuse to the system; the number of bytes."""
-    return cad_cache_clear()
+    """Return the blocks cad keeps for reuse to the system (and the arrays of the
+    largest freed tape: NOTE [ Large tapes ] in tape.c); the number of bytes."""
+    return cad_cache_clear() + cad_tape_cache_clear()
 
 
 def cache_info():

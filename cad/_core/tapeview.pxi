@@ -480,8 +480,9 @@ def add_diag_fresh(Tensor r, Tensor v):
     cdef Py_ssize_t m = v.size, k, step, vst
     cdef char *p
     cdef char *q
-    if r._inline or r._dev or v._dev or r.size != m * m or r._dtype != v._dtype or \
-            (r._dtype != CAD_F64 and r._dtype != CAD_F32):
+    if r._inline or not isinstance(r._arr, cnp.ndarray) or r.size != m * m or r._dtype != v._dtype or \
+            (r._dtype != CAD_F64 and r._dtype != CAD_F32) or \
+            not (v._inline or isinstance(v._arr, cnp.ndarray)):   # (host memory only)
         return False
     a = <cnp.ndarray>r._arr
     if cnp.PyArray_NDIM(a) == 2:

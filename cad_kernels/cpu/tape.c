@@ -1,8 +1,36 @@
 /* Tape storage: growth, append (merging two tapes), gradient reset.
  * See NOTE [ Tape layout ] in cad_cpu.h. */
+#define _GNU_SOURCE
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "cad_cpu.h"
+
+/* NOTE [ Large tapes ]
+ * A scalar program of 10^6 ops records ~200 MB of tape arrays.  glibc hands such
+ * blocks out as fresh mappings (realloc grows them by mremap, without copying), so
+ * every page is faulted in on first write and returned to the OS when the tape is
+ * freed: recording W1's chain at 10^6 ops cost 0.16 us per op against 0.09 at 10^3,
+ * the difference all page faults, paid again by every later recording.  Two things:
+ * arrays of at least HUGE_MIN bytes are advised for transparent huge pages (as
+ * alloc.c does for cad's large blocks: a fault per 2 MiB instead of per 4 KiB), and
+ * the arrays of the largest freed tape are kept (one tape, at most cad_cache_limit
+ * bytes, returned by cad.empty_cache()) and taken over by the next tape that grows
+ * past the medium cache's size, whose contents are copied in once.  A loop that
+ * records the same large program each iteration then writes into pages it has. */
+#define HUGE_MIN ((size_t)4 << 20)
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+
+static void advise_huge(void *p, size_t nb) {
+#ifdef MADV_HUGEPAGE
+    uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    uintptr_t e = ((uintptr_t)p + nb) & ~(HUGE_PAGE - 1);
+    if (nb >= HUGE_MIN && e > a) madvise((void *)a, e - a, MADV_HUGEPAGE);   /* whole huge pages only */
+#else
+    (void)p; (void)nb;
+#endif
+}
 
 #define GROW(ptr, cap, need, type)                                        \
     do {                                                                  \
@@ -12,6 +40,7 @@
             type *np_ = (type *)realloc((ptr), (size_t)nc_ * sizeof(type)); \
             if (!np_) return CAD_ENOMEM;                                  \
             (ptr) = np_; (cap) = nc_;                                     \
+            advise_huge(np_, (size_t)nc_ * sizeof(type));                 \
         }                                                                 \
     } while (0)
 
@@ -27,6 +56,46 @@
 #define CACHE_MIDBUFS 16384
 static cad_tape cache[CACHE_N], mid[CACHE_MID];
 static int ncache = 0, nmid = 0;
+static cad_tape big;      /* NOTE [ Large tapes ]: the arrays of one large freed tape */
+static int have_big = 0;
+
+static size_t tape_bytes(const cad_tape *t) {
+    return (size_t)t->capbufs * sizeof(cad_buf) + (size_t)t->caprecs * sizeof(cad_rec) +
+           (size_t)t->capargs * sizeof(cad_hid) + (size_t)(t->capmeta + t->capaux) * sizeof(int64_t);
+}
+
+static void free_arrays(cad_tape *t) {
+    free(t->bufs); free(t->recs); free(t->args); free(t->meta); free(t->aux);
+    memset(t, 0, sizeof(*t));
+}
+
+/* a tape growing past the medium cache takes the kept large arrays when they hold
+ * what it needs: its contents copied in, its own arrays freed */
+static void take_big(cad_tape *t, int64_t nbufs, int64_t nrecs, int64_t nargs, int64_t nmeta,
+                     int64_t naux) {
+    cad_tape b;
+    if (!have_big || nbufs <= CACHE_MIDBUFS || big.capbufs < nbufs || big.caprecs < nrecs ||
+        big.capargs < nargs || big.capmeta < nmeta || big.capaux < naux)
+        return;
+    b = big;
+    have_big = 0;
+    memset(&big, 0, sizeof(big));
+    memcpy(b.bufs, t->bufs, (size_t)t->nbufs * sizeof(cad_buf));
+    memcpy(b.recs, t->recs, (size_t)t->nrecs * sizeof(cad_rec));
+    memcpy(b.args, t->args, (size_t)t->nargs * sizeof(cad_hid));
+    memcpy(b.meta, t->meta, (size_t)t->nmeta * sizeof(int64_t));
+    memcpy(b.aux, t->aux, (size_t)t->naux * sizeof(int64_t));
+    b.nbufs = t->nbufs; b.nrecs = t->nrecs; b.nargs = t->nargs; b.nmeta = t->nmeta; b.naux = t->naux;
+    free_arrays(t);
+    *t = b;
+}
+
+size_t cad_tape_cache_clear(void) {
+    size_t n = have_big ? tape_bytes(&big) : 0;
+    if (have_big) free_arrays(&big);
+    have_big = 0;
+    return n;
+}
 
 int cad_tape_init(cad_tape *t) {
     if (nmid > 0) {   /* the tape being made may grow; take a medium one first */
@@ -43,6 +112,9 @@ int cad_tape_init(cad_tape *t) {
 
 int cad_tape_reserve(cad_tape *t, int64_t nbufs, int64_t nrecs, int64_t nargs,
                      int64_t nmeta, int64_t naux) {
+    if (nbufs > t->capbufs || nrecs > t->caprecs || nargs > t->capargs || nmeta > t->capmeta ||
+        naux > t->capaux)
+        take_big(t, nbufs, nrecs, nargs, nmeta, naux);
     GROW(t->bufs, t->capbufs, nbufs, cad_buf);
     GROW(t->recs, t->caprecs, nrecs, cad_rec);
     GROW(t->args, t->capargs, nargs, cad_hid);
@@ -65,6 +137,12 @@ void cad_tape_free_arrays(cad_tape *t) {
                t->capaux <= 4 * CACHE_MIDBUFS && nmid < CACHE_MID) {
         t->nbufs = t->nrecs = t->nargs = t->nmeta = t->naux = 0;
         mid[nmid++] = *t;
+    } else if (t->bufs && t->capbufs > CACHE_MIDBUFS && tape_bytes(t) <= cad_cache_limit &&
+               (!have_big || tape_bytes(t) > tape_bytes(&big))) {
+        if (have_big) free_arrays(&big);   /* keep the larger (NOTE [ Large tapes ]) */
+        t->nbufs = t->nrecs = t->nargs = t->nmeta = t->naux = 0;
+        big = *t;
+        have_big = 1;
     } else {
         free(t->bufs); free(t->recs); free(t->args); free(t->meta); free(t->aux);
     }
