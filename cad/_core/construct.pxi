@@ -104,6 +104,16 @@ def empty_cache():
     return cad_cache_clear() + cad_tape_cache_clear()
 
 
+def _blas_par_min(object work=None):
+    """the multiply-adds from which a matrix product splits over cad's pool (NOTE [ Pool
+    units ]); with work, set it; returns the previous value (for tests and bench)"""
+    global cad_blas_par_min
+    prev = cad_blas_par_min
+    if work is not None:
+        cad_blas_par_min = float(work)
+    return prev
+
+
 def cache_info():
     """(bytes kept for reuse, limit)"""
     return cad_cache_bytes(), cad_cache_limit

@@ -136,7 +136,8 @@ void cad_buf_release_grad(cad_buf *b);
 /* ---- tape storage (tape.c) ---- */
 int cad_tape_init(cad_tape *t);
 void cad_tape_free_arrays(cad_tape *t);
-size_t cad_tape_cache_clear(void);   /* NOTE [ Large tapes ] (tape.c) */
+size_t cad_tape_cache_clear(void);
+extern double cad_blas_par_min;   /* products split over the pool from this many multiply-adds (matmul.c) */   /* NOTE [ Large tapes ] (tape.c) */
 int cad_tape_reserve(cad_tape *t, int64_t nbufs, int64_t nrecs, int64_t nargs, int64_t nmeta, int64_t naux);
 /* append src to dst (handles of src shift by dst->nbufs, returned through *hoff);
  * python references move with the bufs; src is emptied */

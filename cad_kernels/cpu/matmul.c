@@ -16,7 +16,8 @@
 /* 3M multiply-adds: a 128^3 product (2.1M) split over the pool took 76 us against 66
  * on one thread here, and W7's replayed Hessian (one such product) 1.1-1.3x longer at
  * two threads with two busy neighbours; 160^3 (4.1M) gains (124 -> 95 us) */
-#define CAD_BLAS_PAR_MIN ((double)(3 << 20))
+double cad_blas_par_min = (double)(3 << 20);   /* cad._core._engine._blas_par_min */
+#define CAD_BLAS_PAR_MIN cad_blas_par_min
 static int (*p_threads_local)(int) = NULL;
 
 typedef void (*dgemm_t)(char *, char *, int *, int *, int *, double *, double *, int *,

@@ -1,0 +1,79 @@
+"""A matrix product split by rows over cad's pool (NOTE [ Pool units ], matmul.c)
+gives the unsplit product (to rounding: BLAS's kernels for a unit's few rows may add
+in another order) and the same bits on every run (units are fixed row ranges), in
+every operand layout, float64 and float32, with a batch folded into the rows and in
+a gradient that accumulates.
+cad._core._engine._blas_par_min moves the size from which products split, so small
+products take the split path here."""
+import numpy as np
+import pytest
+
+import cad
+from cad._core import _engine as E
+
+rng = np.random.default_rng(11)
+
+
+@pytest.fixture
+def split_small():
+    old_min, old_nt = E._blas_par_min(), cad.get_num_threads()
+    yield
+    E._blas_par_min(old_min)
+    cad.set_num_threads(old_nt)
+
+
+def _both(fn):
+    """fn() unsplit (one thread) and split (two threads, every product), the split
+    one checked to give the same bits on three runs"""
+    cad.set_num_threads(1)
+    E._blas_par_min(1e30)
+    a = np.asarray(fn())
+    cad.set_num_threads(2)
+    E._blas_par_min(1)
+    b = np.asarray(fn())
+    for _ in range(2):
+        np.testing.assert_array_equal(np.asarray(fn()), b)
+    return a, b
+
+
+LAYOUTS = {
+    "A @ B": lambda A, B: A @ B,
+    "A.T @ B": lambda A, B: cad.transpose(A, (1, 0)) @ B,
+    "A @ B.T": lambda A, B: A @ cad.transpose(B, (1, 0)),
+    "A.T @ B.T": lambda A, B: cad.transpose(A, (1, 0)) @ cad.transpose(B, (1, 0)),
+    "column slices": lambda A, B: A[:, 1:60] @ B[1:60, ::2],
+    "batch of A": lambda A, B: cad.reshape(A, (4, 16, 64)) @ B,
+}
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_split_product_equals_unsplit(name, dtype, split_small):
+    A = cad.tensor(rng.normal(size=(64, 64)).astype(dtype))
+    B = cad.tensor(rng.normal(size=(64, 64)).astype(dtype))
+    a, b = _both(lambda: LAYOUTS[name](A, B))
+    assert a.dtype == b.dtype == dtype
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+    ref = np.asarray(LAYOUTS[name](cad.tensor(np.asarray(A, dtype=np.float64)),
+                                   cad.tensor(np.asarray(B, dtype=np.float64))))
+    np.testing.assert_allclose(b, ref, rtol=tol, atol=tol)
+
+
+def test_split_product_gradients(split_small):
+    A0, B0 = rng.normal(size=(48, 40)), rng.normal(size=(40, 56))
+
+    def grads():
+        A, B = cad.tensor(A0, requires_grad=True), cad.tensor(B0, requires_grad=True)
+        y = cad.sum(cad.tanh(A @ B) * (A @ B))
+        y.backward()
+        return np.concatenate([np.asarray(A.grad).ravel(), np.asarray(B.grad).ravel()])
+    a, b = _both(grads)
+    np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+
+
+def test_blas_par_min_roundtrip():
+    old = E._blas_par_min()
+    assert old > 0
+    assert E._blas_par_min(12345) == old
+    assert E._blas_par_min(old) == 12345
