@@ -240,7 +240,32 @@ cdef class _HostStorage(_Storage):
         return r if type(r) is _np.ndarray else _np.asarray(r)   # (a full index gives a numpy scalar)
 
     cdef object take(self, object v, object ix):
-        return _np.take(v, ix, axis=0)
+        # into cad's block cache (alloc.c): numpy's own output of BA's cams[ci] (3.2 MB)
+        # was fresh pages, faulted in on every call.  numpy buffers `out` under
+        # mode='raise', so the positions are checked (and negatives wrapped) here and
+        # taken with mode='clip', which then never clips
+        cdef cnp.npy_intp dims[MAXDIM]
+        cdef int d, nd, dt
+        cdef cnp.ndarray a = <cnp.ndarray>v
+        cdef cnp.ndarray i = <cnp.ndarray>ix
+        n = cnp.PyArray_DIMS(a)[0]
+        nd = cnp.PyArray_NDIM(i) + cnp.PyArray_NDIM(a) - 1
+        dt = _dt_from_typenum(cnp.PyArray_TYPE(a))
+        if nd > MAXDIM or cnp.PyArray_SIZE(i) == 0 or dt < 0:
+            return _np.take(v, ix, axis=0)
+        lo, hi = i.min(), i.max()
+        if lo < -n or hi >= n:
+            bad = lo if lo < -n else hi
+            raise IndexError(f"index {bad} is out of bounds for axis 0 with size {n}")
+        if lo < 0:
+            ix = _np.where(i < 0, i + n, i)
+        for d in range(cnp.PyArray_NDIM(i)):
+            dims[d] = cnp.PyArray_DIMS(i)[d]
+        for d in range(1, cnp.PyArray_NDIM(a)):
+            dims[cnp.PyArray_NDIM(i) + d - 1] = cnp.PyArray_DIMS(a)[d]
+        out = _empty(nd, dims, dt)
+        _np.take(v, ix, axis=0, out=out, mode="clip")
+        return out
 
     cdef object astype(self, object v, int dt):
         return _np.array(v, dtype=_DTYPES[dt], order="C")
