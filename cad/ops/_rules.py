@@ -177,7 +177,7 @@ def _env():
     """the expression vocabulary as cad ops (cexpr.FUNCS, RULE_OPS)"""
     from .cexpr import FUNCS, RULE_OPS
     env = {}
-    for f in FUNCS:
+    for f in sorted(FUNCS) + ["square"]:   # (square: _squares)
         fn = getattr(C, RULE_OPS.get(f, f), None)
         if fn is None:
             from . import REGISTRY
@@ -186,10 +186,30 @@ def _env():
     return env
 
 
+def _squares(expr):
+    """expr with every product of a name by itself (``out * out``) as ``square(out)``:
+    the rules' ops then hold one square, whose jvp is one fused pass (2 x dx), where
+    mul(out, out)'s derived jvp made two products and a sum (three passes over a
+    Hessian's (n, n) tangent batch, tanh's partial in W7).  By the parse tree, so
+    ``a / x * x`` ((a / x) * x) is left as it is; x * x and square(x) are the same
+    number."""
+    import ast
+
+    class Sq(ast.NodeTransformer):
+        def visit_BinOp(self, node):
+            self.generic_visit(node)
+            if (isinstance(node.op, ast.Mult) and isinstance(node.left, ast.Name)
+                    and isinstance(node.right, ast.Name) and node.left.id == node.right.id):
+                return ast.copy_location(ast.Call(ast.Name("square", ast.Load()), [node.left], []), node)
+            return node
+    tree = ast.fix_missing_locations(Sq().visit(ast.parse(expr, mode="eval")))
+    return tree
+
+
 def ew_rules(op):
     """vjp and jvp rules of an elementwise op from its partials ``d``"""
     import re
-    codes = {a: compile(e, f"<d{op.name}/d{a}>", "eval") for a, e in op.d.items()}
+    codes = {a: compile(_squares(e), f"<d{op.name}/d{a}>", "eval") for a, e in op.d.items()}
     names = {a: set(re.findall(r"[A-Za-z_]\w*", e)) for a, e in op.d.items()}
     reads = {a: [(j, b) for j, b in enumerate(op.args) if b in names[a]] for a in op.d}
     trivial = {a: e.strip() if e.strip() in ("1", "-1") else None for a, e in op.d.items()}
