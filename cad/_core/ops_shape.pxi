@@ -225,7 +225,7 @@ cdef object _getitem0(Tensor t, object index):
         return _view(t, val, off, shape, st)
     if not _mode1(t) and val is not None:
         return S.wrap(val)
-    return gather(t, _lin_index(t, idx), val)
+    return gather(t, _lin_index(t, idx), val, checked=True)   # (positions of t's own template)
 
 
 cdef object _take_rows(Tensor t, _Storage S, object v, object ix):
