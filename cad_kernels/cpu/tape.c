@@ -1,10 +1,7 @@
 /* Tape storage: growth, append (merging two tapes), gradient reset.
  * See NOTE [ Tape layout ] in cad_cpu.h. */
-#define _GNU_SOURCE
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include "cad_cpu.h"
 
 /* NOTE [ Large tapes ]
@@ -12,26 +9,14 @@
  * blocks out as fresh mappings (realloc grows them by mremap, without copying), so
  * every page is faulted in on first write and returned to the OS when the tape is
  * freed: recording W1's chain at 10^6 ops cost 0.16 us per op against 0.09 at 10^3,
- * the difference all page faults, paid again by every later recording.  Two things:
- * arrays of at least HUGE_MIN bytes are advised for transparent huge pages (as
- * alloc.c does for cad's large blocks: a fault per 2 MiB instead of per 4 KiB), and
- * the arrays of the largest freed tape are kept (one tape, at most cad_cache_limit
- * bytes, returned by cad.empty_cache()) and taken over by the next tape that grows
- * past the medium cache's size, whose contents are copied in once.  A loop that
- * records the same large program each iteration then writes into pages it has. */
-#define HUGE_MIN ((size_t)4 << 20)
-#define HUGE_PAGE ((uintptr_t)2 << 20)
-
-static void advise_huge(void *p, size_t nb) {
-#ifdef MADV_HUGEPAGE
-    uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-    uintptr_t e = ((uintptr_t)p + nb) & ~(HUGE_PAGE - 1);
-    if (nb >= HUGE_MIN && e > a) madvise((void *)a, e - a, MADV_HUGEPAGE);   /* whole huge pages only */
-#else
-    (void)p; (void)nb;
-#endif
-}
-
+ * the difference all page faults, paid again by every later recording.  The arrays
+ * of the largest freed tape are kept (one tape, at most cad_cache_limit bytes,
+ * returned by cad.empty_cache()) and taken over by the next tape that grows past the
+ * medium cache's size, whose contents are copied in once: a loop that records the
+ * same large program each iteration then writes into pages it has (0.09 us per op
+ * at 10^6).  Advising the arrays for transparent huge pages (as alloc.c does) was
+ * tried and lost: a first recording 0.30-0.37 us per op with it, 0.25-0.26 without
+ * (three alternating runs), the kept arrays no faster; they stay as glibc makes them. */
 #define GROW(ptr, cap, need, type)                                        \
     do {                                                                  \
         if ((need) > (cap)) {                                             \
@@ -40,7 +25,6 @@ static void advise_huge(void *p, size_t nb) {
             type *np_ = (type *)realloc((ptr), (size_t)nc_ * sizeof(type)); \
             if (!np_) return CAD_ENOMEM;                                  \
             (ptr) = np_; (cap) = nc_;                                     \
-            advise_huge(np_, (size_t)nc_ * sizeof(type));                 \
         }                                                                 \
     } while (0)
 
