@@ -3,36 +3,16 @@ tape are kept and taken over by the next tape that grows past the medium cache;
 cad.empty_cache() returns them; set_cache_limit bounds them.  Gradients through
 tapes that took the kept arrays, two large tapes alive at once, and a merge of
 large tapes equal those computed by hand."""
-import math
-
 import numpy as np
 import pytest
 
 import cad
-
-C = 0.999
+from bench.w_scalar import chain as _chain
+from bench.w_scalar import chain_dual as chain_hand   # (value, derivative) by hand
 
 
 def chain(x, n):
-    y = x
-    for i in range(n):
-        k = i % 3
-        y = y + C if k == 0 else (y * C if k == 1 else cad.sin(y))
-    return y
-
-
-def chain_hand(x, n):
-    """(value, derivative) of chain by hand, Python floats"""
-    y, d = x, 1.0
-    for i in range(n):
-        k = i % 3
-        if k == 0:
-            y = y + C
-        elif k == 1:
-            y, d = y * C, d * C
-        else:
-            y, d = math.sin(y), d * math.cos(y)
-    return y, d
+    return _chain(x, cad.sin, n)
 
 
 N = 30000   # 40001 values on the tape: past the medium cache (16384)
