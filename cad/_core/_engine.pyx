@@ -26,7 +26,7 @@ from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThr
                                PyThread_release_lock, WAIT_LOCK, NOWAIT_LOCK)
 from libc.stdint cimport int64_t, int32_t, int8_t, uint8_t, uint16_t, uint64_t
 from libc.stdlib cimport malloc, calloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memcmp
 from libc.math cimport NAN, pow as c_pow, floor as c_floor, ceil as c_ceil
 cimport numpy as cnp
 import numpy as _np

@@ -17,9 +17,11 @@ cdef class Tape:
     cdef int64_t _serial
     cdef bint _consumed
     cdef bint _busy
+    cdef cad_hid _ch   # NOTE [ Shared constants ]: the last float constant's slot (-1: none)
 
     def __cinit__(self):
         global _tape_serial
+        self._ch = -1
         if cad_tape_init(&self.t) != CAD_OK:
             raise MemoryError("cad: cannot allocate a tape")
         _tape_serial += 1
@@ -376,13 +378,31 @@ cdef inline void _own(Tape tp, cad_hid h, Tensor t):
         b.owner = <void *>t._arr
 
 
+# NOTE [ Shared constants ]
+# A Python float on the other side of an op whose derivative reads it (y * 0.999) gets a
+# value slot on the tape.  Consecutive uses of the same constant (bit for bit) share the
+# slot: W1's chain made one 80-byte slot per product, a quarter of its tape.  The slot is
+# taken again only while it still holds that constant and nothing else (flags exactly
+# BUF_INLINE: no gradient flows into it), so a merge or any reuse of the handle is safe.
+cdef inline cad_hid _const_slot(Tape tp, double v) except -2:
+    cdef cad_hid h = tp._ch
+    cdef cad_buf *b
+    if 0 <= h < tp.t.nbufs:
+        b = &tp.t.bufs[h]
+        if b.flags == BUF_INLINE and memcmp(&b.sval, &v, sizeof(double)) == 0:
+            return h
+    h = _push_scalar(tp, v, 0)
+    tp._ch = h
+    return h
+
+
 cdef cad_hid _handle(Tape tp, Tensor t, double v, bint need) except -2:
     """the handle of an input on tape tp (registering it); -1 for a constant
     whose value the derivative does not read"""
     cdef Tape tt
     cdef cad_hid h
     if t is None:
-        return _push_scalar(tp, v, 0) if need else -1
+        return _const_slot(tp, v) if need else -1
     if t._tape is not None:
         tt = _resolved(t)
         if tt is tp:
