@@ -18,7 +18,7 @@ def parse_args(argv):
         description="Time cad against numpy by hand, PyTorch, JAX and HIPS autograd "
                     "(each optional). Prints one table of medians and ratios, writes JSON.")
     p.add_argument("--quick", action="store_true",
-                   help="fewer and shorter samples (same problem sizes); under two minutes")
+                   help="fewer and shorter samples (same problem sizes); about three minutes on a 2-core VM with every peer")
     p.add_argument("--json", metavar="PATH", default="bench_results.json",
                    help="where to write the results (default: bench_results.json)")
     p.add_argument("--only", metavar="W1,W3", default="",
