@@ -404,7 +404,7 @@ def _ba_jac_jax(jit):
 
 GMM_SIZES = [(10, 25, 1000), (64, 50, 1000)]
 
-CASES = [
+CASES_EAGER = [
     Case("W14", f"GMM grad d={d} K={k} n={n}", data=gmm_data(d, k, n), tol=1e-8,
          impls={"hand": gmm_hand, "torch": gmm_torch, "jax": _gmm_jax(False),
                 "jax.jit": _gmm_jax(True), "cad": gmm_cad},
@@ -426,20 +426,25 @@ CASES = [
               "of every ba1 observation as two pullbacks over all observations (cotangents [1,0] and "
               "[0,1]); cad.vjp, torch.autograd.grad x2 (retain_graph), jax.vjp; hand = numpy with the "
               "block written out."),
+]
+
+
+REPLAY_NOTE = ("W14 replayed: cad = tape.grad (BA residual: the tape called; BA Jacobian: two recorded "
+               "scalar functions err . e0 and err . e1, one tape.grad each) of a cad.record tape made "
+               "once; cad.eager = the eager cad row")
+
+
+def _replayed(case, replay, name, note=None):
+    """issue 14's "replay never slower than eager": as W9, "cad" is the replay of a tape
+    recorded once (replay), "cad.eager" the eager case's cad cell; same data and size"""
+    return Case(case.workload, name, data=case.data, tol=case.tol,
+                impls={"hand": case.impls["hand"], "jax.jit": case.impls["jax.jit"],
+                       "cad.eager": case.impls["cad"], "cad": replay}, note=note)
+
+
+CASES = CASES_EAGER + [
+    _replayed(c, gmm_cad_replay, c.name + " replayed", REPLAY_NOTE) for c in CASES_EAGER[:len(GMM_SIZES)]
 ] + [
-    # issue 14: replay never slower than eager.  As W9: "cad" is the replay of a tape
-    # recorded once, "cad.eager" the eager row above
-    Case("W14", f"GMM grad d={d} K={k} n={n} replayed", data=gmm_data(d, k, n), tol=1e-8,
-         impls={"hand": gmm_hand, "jax.jit": _gmm_jax(True), "cad.eager": gmm_cad, "cad": gmm_cad_replay},
-         note="W14 replayed: cad = tape.grad (BA residual: the tape called; BA Jacobian: two recorded "
-              "scalar functions err . e0 and err . e1, one tape.grad each) of a cad.record tape made "
-              "once; cad.eager = the eager cad row")
-    for d, k, n in GMM_SIZES
-] + [
-    Case("W14", "BA residual ba1 replayed", data=ba_data(), tol=1e-10,
-         impls={"hand": ba_res_hand, "jax.jit": _ba_res_jax(True), "cad.eager": ba_res_cad,
-                "cad": ba_res_cad_replay}),
-    Case("W14", "BA Jacobian ba1 replayed", data=ba_data(), tol=1e-8,
-         impls={"hand": ba_jac_hand, "jax.jit": _ba_jac_jax(True), "cad.eager": ba_jac_cad,
-                "cad": ba_jac_cad_replay}),
+    _replayed(CASES_EAGER[-2], ba_res_cad_replay, "BA residual ba1 replayed"),
+    _replayed(CASES_EAGER[-1], ba_jac_cad_replay, "BA Jacobian ba1 replayed"),
 ]
