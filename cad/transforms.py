@@ -195,12 +195,13 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
     batch dims}, pushed through records start.. of tape with the op table's rules.
     fused: elementwise records use the generated one-pass C jvp rows (only when
     the tangents need not be differentiable)."""
-    global _EW
+    global _EW, _EW_ANY
     _tables()
     if _EW is None:
         # ops with a cheaper special-case partial (pow with a constant exponent) keep
         # their rule: the fused row would evaluate the general expression per element
         _EW = [op.kind == "ew" and not op.fast_partial for op in primitives()]
+        _EW_ANY = [op.kind == "ew" for op in primitives()]
 
     def rule(rec, ts):
         return _jvp_record(tape, rec, ts, nb, fused)
@@ -231,7 +232,11 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
         r = rule(rec, ts)
         if r is not None:
             tan[rec[1]] = r
-    return {h: tan.get(h) for h in want}
+    return {h: _unscaled(tan.get(h)) for h in want}
+
+
+def _unscaled(t):
+    return t.dense() if isinstance(t, _Scaled) else t
 
 
 _DIAG_FUSED = True
@@ -287,11 +292,111 @@ def _mixed_ew_fused(tape, rec, ts):
     return r if C.add_diag_fresh(r, d.v) else None
 
 
+# NOTE [ Scaled tangents ]
+# A batch of tangents pushed through a chain of elementwise records is the batch that
+# entered the chain times one value-shaped factor: t_out = sum_i t_i * d_i, and when
+# every t_i is m * v_i for one batch m, t_out = m * (sum_i v_i * d_i).  The forward
+# sweep keeps such a batch as _Scaled(m, v) and computes only v, at the value's size,
+# multiplying m in (one pass at the batch's size) where a record is not elementwise
+# or mixes batches.  W7's Hessian pushed W.T (a 128 x 128 batch, from the matmul)
+# through tanh, square, sub and mul: four passes at the batch's size, now one, and a
+# recorded Hessian (tape.hessian) records four products of 128-vectors and one of the
+# batch instead of four of the batch.  Only for one leading batch dim (nb == 1: a
+# single tangent gains nothing) and inputs of the output's shape (a broadcast input's
+# factor would not be the output's).  m may be tracked: `dense` is a cad op, as the
+# rules' own products, so the result differentiates again.
+
+
+class _Scaled:
+    """a batch of tangents m * v, v broadcast along the batch dim (NOTE [ Scaled
+    tangents ]); v None: m itself"""
+    __slots__ = ("m", "v")
+
+    def __init__(self, m, v):
+        self.m = m
+        self.v = v
+
+    def dense(self):
+        return self.m if self.v is None else self.m * self.v
+
+
+_SCALED = True   # NOTE [ Scaled tangents ]; False: every batch dense (tests compare)
+_EW_ANY = None
+
+
+def _scaled_ew(tape, rec, ts, fused):
+    """an elementwise record's tangent batches, all m * v_i for one m (a dense batch
+    is m * 1), as _Scaled(m, sum_i v_i * d_i); None: a Diag among them, batches of
+    different m, an input broadcast to the output, or no fused row"""
+    op, out, ins, aux = rec
+    m = None
+    vs = []
+    for t in ts:
+        if t is None:
+            vs.append(None)
+            continue
+        if isinstance(t, _Scaled):
+            tm, tv = t.m, t.v
+        elif isinstance(t, Diag):
+            return None
+        else:
+            tm, tv = t, None
+        if m is None:
+            m = tm
+        elif tm is not m:
+            return None
+        vs.append(tv)
+    oshape = tape.info(out)[0]
+    if tuple(m.shape[1:]) != oshape or not oshape:
+        return None
+    for i, t in enumerate(ts):
+        if t is not None and ins[i] >= 0 and tape.info(ins[i])[0] != oshape:
+            return None
+    if fused and _EW[op]:   # sum_i v_i * d_i by the op's fused C row (a dense batch: v_i = 1)
+        ones = None
+        for i, t in enumerate(ts):
+            if t is not None and vs[i] is None:
+                if ones is None:
+                    ones = _ones(m, oshape)
+                vs[i] = ones
+        v = tape.ew_jvp(op, out, ins, vs, 0)
+        return None if v is None else _Scaled(m, v)
+    opdef = _PRIMS[op]
+    ctx = Ctx(tape, ins, out, aux, 0)
+    acc = None
+    for i, a in enumerate(opdef.args):
+        if ts[i] is None or a not in opdef.d:
+            continue
+        d = opdef.partial_rule(ctx, a)
+        if isinstance(d, (int, float)):   # (a constant partial: 1, -1, 0)
+            d = float(d)
+        if vs[i] is not None:
+            c = _scale(vs[i], d)
+        elif isinstance(d, float):
+            c = _ones(m, oshape) * d
+        else:
+            c = d
+        acc = c if acc is None else acc + c
+    if acc is None or tuple(acc.shape) != oshape:   # (a partial of a broadcast shape)
+        return None
+    return _Scaled(m, acc)
+
+
+def _ones(m, shape):
+    return C.const_on(np.ones(shape, dtype=m.dtype), C.dev_of(m))
+
+
 def _jvp_record(tape, rec, ts, nb, fused):
     """the tangent of one record's output from its inputs' tangents ts (some
-    present): the op table's rule, kept diagonal for Diag tangents, or the fused C
-    row of an elementwise op (fused: the tangents need not be differentiable)"""
+    present): the op table's rule, kept diagonal for Diag tangents, kept scaled
+    (NOTE [ Scaled tangents ]) through elementwise records, or the fused C row of an
+    elementwise op (fused: the tangents need not be differentiable)"""
     op, out, ins, aux = rec
+    if nb == 1 and _SCALED and _EW_ANY[op]:
+        r = _scaled_ew(tape, rec, ts, fused)
+        if r is not None:
+            return r
+    ts = [t.dense() if isinstance(t, _Scaled) else t for t in ts]
     if any(isinstance(t, Diag) for t in ts):
         if fused and _EW[op] and _DIAG_FUSED:
             r = _diag_ew_fused(tape, rec, ts)
