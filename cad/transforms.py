@@ -894,7 +894,7 @@ def jacrev(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
                 if g is None:
                     js.append(_zeros(y.shape + x.shape, x.dtype, C.dev_of(x)))
                 else:
-                    js.append(_finish(_jac_named(C.reshape(g, y.shape + x.shape), y, x), x, keep))
+                    js.append(_finish(_jac_named(_reshaped(g, y.shape + x.shape), y, x), x, keep))
             js = fa.regroup(js)
             per_out.append(js[0] if single else tuple(js))
         r = rebuild(per_out)
@@ -921,6 +921,12 @@ def _rows_by_c_sweeps(y, fresh):
             rows[i].append(g if g is not None else _zeros(x.shape, x.dtype, C.dev_of(x)))
     stack = REGISTRY["stack"].api
     return [stack(r, axis=0) for r in rows]
+
+
+def _reshaped(t, shape):
+    """t reshaped, or t itself when it has that shape (no view record: a recorded
+    Hessian's output was a view of a view, which replay copies)"""
+    return t if tuple(t.shape) == tuple(shape) else C.reshape(t, shape)
 
 
 def _jac_named(j, y, x):
@@ -959,8 +965,8 @@ def jacfwd(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
                 if t is None:
                     js.append(_zeros(y.shape + x.shape, y.dtype, C.dev_of(y)))
                     continue
-                j = C.transpose(C.reshape(t, (m, y.size)), (1, 0))
-                js.append(_finish(_jac_named(C.reshape(j, y.shape + x.shape), y, x), y, keep))
+                j = C.transpose(_reshaped(t, (m, y.size)), (1, 0))
+                js.append(_finish(_jac_named(_reshaped(j, y.shape + x.shape), y, x), y, keep))
             cols.append(js)
         per_out = []
         for k in range(len(outs)):

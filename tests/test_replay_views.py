@@ -64,10 +64,19 @@ CASES = {
     "setitem into a view": (lambda a, v: _setitem(a.T, v), [(3, 4), (3,)]),
     "output is a view": (lambda a: (a * 2.0).T, [(3, 5)]),
     "output is an input's view": (lambda a: a[1:], [(4, 2)]),
+    "output is a slice": (lambda a: (a * 2.0)[1:], [(4, 3)]),
+    "output is flipped": (lambda a: (a * 2.0)[::-1, ::-1], [(4, 3)]),
+    "output and its transpose": (lambda a: (cad.exp(a), cad.exp(a).T, (a + 1.0).T.T), [(3, 4)]),
+    "record and its view both outputs": (lambda a: _both(a), [(2, 5)]),
     "outputs repeated": (lambda a: (cad.sin(a), a[:, 0] + 1.0, cad.sin(a)), [(3, 2)]),
     "size 0": (lambda a: a[:, :0] * 2.0, [(3, 4)]),
     "0-d read": (lambda a: a[1, 2] * a.T, [(3, 4)]),
 }
+
+
+def _both(a):
+    y = cad.sin(a) * 2.0
+    return y.T, y, y.reshape((5, 2))
 
 
 def _setitem(x, v):
@@ -136,3 +145,33 @@ def test_jacobian_hessian_hvp_of_a_tape_with_views():
     g = lambda x: cad.tanh(W.T[1:] @ x[::-1])  # noqa: E731
     tg = cad.record(g, x0)
     _close(tg.jacobian(x), cad.jacrev(g)(x), 1e-10)
+
+
+def test_view_outputs_are_views_of_new_arrays():
+    """an output that is a transpose of a computed record: the record writes into a
+    new array and the output views it (no strided copy out of the arena), a new
+    array per call; a record and its view both returned share one array, as eagerly"""
+    tape = cad.record(lambda a: (a * 2.0).T, np.zeros((3, 5)))
+    x1, x2 = RNG.standard_normal((3, 5)), RNG.standard_normal((3, 5))
+    r1 = np.asarray(tape(x1))
+    assert r1.shape == (5, 3) and not r1.flags["C_CONTIGUOUS"] and r1.flags["F_CONTIGUOUS"]
+    r2 = np.asarray(tape(x2))
+    assert not np.shares_memory(r1, r2)
+    _close(r1, (x1 * 2.0).T, 0)
+    _close(r2, (x2 * 2.0).T, 0)
+    t2 = cad.record(_both, np.zeros((2, 5)))
+    a, b, c = (np.asarray(r) for r in t2(x1[:2]))
+    assert np.shares_memory(a, b) and np.shares_memory(b, c)
+    _close(b, np.sin(x1[:2]) * 2.0)
+    _close(a, b.T, 0)
+    _close(c, b.reshape(5, 2), 0)
+
+
+def test_threads_replay_view_outputs():
+    tape = cad.record(lambda a: (cad.tanh(a) * 3.0).T, np.zeros((20, 30)))
+    xs = [RNG.standard_normal((20, 30)) for _ in range(4)]
+
+    def work(k):
+        for _ in range(50):
+            _close(tape(xs[k]), (np.tanh(xs[k]) * 3.0).T)
+    in_threads(work)

@@ -54,7 +54,7 @@ cdef class Replay:
     cdef public list fz_sources   # the generated CUDA source per region (inspection)
     cdef int64_t *alias     # NOTE [ Views in replay ]: (out, in, byte offset) per aliased view
     cdef int64_t nalias
-    cdef tuple out_fresh    # (position, handle) of the outputs written into new arrays
+    cdef tuple out_fresh    # (position, record, view or -1) of the outputs written into new arrays
 
     def __dealloc__(self):
         if self.arena != NULL:
@@ -704,46 +704,88 @@ cdef Tensor _bind_dev_input(cad_tape *t, cad_buf *b, Tensor x, int k, Replay rp,
 
 
 cdef tuple _fresh_outs(Replay rp, cad_tape *t):
-    """the outputs a CPU replay writes straight into new arrays, as (position, handle):
-    computed records of their own (not a constant, an input, a view, a 0-d value, a
-    second mention of a handle: _value_of copies those); None when there are none"""
+    """the outputs a CPU replay writes straight into new arrays, as (position, root,
+    view): computed records of their own (not a constant, an input, a 0-d value, a
+    second mention of a handle: _value_of copies those), view -1; or a view replayed
+    as a view (NOTE [ Views in replay ]) of all of such a record's memory, with
+    strides >= 0 (a recorded jacfwd's or Hessian's transpose): the record writes into
+    a new array and the output is the view of it (_view_outs), not a strided copy
+    out of the arena.  None when there are none."""
     cdef list res = []
     cdef set seen = set()
+    cdef dict src = {}
     cdef cad_buf *b
-    cdef int64_t k, j, h
-    cdef bint alias
+    cdef cad_buf *rb
+    cdef int64_t k, j, h, r
+    cdef int d
+    cdef bint ok
+    for j in range(rp.nalias):
+        src[rp.alias[3 * j]] = rp.alias[3 * j + 1]
     for k in range(len(rp.out_h)):
         h = rp.out_h[k]
         if h < 0 or h in seen:
             continue
+        r = h
+        while r in src:
+            r = src[r]
         b = &t.bufs[<cad_hid>h]
-        alias = False
-        for j in range(rp.nalias):
-            alias = alias or rp.alias[3 * j] == h
-        if (b.flags & (BUF_INLINE | BUF_INPUT)) or not (b.flags & BUF_ARENA) or b.size == 0 or alias:
+        rb = &t.bufs[<cad_hid>r]
+        if (rb.flags & (BUF_INLINE | BUF_INPUT)) or not (rb.flags & BUF_ARENA) or rb.size == 0:
             continue
+        if r != h:
+            ok = rb.size == b.size and rb.dtype == b.dtype
+            for d in range(b.ndim):
+                ok = ok and t.meta[b.meta + b.ndim + d] >= 0
+            if not ok:
+                continue
         seen.add(h)
-        res.append((k, h))
+        res.append((k, r, h if r != h else -1))
     return tuple(res) if res else None
 
 
 cdef list _bind_outs(Replay rp, cad_tape *t):
-    """each output of rp.out_fresh gets a new array and its record writes there (no copy
-    out of the reused arena): per output, that array or None"""
+    """each output of rp.out_fresh gets a new array (one per record: an output and
+    its view share it) and its record writes there (no copy out of the reused
+    arena): per output, that array or None (views: _view_outs after the forward)"""
     cdef list fresh = [None] * len(rp.out_h)
+    cdef dict made = None
     cdef cad_buf *b
     cdef cnp.npy_intp dims[MAXDIM]
     cdef int d
-    for k, h in rp.out_fresh:
-        b = &t.bufs[<cad_hid>h]
-        for d in range(b.ndim):
-            dims[d] = t.meta[b.meta + d]
-        a = _empty(b.ndim, dims, b.dtype)
-        b.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+    for k, r, v in rp.out_fresh:
+        a = None
+        if made is not None:
+            a = made.get(r)
+        if a is None:
+            b = &t.bufs[<cad_hid>r]
+            for d in range(b.ndim):
+                dims[d] = t.meta[b.meta + d]
+            a = _empty(b.ndim, dims, b.dtype)
+            b.data = <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
+            if made is None:
+                made = {}
+            made[r] = a
         fresh[k] = a
     if t == &rp.tp.t:
         rp.last_outs = fresh
     return fresh
+
+
+cdef void _view_outs(Replay rp, cad_tape *t, list fresh):
+    """the view outputs of rp.out_fresh as numpy views of their record's new array
+    (its views' data pointers are set by _alias_fixup)"""
+    cdef cad_buf *b
+    cdef int d
+    cdef int64_t es
+    for k, r, v in rp.out_fresh:
+        if v < 0:
+            continue
+        b = &t.bufs[<cad_hid>v]
+        es = _ESIZE[b.dtype]
+        base = fresh[k]
+        fresh[k] = _np.ndarray(tuple([t.meta[b.meta + d] for d in range(b.ndim)]), dtype=base.dtype,
+                               buffer=base, offset=b.data - t.bufs[<cad_hid>r].data,
+                               strides=tuple([t.meta[b.meta + b.ndim + d] * es for d in range(b.ndim)]))
 
 
 def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint fused=True):
@@ -842,6 +884,8 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
         else:
             st = cad_forward(t, 0)
         _dcheck(st, who)
+        if fresh is not None:
+            _view_outs(rp, t, fresh)
         if rp.guards:
             for g in rp.guards:
                 g.check(host(_value_of(t, g.handle)), k=None)
