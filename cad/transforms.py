@@ -320,6 +320,7 @@ class _Scaled:
         return self.m if self.v is None else self.m * self.v
 
 
+_OP_ADD = C.OP_NAMES.index("add")
 _SCALED = True   # NOTE [ Scaled tangents ]; False: every batch dense (tests compare)
 _EW_ANY = None
 
@@ -386,6 +387,19 @@ def _ones(m, shape):
     return C.const_on(np.ones(shape, dtype=m.dtype), C.dev_of(m))
 
 
+def _diag_plus(tape, rec, ts):
+    """add's tangent batches, one a Diag and one dense, both inputs of the output's
+    shape: the Diag's values added along the dense batch's diagonal (Diag.plus);
+    None: the rule decides"""
+    a, b = ts
+    if isinstance(a, Diag) == isinstance(b, Diag):
+        return None
+    oshape = tape.info(rec[1])[0]
+    if any(h < 0 or tape.info(h)[0] != oshape for h in rec[2]):
+        return None
+    return b.plus(a) if isinstance(b, Diag) else a.plus(b)
+
+
 def _jvp_record(tape, rec, ts, nb, fused):
     """the tangent of one record's output from its inputs' tangents ts (some
     present): the op table's rule, kept diagonal for Diag tangents, kept scaled
@@ -407,6 +421,10 @@ def _jvp_record(tape, rec, ts, nb, fused):
         r = _diag_jvp(_PRIMS[op], Ctx(tape, ins, out, aux, nb), ts)
         if r is not False:
             return r
+        if op == _OP_ADD and nb == 1 and len(ts) == 2 and all(t is not None for t in ts):
+            r = _diag_plus(tape, rec, ts)
+            if r is not None:
+                return r
         ts = [t.dense() if isinstance(t, Diag) else t for t in ts]
     if fused and _EW[op]:
         r = tape.ew_jvp(op, out, ins, ts, nb)

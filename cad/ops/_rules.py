@@ -102,7 +102,24 @@ class Diag:
     def __add__(self, other):
         if isinstance(other, Diag):
             return Diag(self.v + other.v)
-        return self.dense() + other
+        r = self.plus(other)
+        return self.dense() + other if r is None else r
+
+    def plus(self, t):
+        """t + this batch, t a dense batch of shape (n,) + v.shape: v added along t's
+        diagonal by one setitem (a copy of t; a recorded Hessian's x**3 part), not a
+        densified (n, n) matrix and an add.  None: another shape, dtype or device."""
+        v = self.v
+        n = v.size
+        if not isinstance(t, C.Tensor) or n == 0 or tuple(t.shape) != (n,) + tuple(v.shape) \
+                or t.dtype != v.dtype or C.dev_of(t) or C.dev_of(v):
+            return None
+        t2 = C.reshape(t, (n, n))
+        if t2 is t:   # (the setitem below rebinds t2: never the caller's tensor)
+            t2 = C.reshape(C.reshape(t, (n * n,)), (n, n))
+        ar = np.arange(n)
+        t2[ar, ar] = t2[ar, ar] + C.reshape(v, (n,))
+        return C.reshape(t2, tuple(t.shape))
 
     __radd__ = __add__
 
