@@ -178,7 +178,7 @@ def test_gradients_and_replay_through_fortran_order_results():
     np.testing.assert_allclose(np.asarray(h), np.asarray(h).T, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("n", [1, 3, 10, 16, 63])
+@pytest.mark.parametrize("n", [1, 3, 10, 16, 17, 63])
 @pytest.mark.parametrize("m", [1, 2, 51, 1000])
 def test_packed_rows(n, m):
     # NOTE [ Packed rows ]: a row repeated over the second-to-last dim (stride 0 there)
@@ -214,6 +214,23 @@ def test_packed_rows(n, m):
     np.testing.assert_array_equal(np.asarray(g), Xi.sum((0, 1), keepdims=True))
     g = cad.grad(lambda q: cad.sum(q * cad.tensor(Xi.astype(np.float32))))(np.ones((K, 1, n), np.float32))
     np.testing.assert_array_equal(np.asarray(g), Xi.sum(1, keepdims=True).astype(np.float32))
+
+
+@pytest.mark.parametrize("n", [2, 7, 10, 15, 16, 17, 40])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_packed_reduction_adds_rows_in_order(n, dtype):
+    # the gradient of a row repeated over the second-to-last dim: every element is the
+    # sum of its column's terms added one row after the other (the register
+    # accumulator for rows of at most 16, the loop through memory above), the same
+    # bits as a sequential sum, whatever the chunking (rows of one element are a plain
+    # reduction, with its own order)
+    K, m = 2, 1037
+    X = rng.standard_normal((K, m, n)).astype(dtype)
+    g = np.asarray(cad.grad(lambda q: cad.sum(q * cad.tensor(X)))(np.ones((K, 1, n), dtype)))
+    want = np.zeros((K, 1, n), dtype)
+    for i in range(m):
+        want[:, 0] += X[:, i]
+    np.testing.assert_array_equal(g, want)
 
 
 @pytest.mark.parametrize("shape", [(7, 11), (7,), (7, 2, 3), (0, 3), (5, 0)])

@@ -114,6 +114,12 @@ def _blas_par_min(object work=None):
     return prev
 
 
+def _passed_grads():
+    """gradient buffers this thread's sweeps passed on instead of copying (NOTE
+    [ Passed-on gradients ] in sweep.c; for tests)"""
+    return cad_passed_grads()
+
+
 def cache_info():
     """(bytes kept for reuse, limit)"""
     return cad_cache_bytes(), cad_cache_limit

@@ -264,6 +264,7 @@ int64_t cad_trsm_small(int dtype, int lower, int trans, int64_t nb, int64_t n, i
 /* ---- reverse sweep (sweep.c) ---- */
 /* records with index >= stop, last first */
 int cad_sweep(cad_tape *t, int free_tmp, int64_t stop);
+int64_t cad_passed_grads(void);   /* NOTE [ Passed-on gradients ] (sweep.c): this thread's count */
 int cad_sweep_from(cad_tape *t, int free_tmp, int64_t start, int64_t stop);
 int cad_ensure_grad(cad_buf *b);
 /* Prepare b's gradient for a kernel about to write into it.  full != 0: the kernel

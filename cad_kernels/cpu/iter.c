@@ -135,6 +135,7 @@ static void run_blocked(int nop, const int64_t *shape, int64_t (*st)[CAD_MAXDIM]
 #define CAD_PACK_N 64
 #define CAD_PACK_EL 512
 #define CAD_PACK_BUF 4
+#define CAD_PACK_ACC 16   /* a reduction into rows of at most this many: a register accumulator */
 static int pack_plan(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_MAXDIM],
                      char *const *base, int *kind, int reduce) {
     const int64_t n = shape[nd - 1];
@@ -188,12 +189,38 @@ static void run_packed(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_
             if (kind[0] == 2) {   /* a reduction into one row: rr rows from zero, then added in order */
                 int64_t s1[2] = {1, 1};
                 char *pp[2];
-                memset(bp[0], 0, (size_t)(rr * n * esize[0]));
+                /* (the zeros go CAD_PACK_ACC elements past the rows: the short-row sum
+                   below reads that many from the last row's start) */
+                memset(bp[0], 0, (size_t)((rr * n + CAD_PACK_ACC) * esize[0]));
                 row(p, s_in, rr * n);
-                pp[0] = o[0];
-                for (q = 0; q < rr; q++) {
-                    pp[1] = bp[0] + q * n * esize[0];
-                    combine(pp, s1, n);
+                if (combine == cad_acc_rows[CAD_F64] && n <= CAD_PACK_ACC) {
+                    /* the rows added in order into a fixed-size accumulator the compiler
+                       keeps in registers (the loop below goes through memory per row) */
+                    double *dd = (double *)o[0], acc[CAD_PACK_ACC];
+                    const double *bb = (const double *)bp[0];
+                    int64_t c;
+                    for (c = 0; c < CAD_PACK_ACC; c++) acc[c] = c < n ? dd[c] : 0.0;
+                    for (q = 0; q < rr; q++)
+                        for (c = 0; c < CAD_PACK_ACC; c++) acc[c] += bb[q * n + c];
+                    for (c = 0; c < n; c++) dd[c] = acc[c];
+                } else if (combine == cad_acc_rows[CAD_F64]) {   /* the rows added in order, one loop */
+                    double *dd = (double *)o[0];
+                    const double *bb = (const double *)bp[0];
+                    int64_t c;
+                    for (q = 0; q < rr; q++)
+                        for (c = 0; c < n; c++) dd[c] += bb[q * n + c];
+                } else if (combine == cad_acc_rows[CAD_F32]) {
+                    float *dd = (float *)o[0];
+                    const float *bb = (const float *)bp[0];
+                    int64_t c;
+                    for (q = 0; q < rr; q++)
+                        for (c = 0; c < n; c++) dd[c] += bb[q * n + c];
+                } else {
+                    pp[0] = o[0];
+                    for (q = 0; q < rr; q++) {
+                        pp[1] = bp[0] + q * n * esize[0];
+                        combine(pp, s1, n);
+                    }
                 }
             } else {
                 row(p, s_in, rr * n);

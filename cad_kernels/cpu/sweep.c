@@ -72,6 +72,37 @@ static int same_shape(cad_tape *t, cad_buf *a, cad_buf *b) {
 
 /* cad_sweep is generated with the dispatch inlined (tools/gen_ops.py) */
 
+/* NOTE [ Passed-on gradients ]: add's cotangent is each input's contribution as it
+ * is (sub's for its first input), and the sweep releases the output's gradient right
+ * after its record (free_tmp, the output not kept).  The last input that takes it,
+ * when it has no gradient yet and has the output's shape and dtype, gets the output's
+ * buffer itself instead of a copy (GMM's Qdiags * xc + xc @ L.T: two 2 MB copies per
+ * gradient, one now).  Host buffers only; cad_sweep_from says when the output's
+ * gradient is free to give (cad_pass_grad, this thread's sweep). */
+static __thread int cad_pass_grad;
+static __thread int64_t cad_passed;   /* buffers passed on by this thread (tests) */
+
+int64_t cad_passed_grads(void) { return cad_passed; }
+
+static int passes_grad(cad_tape *t, const cad_rec *r, int i) {
+    cad_buf *B = t->bufs, *o = B + r->out, *x;
+    const cad_hid *a = t->args + r->arg;
+    int j;
+    if (!cad_pass_grad || !(r->op == OP_ADD || (r->op == OP_SUB && i == 0))) return 0;
+    for (j = i + 1; j < r->nargs; j++)
+        if (cad_wants(t, a[j])) return 0;   /* a later input reads the output's gradient */
+    x = B + a[i];
+    if (x == o || x->grad != NULL || o->grad == NULL || x->dtype != o->dtype ||
+        ((x->flags | o->flags) & (BUF_INLINE | BUF_CUDA | BUF_DEAD)) || (o->flags & BUF_KEEP) ||
+        !same_shape(t, x, o))
+        return 0;
+    x->grad = o->grad;
+    o->grad = NULL;
+    x->hasg = 1;
+    cad_passed++;
+    return 1;
+}
+
 int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2], int heavy) {
     cad_buf *B = t->bufs, *o = B + r->out;
     const cad_hid *a = t->args + r->arg;
@@ -84,6 +115,7 @@ int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2]
         cad_buf *x;
         cad_iter it;
         if (!cad_wants(t, a[i])) continue;
+        if (passes_grad(t, r, i)) continue;   /* NOTE [ Passed-on gradients ] */
         x = B + a[i];
         st = cad_grad_for(x, same_shape(t, x, o), &assign);
         if (st) return st;
@@ -889,8 +921,11 @@ int cad_sweep_from(cad_tape *t, int free_tmp, int64_t start, int64_t stop) {
         }
         if (cad_fz && i < cad_fz->nrecs && cad_fz->fuse[i] > 0 && !cad_fz->reg[cad_fz->fuse[i] - 1].store_all)
             st = cad_fz_vjp(t, cad_fz->fuse[i] - 1);   /* a fused region's backward */
-        else
+        else {
+            cad_pass_grad = free_tmp && !(o->flags & BUF_KEEP);   /* NOTE [ Passed-on gradients ] */
             st = vjp_one(t, r);
+            cad_pass_grad = 0;
+        }
         if (st) { cad_dev = dev0; return st; }
         if (free_tmp && !(o->flags & BUF_KEEP)) {
             cad_buf_release_grad(o);
