@@ -195,13 +195,14 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
     batch dims}, pushed through records start.. of tape with the op table's rules.
     fused: elementwise records use the generated one-pass C jvp rows (only when
     the tangents need not be differentiable)."""
-    global _EW, _EW_ANY
+    global _EW, _EW_ANY, _EW_BYTES
     _tables()
     if _EW is None:
         # ops with a cheaper special-case partial (pow with a constant exponent) keep
         # their rule: the fused row would evaluate the general expression per element
         _EW = [op.kind == "ew" and not op.fast_partial for op in primitives()]
         _EW_ANY = [op.kind == "ew" for op in primitives()]
+        _EW_BYTES = bytes(_EW)
 
     def rule(rec, ts):
         return _jvp_record(tape, rec, ts, nb, fused)
@@ -209,6 +210,11 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
         got = C.scalar_graph_forward(tape, tangents, start, list(want))
         if got is not None:
             return got
+    if _C_FORWARD and fused and nb == 1 and _SCALED and _DIAG_FUSED:
+        # NOTE [ C forward sweep ]: elementwise records' batches in C, the rest by rule
+        got = C.forward_sweep_b(tape, tangents, start, list(want), rule, _EW_BYTES, Diag, _Scaled)
+        if got is not None:
+            return {h: _unscaled(t) for h, t in got.items()}
     if _C_FORWARD and fused and nb == 0 and not any(isinstance(t, Diag) for t in tangents.values()):
         # NOTE [ C forward sweep ]: inline (scalar) records in C, the rest by rule
         got = C.forward_sweep_c(tape, tangents, start, list(want), rule)
@@ -323,6 +329,7 @@ class _Scaled:
 _OP_ADD = C.OP_NAMES.index("add")
 _SCALED = True   # NOTE [ Scaled tangents ]; False: every batch dense (tests compare)
 _EW_ANY = None
+_EW_BYTES = b""
 
 
 def _scaled_ew(tape, rec, ts, fused):

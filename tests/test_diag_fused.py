@@ -90,6 +90,10 @@ MIXED = {
 
 
 def _count_mixed(monkeypatch):
+    """counts transforms._mixed_ew_fused's results; the batched C sweep (which has its
+    own mixed path, tests/test_forward_sweep_b.py) is turned off so the rules' sweep
+    takes every record"""
+    monkeypatch.setattr(T, "_C_FORWARD", False)
     hits = []
     orig = T._mixed_ew_fused
 

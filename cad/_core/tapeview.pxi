@@ -335,10 +335,191 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule):
         free(shas)
 
 
+cdef bint _same_shape_buf(cad_tape *t, cad_buf *a, cad_buf *b) noexcept:
+    cdef int d
+    if a.ndim != b.ndim:
+        return False
+    for d in range(a.ndim):
+        if t.meta[a.meta + d] != t.meta[b.meta + d]:
+            return False
+    return True
+
+
+cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
+    """an elementwise record's batch of tangents (one leading batch dim) without its
+    Python rule: as transforms._jvp_record's fused paths (NOTE [ Scaled tangents ]:
+    dense batches and m * v of one m give m * (sum v_i d_i); diagonal batches give a
+    diagonal one; diagonal and dense mixed give the dense row plus the diagonal's
+    values, _mixed_ew_fused).  None: the rule decides (an input broadcast to the
+    output, a 0-d output, another layout, dtype or device, no fused row)."""
+    cdef int j, ndg = 0, nsc = 0, nde = 0
+    cdef bint same = True
+    cdef cad_buf *ob = &tp.t.bufs[r.out]
+    cdef cad_hid h
+    cdef object m = None, tm, t, v, ones = None
+    cdef list vs
+    cdef tuple ins, oshape
+    if ob.ndim == 0:
+        return None
+    for j in range(r.nargs):
+        t = ts[j]
+        if t is None:
+            continue
+        h = tp.t.args[r.arg + j]
+        if not _same_shape_buf(&tp.t, &tp.t.bufs[h], ob):
+            return None
+        if type(t) is Diag:
+            ndg += 1
+            continue
+        if type(t) is Scaled:
+            nsc += 1
+            tm = t.m
+        elif type(t) is Tensor:
+            nde += 1
+            tm = t
+        else:
+            return None
+        if m is None:
+            m = tm
+        elif tm is not m:
+            same = False
+    ins = _int_tuple(tp.t.args + r.arg, r.nargs)
+    oshape = _int_tuple(tp.t.meta + ob.meta, ob.ndim)
+    vs = []
+    if ndg == 0:
+        if same:
+            if type(m) is not Tensor or (<Tensor>m).shape[1:] != oshape:
+                return None
+            for t in ts:
+                if t is None:
+                    vs.append(None)
+                elif type(t) is Scaled:
+                    vs.append(t.v)
+                else:
+                    if ones is None:
+                        ones = _st(<Tensor>m).full(oshape, (<Tensor>m)._dtype, 1)
+                    vs.append(ones)
+            v = _ew_jvp(tp, r.op, r.out, ins, vs, 0)
+            return None if v is None else Scaled(m, v)
+        for t in ts:   # batches of different m: dense, through the row
+            vs.append(t.dense() if type(t) is Scaled else t)
+        return _ew_jvp(tp, r.op, r.out, ins, vs, 1)
+    for t in ts:   # the diagonal batches' values (all of them, or the mixed case's)
+        if type(t) is Diag:
+            if type(t.v) is not Tensor or (<Tensor>t.v).shape != oshape:
+                return None
+            vs.append(t.v)
+        else:
+            vs.append(None)
+    v = _ew_jvp(tp, r.op, r.out, ins, vs, 0)
+    if v is None:
+        return None
+    if nsc == 0 and nde == 0:
+        return Diag(v)
+    vs = []   # (device values: _ew_jvp and add_diag_fresh decline them)
+    for t in ts:   # the dense ones, in the batch layout (m,) + shape, m the output's size
+        if t is None or type(t) is Diag:
+            vs.append(None)
+        else:
+            if type(t) is Scaled:
+                t = t.dense()
+            if (<Tensor>t).shape != (ob.size,) + oshape:
+                return None
+            vs.append(t)
+    res = _ew_jvp(tp, r.op, r.out, ins, vs, 1)
+    if res is None or not add_diag_fresh(<Tensor>res, <Tensor>v):
+        return None
+    return res
+
+
+def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, bytes ew_fused,
+                    object diag_cls, object scaled_cls):
+    """NOTE [ C forward sweep ] for a batch of tangents (one leading batch dim, not
+    recorded: jacfwd, the forward half of hessian): the records start.. of tp on a
+    path to a handle in want, in a loop here; an elementwise record with a fused row
+    (ew_fused[op]) pushes its batch in C (_ew_batch), any other record goes to
+    rule(record, tangents) (transforms._jvp_record).  Tangents are tensors, Diag or
+    _Scaled batches (diag_cls, scaled_cls); the caller densifies the results.  None:
+    the records include a custom primitive (the caller's Python sweep takes them)."""
+    cdef int64_t n, nbuf, i, j
+    cdef cad_hid h
+    cdef cad_rec *r
+    cdef dict tan = {}
+    cdef list ts
+    cdef bint anyt
+    cdef unsigned char *need
+    cdef const unsigned char *ew = ew_fused
+    cdef Py_ssize_t new = len(ew_fused)
+    tp = tape_live(tp)
+    n = tp.t.nrecs
+    nbuf = tp.t.nbufs
+    for i in range(start, n):
+        if tp.t.recs[i].op == OP_CUSTOM:
+            return None
+    for k, v in seeds.items():
+        h = k
+        if _live(tp, &h) is not tp:
+            raise IndexError(f"cad: a seed's handle {k} is not on this tape")
+        tan[h] = v
+    need = <unsigned char *>calloc(<size_t>max(nbuf, 1), 1)
+    if need == NULL:
+        raise MemoryError("jacfwd: cannot allocate the sweep's marks")
+    try:
+        for k in want:
+            h = k
+            _live(tp, &h)
+            need[h] = 1
+        for i in range(n - 1, start - 1, -1):   # only records on a path to a wanted handle
+            r = &tp.t.recs[i]
+            if need[r.out]:
+                for j in range(r.nargs):
+                    h = tp.t.args[r.arg + j]
+                    if h >= 0:
+                        need[h] = 1
+        for i in range(start, n):
+            r = &tp.t.recs[i]
+            if not need[r.out]:
+                continue
+            ts = []
+            anyt = False
+            for j in range(r.nargs):
+                h = tp.t.args[r.arg + j]
+                if h < 0:
+                    ts.append(None)
+                else:
+                    v = tan.get(h)
+                    ts.append(v)
+                    anyt = anyt or v is not None
+            if not anyt:
+                continue
+            res = None
+            if r.op < new and ew[r.op]:
+                res = _ew_batch(tp, r, ts, diag_cls, scaled_cls)
+            if res is None:
+                res = rule(tape_records(tp, i, i + 1)[0], ts)
+                if tp._into is not None:
+                    raise RuntimeError("cad: a jvp rule merged the tape during a forward sweep")
+                r = &tp.t.recs[i]   # (the rule may have grown the arrays)
+            if res is not None:
+                tan[r.out] = res
+        out = {}
+        for k in want:
+            h = k
+            _live(tp, &h)
+            out[k] = tan.get(h)
+        return out
+    finally:
+        free(need)
+
+
 def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
     """The fused C jvp of an elementwise record: t_out = sum t_i * d_i in one pass
     (the tangents carry nb leading batch dims; not recorded).  None when the op has
     no fused row for this set of tangents."""
+    return _ew_jvp(tp, op, out, ins, ts, nb)
+
+
+cdef object _ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
     cdef int n = len(ins), i, d, mask = 0, dt, ond, xnd, fnd, k
     cdef cad_buf *ob
     cdef cad_buf *xb
