@@ -345,6 +345,28 @@ cdef bint _same_shape_buf(cad_tape *t, cad_buf *a, cad_buf *b) noexcept:
     return True
 
 
+cdef bint _identity_view_rec(cad_tape *t, cad_rec *r) noexcept:
+    """a view record that is its input as it is (offset 0, the input's shape, the
+    contiguous strides: the fresh inputs of a transform, a reshape to the same shape)"""
+    cdef int64_t *a = t.aux + r.aux
+    cdef cad_buf *x
+    cdef cad_hid h = t.args[r.arg]
+    cdef int64_t nd, d, want = 1
+    if r.aux < 0 or h < 0 or a[0] != 0:
+        return False
+    x = &t.bufs[h]
+    nd = a[1]
+    if nd != x.ndim:
+        return False
+    for d in range(nd - 1, -1, -1):
+        if a[2 + d] != t.meta[x.meta + d]:
+            return False
+        if a[2 + d] != 1 and a[2 + nd + d] != want:
+            return False
+        want *= a[2 + d]
+    return True
+
+
 cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
     """an elementwise record's batch of tangents (one leading batch dim) without its
     Python rule: as transforms._jvp_record's fused paths (NOTE [ Scaled tangents ]:
@@ -495,6 +517,8 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
             res = None
             if r.op < new and ew[r.op]:
                 res = _ew_batch(tp, r, ts, diag_cls, scaled_cls)
+            elif r.op == OP_VIEW and _identity_view_rec(&tp.t, r):
+                res = ts[0]   # (the batch as it is: dense, diagonal or scaled)
             if res is None:
                 res = rule(tape_records(tp, i, i + 1)[0], ts)
                 if tp._into is not None:
