@@ -959,7 +959,8 @@ def _jac_named(j, y, x):
     if _NAMES[0]:
         n = _N.joined(_N.raw(y), _N.raw(x))
         if n is not None:
-            C._put_names(j, n)
+            j = C.reshape(j, tuple(j.shape))   # (a view of its own: _reshaped may hand back
+            C._put_names(j, n)                 # a tensor another holder sees)
     return j
 
 
