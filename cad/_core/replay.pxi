@@ -740,6 +740,10 @@ cdef int64_t _root(dict src, int64_t h):
     return h
 
 
+def _block_size(b):
+    return b[1]
+
+
 cdef list _fwd_plan(Replay rp, cad_tape *t):
     cdef set arena = set()
     cdef dict src = {}
@@ -797,6 +801,9 @@ cdef list _fwd_plan(Replay rp, cad_tape *t):
             r = _root(src, h)
             if last.get(r, -2) == i and r in placed:
                 free_.append(placed.pop(r))
+                if len(free_) > 256:   # (a bounded search per value: the smallest blocks
+                    free_.sort(key=_block_size)   # are left unused, never reused wrongly)
+                    del free_[:128]
     if end >= rp.arena_size:
         return None
     return res
