@@ -367,6 +367,44 @@ cdef bint _identity_view_rec(cad_tape *t, cad_rec *r) noexcept:
     return True
 
 
+cdef object _mm_batch_c(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
+    """a matrix-vector record's batch of tangents without its Python rule, the cases of
+    cad/ops/linalg.py's _mm_batch it reaches most (W7, W6): the vector operand carries
+    the batch and the other operand is a matrix value.  A @ b's batch for b is the batch
+    times A.T, a @ B's for a the batch times B, one GEMM; a diagonal batch is a row
+    scaling of that matrix (the matrix itself for jacfwd's seed).  None: the rule."""
+    cdef int i, k = -1
+    cdef int64_t a1, b1
+    cdef object t, other, d
+    if r.nargs != 2 or r.aux < 0:
+        return None
+    for i in range(2):
+        if ts[i] is not None:
+            if k >= 0:
+                return None
+            k = i
+    a1 = tp.t.aux[r.aux]
+    b1 = tp.t.aux[r.aux + 1]
+    if not ((k == 0 and a1 and not b1) or (k == 1 and b1 and not a1)):
+        return None
+    if tp.t.args[r.arg + 1 - k] < 0:
+        return None
+    other = tape_node(tp, tp.t.args[r.arg + 1 - k])
+    if type(other) is not Tensor or len((<Tensor>other).shape) != 2:
+        return None
+    d = other if k == 0 else transpose(other, (1, 0))
+    t = ts[k]
+    if type(t) is Diag:
+        if type(t.v) is not Tensor or len((<Tensor>t.v).shape) != 1:
+            return None
+        return d if t.unit else reshape(t.v, ((<Tensor>t.v).size, 1)) * d
+    if type(t) is Scaled:
+        t = t.dense()
+    if type(t) is not Tensor or len((<Tensor>t).shape) != 2:
+        return None
+    return matmul(t, d)
+
+
 cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
     """an elementwise record's batch of tangents (one leading batch dim) without its
     Python rule: as transforms._jvp_record's fused paths (NOTE [ Scaled tangents ]:
@@ -519,6 +557,8 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
                 res = _ew_batch(tp, r, ts, diag_cls, scaled_cls)
             elif r.op == OP_VIEW and _identity_view_rec(&tp.t, r):
                 res = ts[0]   # (the batch as it is: dense, diagonal or scaled)
+            elif r.op == OP_MATMUL:
+                res = _mm_batch_c(tp, r, ts, diag_cls, scaled_cls)
             if res is None:
                 res = rule(tape_records(tp, i, i + 1)[0], ts)
                 if tp._into is not None:
