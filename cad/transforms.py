@@ -48,6 +48,7 @@ def _tables():
 _FLAG_RG, _FLAG_DEAD = 2, 8
 _C_FORWARD = True   # NOTE [ C forward sweep ]; False: every record by its rule (tests compare)
 _C_SCALAR_GRAPH = True   # NOTE [ Scalar second order in C ]; False: the Python sweep (tests compare)
+_C_REVERSE = True   # the rules' reverse sweep's loop in Cython (reverse_sweep_r); False: in Python
 
 
 def _identity_view(ctx):
@@ -144,6 +145,8 @@ def reverse_sweep(tape, seeds, stop, nb, want):
         got = C.scalar_graph_sweep(tape, seeds, stop, want)
         if got is not None:
             return got
+    if nb == 0 and _C_REVERSE and not any(isinstance(g, Diag) for g in seeds.values()):
+        return C.reverse_sweep_r(tape, seeds, stop, list(want), _VJP, Ctx)   # (the same loop)
     prims = _PRIMS
     recs = tape.records(stop)
     cot = dict(seeds)

@@ -576,6 +576,81 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
         free(need)
 
 
+cdef bint _wants(Tape tp, object h, set dep):
+    """does input handle h take a cotangent (Ctx.wants)?"""
+    return h >= 0 and h in dep and (tape_flags(tp, h) & 2) != 0
+
+
+def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, object ctx_cls):
+    """transforms.reverse_sweep's loop for cotangents without batch dims (nb == 0), in
+    Cython: the same records (a snapshot taken first: rules that record may grow or
+    merge the tape, NOTE [ Handles across merges ]), the same dependency pruning and
+    accumulation order, each record's rule from vjps; add's (the cotangent itself for
+    inputs of the output's shape) and sum's (the cotangent spread back over the
+    reduced axes) without their Python rule, recording the same ops."""
+    cdef list recs = tape_records(tp, stop, -1)
+    cdef dict cot = dict(seeds)
+    cdef set keep = set(want)
+    cdef set dep = set(keep)
+    cdef Py_ssize_t k, j, n = len(recs)
+    cdef tuple rec, ins, oshape, xs
+    cdef int op
+    cdef int64_t mask
+    cdef bint fast
+    cdef list res
+    for k in range(n):
+        rec = <tuple>recs[k]
+        out = rec[1]
+        if out not in dep:
+            for h in <tuple>rec[2]:
+                if h in dep:
+                    dep.add(out)
+                    break
+    for k in range(n - 1, -1, -1):
+        rec = <tuple>recs[k]
+        op = rec[0]
+        out = rec[1]
+        g = cot.get(out)
+        if g is None or out in keep:
+            continue
+        del cot[out]
+        if out not in dep:
+            continue
+        ins = <tuple>rec[2]
+        res = None
+        if op == OP_ADD and len(ins) == 2 and type(g) is Tensor:
+            oshape = tape_info(tp, out)[0]
+            fast = True
+            res = [None, None]
+            for j in range(2):
+                if _wants(tp, ins[j], dep):
+                    if tape_info(tp, ins[j])[0] != oshape:
+                        fast = False
+                        break
+                    res[j] = g
+            if not fast:
+                res = None
+        elif op == OP_SUM and type(g) is Tensor:
+            res = [None]
+            if ins[0] >= 0 and ins[0] in dep:
+                xs = tape_info(tp, ins[0])[0]
+                mask = (<tuple>rec[3])[0]
+                res[0] = expand(reshape(g, tuple([1 if (mask >> j) & 1 else xs[j] for j in range(len(xs))])), xs)
+        if res is None:
+            res = vjps[op](ctx_cls(tp, ins, out, rec[3], 0, dep), g)
+        for j in range(len(ins)):
+            c = res[j]
+            h = ins[j]
+            if c is None or h < 0 or h not in dep:
+                continue
+            if tape_flags(tp, h) & 8:
+                raise BackwardError("the gradient reached a value whose tape was consumed by an "
+                                    "earlier backward(); pass retain_graph=True to that backward")
+            prev = cot.get(h)
+            cot[h] = c if prev is None else prev + c
+    return {h: cot.get(h) for h in want}
+
+
 def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
     """The fused C jvp of an elementwise record: t_out = sum t_i * d_i in one pass
     (the tangents carry nb leading batch dims; not recorded).  None when the op has
