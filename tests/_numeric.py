@@ -54,3 +54,14 @@ def fd_jac(F, x, eps=1e-6):
         e[i] = eps
         J[(Ellipsis,) + i] = (np.asarray(F(x + e)) - np.asarray(F(x - e))) / (2 * eps)
     return J
+
+
+def on_and_off(monkeypatch, obj, flag, fn):
+    """(fn() with obj.flag True, fn() with it False), the flag True again after: a
+    fast path against the one it stands for (transforms._C_FORWARD, _C_REVERSE)"""
+    monkeypatch.setattr(obj, flag, True)
+    a = fn()
+    monkeypatch.setattr(obj, flag, False)
+    b = fn()
+    monkeypatch.setattr(obj, flag, True)
+    return a, b

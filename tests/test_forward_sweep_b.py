@@ -11,7 +11,7 @@ import pytest
 import cad
 import cad.transforms as T
 
-from _numeric import fd_jac, in_threads
+from _numeric import fd_jac, in_threads, on_and_off
 
 rng = np.random.default_rng(31)
 W4 = rng.standard_normal((4, 4)) * 0.5
@@ -46,12 +46,7 @@ def _pos(shape):
 
 
 def _both(transform, f, x, monkeypatch):
-    monkeypatch.setattr(T, "_C_FORWARD", True)
-    a = np.asarray(transform(f)(cad.tensor(x)))
-    monkeypatch.setattr(T, "_C_FORWARD", False)
-    b = np.asarray(transform(f)(cad.tensor(x)))
-    monkeypatch.setattr(T, "_C_FORWARD", True)
-    return a, b
+    return on_and_off(monkeypatch, T, "_C_FORWARD", lambda: np.asarray(transform(f)(cad.tensor(x))))
 
 
 @pytest.mark.parametrize("name", list(FUNCS))

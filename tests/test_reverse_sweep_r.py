@@ -9,7 +9,7 @@ import pytest
 import cad
 import cad.transforms as T
 
-from _numeric import fd_jac, in_threads
+from _numeric import fd_jac, in_threads, on_and_off
 
 rng = np.random.default_rng(51)
 W = rng.standard_normal((4, 4)) * 0.5
@@ -31,12 +31,7 @@ def _pos(shape):
 
 
 def _both(fn, monkeypatch):
-    monkeypatch.setattr(T, "_C_REVERSE", True)
-    a = fn()
-    monkeypatch.setattr(T, "_C_REVERSE", False)
-    b = fn()
-    monkeypatch.setattr(T, "_C_REVERSE", True)
-    return a, b
+    return on_and_off(monkeypatch, T, "_C_REVERSE", fn)
 
 
 @pytest.mark.parametrize("name", list(FUNCS))

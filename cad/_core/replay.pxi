@@ -96,8 +96,7 @@ cdef class Replay:
             return self.arena_size, self.arena_size
         used = 0
         for h, off in self.fwd_slots:
-            nb = self.tp.t.bufs[<cad_hid>h].size * _ESIZE[self.tp.t.bufs[<cad_hid>h].dtype]
-            used = max(used, off + ((nb + 63) // 64 * 64 if nb else 64))
+            used = max(used, off + _slot_bytes(&self.tp.t.bufs[<cad_hid>h]))
         return self.arena_size, used
 
     def __len__(self):
@@ -106,6 +105,12 @@ cdef class Replay:
     @property
     def tape(self):
         return self.tp
+
+
+cdef inline int64_t _slot_bytes(cad_buf *b) noexcept:
+    """the bytes of a value's arena slot: its size rounded up to 64 (64 when empty)"""
+    cdef int64_t nb = b.size * _ESIZE[b.dtype]
+    return (nb + 63) // 64 * 64 if nb else 64
 
 
 cdef void _bind_arena(cad_tape *t, list slots, char *base):
@@ -203,7 +208,7 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
     constants become contiguous.  inputs: input node tensors; outputs: output
     tensors (or constants)."""
     cdef Replay rp = Replay.__new__(Replay)
-    cdef int64_t i, off = 0, nb
+    cdef int64_t i, off = 0
     cdef cad_buf *b
     cdef int d
     cdef set produced = set()
@@ -263,8 +268,7 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
             if b.owner != NULL:
                 Py_DECREF(<object>b.owner)
                 b.owner = NULL
-            nb = b.size * _ESIZE[b.dtype]
-            off += (nb + 63) // 64 * 64 if nb else 64
+            off += _slot_bytes(b)
         elif not (b.flags & BUF_INPUT):
             if b.owner == NULL:
                 raise RuntimeError("cad.record: a constant's value was not kept (internal error)")
@@ -777,8 +781,7 @@ cdef list _fwd_plan(Replay rp, cad_tape *t):
         rec = &t.recs[i]
         h = rec.out
         if h in arena:
-            nb = t.bufs[h].size * _ESIZE[t.bufs[h].dtype]
-            size = (nb + 63) // 64 * 64 if nb else 64
+            size = _slot_bytes(&t.bufs[h])
             best = -1
             for j in range(len(free_)):   # the smallest free block that fits
                 if free_[j][1] >= size and (best < 0 or free_[j][1] < free_[best][1]):
