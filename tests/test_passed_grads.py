@@ -129,3 +129,16 @@ def test_threads():
             np.testing.assert_allclose(np.asarray(a.grad), c + 1.0, rtol=1e-13, atol=1e-15)
             np.testing.assert_allclose(np.asarray(b.grad), c - 1.0, rtol=1e-13, atol=1e-15)
     in_threads(work)
+
+
+@pytest.mark.parametrize("op", ["remainder", "fmod"])
+def test_other_unit_partials(op):
+    """the op table's unit partials (cad_unit_partials), not a list of ops: remainder's
+    and fmod's first input (partial 1) takes the buffer when the second is a constant"""
+    A = rng.uniform(0.5, 3.0, (4, 5))
+    a = _t(A)
+    f = getattr(cad, op)
+    n0 = _passed()
+    cad.sum(f(cad.exp(a), 1.5) * 2.0).backward()
+    assert _passed() == n0 + 1
+    np.testing.assert_allclose(np.asarray(a.grad), 2.0 * np.exp(A), rtol=1e-13)

@@ -464,6 +464,9 @@ def gen_h(prims, ew):
     L.append("    return cad_jvp_rows[op] && mask > 0 && mask < 8 ? cad_jvp_rows[op][mask][dt] : NULL; }")
     L.append("/* bit j: the partial of input i reads input j; bit 7: it reads the output */")
     L.append("static inline int cad_uses_mask(int op, int i) { return cad_uses[op][i]; }")
+    L.append("/* bit i: input i's partial is the constant 1 (add's, sub's first): its cotangent")
+    L.append("   is the output's as it is (NOTE [ Passed-on gradients ] in sweep.c) */")
+    L.append("extern const unsigned char cad_unit_partials[OP_COUNT];")
     sops = [op for op in ew if _CX.fusable(op)]
     for op in ew:
         if scalar_ok(op) and len(op.args) <= 2 and op.args != ("x", "y")[:len(op.args)]:
@@ -620,6 +623,11 @@ def gen_c(prims, ew):
     L.append("};")
     L.append("const unsigned char cad_dheavy[OP_COUNT] = {")
     L.append("    " + ", ".join(str(int(op.kind == "ew" and any(heavy(op, d) for d in op.d.values())))
+                                for op in prims))
+    L.append("};")
+    L.append("const unsigned char cad_unit_partials[OP_COUNT] = {")
+    L.append("    " + ", ".join(str(sum(1 << i for i, a in enumerate(op.args[:8])
+                                    if op.kind == "ew" and op.d.get(a, "").strip() == "1"))
                                 for op in prims))
     L.append("};")
     L.append("const unsigned char cad_uses[OP_COUNT][3] = {")

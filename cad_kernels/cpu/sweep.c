@@ -72,8 +72,9 @@ static int same_shape(cad_tape *t, cad_buf *a, cad_buf *b) {
 
 /* cad_sweep is generated with the dispatch inlined (tools/gen_ops.py) */
 
-/* NOTE [ Passed-on gradients ]: add's cotangent is each input's contribution as it
- * is (sub's for its first input), and the sweep releases the output's gradient right
+/* NOTE [ Passed-on gradients ]: an input whose partial is the constant 1 (the op
+ * table's cad_unit_partials: add's, sub's first) takes the output's cotangent as it
+ * is, and the sweep releases the output's gradient right
  * after its record (free_tmp, the output not kept).  The last input that takes it,
  * when it has no gradient yet and has the output's shape and dtype, gets the output's
  * buffer itself instead of a copy (GMM's Qdiags * xc + xc @ L.T: two 2 MB copies per
@@ -88,7 +89,7 @@ static int passes_grad(cad_tape *t, const cad_rec *r, int i) {
     cad_buf *B = t->bufs, *o = B + r->out, *x;
     const cad_hid *a = t->args + r->arg;
     int j;
-    if (!cad_pass_grad || !(r->op == OP_ADD || (r->op == OP_SUB && i == 0))) return 0;
+    if (!cad_pass_grad || i >= 8 || !(cad_unit_partials[r->op] >> i & 1)) return 0;
     for (j = i + 1; j < r->nargs; j++)
         if (cad_wants(t, a[j])) return 0;   /* a later input reads the output's gradient */
     x = B + a[i];
