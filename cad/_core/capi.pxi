@@ -74,6 +74,8 @@ cdef extern from "cad_cpu.h" nogil:
     size_t cad_tape_cache_clear()
     double cad_blas_par_min
     int64_t cad_passed_grads()
+    void cad_pool_stats(int64_t *out)
+    void cad_pool_reset_stats(int serial)
     int cad_tape_reserve(cad_tape *t, int64_t nbufs, int64_t nrecs, int64_t nargs, int64_t nmeta, int64_t naux)
     int cad_tape_append(cad_tape *dst, cad_tape *src, int64_t *hoff)
     void cad_tape_clear_grads(cad_tape *t)

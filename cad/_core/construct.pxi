@@ -120,6 +120,22 @@ def _passed_grads():
     return cad_passed_grads()
 
 
+def _pool_stats(bint reset=False, int serial=0):
+    """the pool's straggler state (NOTE [ Stragglers ] in pool.c; for tests and bench):
+    {"straggles": jobs that waited for a worker held off its core, "serial": jobs run
+    on the caller alone after one, "serial_left": jobs still to run so, "backoff": the
+    count the next straggler doubles}; reset=True clears it first and makes the next
+    `serial` jobs serial"""
+    cdef int64_t s[4]
+    if serial < 0:
+        raise ValueError(f"_pool_stats: serial must be >= 0, got {serial}")
+    if reset:
+        with nogil:
+            cad_pool_reset_stats(serial)
+    cad_pool_stats(s)
+    return {"straggles": s[0], "serial": s[1], "serial_left": s[2], "backoff": s[3]}
+
+
 def cache_info():
     """(bytes kept for reuse, limit)"""
     return cad_cache_bytes(), cad_cache_limit

@@ -189,6 +189,9 @@ extern size_t cad_cache_limit;
 typedef void (*cad_task)(void *arg, int tid, int nt);
 void cad_parallel(cad_task fn, void *arg, int nt);
 int cad_pool_units(int nt);   /* the units a job of nt threads is cut into (pool.c) */
+int cad_pool_contended(void);   /* jobs run serially after a straggler (NOTE [ Stragglers ]) */
+void cad_pool_stats(int64_t *out);   /* stragglers seen, jobs run serially, serial_left, backoff */
+void cad_pool_reset_stats(int serial);
 int cad_cpu_count(void);
 
 extern int cad_num_threads;

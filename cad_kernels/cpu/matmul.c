@@ -54,7 +54,7 @@ void cad_set_blas(void *d, void *s, void *dv, void *sv) {
 static int blas_threads(double work) {
     int nt;
     if (!p_threads_local) return -1;
-    nt = work < CAD_BLAS_PAR_MIN ? 1 : (cad_num_threads > 0 ? cad_num_threads : cad_get_max_threads());
+    nt = work < CAD_BLAS_PAR_MIN || cad_pool_contended() ? 1 : (cad_num_threads > 0 ? cad_num_threads : cad_get_max_threads());
     return p_threads_local(nt);
 }
 int cad_have_blas(void) { return p_dgemm != NULL && p_sgemm != NULL; }

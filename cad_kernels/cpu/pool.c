@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 #include "cad_cpu.h"
 
@@ -38,9 +39,49 @@ int cad_pool_units(int nt) {
     return nt < 2 ? 1 : (u > POOL_MAX ? POOL_MAX : u);
 }
 
+/* NOTE [ Stragglers ]
+ * A unit a worker holds while the scheduler has taken its core (a busy neighbour)
+ * delays the job by up to a time slice, milliseconds against a job's tens of
+ * microseconds: on a 2-core host shared with two spinning processes W6's jacrev at
+ * two threads read 1.2-1.6x its one-thread time in some trials.  So the caller
+ * times the job: when it waited for the others' units, after running out of its
+ * own, more than 3 times its mean unit plus 30 us, a worker was held off its core,
+ * and the next `serial_left` jobs run on the caller alone (the same units in order:
+ * the same result; BLAS calls take one thread meanwhile, cad_pool_contended).  The
+ * count doubles with each such job (16 .. 4096) and shrinks by an eighth with each
+ * parallel job that did not wait, so parallel jobs come back when the neighbours
+ * leave, and a machine where stragglers come more than about one job in six stays
+ * serial.  Guarded by `busy` (only the thread running a job reads or writes them). */
+#define STRAGGLE_MIN 16
+#define STRAGGLE_MAX 4096
+static int serial_left = 0, backoff = 0;
+static int64_t n_straggles = 0, n_serial = 0;   /* cad._core._engine._pool_stats */
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int cad_pool_contended(void) { return __atomic_load_n(&serial_left, __ATOMIC_RELAXED) > 0; }
+void cad_pool_stats(int64_t *out) {
+    out[0] = n_straggles;
+    out[1] = n_serial;
+    out[2] = serial_left;
+    out[3] = backoff;
+}
+void cad_pool_reset_stats(int serial) {   /* and the next `serial` jobs serial (tests) */
+    pthread_mutex_lock(&busy);
+    n_straggles = n_serial = 0;
+    __atomic_store_n(&serial_left, serial, __ATOMIC_RELAXED);
+    backoff = 0;
+    pthread_mutex_unlock(&busy);
+}
+
 /* take and run units of the current job until none is left (called with mu held,
- * returns with mu held) */
-static void run_units(int64_t gen) {
+ * returns with mu held); the number it ran */
+static int run_units(int64_t gen) {
+    int ran = 0;
     while (generation == gen && job_fn != NULL && next_unit < job_units) {
         int u = next_unit++, n = job_units;
         cad_task fn = job_fn;
@@ -48,9 +89,11 @@ static void run_units(int64_t gen) {
         active++;
         pthread_mutex_unlock(&mu);
         fn(arg, u, n);
+        ran++;
         pthread_mutex_lock(&mu);
         if (--active == 0 && next_unit >= job_units) pthread_cond_signal(&done);
     }
+    return ran;
 }
 
 int cad_cpu_count(void) {
@@ -110,13 +153,24 @@ static int ensure_workers(int nt) {
  * threads (NOTE [ Pool units ]) */
 void cad_parallel(cad_task fn, void *arg, int nt) {
     const int units = cad_pool_units(nt < 1 ? 1 : (nt > POOL_MAX ? POOL_MAX : nt));
-    int64_t gen;
+    int64_t gen, t0, t1, t2;
+    int ran;
     if (nt > POOL_MAX) nt = POOL_MAX;
-    if (nt < 2 || pthread_mutex_trylock(&busy) != 0) {
+    if (nt >= 2 && pthread_mutex_trylock(&busy) == 0) {
+        if (serial_left > 0) {   /* NOTE [ Stragglers ] */
+            __atomic_store_n(&serial_left, serial_left - 1, __ATOMIC_RELAXED);
+            n_serial++;
+            pthread_mutex_unlock(&busy);
+        } else {
+            goto parallel;
+        }
+    }
+    {
         int u;
         for (u = 0; u < units; u++) fn(arg, u, units);   /* serial: the same units */
         return;
     }
+parallel:
     pthread_mutex_lock(&mu);
     {
         int have = ensure_workers(nt);
@@ -129,10 +183,21 @@ void cad_parallel(cad_task fn, void *arg, int nt) {
     next_unit = 0;
     active = 0;
     gen = ++generation;
+    t0 = now_ns();
     pthread_cond_broadcast(&go);
-    run_units(gen);
+    ran = run_units(gen);
+    t1 = now_ns();
     while (active > 0) pthread_cond_wait(&done, &mu);   /* units others hold */
     job_fn = NULL;   /* a late worker finds nothing to do */
     pthread_mutex_unlock(&mu);
+    t2 = now_ns();
+    if (t2 - t1 > 3 * (t1 - t0) / (ran > 0 ? ran : 1) + 30000) {   /* NOTE [ Stragglers ] */
+        backoff = backoff < STRAGGLE_MIN ? STRAGGLE_MIN : (backoff >= STRAGGLE_MAX ? STRAGGLE_MAX : 2 * backoff);
+        __atomic_store_n(&serial_left, backoff, __ATOMIC_RELAXED);
+        n_straggles++;
+    } else {
+        backoff -= backoff / 8;
+        if (backoff < STRAGGLE_MIN) backoff = 0;
+    }
     pthread_mutex_unlock(&busy);
 }
