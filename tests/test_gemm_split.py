@@ -77,3 +77,35 @@ def test_blas_par_min_roundtrip():
     assert old > 0
     assert E._blas_par_min(12345) == old
     assert E._blas_par_min(old) == 12345
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(1000, 10, 10), (40, 10, 10), (39, 10, 10), (500, 32, 32), (500, 33, 32),
+                                   (300, 3, 7), (64, 1, 16), (2000, 16, 64)])
+def test_small_transposed_right_operand(dtype, shape):
+    """NOTE [ Small transposed right operand ] (matmul.c): x @ W.T with a small W (at
+    most 1024 elements, at least 4x as many rows of x) is computed from W copied into
+    rows; the same product as numpy's in every layout around the threshold, batched,
+    with x non-contiguous, accumulated into a gradient, and a recorded replay"""
+    m, k, n = shape
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
+    x = rng.normal(size=(m, k)).astype(dtype)
+    w = rng.normal(size=(n, k)).astype(dtype)
+    X, Wt = cad.tensor(x), cad.tensor(w)
+    np.testing.assert_allclose(np.asarray(X @ Wt.T), x @ w.T, **tol)
+    xs = rng.normal(size=(m, 2 * k)).astype(dtype)
+    np.testing.assert_allclose(np.asarray(cad.tensor(xs)[:, ::2] @ Wt.T), xs[:, ::2] @ w.T, **tol)
+    xb = rng.normal(size=(3, m, k)).astype(dtype)
+    wb = rng.normal(size=(3, n, k)).astype(dtype)
+    np.testing.assert_allclose(np.asarray(cad.matmul(cad.tensor(xb), cad.swapaxes(cad.tensor(wb), 1, 2))),
+                               xb @ np.swapaxes(wb, 1, 2), **tol)
+    # gradients: d/dx sum((x W^T) * g) = g W, d/dW = g^T x, accumulated over two uses
+    g = rng.normal(size=(m, n)).astype(dtype)
+    Xg = cad.tensor(x, requires_grad=True)
+    Wg = cad.tensor(w, requires_grad=True)
+    (cad.sum((Xg @ Wg.T) * cad.tensor(g)) + cad.sum((Xg @ Wg.T) * cad.tensor(g))).backward()
+    np.testing.assert_allclose(np.asarray(Xg.grad), 2 * g @ w, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10)
+    np.testing.assert_allclose(np.asarray(Wg.grad), 2 * g.T @ x, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10 * m)
+    tape = cad.record(lambda a, b: a @ b.T, X, Wt)
+    for _ in range(2):
+        np.testing.assert_allclose(np.asarray(tape(X, Wt)), x @ w.T, **tol)
