@@ -111,3 +111,42 @@ def test_recorded_and_replayed():
     g = tape.grad(cad.tensor(b))
     g = g[0] if isinstance(g, tuple) else g
     np.testing.assert_allclose(np.asarray(g), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64, np.bool_])
+@pytest.mark.parametrize("shape", [(21, 11), (11315, 3), (50, 20), (30, 17), (40,), (6, 0), (9, 2, 5)])
+def test_c_row_gather_any_index_stride(dtype, shape):
+    """NOTE [ Row gathers ] (kernels.c): a 1-D int64 index of any stride (a column of
+    BA's (p, 2) observations, a reversed view) through the C loop, rows of up to 16
+    words inline and longer or odd-sized rows by memcpy, as numpy gives them"""
+    a = (rng.normal(size=shape) * 10).astype(dtype)
+    t = cad.tensor(a)
+    n = shape[0]
+    obs = np.stack([rng.integers(-n, n, 5000), rng.integers(-n, n, 5000)], 1)   # int64, (p, 2)
+    for ix in (obs[:, 1], obs[:, 0], obs[::-1, 0], obs[::3, 1], obs[:0, 0]):
+        got = t[ix]
+        want = a[ix]
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def test_c_row_gather_reports_the_first_bad_index():
+    t = cad.tensor(rng.normal(size=(21, 11)))
+    obs = np.array([[0, 3], [1, 40], [2, -30], [3, 2]])
+    with pytest.raises(IndexError, match="index 40 is out of bounds for axis 0 with size 21"):
+        t[obs[:, 1]]
+    with pytest.raises(IndexError, match="index 0 is out of bounds for axis 0 with size 0"):
+        cad.tensor(np.zeros((0, 3)))[np.array([0, 1])]
+    big = np.concatenate([rng.integers(0, 21, 100000), [-22]])   # (the loop without the GIL)
+    with pytest.raises(IndexError, match="index -22 is out of bounds"):
+        t[big]
+
+
+def test_c_row_gather_gradients_through_a_strided_index():
+    a = rng.normal(size=(21, 11))
+    obs = np.stack([rng.integers(-21, 21, 300), rng.integers(0, 21, 300)], 1)
+    t = cad.tensor(a, requires_grad=True)
+    cad.sum(t[obs[:, 0]] * 3.0).backward()
+    want = np.zeros_like(a)
+    np.add.at(want, obs[:, 0], 3.0)
+    np.testing.assert_array_equal(np.asarray(t.grad), want)

@@ -253,6 +253,10 @@ cdef class _HostStorage(_Storage):
         dt = _dt_from_typenum(cnp.PyArray_TYPE(a))
         if nd > MAXDIM or cnp.PyArray_SIZE(i) == 0 or dt < 0:
             return _np.take(v, ix, axis=0)
+        if cnp.PyArray_TYPE(i) == cnp.NPY_INT64 and cnp.PyArray_NDIM(i) == 1 and \
+                cnp.PyArray_ISALIGNED(i) and cnp.PyArray_STRIDES(i)[0] % 8 == 0 and \
+                cnp.PyArray_IS_C_CONTIGUOUS(a):
+            return self._take_c(a, i, nd, dt)
         lo, hi = i.min(), i.max()
         if lo < -n or hi >= n:
             bad = lo if lo < -n else hi
@@ -265,6 +269,32 @@ cdef class _HostStorage(_Storage):
             dims[cnp.PyArray_NDIM(i) + d - 1] = cnp.PyArray_DIMS(a)[d]
         out = _empty(nd, dims, dt)
         _np.take(v, ix, axis=0, out=out, mode="clip")
+        return out
+
+    cdef object _take_c(self, cnp.ndarray a, cnp.ndarray i, int nd, int dt):
+        """take's rows of a C-ordered array by a 1-D int64 array of positions (any
+        stride), in C (NOTE [ Row gathers ] in kernels.c: the range checked while
+        copying)"""
+        cdef cnp.npy_intp dims[MAXDIM]
+        cdef int d
+        cdef int64_t n = cnp.PyArray_DIMS(a)[0], m = cnp.PyArray_SIZE(i), bad
+        cdef int64_t rowb = (cnp.PyArray_SIZE(a) // n if n else 0) * cnp.PyArray_ITEMSIZE(a)
+        for d in range(cnp.PyArray_NDIM(i)):
+            dims[d] = cnp.PyArray_DIMS(i)[d]
+        for d in range(1, cnp.PyArray_NDIM(a)):
+            dims[cnp.PyArray_NDIM(i) + d - 1] = cnp.PyArray_DIMS(a)[d]
+        out = _empty(nd, dims, dt)
+        cdef char *dst = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
+        cdef const char *src = <const char *>cnp.PyArray_DATA(a)
+        cdef const int64_t *idx = <const int64_t *>cnp.PyArray_DATA(i)
+        cdef int64_t ist = cnp.PyArray_STRIDES(i)[0] // 8
+        if rowb * m >= 65536:
+            with nogil:
+                bad = cad_take_rows(dst, src, idx, ist, m, n, rowb)
+        else:
+            bad = cad_take_rows(dst, src, idx, ist, m, n, rowb)
+        if bad >= 0:
+            raise IndexError(f"index {idx[bad * ist]} is out of bounds for axis 0 with size {n}")
         return out
 
     cdef object astype(self, object v, int dt):

@@ -223,7 +223,9 @@ extern cad_row cad_acc_rows[4];      /* dst += src, same dtype */
 typedef void (*cad_short_red)(char *d, const char *x, int64_t m, int64_t n, int64_t sd, int64_t sx);
 cad_short_red cad_short_red_of(cad_row row);   /* NULL: row is not a reduction row */
 /* m values x[i sx] copied (or added) over the n contiguous elements at d + i sd */
-cad_short_red cad_short_bcast_of(cad_row row);   /* NULL: not a copy/accumulate row */
+cad_short_red cad_short_bcast_of(cad_row row);
+int64_t cad_take_rows(char *dst, const char *src, const int64_t *idx, int64_t ist, int64_t m,
+                      int64_t n, int64_t rowb);   /* NOTE [ Row gathers ] (kernels.c) */   /* NULL: not a copy/accumulate row */
 extern cad_row cad_copy_rows[4];     /* dst = src */
 extern cad_row cad_max_rows[2], cad_min_rows[2], cad_mul_rows[2];
 extern cad_row cad_cast_rows[4][4];  /* [dst][src] dst = (T)src */

@@ -295,3 +295,37 @@ const cad_rowname cad_hand_row_names[] = {
     {ca_f32_f32, "k_ca_f32_f32"},
     {NULL, NULL}
 };
+
+/* NOTE [ Row gathers ]
+ * t[ix] of a C-ordered host array by one int64 index array (BA's cams[ci], X[pi]):
+ * rows idx[0..m) of n rows of rowb bytes each into dst, a negative index counting from
+ * the end.  Rows of up to 16 words are copied word by word inline, where numpy's take
+ * called memmove per row and cad checked the indices' range in two passes before it
+ * (min and max): the README has the times.
+ * idx is read with a stride of ist elements (a column of BA's (p, 2) observations).
+ * Returns -1, or the position i (idx[i * ist]) of the first index out of range (the
+ * rows before it written, none after). */
+int64_t cad_take_rows(char *dst, const char *src, const int64_t *idx, int64_t ist, int64_t m,
+                      int64_t n, int64_t rowb) {
+    int64_t i, j;
+    if (rowb % 8 == 0 && rowb <= 128) {
+        const int64_t w = rowb / 8;
+        for (i = 0; i < m; i++) {
+            int64_t r = idx[i * ist];
+            const char *s;
+            char *d = dst + i * rowb;
+            if (r < 0) r += n;
+            if (r < 0 || r >= n) return i;
+            s = src + r * rowb;
+            for (j = 0; j < w; j++) memcpy(d + 8 * j, s + 8 * j, 8);
+        }
+        return -1;
+    }
+    for (i = 0; i < m; i++) {
+        int64_t r = idx[i * ist];
+        if (r < 0) r += n;
+        if (r < 0 || r >= n) return i;
+        memcpy(dst + i * rowb, src + r * rowb, (size_t)rowb);
+    }
+    return -1;
+}
