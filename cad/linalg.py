@@ -121,14 +121,16 @@ _LU_LAST = [None]
 class _blas_threads:
     """scipy's OpenBLAS on one thread for matrices below 1024 (issue 14's busy-neighbour
     cliff: a second BLAS thread waiting for a busy core made an LU 3-4x slower than
-    one thread), cad's thread count above; restored after"""
+    one thread), cad's thread count above unless the pool saw a straggler (NOTE
+    [ Stragglers ] in pool.c: its jobs run on the caller alone meanwhile); restored
+    after"""
     __slots__ = ("n", "prev")
 
     def __init__(self, n):
         self.n = n
 
     def __enter__(self):
-        nt = 1 if self.n < 1024 else C.get_num_threads()
+        nt = 1 if self.n < 1024 or C._pool_contended() else C.get_num_threads()
         self.prev = C.blas_threads_local(nt)
 
     def __exit__(self, *exc):

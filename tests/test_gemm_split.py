@@ -109,3 +109,31 @@ def test_small_transposed_right_operand(dtype, shape):
     tape = cad.record(lambda a, b: a @ b.T, X, Wt)
     for _ in range(2):
         np.testing.assert_allclose(np.asarray(tape(X, Wt)), x @ w.T, **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_matrix_vector_products_over_the_pool(dtype, split_small):
+    """NOTE [ Matrix-vector products over the pool ] (matmul.c): a large gemv split into
+    units of y's elements, one BLAS thread each: numpy's product in the four layouts
+    (A @ x, A.T @ x, x @ B, x @ B.T), a strided vector, gradients that accumulate, the
+    same bits on every run and as on one thread"""
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-3)
+    A = rng.normal(size=(1500, 1300)).astype(dtype)
+    xv = rng.normal(size=1300).astype(dtype)
+    yv = rng.normal(size=1500).astype(dtype)
+    At, xt, yt = cad.tensor(A), cad.tensor(xv), cad.tensor(yv)
+    cases = [(lambda: At @ xt, A @ xv), (lambda: At.T @ yt, A.T @ yv), (lambda: yt @ At, yv @ A),
+             (lambda: xt @ At.T, xv @ A.T),
+             (lambda: At @ cad.tensor(np.repeat(xv, 2))[::2], A @ xv)]
+    E._blas_par_min(1e5)
+    for fn, want in cases:
+        cad.set_num_threads(2)
+        got = [np.asarray(fn()) for _ in range(3)]
+        np.testing.assert_allclose(got[0], want, **tol)
+        assert all(np.array_equal(got[0], g) for g in got[1:])
+        cad.set_num_threads(1)
+        np.testing.assert_allclose(np.asarray(fn()), got[0], **tol)
+    cad.set_num_threads(2)
+    xg = cad.tensor(xv, requires_grad=True)
+    cad.sum((At @ xg) * yt + (At @ xg) * 2.0).backward()
+    np.testing.assert_allclose(np.asarray(xg.grad), A.T @ (yv + 2.0), **tol)

@@ -120,6 +120,12 @@ def _passed_grads():
     return cad_passed_grads()
 
 
+def _pool_contended():
+    """True while the pool runs jobs on the caller alone after a straggler (NOTE
+    [ Stragglers ] in pool.c): cad.linalg's LAPACK calls then take one BLAS thread"""
+    return cad_pool_contended() != 0
+
+
 def _pool_stats(bint reset=False, int serial=0):
     """the pool's straggler state (NOTE [ Stragglers ] in pool.c; for tests and bench):
     {"straggles": jobs that waited for a worker held off its core, "serial": jobs run

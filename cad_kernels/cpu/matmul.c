@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include "cad_cpu.h"
 
@@ -135,6 +136,43 @@ static void gemm_task(void *arg, int u, int U) {
     p_threads_local(prev);
 }
 
+typedef struct {
+    int dtype;
+    char tr;
+    int64_t rows, cols, ld, incx, incy, len;
+    const char *mat, *vec;
+    char *c, *part;
+} gemv_job;
+
+/* one unit of a gemv (y already zeroed or scaled, beta 1).  'T' (y's element i is
+ * column i of BLAS's matrix, contiguous): y's elements [len u / U, len (u + 1) / U).
+ * 'N' (y's element i is row i of a matrix held by columns): the columns
+ * [cols u / U, cols (u + 1) / U), each unit's y into its own row of `part` (zeroed),
+ * added into y in unit order after (a row block of a column-major matrix read 375 of
+ * every 3000 elements per column and did not scale) */
+static void gemv_task(void *arg, int u, int U) {
+    const gemv_job *j = (const gemv_job *)arg;
+    const size_t es = j->dtype == CAD_F64 ? 8 : 4;
+    const int64_t tot = j->tr == 'N' ? j->cols : j->len;
+    const int64_t r0 = tot * u / U, r1 = tot * (u + 1) / U;
+    const char *mat = j->mat + (size_t)(r0 * j->ld) * es;
+    const char *vec = j->vec + (size_t)(j->tr == 'N' ? r0 * j->incx : 0) * es;
+    char *y = j->tr == 'N' ? j->part + (size_t)(u * j->len) * es : j->c + (size_t)(r0 * j->incy) * es;
+    int R = (int)j->rows, Cn = (int)(r1 - r0);
+    int LD = (int)j->ld, IX = (int)j->incx, IY = j->tr == 'N' ? 1 : (int)j->incy, prev;
+    char tr = j->tr;
+    if (r1 <= r0) return;
+    prev = p_threads_local(1);
+    if (j->dtype == CAD_F64) {
+        double al = 1.0, be = 1.0;
+        p_dgemv(&tr, &R, &Cn, &al, (double *)mat, &LD, (double *)vec, &IX, &be, (double *)y, &IY);
+    } else {
+        float al = 1.0f, be = 1.0f;
+        p_sgemv(&tr, &R, &Cn, &al, (float *)mat, &LD, (float *)vec, &IX, &be, (float *)y, &IY);
+    }
+    p_threads_local(prev);
+}
+
 /* NOTE [ Matrix-vector products ]: a product with one row or one column (A @ x,
    x @ B; a matrix-vector product of the forward, its vjp, a jvp) goes to gemv:
    OpenBLAS's gemm with n = 1 ran 3x slower than its gemv here (512 x 512: 72 against
@@ -171,6 +209,39 @@ static int try_gemv(int dtype, int64_t m, int64_t n, int64_t k,
     } else if (beta != 1) {
         if (dtype == CAD_F64) for (i = 0; i < len; i++) ((double *)c)[i * incy] *= beta;
         else for (i = 0; i < len; i++) ((float *)c)[i * incy] *= (float)beta;
+    }
+    {
+        const int nt = cad_num_threads > 0 ? cad_num_threads : cad_get_max_threads();
+        if (p_threads_local && (double)m * (double)n * (double)k >= CAD_BLAS_PAR_MIN && nt > 1 &&
+                len >= 64 * nt && !cad_pool_contended()) {
+            /* NOTE [ Matrix-vector products over the pool ]: in units of cad's pool, one
+             * BLAS thread each, as large GEMMs are (gemm_task): OpenBLAS's own threads,
+             * once woken, spin ~0.1 s after the call while cad's kernels (and numpy's
+             * BLAS) want the cores, and its static split waits for a descheduled thread.
+             * Units by gemv_task; fixed ranges merged in unit order: the same bits on
+             * every run */
+            gemv_job j;
+            const int U = cad_pool_units(nt);
+            j.dtype = dtype; j.tr = tr; j.rows = rows; j.cols = cols; j.ld = ld; j.incx = incx;
+            j.incy = incy; j.len = len; j.mat = mat; j.vec = vec; j.c = c; j.part = NULL;
+            if (tr == 'N') {
+                j.part = (char *)calloc((size_t)U * (size_t)len, es);
+                if (!j.part) return CAD_ENOMEM;
+            }
+            cad_parallel(gemv_task, &j, nt);
+            if (tr == 'N') {
+                int u;
+                if (dtype == CAD_F64) {
+                    for (u = 0; u < U; u++)
+                        for (i = 0; i < len; i++) ((double *)c)[i * incy] += ((double *)j.part)[u * len + i];
+                } else {
+                    for (u = 0; u < U; u++)
+                        for (i = 0; i < len; i++) ((float *)c)[i * incy] += ((float *)j.part)[u * len + i];
+                }
+                free(j.part);
+            }
+            return CAD_OK;
+        }
     }
     {
         int R = (int)rows, Cn = (int)cols, LD = (int)ld, IX = (int)incx, IY = (int)incy;
