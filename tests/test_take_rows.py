@@ -150,3 +150,33 @@ def test_c_row_gather_gradients_through_a_strided_index():
     want = np.zeros_like(a)
     np.add.at(want, obs[:, 0], 3.0)
     np.testing.assert_array_equal(np.asarray(t.grad), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(21, 11), (11315, 3), (5, 4, 3), (30, 17), (40,), (6, 1)])
+def test_recorded_row_gathers_replay_and_gradients(dtype, shape):
+    """NOTE [ Row gathers ] (kernels.c): a recorded t[ix] of a 2-D or 3-D t marks its
+    positions as whole rows; the replay copies rows and the vjp adds rows, in the
+    element-wise kernels' order, so values and gradients (repeated and negative
+    indices) are numpy's take and add.at exactly, replayed several times, with a
+    strided index and with the gathered value computed on the tape"""
+    a = rng.normal(size=shape).astype(dtype)
+    n = shape[0]
+    obs = np.stack([rng.integers(-n, n, 700), rng.integers(-n, n, 700)], 1)
+    ix = obs[:, 1]
+    w = rng.normal(size=(700,) + shape[1:]).astype(dtype)
+    tape = cad.record(lambda t: cad.sum((t * 2.0)[ix] * w), cad.tensor(a))
+    tape2 = cad.record(lambda t: t[ix], cad.tensor(a))
+    want_g = np.zeros_like(a)
+    np.add.at(want_g, ix, 2.0 * w)
+    for k in range(3):
+        b = a + k
+        np.testing.assert_array_equal(np.asarray(tape2(cad.tensor(b))), b[ix])
+        g = tape.grad(cad.tensor(b))
+        g = g[0] if isinstance(g, (tuple, list)) else g
+        np.testing.assert_array_equal(np.asarray(g), want_g)
+    t = cad.tensor(a, requires_grad=True)
+    cad.sum(t[ix] * w).backward()
+    want = np.zeros_like(a)
+    np.add.at(want, ix, w)
+    np.testing.assert_array_equal(np.asarray(t.grad), want)

@@ -233,5 +233,6 @@ cdef extern from "cad_cuda.h" nogil:
         CAD_ECUDA
         CAD_EDEVMEM
         BUF_CUDA
+        CAD_VER_ROWS
     cad_row cad_copy_rows[4]
     cad_row cad_cast_rows[4][4]

@@ -243,7 +243,26 @@ cdef object _take_rows(Tensor t, _Storage S, object v, object ix):
     i64 = ix.astype(_np.int64, copy=False)
     if i64.size and i64.min() < 0:
         i64 = _np.where(i64 < 0, i64 + n, i64)
-    return gather(t, _row_positions(i64, row, ix.shape + t.shape[1:]), val, checked=True)
+    r = gather(t, _row_positions(i64, row, ix.shape + t.shape[1:]), val, checked=True)
+    if _tndim(t) >= 2:
+        _mark_rows(<Tensor>r)
+    return r
+
+
+cdef void _mark_rows(Tensor r):
+    """the gather record that just made r reads whole rows: its positions buffer is
+    marked CAD_VER_ROWS (NOTE [ Row gathers ] in kernels.c)"""
+    cdef Tape tp = r._tape
+    cdef cad_rec *rec
+    cdef cad_hid h
+    if tp is None or tp._into is not None or tp.t.nrecs == 0:
+        return
+    rec = &tp.t.recs[tp.t.nrecs - 1]
+    if rec.op != OP_GATHER or rec.out != r._h or rec.nargs < 2:
+        return
+    h = tp.t.args[rec.arg + 1]
+    if h >= 0 and not (tp.t.bufs[h].flags & BUF_LEAF) and tp.t.bufs[h].ndim >= 1:
+        tp.t.bufs[h].version = CAD_VER_ROWS
 
 
 cdef cnp.ndarray _row_positions(object i64, int64_t row, tuple shape):

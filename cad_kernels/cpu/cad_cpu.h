@@ -68,6 +68,10 @@ enum {
 #define BUF_INPUT 32u  /* an input slot of a recorded tape (cad.record) */
 #define BUF_ARENA 64u  /* a replayed value living in the replay's arena */
 #define BUF_CUDA 128u  /* data and gradient are device memory (NOTE [ CUDA backend ]) */
+/* a non-leaf constant's `version`: an index buffer of a gather whose positions are
+ * whole rows of the gathered value laid out, pos[i w + j] = pos[i w] + j for w its last
+ * dim (t[ix] of a value of 2 or more dims: NOTE [ Row gathers ] in kernels.c) */
+#define CAD_VER_ROWS INT32_MIN
 
 typedef struct {
     char *data;        /* value, strided (see meta); NULL for inline */
@@ -225,7 +229,9 @@ cad_short_red cad_short_red_of(cad_row row);   /* NULL: row is not a reduction r
 /* m values x[i sx] copied (or added) over the n contiguous elements at d + i sd */
 cad_short_red cad_short_bcast_of(cad_row row);
 int64_t cad_take_rows(char *dst, const char *src, const int64_t *idx, int64_t ist, int64_t m,
-                      int64_t n, int64_t rowb);   /* NOTE [ Row gathers ] (kernels.c) */   /* NULL: not a copy/accumulate row */
+                      int64_t n, int64_t rowb);   /* NOTE [ Row gathers ] (kernels.c) */
+void cad_gather_rows(int es, char *out, const char *x, const int64_t *lin, int64_t n, int64_t w);
+void cad_scatadd_rows(int dtype, char *gx, const char *g, const int64_t *lin, int64_t n, int64_t w);   /* NULL: not a copy/accumulate row */
 extern cad_row cad_copy_rows[4];     /* dst = src */
 extern cad_row cad_max_rows[2], cad_min_rows[2], cad_mul_rows[2];
 extern cad_row cad_cast_rows[4][4];  /* [dst][src] dst = (T)src */

@@ -297,6 +297,13 @@ const cad_rowname cad_hand_row_names[] = {
 };
 
 /* NOTE [ Row gathers ]
+ * A recorded t[ix] (t of 2 or more dims) marks its positions buffer CAD_VER_ROWS: its
+ * n positions are n / w whole rows of w (its last dim), so a replay's gather copies
+ * rows (cad_gather_rows, reading one position per row) and the vjp adds rows
+ * (cad_scatadd_rows), where the general kernels read a position per element (BA's
+ * cams[ci]: 400k positions for 36k rows).  Other gathers (and tapes loaded from a
+ * file, which do not keep the mark) take the general kernels.
+ *
  * t[ix] of a C-ordered host array by one int64 index array (BA's cams[ci], X[pi]):
  * rows idx[0..m) of n rows of rowb bytes each into dst, a negative index counting from
  * the end.  Rows of up to 16 words are copied word by word inline, where numpy's take
@@ -328,4 +335,41 @@ int64_t cad_take_rows(char *dst, const char *src, const int64_t *idx, int64_t is
         memcpy(dst + i * rowb, src + r * rowb, (size_t)rowb);
     }
     return -1;
+}
+
+/* NOTE [ Row gathers ]: out's rows of w elements of es bytes from x at positions
+ * lin[i w] (in range: the recorded positions were checked) */
+void cad_gather_rows(int es, char *out, const char *x, const int64_t *lin, int64_t n, int64_t w) {
+    const int64_t rows = w > 0 ? n / w : 0, rowb = w * es;
+    int64_t i, j;
+    if (rowb % 8 == 0 && rowb <= 128) {
+        const int64_t q = rowb / 8;
+        for (i = 0; i < rows; i++) {
+            const char *s = x + lin[i * w] * es;
+            char *d = out + i * rowb;
+            for (j = 0; j < q; j++) memcpy(d + 8 * j, s + 8 * j, 8);
+        }
+        return;
+    }
+    for (i = 0; i < rows; i++) memcpy(out + i * rowb, x + lin[i * w] * es, (size_t)rowb);
+}
+
+/* its vjp: gx[lin[i w] + j] += g[i w + j], rows in order (the same sums, in the same
+ * order, as the element-wise scatter-add) */
+void cad_scatadd_rows(int dtype, char *gx, const char *g, const int64_t *lin, int64_t n, int64_t w) {
+    const int64_t rows = w > 0 ? n / w : 0;
+    int64_t i, j;
+    if (dtype == CAD_F64) {
+        for (i = 0; i < rows; i++) {
+            double *d = (double *)gx + lin[i * w];
+            const double *s = (const double *)g + i * w;
+            for (j = 0; j < w; j++) d[j] += s[j];
+        }
+    } else {
+        for (i = 0; i < rows; i++) {
+            float *d = (float *)gx + lin[i * w];
+            const float *s = (const float *)g + i * w;
+            for (j = 0; j < w; j++) d[j] += s[j];
+        }
+    }
 }
