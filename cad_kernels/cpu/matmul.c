@@ -288,11 +288,11 @@ int cad_gemm(int dtype, int64_t m, int64_t n, int64_t k,
         return CAD_EBLAS;
     if (tb == 'T' && k * n <= SMALL_BT && m >= 4 * (k > n ? k : n)) {
         /* NOTE [ Small transposed right operand ]: a small B held by columns (a
-         * transposed view: GMM's `x @ swapaxes(L, 1, 2)`, (1000, 10) @ (10, 10) per
-         * component) under many rows of A: OpenBLAS's small kernel for it ran 1.6x
-         * its time on the same B copied into rows (11.7 against 7.4 us; GMM's batch of
-         * 25: 304 -> 168 us); square products read the same either way, so only a B
-         * of at most SMALL_BT elements under at least 4x as many rows is copied */
+         * transposed view: a linear layer's `x @ W.T`, (1000, 10) @ (10, 10)^T) under
+         * many rows of A: OpenBLAS's small kernel for it ran 1.6x its time on the same
+         * B copied into rows (11.7 against 7.4 us; a batch of 25 such products: 304 ->
+         * 168 us); square products read the same either way, so only a B of at most
+         * SMALL_BT elements under at least 4x as many rows is copied */
         int64_t l, jj;
         if (dtype == CAD_F64) {
             double *t = (double *)bt_buf;

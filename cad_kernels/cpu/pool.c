@@ -192,7 +192,7 @@ parallel:
     pthread_mutex_unlock(&mu);
     t2 = now_ns();
     if (t2 - t1 > 3 * (t1 - t0) / (ran > 0 ? ran : 1) + 30000) {   /* NOTE [ Stragglers ] */
-        backoff = backoff < STRAGGLE_MIN ? STRAGGLE_MIN : (backoff >= STRAGGLE_MAX ? STRAGGLE_MAX : 2 * backoff);
+        backoff = backoff < STRAGGLE_MIN ? STRAGGLE_MIN : (2 * backoff > STRAGGLE_MAX ? STRAGGLE_MAX : 2 * backoff);
         __atomic_store_n(&serial_left, backoff, __ATOMIC_RELAXED);
         n_straggles++;
     } else {
