@@ -180,3 +180,19 @@ def test_recorded_row_gathers_replay_and_gradients(dtype, shape):
     want = np.zeros_like(a)
     np.add.at(want, ix, w)
     np.testing.assert_array_equal(np.asarray(t.grad), want)
+
+
+def test_row_gather_byte_swapped_and_unaligned_indices():
+    """index arrays the C loop does not read (byte-swapped, unaligned) keep numpy's
+    take: the same rows"""
+    a = rng.normal(size=(21, 11))
+    t = cad.tensor(a)
+    ix = rng.integers(-21, 21, 50)
+    sw = ix.astype(">i8")
+    np.testing.assert_array_equal(np.asarray(t[sw]), a[ix])
+    buf = np.zeros(50 * 8 + 1, dtype=np.uint8)
+    un = np.ndarray((50,), dtype=np.int64, buffer=buf, offset=1)   # unaligned
+    un[:] = ix
+    np.testing.assert_array_equal(np.asarray(t[un]), a[ix])
+    with pytest.raises(IndexError, match="out of bounds"):
+        t[np.array([0, 21], dtype=">i8")]

@@ -254,8 +254,9 @@ cdef class _HostStorage(_Storage):
         if nd > MAXDIM or cnp.PyArray_SIZE(i) == 0 or dt < 0:
             return _np.take(v, ix, axis=0)
         if cnp.PyArray_TYPE(i) == cnp.NPY_INT64 and cnp.PyArray_NDIM(i) == 1 and \
-                cnp.PyArray_ISALIGNED(i) and cnp.PyArray_STRIDES(i)[0] % 8 == 0 and \
-                cnp.PyArray_IS_C_CONTIGUOUS(a):
+                cnp.PyArray_ISALIGNED(i) and cnp.PyArray_ISNOTSWAPPED(i) and \
+                cnp.PyArray_STRIDES(i)[0] % 8 == 0 and cnp.PyArray_IS_C_CONTIGUOUS(a) and \
+                cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISALIGNED(a):
             return self._take_c(a, i, nd, dt)
         lo, hi = i.min(), i.max()
         if lo < -n or hi >= n:
