@@ -45,7 +45,9 @@ int cad_pool_units(int nt) {
  * microseconds: on a 2-core host shared with two spinning processes W6's jacrev at
  * two threads read 1.2-1.6x its one-thread time in some trials.  So the caller
  * times the job: when it waited for the others' units, after running out of its
- * own, more than 3 times its mean unit plus 30 us, a worker was held off its core,
+ * own, more than 30 us plus the larger of 3 times its mean unit and all the time it
+ * worked (units of uneven cost, an inverse's triangular blocks, wait up to a long
+ * unit without a straggler), a worker was held off its core,
  * and the next `serial_left` jobs run on the caller alone (the same units in order:
  * the same result; BLAS calls take one thread meanwhile, cad_pool_contended).  The
  * count doubles with each such job (16 .. 4096) and shrinks by an eighth with each
@@ -191,7 +193,8 @@ parallel:
     job_fn = NULL;   /* a late worker finds nothing to do */
     pthread_mutex_unlock(&mu);
     t2 = now_ns();
-    if (t2 - t1 > 3 * (t1 - t0) / (ran > 0 ? ran : 1) + 30000) {   /* NOTE [ Stragglers ] */
+    if (t2 - t1 > 30000 + (3 * (t1 - t0) / (ran > 0 ? ran : 1) > t1 - t0 ?
+                           3 * (t1 - t0) / (ran > 0 ? ran : 1) : t1 - t0)) {   /* NOTE [ Stragglers ] */
         backoff = backoff < STRAGGLE_MIN ? STRAGGLE_MIN : (2 * backoff > STRAGGLE_MAX ? STRAGGLE_MAX : 2 * backoff);
         __atomic_store_n(&serial_left, backoff, __ATOMIC_RELAXED);
         n_straggles++;
