@@ -47,13 +47,17 @@ int cad_pool_units(int nt) {
  * times the job: when it waited for the others' units, after running out of its
  * own, more than 30 us plus the larger of 3 times its mean unit and all the time it
  * worked (units of uneven cost, an inverse's triangular blocks, wait up to a long
- * unit without a straggler), a worker was held off its core,
+ * unit without a straggler), a worker was held off its core, provided the caller's
+ * own work took under 1 ms: against larger jobs a time slice is a small delay, and
+ * their workers' waits are mostly page faults of fresh outputs taken in turn (W4's
+ * 1e7-element passes judged so ran a third of their jobs serially, 150 -> 220 ms),
  * and the next `serial_left` jobs run on the caller alone (the same units in order:
  * the same result; BLAS calls take one thread meanwhile, cad_pool_contended).  The
  * count doubles with each such job (16 .. 4096) and shrinks by an eighth with each
  * parallel job that did not wait, so parallel jobs come back when the neighbours
  * leave, and a machine where stragglers come more than about one job in six stays
  * serial.  Guarded by `busy` (only the thread running a job reads or writes them). */
+#define STRAGGLE_JOB_MAX 1000000   /* ns of the caller's own work: larger jobs are not judged */
 #define STRAGGLE_MIN 16
 #define STRAGGLE_MAX 4096
 static int serial_left = 0, backoff = 0;
@@ -193,8 +197,9 @@ parallel:
     job_fn = NULL;   /* a late worker finds nothing to do */
     pthread_mutex_unlock(&mu);
     t2 = now_ns();
-    if (t2 - t1 > 30000 + (3 * (t1 - t0) / (ran > 0 ? ran : 1) > t1 - t0 ?
-                           3 * (t1 - t0) / (ran > 0 ? ran : 1) : t1 - t0)) {   /* NOTE [ Stragglers ] */
+    if (t1 - t0 < STRAGGLE_JOB_MAX &&
+            t2 - t1 > 30000 + (3 * (t1 - t0) / (ran > 0 ? ran : 1) > t1 - t0 ?
+                               3 * (t1 - t0) / (ran > 0 ? ran : 1) : t1 - t0)) {   /* NOTE [ Stragglers ] */
         backoff = backoff < STRAGGLE_MIN ? STRAGGLE_MIN : (2 * backoff > STRAGGLE_MAX ? STRAGGLE_MAX : 2 * backoff);
         __atomic_store_n(&serial_left, backoff, __ATOMIC_RELAXED);
         n_straggles++;
