@@ -22,6 +22,17 @@ def in_threads(work, n=4):
     assert not errors, errors
 
 
+def same_in_threads(fn, xs, reps):
+    """fn(x) for each x of xs computed once, then again `reps` times in one thread per x
+    at once: every bit the same"""
+    want = [np.asarray(fn(x)) for x in xs]
+
+    def work(k):
+        for _ in range(reps):
+            np.testing.assert_array_equal(np.asarray(fn(xs[k])), want[k])
+    in_threads(work, len(xs))
+
+
 def A(x):
     return np.asarray(x)
 

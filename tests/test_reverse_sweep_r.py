@@ -9,7 +9,7 @@ import pytest
 import cad
 import cad.transforms as T
 
-from _numeric import fd_jac, in_threads, on_and_off
+from _numeric import fd_jac, on_and_off, same_in_threads
 
 rng = np.random.default_rng(51)
 W = rng.standard_normal((4, 4)) * 0.5
@@ -87,10 +87,4 @@ def test_consumed_tape_error(monkeypatch):
 
 def test_threads():
     f, shape = FUNCS["sums over axes"]
-    xs = [_pos(shape) for _ in range(4)]
-    want = [np.asarray(cad.hessian(f)(cad.tensor(x))) for x in xs]
-
-    def work(k):
-        for _ in range(30):
-            np.testing.assert_array_equal(np.asarray(cad.hessian(f)(cad.tensor(xs[k]))), want[k])
-    in_threads(work)
+    same_in_threads(lambda x: cad.hessian(f)(cad.tensor(x)), [_pos(shape) for _ in range(4)], 30)

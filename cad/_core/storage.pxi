@@ -181,6 +181,25 @@ cdef class _Storage:
 
 
 @cython.final
+cdef void _take_c(cnp.ndarray a, cnp.ndarray i, cnp.ndarray out) except *:
+    """_HostStorage.take's rows of a C-ordered array by a 1-D int64 array of positions
+    (any stride) into out, in C (NOTE [ Row gathers ] in kernels.c: the range checked
+    while copying)"""
+    cdef int64_t n = cnp.PyArray_DIMS(a)[0], m = cnp.PyArray_SIZE(i), bad
+    cdef int64_t rowb = (cnp.PyArray_SIZE(a) // n if n else 0) * cnp.PyArray_ITEMSIZE(a)
+    cdef char *dst = <char *>cnp.PyArray_DATA(out)
+    cdef const char *src = <const char *>cnp.PyArray_DATA(a)
+    cdef const int64_t *idx = <const int64_t *>cnp.PyArray_DATA(i)
+    cdef int64_t ist = cnp.PyArray_STRIDES(i)[0] // 8
+    if rowb * m >= 65536:
+        with nogil:
+            bad = cad_take_rows(dst, src, idx, ist, m, n, rowb)
+    else:
+        bad = cad_take_rows(dst, src, idx, ist, m, n, rowb)
+    if bad >= 0:
+        raise IndexError(f"index {idx[bad * ist]} is out of bounds for axis 0 with size {n}")
+
+
 cdef class _HostStorage(_Storage):
     cdef object dlpack(self, Tensor t, object stream, object max_version, object dl_device, object copy):
         cdef object a = _arr_of(t)
@@ -246,6 +265,7 @@ cdef class _HostStorage(_Storage):
         # taken with mode='clip', which then never clips
         cdef cnp.npy_intp dims[MAXDIM]
         cdef int d, nd, dt
+        cdef bint c_rows
         cdef cnp.ndarray a = <cnp.ndarray>v
         cdef cnp.ndarray i = <cnp.ndarray>ix
         n = cnp.PyArray_DIMS(a)[0]
@@ -253,49 +273,26 @@ cdef class _HostStorage(_Storage):
         dt = _dt_from_typenum(cnp.PyArray_TYPE(a))
         if nd > MAXDIM or cnp.PyArray_SIZE(i) == 0 or dt < 0:
             return _np.take(v, ix, axis=0)
-        if cnp.PyArray_TYPE(i) == cnp.NPY_INT64 and cnp.PyArray_NDIM(i) == 1 and \
-                cnp.PyArray_ISALIGNED(i) and cnp.PyArray_ISNOTSWAPPED(i) and \
-                cnp.PyArray_STRIDES(i)[0] % 8 == 0 and cnp.PyArray_IS_C_CONTIGUOUS(a) and \
-                cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISALIGNED(a):
-            return self._take_c(a, i, nd, dt)
-        lo, hi = i.min(), i.max()
-        if lo < -n or hi >= n:
-            bad = lo if lo < -n else hi
-            raise IndexError(f"index {bad} is out of bounds for axis 0 with size {n}")
-        if lo < 0:
-            ix = _np.where(i < 0, i + n, i)
+        c_rows = cnp.PyArray_TYPE(i) == cnp.NPY_INT64 and cnp.PyArray_NDIM(i) == 1 and \
+            cnp.PyArray_ISALIGNED(i) and cnp.PyArray_ISNOTSWAPPED(i) and \
+            cnp.PyArray_STRIDES(i)[0] % 8 == 0 and cnp.PyArray_IS_C_CONTIGUOUS(a) and \
+            cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISALIGNED(a)
+        if not c_rows:
+            lo, hi = i.min(), i.max()
+            if lo < -n or hi >= n:
+                bad = lo if lo < -n else hi
+                raise IndexError(f"index {bad} is out of bounds for axis 0 with size {n}")
+            if lo < 0:
+                ix = _np.where(i < 0, i + n, i)
         for d in range(cnp.PyArray_NDIM(i)):
             dims[d] = cnp.PyArray_DIMS(i)[d]
         for d in range(1, cnp.PyArray_NDIM(a)):
             dims[cnp.PyArray_NDIM(i) + d - 1] = cnp.PyArray_DIMS(a)[d]
         out = _empty(nd, dims, dt)
-        _np.take(v, ix, axis=0, out=out, mode="clip")
-        return out
-
-    cdef object _take_c(self, cnp.ndarray a, cnp.ndarray i, int nd, int dt):
-        """take's rows of a C-ordered array by a 1-D int64 array of positions (any
-        stride), in C (NOTE [ Row gathers ] in kernels.c: the range checked while
-        copying)"""
-        cdef cnp.npy_intp dims[MAXDIM]
-        cdef int d
-        cdef int64_t n = cnp.PyArray_DIMS(a)[0], m = cnp.PyArray_SIZE(i), bad
-        cdef int64_t rowb = (cnp.PyArray_SIZE(a) // n if n else 0) * cnp.PyArray_ITEMSIZE(a)
-        for d in range(cnp.PyArray_NDIM(i)):
-            dims[d] = cnp.PyArray_DIMS(i)[d]
-        for d in range(1, cnp.PyArray_NDIM(a)):
-            dims[cnp.PyArray_NDIM(i) + d - 1] = cnp.PyArray_DIMS(a)[d]
-        out = _empty(nd, dims, dt)
-        cdef char *dst = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
-        cdef const char *src = <const char *>cnp.PyArray_DATA(a)
-        cdef const int64_t *idx = <const int64_t *>cnp.PyArray_DATA(i)
-        cdef int64_t ist = cnp.PyArray_STRIDES(i)[0] // 8
-        if rowb * m >= 65536:
-            with nogil:
-                bad = cad_take_rows(dst, src, idx, ist, m, n, rowb)
+        if c_rows:
+            _take_c(a, i, <cnp.ndarray>out)
         else:
-            bad = cad_take_rows(dst, src, idx, ist, m, n, rowb)
-        if bad >= 0:
-            raise IndexError(f"index {idx[bad * ist]} is out of bounds for axis 0 with size {n}")
+            _np.take(v, ix, axis=0, out=out, mode="clip")
         return out
 
     cdef object astype(self, object v, int dt):
