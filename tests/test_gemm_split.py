@@ -131,9 +131,82 @@ def test_matrix_vector_products_over_the_pool(dtype, split_small):
         got = [np.asarray(fn()) for _ in range(3)]
         np.testing.assert_allclose(got[0], want, **tol)
         assert all(np.array_equal(got[0], g) for g in got[1:])
+        # after a straggler (a forced serial job) the same units on the caller: the
+        # same bits (the unsplit BLAS call it once took summed columns in another order)
+        E._pool_stats(reset=True, serial=3)
+        np.testing.assert_array_equal(np.asarray(fn()), got[0])
+        E._pool_stats(reset=True)
         cad.set_num_threads(1)
         np.testing.assert_allclose(np.asarray(fn()), got[0], **tol)
     cad.set_num_threads(2)
     xg = cad.tensor(xv, requires_grad=True)
     cad.sum((At @ xg) * yt + (At @ xg) * 2.0).backward()
     np.testing.assert_allclose(np.asarray(xg.grad), A.T @ (yv + 2.0), **tol)
+
+
+BATCHES = {
+    # (a's shape, b's shape, how b is used): GMM's products and their vjps' layouts
+    "x @ L.T": ((25, 1000, 10), (25, 10, 10), lambda a, b: cad.matmul(a, cad.swapaxes(b, 1, 2))),
+    "g @ L": ((25, 1000, 10), (25, 10, 10), lambda a, b: cad.matmul(a, b)),
+    "x.T @ g": ((25, 1000, 10), (25, 1000, 10), lambda a, b: cad.matmul(cad.swapaxes(a, 1, 2), b)),
+    "broadcast batch": ((6, 1, 300, 16), (1, 5, 16, 12), lambda a, b: cad.matmul(a, b)),
+    "strided rows": ((9, 800, 24), (9, 12, 16), lambda a, b: cad.matmul(a[:, ::2, ::2], b)),
+    "odd batch": ((7, 3, 500, 20), (7, 3, 20, 9), lambda a, b: cad.matmul(a, b)),
+}
+
+
+@pytest.mark.parametrize("name", list(BATCHES))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batches_over_the_pool(name, dtype):
+    """NOTE [ Batches over the pool ] (matmul.c): a batch of products each too small to
+    split runs in units of the batch over cad's pool; every product is the same BLAS
+    call as on one thread, so two threads give one thread's bits, every run; numpy's
+    product; the path is a pool job (a forced serial job is counted down)"""
+    sa, sb, fn = BATCHES[name]
+    a0, b0 = rng.normal(size=sa).astype(dtype), rng.normal(size=sb).astype(dtype)
+    A, B = cad.tensor(a0), cad.tensor(b0)
+    old = cad.get_num_threads()
+    try:
+        cad.set_num_threads(1)
+        one = np.asarray(fn(A, B))
+        cad.set_num_threads(2)
+        two = [np.asarray(fn(A, B)) for _ in range(3)]
+        E._pool_stats(reset=True, serial=5)
+        serial = np.asarray(fn(A, B))
+        assert E._pool_stats()["serial_left"] == 4
+        E._pool_stats(reset=True)
+    finally:
+        cad.set_num_threads(old)
+    for t in two + [serial]:
+        np.testing.assert_array_equal(t, one)
+    want = np.asarray(fn(cad.tensor(a0.astype(np.float64)), cad.tensor(b0.astype(np.float64))))
+    ref = {"x @ L.T": lambda: a0 @ np.swapaxes(b0, 1, 2), "g @ L": lambda: a0 @ b0,
+           "x.T @ g": lambda: np.swapaxes(a0, 1, 2) @ b0, "broadcast batch": lambda: a0 @ b0,
+           "strided rows": lambda: a0[:, ::2, ::2] @ b0, "odd batch": lambda: a0 @ b0}[name]()
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(one, ref, **tol)
+    np.testing.assert_allclose(want, ref, **tol)
+
+
+def test_batch_over_the_pool_gradients():
+    """GMM's product x @ L^T in a gradient (both vjp products batched over the pool):
+    the gradients of one and two threads agree bit for bit, and equal numpy's"""
+    x0, l0 = rng.normal(size=(25, 1000, 10)), rng.normal(size=(25, 10, 10))
+    g0 = rng.normal(size=(25, 1000, 10))
+
+    def grads():
+        X, L = cad.tensor(x0, requires_grad=True), cad.tensor(l0, requires_grad=True)
+        cad.sum(cad.matmul(X, cad.swapaxes(L, 1, 2)) * cad.tensor(g0)).backward()
+        return np.asarray(X.grad), np.asarray(L.grad)
+    old = cad.get_num_threads()
+    try:
+        cad.set_num_threads(1)
+        gx1, gl1 = grads()
+        cad.set_num_threads(2)
+        gx2, gl2 = grads()
+    finally:
+        cad.set_num_threads(old)
+    np.testing.assert_array_equal(gx1, gx2)
+    np.testing.assert_array_equal(gl1, gl2)
+    np.testing.assert_allclose(gx2, g0 @ l0, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gl2, np.swapaxes(g0, 1, 2) @ x0, rtol=1e-10, atol=1e-9)

@@ -213,13 +213,16 @@ static int try_gemv(int dtype, int64_t m, int64_t n, int64_t k,
     {
         const int nt = cad_num_threads > 0 ? cad_num_threads : cad_get_max_threads();
         if (p_threads_local && (double)m * (double)n * (double)k >= CAD_BLAS_PAR_MIN && nt > 1 &&
-                len >= 64 * nt && !cad_pool_contended()) {
+                len >= 64 * nt) {
             /* NOTE [ Matrix-vector products over the pool ]: in units of cad's pool, one
              * BLAS thread each, as large GEMMs are (gemm_task): OpenBLAS's own threads,
              * once woken, spin ~0.1 s after the call while cad's kernels (and numpy's
              * BLAS) want the cores, and its static split waits for a descheduled thread.
              * Units by gemv_task; fixed ranges merged in unit order: the same bits on
-             * every run */
+             * every run, contended or not (a job after a straggler runs the same units
+             * on the caller: NOTE [ Stragglers ]; calling BLAS unsplit then, as this
+             * did, gave a column-major product other bits, and its test failed once in
+             * a few runs on a busy host) */
             gemv_job j;
             const int U = cad_pool_units(nt);
             j.dtype = dtype; j.tr = tr; j.rows = rows; j.cols = cols; j.ld = ld; j.incx = incx;
@@ -413,24 +416,29 @@ static int rows_stack(const cad_mm *mm, const int64_t *bst, int64_t rs) {
 SMALL_BATCH(double)
 SMALL_BATCH(float)
 
-int cad_matmul_cpu(const cad_mm *mm) {
-    int64_t idx[CAD_MAXDIM], nb = 1, i;
-    int d, st, es = mm->dtype == CAD_F64 ? 8 : 4, shared = 1, small;
-    for (d = 0; d < mm->bnd; d++) {
-        idx[d] = 0;
-        nb *= mm->bshape[d];
-        if (mm->bshape[d] != 1 && mm->bbst[d] != 0) shared = 0;
+/* NOTE [ Batches over the pool ]: a batch of products each too small to split
+ * (under CAD_BLAS_PAR_MIN multiply-adds, one BLAS thread) whose whole batch holds at
+ * least CAD_BATCH_PAR_MIN multiply-adds runs its products in units of cad's pool,
+ * each unit a fixed range of the batch: GMM's (25, 1000, 10) @ (25, 10, 10) and its
+ * two vjp products (2.5M multiply-adds, ~170 us on one thread) ran one product after
+ * another while the other core idled.  Each product is the same cad_gemm call on
+ * whichever thread, so the result has the same bits. */
+#define CAD_BATCH_PAR_MIN (double)(1 << 18)
+typedef struct {
+    const cad_mm *mm;
+    int64_t nb;
+    int es;
+    int st[64];   /* a unit's status (cad_pool_units is at most POOL_MAX) */
+} batch_job;
+
+static int batch_range(const cad_mm *mm, int64_t i0, int64_t i1, int es) {
+    int64_t idx[CAD_MAXDIM], i, r = i0;
+    int d, st;
+    for (d = mm->bnd - 1; d >= 0; d--) {   /* i0 as a batch index */
+        idx[d] = mm->bshape[d] > 0 ? r % mm->bshape[d] : 0;
+        r = mm->bshape[d] > 0 ? r / mm->bshape[d] : 0;
     }
-    if (nb > 1 && shared && rows_stack(mm, mm->abst, mm->ars)
-            && rows_stack(mm, mm->obst, mm->crs))
-        return cad_gemm(mm->dtype, nb * mm->m, mm->n, mm->k, mm->a, mm->ars, mm->acs, mm->b,
-                        mm->brs, mm->bcs, mm->c, mm->crs, mm->beta);
-    small = nb > 1 && (double)mm->m * (double)mm->n * (double)mm->k <= CAD_MM_SMALL;
-    if (small) {
-        if (mm->dtype == CAD_F64) small_batch_double(mm, nb); else small_batch_float(mm, nb);
-        return CAD_OK;
-    }
-    for (i = 0; i < nb; i++) {
+    for (i = i0; i < i1; i++) {
         int64_t ao = 0, bo = 0, co = 0;
         for (d = 0; d < mm->bnd; d++) {
             ao += idx[d] * mm->abst[d];
@@ -446,6 +454,45 @@ int cad_matmul_cpu(const cad_mm *mm) {
         }
     }
     return CAD_OK;
+}
+
+static void batch_task(void *arg, int u, int U) {
+    batch_job *j = (batch_job *)arg;
+    j->st[u] = batch_range(j->mm, j->nb * u / U, j->nb * (u + 1) / U, j->es);
+}
+
+int cad_matmul_cpu(const cad_mm *mm) {
+    int64_t nb = 1;
+    int d, es = mm->dtype == CAD_F64 ? 8 : 4, shared = 1, small;
+    for (d = 0; d < mm->bnd; d++) {
+        nb *= mm->bshape[d];
+        if (mm->bshape[d] != 1 && mm->bbst[d] != 0) shared = 0;
+    }
+    if (nb > 1 && shared && rows_stack(mm, mm->abst, mm->ars)
+            && rows_stack(mm, mm->obst, mm->crs))
+        return cad_gemm(mm->dtype, nb * mm->m, mm->n, mm->k, mm->a, mm->ars, mm->acs, mm->b,
+                        mm->brs, mm->bcs, mm->c, mm->crs, mm->beta);
+    small = nb > 1 && (double)mm->m * (double)mm->n * (double)mm->k <= CAD_MM_SMALL;
+    if (small) {
+        if (mm->dtype == CAD_F64) small_batch_double(mm, nb); else small_batch_float(mm, nb);
+        return CAD_OK;
+    }
+    {
+        const double work = (double)mm->m * (double)mm->n * (double)mm->k;
+        const int nt = cad_num_threads > 0 ? cad_num_threads : cad_get_max_threads();
+        if (nb >= 2 && nt > 1 && work < CAD_BLAS_PAR_MIN && work * (double)nb >= CAD_BATCH_PAR_MIN
+                && cad_pool_units(nt) <= 64) {   /* NOTE [ Batches over the pool ] */
+            batch_job j;
+            int u, U = cad_pool_units(nt);
+            j.mm = mm; j.nb = nb; j.es = es;
+            for (u = 0; u < U; u++) j.st[u] = CAD_OK;
+            cad_parallel(batch_task, &j, nt);
+            for (u = 0; u < U; u++)
+                if (j.st[u]) return j.st[u];
+            return CAD_OK;
+        }
+    }
+    return batch_range(mm, 0, nb, es);
 }
 
 /* ---- LU solves through scipy's LAPACK (cad.linalg, NOTE [ Linear algebra ]):
