@@ -259,3 +259,54 @@ def test_rows_taken_by_one_integer_array(shape, ix):
     tape = cad.record(lambda x: x[ia] * 2.0, X)
     X2 = rng.standard_normal(shape)
     np.testing.assert_array_equal(np.asarray(tape(X2)), X2[ia] * 2.0)
+
+
+@pytest.mark.parametrize("shape", [(100, 1000, 10), (1, 3001, 7), (5, 4, 300, 3), (3, 1, 2049, 16)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_packed_rows_over_the_pool(shape, dtype):
+    # NOTE [ Packed rows over the pool ]: rows packed at two threads, in units of the
+    # outer indices (many of them) or of the rows (one or a few), give one thread's
+    # bits and numpy's values: a repeated row on either side, two of them, a scalar, a
+    # three-operand op; the sizes around a unit's edges; a reduction (not split) keeps
+    # its one-thread order; two runs at two threads give the same bits
+    from cad._core import _engine as E
+    rep = shape[:-2] + (1, shape[-1])
+    X = rng.standard_normal(shape).astype(dtype)
+    Q = rng.standard_normal(rep).astype(dtype)
+    M = rng.standard_normal(rep).astype(dtype)
+    x, q, m = cad.tensor(X), cad.tensor(Q), cad.tensor(M)
+    progs = [(lambda: q * x, lambda: Q * X), (lambda: x - q, lambda: X - Q),
+             (lambda: q * x - m, lambda: Q * X - M), (lambda: cad.where(x > 0.0, q, m), lambda: np.where(X > 0, Q, M)),
+             (lambda: cad.exp(q - x * 0.5), lambda: np.exp(Q - X * dtype(0.5))),
+             (lambda: cad.sum(q * x, axis=-2, keepdims=True), lambda: (Q * X).sum(-2, keepdims=True))]
+    old_nt, old_pm = cad.get_num_threads(), E._par_min()
+    try:
+        for fn, ref in progs:
+            cad.set_num_threads(1)
+            one = np.asarray(fn())
+            cad.set_num_threads(2)
+            E._par_min(1, 1)   # every pass split (the sizes here are below the default)
+            two = [np.asarray(fn()) for _ in range(2)]
+            E._par_min(*old_pm)
+            np.testing.assert_array_equal(two[0], two[1])
+            if fn is progs[4][0]:   # exp: a unit's edge may fall in the vector loop's
+                # scalar tail, where libm's exp can differ from the SIMD one by an ulp
+                np.testing.assert_allclose(two[0], one, rtol=4 * np.finfo(dtype).eps, atol=0)
+            else:
+                np.testing.assert_array_equal(two[0], one)
+            tol = 1e-12 if dtype == np.float64 else 2e-5
+            np.testing.assert_allclose(one, ref(), rtol=tol, atol=tol * np.sqrt(shape[-2]))
+    finally:
+        cad.set_num_threads(old_nt)
+        E._par_min(*old_pm)
+
+
+def test_par_min_roundtrip_and_checks():
+    from cad._core import _engine as E
+    old = E._par_min()
+    assert old[0] > 0 and old[1] > 0
+    assert E._par_min(123, 45) == old
+    assert E._par_min(*old) == (123, 45)
+    with pytest.raises(ValueError, match="_par_min: light"):
+        E._par_min(0)
+    assert E._par_min() == old

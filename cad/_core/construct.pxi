@@ -114,6 +114,23 @@ def _blas_par_min(object work=None):
     return prev
 
 
+def _par_min(object light=None, object heavy=None):
+    """the elements from which an elementwise pass, reduction or accumulation splits
+    over cad's pool (light: add, mul, copies; heavy: exp, sin, ...); with values, set
+    them; returns the previous (light, heavy) (for tests and bench)"""
+    global cad_par_min, cad_par_min_heavy
+    prev = (cad_par_min, cad_par_min_heavy)
+    if light is not None:
+        if light < 1:
+            raise ValueError(f"_par_min: light must be >= 1, got {light}")
+        cad_par_min = light
+    if heavy is not None:
+        if heavy < 1:
+            raise ValueError(f"_par_min: heavy must be >= 1, got {heavy}")
+        cad_par_min_heavy = heavy
+    return prev
+
+
 def _passed_grads():
     """gradient buffers this thread's sweeps passed on instead of copying (NOTE
     [ Passed-on gradients ] in sweep.c; for tests)"""

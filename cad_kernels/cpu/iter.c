@@ -159,21 +159,27 @@ static inline int zero_init(const void *init, int es) {
     return 1;
 }
 
+/* outer indices [o0, o1) of the dims before the last two (flattened, row-major) and
+ * rows [m0, m1) of the second-to-last dim (a unit of packed_task; the whole: 0, P, 0, m) */
 static void run_packed(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_MAXDIM],
                        char *const *base, const int *esize, cad_row row, cad_row combine,
-                       const int *kind) {
-    const int64_t n = shape[nd - 1], m = shape[nd - 2];
-    int64_t R = CAD_PACK_EL / n, idx[CAD_MAXDIM], s_in[CAD_MAXOP], r0, q;
+                       const int *kind, int64_t o0, int64_t o1, int64_t m0, int64_t m1) {
+    const int64_t n = shape[nd - 1], m = m1;
+    int64_t R = CAD_PACK_EL / n, idx[CAD_MAXDIM], s_in[CAD_MAXOP], r0, q, oi, rem;
     double buf[CAD_PACK_BUF][CAD_PACK_EL + CAD_PACK_N];
     char *bp[CAD_MAXOP], *p[CAD_MAXOP];
     int k, d, b;
-    if (R > m) R = m;
+    if (o0 >= o1 || m0 >= m1) return;
+    if (R > m1 - m0) R = m1 - m0;
     for (k = 0, b = 0; k < nop; k++) {
         s_in[k] = kind[k] ? 1 : 0;
         bp[k] = kind[k] == 2 ? (char *)buf[b++] : NULL;
     }
-    for (d = 0; d < nd - 2; d++) idx[d] = 0;
-    for (;;) {
+    for (d = nd - 3, rem = o0; d >= 0; d--) {   /* o0 as an outer index */
+        idx[d] = rem % shape[d];
+        rem /= shape[d];
+    }
+    for (oi = o0;;) {
         char *o[CAD_MAXOP];
         for (k = 0; k < nop; k++) {
             int64_t off = 0;
@@ -182,7 +188,7 @@ static void run_packed(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_
             if (kind[k] == 2 && k > 0)   /* the repeated row, R times */
                 for (q = 0; q < R; q++) memcpy(bp[k] + q * n * esize[k], o[k], (size_t)(n * esize[k]));
         }
-        for (r0 = 0; r0 < m; r0 += R) {
+        for (r0 = m0; r0 < m; r0 += R) {
             const int64_t rr = m - r0 < R ? m - r0 : R;
             for (k = 0; k < nop; k++)
                 p[k] = kind[k] == 1 ? o[k] + r0 * n * esize[k] : (kind[k] == 2 ? bp[k] : o[k]);
@@ -226,12 +232,41 @@ static void run_packed(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_
                 row(p, s_in, rr * n);
             }
         }
+        if (++oi >= o1) break;
         for (d = nd - 3; d >= 0; d--) {
             if (++idx[d] < shape[d]) break;
             idx[d] = 0;
         }
         if (d < 0) break;
     }
+}
+
+/* NOTE [ Packed rows over the pool ]: packed rows whose destination is written once
+ * per element (no accumulation) split into units: ranges of the outer indices when
+ * there are enough of them, else ranges of the rows.  Without it a job large enough
+ * for two threads took the strided path instead (the long dim innermost, the short
+ * one outside, stores strided by the row length): (100, 1, 10) * (100, 1000, 10) read
+ * 0.84-1.4 ms at two threads against 0.33 ms packed on one. */
+typedef struct {
+    int nop, nd;
+    const int64_t *shape;
+    int64_t (*st)[CAD_MAXDIM];
+    char *const *base;
+    const int *esize;
+    cad_row row;
+    const int *kind;
+    int64_t P;       /* outer indices */
+} packed_job;
+
+static void packed_task(void *arg, int u, int U) {
+    const packed_job *j = (const packed_job *)arg;
+    const int64_t m = j->shape[j->nd - 2];
+    if (j->P >= U)
+        run_packed(j->nop, j->nd, j->shape, j->st, j->base, j->esize, j->row, NULL, j->kind,
+                   j->P * u / U, j->P * (u + 1) / U, 0, m);
+    else
+        run_packed(j->nop, j->nd, j->shape, j->st, j->base, j->esize, j->row, NULL, j->kind,
+                   0, j->P, m * u / U, m * (u + 1) / U);
 }
 
 static void range_task(void *arg, int tid, int T) {
@@ -349,10 +384,20 @@ static inline int iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const
             return CAD_OK;
         }
     }
-    if (nt == 1 && nd >= 2 && shape[nd - 1] < CAD_PACK_N && shape[nd - 2] > 1) {
+    if (nd >= 2 && shape[nd - 1] < CAD_PACK_N && shape[nd - 2] > 1 && (nt == 1 || !acc0)) {
         int kind[CAD_MAXOP];
         if (pack_plan(nop, nd, shape, st, it->ptr, kind, combine != NULL && zero_init(init, it->esize[0]))) {   /* NOTE [ Packed rows ] */
-            run_packed(nop, nd, shape, st, it->ptr, it->esize, row, combine, kind);
+            int64_t P = 1;
+            for (d = 0; d < nd - 2; d++) P *= shape[d];
+            if (nt == 1 || kind[0] != 1) {
+                run_packed(nop, nd, shape, st, it->ptr, it->esize, row, combine, kind, 0, P, 0,
+                           shape[nd - 2]);
+            } else {   /* NOTE [ Packed rows over the pool ] */
+                packed_job j;
+                j.nop = nop; j.nd = nd; j.shape = shape; j.st = st; j.base = it->ptr;
+                j.esize = it->esize; j.row = row; j.kind = kind; j.P = P;
+                cad_parallel(packed_task, &j, nt);
+            }
             return CAD_OK;
         }
     }
