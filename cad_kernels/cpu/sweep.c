@@ -214,11 +214,29 @@ int cad_sum_vjp(cad_tape *t, const cad_rec *r) {
 }
 
 /* ---- max/min: the gradient is split evenly between tied extremes ---- */
+/* NOTE [ Counts into one slot ]: a row whose count is one slot (s[0] == 0: the
+ * slice runs along the row, max(x, axis=-1)) counts in an integer, which the
+ * compiler vectorizes, and adds it once: c[0] += 1 per element went through memory,
+ * one dependent add per element (max over the rows of a 1000 x 1000 matrix: the
+ * count was half of its gradient, ~2 ms).  Counts are whole numbers, so the sum is
+ * the one the per-element adds made (below 2^24 in float32, where adding 1 stops
+ * changing a float). */
 #define CNTEQ_ROW(name, T)                                                     \
     static void name(char **p, const int64_t *s, int64_t n) {                 \
         int64_t i;                                                            \
         T *c = (T *)p[0];                                                     \
         const T *x = (const T *)p[1], *m = (const T *)p[2];                   \
+        if (s[0] == 0) {                                                      \
+            int64_t k = 0;                                                    \
+            if (s[1] == 1 && s[2] == 0) {                                     \
+                const T mv = m[0];                                            \
+                for (i = 0; i < n; i++) k += x[i] == mv;                      \
+            } else {                                                          \
+                for (i = 0; i < n; i++) k += x[i * s[1]] == m[i * s[2]];      \
+            }                                                                 \
+            c[0] += (T)k;                                                     \
+            return;                                                           \
+        }                                                                     \
         for (i = 0; i < n; i++) c[i * s[0]] += (T)(x[i * s[1]] == m[i * s[2]]); \
     }
 #define MAXVJP_ROW(name, T)                                                    \
@@ -226,6 +244,15 @@ int cad_sum_vjp(cad_tape *t, const cad_rec *r) {
         int64_t i;                                                            \
         T *gx = (T *)p[0];                                                    \
         const T *g = (const T *)p[1], *x = (const T *)p[2], *m = (const T *)p[3], *c = (const T *)p[4]; \
+        if (s[0] == 1 && s[2] == 1 && s[1] == 0 && s[3] == 0 && s[4] == 0) {   \
+            /* one slice along the row (max(x, axis=-1)): its extreme, share and \
+               NaN test are constants, so the row is a select the compiler       \
+               vectorizes; adding -0.0 leaves every value as it was (+0.0 too),  \
+               so the elements that are not the extreme keep their bits */       \
+            const T mv = m[0], share = g[0] / c[0], other = mv != mv ? mv : (T)-0.0; \
+            for (i = 0; i < n; i++) gx[i] += x[i] == mv ? share : other;     \
+            return;                                                           \
+        }                                                                     \
         for (i = 0; i < n; i++)                                               \
             if (x[i * s[2]] == m[i * s[3]]) gx[i * s[0]] += g[i * s[1]] / c[i * s[4]]; \
             else if (m[i * s[3]] != m[i * s[3]]) gx[i * s[0]] += m[i * s[3]]; /* NaN: every element */ \
@@ -243,6 +270,12 @@ MAXVJP_ROW(maxvjp_f32, float)
         int64_t i;                                                            \
         T *c = (T *)p[0];                                                     \
         const T *x = (const T *)p[1];                                         \
+        if (s[0] == 0) {   /* NOTE [ Counts into one slot ] */                 \
+            int64_t k = 0;                                                    \
+            for (i = 0; i < n; i++) k += x[i * s[1]] == 0;                    \
+            c[0] += (T)k;                                                     \
+            return;                                                           \
+        }                                                                     \
         for (i = 0; i < n; i++) c[i * s[0]] += (T)(x[i * s[1]] == 0);         \
     }
 #define MULNZ_ROW(name, T)                                                     \
