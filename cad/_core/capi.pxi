@@ -76,6 +76,7 @@ cdef extern from "cad_cpu.h" nogil:
     int64_t cad_passed_grads()
     void cad_pool_stats(int64_t *out)
     int cad_pool_contended()
+    void cad_topk_rows(int dtype, const char *x, int64_t R, int64_t n, int64_t k, int largest, int64_t *out)
     int64_t cad_take_rows(char *dst, const char *src, const int64_t *idx, int64_t ist, int64_t m, int64_t n, int64_t rowb)
     void cad_pool_reset_stats(int serial)
     int cad_tape_reserve(cad_tape *t, int64_t nbufs, int64_t nrecs, int64_t nargs, int64_t nmeta, int64_t naux)

@@ -131,6 +131,31 @@ def _par_min(object light=None, object heavy=None):
     return prev
 
 
+def _topk_rows(cnp.ndarray a, int64_t k, bint largest):
+    """positions (R, k) of the k largest (smallest) elements of each row of a C-ordered
+    float64/float32 (R, n) array, in the order of a stable descending (ascending) sort,
+    NaN largest (NOTE [ Top k ] in kernels.c; cad.topk's host path for small k)"""
+    cdef int dt
+    cdef int64_t R, n
+    if cnp.PyArray_NDIM(a) != 2 or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not a.dtype.isnative:
+        raise ValueError("_topk_rows: needs a C-ordered 2-d array of native byte order")
+    if a.dtype == _np.float64:
+        dt = CAD_F64
+    elif a.dtype == _np.float32:
+        dt = CAD_F32
+    else:
+        raise TypeError(f"_topk_rows: needs float64 or float32, got {a.dtype}")
+    R, n = cnp.PyArray_DIMS(a)[0], cnp.PyArray_DIMS(a)[1]
+    if not 0 <= k <= n:
+        raise ValueError(f"_topk_rows: k={k} out of range for rows of {n}")
+    cdef cnp.ndarray out = _np.empty((R, k), dtype=_np.int64)
+    cdef const char *src = <const char *>cnp.PyArray_DATA(a)
+    cdef int64_t *dst = <int64_t *>cnp.PyArray_DATA(out)
+    with nogil:
+        cad_topk_rows(dt, src, R, n, k, largest, dst)
+    return out
+
+
 def _passed_grads():
     """gradient buffers this thread's sweeps passed on instead of copying (NOTE
     [ Passed-on gradients ] in sweep.c; for tests)"""

@@ -228,6 +228,7 @@ typedef void (*cad_short_red)(char *d, const char *x, int64_t m, int64_t n, int6
 cad_short_red cad_short_red_of(cad_row row);   /* NULL: row is not a reduction row */
 /* m values x[i sx] copied (or added) over the n contiguous elements at d + i sd */
 cad_short_red cad_short_bcast_of(cad_row row);
+void cad_topk_rows(int dtype, const char *x, int64_t R, int64_t n, int64_t k, int largest, int64_t *out);   /* NOTE [ Top k ] (kernels.c) */
 int64_t cad_take_rows(char *dst, const char *src, const int64_t *idx, int64_t ist, int64_t m,
                       int64_t n, int64_t rowb);   /* NOTE [ Row gathers ] (kernels.c) */
 void cad_gather_rows(int es, char *out, const char *x, const int64_t *lin, int64_t n, int64_t w);
