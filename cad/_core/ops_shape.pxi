@@ -191,9 +191,32 @@ cdef tuple _norm_index(object idx):
 
 
 cdef object _lin_index(Tensor t, tuple idx):
-    """flat positions (C order of t) selected by idx: int64 array of the result's shape"""
-    tmpl = _np.arange(t.size, dtype=_np.int64).reshape(t.shape)
-    return _np.array(tmpl[idx], dtype=_np.int64, order="C")
+    """flat positions (C order of t) selected by idx: int64 array of the result's shape.
+    A position is the sum over dims of index * stride, and indexing selects, so it is
+    the sum over dims of the index applied to that dim's term broadcast to t's shape
+    (a view of shape[d] numbers): work of the result's size per dim, where indexing a
+    template arange(t.size) made a pass over all of t (diagonal of a 1000 x 1000
+    matrix, recorded: 0.31 ms against 0.014 untracked)"""
+    cdef tuple shape = tuple(t.shape)
+    cdef int nd = len(shape), d
+    cdef int64_t s = 1
+    if nd == 0 or t.size <= 4096:
+        tmpl = _np.arange(t.size, dtype=_np.int64).reshape(shape)
+        return _np.array(tmpl[idx], dtype=_np.int64, order="C")
+    st = [0] * nd
+    for d in range(nd - 1, -1, -1):
+        st[d] = s
+        s *= shape[d]
+    lin = None
+    for d in range(nd):
+        if shape[d] == 1:
+            continue   # (its only index is 0)
+        term = _np.broadcast_to((_np.arange(shape[d], dtype=_np.int64) * st[d]).reshape(
+            (-1,) + (1,) * (nd - 1 - d)), shape)[idx]
+        lin = term if lin is None else lin + term
+    if lin is None:   # every dim of size 1: position 0 wherever idx selects
+        lin = _np.zeros(shape, dtype=_np.int64)[idx]
+    return _np.array(lin, dtype=_np.int64, order="C")
 
 
 cdef object _getitem(Tensor t, object index):
