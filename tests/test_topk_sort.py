@@ -73,7 +73,7 @@ def test_argsort_fast_path_is_the_stable_sort(kind, descending, axis):
 @pytest.mark.parametrize("shape,ishape,axis", [((3, 4, 5), (3, 2, 5), 1), ((3, 4, 5), (1, 4, 2), 2),
                                                ((3, 4, 5), (6, 4, 5), 0), ((3, 1, 5), (3, 4, 5), 1),
                                                ((4,), (7,), 0), ((3, 4, 5), (3, 4, 1), 2),
-                                               ((3, 0, 5), (2, 0, 5), 0), ((0, 4), (0, 2), 1)])
+                                               ((3, 0, 5), (2, 0, 5), 0), ((0, 4), (0, 2), 1), ((2, 0), (2, 0), 1)])
 def test_take_along_axis_positions(shape, ishape, axis):
     a = rng.standard_normal(shape)
     n = shape[axis]

@@ -92,7 +92,7 @@ def take_along_axis(x, indices, axis):
                          f"like x of shape {x.shape}")
     n = x.shape[ax]
     idx = idx.astype(np.int64, copy=False)
-    lo, hi = (int(idx.min()), int(idx.max())) if idx.size else (0, 0)
+    lo, hi = (int(idx.min()), int(idx.max())) if idx.size else (0, -1)
     if lo < -n or hi >= n:
         raise IndexError(f"take_along_axis: index out of range for axis {ax} of size {n}")
     try:
