@@ -210,3 +210,27 @@ def test_batch_over_the_pool_gradients():
     np.testing.assert_array_equal(gl1, gl2)
     np.testing.assert_allclose(gx2, g0 @ l0, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(gl2, np.swapaxes(g0, 1, 2) @ x0, rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("m,k", [(16, 32), (7, 5), (8, 1), (33, 64), (9, 0)])
+@pytest.mark.parametrize("layout", ["rows", "columns", "strided"])
+def test_small_batched_matrix_vector(dtype, m, k, layout):
+    """the small-batch loop's matrix-vector products (n == 1: vmap of A @ x, A held by
+    rows, by columns or strided): numpy's values; in a gradient that accumulates (beta
+    1) and under vmap"""
+    B = 37
+    w = rng.normal(size=(m, 2 * k)).astype(dtype)
+    x = rng.normal(size=(B, k, 1)).astype(dtype)
+    W = {"rows": lambda t: t[:, :k], "columns": lambda t: cad.swapaxes(cad.tensor(
+        np.ascontiguousarray(np.asarray(t)[:, :k].T)), 0, 1), "strided": lambda t: t[:, ::2]}[layout]
+    wn = {"rows": w[:, :k], "columns": w[:, :k], "strided": w[:, ::2]}[layout]
+    Wt = W(cad.tensor(w))
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(cad.matmul(Wt, cad.tensor(x))), np.matmul(wn, x), **tol)
+    xv = cad.tensor(x[..., 0])
+    np.testing.assert_allclose(np.asarray(cad.vmap(lambda v: Wt @ v)(xv)), x[..., 0] @ wn.T, **tol)
+    g = rng.normal(size=(B, m, 1)).astype(dtype)
+    xg = cad.tensor(x, requires_grad=True)
+    (cad.sum(cad.matmul(Wt, xg) * cad.tensor(g)) + cad.sum(cad.matmul(Wt, xg) * cad.tensor(g))).backward()
+    np.testing.assert_allclose(np.asarray(xg.grad), 2 * np.matmul(wn.T, g), **tol)

@@ -388,6 +388,43 @@ static int rows_stack(const cad_mm *mm, const int64_t *bst, int64_t rs) {
             {                                                                  \
                 const T *A = (const T *)mm->a + ao, *B = (const T *)mm->b + bo; \
                 T *C = (T *)mm->c + co;                                        \
+                if (n == 1 && ars == 1 && crs == 1 && m >= 8) {                \
+                    /* the same sums with A held by columns (vmap of W.T @ x): the \
+                       rows side by side, each element's terms added in the same \
+                       order, the loop over rows vectorized */                  \
+                    T *__restrict c1 = C;                                      \
+                    int64_t l0 = 0;                                            \
+                    if (beta == 0 && k > 0) {                                  \
+                        const T b0 = B[0];                                     \
+                        for (r = 0; r < m; r++) c1[r] = A[r] * b0;             \
+                        l0 = 1;                                                \
+                    } else if (beta == 0) {                                    \
+                        for (r = 0; r < m; r++) c1[r] = 0;                     \
+                    } else if (beta != 1) {                                    \
+                        for (r = 0; r < m; r++) c1[r] *= beta;                 \
+                    }                                                          \
+                    for (l = l0; l < k; l++) {                                 \
+                        const T bl = B[l * brs];                               \
+                        const T *__restrict al = A + l * acs;                  \
+                        for (r = 0; r < m; r++) c1[r] += al[r] * bl;           \
+                    }                                                          \
+                } else if (n == 1) {   /* a matrix-vector product (vmap of A @ x): the \
+                    terms of each element summed in a register, in the order   \
+                    the general loop adds them (its inner loop of one element  \
+                    cost ~5 ns per term: 256 products (16, 32) @ (32,) 335 us) */ \
+                    for (r = 0; r < m; r++) {                                  \
+                        T acc;                                                 \
+                        int64_t l0 = 0;                                        \
+                        if (beta == 0) {                                       \
+                            acc = k > 0 ? A[r * ars] * B[0] : (T)0;            \
+                            l0 = 1;                                            \
+                        } else {                                               \
+                            acc = beta != 1 ? C[r * crs] * beta : C[r * crs];  \
+                        }                                                      \
+                        for (l = l0; l < k; l++) acc += A[r * ars + l * acs] * B[l * brs]; \
+                        C[r * crs] = acc;                                      \
+                    }                                                          \
+                } else                                                         \
                 for (r = 0; r < m; r++) {                                      \
                     T *__restrict ci = C + r * crs;                            \
                     int64_t l0 = 0;                                            \
