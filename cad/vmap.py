@@ -86,16 +86,27 @@ def _levels_in(tree):
 
 # ---------------------------------------------------------------- vmap
 
+_UNSET = object()
+
+
 def vmap(f: Callable[..., Any], in_dims: Any = 0, out_dims: Any = 0, chunk_size: Optional[int] = None,
-         randomness: str = "error") -> Callable[..., Any]:
+         randomness: str = "error", *, in_axes: Any = _UNSET, out_axes: Any = _UNSET) -> Callable[..., Any]:
     """f mapped over an axis of its arguments (torch.func.vmap / jax.vmap).
 
     in_dims: an int, None (not mapped), negative, or a tuple with one entry per
     positional argument, each a prefix of that argument's pytree; out_dims likewise
-    for the outputs.  Keyword arguments are passed unmapped (torch.func).
-    chunk_size: run the batch in chunks of this size (less memory).  randomness:
-    "error" (random draws inside f raise), "same" (one draw shared by the batch),
-    "different" (one draw per example)."""
+    for the outputs.  in_axes= and out_axes= are JAX's names for them.  Keyword
+    arguments are passed unmapped (torch.func).  chunk_size: run the batch in chunks
+    of this size (less memory).  randomness: "error" (random draws inside f raise),
+    "same" (one draw shared by the batch), "different" (one draw per example)."""
+    if in_axes is not _UNSET:
+        if in_dims != 0:
+            raise TypeError("vmap: pass in_dims (torch's name) or in_axes (JAX's), not both")
+        in_dims = in_axes
+    if out_axes is not _UNSET:
+        if out_dims != 0:
+            raise TypeError("vmap: pass out_dims (torch's name) or out_axes (JAX's), not both")
+        out_dims = out_axes
     if randomness not in _RANDOMNESS:
         raise ValueError(f"vmap: randomness must be one of {_RANDOMNESS}, got {randomness!r}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):

@@ -1075,3 +1075,20 @@ def test_grad_inside_vmap_of_an_unmapped_numpy_argument():
         np.testing.assert_allclose(np.asarray(cad.vmap(cad.grad(f), in_dims=(None, 0))(x, b)), want)
     H = cad.vmap(cad.hessian(lambda a, b: cad.sum(a * a * b)), in_dims=(None, 0))(a, b)
     np.testing.assert_allclose(np.asarray(H), np.stack([np.diag(2 * r) for r in b]))
+
+
+def test_jax_names_in_axes_out_axes():
+    # JAX's keyword names for in_dims/out_dims: the same mapping; both names at once raise
+    X = np.arange(24.0).reshape(4, 6)
+    y = np.ones(4)
+    a = cad.vmap(lambda x, v: x * v, in_axes=(1, None), out_axes=1)(X, y)
+    b = cad.vmap(lambda x, v: x * v, in_dims=(1, None), out_dims=1)(X, y)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(a), X)
+    g = cad.vmap(cad.grad(lambda w, x: cad.sum(cad.tanh(x @ w) ** 2)), in_axes=(None, 0))(
+        np.ones((6, 3)), X)
+    assert g.shape == (4, 6, 3)
+    with pytest.raises(TypeError, match="in_dims .* or in_axes"):
+        cad.vmap(lambda x: x, in_dims=1, in_axes=1)
+    with pytest.raises(TypeError, match="out_dims .* or out_axes"):
+        cad.vmap(lambda x: x, out_dims=1, out_axes=1)
