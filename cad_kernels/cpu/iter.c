@@ -31,6 +31,8 @@ typedef struct {
     int64_t N;
     char *part;      /* full reductions: per-thread partial accumulators (16 bytes each) */
     int blocked;     /* (short, long) dims: run_blocked over the long dim's range */
+    const int *kind; /* packed rows (packed_task): each operand's kind (pack_plan) */
+    int64_t P;       /* packed rows: the outer indices */
 } range_job;
 
 void cad_contig_strides(int ndim, const int64_t *shape, int64_t *st) {
@@ -247,19 +249,8 @@ static void run_packed(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_
  * for two threads took the strided path instead (the long dim innermost, the short
  * one outside, stores strided by the row length): (100, 1, 10) * (100, 1000, 10) read
  * 0.84-1.4 ms at two threads against 0.33 ms packed on one. */
-typedef struct {
-    int nop, nd;
-    const int64_t *shape;
-    int64_t (*st)[CAD_MAXDIM];
-    char *const *base;
-    const int *esize;
-    cad_row row;
-    const int *kind;
-    int64_t P;       /* outer indices */
-} packed_job;
-
 static void packed_task(void *arg, int u, int U) {
-    const packed_job *j = (const packed_job *)arg;
+    const range_job *j = (const range_job *)arg;
     const int64_t m = j->shape[j->nd - 2];
     if (j->P >= U)
         run_packed(j->nop, j->nd, j->shape, j->st, j->base, j->esize, j->row, NULL, j->kind,
@@ -393,7 +384,8 @@ static inline int iter_run_cpu(cad_iter *it, cad_row row, cad_row combine, const
                 run_packed(nop, nd, shape, st, it->ptr, it->esize, row, combine, kind, 0, P, 0,
                            shape[nd - 2]);
             } else {   /* NOTE [ Packed rows over the pool ] */
-                packed_job j;
+                range_job j;
+                memset(&j, 0, sizeof j);
                 j.nop = nop; j.nd = nd; j.shape = shape; j.st = st; j.base = it->ptr;
                 j.esize = it->esize; j.row = row; j.kind = kind; j.P = P;
                 cad_parallel(packed_task, &j, nt);
