@@ -627,6 +627,24 @@ def _qr_jvp(ts, ans, a):
     return (dQ, dR)
 
 
+@_qr.defvjp
+def _qr_vjp(g, ans, a):
+    # A = QR (m >= n, reduced): gA = (gQ + Q copyltu(M)) R^-T with M = R gR^T - gQ^T Q,
+    # copyltu(M) M's lower triangle mirrored above the diagonal (Walter and Lehmann's
+    # rule, PyTorch's): four products and one triangular solve, where reverse mode
+    # transposed the jvp above (2.5-3.8x torch's time for the gradient)
+    cad = _cad()
+    Q, R = ans
+    gQ, gR = g
+    gQ = cad.zeros_like(Q) if gQ is None else gQ
+    gR = cad.zeros_like(R) if gR is None else gR
+    n = R.shape[-1]
+    M = _mm(R, _T(gR)) - _mm(_T(gQ), Q)
+    Ml = M * cad.tensor(np.tril(np.ones((n, n)), -1), dtype=R.dtype)
+    b = gQ + _mm(Q, Ml + _T(Ml) + M * cad.tensor(np.eye(n), dtype=R.dtype))
+    return (_T(_trisolve(R, _T(b), lower=False)),)
+
+
 def _inv_upper(R):
     n = R.shape[-1]
     eye = _cad().tensor(np.broadcast_to(np.eye(n), tuple(R.shape)), dtype=R.dtype)
