@@ -602,6 +602,38 @@ def _svd_jvp(ts, ans, a):
     return (dU, dS, _T(dV))
 
 
+@_svd.defvjp
+def _svd_vjp(g, ans, a):
+    # Townsend's reverse rule for the reduced SVD, k = min(m, n), F as in the jvp:
+    # gA = U [(F o (U^T gU - gU^T U)) S + diag(gS) + S (F o (V^T gV - gV^T V))] V^T
+    #      + (I - U U^T) gU S^-1 V^T + U S^-1 gV^T (I - V V^T)
+    # (reverse mode transposed the jvp before: 1.4-1.7x torch's time)
+    cad = _cad()
+    U, S, Vh = ans
+    gU, gS, gVh = g
+    V = _T(Vh)
+    gU = cad.zeros_like(U) if gU is None else gU
+    gS = cad.zeros_like(S) if gS is None else gS
+    gV = cad.zeros_like(V) if gVh is None else _T(gVh)
+    k = S.shape[-1]
+    eye = cad.tensor(np.eye(k), dtype=S.dtype)
+    s2 = cad.unsqueeze(S * S, -2) - cad.unsqueeze(S * S, -1)   # s_j^2 - s_i^2
+    F = (1.0 - eye) / (s2 + eye)
+    Sr = cad.unsqueeze(S, -2)   # S as a row: X * Sr = X S
+    Sc = cad.unsqueeze(S, -1)   # Sc * X = S X
+    UgU = _mm(_T(U), gU)
+    VgV = _mm(_T(V), gV)
+    inner = (F * (UgU - _T(UgU))) * Sr + eye * cad.unsqueeze(gS, -2) + Sc * (F * (VgV - _T(VgV)))
+    gA = _mm(_mm(U, inner), Vh)
+    m, n = a.shape[-2], a.shape[-1]
+    Sinv = cad.unsqueeze(1.0 / S, -2)
+    if m > k:
+        gA = gA + _mm((gU - _mm(U, UgU)) * Sinv, Vh)
+    if n > k:
+        gA = gA + _mm(U * Sinv, _T(gV - _mm(V, VgV)))
+    return (gA,)
+
+
 _svd.defvmap(lambda a: _svd(a))
 
 
