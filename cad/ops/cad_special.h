@@ -173,13 +173,44 @@ CAD_SPF double cad_hzeta(double s, double q) {
     return sum;
 }
 
+/* trigamma, polygamma(1, x) (digamma's derivative): the recurrence
+ * psi1(x) = psi1(x + 1) + 1/x^2 up to x >= 10, then the asymptotic series
+ * 1/x + 1/(2x^2) + sum B_2k / x^(2k+1) to x^-17 (the next term is below 1e-16 of the
+ * value there); x < 0 by the reflection psi1(x) = pi^2 / sin^2(pi x) - psi1(1 - x), x
+ * reduced exactly to [-1/2, 1/2] first (x - floor(x) is not exact for a tiny negative x); +inf at 0 and the negative integers, as the Hurwitz zeta gives.  The
+ * zeta's direct sum called pow per term: digamma's gradient over 1M elements took 7x
+ * torch's time. */
+CAD_SPF double cad_trigamma(double x) {
+    double r = 0, acc = 0, sgn = 1, z, z2;
+    if (x != x) return x;
+    if (x == INFINITY) return 0;
+    if (x <= 0) {
+        double f, s;
+        if (x == floor(x)) return INFINITY;
+        f = x - floor(x + 0.5);   /* exact, in [-1/2, 1/2]: sin^2(pi x) = sin^2(pi f) */
+        s = sin(3.141592653589793 * f);
+        r = 9.869604401089358 / (s * s);
+        sgn = -1;
+        x = 1 - x;
+    }
+    while (x < 10) {
+        acc += 1 / (x * x);
+        x += 1;
+    }
+    z = 1 / x;
+    z2 = z * z;
+    return r + sgn * (acc + z + 0.5 * z2 + z * z2 * (1.0 / 6 - z2 * (1.0 / 30 - z2 * (1.0 / 42 - z2 * (1.0 / 30
+        - z2 * (5.0 / 66 - z2 * (691.0 / 2730 - z2 * (7.0 / 6 - z2 * (3617.0 / 510)))))))));
+}
+
 /* polygamma(n, x), n a nonnegative integer (nan otherwise): digamma for n = 0,
- * else (-1)^(n+1) n! zeta(n + 1, x) */
+ * trigamma for 1, else (-1)^(n+1) n! zeta(n + 1, x) */
 CAD_SPF double cad_polygamma(double n, double x) {
     double f = 1;
     int k;
     if (n != floor(n) || n < 0) return NAN;
     if (n == 0) return cad_digamma(x);
+    if (n == 1) return cad_trigamma(x);
     if (x != x) return x;
     if (x == INFINITY) return 0;
     for (k = 2; k <= n && k < 200; k++) f *= k;
