@@ -103,10 +103,12 @@ def _dtype(xs):
     return np.dtype(np.float32) if dt == np.float32 else np.dtype(np.float64)
 
 
-def _bcast(*xs, who="cad.scipy", names=None):
+def _bcast(*xs, who="cad.scipy", names=None, expand=True):
     """the arguments as float tensors of one dtype, broadcast to one shape (cad ops,
     so the broadcast's own rule sums cotangents back); shapes that do not broadcast
-    raise ShapeError naming who and the arguments (names) with their shapes"""
+    raise ShapeError naming who and the arguments (names) with their shapes.
+    expand=False: checked, but left in their shapes for the ops to broadcast (a scalar
+    parameter of a distribution is then evaluated once, not once per element of x)"""
     cad = _cad()
     dt = _dtype(xs)
     dev = next((x.device for x in xs if _is_t(x) and getattr(x, "device", None) is not None), None)
@@ -118,6 +120,8 @@ def _bcast(*xs, who="cad.scipy", names=None):
         names = names or [f"argument {k}" for k in range(len(ts))]
         raise C.ShapeError(f"{who}: the shapes of " + ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, ts))
                            + " do not broadcast") from None
+    if not expand:
+        return ts
     return [cad.broadcast_to(t, shape) if tuple(t.shape) != shape else t for t in ts]
 
 

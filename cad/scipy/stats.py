@@ -60,13 +60,12 @@ def _cad():
 
 
 def _w(c, x, y):
-    """where with scalar branches broadcast to x's or y's shape"""
+    """where with a scalar branch taken as a number (cad.where broadcasts it and keeps
+    the tensor branch's dtype; a full array of it cost a pass per call)"""
     cad = _cad()
-    if not _is_t(x):
-        x = cad.full_like(y, float(x))
-    if not _is_t(y):
-        y = cad.full_like(x, float(y))
-    return cad.where(c, x, y)
+    if not _is_t(x) and not _is_t(y):
+        x = cad.full_like(c, float(x), dtype=_cad().float64)
+    return cad.where(c, x if _is_t(x) else float(x), y if _is_t(y) else float(y))
 
 
 def _log1mexp(u):
@@ -111,7 +110,7 @@ class _Continuous:
         vals.setdefault("scale", 1.0)
         ins = ([] if x is None else [x]) + [vals[n] for n in names]
         ts = _bcast(*ins, who=f"cad.scipy.stats.{self.name}.{meth}",
-                    names=([] if x is None else ["x"]) + names)
+                    names=([] if x is None else ["x"]) + names, expand=meth != "logpdf")
         if x is None:
             return None, ts[:-2], ts[-2], ts[-1]
         return ts[0], ts[1:-2], ts[-2], ts[-1]
