@@ -3,7 +3,6 @@ x >= 10, the asymptotic series, the reflection for x < 0) against scipy: the pos
 axis from subnormals to 1e300, negative non-integers down to tiny ones, the poles and
 special values, float32; digamma's gradient, and the gradient of polygamma(1, x)."""
 import numpy as np
-import pytest
 import scipy.special as sp
 
 import cad
