@@ -90,7 +90,10 @@ CAD_SPF double cad_erfinv(double y) {
         u = a > 0.5 ? -(erfc(x) - (1 - a)) / d : (erf(x) - a) / d;
         u = u / (1 + x * u);
         x -= u;
-        if (fabs(u) <= 1e-17 * x) break;
+        /* a step of under ~5e-15 relative leaves x converged (Halley is cubic: the
+           next one would only chase rounding); at 1e-17 the loop ran a third step
+           for a quarter of the arguments and 8 for 5%, cycling at the last ulp */
+        if (fabs(u) <= 5e-15 * x) break;
     }
     return copysign(x, y);
 #endif
