@@ -23,11 +23,16 @@
 #define CAD_SPF static inline
 #endif
 
+/* 1 / (1 + e^-x) for x >= 0, e^x / (1 + e^x) below: both from the one e^-|x| (the
+ * vector loops evaluated both branches' exps, two calls per element; the same
+ * numbers as the form with two exps) */
 CAD_SPF double cad_sigmoid(double x) {
-    return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
+    const double e = exp(-fabs(x));
+    return x >= 0 ? 1 / (1 + e) : e / (1 + e);
 }
 CAD_SPF float cad_sigmoidf(float x) {
-    return x >= 0 ? 1 / (1 + expf(-x)) : expf(x) / (1 + expf(x));
+    const float e = expf(-fabsf(x));
+    return x >= 0 ? 1 / (1 + e) : e / (1 + e);
 }
 
 /* numpy's remainder (npy_divmod): the sign of y; C's remainder() rounds the
