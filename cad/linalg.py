@@ -583,11 +583,9 @@ def _svd_jvp(ts, ans, a):
     dA = ts[0]
     V = _T(Vh)
     k = S.shape[-1]
-    eye = cad.tensor(np.eye(k), dtype=S.dtype)
     dP = _mm(_mm(_T(U), dA), V)
     dS = _diag(dP)
-    s2 = cad.unsqueeze(S * S, -2) - cad.unsqueeze(S * S, -1)   # s_j^2 - s_i^2
-    F = (1.0 - eye) / (s2 + eye)
+    F = _eigh_F(S * S)   # 1 / (s_j^2 - s_i^2) off the diagonal, 0 on it
     Sr = cad.unsqueeze(S, -2)   # S as a row
     Sc = cad.unsqueeze(S, -1)
     dPt = _T(dP)
@@ -617,8 +615,7 @@ def _svd_vjp(g, ans, a):
     gV = cad.zeros_like(V) if gVh is None else _T(gVh)
     k = S.shape[-1]
     eye = cad.tensor(np.eye(k), dtype=S.dtype)
-    s2 = cad.unsqueeze(S * S, -2) - cad.unsqueeze(S * S, -1)   # s_j^2 - s_i^2
-    F = (1.0 - eye) / (s2 + eye)
+    F = _eigh_F(S * S)   # as the jvp's
     Sr = cad.unsqueeze(S, -2)   # S as a row: X * Sr = X S
     Sc = cad.unsqueeze(S, -1)   # Sc * X = S X
     UgU = _mm(_T(U), gU)
