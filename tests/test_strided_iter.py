@@ -310,3 +310,55 @@ def test_par_min_roundtrip_and_checks():
     with pytest.raises(ValueError, match="_par_min: light"):
         E._par_min(0)
     assert E._par_min() == old
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 16, 17, 63])
+@pytest.mark.parametrize("m", [2, 171, 1000])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_packed_columns_and_row_slices(n, m, dtype):
+    # NOTE [ Packed rows ]: a column (one value per row: w[:, None] * d) and rows apart
+    # (a column slice of a wider matrix, cams[:, 3:6]) are packed into contiguous runs
+    # beside contiguous rows: numpy's bits for exact ops, the same operand twice (packed
+    # once), both kinds with a repeated row and a scalar, flipped views, an outer dim,
+    # a chunk edge (m = 171 for n = 3), at one thread and split over the pool (the same
+    # bits), gradients
+    from cad._core import _engine as E
+    K = 3
+
+    def mk(shape):
+        if dtype == np.int64:
+            return rng.integers(-9, 10, size=shape).astype(np.int64)
+        return rng.standard_normal(shape).astype(dtype)
+    X, Cl, Wd, Rw = mk((K, m, n)), mk((K, m, 1)), mk((K, m, n + 7)), mk((K, 1, n))
+    x, c, w, r = cad.tensor(X), cad.tensor(Cl), cad.tensor(Wd), cad.tensor(Rw)
+    S, s = Wd[:, :, 3:3 + n], w[:, :, 3:3 + n]
+    F, f = Wd[:, ::-1, 2:2 + n], w[:, ::-1, 2:2 + n]
+    progs = [(lambda: x * c, lambda: X * Cl), (lambda: c - x, lambda: Cl - X),
+             (lambda: s * x, lambda: S * X), (lambda: s * s, lambda: S * S), (lambda: x - f, lambda: X - F),
+             (lambda: c * s + r, lambda: Cl * S + Rw), (lambda: cad.where(x > 0, c, s), lambda: np.where(X > 0, Cl, S)),
+             (lambda: (s * 2) * c[:, ::-1], lambda: (S * 2) * Cl[:, ::-1]),
+             (lambda: x[1] * c[1], lambda: X[1] * Cl[1])]
+    old_nt, old_pm = cad.get_num_threads(), E._par_min()
+    try:
+        for fn, ref in progs:
+            cad.set_num_threads(1)
+            one = np.asarray(fn())
+            np.testing.assert_array_equal(one, ref())
+            cad.set_num_threads(2)
+            E._par_min(1, 1)
+            np.testing.assert_array_equal(np.asarray(fn()), one)
+            E._par_min(*old_pm)
+    finally:
+        cad.set_num_threads(old_nt)
+        E._par_min(*old_pm)
+    if dtype == np.int64:
+        return
+    got = np.asarray(cad.exp(s * c))
+    np.testing.assert_allclose(got, np.exp(S * Cl), rtol=4 * np.finfo(dtype).eps)
+    gw, gc = cad.grad(lambda w, c: cad.sum(cad.sin(c * w[:, :, 3:3 + n]) * x), argnums=(0, 1))(Wd, Cl)
+    ew = np.zeros_like(Wd)
+    ew[:, :, 3:3 + n] = np.cos(Cl * S) * Cl * X
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(np.asarray(gw), ew, rtol=tol, atol=tol)
+    np.testing.assert_allclose(np.asarray(gc), (np.cos(Cl * S) * S * X).sum(-1, keepdims=True),
+                               rtol=tol, atol=tol * n)

@@ -3,6 +3,7 @@ import numpy as np
 
 from ._registry import Case, defop
 from ._rules import Diag, dense, unbroadcast
+from ._values import val as _values_val
 
 try:
     from .._core import _engine as C
@@ -326,8 +327,9 @@ def _cast_eval(ctx, a):
 # and indexing, over public ops only (NOTE [ Composite bodies ] in _batch.py)
 
 def _val(x, who):
-    from ._values import val
-    return val(x, who)
+    if type(x) is C.Tensor:
+        return x
+    return _values_val(x, who)
 
 
 DIAGONAL = defop("diagonal", "composite",
@@ -535,6 +537,10 @@ def cross(a, b, axis=-1, *, dim=None):
     from .manip import moveaxis
     a, b = _val(a, "cross"), _val(b, "cross")
     axis = axis if dim is None else dim
+    sa = a.shape
+    if (sa == b.shape and sa and sa[-1] == 3 and (axis == -1 or axis == len(sa) - 1)
+            and a.dtype == b.dtype and a.dtype.kind == "f"):   # (the common call: 7 -> 2 µs)
+        return C.bind(CROSS.code, [C.contiguous(a), C.contiguous(b)], (), tuple(sa), a.dtype, "cross")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"cross: needs vectors, got shapes {a.shape} and {b.shape}")
     sa, sb = a.shape, b.shape

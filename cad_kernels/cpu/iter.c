@@ -147,11 +147,45 @@ static int pack_plan(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_MA
         if (!base[k] || (si == 0 && so == 0)) kind[k] = 0;   /* absent or one value */
         else if (si == 1 && so == n) kind[k] = 1;           /* contiguous rows */
         else if (si == 1 && so == 0 && (k > 0 || reduce)) { kind[k] = 2; nb++; }   /* a repeated row */
+        else if (k > 0 && kind[0] == 1 && si == 0) { kind[k] = 3; nb++; }   /* one value per row */
+        else if (k > 0 && kind[0] == 1 && si == 1) { kind[k] = 4; nb++; }   /* rows apart (a column slice) */
         else return 0;
     }
     if (kind[0] == 0) return 0;
     return (kind[0] == 2 || nb > 0) && nb <= CAD_PACK_BUF;
 }
+
+/* rows r0..r0+rr of an operand of kind 3 (x[r so] over each row's n elements) or 4
+ * (the n elements from x + r so) laid out contiguously in buf; the short rows of BA's
+ * (p, 2) and (p, 3) columns with their own loops (a loop over a variable n of 2 or 3
+ * cost more than the strided rows it replaces) */
+#define PACK_LOOP(T, N) do {                                                             \
+        T *d = (T *)buf;                                                                \
+        const T *s = (const T *)x + r0 * so;                                            \
+        if (strided_row)                                                                \
+            for (q = 0; q < rr; q++, d += (N), s += so) for (c = 0; c < (N); c++) d[c] = s[c]; \
+        else                                                                            \
+            for (q = 0; q < rr; q++, d += (N), s += so) for (c = 0; c < (N); c++) d[c] = s[0]; \
+    } while (0)
+static void pack_rows(char *buf, const char *x, int es, int64_t so, int strided_row,
+                      int64_t r0, int64_t rr, int64_t n) {
+    int64_t q, c;
+    if (es == 8) {
+        if (n == 2) PACK_LOOP(double, 2);
+        else if (n == 3) PACK_LOOP(double, 3);
+        else if (n == 4) PACK_LOOP(double, 4);
+        else PACK_LOOP(double, n);
+    } else if (es == 4) {
+        if (n == 2) PACK_LOOP(float, 2);
+        else if (n == 3) PACK_LOOP(float, 3);
+        else PACK_LOOP(float, n);
+    } else {
+        for (q = 0; q < rr; q++)
+            for (c = 0; c < n; c++)
+                memcpy(buf + (q * n + c) * es, x + ((r0 + q) * so + (strided_row ? c : 0)) * es, (size_t)es);
+    }
+}
+#undef PACK_LOOP
 
 /* the accumulation's start value is all zero bytes (a sum's 0.0) */
 static inline int zero_init(const void *init, int es) {
@@ -170,12 +204,22 @@ static void run_packed(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_
     int64_t R = CAD_PACK_EL / n, idx[CAD_MAXDIM], s_in[CAD_MAXOP], r0, q, oi, rem;
     double buf[CAD_PACK_BUF][CAD_PACK_EL + CAD_PACK_N];
     char *bp[CAD_MAXOP], *p[CAD_MAXOP];
-    int k, d, b;
+    int k, d, b, j, same[CAD_MAXOP];
     if (o0 >= o1 || m0 >= m1) return;
     if (R > m1 - m0) R = m1 - m0;
     for (k = 0, b = 0; k < nop; k++) {
         s_in[k] = kind[k] ? 1 : 0;
-        bp[k] = kind[k] == 2 ? (char *)buf[b++] : NULL;
+        bp[k] = NULL;
+        same[k] = -1;
+        if (kind[k] >= 3)   /* the same rows as an earlier operand (x * x): packed once */
+            for (j = 1; j < k; j++)
+                if (kind[j] == kind[k] && base[j] == base[k] && esize[j] == esize[k] &&
+                    memcmp(st[j], st[k], sizeof(int64_t) * (size_t)nd) == 0) {
+                    same[k] = j;
+                    bp[k] = bp[j];
+                    break;
+                }
+        if (kind[k] >= 2 && !bp[k]) bp[k] = (char *)buf[b++];
     }
     for (d = nd - 3, rem = o0; d >= 0; d--) {   /* o0 as an outer index */
         idx[d] = rem % shape[d];
@@ -192,8 +236,10 @@ static void run_packed(int nop, int nd, const int64_t *shape, int64_t (*st)[CAD_
         }
         for (r0 = m0; r0 < m; r0 += R) {
             const int64_t rr = m - r0 < R ? m - r0 : R;
-            for (k = 0; k < nop; k++)
-                p[k] = kind[k] == 1 ? o[k] + r0 * n * esize[k] : (kind[k] == 2 ? bp[k] : o[k]);
+            for (k = 0; k < nop; k++) {
+                p[k] = kind[k] == 1 ? o[k] + r0 * n * esize[k] : (kind[k] >= 2 ? bp[k] : o[k]);
+                if (kind[k] >= 3 && same[k] < 0) pack_rows(bp[k], o[k], esize[k], st[k][nd - 2], kind[k] == 4, r0, rr, n);
+            }
             if (kind[0] == 2) {   /* a reduction into one row: rr rows from zero, then added in order */
                 int64_t s1[2] = {1, 1};
                 char *pp[2];
