@@ -102,6 +102,12 @@ def take_along_axis(x, indices, axis):
                          f"against x of shape {x.shape} outside axis {ax}") from None
     if lo < 0:
         idx = np.where(idx < 0, idx + n, idx)
+    return gather_along(x, idx, ax)
+
+
+def gather_along(x, idx, ax):
+    """take_along_axis(x, idx, ax) for int64 indices already checked (in range, no
+    negatives, idx's dims broadcasting against x's): sort's and topk's own indices"""
     # the positions in x (C order) of numpy's take_along_axis: idx along ax, each
     # other dim's own index, broadcast as numpy's does (computed, where the template
     # arange(x.size) it indexed cost a pass over all of x: topk's 5 of 1000 per row)
@@ -110,11 +116,22 @@ def take_along_axis(x, indices, axis):
         st[d] = s
         s *= x.shape[d]
     lin = idx * st[ax] if st[ax] != 1 else idx
-    for d in range(x.ndim):
-        if d != ax and x.shape[d] != 1:
-            lin = lin + (np.arange(x.shape[d], dtype=np.int64) * st[d]).reshape(
-                (-1,) + (1,) * (x.ndim - 1 - d))
+    key = (x.shape, ax)
+    base = _ALONG_BASE.get(key)
+    if base is None:   # the other dims' positions (a broadcast sum, cached for small x)
+        base = 0
+        for d in range(x.ndim):
+            if d != ax and x.shape[d] != 1:
+                base = base + (np.arange(x.shape[d], dtype=np.int64) * st[d]).reshape(
+                    (-1,) + (1,) * (x.ndim - 1 - d))
+        if s <= 4096 and len(_ALONG_BASE) < 256:
+            _ALONG_BASE[key] = base
+    if isinstance(base, np.ndarray):
+        lin = lin + base
     return C.gather(x, np.ascontiguousarray(lin))
+
+
+_ALONG_BASE = {}   # (x's shape, axis) -> gather_along's positions along the other dims
 
 
 # ---- differentiable rules (NOTE [ Rules and batch dims ] in _rules.py)

@@ -1,4 +1,6 @@
 """Matrix products: one primitive (matmul, BLAS), the rest composed from it."""
+import math
+
 import numpy as np
 
 from ._registry import Case, defop
@@ -273,14 +275,22 @@ def _contract(a, ta, b, tb, keep):
             if size.setdefault(c, n) != n:
                 raise C.ShapeError(f"einsum: index {c!r} has size {size[c]} in one operand and "
                                    f"{n} in another")
-    prod = lambda cs: int(np.prod([size[c] for c in cs], dtype=np.int64))  # noqa: E731
+    prod = lambda cs: math.prod([size[c] for c in cs])  # noqa: E731
     pa = tuple(ta.index(c) for c in batch + left + con)
     pb = tuple(tb.index(c) for c in batch + con + right)
-    A = C.reshape(C.transpose(a, pa), (prod(batch), prod(left), prod(con)))
-    B = C.reshape(C.transpose(b, pb), (prod(batch), prod(con), prod(right)))
+    A = C.reshape(_permuted(a, pa), (prod(batch), prod(left), prod(con)))
+    B = C.reshape(_permuted(b, pb), (prod(batch), prod(con), prod(right)))
     r = C.matmul(A, B)
     t = "".join(batch + left + right)
     return C.reshape(r, tuple(size[c] for c in t)), t
+
+
+def _permuted(x, perm):
+    """x's axes in order perm (x itself for the identity: no view op)"""
+    return x if perm == tuple(range(len(perm))) else C.transpose(x, perm)
+
+
+_EIN_PARSED = {}   # (subscripts, the operands' ndims) -> _parse_einsum's result
 
 
 @EINSUM
@@ -290,7 +300,13 @@ def einsum(*args, subscripts=None):
             raise TypeError("einsum: the first argument is the subscripts string")
         subscripts, args = args[0], args[1:]
     ops = [C.as_float(o, "einsum") for o in args]
-    letters, out = _parse_einsum(subscripts, ops)
+    key = (subscripts, tuple(x.ndim for x in ops))
+    parsed = _EIN_PARSED.get(key)
+    if parsed is None:
+        parsed = _parse_einsum(subscripts, ops)
+        if len(_EIN_PARSED) < 1024:
+            _EIN_PARSED[key] = parsed
+    letters, out = parsed
     xs = []
     for x, t in zip(ops, letters):
         x, t = _diag(x, t)
@@ -354,9 +370,18 @@ def diagonal(x, offset=0, axis1=0, axis2=1, *, dim1=None, dim2=None):
     n1, n2 = x.shape[a1], x.shape[a2]
     k = int(offset)
     length = max(0, min(n1, n2 - k) if k >= 0 else min(n1 + k, n2))
-    i = np.arange(length) + max(-k, 0)
     rest = tuple(d for d in range(x.ndim) if d not in (a1, a2))
-    return transpose(x, rest + (a1, a2))[(Ellipsis, i, i + k)]
+    perm = rest + (a1, a2)
+    if type(x) is C.Tensor:   # a strided view (read-only, as every cad value): 8 -> 2 µs small
+        y = x if perm == tuple(range(x.ndim)) else transpose(x, perm)
+        cs, s = [0] * y.ndim, 1
+        for d in range(y.ndim - 1, -1, -1):
+            cs[d] = s
+            s *= max(y.shape[d], 1)
+        off = (max(k, 0) * cs[-1] + max(-k, 0) * cs[-2]) if length else 0
+        return C.as_strided(y, off, tuple(y.shape[:-2]) + (length,), tuple(cs[:-2]) + (cs[-2] + cs[-1],))
+    i = np.arange(length) + max(-k, 0)
+    return transpose(x, perm)[(Ellipsis, i, i + k)]
 
 
 TRACE = defop("trace", "composite", ref=lambda a, offset=0, axis1=0, axis2=1: np.trace(a, offset, axis1, axis2),
@@ -510,6 +535,10 @@ def inner(a, b):
         return a * b
     if a.shape[-1] != b.shape[-1]:
         raise C.ShapeError(f"inner: shapes {a.shape} and {b.shape}: the last dims differ")
+    if b.ndim == 1:   # (a product: 43 -> 3 µs for two 3-vectors)
+        return matmul(a, b)
+    if a.ndim == 1 and b.ndim == 2:
+        return matmul(b, a)
     return tensordot(a, b, ((a.ndim - 1,), (b.ndim - 1,)))
 
 
