@@ -88,8 +88,8 @@ def fwd_row(op, dt):
     if n == 2:
         for z in (1, 2):
             L.append(f"    }} else if (s[0] == 1 && s[{z}] == 0 && s[{3 - z}] == 1) {{")
-            L.append("        CAD_SIMD")
-            L.append("        " + loop(lambda k, z=z: "0" if k == z else "i"))
+            L.extend(held_split(op, op.args[z - 1], ctype, lambda: [
+                "        CAD_SIMD", "        " + loop(lambda k, z=z: "0" if k == z else "i")]))
     L.append("    } else {")
     L.append("        " + loop(lambda k: f"i * s[{k}]"))
     L.append("    }")
@@ -190,6 +190,52 @@ def used(op, d):
     return [a for a in op.args if a in names], "out" in names
 
 
+# NOTE [ Held constants ]: an argument that is one value for a whole row (x ** 3: the
+# exponent broadcast) and takes a value that simplifies the expression gets a loop of
+# its own with that value written in, which the compiler folds (pow(x, 3) -> x * x * x
+# in cad_powc, the guards of pow's partials -> nothing): the gradient of x ** 3 ran a
+# vector pow per element, 5x its forward.  The same numbers as the general loop, but
+# for a function of the held value alone (log(3) in d 3**x / dx), which the compiler
+# hoists and libm evaluates once where the array's loop calls the vector library per
+# element: within an ulp (tests/test_held_constants.py).
+HELD_CONSTANTS = {"pow": {"y": ("2", "3", "4")}}
+# in the loop for the other values, cad_pow is pow: its exponents there (y, or y - 1
+# in the partial) are never 2 or 3 (cad_pow's test kept pow out of the vector loop)
+HELD_PLAIN = {"pow": (("cad_pow(", "pow("), ("cad_powf(", "powf("))}
+
+
+def held_split(op, a, t, body):
+    """the lines of a row's branch where argument a is held (one value): body() as it
+    is, or, for a's values in HELD_CONSTANTS, one copy per value with a written in, and
+    one for the other values with a loaded before the loop (body() loads a as
+    `const t a = a_[0];`; a load inside the loop, after the tests on a_[0], kept gcc
+    from vectorizing pow: "latch block not empty")"""
+    vals = HELD_CONSTANTS.get(op.name, {}).get(a)
+    if not vals:
+        return body()
+    load = f"const {t} {a} = {a}_[0];"
+
+    def copy(v, plain):
+        lines = [f"            const {t} {a} = {v};"]
+        for line in body():
+            line = line.replace(" " + load, "").replace(load, "")
+            if not line.strip():
+                continue
+            for a_, b_ in (HELD_PLAIN.get(op.name, ()) if plain else
+                           (("cad_pow(", "cad_powc("), ("cad_powf(", "cad_powcf("))):
+                line = line.replace(a_, b_)
+            lines.append("    " + line)
+        return lines
+    out = []
+    for k, v in enumerate(vals):
+        out.append(f"        {'if' if k == 0 else '} else if'} ({a}_[0] == ({t}){v}) {{")
+        out.extend(copy(f"({t}){v}", False))
+    out.append("        } else {")
+    out.extend(copy(f"{a}_[0]", True))
+    out.append("        }")
+    return out
+
+
 def vjp_row(op, i, dt, assign=False):
     ctype = DT[dt][0]
     a_i = op.args[i]
@@ -224,6 +270,18 @@ def vjp_row(op, i, dt, assign=False):
         L.append(f"    }} else if ({conds}) {{")
     L.append("        CAD_SIMD")
     L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: 'i')} GX_[i] {eq} {ge}; }}")
+    # the other input one value along the row (x * 2.0, x ** 3, a column times rows):
+    # loaded once, the loop vectorized (the strided loop below is scalar: libm's pow
+    # per element made the gradient of x ** 3 five times its forward)
+    for k0, a0, t0 in ops:
+        if a0 == a_i or a0 == "out":
+            continue
+        c0 = " && ".join([f"s[{k}] == 1" for k in [0, 1] + [k for k, _, _ in ops if k != k0]] + [f"s[{k0}] == 0"])
+        rest = " ".join([f"const {ctype} g = G_[i];"] + [f"const {t} {a} = {a}_[i];" for k, a, t in ops if k != k0])
+        L.append(f"    }} else if ({c0}) {{")
+        L.extend(held_split(op, a0, t0, lambda: [
+            f"        const {t0} {a0} = {a0}_[0];", "        CAD_SIMD",
+            f"        for (i = 0; i < n; i++) {{ {rest} GX_[i] {eq} {ge}; }}"]))
     L.append("    } else {")
     L.append(f"        for (i = 0; i < n; i++) {{ {loads(lambda k: f'i * s[{k}]')} GX_[i * s[0]] {eq} {ge}; }}")
     L.append("    }")

@@ -35,6 +35,23 @@ CAD_SPF float cad_sigmoidf(float x) {
     return x >= 0 ? 1 / (1 + e) : e / (1 + e);
 }
 
+/* pow with the exponents 2 and 3 as products, in every path (rows, scalar sweeps,
+ * CUDA, fused replay): x * x is pow's correctly rounded square; x * x * x is what JAX
+ * (integer_pow) and torch (pow by 3) compute, within an ulp of pow.  The generated
+ * rows also run a loop per such exponent when it is one value for the whole row
+ * (gen_ops.py's HELD_CONSTANTS): x ** 3 and its gradient without a pow per element. */
+CAD_SPF double cad_pow(double x, double y) {
+    const double p = pow(x, y);   /* (called unconditionally: the vector pow of a loop has no masked form) */
+    return y == 2 ? x * x : (y == 3 ? x * x * x : p);
+}
+CAD_SPF float cad_powf(float x, float y) {
+    const float p = powf(x, y);
+    return y == 2 ? x * x : (y == 3 ? x * x * x : p);
+}
+/* the same numbers, pow only when needed: for an exponent the compiler knows */
+CAD_SPF double cad_powc(double x, double y) { return y == 2 ? x * x : (y == 3 ? x * x * x : pow(x, y)); }
+CAD_SPF float cad_powcf(float x, float y) { return y == 2 ? x * x : (y == 3 ? x * x * x : powf(x, y)); }
+
 /* numpy's remainder (npy_divmod): the sign of y; C's remainder() rounds the
  * quotient to nearest instead */
 CAD_SPF double cad_remainder(double x, double y) {

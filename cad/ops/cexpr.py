@@ -30,7 +30,7 @@ MACROS = {"sign": "CAD_SIGN", "select": "CAD_SELECT", "max2": "CAD_MAX2", "min2"
           "isfinite": "CAD_ISFINITE", "isnan": "CAD_ISNAN"}
 # functions whose C name differs from the vocabulary's (an `f` suffix in float too);
 # the cad_ ones are in cad_special.h (special_source)
-CNAMES = {"abs": "fabs", "sigmoid": "cad_sigmoid", "remainder": "cad_remainder",
+CNAMES = {"abs": "fabs", "pow": "cad_pow", "sigmoid": "cad_sigmoid", "remainder": "cad_remainder",
           "gammaln": "cad_lgamma", "erfinv": "cad_erfinv", "digamma": "cad_digamma",
           "polygamma": "cad_polygamma"}
 CNAMES.update({f: "cad_" + f for f in ("gamma", "rgamma", "gammasgn", "erfcinv", "ndtr", "logit", "log_ndtr", "ndtri",
