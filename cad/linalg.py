@@ -24,6 +24,7 @@ tensors the computation goes through the host (the README says so).
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any, Optional, Tuple, Union
 
@@ -81,7 +82,8 @@ def _float(who, *xs):
 
 def _lapack(who, fn, *shapes):
     try:
-        return fn()
+        with _blas_threads(max((int(sh[-1]) for sh in shapes if len(sh)), default=0)):
+            return fn()
     except np.linalg.LinAlgError as e:
         raise LinAlgError(f"cad.linalg.{who}: {e} (shapes {', '.join(str(tuple(s)) for s in shapes)})") from None
 
@@ -119,11 +121,17 @@ _LU_LAST = [None]
 
 
 class _blas_threads:
-    """scipy's OpenBLAS on one thread for matrices below 1024 (issue 14's busy-neighbour
-    cliff: a second BLAS thread waiting for a busy core made an LU 3-4x slower than
-    one thread), cad's thread count above unless the pool saw a straggler (NOTE
-    [ Stragglers ] in pool.c: its jobs run on the caller alone meanwhile); restored
-    after"""
+    """every loaded OpenBLAS on one thread for matrices below 1024 (issue 14's
+    busy-neighbour cliff: a second BLAS thread waiting for a busy core made an LU 3-4x
+    slower than one thread), cad's thread count above unless the pool saw a straggler
+    (NOTE [ Stragglers ] in pool.c: its jobs run on the caller alone meanwhile);
+    restored after.  NOTE [ Two OpenBLAS ]: numpy's wheel and scipy's each bundle an
+    OpenBLAS with its own threads; cad's products and scipy's LAPACK run on scipy's,
+    numpy.linalg (qr, eigh, svd, inv, cholesky) on numpy's, and each library's threads
+    spin for a while after a call: numpy's qr of a 100 x 100 matrix right after
+    scipy's triangular solve (qr's gradient, in a loop) took 4.2 ms against 0.4 alone,
+    the two pairs of threads fighting over two cores.  Both are set per calling thread
+    (openblas_set_num_threads_local, found by _openblas_setters)."""
     __slots__ = ("n", "prev")
 
     def __init__(self, n):
@@ -131,11 +139,48 @@ class _blas_threads:
 
     def __enter__(self):
         nt = 1 if self.n < 1024 or C._pool_contended() else C.get_num_threads()
-        self.prev = C.blas_threads_local(nt)
+        setters = _OPENBLAS[0] if _OPENBLAS[0] is not None else _openblas_setters()
+        if setters:
+            self.prev = [f(nt) for f in setters]
+        else:
+            self.prev = C.blas_threads_local(nt)
 
     def __exit__(self, *exc):
-        if self.prev >= 0:
+        if isinstance(self.prev, list):
+            for f, p in zip(reversed(_OPENBLAS[0]), reversed(self.prev)):
+                if p >= 0:
+                    f(p)
+        elif self.prev >= 0:
             C.blas_threads_local(self.prev)
+
+
+_OPENBLAS = [None]   # openblas_set_num_threads_local of every OpenBLAS loaded (ctypes)
+
+
+def _openblas_setters():
+    """the per-thread thread-count setters of the OpenBLAS libraries this process has
+    loaded (NOTE [ Two OpenBLAS ]), from /proc/self/maps; [] where that cannot be read
+    (then only cad's own library, C.blas_threads_local)"""
+    import ctypes
+    import scipy.linalg   # noqa: F401  (its OpenBLAS loaded before the scan)
+    out, seen = [], set()
+    try:
+        with open("/proc/self/maps") as f:
+            paths = [ln.split(None, 5)[-1].strip() for ln in f if "openblas" in ln.lower()]
+    except OSError:
+        paths = []
+    for path in paths:
+        if path in seen or not path.startswith("/"):
+            continue
+        seen.add(path)
+        try:
+            fn = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 4) | ctypes.RTLD_GLOBAL).openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int]
+        out.append(fn)
+    _OPENBLAS[0] = out
+    return out
 
 
 def _lu(a):
@@ -500,6 +545,12 @@ def _trisolve_lapack(a, b, lower, trans):
         b = b[:, None]
     k = b.shape[-1]
     batch = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    with _blas_threads(n):
+        X = _trisolve_lapack_run(sl, a, b, lower, trans, batch, n, k)
+    return X[..., 0] if vec else X
+
+
+def _trisolve_lapack_run(sl, a, b, lower, trans, batch, n, k):
     if not batch:
         X = sl.solve_triangular(a, b, trans=1 if trans else 0, lower=lower, check_finite=False)
     else:
@@ -509,7 +560,7 @@ def _trisolve_lapack(a, b, lower, trans):
         for i in np.ndindex(*batch):
             X[i] = sl.solve_triangular(A[i], B[i], trans=1 if trans else 0, lower=lower,
                                        check_finite=False)
-    return X[..., 0] if vec else X
+    return X
 
 
 @primitive

@@ -362,3 +362,31 @@ def test_triangular_solve_small_path_singular_and_grads():
         check_grad(f, A)
         f = lambda b_: cad.sum(cad.sin(LA.triangular_solve(A, b_, lower=lower, trans=trans)))
         check_grad(f, B)
+
+
+def test_blas_threads_set_every_openblas_and_restore():
+    # NOTE [ Two OpenBLAS ] (cad/linalg.py): numpy's and scipy's bundled OpenBLAS are
+    # both set to one thread for small matrices, and both restored after
+    import sys
+    from cad import linalg as L
+    setters = L._openblas_setters()
+    if not sys.platform.startswith("linux") or not setters:
+        pytest.skip("no OpenBLAS with openblas_set_num_threads_local found in /proc/self/maps")
+    before = [f(3) for f in setters]
+    try:
+        with L._blas_threads(10):
+            inside = [f(1) for f in setters]
+            assert inside == [1] * len(setters)
+        assert [f(3) for f in setters] == [3] * len(setters)   # restored to 3
+        with L._blas_threads(2000):
+            pass
+        assert [f(3) for f in setters] == [3] * len(setters)
+    finally:
+        for f, p in zip(setters, before):
+            f(p)
+    # the factorizations through numpy run under it: values unchanged
+    A = np.random.default_rng(0).standard_normal((100, 100))
+    q, r = cad.linalg.qr(A)
+    np.testing.assert_allclose(np.asarray(q) @ np.asarray(r), A, atol=1e-12)
+    g = cad.grad(lambda a: cad.sum(cad.linalg.qr(a)[1]))(A)
+    assert np.isfinite(np.asarray(g)).all()
