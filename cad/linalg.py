@@ -162,7 +162,8 @@ def _openblas_setters():
     loaded (NOTE [ Two OpenBLAS ]), from /proc/self/maps; [] where that cannot be read
     (then only cad's own library, C.blas_threads_local)"""
     import ctypes
-    import scipy.linalg   # noqa: F401  (its OpenBLAS loaded before the scan)
+    import importlib
+    importlib.import_module("scipy.linalg")   # (its OpenBLAS loaded before the scan)
     out, seen = [], set()
     try:
         with open("/proc/self/maps") as f:
