@@ -266,12 +266,16 @@ def _lu_solve(lu, piv, b, trans=0):
     batched.  Each solve is LAPACK's getrs called from C with the GIL released, its
     right-hand sides split over cad's pool (C.lu_solve); scipy's lu_solve when LAPACK
     is not loaded.  One matrix: the result is Fortran-ordered (no transposing copy)."""
-    shape = np.broadcast_shapes(lu.shape[:-2], b.shape[:-2])
     n = lu.shape[-1]
     dt = np.result_type(lu, b)
-    LU = np.broadcast_to(lu, shape + (n, n)).reshape((-1, n, n))
-    P = np.broadcast_to(piv, shape + (n,)).reshape((-1, n))
-    B = np.broadcast_to(b, shape + b.shape[-2:]).reshape((-1,) + b.shape[-2:])
+    if lu.ndim == 2 and b.ndim == 2:   # one matrix (the broadcasting below: ~15 µs)
+        shape = ()
+        LU, P, B = lu[None], piv[None], b[None]
+    else:
+        shape = np.broadcast_shapes(lu.shape[:-2], b.shape[:-2])
+        LU = np.broadcast_to(lu, shape + (n, n)).reshape((-1, n, n))
+        P = np.broadcast_to(piv, shape + (n,)).reshape((-1, n))
+        B = np.broadcast_to(b, shape + b.shape[-2:]).reshape((-1,) + b.shape[-2:])
     outs = []
     if _is_chol(piv) and LU.shape[0] > 1 and 0 < n <= _TRSM_SMALL and LU.dtype == dt \
             and dt.type in (np.float64, np.float32):
@@ -349,7 +353,7 @@ def _inv_t(lu, piv, scale=None):
 
 
 def _singular(lu):
-    return bool(np.any(np.diagonal(lu, axis1=-2, axis2=-1) == 0))
+    return not np.diagonal(lu, axis1=-2, axis2=-1).all()
 
 
 def _plain(*xs):
@@ -419,10 +423,13 @@ def _slogdet(a):
         logdet = 2.0 * np.sum(np.log(d), axis=-1)
         return (np.ones(a.shape[:-2], a.dtype), np.asarray(logdet, dtype=a.dtype), lu,
                 piv.astype(a.dtype))
-    swaps = np.sum(piv != np.arange(n), axis=-1)
-    sign = np.where(swaps % 2 == 1, -1.0, 1.0) * np.prod(np.sign(d), axis=-1)
-    with np.errstate(divide="ignore"):
-        logdet = np.sum(np.log(np.abs(d)), axis=-1)
+    swaps = (piv != np.arange(n)).sum(-1)
+    sign = np.where(swaps % 2 == 1, -1.0, 1.0) * np.sign(d).prod(-1)
+    if d.all():   # (the methods, and errstate only for a zero pivot: 60 -> 40 µs for 3 x 3)
+        logdet = np.log(np.abs(d)).sum(-1)
+    else:
+        with np.errstate(divide="ignore"):
+            logdet = np.log(np.abs(d)).sum(-1)
     return (np.asarray(sign, dtype=a.dtype), np.asarray(logdet, dtype=a.dtype), lu,
             piv.astype(a.dtype))
 

@@ -26,6 +26,8 @@ layout (n ints) gives the outputs' structure and shapes.  Then:
 - a call on CUDA tensors computes on the host: its inputs and outputs move through
   the differentiable to_device op, so the record itself is always on a CPU tape.
 """
+import math
+
 import numpy as np
 
 from ._registry import VMAP, defop
@@ -90,14 +92,27 @@ def _layout(multi, arrays):
 
 
 def _parse(lay):
-    """(multi, [(is float, shape)])"""
+    """(multi, [(is float, shape)]) (cached: three calls per primitive call)"""
+    key = tuple(lay)
+    got = _PARSED.get(key)
+    if got is None:
+        got = _parse_new(key)
+        if len(_PARSED) < 4096:
+            _PARSED[key] = got
+    return got
+
+
+_PARSED = {}
+
+
+def _parse_new(lay):
     multi, n = bool(lay[0]), lay[1]
     outs, i = [], 2
     for _ in range(n):
         f, nd = lay[i], lay[i + 1]
         outs.append((bool(f), tuple(lay[i + 2:i + 2 + nd])))
         i += 2 + nd
-    return multi, outs
+    return multi, tuple(outs)
 
 
 def _direct(lay):
@@ -117,7 +132,7 @@ def _unpack(packed, lay):
         if not f:
             res.append(None)
             continue
-        n = int(np.prod(shape, dtype=np.int64))
+        n = math.prod(shape)
         res.append(C.reshape(packed[off:off + n], shape))
         off += n
     return tuple(res) if multi else res[0]
@@ -134,7 +149,7 @@ def _pack(parts, lay, dtype):
     for (f, shape), p in zip(outs, parts):
         if not f:
             continue
-        n = int(np.prod(shape, dtype=np.int64))
+        n = math.prod(shape)
         flat.append(_cad().zeros((n,), dtype=dtype) if p is None else C.reshape(_as(p, dtype, shape), (n,)))
     if not flat:
         return _cad().zeros((0,), dtype=dtype)
@@ -210,7 +225,7 @@ def _user_jvp(e, lay, ts, ans, vals, dtype):
     if not live:
         return None
     _, outs = _parse(lay)
-    n = sum(int(np.prod(s, dtype=np.int64)) for f, s in outs if f)
+    n = sum(math.prod(s) for f, s in outs if f)
     u0 = _cad().zeros(outs[0][1] if _direct(lay) else (n,), dtype=dtype)
 
     def h(u):
@@ -227,7 +242,7 @@ def _user_jvp(e, lay, ts, ans, vals, dtype):
 def _batched(nb, fn, *xs):
     """fn over the leading nb batch dims of the tensors xs (None passes), stacked"""
     lead = next(x for x in xs if x is not None).shape[:nb]
-    B = int(np.prod(lead, dtype=np.int64))
+    B = math.prod(lead)
     flat = [None if x is None else C.reshape(x, (B,) + tuple(x.shape[nb:])) for x in xs]
     rows = [fn(*[None if x is None else x[b] for x in flat]) for b in range(B)]
     return rows, lead
