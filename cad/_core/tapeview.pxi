@@ -674,17 +674,18 @@ cdef object _ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
     cdef bint kord = False
     cdef int64_t ost[2]
     cdef cnp.npy_intp tdims[2]
+    cdef cad_hid hv[3]
+    cdef cnp.npy_intp s0, s1
     for i in range(n):
         if ts[i] is not None:
             mask |= 1 << i
-    ins = tuple(ins)
-    hl = list(ins)
-    for i in range(n):
-        if ins[i] >= 0:
-            h = ins[i]
+    if n > 3:
+        return None
+    for i in range(n):   # the inputs' handles on the live tape
+        h = ins[i]
+        if h >= 0:
             _live(tp, &h)
-            hl[i] = h
-    ins = tuple(hl)
+        hv[i] = h
     tp = _live(tp, &out)
     ob = &tp.t.bufs[out]
     if ob.dtype != CAD_F64 and ob.dtype != CAD_F32:
@@ -696,7 +697,11 @@ cdef object _ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
     if row == NULL or n > 3:
         return None
     ond = ob.ndim
-    first = next(x for x in ts if x is not None)
+    first = None
+    for i in range(n):   # (a loop: a generator expression here cost ~1 us a record)
+        if ts[i] is not None:
+            first = ts[i]
+            break
     bsh = (<Tensor>first).shape[:nb]
     fnd = nb + ond
     if fnd > MAXDIM:
@@ -711,7 +716,15 @@ cdef object _ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
     # rows (numpy's K order); jacfwd's final transpose then makes it C-ordered again
     if fnd == 2 and nb == 1 and not (<Tensor>first)._inline and _tndim(<Tensor>first) == 2:
         ta = <cnp.ndarray>(<Tensor>first)._arr
-        if 0 < abs(cnp.PyArray_STRIDES(ta)[0]) < abs(cnp.PyArray_STRIDES(ta)[1]) and \
+        # (strides' magnitudes by hand: `abs` here is this module's elementwise op,
+        # which made two tensors and compared them, ~1.5 us a record)
+        s0 = cnp.PyArray_STRIDES(ta)[0]
+        s1 = cnp.PyArray_STRIDES(ta)[1]
+        if s0 < 0:
+            s0 = -s0
+        if s1 < 0:
+            s1 = -s1
+        if 0 < s0 < s1 and \
                 dims[0] > 1 and dims[1] > 1:
             kord = True
     if kord:
@@ -759,10 +772,10 @@ cdef object _ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
             k += 1
         cad_iter_operand(&it, 1 + i, <char *>cnp.PyArray_DATA(ta), _ESIZE[dt], k, lshape, lst)
     for i in range(n):
-        if ins[i] < 0:
+        if hv[i] < 0:
             cad_iter_operand(&it, 1 + n + i, NULL, 8, 0, NULL, NULL)
             continue
-        xb = &tp.t.bufs[<cad_hid>ins[i]]
+        xb = &tp.t.bufs[hv[i]]
         if (xb.flags & (BUF_INLINE | BUF_ARENA | BUF_INPUT)) or xb.owner != NULL:
             cad_iter_operand(&it, 1 + n + i, _bdata(xb), _ESIZE[xb.dtype], xb.ndim,
                              tp.t.meta + xb.meta, tp.t.meta + xb.meta + xb.ndim)

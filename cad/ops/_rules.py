@@ -160,6 +160,8 @@ def bilinear_jvp(op):
 def unbroadcast(c, shape, nb):
     """sum c (batch + some broadcast shape) down to batch + shape"""
     cs = c.shape
+    if nb == 0 and cs == shape:   # (the common case: nothing to sum)
+        return c
     lead = len(cs) - nb - len(shape)
     axes = list(range(nb, nb + lead))
     for d, s in enumerate(shape):
@@ -226,24 +228,36 @@ def _squares(expr):
 def ew_rules(op):
     """vjp and jvp rules of an elementwise op from its partials ``d``"""
     import re
-    codes = {a: compile(_squares(e), f"<d{op.name}/d{a}>", "eval") for a, e in op.d.items()}
+    import ast
+    codes = {a: _squares(e) for a, e in op.d.items()}
     names = {a: set(re.findall(r"[A-Za-z_]\w*", e)) for a, e in op.d.items()}
     reads = {a: [(j, b) for j, b in enumerate(op.args) if b in names[a]] for a in op.d}
     trivial = {a: e.strip() if e.strip() in ("1", "-1") else None for a, e in op.d.items()}
     env0 = _env()
     fast = dict(op.fast_partial)
 
+    # each partial as a function of the values it reads (a lambda over the expression,
+    # the vocabulary its globals): no namespace built per call
+    fns = {}
+    for a in op.d:
+        params = [b for _, b in reads[a]] + (["out"] if "out" in names[a] else [])
+        lam = ast.Expression(ast.Lambda(
+            ast.arguments(posonlyargs=[], args=[ast.arg(b) for b in params], kwonlyargs=[],
+                          kw_defaults=[], defaults=[]),
+            codes[a].body))
+        fns[a] = eval(compile(ast.fix_missing_locations(lam), f"<d{op.name}/d{a}>", "eval"),
+                      dict(env0))
+    uses_out = {a: "out" in names[a] for a in op.d}
+
     def partial(ctx, a):
         if a in fast:
             d = fast[a](ctx)
             if d is not None:
                 return d
-        env = env0.copy()
-        for j, b in reads[a]:
-            env[b] = ctx.val(j)
-        if "out" in names[a]:
-            env["out"] = ctx.out_val()
-        d = eval(codes[a], env)
+        vals = [ctx.val(j) for j, _ in reads[a]]
+        if uses_out[a]:
+            vals.append(ctx.out_val())
+        d = fns[a](*vals)
         if isinstance(d, C.Tensor) and d.dtype != ctx.out_dtype:
             d = C.cast(d, ctx.out_dtype)
         return d
