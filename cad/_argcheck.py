@@ -68,6 +68,8 @@ def _wrap_f(f, who, has_aux=False):
 
 
 def _check_argnums(argnums, who):
+    if type(argnums) is int:   # the common case
+        return
     nums = (argnums,) if isinstance(argnums, int) else argnums
     if isinstance(argnums, bool) or not isinstance(nums, (tuple, list)) or \
             not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):

@@ -32,14 +32,17 @@ from . import names as _N
 _VJP = None
 _JVP = None
 _PRIMS = None
+_EW_PLAIN = b""
 
 
 def _tables():
-    global _VJP, _JVP, _PRIMS
+    global _VJP, _JVP, _PRIMS, _EW_PLAIN
     if _VJP is None:
         _PRIMS = primitives()
         _VJP = [op.vjp_rule for op in _PRIMS]
         _JVP = [op.jvp_rule for op in _PRIMS]
+        # elementwise ops whose vjp is their partials' programs (no special-case partial)
+        _EW_PLAIN = bytes(op.kind == "ew" and not op.fast_partial for op in _PRIMS)
         from .ops import scalar_graph
         C.set_scalar_programs(*scalar_graph.tables())
     return _VJP, _JVP
@@ -49,6 +52,7 @@ _FLAG_RG, _FLAG_DEAD = 2, 8
 _C_FORWARD = True   # NOTE [ C forward sweep ]; False: every record by its rule (tests compare)
 _C_SCALAR_GRAPH = True   # NOTE [ Scalar second order in C ]; False: the Python sweep (tests compare)
 _C_REVERSE = True   # the rules' reverse sweep's loop in Cython (reverse_sweep_r); False: in Python
+_C_EW_VJP = True   # NOTE [ Elementwise vjps in the reverse sweep ]; False: their rules (tests compare)
 
 
 def _identity_view(ctx):
@@ -146,7 +150,8 @@ def reverse_sweep(tape, seeds, stop, nb, want):
         if got is not None:
             return got
     if nb == 0 and _C_REVERSE and not any(isinstance(g, Diag) for g in seeds.values()):
-        return C.reverse_sweep_r(tape, seeds, stop, list(want), _VJP, Ctx)   # (the same loop)
+        return C.reverse_sweep_r(tape, seeds, stop, list(want), _VJP, Ctx,   # (the same loop)
+                                 _EW_PLAIN if _C_EW_VJP else b"")
     prims = _PRIMS
     recs = tape.records(stop)
     cot = dict(seeds)

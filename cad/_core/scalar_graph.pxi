@@ -24,6 +24,7 @@ cdef int64_t _sg_off[OP_COUNT][2]
 cdef int64_t _sg_len[OP_COUNT][2]
 cdef int8_t _sg_triv[OP_COUNT][2]
 cdef int _sg_reads[OP_COUNT][2]
+cdef bint _sg_tensor_ok[OP_COUNT][2]   # the program runs on tensors (_ew_vjp_c)
 cdef bint _sg_ready = False
 cdef object _sg_keep = None
 
@@ -37,12 +38,30 @@ def set_scalar_programs(cnp.ndarray progs, cnp.ndarray off, cnp.ndarray length, 
         raise ValueError("set_scalar_programs: programs")
     if off.shape[0] != OP_COUNT or off.shape[1] != 2:
         raise ValueError("set_scalar_programs: tables")
+    cdef int64_t k, kind, a, b
+    cdef bint cst[SG_SLOTS]
     for op in range(OP_COUNT):
         for i in range(2):
             _sg_off[op][i] = off[op, i] if length[op, i] <= SG_SLOTS - 4 else -1
             _sg_len[op][i] = length[op, i]
             _sg_triv[op][i] = triv[op, i]
             _sg_reads[op][i] = reads[op, i]
+            _sg_tensor_ok[op][i] = _sg_off[op][i] >= 0 and triv[op, i] == 0
+            if _sg_tensor_ok[op][i]:
+                cst[0] = cst[1] = cst[2] = False
+                for k in range(_sg_len[op][i]):
+                    kind = progs[_sg_off[op][i] + k, 0]
+                    a = progs[_sg_off[op][i] + k, 2]
+                    b = progs[_sg_off[op][i] + k, 3]
+                    cst[3 + k] = kind == SG_CONST or (kind == SG_COPY and cst[a])
+                    if kind == SG_UN and cst[a]:   # a constant's negation: folded (-1 in "-1 / y")
+                        cst[3 + k] = True
+                        if progs[_sg_off[op][i] + k, 1] != OP_NEG:
+                            _sg_tensor_ok[op][i] = False
+                    elif kind == SG_BIN and cst[a] and cst[b]:
+                        _sg_tensor_ok[op][i] = False
+                    elif kind != SG_CONST and kind != SG_UN and kind != SG_BIN and kind != SG_COPY:
+                        _sg_tensor_ok[op][i] = False
     _sg_keep = progs
     _sg_prog = <int64_t *>cnp.PyArray_DATA(progs)
     _sg_ready = True
@@ -461,3 +480,184 @@ def scalar_graph_sweep(Tape tp, dict seeds, int64_t stop, list want):
     finally:
         free(dep)
         free(cot)
+
+
+# NOTE [ Elementwise vjps in the reverse sweep ]
+# reverse_sweep_r (the recording reverse sweep of array code: grad(grad(f)),
+# hessian's reverse half, create_graph) ran an elementwise record's Python rule:
+# a Ctx, the partial's expression evaluated, g * partial, unbroadcast: ~3.7 us for
+# tanh's three ops of ~0.45 us each.  The same partials' compiled programs (the
+# scalar ones above) run here on tensors: each instruction one engine op
+# (_ew1/_ew2, recording as the rule's ops record), with the rule's spellings kept so
+# the records are the rule's own: a name times itself is `square` (the rules'
+# _squares), `** 2` and `** 0.5` are square and sqrt (Tensor.__pow__), a constant
+# is a Python float (a negated one folded, as Python folds `-1`).  Only programs
+# without a value-only instruction (select, comparisons, sign, floor) or an op of
+# constants alone, inputs of the output's shape and dtype (no unbroadcast), every
+# value the partial reads kept, and ops without a special-case Python partial (the
+# caller's `plain` table: pow keeps _pow_dx); the rest take the rule.
+# test_ew_vjp_c compares the records and the derivatives with the rules' for every
+# elementwise op.
+
+cdef object _tensor_prog(int op, int j, list slots):
+    """run the program of d out / d input j on tensors (slots 0-2: the inputs' and
+    the output's values); its result"""
+    cdef const int64_t *p = _sg_prog + 4 * _sg_off[op][j]
+    cdef int64_t n = _sg_len[op][j], k, kind, code, a, b
+    cdef double c
+    for k in range(n):
+        kind = p[4 * k]
+        code = p[4 * k + 1]
+        a = p[4 * k + 2]
+        b = p[4 * k + 3]
+        if kind == SG_CONST:
+            memcpy(&c, &a, 8)
+            slots.append(c)
+        elif kind == SG_UN:
+            if type(slots[a]) is float:   # (-c: a constant, as Python folds it)
+                slots.append(-<double>slots[a])
+            else:
+                slots.append(_ew1(<int>code, slots[a]))
+        elif kind == SG_BIN:
+            if code == OP_MUL and a == b and a < 3:   # (the rules' square(x) for x * x)
+                slots.append(_ew1(OP_SQUARE, slots[a]))
+            elif code == OP_POW and type(slots[b]) is float and type(slots[a]) is Tensor and \
+                    (<double>slots[b] == 2.0 or <double>slots[b] == 0.5):   # (Tensor.__pow__)
+                slots.append(_ew1(OP_SQUARE if <double>slots[b] == 2.0 else OP_SQRT, slots[a]))
+            else:
+                slots.append(_ew2(<int>code, slots[a], slots[b]))
+        else:   # SG_COPY
+            slots.append(slots[a])
+    return slots[3 + n - 1]
+
+
+cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep):
+    """the cotangents of an elementwise record's inputs (NOTE [ Elementwise vjps in
+    the reverse sweep ]), a list as the rule returns; None: the rule decides
+    (nothing has been recorded then)"""
+    cdef int n = len(ins), j, s
+    cdef int8_t tr
+    cdef list res, slots
+    cdef bint want[2]
+    cdef object v
+    if n < 1 or n > 2 or not _sg_ready:
+        return None
+    oinfo = tape_info(tp, out)
+    oshape = oinfo[0]
+    odt = oinfo[1]
+    if g._dtype != odt or g.shape != oshape:
+        return None
+    slots = [None, None, None]
+    for j in range(n):
+        tr = _sg_triv[op][j]
+        want[j] = tr != 2 and _wants(tp, ins[j], dep)
+        if not want[j]:
+            continue
+        info = tape_info(tp, ins[j])
+        if info[0] != oshape or info[1] != odt:
+            return None
+        if tr != 0:
+            continue
+        if not _sg_tensor_ok[op][j]:
+            return None
+        for s in range(3):
+            if (_sg_reads[op][j] >> s) & 1 and slots[s] is None:
+                h = out if s == 2 else (ins[s] if s < n else -1)
+                if h < 0:
+                    return None
+                v = tape_node(tp, h)
+                if v is None:
+                    return None
+                slots[s] = v
+    res = [None] * n
+    for j in range(n):
+        if not want[j]:
+            continue
+        tr = _sg_triv[op][j]
+        if tr == 1:
+            res[j] = g
+        elif tr == -1:
+            res[j] = _ew1(OP_NEG, g)
+        else:
+            res[j] = _ew2(OP_MUL, g, _tensor_prog(op, j, list(slots)))
+    return res
+
+
+cdef object _pow_vjp_c(Tape tp, tuple ins, object out, Tensor g, set dep):
+    """pow's cotangents for a constant exponent, as its rule computes them with
+    _pow_dx (g * (x ** (c - 1) * c)); None: the rule decides"""
+    cdef double c
+    if len(ins) != 2 or ins[1] < 0 or _wants(tp, ins[1], dep) or not _wants(tp, ins[0], dep):
+        return None
+    oinfo = tape_info(tp, out)
+    xinfo = tape_info(tp, ins[0])
+    if g._dtype != oinfo[1] or g.shape != oinfo[0] or xinfo[0] != oinfo[0] or xinfo[1] != oinfo[1]:
+        return None
+    y = tape_node(tp, ins[1])
+    x = tape_node(tp, ins[0])
+    if type(y) is not Tensor or type(x) is not Tensor or (<Tensor>y).ndim != 0 or (<Tensor>y)._rg:
+        return None
+    c = float(y)
+    if c == 0 or c == 1:
+        return None
+    return [_ew2(OP_MUL, g, _ew2(OP_MUL, x ** (c - 1), c)), None]
+
+
+cdef object _matmul_vjp_c(Tape tp, tuple ins, object out, tuple aux, Tensor g, set dep):
+    """matmul's cotangents for 1-D and 2-D operands, the ops its rule (_matmul_vjp,
+    _mm_batch) records for them; None: the rule decides"""
+    cdef bint a1, b1, w0, w1
+    cdef object A = None, B = None, ga = None, gb = None
+    if len(ins) != 2 or len(aux) != 2:
+        return None
+    a1 = aux[0]
+    b1 = aux[1]
+    if a1 and b1:
+        return None
+    oinfo = tape_info(tp, out)
+    if g._dtype != oinfo[1] or g.shape != oinfo[0]:
+        return None
+    w0 = _wants(tp, ins[0], dep)
+    w1 = _wants(tp, ins[1], dep)
+    if w1:   # (the values each cotangent reads)
+        if ins[0] < 0:
+            return None
+        A = tape_node(tp, ins[0])
+        if type(A) is not Tensor or (<Tensor>A).ndim != (1 if a1 else 2) or (<Tensor>A)._dtype != g._dtype:
+            return None
+        sa = (<Tensor>A).shape
+        # gb's shape (as its rule makes it) must be b's: no unbroadcast
+        if b1:
+            want = sa[1:]
+        elif a1:
+            want = (sa[0], g.shape[0])
+        else:
+            want = (sa[1], g.shape[1])
+        if tape_info(tp, ins[1])[0] != want:
+            return None
+    if w0:
+        if ins[1] < 0:
+            return None
+        B = tape_node(tp, ins[1])
+        if type(B) is not Tensor or (<Tensor>B).ndim != (1 if b1 else 2) or (<Tensor>B)._dtype != g._dtype:
+            return None
+        sb = (<Tensor>B).shape
+        if a1:   # ga's shape must be a's
+            want = sb[:1]
+        else:
+            want = (g.shape[0], sb[0])
+        if tape_info(tp, ins[0])[0] != want:
+            return None
+    if w0:
+        if b1:   # A (m, k) @ b (k,): ga = g[:, None] * b
+            ga = _ew2(OP_MUL, reshape(g, g.shape + (1,)), B)
+        else:    # (a (k,) or A (m, k)) @ B (k, n): ga = g @ B^T
+            ga = matmul(g, transpose(B, (1, 0)))
+    if w1:
+        if b1:   # A (m, k) @ b (k,): gb = g @ A
+            gb = matmul(g, A)
+        elif a1:   # a (k,) @ B (k, n): gB = a[:, None] * g[None, :]
+            gb = _ew2(OP_MUL, reshape(A, A.shape + (1,)), reshape(g, (1,) + g.shape))
+        else:    # A (m, k) @ B (k, n): gB = A^T @ g
+            gb = matmul(transpose(A, (1, 0)), g)
+    return [ga, gb]

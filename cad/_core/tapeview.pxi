@@ -581,13 +581,16 @@ cdef bint _wants(Tape tp, object h, set dep):
     return h >= 0 and h in dep and (tape_flags(tp, h) & 2) != 0
 
 
-def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, object ctx_cls):
+def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, object ctx_cls,
+                    bytes ew_plain=b""):
     """transforms.reverse_sweep's loop for cotangents without batch dims (nb == 0), in
     Cython: the same records (a snapshot taken first: rules that record may grow or
     merge the tape, NOTE [ Handles across merges ]), the same dependency pruning and
     accumulation order, each record's rule from vjps; add's (the cotangent itself for
     inputs of the output's shape) and sum's (the cotangent spread back over the
-    reduced axes) without their Python rule, recording the same ops."""
+    reduced axes) without their Python rule, recording the same ops; elementwise ops
+    marked in ew_plain by their partials' programs (NOTE [ Elementwise vjps in the
+    reverse sweep ])."""
     cdef list recs = tape_records(tp, stop, -1)
     cdef dict cot = dict(seeds)
     cdef set keep = set(want)
@@ -598,6 +601,8 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
     cdef int64_t mask
     cdef bint fast
     cdef list res
+    cdef const unsigned char *plain = ew_plain
+    cdef Py_ssize_t nplain = len(ew_plain)
     for k in range(n):
         rec = <tuple>recs[k]
         out = rec[1]
@@ -636,6 +641,12 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
                 xs = tape_info(tp, ins[0])[0]
                 mask = (<tuple>rec[3])[0]
                 res[0] = expand(reshape(g, tuple([1 if (mask >> j) & 1 else xs[j] for j in range(len(xs))])), xs)
+        elif op < nplain and plain[op] and type(g) is Tensor:
+            res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep)
+        elif op == OP_POW and nplain and type(g) is Tensor:
+            res = _pow_vjp_c(tp, ins, out, <Tensor>g, dep)
+        elif op == OP_MATMUL and nplain and type(g) is Tensor:
+            res = _matmul_vjp_c(tp, ins, out, <tuple>rec[3], <Tensor>g, dep)
         if res is None:
             res = vjps[op](ctx_cls(tp, ins, out, rec[3], 0, dep), g)
         for j in range(len(ins)):
