@@ -456,8 +456,9 @@ cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
                 elif type(t) is Scaled:
                     vs.append(t.v)
                 else:
-                    if ones is None:
-                        ones = _st(<Tensor>m).full(oshape, (<Tensor>m)._dtype, 1)
+                    if ones is None:   # (float64: one inline 1.0, broadcast by the row)
+                        ones = _new_inline(1.0) if (<Tensor>m)._dtype == CAD_F64 else \
+                            _st(<Tensor>m).full(oshape, (<Tensor>m)._dtype, 1)
                     vs.append(ones)
             v = _ew_jvp(tp, r.op, r.out, ins, vs, 0)
             return None if v is None else Scaled(m, v)

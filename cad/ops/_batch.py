@@ -67,6 +67,8 @@ def levels():
 
 
 def top():
+    if not VMAP[0]:   # no vmap running in any thread (push/pop count them): no level here
+        return None
     s = getattr(_tls, "s", None)
     return s[-1] if s else None
 
