@@ -119,20 +119,20 @@ def tape_live(Tape tp):
     return tp
 
 
-def tape_info(Tape tp, cad_hid h):
+cpdef tuple tape_info(Tape tp, cad_hid h):
     """(shape, dtype code, flags) of handle h"""
     tp = _live(tp, &h)
     cdef cad_buf *b = &tp.t.bufs[h]
     return _int_tuple(tp.t.meta + b.meta, b.ndim), b.dtype, b.flags
 
 
-def tape_flags(Tape tp, cad_hid h):
+cpdef int tape_flags(Tape tp, cad_hid h) except? -1:
     """the flags of handle h (tape_info without the shape)"""
     tp = _live(tp, &h)
     return tp.t.bufs[h].flags
 
 
-def tape_node(Tape tp, cad_hid h):
+cpdef object tape_node(Tape tp, cad_hid h):
     """a tensor standing for handle h: the leaf itself, a node of the tape (ops on
     it record against h), or the value of a constant; None when the value was not
     kept (nothing read it)"""
