@@ -911,14 +911,20 @@ def jacrev(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
     return jf
 
 
-def _jacrev_of(fa, single, out, has_aux):
-    """jacrev's result from f's output on the fresh inputs fa (made by _call)"""
-    fresh = fa.fresh
+def _jac_outputs(fa, out, has_aux, who):
+    """f's output split for a Jacobian: (aux, the output's leaves, their rebuild, do
+    the results stay differentiable)"""
     aux = None
     if has_aux:
         out, aux = out
-    outs, rebuild = _flat_outputs(out, "jacrev")
-    keep = _outer(fresh, (), outs)
+    outs, rebuild = _flat_outputs(out, who)
+    return aux, outs, rebuild, _outer(fa.fresh, (), outs)
+
+
+def _jacrev_of(fa, single, out, has_aux):
+    """jacrev's result from f's output on the fresh inputs fa (made by _call)"""
+    fresh = fa.fresh
+    aux, outs, rebuild, keep = _jac_outputs(fa, out, has_aux, "jacrev")
     per_out = []
     for y in outs:
         if y.size == 1:   # one cotangent: a plain gradient, no batch dim
@@ -993,11 +999,7 @@ def jacfwd(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
 def _jacfwd_of(fa, single, out, has_aux):
     """jacfwd's result from f's output on the fresh inputs fa (made by _call)"""
     fresh = fa.fresh
-    aux = None
-    if has_aux:
-        out, aux = out
-    outs, rebuild = _flat_outputs(out, "jacfwd")
-    keep = _outer(fresh, (), outs)
+    aux, outs, rebuild, keep = _jac_outputs(fa, out, has_aux, "jacfwd")
     cols = []   # per input: per output jacobian
     for i, x in enumerate(fresh):
         m = x.size
