@@ -117,7 +117,7 @@ def test_taken_and_left_to_the_rule(monkeypatch):
     calls = []
     T._tables()
     vjps = list(T._VJP)
-    for nm in ("tanh", "mul", "maximum", "pow"):
+    for nm in ("tanh", "mul", "maximum", "pow", "view"):
         code = REGISTRY[nm].code
         orig = vjps[code]
         vjps[code] = lambda ctx, g, orig=orig, nm=nm: calls.append(nm) or orig(ctx, g)
@@ -125,6 +125,7 @@ def test_taken_and_left_to_the_rule(monkeypatch):
     x = cad.tensor(rng.uniform(0.2, 0.8, 5))
     B = cad.tensor(rng.uniform(0.2, 0.8, (3, 5)))
     cad.hessian(lambda v: cad.sum(cad.tanh(v) * v))(x)
+    cad.hessian(lambda v: cad.sum(cad.reshape(v, (5, 1))[1:] ** 3))(x)   # (views: in C too)
     assert calls == []
     cad.hessian(lambda v: cad.sum(cad.maximum(v, 0.5) * B))(x)   # (mul by a broadcast B)
     assert calls == ["mul", "maximum"]
@@ -214,4 +215,27 @@ def test_pow_and_matmul_against_fd():
     x0 = rng.uniform(0.3, 1.0, 4)
     H = np.asarray(cad.hessian(f)(cad.tensor(x0)))
     fd = fd_jac(lambda v: np.asarray(cad.grad(f)(cad.tensor(v))), x0)
+    np.testing.assert_allclose(H, fd, rtol=1e-6, atol=1e-6)
+
+
+VIEWS = {
+    "reshape": lambda x: cad.reshape(x, (2, 6)),
+    "transpose": lambda x: cad.transpose(cad.reshape(x, (3, 4))),
+    "slice": lambda x: x[1:9:2],
+    "new axis": lambda x: x[:, None] * cad.tensor(np.ones((12, 2))),
+    "row of a matrix": lambda x: cad.reshape(x, (3, 4))[1],
+    "broadcast view": lambda x: cad.broadcast_to(x, (2, 12)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", list(VIEWS))
+def test_view_records_and_bits(case, dtype, monkeypatch):
+    v = VIEWS[case]
+    xs = [(rng.uniform(0.2, 0.9, 12).astype(dtype), True)]
+    _same_on_and_off(lambda x: cad.sum(cad.sin(v(x)) ** 2), xs, dtype, monkeypatch)
+    x0 = rng.uniform(0.2, 0.9, 12)
+    f = lambda x: cad.sum(cad.sin(v(x)) ** 2)  # noqa: E731
+    H = np.asarray(cad.hessian(f)(cad.tensor(x0)))
+    fd = fd_jac(lambda u: np.asarray(cad.grad(f)(cad.tensor(u))), x0)
     np.testing.assert_allclose(H, fd, rtol=1e-6, atol=1e-6)

@@ -495,7 +495,9 @@ def scalar_graph_sweep(Tape tp, dict seeds, int64_t stop, list want):
 # without a value-only instruction (select, comparisons, sign, floor) or an op of
 # constants alone, inputs of the output's shape and dtype (no unbroadcast), every
 # value the partial reads kept, and ops without a special-case Python partial (the
-# caller's `plain` table: pow keeps _pow_dx); the rest take the rule.
+# caller's `plain` table: pow keeps _pow_dx); the rest take the rule.  pow by a
+# constant, 1-D/2-D matmul (below) and views (reverse_sweep_r: the window's adjoint,
+# `unview`) are written out as their rules compute them.
 # test_ew_vjp_c compares the records and the derivatives with the rules' for every
 # elementwise op.
 

@@ -589,9 +589,10 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
     merge the tape, NOTE [ Handles across merges ]), the same dependency pruning and
     accumulation order, each record's rule from vjps; add's (the cotangent itself for
     inputs of the output's shape) and sum's (the cotangent spread back over the
-    reduced axes) without their Python rule, recording the same ops; elementwise ops
-    marked in ew_plain by their partials' programs (NOTE [ Elementwise vjps in the
-    reverse sweep ])."""
+    reduced axes) without their Python rule, recording the same ops; with ew_plain
+    given, elementwise ops it marks by their partials' programs, pow by a constant,
+    1-D/2-D matmul and views in Cython too (NOTE [ Elementwise vjps in the reverse
+    sweep ])."""
     cdef list recs = tape_records(tp, stop, -1)
     cdef dict cot = dict(seeds)
     cdef set keep = set(want)
@@ -648,6 +649,11 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
             res = _pow_vjp_c(tp, ins, out, <Tensor>g, dep)
         elif op == OP_MATMUL and nplain and type(g) is Tensor:
             res = _matmul_vjp_c(tp, ins, out, <tuple>rec[3], <Tensor>g, dep)
+        elif op == OP_VIEW and nplain and type(g) is Tensor and len(ins) == 1 and ins[0] >= 0:
+            # (cad/ops/shape.py's _view_vjp for unbatched cotangents: the window's adjoint)
+            aux = <tuple>rec[3]
+            nd = aux[1]
+            res = [unview(g, aux[0], aux[2:2 + nd], aux[2 + nd:2 + 2 * nd], tape_info(tp, ins[0])[0])]
         if res is None:
             res = vjps[op](ctx_cls(tp, ins, out, rec[3], 0, dep), g)
         for j in range(len(ins)):
