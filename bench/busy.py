@@ -10,6 +10,10 @@ cells whose code does not depend on the thread count at all.
 
 Prints per cell and trial the median of each setting and their ratio (2 threads /
 1 thread), then the worst ratio over the trials; writes JSON (--json).
+
+`--threads 1,1` is the null comparison: the same setting in both slots, alternated
+the same way, so every ratio it reads is the measurement's own spread under the
+spinners (the floor a 2-thread cell's worst trial cannot be told from).
 """
 
 import argparse
@@ -46,20 +50,21 @@ def _timed(fn, number):
 
 
 def ab_cell(fn, cad, counts, budget, sample_s=0.02):
-    """alternate the thread counts sample by sample; {count: [seconds per call]}"""
+    """alternate the two settings sample by sample; [seconds per call] for each, in
+    the order of counts (by position: `--threads 1,1` is the null comparison, the
+    same setting in both slots, whose spread is the measurement's own floor)"""
     for k in counts:   # warm both settings (pool threads started, caches filled)
         cad.set_num_threads(k)
         _timed(fn, 1)
     est = _timed(fn, 1)
     number = max(1, int(sample_s / max(est, 1e-9)))
-    got = {k: [] for k in counts}
+    got = ([], [])
     start = time.perf_counter()
     i = 0
     while i < 6 or (time.perf_counter() - start < budget and i < 60):
-        order = counts if (i // 2) % 2 == 0 else counts[::-1]
-        k = order[i % 2]
-        cad.set_num_threads(k)
-        got[k].append(_timed(fn, number))
+        slot = i % 2 if (i // 2) % 2 == 0 else 1 - i % 2
+        cad.set_num_threads(counts[slot])
+        got[slot].append(_timed(fn, number))
         i += 1
     return got
 
@@ -93,11 +98,11 @@ def main(argv=None):
                 except Exception as e:   # a cell that fails is reported, the rest run
                     print(f"{label}: {type(e).__name__}: {e}", file=sys.stderr)
                     continue
-                meds = [{k: statistics.median(t[k]) for k in counts} for t in trials]
-                ratios = [m[counts[1]] / m[counts[0]] for m in meds]
+                meds = [[statistics.median(t[0]), statistics.median(t[1])] for t in trials]
+                ratios = [m[1] / m[0] for m in meds]
                 rows.append({"label": label, "medians_s": meds, "ratios": ratios,
-                             "worst": max(ratios), "samples": [len(t[counts[0]]) for t in trials]})
-                a, b = (" ".join(harness.format_time(meds[0][k])) for k in counts)
+                             "worst": max(ratios), "samples": [len(t[0]) for t in trials]})
+                a, b = (" ".join(harness.format_time(meds[0][j])) for j in range(2))
                 print(f"{max(ratios):5.2f}x  ({' '.join(f'{r:.2f}' for r in ratios)})  {label}  "
                       f"(first trial: {counts[0]} thread(s) {a}, {counts[1]} {b})", flush=True)
     finally:

@@ -321,14 +321,11 @@ def _mixed_ew_fused(tape, rec, ts):
 # rules' own products, so the result differentiates again.
 
 
-class _Scaled:
+class _Scaled(C.ScaledBase):
     """a batch of tangents m * v, v broadcast along the batch dim (NOTE [ Scaled
-    tangents ]); v None: m itself"""
-    __slots__ = ("m", "v")
-
-    def __init__(self, m, v):
-        self.m = m
-        self.v = v
+    tangents ]); v None: m itself.  _Scaled(m, v); the fields are C slots of the
+    engine's ScaledBase (NOTE [ Batch classes ])."""
+    __slots__ = ()
 
     def dense(self):
         return self.m if self.v is None else self.m * self.v

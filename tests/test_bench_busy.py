@@ -46,6 +46,29 @@ def test_busy_ab_runs(tmp_path):
     assert "1 spinning processes" in p.stdout and "only" not in p.stdout.splitlines()[-1]
 
 
+def test_busy_null_comparison_keeps_two_slots():
+    # `--threads 1,1` (the same setting in both slots) measures the floor; keyed by the
+    # thread count, the two slots were one list and every ratio read exactly 1
+    import bench.busy as B
+
+    class FakeCad:
+        n = 1
+
+        def set_num_threads(self, k):
+            self.n = k
+
+    calls = []
+
+    def fn():
+        calls.append(1)
+        time.sleep(0.001 * (1 + len(calls) % 3))
+    got = B.ab_cell(fn, FakeCad(), [1, 1], 0.05, sample_s=0.001)
+    assert isinstance(got, tuple) and len(got) == 2
+    assert len(got[0]) >= 3 and len(got[1]) >= 3
+    assert abs(len(got[0]) - len(got[1])) <= 1
+    assert got[0] != got[1]
+
+
 def test_w1_tape_bytes_per_op():
     from bench.w_scalar import tape_bytes_per_op, _w1_sized
     per_op, nrecs, nbufs = tape_bytes_per_op(300)

@@ -155,3 +155,29 @@ def test_consumed_and_size_zero():
         cad.hessian(consumes, _arg("w7"))
     with pytest.raises(type(e1.value)):
         _general(consumes, _arg("w7"))
+
+
+def test_batch_classes():
+    # NOTE [ Batch classes ]: Diag and _Scaled keep their fields in the engine's C
+    # slots; made by the batched forward sweep without a Python __init__
+    from cad.ops._rules import Diag
+    from cad._core import _engine as C
+    v = cad.tensor(np.arange(3.0))
+    d = Diag(v)
+    assert d.v is v and d.unit is False and Diag(v, True).unit is True
+    assert isinstance(d, C.DiagBase) and not hasattr(d, "__dict__")
+    with pytest.raises(AttributeError):
+        d.other = 1
+    assert np.array_equal(d.dense().numpy(), np.diag(np.arange(3.0)))
+    m = cad.tensor(np.ones((3, 3)))
+    s = T._Scaled(m, None)
+    assert s.dense() is m and isinstance(s, C.ScaledBase)
+    assert np.array_equal(T._Scaled(m, v).dense().numpy(), np.ones((3, 3)) * np.arange(3.0))
+    # the sweep's own batches: a Diag through elementwise records, a _Scaled through
+    # a matmul, then both added (W7's shape of computation)
+    W = cad.tensor(np.random.default_rng(3).standard_normal((4, 4)))
+    x = cad.tensor(np.random.default_rng(4).standard_normal(4))
+    f = lambda x: (x ** 3).sum() + cad.tanh(W @ x).sum()
+    got = cad.hessian(f, x).numpy()
+    ref = fd_jac(lambda xx: cad.grad(f)(cad.tensor(xx)).numpy(), x.numpy())
+    assert np.allclose(got, ref, atol=1e-6)

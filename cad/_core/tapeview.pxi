@@ -335,6 +335,64 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule):
         free(shas)
 
 
+# NOTE [ Batch classes ]
+# jacrev's and jacfwd's structured batches (cad/ops/_rules.py's Diag, transforms.py's
+# _Scaled) are Python subclasses of these two cdef classes: the fields live in C
+# slots and construction runs no Python __init__ (~0.2 us a batch; the batched forward
+# sweep makes one per elementwise record, W7's Hessian about ten).  The methods stay
+# in Python with the rest of the rules.
+
+cdef class DiagBase:
+    """fields of a diagonal batch (cad.ops._rules.Diag): v, and unit (v is all ones)"""
+    cdef public object v
+    cdef public bint unit
+
+    def __init__(self, v, unit=False):
+        self.v = v
+        self.unit = unit
+
+
+cdef class ScaledBase:
+    """fields of a scaled batch m * v (transforms._Scaled, NOTE [ Scaled tangents ])"""
+    cdef public object m
+    cdef public object v
+
+    def __init__(self, m, v):
+        self.m = m
+        self.v = v
+
+
+cdef bint _dims_are(object t, int skip, cad_tape *tt, cad_buf *b, int64_t lead):
+    """is t a Tensor of shape (lead,)*skip + b's shape (lead < 0: any leading size)?"""
+    cdef Tensor x
+    cdef int d
+    cdef cnp.npy_intp *dims
+    if type(t) is not Tensor:
+        return False
+    x = <Tensor>t
+    if _tndim(x) != skip + b.ndim:
+        return False
+    dims = _tdims(x)
+    for d in range(skip):
+        if lead >= 0 and dims[d] != lead:
+            return False
+    for d in range(b.ndim):
+        if dims[skip + d] != tt.meta[b.meta + d]:
+            return False
+    return True
+
+
+cdef object _ONE_F64 = None
+
+
+cdef inline object _one_f64():
+    """one shared inline 1.0 (float64): a unit factor the jvp rows only read"""
+    global _ONE_F64
+    if _ONE_F64 is None:
+        _ONE_F64 = _new_inline(1.0)
+    return _ONE_F64
+
+
 cdef bint _same_shape_buf(cad_tape *t, cad_buf *a, cad_buf *b) noexcept:
     cdef int d
     if a.ndim != b.ndim:
@@ -375,7 +433,7 @@ cdef object _mm_batch_c(Tape tp, cad_rec *r, list ts, object Diag, object Scaled
     scaling of that matrix (the matrix itself for jacfwd's seed).  None: the rule."""
     cdef int i, k = -1
     cdef int64_t a1, b1
-    cdef object t, other, d
+    cdef object t, other, d, v
     if r.nargs != 2 or r.aux < 0:
         return None
     for i in range(2):
@@ -395,12 +453,13 @@ cdef object _mm_batch_c(Tape tp, cad_rec *r, list ts, object Diag, object Scaled
     d = other if k == 0 else transpose(other, (1, 0))
     t = ts[k]
     if type(t) is Diag:
-        if type(t.v) is not Tensor or len((<Tensor>t.v).shape) != 1:
+        v = (<DiagBase>t).v
+        if type(v) is not Tensor or _tndim(<Tensor>v) != 1:
             return None
-        return d if t.unit else reshape(t.v, ((<Tensor>t.v).size, 1)) * d
-    if type(t) is Scaled:
-        t = t.dense()
-    if type(t) is not Tensor or len((<Tensor>t).shape) != 2:
+        return d if (<DiagBase>t).unit else reshape(v, ((<Tensor>v).size, 1)) * d
+    if type(t) is Scaled:   # (its dense(): m * v)
+        t = (<ScaledBase>t).m if (<ScaledBase>t).v is None else (<ScaledBase>t).m * (<ScaledBase>t).v
+    if type(t) is not Tensor or _tndim(<Tensor>t) != 2:
         return None
     return matmul(t, d)
 
@@ -418,14 +477,20 @@ cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
     cdef cad_hid h
     cdef object m = None, tm, t, v, ones = None
     cdef list vs
-    cdef tuple ins, oshape
-    if ob.ndim == 0:
+    cdef cad_hid hin[3]   # (copied: a dense() below may record and grow the tape's arrays)
+    cdef cad_hid out = r.out
+    cdef int op = r.op, nargs = r.nargs
+    cdef DiagBase dg
+    cdef ScaledBase sc
+    if ob.ndim == 0 or nargs > 3:
         return None
-    for j in range(r.nargs):
+    for j in range(nargs):
+        hin[j] = tp.t.args[r.arg + j]
+    for j in range(nargs):
         t = ts[j]
         if t is None:
             continue
-        h = tp.t.args[r.arg + j]
+        h = hin[j]
         if not _same_shape_buf(&tp.t, &tp.t.bufs[h], ob):
             return None
         if type(t) is Diag:
@@ -433,7 +498,7 @@ cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
             continue
         if type(t) is Scaled:
             nsc += 1
-            tm = t.m
+            tm = (<ScaledBase>t).m
         elif type(t) is Tensor:
             nde += 1
             tm = t
@@ -443,40 +508,46 @@ cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
             m = tm
         elif tm is not m:
             same = False
-    ins = _int_tuple(tp.t.args + r.arg, r.nargs)
-    oshape = _int_tuple(tp.t.meta + ob.meta, ob.ndim)
     vs = []
     if ndg == 0:
         if same:
-            if type(m) is not Tensor or (<Tensor>m).shape[1:] != oshape:
+            if not _dims_are(m, 1, &tp.t, ob, -1):
                 return None
             for t in ts:
                 if t is None:
                     vs.append(None)
                 elif type(t) is Scaled:
-                    vs.append(t.v)
+                    vs.append((<ScaledBase>t).v)
                 else:
-                    if ones is None:   # (float64: one inline 1.0, broadcast by the row)
-                        ones = _new_inline(1.0) if (<Tensor>m)._dtype == CAD_F64 else \
-                            _st(<Tensor>m).full(oshape, (<Tensor>m)._dtype, 1)
+                    if ones is None:   # (float64: the shared inline 1.0, broadcast by the row)
+                        ones = _one_f64() if (<Tensor>m)._dtype == CAD_F64 else \
+                            _st(<Tensor>m).full(_int_tuple(tp.t.meta + ob.meta, ob.ndim),
+                                                (<Tensor>m)._dtype, 1)
                     vs.append(ones)
-            v = _ew_jvp(tp, r.op, r.out, ins, vs, 0)
-            return None if v is None else Scaled(m, v)
+            v = _ew_jvp_h(tp, op, out, hin, nargs, vs, 0)
+            if v is None:
+                return None
+            sc = ScaledBase.__new__(Scaled)   # (NOTE [ Batch classes ]: no Python __init__)
+            sc.m = m
+            sc.v = v
+            return sc
         for t in ts:   # batches of different m: dense, through the row
             vs.append(t.dense() if type(t) is Scaled else t)
-        return _ew_jvp(tp, r.op, r.out, ins, vs, 1)
+        return _ew_jvp_h(tp, op, out, hin, nargs, vs, 1)
     for t in ts:   # the diagonal batches' values (all of them, or the mixed case's)
         if type(t) is Diag:
-            if type(t.v) is not Tensor or (<Tensor>t.v).shape != oshape:
+            if not _dims_are((<DiagBase>t).v, 0, &tp.t, ob, -1):
                 return None
-            vs.append(t.v)
+            vs.append((<DiagBase>t).v)
         else:
             vs.append(None)
-    v = _ew_jvp(tp, r.op, r.out, ins, vs, 0)
+    v = _ew_jvp_h(tp, op, out, hin, nargs, vs, 0)
     if v is None:
         return None
     if nsc == 0 and nde == 0:
-        return Diag(v)
+        dg = DiagBase.__new__(Diag)
+        dg.v = v
+        return dg
     vs = []   # (device values: _ew_jvp and add_diag_fresh decline them)
     for t in ts:   # the dense ones, in the batch layout (m,) + shape, m the output's size
         if t is None or type(t) is Diag:
@@ -484,10 +555,11 @@ cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
         else:
             if type(t) is Scaled:
                 t = t.dense()
-            if (<Tensor>t).shape != (ob.size,) + oshape:
+                ob = &tp.t.bufs[out]   # (dense() may have recorded and grown the arrays)
+            if not _dims_are(t, 1, &tp.t, ob, ob.size):
                 return None
             vs.append(t)
-    res = _ew_jvp(tp, r.op, r.out, ins, vs, 1)
+    res = _ew_jvp_h(tp, op, out, hin, nargs, vs, 1)
     if res is None or not add_diag_fresh(<Tensor>res, <Tensor>v):
         return None
     return res
@@ -677,7 +749,18 @@ def ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
 
 
 cdef object _ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
-    cdef int n = len(ins), i, d, mask = 0, dt, ond, xnd, fnd, k
+    cdef cad_hid hin[3]
+    cdef int i, n = len(ins)
+    if n > 3:
+        return None
+    for i in range(n):
+        hin[i] = ins[i]
+    return _ew_jvp_h(tp, op, out, hin, n, ts, nb)
+
+
+cdef object _ew_jvp_h(Tape tp, int op, cad_hid out, const cad_hid *ins, int n, list ts, int nb):
+    """_ew_jvp with the inputs' handles as a C array (n of them)"""
+    cdef int i, d, mask = 0, dt, ond, xnd, fnd, k
     cdef cad_buf *ob
     cdef cad_buf *xb
     cdef cad_row row
@@ -720,12 +803,11 @@ cdef object _ew_jvp(Tape tp, int op, cad_hid out, tuple ins, list ts, int nb):
         if ts[i] is not None:
             first = ts[i]
             break
-    bsh = (<Tensor>first).shape[:nb]
     fnd = nb + ond
-    if fnd > MAXDIM:
+    if fnd > MAXDIM or (nb and _tndim(<Tensor>first) < nb):
         return None
     for d in range(nb):
-        dims[d] = bsh[d]
+        dims[d] = _tdims(<Tensor>first)[d]
     for d in range(ond):
         dims[nb + d] = tp.t.meta[ob.meta + d]
     # NOTE [ Tangent layout ]: a batch of tangents laid out column-major (jacfwd's

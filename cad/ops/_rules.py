@@ -75,17 +75,25 @@ class Ctx:
         return (C.float64, C.float32, C.int64, C.bool_)[self._oinfo[1]]
 
 
-class Diag:
+if C is not None:
+    _DiagBase = C.DiagBase
+else:   # (the build reads the table only; Diag is never made then)
+    class _DiagBase:
+        __slots__ = ("v", "unit")
+
+        def __init__(self, v, unit=False):
+            self.v, self.unit = v, unit
+
+
+class Diag(_DiagBase):
     """A batch of cotangents that is the output basis scaled along its diagonal:
     cotangent k is v.flat[k] times the k-th basis vector (v has the value's shape).
     jacrev's seed is Diag(ones); elementwise pullbacks keep it diagonal, and a
     diagonal batch times a matrix is a row scaling, not a GEMM.  Rules that cannot
-    keep the structure get it densified (`dense`)."""
-    __slots__ = ("v", "unit")
-
-    def __init__(self, v, unit=False):
-        self.v = v
-        self.unit = unit   # v is all ones (jacrev's and jacfwd's seeds): no scaling needed
+    keep the structure get it densified (`dense`).  Diag(v, unit=False): unit says v
+    is all ones (jacrev's and jacfwd's seeds: no scaling needed); the fields are C
+    slots of the engine's DiagBase (NOTE [ Batch classes ])."""
+    __slots__ = ()
 
     def dense(self):
         v = self.v
