@@ -38,10 +38,41 @@ cdef tuple _cstrides(tuple shape):
     return tuple(out)
 
 
+cdef object _SHAPE_MAX = 1 << 62
+
+
+cdef bint _exact_shape(tuple shape, int64_t n):
+    """is shape a plain one: exact non-negative Python ints (no -1), at most MAXDIM of
+    them, whose product is n?  (reshape's and expand's fast paths; anything else takes
+    their general checks and errors)"""
+    cdef Py_ssize_t i, nd = len(shape)
+    cdef int64_t s, known = 1
+    cdef object o
+    if nd > MAXDIM:
+        return False
+    for i in range(nd):
+        o = shape[i]
+        if type(o) is not int or o < 0 or o > _SHAPE_MAX:
+            return False
+        s = o
+        if s and known > (<int64_t>1 << 62) // s:
+            return False
+        known *= s
+    return n < 0 or known == n
+
+
 def reshape(object x, tuple shape):
     """x with a new shape (C order); -1 infers one size"""
     cdef Tensor t = as_tensor(x)
-    cdef int64_t n = t.size
+    cdef int64_t n = _tsize(t)
+    cdef _Storage S
+    if _exact_shape(shape, n):   # (the common call: no -1, no numpy ints, no errors)
+        S = _st(t)
+        return _view(t, S.reshape(S.value(t), shape), 0, shape, _cstrides(shape))
+    return _reshape_general(t, n, shape)
+
+
+cdef object _reshape_general(Tensor t, int64_t n, tuple shape):
     cdef object known = 1
     cdef int neg = -1
     for s in shape:
@@ -87,11 +118,44 @@ def contiguous(object x):
 def transpose(object x, tuple axes):
     """x with its axes permuted"""
     cdef Tensor t = as_tensor(x)
-    cdef int nd = _tndim(t)
+    cdef int nd = _tndim(t), d, a
+    cdef int64_t ccs[MAXDIM]
+    cdef int64_t ps[MAXDIM]
+    cdef int64_t pst[MAXDIM]
+    cdef int64_t pvs[MAXDIM]
+    cdef int64_t c = 1
+    cdef uint64_t seen = 0
+    cdef cnp.npy_intp *dims
+    cdef _Storage S
+    cdef bint plain = len(axes) == nd and nd <= MAXDIM
+    for d in range(nd if plain else 0):   # a permutation of exact non-negative ints?
+        o = axes[d]
+        if type(o) is not int or o < 0 or o >= nd:
+            plain = False
+            break
+        a = o
+        if (seen >> a) & 1:
+            plain = False
+            break
+        seen |= (<uint64_t>1) << a
+    if plain:   # (the common call: the strides in C, no normalize_axes)
+        S = _st(t)
+        v = S.value(t)
+        dims = _tdims(t)
+        for d in range(nd - 1, -1, -1):
+            ccs[d] = c
+            c *= dims[d] if dims[d] > 1 else 1
+        for d in range(nd):
+            a = axes[d]
+            ps[d] = dims[a]
+            pvs[d] = S.stride(v, a)
+            pst[d] = ccs[a]
+        pshape = _int_tuple(ps, nd)
+        return _view(t, S.view(v, 0, pshape, _int_tuple(pvs, nd)), 0, pshape, _int_tuple(pst, nd))
     ax = normalize_axes(nd, axes, "transpose")
     if len(ax) != nd:
         raise ShapeError(f"transpose: axes {axes} do not match a tensor of dimension {nd}")
-    cdef _Storage S = _st(t)
+    S = _st(t)
     cs = _cstrides(t.shape)
     shape = t.shape
     v = S.value(t)
@@ -103,6 +167,37 @@ def transpose(object x, tuple axes):
 def expand(object x, tuple shape):
     """x broadcast to shape (numpy's broadcast_to)"""
     cdef Tensor t = as_tensor(x)
+    cdef int nd = len(shape), xnd = _tndim(t), off = nd - xnd, d
+    cdef int64_t st[MAXDIM]
+    cdef int64_t vst[MAXDIM]
+    cdef int64_t c = 1, xd, sd
+    cdef cnp.npy_intp *dims
+    cdef _Storage S
+    if off >= 0 and _exact_shape(shape, -1):   # (plain shapes: no numpy ints, no errors)
+        S = _st(t)
+        v = S.value(t)
+        dims = _tdims(t)
+        for d in range(nd - 1, -1, -1):   # strides as _cstrides(xs) / the value's, or 0
+            if d < off:
+                st[d] = 0
+                vst[d] = 0
+                continue
+            xd = dims[d - off]
+            sd = shape[d]
+            if xd == sd:
+                st[d] = c
+                vst[d] = S.stride(v, d - off)
+            elif xd == 1:
+                st[d] = 0
+                vst[d] = 0
+            else:
+                return _expand_general(t, shape)   # (its error)
+            c *= xd if xd > 1 else 1
+        return _view(t, S.view(v, 0, shape, _int_tuple(vst, nd)), 0, shape, _int_tuple(st, nd))
+    return _expand_general(t, shape)
+
+
+cdef object _expand_general(Tensor t, tuple shape):
     cdef int nd = len(shape), xnd = _tndim(t), off = nd - xnd
     xs = t.shape
     if off < 0:

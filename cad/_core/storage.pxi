@@ -101,6 +101,10 @@ cdef class _Storage:
         """v's element strides"""
         raise NotImplementedError
 
+    cdef int64_t stride(self, object v, int d) except? -1:
+        """v's element stride along dim d (strides(v)[d] without the tuple)"""
+        return self.strides(v)[d]
+
     cdef object view(self, object v, int64_t off, tuple shape, tuple strides):
         """a read-only view of v's memory: element off (relative to v's element 0),
         shape, element strides"""
@@ -227,6 +231,9 @@ cdef class _HostStorage(_Storage):
         cdef int d, es = cnp.PyArray_ITEMSIZE(a)
         return tuple([cnp.PyArray_STRIDES(a)[d] // es for d in range(cnp.PyArray_NDIM(a))])
 
+    cdef int64_t stride(self, object v, int d) except? -1:
+        return cnp.PyArray_STRIDES(<cnp.ndarray>v)[d] // cnp.PyArray_ITEMSIZE(<cnp.ndarray>v)
+
     cdef object view(self, object v, int64_t off, tuple shape, tuple strides):
         cdef cnp.ndarray a = <cnp.ndarray>v
         cdef int nd = len(shape), d
@@ -252,6 +259,8 @@ cdef class _HostStorage(_Storage):
         return _np.ascontiguousarray(v)
 
     cdef object reshape(self, object v, tuple shape):
+        if cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>v):   # (a view made here: no ndarray.reshape call)
+            return self.view(v, 0, shape, _cstrides(shape))
         return (<cnp.ndarray>v).reshape(shape)
 
     cdef object index(self, object v, tuple idx):
