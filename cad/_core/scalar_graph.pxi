@@ -544,10 +544,7 @@ cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep)
     cdef object v
     if n < 1 or n > 2 or not _sg_ready:
         return None
-    oinfo = tape_info(tp, out)
-    oshape = oinfo[0]
-    odt = oinfo[1]
-    if g._dtype != odt or g.shape != oshape:
+    if not _tensor_like_h(tp, g, out):   # (g of the output's shape and dtype)
         return None
     slots = [None, None, None]
     for j in range(n):
@@ -555,8 +552,7 @@ cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep)
         want[j] = tr != 2 and _wants(tp, ins[j], dep)
         if not want[j]:
             continue
-        info = tape_info(tp, ins[j])
-        if info[0] != oshape or info[1] != odt:
+        if not _same_info_h(tp, ins[j], out):
             return None
         if tr != 0:
             continue

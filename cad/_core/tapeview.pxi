@@ -126,6 +126,52 @@ cpdef tuple tape_info(Tape tp, cad_hid h):
     return _int_tuple(tp.t.meta + b.meta, b.ndim), b.dtype, b.flags
 
 
+cdef bint _same_shape_h(Tape tp, cad_hid a, cad_hid b) except -1:
+    """do handles a and b hold values of one shape (tape_info(..)[0] equal)?"""
+    cdef Tape ta = _live(tp, &a)
+    cdef Tape tb = _live(tp, &b)
+    cdef cad_buf *x = &ta.t.bufs[a]
+    cdef cad_buf *y = &tb.t.bufs[b]
+    cdef int d
+    if x.ndim != y.ndim:
+        return False
+    for d in range(x.ndim):
+        if ta.t.meta[x.meta + d] != tb.t.meta[y.meta + d]:
+            return False
+    return True
+
+
+cdef bint _same_info_h(Tape tp, cad_hid a, cad_hid b) except -1:
+    """do handles a and b hold values of one shape and dtype (tape_info's first two
+    fields equal, without the tuples)?"""
+    cdef Tape ta = _live(tp, &a)
+    cdef Tape tb = _live(tp, &b)
+    cdef cad_buf *x = &ta.t.bufs[a]
+    cdef cad_buf *y = &tb.t.bufs[b]
+    cdef int d
+    if x.dtype != y.dtype or x.ndim != y.ndim:
+        return False
+    for d in range(x.ndim):
+        if ta.t.meta[x.meta + d] != tb.t.meta[y.meta + d]:
+            return False
+    return True
+
+
+cdef bint _tensor_like_h(Tape tp, Tensor g, cad_hid h) except -1:
+    """is g of handle h's shape and dtype (g.shape, g's dtype against tape_info)?"""
+    cdef Tape th = _live(tp, &h)
+    cdef cad_buf *b = &th.t.bufs[h]
+    cdef cnp.npy_intp *dims
+    cdef int d
+    if g._dtype != b.dtype or _tndim(g) != b.ndim:
+        return False
+    dims = _tdims(g)
+    for d in range(b.ndim):
+        if dims[d] != th.t.meta[b.meta + d]:
+            return False
+    return True
+
+
 cpdef int tape_flags(Tape tp, cad_hid h) except? -1:
     """the flags of handle h (tape_info without the shape)"""
     tp = _live(tp, &h)
@@ -698,12 +744,11 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
         ins = <tuple>rec[2]
         res = None
         if op == OP_ADD and len(ins) == 2 and type(g) is Tensor:
-            oshape = tape_info(tp, out)[0]
             fast = True
             res = [None, None]
             for j in range(2):
                 if _wants(tp, ins[j], dep):
-                    if tape_info(tp, ins[j])[0] != oshape:
+                    if not _same_shape_h(tp, ins[j], out):
                         fast = False
                         break
                     res[j] = g
