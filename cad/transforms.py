@@ -458,12 +458,7 @@ def _fresh(x, k, who):
         raise C.DTypeError(f"{who}: argument {k} has dtype {x.dtype}; differentiation needs float "
                            "inputs")
     if x.requires_grad and C.is_grad_enabled():
-        shape = x.shape
-        st, s = [], 1
-        for d in reversed(shape):
-            st.append(s)
-            s *= max(d, 1)
-        r = C.as_strided(x, 0, shape, tuple(reversed(st)))
+        r = C.fresh_view(x)   # (as_strided(x, 0, x.shape, its C-order strides))
         return _N.like(r, x, fresh=True) if _NAMES[0] else r
     return x.detach().requires_grad_(True)
 

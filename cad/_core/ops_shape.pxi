@@ -472,6 +472,25 @@ def as_strided(object x, int64_t offset, tuple shape, tuple strides):
     return _view(t, S.view(S.contig(S.value(t)), offset, shape, strides), offset, shape, strides)
 
 
+def fresh_view(object x):
+    """as_strided(x, 0, x.shape, C-order strides of x.shape): the identity view a
+    transform differentiates with respect to (transforms._fresh), its strides in C"""
+    cdef Tensor t = as_tensor(x)
+    cdef _Storage S = _st(t)
+    cdef int nd = _tndim(t), d
+    cdef int64_t sh[MAXDIM]
+    cdef int64_t cs[MAXDIM]
+    cdef int64_t c = 1
+    cdef cnp.npy_intp *dims = _tdims(t)
+    for d in range(nd - 1, -1, -1):
+        sh[d] = dims[d]
+        cs[d] = c
+        c *= dims[d] if dims[d] > 1 else 1
+    shape = _int_tuple(sh, nd)
+    strides = _int_tuple(cs, nd)
+    return _view(t, S.view(S.contig(S.value(t)), 0, shape, strides), 0, shape, strides)
+
+
 def unview(object g, int64_t offset, tuple vshape, tuple vstrides, tuple out_shape):
     """the adjoint of as_strided: zeros of out_shape, whose strided window
     (offset, vshape, vstrides) receives g (overlaps add up); the record's forward
