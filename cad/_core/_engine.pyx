@@ -17,7 +17,7 @@ appended to the larger and forwards its tensors there).  A tape lives as long as
 a tensor refers to it, and backward() without retain_graph consumes it.
 """
 cimport cython
-from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF
+from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF, Py_XDECREF, Py_REFCNT
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.pycapsule cimport (PyCapsule_New, PyCapsule_GetPointer, PyCapsule_GetName,
                                 PyCapsule_IsValid, PyCapsule_SetName, PyCapsule_Destructor)

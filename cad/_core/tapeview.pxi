@@ -266,12 +266,31 @@ def node_count(Tape tp):
 
 
 def foreign_leaves(Tape tp, list mine):
-    """does tp hold a leaf that is not in mine (a variable of an outer computation)?"""
-    cdef int64_t i
+    """does tp hold a leaf that is not in mine (a variable of an outer computation)?
+    NOTE [ Orphan leaves ]: a leaf whose only references are this tape's registrations
+    of it is nobody's variable (an inner transform's fresh input once that transform
+    has returned: no one can ask for its gradient) and does not count; a leaf anyone
+    else holds does, and so does one another tape registers (the conservative side:
+    the sweep records)."""
+    cdef int64_t i, j, k
     cdef set ids = {id(x) for x in mine}
+    cdef set orphans = None
+    cdef PyObject *lf
     for i in range(tp.t.nbufs):
-        if (tp.t.bufs[i].flags & BUF_LEAF) and id(<object>tp.t.bufs[i].leaf) not in ids:
+        if not (tp.t.bufs[i].flags & BUF_LEAF):
+            continue
+        lf = <PyObject *>tp.t.bufs[i].leaf
+        if id(<object>lf) in ids or (orphans is not None and id(<object>lf) in orphans):
+            continue
+        k = 0   # this tape's registrations of the leaf (each an owned reference)
+        for j in range(tp.t.nbufs):
+            if (tp.t.bufs[j].flags & BUF_LEAF) and <PyObject *>tp.t.bufs[j].leaf == lf:
+                k += 1
+        if Py_REFCNT(<object>lf) > k:
             return True
+        if orphans is None:
+            orphans = set()
+        orphans.add(id(<object>lf))
     return False
 
 
