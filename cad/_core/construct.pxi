@@ -13,7 +13,7 @@ cdef inline Tensor _new_inline(double v):
 
 cdef Tensor _wrap(object a):
     """Tensor over ndarray a (made read-only; a must not be shared with the user)"""
-    if not isinstance(a, _np.ndarray):
+    if not cnp.PyArray_Check(a):   # (not isinstance(a, _np.ndarray): a module lookup per op)
         a = _np.asarray(a)   # numpy returns scalars from 0-d operations
     cdef cnp.ndarray arr = <cnp.ndarray>a
     cdef int dt = _dt_from_typenum(cnp.PyArray_TYPE(arr))

@@ -56,7 +56,7 @@ cdef bint _gemmable(cnp.ndarray a, int nd):
     return (cs == 1 or C == 1) and (rs >= C or R == 1) or (rs == 1 or R == 1) and (cs >= R or C == 1)
 
 
-def matmul(object a, object b):
+cpdef matmul(object a, object b):
     """numpy's matmul: 1-D operands are promoted, batch dims broadcast; BLAS (the
     record's forward kernel, cad_matmul_fwd: NOTE [ One forward per primitive ])"""
     cdef Tensor ta = as_tensor(a), tb = as_tensor(b), r

@@ -12,7 +12,7 @@ cdef Tensor _view(Tensor x, object arr, int64_t off, tuple shape, tuple strides)
     if isinstance(arr, DevArray):
         r = _dwrap(<DevArray>arr)
     else:
-        r = _wrap(arr if isinstance(arr, _np.ndarray) else _np.asarray(arr))
+        r = _wrap(arr if cnp.PyArray_Check(arr) else _np.asarray(arr))
     if _mode1(x):
         aux = <int64_t *>malloc((2 + 2 * nd) * sizeof(int64_t))
         if aux == NULL:
@@ -61,7 +61,7 @@ cdef bint _exact_shape(tuple shape, int64_t n):
     return n < 0 or known == n
 
 
-def reshape(object x, tuple shape):
+cpdef reshape(object x, tuple shape):
     """x with a new shape (C order); -1 infers one size"""
     cdef Tensor t = as_tensor(x)
     cdef int64_t n = _tsize(t)
@@ -115,7 +115,7 @@ def contiguous(object x):
     return _view(t, c, 0, shape, _cstrides(shape))
 
 
-def transpose(object x, tuple axes):
+cpdef transpose(object x, tuple axes):
     """x with its axes permuted"""
     cdef Tensor t = as_tensor(x)
     cdef int nd = _tndim(t), d, a
@@ -164,7 +164,7 @@ def transpose(object x, tuple axes):
     return _view(t, S.view(v, 0, pshape, tuple([vs[a] for a in ax])), 0, pshape, tuple([cs[a] for a in ax]))
 
 
-def expand(object x, tuple shape):
+cpdef expand(object x, tuple shape):
     """x broadcast to shape (numpy's broadcast_to)"""
     cdef Tensor t = as_tensor(x)
     cdef int nd = len(shape), xnd = _tndim(t), off = nd - xnd, d
@@ -491,7 +491,7 @@ def fresh_view(object x):
     return _view(t, S.view(S.contig(S.value(t)), 0, shape, strides), 0, shape, strides)
 
 
-def unview(object g, int64_t offset, tuple vshape, tuple vstrides, tuple out_shape):
+cpdef unview(object g, int64_t offset, tuple vshape, tuple vstrides, tuple out_shape):
     """the adjoint of as_strided: zeros of out_shape, whose strided window
     (offset, vshape, vstrides) receives g (overlaps add up); the record's forward
     kernel (NOTE [ One forward per primitive ])"""

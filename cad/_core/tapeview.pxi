@@ -36,7 +36,7 @@ def bind(int op, list ins, tuple aux, tuple out_shape, object out_dtype, str who
 
 # ---------------------------------------------------------------- the tape from Python (transforms)
 
-def tape_records(Tape tp, int64_t lo=0, int64_t hi=-1):
+cpdef tape_records(Tape tp, int64_t lo=0, int64_t hi=-1):
     """records lo..hi-1 as (op code, out handle, input handles, aux) tuples"""
     cdef int64_t i, j
     cdef cad_rec *r
