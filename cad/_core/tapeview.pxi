@@ -144,32 +144,17 @@ cdef bint _same_shape_h(Tape tp, cad_hid a, cad_hid b) except -1:
 cdef bint _same_info_h(Tape tp, cad_hid a, cad_hid b) except -1:
     """do handles a and b hold values of one shape and dtype (tape_info's first two
     fields equal, without the tuples)?"""
-    cdef Tape ta = _live(tp, &a)
-    cdef Tape tb = _live(tp, &b)
-    cdef cad_buf *x = &ta.t.bufs[a]
-    cdef cad_buf *y = &tb.t.bufs[b]
-    cdef int d
-    if x.dtype != y.dtype or x.ndim != y.ndim:
-        return False
-    for d in range(x.ndim):
-        if ta.t.meta[x.meta + d] != tb.t.meta[y.meta + d]:
-            return False
-    return True
+    cdef cad_hid la = a, lb = b
+    cdef Tape ta = _live(tp, &la)
+    cdef Tape tb = _live(tp, &lb)
+    return ta.t.bufs[la].dtype == tb.t.bufs[lb].dtype and _same_shape_h(tp, a, b)
 
 
 cdef bint _tensor_like_h(Tape tp, Tensor g, cad_hid h) except -1:
     """is g of handle h's shape and dtype (g.shape, g's dtype against tape_info)?"""
     cdef Tape th = _live(tp, &h)
     cdef cad_buf *b = &th.t.bufs[h]
-    cdef cnp.npy_intp *dims
-    cdef int d
-    if g._dtype != b.dtype or _tndim(g) != b.ndim:
-        return False
-    dims = _tdims(g)
-    for d in range(b.ndim):
-        if dims[d] != th.t.meta[b.meta + d]:
-            return False
-    return True
+    return g._dtype == b.dtype and _dims_are(g, 0, &th.t, b, -1)
 
 
 cpdef int tape_flags(Tape tp, cad_hid h) except? -1:
