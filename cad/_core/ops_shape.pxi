@@ -38,6 +38,16 @@ cdef tuple _cstrides(tuple shape):
     return tuple(out)
 
 
+cdef inline void _cstrides_of(int nd, const cnp.npy_intp *dims, int64_t *out) noexcept:
+    """_cstrides in C: element strides of a C-ordered layout of dims (a size-0 or
+    size-1 dim counted as 1), into out"""
+    cdef int64_t c = 1
+    cdef int d
+    for d in range(nd - 1, -1, -1):
+        out[d] = c
+        c *= dims[d] if dims[d] > 1 else 1
+
+
 cdef object _SHAPE_MAX = 1 << 62
 
 
@@ -123,7 +133,6 @@ cpdef transpose(object x, tuple axes):
     cdef int64_t ps[MAXDIM]
     cdef int64_t pst[MAXDIM]
     cdef int64_t pvs[MAXDIM]
-    cdef int64_t c = 1
     cdef uint64_t seen = 0
     cdef cnp.npy_intp *dims
     cdef _Storage S
@@ -142,9 +151,7 @@ cpdef transpose(object x, tuple axes):
         S = _st(t)
         v = S.value(t)
         dims = _tdims(t)
-        for d in range(nd - 1, -1, -1):
-            ccs[d] = c
-            c *= dims[d] if dims[d] > 1 else 1
+        _cstrides_of(nd, dims, ccs)
         for d in range(nd):
             a = axes[d]
             ps[d] = dims[a]
@@ -170,14 +177,16 @@ cpdef expand(object x, tuple shape):
     cdef int nd = len(shape), xnd = _tndim(t), off = nd - xnd, d
     cdef int64_t st[MAXDIM]
     cdef int64_t vst[MAXDIM]
-    cdef int64_t c = 1, xd, sd
+    cdef int64_t xcs[MAXDIM]
+    cdef int64_t xd, sd
     cdef cnp.npy_intp *dims
     cdef _Storage S
     if off >= 0 and _exact_shape(shape, -1):   # (plain shapes: no numpy ints, no errors)
         S = _st(t)
         v = S.value(t)
         dims = _tdims(t)
-        for d in range(nd - 1, -1, -1):   # strides as _cstrides(xs) / the value's, or 0
+        _cstrides_of(xnd, dims, xcs)
+        for d in range(nd):   # strides as _cstrides(xs) / the value's, or 0
             if d < off:
                 st[d] = 0
                 vst[d] = 0
@@ -185,14 +194,13 @@ cpdef expand(object x, tuple shape):
             xd = dims[d - off]
             sd = shape[d]
             if xd == sd:
-                st[d] = c
+                st[d] = xcs[d - off]
                 vst[d] = S.stride(v, d - off)
             elif xd == 1:
                 st[d] = 0
                 vst[d] = 0
             else:
                 return _expand_general(t, shape)   # (its error)
-            c *= xd if xd > 1 else 1
         return _view(t, S.view(v, 0, shape, _int_tuple(vst, nd)), 0, shape, _int_tuple(st, nd))
     return _expand_general(t, shape)
 
@@ -477,16 +485,10 @@ def fresh_view(object x):
     transform differentiates with respect to (transforms._fresh), its strides in C"""
     cdef Tensor t = as_tensor(x)
     cdef _Storage S = _st(t)
-    cdef int nd = _tndim(t), d
-    cdef int64_t sh[MAXDIM]
+    cdef int nd = _tndim(t)
     cdef int64_t cs[MAXDIM]
-    cdef int64_t c = 1
-    cdef cnp.npy_intp *dims = _tdims(t)
-    for d in range(nd - 1, -1, -1):
-        sh[d] = dims[d]
-        cs[d] = c
-        c *= dims[d] if dims[d] > 1 else 1
-    shape = _int_tuple(sh, nd)
+    _cstrides_of(nd, _tdims(t), cs)
+    shape = t.shape
     strides = _int_tuple(cs, nd)
     return _view(t, S.view(S.contig(S.value(t)), 0, shape, strides), 0, shape, strides)
 

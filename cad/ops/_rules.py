@@ -75,17 +75,7 @@ class Ctx:
         return (C.float64, C.float32, C.int64, C.bool_)[self._oinfo[1]]
 
 
-if C is not None:
-    _DiagBase = C.DiagBase
-else:   # (the build reads the table only; Diag is never made then)
-    class _DiagBase:
-        __slots__ = ("v", "unit")
-
-        def __init__(self, v, unit=False):
-            self.v, self.unit = v, unit
-
-
-class Diag(_DiagBase):
+class Diag(C.DiagBase if C is not None else object):   # (the build reads the table only)
     """A batch of cotangents that is the output basis scaled along its diagonal:
     cotangent k is v.flat[k] times the k-th basis vector (v has the value's shape).
     jacrev's seed is Diag(ones); elementwise pullbacks keep it diagonal, and a
