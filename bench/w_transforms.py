@@ -1,5 +1,6 @@
 """W6: the full Jacobian of tanh(W @ x), 256 x 256.  W7: the Hessian of
-sum(x**3) + sum(tanh(W @ x)), 128 x 128 (and 32, 512).  Both float64, W fixed.
+sum(x**3) + sum(tanh(W @ x)), 128 x 128 (and 32, 512), and its product with one
+vector (hvp, n = 128).  All float64, W fixed.
 
 These time the function transforms (jacrev, jacfwd, hessian): a whole matrix of
 derivatives per call, from a function of x.  Each call starts from x: the
@@ -161,6 +162,52 @@ def _w7_jax(jit):
     return setup
 
 
+# W7 hvp: H v of the same f (forward over reverse: jvp of grad), one direction v
+
+def _hvp_data(n, seed):
+    def make():
+        d = _data(n, seed)()
+        d["v"] = np.random.default_rng(seed + 1).standard_normal(n)
+        return d
+    return make
+
+
+def w7_hvp_hand(d):
+    W, x, v = d["W"], d["x"], d["v"]
+
+    def step():
+        t = np.tanh(W @ x)
+        return 6.0 * x * v + W.T @ (-2.0 * t * (1.0 - t * t) * (W @ v))
+    return step
+
+
+def w7_hvp_torch(d):
+    import torch
+    W, x, v = (torch.tensor(d[k]) for k in ("W", "x", "v"))
+    g = torch.func.grad(lambda x: w7_g(W, x, torch))
+    return lambda: torch.func.jvp(g, (x,), (v,))[1]
+
+
+def _w7_hvp_jax(jit):
+    def setup(d):
+        import jax
+        import jax.numpy as jnp
+        W, x, v = (jnp.asarray(d[k]) for k in ("W", "x", "v"))
+
+        def hvp(x, v):
+            return jax.jvp(jax.grad(lambda x: w7_g(W, x, jnp)), (x,), (v,))[1]
+        if jit:
+            hvp = jax.jit(hvp)
+        return lambda: jax.block_until_ready(hvp(x, v))
+    return setup
+
+
+def w7_hvp_cad(d):
+    import cad
+    W, x, v = (cad.tensor(d[k]) for k in ("W", "x", "v"))
+    return lambda: cad.hvp(lambda x: w7_g(W, x, cad), x, v)
+
+
 CASES = [
     Case("W6", "jacrev tanh(W@x) 256", data=_data(N6, 6), tol=1e-9,
          impls={"hand": w6_hand, "torch": _w6_torch("jacrev"), "jax": _w6_jax("jacrev", False),
@@ -184,4 +231,9 @@ CASES = [
          impls={"hand": w7_hand, "torch": w7_torch, "jax.jit": _w7_jax(True), "cad": w7_cad},
          note=f"W7 {n}: jax eager and autograd left out at this size (W7 128 has them)")
     for n in (32, 512)
+] + [
+    Case("W7", "hvp x**3+tanh(W@x) 128", data=_hvp_data(N7, 7), tol=1e-9,
+         impls={"hand": w7_hvp_hand, "torch": w7_hvp_torch, "jax.jit": _w7_hvp_jax(True),
+                "cad": w7_hvp_cad},
+         note="W7 hvp: H v for one v, jvp of grad (torch.func.jvp(grad), jax.jvp(grad), cad.hvp)"),
 ]

@@ -224,8 +224,9 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
         if got is not None:
             return {h: _unscaled(t) for h, t in got.items()}
     if _C_FORWARD and fused and nb == 0 and not any(isinstance(t, Diag) for t in tangents.values()):
-        # NOTE [ C forward sweep ]: inline (scalar) records in C, the rest by rule
-        got = C.forward_sweep_c(tape, tangents, start, list(want), rule)
+        # NOTE [ C forward sweep ]: inline (scalar) records in C, the common array
+        # records in Cython (NOTE [ Array records in the forward sweep ]), the rest by rule
+        got = C.forward_sweep_c(tape, tangents, start, list(want), rule, _EW_BYTES)
         if got is not None:
             return got
     tan = dict(tangents)
@@ -712,12 +713,7 @@ def value_and_grad(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0
             if not (isinstance(out, (tuple, list)) and len(out) == 2):
                 raise TypeError("grad(has_aux=True): f must return a (value, aux) pair")
             out, aux = out
-        y = C.as_tensor(out)
-        if y.ndim != 0:
-            raise TypeError(f"grad: f must return a scalar (a 0-d tensor), got shape {y.shape}; "
-                            "use jacrev or jacobian for non-scalar outputs")
-        if y.dtype.kind != "f":
-            raise C.DTypeError(f"grad: f returned dtype {y.dtype}; gradients need a float output")
+        y = _grad_output(out)
         keep = _outer(fresh) or (C.is_grad_enabled() and y.requires_grad and not y.is_leaf
                                  and _recording(C.handle_of(y)[0], fresh))
         # y's one tape was asked above: when nothing keeps the graph, no sweep records
@@ -729,6 +725,17 @@ def value_and_grad(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0
         value = y if keep else y.detach()
         return ((value, aux), g) if has_aux else (value, g)
     return vg
+
+
+def _grad_output(out):
+    """f's output as grad takes it: a float scalar (a 0-d tensor)"""
+    y = C.as_tensor(out)
+    if y.ndim != 0:
+        raise TypeError(f"grad: f must return a scalar (a 0-d tensor), got shape {y.shape}; "
+                        "use jacrev or jacobian for non-scalar outputs")
+    if y.dtype.kind != "f":
+        raise C.DTypeError(f"grad: f returned dtype {y.dtype}; gradients need a float output")
+    return y
 
 
 def grad(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
@@ -1052,6 +1059,10 @@ def hessian(f: Callable[..., Any], *args: Any, argnums: Union[int, Sequence[int]
 # tape, a gradient an outer computation tracks) goes on through jacrev's and
 # jacfwd's own code (_jacrev_of, _jacfwd_of) from the output f already returned, so
 # f runs once either way.  test_plain_hessian compares the two paths bit for bit.
+# hvp(f, x, v) is jvp(grad(f), (x,), (v,))[1] the same way: _hvp_plain shares the
+# two sweeps (_plain_grad, _plain_push: one tangent instead of the diagonal batch)
+# and falls back to grad's _pullback and jvp's _pushforward
+# (test_plain_hvp_matches_the_transforms).
 
 def _plain_hessian_arg(x):
     """is x an argument _hessian_plain takes (the checks that need no call of f)?"""
@@ -1074,47 +1085,92 @@ def _one_arg(x):
     return fa
 
 
+def _plain_grad(xv, y):
+    """the recorded gradient of y with respect to the fresh node xv, the one sweep
+    grad's and jacrev's _pullback run for it (a recording reverse sweep from y's
+    seed of ones; called with recording on); None: y is not a plain tracked scalar
+    on xv's tape, and the caller's transform takes it"""
+    if type(y) is C.Tensor and y.ndim == 0 and y.requires_grad and not y.is_leaf \
+            and _no_names(y):
+        tp, hy = C.handle_of(y)
+        tx, hx = C.handle_of(xv)
+        if tp is tx and not tp.consumed:
+            g = reverse_sweep(tp, {hy: C.ones_like_value(y)}, tp.producer(hx) + 1, 0, [hx])[hx]
+            return _zeros(xv.shape, xv.dtype, 0) if g is None else g
+    return None
+
+
+def _plain_push(g, x0, seed, nb):
+    """the tangent of g (a tensor of x0's shape) when the fresh leaf x0 moves along
+    seed (nb batch dims, or a Diag): the one forward sweep jvp's and jacfwd's
+    _pushforward run for it, not recorded; False: g's tape needs _pushforward (an
+    outer computation tracks it, or g is no plain tracked value)"""
+    if type(g) is C.Tensor and g.requires_grad and not g.is_leaf and g.shape == x0.shape \
+            and _no_names(g):
+        tp, hg = C.handle_of(g)
+        if not tp.consumed and not (C.is_grad_enabled() and tp.foreign_leaves([x0])):
+            hs = tp.leaf_handles(x0)
+            if not hs:
+                return None
+            with C.no_grad():
+                return forward_sweep(tp, {h: seed for h in hs}, min(tp.first_use(h) for h in hs),
+                                     nb, [hg], fused=True)[hg]
+    return False
+
+
 def _hessian_plain(f, x):
     """hessian(f)(x) for an argument _plain_hessian_arg took (NOTE [ Plain hessian ])"""
     x0 = _fresh(x, 0, "jacfwd")
     with C.enable_grad():   # (jacfwd's _call: jacrev's whole call records)
         xv = _fresh(x0, 0, "jacrev")
         y = f(xv)
-        g = None
-        if type(y) is C.Tensor and y.ndim == 0 and y.requires_grad and not y.is_leaf \
-                and _no_names(y):
-            tp, hy = C.handle_of(y)
-            tx, hx = C.handle_of(xv)
-            if tp is tx and not tp.consumed:   # jacrev's _pullback with its one seed
-                g = reverse_sweep(tp, {hy: C.ones_like_value(y)}, tp.producer(hx) + 1, 0,
-                                  [hx])[hx]
-                if g is None:
-                    g = _zeros(xv.shape, xv.dtype, 0)
+        g = _plain_grad(xv, y)
         if g is None:
             g = _jacrev_of(_one_arg(xv), True, y, False)
-    if type(g) is C.Tensor and g.requires_grad and not g.is_leaf and g.shape == x0.shape \
-            and _no_names(g):
-        tp, hg = C.handle_of(g)
-        if not tp.consumed and not (C.is_grad_enabled() and tp.foreign_leaves([x0])):
-            hs = tp.leaf_handles(x0)   # jacfwd's _pushforward with its diagonal batch
-            m = x0.size
-            t = None
-            if hs:
-                with C.no_grad():
-                    t = forward_sweep(tp, {h: Diag(C.ones_like_value(x0), True) for h in hs},
-                                      min(tp.first_use(h) for h in hs), 1, [hg], fused=True)[hg]
-                if isinstance(t, Diag):
-                    t = t.dense()
-            if t is None:
-                return _zeros(g.shape + x0.shape, g.dtype, 0)
-            j = C.transpose(_reshaped(t, (m, m)), (1, 0))
-            return _reshaped(j, g.shape + x0.shape).detach()
-    return _jacfwd_of(_one_arg(x0), True, g, False)
+    t = _plain_push(g, x0, Diag(C.ones_like_value(x0), True), 1)   # jacfwd's diagonal batch
+    if t is False:
+        return _jacfwd_of(_one_arg(x0), True, g, False)
+    if isinstance(t, Diag):
+        t = t.dense()
+    if t is None:
+        return _zeros(g.shape + x0.shape, g.dtype, 0)
+    m = x0.size
+    j = C.transpose(_reshaped(t, (m, m)), (1, 0))
+    return _reshaped(j, g.shape + x0.shape).detach()
+
+
+def _plain_hvp_args(x, v):
+    """are x and v arguments _hvp_plain takes (the checks that need no call of f)?"""
+    return (type(x) is C.Tensor and type(v) is C.Tensor and x.dtype.kind == "f"
+            and v.dtype == x.dtype and v.shape == x.shape
+            and not (C.is_grad_enabled() and (x.requires_grad or v.requires_grad))
+            and _B.top() is None and _no_names(x) and _no_names(v) and not C.is_recording()
+            and C.dev_of(x) == 0 and C.dev_of(v) == 0)
+
+
+def _hvp_plain(f, x, v):
+    """hvp(f, x, v), jvp(grad(f), (x,), (v,))[1], for arguments _plain_hvp_args took:
+    the two sweeps those transforms run, without their argument handling (NOTE [ Plain
+    hessian ]); anything else f returns or reaches goes on through their own code"""
+    x0 = _fresh(x, 0, "jvp")
+    with C.enable_grad():   # (jvp's call of grad(f) records)
+        xv = _fresh(x0, 0, "grad")
+        y = _grad_output(f(xv))
+        g = _plain_grad(xv, y)
+        if g is None:   # grad's _pullback (xv is a node: its sweep records) and _finish
+            g = _finish(_pullback([y], [C.ones_like_value(y)], [xv], 0, "grad")[0], xv, True)
+    t = _plain_push(g, x0, v, 0)
+    if t is False:
+        t = _pushforward([g], [x0], [v], 0)[0]
+        return _finish(t, g, _outer([x0], [v], [g]))
+    return _finish(t, g, False)
 
 
 def hvp(f: Callable[..., Any], x: Any, v: Any) -> Any:
     """the Hessian-vector product H(x) v of a scalar f, without forming H
     (forward over reverse)."""
+    if _plain_hvp_args(x, v):
+        return _hvp_plain(f, x, v)
     return jvp(grad(f), (x,), (v,))[1]
 
 

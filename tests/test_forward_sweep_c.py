@@ -205,3 +205,127 @@ def test_tape_hessian_of_scalar_inputs_takes_the_c_sweep():
     finally:
         transforms._C_FORWARD = True
     np.testing.assert_allclose(float(tape.hessian(a, b, argnum=1)), ref, rtol=1e-14)
+
+
+# NOTE [ Array records in the forward sweep ]: elementwise, view, sum, matmul and pow
+# records of arrays pushed by _jvp0_c, against the rules (bit for bit: the same engine
+# ops in the same order), finite differences, and torch.func when present
+
+def _fd_jvp(f, xs, ts, eps=1e-6):
+    """central difference of f along the tangents (float64)"""
+    p = [np.asarray(x, dtype=np.float64) + eps * np.asarray(t) for x, t in zip(xs, ts)]
+    m = [np.asarray(x, dtype=np.float64) - eps * np.asarray(t) for x, t in zip(xs, ts)]
+    return (np.asarray(f(*[cad.tensor(v) for v in p])) - np.asarray(f(*[cad.tensor(v) for v in m]))) / (2 * eps)
+
+
+_RNG = np.random.default_rng(1407)
+_M = _RNG.standard_normal((5, 4))
+_V5 = _RNG.standard_normal(5)
+
+_ARRAY_CASES = {
+    # name: (f, primal shapes)
+    "ew_broadcast": (lambda x, y: cad.sin(x) * y + cad.exp(x * 0.3) - y / 3.0, [(3, 4), (4,)]),
+    "view_slices": (lambda x: cad.tanh(x[1:, ::2]) * x[0, 1] + x.T[2, 1:], [(3, 4)]),
+    "view_reshape_transpose": (lambda x: cad.sum(cad.reshape(x, (2, 6)).T ** 2.0, axis=0), [(3, 4)]),
+    "sum_axes": (lambda x: cad.sum(x * x, axis=1)[:, 0] + cad.sum(cad.cos(x), axis=(0, 2), keepdims=True)[0, :, 0],
+                 [(2, 2, 3)]),
+    "sum_all_keepdims": (lambda x: cad.sum(cad.sin(x), keepdims=True) * x, [(3, 2)]),
+    "matvec": (lambda x: cad.tensor(_M) @ cad.tanh(x), [(4,)]),
+    "vecmat": (lambda x: cad.sin(x) @ cad.tensor(_M), [(5,)]),
+    "matmat_both": (lambda a, b: cad.tanh(a @ b) @ b.T, [(3, 4), (4, 2)]),
+    "mv_both": (lambda a, b: a @ b * 2.0, [(3, 4), (4,)]),
+    "vm_both": (lambda a, b: cad.exp(a @ b * 0.1), [(5,), (5, 4)]),
+    "dot_1d": (lambda a, b: cad.sin(a @ b) + a, [(4,), (4,)]),
+    "pow_consts": (lambda x: x ** 3 + x ** 2.5 + x ** 0.0 * 2.0 + x ** 1.0 + (x + 3.0) ** -1.5, [(6,)]),
+    "pow_tracked_exponent": (lambda x, y: x ** y, [(4,), ()]),
+    "float32": (lambda x: cad.sum(cad.tensor(_M.astype(np.float32)) @ cad.sin(x), axis=0), [(4,)]),
+    "size0": (lambda x: cad.sum(cad.sin(x) @ cad.tensor(np.ones((0, 3))), axis=0) + cad.sum(x), [(0,)]),
+    "zero_d_arrays": (lambda x: cad.sum(x * cad.tensor(_V5)) * x, [()]),
+}
+
+
+def _case_inputs(shapes, dtype=np.float64):
+    rng = np.random.default_rng(len(shapes) * 7 + sum(len(s) for s in shapes))
+    xs = [np.abs(rng.standard_normal(s)) + 0.5 for s in shapes]
+    ts = [rng.standard_normal(s) for s in shapes]
+    return xs, ts
+
+
+@pytest.mark.parametrize("name", sorted(_ARRAY_CASES))
+def test_array_records_match_the_rules_and_differences(name):
+    f, shapes = _ARRAY_CASES[name]
+    xs, ts = _case_inputs(shapes)
+    dt = np.float32 if name == "float32" else np.float64
+    prim = tuple(cad.tensor(x.astype(dt)) for x in xs)
+    tans = tuple(cad.tensor(t.astype(dt)) for t in ts)
+    (y, t), (y2, t2) = _both(f, prim, tans)
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(y2))
+    np.testing.assert_array_equal(np.asarray(t), np.asarray(t2))
+    if dt == np.float64:
+        np.testing.assert_allclose(np.asarray(t), _fd_jvp(f, xs, ts), rtol=1e-6, atol=1e-8)
+
+
+def test_array_records_with_non_contiguous_tangents_and_primals():
+    base = np.arange(48.0).reshape(6, 8) / 40 + 0.2
+    x = cad.tensor(base)[::2, 1::2]          # a strided primal
+    tb = np.cos(np.arange(48.0)).reshape(8, 6)
+    t = cad.tensor(tb).T[::2, 1::2]          # a transposed, strided tangent
+    f = lambda v: cad.tensor(_M[:4, :3]) @ (cad.sin(v) ** 2.0) + cad.sum(v, axis=0)
+    (y, tt), (y2, tt2) = _both(f, (x,), (t,))
+    np.testing.assert_array_equal(np.asarray(tt), np.asarray(tt2))
+    np.testing.assert_allclose(np.asarray(tt), _fd_jvp(f, [np.asarray(x)], [np.asarray(t)]), rtol=1e-6)
+
+
+def test_array_records_take_no_rule(monkeypatch):
+    calls = []
+    real = transforms._jvp_record
+
+    def spy(*a):
+        calls.append(a[1][0])
+        return real(*a)
+    monkeypatch.setattr(transforms, "_jvp_record", spy)
+    W = cad.tensor(_M)
+    g = lambda x: cad.sum(x ** 3) + cad.sum(cad.tanh(W @ x)) + cad.sum(x[1:] * x[:-1])
+    x, v = cad.tensor(np.linspace(-1, 1, 4)), cad.tensor(np.ones(4))
+    cad.jvp(g, (x,), (v,))
+    cad.hvp(g, x, v)
+    assert calls == []
+    # what _jvp0_c declines still goes to the rule: a 1-D @ 1-D product, a cumsum
+    cad.jvp(lambda a: cad.sin(a @ a) + cad.cumsum(a, axis=0), (x,), (v,))
+    assert len(calls) == 2
+
+
+def _hvp_np(x, v):
+    """W7's f = sum(x**3) + sum(tanh(W @ x)): H v by hand"""
+    t = np.tanh(_M @ x)
+    return 6 * x * v + _M.T @ (-2 * t * (1 - t * t) * (_M @ v))
+
+
+def test_hvp_and_jvp_through_array_records():
+    W = cad.tensor(_M)
+    g = lambda x: cad.sum(x ** 3) + cad.sum(cad.tanh(W @ x))
+    rng = np.random.default_rng(9)
+    x, v = rng.standard_normal(4), rng.standard_normal(4)
+    got = cad.hvp(g, cad.tensor(x), cad.tensor(v))
+    np.testing.assert_allclose(np.asarray(got), _hvp_np(x, v), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(cad.hessian(g)(cad.tensor(x))) @ v, rtol=1e-12)
+    # with respect to the tangent and the primal of the hvp (the sweeps record: rules)
+    gv = cad.jacrev(lambda vv: cad.hvp(g, cad.tensor(x), vv))(cad.tensor(v))
+    np.testing.assert_allclose(np.asarray(gv), np.asarray(cad.hessian(g)(cad.tensor(x))), rtol=1e-12)
+    gx = cad.jacrev(lambda xx: cad.hvp(g, xx, cad.tensor(v)))(cad.tensor(x))
+    eps = 1e-6
+    fd = np.stack([(_hvp_np(x + eps * e, v) - _hvp_np(x - eps * e, v)) / (2 * eps) for e in np.eye(4)], 1)
+    np.testing.assert_allclose(np.asarray(gx), fd, rtol=1e-6, atol=1e-8)
+
+
+def test_array_jvp_against_torch_func():
+    torch = pytest.importorskip("torch")
+    xs, ts = _case_inputs([(3, 4), (4, 2)])
+
+    def f(a, b, m):
+        return m.tanh(a @ b).sum(1) * (a ** 3).sum(0)[:3] if m is torch else \
+            cad.sum(cad.tanh(a @ b), axis=1) * cad.sum(a ** 3, axis=0)[:3]
+    _, t = cad.jvp(lambda a, b: f(a, b, cad), tuple(cad.tensor(x) for x in xs), tuple(cad.tensor(v) for v in ts))
+    _, tt = torch.func.jvp(lambda a, b: f(a, b, torch), tuple(torch.tensor(x) for x in xs),
+                           tuple(torch.tensor(v) for v in ts))
+    np.testing.assert_allclose(np.asarray(t), tt.numpy(), rtol=1e-12)

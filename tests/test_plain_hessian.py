@@ -181,3 +181,96 @@ def test_batch_classes():
     got = cad.hessian(f, x).numpy()
     ref = fd_jac(lambda xx: cad.grad(f)(cad.tensor(xx)).numpy(), x.numpy())
     assert np.allclose(got, ref, atol=1e-6)
+
+
+# hvp(f, x, v) = jvp(grad(f), (x,), (v,))[1] by the same two sweeps (_hvp_plain)
+
+HVP_FUNCS = {k: FUNCS[k] for k in ("w7", "ew chain", "matrix arg", "quadratic",
+                                     "linear (gradient constant)", "constant in x",
+                                     "float output (zeros)", "untracked numpy output (zeros)")}
+
+
+def _hvp_general(f, x, v):
+    return T.jvp(T.grad(f), (x,), (v,))[1]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(HVP_FUNCS))
+def test_plain_hvp_matches_the_transforms(name, dtype):
+    f = HVP_FUNCS[name]
+    x = _arg(name, dtype)
+    v = cad.tensor(rng.standard_normal(x.shape).astype(dtype))
+    calls = []
+
+    def counted(u):
+        calls.append(1)
+        return f(u)
+    got = cad.hvp(counted, x, v)
+    assert len(calls) == 1
+    _same_bits(np.asarray(got), np.asarray(_hvp_general(f, x, v)))
+    assert not got.requires_grad and got.shape == x.shape and got.dtype == x.dtype
+    if dtype == np.float64 and name != "untracked numpy output (zeros)":
+        H = np.asarray(cad.hessian(f, x)).reshape(x.size, x.size)
+        np.testing.assert_allclose(np.asarray(got).reshape(-1), H @ np.asarray(v).reshape(-1),
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_plain_hvp_errors_and_other_calls(monkeypatch):
+    seen = []
+    real = T._hvp_plain
+    monkeypatch.setattr(T, "_hvp_plain", lambda f, x, v: seen.append(1) or real(f, x, v))
+    x = _arg("w7")
+    v = cad.tensor(np.linspace(-1, 1, 5))
+    # grad's errors, in grad's words
+    with pytest.raises(TypeError, match="grad: f must return a scalar"):
+        cad.hvp(lambda u: u * 2.0, x, v)
+    with pytest.raises(cad.DTypeError, match="grad: f returned dtype"):
+        cad.hvp(lambda u: cad.tensor(3), x, v)
+    assert seen == [1, 1]
+    seen.clear()
+    # left to jvp(grad(f)): a shape mismatch (jvp's error), a numpy tangent, a tracked x
+    with pytest.raises(cad.ShapeError, match="jvp: tangent 0"):
+        cad.hvp(_w7, x, cad.tensor(np.ones(4)))
+    np.testing.assert_allclose(np.asarray(cad.hvp(_w7, x, np.asarray(v))),
+                               np.asarray(cad.hvp(_w7, x, v)), rtol=0, atol=0)
+    assert seen == [1]
+    seen.clear()
+    xr = cad.tensor(np.asarray(x), requires_grad=True)
+    hv = cad.hvp(_w7, xr, v)
+    assert seen == [] and hv.requires_grad   # an outer computation tracks x: third order kept
+    (hv * hv).sum().backward()
+    xn, vn = np.asarray(x), np.asarray(v)
+
+    def hvp_np(u):
+        t = np.tanh(W @ u)
+        return 6 * u * vn + W.T @ (-2 * t * (1 - t * t) * (W @ vn))
+    fd = fd_jac(lambda u: (hvp_np(u) ** 2).sum(), xn)
+    np.testing.assert_allclose(np.asarray(xr.grad), fd.reshape(-1), rtol=1e-6, atol=1e-7)
+    # a 0-d argument takes the plain path too
+    seen.clear()
+    np.testing.assert_allclose(float(cad.hvp(lambda u: u ** 4, cad.tensor(1.5), cad.tensor(2.0))), 12 * 1.5 ** 2 * 2)
+    assert seen == [1]
+
+
+def test_plain_hvp_with_an_outer_computation_tracking_a_closed_over_value():
+    x = _arg("w7")
+    v = cad.tensor(rng.standard_normal(5))
+    w0 = rng.uniform(0.5, 1.5, 5)
+
+    def outer(w, hvp):
+        return (hvp(lambda u: (w * u ** 3).sum() + cad.tanh(u * w).sum(), x, v) ** 2).sum()
+    g_plain = cad.grad(lambda w: outer(w, cad.hvp))(cad.tensor(w0))
+    g_gen = cad.grad(lambda w: outer(w, _hvp_general))(cad.tensor(w0))
+    _same_bits(np.asarray(g_plain), np.asarray(g_gen))
+    fd = fd_jac(lambda wn: np.asarray(outer(cad.tensor(wn), cad.hvp)), w0)
+    np.testing.assert_allclose(np.asarray(g_plain), fd.reshape(-1), rtol=1e-6, atol=1e-6)
+
+
+def test_plain_hvp_against_torch_func():
+    torch = pytest.importorskip("torch")
+    x = _arg("w7")
+    v = rng.standard_normal(5)
+    Wt = torch.tensor(W)
+    f_t = lambda u: (u ** 3).sum() + torch.tanh(Wt @ u).sum()
+    _, want = torch.func.jvp(torch.func.grad(f_t), (torch.tensor(np.asarray(x)),), (torch.tensor(v),))
+    np.testing.assert_allclose(np.asarray(cad.hvp(_w7, x, cad.tensor(v))), want.numpy(), rtol=1e-13)

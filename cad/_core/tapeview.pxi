@@ -292,7 +292,8 @@ cdef inline double _scalar_of(Tensor t):
     return t._sval if t._inline else (<double *>cnp.PyArray_DATA(<cnp.ndarray>t._arr))[0]
 
 
-def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule):
+def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule,
+                    bytes ew_fused=b""):
     """NOTE [ C forward sweep ] (cad_kernels/cpu/forward.c): the tangents of the
     handles in want, from seeds {handle: tangent} (no batch dims, not recorded),
     pushed through records start.. of tp.  Runs of inline records go through
@@ -302,15 +303,22 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule):
     output's tangent or None.  0-d float64 tangents live in a C array, the others
     in a dict.  None: the records include a custom primitive (its rules may record,
     growing or merging the tape; the caller's Python sweep takes the whole range).
-    Records appended by a rule are not swept (as the Python sweep's snapshot)."""
+    Records appended by a rule are not swept (as the Python sweep's snapshot).
+    With ew_fused (transforms._EW_BYTES) the array records the rules would send to
+    C anyway, and the common linear and bilinear ones, are pushed here without
+    them (_jvp0_c; NOTE [ Array records in the forward sweep ]), and only records
+    on a path to a wanted handle are swept (the rules' sweep prunes the same way)."""
     cdef int64_t n, nb, i, j, stop
     cdef cad_hid h
     cdef cad_rec *r
     cdef double *stan = NULL
     cdef unsigned char *shas = NULL
+    cdef unsigned char *need = NULL
     cdef dict tan = {}
     cdef list ts
     cdef bint anyt
+    cdef const unsigned char *ew = ew_fused
+    cdef Py_ssize_t new = len(ew_fused)
     tp = tape_live(tp)
     n = tp.t.nrecs
     nb = tp.t.nbufs
@@ -319,11 +327,26 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule):
             return None                    # growing or merging the tape: the Python sweep
     stan = <double *>malloc(<size_t>max(nb, 1) * sizeof(double))
     shas = <unsigned char *>calloc(<size_t>max(nb, 1), 1)
-    if stan == NULL or shas == NULL:
+    if new:
+        need = <unsigned char *>calloc(<size_t>max(nb, 1), 1)
+    if stan == NULL or shas == NULL or (new and need == NULL):
         free(stan)
         free(shas)
+        free(need)
         raise MemoryError("jvp: cannot allocate the tangents")
     try:
+        if new:   # only records on a path to a wanted handle (forward_sweep_b's marks)
+            for k in want:
+                h = k
+                _live(tp, &h)
+                need[h] = 1
+            for i in range(n - 1, start - 1, -1):
+                r = &tp.t.recs[i]
+                if need[r.out]:
+                    for j in range(r.nargs):
+                        h = tp.t.args[r.arg + j]
+                        if h >= 0:
+                            need[h] = 1
         for k, v in seeds.items():
             h = k
             tp2 = _live(tp, &h)
@@ -349,6 +372,9 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule):
             if i >= n:
                 break
             r = &tp.t.recs[i]
+            if need != NULL and not need[r.out]:
+                i += 1
+                continue
             ts = []
             anyt = False
             for j in range(r.nargs):
@@ -363,7 +389,9 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule):
                     ts.append(v)
                     anyt = anyt or v is not None
             if anyt:
-                res = rule(tape_records(tp, i, i + 1)[0], ts)
+                res = _jvp0_c(tp, r, ts, ew, new) if new else None
+                if res is None:
+                    res = rule(tape_records(tp, i, i + 1)[0], ts)
                 if tp._into is not None:   # (custom primitives, which may, were excluded)
                     raise RuntimeError("cad: a jvp rule merged the tape during a forward sweep")
                 h = tp.t.recs[i].out
@@ -383,6 +411,106 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule):
     finally:
         free(stan)
         free(shas)
+        free(need)
+
+
+# NOTE [ Array records in the forward sweep ]
+# forward_sweep_c (jvp, hvp: one tangent, no batch dim, not recorded) pushes inline
+# records in C and sent every array record to transforms._jvp_record, ~1.5-4 us of
+# Python a record around what is a call of one engine op.  _jvp0_c makes those calls
+# itself for the records they are: an elementwise op with a fused row (the same
+# _ew_jvp_h the rule calls), a view (the same window over the tangent: as_strided,
+# or the tangent itself for an identity view, as forward_sweep_b) and its adjoint
+# unview (what a view's cotangent records: hvp sweeps it), sum (the tangent
+# summed over the same axes), matmul of 1-D/2-D operands (the products _mm_batch
+# forms with nb = 0, summed in the rule's order) and pow by a constant exponent
+# (t * (x ** (c - 1) * c), _pow_dx's partial).  Anything else, or any case outside
+# these (a device value, broadcasting, a tangent that is not a plain tensor), returns
+# None and the rule decides.  test_forward_sweep_c compares the two sweeps.
+
+cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ssize_t new):
+    """one array record's tangent as transforms._jvp_record computes it for nb = 0 and
+    fused (NOTE [ Array records in the forward sweep ]); None: the rule decides"""
+    cdef int op = r.op, j, n = r.nargs
+    cdef cad_hid hin[3]
+    cdef cad_hid hx, hy
+    cdef cad_buf *ob = &tp.t.bufs[r.out]
+    cdef cad_buf *xb
+    cdef int64_t *a
+    cdef int64_t nd, mask
+    cdef bint a1, b1
+    cdef double c
+    cdef object t, acc, other, x, y
+    if ob.flags & BUF_CUDA:
+        return None
+    for j in range(n):
+        if ts[j] is not None and type(ts[j]) is not Tensor:
+            return None
+    if op < new and ew[op]:
+        if n > 3:
+            return None
+        for j in range(n):
+            hin[j] = tp.t.args[r.arg + j]
+        return _ew_jvp_h(tp, op, r.out, hin, n, ts, 0)
+    if op == OP_VIEW and n == 1 and r.aux >= 0:
+        t = ts[0]
+        if _identity_view_rec(&tp.t, r):
+            return t
+        a = tp.t.aux + r.aux
+        nd = a[1]
+        return as_strided(t, a[0], _int_tuple(a + 2, nd), _int_tuple(a + 2 + nd, nd))
+    if op == OP_UNVIEW and n == 1 and r.aux >= 0:   # (a view's adjoint: linear, its own jvp)
+        a = tp.t.aux + r.aux
+        nd = a[1]
+        return unview(ts[0], a[0], _int_tuple(a + 2, nd), _int_tuple(a + 2 + nd, nd),
+                      _int_tuple(tp.t.meta + ob.meta, ob.ndim))
+    if op == OP_SUM and n == 1 and r.aux >= 0:
+        hx = tp.t.args[r.arg]
+        if hx < 0:
+            return None
+        xb = &tp.t.bufs[hx]
+        mask = tp.t.aux[r.aux]
+        axes = tuple([d for d in range(xb.ndim) if (mask >> d) & 1])
+        return reduce(OP_SUM, ts[0], axes, ob.ndim == xb.ndim and xb.ndim > 0)
+    if op == OP_MATMUL and n == 2 and r.aux >= 0:
+        a1 = tp.t.aux[r.aux] != 0
+        b1 = tp.t.aux[r.aux + 1] != 0
+        acc = None
+        for j in range(2):
+            t = ts[j]
+            if t is None:
+                continue
+            hy = tp.t.args[r.arg + 1 - j]
+            if hy < 0 or _tndim(<Tensor>t) > 2:
+                return None
+            other = tape_node(tp, hy)
+            if type(other) is not Tensor or _tndim(<Tensor>other) != 2:
+                return None
+            if j == 0 and not b1:
+                t = matmul(t, other)   # (_mm_batch: _rows_times(t, b))
+            elif j == 1 and b1 and not a1:
+                t = matmul(t, transpose(other, (1, 0)))   # (_rows_times(t, _swap(a)))
+            else:
+                return None
+            acc = t if acc is None else acc + t
+        if acc is None or not _dims_are(acc, 0, &tp.t, ob, 0):
+            return None
+        return acc
+    if op == OP_POW and n == 2 and ts[1] is None:
+        hx = tp.t.args[r.arg]
+        hy = tp.t.args[r.arg + 1]
+        if hx < 0 or hy < 0 or (tp.t.bufs[hy].flags & BUF_RG) or \
+                not _same_info_h(tp, hx, r.out) or not _tensor_like_h(tp, <Tensor>ts[0], hx):
+            return None
+        y = tape_node(tp, hy)
+        x = tape_node(tp, hx)
+        if type(y) is not Tensor or type(x) is not Tensor or _tndim(<Tensor>y) != 0 or (<Tensor>y)._rg:
+            return None
+        c = float(y)
+        if c == 0 or c == 1:
+            return None
+        return ts[0] * ((x ** (c - 1)) * c)
+    return None
 
 
 # NOTE [ Batch classes ]
