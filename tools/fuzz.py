@@ -14,7 +14,8 @@ Two targets:
   programs  random small programs of ops (elementwise, broadcasting, reductions with
             random axes, reshapes, transposes, matmul) on random shapes (empty
             included) in float64/float32: forward against numpy, the C sweep's
-            gradient against the Python rules' (jacrev), and a recorded tape's replay
+            gradient against the Python rules' (jacrev), jvp's C forward sweep against
+            the rules' and hvp against jvp(grad), and a recorded tape's replay
             against the eager run.
 
 Each target runs in a child process that writes every example to a file before
@@ -384,6 +385,25 @@ def run_program(ex):
     for a, b in zip(g1, j):
         if a.shape != b.shape or not np.allclose(a.numpy(), b.numpy(), equal_nan=True, **tol):
             return f"gradient: C sweep {a.numpy()!r} Python rules {b.numpy()!r}"
+    # tangents: the C forward sweep against the Python rules' (transforms._C_FORWARD
+    # off), and hvp's plain path against jvp(grad)
+    from cad import transforms as T
+    tx = rng.uniform(-1, 1, xs).astype(dt)
+    ty = rng.uniform(-1, 1, ys).astype(dt)
+    prim, tans = (cad.tensor(x), cad.tensor(y)), (cad.tensor(tx), cad.tensor(ty))
+    _, t1 = cad.jvp(f, prim, tans)
+    T._C_FORWARD = False
+    try:
+        _, t2 = cad.jvp(f, prim, tans)
+    finally:
+        T._C_FORWARD = True
+    if t1.shape != t2.shape or not np.allclose(t1.numpy(), t2.numpy(), equal_nan=True, **tol):
+        return f"jvp: C sweep {t1.numpy()!r} Python rules {t2.numpy()!r}"
+    fx = lambda a: loss(a, prim[1])   # noqa: E731
+    h1 = cad.hvp(fx, prim[0], tans[0])
+    h2 = T.jvp(T.grad(fx), (prim[0],), (tans[0],))[1]
+    if h1.shape != h2.shape or not np.allclose(h1.numpy(), h2.numpy(), equal_nan=True, **tol):
+        return f"hvp: plain {h1.numpy()!r} jvp(grad) {h2.numpy()!r}"
     # a recorded tape replays what the eager run computed
     t = cad.record(loss, cad.tensor(x), cad.tensor(y))
     v, gt = t.value_and_grad(cad.tensor(x), cad.tensor(y))
