@@ -1,0 +1,142 @@
+"""NOTE [ Plain grad ] (cad/transforms.py): grad(f)(x) of one float or host tensor
+argument runs the one reverse sweep _pullback would, without the general argument
+handling.  It must give the general code's result bit for bit, call f once, raise the
+same errors, and hand every case it does not cover (an outer computation tracking x or
+a value f closes over, names, vmap, cad.record, several arguments, an output that is
+the input itself or untracked) to the general code with the same result."""
+import numpy as np
+import pytest
+
+import cad
+import cad.transforms as T
+
+from _numeric import fd_jac
+
+rng = np.random.default_rng(515)
+W = rng.standard_normal((4, 4)) / 2
+
+FUNCS = {
+    "scalar chain": lambda x: cad.sin(x) * x + x * x,
+    "w7": lambda x: (x ** 3).sum() + cad.tanh(cad.tensor(W) @ x).sum(),
+    "matrix arg": lambda x: (cad.tanh(x @ x.T) * x.sum()).sum(),
+    "views and reductions": lambda x: (x[1:] * x[:-1]).sum() + cad.logsumexp(x, 0),
+    "linear": lambda x: (x * 2.0).sum(),
+    "constant output": lambda x: cad.tensor(3.0) * 1.0,
+    "float output": lambda x: 1.5,
+    "numpy scalar output": lambda x: np.float64(2.0),
+    "identity (0-d)": lambda x: x,
+    "size 0": lambda x: cad.sum(cad.sin(x)),
+}
+
+
+def _arg(name, dtype=np.float64):
+    if name in ("scalar chain", "identity (0-d)"):
+        return cad.tensor(np.asarray(0.7, dtype=dtype))
+    if name == "matrix arg":
+        return cad.tensor(rng.uniform(0.2, 1.1, (3, 2)).astype(dtype))
+    if name == "size 0":
+        return cad.tensor(np.zeros(0, dtype=dtype))
+    return cad.tensor(rng.uniform(0.2, 1.1, 4).astype(dtype))
+
+
+def _general(monkeypatch, fn):
+    monkeypatch.setattr(T, "_plain_grad_arg", lambda x: False)
+    try:
+        return fn()
+    finally:
+        monkeypatch.undo()
+
+
+def _same(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape and a.dtype == b.dtype
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(FUNCS))
+def test_plain_equals_general_and_calls_f_once(monkeypatch, name, dtype):
+    f = FUNCS[name]
+    x = _arg(name, dtype)
+    calls = []
+
+    def counted(v):
+        calls.append(1)
+        return f(v)
+    v, g = cad.value_and_grad(counted)(x)
+    assert len(calls) == 1
+    v2, g2 = _general(monkeypatch, lambda: cad.value_and_grad(f)(x))
+    _same(g, g2)
+    _same(v, v2)
+    assert not g.requires_grad and not v.requires_grad
+    _same(cad.grad(f)(x), g)
+    if dtype == np.float64 and name not in ("float output", "numpy scalar output"):
+        fd = fd_jac(lambda u: np.asarray(f(cad.tensor(u))), np.asarray(x))
+        np.testing.assert_allclose(np.asarray(g), fd.reshape(np.shape(g)), rtol=1e-6, atol=1e-8)
+
+
+def test_takes_the_plain_path_for_floats_tensors_and_no_grad(monkeypatch):
+    seen = []
+    real = T._plain_grad_sweep
+    monkeypatch.setattr(T, "_plain_grad_sweep", lambda x0, y: seen.append(1) or real(x0, y))
+    f = FUNCS["scalar chain"]
+    np.testing.assert_allclose(float(cad.grad(f)(0.7)), np.cos(0.7) * 0.7 + np.sin(0.7) + 1.4)
+    cad.grad(f)(cad.tensor(0.7))
+    with cad.no_grad():   # a tracked x under no_grad: nothing outside records, plain
+        cad.grad(f)(cad.tensor(0.7, requires_grad=True))
+    (v, aux), g = cad.value_and_grad(lambda x: (f(x), x * 2), has_aux=True)(0.5)
+    np.testing.assert_allclose(float(aux), 1.0)
+    assert seen == [1, 1, 1, 1]
+    seen.clear()
+    # left to the general path before f runs
+    cad.grad(lambda x, k: f(x) * k)(0.7, 2.0)
+    cad.grad(f, argnums=(0,))(0.7)
+    cad.grad(lambda x, k=1.0: f(x) * k)(0.7, k=3.0)
+    cad.grad(FUNCS["w7"])(cad.tensor(np.ones(4), names=("i",)))
+    cad.vmap(cad.grad(f))(cad.tensor(np.array([0.1, 0.2])))
+    cad.record(lambda x: cad.grad(f)(x), cad.tensor(0.3))
+    assert seen == []
+
+
+def test_errors_are_the_general_ones(monkeypatch):
+    for bad, err, msg in ((lambda x: x * cad.tensor([1.0, 2.0]), TypeError, "grad: f must return a scalar"),
+                          (lambda x: cad.tensor(3), cad.DTypeError, "grad: f returned dtype")):
+        with pytest.raises(err, match=msg):
+            cad.grad(bad)(0.7)
+        with pytest.raises(err, match=msg):
+            _general(monkeypatch, lambda: cad.grad(bad)(0.7))
+    with pytest.raises(cad.DTypeError, match="argument 0 is the integer 3"):
+        cad.grad(FUNCS["scalar chain"])(3)
+    with pytest.raises(cad.DTypeError, match="argument 0 has dtype int64"):
+        cad.grad(FUNCS["linear"])(cad.tensor(np.arange(3)))
+    with pytest.raises(TypeError, match="has_aux=True"):
+        cad.grad(FUNCS["scalar chain"], has_aux=True)(0.7)
+
+
+def test_outer_computations_keep_their_graph():
+    f = FUNCS["scalar chain"]
+    # grad of grad: the inner grad's argument is tracked (general path), third term right
+    d2 = cad.grad(cad.grad(f))(0.7)
+    np.testing.assert_allclose(float(d2), -np.sin(0.7) * 0.7 + 2 * np.cos(0.7) + 2.0, rtol=1e-13)
+    # a closed-over tracked value: the foreign leaf sends it to the general path, and
+    # the result stays differentiable in w
+    w = cad.tensor(1.3, requires_grad=True)
+    g = cad.grad(lambda x: cad.sin(x * w) * x)(0.4)
+    assert g.requires_grad
+    g.backward()
+    # d/dw [w x cos(wx) + sin(wx)] at x = 0.4
+    x = 0.4
+    want = x * np.cos(1.3 * x) - 1.3 * x * x * np.sin(1.3 * x) + x * np.cos(1.3 * x)
+    np.testing.assert_allclose(float(w.grad), want, rtol=1e-12)
+    # an inner transform's value closed over, nobody's variable (NOTE [ Orphan leaves ])
+    inner = cad.grad(f)(0.2)
+    g2 = cad.grad(lambda x: f(x) * inner)(0.7)
+    assert not g2.requires_grad
+
+
+def test_against_torch():
+    torch = pytest.importorskip("torch")
+    x = rng.uniform(0.2, 1.1, 4)
+    xt = torch.tensor(x, requires_grad=True)
+    ((xt ** 3).sum() + torch.tanh(torch.tensor(W) @ xt).sum()).backward()
+    np.testing.assert_allclose(np.asarray(cad.grad(FUNCS["w7"])(cad.tensor(x))), xt.grad.numpy(), rtol=1e-14)
