@@ -751,7 +751,9 @@ def value_and_grad(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0
 # run_backward from y's seed of ones, from x's first use, not recording) when y is a
 # tracked value whose tape nothing outside holds a gradient in (no foreign leaf),
 # and returns False for anything else, which goes on through the general code from
-# the output f already returned (f runs once).  test_plain_grad compares the two.
+# the output f already returned (f runs once).  jvp(f, (x,), (t,)) the same way: the
+# one forward sweep _pushforward makes (_jvp_plain, _plain_push).  test_plain_grad
+# compares the two paths of both.
 
 def _plain_grad_arg(x):
     """is x an argument grad's plain path takes (the checks that need no call of f)?"""
@@ -891,6 +893,9 @@ def vjp_given(f, primals, has_aux, given):
 
 def _jvp_core(f, primals, tangents, has_aux, nb):
     primals, tangents = tuple(primals), tuple(tangents)
+    if nb == 0 and not has_aux and len(primals) == 1 and len(tangents) == 1 \
+            and _plain_jvp_args(primals[0], tangents[0]):
+        return _jvp_plain(f, primals[0], tangents[0])
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     fa = _Args(primals, range(len(primals)), "jvp")
@@ -915,6 +920,11 @@ def _jvp_core(f, primals, tangents, has_aux, nb):
         ts.append(C.cast(t, x.dtype))
     with C.enable_grad():
         out = f(*fa.args)
+    return _jvp_rest(fresh, ts, out, has_aux, nb)
+
+
+def _jvp_rest(fresh, ts, out, has_aux, nb):
+    """jvp after f ran on the fresh inputs: the tangents ts pushed to its output"""
     aux = None
     if has_aux:
         out, aux = out
@@ -930,6 +940,30 @@ def _jvp_core(f, primals, tangents, has_aux, nb):
     else:
         tres = rebuild([_finish(t, y, keep) for t, y in zip(tout, outs)])
     return (value, tres, aux) if has_aux else (value, tres)
+
+
+def _plain_jvp_args(x, t):
+    """are x and t a primal and tangent jvp's plain path takes (NOTE [ Plain grad ])?"""
+    if type(t) is float:
+        return type(x) is float and not C.is_recording()
+    return (_plain_grad_arg(x) and type(t) is C.Tensor and C.dev_of(t) == 0
+            and not (t.requires_grad and C.is_grad_enabled()) and _no_names(t)
+            and t.shape == (() if type(x) is float else x.shape))
+
+
+def _jvp_plain(f, x, t):
+    """jvp(f, (x,), (t,)) for arguments _plain_jvp_args took: the one forward sweep
+    _pushforward makes when nothing records (NOTE [ Plain grad ]); anything else f
+    returns goes on through _jvp_rest from the output f already returned"""
+    x0 = _fresh(x, 0, "jvp")
+    t = C.cast(t if type(t) is C.Tensor else C.as_tensor(t), x0.dtype)
+    with C.enable_grad():
+        out = f(x0)
+    if type(out) is C.Tensor:
+        r = _plain_push(out, x0, t, 0)
+        if r is not False:
+            return out.detach(), _finish(r, out, False)
+    return _jvp_rest([x0], [t], out, False, 0)
 
 
 def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
@@ -1153,12 +1187,11 @@ def _plain_grad(xv, y):
 
 
 def _plain_push(g, x0, seed, nb):
-    """the tangent of g (a tensor of x0's shape) when the fresh leaf x0 moves along
+    """the tangent of g (a tensor) when the fresh leaf x0 moves along
     seed (nb batch dims, or a Diag): the one forward sweep jvp's and jacfwd's
     _pushforward run for it, not recorded; False: g's tape needs _pushforward (an
     outer computation tracks it, or g is no plain tracked value)"""
-    if type(g) is C.Tensor and g.requires_grad and not g.is_leaf and g.shape == x0.shape \
-            and _no_names(g):
+    if type(g) is C.Tensor and g.requires_grad and not g.is_leaf and _no_names(g):
         tp, hg = C.handle_of(g)
         if not tp.consumed and not (C.is_grad_enabled() and tp.foreign_leaves([x0])):
             hs = tp.leaf_handles(x0)
@@ -1179,7 +1212,9 @@ def _hessian_plain(f, x):
         g = _plain_grad(xv, y)
         if g is None:
             g = _jacrev_of(_one_arg(xv), True, y, False)
-    t = _plain_push(g, x0, Diag(C.ones_like_value(x0), True), 1)   # jacfwd's diagonal batch
+    t = False
+    if type(g) is C.Tensor and g.shape == x0.shape:   # jacfwd's diagonal batch
+        t = _plain_push(g, x0, Diag(C.ones_like_value(x0), True), 1)
     if t is False:
         return _jacfwd_of(_one_arg(x0), True, g, False)
     if isinstance(t, Diag):

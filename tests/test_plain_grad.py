@@ -140,3 +140,73 @@ def test_against_torch():
     xt = torch.tensor(x, requires_grad=True)
     ((xt ** 3).sum() + torch.tanh(torch.tensor(W) @ xt).sum()).backward()
     np.testing.assert_allclose(np.asarray(cad.grad(FUNCS["w7"])(cad.tensor(x))), xt.grad.numpy(), rtol=1e-14)
+
+
+# jvp(f, (x,), (t,)): the one forward sweep _pushforward makes (_jvp_plain)
+
+JVP_FUNCS = dict(FUNCS, **{
+    "vector output": lambda x: cad.sin(x) * x,
+    "tuple output": lambda x: (cad.sum(x ** 2), cad.exp(x)),
+})
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(JVP_FUNCS))
+def test_plain_jvp_equals_general_and_calls_f_once(monkeypatch, name, dtype):
+    f = JVP_FUNCS[name]
+    x = _arg(name, dtype)
+    t = cad.tensor(rng.standard_normal(x.shape).astype(dtype))
+    calls = []
+
+    def counted(v):
+        calls.append(1)
+        return f(v)
+    y, ty = cad.jvp(counted, (x,), (t,))
+    assert len(calls) == 1
+    monkeypatch.setattr(T, "_plain_jvp_args", lambda x, t: False)
+    y2, ty2 = cad.jvp(f, (x,), (t,))
+    monkeypatch.undo()
+    for a, b in zip(cad.tree.tree_leaves((y, ty)), cad.tree.tree_leaves((y2, ty2))):
+        _same(a, b)
+        assert not a.requires_grad
+    if dtype == np.float64 and name not in ("float output", "numpy scalar output", "tuple output"):
+        J = fd_jac(lambda u: np.asarray(f(cad.tensor(u))), np.asarray(x))
+        want = J.reshape(np.size(np.asarray(ty)), -1) @ np.asarray(t).reshape(-1)
+        np.testing.assert_allclose(np.asarray(ty).reshape(-1), want, rtol=1e-6, atol=1e-8)
+
+
+def test_plain_jvp_paths_and_errors(monkeypatch):
+    seen = []
+    real = T._jvp_plain
+    monkeypatch.setattr(T, "_jvp_plain", lambda f, x, t: seen.append(1) or real(f, x, t))
+    f = FUNCS["scalar chain"]
+    _, t = cad.jvp(f, (0.7,), (2.0,))
+    np.testing.assert_allclose(float(t), 2 * (np.cos(0.7) * 0.7 + np.sin(0.7) + 1.4), rtol=1e-14)
+    cad.jvp(f, (cad.tensor(0.7),), (cad.tensor(1.0, dtype=cad.float32),))   # the tangent cast
+    assert seen == [1, 1]
+    seen.clear()
+    with pytest.raises(cad.ShapeError, match="jvp: tangent 0 of shape"):
+        cad.jvp(FUNCS["w7"], (cad.tensor(np.ones(4)),), (cad.tensor(np.ones(3)),))
+    with pytest.raises(ValueError, match="1 primals but 2 tangents"):
+        cad.jvp(f, (0.7,), (1.0, 2.0))
+    cad.jvp(lambda a, b: a * b, (0.7, 0.2), (1.0, 0.0))
+    cad.jvp(f, (0.7,), (1.0,), has_aux=False)
+    assert seen == [1]
+    seen.clear()
+    (y, t, aux) = cad.jvp(lambda x: (f(x), 3), (0.7,), (1.0,), has_aux=True)
+    assert aux == 3 and seen == []
+    # a tracked value closed over: the tangent keeps its graph to it
+    w = cad.tensor(1.3, requires_grad=True)
+    _, t = cad.jvp(lambda x: cad.sin(x * w), (0.4,), (1.0,))
+    assert t.requires_grad
+    t.backward()
+    np.testing.assert_allclose(float(w.grad), np.cos(0.52) - 0.4 * 1.3 * np.sin(0.52), rtol=1e-13)
+
+
+def test_plain_jvp_against_torch():
+    torch = pytest.importorskip("torch")
+    x, v = rng.uniform(0.2, 1.1, 4), rng.standard_normal(4)
+    Wt = torch.tensor(W)
+    _, want = torch.func.jvp(lambda u: torch.tanh(Wt @ u) * u, (torch.tensor(x),), (torch.tensor(v),))
+    _, got = cad.jvp(lambda u: cad.tanh(cad.tensor(W) @ u) * u, (cad.tensor(x),), (cad.tensor(v),))
+    np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-14)
