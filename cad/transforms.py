@@ -140,11 +140,24 @@ def _unnamed(sweep):
     return run
 
 
+def _rev_record(tape, rec, g, nb, dep):
+    """one record's input cotangents from its output's g in the rules' reverse sweep:
+    a Diag kept diagonal where the op allows (_diag_vjp), else the op's vjp rule"""
+    op, out, ins, aux = rec
+    ctx = Ctx(tape, ins, out, aux, nb, dep)
+    if isinstance(g, Diag):
+        res = _diag_vjp(_PRIMS[op], ctx, g)
+        if res is not None:
+            return res
+        g = g.dense()
+    return _VJP[op](ctx, g)
+
+
 @_unnamed
 def reverse_sweep(tape, seeds, stop, nb, want):
     """Cotangents of the handles in `want`, from seeds {handle: cotangent with nb
     batch dims, or a Diag}, over records stop.. of tape, with the op table's rules."""
-    vjp, _ = _tables()
+    _tables()
     if nb == 0 and _C_SCALAR_GRAPH:   # NOTE [ Scalar second order in C ]: scalar code, recording
         got = C.scalar_graph_sweep(tape, seeds, stop, want)
         if got is not None:
@@ -152,7 +165,10 @@ def reverse_sweep(tape, seeds, stop, nb, want):
     if nb == 0 and _C_REVERSE and not any(isinstance(g, Diag) for g in seeds.values()):
         return C.reverse_sweep_r(tape, seeds, stop, list(want), _VJP, Ctx,   # (the same loop)
                                  _EW_PLAIN if _C_EW_VJP else b"")
-    prims = _PRIMS
+    if nb == 1 and _C_REVERSE:   # NOTE [ Batched reverse sweep ] (the same loop)
+        return C.reverse_sweep_b(tape, seeds, stop, list(want),
+                                 lambda rec, g, dep: _rev_record(tape, rec, g, nb, dep), _add,
+                                 _EW_PLAIN if _C_EW_VJP else b"", Diag)
     recs = tape.records(stop)
     cot = dict(seeds)
     keep = set(want)
@@ -175,14 +191,7 @@ def reverse_sweep(tape, seeds, stop, nb, want):
         del cot[out]
         if out not in dep:
             continue
-        ctx = Ctx(tape, ins, out, aux, nb, dep)
-        res = None
-        if isinstance(g, Diag):
-            res = _diag_vjp(prims[op], ctx, g)
-            if res is None:
-                g = g.dense()
-        if res is None:
-            res = vjp[op](ctx, g)
+        res = _rev_record(tape, (op, out, ins, aux), g, nb, dep)
         for h, c in zip(ins, res):
             if c is None or h < 0 or h not in dep:
                 continue
