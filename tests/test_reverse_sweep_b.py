@@ -1,6 +1,7 @@
 """NOTE [ Batched reverse sweep ] (tapeview.pxi's reverse_sweep_b): jacrev's sweep of a
 batch of cotangents (a Diag seed, dense batches after a matmul) in Cython, diagonal
-elementwise records without their Python rule.  Checked against the Python loop
+elementwise records and dense batches through elementwise records without their
+Python rule.  Checked against the Python loop
 (transforms._C_REVERSE = False) bit for bit, finite differences and torch.func."""
 import numpy as np
 import pytest
@@ -133,3 +134,6 @@ def test_diagonal_records_take_no_rule(monkeypatch):
     seen.clear()
     cad.jacrev(FUNCS["pow by constants"][0])(cad.tensor(_pos(N)))
     assert seen == []
+    # dense batches (after the matmul) through elementwise records: no rule either
+    cad.jacrev(FUNCS["ew before matmul"][0])(cad.tensor(_pos(N)))
+    assert [names[op] for op in seen] == ["matmul"]

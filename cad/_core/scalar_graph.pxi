@@ -533,19 +533,28 @@ cdef object _tensor_prog(int op, int j, list slots):
     return slots[3 + n - 1]
 
 
-cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep):
+cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep, int nb=0):
     """the cotangents of an elementwise record's inputs (NOTE [ Elementwise vjps in
     the reverse sweep ]), a list as the rule returns; None: the rule decides
-    (nothing has been recorded then)"""
+    (nothing has been recorded then).  nb = 1: g is a batch (a leading dim of any
+    size over the output's shape; the partials broadcast over it, as in the rule)"""
     cdef int n = len(ins), j, s
     cdef int8_t tr
     cdef list res, slots
     cdef bint want[2]
     cdef object v
+    cdef cad_hid ho
+    cdef Tape to
     if n < 1 or n > 2 or not _sg_ready:
         return None
-    if not _tensor_like_h(tp, g, out):   # (g of the output's shape and dtype)
-        return None
+    if nb == 0:
+        if not _tensor_like_h(tp, g, out):   # (g of the output's shape and dtype)
+            return None
+    else:
+        ho = out
+        to = _live(tp, &ho)
+        if nb != 1 or g._dtype != to.t.bufs[ho].dtype or not _dims_are(g, 1, &to.t, &to.t.bufs[ho], -1):
+            return None
     slots = [None, None, None]
     for j in range(n):
         tr = _sg_triv[op][j]

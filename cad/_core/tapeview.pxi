@@ -926,8 +926,10 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
 # (a 70-op elementwise chain after W @ x at n = 32: jacrev 840 us, jacfwd 214).
 # reverse_sweep_b is that loop (the same snapshot, pruning, order and accumulation)
 # with the diagonal elementwise records (_ew_vjp_c on the diagonal: the products the
-# nb = 0 sweep records), pow by a constant, identity views and add's dense batches
-# here; every other record goes to rule(record, cotangent, dep), the Python loop's
+# nb = 0 sweep records), pow by a constant, identity views, add's dense batches and
+# elementwise records' dense batches (_ew_vjp_c with nb = 1: the partials broadcast
+# over the batch, as the rule multiplies them) here; every other record goes to
+# rule(record, cotangent, dep), the Python loop's
 # body (transforms._rev_record).  test_reverse_sweep_b compares the two.
 
 cdef bint _identity_view_aux(tuple aux, tuple xs):
@@ -1009,6 +1011,8 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
                         dg.v = c
                         dg.unit = False
                         res.append(dg)
+        elif type(g) is Tensor and op < nplain and plain[op] and op != OP_ADD:
+            res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep, 1)   # (a dense batch)
         elif op == OP_ADD and len(ins) == 2 and type(g) is Tensor:
             ok = True
             res = [None, None]
