@@ -1,4 +1,5 @@
-"""W6: the full Jacobian of tanh(W @ x), 256 x 256.  W7: the Hessian of
+"""W6: the full Jacobian of tanh(W @ x), 256 x 256 (and of a 70-op elementwise chain
+after W @ x, 32 x 32).  W7: the Hessian of
 sum(x**3) + sum(tanh(W @ x)), 128 x 128 (and 32, 512), and its product with one
 vector (hvp, n = 128).  All float64, W fixed.
 
@@ -162,6 +163,56 @@ def _w7_jax(jit):
     return setup
 
 
+# W6 chain: jacrev of a 70-op elementwise chain after W @ x (n = 32): the batched
+# reverse sweep's per-record cost (every record a diagonal batch)
+
+N6C = 32
+CHAIN6 = 10
+
+
+def w6c_f(W, x, np_):
+    y = W @ x
+    for _ in range(CHAIN6):
+        y = np_.sin(y) * 1.1 + y * y * 0.1 - np_.exp(-y * y)
+    return y
+
+
+def w6c_hand(d):
+    W, x = d["W"], d["x"]
+
+    def step():
+        y = W @ x
+        dy = np.ones_like(y)
+        for _ in range(CHAIN6):
+            e = np.exp(-y * y)
+            dy = (np.cos(y) * 1.1 + 0.2 * y + 2.0 * y * e) * dy
+            y = np.sin(y) * 1.1 + y * y * 0.1 - e
+        return dy[:, None] * W
+    return step
+
+
+def w6c_torch(d):
+    import torch
+    W, x = torch.tensor(d["W"]), torch.tensor(d["x"])
+    jac = torch.func.jacrev(lambda x: w6c_f(W, x, torch))
+    return lambda: jac(x)
+
+
+def _w6c_jax(d):
+    import jax
+    import jax.numpy as jnp
+    W, x = jnp.asarray(d["W"]), jnp.asarray(d["x"])
+    jac = jax.jit(jax.jacrev(lambda x: w6c_f(W, x, jnp)))
+    return lambda: jax.block_until_ready(jac(x))
+
+
+def w6c_cad(d):
+    import cad
+    W, x = cad.tensor(d["W"]), cad.tensor(d["x"])
+    jac = cad.jacrev(lambda x: w6c_f(W, x, cad))
+    return lambda: jac(x)
+
+
 # W7 hvp: H v of the same f (forward over reverse: jvp of grad), one direction v
 
 def _hvp_data(n, seed):
@@ -217,6 +268,10 @@ CASES = [
                 "jax.jit": _w6_jax("jacfwd", True), "cad": w6_cad_jacfwd},
          note="W6 jacfwd: forward mode (torch.func.jacfwd, jax.jacfwd, cad.jacfwd); "
               "autograd has no jacfwd"),
+    Case("W6", "jacrev 70-op chain after W@x 32", data=_data(N6C, 6), tol=1e-9,
+         impls={"hand": w6c_hand, "torch": w6c_torch, "jax.jit": _w6c_jax, "cad": w6c_cad},
+         note="W6 chain: jacrev of ten rounds of sin(y)*1.1 + y*y*0.1 - exp(-y*y) after W @ x "
+              "(70 elementwise records, n = 32)"),
     Case("W6", "VJP loop tanh(W@x) 256", data=_data(N6, 6), tol=1e-9,
          impls={"hand": w6_hand, "torch": w6_torch_vjp_loop, "cad": w6_cad_vjp_loop},
          note="W6 VJP loop: torch and cad call autograd.grad once per output row "
