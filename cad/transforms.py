@@ -718,8 +718,9 @@ def value_and_grad(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0
         if level is not None:
             return _V.value_and_grad(level, f, argnums, has_aux, args, kwargs)
         fa = None
-        if first and len(args) == 1 and not kwargs and _plain_grad_arg(args[0]):
-            x0 = _fresh(args[0], 0, "grad")   # NOTE [ Plain grad ]
+        a0 = _plain_in(args[0]) if first and len(args) == 1 and not kwargs else None
+        if a0 is not None and _plain_grad_arg(a0):
+            x0 = _fresh(a0, 0, "grad")   # NOTE [ Plain grad ]
             with C.enable_grad():
                 out = f(x0)
             single = True
@@ -752,8 +753,9 @@ def value_and_grad(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0
 
 
 # NOTE [ Plain grad ]
-# grad(f)(x) of one argument (argnums 0, no kwargs, no vmap level) that is a float or
-# a host tensor without names, nothing outside tracking it, cad.record idle: vg's
+# grad(f)(x) of one argument (argnums 0, no kwargs, no vmap level) that is a float, a
+# float numpy array (_plain_in) or a host tensor without names, nothing outside
+# tracking it, cad.record idle: vg's
 # general code (_call's _Args, _outer, _pullback's per-tape bookkeeping, regroup)
 # was ~10 us of Python around a sweep of ~1 us for a small scalar function (backward()
 # of the same: ~2 us).  _plain_grad_sweep makes the call _pullback makes for it (one
@@ -763,6 +765,15 @@ def value_and_grad(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0
 # the output f already returned (f runs once).  jvp(f, (x,), (t,)) the same way: the
 # one forward sweep _pushforward makes (_jvp_plain, _plain_push).  test_plain_grad
 # compares the two paths of both.
+
+def _plain_in(x):
+    """a float64/float32 numpy array as the tensor the transforms' _fresh makes of it
+    (as_tensor: scipy.optimize hands jac and hessp numpy arrays), so the plain paths
+    take it; anything else as it is"""
+    if type(x) is np.ndarray and (x.dtype == np.float64 or x.dtype == np.float32):
+        return C.as_tensor(x)
+    return x
+
 
 def _plain_grad_arg(x):
     """is x an argument grad's plain path takes (the checks that need no call of f)?"""
@@ -902,9 +913,10 @@ def vjp_given(f, primals, has_aux, given):
 
 def _jvp_core(f, primals, tangents, has_aux, nb):
     primals, tangents = tuple(primals), tuple(tangents)
-    if nb == 0 and not has_aux and len(primals) == 1 and len(tangents) == 1 \
-            and _plain_jvp_args(primals[0], tangents[0]):
-        return _jvp_plain(f, primals[0], tangents[0])
+    if nb == 0 and not has_aux and len(primals) == 1 and len(tangents) == 1:
+        x, t = _plain_in(primals[0]), _plain_in(tangents[0])
+        if _plain_jvp_args(x, t):
+            return _jvp_plain(f, x, t)
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     fa = _Args(primals, range(len(primals)), "jvp")
@@ -1128,15 +1140,19 @@ def hessian(f: Callable[..., Any], *args: Any, argnums: Union[int, Sequence[int]
     """hessian(f, x): the matrix of second derivatives of a scalar f, forward over
     reverse (jacfwd(jacrev(f))); hessian(f) returns the function."""
     plain = type(argnums) is int and argnums == 0
-    if plain and len(args) == 1 and _plain_hessian_arg(args[0]):
-        return _hessian_plain(f, args[0])
+    if plain and len(args) == 1:
+        x = _plain_in(args[0])
+        if _plain_hessian_arg(x):
+            return _hessian_plain(f, x)
     general = jacfwd(jacrev(f, argnums), argnums)
     if not plain:
         return general(*args) if args else general
 
     def hf(*a, **kw):
-        if len(a) == 1 and not kw and _plain_hessian_arg(a[0]):
-            return _hessian_plain(f, a[0])
+        if len(a) == 1 and not kw:
+            x = _plain_in(a[0])
+            if _plain_hessian_arg(x):
+                return _hessian_plain(f, x)
         return general(*a, **kw)
     return hf(*args) if args else hf
 
@@ -1265,8 +1281,9 @@ def _hvp_plain(f, x, v):
 def hvp(f: Callable[..., Any], x: Any, v: Any) -> Any:
     """the Hessian-vector product H(x) v of a scalar f, without forming H
     (forward over reverse)."""
-    if _plain_hvp_args(x, v):
-        return _hvp_plain(f, x, v)
+    xp, vp = _plain_in(x), _plain_in(v)
+    if _plain_hvp_args(xp, vp):
+        return _hvp_plain(f, xp, vp)
     return jvp(grad(f), (x,), (v,))[1]
 
 

@@ -210,3 +210,31 @@ def test_plain_jvp_against_torch():
     _, want = torch.func.jvp(lambda u: torch.tanh(Wt @ u) * u, (torch.tensor(x),), (torch.tensor(v),))
     _, got = cad.jvp(lambda u: cad.tanh(cad.tensor(W) @ u) * u, (cad.tensor(x),), (cad.tensor(v),))
     np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_numpy_arguments_take_the_plain_paths(monkeypatch, dtype):
+    """scipy.optimize hands jac and hessp numpy arrays: grad, jvp, hvp and hessian of
+    them take the plain paths (_plain_in) with the general code's results"""
+    f = FUNCS["w7"]
+    x = rng.uniform(0.2, 1.1, 4).astype(dtype)
+    p = rng.standard_normal(4).astype(dtype)
+    calls = {k: [] for k in ("grad", "jvp", "hvp", "hessian")}
+    for name, attr in (("grad", "_plain_grad_sweep"), ("jvp", "_jvp_plain"), ("hvp", "_hvp_plain"),
+                       ("hessian", "_hessian_plain")):
+        real = getattr(T, attr)
+        monkeypatch.setattr(T, attr, lambda *a, real=real, name=name: calls[name].append(1) or real(*a))
+
+    def run():
+        return [cad.grad(f)(x), cad.jvp(f, (x,), (p,))[1], cad.hvp(f, x, p), cad.hessian(f, x),
+                cad.hessian(f)(x)]
+    got = run()
+    assert {k: len(v) for k, v in calls.items()} == {"grad": 1, "jvp": 1, "hvp": 1, "hessian": 2}
+    monkeypatch.setattr(T, "_plain_in", lambda v: v)   # numpy arrays: the general paths
+    want = run()
+    assert {k: len(v) for k, v in calls.items()} == {"grad": 1, "jvp": 1, "hvp": 1, "hessian": 2}
+    for a, b in zip(got, want):
+        _same(a, b)
+    # float16 and integer arrays are left to the general code (its errors)
+    with pytest.raises(cad.DTypeError):
+        cad.grad(f)(np.arange(4))
