@@ -15,7 +15,8 @@ Two targets:
             random axes, reshapes, transposes, matmul) on random shapes (empty
             included) in float64/float32: forward against numpy, the C sweep's
             gradient against the Python rules' (jacrev), jvp's C forward sweep against
-            the rules' and hvp against jvp(grad), and a recorded tape's replay
+            the rules', hvp against jvp(grad), jacrev's batched sweep of outputs over
+            16 elements against the rules' loop, and a recorded tape's replay
             against the eager run.
 
 Each target runs in a child process that writes every example to a file before
@@ -399,6 +400,17 @@ def run_program(ex):
         T._C_FORWARD = True
     if t1.shape != t2.shape or not np.allclose(t1.numpy(), t2.numpy(), equal_nan=True, **tol):
         return f"jvp: C sweep {t1.numpy()!r} Python rules {t2.numpy()!r}"
+    if got.size > 16:   # jacrev's batched sweep (NOTE [ Batched reverse sweep ]) against the rules' loop
+        j1 = cad.jacrev(f, argnums=(0, 1))(*prim)
+        T._C_REVERSE = False
+        try:
+            j2 = cad.jacrev(f, argnums=(0, 1))(*prim)
+        finally:
+            T._C_REVERSE = True
+        for a, b in zip(j1, j2):
+            if a.shape != b.shape or not np.allclose(a.numpy(), b.numpy(), equal_nan=True, **tol):
+                return f"jacrev: batched C sweep {a.numpy()!r} Python loop {b.numpy()!r}"
+        _count("jacrev batched")
     fx = lambda a: loss(a, prim[1])   # noqa: E731
     h1 = cad.hvp(fx, prim[0], tans[0])
     h2 = T.jvp(T.grad(fx), (prim[0],), (tans[0],))[1]
