@@ -433,7 +433,7 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
     fused (NOTE [ Array records in the forward sweep ]); None: the rule decides"""
     cdef int op = r.op, j, n = r.nargs
     cdef cad_hid hin[3]
-    cdef cad_hid hx, hy
+    cdef cad_hid hx, hy, hout = r.out
     cdef cad_buf *ob = &tp.t.bufs[r.out]
     cdef cad_buf *xb
     cdef int64_t *a
@@ -475,12 +475,14 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
     if op == OP_MATMUL and n == 2 and r.aux >= 0:
         a1 = tp.t.aux[r.aux] != 0
         b1 = tp.t.aux[r.aux + 1] != 0
+        hin[0] = tp.t.args[r.arg]   # (read before any op runs: r points into the tape's arrays)
+        hin[1] = tp.t.args[r.arg + 1]
         acc = None
         for j in range(2):
             t = ts[j]
             if t is None:
                 continue
-            hy = tp.t.args[r.arg + 1 - j]
+            hy = hin[1 - j]
             if hy < 0 or _tndim(<Tensor>t) > 2:
                 return None
             other = tape_node(tp, hy)
@@ -493,7 +495,7 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
             else:
                 return None
             acc = t if acc is None else acc + t
-        if acc is None or not _dims_are(acc, 0, &tp.t, ob, 0):
+        if acc is None or not _dims_are(acc, 0, &tp.t, &tp.t.bufs[hout], 0):
             return None
         return acc
     if op == OP_POW and n == 2 and ts[1] is None:
