@@ -1,6 +1,7 @@
 """The C forward sweep (NOTE [ C forward sweep ] in cad_kernels/cpu/forward.c):
-jvp pushes inline (0-d float64) records' tangents in C and leaves every other
-record to the op table's rules.  Checked against the rules-only sweep
+jvp pushes inline (0-d float64) records' tangents in C, its common array records in
+Cython (NOTE [ Array records in the forward sweep ]) and leaves every other record
+to the op table's rules.  Checked against the rules-only sweep
 (transforms._C_FORWARD = False), finite differences, and reverse mode: every
 elementwise op, scalars mixed with arrays and views, constants, closures, nested
 transforms, threads."""
