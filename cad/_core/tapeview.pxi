@@ -930,7 +930,8 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
 # with the diagonal elementwise records (_ew_vjp_c on the diagonal: the products the
 # nb = 0 sweep records), pow by a constant, identity views, add's dense batches and
 # elementwise records' dense batches (_ew_vjp_c with nb = 1: the partials broadcast
-# over the batch, as the rule multiplies them) here; every other record goes to
+# over the batch, as the rule multiplies them) and a matrix-vector record's batch for
+# its vector (_mv_vjp_b: W @ x's row scaling or GEMM) here; every other record goes to
 # rule(record, cotangent, dep), the Python loop's
 # body (transforms._rev_record).  test_reverse_sweep_b compares the two.
 
@@ -950,6 +951,32 @@ cdef bint _identity_view_aux(tuple aux, tuple xs):
             return False
         s *= sh if sh > 1 else 1
     return True
+
+
+cdef object _mv_vjp_b(Tape tp, tuple ins, tuple aux, object g, object diag_cls, set dep):
+    """a matrix-vector record A @ b's cotangents for a batch g when only b takes one
+    (jacrev through W @ x): as _matmul_vjp's _mm_batch(0, g, A, True, False, 1) makes
+    them, a diagonal batch's rows of A scaled (A itself for a unit one), a dense
+    batch times A (one GEMM); None: the rule decides"""
+    cdef object A, v
+    if len(aux) != 2 or aux[0] or not aux[1] or ins[0] < 0 or _wants(tp, ins[0], dep) \
+            or not _wants(tp, ins[1], dep):
+        return None
+    A = tape_node(tp, ins[0])
+    if type(A) is not Tensor or _tndim(<Tensor>A) != 2:
+        return None
+    if type(g) is diag_cls:
+        v = (<DiagBase>g).v
+        if type(v) is not Tensor or _tndim(<Tensor>v) != 1 or (<Tensor>v)._dtype != (<Tensor>A)._dtype \
+                or _tdims(<Tensor>v)[0] != _tdims(<Tensor>A)[0]:
+            return None
+        if (<DiagBase>g).unit:
+            return [None, A]
+        return [None, reshape(v, ((<Tensor>v).size, 1)) * A]
+    if type(g) is Tensor and _tndim(<Tensor>g) == 2 and (<Tensor>g)._dtype == (<Tensor>A)._dtype \
+            and _tdims(<Tensor>g)[1] == _tdims(<Tensor>A)[0]:
+        return [None, matmul(g, A)]
+    return None
 
 
 def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, object add,
@@ -989,7 +1016,9 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
             continue
         ins = <tuple>rec[2]
         res = None
-        if type(g) is diag_cls and type((<DiagBase>g).v) is Tensor:
+        if op == OP_MATMUL and nplain and len(ins) == 2:
+            res = _mv_vjp_b(tp, ins, <tuple>rec[3], g, diag_cls, dep)
+        elif type(g) is diag_cls and type((<DiagBase>g).v) is Tensor:
             v = (<DiagBase>g).v
             r = None
             if op < nplain and plain[op]:
