@@ -238,3 +238,14 @@ def test_numpy_arguments_take_the_plain_paths(monkeypatch, dtype):
     # float16 and integer arrays are left to the general code (its errors)
     with pytest.raises(cad.DTypeError):
         cad.grad(f)(np.arange(4))
+
+
+def test_plain_paths_in_threads():
+    """grad, jvp and hvp's plain paths from several threads at once: every bit the
+    same as one at a time (each call has its own fresh leaf and tape)"""
+    from _numeric import same_in_threads
+    f = FUNCS["w7"]
+    xs = [cad.tensor(rng.uniform(0.2, 1.1, 4)) for _ in range(4)]
+    v = cad.tensor(rng.standard_normal(4))
+    same_in_threads(lambda x: np.concatenate([np.asarray(cad.grad(f)(x)), np.asarray(cad.jvp(f, (x,), (v,))[1])[None],
+                                              np.asarray(cad.hvp(f, x, v))]), xs, 20)
