@@ -1252,12 +1252,10 @@ def _hessian_plain(f, x):
 
 
 def _plain_hvp_args(x, v):
-    """are x and v arguments _hvp_plain takes (the checks that need no call of f)?"""
-    return (type(x) is C.Tensor and type(v) is C.Tensor and x.dtype.kind == "f"
-            and v.dtype == x.dtype and v.shape == x.shape
-            and not (C.is_grad_enabled() and (x.requires_grad or v.requires_grad))
-            and _B.top() is None and _no_names(x) and _no_names(v) and not C.is_recording()
-            and C.dev_of(x) == 0 and C.dev_of(v) == 0)
+    """are x and v arguments _hvp_plain takes (the checks that need no call of f): a
+    primal and tangent jvp's plain path takes, both tensors of one dtype, no vmap level"""
+    return (type(x) is C.Tensor and type(v) is C.Tensor and v.dtype == x.dtype
+            and _B.top() is None and _plain_jvp_args(x, v))
 
 
 def _hvp_plain(f, x, v):

@@ -356,6 +356,15 @@ def _program(ex, ops, mod):
     return f
 
 
+def _flag_off(mod, flag, fn):
+    """fn() with mod.flag False (a C path off: the rules' path it stands for), True after"""
+    setattr(mod, flag, False)
+    try:
+        return fn()
+    finally:
+        setattr(mod, flag, True)
+
+
 def run_program(ex):
     import numpy as np
     import cad
@@ -393,20 +402,12 @@ def run_program(ex):
     ty = rng.uniform(-1, 1, ys).astype(dt)
     prim, tans = (cad.tensor(x), cad.tensor(y)), (cad.tensor(tx), cad.tensor(ty))
     _, t1 = cad.jvp(f, prim, tans)
-    T._C_FORWARD = False
-    try:
-        _, t2 = cad.jvp(f, prim, tans)
-    finally:
-        T._C_FORWARD = True
+    _, t2 = _flag_off(T, "_C_FORWARD", lambda: cad.jvp(f, prim, tans))
     if t1.shape != t2.shape or not np.allclose(t1.numpy(), t2.numpy(), equal_nan=True, **tol):
         return f"jvp: C sweep {t1.numpy()!r} Python rules {t2.numpy()!r}"
     if got.size > 16:   # jacrev's batched sweep (NOTE [ Batched reverse sweep ]) against the rules' loop
         j1 = cad.jacrev(f, argnums=(0, 1))(*prim)
-        T._C_REVERSE = False
-        try:
-            j2 = cad.jacrev(f, argnums=(0, 1))(*prim)
-        finally:
-            T._C_REVERSE = True
+        j2 = _flag_off(T, "_C_REVERSE", lambda: cad.jacrev(f, argnums=(0, 1))(*prim))
         for a, b in zip(j1, j2):
             if a.shape != b.shape or not np.allclose(a.numpy(), b.numpy(), equal_nan=True, **tol):
                 return f"jacrev: batched C sweep {a.numpy()!r} Python loop {b.numpy()!r}"

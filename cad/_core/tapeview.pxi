@@ -292,6 +292,42 @@ cdef inline double _scalar_of(Tensor t):
     return t._sval if t._inline else (<double *>cnp.PyArray_DATA(<cnp.ndarray>t._arr))[0]
 
 
+cdef int _mark_needed(Tape tp, list want, int64_t start, int64_t n, unsigned char *need) except -1:
+    """need[h] = 1 for the handles in want and every input of records start..n-1 on a
+    path to one of them (tp live; need holds a byte per value of tp)"""
+    cdef cad_hid h
+    cdef cad_rec *r
+    cdef int64_t i, j
+    for k in want:
+        h = k
+        _live(tp, &h)
+        need[h] = 1
+    for i in range(n - 1, start - 1, -1):
+        r = &tp.t.recs[i]
+        if need[r.out]:
+            for j in range(r.nargs):
+                h = tp.t.args[r.arg + j]
+                if h >= 0:
+                    need[h] = 1
+    return 0
+
+
+cdef set _dependents(list recs, set keep):
+    """the handles computed from one in keep (keep included), over a records snapshot
+    in order: only they can carry a wanted handle's cotangent (the reverse sweeps'
+    pruning)"""
+    cdef set dep = set(keep)
+    cdef tuple rec
+    for rec in recs:
+        out = rec[1]
+        if out not in dep:
+            for h in <tuple>rec[2]:
+                if h in dep:
+                    dep.add(out)
+                    break
+    return dep
+
+
 def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule,
                     bytes ew_fused=b""):
     """NOTE [ C forward sweep ] (cad_kernels/cpu/forward.c): the tangents of the
@@ -335,18 +371,8 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule,
         free(need)
         raise MemoryError("jvp: cannot allocate the tangents")
     try:
-        if new:   # only records on a path to a wanted handle (forward_sweep_b's marks)
-            for k in want:
-                h = k
-                _live(tp, &h)
-                need[h] = 1
-            for i in range(n - 1, start - 1, -1):
-                r = &tp.t.recs[i]
-                if need[r.out]:
-                    for j in range(r.nargs):
-                        h = tp.t.args[r.arg + j]
-                        if h >= 0:
-                            need[h] = 1
+        if new:   # only records on a path to a wanted handle
+            _mark_needed(tp, want, start, n, need)
         for k, v in seeds.items():
             h = k
             tp2 = _live(tp, &h)
@@ -778,17 +804,7 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
     if need == NULL:
         raise MemoryError("jacfwd: cannot allocate the sweep's marks")
     try:
-        for k in want:
-            h = k
-            _live(tp, &h)
-            need[h] = 1
-        for i in range(n - 1, start - 1, -1):   # only records on a path to a wanted handle
-            r = &tp.t.recs[i]
-            if need[r.out]:
-                for j in range(r.nargs):
-                    h = tp.t.args[r.arg + j]
-                    if h >= 0:
-                        need[h] = 1
+        _mark_needed(tp, want, start, n, need)   # only records on a path to a wanted handle
         for i in range(start, n):
             r = &tp.t.recs[i]
             if not need[r.out]:
@@ -848,7 +864,7 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
     cdef list recs = tape_records(tp, stop, -1)
     cdef dict cot = dict(seeds)
     cdef set keep = set(want)
-    cdef set dep = set(keep)
+    cdef set dep = _dependents(recs, keep)
     cdef Py_ssize_t k, j, n = len(recs)
     cdef tuple rec, ins, oshape, xs
     cdef int op
@@ -857,14 +873,6 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
     cdef list res
     cdef const unsigned char *plain = ew_plain
     cdef Py_ssize_t nplain = len(ew_plain)
-    for k in range(n):
-        rec = <tuple>recs[k]
-        out = rec[1]
-        if out not in dep:
-            for h in <tuple>rec[2]:
-                if h in dep:
-                    dep.add(out)
-                    break
     for k in range(n - 1, -1, -1):
         rec = <tuple>recs[k]
         op = rec[0]
@@ -987,7 +995,7 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
     cdef list recs = tape_records(tp, stop, -1)
     cdef dict cot = dict(seeds)
     cdef set keep = set(want)
-    cdef set dep = set(keep)
+    cdef set dep = _dependents(recs, keep)
     cdef Py_ssize_t k, j, n = len(recs)
     cdef tuple rec, ins
     cdef int op
@@ -996,14 +1004,6 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
     cdef Py_ssize_t nplain = len(ew_plain)
     cdef bint ok
     cdef DiagBase dg
-    for k in range(n):
-        rec = <tuple>recs[k]
-        out = rec[1]
-        if out not in dep:
-            for h in <tuple>rec[2]:
-                if h in dep:
-                    dep.add(out)
-                    break
     for k in range(n - 1, -1, -1):
         rec = <tuple>recs[k]
         op = rec[0]
