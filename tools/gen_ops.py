@@ -434,7 +434,7 @@ def scalar_case(op):
          "        cad_buf *B_ = t->bufs, *O_ = B_ + r->out;"]
     if scalar_ok(op):
         L.append("        if (O_->flags & BUF_INLINE) {")
-        L.append("            const cad_hid *A_ = t->args + r->arg;")
+        L.append("            const cad_arg *A_ = t->args + r->arg;")
         L.append("            const double g = O_->sgrad;")
         for i, a in enumerate(op.args):
             if a not in op.d:
@@ -588,7 +588,7 @@ def fwd_case(op):
         if scalar_ok(op) and len(op.args) <= 2:
             L.append("        cad_buf *B_ = t->bufs, *O_ = B_ + r->out;")
             L.append("        if (O_->flags & BUF_INLINE) {")
-            L.append("            const cad_hid *A_ = t->args + r->arg;")
+            L.append("            const cad_arg *A_ = t->args + r->arg;")
             loads = " ".join(f"const double {a} = B_[A_[{j}]].sval;" for j, a in enumerate(op.args))
             e = to_c(op.fwd, "double", op, "fwd")
             L.append(f"            {{ {loads} O_->sval = ({e}); }}")
@@ -724,7 +724,7 @@ def sjvp_case(op):
     tangent is sum of t_i * d_i over the inputs that have one (tan[h], has[h])"""
     L = [f"    case {cname(op)}: {{",
          "        const cad_buf *B_ = t->bufs, *O_ = B_ + r->out;",
-         "        const cad_hid *A_ = t->args + r->arg;",
+         "        const cad_arg *A_ = t->args + r->arg;",
          "        double acc_ = 0;",
          "        int any_ = 0;",
          "        if (!(O_->flags & BUF_INLINE)) return 0;"]

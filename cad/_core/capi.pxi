@@ -44,18 +44,21 @@ cdef extern from "cad_cpu.h" nogil:
         int8_t dtype
         uint8_t flags
         uint8_t hasg
-    ctypedef struct cad_rec:
-        int32_t op
-        int32_t nargs
-        cad_hid out
-        int64_t arg
-        int64_t aux
+    ctypedef int32_t cad_arg
+    enum:
+        CAD_MAXNARGS
+    ctypedef struct cad_rec:      # NOTE [ Record width ]: op and nargs are bitfields
+        int op
+        int nargs
+        int32_t out
+        int32_t arg
+        int32_t aux
     ctypedef struct cad_tape:
         cad_buf *bufs
         int64_t nbufs, capbufs
         cad_rec *recs
         int64_t nrecs, caprecs
-        cad_hid *args
+        cad_arg *args
         int64_t nargs, capargs
         int64_t *meta
         int64_t nmeta, capmeta

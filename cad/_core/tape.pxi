@@ -112,7 +112,7 @@ cdef class Tape:
         argument handles, shapes and strides, aux words); not the values' own data"""
         cdef cad_tape *T = &self.t
         return (T.capbufs * <int64_t>sizeof(cad_buf) + T.caprecs * <int64_t>sizeof(cad_rec)
-                + (T.capargs + T.capmeta + T.capaux) * <int64_t>8)
+                + T.capargs * <int64_t>sizeof(cad_arg) + (T.capmeta + T.capaux) * <int64_t>8)
 
 
 cdef inline Tape _resolved(Tensor x):
@@ -170,7 +170,8 @@ cdef int _reserve(Tape tp, int nbufs, int nargs, int nmeta, int naux) except -1:
             or T.nmeta + nmeta > T.capmeta or T.naux + naux > T.capaux):
         if cad_tape_reserve(T, T.nbufs + nbufs, T.nrecs + 1, T.nargs + nargs,
                             T.nmeta + nmeta, T.naux + naux) != CAD_OK:
-            raise MemoryError("cad: cannot grow the tape")
+            raise MemoryError("cad: cannot grow the tape (out of memory, or past 2^31 - 1 "
+                              "values, records or argument handles)")
     return 0
 
 
@@ -290,19 +291,21 @@ cdef inline int _eager2(int op, Tensor r, Tensor a, Tensor b, int64_t *aux, int 
 cdef int _eager_p(int op, Tensor r, PyObject **ins, int n, int64_t *aux, int naux, str who) except -1:
     cdef cad_tape T
     cdef cad_buf sbufs[EAGER_MAXB]
-    cdef cad_hid sargs[EAGER_MAXB]
+    cdef cad_arg sargs[EAGER_MAXB]
     cdef int64_t smeta[EAGER_MAXB * 2 * MAXDIM]
     cdef int64_t ax[EAGER_MAXAUX]
     cdef cad_buf *bufs = sbufs
-    cdef cad_hid *args = sargs
+    cdef cad_arg *args = sargs
     cdef int64_t *meta = smeta
     cdef cad_rec rec
     cdef int i, st
     if naux > EAGER_MAXAUX:
         raise ValueError(f"{who}: a primitive takes at most {EAGER_MAXAUX} aux values")
+    if n > CAD_MAXNARGS:
+        raise ValueError(f"{who}: at most {CAD_MAXNARGS} inputs to one op (got {n})")
     if n >= EAGER_MAXB:
         bufs = <cad_buf *>malloc((n + 1) * sizeof(cad_buf))
-        args = <cad_hid *>malloc(n * sizeof(cad_hid))
+        args = <cad_arg *>malloc(n * sizeof(cad_arg))
         meta = <int64_t *>malloc((n + 1) * 2 * MAXDIM * sizeof(int64_t))
         if bufs == NULL or args == NULL or meta == NULL:
             free(bufs)
@@ -434,6 +437,9 @@ cdef inline int _push_rec(Tape tp, int op, cad_hid out, cad_hid *args, int nargs
     cdef cad_tape *T = &tp.t
     cdef cad_rec *r
     cdef int i
+    if nargs > CAD_MAXNARGS:
+        raise ValueError(f"cad: {_OP_NAMES[op]}: at most {CAD_MAXNARGS} inputs to one op "
+                         f"(got {nargs})")
     if T.nrecs >= T.caprecs or T.nargs + nargs > T.capargs or T.naux + naux > T.capaux:
         _reserve(tp, 0, nargs, 0, naux)
     r = &T.recs[T.nrecs]

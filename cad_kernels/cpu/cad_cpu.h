@@ -88,17 +88,27 @@ typedef struct {
     uint8_t hasg;      /* a gradient reached it in the current sweep */
 } cad_buf;
 
+/* NOTE [ Record width ]
+ * A record is 16 bytes and an argument handle 4 (issue 14's leaner tape): the op code
+ * and the argument count share one word (op < 2^10, at most CAD_MAXNARGS inputs),
+ * and handles, argument and aux offsets are 32-bit, so a tape holds at most
+ * CAD_TAPE_MAX values, records, argument handles and aux words (cad_tape_reserve says
+ * CAD_ENOMEM past it).  cad_hid stays 64-bit in the engine's interfaces; only what the
+ * tape stores narrows. */
+#define CAD_MAXNARGS ((1 << 22) - 1)
+#define CAD_TAPE_MAX ((int64_t)INT32_MAX)
+typedef int32_t cad_arg;   /* an argument handle as args[] stores it */
 typedef struct {
-    int32_t op, nargs;
-    cad_hid out;
-    int64_t arg;       /* offset into tape->args */
-    int64_t aux;       /* offset into tape->aux, -1 if none */
+    uint32_t op : 10, nargs : 22;
+    int32_t out;
+    int32_t arg;       /* offset into tape->args */
+    int32_t aux;       /* offset into tape->aux, -1 if none */
 } cad_rec;
 
 typedef struct {
     cad_buf *bufs; int64_t nbufs, capbufs;
     cad_rec *recs; int64_t nrecs, caprecs;
-    cad_hid *args; int64_t nargs, capargs;
+    cad_arg *args; int64_t nargs, capargs;
     int64_t *meta; int64_t nmeta, capmeta;
     int64_t *aux; int64_t naux, capaux;
 } cad_tape;

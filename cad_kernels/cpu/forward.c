@@ -32,7 +32,7 @@ static void iter_over(cad_iter *it, int nop, int nd, const int64_t *shape) {
 
 int cad_ew_fwd_arrays(cad_tape *t, const cad_rec *r, cad_row row, int heavy) {
     cad_buf *o = t->bufs + r->out;
-    const cad_hid *a = t->args + r->arg;
+    const cad_arg *a = t->args + r->arg;
     cad_iter it;
     int i;
     iter_over(&it, r->nargs + 1, o->ndim, cad_shape(t, o));

@@ -87,7 +87,7 @@ int64_t cad_passed_grads(void) { return cad_passed; }
 
 static int passes_grad(cad_tape *t, const cad_rec *r, int i) {
     cad_buf *B = t->bufs, *o = B + r->out, *x;
-    const cad_hid *a = t->args + r->arg;
+    const cad_arg *a = t->args + r->arg;
     int j;
     if (!cad_pass_grad || i >= 8 || !(cad_unit_partials[r->op] >> i & 1)) return 0;
     for (j = i + 1; j < r->nargs; j++)
@@ -106,7 +106,7 @@ static int passes_grad(cad_tape *t, const cad_rec *r, int i) {
 
 int cad_ew_vjp_arrays(cad_tape *t, const cad_rec *r, const cad_row (*rows)[2][2], int heavy) {
     cad_buf *B = t->bufs, *o = B + r->out;
-    const cad_hid *a = t->args + r->arg;
+    const cad_arg *a = t->args + r->arg;
     const int n = r->nargs, ond = o->ndim;
     const int64_t *oshape = cad_shape(t, o);
     int64_t oc[CAD_MAXDIM], xc[CAD_MAXDIM];
@@ -435,7 +435,7 @@ int cad_gathadd_cpu(int dtype, char *out, const char *g, const int64_t *lin, int
 
 int cad_gather_vjp(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *x, *l;
-    const cad_hid *a = t->args + r->arg;
+    const cad_arg *a = t->args + r->arg;
     const int64_t B = t->aux[r->aux], xsize = t->aux[r->aux + 1];
     const int64_t *lin;
     int64_t n;
@@ -457,7 +457,7 @@ int cad_gather_vjp(cad_tape *t, const cad_rec *r) {
 
 int cad_scatter_vjp(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *g, *l;
-    const cad_hid *a = t->args + r->arg;
+    const cad_arg *a = t->args + r->arg;
     const int64_t B = t->aux[r->aux], xsize = t->aux[r->aux + 1];
     const int64_t *lin;
     int64_t n;
@@ -500,7 +500,7 @@ int cad_unview_vjp(cad_tape *t, const cad_rec *r) {
  * (the last write wins for repeated positions) ---- */
 int cad_setitem_vjp(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *x, *v, *l;
-    const cad_hid *a = t->args + r->arg;
+    const cad_arg *a = t->args + r->arg;
     const int64_t *lin;
     int64_t n;
     int st;
@@ -558,7 +558,7 @@ int cad_setitem_vjp_cpu(int dtype, char *gx, char *gv, const char *go, const int
 /* ---- concatenate: aux = [axis] ---- */
 int cad_concat_vjp(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out;
-    const cad_hid *a = t->args + r->arg;
+    const cad_arg *a = t->args + r->arg;
     const int axis = (int)t->aux[r->aux];
     const int nd = o->ndim, es = esz(o->dtype);
     int64_t oc[CAD_MAXDIM], xc[CAD_MAXDIM], off = 0;
@@ -635,7 +635,7 @@ void cad_align_batch(int obnd, const int64_t *obshape, int bnd, const int64_t *b
 
 int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *A, *Bm;
-    const cad_hid *ar = t->args + r->arg;
+    const cad_arg *ar = t->args + r->arg;
     const int a1 = (int)t->aux[r->aux], b1 = (int)t->aux[r->aux + 1];
     int abnd, bbnd, obnd, d, st;
     const int64_t *abs_, *abst, *bbs, *bbst;
@@ -717,7 +717,7 @@ int cad_matmul_vjp(cad_tape *t, const cad_rec *r) {
 
 int cad_xent_vjp(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *z, *l;
-    const cad_hid *a = t->args + r->arg;
+    const cad_arg *a = t->args + r->arg;
     int64_t N, C, zrs, zcs, lst, os;
     int st, assign;
     if (!cad_wants(t, a[0])) return CAD_OK;

@@ -45,7 +45,7 @@ static int have_big = 0;
 
 static size_t tape_bytes(const cad_tape *t) {
     return (size_t)t->capbufs * sizeof(cad_buf) + (size_t)t->caprecs * sizeof(cad_rec) +
-           (size_t)t->capargs * sizeof(cad_hid) + (size_t)(t->capmeta + t->capaux) * sizeof(int64_t);
+           (size_t)t->capargs * sizeof(cad_arg) + (size_t)(t->capmeta + t->capaux) * sizeof(int64_t);
 }
 
 static void free_arrays(cad_tape *t) {
@@ -66,7 +66,7 @@ static void take_big(cad_tape *t, int64_t nbufs, int64_t nrecs, int64_t nargs, i
     memset(&big, 0, sizeof(big));
     memcpy(b.bufs, t->bufs, (size_t)t->nbufs * sizeof(cad_buf));
     memcpy(b.recs, t->recs, (size_t)t->nrecs * sizeof(cad_rec));
-    memcpy(b.args, t->args, (size_t)t->nargs * sizeof(cad_hid));
+    memcpy(b.args, t->args, (size_t)t->nargs * sizeof(cad_arg));
     memcpy(b.meta, t->meta, (size_t)t->nmeta * sizeof(int64_t));
     memcpy(b.aux, t->aux, (size_t)t->naux * sizeof(int64_t));
     b.nbufs = t->nbufs; b.nrecs = t->nrecs; b.nargs = t->nargs; b.nmeta = t->nmeta; b.naux = t->naux;
@@ -96,12 +96,16 @@ int cad_tape_init(cad_tape *t) {
 
 int cad_tape_reserve(cad_tape *t, int64_t nbufs, int64_t nrecs, int64_t nargs,
                      int64_t nmeta, int64_t naux) {
+    /* handles and offsets are stored 32-bit (NOTE [ Record width ]) */
+    if (nbufs > CAD_TAPE_MAX || nrecs > CAD_TAPE_MAX || nargs > CAD_TAPE_MAX ||
+        naux > CAD_TAPE_MAX)
+        return CAD_ENOMEM;
     if (nbufs > t->capbufs || nrecs > t->caprecs || nargs > t->capargs || nmeta > t->capmeta ||
         naux > t->capaux)
         take_big(t, nbufs, nrecs, nargs, nmeta, naux);
     GROW(t->bufs, t->capbufs, nbufs, cad_buf);
     GROW(t->recs, t->caprecs, nrecs, cad_rec);
-    GROW(t->args, t->capargs, nargs, cad_hid);
+    GROW(t->args, t->capargs, nargs, cad_arg);
     GROW(t->meta, t->capmeta, nmeta, int64_t);
     GROW(t->aux, t->capaux, naux, int64_t);
     return CAD_OK;
