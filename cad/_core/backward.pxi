@@ -285,7 +285,7 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
                         in_h.append((j, ti, x._h))
                 else:
                     for i in range(tp.t.nbufs):
-                        if tp.t.bufs[i].leaf == <void *>x:
+                        if cad_leaf(tp.t.meta, &tp.t.bufs[i]) == <void *>x:
                             tp.t.bufs[i].flags |= BUF_KEEP
                             in_h.append((j, ti, i))
         tp._busy = True
@@ -298,7 +298,7 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
                 tp._busy = False
                 cad_tape_clear_grads(&tp.t)
                 raise
-        elif tp.t.nrecs > 64 or tp.t.nmeta > 0:
+        elif tp.t.nrecs > 64 or _holds_arrays(&tp.t):
             with nogil:
                 st = cad_sweep(&tp.t, 1, stop)
         else:   # a few scalar records: releasing the GIL costs more than the sweep
@@ -319,11 +319,11 @@ def run_backward(list outputs, list grad_outputs, object inputs, bint retain, bi
                 for i in range(tp.t.nbufs):
                     b = &tp.t.bufs[i]
                     if (b.flags & BUF_LEAF) and b.hasg:
-                        x = <Tensor>b.leaf
-                        if x._version != b.version:
+                        x = <Tensor>cad_leaf(tp.t.meta, b)
+                        if x._version != cad_version(tp.t.meta, b):
                             raise BackwardError(
                                 f"{who}: a leaf of shape {x.shape} was modified in place "
-                                f"(version {x._version}, recorded at {b.version}) after it was "
+                                f"(version {x._version}, recorded at {cad_version(tp.t.meta, b)}) after it was "
                                 "used; its gradient would belong to the old value")
                         hl = groups.get(id(x))
                         if hl is None:
@@ -457,8 +457,8 @@ cdef int _sweep_hooked(Tape tp, int64_t stop, set early, str who) except? -1:
     cdef Tensor x
     for i in range(tp.t.nbufs):
         b = &tp.t.bufs[i]
-        if (b.flags & BUF_LEAF) and b.leaf != NULL:
-            x = <Tensor>b.leaf
+        if (b.flags & BUF_LEAF) and cad_leaf(tp.t.meta, b) != NULL:
+            x = <Tensor>cad_leaf(tp.t.meta, b)
             if _hooked(x):
                 hl = groups.get(id(x))
                 if hl is None:
@@ -479,10 +479,10 @@ cdef int _sweep_hooked(Tape tp, int64_t stop, set early, str who) except? -1:
             handles = [h for h in hl[1:] if tp.t.bufs[<cad_hid>h].hasg]
             if not handles:
                 continue
-            if x._version != tp.t.bufs[<cad_hid>handles[0]].version:
+            if x._version != cad_version(tp.t.meta, &tp.t.bufs[<cad_hid>handles[0]]):
                 raise BackwardError(f"{who}: a leaf of shape {x.shape} was modified in place "
                                     f"(version {x._version}, recorded at "
-                                    f"{tp.t.bufs[<cad_hid>handles[0]].version}) after it was used; its "
+                                    f"{cad_version(tp.t.meta, &tp.t.bufs[<cad_hid>handles[0]])}) after it was used; its "
                                     "gradient would belong to the old value")
             _accumulate_into(x, _sum_grads(tp, handles))
             early.add(id(x))

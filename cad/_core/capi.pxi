@@ -30,20 +30,25 @@ cdef extern from "cad_cpu.h" nogil:
         CAD_RMAX
         CAD_RMIN
         CAD_RPROD
-    ctypedef struct cad_buf:
+    ctypedef struct cad_buf:      # NOTE [ Value slot ]: data/sval and grad/sgrad share words
         char *data
         char *grad
-        void *owner
-        void *leaf
         double sval
         double sgrad
         int64_t size
-        int64_t meta
-        int32_t ndim
-        int32_t version
+        int32_t meta
+        int8_t ndim
         int8_t dtype
         uint8_t flags
         uint8_t hasg
+    enum:
+        CAD_SLOT_WORDS
+    void *cad_owner(const int64_t *meta, const cad_buf *b)
+    void *cad_leaf(const int64_t *meta, const cad_buf *b)
+    int32_t cad_version(const int64_t *meta, const cad_buf *b)
+    void cad_set_owner(int64_t *meta, const cad_buf *b, void *p)
+    void cad_set_leaf(int64_t *meta, const cad_buf *b, void *p)
+    void cad_set_version(int64_t *meta, const cad_buf *b, int32_t v)
     ctypedef int32_t cad_arg
     enum:
         CAD_MAXNARGS

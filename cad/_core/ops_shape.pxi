@@ -387,8 +387,9 @@ cdef void _mark_rows(Tensor r):
     if rec.op != OP_GATHER or rec.out != r._h or rec.nargs < 2:
         return
     h = tp.t.args[rec.arg + 1]
-    if h >= 0 and not (tp.t.bufs[h].flags & BUF_LEAF) and tp.t.bufs[h].ndim >= 1:
-        tp.t.bufs[h].version = CAD_VER_ROWS
+    if h >= 0 and not (tp.t.bufs[h].flags & BUF_LEAF) and tp.t.bufs[h].ndim >= 1 \
+            and tp.t.bufs[h].meta:
+        cad_set_version(tp.t.meta, &tp.t.bufs[h], CAD_VER_ROWS)
 
 
 cdef cnp.ndarray _row_positions(object i64, int64_t row, tuple shape):

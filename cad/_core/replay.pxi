@@ -258,26 +258,26 @@ def replay_compile(Tape tp, list inputs, list outputs, list guards):
             continue
         if i in plan:   # a view of its input's memory (NOTE [ Views in replay ])
             b.flags |= BUF_ARENA
-            if b.owner != NULL:
-                Py_DECREF(<object>b.owner)
-                b.owner = NULL
+            if cad_owner(tp.t.meta, b) != NULL:
+                Py_DECREF(<object>cad_owner(tp.t.meta, b))
+                cad_set_owner(tp.t.meta, b, NULL)
             continue
         if i in produced:
             rp.arena_slots.append((i, off))
             b.flags |= BUF_ARENA
-            if b.owner != NULL:
-                Py_DECREF(<object>b.owner)
-                b.owner = NULL
+            if cad_owner(tp.t.meta, b) != NULL:
+                Py_DECREF(<object>cad_owner(tp.t.meta, b))
+                cad_set_owner(tp.t.meta, b, NULL)
             off += _slot_bytes(b)
         elif not (b.flags & BUF_INPUT):
-            if b.owner == NULL:
+            if cad_owner(tp.t.meta, b) == NULL:
                 raise RuntimeError("cad.record: a constant's value was not kept (internal error)")
-            a = <object>b.owner
+            a = <object>cad_owner(tp.t.meta, b)
             c = rp.S.contig(a)
             if c is not a:
                 Py_DECREF(a)
                 Py_INCREF(c)
-                b.owner = <void *>c
+                cad_set_owner(tp.t.meta, b, <void *>c)
                 b.data = rp.S.data(c)
                 cad_contig_strides(b.ndim, tp.t.meta + b.meta, tp.t.meta + b.meta + b.ndim)
     rp.arena_size = off
@@ -994,7 +994,7 @@ def replay_run(Replay rp, tuple xs, object grad_mask, object seed, str who, bint
         if fused and rp.fzp.nreg:
             fz = &rp.fzp
         # gradients are clean between replays (cleared after each gradient replay)
-        big = dev or t.nrecs > 64 or t.nmeta > 0
+        big = dev or t.nrecs > 64 or _holds_arrays(t)
         if big:
             with nogil:
                 cad_fz_set(fz)
@@ -1133,20 +1133,19 @@ def tape_push_buf(Tape tp, object value, int dtype, tuple shape, int flags):
         t = _wrap(_np.array(value, dtype=_DTYPES[dtype], order="C", copy=True))
         h = _push_buf(tp, t, flags, True)
         return h
-    _reserve(tp, 1, 0, 2 * nd, 0)
+    _reserve(tp, 1, 0, CAD_SLOT_WORDS + 2 * nd, 0)
     b = &T.bufs[T.nbufs]
     b.data = NULL
     b.grad = NULL
-    b.owner = NULL
-    b.leaf = NULL
-    b.sval = 0.0
-    b.sgrad = 0.0
     b.hasg = 0
-    b.version = 0
     b.dtype = dtype
     b.flags = flags
     b.ndim = nd
-    b.meta = T.nmeta
+    T.meta[T.nmeta] = 0   # owner, leaf, version (NOTE [ Value slot ])
+    T.meta[T.nmeta + 1] = 0
+    T.meta[T.nmeta + 2] = 0
+    T.nmeta += CAD_SLOT_WORDS
+    b.meta = <int32_t>T.nmeta
     b.size = 1
     for d in range(nd):
         T.meta[T.nmeta + d] = shape[d]
@@ -1164,8 +1163,12 @@ def tape_push_rec(Tape tp, int op, cad_hid out, tuple args, tuple aux):
     cdef int64_t ax[80]
     if n > 64 or na > 80:
         raise ValueError("tape_push_rec: too many arguments")
+    if not 0 <= op < OP_COUNT or not 0 <= out < tp.t.nbufs:   # (stored narrow: NOTE [ Record width ])
+        raise ValueError(f"tape_push_rec: op {op} or output handle {out} out of range")
     for i in range(n):
         hs[i] = args[i]
+        if not -1 <= hs[i] < tp.t.nbufs:
+            raise ValueError(f"tape_push_rec: argument handle {hs[i]} out of range")
     for i in range(na):
         ax[i] = aux[i]
     _push_rec(tp, op, out, hs, n, ax, na)

@@ -34,16 +34,21 @@ cdef class Tape:
         cdef int64_t i, n = self.t.nbufs
         cdef cad_buf *b
         cdef list refs = []
+        cdef void *p
         for i in range(n):
             b = &self.t.bufs[i]
-            if b.owner != NULL:
-                refs.append(<object>b.owner)
-                Py_DECREF(<object>b.owner)
-                b.owner = NULL
-            if b.leaf != NULL:
-                refs.append(<object>b.leaf)
-                Py_DECREF(<object>b.leaf)
-                b.leaf = NULL
+            if b.meta == 0:   # (NOTE [ Value slot ]: no owner, no leaf)
+                continue
+            p = cad_owner(self.t.meta, b)
+            if p != NULL:
+                refs.append(<object>p)
+                Py_DECREF(<object>p)
+                cad_set_owner(self.t.meta, b, NULL)
+            p = cad_leaf(self.t.meta, b)
+            if p != NULL:
+                refs.append(<object>p)
+                Py_DECREF(<object>p)
+                cad_set_leaf(self.t.meta, b, NULL)
         cad_tape_free_arrays(&self.t)
         refs = None   # the objects die here, after the tape is consistent
 
@@ -164,6 +169,15 @@ cdef inline Tape _join(Tape A, Tape B):
     return _merge(A, B)
 
 
+cdef inline bint _holds_arrays(const cad_tape *T) noexcept nogil:
+    """a value of one or more dims on the tape (the sweeps release the GIL for them)"""
+    cdef int64_t i
+    for i in range(T.nbufs):
+        if T.bufs[i].ndim:
+            return True
+    return False
+
+
 cdef int _reserve(Tape tp, int nbufs, int nargs, int nmeta, int naux) except -1:
     cdef cad_tape *T = &tp.t
     if (T.nbufs + nbufs > T.capbufs or T.nrecs + 1 > T.caprecs or T.nargs + nargs > T.capargs
@@ -179,36 +193,36 @@ cdef cad_hid _push_buf(Tape tp, Tensor t, uint8_t flags, bint own) except -2:
     """register t's value (own: keep its ndarray alive for the sweep)"""
     cdef cad_tape *T = &tp.t
     cdef cad_buf *b
-    _reserve(tp, 1, 0, 2 * _tndim(t), 0)
+    _reserve(tp, 1, 0, CAD_SLOT_WORDS + 2 * _tndim(t), 0)
     b = &T.bufs[T.nbufs]
     _fill_buf(T, b, t, flags)
     if own and not t._inline:
         Py_INCREF(t._arr)
-        b.owner = <void *>t._arr
+        cad_set_owner(T.meta, b, <void *>t._arr)
     T.nbufs += 1
     return T.nbufs - 1
 
 
 cdef inline void _fill_buf(cad_tape *T, cad_buf *b, Tensor t, uint8_t flags):
-    """b describes t's value (host, device or inline), its shape and strides written
-    at T.meta[T.nmeta..] (room for 2 * ndim entries is the caller's); no reference"""
+    """b describes t's value (host, device or inline), its owner, leaf and version
+    words (none set) and shape and strides written at T.meta[T.nmeta..] (room for
+    CAD_SLOT_WORDS + 2 * ndim entries is the caller's); no reference"""
     cdef cnp.ndarray arr
     cdef DevArray da
     cdef int nd = 0, d, es
-    b.grad = NULL
-    b.owner = NULL
-    b.leaf = NULL
-    b.sgrad = 0.0
+    T.meta[T.nmeta] = 0
+    T.meta[T.nmeta + 1] = 0
+    T.meta[T.nmeta + 2] = 0
+    T.nmeta += CAD_SLOT_WORDS
+    b.grad = NULL   # (sgrad = 0.0 for an inline value: the same word)
     b.hasg = 0
-    b.version = 0
     b.dtype = t._dtype
-    b.meta = T.nmeta
+    b.meta = <int32_t>T.nmeta
     if t._dev:
         da = <DevArray>t._arr
         nd = da.ndim
         b.ndim = nd
         b.flags = flags | BUF_CUDA
-        b.sval = 0.0
         b.data = da.ptr
         b.size = da.size
         for d in range(nd):
@@ -219,14 +233,13 @@ cdef inline void _fill_buf(cad_tape *T, cad_buf *b, Tensor t, uint8_t flags):
         b.ndim = 0
         b.flags = flags | BUF_INLINE
         b.sval = t._sval
-        b.data = NULL
+        b.sgrad = 0.0
         b.size = 1
     else:
         arr = <cnp.ndarray>t._arr
         nd = cnp.PyArray_NDIM(arr)
         b.ndim = nd
         b.flags = flags
-        b.sval = 0.0
         b.data = <char *>cnp.PyArray_DATA(arr)
         b.size = cnp.PyArray_SIZE(arr)
         es = _ESIZE[t._dtype]
@@ -292,7 +305,7 @@ cdef int _eager_p(int op, Tensor r, PyObject **ins, int n, int64_t *aux, int nau
     cdef cad_tape T
     cdef cad_buf sbufs[EAGER_MAXB]
     cdef cad_arg sargs[EAGER_MAXB]
-    cdef int64_t smeta[EAGER_MAXB * 2 * MAXDIM]
+    cdef int64_t smeta[EAGER_MAXB * (3 + 2 * MAXDIM)]   # (CAD_SLOT_WORDS + ...)
     cdef int64_t ax[EAGER_MAXAUX]
     cdef cad_buf *bufs = sbufs
     cdef cad_arg *args = sargs
@@ -306,7 +319,7 @@ cdef int _eager_p(int op, Tensor r, PyObject **ins, int n, int64_t *aux, int nau
     if n >= EAGER_MAXB:
         bufs = <cad_buf *>malloc((n + 1) * sizeof(cad_buf))
         args = <cad_arg *>malloc(n * sizeof(cad_arg))
-        meta = <int64_t *>malloc((n + 1) * 2 * MAXDIM * sizeof(int64_t))
+        meta = <int64_t *>malloc((n + 1) * (CAD_SLOT_WORDS + 2 * MAXDIM) * sizeof(int64_t))
         if bufs == NULL or args == NULL or meta == NULL:
             free(bufs)
             free(args)
@@ -322,7 +335,7 @@ cdef int _eager_p(int op, Tensor r, PyObject **ins, int n, int64_t *aux, int nau
     T.capargs = n
     T.meta = meta
     T.nmeta = 0
-    T.capmeta = (n + 1) * 2 * MAXDIM
+    T.capmeta = (n + 1) * (CAD_SLOT_WORDS + 2 * MAXDIM)
     T.aux = ax
     T.naux = naux
     T.capaux = EAGER_MAXAUX
@@ -357,16 +370,11 @@ cdef inline cad_hid _push_scalar(Tape tp, double v, uint8_t flags) except -2:
     if T.nbufs >= T.capbufs:
         _reserve(tp, 1, 0, 0, 0)
     b = &T.bufs[T.nbufs]
-    b.data = NULL
-    b.grad = NULL
-    b.owner = NULL
-    b.leaf = NULL
     b.sval = v
     b.sgrad = 0.0
     b.size = 1
-    b.meta = T.nmeta
+    b.meta = 0   # no owner, leaf or version words (NOTE [ Value slot ])
     b.ndim = 0
-    b.version = 0
     b.dtype = CAD_F64
     b.flags = flags | BUF_INLINE
     b.hasg = 0
@@ -376,9 +384,9 @@ cdef inline cad_hid _push_scalar(Tape tp, double v, uint8_t flags) except -2:
 
 cdef inline void _own(Tape tp, cad_hid h, Tensor t):
     cdef cad_buf *b = &tp.t.bufs[h]
-    if b.owner == NULL and not (b.flags & BUF_INLINE):
+    if not (b.flags & BUF_INLINE) and cad_owner(tp.t.meta, b) == NULL:
         Py_INCREF(t._arr)
-        b.owner = <void *>t._arr
+        cad_set_owner(tp.t.meta, b, <void *>t._arr)
 
 
 # NOTE [ Shared constants ]
@@ -421,8 +429,8 @@ cdef cad_hid _handle(Tape tp, Tensor t, double v, bint need) except -2:
             return t._lh
         h = _push_buf(tp, t, BUF_RG | BUF_LEAF, need)
         Py_INCREF(t)
-        tp.t.bufs[h].leaf = <void *>t
-        tp.t.bufs[h].version = t._version
+        cad_set_leaf(tp.t.meta, &tp.t.bufs[h], <void *>t)
+        cad_set_version(tp.t.meta, &tp.t.bufs[h], t._version)
         t._lser = tp._serial
         t._lh = h
         t._lver = t._version

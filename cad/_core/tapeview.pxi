@@ -185,14 +185,14 @@ cpdef object tape_node(Tape tp, cad_hid h):
     cdef cnp.npy_intp dims[MAXDIM]
     cdef int d
     if b.flags & BUF_LEAF:
-        return <Tensor>b.leaf
+        return <Tensor>cad_leaf(tp.t.meta, b)
     if (b.flags & BUF_INLINE):
         r = _new_inline(b.sval)
     elif b.flags & (BUF_ARENA | BUF_INPUT):   # a replayed value: a copy (the arena is reused)
         r = <Tensor>_value_of(&tp.t, h)
-    elif b.owner != NULL:
+    elif cad_owner(tp.t.meta, b) != NULL:
         r = Tensor.__new__(Tensor)
-        r._arr = <object>b.owner
+        r._arr = <object>cad_owner(tp.t.meta, b)
         r._dtype = b.dtype
         r._dev = 1 if b.flags & BUF_CUDA else 0
     else:
@@ -230,7 +230,7 @@ def first_use(Tape tp, cad_hid h):
 def leaf_handles(Tape tp, Tensor x):
     """every handle under which leaf x is registered on tp"""
     cdef int64_t i
-    return [i for i in range(tp.t.nbufs) if tp.t.bufs[i].leaf == <void *>x]
+    return [i for i in range(tp.t.nbufs) if cad_leaf(tp.t.meta, &tp.t.bufs[i]) == <void *>x]
 
 
 def handle_of(Tensor t):
@@ -249,7 +249,7 @@ def tape_leaf(Tape tp, cad_hid h):
     """the leaf tensor registered as h, or None"""
     tp = _live(tp, &h)
     if tp.t.bufs[h].flags & BUF_LEAF:
-        return <Tensor>tp.t.bufs[h].leaf
+        return <Tensor>cad_leaf(tp.t.meta, &tp.t.bufs[h])
     return None
 
 
@@ -276,12 +276,12 @@ def foreign_leaves(Tape tp, list mine):
     for i in range(tp.t.nbufs):
         if not (tp.t.bufs[i].flags & BUF_LEAF):
             continue
-        lf = <PyObject *>tp.t.bufs[i].leaf
+        lf = <PyObject *>cad_leaf(tp.t.meta, &tp.t.bufs[i])
         if id(<object>lf) in ids or (orphans is not None and id(<object>lf) in orphans):
             continue
         k = 0   # this tape's registrations of the leaf (each an owned reference)
         for j in range(tp.t.nbufs):
-            if (tp.t.bufs[j].flags & BUF_LEAF) and <PyObject *>tp.t.bufs[j].leaf == lf:
+            if (tp.t.bufs[j].flags & BUF_LEAF) and <PyObject *>cad_leaf(tp.t.meta, &tp.t.bufs[j]) == lf:
                 k += 1
         if Py_REFCNT(<object>lf) > k:
             return True
@@ -1226,12 +1226,12 @@ cdef object _ew_jvp_h(Tape tp, int op, cad_hid out, const cad_hid *ins, int n, l
             cad_iter_operand(&it, 1 + n + i, NULL, 8, 0, NULL, NULL)
             continue
         xb = &tp.t.bufs[hv[i]]
-        if (xb.flags & (BUF_INLINE | BUF_ARENA | BUF_INPUT)) or xb.owner != NULL:
+        if (xb.flags & (BUF_INLINE | BUF_ARENA | BUF_INPUT)) or cad_owner(tp.t.meta, xb) != NULL:
             cad_iter_operand(&it, 1 + n + i, _bdata(xb), _ESIZE[xb.dtype], xb.ndim,
                              tp.t.meta + xb.meta, tp.t.meta + xb.meta + xb.ndim)
         else:
             cad_iter_operand(&it, 1 + n + i, NULL, 8, 0, NULL, NULL)
-    if (ob.flags & (BUF_INLINE | BUF_ARENA | BUF_INPUT)) or ob.owner != NULL:
+    if (ob.flags & (BUF_INLINE | BUF_ARENA | BUF_INPUT)) or cad_owner(tp.t.meta, ob) != NULL:
         cad_iter_operand(&it, 1 + 2 * n, _bdata(ob), _ESIZE[dt], ond, tp.t.meta + ob.meta,
                          tp.t.meta + ob.meta + ond)
     else:

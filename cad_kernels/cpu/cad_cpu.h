@@ -2,16 +2,18 @@
  *
  * NOTE [ Tape layout ]
  * A tape is flat C arrays (array-of-structs for locality):
- *   bufs[h]   one entry per value on the tape (handle h): its data pointer and
- *             strides (meta), its gradient buffer during a sweep, and the Python
- *             objects that keep it alive (owner: the ndarray; leaf: the leaf Tensor
- *             whose .grad receives the gradient).  0-d float64 values are "inline":
- *             value and gradient live in sval/sgrad, so a scalar program never
- *             touches an ndarray.
- *   recs[i]   one record per op: op code, output handle, args[arg .. arg+nargs)
- *             input handles (-1: a constant the derivative does not read), and
- *             aux[aux ..] op parameters (axes, view strides, flags).
- *   meta      int64 pool: for each buf, shape[ndim] then strides[ndim] (elements).
+ *   bufs[h]   one 32-byte slot per value on the tape (handle h; NOTE [ Value slot ]):
+ *             its data pointer and strides (meta), its gradient buffer during a
+ *             sweep; the Python objects that keep it alive (owner: the ndarray; leaf:
+ *             the leaf Tensor whose .grad receives the gradient) in the meta pool.
+ *             0-d float64 values are "inline": value and gradient live in sval/sgrad
+ *             (the same words), so a scalar program never touches an ndarray.
+ *   recs[i]   one 16-byte record per op (NOTE [ Record width ]): op code, output
+ *             handle, args[arg .. arg+nargs) input handles (-1: a constant the
+ *             derivative does not read), and aux[aux ..] op parameters (axes, view
+ *             strides, flags).
+ *   meta      int64 pool: for each buf that has them, owner, leaf and version, then
+ *             shape[ndim] and strides[ndim] (elements); b->meta points at the shape.
  * Records are appended in execution order, so the reverse sweep is a plain loop
  * from the last record down; no topological sort.  Handles only grow, so a record's
  * output handle is larger than its inputs'.
@@ -73,20 +75,48 @@ enum {
  * dim (t[ix] of a value of 2 or more dims: NOTE [ Row gathers ] in kernels.c) */
 #define CAD_VER_ROWS INT32_MIN
 
+/* NOTE [ Value slot ]
+ * A value slot is 32 bytes (issue 14's leaner tape: a scalar program's tape holds one
+ * slot, one 16-byte record and ~1.7 four-byte argument handles per op).  An inline
+ * value (BUF_INLINE: a 0-d float64) keeps its value and gradient in sval/sgrad, any
+ * other its data and gradient pointers in the same words: read them by the flag
+ * (cad_bdata, cad_gptr), never both.  What only some values need lives in three words
+ * of the meta pool just before the value's shape: owner (the PyObject keeping data
+ * alive, an owned reference), leaf (the leaf Tensor, owned) and version (the leaf's
+ * version when registered; CAD_VER_ROWS for row gathers' positions).  A value pushed
+ * with meta == 0 has no such words (the inline values of a scalar program: ops'
+ * outputs and shared constants): cad_owner/cad_leaf/cad_version read NULL/0 for it,
+ * and nothing may set them. */
 typedef struct {
-    char *data;        /* value, strided (see meta); NULL for inline */
-    char *grad;        /* contiguous gradient (malloc'd in a sweep); NULL = zero */
-    void *owner;       /* PyObject* (owned reference) keeping data alive, or NULL */
-    void *leaf;        /* PyObject* (owned reference) leaf Tensor, or NULL */
-    double sval, sgrad;
+    union { char *data; double sval; };    /* strided data (see meta) / an inline value */
+    union { char *grad; double sgrad; };   /* contiguous gradient (malloc'd in a sweep;
+                                              NULL = zero) / an inline value's gradient */
     int64_t size;      /* number of elements */
-    int64_t meta;      /* offset into tape->meta */
-    int32_t ndim;
-    int32_t version;   /* leaf version when registered */
+    int32_t meta;      /* offset into tape->meta of shape[ndim], strides[ndim]; 0: none */
+    int8_t ndim;
     int8_t dtype;
     uint8_t flags;
     uint8_t hasg;      /* a gradient reached it in the current sweep */
 } cad_buf;
+#define CAD_SLOT_WORDS 3   /* owner, leaf, version before a value's shape */
+static inline void *cad_owner(const int64_t *meta, const cad_buf *b) {
+    return b->meta ? (void *)(intptr_t)meta[b->meta - 3] : NULL;
+}
+static inline void *cad_leaf(const int64_t *meta, const cad_buf *b) {
+    return b->meta ? (void *)(intptr_t)meta[b->meta - 2] : NULL;
+}
+static inline int32_t cad_version(const int64_t *meta, const cad_buf *b) {
+    return b->meta ? (int32_t)meta[b->meta - 1] : 0;
+}
+static inline void cad_set_owner(int64_t *meta, const cad_buf *b, void *p) {
+    meta[b->meta - 3] = (int64_t)(intptr_t)p;
+}
+static inline void cad_set_leaf(int64_t *meta, const cad_buf *b, void *p) {
+    meta[b->meta - 2] = (int64_t)(intptr_t)p;
+}
+static inline void cad_set_version(int64_t *meta, const cad_buf *b, int32_t v) {
+    meta[b->meta - 1] = v;
+}
 
 /* NOTE [ Record width ]
  * A record is 16 bytes and an argument handle 4 (issue 14's leaner tape): the op code

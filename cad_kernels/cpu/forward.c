@@ -91,7 +91,7 @@ int cad_maxmin_fwd(cad_tape *t, const cad_rec *r) {
 
 int cad_gather_fwd(cad_tape *t, const cad_rec *r) {
     cad_buf *o = t->bufs + r->out, *x = t->bufs + t->args[r->arg], *l = t->bufs + t->args[r->arg + 1];
-    if (l->version == CAD_VER_ROWS && !(l->flags & BUF_LEAF) && l->ndim >= 1 && t->aux[r->aux] == 1 &&
+    if (cad_version(t->meta, l) == CAD_VER_ROWS && !(l->flags & BUF_LEAF) && l->ndim >= 1 && t->aux[r->aux] == 1 &&
             !((o->flags | x->flags) & BUF_CUDA)) {   /* NOTE [ Row gathers ] (kernels.c) */
         cad_gather_rows(esz(x->dtype), cad_bdata(o), cad_bdata(x), (const int64_t *)cad_bdata(l), l->size,
                         cad_shape(t, l)[l->ndim - 1]);

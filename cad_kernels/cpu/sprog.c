@@ -1,6 +1,6 @@
 /* Compact scalar programs: a recorded tape made only of elementwise ops on 0-d
  * float64 values (scalar code: W1, optimisation loops) replays from dense arrays of
- * values and gradients and four-int instructions, instead of the 80-byte value
+ * values and gradients and four-int instructions, instead of the value slots and
  * records of the general tape (CppAD's layout).  The backward list is pruned once
  * per input selection: only instructions on a path from a selected input to the
  * output, which also keeps the general sweep's rule that a value no gradient
@@ -50,7 +50,8 @@ int cad_sprog_build(const cad_tape *t, cad_sprog *p) {
         p->ins[i].defer = 0;
         p->ones[i] = 1.0;
     }
-    for (i = 0; i < t->nbufs; i++) p->v[i] = t->bufs[i].sval;
+    for (i = 0; i < t->nbufs; i++)   /* (an array's slot holds its data pointer there) */
+        p->v[i] = (t->bufs[i].flags & BUF_INLINE) ? t->bufs[i].sval : 0.0;
     return 1;
 }
 

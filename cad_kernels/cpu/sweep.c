@@ -447,7 +447,7 @@ int cad_gather_vjp(cad_tape *t, const cad_rec *r) {
     if (st) return st;
     lin = (const int64_t *)l->data;
     n = l->size;
-    if (l->version == CAD_VER_ROWS && !(l->flags & BUF_LEAF) && l->ndim >= 1 && B == 1 &&
+    if (cad_version(t->meta, l) == CAD_VER_ROWS && !(l->flags & BUF_LEAF) && l->ndim >= 1 && B == 1 &&
             !((o->flags | x->flags) & BUF_CUDA)) {   /* NOTE [ Row gathers ] (kernels.c) */
         cad_scatadd_rows(x->dtype, cad_gptr(x), cad_gptr(o), lin, n, t->meta[l->meta + l->ndim - 1]);
         return CAD_OK;

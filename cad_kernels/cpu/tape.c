@@ -98,7 +98,7 @@ int cad_tape_reserve(cad_tape *t, int64_t nbufs, int64_t nrecs, int64_t nargs,
                      int64_t nmeta, int64_t naux) {
     /* handles and offsets are stored 32-bit (NOTE [ Record width ]) */
     if (nbufs > CAD_TAPE_MAX || nrecs > CAD_TAPE_MAX || nargs > CAD_TAPE_MAX ||
-        naux > CAD_TAPE_MAX)
+        nmeta > CAD_TAPE_MAX || naux > CAD_TAPE_MAX)
         return CAD_ENOMEM;
     if (nbufs > t->capbufs || nrecs > t->caprecs || nargs > t->capargs || nmeta > t->capmeta ||
         naux > t->capaux)
@@ -144,7 +144,8 @@ int cad_tape_append(cad_tape *dst, cad_tape *src, int64_t *hoff) {
                               dst->naux + src->naux);
     if (st) return st;
     memcpy(dst->bufs + ho, src->bufs, (size_t)src->nbufs * sizeof(cad_buf));
-    for (i = 0; i < src->nbufs; i++) dst->bufs[ho + i].meta += mo;
+    for (i = 0; i < src->nbufs; i++)
+        if (dst->bufs[ho + i].meta) dst->bufs[ho + i].meta += (int32_t)mo;   /* 0: none */
     memcpy(dst->recs + ro, src->recs, (size_t)src->nrecs * sizeof(cad_rec));
     for (i = 0; i < src->nrecs; i++) {
         cad_rec *r = dst->recs + ro + i;
@@ -166,8 +167,11 @@ int cad_tape_append(cad_tape *dst, cad_tape *src, int64_t *hoff) {
 
 void cad_cu_release(void *p);
 
+/* an array's gradient buffer freed (an inline value's sgrad is left as it is:
+ * NOTE [ Value slot ]) */
 void cad_buf_release_grad(cad_buf *b) {
-    if (b->grad && !(b->flags & BUF_INLINE)) {
+    if (b->flags & BUF_INLINE) return;
+    if (b->grad) {
         if (b->flags & BUF_CUDA) cad_cu_release(b->grad);
         else cad_release(b->grad);
     }
@@ -179,8 +183,8 @@ void cad_tape_clear_grads(cad_tape *t) {
     for (i = 0; i < t->nbufs; i++) {
         cad_buf *b = t->bufs + i;
         if (!(b->hasg | (b->grad != NULL) | (b->flags & BUF_KEEP))) continue;   /* already clean */
-        cad_buf_release_grad(b);
-        b->sgrad = 0.0;
+        if (b->flags & BUF_INLINE) b->sgrad = 0.0;   /* (grad != NULL above: sgrad != 0) */
+        else cad_buf_release_grad(b);
         b->hasg = 0;
         b->flags &= (uint8_t)~BUF_KEEP;
     }
