@@ -206,20 +206,24 @@ def reverse_sweep(tape, seeds, stop, nb, want):
 _EW = None
 
 
+def _ew_tables():
+    global _EW, _EW_ANY, _EW_BYTES
+    # ops with a cheaper special-case partial (pow with a constant exponent) keep
+    # their rule: the fused row would evaluate the general expression per element
+    _EW = [op.kind == "ew" and not op.fast_partial for op in primitives()]
+    _EW_ANY = [op.kind == "ew" for op in primitives()]
+    _EW_BYTES = bytes(_EW)
+
+
 @_unnamed
 def forward_sweep(tape, tangents, start, nb, want, fused=False):
     """Tangents of the handles in `want`, from tangents {handle: tangent with nb
     batch dims}, pushed through records start.. of tape with the op table's rules.
     fused: elementwise records use the generated one-pass C jvp rows (only when
     the tangents need not be differentiable)."""
-    global _EW, _EW_ANY, _EW_BYTES
     _tables()
     if _EW is None:
-        # ops with a cheaper special-case partial (pow with a constant exponent) keep
-        # their rule: the fused row would evaluate the general expression per element
-        _EW = [op.kind == "ew" and not op.fast_partial for op in primitives()]
-        _EW_ANY = [op.kind == "ew" for op in primitives()]
-        _EW_BYTES = bytes(_EW)
+        _ew_tables()
 
     def rule(rec, ts):
         return _jvp_record(tape, rec, ts, nb, fused)
@@ -1216,6 +1220,13 @@ def _plain_push(g, x0, seed, nb):
     seed (nb batch dims, or a Diag): the one forward sweep jvp's and jacfwd's
     _pushforward run for it, not recorded; False: g's tape needs _pushforward (an
     outer computation tracks it, or g is no plain tracked value)"""
+    if nb == 0 and _C_FORWARD and type(seed) is C.Tensor and _no_names(g):
+        if _EW is None:
+            _tables()
+            _ew_tables()
+        r = C.plain_push_c(g, x0, seed, _jvp_record, _EW_BYTES)   # (the same, in Cython)
+        if r is not None:
+            return r if r is False else r[1]
     if type(g) is C.Tensor and g.requires_grad and not g.is_leaf and _no_names(g):
         tp, hg = C.handle_of(g)
         if not tp.consumed and not (C.is_grad_enabled() and tp.foreign_leaves([x0])):

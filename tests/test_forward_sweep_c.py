@@ -242,6 +242,13 @@ _ARRAY_CASES = {
     "float32": (lambda x: cad.sum(cad.tensor(_M.astype(np.float32)) @ cad.sin(x), axis=0), [(4,)]),
     "size0": (lambda x: cad.sum(cad.sin(x) @ cad.tensor(np.ones((0, 3))), axis=0) + cad.sum(x), [(0,)]),
     "zero_d_arrays": (lambda x: cad.sum(x * cad.tensor(_V5)) * x, [()]),
+    # linear records (_jvp0_linear): gather, concatenate (a constant part), cumsum
+    "gather_repeats": (lambda x: cad.sin(x[np.array([1, 1, 0, 3])]) * 2.0 + x[np.array([3, 2, 1, 0])], [(4,)]),
+    "gather_rows": (lambda x: cad.tanh(x[np.array([2, 0, 2])]) * x[np.array([0, 1, 1])], [(3, 4)]),
+    "concatenate_const": (lambda x, y: cad.concatenate([cad.sin(x), y * 2.0, cad.tensor(np.ones((1, 3)))]) ** 2.0,
+                          [(2, 3), (2, 3)]),
+    "stack": (lambda x, y: cad.exp(cad.stack([x, y * y, x * 0.5], axis=1)), [(3,), (3,)]),
+    "cumsum_axes": (lambda x: cad.cumsum(cad.sin(x), axis=1) * cad.cumsum(x, axis=0, reverse=True), [(3, 4)]),
 }
 
 
@@ -264,6 +271,32 @@ def test_array_records_match_the_rules_and_differences(name):
     np.testing.assert_array_equal(np.asarray(t), np.asarray(t2))
     if dt == np.float64:
         np.testing.assert_allclose(np.asarray(t), _fd_jvp(f, xs, ts), rtol=1e-6, atol=1e-8)
+
+
+def test_linear_records_in_hvp_and_casts():
+    """hvp through gather (its gradient holds a scatter), concatenate and cumsum, and a
+    float cast both ways, C sweep against the rules bit for bit and against finite
+    differences of the gradient"""
+    idx = np.array([2, 0, 3, 3, 1])
+    f = lambda x: cad.sum(cad.sin(x[idx]) ** 2.0) + cad.sum(cad.cumsum(x * x, axis=0) * x) + cad.sum(
+        cad.concatenate([x, cad.exp(x)]) ** 3.0)
+    x0, v0 = np.linspace(-0.8, 0.9, 4), np.cos(np.arange(4.0))
+    x, v = cad.tensor(x0), cad.tensor(v0)
+    h = cad.hvp(f, x, v)
+    transforms._C_FORWARD = False
+    try:
+        h2 = cad.hvp(f, x, v)
+    finally:
+        transforms._C_FORWARD = True
+    np.testing.assert_array_equal(np.asarray(h), np.asarray(h2))
+    g = lambda a: np.asarray(cad.grad(f)(cad.tensor(a)))
+    eps = 1e-6
+    np.testing.assert_allclose(np.asarray(h), (g(x0 + eps * v0) - g(x0 - eps * v0)) / (2 * eps), rtol=1e-6)
+    c = lambda x: cad.sin(x.astype(np.float32)).astype(np.float64) * x
+    (y, t), (y2, t2) = _both(c, (x,), (v,))
+    np.testing.assert_array_equal(np.asarray(t), np.asarray(t2))
+    assert np.asarray(t).dtype == np.float64
+    np.testing.assert_allclose(np.asarray(t), np.cos(x0) * v0 * x0 + np.sin(x0) * v0, rtol=1e-6)
 
 
 def test_array_records_with_non_contiguous_tangents_and_primals():
@@ -291,8 +324,15 @@ def test_array_records_take_no_rule(monkeypatch):
     cad.jvp(g, (x,), (v,))
     cad.hvp(g, x, v)
     assert calls == []
-    # what _jvp0_c declines still goes to the rule: a 1-D @ 1-D product, a cumsum
-    cad.jvp(lambda a: cad.sin(a @ a) + cad.cumsum(a, axis=0), (x,), (v,))
+    # nor gather, scatter (its vjp, in hvp), concatenate, cumsum or a float cast
+    idx = np.array([2, 0, 3, 3])
+    h = lambda x: cad.sum(cad.sin(x[idx]) * cad.cumsum(x, axis=0)) + cad.sum(
+        cad.concatenate([x, x.astype(np.float32).astype(np.float64) * 2.0]) ** 2)
+    cad.jvp(h, (x,), (v,))
+    cad.hvp(h, x, v)
+    assert calls == []
+    # what _jvp0_c declines still goes to the rule: a 1-D @ 1-D product, a cumprod
+    cad.jvp(lambda a: cad.sin(a @ a) + cad.cumprod(a, axis=0), (x,), (v,))
     assert len(calls) == 2
 
 

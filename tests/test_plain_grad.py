@@ -203,6 +203,40 @@ def test_plain_jvp_paths_and_errors(monkeypatch):
     np.testing.assert_allclose(float(w.grad), np.cos(0.52) - 0.4 * 1.3 * np.sin(0.52), rtol=1e-13)
 
 
+def test_plain_push_in_cython_equals_the_python_one(monkeypatch):
+    """_plain_push's Cython half (C.plain_push_c): the tangent bit for bit as the
+    Python checks and sweep give it, grad mode as it was afterwards (also when the
+    sweep raises), an outer computation's leaf still sent to _pushforward"""
+    calls = []
+    real = T.C.plain_push_c
+    monkeypatch.setattr(T.C, "plain_push_c", lambda *a: calls.append(1) or real(*a))
+    W = cad.tensor(np.linspace(-1, 1, 12).reshape(3, 4))
+    idx = np.array([0, 3, 3])
+    fs = [FUNCS["w7"] if "w7" in FUNCS else (lambda x: cad.sum(cad.tanh(W @ x))),
+          lambda x: cad.concatenate([cad.sin(x[idx]), W @ x]) * 2.0,
+          lambda x: cad.cumsum(x * x, axis=0)]
+    x, v = cad.tensor(np.linspace(0.1, 0.9, 4)), cad.tensor(np.cos(np.arange(4.0)))
+    for f in fs:
+        calls.clear()
+        _, t = cad.jvp(f, (x,), (v,))
+        assert calls == [1]
+        monkeypatch.setattr(T.C, "plain_push_c", lambda *a: None)   # the Python route
+        _, t2 = cad.jvp(f, (x,), (v,))
+        monkeypatch.setattr(T.C, "plain_push_c", lambda *a: calls.append(1) or real(*a))
+        np.testing.assert_array_equal(np.asarray(t), np.asarray(t2))
+        assert cad.is_grad_enabled()
+    with cad.no_grad():
+        cad.jvp(fs[1], (x,), (v,))
+        assert not cad.is_grad_enabled()
+
+    def boom(*a):
+        raise RuntimeError("rule")
+    monkeypatch.setattr(T, "_jvp_record", boom)
+    with pytest.raises(RuntimeError, match="rule"):
+        cad.jvp(lambda x: cad.cumprod(x, axis=0), (x,), (v,))   # (cumprod: by its rule)
+    assert cad.is_grad_enabled()
+
+
 def test_plain_jvp_against_torch():
     torch = pytest.importorskip("torch")
     x, v = rng.uniform(0.2, 1.1, 4), rng.standard_normal(4)

@@ -466,6 +466,50 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule,
 # these (a device value, broadcasting, a tangent that is not a plain tensor), returns
 # None and the rule decides.  test_forward_sweep_c compares the two sweeps.
 
+def plain_push_c(object g, Tensor x0, Tensor seed, object jvp_record, bytes ew_fused):
+    """transforms._plain_push for one tangent (nb = 0, a tensor seed; g without
+    names, the caller checks): the same checks and the same forward_sweep_c call, without the Python around them
+    (NOTE [ Plain grad ]).  (True, tangent of g or None); False: _plain_push's answer
+    (g's tape needs _pushforward); None: forward_sweep_c declined, the Python sweep
+    decides."""
+    cdef Tensor y
+    cdef Tape tp
+    cdef list hs
+    cdef int64_t start = -1, k
+    cdef int prev, prev_names
+    global cad_grad_off, cad_names_off
+    if type(g) is not Tensor:
+        return False
+    y = <Tensor>g
+    if not y._rg or y._tape is None:
+        return False
+    tp = _resolved(y)
+    if tp._consumed or (not cad_grad_off and foreign_leaves(tp, [x0])):
+        return False
+    hs = leaf_handles(tp, x0)
+    if not hs:
+        return (True, None)
+    for h in hs:
+        k = first_use(tp, <cad_hid>h)
+        if start < 0 or k < start:
+            start = k
+
+    def rule(rec, ts):
+        return jvp_record(tp, rec, ts, 0, True)
+    prev = cad_grad_off
+    prev_names = cad_names_off
+    cad_grad_off = 1     # (no_grad, as _plain_push's)
+    cad_names_off = 1    # (names suspended, as forward_sweep's _unnamed)
+    try:
+        got = forward_sweep_c(tp, {h: seed for h in hs}, start, [y._h], rule, ew_fused)
+    finally:
+        cad_grad_off = prev
+        cad_names_off = prev_names
+    if got is None:
+        return None
+    return (True, got[y._h])
+
+
 cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ssize_t new):
     """one array record's tangent as transforms._jvp_record computes it for nb = 0 and
     fused (NOTE [ Array records in the forward sweep ]); None: the rule decides"""
@@ -550,6 +594,73 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
         if c == 0 or c == 1:
             return None
         return ts[0] * ((x ** (c - 1)) * c)
+    if op >= OP_CONCATENATE:
+        return _jvp0_linear(tp, r, ts)
+    return None
+
+
+cdef object _jvp0_linear(Tape tp, cad_rec *r, list ts):
+    """_jvp0_c for the ops linear in their differentiable inputs, whose jvp is the op
+    itself on the tangents with the record's aux (NOTE [ Linear and bilinear ops ]):
+    gather and scatter (the same kernel on the tangent and the tape's positions, as
+    their rules' gather/scatter compute it for nb = 0), concatenate (zeros for an input
+    without a tangent, as the rule's), a float cast and cumsum (its kernel on the
+    contiguous tangent, as the rule's cumsum binds it).  Not for a tracked tangent
+    (the rule records it); None: the rule decides."""
+    cdef int op = r.op, j, n = r.nargs
+    cdef cad_hid hx, hp
+    cdef cad_buf *ob = &tp.t.bufs[r.out]
+    cdef cad_buf *xb
+    cdef int64_t ax[3]
+    cdef Tensor t, res, pos
+    cdef list parts
+    for j in range(n):
+        if ts[j] is not None and _mode1(<Tensor>ts[j]):
+            return None
+    if op == OP_CAST and n == 1 and ts[0] is not None and _isfloat(ob.dtype):
+        return cast(ts[0], _DTYPES[ob.dtype])
+    if r.aux < 0:
+        return None
+    if op == OP_GATHER or op == OP_SCATTER:
+        if n != 2 or ts[0] is None or ts[1] is not None:
+            return None
+        hx = tp.t.args[r.arg]
+        hp = tp.t.args[r.arg + 1]
+        if hx < 0 or hp < 0 or tp.t.bufs[hp].dtype != CAD_I64:
+            return None
+        t = <Tensor>ts[0]
+        xb = &tp.t.bufs[hx]
+        if not _dims_are(t, 0, &tp.t, xb, 0) or not _isfloat(t._dtype):
+            return None
+        for j in range(3):
+            ax[j] = tp.t.aux[r.aux + j]
+        pos = tape_node(tp, hp)
+        if type(pos) is not Tensor:
+            return None
+        res = _new_out_shape(0, _int_tuple(tp.t.meta + ob.meta, ob.ndim), t._dtype, _OP_NAMES[op])
+        _eager2(op, res, _value_contig(t), _value_contig(pos), ax, 3, _OP_NAMES[op])
+        return res
+    if op == OP_CONCATENATE:
+        parts = []
+        for j in range(n):
+            hx = tp.t.args[r.arg + j]
+            if ts[j] is not None:
+                parts.append(ts[j])
+            elif hx < 0:
+                return None
+            else:
+                xb = &tp.t.bufs[hx]
+                parts.append(_wrap(_np.zeros(_int_tuple(tp.t.meta + xb.meta, xb.ndim),
+                                             dtype=_DTYPES[ob.dtype])))
+        return concat(parts, <int>tp.t.aux[r.aux])
+    if op == OP_CUMSUM and n == 1 and ts[0] is not None:
+        t = <Tensor>ts[0]
+        hx = tp.t.args[r.arg]
+        if hx < 0 or _tndim(t) == 0 or not _isfloat(t._dtype) or \
+                not _dims_are(t, 0, &tp.t, &tp.t.bufs[hx], 0):
+            return None
+        return bind(OP_CUMSUM, [contiguous(t)], (tp.t.aux[r.aux], tp.t.aux[r.aux + 1]),
+                    t.shape, t.dtype, "cumsum")
     return None
 
 
