@@ -276,7 +276,7 @@ def program_strategy():
         st.tuples(st.just("b"), st.sampled_from(BINARY), st.integers(0, 1)),
         st.tuples(st.just("r"), st.sampled_from(["sum", "max", "min", "mean", "prod", "logsumexp", "softmax"]),
                   st.integers(-1, 3), st.booleans()),
-        st.tuples(st.just("s"), st.sampled_from(["flat", "T", "unsq", "idx"])),
+        st.tuples(st.just("s"), st.sampled_from(["flat", "T", "unsq", "idx", "cumsum", "cat", "take"])),
         st.tuples(st.just("m"), st.integers(1, 3)))
     return st.tuples(shape, shape, st.sampled_from(["float64", "float32"]), st.lists(step, max_size=6),
                      st.integers(0, 2 ** 32 - 1))
@@ -320,6 +320,7 @@ def _cad_ops():
 
 def _program(ex, ops, mod):
     """the program of example ex over a module's ops (numpy or cad); returns f(x, y)"""
+    import numpy as np
     _, _, _, steps, _ = ex
 
     def f(x, y):
@@ -347,6 +348,12 @@ def _program(ex, ops, mod):
                     v = v.reshape((1,) + tuple(v.shape))
                 elif st[1] == "idx" and len(v.shape) and v.shape[0]:
                     v = v[v.shape[0] - 1]
+                elif st[1] == "cumsum" and len(v.shape):
+                    v = mod.cumsum(v, axis=len(v.shape) - 1)
+                elif st[1] == "cat" and len(v.shape):
+                    v = mod.concatenate([v, v * 2.0], 0)
+                elif st[1] == "take" and len(v.shape) and v.shape[0]:
+                    v = v[np.array([v.shape[0] - 1, 0, 0])]   # (a gather: rows repeated)
             elif st[0] == "m" and len(v.shape) >= 1:
                 k = v.shape[-1]
                 w = mod.ones((k, st[1])) * 0.5 if mod.__name__ == "numpy" else mod.full((k, st[1]), 0.5,
