@@ -249,6 +249,8 @@ _ARRAY_CASES = {
                           [(2, 3), (2, 3)]),
     "stack": (lambda x, y: cad.exp(cad.stack([x, y * y, x * 0.5], axis=1)), [(3,), (3,)]),
     "cumsum_axes": (lambda x: cad.cumsum(cad.sin(x), axis=1) * cad.cumsum(x, axis=0, reverse=True), [(3, 4)]),
+    "max_min": (lambda x: cad.max(cad.sin(x), axis=1) * cad.min(x * x, axis=0) + cad.max(x, keepdims=True)[0],
+                [(3, 3)]),
 }
 
 
@@ -292,6 +294,13 @@ def test_linear_records_in_hvp_and_casts():
     g = lambda a: np.asarray(cad.grad(f)(cad.tensor(a)))
     eps = 1e-6
     np.testing.assert_allclose(np.asarray(h), (g(x0 + eps * v0) - g(x0 - eps * v0)) / (2 * eps), rtol=1e-6)
+    # max/min at ties: the tangents of the tied entries averaged, as the rule does
+    xt = cad.tensor(np.array([[1.0, 3.0, 3.0, 2.0], [0.5, 0.5, 0.5, -1.0]]))
+    vt = cad.tensor(np.arange(8.0).reshape(2, 4))
+    m = lambda x: cad.max(x, axis=1) + cad.min(x, axis=1) + cad.max(x)
+    (_, t), (_, t2) = _both(m, (xt,), (vt,))
+    np.testing.assert_array_equal(np.asarray(t), np.asarray(t2))
+    np.testing.assert_allclose(np.asarray(t), [1.5 + 0.0 + 1.5, 5.0 + 7.0 + 1.5])
     c = lambda x: cad.sin(x.astype(np.float32)).astype(np.float64) * x
     (y, t), (y2, t2) = _both(c, (x,), (v,))
     np.testing.assert_array_equal(np.asarray(t), np.asarray(t2))
@@ -324,9 +333,9 @@ def test_array_records_take_no_rule(monkeypatch):
     cad.jvp(g, (x,), (v,))
     cad.hvp(g, x, v)
     assert calls == []
-    # nor gather, scatter (its vjp, in hvp), concatenate, cumsum or a float cast
+    # nor gather, scatter (its vjp, in hvp), concatenate, cumsum, a float cast, max
     idx = np.array([2, 0, 3, 3])
-    h = lambda x: cad.sum(cad.sin(x[idx]) * cad.cumsum(x, axis=0)) + cad.sum(
+    h = lambda x: cad.max(cad.sin(x[idx]) * cad.cumsum(x, axis=0)) + cad.sum(
         cad.concatenate([x, x.astype(np.float32).astype(np.float64) * 2.0]) ** 2)
     cad.jvp(h, (x,), (v,))
     cad.hvp(h, x, v)

@@ -594,9 +594,36 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
         if c == 0 or c == 1:
             return None
         return ts[0] * ((x ** (c - 1)) * c)
+    if (op == OP_MAX or op == OP_MIN) and n == 1 and r.aux >= 0:
+        return _jvp0_extreme(tp, r, ts[0])
     if op >= OP_CONCATENATE:
         return _jvp0_linear(tp, r, ts)
     return None
+
+
+cdef object _jvp0_extreme(Tape tp, cad_rec *r, object t):
+    """_jvp0_c for max/min: the tangent where x attains the extreme, ties sharing
+    (1/count), summed over the reduced axes: reduce.py's _max_jvp and
+    _extreme_weights, the same ops in the same order"""
+    cdef cad_hid hx = tp.t.args[r.arg], ho = r.out
+    cdef cad_buf *xb
+    cdef int64_t mask = tp.t.aux[r.aux]
+    cdef int d, ond = tp.t.bufs[ho].ndim
+    if t is None or hx < 0 or _mode1(<Tensor>t):
+        return None
+    xb = &tp.t.bufs[hx]
+    if xb.ndim == 0 or not _dims_are(t, 0, &tp.t, xb, 0):
+        return None
+    x = tape_node(tp, hx)
+    o = tape_node(tp, ho)
+    if type(x) is not Tensor or type(o) is not Tensor:
+        return None
+    xs = _int_tuple(tp.t.meta + xb.meta, xb.ndim)
+    kept = tuple([1 if (mask >> d) & 1 else xs[d] for d in range(xb.ndim)])
+    axes = tuple([d for d in range(xb.ndim) if (mask >> d) & 1])
+    w = cast(eq(x, reshape(o, kept)), (<Tensor>x).dtype)
+    w = w / reduce(OP_SUM, w, axes, True)
+    return reduce(OP_SUM, t * w, axes, ond == xb.ndim and xb.ndim > 0)
 
 
 cdef object _jvp0_linear(Tape tp, cad_rec *r, list ts):
