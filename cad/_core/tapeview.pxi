@@ -608,22 +608,24 @@ cdef object _jvp0_extreme(Tape tp, cad_rec *r, object t):
     cdef cad_hid hx = tp.t.args[r.arg], ho = r.out
     cdef cad_buf *xb
     cdef int64_t mask = tp.t.aux[r.aux]
-    cdef int d, ond = tp.t.bufs[ho].ndim
+    cdef int d, xnd, ond = tp.t.bufs[ho].ndim
     if t is None or hx < 0 or _mode1(<Tensor>t):
         return None
     xb = &tp.t.bufs[hx]
-    if xb.ndim == 0 or not _dims_are(t, 0, &tp.t, xb, 0):
+    xnd = xb.ndim   # (read before any op: an op on a tracked x or output records, and the
+    #                  tape's arrays may move)
+    if xnd == 0 or not _dims_are(t, 0, &tp.t, xb, 0):
         return None
     x = tape_node(tp, hx)
     o = tape_node(tp, ho)
     if type(x) is not Tensor or type(o) is not Tensor:
         return None
-    xs = _int_tuple(tp.t.meta + xb.meta, xb.ndim)
-    kept = tuple([1 if (mask >> d) & 1 else xs[d] for d in range(xb.ndim)])
-    axes = tuple([d for d in range(xb.ndim) if (mask >> d) & 1])
+    xs = _int_tuple(tp.t.meta + xb.meta, xnd)
+    kept = tuple([1 if (mask >> d) & 1 else xs[d] for d in range(xnd)])
+    axes = tuple([d for d in range(xnd) if (mask >> d) & 1])
     w = cast(eq(x, reshape(o, kept)), (<Tensor>x).dtype)
     w = w / reduce(OP_SUM, w, axes, True)
-    return reduce(OP_SUM, t * w, axes, ond == xb.ndim and xb.ndim > 0)
+    return reduce(OP_SUM, t * w, axes, ond == xnd)
 
 
 cdef object _jvp0_linear(Tape tp, cad_rec *r, list ts):
