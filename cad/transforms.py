@@ -39,12 +39,12 @@ def _tables():
     global _VJP, _JVP, _PRIMS, _EW_PLAIN
     if _VJP is None:
         _PRIMS = primitives()
-        _VJP = [op.vjp_rule for op in _PRIMS]
         _JVP = [op.jvp_rule for op in _PRIMS]
         # elementwise ops whose vjp is their partials' programs (no special-case partial)
         _EW_PLAIN = bytes(op.kind == "ew" and not op.fast_partial for op in _PRIMS)
         from .ops import scalar_graph
         C.set_scalar_programs(*scalar_graph.tables())
+        _VJP = [op.vjp_rule for op in _PRIMS]   # (last: a thread that sees it set finds the rest)
     return _VJP, _JVP
 
 
@@ -210,9 +210,10 @@ def _ew_tables():
     global _EW, _EW_ANY, _EW_BYTES
     # ops with a cheaper special-case partial (pow with a constant exponent) keep
     # their rule: the fused row would evaluate the general expression per element
-    _EW = [op.kind == "ew" and not op.fast_partial for op in primitives()]
+    ew = [op.kind == "ew" and not op.fast_partial for op in primitives()]
     _EW_ANY = [op.kind == "ew" for op in primitives()]
-    _EW_BYTES = bytes(_EW)
+    _EW_BYTES = bytes(ew)
+    _EW = ew   # (last: another thread that sees _EW set finds the other two set)
 
 
 @_unnamed
