@@ -1141,11 +1141,7 @@ def tape_push_buf(Tape tp, object value, int dtype, tuple shape, int flags):
     b.dtype = dtype
     b.flags = flags
     b.ndim = nd
-    T.meta[T.nmeta] = 0   # owner, leaf, version (NOTE [ Value slot ])
-    T.meta[T.nmeta + 1] = 0
-    T.meta[T.nmeta + 2] = 0
-    T.nmeta += CAD_SLOT_WORDS
-    b.meta = <int32_t>T.nmeta
+    b.meta = _slot_words(T)
     b.size = 1
     for d in range(nd):
         T.meta[T.nmeta + d] = shape[d]

@@ -203,6 +203,16 @@ cdef cad_hid _push_buf(Tape tp, Tensor t, uint8_t flags, bint own) except -2:
     return T.nbufs - 1
 
 
+cdef inline int32_t _slot_words(cad_tape *T) noexcept:
+    """a value's owner, leaf and version words (NOTE [ Value slot ]), none set, at
+    T.meta[T.nmeta..] (room is the caller's); the value's meta offset, just after them"""
+    T.meta[T.nmeta] = 0
+    T.meta[T.nmeta + 1] = 0
+    T.meta[T.nmeta + 2] = 0
+    T.nmeta += CAD_SLOT_WORDS
+    return <int32_t>T.nmeta
+
+
 cdef inline void _fill_buf(cad_tape *T, cad_buf *b, Tensor t, uint8_t flags):
     """b describes t's value (host, device or inline), its owner, leaf and version
     words (none set) and shape and strides written at T.meta[T.nmeta..] (room for
@@ -210,14 +220,10 @@ cdef inline void _fill_buf(cad_tape *T, cad_buf *b, Tensor t, uint8_t flags):
     cdef cnp.ndarray arr
     cdef DevArray da
     cdef int nd = 0, d, es
-    T.meta[T.nmeta] = 0
-    T.meta[T.nmeta + 1] = 0
-    T.meta[T.nmeta + 2] = 0
-    T.nmeta += CAD_SLOT_WORDS
     b.grad = NULL   # (sgrad = 0.0 for an inline value: the same word)
     b.hasg = 0
     b.dtype = t._dtype
-    b.meta = <int32_t>T.nmeta
+    b.meta = _slot_words(T)
     if t._dev:
         da = <DevArray>t._arr
         nd = da.ndim

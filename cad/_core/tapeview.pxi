@@ -45,7 +45,7 @@ cpdef tape_records(Tape tp, int64_t lo=0, int64_t hi=-1):
         hi = tp.t.nrecs
     for i in range(max(lo, 0), hi):
         r = &tp.t.recs[i]
-        ins = _arg_tuple(tp.t.args + r.arg, r.nargs)
+        ins = _int_tuple(tp.t.args + r.arg, r.nargs)
         if r.aux >= 0:
             aux = _rec_aux(tp, i)
         else:
@@ -82,19 +82,12 @@ cdef tuple _rec_aux(Tape tp, int64_t i):
     return _int_tuple(a, n)
 
 
-cdef tuple _arg_tuple(const cad_arg *a, int64_t n):
-    """a tuple of a record's n argument handles"""
-    cdef tuple r = PyTuple_New(n)
-    cdef int64_t j
-    cdef object v
-    for j in range(n):
-        v = a[j]
-        Py_INCREF(v)
-        PyTuple_SET_ITEM(r, j, v)
-    return r
+ctypedef fused _tape_word:
+    int64_t     # meta and aux words
+    cad_arg     # argument handles (NOTE [ Record width ])
 
 
-cdef tuple _int_tuple(const int64_t *a, int64_t n):
+cdef tuple _int_tuple(const _tape_word *a, int64_t n):
     """a tuple of n ints (no generator: these read the tape per record)"""
     cdef tuple r = PyTuple_New(n)
     cdef int64_t j
