@@ -35,6 +35,8 @@ FUNCS = {
     "sum in the middle": (lambda x: cad.exp(x) * cad.sum(x * x), (N,)),
     "tuple output": (lambda x: (cad.sin(x) * x, cad.sum(cad.exp(x))), (N,)),
     "size 0": (lambda x: cad.sin(x) * 2.0, (0,)),
+    "row sums": (lambda x: cad.sum(x ** 2.0, axis=1) * cad.sum(cad.sin(x)), (N, 3)),
+    "column sums keepdims": (lambda x: cad.exp(cad.sum(x * x, axis=0, keepdims=True)) * 0.5, (3, N)),
 }
 
 
@@ -109,7 +111,7 @@ def test_threads():
 
 def test_against_torch_func():
     torch = pytest.importorskip("torch")
-    x = _pos(N)
+    x = np.random.default_rng(110).uniform(0.2, 1.2, N)   # (its own draw: not the module's rng)
     Wt = torch.tensor(W)
 
     def ft(u):
@@ -136,6 +138,10 @@ def test_diagonal_records_take_no_rule(monkeypatch):
     # dense batches (after the matmul) through elementwise records and the matmul
     cad.jacrev(FUNCS["ew before matmul"][0])(cad.tensor(_pos(N)))
     assert seen == []
+    # a sum's dense batch (_sum_vjp_b); the broadcasting product around it by rule
+    cad.jacrev(FUNCS["row sums"][0])(cad.tensor(_pos((N, 3))))
+    assert "sum" not in [names[op] for op in seen]   # (a Diag batch into a sum: by its rule)
+    seen.clear()
     # the matrix wanted too: the matmul goes to its rule
     cad.jacrev(lambda a, x: cad.tanh(a @ x), argnums=(0, 1))(cad.tensor(W), cad.tensor(_pos(N)))
     assert [names[op] for op in seen] == ["matmul"]

@@ -1084,9 +1084,22 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
 # nb = 0 sweep records), pow by a constant, identity views, add's dense batches and
 # elementwise records' dense batches (_ew_vjp_c with nb = 1: the partials broadcast
 # over the batch, as the rule multiplies them) and a matrix-vector record's batch for
-# its vector (_mv_vjp_b: W @ x's row scaling or GEMM) here; every other record goes to
+# its vector (_mv_vjp_b: W @ x's row scaling or GEMM) and a sum's dense batch (_sum_vjp_b:
+# the rule's reshape and expand) here; every other record goes to
 # rule(record, cotangent, dep), the Python loop's
 # body (transforms._rev_record).  test_reverse_sweep_b compares the two.
+
+cdef object _sum_vjp_b(Tape tp, cad_hid hx, tuple aux, Tensor g):
+    """a sum record's cotangent for x from a dense batch g (one batch dim): reduce.py's
+    _spread, g reshaped to the kept dims and expanded to x's shape, the same two ops"""
+    cdef cad_buf *xb = &tp.t.bufs[hx]
+    cdef int64_t mask = aux[0]
+    cdef int d
+    xs = _int_tuple(tp.t.meta + xb.meta, xb.ndim)
+    kept = tuple([1 if (mask >> d) & 1 else xs[d] for d in range(xb.ndim)])
+    bsh = g.shape[:1]
+    return expand(reshape(g, bsh + kept), bsh + xs)
+
 
 cdef bint _identity_view_aux(tuple aux, tuple xs):
     """a view record's aux (offset, nd, shape, strides) the input itself: offset 0,
@@ -1189,6 +1202,9 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
                         res.append(dg)
         elif type(g) is Tensor and op < nplain and plain[op] and op != OP_ADD:
             res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep, 1)   # (a dense batch)
+        elif op == OP_SUM and len(ins) == 1 and type(g) is Tensor and ins[0] >= 0:
+            # the rule's _spread: g (batch + out shape) back over the reduced axes
+            res = [_sum_vjp_b(tp, ins[0], <tuple>rec[3], <Tensor>g) if ins[0] in dep else None]
         elif op == OP_ADD and len(ins) == 2 and type(g) is Tensor:
             ok = True
             res = [None, None]
