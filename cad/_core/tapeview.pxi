@@ -1202,7 +1202,7 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
                         res.append(dg)
         elif type(g) is Tensor and op < nplain and plain[op] and op != OP_ADD:
             res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep, 1)   # (a dense batch)
-        elif op == OP_SUM and len(ins) == 1 and type(g) is Tensor and ins[0] >= 0:
+        elif op == OP_SUM and len(ins) == 1 and type(g) is Tensor and ins[0] >= 0 and len(<tuple>rec[3]):
             # the rule's _spread: g (batch + out shape) back over the reduced axes
             res = [_sum_vjp_b(tp, ins[0], <tuple>rec[3], <Tensor>g) if ins[0] in dep else None]
         elif op == OP_ADD and len(ins) == 2 and type(g) is Tensor:
