@@ -40,6 +40,21 @@ FUNCS = {
     "scaled through a reshape": (lambda x: cad.exp(cad.reshape(cad.tanh(cad.tensor(W4) @ x), (4,))), (4,)),
 }
 
+# the linear records and max/min with a dense batch (_lin_batch): sums, views and
+# their adjoints (in the gradient a hessian pushes), gathers and the scatters of their
+# gradients, concatenate, cumsum, casts
+IDX = np.array([3, 0, 0, 2])
+FUNCS.update({
+    "sums and max": (lambda x: cad.sum(cad.tanh(cad.tensor(W4) @ x) * x) * x
+                     + cad.max(cad.tensor(W4) @ x) + cad.min(cad.reshape(cad.tensor(W4) @ x, (2, 2)), axis=1)[0], (4,)),
+    "slices after a product": (lambda x: cad.sin((cad.tensor(W4) @ x)[1:]) * x[:-1] + (cad.tensor(W4) @ x)[::3].sum(), (4,)),
+    "gather after a product": (lambda x: cad.exp((cad.tensor(W4) @ x)[IDX] * 0.3) * x[IDX], (4,)),
+    "concatenate and cumsum": (lambda x: cad.cumsum(cad.concatenate([cad.tensor(W4) @ x, cad.sin(cad.tensor(W4.T) @ x),
+                                                                      cad.tensor(B43[:, 0])]) ** 2, axis=0), (4,)),
+    "2-D sums and cumsum": (lambda x: cad.cumsum(cad.tanh(x @ cad.tensor(B43)), axis=1, reverse=True)
+                            * cad.sum(x @ cad.tensor(B43), axis=0, keepdims=True), (2, 4)),
+})
+
 
 def _pos(shape):
     return rng.uniform(0.2, 1.2, shape)
@@ -81,6 +96,34 @@ def test_paths_taken(monkeypatch):
     f, shape = FUNCS["W7"]
     cad.hessian(lambda v: cad.sum(f(v)), cad.tensor(_pos(shape)))
     assert calls == [], calls   # (identity views pass their batch on, matmuls run in C)
+    # dense batches through sums, max, views, their adjoints, gathers, scatters,
+    # concatenate and cumsum: none by rule
+    dense = []
+
+    def dense_calls(tape, rec, ts, nb, fused):
+        if any(type(t) is not T.Diag and t is not None for t in ts):
+            dense.append(T.primitives()[rec[0]].name)
+        return orig(tape, rec, ts, nb, fused)
+    monkeypatch.setattr(T, "_jvp_record", dense_calls)
+    lin = ("sum", "max", "min", "view", "unview", "gather", "scatter", "concatenate", "cumsum")
+    for name in ("sums and max", "slices after a product", "gather after a product", "concatenate and cumsum"):
+        f, shape = FUNCS[name]
+        cad.jacfwd(f)(cad.tensor(_pos(shape)))
+        # (a Diag batch, and a broadcasting elementwise record, still go to their rules)
+        assert [c for c in dense if c in lin] == [], (name, dense)
+    f, shape = FUNCS["gather after a product"]
+    cad.hessian(lambda v: cad.sum(f(v)), cad.tensor(_pos(shape)))
+    assert [c for c in dense if c in lin] == [], dense
+
+
+def test_casts(monkeypatch):
+    """a dense batch through float casts both ways: the rules' result, and differences
+    at float32's precision"""
+    f = lambda x: (cad.tensor(W4) @ x).astype(np.float32).astype(np.float64) * x  # noqa: E731
+    x = _pos(4)
+    a, b = _both(cad.jacfwd, f, x, monkeypatch)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, fd_jac(lambda v: np.asarray(f(cad.tensor(v))), x, eps=1e-3), rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

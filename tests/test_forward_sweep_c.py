@@ -251,6 +251,11 @@ _ARRAY_CASES = {
     "cumsum_axes": (lambda x: cad.cumsum(cad.sin(x), axis=1) * cad.cumsum(x, axis=0, reverse=True), [(3, 4)]),
     "max_min": (lambda x: cad.max(cad.sin(x), axis=1) * cad.min(x * x, axis=0) + cad.max(x, keepdims=True)[0],
                 [(3, 3)]),
+    # products (_jvp0_product): prod and cumprod of x without zeros, cross
+    "prod_axes": (lambda x: cad.prod(cad.sin(x), axis=1) * cad.prod(x, axis=0)[:3]
+                  + cad.prod(x * 0.7, keepdims=True)[0], [(3, 4)]),
+    "cumprod_axes": (lambda x: cad.cumprod(x, axis=1) * cad.cumprod(cad.cos(x), axis=0), [(3, 4)]),
+    "cross": (lambda a, b: cad.cross(cad.sin(a), b) + cad.cross(a, cad.tensor(_M[:2, :3])), [(2, 3), (2, 3)]),
 }
 
 
@@ -340,9 +345,20 @@ def test_array_records_take_no_rule(monkeypatch):
     cad.jvp(h, (x,), (v,))
     cad.hvp(h, x, v)
     assert calls == []
-    # what _jvp0_c declines still goes to the rule: a 1-D @ 1-D product, a cumprod
+    # nor prod, cumprod, cross
+    cad.jvp(lambda a: cad.prod(a) * cad.cumprod(a, axis=0) + cad.cross(a[:3], a[1:]).sum(), (x,), (v,))
+    assert calls == []
+    # what _jvp0_c declines still goes to the rule: a 1-D @ 1-D product, prod and
+    # cumprod of an x with a zero
     cad.jvp(lambda a: cad.sin(a @ a) + cad.cumprod(a, axis=0), (x,), (v,))
-    assert len(calls) == 2
+    assert len(calls) == 1
+    x0 = cad.tensor(np.array([0.5, 0.0, 2.0, 1.5]))
+    pz = lambda a: cad.prod(a) + cad.cumprod(a, axis=0)  # noqa: E731
+    cad.jvp(pz, (x0,), (v,))
+    assert len(calls) == 3
+    (_, t), (_, t2) = _both(pz, (x0,), (v,))
+    np.testing.assert_array_equal(np.asarray(t), np.asarray(t2))
+    np.testing.assert_allclose(np.asarray(t), 1.5 + np.array([1.0, 0.5, 1.0, 1.5]))
 
 
 def _hvp_np(x, v):

@@ -88,3 +88,76 @@ def test_consumed_tape_error(monkeypatch):
 def test_threads():
     f, shape = FUNCS["sums over axes"]
     same_in_threads(lambda x: cad.hessian(f)(cad.tensor(x)), [_pos(shape) for _ in range(4)], 30)
+
+
+# ---- the linear ops' and max/min's cotangents without their rules (_lin_vjp_r)
+
+rng2 = np.random.default_rng(52)
+IDX = np.array([0, 2, 2, 1])
+LIN_FUNCS = {
+    "max and min": (lambda x: cad.sum(cad.max(x * x, axis=1)) + cad.min(cad.sin(x))
+                    + cad.sum(cad.max(cad.exp(x), axis=0, keepdims=True) * 2.0), (3, 4)),
+    "views and their adjoints": (lambda x: cad.sum(cad.sin(x[1:, ::2]) * x[:-1, 1::2]) + cad.sum(x[0] ** 3), (3, 4)),
+    "gathers with repeats": (lambda x: cad.sum(cad.exp(x[IDX]) ** 2 * x[IDX[::-1]]), (4,)),
+    "cumsum both ways": (lambda x: cad.sum(cad.cumsum(x * x, axis=1) ** 2)
+                         + cad.sum(cad.cumsum(cad.sin(x), axis=0) * x), (3, 4)),
+    "concatenate with a constant": (lambda x: cad.sum(cad.concatenate(
+        [x * x, cad.sin(x), cad.tensor(B[0])]) ** 2), (4,)),
+    "stack of rows": (lambda x: cad.sum(cad.tanh(cad.stack([x[0] * x[1], x[2], x[1] ** 2], axis=1)) ** 2),
+                      (3, 4)),
+}
+
+
+@pytest.mark.parametrize("name", list(LIN_FUNCS))
+def test_linear_ops_without_rules(name, monkeypatch):
+    f, shape = LIN_FUNCS[name]
+    x = rng2.uniform(0.2, 1.2, shape)
+    for flag in ("_C_REVERSE", "_C_EW_VJP"):
+        a, b = on_and_off(monkeypatch, T, flag, lambda: np.asarray(cad.hessian(f)(cad.tensor(x))))
+        np.testing.assert_array_equal(a, b)
+    H = fd_jac(lambda v: np.asarray(cad.grad(f)(cad.tensor(v))), x)
+    np.testing.assert_allclose(a, H.reshape(a.shape), rtol=1e-6, atol=1e-6)
+    v = rng2.standard_normal(shape)
+    gg = lambda: np.asarray(cad.grad(lambda y: cad.sum(cad.grad(f)(y) * cad.tensor(v)))(cad.tensor(x)))  # noqa: E731
+    a, b = on_and_off(monkeypatch, T, "_C_REVERSE", gg)
+    np.testing.assert_array_equal(a, b)
+    n = v.size
+    np.testing.assert_allclose(a.reshape(-1), H.reshape(n, n).T @ v.reshape(-1), rtol=1e-6, atol=1e-6)
+
+
+def test_linear_ops_take_no_rule(monkeypatch):
+    """grad(grad) of a function of every op _lin_vjp_r covers: none reaches its rule"""
+    from cad.ops._registry import primitives
+    T._tables()
+    names = ("max", "min", "unview", "gather", "scatter", "cast", "cumsum", "concatenate")
+    seen = []
+    vjps = list(T._VJP)
+    for op in primitives():
+        if op.name in names:
+            k = primitives().index(op)
+            vjps[k] = (lambda rule, nm: lambda ctx, g: (seen.append(nm), rule(ctx, g))[1])(vjps[k], op.name)
+    monkeypatch.setattr(T, "_VJP", vjps)
+
+    def f(x):
+        y = cad.concatenate([cad.cumsum(x * x, axis=0), x[IDX[:2]]])
+        return cad.sum(y ** 2) + cad.max(cad.sin(x)) + cad.sum(x[1:] * x[:-1]) \
+            + cad.sum(cad.min(x * 3.0, axis=0, keepdims=True) * (x.astype(cad.float32)).astype(cad.float64))
+    x = rng2.uniform(0.2, 1.2, 4)
+    h = np.asarray(cad.hessian(f)(cad.tensor(x)))
+    assert seen == []
+    H = fd_jac(lambda v: np.asarray(cad.grad(f)(cad.tensor(v))), x, eps=1e-3)   # (a float32 term)
+    np.testing.assert_allclose(h, H, rtol=1e-3, atol=1e-3)
+
+
+def test_max_at_ties_and_casts(monkeypatch):
+    """ties share the cotangent as the rule shares it; a float32 cast's cotangent in float32"""
+    x = np.array([[0.5, 0.5, 0.2], [0.1, 0.7, 0.7]])
+    f = lambda y: cad.sum(cad.max(y * y, axis=1) ** 2) + cad.max(y) * cad.sum(y)  # noqa: E731
+    a, b = on_and_off(monkeypatch, T, "_C_REVERSE", lambda: np.asarray(cad.hessian(f)(cad.tensor(x))))
+    np.testing.assert_array_equal(a, b)
+    g = lambda y: cad.sum(cad.tanh(y.astype(cad.float32)).astype(cad.float64) ** 2 * y)  # noqa: E731
+    xv = x[0] + 0.1
+    a, b = on_and_off(monkeypatch, T, "_C_REVERSE", lambda: np.asarray(cad.hessian(g)(cad.tensor(xv))))
+    np.testing.assert_array_equal(a, b)
+    H = fd_jac(lambda v: np.asarray(cad.grad(g)(cad.tensor(v))), xv, eps=1e-3)
+    np.testing.assert_allclose(a, H, rtol=2e-3, atol=2e-3)

@@ -589,9 +589,73 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
         return ts[0] * ((x ** (c - 1)) * c)
     if (op == OP_MAX or op == OP_MIN) and n == 1 and r.aux >= 0:
         return _jvp0_extreme(tp, r, ts[0])
+    if op == OP_PROD or op == OP_CUMPROD or op == OP_CROSS:
+        return _jvp0_product(tp, r, ts)
     if op >= OP_CONCATENATE:
         return _jvp0_linear(tp, r, ts)
     return None
+
+
+cdef object _jvp0_product(Tape tp, cad_rec *r, list ts):
+    """_jvp0_c for prod and cumprod of an x without zeros (their rules' eager fast
+    path: reduce.py's _prod_partial p0 = prod(x) / x, the tangent times it summed over
+    the reduced axes; scan.py's out * cumsum(t / x)) and cross (the bilinear rule:
+    cross(ta, b) + cross(a, tb), each the op's kernel on contiguous operands, as
+    linalg.py's cross binds it for 3-vectors of one shape).  Not for a tracked tangent
+    or x (the rules record); None: the rule decides (zeros in x among them)."""
+    cdef int op = r.op, j, n = r.nargs
+    cdef cad_hid hx = tp.t.args[r.arg], ho = r.out
+    cdef cad_hid hin[2]
+    cdef cad_buf *xb
+    cdef int64_t mask, ax
+    cdef int d, xnd, ond = tp.t.bufs[ho].ndim
+    cdef object t, x, acc, c
+    for j in range(n):
+        if ts[j] is not None and _mode1(<Tensor>ts[j]):
+            return None
+    if op == OP_CROSS:
+        if n != 2:
+            return None
+        hin[0] = tp.t.args[r.arg]
+        hin[1] = tp.t.args[r.arg + 1]
+        acc = None
+        for j in range(2):
+            t = ts[j]
+            if t is None:
+                continue
+            if hin[1 - j] < 0 or not _tensor_like_h(tp, <Tensor>t, ho) or not _same_info_h(tp, hin[1 - j], ho):
+                return None
+            other = tape_node(tp, hin[1 - j])
+            if type(other) is not Tensor:
+                return None
+            if j == 0:
+                c = bind(OP_CROSS, [contiguous(t), contiguous(other)], (), t.shape, t.dtype, "cross")
+            else:
+                c = bind(OP_CROSS, [contiguous(other), contiguous(t)], (), t.shape, t.dtype, "cross")
+            acc = c if acc is None else acc + c
+        return acc
+    t = ts[0]
+    if n != 1 or t is None or hx < 0 or r.aux < 0:
+        return None
+    xb = &tp.t.bufs[hx]
+    xnd = xb.ndim   # (read before any op: the tape's arrays may move)
+    mask = tp.t.aux[r.aux]
+    if xnd == 0 or not _tensor_like_h(tp, <Tensor>t, hx):
+        return None
+    x = tape_node(tp, hx)
+    if type(x) is not Tensor or _mode1(<Tensor>x) or _np.any(_arr_of(<Tensor>x) == 0):
+        return None
+    if op == OP_PROD:
+        axes = tuple([d for d in range(xnd) if (mask >> d) & 1])
+        return reduce(OP_SUM, t * (reduce(OP_PROD, x, axes, True) / x), axes, ond == xnd)
+    if tp.t.aux[r.aux + 1] != 0:
+        return None
+    o = tape_node(tp, ho)
+    if type(o) is not Tensor:
+        return None
+    ax = mask
+    c = contiguous(t / x)
+    return o * bind(OP_CUMSUM, [c], (ax, 0), c.shape, c.dtype, "cumsum")
 
 
 cdef object _jvp0_extreme(Tape tp, cad_rec *r, object t):
@@ -973,11 +1037,13 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
                 res = ts[0]   # (the batch as it is: dense, diagonal or scaled)
             elif r.op == OP_MATMUL:
                 res = _mm_batch_c(tp, r, ts, diag_cls, scaled_cls)
+            elif r.op >= OP_SUM:
+                res = _lin_batch(tp, r, ts, diag_cls, scaled_cls)
             if res is None:
                 res = rule(tape_records(tp, i, i + 1)[0], ts)
                 if tp._into is not None:
                     raise RuntimeError("cad: a jvp rule merged the tape during a forward sweep")
-                r = &tp.t.recs[i]   # (the rule may have grown the arrays)
+            r = &tp.t.recs[i]   # (a rule or an op on a tracked value may have grown the arrays)
             if res is not None:
                 tan[r.out] = res
         out = {}
@@ -988,6 +1054,135 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
         return out
     finally:
         free(need)
+
+
+cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object scaled_cls):
+    """forward_sweep_b's batch (one leading batch dim, dense or scaled, not a Diag)
+    through sum, max/min, a view or its adjoint, gather, scatter, concatenate, a float
+    cast and cumsum: the rules' own ops for nb = 1 (reduce.py's _collapse and
+    _max_jvp, shape.py's _view_jvp, _unview_jvp and _concat_jvp, index.py's
+    _gather_jvp and _scatter_jvp, linalg.py's _cast_jvp, scan.py's _cumsum_jvp), a
+    scaled batch made dense first as _jvp_record makes it; None: the rule decides.
+    Everything is read from r before the first op: an op on a tracked value (x, the
+    output) records, and the tape's arrays may move."""
+    cdef int op = r.op, j, n = r.nargs, d
+    cdef cad_hid hx = -1, hp = -1, ho = r.out
+    cdef cad_buf *ob = &tp.t.bufs[ho]
+    cdef int odt = ob.dtype
+    cdef int64_t nd = 0, w0 = 0, w1 = 0, w2 = 0, inner
+    cdef Py_ssize_t k
+    cdef list dts = [], hs = []
+    cdef tuple xs = (), osh, bsh, vsh = (), vst = ()
+    cdef object t, x, o, w, lin
+    if ob.flags & BUF_CUDA:
+        return None
+    if not (op == OP_SUM or op == OP_MAX or op == OP_MIN or op == OP_VIEW or op == OP_UNVIEW
+            or op == OP_CONCATENATE or op == OP_GATHER or op == OP_SCATTER or op == OP_CAST
+            or op == OP_CUMSUM):
+        return None
+    if r.aux < 0 and op != OP_CAST:
+        return None
+    osh = _int_tuple(tp.t.meta + ob.meta, ob.ndim)
+    for j in range(n):
+        hx = tp.t.args[r.arg + j]
+        if hx < 0:
+            hs.append(None)
+        else:
+            hs.append(_int_tuple(tp.t.meta + tp.t.bufs[hx].meta, tp.t.bufs[hx].ndim))
+    hx = tp.t.args[r.arg] if n else -1
+    if n > 1:
+        hp = tp.t.args[r.arg + 1]
+    if r.aux >= 0:
+        w0 = tp.t.aux[r.aux]
+        if op == OP_VIEW or op == OP_UNVIEW:
+            nd = tp.t.aux[r.aux + 1]
+            vsh = _int_tuple(tp.t.aux + r.aux + 2, nd)
+            vst = _int_tuple(tp.t.aux + r.aux + 2 + nd, nd)
+        elif op == OP_GATHER or op == OP_SCATTER:
+            w1 = tp.t.aux[r.aux + 1]
+            w2 = tp.t.aux[r.aux + 2]
+        elif op == OP_CUMSUM:
+            w1 = tp.t.aux[r.aux + 1]
+    r = NULL   # (not read again)
+    if n < 1 or hx < 0 and op != OP_CONCATENATE:
+        return None
+    for j in range(n):
+        t = ts[j]
+        if t is not None and type(t) is not Tensor:
+            if type(t) is diag_cls or not isinstance(t, scaled_cls):
+                return None
+            t = t.dense()   # (_jvp_record's ts[i].dense() for a scaled batch)
+            if type(t) is not Tensor:
+                return None
+        if t is not None and (_mode1(<Tensor>t) or _tndim(<Tensor>t) < 1):
+            return None
+        dts.append(t)
+    if op == OP_CONCATENATE:
+        t = None
+        for j in range(n):
+            if dts[j] is not None:
+                t = dts[j]
+                break
+        bsh = (<Tensor>t).shape[:1]
+        parts = []
+        for j in range(n):
+            if dts[j] is not None:
+                parts.append(dts[j])
+            elif hs[j] is None:
+                return None
+            else:
+                parts.append(_wrap(_np.zeros(bsh + <tuple>hs[j], dtype=_DTYPES[odt])))
+        return concat(parts, <int>w0 + 1)
+    t = dts[0]
+    if t is None:
+        return None
+    if op == OP_CAST:
+        if n != 1 or not _isfloat(odt):
+            return None
+        return cast(t, _DTYPES[odt])
+    xs = <tuple>hs[0]
+    bsh = (<Tensor>t).shape[:1]
+    if (<Tensor>t).shape[1:] != xs:
+        return None
+    if op == OP_SUM or op == OP_MAX or op == OP_MIN:
+        if n != 1:
+            return None
+        axes = tuple([d + 1 for d in range(len(xs)) if (w0 >> d) & 1])
+        if op != OP_SUM:
+            x = tape_node(tp, hx)
+            o = tape_node(tp, ho)
+            if type(x) is not Tensor or type(o) is not Tensor or not len(xs):
+                return None
+            kept = tuple([1 if (w0 >> d) & 1 else xs[d] for d in range(len(xs))])
+            w = cast(eq(x, reshape(o, kept)), (<Tensor>x).dtype)   # (_extreme_weights)
+            w = w / reduce(OP_SUM, w, tuple([d - 1 for d in axes]), True)
+            t = t * w
+        return reduce(OP_SUM, t, axes, len(osh) == len(xs) and len(xs) > 0)
+    if op == OP_VIEW or op == OP_UNVIEW:
+        if n != 1:
+            return None
+        inner = 1
+        for k in range(len(xs) if op == OP_VIEW else len(osh)):
+            inner *= xs[k] if op == OP_VIEW else osh[k]
+        if op == OP_VIEW:
+            return as_strided(t, w0, bsh + vsh, (inner,) + vst)
+        return unview(t, w0, bsh + vsh, (inner,) + vst, bsh + osh)
+    if op == OP_GATHER or op == OP_SCATTER:
+        if n != 2 or dts[1] is not None or hp < 0:
+            return None
+        lin = tape_node(tp, hp)
+        if type(lin) is not Tensor:
+            return None
+        if op == OP_GATHER:
+            return gather(t, lin, None, 1 + <int>w2)
+        return scatter(t, lin, w1, 1 + <int>w2)
+    if op == OP_CUMSUM:
+        if n != 1 or not _isfloat((<Tensor>t)._dtype):
+            return None
+        t = contiguous(t)
+        return bind(OP_CUMSUM, [t], (w0 + 1, 1 if w1 else 0), (<Tensor>t).shape,
+                    (<Tensor>t).dtype, "cumsum")
+    return None
 
 
 cdef bint _wants(Tape tp, object h, set dep):
@@ -1058,6 +1253,8 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
             aux = <tuple>rec[3]
             nd = aux[1]
             res = [unview(g, aux[0], aux[2:2 + nd], aux[2 + nd:2 + 2 * nd], tape_info(tp, ins[0])[0])]
+        elif op >= OP_MAX and nplain and type(g) is Tensor:
+            res = _lin_vjp_r(tp, op, ins, out, <tuple>rec[3], <Tensor>g, dep)
         if res is None:
             res = vjps[op](ctx_cls(tp, ins, out, rec[3], 0, dep), g)
         for j in range(len(ins)):
@@ -1071,6 +1268,75 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
             prev = cot.get(h)
             cot[h] = c if prev is None else prev + c
     return {h: cot.get(h) for h in want}
+
+
+cdef list _lin_vjp_r(Tape tp, int op, tuple ins, object out, tuple aux, Tensor g, set dep):
+    """reverse_sweep_r's cotangents (nb = 0) for max/min, a view's adjoint (unview),
+    gather, scatter, a cast, cumsum and concatenate: the ops their rules make, in
+    their order (reduce.py's _max_vjp, shape.py's _unview_vjp and _concat_vjp,
+    index.py's _gather_vjp and _scatter_vjp, linalg.py's _cast_vjp, scan.py's
+    _cumsum_vjp), without the rule's context; None: the rule decides"""
+    cdef Py_ssize_t nd, j, n = len(ins)
+    cdef int64_t mask, off
+    cdef int d
+    cdef tuple xs
+    cdef list res
+    cdef object x, o, lin, w
+    if op == OP_UNVIEW or op == OP_CAST or op == OP_CUMSUM or op == OP_MAX or op == OP_MIN:
+        if n != 1 or ins[0] < 0:
+            return None
+        if not _wants(tp, ins[0], dep):
+            return [None]
+    if op == OP_UNVIEW:
+        nd = aux[1]
+        return [as_strided(g, aux[0], aux[2:2 + nd], aux[2 + nd:2 + 2 * nd])]
+    if op == OP_CAST:
+        return [cast(g, _DTYPES[tape_info(tp, ins[0])[1]])]
+    if op == OP_CUMSUM:
+        if _tndim(g) == 0 or not _isfloat(g._dtype):
+            return None
+        return [bind(OP_CUMSUM, [contiguous(g)], (aux[0], 0 if aux[1] else 1), g.shape, g.dtype,
+                     "cumsum")]
+    if op == OP_MAX or op == OP_MIN:
+        if len(aux) != 1:
+            return None
+        x = tape_node(tp, ins[0])
+        o = tape_node(tp, out)
+        if type(x) is not Tensor or type(o) is not Tensor:
+            return None
+        xs = tape_info(tp, ins[0])[0]
+        mask = aux[0]
+        kept = tuple([1 if (mask >> d) & 1 else xs[d] for d in range(len(xs))])
+        axes = tuple([d for d in range(len(xs)) if (mask >> d) & 1])
+        w = cast(eq(x, reshape(o, kept)), (<Tensor>x).dtype)   # (_extreme_weights)
+        w = w / reduce(OP_SUM, w, axes, True)
+        return [expand(reshape(g, kept), xs) * w]   # (_spread(g) * weights)
+    if op == OP_GATHER or op == OP_SCATTER:
+        if n != 2 or ins[0] < 0 or ins[1] < 0 or len(aux) != 3:
+            return None
+        if not _wants(tp, ins[0], dep):
+            return [None, None]
+        lin = tape_node(tp, ins[1])
+        if type(lin) is not Tensor:
+            return None
+        if op == OP_SCATTER:
+            return [gather(g, lin, None, aux[2]), None]
+        return [reshape(scatter(g, lin, aux[1], _tndim(g) - _tndim(<Tensor>lin)),
+                        tape_info(tp, ins[0])[0]), None]
+    if op == OP_CONCATENATE:
+        if len(aux) != 1:
+            return None
+        nd = aux[0]
+        res = []
+        off = 0
+        for j in range(n):
+            if ins[j] < 0:
+                return None
+            d = tape_info(tp, ins[j])[0][nd]
+            res.append(g[(slice(None),) * nd + (slice(off, off + d),)] if _wants(tp, ins[j], dep) else None)
+            off += d
+        return res
+    return None
 
 
 # NOTE [ Batched reverse sweep ]
