@@ -14,6 +14,7 @@ import cad
 from cad import transforms
 from cad.ops import REGISTRY
 from cad.ops.cexpr import scalar_ok
+from _numeric import fd_jac, on_and_off
 
 EW = [op for op in REGISTRY.values() if op.kind == "ew" and scalar_ok(op) and op.differentiable]
 
@@ -395,3 +396,91 @@ def test_array_jvp_against_torch_func():
     _, tt = torch.func.jvp(lambda a, b: f(a, b, torch), tuple(torch.tensor(x) for x in xs),
                            tuple(torch.tensor(v) for v in ts))
     np.testing.assert_allclose(np.asarray(t), tt.numpy(), rtol=1e-12)
+
+
+# NOTE [ Merges during a C forward sweep ]: custom primitives' records go to their
+# rules inside the C sweeps; a jvp through a vjp (defvjp only) records a gradient whose
+# tape may absorb the swept one (the larger tape keeps its arrays), and the sweep follows
+
+def _vjp_only(nops):
+    """a custom primitive x -> x**2 * 3 with only a vjp, nops cad ops on the cotangent
+    alone first (the tape of the gradient its jvp takes outgrows a small swept tape:
+    the swept tape merges into it)"""
+    @cad.primitive
+    def sq3(x):
+        return np.asarray(x) ** 2 * 3.0
+
+    def vjp(g, ans, x):
+        r = g
+        for _ in range(nops):   # (on g's tape alone: it outgrows the swept one before x joins)
+            r = r * 1.0
+        return r * x * 6.0
+    sq3.defvjp(vjp)
+    return sq3
+
+
+@pytest.mark.parametrize("nops", [0, 60])
+def test_custom_primitives_in_the_c_sweeps(nops, monkeypatch):
+    sq3 = _vjp_only(nops)
+    f = lambda x: cad.sin(sq3(cad.tanh(x) * 0.5)) * x + cad.sum(x * x)  # noqa: E731
+    x0 = np.linspace(0.2, 0.9, 4)
+    v0 = np.cos(np.arange(4.0)) + 0.1
+    x, v = cad.tensor(x0), cad.tensor(v0)
+    for transform in (lambda: cad.jvp(f, (x,), (v,))[1], lambda: cad.jacfwd(f)(x),
+                      lambda: cad.hvp(lambda u: cad.sum(f(u)), x, v),
+                      lambda: cad.hessian(lambda u: cad.sum(f(u)))(x)):
+        a, b = on_and_off(monkeypatch, transforms, "_C_FORWARD", lambda: np.asarray(transform()))
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+    J = fd_jac(lambda u: np.asarray(f(cad.tensor(u))), x0)
+    np.testing.assert_allclose(np.asarray(cad.jacfwd(f)(x)), J, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(cad.jvp(f, (x,), (v,))[1]), J @ v0, rtol=1e-6, atol=1e-8)
+    H = fd_jac(lambda u: np.asarray(cad.grad(lambda w: cad.sum(f(w)))(cad.tensor(u))), x0)
+    np.testing.assert_allclose(np.asarray(cad.hessian(lambda u: cad.sum(f(u)))(x)), H, rtol=1e-6, atol=1e-7)
+    # the long vjp makes the sweeps follow a merge (the swept tape forwarded after it)
+    merged = []
+    C = cad._core._engine
+    for name in ("forward_sweep_c", "forward_sweep_b"):
+        real = getattr(C, name)
+        monkeypatch.setattr(C, name, (lambda real: lambda tp, *a: (lambda r: merged.append(
+            C.tape_live(tp) is not tp) or r)(real(tp, *a)))(real))
+    cad.jvp(f, (x,), (v,))
+    cad.jacfwd(f)(x)
+    assert any(merged) == (nops > 0), merged
+
+
+def test_custom_primitive_records_take_the_c_sweep(monkeypatch):
+    """only the custom record goes to a rule: the rest of the tape stays in C"""
+    sq3 = _vjp_only(0)
+    calls = []
+    real = transforms._jvp_record
+
+    def spy(*a):
+        calls.append(transforms.primitives()[a[1][0]].name)
+        return real(*a)
+    monkeypatch.setattr(transforms, "_jvp_record", spy)
+    x, v = cad.tensor(np.linspace(0.2, 0.9, 4)), cad.tensor(np.ones(4))
+    cad.jvp(lambda u: cad.exp(sq3(cad.sin(u) * 2.0)) * u, (x,), (v,))
+    assert calls == ["custom"]
+    calls.clear()
+    cad.jacfwd(lambda u: cad.exp(sq3(cad.sin(u) * 2.0)) * u)(x)
+    assert calls == ["custom"]
+
+
+def test_cholesky_solve_hessian_in_the_c_sweeps(monkeypatch):
+    """a Gaussian log-density through cholesky and a triangular solve (linalg's custom
+    primitives): the C sweeps against the rules' and finite differences"""
+    rng = np.random.default_rng(9)
+    A = rng.standard_normal((4, 4))
+    S0 = A @ A.T + 4 * np.eye(4)
+    y = rng.standard_normal(4)
+
+    def nll(theta):
+        S = cad.tensor(S0) * cad.exp(theta[0]) + cad.tensor(np.eye(4)) * theta[1] ** 2
+        L = cad.linalg.cholesky(S)
+        z = cad.linalg.solve_triangular(L, cad.tensor(y) - theta[2:6], lower=True)
+        return 0.5 * cad.sum(z * z) + cad.sum(cad.log(cad.diagonal(L)))
+    th = np.array([0.1, 0.7, 0.2, -0.3, 0.4, 0.1])
+    a, b = on_and_off(monkeypatch, transforms, "_C_FORWARD", lambda: np.asarray(cad.hessian(nll)(cad.tensor(th))))
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    H = fd_jac(lambda u: np.asarray(cad.grad(nll)(cad.tensor(u))), th)
+    np.testing.assert_allclose(a, H, rtol=1e-5, atol=1e-6)

@@ -15,6 +15,7 @@ rng = np.random.default_rng(77)
 N = 20   # outputs over transforms._JAC_ROWS: the batched sweep (smaller ones go row by row)
 W = rng.standard_normal((N, N)) / np.sqrt(N)
 B = rng.standard_normal((3, N)) * 0.5
+IDX = np.array([3, 0, 0, 7, 19, 2])
 
 
 def _chain(y):
@@ -37,6 +38,14 @@ FUNCS = {
     "size 0": (lambda x: cad.sin(x) * 2.0, (0,)),
     "row sums": (lambda x: cad.sum(x ** 2.0, axis=1) * cad.sum(cad.sin(x)), (N, 3)),
     "column sums keepdims": (lambda x: cad.exp(cad.sum(x * x, axis=0, keepdims=True)) * 0.5, (3, N)),
+    # linear records and max/min (_lin_vjp_r with a batch; a Diag made dense)
+    "max and min of rows": (lambda x: cad.max(x, axis=1) * cad.min(cad.sin(x), axis=1) + cad.sum(x, axis=1), (N, 3)),
+    "slices, gathers, concatenate": (lambda x: cad.concatenate([cad.sin(x[1:]) * x[:-1], cad.exp(x[IDX]),
+                                                                (cad.tensor(W) @ x)[::4]]), (N,)),
+    "cumsum both ways": (lambda x: cad.cumsum(cad.sin(x) * x, axis=0) + cad.cumsum(cad.tensor(W) @ x, axis=0,
+                                                                                  reverse=True), (N,)),
+    "gradient of slices (unview, scatter)": (lambda x: cad.grad(lambda u: cad.sum(cad.sin(u[1:]) * u[:-1])
+                                                                + cad.sum(cad.exp(u[IDX])))(x), (N,)),
 }
 
 
@@ -140,7 +149,17 @@ def test_diagonal_records_take_no_rule(monkeypatch):
     assert seen == []
     # a sum's dense batch (_sum_vjp_b); the broadcasting product around it by rule
     cad.jacrev(FUNCS["row sums"][0])(cad.tensor(_pos((N, 3))))
-    assert "sum" not in [names[op] for op in seen]   # (a Diag batch into a sum: by its rule)
+    assert "sum" not in [names[op] for op in seen]
+    seen.clear()
+    # the linear records and max/min, dense batches and Diags made dense
+    for name in ("max and min of rows", "slices, gathers, concatenate", "cumsum both ways",
+                 "gradient of slices (unview, scatter)"):
+        f, shape = FUNCS[name]
+        seen.clear()
+        cad.jacrev(f)(cad.tensor(_pos(shape)))
+        lin = [names[op] for op in seen if names[op] in ("sum", "max", "min", "view", "unview", "gather",
+                                                         "scatter", "concatenate", "cumsum", "cast")]
+        assert lin == [], (name, [names[op] for op in seen])
     seen.clear()
     # the matrix wanted too: the matmul goes to its rule
     cad.jacrev(lambda a, x: cad.tanh(a @ x), argnums=(0, 1))(cad.tensor(W), cad.tensor(_pos(N)))
@@ -156,3 +175,13 @@ def test_matrix_and_vector_both_wanted(monkeypatch):
         np.testing.assert_array_equal(p, q)
     Jx = fd_jac(lambda v: np.asarray(f(cad.tensor(a), cad.tensor(v))), x)
     np.testing.assert_allclose(got[1], Jx, rtol=1e-6, atol=1e-7)
+
+
+def test_casts(monkeypatch):
+    """a batch through float casts both ways: the Python loop's result, and
+    differences at float32's precision"""
+    f = lambda x: cad.tanh((cad.tensor(W) @ x).astype(np.float32)).astype(np.float64) * x  # noqa: E731
+    x = np.random.default_rng(111).uniform(0.2, 1.2, N)
+    a, b = on_and_off(monkeypatch, T, "_C_REVERSE", lambda: np.asarray(cad.jacrev(f)(cad.tensor(x))))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, fd_jac(lambda v: np.asarray(f(cad.tensor(v))), x, eps=1e-3), rtol=2e-3, atol=2e-3)

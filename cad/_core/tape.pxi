@@ -14,6 +14,7 @@ cdef class Tape:
     cdef cad_tape t
     cdef Tape _into
     cdef cad_hid _hoff
+    cdef int64_t _roff   # (merged: where this tape's records start in _into's)
     cdef int64_t _serial
     cdef bint _consumed
     cdef bint _busy
@@ -140,11 +141,13 @@ cdef Tape _merge(Tape A, Tape B):
         raise BackwardError("cad: cannot record onto a tape while another thread runs backward on it")
     if A.t.nbufs < B.t.nbufs:
         A, B = B, A
+    cdef int64_t roff = A.t.nrecs
     if cad_tape_append(&A.t, &B.t, &hoff) != CAD_OK:
         raise MemoryError("cad: cannot grow the tape")
     cad_tape_free_arrays(&B.t)
     B._into = A
     B._hoff = hoff
+    B._roff = roff
     return A
 
 

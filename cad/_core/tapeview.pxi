@@ -54,6 +54,27 @@ cpdef tape_records(Tape tp, int64_t lo=0, int64_t hi=-1):
     return out
 
 
+cdef tuple _rec_back(Tape tp, int64_t i, cad_hid hoff):
+    """record i of tp as tape_records gives it, its handles hoff less: a sweep that
+    followed a merge (NOTE [ Merges during a C forward sweep ]) hands its rules the
+    record as the tape they hold (the merged one, which _live forwards) numbers it"""
+    cdef tuple rec = <tuple>tape_records(tp, i, i + 1)[0]
+    if hoff == 0:
+        return rec
+    return (rec[0], rec[1] - hoff, tuple([h - hoff if h >= 0 else h for h in <tuple>rec[2]]), rec[3])
+
+
+# NOTE [ Merges during a C forward sweep ]
+# A rule the forward sweeps call (a custom primitive's jvp through its vjp, which
+# records a gradient) may merge the swept tape into a larger one: cad_tape_append
+# copies its records to the other's end (record offset _roff) and its values (handle
+# offset _hoff), and frees its arrays.  forward_sweep_c and forward_sweep_b then
+# follow it (_follow_merge): the sweep goes on over the same records in the live
+# tape, its per-handle arrays and dict moved by the handle offset, and the rules,
+# whose closures hold the tape they were given, get records in that tape's numbering
+# (_rec_back).  Records a rule appends, to this tape or another, are not swept (the
+# Python sweep's snapshot).  test_forward_sweep_c's custom-primitive cases merge.
+
 cdef list _AUX_N = []   # per op code: the aux count the op table declares (naux), or -1
 
 
@@ -360,12 +381,13 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule,
     cdef bint anyt
     cdef const unsigned char *ew = ew_fused
     cdef Py_ssize_t new = len(ew_fused)
+    cdef Tape tp0
+    cdef cad_hid hoff = 0   # (the rules' numbering + hoff: tp's, NOTE [ Merges during a C forward sweep ])
+    cdef int64_t mv[3]
     tp = tape_live(tp)
+    tp0 = tp
     n = tp.t.nrecs
     nb = tp.t.nbufs
-    for i in range(start, n):
-        if tp.t.recs[i].op == OP_CUSTOM:   # its rules may record (a jvp through its vjp),
-            return None                    # growing or merging the tape: the Python sweep
     stan = <double *>malloc(<size_t>max(nb, 1) * sizeof(double))
     shas = <unsigned char *>calloc(<size_t>max(nb, 1), 1)
     if new:
@@ -422,9 +444,13 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule,
             if anyt:
                 res = _jvp0_c(tp, r, ts, ew, new) if new else None
                 if res is None:
-                    res = rule(tape_records(tp, i, i + 1)[0], ts)
-                if tp._into is not None:   # (custom primitives, which may, were excluded)
-                    raise RuntimeError("cad: a jvp rule merged the tape during a forward sweep")
+                    res = rule(_rec_back(tp, i, hoff), ts)
+                if tp._into is not None:   # (a rule merged the tape into another)
+                    tp = _follow_merge(tp, mv, &stan, &shas, &need, nb, tan)
+                    i += mv[1]
+                    n += mv[1]
+                    hoff += mv[0]
+                    nb = mv[2]
                 h = tp.t.recs[i].out
                 if res is not None:
                     if _scalar_tangent(res):
@@ -436,13 +462,62 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule,
         out = {}
         for k in want:
             h = k
-            _live(tp, &h)
+            _live(tp0, &h)
             out[k] = _new_inline(stan[h]) if shas[h] else tan.get(h)
         return out
     finally:
         free(stan)
         free(shas)
         free(need)
+
+
+cdef Tape _follow_merge(Tape tp, int64_t *mv, double **stan, unsigned char **shas,
+                        unsigned char **need, int64_t nb, dict tan):
+    """NOTE [ Merges during a C forward sweep ]: the live tape tp was merged into;
+    its arrays of nb per-handle entries (any may be NULL; stan and shas when given)
+    and the dict tan moved to the live tape's numbering.  mv: (handle offset,
+    record offset, the live tape's value count)."""
+    cdef int64_t dh = 0, dr = 0, m
+    cdef Tape L = tp
+    cdef double *s2 = NULL
+    cdef unsigned char *h2 = NULL
+    cdef unsigned char *n2 = NULL
+    while L._into is not None:
+        dh += L._hoff
+        dr += L._roff
+        L = L._into
+    m = L.t.nbufs
+    if stan != NULL and stan[0] != NULL:
+        s2 = <double *>malloc(<size_t>max(m, 1) * sizeof(double))
+        h2 = <unsigned char *>calloc(<size_t>max(m, 1), 1)
+        if s2 == NULL or h2 == NULL:
+            free(s2)
+            free(h2)
+            raise MemoryError("cad: cannot allocate the tangents")
+        memcpy(s2 + dh, stan[0], <size_t>nb * sizeof(double))
+        memcpy(h2 + dh, shas[0], <size_t>nb)
+    if need != NULL and need[0] != NULL:
+        n2 = <unsigned char *>calloc(<size_t>max(m, 1), 1)
+        if n2 == NULL:
+            free(s2)
+            free(h2)
+            raise MemoryError("cad: cannot allocate the sweep's marks")
+        memcpy(n2 + dh, need[0], <size_t>nb)
+    if s2 != NULL:
+        free(stan[0])
+        free(shas[0])
+        stan[0] = s2
+        shas[0] = h2
+    if n2 != NULL:
+        free(need[0])
+        need[0] = n2
+    moved = {k + dh: v for k, v in tan.items()}
+    tan.clear()
+    tan.update(moved)
+    mv[0] = dh
+    mv[1] = dr
+    mv[2] = m
+    return L
 
 
 # NOTE [ Array records in the forward sweep ]
@@ -998,12 +1073,13 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
     cdef unsigned char *need
     cdef const unsigned char *ew = ew_fused
     cdef Py_ssize_t new = len(ew_fused)
+    cdef Tape tp0
+    cdef cad_hid hoff = 0   # (NOTE [ Merges during a C forward sweep ])
+    cdef int64_t mv[3]
     tp = tape_live(tp)
+    tp0 = tp
     n = tp.t.nrecs
     nbuf = tp.t.nbufs
-    for i in range(start, n):
-        if tp.t.recs[i].op == OP_CUSTOM:
-            return None
     for k, v in seeds.items():
         h = k
         if _live(tp, &h) is not tp:
@@ -1014,7 +1090,9 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
         raise MemoryError("jacfwd: cannot allocate the sweep's marks")
     try:
         _mark_needed(tp, want, start, n, need)   # only records on a path to a wanted handle
-        for i in range(start, n):
+        i = start - 1
+        while i + 1 < n:   # (a merge moves i and n: NOTE [ Merges during a C forward sweep ])
+            i += 1
             r = &tp.t.recs[i]
             if not need[r.out]:
                 continue
@@ -1040,24 +1118,36 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
             elif r.op >= OP_SUM:
                 res = _lin_batch(tp, r, ts, diag_cls, scaled_cls)
             if res is None:
-                res = rule(tape_records(tp, i, i + 1)[0], ts)
-                if tp._into is not None:
-                    raise RuntimeError("cad: a jvp rule merged the tape during a forward sweep")
+                res = rule(_rec_back(tp, i, hoff), ts)
+            if tp._into is not None:   # (a rule merged the tape into another)
+                tp = _follow_merge(tp, mv, NULL, NULL, &need, nbuf, tan)
+                i += mv[1]
+                n += mv[1]
+                hoff += mv[0]
+                nbuf = mv[2]
             r = &tp.t.recs[i]   # (a rule or an op on a tracked value may have grown the arrays)
             if res is not None:
                 tan[r.out] = res
         out = {}
         for k in want:
             h = k
-            _live(tp, &h)
+            _live(tp0, &h)
             out[k] = tan.get(h)
         return out
     finally:
         free(need)
 
 
+cdef int64_t _prod_of(tuple shape):
+    cdef int64_t p = 1
+    for s in shape:
+        p *= <int64_t>s
+    return p
+
+
 cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object scaled_cls):
-    """forward_sweep_b's batch (one leading batch dim, dense or scaled, not a Diag)
+    """forward_sweep_b's batch (one leading batch dim: dense, scaled, or a Diag made
+    dense, as _jvp_record makes it when _diag_jvp declines; a full sum of a Diag its v)
     through sum, max/min, a view or its adjoint, gather, scatter, concatenate, a float
     cast and cumsum: the rules' own ops for nb = 1 (reduce.py's _collapse and
     _max_jvp, shape.py's _view_jvp, _unview_jvp and _concat_jvp, index.py's
@@ -1108,8 +1198,17 @@ cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object sca
         return None
     for j in range(n):
         t = ts[j]
-        if t is not None and type(t) is not Tensor:
-            if type(t) is diag_cls or not isinstance(t, scaled_cls):
+        if t is not None and type(t) is diag_cls:
+            v = (<DiagBase>t).v
+            if type(v) is not Tensor:
+                return None
+            if op == OP_SUM and n == 1 and (<Tensor>v).size == _prod_of(<tuple>hs[0]) and _prod_of(osh) == 1:
+                return reshape(v, ((<Tensor>v).size,) + osh)   # (_diag_jvp: a full sum)
+            t = t.dense()   # (_diag_jvp declines the rest: _jvp_record densifies)
+            if type(t) is not Tensor:
+                return None
+        elif t is not None and type(t) is not Tensor:
+            if not isinstance(t, scaled_cls):
                 return None
             t = t.dense()   # (_jvp_record's ts[i].dense() for a scaled batch)
             if type(t) is not Tensor:
@@ -1270,32 +1369,49 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
     return {h: cot.get(h) for h in want}
 
 
-cdef list _lin_vjp_r(Tape tp, int op, tuple ins, object out, tuple aux, Tensor g, set dep):
-    """reverse_sweep_r's cotangents (nb = 0) for max/min, a view's adjoint (unview),
-    gather, scatter, a cast, cumsum and concatenate: the ops their rules make, in
-    their order (reduce.py's _max_vjp, shape.py's _unview_vjp and _concat_vjp,
-    index.py's _gather_vjp and _scatter_vjp, linalg.py's _cast_vjp, scan.py's
-    _cumsum_vjp), without the rule's context; None: the rule decides"""
+cdef list _lin_vjp_r(Tape tp, int op, tuple ins, object out, tuple aux, Tensor g, set dep, int nb=0):
+    """the cotangents (nb = 0: reverse_sweep_r; nb = 1: a dense batch in
+    reverse_sweep_b) for max/min, a view (nb = 1; reverse_sweep_r has its own) and
+    its adjoint (unview), gather, scatter, a cast, cumsum, concatenate and (nb = 1) sum:
+    the ops their rules make, in their order (reduce.py's _max_vjp and _sum_vjp,
+    shape.py's _view_vjp, _unview_vjp and _concat_vjp, index.py's _gather_vjp and
+    _scatter_vjp, linalg.py's _cast_vjp, scan.py's _cumsum_vjp), without the rule's
+    context; None: the rule decides"""
     cdef Py_ssize_t nd, j, n = len(ins)
-    cdef int64_t mask, off
+    cdef int64_t mask, off, inner
     cdef int d
-    cdef tuple xs
+    cdef tuple xs, bsh, bst
     cdef list res
     cdef object x, o, lin, w
-    if op == OP_UNVIEW or op == OP_CAST or op == OP_CUMSUM or op == OP_MAX or op == OP_MIN:
-        if n != 1 or ins[0] < 0:
+    if _tndim(g) < nb:
+        return None
+    bsh = g.shape[:nb]
+    if op == OP_UNVIEW or op == OP_VIEW or op == OP_CAST or op == OP_CUMSUM or op == OP_MAX \
+            or op == OP_MIN or op == OP_SUM:
+        if n != 1 or ins[0] < 0 or (op == OP_VIEW or op == OP_SUM) and nb == 0:
             return None
         if not _wants(tp, ins[0], dep):
             return [None]
-    if op == OP_UNVIEW:
+    if op == OP_SUM:
+        if len(aux) != 1:
+            return None
+        return [_sum_vjp_b(tp, ins[0], aux, g)]
+    if op == OP_UNVIEW or op == OP_VIEW:
         nd = aux[1]
-        return [as_strided(g, aux[0], aux[2:2 + nd], aux[2 + nd:2 + 2 * nd])]
+        xs = tape_info(tp, out if op == OP_UNVIEW else ins[0])[0]
+        inner = 1
+        for d in range(len(xs)):
+            inner *= <int64_t>xs[d]
+        bst = (inner,) if nb else ()
+        if op == OP_UNVIEW:
+            return [as_strided(g, aux[0], bsh + aux[2:2 + nd], bst + aux[2 + nd:2 + 2 * nd])]
+        return [unview(g, aux[0], bsh + aux[2:2 + nd], bst + aux[2 + nd:2 + 2 * nd], bsh + xs)]
     if op == OP_CAST:
         return [cast(g, _DTYPES[tape_info(tp, ins[0])[1]])]
     if op == OP_CUMSUM:
-        if _tndim(g) == 0 or not _isfloat(g._dtype):
+        if _tndim(g) == nb or not _isfloat(g._dtype):
             return None
-        return [bind(OP_CUMSUM, [contiguous(g)], (aux[0], 0 if aux[1] else 1), g.shape, g.dtype,
+        return [bind(OP_CUMSUM, [contiguous(g)], (aux[0] + nb, 0 if aux[1] else 1), g.shape, g.dtype,
                      "cumsum")]
     if op == OP_MAX or op == OP_MIN:
         if len(aux) != 1:
@@ -1310,7 +1426,7 @@ cdef list _lin_vjp_r(Tape tp, int op, tuple ins, object out, tuple aux, Tensor g
         axes = tuple([d for d in range(len(xs)) if (mask >> d) & 1])
         w = cast(eq(x, reshape(o, kept)), (<Tensor>x).dtype)   # (_extreme_weights)
         w = w / reduce(OP_SUM, w, axes, True)
-        return [expand(reshape(g, kept), xs) * w]   # (_spread(g) * weights)
+        return [expand(reshape(g, bsh + kept), bsh + xs) * w]   # (_spread(g) * weights)
     if op == OP_GATHER or op == OP_SCATTER:
         if n != 2 or ins[0] < 0 or ins[1] < 0 or len(aux) != 3:
             return None
@@ -1320,9 +1436,9 @@ cdef list _lin_vjp_r(Tape tp, int op, tuple ins, object out, tuple aux, Tensor g
         if type(lin) is not Tensor:
             return None
         if op == OP_SCATTER:
-            return [gather(g, lin, None, aux[2]), None]
+            return [gather(g, lin, None, nb + aux[2]), None]
         return [reshape(scatter(g, lin, aux[1], _tndim(g) - _tndim(<Tensor>lin)),
-                        tape_info(tp, ins[0])[0]), None]
+                        bsh + tape_info(tp, ins[0])[0]), None]
     if op == OP_CONCATENATE:
         if len(aux) != 1:
             return None
@@ -1333,7 +1449,8 @@ cdef list _lin_vjp_r(Tape tp, int op, tuple ins, object out, tuple aux, Tensor g
             if ins[j] < 0:
                 return None
             d = tape_info(tp, ins[j])[0][nd]
-            res.append(g[(slice(None),) * nd + (slice(off, off + d),)] if _wants(tp, ins[j], dep) else None)
+            res.append(g[(slice(None),) * (nb + nd) + (slice(off, off + d),)] if _wants(tp, ins[j], dep)
+                       else None)
             off += d
         return res
     return None
@@ -1482,6 +1599,16 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
                     res[j] = g   # (the rule's unbroadcast of a batch of the output's shape)
             if not ok:
                 res = None
+        if res is None and nplain and (op == OP_SUM or op == OP_MAX or op == OP_MIN or op == OP_VIEW
+                                       or op == OP_UNVIEW or op == OP_GATHER or op == OP_SCATTER
+                                       or op == OP_CAST or op == OP_CUMSUM or op == OP_CONCATENATE):
+            # the linear ops and max/min: a Diag made dense, as _rev_record makes it when
+            # _diag_vjp declines (an identity view's Diag stayed diagonal above)
+            gd = g.dense() if type(g) is diag_cls else g
+            if type(gd) is Tensor:
+                res = _lin_vjp_r(tp, op, ins, out, <tuple>rec[3], <Tensor>gd, dep, 1)
+                if res is None and gd is not g:
+                    g = gd   # (the rule densifies it anyway)
         if res is None:
             res = rule(rec, g, dep)
         for j in range(len(ins)):
