@@ -166,3 +166,53 @@ def test_threads():
     f, shape = FUNCS["W7"]
     g = lambda v: cad.sum(f(v))  # noqa: E731
     same_in_threads(lambda x: cad.hessian(g)(cad.tensor(x)), [_pos(shape) for _ in range(4)], 40)
+
+
+# NOTE [ Batched custom jvps ]: a custom primitive's jvp takes jacfwd's batch through
+# one vmap of its rule (linalg's through their defvmap rules), against one call per
+# tangent (custom._VMAP_JVP = False) and finite differences
+
+def _linalg_funcs():
+    A0 = W4 @ W4.T + 3.0 * np.eye(4)
+    return {
+        "solve": lambda x: cad.linalg.solve(cad.tensor(A0) + cad.outer(x, x), cad.sin(x)),
+        "inv": lambda x: cad.sum(cad.linalg.inv(cad.tensor(A0) * x[0] + cad.diag(x)), axis=0),
+        "cholesky": lambda x: cad.sum(cad.linalg.cholesky(cad.tensor(A0) + cad.diag(x * x)), axis=1),
+        "slogdet": lambda x: cad.linalg.slogdet(cad.tensor(A0) + cad.outer(x, x))[1] * x,
+        "eigh": lambda x: cad.linalg.eigh(cad.tensor(A0) + cad.diag(x))[0] * 2.0,
+    }
+
+
+@pytest.mark.parametrize("name", ["solve", "inv", "cholesky", "slogdet", "eigh"])
+def test_custom_jvp_batches_through_vmap(name, monkeypatch):
+    from cad.ops import custom
+    f = _linalg_funcs()[name]
+    x = _pos(4)
+    a, b = on_and_off(monkeypatch, custom, "_VMAP_JVP", lambda: np.asarray(cad.jacfwd(f)(cad.tensor(x))))
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(a, fd_jac(lambda v: np.asarray(f(cad.tensor(v))), x), rtol=1e-6, atol=1e-7)
+    g = lambda v: cad.sum(f(v) ** 2)  # noqa: E731
+    a, b = on_and_off(monkeypatch, custom, "_VMAP_JVP", lambda: np.asarray(cad.hessian(g)(cad.tensor(x))))
+    np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+    H = fd_jac(lambda v: np.asarray(cad.grad(g)(cad.tensor(v))), x)
+    np.testing.assert_allclose(a, H, rtol=1e-5, atol=1e-6)
+
+
+def test_custom_jvp_vmap_and_its_fallback():
+    """a jvp through a vjp (transposition) batches under vmap; a rule that reads its
+    tangent as numpy cannot, and is called per tangent (and not tried again)"""
+    @cad.primitive
+    def cube(x):
+        return np.asarray(x) ** 3
+    cube.defvjp(lambda g, ans, x: g * 3.0 * x * x)
+
+    @cad.primitive
+    def sq(x):
+        return np.asarray(x) ** 2
+    sq.defjvp(lambda ts, ans, x: cad.tensor(2.0 * np.asarray(x) * np.asarray(ts[0])))
+    x = _pos(3)
+    J = np.asarray(cad.jacfwd(lambda v: cad.sin(cube(v)) + sq(v))(cad.tensor(x)))
+    np.testing.assert_allclose(J, np.diag(np.cos(x ** 3) * 3 * x * x + 2 * x), rtol=1e-13)
+    assert sq.__dict__.get("_jvp_vmaps") is False and "_jvp_vmaps" not in cube.__dict__
+    J = np.asarray(cad.jacfwd(lambda v: sq(v) * 2.0)(cad.tensor(x)))
+    np.testing.assert_allclose(J, np.diag(4 * x), rtol=1e-13)

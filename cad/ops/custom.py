@@ -150,7 +150,7 @@ def _pack(parts, lay, dtype):
         if not f:
             continue
         n = math.prod(shape)
-        flat.append(_cad().zeros((n,), dtype=dtype) if p is None else C.reshape(_as(p, dtype, shape), (n,)))
+        flat.append(_cad().zeros((n,), dtype=dtype) if p is None else _cad().reshape(_as(p, dtype, shape), (n,)))
     if not flat:
         return _cad().zeros((0,), dtype=dtype)
     return flat[0] if len(flat) == 1 else _cad().concatenate(flat)
@@ -162,7 +162,8 @@ def _cad():
 
 
 def _as(p, dtype, shape):
-    t = p if isinstance(p, C.Tensor) else _cad().tensor(np.asarray(p), dtype=dtype)
+    from ._batch import Batched
+    t = p if isinstance(p, (C.Tensor, Batched)) else _cad().tensor(np.asarray(p), dtype=dtype)
     if t.dtype != dtype:
         t = t.astype(dtype)
     if tuple(t.shape) != tuple(shape):
@@ -297,11 +298,34 @@ def _custom_jvp(ctx, ts):
         return [None if r is None else _as(r, dt, oshape)]
     if ctx.nb == 0:
         return one(*ts)[0]
+    if ctx.nb == 1 and _VMAP_JVP:
+        # NOTE [ Batched custom jvps ]: the batch of tangents (jacfwd's, hessian's
+        # forward half) through one vmap of the rule, not one call per tangent: the
+        # rule's cad ops take the batch dim, a custom primitive it calls its defvmap
+        # rule (linalg's solve: one batched solve for n tangents; a primitive without
+        # one vmap calls per example).  A rule vmap cannot batch (it reads a tangent
+        # as numpy: scipy.integrate's odeint) raises inside vmap; it is then called per
+        # tangent, as the loop below did, and its primitive is not tried again.
+        live = [i for i, t in enumerate(ts) if t is not None]
+        if live and e.prim.__dict__.get("_jvp_vmaps", True):
+            def onev(*tl):
+                tb = [None] * len(ts)
+                for i, t in zip(live, tl):
+                    tb[i] = t
+                r = one(*tb)[0]
+                return _cad().zeros(oshape, dtype=dt) if r is None else r
+            try:
+                return _cad().vmap(onev)(*[ts[i] for i in live])
+            except (ValueError, TypeError):
+                e.prim._jvp_vmaps = False   # (the loop raises what is the rule's own error)
     rows, lead = _batched(ctx.nb, one, *ts)
     r = _stack(rows, lead)[0]
     if r is None:
         return _cad().zeros(tuple(lead) + oshape, dtype=dt)
     return r
+
+
+_VMAP_JVP = True   # NOTE [ Batched custom jvps ]; False: one call per tangent (tests compare)
 
 
 @CUSTOM.eval
