@@ -44,6 +44,8 @@ FUNCS = {
                                                                 (cad.tensor(W) @ x)[::4]]), (N,)),
     "cumsum both ways": (lambda x: cad.cumsum(cad.sin(x) * x, axis=0) + cad.cumsum(cad.tensor(W) @ x, axis=0,
                                                                                   reverse=True), (N,)),
+    "a 0-d factor beside the diagonal": (lambda x: cad.sin(x) * cad.sum(x * x) + cad.exp(x) / cad.max(x)
+                                          - cad.sum(x) ** 2.0, (N,)),
     "gradient of slices (unview, scatter)": (lambda x: cad.grad(lambda u: cad.sum(cad.sin(u[1:]) * u[:-1])
                                                                 + cad.sum(cad.exp(u[IDX])))(x), (N,)),
 }
@@ -153,12 +155,13 @@ def test_diagonal_records_take_no_rule(monkeypatch):
     seen.clear()
     # the linear records and max/min, dense batches and Diags made dense
     for name in ("max and min of rows", "slices, gathers, concatenate", "cumsum both ways",
-                 "gradient of slices (unview, scatter)"):
+                 "gradient of slices (unview, scatter)", "a 0-d factor beside the diagonal"):
         f, shape = FUNCS[name]
         seen.clear()
         cad.jacrev(f)(cad.tensor(_pos(shape)))
         lin = [names[op] for op in seen if names[op] in ("sum", "max", "min", "view", "unview", "gather",
-                                                         "scatter", "concatenate", "cumsum", "cast")]
+                                                         "scatter", "concatenate", "cumsum", "cast",
+                                                         "mul", "div", "sub")]
         assert lin == [], (name, [names[op] for op in seen])
     seen.clear()
     # the matrix wanted too: the matmul goes to its rule

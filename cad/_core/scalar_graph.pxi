@@ -533,11 +533,15 @@ cdef object _tensor_prog(int op, int j, list slots):
     return slots[3 + n - 1]
 
 
-cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep, int nb=0):
+cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep, int nb=0,
+                      bint scalar_ins=False):
     """the cotangents of an elementwise record's inputs (NOTE [ Elementwise vjps in
     the reverse sweep ]), a list as the rule returns; None: the rule decides
     (nothing has been recorded then).  nb = 1: g is a batch (a leading dim of any
-    size over the output's shape; the partials broadcast over it, as in the rule)"""
+    size over the output's shape; the partials broadcast over it, as in the rule).
+    scalar_ins: an input may be 0-d (of the output's dtype) where the output is not;
+    its entry is then g times its partial, of the output's shape, not summed (the
+    batched sweep's diagonal batch: reverse_sweep_b sums it)"""
     cdef int n = len(ins), j, s
     cdef int8_t tr
     cdef list res, slots
@@ -562,7 +566,11 @@ cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep,
         if not want[j]:
             continue
         if not _same_info_h(tp, ins[j], out):
-            return None
+            if not scalar_ins:
+                return None
+            xi = tape_info(tp, ins[j])
+            if len(<tuple>xi[0]) != 0 or xi[1] != g._dtype:
+                return None
         if tr != 0:
             continue
         if not _sg_tensor_ok[op][j]:

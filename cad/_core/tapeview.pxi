@@ -1563,7 +1563,7 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
             v = (<DiagBase>g).v
             r = None
             if op < nplain and plain[op]:
-                r = _ew_vjp_c(tp, op, ins, out, <Tensor>v, dep)
+                r = _ew_vjp_c(tp, op, ins, out, <Tensor>v, dep, 0, True)
             elif op == OP_POW and nplain:
                 r = _pow_vjp_c(tp, ins, out, <Tensor>v, dep)
             elif op == OP_VIEW and len(ins) == 1 and ins[0] >= 0:
@@ -1575,9 +1575,15 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
                     res = [dg]
             if r is not None:
                 res = []
-                for c in r:
+                for j in range(len(r)):
+                    c = r[j]
                     if c is None:
                         res.append(None)
+                    elif _tndim(<Tensor>c) and not tape_info(tp, ins[j])[0]:
+                        # a 0-d input beside the diagonal batch: cotangent k is g_k's
+                        # entry times its partial there (the rule's unbroadcast of the
+                        # densified batch: one nonzero term a row)
+                        res.append(reshape(c, ((<Tensor>c).size,)))
                     else:
                         dg = DiagBase.__new__(diag_cls)   # (NOTE [ Batch classes ])
                         dg.v = c
