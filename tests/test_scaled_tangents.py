@@ -201,6 +201,15 @@ def test_diag_plus_dense():
     want = np.asarray(t3) + np.eye(4).reshape(4, 2, 2) * np.asarray(v3)
     np.testing.assert_allclose(np.asarray(Diag(v3) + t3), want, rtol=0, atol=1e-15)
     assert Diag(v).plus(cad.tensor(np.ones((3, 4)))) is None   # not (n,) + v.shape
+    # nothing tracked: the adds in numpy, equal to the engine's (a tracked batch) bit for
+    # bit, a transposed batch read in its logical order and left as it was
+    tn = cad.tensor(t0.T.copy()).T
+    tr = cad.tensor(t0.T.copy(), requires_grad=True).T
+    a, b = Diag(v).plus(tn), Diag(v).plus(tr)
+    assert not a.requires_grad and b.requires_grad
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b.detach()))
+    np.testing.assert_array_equal(np.asarray(a), t0 + np.diag(v0))
+    np.testing.assert_array_equal(np.asarray(tn), t0)
     assert Diag(v).plus(cad.tensor(np.ones((4, 4), dtype=np.float32))) is None
 
     def f(a, b):   # through the setitem, both arguments
