@@ -620,8 +620,7 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
             return None
         xb = &tp.t.bufs[hx]
         mask = tp.t.aux[r.aux]
-        axes = tuple([d for d in range(xb.ndim) if (mask >> d) & 1])
-        return reduce(OP_SUM, ts[0], axes, ob.ndim == xb.ndim and xb.ndim > 0)
+        return reduce(OP_SUM, ts[0], _axes_of(xb.ndim, mask), ob.ndim == xb.ndim and xb.ndim > 0)
     if op == OP_MATMUL and n == 2 and r.aux >= 0:
         a1 = tp.t.aux[r.aux] != 0
         b1 = tp.t.aux[r.aux + 1] != 0
@@ -721,7 +720,7 @@ cdef object _jvp0_product(Tape tp, cad_rec *r, list ts):
     if type(x) is not Tensor or _mode1(<Tensor>x) or _np.any(_arr_of(<Tensor>x) == 0):
         return None
     if op == OP_PROD:
-        axes = tuple([d for d in range(xnd) if (mask >> d) & 1])
+        axes = _axes_of(xnd, mask)
         return reduce(OP_SUM, t * (reduce(OP_PROD, x, axes, True) / x), axes, ond == xnd)
     if tp.t.aux[r.aux + 1] != 0:
         return None
@@ -731,6 +730,25 @@ cdef object _jvp0_product(Tape tp, cad_rec *r, list ts):
     ax = mask
     c = contiguous(t / x)
     return o * bind(OP_CUMSUM, [c], (ax, 0), c.shape, c.dtype, "cumsum")
+
+
+cdef tuple _axes_of(int64_t nd, int64_t mask, int shift=0):
+    """a reduction's axes from its mask (reduce.py's _axes_of), each shift more"""
+    cdef int64_t d
+    return tuple([d + shift for d in range(nd) if (mask >> d) & 1])
+
+
+cdef tuple _kept_of(tuple xs, int64_t mask):
+    """x's shape with the reduced axes kept as 1 (reduce.py's _kept)"""
+    cdef Py_ssize_t d
+    return tuple([1 if (mask >> d) & 1 else xs[d] for d in range(len(xs))])
+
+
+cdef object _extreme_w(Tensor x, object o, tuple xs, int64_t mask):
+    """reduce.py's _extreme_weights: where x attains its max/min o, 1/count (ties
+    share), the same ops in the same order"""
+    w = cast(eq(x, reshape(o, _kept_of(xs, mask))), x.dtype)
+    return w / reduce(OP_SUM, w, _axes_of(len(xs), mask), True)
 
 
 cdef object _jvp0_extreme(Tape tp, cad_rec *r, object t):
@@ -753,11 +771,7 @@ cdef object _jvp0_extreme(Tape tp, cad_rec *r, object t):
     if type(x) is not Tensor or type(o) is not Tensor:
         return None
     xs = _int_tuple(tp.t.meta + xb.meta, xnd)
-    kept = tuple([1 if (mask >> d) & 1 else xs[d] for d in range(xnd)])
-    axes = tuple([d for d in range(xnd) if (mask >> d) & 1])
-    w = cast(eq(x, reshape(o, kept)), (<Tensor>x).dtype)
-    w = w / reduce(OP_SUM, w, axes, True)
-    return reduce(OP_SUM, t * w, axes, ond == xnd)
+    return reduce(OP_SUM, t * _extreme_w(<Tensor>x, o, xs, mask), _axes_of(xnd, mask), ond == xnd)
 
 
 cdef object _jvp0_linear(Tape tp, cad_rec *r, list ts):
@@ -1246,23 +1260,17 @@ cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object sca
     if op == OP_SUM or op == OP_MAX or op == OP_MIN:
         if n != 1:
             return None
-        axes = tuple([d + 1 for d in range(len(xs)) if (w0 >> d) & 1])
         if op != OP_SUM:
             x = tape_node(tp, hx)
             o = tape_node(tp, ho)
             if type(x) is not Tensor or type(o) is not Tensor or not len(xs):
                 return None
-            kept = tuple([1 if (w0 >> d) & 1 else xs[d] for d in range(len(xs))])
-            w = cast(eq(x, reshape(o, kept)), (<Tensor>x).dtype)   # (_extreme_weights)
-            w = w / reduce(OP_SUM, w, tuple([d - 1 for d in axes]), True)
-            t = t * w
-        return reduce(OP_SUM, t, axes, len(osh) == len(xs) and len(xs) > 0)
+            t = t * _extreme_w(<Tensor>x, o, xs, w0)
+        return reduce(OP_SUM, t, _axes_of(len(xs), w0, 1), len(osh) == len(xs) and len(xs) > 0)
     if op == OP_VIEW or op == OP_UNVIEW:
         if n != 1:
             return None
-        inner = 1
-        for k in range(len(xs) if op == OP_VIEW else len(osh)):
-            inner *= xs[k] if op == OP_VIEW else osh[k]
+        inner = _prod_of(xs if op == OP_VIEW else osh)
         if op == OP_VIEW:
             return as_strided(t, w0, bsh + vsh, (inner,) + vst)
         return unview(t, w0, bsh + vsh, (inner,) + vst, bsh + osh)
@@ -1340,7 +1348,7 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
             if ins[0] >= 0 and ins[0] in dep:
                 xs = tape_info(tp, ins[0])[0]
                 mask = (<tuple>rec[3])[0]
-                res[0] = expand(reshape(g, tuple([1 if (mask >> j) & 1 else xs[j] for j in range(len(xs))])), xs)
+                res[0] = expand(reshape(g, _kept_of(xs, mask)), xs)
         elif op < nplain and plain[op] and type(g) is Tensor:
             res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep)
         elif op == OP_POW and nplain and type(g) is Tensor:
@@ -1399,9 +1407,7 @@ cdef list _lin_vjp_r(Tape tp, int op, tuple ins, object out, tuple aux, Tensor g
     if op == OP_UNVIEW or op == OP_VIEW:
         nd = aux[1]
         xs = tape_info(tp, out if op == OP_UNVIEW else ins[0])[0]
-        inner = 1
-        for d in range(len(xs)):
-            inner *= <int64_t>xs[d]
+        inner = _prod_of(xs)
         bst = (inner,) if nb else ()
         if op == OP_UNVIEW:
             return [as_strided(g, aux[0], bsh + aux[2:2 + nd], bst + aux[2 + nd:2 + 2 * nd])]
@@ -1422,11 +1428,8 @@ cdef list _lin_vjp_r(Tape tp, int op, tuple ins, object out, tuple aux, Tensor g
             return None
         xs = tape_info(tp, ins[0])[0]
         mask = aux[0]
-        kept = tuple([1 if (mask >> d) & 1 else xs[d] for d in range(len(xs))])
-        axes = tuple([d for d in range(len(xs)) if (mask >> d) & 1])
-        w = cast(eq(x, reshape(o, kept)), (<Tensor>x).dtype)   # (_extreme_weights)
-        w = w / reduce(OP_SUM, w, axes, True)
-        return [expand(reshape(g, bsh + kept), bsh + xs) * w]   # (_spread(g) * weights)
+        w = _extreme_w(<Tensor>x, o, xs, mask)
+        return [expand(reshape(g, bsh + _kept_of(xs, mask)), bsh + xs) * w]   # (_spread(g) * weights)
     if op == OP_GATHER or op == OP_SCATTER:
         if n != 2 or ins[0] < 0 or ins[1] < 0 or len(aux) != 3:
             return None
@@ -1479,7 +1482,7 @@ cdef object _sum_vjp_b(Tape tp, cad_hid hx, tuple aux, Tensor g):
     cdef int64_t mask = aux[0]
     cdef int d
     xs = _int_tuple(tp.t.meta + xb.meta, xb.ndim)
-    kept = tuple([1 if (mask >> d) & 1 else xs[d] for d in range(xb.ndim)])
+    kept = _kept_of(xs, mask)
     bsh = g.shape[:1]
     return expand(reshape(g, bsh + kept), bsh + xs)
 
