@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from ._batch import Batched
 from ._registry import VMAP, defop
 
 try:
@@ -162,7 +163,6 @@ def _cad():
 
 
 def _as(p, dtype, shape):
-    from ._batch import Batched
     t = p if isinstance(p, (C.Tensor, Batched)) else _cad().tensor(np.asarray(p), dtype=dtype)
     if t.dtype != dtype:
         t = t.astype(dtype)
