@@ -232,6 +232,11 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
         got = C.scalar_graph_forward(tape, tangents, start, list(want))
         if got is not None:
             return got
+    if _C_FORWARD and not fused and nb == 0 and all(type(t) is C.Tensor for t in tangents.values()):
+        # NOTE [ Recording forward sweep ]: the same loop in Cython, the common records
+        # without their rules
+        return C.forward_sweep_r(tape, tangents, start, list(want), rule,
+                                 _EW_PLAIN if _C_EW_VJP else b"")
     if _C_FORWARD and fused and nb == 1 and _SCALED and _DIAG_FUSED:
         # NOTE [ C forward sweep ]: elementwise records' batches in C, the rest by rule
         got = C.forward_sweep_b(tape, tangents, start, list(want), rule, _EW_BYTES, Diag, _Scaled)

@@ -542,11 +542,8 @@ cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep,
     scalar_ins: an input may be 0-d (of the output's dtype) where the output is not;
     its entry is then g times its partial, of the output's shape, not summed (the
     batched sweep's diagonal batch: reverse_sweep_b sums it)"""
-    cdef int n = len(ins), j, s
-    cdef int8_t tr
-    cdef list res, slots
+    cdef int n = len(ins), j
     cdef bint want[2]
-    cdef object v
     cdef cad_hid ho
     cdef Tape to
     if n < 1 or n > 2 or not _sg_ready:
@@ -559,17 +556,60 @@ cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep,
         to = _live(tp, &ho)
         if nb != 1 or g._dtype != to.t.bufs[ho].dtype or not _dims_are(g, 1, &to.t, &to.t.bufs[ho], -1):
             return None
+    for j in range(n):
+        want[j] = _sg_triv[op][j] != 2 and _wants(tp, ins[j], dep)
+    return _ew_terms(tp, op, ins, out, [g] * n, want, scalar_ins)
+
+
+cdef object _ew_jvp_r(Tape tp, int op, tuple ins, object out, list ts):
+    """an elementwise record's tangent from its inputs' tangents ts (no batch dim),
+    the ops its jvp rule (_rules.py's ew_rules) records: t, -t or t * partial per
+    input with a tangent, in input order, summed (NOTE [ Elementwise vjps in the
+    reverse sweep ]: the partials' programs); None: the rule decides"""
+    cdef int n = len(ins), j
+    cdef bint want[2]
+    cdef list terms
+    cdef tuple oinfo
+    cdef object acc = None
+    if n < 1 or n > 2 or not _sg_ready:
+        return None
+    for j in range(n):
+        want[j] = ts[j] is not None and _sg_triv[op][j] != 2
+        if want[j] and (type(ts[j]) is not Tensor or not _tensor_like_h(tp, <Tensor>ts[j], ins[j])):
+            return None
+    oinfo = tape_info(tp, out)
+    terms = _ew_terms(tp, op, ins, out, ts, want, 2)
+    if terms is None:
+        return None
+    for j in range(n):
+        if terms[j] is not None:
+            acc = terms[j] if acc is None else _ew2(OP_ADD, acc, terms[j])
+    if acc is not None and (<Tensor>acc).shape != oinfo[0]:
+        acc = expand(acc, oinfo[0])   # (full_shape: a tangent broadcast to the output)
+    return acc
+
+
+cdef list _ew_terms(Tape tp, int op, tuple ins, object out, list ms, bint *want, int scalar_ins):
+    """ms[j] times d out / d input j for each input j wanted (ms[j] itself or its
+    negation for a partial of 1 or -1), in input order, the ops the rules record;
+    None (nothing recorded): an input the programs cannot take (see _ew_vjp_c).
+    scalar_ins: 1, a wanted input may be 0-d where the output is not (_ew_vjp_c); 2,
+    of any shape that broadcasts to the output's (a jvp: ms[j] has the input's shape
+    and the products broadcast as the rule's do); either of the output's dtype"""
+    cdef int n = len(ins), j, s
+    cdef int8_t tr
+    cdef list res, slots
+    cdef object v
     slots = [None, None, None]
     for j in range(n):
-        tr = _sg_triv[op][j]
-        want[j] = tr != 2 and _wants(tp, ins[j], dep)
         if not want[j]:
             continue
+        tr = _sg_triv[op][j]
         if not _same_info_h(tp, ins[j], out):
             if not scalar_ins:
                 return None
             xi = tape_info(tp, ins[j])
-            if len(<tuple>xi[0]) != 0 or xi[1] != g._dtype:
+            if (scalar_ins == 1 and len(<tuple>xi[0]) != 0) or xi[1] != tape_info(tp, out)[1]:
                 return None
         if tr != 0:
             continue
@@ -590,11 +630,11 @@ cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep,
             continue
         tr = _sg_triv[op][j]
         if tr == 1:
-            res[j] = g
+            res[j] = ms[j]
         elif tr == -1:
-            res[j] = _ew1(OP_NEG, g)
+            res[j] = _ew1(OP_NEG, ms[j])
         else:
-            res[j] = _ew2(OP_MUL, g, _tensor_prog(op, j, list(slots)))
+            res[j] = _ew2(OP_MUL, ms[j], _tensor_prog(op, j, list(slots)))
     return res
 
 

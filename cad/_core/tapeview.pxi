@@ -1459,6 +1459,210 @@ cdef list _lin_vjp_r(Tape tp, int op, tuple ins, object out, tuple aux, Tensor g
     return None
 
 
+# NOTE [ Recording forward sweep ]
+# jvp and jacfwd record their tangents' ops when an outer computation tracks
+# something in them (grad of a jvp: reverse over forward; jvp of a jvp; cad.record).
+# transforms.forward_sweep ran that sweep in Python, every record by its rule
+# through a Ctx (~2-4 us a record around a few engine ops).  forward_sweep_r is the
+# same loop for tangents without batch dims in Cython: the same records (a snapshot
+# taken first: the ops it records may grow or merge the tape, NOTE [ Handles across
+# merges ]), the same pruning to records on a path to a wanted handle, and for the
+# common records the ops their rules record, in their order, without the rule
+# (_jvp_r): elementwise ops by their partials' programs (_ew_jvp_r, NOTE
+# [ Elementwise vjps in the reverse sweep ]), pow by a constant, sum and max/min,
+# views and their adjoint, 1-D/2-D matmul, casts, cumsum, gather, scatter and
+# concatenate.  Every lookup goes through the handle (tape_info, tape_node), never
+# a record pointer, since the first op may merge the tape.  Anything else (prod,
+# cumprod, cross, setitem, xent, custom primitives, a device value, broadcasting)
+# goes to its rule.  test_forward_sweep_r compares the records and the tangents
+# with the rules' sweep.
+
+def forward_sweep_r(Tape tp, dict seeds, int64_t start, list want, object rule,
+                    bytes ew_plain=b""):
+    """transforms.forward_sweep's loop for recorded tangents without batch dims
+    (nb = 0, not fused), in Cython (NOTE [ Recording forward sweep ]); rule(record,
+    tangents) for the records _jvp_r declines"""
+    cdef list recs = tape_records(tp, start, -1)
+    cdef dict tan = dict(seeds)
+    cdef set need = set(want)
+    cdef Py_ssize_t k, n = len(recs)
+    cdef tuple rec, ins
+    cdef list ts
+    cdef bint anyt
+    cdef const unsigned char *plain = ew_plain
+    cdef Py_ssize_t nplain = len(ew_plain)
+    for k in range(n - 1, -1, -1):
+        rec = <tuple>recs[k]
+        if rec[1] in need:
+            need.update(<tuple>rec[2])
+    for k in range(n):
+        rec = <tuple>recs[k]
+        out = rec[1]
+        if out not in need:
+            continue
+        ins = <tuple>rec[2]
+        ts = []
+        anyt = False
+        for h in ins:
+            t = tan.get(h) if h >= 0 else None
+            ts.append(t)
+            anyt = anyt or t is not None
+        if not anyt:
+            continue
+        res = _jvp_r(tp, <int>rec[0], ins, out, <tuple>rec[3], ts, plain, nplain) if nplain else None
+        if res is None:
+            res = rule(rec, ts)
+        if res is not None:
+            tan[out] = res
+    return {h: tan.get(h) for h in want}
+
+
+cdef object _jvp_r(Tape tp, int op, tuple ins, object out, tuple aux, list ts,
+                   const unsigned char *plain, Py_ssize_t nplain):
+    """one record's tangent for forward_sweep_r: the ops its rule records for nb = 0
+    (reduce.py's _sum_jvp/_max_jvp, shape.py's _view_jvp/_unview_jvp/_concat_jvp,
+    the bilinear matmul jvp through _mm_batch, linalg.py's _cast_jvp, scan.py's
+    _cumsum_jvp, index.py's _gather_jvp/_scatter_jvp, the elementwise rules); None:
+    the rule decides (nothing has been recorded then)"""
+    cdef Py_ssize_t n = len(ins), j, nd
+    cdef int64_t mask
+    cdef bint a1, b1
+    cdef tuple xs, oinfo
+    cdef list parts
+    cdef object t, x, o, acc, c
+    cdef list others = [None, None]
+    for j in range(n):
+        t = ts[j]
+        if t is not None and (type(t) is not Tensor or (<Tensor>t)._dev != 0):
+            return None
+    if op < nplain and plain[op]:
+        return _ew_jvp_r(tp, op, ins, out, ts)
+    if op == OP_POW:
+        return _pow_jvp_r(tp, ins, out, ts)
+    t = ts[0]
+    if op == OP_SUM or op == OP_MAX or op == OP_MIN:
+        if n != 1 or t is None or ins[0] < 0 or len(aux) != 1:
+            return None
+        xs = tape_info(tp, ins[0])[0]
+        mask = aux[0]
+        keep = len(<tuple>tape_info(tp, out)[0]) == len(xs) and len(xs) > 0
+        if op != OP_SUM:   # (ts[0] * _extreme_weights(ctx))
+            x = tape_node(tp, ins[0])
+            o = tape_node(tp, out)
+            if type(x) is not Tensor or type(o) is not Tensor:
+                return None
+            t = t * _extreme_w(<Tensor>x, o, xs, mask)
+        return reduce(OP_SUM, t, _axes_of(len(xs), mask), keep)
+    if op == OP_VIEW or op == OP_UNVIEW:
+        if n != 1 or t is None or len(aux) < 2:
+            return None
+        nd = aux[1]
+        if op == OP_VIEW:
+            return as_strided(t, aux[0], aux[2:2 + nd], aux[2 + nd:2 + 2 * nd])
+        return unview(t, aux[0], aux[2:2 + nd], aux[2 + nd:2 + 2 * nd], tape_info(tp, out)[0])
+    if op == OP_MATMUL:   # (the bilinear jvp through _mm_batch, operands of 1 or 2 dims)
+        if n != 2 or len(aux) != 2:
+            return None
+        a1 = aux[0] != 0
+        b1 = aux[1] != 0
+        for j in range(2):   # (every check before the first op)
+            if ts[j] is None:
+                continue
+            if ins[1 - j] < 0 or _tndim(<Tensor>ts[j]) != (1 if (a1 if j == 0 else b1) else 2):
+                return None
+            o = tape_node(tp, ins[1 - j])
+            if type(o) is not Tensor or _tndim(<Tensor>o) != (1 if (b1 if j == 0 else a1) else 2):
+                return None
+            others[j] = o
+        oinfo = tape_info(tp, out)
+        acc = None
+        for j in range(2):
+            if others[j] is None:
+                continue
+            c = _mm_term(j, ts[j], others[j], a1, b1)
+            acc = c if acc is None else acc + c
+        if acc is not None and (<Tensor>acc).shape != oinfo[0]:
+            acc = expand(acc, oinfo[0])   # (full_shape)
+        return acc
+    if op == OP_CAST:
+        if n != 1 or t is None:
+            return None
+        return cast(t, _DTYPES[tape_info(tp, out)[1]])
+    if op == OP_CUMSUM:
+        if n != 1 or t is None or len(aux) != 2 or _tndim(<Tensor>t) == 0 or \
+                not _isfloat((<Tensor>t)._dtype):
+            return None
+        c = contiguous(t)
+        return bind(OP_CUMSUM, [c], (aux[0], 1 if aux[1] else 0), c.shape, c.dtype, "cumsum")
+    if op == OP_GATHER or op == OP_SCATTER:
+        if n != 2 or t is None or ts[1] is not None or ins[1] < 0 or len(aux) != 3:
+            return None
+        x = tape_node(tp, ins[1])
+        if type(x) is not Tensor:
+            return None
+        if op == OP_GATHER:
+            return gather(t, x, None, aux[2])
+        return scatter(t, x, aux[1], aux[2])
+    if op == OP_CONCATENATE:
+        if len(aux) != 1:
+            return None
+        oinfo = tape_info(tp, out)
+        parts = []
+        for j in range(n):
+            if ts[j] is not None:
+                parts.append(ts[j])
+            elif ins[j] < 0:
+                return None
+            else:
+                parts.append(_wrap(_np.zeros(tape_info(tp, ins[j])[0], dtype=_DTYPES[oinfo[1]])))
+        return concat(parts, <int>aux[0])
+    return None
+
+
+cdef object _mm_term(int i, object t, object other, bint a1, bint b1):
+    """linalg.py's _mm_batch(i, t, other, a1, b1, 0) for operands of 1 or 2 dims: the
+    same reshapes and products"""
+    cdef tuple sh
+    if i == 0 and not b1 and _tndim(<Tensor>other) == 2:
+        return matmul(t, other)                              # (_rows_times)
+    if i == 1 and b1 and not a1 and _tndim(<Tensor>other) == 2:
+        return matmul(t, transpose(other, (1, 0)))           # (_rows_times(t, _swap(other)))
+    if i == 0:
+        left = reshape(t, (1,) + t.shape) if a1 else t       # (_unsq(t, -2))
+        right = reshape(other, other.shape + (1,)) if b1 else other   # (_unsq(other, -1))
+    else:
+        left = reshape(other, (1,) + other.shape) if a1 else other
+        right = reshape(t, t.shape + (1,)) if b1 else t
+    c = matmul(left, right)
+    if b1:   # (_sq(c, -1))
+        c = reshape(c, c.shape[:-1])
+    if a1:   # (_sq(c, -1 if b1 else -2))
+        sh = c.shape
+        c = reshape(c, sh[:-1] if b1 else sh[:-2] + sh[-1:])
+    return c
+
+
+cdef object _pow_jvp_r(Tape tp, tuple ins, object out, list ts):
+    """pow's tangent for a constant exponent, as its rule computes it with _pow_dx
+    (t * (x ** (c - 1) * c); ones or zeros for c = 1 or 0); None: the rule decides"""
+    cdef double c
+    cdef object t = ts[0] if len(ts) == 2 else None
+    if t is None or ts[1] is not None or ins[0] < 0 or ins[1] < 0 or (tape_flags(tp, ins[1]) & 2):
+        return None
+    if not _same_info_h(tp, ins[0], out) or not _tensor_like_h(tp, <Tensor>t, out):
+        return None
+    y = tape_node(tp, ins[1])
+    x = tape_node(tp, ins[0])
+    if type(y) is not Tensor or type(x) is not Tensor or _tndim(<Tensor>y) != 0 or (<Tensor>y)._rg:
+        return None
+    c = float(y)
+    if c == 0:   # (_pow_dx's constant partials: no pow(x, -1) or pow(x, 0))
+        return _ew2(OP_MUL, t, _ew2(OP_MUL, ones_like_value(<Tensor>x), 0.0))
+    if c == 1:
+        return _ew2(OP_MUL, t, ones_like_value(<Tensor>x))
+    return _ew2(OP_MUL, t, _ew2(OP_MUL, x ** (c - 1), c))
+
+
 # NOTE [ Batched reverse sweep ]
 # jacrev sweeps a batch of cotangents (nb == 1): its seed is a Diag, the output basis,
 # which an elementwise record keeps diagonal (cotangent i: Diag(v * d_i), when the
