@@ -122,9 +122,10 @@ def _direct(lay):
     return not multi and len(outs) == 1 and outs[0][0]
 
 
-def _unpack(packed, lay):
+def _unpack(packed, lay, lead=()):
     """the outputs' structure (float outputs only; None for the others) from the
-    packed value (a tensor, maybe tracked)"""
+    packed value (a tensor, maybe tracked); lead: the packed value's leading batch
+    dims, kept in front of every output"""
     multi, outs = _parse(lay)
     if not multi and len(outs) == 1 and outs[0][0]:
         return packed
@@ -134,27 +135,31 @@ def _unpack(packed, lay):
             res.append(None)
             continue
         n = math.prod(shape)
-        res.append(C.reshape(packed[off:off + n], shape))
+        part = packed[(slice(None),) * len(lead) + (slice(off, off + n),)] if lead else packed[off:off + n]
+        res.append(C.reshape(part, tuple(lead) + tuple(shape)))
         off += n
     return tuple(res) if multi else res[0]
 
 
-def _pack(parts, lay, dtype):
-    """the packed value of a structure of float outputs (None: zeros)"""
+def _pack(parts, lay, dtype, lead=()):
+    """the packed value of a structure of float outputs (None: zeros); lead: batch
+    dims in front of every output (a part without them is broadcast to them)"""
     multi, outs = _parse(lay)
     parts = list(parts) if multi else [parts]
+    lead = tuple(lead)
     if not multi and len(outs) == 1 and outs[0][0]:
         p = parts[0]
-        return _cad().zeros(outs[0][1], dtype=dtype) if p is None else _as(p, dtype, outs[0][1])
+        return _cad().zeros(lead + outs[0][1], dtype=dtype) if p is None else _as(p, dtype, lead + outs[0][1])
     flat = []
     for (f, shape), p in zip(outs, parts):
         if not f:
             continue
         n = math.prod(shape)
-        flat.append(_cad().zeros((n,), dtype=dtype) if p is None else _cad().reshape(_as(p, dtype, shape), (n,)))
+        flat.append(_cad().zeros(lead + (n,), dtype=dtype) if p is None
+                    else _cad().reshape(_as(p, dtype, lead + shape), lead + (n,)))
     if not flat:
-        return _cad().zeros((0,), dtype=dtype)
-    return flat[0] if len(flat) == 1 else _cad().concatenate(flat)
+        return _cad().zeros(lead + (0,), dtype=dtype)
+    return flat[0] if len(flat) == 1 else _cad().concatenate(flat, axis=len(lead))
 
 
 def _cad():
@@ -173,10 +178,11 @@ def _as(p, dtype, shape):
 
 # ---- the rules on one example (no batch dims)
 
-def _user_vjp(e, lay, g, ans, vals):
-    """cotangents of the record's inputs (None where none) from the packed cotangent"""
+def _user_vjp(e, lay, g, ans, vals, lead=()):
+    """cotangents of the record's inputs (None where none) from the packed cotangent
+    (lead: its batch dims, for a rule that takes them, NOTE [ Batched custom vjps ])"""
     prim = e.prim
-    gs = _unpack(g, lay)
+    gs = _unpack(g, lay, lead)
     args = e.args(vals)
     if prim._vjp is not None:
         cts = prim._vjp(gs, ans, *args, **e.kwargs)
@@ -211,8 +217,9 @@ def _user_vjp(e, lay, g, ans, vals):
     return res
 
 
-def _user_jvp(e, lay, ts, ans, vals, dtype):
-    """the packed output tangent (None: zero) from the inputs' tangents (None: zero)"""
+def _user_jvp(e, lay, ts, ans, vals, dtype, lead=()):
+    """the packed output tangent (None: zero) from the inputs' tangents (None: zero;
+    lead: their batch dims, for a rule that takes them, NOTE [ Batched custom vjps ])"""
     prim = e.prim
     if prim._jvp is not None:
         targs = [None] * e.nargs
@@ -220,7 +227,7 @@ def _user_jvp(e, lay, ts, ans, vals, dtype):
             if v.dtype.kind == "f":
                 targs[p] = t if t is not None else _cad().zeros(tuple(v.shape), dtype=v.dtype)
         out_t = prim._jvp(tuple(targs), ans, *e.args(vals), **e.kwargs)
-        return _pack(out_t, lay, dtype)
+        return _pack(out_t, lay, dtype, lead)
     # jvp from vjp by transposition: the gradient in u of <vjp(u), t>
     live = [i for i, t in enumerate(ts) if t is not None]
     if not live:
@@ -283,6 +290,12 @@ def _custom_vjp(ctx, g):
                 for c, w, v in zip(cts, want, vals)]
     if ctx.nb == 0:
         return one(g)
+    if _BATCHED_VJP and _rules_batch(e, vals):
+        # NOTE [ Batched custom vjps ]
+        lead = tuple(g.shape[:ctx.nb])
+        cts = _user_vjp(e, lay, g, ans, vals, lead)
+        return [None if not w or c is None else _as(c, v.dtype, lead + tuple(v.shape))
+                for c, w, v in zip(cts, want, vals)]
     rows, lead = _batched(ctx.nb, one, g)
     return _stack(rows, lead)
 
@@ -298,6 +311,11 @@ def _custom_jvp(ctx, ts):
         return [None if r is None else _as(r, dt, oshape)]
     if ctx.nb == 0:
         return one(*ts)[0]
+    if _BATCHED_VJP and e.prim._jvp is not None and _rules_batch(e, vals):
+        # NOTE [ Batched custom vjps ]: the rule takes the batch as leading dims
+        lead = next(t for t in ts if t is not None).shape[:ctx.nb]
+        r = _user_jvp(e, lay, list(ts), ans, vals, dt, lead)
+        return _cad().zeros(tuple(lead) + oshape, dtype=dt) if r is None else r
     if ctx.nb == 1 and _VMAP_JVP:
         # NOTE [ Batched custom jvps ]: the batch of tangents (jacfwd's, hessian's
         # forward half) through one vmap of the rule, not one call per tangent: the
@@ -326,6 +344,29 @@ def _custom_jvp(ctx, ts):
 
 
 _VMAP_JVP = True   # NOTE [ Batched custom jvps ]; False: one call per tangent (tests compare)
+
+# NOTE [ Batched custom vjps ]
+# jacrev (and hessian's inner jacrev of a jacrev) sends a custom record a batch of
+# cotangents, one per output element, and jacfwd a batch of tangents.  The vjp rule
+# was called once per cotangent: for linalg's solve at n = 32, 32 calls each
+# unpacking, solving with the stored factors and forming -gb x^T; the jvp rule once
+# under vmap (NOTE [ Batched custom jvps ]), whose wrapping costs more than the
+# work at these sizes.  Rules written for batches of matrices (linalg's: every
+# product a matmul over leading dims, every solve broadcasting its factors) take
+# the whole batch as extra leading dims of the cotangents (tangents) and return
+# results with the same leading dims; such a primitive says so with a predicate on
+# its arguments, `prim._rules_batch(*args, **kwargs)` (linalg's solve and the
+# triangular solve only for a right-hand side of two or more dims: a 1-D one would
+# read the batch as its rows).  Under vmap the vjp was slower (stop 44: the factors
+# are reused only for plain tensors); here it gets plain tensors, and _lu_solve
+# solves a batch of right-hand sides against one matrix in one call.
+_BATCHED_VJP = True   # False: one call per cotangent, the vmapped jvp (tests compare)
+
+
+def _rules_batch(e, vals):
+    """do the record's rules take a batch as leading dims (NOTE [ Batched custom vjps ])?"""
+    ok = e.prim.__dict__.get("_rules_batch")
+    return ok is not None and bool(ok(*e.args(vals), **e.kwargs))
 
 
 @CUSTOM.eval
