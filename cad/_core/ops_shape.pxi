@@ -446,9 +446,9 @@ def gather(object x, object lin, object value=None, int nb=0, bint checked=False
     return r
 
 
-def scatter(object g, object lin, int64_t xsize, int nb=0):
+def scatter(object g, object lin, int64_t xsize, int nb=0, bint checked=False):
     """the adjoint of gather: zeros of shape g.shape[:nb] + (xsize,), then
-    out[b..., lin[k...]] += g[b..., k...]"""
+    out[b..., lin[k...]] += g[b..., k...]; checked: as gather's"""
     cdef Tensor t = as_tensor(g), r, tl
     cdef int64_t B = 1
     cdef object la
@@ -460,7 +460,7 @@ def scatter(object g, object lin, int64_t xsize, int nb=0):
         B *= shape[d]
     if not _isfloat(t._dtype):
         raise DTypeError("scatter: float values only")
-    if la.size and (la.min() < 0 or la.max() >= xsize):
+    if not checked and la.size and (la.min() < 0 or la.max() >= xsize):
         raise IndexError(f"scatter: position out of range for {xsize} elements")
     tl = _index_tensor(la, t._dev)
     r = _new_out_shape(t._dev, shape[:nb] + (xsize,), t._dtype, "scatter")

@@ -665,6 +665,14 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
         return _jvp0_extreme(tp, r, ts[0])
     if op == OP_PROD or op == OP_CUMPROD or op == OP_CROSS:
         return _jvp0_product(tp, r, ts)
+    if op == OP_SETITEM:   # (NOTE [ Setitem records in the sweeps ])
+        if n != 3 or ts[2] is not None or tp.t.args[r.arg + 2] < 0:
+            return None
+        xs = _int_tuple(tp.t.meta + ob.meta, ob.ndim)
+        lin = tape_node(tp, tp.t.args[r.arg + 2])
+        if type(lin) is not Tensor:
+            return None
+        return _setitem_jvp(<Tensor>lin, xs, ts[0], ts[1], 0)
     if op >= OP_CONCATENATE:
         return _jvp0_linear(tp, r, ts)
     return None
@@ -1170,7 +1178,7 @@ cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object sca
     Everything is read from r before the first op: an op on a tracked value (x, the
     output) records, and the tape's arrays may move."""
     cdef int op = r.op, j, n = r.nargs, d
-    cdef cad_hid hx = -1, hp = -1, ho = r.out
+    cdef cad_hid hx = -1, hp = -1, hl = -1, ho = r.out
     cdef cad_buf *ob = &tp.t.bufs[ho]
     cdef int odt = ob.dtype
     cdef int64_t nd = 0, w0 = 0, w1 = 0, w2 = 0, inner
@@ -1182,10 +1190,14 @@ cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object sca
         return None
     if not (op == OP_SUM or op == OP_MAX or op == OP_MIN or op == OP_VIEW or op == OP_UNVIEW
             or op == OP_CONCATENATE or op == OP_GATHER or op == OP_SCATTER or op == OP_CAST
-            or op == OP_CUMSUM):
+            or op == OP_CUMSUM or op == OP_SETITEM):
         return None
-    if r.aux < 0 and op != OP_CAST:
+    if r.aux < 0 and op != OP_CAST and op != OP_SETITEM:
         return None
+    if op == OP_SETITEM:
+        if n != 3 or tp.t.args[r.arg + 2] < 0:
+            return None
+        hl = tp.t.args[r.arg + 2]
     osh = _int_tuple(tp.t.meta + ob.meta, ob.ndim)
     for j in range(n):
         hx = tp.t.args[r.arg + j]
@@ -1208,7 +1220,7 @@ cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object sca
         elif op == OP_CUMSUM:
             w1 = tp.t.aux[r.aux + 1]
     r = NULL   # (not read again)
-    if n < 1 or hx < 0 and op != OP_CONCATENATE:
+    if n < 1 or hx < 0 and op != OP_CONCATENATE and op != OP_SETITEM:
         return None
     for j in range(n):
         t = ts[j]
@@ -1230,6 +1242,11 @@ cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object sca
         if t is not None and (_mode1(<Tensor>t) or _tndim(<Tensor>t) < 1):
             return None
         dts.append(t)
+    if op == OP_SETITEM:   # (NOTE [ Setitem records in the sweeps ])
+        lin = tape_node(tp, hl)
+        if type(lin) is not Tensor or dts[2] is not None:
+            return None
+        return _setitem_jvp(<Tensor>lin, osh, dts[0], dts[1], 1)
     if op == OP_CONCATENATE:
         t = None
         for j in range(n):
@@ -1394,6 +1411,12 @@ cdef list _lin_vjp_r(Tape tp, int op, tuple ins, object out, tuple aux, Tensor g
     if _tndim(g) < nb:
         return None
     bsh = g.shape[:nb]
+    if op == OP_SETITEM:   # (NOTE [ Setitem records in the sweeps ])
+        lin = _setitem_lin(tp, ins)
+        if lin is None:
+            return None
+        return _setitem_vjp(<Tensor>lin, tape_info(tp, out)[0], g, _wants(tp, ins[0], dep),
+                            _wants(tp, ins[1], dep), nb)
     if op == OP_UNVIEW or op == OP_VIEW or op == OP_CAST or op == OP_CUMSUM or op == OP_MAX \
             or op == OP_MIN or op == OP_SUM:
         if n != 1 or ins[0] < 0 or (op == OP_VIEW or op == OP_SUM) and nb == 0:
@@ -1457,6 +1480,91 @@ cdef list _lin_vjp_r(Tape tp, int op, tuple ins, object out, tuple aux, Tensor g
             off += d
         return res
     return None
+
+
+# NOTE [ Setitem records in the sweeps ]
+# x[i] = v records SETITEM (x, v, positions): the output is x with the positions'
+# elements replaced.  Its rules (index.py) build two masks, the elements of x no
+# write reaches (keep) and the writes that survive (last: the last of repeated
+# positions), by numpy (np.unique for `last`, ~10 us), then run two or three engine
+# ops.  Scientific code fills arrays element by element in loops (u[i] = ... for each
+# i), so a sweep met hundreds of these records, each through its Python rule: jvp of
+# a 48-setitem stencil took 14x the function.  set_masks makes both masks in one
+# pass from the end (a position first seen from the end is its last write), and the
+# sweeps (the plain, recording and batched forward ones, the recording and batched
+# reverse ones) run the rules' ops on them here: _setitem_jvp (tx * keep, plus the
+# writes' tangents times last scattered to their positions) and _setitem_vjp
+# (g * keep; gather(g, positions) * last).  The rules call set_masks too, so both
+# paths use the same masks.
+
+def set_masks(Tensor lin, tuple xs):
+    """(keep, last) for a setitem's positions lin into a value of shape xs: bool
+    tensors, keep of shape xs (no write reaches the element) and last of lin's shape
+    (the write survives: the last to its position); None for a device tensor or a
+    position out of range (the caller's numpy path decides)"""
+    cdef Py_ssize_t size = 1, m, i
+    cdef int64_t p
+    cdef object la, keep, last
+    cdef const int64_t *li
+    cdef uint8_t *kv
+    cdef uint8_t *lv
+    if lin._dev != 0 or lin._dtype != CAD_I64:
+        return None
+    for d in xs:
+        size *= <Py_ssize_t>d
+    la = _np.ascontiguousarray(_arr_of(lin)).reshape(-1)
+    m = la.shape[0]
+    keep = _np.ones(size, dtype=_np.bool_)
+    last = _np.zeros(m, dtype=_np.bool_)
+    li = <const int64_t *>cnp.PyArray_DATA(la)
+    kv = <uint8_t *>cnp.PyArray_DATA(keep)
+    lv = <uint8_t *>cnp.PyArray_DATA(last)
+    for i in range(m - 1, -1, -1):
+        p = li[i]
+        if p < 0 or p >= size:
+            return None
+        if kv[p]:
+            kv[p] = 0
+            lv[i] = 1
+    return _wrap(keep.reshape(xs)), _wrap(last.reshape(lin.shape))
+
+
+cdef object _setitem_jvp(Tensor lin, tuple xs, object tx, object tv, int nb):
+    """index.py's _setitem_jvp: tx * keep + the writes' tangents (tv * last) scattered
+    to their positions, tangents with nb leading batch dims; None: the rule decides"""
+    cdef object r = None, s
+    cdef tuple bsh
+    masks = set_masks(lin, xs)
+    if masks is None:
+        return None
+    keep, last = masks
+    if tx is not None:
+        r = tx * keep
+    if tv is not None:
+        bsh = (<Tensor>tv).shape[:nb]
+        s = reshape(scatter(tv * last, lin, _prod_of(xs), nb, True), bsh + xs)   # (set_masks checked lin)
+        r = s if r is None else r + s
+    return r
+
+
+cdef list _setitem_vjp(Tensor lin, tuple xs, Tensor g, bint wx, bint wv, int nb):
+    """index.py's _setitem_vjp: [g * keep, gather(g, positions) * last, None] (nb
+    leading batch dims); None: the rule decides"""
+    masks = set_masks(lin, xs)
+    if masks is None:
+        return None
+    keep, last = masks
+    return [g * keep if wx else None, gather(g, lin, None, nb, True) * last if wv else None, None]
+
+
+cdef object _setitem_lin(Tape tp, tuple ins):
+    """a setitem record's positions (a CPU int64 tensor), or None"""
+    if len(ins) != 3 or ins[2] < 0:
+        return None
+    lin = tape_node(tp, ins[2])
+    if type(lin) is not Tensor or (<Tensor>lin)._dev != 0 or (<Tensor>lin)._dtype != CAD_I64:
+        return None
+    return lin
 
 
 # NOTE [ Recording forward sweep ]
@@ -1603,6 +1711,11 @@ cdef object _jvp_r(Tape tp, int op, tuple ins, object out, tuple aux, list ts,
         if op == OP_GATHER:
             return gather(t, x, None, aux[2])
         return scatter(t, x, aux[1], aux[2])
+    if op == OP_SETITEM:   # (NOTE [ Setitem records in the sweeps ])
+        x = _setitem_lin(tp, ins)
+        if x is None or ts[2] is not None:
+            return None
+        return _setitem_jvp(<Tensor>x, tape_info(tp, out)[0], ts[0], ts[1], 0)
     if op == OP_CONCATENATE:
         if len(aux) != 1:
             return None
@@ -1814,7 +1927,8 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
                 res = None
         if res is None and nplain and (op == OP_SUM or op == OP_MAX or op == OP_MIN or op == OP_VIEW
                                        or op == OP_UNVIEW or op == OP_GATHER or op == OP_SCATTER
-                                       or op == OP_CAST or op == OP_CUMSUM or op == OP_CONCATENATE):
+                                       or op == OP_CAST or op == OP_CUMSUM or op == OP_CONCATENATE
+                                       or op == OP_SETITEM):
             # the linear ops and max/min: a Diag made dense, as _rev_record makes it when
             # _diag_vjp declines (an identity view's Diag stayed diagonal above)
             gd = g.dense() if type(g) is diag_cls else g

@@ -160,10 +160,14 @@ def _scatter_jvp(ctx, ts):
 
 
 def _set_masks(ctx):
-    """positions of x that survive, and which writes survive (the last of repeats)"""
+    """positions of x that survive, and which writes survive (the last of repeats):
+    C.set_masks on the CPU (NOTE [ Setitem records in the sweeps ])"""
     lin_t = ctx.val(2)
-    lin = C.host(lin_t).reshape(-1)
     xs = tuple(ctx.out_shape)   # x's shape (x may be a constant the tape did not register)
+    got = C.set_masks(lin_t, xs)
+    if got is not None:
+        return got
+    lin = C.host(lin_t).reshape(-1)
     keep = np.ones(int(np.prod(xs, dtype=np.int64)), dtype=bool)
     keep[lin] = False
     last = np.zeros(lin.size, dtype=bool)
