@@ -57,6 +57,24 @@ FUNCS.update({
 })
 
 
+
+def _scalar_loop(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        s = s + cad.sin(x[i]) * x[(i + 1) % x.shape[0]] + x[i] ** 2
+    return s * s
+
+
+# scalar loop code (0-d records with a dense batch: the fused row) and views of a
+# diagonal batch (_diag_view: the view's batch without the n x n matrix)
+FUNCS.update({
+    "scalar loop": (_scalar_loop, (5,)),
+    "views of the seed": (lambda x: cad.exp(x[1:5:2]) * x[0] + cad.reshape(x, (2, 3))[:, 1].sum() * x[::-1][:2]
+                          + cad.broadcast_to(x[2], (2,)), (6,)),
+    "2-D views of the seed": (lambda x: cad.sin(x[1:, ::2]) * x.T[0, 1] + x[:2, None, 1], (3, 4)),
+})
+
+
 def _pos(shape):
     return rng.uniform(0.2, 1.2, shape)
 
@@ -108,6 +126,14 @@ def test_paths_taken(monkeypatch):
         assert [c for c in calls if c in lin] == [], (name, calls)
         cad.hessian(lambda v: cad.sum(f(v)), cad.tensor(_pos(shape)))
         assert [c for c in calls if c in lin] == [], (name, calls)
+    # 0-d records of loop code: no rule at all; views of the diagonal seed: no view
+    # by rule (their broadcasting products still are)
+    for name in ("scalar loop", "views of the seed", "2-D views of the seed"):
+        f, shape = FUNCS[name]
+        calls.clear()
+        cad.jacfwd(f)(cad.tensor(_pos(shape)))
+        cad.hessian(lambda v: cad.sum(f(v)), cad.tensor(_pos(shape)))
+        assert [c for c in calls if name == "scalar loop" or c == "view"] == [], (name, calls)
 
 
 def test_casts(monkeypatch):

@@ -981,8 +981,9 @@ cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
     Python rule: as transforms._jvp_record's fused paths (NOTE [ Scaled tangents ]:
     dense batches and m * v of one m give m * (sum v_i d_i); diagonal batches give a
     diagonal one; diagonal and dense mixed give the dense row plus the diagonal's
-    values, _mixed_ew_fused).  None: the rule decides (an input broadcast to the
-    output, a 0-d output, another layout, dtype or device, no fused row)."""
+    values, _mixed_ew_fused; a 0-d output, which _scaled_ew declines, its dense
+    batches through the row).  None: the rule decides (an input broadcast to the
+    output, a Diag over a 0-d value, another layout, dtype or device, no fused row)."""
     cdef int j, ndg = 0, nsc = 0, nde = 0
     cdef bint same = True
     cdef cad_buf *ob = &tp.t.bufs[r.out]
@@ -994,10 +995,17 @@ cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
     cdef int op = r.op, nargs = r.nargs
     cdef DiagBase dg
     cdef ScaledBase sc
-    if ob.ndim == 0 or nargs > 3:
+    if nargs > 3:
         return None
     for j in range(nargs):
         hin[j] = tp.t.args[r.arg + j]
+    if ob.ndim == 0:   # (a scalar of loop code: _jvp_record's fused row on the dense batches)
+        vs = []
+        for t in ts:
+            if t is not None and type(t) is Diag:
+                return None
+            vs.append(t.dense() if t is not None and type(t) is Scaled else t)
+        return _ew_jvp_h(tp, op, out, hin, nargs, vs, 1)
     for j in range(nargs):
         t = ts[j]
         if t is None:
@@ -1160,6 +1168,25 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
         free(need)
 
 
+cdef object _diag_view(Tensor v, int64_t off, tuple vsh, tuple vst):
+    """as_strided(Diag(v).dense(), off, (n,) + vsh, (n,) + vst), the view record's
+    rule on the densified batch (Diag.dense's numpy branch: nothing tracks v), without
+    the n x n matrix: row p of the batch is v[p] at the view's elements that read
+    position p of x, zeros elsewhere (a scalar x[i] of loop code read a 20 x 20
+    identity for one column)"""
+    cdef Py_ssize_t n = v.size, m = _prod_of(vsh), d
+    cdef object P, R, vf
+    P = _np.full(vsh, off, dtype=_np.int64)
+    for d in range(len(vsh)):
+        P += _np.arange(<int64_t>vsh[d], dtype=_np.int64).reshape(
+            tuple([-1 if k == d else 1 for k in range(len(vsh))])) * <int64_t>vst[d]
+    P = P.reshape(-1)
+    vf = _arr_of(v).reshape(-1)
+    R = _np.zeros((n, m), dtype=vf.dtype)
+    R[P, _np.arange(m)] = vf[P]
+    return from_numpy(R.reshape((n,) + vsh), None, False, False)
+
+
 cdef int64_t _prod_of(tuple shape):
     cdef int64_t p = 1
     for s in shape:
@@ -1230,6 +1257,9 @@ cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object sca
                 return None
             if op == OP_SUM and n == 1 and (<Tensor>v).size == _prod_of(<tuple>hs[0]) and _prod_of(osh) == 1:
                 return reshape(v, ((<Tensor>v).size,) + osh)   # (_diag_jvp: a full sum)
+            if op == OP_VIEW and n == 1 and (<Tensor>v).size == _prod_of(<tuple>hs[0]) and \
+                    not (<Tensor>v)._rg and not cad_rec_mode and (<Tensor>v)._dev == 0:
+                return _diag_view(<Tensor>v, w0, vsh, vst)
             t = t.dense()   # (_diag_jvp declines the rest: _jvp_record densifies)
             if type(t) is not Tensor:
                 return None
