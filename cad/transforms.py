@@ -352,6 +352,7 @@ class _Scaled(C.ScaledBase):
 
 
 _OP_ADD = C.OP_NAMES.index("add")
+_OP_POW = C.OP_NAMES.index("pow")
 _SCALED = True   # NOTE [ Scaled tangents ]; False: every batch dense (tests compare)
 _EW_ANY = None
 _EW_BYTES = b""
@@ -458,11 +459,21 @@ def _jvp_record(tape, rec, ts, nb, fused):
             if r is not None:
                 return r
         ts = [t.dense() if isinstance(t, Diag) else t for t in ts]
-    if fused and _EW[op]:
+    if fused and (_EW[op] or (op == _OP_POW and nb == 0 and not _pow_const(tape, ins))):
+        # (pow by a tracked exponent, or with the exponent's tangent: _pow_dx's
+        # constant case does not apply, so the fused row, as for the other ops)
         r = tape.ew_jvp(op, out, ins, ts, nb)
         if r is not None:
             return r
     return _JVP[op](Ctx(tape, ins, out, aux, nb), ts)
+
+
+def _pow_const(tape, ins):
+    """is pow's exponent a constant 0-d value (elementwise.py's _pow_dx applies)?"""
+    if ins[1] < 0 or tape.flags(ins[1]) & 2:
+        return False
+    y = tape.node(ins[1])
+    return isinstance(y, C.Tensor) and y.ndim == 0 and not y.requires_grad
 
 
 # ---------------------------------------------------------------- inputs and outputs

@@ -349,6 +349,17 @@ def test_array_records_take_no_rule(monkeypatch):
     # nor prod, cumprod, cross
     cad.jvp(lambda a: cad.prod(a) * cad.cumprod(a, axis=0) + cad.cross(a[:3], a[1:]).sum(), (x,), (v,))
     assert calls == []
+    # nor setitem, nor pow by a tracked exponent (the fused row, as the rules' sweep)
+    def st(a):
+        b = a * 1.0
+        b[np.array([1, 3, 1])] = cad.exp(a[:3])
+        return cad.sum(b ** a[0]) + cad.sum((a + 2.0) ** (a * 0.5))
+    cad.jvp(st, (x,), (v,))
+    assert calls == []
+    (_, t), (_, t2) = _both(st, (x,), (v,))
+    np.testing.assert_array_equal(np.asarray(t), np.asarray(t2))
+    np.testing.assert_allclose(np.asarray(t), _fd_jvp(st, [np.linspace(-1, 1, 4)], [np.ones(4)]), rtol=1e-6)
+    calls.clear()   # (the rules' sweep above)
     # what _jvp0_c declines still goes to the rule: a 1-D @ 1-D product, prod and
     # cumprod of an x with a zero
     cad.jvp(lambda a: cad.sin(a @ a) + cad.cumprod(a, axis=0), (x,), (v,))

@@ -647,15 +647,21 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
         if acc is None or not _dims_are(acc, 0, &tp.t, &tp.t.bufs[hout], 0):
             return None
         return acc
-    if op == OP_POW and n == 2 and ts[1] is None:
+    if op == OP_POW and n == 2:
         hx = tp.t.args[r.arg]
         hy = tp.t.args[r.arg + 1]
-        if hx < 0 or hy < 0 or (tp.t.bufs[hy].flags & BUF_RG) or \
-                not _same_info_h(tp, hx, r.out) or not _tensor_like_h(tp, <Tensor>ts[0], hx):
+        y = tape_node(tp, hy) if hy >= 0 and not (tp.t.bufs[hy].flags & BUF_RG) else None
+        if type(y) is not Tensor or _tndim(<Tensor>y) != 0 or (<Tensor>y)._rg:
+            # a tracked exponent (transforms._pow_const: _pow_dx does not apply): the
+            # fused row, as _jvp_record's
+            hin[0] = hx
+            hin[1] = hy
+            return _ew_jvp_h(tp, op, r.out, hin, 2, ts, 0)
+        if ts[1] is not None or hx < 0 or not _same_info_h(tp, hx, r.out) or \
+                not _tensor_like_h(tp, <Tensor>ts[0], hx):
             return None
-        y = tape_node(tp, hy)
         x = tape_node(tp, hx)
-        if type(y) is not Tensor or type(x) is not Tensor or _tndim(<Tensor>y) != 0 or (<Tensor>y)._rg:
+        if type(x) is not Tensor:
             return None
         c = float(y)
         if c == 0 or c == 1:
