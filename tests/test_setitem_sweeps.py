@@ -51,23 +51,22 @@ def rows(x):
 FUNCS = {"stencil": stencil, "repeats": repeats, "rows": rows}
 
 
+def _check(monkeypatch, flag, fn, want, tol):
+    """fn() with the sweep's flag on and off equal to rounding, and against want"""
+    a, b = on_and_off(monkeypatch, T, flag, lambda: np.asarray(fn()))
+    _same(a, b)
+    np.testing.assert_allclose(a, want, rtol=tol, atol=tol / 10)
+
+
 @pytest.mark.parametrize("name", sorted(FUNCS))
 def test_first_order_sweeps_match_the_rules(name, monkeypatch):
     f = FUNCS[name]
     x0, t0 = rng.uniform(0.3, 1.1, N), rng.standard_normal(N)
+    x, t = cad.tensor(x0), cad.tensor(t0)
     J = fd_jac(lambda v: np.asarray(f(cad.tensor(v))), x0)
-    jv = lambda: np.asarray(cad.jvp(f, (cad.tensor(x0),), (cad.tensor(t0),))[1])  # noqa: E731
-    a, b = on_and_off(monkeypatch, T, "_C_FORWARD", jv)
-    _same(a, b)
-    np.testing.assert_allclose(a, J @ t0, rtol=1e-6, atol=1e-7)
-    jf = lambda: np.asarray(cad.jacfwd(f)(cad.tensor(x0)))  # noqa: E731
-    a, b = on_and_off(monkeypatch, T, "_C_FORWARD", jf)
-    _same(a, b)
-    np.testing.assert_allclose(a, J, rtol=1e-6, atol=1e-7)
-    jr = lambda: np.asarray(cad.jacrev(f)(cad.tensor(x0)))  # noqa: E731
-    a, b = on_and_off(monkeypatch, T, "_C_REVERSE", jr)
-    _same(a, b)
-    np.testing.assert_allclose(a, J, rtol=1e-6, atol=1e-7)
+    _check(monkeypatch, "_C_FORWARD", lambda: cad.jvp(f, (x,), (t,))[1], J @ t0, 1e-6)
+    _check(monkeypatch, "_C_FORWARD", lambda: cad.jacfwd(f)(x), J, 1e-6)
+    _check(monkeypatch, "_C_REVERSE", lambda: cad.jacrev(f)(x), J, 1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(FUNCS))
@@ -76,21 +75,14 @@ def test_second_order_sweeps_match_the_rules(name, monkeypatch):
     w = rng.standard_normal(N)
     g = lambda x: cad.sum(f(x) * cad.tensor(w))  # noqa: E731
     x0, t0 = rng.uniform(0.3, 1.1, N), rng.standard_normal(N)
+    x, t = cad.tensor(x0), cad.tensor(t0)
     H = fd_jac(lambda v: np.asarray(cad.grad(g)(cad.tensor(v))), x0)
+    gg = lambda: cad.grad(lambda y: cad.sum(cad.grad(g)(y) * t))(x)  # noqa: E731
     for flag in ("_C_REVERSE", "_C_EW_VJP"):   # grad of grad: the recording reverse sweep
-        gg = lambda: np.asarray(cad.grad(lambda y: cad.sum(cad.grad(g)(y) * cad.tensor(t0)))(cad.tensor(x0)))  # noqa: E731
-        a, b = on_and_off(monkeypatch, T, flag, gg)
-        _same(a, b)
-    np.testing.assert_allclose(a, H @ t0, rtol=1e-5, atol=1e-6)
+        _check(monkeypatch, flag, gg, H @ t0, 1e-5)
     # grad of a jvp: the recording forward sweep; hessian: both halves
-    rf = lambda: np.asarray(cad.grad(lambda y: cad.jvp(g, (y,), (cad.tensor(t0),))[1])(cad.tensor(x0)))  # noqa: E731
-    a, b = on_and_off(monkeypatch, T, "_C_FORWARD", rf)
-    _same(a, b)
-    np.testing.assert_allclose(a, H @ t0, rtol=1e-5, atol=1e-6)
-    hs = lambda: np.asarray(cad.hessian(g)(cad.tensor(x0)))  # noqa: E731
-    a, b = on_and_off(monkeypatch, T, "_C_FORWARD", hs)
-    _same(a, b)
-    np.testing.assert_allclose(a, H, rtol=1e-5, atol=1e-6)
+    _check(monkeypatch, "_C_FORWARD", lambda: cad.grad(lambda y: cad.jvp(g, (y,), (t,))[1])(x), H @ t0, 1e-5)
+    _check(monkeypatch, "_C_FORWARD", lambda: cad.hessian(g)(x), H, 1e-5)
 
 
 def test_tracked_values_and_constant_targets(monkeypatch):
