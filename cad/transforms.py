@@ -1029,13 +1029,47 @@ def jacrev(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
     """f -> the Jacobian by reverse mode: one sweep over a batch of cotangents (the
     whole output basis); shape out.shape + x.shape; for pytrees, the output's
     structure holding the argument's (a tuple of them for a tuple argnums)."""
+    plain = type(argnums) is int and argnums == 0 and not has_aux
+
     def jf(*args, **kwargs):
+        if plain and len(args) == 1 and not kwargs:
+            x = _plain_in(args[0])
+            if _plain_hessian_arg(x):
+                return _jacrev_plain(f, x)
         level = _B.top()
         if level is not None:
             return _V.jacrev(level, f, argnums, has_aux, args, kwargs)
         single, fa, out = _call(f, args, kwargs, argnums, "jacrev")
         return _jacrev_of(fa, single, out, has_aux)
     return jf
+
+
+def _jacrev_plain(f, x):
+    """jacrev(f)(x) for an argument _plain_hessian_arg took and an output of more than
+    _JAC_ROWS elements: the batched reverse sweep _jacrev_of's _pullback runs, without
+    the argument handling (NOTE [ Plain hessian ]); anything else goes on through
+    _jacrev_of from the output f already returned"""
+    x0 = _fresh(x, 0, "jacrev")
+    with C.enable_grad():   # (jacrev's _call)
+        y = f(x0)
+    if type(y) is C.Tensor and y.dtype.kind == "f" and y.size > _JAC_ROWS and y.requires_grad \
+            and not y.is_leaf and _no_names(y):
+        tp, hy = C.handle_of(y)
+        if not tp.consumed and not (C.is_grad_enabled() and tp.foreign_leaves([x0])):
+            hs = tp.leaf_handles(x0)
+            if hs:
+                with C.no_grad():   # (_pullback's sweep when nothing records)
+                    got = reverse_sweep(tp, {hy: Diag(C.ones_like_value(y), True)},
+                                        min(tp.first_use(h) for h in hs), 1, hs)
+                g = None
+                for h in hs:
+                    g = _add(g, got[h])
+                if isinstance(g, Diag):
+                    g = g.dense()
+                if g is None:
+                    return _zeros(y.shape + x0.shape, x0.dtype, 0)
+                return _reshaped(g, y.shape + x0.shape).detach()
+    return _jacrev_of(_one_arg(x0), True, y, False)
 
 
 def _jac_outputs(fa, out, has_aux, who):
@@ -1114,13 +1148,39 @@ def jacfwd(f: Callable[..., Any], argnums: Union[int, Sequence[int]] = 0,
            has_aux: bool = False) -> Callable[..., Any]:
     """f -> the Jacobian by forward mode: all tangent directions pushed at once;
     shape out.shape + x.shape (pytrees as jacrev)."""
+    plain = type(argnums) is int and argnums == 0 and not has_aux
+
     def jf(*args, **kwargs):
+        if plain and len(args) == 1 and not kwargs:
+            x = _plain_in(args[0])
+            if _plain_hessian_arg(x):
+                return _jacfwd_plain(f, x)
         level = _B.top()
         if level is not None:
             return _V.jacfwd(level, f, argnums, has_aux, args, kwargs)
         single, fa, out = _call(f, args, kwargs, argnums, "jacfwd")
         return _jacfwd_of(fa, single, out, has_aux)
     return jf
+
+
+def _jacfwd_plain(f, x):
+    """jacfwd(f)(x) for an argument _plain_hessian_arg took: the forward sweep of the
+    diagonal batch jacfwd's _pushforward runs, without its argument handling (NOTE
+    [ Plain hessian ]); whatever else f returns or reaches goes on through _jacfwd_of"""
+    x0 = _fresh(x, 0, "jacfwd")
+    with C.enable_grad():   # (jacfwd's _call)
+        y = f(x0)
+    t = False
+    if type(y) is C.Tensor and y.dtype.kind == "f":
+        t = _plain_push(y, x0, Diag(C.ones_like_value(x0), True), 1)
+    if t is False:
+        return _jacfwd_of(_one_arg(x0), True, y, False)
+    if isinstance(t, Diag):
+        t = t.dense()
+    if t is None:
+        return _zeros(y.shape + x0.shape, y.dtype, 0)
+    j = C.transpose(_reshaped(t, (x0.size, y.size)), (1, 0))
+    return _reshaped(j, y.shape + x0.shape).detach()
 
 
 def _jacfwd_of(fa, single, out, has_aux):
