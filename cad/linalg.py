@@ -639,6 +639,7 @@ def _eigh_vjp(g, ans, a, upper=False):
 
 
 _eigh.defvmap(lambda a, upper=False: _eigh(a, upper))
+_eigh._rules_batch = lambda a, upper=False: True   # NOTE [ Batched custom vjps ] (custom.py)
 
 
 @primitive

@@ -1,5 +1,5 @@
 """NOTE [ Batched custom vjps ] (cad/ops/custom.py): jacrev's batch of cotangents
-and jacfwd's batch of tangents through linalg's solve, inv, cholesky and the
+and jacfwd's batch of tangents through linalg's solve, inv, cholesky, eigh and the
 triangular solve in one call of their rules (the batch as leading dims), and one LU
 solve for a batch of right-hand sides against one matrix.  Checked against one call
 per cotangent and the vmapped jvp (custom._BATCHED_VJP = False), finite differences
@@ -21,6 +21,12 @@ AV = rng.standard_normal((NV, NV)) + NV * np.eye(NV)
 S0 = AV @ AV.T   # symmetric positive definite: the Cholesky-factor path of solve
 B0 = rng.standard_normal((N, 3))
 
+def _eig_parts(s):
+    """eigenvalues and the squared entries of two eigenvectors (sign-free)"""
+    w, V = cad.linalg.eigh(s)
+    return cad.concatenate([w, V[:, 0] ** 2, V[:, 1] ** 2])
+
+
 CASES = {
     # name: (f, x0)
     "solve_vector": (lambda x: cad.tanh(cad.linalg.solve(cad.tensor(AV), cad.sin(x))), rng.standard_normal(NV)),
@@ -32,6 +38,8 @@ CASES = {
     "inv": (lambda a: cad.linalg.inv(cad.reshape(a, (N, N))) * 2.0, A0.reshape(-1)),
     "cholesky": (lambda a: cad.linalg.cholesky(cad.reshape(a, (N, N)) @ cad.reshape(a, (N, N)).T),
                  A0.reshape(-1)),
+    "eigh": (lambda a: _eig_parts(cad.reshape(a, (N, N)) + cad.reshape(a, (N, N)).T),
+             (A0 @ A0.T / (4 * N * N)).reshape(-1)),
     "triangular_matrix": (lambda x: cad.linalg.triangular_solve(cad.tensor(np.tril(A0)), cad.reshape(x, (N, 3)),
                                                                 lower=True), B0.reshape(-1)),
     "triangular_vector": (lambda x: cad.linalg.triangular_solve(cad.tensor(np.triu(AV)), x, lower=False),
@@ -51,7 +59,7 @@ def test_jacrev_batched_against_per_cotangent(name, monkeypatch):
     np.testing.assert_allclose(c, a, rtol=1e-10, atol=1e-11)
 
 
-@pytest.mark.parametrize("name", ["solve_vector", "inv", "cholesky", "triangular_matrix"])
+@pytest.mark.parametrize("name", ["solve_vector", "inv", "cholesky", "triangular_matrix", "eigh"])
 def test_hessian_through_batched_vjps(name, monkeypatch):
     """jacrev of jacrev: the inner batch records (its rule's ops are differentiated)"""
     f, x0 = CASES[name]
