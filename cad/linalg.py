@@ -329,6 +329,10 @@ def _inv_t(lu, piv, scale=None):
     for the solve over cad's pool)."""
     import scipy.linalg as sl
     n = lu.shape[-1]
+    if scale is not None and np.ndim(scale) > lu.ndim - 2:
+        # scale carries batch dims the factors do not (jacrev's batch of cotangents, NOTE
+        # [ Batched custom vjps ]): one inverse, scaled for each
+        return np.asarray(scale)[..., None, None] * _inv_t(lu, piv)
     if _is_chol(piv):   # (scipy's LAPACK made these factors, so C.HAVE_LAPACK)
         flat = lu.reshape((-1, n, n))
         sc = np.ones(flat.shape[0]) if scale is None else np.broadcast_to(scale, lu.shape[:-2]).reshape(-1)
@@ -465,6 +469,7 @@ def _slogdet_jvp(ts, ans, a):
 
 
 _slogdet.defvmap(lambda a: _slogdet(a))
+_slogdet._rules_batch = lambda a: True   # NOTE [ Batched custom vjps ] (custom.py)
 
 
 _TRI_MASKS: dict = {}

@@ -1,6 +1,6 @@
 """NOTE [ Batched custom vjps ] (cad/ops/custom.py): jacrev's batch of cotangents
-and jacfwd's batch of tangents through linalg's solve, inv, cholesky, eigh and the
-triangular solve in one call of their rules (the batch as leading dims), and one LU
+and jacfwd's batch of tangents through linalg's solve, inv, cholesky, eigh, slogdet
+and the triangular solve in one call of their rules (the batch as leading dims), and one LU
 solve for a batch of right-hand sides against one matrix.  Checked against one call
 per cotangent and the vmapped jvp (custom._BATCHED_VJP = False), finite differences
 and torch.func where present."""
@@ -40,6 +40,10 @@ CASES = {
                  A0.reshape(-1)),
     "eigh": (lambda a: _eig_parts(cad.reshape(a, (N, N)) + cad.reshape(a, (N, N)).T),
              (A0 @ A0.T / (4 * N * N)).reshape(-1)),
+    "slogdet": (lambda a: cad.stack([cad.linalg.slogdet(cad.reshape(a[:N * N], (N, N)) * a[k])[1]
+                                     for k in range(18)]), A0.reshape(-1)),
+    "slogdet_spd": (lambda a: cad.stack([cad.linalg.slogdet(cad.reshape(a[:N * N], (N, N)) @ cad.reshape(a[:N * N], (N, N)).T
+                                                         + a[k])[1] for k in range(18)]), A0.reshape(-1) * 0.3),
     "triangular_matrix": (lambda x: cad.linalg.triangular_solve(cad.tensor(np.tril(A0)), cad.reshape(x, (N, 3)),
                                                                 lower=True), B0.reshape(-1)),
     "triangular_vector": (lambda x: cad.linalg.triangular_solve(cad.tensor(np.triu(AV)), x, lower=False),
@@ -59,7 +63,7 @@ def test_jacrev_batched_against_per_cotangent(name, monkeypatch):
     np.testing.assert_allclose(c, a, rtol=1e-10, atol=1e-11)
 
 
-@pytest.mark.parametrize("name", ["solve_vector", "inv", "cholesky", "triangular_matrix", "eigh"])
+@pytest.mark.parametrize("name", ["solve_vector", "inv", "cholesky", "triangular_matrix", "eigh", "slogdet"])
 def test_hessian_through_batched_vjps(name, monkeypatch):
     """jacrev of jacrev: the inner batch records (its rule's ops are differentiated)"""
     f, x0 = CASES[name]
