@@ -1175,12 +1175,7 @@ def _jacfwd_plain(f, x):
         t = _plain_push(y, x0, Diag(C.ones_like_value(x0), True), 1)
     if t is False:
         return _jacfwd_of(_one_arg(x0), True, y, False)
-    if isinstance(t, Diag):
-        t = t.dense()
-    if t is None:
-        return _zeros(y.shape + x0.shape, y.dtype, 0)
-    j = C.transpose(_reshaped(t, (x0.size, y.size)), (1, 0))
-    return _reshaped(j, y.shape + x0.shape).detach()
+    return _pushed_jacobian(t, y, x0)
 
 
 def _jacfwd_of(fa, single, out, has_aux):
@@ -1330,13 +1325,19 @@ def _hessian_plain(f, x):
         t = _plain_push(g, x0, Diag(C.ones_like_value(x0), True), 1)
     if t is False:
         return _jacfwd_of(_one_arg(x0), True, g, False)
+    return _pushed_jacobian(t, g, x0)
+
+
+def _pushed_jacobian(t, y, x0):
+    """the Jacobian of the tensor y in x0, detached, from the forward sweep's batch t
+    for x0's basis (a Diag, a dense batch, or None: y does not depend on x0), as
+    _jacfwd_of makes it: the batch's (x, y) layout transposed"""
     if isinstance(t, Diag):
         t = t.dense()
     if t is None:
-        return _zeros(g.shape + x0.shape, g.dtype, 0)
-    m = x0.size
-    j = C.transpose(_reshaped(t, (m, m)), (1, 0))
-    return _reshaped(j, g.shape + x0.shape).detach()
+        return _zeros(y.shape + x0.shape, y.dtype, 0)
+    j = C.transpose(_reshaped(t, (x0.size, y.size)), (1, 0))
+    return _reshaped(j, y.shape + x0.shape).detach()
 
 
 def _plain_hvp_args(x, v):

@@ -233,7 +233,7 @@ def test_plain_push_in_cython_equals_the_python_one(monkeypatch):
         raise RuntimeError("rule")
     monkeypatch.setattr(T, "_jvp_record", boom)
     with pytest.raises(RuntimeError, match="rule"):
-        cad.jvp(lambda x: cad.sin(x @ x) * x, (x,), (v,))   # (a 1-D @ 1-D product: by its rule)
+        cad.jvp(lambda x: cad.sum(cad.tensor(np.ones((2, 4, 4))) @ x) * x, (x,), (v,))   # (a batched product: by its rule)
     assert cad.is_grad_enabled()
 
 

@@ -583,14 +583,14 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
     fused (NOTE [ Array records in the forward sweep ]); None: the rule decides"""
     cdef int op = r.op, j, n = r.nargs
     cdef cad_hid hin[3]
-    cdef cad_hid hx, hy, hout = r.out
+    cdef cad_hid hx, hy
     cdef cad_buf *ob = &tp.t.bufs[r.out]
     cdef cad_buf *xb
     cdef int64_t *a
     cdef int64_t nd, mask
     cdef bint a1, b1
     cdef double c
-    cdef object t, acc, other, x, y
+    cdef object t, x, y
     if ob.flags & BUF_CUDA:
         return None
     for j in range(n):
@@ -622,31 +622,10 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
         mask = tp.t.aux[r.aux]
         return reduce(OP_SUM, ts[0], _axes_of(xb.ndim, mask), ob.ndim == xb.ndim and xb.ndim > 0)
     if op == OP_MATMUL and n == 2 and r.aux >= 0:
-        a1 = tp.t.aux[r.aux] != 0
+        a1 = tp.t.aux[r.aux] != 0   # (read before any op runs: r points into the tape's arrays)
         b1 = tp.t.aux[r.aux + 1] != 0
-        hin[0] = tp.t.args[r.arg]   # (read before any op runs: r points into the tape's arrays)
-        hin[1] = tp.t.args[r.arg + 1]
-        acc = None
-        for j in range(2):
-            t = ts[j]
-            if t is None:
-                continue
-            hy = hin[1 - j]
-            if hy < 0 or _tndim(<Tensor>t) > 2:
-                return None
-            other = tape_node(tp, hy)
-            if type(other) is not Tensor or _tndim(<Tensor>other) != 2:
-                return None
-            if j == 0 and not b1:
-                t = matmul(t, other)   # (_mm_batch: _rows_times(t, b))
-            elif j == 1 and b1 and not a1:
-                t = matmul(t, transpose(other, (1, 0)))   # (_rows_times(t, _swap(a)))
-            else:
-                return None
-            acc = t if acc is None else acc + t
-        if acc is None or not _dims_are(acc, 0, &tp.t, &tp.t.bufs[hout], 0):
-            return None
-        return acc
+        return _mm_tangent(tp, tp.t.args[r.arg], tp.t.args[r.arg + 1], a1, b1, ts,
+                           _int_tuple(tp.t.meta + ob.meta, ob.ndim))
     if op == OP_POW and n == 2:
         hx = tp.t.args[r.arg]
         hy = tp.t.args[r.arg + 1]
@@ -1670,11 +1649,9 @@ cdef object _jvp_r(Tape tp, int op, tuple ins, object out, tuple aux, list ts,
     the rule decides (nothing has been recorded then)"""
     cdef Py_ssize_t n = len(ins), j, nd
     cdef int64_t mask
-    cdef bint a1, b1
     cdef tuple xs, oinfo
     cdef list parts
-    cdef object t, x, o, acc, c
-    cdef list others = [None, None]
+    cdef object t, x, o
     for j in range(n):
         t = ts[j]
         if t is not None and (type(t) is not Tensor or (<Tensor>t)._dev != 0):
@@ -1704,30 +1681,10 @@ cdef object _jvp_r(Tape tp, int op, tuple ins, object out, tuple aux, list ts,
         if op == OP_VIEW:
             return as_strided(t, aux[0], aux[2:2 + nd], aux[2 + nd:2 + 2 * nd])
         return unview(t, aux[0], aux[2:2 + nd], aux[2 + nd:2 + 2 * nd], tape_info(tp, out)[0])
-    if op == OP_MATMUL:   # (the bilinear jvp through _mm_batch, operands of 1 or 2 dims)
+    if op == OP_MATMUL:
         if n != 2 or len(aux) != 2:
             return None
-        a1 = aux[0] != 0
-        b1 = aux[1] != 0
-        for j in range(2):   # (every check before the first op)
-            if ts[j] is None:
-                continue
-            if ins[1 - j] < 0 or _tndim(<Tensor>ts[j]) != (1 if (a1 if j == 0 else b1) else 2):
-                return None
-            o = tape_node(tp, ins[1 - j])
-            if type(o) is not Tensor or _tndim(<Tensor>o) != (1 if (b1 if j == 0 else a1) else 2):
-                return None
-            others[j] = o
-        oinfo = tape_info(tp, out)
-        acc = None
-        for j in range(2):
-            if others[j] is None:
-                continue
-            c = _mm_term(j, ts[j], others[j], a1, b1)
-            acc = c if acc is None else acc + c
-        if acc is not None and (<Tensor>acc).shape != oinfo[0]:
-            acc = expand(acc, oinfo[0])   # (full_shape)
-        return acc
+        return _mm_tangent(tp, ins[0], ins[1], aux[0] != 0, aux[1] != 0, ts, tape_info(tp, out)[0])
     if op == OP_CAST:
         if n != 1 or t is None:
             return None
@@ -1766,6 +1723,37 @@ cdef object _jvp_r(Tape tp, int op, tuple ins, object out, tuple aux, list ts,
                 parts.append(_wrap(_np.zeros(tape_info(tp, ins[j])[0], dtype=_DTYPES[oinfo[1]])))
         return concat(parts, <int>aux[0])
     return None
+
+
+cdef object _mm_tangent(Tape tp, cad_hid h0, cad_hid h1, bint a1, bint b1, list ts, tuple oshape):
+    """matmul's tangent (the bilinear jvp through _mm_batch for nb = 0: the product of
+    each operand's tangent with the other operand, summed, expanded to the output as
+    full_shape does) for operands of 1 or 2 dims; None: the rule decides (nothing has
+    been recorded then: every check runs before the first op).  The plain and the
+    recording forward sweeps' matmul records."""
+    cdef int j
+    cdef cad_hid hs[2]
+    cdef list others = [None, None]
+    cdef object o, c, acc = None
+    hs[0] = h0
+    hs[1] = h1
+    for j in range(2):
+        if ts[j] is None:
+            continue
+        if hs[1 - j] < 0 or _tndim(<Tensor>ts[j]) != (1 if (a1 if j == 0 else b1) else 2):
+            return None
+        o = tape_node(tp, hs[1 - j])
+        if type(o) is not Tensor or _tndim(<Tensor>o) != (1 if (b1 if j == 0 else a1) else 2):
+            return None
+        others[j] = o
+    for j in range(2):
+        if others[j] is None:
+            continue
+        c = _mm_term(j, ts[j], others[j], a1, b1)
+        acc = c if acc is None else acc + c
+    if acc is not None and (<Tensor>acc).shape != oshape:
+        acc = expand(acc, oshape)   # (full_shape)
+    return acc
 
 
 cdef object _mm_term(int i, object t, object other, bint a1, bint b1):
