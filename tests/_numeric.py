@@ -76,3 +76,14 @@ def on_and_off(monkeypatch, obj, flag, fn):
     b = fn()
     monkeypatch.setattr(obj, flag, True)
     return a, b
+
+
+def without(monkeypatch, obj, gate, fn):
+    """fn() with obj.gate (a plain path's gate: transforms._plain_grad_arg,
+    _plain_hessian_arg) refusing every argument, so the general path runs; the gate
+    restored after"""
+    monkeypatch.setattr(obj, gate, lambda x: False)
+    try:
+        return fn()
+    finally:
+        monkeypatch.undo()

@@ -10,7 +10,7 @@ import pytest
 import cad
 import cad.transforms as T
 
-from _numeric import fd_jac
+from _numeric import fd_jac, without
 
 rng = np.random.default_rng(515)
 W = rng.standard_normal((4, 4)) / 2
@@ -40,11 +40,7 @@ def _arg(name, dtype=np.float64):
 
 
 def _general(monkeypatch, fn):
-    monkeypatch.setattr(T, "_plain_grad_arg", lambda x: False)
-    try:
-        return fn()
-    finally:
-        monkeypatch.undo()
+    return without(monkeypatch, T, "_plain_grad_arg", fn)
 
 
 def _same(a, b):

@@ -10,7 +10,7 @@ import pytest
 import cad
 from cad import transforms as T
 
-from _numeric import fd_jac
+from _numeric import fd_jac, without
 
 rng = np.random.default_rng(2024)
 W = rng.standard_normal((24, 20)) * 0.3
@@ -29,11 +29,7 @@ FUNCS = {
 
 
 def _general(monkeypatch, fn):
-    monkeypatch.setattr(T, "_plain_hessian_arg", lambda x: False)
-    try:
-        return fn()
-    finally:
-        monkeypatch.undo()
+    return without(monkeypatch, T, "_plain_hessian_arg", fn)
 
 
 @pytest.mark.parametrize("name", sorted(FUNCS))
