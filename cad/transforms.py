@@ -386,7 +386,7 @@ def _scaled_ew(tape, rec, ts, fused):
     for i, t in enumerate(ts):
         if t is not None and ins[i] >= 0 and tape.info(ins[i])[0] != oshape:
             return None
-    if fused and _EW[op]:   # sum_i v_i * d_i by the op's fused C row (a dense batch: v_i = 1)
+    if fused and _fused_row(tape, op, ins):   # sum_i v_i * d_i by the op's fused C row (a dense batch: v_i = 1)
         ones = None
         for i, t in enumerate(ts):
             if t is not None and vs[i] is None:
@@ -445,7 +445,7 @@ def _jvp_record(tape, rec, ts, nb, fused):
             return r
     ts = [t.dense() if isinstance(t, _Scaled) else t for t in ts]
     if any(isinstance(t, Diag) for t in ts):
-        if fused and _EW[op] and _DIAG_FUSED:
+        if fused and _DIAG_FUSED and _fused_row(tape, op, ins):
             r = _diag_ew_fused(tape, rec, ts)
             if r is None and nb == 1:
                 r = _mixed_ew_fused(tape, rec, ts)
@@ -459,13 +459,18 @@ def _jvp_record(tape, rec, ts, nb, fused):
             if r is not None:
                 return r
         ts = [t.dense() if isinstance(t, Diag) else t for t in ts]
-    if fused and (_EW[op] or (op == _OP_POW and nb == 0 and not _pow_const(tape, ins))):
-        # (pow by a tracked exponent, or with the exponent's tangent: _pow_dx's
-        # constant case does not apply, so the fused row, as for the other ops)
+    if fused and _fused_row(tape, op, ins):
         r = tape.ew_jvp(op, out, ins, ts, nb)
         if r is not None:
             return r
     return _JVP[op](Ctx(tape, ins, out, aux, nb), ts)
+
+
+def _fused_row(tape, op, ins):
+    """does an elementwise record's tangent go through its fused C row?  pow only
+    where _pow_dx's constant case does not apply (a tracked or array exponent, or the
+    exponent's tangent): the row evaluates the general partial per element"""
+    return _EW[op] or (op == _OP_POW and not _pow_const(tape, ins))
 
 
 def _pow_const(tape, ins):

@@ -112,12 +112,14 @@ def test_records_are_the_rules(dtype, consts, monkeypatch):
 
 
 def test_taken_and_left_to_the_rule(monkeypatch):
-    """tanh, mul and pow by a constant are taken in C; a broadcast operand, a select
-    program (maximum) and pow by an array take the rule"""
+    """tanh, mul, pow by a constant, a select program (maximum), pow by an array
+    (both partials by their programs) and a broadcast operand (its cotangent summed
+    as the rule's unbroadcast) are taken in C; where (three inputs, no program)
+    takes the rule"""
     calls = []
     T._tables()
     vjps = list(T._VJP)
-    for nm in ("tanh", "mul", "maximum", "pow", "view"):
+    for nm in ("tanh", "mul", "maximum", "pow", "view", "where"):
         code = REGISTRY[nm].code
         orig = vjps[code]
         vjps[code] = lambda ctx, g, orig=orig, nm=nm: calls.append(nm) or orig(ctx, g)
@@ -128,12 +130,16 @@ def test_taken_and_left_to_the_rule(monkeypatch):
     cad.hessian(lambda v: cad.sum(cad.reshape(v, (5, 1))[1:] ** 3))(x)   # (views: in C too)
     assert calls == []
     cad.hessian(lambda v: cad.sum(cad.maximum(v, 0.5) * B))(x)   # (mul by a broadcast B)
-    assert calls == ["mul", "maximum"]
+    cad.hessian(lambda v: cad.sum(v * v[0] + cad.reshape(v, (5, 1)) * v))(x)   # (both broadcast)
+    assert calls == []
+    cad.hessian(lambda v: cad.sum(cad.where(v > 0.5, v * v, v)))(x)
+    assert calls == ["where"]
     calls.clear()
     cad.hessian(lambda v: cad.sum(v ** 3))(x)   # (pow by a constant: _pow_vjp_c)
     assert calls == []
     cad.hessian(lambda v: cad.sum(v ** cad.tensor(np.full(5, 3.0))))(x)   # (an array exponent)
-    assert calls == ["pow"]
+    cad.hessian(lambda v: cad.sum(v ** (v * 0.5)))(x)   # (a tracked exponent)
+    assert calls == []
 
 
 def test_float32_and_shared_values_against_fd():

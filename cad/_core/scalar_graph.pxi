@@ -54,13 +54,20 @@ def set_scalar_programs(cnp.ndarray progs, cnp.ndarray off, cnp.ndarray length, 
                     a = progs[_sg_off[op][i] + k, 2]
                     b = progs[_sg_off[op][i] + k, 3]
                     cst[3 + k] = kind == SG_CONST or (kind == SG_COPY and cst[a])
-                    if kind == SG_UN and cst[a]:   # a constant's negation: folded (-1 in "-1 / y")
+                    if (kind == SG_UN or kind == SG_VUN) and cst[a]:
+                        # a constant's negation: folded (-1 in "-1 / y")
                         cst[3 + k] = True
                         if progs[_sg_off[op][i] + k, 1] != OP_NEG:
                             _sg_tensor_ok[op][i] = False
-                    elif kind == SG_BIN and cst[a] and cst[b]:
+                    elif (kind == SG_BIN or kind == SG_VBIN or kind == SG_CMP) and cst[a] and cst[b]:
+                        _sg_tensor_ok[op][i] = False   # (Python would fold them)
+                    elif (kind == SG_VF and cst[a]) or (kind == SG_SEL and cst[progs[_sg_off[op][i] + k, 1]]):
                         _sg_tensor_ok[op][i] = False
-                    elif kind != SG_CONST and kind != SG_UN and kind != SG_BIN and kind != SG_COPY:
+                    elif kind == SG_CMP and progs[_sg_off[op][i] + k, 1] > 7:
+                        _sg_tensor_ok[op][i] = False
+                    elif kind != SG_CONST and kind != SG_UN and kind != SG_BIN and kind != SG_COPY \
+                            and kind != SG_VUN and kind != SG_VBIN and kind != SG_CMP and kind != SG_SEL \
+                            and kind != SG_VF:
                         _sg_tensor_ok[op][i] = False
     _sg_keep = progs
     _sg_prog = <int64_t *>cnp.PyArray_DATA(progs)
@@ -491,19 +498,33 @@ def scalar_graph_sweep(Tape tp, dict seeds, int64_t stop, list want):
 # (_ew1/_ew2, recording as the rule's ops record), with the rule's spellings kept so
 # the records are the rule's own: a name times itself is `square` (the rules'
 # _squares), `** 2` and `** 0.5` are square and sqrt (Tensor.__pow__), a constant
-# is a Python float (a negated one folded, as Python folds `-1`).  Only programs
-# without a value-only instruction (select, comparisons, sign, floor) or an op of
-# constants alone, inputs of the output's shape and dtype (no unbroadcast), every
-# value the partial reads kept, and ops without a special-case Python partial (the
-# caller's `plain` table: pow keeps _pow_dx); the rest take the rule.  pow by a
+# is a Python float (a negated one folded, as Python folds `-1`); comparisons, & and
+# |, select, sign/floor/ceil/isnan/isfinite run as the rule's expression runs them
+# (Tensor's operators, where, the engine's functions), and a partial of bools
+# (relu's x > 0) is cast to the output's dtype as the rule's is.  Programs with an
+# op of constants alone (Python would fold it) take the rule; so do inputs of
+# another dtype, values the partial reads that were not kept, and ops with a
+# special-case Python partial (the caller's `plain` table: pow keeps _pow_dx, and
+# takes the programs only where _pow_dx does not apply: a tracked or array
+# exponent).  An input broadcast to the output gets its term summed down as the
+# rule's unbroadcast does, right after the term (_unbroadcast; bcast).  pow by a
 # constant, 1-D/2-D matmul (below) and views (reverse_sweep_r: the window's adjoint,
 # `unview`) are written out as their rules compute them.
 # test_ew_vjp_c compares the records and the derivatives with the rules' for every
 # elementwise op.
 
+cdef int[6] _SG_CMP_OPS = [OP_GT, OP_GE, OP_LT, OP_LE, OP_EQ, OP_NE]
+cdef int[6] _SG_CMP_SWAP = [OP_LT, OP_LE, OP_GT, OP_GE, OP_EQ, OP_NE]   # (c op x: x's reflected op)
+
+
 cdef object _tensor_prog(int op, int j, list slots):
     """run the program of d out / d input j on tensors (slots 0-2: the inputs' and
-    the output's values); its result"""
+    the output's values); its result.  The ops the rule's expression makes
+    (_rules.py's ew_rules: the vocabulary of _env over the operators of Tensor):
+    comparisons and & | as Tensor's operators (a constant on the left: the reflected
+    one, as Python calls it), select as where, sign/floor/ceil/isnan/isfinite as
+    the engine's functions; the value-only kinds (under a comparison or select's
+    condition) are the same ops."""
     cdef const int64_t *p = _sg_prog + 4 * _sg_off[op][j]
     cdef int64_t n = _sg_len[op][j], k, kind, code, a, b
     cdef double c
@@ -515,12 +536,28 @@ cdef object _tensor_prog(int op, int j, list slots):
         if kind == SG_CONST:
             memcpy(&c, &a, 8)
             slots.append(c)
-        elif kind == SG_UN:
+        elif kind == SG_UN or kind == SG_VUN:
             if type(slots[a]) is float:   # (-c: a constant, as Python folds it)
                 slots.append(-<double>slots[a])
             else:
                 slots.append(_ew1(<int>code, slots[a]))
-        elif kind == SG_BIN:
+        elif kind == SG_CMP:
+            if code == 6 or code == 7:   # (& and |: Tensor.__and__/__or__)
+                if type(slots[a]) is Tensor:
+                    slots.append(_bitop(OP_LOGICAL_AND if code == 6 else OP_LOGICAL_OR,
+                                        _np.bitwise_and if code == 6 else _np.bitwise_or, slots[a], slots[b]))
+                else:
+                    slots.append(_bitop(OP_LOGICAL_AND if code == 6 else OP_LOGICAL_OR,
+                                        _np.bitwise_and if code == 6 else _np.bitwise_or, slots[b], slots[a]))
+            elif type(slots[a]) is Tensor:
+                slots.append(_boolop(_SG_CMP_OPS[code], (slots[a], slots[b])))
+            else:
+                slots.append(_boolop(_SG_CMP_SWAP[code], (slots[b], slots[a])))
+        elif kind == SG_SEL:
+            slots.append(where(slots[code], slots[a], slots[b]))
+        elif kind == SG_VF:
+            slots.append((sign, floor, ceil, isnan, isfinite)[code](slots[a]))
+        elif kind == SG_BIN or kind == SG_VBIN:
             if code == OP_MUL and a == b and a < 3:   # (the rules' square(x) for x * x)
                 slots.append(_ew1(OP_SQUARE, slots[a]))
             elif code == OP_POW and type(slots[b]) is float and type(slots[a]) is Tensor and \
@@ -534,16 +571,20 @@ cdef object _tensor_prog(int op, int j, list slots):
 
 
 cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep, int nb=0,
-                      bint scalar_ins=False):
+                      bint scalar_ins=False, bint bcast=False):
     """the cotangents of an elementwise record's inputs (NOTE [ Elementwise vjps in
     the reverse sweep ]), a list as the rule returns; None: the rule decides
     (nothing has been recorded then).  nb = 1: g is a batch (a leading dim of any
     size over the output's shape; the partials broadcast over it, as in the rule).
     scalar_ins: an input may be 0-d (of the output's dtype) where the output is not;
     its entry is then g times its partial, of the output's shape, not summed (the
-    batched sweep's diagonal batch: reverse_sweep_b sums it)"""
+    batched sweep's diagonal batch: reverse_sweep_b sums it).  bcast: an input may
+    have any shape that broadcasts to the output's (of its dtype); its cotangent is
+    summed down to it (the rule's unbroadcast)"""
     cdef int n = len(ins), j
     cdef bint want[2]
+    cdef list unb = None
+    cdef tuple oshape
     cdef cad_hid ho
     cdef Tape to
     if n < 1 or n > 2 or not _sg_ready:
@@ -558,7 +599,36 @@ cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep,
             return None
     for j in range(n):
         want[j] = _sg_triv[op][j] != 2 and _wants(tp, ins[j], dep)
+        if bcast and want[j] and not _same_shape_h(tp, ins[j], out):
+            if unb is None:
+                unb = [None] * n
+                oshape = tape_info(tp, out)[0]
+            unb[j] = tape_info(tp, ins[j])[0]
+            if len(<tuple>unb[j]) > len(oshape):
+                return None
+    if unb is not None:
+        return _ew_terms(tp, op, ins, out, [g] * n, want, 2, unb, nb)
     return _ew_terms(tp, op, ins, out, [g] * n, want, scalar_ins)
+
+
+cdef object _unbroadcast(Tensor c, tuple shape, int nb):
+    """_rules.py's unbroadcast: c (nb batch dims + a shape shape broadcasts to)
+    summed down to the batch dims + shape, the same ops"""
+    cdef tuple cs = c.shape, want
+    cdef Py_ssize_t lead = len(cs) - nb - len(shape), d
+    cdef list axes
+    if nb == 0 and cs == shape:
+        return c
+    axes = list(range(nb, nb + lead))
+    for d in range(len(shape)):
+        if shape[d] == 1 and cs[nb + lead + d] != 1:
+            axes.append(nb + lead + d)
+    if axes:
+        c = reduce(OP_SUM, c, tuple(axes), True)
+    want = cs[:nb] + shape
+    if c.shape != want:
+        c = reshape(c, want)
+    return c
 
 
 cdef object _ew_jvp_r(Tape tp, int op, tuple ins, object out, list ts):
@@ -589,17 +659,20 @@ cdef object _ew_jvp_r(Tape tp, int op, tuple ins, object out, list ts):
     return acc
 
 
-cdef list _ew_terms(Tape tp, int op, tuple ins, object out, list ms, bint *want, int scalar_ins):
+cdef list _ew_terms(Tape tp, int op, tuple ins, object out, list ms, bint *want, int scalar_ins,
+                    list unb=None, int nb=0):
     """ms[j] times d out / d input j for each input j wanted (ms[j] itself or its
     negation for a partial of 1 or -1), in input order, the ops the rules record;
     None (nothing recorded): an input the programs cannot take (see _ew_vjp_c).
     scalar_ins: 1, a wanted input may be 0-d where the output is not (_ew_vjp_c); 2,
     of any shape that broadcasts to the output's (a jvp: ms[j] has the input's shape
-    and the products broadcast as the rule's do); either of the output's dtype"""
+    and the products broadcast as the rule's do); either of the output's dtype.
+    unb: a vjp's per-input shapes (None: the output's), each term summed down to its
+    input's as the rule's unbroadcast does, right after it (nb batch dims)"""
     cdef int n = len(ins), j, s
     cdef int8_t tr
     cdef list res, slots
-    cdef object v
+    cdef object v, d
     slots = [None, None, None]
     for j in range(n):
         if not want[j]:
@@ -634,7 +707,14 @@ cdef list _ew_terms(Tape tp, int op, tuple ins, object out, list ms, bint *want,
         elif tr == -1:
             res[j] = _ew1(OP_NEG, ms[j])
         else:
-            res[j] = _ew2(OP_MUL, ms[j], _tensor_prog(op, j, list(slots)))
+            d = _tensor_prog(op, j, list(slots))
+            if type(d) is Tensor and (<Tensor>d)._dtype != (<Tensor>ms[j])._dtype:
+                # (a comparison's bools: the rule's cast to the output's dtype, which
+                # ms[j] has: _ew_vjp_c's and _ew_jvp_r's checks)
+                d = cast(d, _DTYPES[(<Tensor>ms[j])._dtype])
+            res[j] = _ew2(OP_MUL, ms[j], d)
+        if unb is not None and unb[j] is not None:
+            res[j] = _unbroadcast(res[j], <tuple>unb[j], nb)
     return res
 
 

@@ -648,8 +648,11 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
         return ts[0] * ((x ** (c - 1)) * c)
     if (op == OP_MAX or op == OP_MIN) and n == 1 and r.aux >= 0:
         return _jvp0_extreme(tp, r, ts[0])
-    if op == OP_PROD or op == OP_CUMPROD or op == OP_CROSS:
-        return _jvp0_product(tp, r, ts)
+    if op == OP_PROD or op == OP_CUMPROD or op == OP_CROSS or op == OP_XENT:
+        t = _jvp0_product(tp, r, ts) if op == OP_PROD or op == OP_CUMPROD else None
+        if t is None:   # (cross, xent, zeros in x: the rules' bodies, NOTE [ Product rules written once ])
+            t = _product_jvp(tp, op, _rec_ins(tp, r), r.out, _rec_aux_of(tp, r), ts, 0)
+        return t
     if op == OP_SETITEM:   # (NOTE [ Setitem records in the sweeps ])
         if n != 3 or ts[2] is not None or tp.t.args[r.arg + 2] < 0:
             return None
@@ -663,46 +666,261 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
     return None
 
 
-cdef object _jvp0_product(Tape tp, cad_rec *r, list ts):
-    """_jvp0_c for prod and cumprod of an x without zeros (their rules' eager fast
-    path: reduce.py's _prod_partial p0 = prod(x) / x, the tangent times it summed over
-    the reduced axes; scan.py's out * cumsum(t / x)) and cross (the bilinear rule:
-    cross(ta, b) + cross(a, tb), each the op's kernel on contiguous operands, as
-    linalg.py's cross binds it for 3-vectors of one shape).  Not for a tracked tangent
-    or x (the rules record); None: the rule decides (zeros in x among them)."""
-    cdef int op = r.op, j, n = r.nargs
-    cdef cad_hid hx = tp.t.args[r.arg], ho = r.out
-    cdef cad_hid hin[2]
-    cdef cad_buf *xb
-    cdef int64_t mask, ax
-    cdef int d, xnd, ond = tp.t.bufs[ho].ndim
-    cdef object t, x, acc, c
+# NOTE [ Product rules written once ]
+# prod's partial, cumprod's jvp and vjp and cross-entropy's delta (softmax minus the
+# labels' one-hot) are their rules' bodies, written here once: reduce.py's
+# _prod_partial, scan.py's _cumprod_jvp/_cumprod_vjp and nn.py's _xent_delta call
+# these, and so do the sweeps that take the records without the rule (the plain,
+# batched and recording forward sweeps; the recording and batched reverse ones), so
+# both paths make the same ops in the same order.  With zeros in x, prod's and
+# cumprod's expressions keep the zero entries as factors (NOTE [ cumprod's rules at
+# zeros ]), exact at every order the rules were; without zeros and not recording,
+# the eager fast path (two ops).  Values may carry nb leading batch dims (t, g);
+# x and the output have the record's shapes.
+
+def prod_partial(Tensor x, tuple xs, int64_t mask):
+    """d prod / dx_i = the product of the others, exact with zeros present and
+    differentiable again: the zero entries stay factors of the expression, so the
+    second derivatives at zeros are right too (cnt: zeros in the slice)"""
+    axes = _axes_of(len(xs), mask)
+    zero = eq(x, 0.0)
+    safe = where(zero, 1.0, x)
+    pnz = reduce(OP_PROD, safe, axes, True)
+    p0 = pnz / safe
+    if not cad_rec_mode and not host(zero).any():   # the common case, eagerly
+        return p0
+    cnt = reduce(OP_SUM, cast(zero, x.dtype), axes, True)
+    xz = reduce(OP_SUM, where(zero, x, 0.0), axes, True)   # the zero entries, summed
+    p1 = where(zero, pnz, xz * p0)               # one zero: it times the others
+    p2 = where(zero, (xz - x) * pnz, 0.0)         # two zeros: the other one
+    return where(cnt == 0, p0, where(cnt == 1, p1, where(cnt == 2, p2, 0.0)))
+
+
+cdef object _scan_f(int op, object v, int64_t ax, bint rev):
+    """scan.py's cumsum(v, ax, reverse=rev) / cumprod(v, ax) of a float v (the rules'
+    values are floats): the contiguous operand, one record"""
+    c = contiguous(v)
+    return bind(op, [c], (ax, 1 if rev else 0), c.shape, c.dtype, _OP_NAMES[op])
+
+
+cdef bint _eager_no_zeros(Tensor x):
+    return not cad_rec_mode and not host(eq(x, 0.0)).any()
+
+
+cdef tuple _zero_parts(Tensor x, int64_t xa):
+    zero = eq(x, 0.0)
+    zf = cast(zero, x.dtype)
+    c = _scan_f(OP_CUMSUM, zf, xa, False)
+    first, second = where(c == 1, zero, False), where(c == 2, zero, False)
+    safe = where(zero, 1.0, x)
+    return zero, c, first, second, safe, _scan_f(OP_CUMPROD, safe, xa, False)
+
+
+def cumprod_vjp(Tensor x, object out, object g, int nb, int64_t xa):
+    """the cotangent of cumprod's x (axis xa) from g (nb more dims than x)"""
+    cdef int64_t ax = xa + nb
+    if _eager_no_zeros(x):
+        return _scan_f(OP_CUMSUM, g * out, ax, True) / x
+    zero, c, first, second, safe, Q = _zero_parts(x, xa)
+    gQ = g * Q
+    R0 = _scan_f(OP_CUMSUM, where(c == 0, gQ, 0.0), ax, True)
+    R1 = _scan_f(OP_CUMSUM, where(c == 1, gQ, 0.0), ax, True)
+    R2 = _scan_f(OP_CUMSUM, where(c == 2, gQ, 0.0), ax, True)
+    XF = reduce(OP_SUM, where(first, x, 0.0), (xa,), True)
+    XS = reduce(OP_SUM, where(second, x, 0.0), (xa,), True)
+    return where(first, R1 + XS * R2, where(second, XF * R2, where(zero, 0.0, (R0 + XF * R1) / safe)))
+
+
+def cumprod_jvp(Tensor x, object out, object t, int nb, int64_t xa):
+    """the tangent of cumprod's output (axis xa) from x's tangent t (nb more dims)"""
+    cdef int64_t ax = xa + nb
+    if _eager_no_zeros(x):
+        return out * _scan_f(OP_CUMSUM, t / x, ax, False)
+    zero, c, first, second, safe, Q = _zero_parts(x, xa)
+    s = _scan_f(OP_CUMSUM, t / safe, ax, False)
+    XF = _scan_f(OP_CUMSUM, where(first, x, 0.0), xa, False)
+    XS = _scan_f(OP_CUMSUM, where(second, x, 0.0), xa, False)
+    TF = _scan_f(OP_CUMSUM, where(first, t, 0.0), ax, False)
+    TS = _scan_f(OP_CUMSUM, where(second, t, 0.0), ax, False)
+    return Q * where(c == 0, s, where(c == 1, TF + XF * (s - TF), where(c == 2, XS * TF + XF * TS, 0.0)))
+
+
+def xent_delta(Tensor z, Tensor lab):
+    """softmax(z) - onehot(labels): d nll / d z for logits z (N, C), as reduce.py's
+    softmax over the last axis computes it (the max shifted out as a constant,
+    reduce.py's _shift)"""
+    global cad_grad_off
+    cdef int prev = cad_grad_off
+    onehot = cast(eq(reshape(lab, lab.shape + (1,)), const_on(_np.arange(z.shape[1]), z._dev)), z.dtype)
+    cad_grad_off = 1   # (_shift's no_grad)
+    try:
+        if z.shape[1] == 0:
+            m = reduce(OP_SUM, z.detach(), (1,), True)
+        else:
+            m = reduce(OP_MAX, z.detach(), (1,), True)
+            m = where(isfinite(m), m, 0.0)
+    finally:
+        cad_grad_off = prev
+    e = exp(z - m)
+    return e / reduce(OP_SUM, e, (1,), True) - onehot
+
+
+cdef object _cross_of(object a, object b, tuple shape, object dt):
+    """linalg.py's cross(a, b) for float operands of dtype dt along their last axis,
+    a batch (a dim more) on one side: the other broadcast to shape, both contiguous,
+    one record of the kernel"""
+    if (<Tensor>a).shape != shape:
+        a = expand(a, shape)
+    if (<Tensor>b).shape != shape:
+        b = expand(b, shape)
+    return bind(OP_CROSS, [contiguous(a), contiguous(b)], (), shape, dt, "cross")
+
+
+cdef bint _cross_ok(Tensor t, Tensor other, int nb):
+    """can _cross_of take t (nb batch dims) against other: one float dtype, t's
+    shape other's with the batch dims in front"""
+    return t._dtype == other._dtype and _isfloat(t._dtype) and _tndim(t) == _tndim(other) + nb \
+        and t.shape[nb:] == other.shape
+
+
+cdef object _product_jvp(Tape tp, int op, tuple ins, object out, tuple aux, list ts, int nb):
+    """the tangent of a prod, cumprod, cross or xent record from its inputs' tangents
+    ts (tensors with nb leading batch dims, on the CPU): the ops its rule makes
+    (reduce.py's _prod_jvp through _collapse, scan.py's _cumprod_jvp, the bilinear
+    rule over _cross_apply, nn.py's _xent_jvp); None: the rule decides (nothing has
+    been recorded then).  Every sweep's product records (NOTE [ Product rules
+    written once ])."""
+    cdef Py_ssize_t n = len(ins), j
+    cdef tuple xs
+    cdef list others
+    cdef object t, x, o, c, acc
     for j in range(n):
-        if ts[j] is not None and _mode1(<Tensor>ts[j]):
+        t = ts[j]
+        if t is not None and (type(t) is not Tensor or (<Tensor>t)._dev != 0 or _tndim(<Tensor>t) < nb):
             return None
     if op == OP_CROSS:
         if n != 2:
             return None
-        hin[0] = tp.t.args[r.arg]
-        hin[1] = tp.t.args[r.arg + 1]
+        others = [None, None]
+        for j in range(2):
+            if ts[j] is None:
+                continue
+            if ins[1 - j] < 0:
+                return None
+            o = tape_node(tp, ins[1 - j])
+            if type(o) is not Tensor or not _cross_ok(<Tensor>ts[j], <Tensor>o, nb):
+                return None
+            others[j] = o
         acc = None
         for j in range(2):
-            t = ts[j]
-            if t is None:
+            if others[j] is None:
                 continue
-            if hin[1 - j] < 0 or not _tensor_like_h(tp, <Tensor>t, ho) or not _same_info_h(tp, hin[1 - j], ho):
-                return None
-            other = tape_node(tp, hin[1 - j])
-            if type(other) is not Tensor:
-                return None
+            t = ts[j]
             if j == 0:
-                c = bind(OP_CROSS, [contiguous(t), contiguous(other)], (), t.shape, t.dtype, "cross")
+                c = _cross_of(t, others[j], (<Tensor>t).shape, (<Tensor>t).dtype)
             else:
-                c = bind(OP_CROSS, [contiguous(other), contiguous(t)], (), t.shape, t.dtype, "cross")
+                c = _cross_of(others[j], t, (<Tensor>t).shape, (<Tensor>t).dtype)
             acc = c if acc is None else acc + c
         return acc
     t = ts[0]
-    if n != 1 or t is None or hx < 0 or r.aux < 0:
+    if t is None or ins[0] < 0 or n != (2 if op == OP_XENT else 1):
+        return None
+    x = tape_node(tp, ins[0])
+    if type(x) is not Tensor or (<Tensor>x)._dev != 0 or (<Tensor>t).shape[nb:] != (<Tensor>x).shape:
+        return None
+    if op == OP_XENT:
+        if ts[1] is not None or ins[1] < 0:
+            return None
+        o = tape_node(tp, ins[1])
+        if type(o) is not Tensor:
+            return None
+        return reduce(OP_SUM, t * xent_delta(<Tensor>x, <Tensor>o), (_tndim(<Tensor>t) - 1,), False)
+    if op == OP_PROD:
+        if len(aux) != 1:
+            return None
+        xs = (<Tensor>x).shape
+        keep = len(<tuple>tape_info(tp, out)[0]) == len(xs) and len(xs) > 0
+        return reduce(OP_SUM, t * prod_partial(<Tensor>x, xs, aux[0]), _axes_of(len(xs), aux[0], nb), keep)
+    if op == OP_CUMPROD:
+        o = tape_node(tp, out)
+        if len(aux) != 2 or type(o) is not Tensor or not _isfloat((<Tensor>t)._dtype):
+            return None
+        return cumprod_jvp(<Tensor>x, o, t, nb, aux[0])
+    return None
+
+
+cdef list _product_vjp(Tape tp, int op, tuple ins, object out, tuple aux, Tensor g, set dep, int nb):
+    """the cotangents of a prod, cumprod, cross or xent record from g (nb leading
+    batch dims, on the CPU): the ops its rule makes (reduce.py's _prod_vjp, scan.py's
+    _cumprod_vjp, linalg.py's _cross_vjp, nn.py's _xent_vjp); None: the rule decides
+    (nothing has been recorded then)"""
+    cdef Py_ssize_t n = len(ins), j
+    cdef tuple xs, bsh
+    cdef object x, o
+    if g._dev != 0 or _tndim(g) < nb:
+        return None
+    bsh = g.shape[:nb]
+    if op == OP_CROSS:
+        if n != 2 or ins[0] < 0 or ins[1] < 0:
+            return None
+        x = tape_node(tp, ins[0])
+        o = tape_node(tp, ins[1])
+        if type(x) is not Tensor or type(o) is not Tensor or not _cross_ok(g, <Tensor>x, nb) \
+                or not _cross_ok(g, <Tensor>o, nb):
+            return None
+        return [_cross_of(o, g, g.shape, g.dtype) if _wants(tp, ins[0], dep) else None,
+                _cross_of(g, x, g.shape, g.dtype) if _wants(tp, ins[1], dep) else None]
+    if ins[0] < 0 or n != (2 if op == OP_XENT else 1):
+        return None
+    if ins[0] not in dep if op != OP_CUMPROD else not _wants(tp, ins[0], dep):
+        return [None] * n   # (cumprod's rule asks ctx.wants; the others' results reach dep only)
+    x = tape_node(tp, ins[0])
+    if type(x) is not Tensor or (<Tensor>x)._dev != 0:
+        return None
+    xs = (<Tensor>x).shape
+    if op == OP_XENT:
+        o = tape_node(tp, ins[1]) if ins[1] >= 0 else None
+        if type(o) is not Tensor or g.shape[nb:] != xs[:1]:
+            return None
+        return [reshape(g, g.shape + (1,)) * xent_delta(<Tensor>x, <Tensor>o), None]
+    if op == OP_PROD:
+        if len(aux) != 1:
+            return None
+        return [expand(reshape(g, bsh + _kept_of(xs, aux[0])), bsh + xs) * prod_partial(<Tensor>x, xs, aux[0])]
+    if op == OP_CUMPROD:
+        o = tape_node(tp, out)
+        if len(aux) != 2 or type(o) is not Tensor or g.shape[nb:] != xs or not _isfloat(g._dtype):
+            return None
+        return [cumprod_vjp(<Tensor>x, o, g, nb, aux[0])]
+    return None
+
+
+cdef tuple _rec_ins(Tape tp, cad_rec *r):
+    """a record's input handles"""
+    cdef int j
+    return tuple([tp.t.args[r.arg + j] for j in range(r.nargs)])
+
+
+cdef tuple _rec_aux_of(Tape tp, cad_rec *r):
+    """a product record's aux (prod: the axis mask; cumprod: axis and direction;
+    cross and xent: none)"""
+    cdef int k = 1 if r.op == OP_PROD else 2 if r.op == OP_CUMPROD else 0
+    return _int_tuple(tp.t.aux + r.aux, k) if k and r.aux >= 0 else ()
+
+
+cdef object _jvp0_product(Tape tp, cad_rec *r, list ts):
+    """_jvp0_c for prod and cumprod of an x without zeros (their rules' eager fast
+    path: reduce.py's _prod_partial p0 = prod(x) / x, the tangent times it summed over
+    the reduced axes; scan.py's out * cumsum(t / x)).  Not for a tracked tangent or x
+    (the rules record); None: _product_jvp decides (zeros in x among them)."""
+    cdef int op = r.op, n = r.nargs
+    cdef cad_hid hx = tp.t.args[r.arg], ho = r.out
+    cdef cad_buf *xb
+    cdef int64_t mask, ax
+    cdef int xnd, ond = tp.t.bufs[ho].ndim
+    cdef object t, x, c
+    t = ts[0]
+    if n != 1 or t is None or hx < 0 or r.aux < 0 or _mode1(<Tensor>t):
         return None
     xb = &tp.t.bufs[hx]
     xnd = xb.ndim   # (read before any op: the tape's arrays may move)
@@ -1070,6 +1288,59 @@ cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
     return res
 
 
+cdef object _pow_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
+    """a pow record's batch of tangents as transforms._jvp_record makes it: by the
+    fused row (_ew_batch) where _pow_dx does not apply (transforms._fused_row); for a
+    constant exponent c, _pow_dx's partial d = c x ** (c - 1) (ones times 0, or ones,
+    for c = 0 or 1) scaling x's batch: a Diag's values (_diag_jvp), a scaled batch's
+    v, a dense batch m as m * d (_scaled_ew); None: the rule decides"""
+    cdef tuple ins = _rec_ins(tp, r)
+    cdef cad_hid out = r.out
+    cdef double c
+    cdef DiagBase dg
+    cdef ScaledBase sc
+    cdef object t, x, y, d
+    if not _pow_const_h(tp, ins):
+        return _ew_batch(tp, r, ts, Diag, Scaled)
+    t = ts[0]
+    if len(ts) != 2 or t is None or ts[1] is not None or tp.t.bufs[out].ndim == 0 \
+            or not _same_info_h(tp, ins[0], out):
+        return None
+    x = tape_node(tp, ins[0])
+    y = tape_node(tp, ins[1])
+    if type(x) is not Tensor or type(y) is not Tensor:
+        return None
+    if type(t) is Diag:
+        if type((<DiagBase>t).v) is not Tensor or (<Tensor>(<DiagBase>t).v).shape != (<Tensor>x).shape:
+            return None
+    elif type(t) is Scaled:
+        if type((<ScaledBase>t).v) is not Tensor or (<Tensor>(<ScaledBase>t).v).shape != (<Tensor>x).shape \
+                or type((<ScaledBase>t).m) is not Tensor or (<Tensor>(<ScaledBase>t).m).shape[1:] != (<Tensor>x).shape:
+            return None
+    elif type(t) is not Tensor or (<Tensor>t).shape[1:] != (<Tensor>x).shape or _tndim(<Tensor>t) < 1:
+        return None
+    c = float(y)
+    if c == 0:
+        d = _ew2(OP_MUL, ones_like_value(<Tensor>x), 0.0)
+    elif c == 1:
+        d = ones_like_value(<Tensor>x)
+    else:
+        d = _ew2(OP_MUL, x ** (c - 1), c)
+    if type(t) is Diag:
+        dg = DiagBase.__new__(Diag)
+        dg.v = (<DiagBase>t).v * d
+        dg.unit = False
+        return dg
+    sc = ScaledBase.__new__(Scaled)
+    if type(t) is Scaled:
+        sc.m = (<ScaledBase>t).m
+        sc.v = (<ScaledBase>t).v * d
+    else:
+        sc.m = t
+        sc.v = d
+    return sc
+
+
 def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, bytes ew_fused,
                     object diag_cls, object scaled_cls):
     """NOTE [ C forward sweep ] for a batch of tangents (one leading batch dim, not
@@ -1126,6 +1397,8 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
             res = None
             if r.op < new and ew[r.op]:
                 res = _ew_batch(tp, r, ts, diag_cls, scaled_cls)
+            elif r.op == OP_POW and new:
+                res = _pow_batch(tp, r, ts, diag_cls, scaled_cls)
             elif r.op == OP_VIEW and _identity_view_rec(&tp.t, r):
                 res = ts[0]   # (the batch as it is: dense, diagonal or scaled)
             elif r.op == OP_MATMUL:
@@ -1196,16 +1469,20 @@ cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object sca
     cdef int64_t nd = 0, w0 = 0, w1 = 0, w2 = 0, inner
     cdef Py_ssize_t k
     cdef list dts = [], hs = []
-    cdef tuple xs = (), osh, bsh, vsh = (), vst = ()
+    cdef tuple xs = (), osh, bsh, vsh = (), vst = (), pins = None, paux = ()
     cdef object t, x, o, w, lin
+    cdef bint product = op == OP_PROD or op == OP_CUMPROD or op == OP_CROSS or op == OP_XENT
     if ob.flags & BUF_CUDA:
         return None
     if not (op == OP_SUM or op == OP_MAX or op == OP_MIN or op == OP_VIEW or op == OP_UNVIEW
             or op == OP_CONCATENATE or op == OP_GATHER or op == OP_SCATTER or op == OP_CAST
-            or op == OP_CUMSUM or op == OP_SETITEM):
+            or op == OP_CUMSUM or op == OP_SETITEM or product):
         return None
-    if r.aux < 0 and op != OP_CAST and op != OP_SETITEM:
+    if r.aux < 0 and op != OP_CAST and op != OP_SETITEM and op != OP_CROSS and op != OP_XENT:
         return None
+    if product:
+        pins = _rec_ins(tp, r)
+        paux = _rec_aux_of(tp, r)
     if op == OP_SETITEM:
         if n != 3 or tp.t.args[r.arg + 2] < 0:
             return None
@@ -1262,6 +1539,8 @@ cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object sca
         if type(lin) is not Tensor or dts[2] is not None:
             return None
         return _setitem_jvp(<Tensor>lin, osh, dts[0], dts[1], 1)
+    if product:   # (NOTE [ Product rules written once ])
+        return _product_jvp(tp, op, pins, ho, paux, dts, 1)
     if op == OP_CONCATENATE:
         t = None
         for j in range(n):
@@ -1373,8 +1652,9 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
                         fast = False
                         break
                     res[j] = g
-            if not fast:
-                res = None
+            if not fast:   # (a broadcast input: its sum, as the rule's unbroadcast)
+                res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep, 0, False, True) \
+                    if nplain and op < nplain and plain[op] else None
         elif op == OP_SUM and type(g) is Tensor:
             res = [None]
             if ins[0] >= 0 and ins[0] in dep:
@@ -1382,9 +1662,11 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
                 mask = (<tuple>rec[3])[0]
                 res[0] = expand(reshape(g, _kept_of(xs, mask)), xs)
         elif op < nplain and plain[op] and type(g) is Tensor:
-            res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep)
+            res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep, 0, False, True)
         elif op == OP_POW and nplain and type(g) is Tensor:
             res = _pow_vjp_c(tp, ins, out, <Tensor>g, dep)
+            if res is None and not _pow_const_h(tp, ins, dep):   # (both partials by their programs)
+                res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep, 0, False, True)
         elif op == OP_MATMUL and nplain and type(g) is Tensor:
             res = _matmul_vjp_c(tp, ins, out, <tuple>rec[3], <Tensor>g, dep)
         elif op == OP_VIEW and nplain and type(g) is Tensor and len(ins) == 1 and ins[0] >= 0:
@@ -1426,6 +1708,8 @@ cdef list _lin_vjp_r(Tape tp, int op, tuple ins, object out, tuple aux, Tensor g
     if _tndim(g) < nb:
         return None
     bsh = g.shape[:nb]
+    if op == OP_PROD or op == OP_CUMPROD or op == OP_CROSS or op == OP_XENT:
+        return _product_vjp(tp, op, ins, out, aux, g, dep, nb)   # (NOTE [ Product rules written once ])
     if op == OP_SETITEM:   # (NOTE [ Setitem records in the sweeps ])
         lin = _setitem_lin(tp, ins)
         if lin is None:
@@ -1592,13 +1876,14 @@ cdef object _setitem_lin(Tape tp, tuple ins):
 # merges ]), the same pruning to records on a path to a wanted handle, and for the
 # common records the ops their rules record, in their order, without the rule
 # (_jvp_r): elementwise ops by their partials' programs (_ew_jvp_r, NOTE
-# [ Elementwise vjps in the reverse sweep ]), pow by a constant, sum and max/min,
-# views and their adjoint, 1-D/2-D matmul, casts, cumsum, gather, scatter and
-# concatenate.  Every lookup goes through the handle (tape_info, tape_node), never
-# a record pointer, since the first op may merge the tape.  Anything else (prod,
-# cumprod, cross, setitem, xent, custom primitives, a device value, broadcasting)
-# goes to its rule.  test_forward_sweep_r compares the records and the tangents
-# with the rules' sweep.
+# [ Elementwise vjps in the reverse sweep ]; pow by a tracked or array exponent
+# too), pow by a constant, sum and max/min, views and their adjoint, 1-D/2-D
+# matmul, casts, cumsum, gather, scatter, concatenate, setitem, and prod, cumprod,
+# cross and xent by their rules' bodies (NOTE [ Product rules written once ]).
+# Every lookup goes through the handle (tape_info, tape_node), never a record
+# pointer, since the first op may merge the tape.  Anything else (custom
+# primitives, a device value) goes to its rule.  test_forward_sweep_r compares the
+# records and the tangents with the rules' sweep.
 
 def forward_sweep_r(Tape tp, dict seeds, int64_t start, list want, object rule,
                     bytes ew_plain=b""):
@@ -1659,7 +1944,14 @@ cdef object _jvp_r(Tape tp, int op, tuple ins, object out, tuple aux, list ts,
     if op < nplain and plain[op]:
         return _ew_jvp_r(tp, op, ins, out, ts)
     if op == OP_POW:
-        return _pow_jvp_r(tp, ins, out, ts)
+        t = _pow_jvp_r(tp, ins, out, ts)
+        if t is None and not _pow_const_h(tp, ins):
+            # (a tracked exponent, or an array one: _pow_dx does not apply, so the rule
+            # takes both partials from the programs)
+            t = _ew_jvp_r(tp, op, ins, out, ts)
+        return t
+    if op == OP_PROD or op == OP_CUMPROD or op == OP_CROSS or op == OP_XENT:
+        return _product_jvp(tp, op, ins, out, aux, ts, 0)   # (NOTE [ Product rules written once ])
     t = ts[0]
     if op == OP_SUM or op == OP_MAX or op == OP_MIN:
         if n != 1 or t is None or ins[0] < 0 or len(aux) != 1:
@@ -1777,6 +2069,17 @@ cdef object _mm_term(int i, object t, object other, bint a1, bint b1):
         sh = c.shape
         c = reshape(c, sh[:-1] if b1 else sh[:-2] + sh[-1:])
     return c
+
+
+cdef bint _pow_const_h(Tape tp, tuple ins, set dep=None):
+    """does elementwise.py's _pow_dx apply (a constant 0-d exponent: transforms._pow_const;
+    dep: a reverse sweep's, where the rule asks ctx.wants(1))?"""
+    if len(ins) != 2 or ins[1] < 0:
+        return False
+    if (_wants(tp, ins[1], dep) if dep is not None else (tape_flags(tp, ins[1]) & 2) != 0):
+        return False
+    y = tape_node(tp, ins[1])
+    return type(y) is Tensor and _tndim(<Tensor>y) == 0 and not (<Tensor>y)._rg
 
 
 cdef object _pow_jvp_r(Tape tp, tuple ins, object out, list ts):
@@ -1910,6 +2213,8 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
                 r = _ew_vjp_c(tp, op, ins, out, <Tensor>v, dep, 0, True)
             elif op == OP_POW and nplain:
                 r = _pow_vjp_c(tp, ins, out, <Tensor>v, dep)
+                if r is None and not _pow_const_h(tp, ins, dep):
+                    r = _ew_vjp_c(tp, op, ins, out, <Tensor>v, dep, 0, True)
             elif op == OP_VIEW and len(ins) == 1 and ins[0] >= 0:
                 xs = tape_info(tp, ins[0])[0]
                 if _identity_view_aux(<tuple>rec[3], xs):
@@ -1933,8 +2238,9 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
                         dg.v = c
                         dg.unit = False
                         res.append(dg)
-        elif type(g) is Tensor and op < nplain and plain[op] and op != OP_ADD:
-            res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep, 1)   # (a dense batch)
+        elif type(g) is Tensor and op != OP_ADD and (op < nplain and plain[op] or
+                                                     op == OP_POW and nplain and not _pow_const_h(tp, ins, dep)):
+            res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep, 1, False, True)   # (a dense batch)
         elif op == OP_SUM and len(ins) == 1 and type(g) is Tensor and ins[0] >= 0 and len(<tuple>rec[3]):
             # the rule's _spread: g (batch + out shape) back over the reduced axes
             res = [_sum_vjp_b(tp, ins[0], <tuple>rec[3], <Tensor>g) if ins[0] in dep else None]
@@ -1948,11 +2254,23 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
                         break
                     res[j] = g   # (the rule's unbroadcast of a batch of the output's shape)
             if not ok:
-                res = None
+                res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep, 1, False, True) \
+                    if nplain and op < nplain and plain[op] else None
+        if res is None and nplain and type(g) is diag_cls and (
+                op < nplain and plain[op] or op == OP_POW and not _pow_const_h(tp, ins, dep)):
+            # an elementwise record the diagonal path declined (an input broadcast to
+            # the output): the Diag made dense, as _rev_record makes it when
+            # _diag_vjp declines, and its dense batch summed down per input
+            gd = g.dense()
+            if type(gd) is Tensor:
+                res = _ew_vjp_c(tp, op, ins, out, <Tensor>gd, dep, 1, False, True)
+                if res is None:
+                    g = gd   # (the rule densifies it anyway)
         if res is None and nplain and (op == OP_SUM or op == OP_MAX or op == OP_MIN or op == OP_VIEW
                                        or op == OP_UNVIEW or op == OP_GATHER or op == OP_SCATTER
                                        or op == OP_CAST or op == OP_CUMSUM or op == OP_CONCATENATE
-                                       or op == OP_SETITEM):
+                                       or op == OP_SETITEM or op == OP_PROD or op == OP_CUMPROD
+                                       or op == OP_CROSS or op == OP_XENT):
             # the linear ops and max/min: a Diag made dense, as _rev_record makes it when
             # _diag_vjp declines (an identity view's Diag stayed diagonal above)
             gd = g.dense() if type(g) is diag_cls else g

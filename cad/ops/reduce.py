@@ -243,21 +243,9 @@ MIN.jvp(_max_jvp)
 
 def _prod_partial(ctx):
     """d prod / dx_i = the product of the others, exact with zeros present and
-    differentiable again: the zero entries stay factors of the expression, so the
-    second derivatives at zeros are right too (cnt: zeros in the slice)"""
-    x, xs, mask = ctx.val(0), ctx.shape(0), ctx.aux[0]
-    axes = _axes_of(mask, len(xs))
-    zero = C.eq(x, 0.0)
-    safe = C.where(zero, 1.0, x)
-    pnz = C.reduce(PROD.code, safe, axes, True)
-    p0 = pnz / safe
-    if not C.is_recording() and not C.host(zero).any():   # the common case, eagerly
-        return p0
-    cnt = C.reduce(SUM.code, C.cast(zero, x.dtype), axes, True)
-    xz = C.reduce(SUM.code, C.where(zero, x, 0.0), axes, True)   # the zero entries, summed
-    p1 = C.where(zero, pnz, xz * p0)               # one zero: it times the others
-    p2 = C.where(zero, (xz - x) * pnz, 0.0)         # two zeros: the other one
-    return C.where(cnt == 0, p0, C.where(cnt == 1, p1, C.where(cnt == 2, p2, 0.0)))
+    differentiable again (tapeview.pxi's prod_partial, NOTE [ Product rules written
+    once ]: the sweeps call it too)"""
+    return C.prod_partial(ctx.val(0), tuple(ctx.shape(0)), ctx.aux[0])
 
 
 @PROD.vjp

@@ -104,51 +104,21 @@ def _cumsum_eval(ctx, a):
 # Exact to second order with any zeros, to every order with at most one per row
 # (prod's rule has the same bound).
 
-def _zero_parts(x, ax):
-    zero = C.eq(x, 0.0)
-    zf = C.cast(zero, x.dtype)
-    c = cumsum(zf, ax)
-    first, second = C.where(c == 1, zero, False), C.where(c == 2, zero, False)
-    safe = C.where(zero, 1.0, x)
-    return zero, c, first, second, safe, cumprod(safe, ax)
-
-
-def _eager_no_zeros(x):
-    return not C.is_recording() and not C.host(C.eq(x, 0.0)).any()
-
-
-def _row_sum(v, ax):
-    from .reduce import SUM
-    return C.reduce(SUM.code, v, (ax,), True)
-
+# The rules' bodies are tapeview.pxi's cumprod_vjp and cumprod_jvp (NOTE [ Product
+# rules written once ]): the sweeps call them too.
 
 @CUMPROD.vjp
 def _cumprod_vjp(ctx, g):
     if not ctx.wants(0):
         return [None]
-    x, out, ax, xa = ctx.val(0), ctx.out_val(), _axis(ctx), ctx.aux[0]   # g: nb more dims than x
-    if _eager_no_zeros(x):
-        return [cumsum(g * out, ax, reverse=True) / x]
-    zero, c, first, second, safe, Q = _zero_parts(x, xa)
-    gQ = g * Q
-    R0, R1, R2 = (cumsum(C.where(c == k, gQ, 0.0), ax, reverse=True) for k in (0, 1, 2))
-    XF, XS = _row_sum(C.where(first, x, 0.0), xa), _row_sum(C.where(second, x, 0.0), xa)
-    return [C.where(first, R1 + XS * R2, C.where(second, XF * R2,
-                                                 C.where(zero, 0.0, (R0 + XF * R1) / safe)))]
+    return [C.cumprod_vjp(ctx.val(0), ctx.out_val(), g, ctx.nb, ctx.aux[0])]   # (g: nb more dims than x)
 
 
 @CUMPROD.jvp
 def _cumprod_jvp(ctx, ts):
     if ts[0] is None:
         return None
-    x, t, ax, xa = ctx.val(0), ts[0], _axis(ctx), ctx.aux[0]   # t: nb more dims than x
-    if _eager_no_zeros(x):
-        return ctx.out_val() * cumsum(t / x, ax)
-    zero, c, first, second, safe, Q = _zero_parts(x, xa)
-    s = cumsum(t / safe, ax)
-    XF, XS = cumsum(C.where(first, x, 0.0), xa), cumsum(C.where(second, x, 0.0), xa)
-    TF, TS = cumsum(C.where(first, t, 0.0), ax), cumsum(C.where(second, t, 0.0), ax)
-    return Q * C.where(c == 0, s, C.where(c == 1, TF + XF * (s - TF), C.where(c == 2, XS * TF + XF * TS, 0.0)))
+    return C.cumprod_jvp(ctx.val(0), ctx.out_val(), ts[0], ctx.nb, ctx.aux[0])   # (t: nb more dims than x)
 
 
 @CUMPROD.eval
