@@ -113,9 +113,9 @@ def test_records_are_the_rules(dtype, consts, monkeypatch):
 
 def test_taken_and_left_to_the_rule(monkeypatch):
     """tanh, mul, pow by a constant, a select program (maximum), pow by an array
-    (both partials by their programs) and a broadcast operand (its cotangent summed
-    as the rule's unbroadcast) are taken in C; where (three inputs, no program)
-    takes the rule"""
+    (both partials by their programs), a broadcast operand (its cotangent summed
+    as the rule's unbroadcast) and where (three inputs: its partials written out)
+    are taken in C; with _C_EW_VJP off every one takes its rule"""
     calls = []
     T._tables()
     vjps = list(T._VJP)
@@ -133,13 +133,16 @@ def test_taken_and_left_to_the_rule(monkeypatch):
     cad.hessian(lambda v: cad.sum(v * v[0] + cad.reshape(v, (5, 1)) * v))(x)   # (both broadcast)
     assert calls == []
     cad.hessian(lambda v: cad.sum(cad.where(v > 0.5, v * v, v)))(x)
-    assert calls == ["where"]
+    assert calls == []
     calls.clear()
     cad.hessian(lambda v: cad.sum(v ** 3))(x)   # (pow by a constant: _pow_vjp_c)
     assert calls == []
     cad.hessian(lambda v: cad.sum(v ** cad.tensor(np.full(5, 3.0))))(x)   # (an array exponent)
     cad.hessian(lambda v: cad.sum(v ** (v * 0.5)))(x)   # (a tracked exponent)
     assert calls == []
+    monkeypatch.setattr(T, "_C_EW_VJP", False)
+    cad.hessian(lambda v: cad.sum(cad.where(v > 0.5, v * v, v)))(x)
+    assert sorted(calls) == ["mul", "where"]
 
 
 def test_float32_and_shared_values_against_fd():

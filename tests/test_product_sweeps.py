@@ -46,6 +46,10 @@ FUNCS = {
     "broadcast": (lambda x: cad.sum(cad.reshape(x, (2, 3)) * cad.sin(x[3:6])
                                     + cad.reshape(x[:2], (2, 1)) / (2.0 + x[3:6]), axis=0)
                   + x[:3] ** x[0] + cad.maximum(x[:3], x[4]), 6, False),
+    # three-input elementwise records (where, clip: their partials written out) and
+    # comparisons (no tangent, no rule); a broadcast 0-d bound, a constant branch
+    "where_clip": (lambda x: cad.where(x > 0.2, x * x, cad.sin(x)) + cad.clip(x, -0.45, cad.abs(x[0]) * 0.4) * x
+                   + cad.where(x < 0.0, 1.0, x[::-1]), 6, False),
     # jacrev's diagonal seed reaching a broadcast operand first (made dense)
     "diag_broadcast": (lambda x: cad.reshape(x, (2, 3)) * cad.sin(x[3:6]) + cad.reshape(x[:2], (2, 1)) * x[5],
                        6, False),
@@ -243,7 +247,7 @@ def _third_jax(jax, name):
 
 
 _OPS = ("prod", "cumprod", "cross", "xent", "relu", "abs", "maximum", "minimum", "hypot", "pow", "mul",
-        "div", "add", "sin")
+        "div", "add", "sin", "where", "clip", "gt", "lt")
 
 
 def test_no_rule_is_reached(monkeypatch):

@@ -587,6 +587,8 @@ cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep,
     cdef tuple oshape
     cdef cad_hid ho
     cdef Tape to
+    if n == 3 and (op == OP_WHERE or op == OP_CLIP) and not scalar_ins:
+        return _ew3_vjp(tp, op, ins, out, g, dep, nb, bcast)
     if n < 1 or n > 2 or not _sg_ready:
         return None
     if nb == 0:
@@ -609,6 +611,97 @@ cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep,
     if unb is not None:
         return _ew_terms(tp, op, ins, out, [g] * n, want, 2, unb, nb)
     return _ew_terms(tp, op, ins, out, [g] * n, want, scalar_ins)
+
+
+# where(c, x, y) and clip(x, lo, hi) have three inputs, beyond the programs' two:
+# their partials (elementwise.py's d) are written out here as the rule's expressions
+# run them (select as where with Python ints; comparisons and & as Tensor's
+# operators; max2 as maximum), each cast to the output's dtype as the rule's partial
+# is, then the rule's products, sums and unbroadcast.
+
+cdef object _ew3_partial(int op, int j, list v):
+    """d out / d input j of where (v: c) or clip (v: x, lo, hi)"""
+    if op == OP_WHERE:
+        return where(v[0], 1, 0) if j == 1 else where(v[0], 0, 1)
+    if j == 0:
+        return (v[0] >= v[1]) & (v[0] <= v[2])
+    if j == 1:
+        return (v[0] < v[1]) & (v[1] <= v[2])
+    return maximum(v[0], v[1]) > v[2]
+
+
+cdef list _ew3_vals(Tape tp, int op, tuple ins):
+    """the values where's or clip's partials read (where: c; clip: x, lo, hi); None:
+    one was not kept"""
+    cdef list v = []
+    cdef int j
+    for j in range(1 if op == OP_WHERE else 3):
+        if ins[j] < 0:
+            return None
+        x = tape_node(tp, ins[j])
+        if type(x) is not Tensor or (<Tensor>x)._dev != 0:
+            return None
+        v.append(x)
+    return v
+
+
+cdef object _ew3_d(int op, int j, list v, int odt):
+    d = _ew3_partial(op, j, v)
+    if type(d) is Tensor and (<Tensor>d)._dtype != odt:
+        d = cast(d, _DTYPES[odt])
+    return d
+
+
+cdef list _ew3_vjp(Tape tp, int op, tuple ins, object out, Tensor g, set dep, int nb, bint bcast):
+    """where's and clip's cotangents as their rule computes them (g * partial,
+    unbroadcast; nb batch dims); None: the rule decides (nothing recorded then)"""
+    cdef int j, odt
+    cdef list v, res
+    cdef tuple oinfo = tape_info(tp, out), xs
+    odt = oinfo[1]
+    if g._dev != 0 or g._dtype != odt or _tndim(g) != nb + len(<tuple>oinfo[0]) or g.shape[nb:] != oinfo[0]:
+        return None
+    for j in range(3):
+        if (op != OP_WHERE or j != 0) and _wants(tp, ins[j], dep) and not bcast \
+                and not _same_shape_h(tp, ins[j], out):
+            return None
+    v = _ew3_vals(tp, op, ins)
+    if v is None:
+        return None
+    res = [None, None, None]
+    for j in range(3):
+        if (op == OP_WHERE and j == 0) or not _wants(tp, ins[j], dep):
+            continue
+        xs = tape_info(tp, ins[j])[0]
+        res[j] = _unbroadcast(g * _ew3_d(op, j, v, odt), xs, nb)
+    return res
+
+
+cdef object _ew3_jvp(Tape tp, int op, tuple ins, object out, list ts):
+    """where's and clip's tangent (no batch dim) as their rule computes it (t *
+    partial summed in input order, expanded to the output); None: the rule decides"""
+    cdef int j, odt
+    cdef list v
+    cdef tuple oinfo = tape_info(tp, out)
+    cdef object acc = None, t
+    odt = oinfo[1]
+    for j in range(3):
+        t = ts[j]
+        if t is not None and (op != OP_WHERE or j != 0) and \
+                (type(t) is not Tensor or (<Tensor>t)._dev != 0 or (<Tensor>t)._dtype != odt):
+            return None
+    v = _ew3_vals(tp, op, ins)
+    if v is None:
+        return None
+    for j in range(3):
+        t = ts[j]
+        if t is None or (op == OP_WHERE and j == 0):
+            continue
+        c = t * _ew3_d(op, j, v, odt)
+        acc = c if acc is None else acc + c
+    if acc is not None and (<Tensor>acc).shape != oinfo[0]:
+        acc = expand(acc, oinfo[0])
+    return acc
 
 
 cdef object _unbroadcast(Tensor c, tuple shape, int nb):
@@ -641,6 +734,8 @@ cdef object _ew_jvp_r(Tape tp, int op, tuple ins, object out, list ts):
     cdef list terms
     cdef tuple oinfo
     cdef object acc = None
+    if n == 3 and (op == OP_WHERE or op == OP_CLIP):
+        return _ew3_jvp(tp, op, ins, out, ts)
     if n < 1 or n > 2 or not _sg_ready:
         return None
     for j in range(n):

@@ -425,8 +425,8 @@ def forward_sweep_c(Tape tp, dict seeds, int64_t start, list want, object rule,
             if i >= n:
                 break
             r = &tp.t.recs[i]
-            if need != NULL and not need[r.out]:
-                i += 1
+            if (need != NULL and not need[r.out]) or (OP_EQ <= r.op <= OP_ISNAN):
+                i += 1   # (a comparison's or logic op's bools: no tangent, its rule's None)
                 continue
             ts = []
             anyt = False
@@ -1380,7 +1380,7 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
         while i + 1 < n:   # (a merge moves i and n: NOTE [ Merges during a C forward sweep ])
             i += 1
             r = &tp.t.recs[i]
-            if not need[r.out]:
+            if not need[r.out] or (OP_EQ <= r.op <= OP_ISNAN):   # (bools: no tangent)
                 continue
             ts = []
             anyt = False
@@ -1906,7 +1906,7 @@ def forward_sweep_r(Tape tp, dict seeds, int64_t start, list want, object rule,
     for k in range(n):
         rec = <tuple>recs[k]
         out = rec[1]
-        if out not in need:
+        if out not in need or OP_EQ <= <int>rec[0] <= OP_ISNAN:   # (bools: no tangent)
             continue
         ins = <tuple>rec[2]
         ts = []
