@@ -360,17 +360,22 @@ def test_array_records_take_no_rule(monkeypatch):
     np.testing.assert_array_equal(np.asarray(t), np.asarray(t2))
     np.testing.assert_allclose(np.asarray(t), _fd_jvp(st, [np.linspace(-1, 1, 4)], [np.ones(4)]), rtol=1e-6)
     calls.clear()   # (the rules' sweep above)
-    # nor a 1-D @ 1-D product (_mm_tangent's reshapes), nor prod and cumprod of an x
-    # with a zero (their rules' bodies, NOTE [ Product rules written once ]); what
-    # _jvp0_c declines still goes to the rule: a batched product
+    # nor a 1-D @ 1-D product (_mm_tangent's reshapes), nor a batched product (the
+    # rule's body, NOTE [ Matmul's rules written once ]), nor prod and cumprod of an x
+    # with a zero (their rules' bodies, NOTE [ Product rules written once ])
     cad.jvp(lambda a: cad.sin(a @ a) + cad.cumprod(a, axis=0), (x,), (v,))
+    B3 = cad.tensor(np.arange(32.0).reshape(2, 4, 4) * 0.1)
+    bp = lambda a: cad.sum(cad.tanh(B3 @ a) * (cad.reshape(a, (1, 4)) @ B3))  # noqa: E731
+    cad.jvp(bp, (x,), (v,))
     assert calls == []
-    cad.jvp(lambda a: cad.sum(cad.tensor(np.ones((2, 4, 4))) @ a), (x,), (v,))
-    assert len(calls) == 1
+    (_, t), (_, t2) = _both(bp, (x,), (v,))
+    np.testing.assert_array_equal(np.asarray(t), np.asarray(t2))
+    np.testing.assert_allclose(np.asarray(t), _fd_jvp(bp, [np.linspace(-1, 1, 4)], [np.ones(4)]), rtol=1e-6)
+    calls.clear()
     x0 = cad.tensor(np.array([0.5, 0.0, 2.0, 1.5]))
     pz = lambda a: cad.prod(a) + cad.cumprod(a, axis=0)  # noqa: E731
     cad.jvp(pz, (x0,), (v,))
-    assert len(calls) == 1
+    assert calls == []
     (_, t), (_, t2) = _both(pz, (x0,), (v,))
     np.testing.assert_array_equal(np.asarray(t), np.asarray(t2))
     np.testing.assert_allclose(np.asarray(t), 1.5 + np.array([1.0, 0.5, 1.0, 1.5]))

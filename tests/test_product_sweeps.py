@@ -7,7 +7,8 @@ checked bit for bit against the rules' loops (transforms._C_FORWARD and _C_REVER
 off), against central differences of a lower order, and against torch.func when it
 is installed; zeros in x (prod's and cumprod's exact expressions); a spy that no
 rule of these ops is reached; broadcast operands, whose cotangents the reverse
-sweeps sum down as the rule's unbroadcast does."""
+sweeps sum down as the rule's unbroadcast does; matmul's matrix-operand and 3-D
+batches (NOTE [ Matmul's rules written once ])."""
 import numpy as np
 import pytest
 
@@ -19,6 +20,8 @@ from _numeric import fd_jac
 
 _LAB = np.array([2, 0, 3])
 _B = np.random.default_rng(11).standard_normal((2, 3))
+_X = np.random.default_rng(12).standard_normal((4, 3))
+_B3 = np.random.default_rng(13).standard_normal((2, 2, 2))
 
 
 def _m(x, shape):
@@ -50,6 +53,12 @@ FUNCS = {
     # comparisons (no tangent, no rule); a broadcast 0-d bound, a constant branch
     "where_clip": (lambda x: cad.where(x > 0.2, x * x, cad.sin(x)) + cad.clip(x, -0.45, cad.abs(x[0]) * 0.4) * x
                    + cad.where(x < 0.0, 1.0, x[::-1]), 6, False),
+    # matmul beyond the sweeps' own cases (NOTE [ Matmul's rules written once ]): a
+    # matrix operand's batch, both operands tracked, batched (3-D) products
+    "matmul_matrix": (lambda x: cad.tanh(cad.tensor(_X) @ cad.reshape(x[:6], (3, 2))) @ cad.reshape(x[6:], (2, 3)),
+                      12, False),
+    "matmul_batched": (lambda x: cad.reshape(cad.reshape(x[:8], (2, 2, 2)) @ cad.sin(cad.reshape(x[4:], (2, 2, 2)))
+                                             + cad.reshape(x[:2], (1, 2)) @ cad.tensor(_B3), (8,)), 12, False),
     # jacrev's diagonal seed reaching a broadcast operand first (made dense)
     "diag_broadcast": (lambda x: cad.reshape(x, (2, 3)) * cad.sin(x[3:6]) + cad.reshape(x[:2], (2, 1)) * x[5],
                        6, False),
@@ -247,7 +256,7 @@ def _third_jax(jax, name):
 
 
 _OPS = ("prod", "cumprod", "cross", "xent", "relu", "abs", "maximum", "minimum", "hypot", "pow", "mul",
-        "div", "add", "sin", "where", "clip", "gt", "lt")
+        "div", "add", "sin", "where", "clip", "gt", "lt", "matmul")
 
 
 def test_no_rule_is_reached(monkeypatch):

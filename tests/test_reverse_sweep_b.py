@@ -149,9 +149,9 @@ def test_diagonal_records_take_no_rule(monkeypatch):
     # dense batches (after the matmul) through elementwise records and the matmul
     cad.jacrev(FUNCS["ew before matmul"][0])(cad.tensor(_pos(N)))
     assert seen == []
-    # a sum's dense batch (_sum_vjp_b); the broadcasting product around it by rule
+    # a sum's dense batch (_sum_vjp_b); the broadcasting product around it too
     cad.jacrev(FUNCS["row sums"][0])(cad.tensor(_pos((N, 3))))
-    assert "sum" not in [names[op] for op in seen]
+    assert seen == []
     seen.clear()
     # the linear records and max/min, dense batches and Diags made dense
     for name in ("max and min of rows", "slices, gathers, concatenate", "cumsum both ways",
@@ -164,9 +164,9 @@ def test_diagonal_records_take_no_rule(monkeypatch):
                                                          "mul", "div", "sub")]
         assert lin == [], (name, [names[op] for op in seen])
     seen.clear()
-    # the matrix wanted too: the matmul goes to its rule
+    # the matrix wanted too: the rule's body (NOTE [ Matmul's rules written once ])
     cad.jacrev(lambda a, x: cad.tanh(a @ x), argnums=(0, 1))(cad.tensor(W), cad.tensor(_pos(N)))
-    assert [names[op] for op in seen] == ["matmul"]
+    assert seen == []
 
 
 def test_matrix_and_vector_both_wanted(monkeypatch):

@@ -624,8 +624,12 @@ cdef object _jvp0_c(Tape tp, cad_rec *r, list ts, const unsigned char *ew, Py_ss
     if op == OP_MATMUL and n == 2 and r.aux >= 0:
         a1 = tp.t.aux[r.aux] != 0   # (read before any op runs: r points into the tape's arrays)
         b1 = tp.t.aux[r.aux + 1] != 0
-        return _mm_tangent(tp, tp.t.args[r.arg], tp.t.args[r.arg + 1], a1, b1, ts,
-                           _int_tuple(tp.t.meta + ob.meta, ob.ndim))
+        hx = r.out
+        ins = _rec_ins(tp, r)
+        t = _mm_tangent(tp, ins[0], ins[1], a1, b1, ts, _int_tuple(tp.t.meta + ob.meta, ob.ndim))
+        if t is None:   # (NOTE [ Matmul's rules written once ])
+            t = _matmul_jvp(tp, ins, hx, (a1, b1), ts, 0)
+        return t
     if op == OP_POW and n == 2:
         hx = tp.t.args[r.arg]
         hy = tp.t.args[r.arg + 1]
@@ -1140,6 +1144,177 @@ cdef bint _identity_view_rec(cad_tape *t, cad_rec *r) noexcept:
     return True
 
 
+# NOTE [ Matmul's rules written once ]
+# matmul's apply (a product with one operand a batch: nb leading dims, or a Diag)
+# and its vjp were linalg.py's _mm_batch and _matmul_vjp; they are mm_batch and
+# matmul_vjp here, which linalg.py's rules call, and so do the sweeps for the
+# products their own cases (_mm_tangent, _mm_batch_c, _matmul_vjp_c, _mv_vjp_b: a
+# vector and a matrix, 1-D/2-D operands) do not take: a matrix operand's batch in
+# jacfwd/hessian (X @ reshape(w, ...)), batched (3-D) products, outer products.
+# _matmul_jvp is the bilinear jvp over mm_batch (_rules.py's bilinear_jvp), the
+# sweeps' one entry for what remains.
+
+cdef object _swap_last(object t):
+    """the last two dims swapped (linalg.py's _swap)"""
+    cdef int nd = (<Tensor>t).ndim
+    return transpose(t, tuple(range(nd - 2)) + (nd - 1, nd - 2))
+
+
+cdef object _unsq_at(object t, int axis):
+    shape = list((<Tensor>t).shape)
+    shape.insert(axis if axis >= 0 else len(shape) + 1 + axis, 1)
+    return reshape(t, tuple(shape))
+
+
+cdef object _sq_at(object t, int axis):
+    shape = list((<Tensor>t).shape)
+    del shape[axis if axis >= 0 else len(shape) + axis]   # (no wraparound: setup.py)
+    return reshape(t, tuple(shape))
+
+
+cdef object _rows_times_c(object g, object m):
+    """g (..., n) @ m (n, k) as one GEMM over all leading dims of g"""
+    cdef int64_t rows = 1
+    cdef tuple gs = (<Tensor>g).shape, ms = (<Tensor>m).shape
+    if len(gs) <= 2:
+        return matmul(g, m)
+    lead = gs[:len(gs) - 1]
+    for d in lead:
+        rows *= d
+    return reshape(matmul(reshape(g, (rows, gs[len(gs) - 1])), m), lead + (ms[len(ms) - 1],))
+
+
+def mm_batch(int i, object t, object other, bint a1, bint b1, int nb):
+    """matmul(a, b) with operand i the batch t (nb leading dims, or a Diag over a 1-D
+    value) and the other operand the value `other`; a1, b1: which operands are 1-D.
+    The one place that knows how a batched product is best run: the batch folded
+    into the rows of one GEMM, and a scaled identity batch times a matrix as a row
+    scaling (NOTE [ Linear and bilinear ops ])."""
+    cdef int own, obr, mine, oth
+    if isinstance(t, DiagBase):
+        v = (<DiagBase>t).v
+        if (<Tensor>v).ndim == 1 and (<Tensor>other).ndim == 2 and ((i == 0 and a1 and not b1) or
+                                                                   (i == 1 and b1 and not a1)):
+            # direction j: v_j times row j of B (a (k,) @ B) or column j of A (A @ b (k,))
+            d = other if i == 0 else _swap_last(other)
+            return d if (<DiagBase>t).unit else reshape(v, ((<Tensor>v).size, 1)) * d
+        t = t.dense()
+    if i == 0 and not b1 and (<Tensor>other).ndim == 2:
+        return _rows_times_c(t, other)                         # one GEMM
+    if i == 1 and b1 and not a1 and (<Tensor>other).ndim == 2:
+        return _rows_times_c(t, _swap_last(other))             # A (m, k) @ a batch of b (k,)
+    # the batch as (batched) matrices whose own batch dims line up with the output's
+    mine, oth = (a1, b1) if i == 0 else (b1, a1)
+    own = (<Tensor>t).ndim - nb - (1 if mine else 2)
+    obr = max(own, (<Tensor>other).ndim - (1 if oth else 2))
+    if nb and own < obr:
+        sh = (<Tensor>t).shape
+        t = reshape(t, sh[:nb] + (1,) * (obr - own) + sh[nb:])
+    if i == 0:
+        left, right = (_unsq_at(t, -2) if a1 else t), (_unsq_at(other, -1) if b1 else other)
+    else:
+        left, right = (_unsq_at(other, -2) if a1 else other), (_unsq_at(t, -1) if b1 else t)
+    c = _rows_times_c(left, right) if i == 0 and (<Tensor>right).ndim == 2 else matmul(left, right)
+    if b1:
+        c = _sq_at(c, -1)
+    if a1:
+        c = _sq_at(c, -1 if b1 else -2)
+    return c
+
+
+cdef object _dense_of(object g):
+    return g.dense() if isinstance(g, DiagBase) else g
+
+
+def matmul_vjp(object g, object A, object B, bint a1, bint b1, int nb, bint w0, bint w1, tuple s0,
+               tuple s1):
+    """the transposes of a -> a @ B and b -> A @ b: gA = g @ B^T, gB = A^T @ g, summed
+    over broadcast dims (s0, s1: the operands' shapes; B read only for w0, A for w1;
+    the jvp is derived: NOTE [ Linear and bilinear ops ])"""
+    cdef list res = [None, None]
+    if w0:
+        if b1:   # an outer product: (.., m, 1) * (k,)
+            ga = _unsq_at(_dense_of(g), -1) * B
+        else:
+            ga = mm_batch(0, g, _swap_last(B), a1, False, nb)
+        res[0] = _unbroadcast(ga, s0, nb)
+    if w1:
+        if a1 and b1:
+            gb = _unsq_at(_dense_of(g), -1) * A                    # (.., 1) * (k,)
+        elif a1:
+            gb = _unsq_at(A, -1) * _unsq_at(_dense_of(g), -2)      # (k, 1) * (.., 1, n)
+        elif b1:
+            gb = mm_batch(0, g, A, True, False, nb)                # g (.., m) @ A (.., m, k)
+        else:
+            gb = mm_batch(1, g, _swap_last(A), False, False, nb)
+        res[1] = _unbroadcast(gb, s1, nb)
+    return res
+
+
+cdef object _matmul_jvp(Tape tp, tuple ins, object out, tuple aux, list ts, int nb):
+    """a matmul record's tangent from its operands' tangents (nb batch dims; Diag,
+    scaled (made dense, as _jvp_record makes them) or dense): the bilinear jvp over
+    mm_batch, expanded to the output (full_shape); None: the rule decides"""
+    cdef int i
+    cdef list others = [None, None], tt = [None, None]
+    cdef object acc = None, t, o
+    if len(ins) != 2 or len(aux) != 2 or len(ts) != 2:
+        return None
+    for i in range(2):
+        t = ts[i]
+        if t is None:
+            continue
+        if isinstance(t, ScaledBase):
+            t = t.dense()
+        if isinstance(t, DiagBase):
+            if type((<DiagBase>t).v) is not Tensor or (<Tensor>(<DiagBase>t).v)._dev != 0:
+                return None
+        elif type(t) is not Tensor or (<Tensor>t)._dev != 0:
+            return None
+        if ins[1 - i] < 0:
+            return None
+        o = tape_node(tp, ins[1 - i])
+        if type(o) is not Tensor or (<Tensor>o)._dev != 0:
+            return None
+        others[i] = o
+        tt[i] = t
+    for i in range(2):
+        if tt[i] is None:
+            continue
+        c = mm_batch(i, tt[i], others[i], aux[0] != 0, aux[1] != 0, nb)
+        acc = c if acc is None else acc + c
+    if acc is None:
+        return None
+    want = (<Tensor>acc).shape[:nb] + <tuple>tape_info(tp, out)[0]
+    return acc if (<Tensor>acc).shape == want else expand(acc, want)
+
+
+cdef list _matmul_vjp_g(Tape tp, tuple ins, tuple aux, object g, set dep, int nb):
+    """a matmul record's cotangents (g: nb batch dims, or a Diag) by matmul_vjp, as
+    its rule computes them; None: the rule decides"""
+    cdef bint w0, w1
+    cdef object A = None, B = None
+    if len(ins) != 2 or len(aux) != 2:
+        return None
+    if isinstance(g, DiagBase):
+        if type((<DiagBase>g).v) is not Tensor or (<Tensor>(<DiagBase>g).v)._dev != 0:
+            return None
+    elif type(g) is not Tensor or (<Tensor>g)._dev != 0:
+        return None
+    w0 = _wants(tp, ins[0], dep)
+    w1 = _wants(tp, ins[1], dep)
+    if w0:
+        B = tape_node(tp, ins[1]) if ins[1] >= 0 else None
+        if type(B) is not Tensor or (<Tensor>B)._dev != 0:
+            return None
+    if w1:
+        A = tape_node(tp, ins[0]) if ins[0] >= 0 else None
+        if type(A) is not Tensor or (<Tensor>A)._dev != 0:
+            return None
+    return matmul_vjp(g, A, B, aux[0] != 0, aux[1] != 0, nb, w0, w1,
+                      tape_info(tp, ins[0])[0] if w0 else (), tape_info(tp, ins[1])[0] if w1 else ())
+
+
 cdef object _mm_batch_c(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
     """a matrix-vector record's batch of tangents without its Python rule, the cases of
     cad/ops/linalg.py's _mm_batch it reaches most (W7, W6): the vector operand carries
@@ -1403,6 +1578,8 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
                 res = ts[0]   # (the batch as it is: dense, diagonal or scaled)
             elif r.op == OP_MATMUL:
                 res = _mm_batch_c(tp, r, ts, diag_cls, scaled_cls)
+                if res is None and r.aux >= 0:   # (NOTE [ Matmul's rules written once ])
+                    res = _matmul_jvp(tp, _rec_ins(tp, r), r.out, _int_tuple(tp.t.aux + r.aux, 2), ts, 1)
             elif r.op >= OP_SUM:
                 res = _lin_batch(tp, r, ts, diag_cls, scaled_cls)
             if res is None:
@@ -1669,6 +1846,8 @@ def reverse_sweep_r(Tape tp, dict seeds, int64_t stop, list want, list vjps, obj
                 res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep, 0, False, True)
         elif op == OP_MATMUL and nplain and type(g) is Tensor:
             res = _matmul_vjp_c(tp, ins, out, <tuple>rec[3], <Tensor>g, dep)
+            if res is None:   # (NOTE [ Matmul's rules written once ])
+                res = _matmul_vjp_g(tp, ins, <tuple>rec[3], g, dep, 0)
         elif op == OP_VIEW and nplain and type(g) is Tensor and len(ins) == 1 and ins[0] >= 0:
             # (cad/ops/shape.py's _view_vjp for unbatched cotangents: the window's adjoint)
             aux = <tuple>rec[3]
@@ -1976,7 +2155,10 @@ cdef object _jvp_r(Tape tp, int op, tuple ins, object out, tuple aux, list ts,
     if op == OP_MATMUL:
         if n != 2 or len(aux) != 2:
             return None
-        return _mm_tangent(tp, ins[0], ins[1], aux[0] != 0, aux[1] != 0, ts, tape_info(tp, out)[0])
+        t = _mm_tangent(tp, ins[0], ins[1], aux[0] != 0, aux[1] != 0, ts, tape_info(tp, out)[0])
+        if t is None:   # (NOTE [ Matmul's rules written once ])
+            t = _matmul_jvp(tp, ins, out, aux, ts, 0)
+        return t
     if op == OP_CAST:
         if n != 1 or t is None:
             return None
@@ -2206,6 +2388,8 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
         res = None
         if op == OP_MATMUL and nplain and len(ins) == 2:
             res = _mv_vjp_b(tp, ins, <tuple>rec[3], g, diag_cls, dep)
+            if res is None:   # (NOTE [ Matmul's rules written once ])
+                res = _matmul_vjp_g(tp, ins, <tuple>rec[3], g, dep, 1)
         elif type(g) is diag_cls and type((<DiagBase>g).v) is Tensor:
             v = (<DiagBase>g).v
             r = None

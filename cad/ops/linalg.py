@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from ._registry import Case, defop
-from ._rules import Diag, dense, unbroadcast
+from ._rules import dense
 from ._values import val as _values_val
 
 try:
@@ -73,65 +73,13 @@ def astype(x, dtype):
 
 # ---- differentiable rules (NOTE [ Rules and batch dims ] in _rules.py)
 
-def _swap(t):
-    return C.transpose(t, tuple(range(t.ndim - 2)) + (t.ndim - 1, t.ndim - 2))
-
-
-def _unsq(t, axis):
-    shape = list(t.shape)
-    shape.insert(axis if axis >= 0 else len(shape) + 1 + axis, 1)
-    return C.reshape(t, tuple(shape))
-
-
-def _sq(t, axis):
-    shape = list(t.shape)
-    del shape[axis]
-    return C.reshape(t, tuple(shape))
-
-
-def _rows_times(g, m):
-    """g (..., n) @ m (n, k) as one GEMM over all leading dims of g"""
-    if g.ndim <= 2:
-        return C.matmul(g, m)
-    lead = g.shape[:-1]
-    rows = 1
-    for d in lead:
-        rows *= d
-    return C.reshape(C.matmul(C.reshape(g, (rows, g.shape[-1])), m), lead + (m.shape[-1],))
-
+# matmul's rules' bodies are tapeview.pxi's mm_batch and matmul_vjp (NOTE [ Matmul's
+# rules written once ]): the sweeps call them too.
 
 def _mm_batch(i, t, other, a1, b1, nb):
     """matmul(a, b) with operand i the batch t (nb leading dims, or a Diag over a 1-D
-    value) and the other operand the value `other`; a1, b1: which operands are 1-D.
-    The one place that knows how a batched product is best run: the batch folded
-    into the rows of one GEMM, and a scaled identity batch times a matrix as a row
-    scaling (NOTE [ Linear and bilinear ops ])."""
-    if isinstance(t, Diag):
-        if t.v.ndim == 1 and other.ndim == 2 and ((i == 0 and a1 and not b1) or (i == 1 and b1 and not a1)):
-            # direction j: v_j times row j of B (a (k,) @ B) or column j of A (A @ b (k,))
-            d = other if i == 0 else _swap(other)
-            return d if t.unit else C.reshape(t.v, (t.v.size, 1)) * d
-        t = t.dense()
-    if i == 0 and not b1 and other.ndim == 2:
-        return _rows_times(t, other)                           # one GEMM
-    if i == 1 and b1 and not a1 and other.ndim == 2:
-        return _rows_times(t, _swap(other))                    # A (m, k) @ a batch of b (k,)
-    # the batch as (batched) matrices whose own batch dims line up with the output's
-    mine, oth = (a1, b1) if i == 0 else (b1, a1)
-    own = t.ndim - nb - (1 if mine else 2)
-    obr = max(own, other.ndim - (1 if oth else 2))
-    if nb and own < obr:
-        t = C.reshape(t, t.shape[:nb] + (1,) * (obr - own) + t.shape[nb:])
-    if i == 0:
-        left, right = (_unsq(t, -2) if a1 else t), (_unsq(other, -1) if b1 else other)
-    else:
-        left, right = (_unsq(other, -2) if a1 else other), (_unsq(t, -1) if b1 else t)
-    c = _rows_times(left, right) if i == 0 and right.ndim == 2 else C.matmul(left, right)
-    if b1:
-        c = _sq(c, -1)
-    if a1:
-        c = _sq(c, -1 if b1 else -2)
-    return c
+    value) and the other operand the value `other`; a1, b1: which operands are 1-D"""
+    return C.mm_batch(i, t, other, bool(a1), bool(b1), nb)
 
 
 @MATMUL.apply
@@ -142,30 +90,12 @@ def _matmul_apply(ctx, i, t, other):
 
 @MATMUL.vjp
 def _matmul_vjp(ctx, g):
-    """the transposes of a -> a @ B and b -> A @ b: gA = g @ B^T, gB = A^T @ g, summed
-    over broadcast dims (the jvp is derived: NOTE [ Linear and bilinear ops ])"""
+    """the transposes of a -> a @ B and b -> A @ b (the jvp is derived: NOTE [ Linear
+    and bilinear ops ])"""
     a1, b1 = ctx.aux
-    nb = ctx.nb
-    res = [None, None]
-    if ctx.wants(0):
-        B = ctx.val(1)
-        if b1:   # an outer product: (.., m, 1) * (k,)
-            ga = _unsq(dense(g), -1) * B
-        else:
-            ga = _mm_batch(0, g, _swap(B), a1, False, nb)
-        res[0] = unbroadcast(ga, ctx.shape(0), nb)
-    if ctx.wants(1):
-        A = ctx.val(0)
-        if a1 and b1:
-            gb = _unsq(dense(g), -1) * A                       # (.., 1) * (k,)
-        elif a1:
-            gb = _unsq(A, -1) * _unsq(dense(g), -2)            # (k, 1) * (.., 1, n)
-        elif b1:
-            gb = _mm_batch(0, g, A, True, False, nb)           # g (.., m) @ A (.., m, k)
-        else:
-            gb = _mm_batch(1, g, _swap(A), False, False, nb)
-        res[1] = unbroadcast(gb, ctx.shape(1), nb)
-    return res
+    w0, w1 = ctx.wants(0), ctx.wants(1)
+    return C.matmul_vjp(g, ctx.val(0) if w1 else None, ctx.val(1) if w0 else None, bool(a1), bool(b1),
+                        ctx.nb, w0, w1, tuple(ctx.shape(0)) if w0 else (), tuple(ctx.shape(1)) if w1 else ())
 
 
 @CAST.vjp
