@@ -59,6 +59,9 @@ FUNCS = {
                       12, False),
     "matmul_batched": (lambda x: cad.reshape(cad.reshape(x[:8], (2, 2, 2)) @ cad.sin(cad.reshape(x[4:], (2, 2, 2)))
                                              + cad.reshape(x[:2], (1, 2)) @ cad.tensor(_B3), (8,)), 12, False),
+    # max/min of a 0-d value; pow by a constant reached by a dense batch (after W @)
+    "zero_d_and_pow": (lambda x: cad.tensor(_X) @ (cad.sin(x[:3]) ** 3.0) * cad.max(x[3] * 2.0)
+                       + cad.min(x[4] * x[5]), 6, False),
     # jacrev's diagonal seed reaching a broadcast operand first (made dense)
     "diag_broadcast": (lambda x: cad.reshape(x, (2, 3)) * cad.sin(x[3:6]) + cad.reshape(x[:2], (2, 1)) * x[5],
                        6, False),
@@ -256,7 +259,7 @@ def _third_jax(jax, name):
 
 
 _OPS = ("prod", "cumprod", "cross", "xent", "relu", "abs", "maximum", "minimum", "hypot", "pow", "mul",
-        "div", "add", "sin", "where", "clip", "gt", "lt", "matmul")
+        "div", "add", "sin", "where", "clip", "gt", "lt", "matmul", "max", "min")
 
 
 def test_no_rule_is_reached(monkeypatch):

@@ -813,15 +813,16 @@ cdef list _ew_terms(Tape tp, int op, tuple ins, object out, list ms, bint *want,
     return res
 
 
-cdef object _pow_vjp_c(Tape tp, tuple ins, object out, Tensor g, set dep):
+cdef object _pow_vjp_c(Tape tp, tuple ins, object out, Tensor g, set dep, int nb=0):
     """pow's cotangents for a constant exponent, as its rule computes them with
-    _pow_dx (g * (x ** (c - 1) * c)); None: the rule decides"""
+    _pow_dx (g * (x ** (c - 1) * c); g: nb batch dims); None: the rule decides"""
     cdef double c
     if len(ins) != 2 or ins[1] < 0 or _wants(tp, ins[1], dep) or not _wants(tp, ins[0], dep):
         return None
     oinfo = tape_info(tp, out)
     xinfo = tape_info(tp, ins[0])
-    if g._dtype != oinfo[1] or g.shape != oinfo[0] or xinfo[0] != oinfo[0] or xinfo[1] != oinfo[1]:
+    if g._dtype != oinfo[1] or _tndim(g) != nb + len(<tuple>oinfo[0]) or g.shape[nb:] != oinfo[0] \
+            or xinfo[0] != oinfo[0] or xinfo[1] != oinfo[1]:
         return None
     y = tape_node(tp, ins[1])
     x = tape_node(tp, ins[0])

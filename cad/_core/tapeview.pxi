@@ -979,14 +979,14 @@ cdef object _jvp0_extreme(Tape tp, cad_rec *r, object t):
     xb = &tp.t.bufs[hx]
     xnd = xb.ndim   # (read before any op: an op on a tracked x or output records, and the
     #                  tape's arrays may move)
-    if xnd == 0 or not _dims_are(t, 0, &tp.t, xb, 0):
+    if not _dims_are(t, 0, &tp.t, xb, 0):
         return None
     x = tape_node(tp, hx)
     o = tape_node(tp, ho)
     if type(x) is not Tensor or type(o) is not Tensor:
         return None
     xs = _int_tuple(tp.t.meta + xb.meta, xnd)
-    return reduce(OP_SUM, t * _extreme_w(<Tensor>x, o, xs, mask), _axes_of(xnd, mask), ond == xnd)
+    return reduce(OP_SUM, t * _extreme_w(<Tensor>x, o, xs, mask), _axes_of(xnd, mask), ond == xnd and xnd > 0)
 
 
 cdef object _jvp0_linear(Tape tp, cad_rec *r, list ts):
@@ -1751,7 +1751,7 @@ cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object sca
         if op != OP_SUM:
             x = tape_node(tp, hx)
             o = tape_node(tp, ho)
-            if type(x) is not Tensor or type(o) is not Tensor or not len(xs):
+            if type(x) is not Tensor or type(o) is not Tensor:
                 return None
             t = t * _extreme_w(<Tensor>x, o, xs, w0)
         return reduce(OP_SUM, t, _axes_of(len(xs), w0, 1), len(osh) == len(xs) and len(xs) > 0)
@@ -2425,6 +2425,8 @@ def reverse_sweep_b(Tape tp, dict seeds, int64_t stop, list want, object rule, o
         elif type(g) is Tensor and op != OP_ADD and (op < nplain and plain[op] or
                                                      op == OP_POW and nplain and not _pow_const_h(tp, ins, dep)):
             res = _ew_vjp_c(tp, op, ins, out, <Tensor>g, dep, 1, False, True)   # (a dense batch)
+        elif type(g) is Tensor and op == OP_POW and nplain:   # (by a constant: _pow_dx's partial)
+            res = _pow_vjp_c(tp, ins, out, <Tensor>g, dep, 1)
         elif op == OP_SUM and len(ins) == 1 and type(g) is Tensor and ins[0] >= 0 and len(<tuple>rec[3]):
             # the rule's _spread: g (batch + out shape) back over the reduced axes
             res = [_sum_vjp_b(tp, ins[0], <tuple>rec[3], <Tensor>g) if ins[0] in dep else None]
