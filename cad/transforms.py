@@ -237,6 +237,11 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
         # without their rules
         return C.forward_sweep_r(tape, tangents, start, list(want), rule,
                                  _EW_PLAIN if _C_EW_VJP else b"")
+    if _C_FORWARD and not fused and nb == 1 and _SCALED:
+        # NOTE [ Recorded tangent batches ]: a batch that records, the same loop
+        got = C.forward_sweep_b(tape, tangents, start, list(want), rule, _EW_BYTES, Diag, _Scaled, False)
+        if got is not None:
+            return {h: _unscaled(t) for h, t in got.items()}
     if _C_FORWARD and fused and nb == 1 and _SCALED and _DIAG_FUSED:
         # NOTE [ C forward sweep ]: elementwise records' batches in C, the rest by rule
         got = C.forward_sweep_b(tape, tangents, start, list(want), rule, _EW_BYTES, Diag, _Scaled)

@@ -16,7 +16,7 @@ import cad
 import cad.transforms as T
 from cad.ops import REGISTRY
 
-from _numeric import fd_jac
+from _numeric import fd_jac, same_in_threads
 
 _LAB = np.array([2, 0, 3])
 _B = np.random.default_rng(11).standard_normal((2, 3))
@@ -191,6 +191,25 @@ def _third_fd(name):
                                          * _v(n, 1))), _x0(name))
 
 
+def _jacfwd_jacfwd(name):
+    """jacfwd of jacfwd (the inner batch records: NOTE [ Recorded tangent batches ])"""
+    return np.asarray(cad.jacfwd(cad.jacfwd(_scalar(name)))(cad.tensor(_x0(name))))
+
+
+def _jacrev_jacfwd(name):
+    return np.asarray(cad.jacrev(cad.jacfwd(_scalar(name)))(cad.tensor(_x0(name))))
+
+
+def _jacfwd_jacfwd_vec(name):
+    """the second derivatives of a vector function: a 3-index array"""
+    return np.asarray(cad.jacfwd(cad.jacfwd(FUNCS[name][0]))(cad.tensor(_x0(name))))
+
+
+def _jac2_fd(name):
+    f = FUNCS[name][0]
+    return fd_jac(lambda x: np.asarray(cad.jacrev(f)(cad.tensor(x))), _x0(name))
+
+
 TRANSFORMS = {
     "jvp": (_jvp, _jvp_fd),
     "jacfwd": (_jacfwd, _jac_fd),
@@ -202,10 +221,13 @@ TRANSFORMS = {
     "grad_of_jvp": (_grad_of_jvp, _grad_of_jvp_fd),
     "jvp_of_jvp": (_jvp_of_jvp, _jvp_of_jvp_fd),
     "third": (_third, _third_fd),
+    "jacfwd_jacfwd": (_jacfwd_jacfwd, _grad_fd_jac),
+    "jacrev_jacfwd": (_jacrev_jacfwd, _grad_fd_jac),
+    "jacfwd_jacfwd_vec": (_jacfwd_jacfwd_vec, _jac2_fd),
 }
 
 
-_BATCHED_FORWARD = {"jacfwd", "hessian", "jacfwd_grad"}
+_BATCHED_FORWARD = {"jacfwd", "hessian", "jacfwd_grad", "jacfwd_jacfwd", "jacfwd_jacfwd_vec"}
 
 
 def _rules(monkeypatch, fn):
@@ -348,3 +370,10 @@ def test_against_torch_func():
     Ft = lambda x: torch.sum(tf(x) ** 2)  # noqa: E731
     np.testing.assert_allclose(np.asarray(cad.hessian(Fc)(cad.tensor(x0))), hessian(Ft)(xt).numpy(),
                                rtol=1e-9, atol=1e-11)
+
+
+def test_threads():
+    """the sweeps of every composition on several threads at once: every bit the same"""
+    names = ["prod_zeros", "cross", "xent", "matmul_matrix", "where_clip", "broadcast"]
+    runs = [_jacrev_jacfwd, _grad_of_jvp, _jacrev, _hessian]
+    same_in_threads(lambda k: runs[k % 4](names[k]), list(range(len(names))), 5)

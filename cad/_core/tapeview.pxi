@@ -1478,8 +1478,9 @@ cdef object _pow_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled)
     if not _pow_const_h(tp, ins):
         return _ew_batch(tp, r, ts, Diag, Scaled)
     t = ts[0]
-    if len(ts) != 2 or t is None or ts[1] is not None or tp.t.bufs[out].ndim == 0 \
-            or not _same_info_h(tp, ins[0], out):
+    if tp.t.bufs[out].ndim == 0:   # (_scaled_ew declines a 0-d output: the rule's dense path,
+        return _ew_batch_r(tp, r, ts, Diag, Scaled)   # the same for fused and not, _pow_dx applying)
+    if len(ts) != 2 or t is None or ts[1] is not None or not _same_info_h(tp, ins[0], out):
         return None
     x = tape_node(tp, ins[0])
     y = tape_node(tp, ins[1])
@@ -1516,15 +1517,219 @@ cdef object _pow_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled)
     return sc
 
 
+# NOTE [ Recorded tangent batches ]
+# jacfwd inside another transform (jacfwd(jacfwd(f)), jacrev(jacfwd(f)), a jacfwd
+# that closes over a tracked value) pushes a batch of tangents that must record: no
+# fused C row (not differentiable).  transforms.forward_sweep ran that sweep in
+# Python, every record by its rule (_jvp_record with fused False).  forward_sweep_b
+# takes it with fused=False: an elementwise record computes its partials as the
+# rule's partial_rule does (the programs on tensors, _pow_dx for pow by a constant,
+# 1 and -1 as floats) and combines them with the batches as _jvp_record does (m * v
+# kept scaled, _scaled_ew; diagonal batches kept diagonal, _diag_jvp; the rest dense,
+# the ew rule's lift, products and full_shape), in the same order; the other records
+# take the batched sweep's own paths, which make the same engine ops recording or
+# not.  What it declines (a mixed diagonal and dense add, where/clip, a value not
+# kept) goes to the rule.
+
+cdef int _triv(int op, int j) noexcept:
+    """_sg_triv for every elementwise op: where's and clip's (three inputs, no
+    programs) are nontrivial but where's condition (not differentiable)"""
+    if op == OP_WHERE or op == OP_CLIP:
+        return 2 if op == OP_WHERE and j == 0 else 0
+    return _sg_triv[op][j]
+
+
+cdef object _partial_r(Tape tp, int op, int j, tuple ins, object out, int odt):
+    """d out / d input j of an elementwise record as the rule's partial_rule gives it:
+    1.0 or -1.0 for a trivial partial, elementwise.py's _pow_dx for pow's x by a
+    constant, else the partial's program on tensors cast to the output's dtype"""
+    cdef int tr = _triv(op, j)
+    cdef int s
+    cdef double c
+    cdef list slots
+    if tr == 1:
+        return 1.0
+    if tr == -1:
+        return -1.0
+    if op == OP_WHERE or op == OP_CLIP:
+        return _ew3_d(op, j, _ew3_vals(tp, op, ins), odt)
+    if op == OP_POW and j == 0 and _pow_const_h(tp, ins):
+        x = tape_node(tp, ins[0])
+        c = float(tape_node(tp, ins[1]))
+        if c == 0:
+            return _ew2(OP_MUL, ones_like_value(<Tensor>x), 0.0)
+        if c == 1:
+            return ones_like_value(<Tensor>x)
+        return _ew2(OP_MUL, x ** (c - 1), c)
+    slots = [None, None, None]
+    for s in range(3):
+        if (_sg_reads[op][j] >> s) & 1:
+            slots[s] = tape_node(tp, out if s == 2 else ins[s])
+    d = _tensor_prog(op, j, slots)
+    if type(d) is Tensor and (<Tensor>d)._dtype != odt:
+        d = cast(d, _DTYPES[odt])
+    return d
+
+
+cdef bint _partial_ok(Tape tp, int op, int j, tuple ins, object out):
+    """can _partial_r give input j's partial (without recording anything first)?"""
+    cdef int tr = _triv(op, j)
+    cdef int s
+    cdef object v
+    if tr != 0:
+        return True
+    if op == OP_WHERE or op == OP_CLIP:
+        return len(ins) == 3 and _ew3_vals(tp, op, ins) is not None
+    if op == OP_POW and j == 0 and _pow_const_h(tp, ins):
+        return type(tape_node(tp, ins[0])) is Tensor
+    if not _sg_ready or not _sg_tensor_ok[op][j]:
+        return False
+    for s in range(3):
+        if (_sg_reads[op][j] >> s) & 1:
+            if s < 2 and (s >= len(ins) or ins[s] < 0):
+                return False
+            v = tape_node(tp, out if s == 2 else ins[s])
+            if type(v) is not Tensor or (<Tensor>v)._dev != 0:
+                return False
+    return True
+
+
+cdef object _scale_by(object v, object d):
+    """transforms._scale: v times a partial (1 and -1 cost no multiply)"""
+    if type(d) is float:
+        if <double>d == 1.0:
+            return v
+        if <double>d == -1.0:
+            return -v
+    return v * d
+
+
+cdef object _ew_batch_r(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
+    """an elementwise record's batch of tangents (one batch dim) when the sweep records
+    (NOTE [ Recorded tangent batches ]): transforms._jvp_record's ops for fused False;
+    None: the rule decides (nothing recorded then)"""
+    cdef int op = r.op, n = r.nargs, j, ndg = 0, nt = 0, odt
+    cdef cad_hid out = r.out
+    cdef tuple ins, oshape, xs
+    cdef list shapes = [], vs, tt
+    cdef bint same = True, allsame = True
+    cdef object m = None, tm, t, acc, c, d, nbs = None
+    if n < 1 or n > 3:
+        return None
+    ins = _rec_ins(tp, r)
+    oinfo = tape_info(tp, out)
+    oshape = oinfo[0]
+    odt = oinfo[1]
+    for j in range(n):
+        t = ts[j]
+        shapes.append(tape_info(tp, ins[j])[0] if ins[j] >= 0 else None)
+        if t is None or _triv(op, j) == 2:
+            continue
+        if ins[j] < 0 or not _partial_ok(tp, op, j, ins, out):
+            return None
+        nt += 1
+        if type(t) is Diag:
+            if type((<DiagBase>t).v) is not Tensor or (<Tensor>(<DiagBase>t).v)._dev != 0:
+                return None
+            ndg += 1
+        elif type(t) is Scaled:
+            if type((<ScaledBase>t).m) is not Tensor:
+                return None
+        elif type(t) is not Tensor or (<Tensor>t)._dev != 0 or _tndim(<Tensor>t) < 1:
+            return None
+        if shapes[j] != oshape:
+            allsame = False
+    if nt == 0:
+        return None
+    if ndg == 0 and len(oshape) and allsame:   # (_scaled_ew: one m for every batch)
+        vs = []
+        for j in range(n):
+            t = ts[j]
+            if t is None or _triv(op, j) == 2:
+                vs.append(None)
+                continue
+            if type(t) is Scaled:
+                tm = (<ScaledBase>t).m
+                vs.append((<ScaledBase>t).v)
+            else:
+                tm = t
+                vs.append(None)
+            if m is None:
+                m = tm
+            elif tm is not m:
+                same = False
+        if same and (<Tensor>m).shape[1:] == oshape:
+            acc = None
+            for j in range(n):
+                if ts[j] is None or _triv(op, j) == 2:
+                    continue
+                d = _partial_r(tp, op, j, ins, out, odt)
+                if vs[j] is not None:
+                    c = _scale_by(vs[j], d)
+                elif type(d) is float:
+                    c = const_on(_np.ones(oshape, dtype=_DTYPES[(<Tensor>m)._dtype]), (<Tensor>m)._dev) * d
+                else:
+                    c = d
+                acc = c if acc is None else acc + c
+            if acc is not None and (<Tensor>acc).shape == oshape:
+                sc = ScaledBase.__new__(Scaled)
+                (<ScaledBase>sc).m = m
+                (<ScaledBase>sc).v = acc
+                return sc
+            # (a partial of a broadcast shape: _scaled_ew declines, the rule goes on)
+    if ndg and op == OP_ADD and n == 2 and ts[0] is not None and ts[1] is not None and ndg == 1:
+        return None   # (_diag_plus)
+    tt = [t.dense() if t is not None and type(t) is Scaled else t for t in ts]
+    if ndg:
+        if ndg == nt and allsame:   # (_diag_jvp: every batch diagonal, the output's shape)
+            acc = None
+            for j in range(n):
+                if tt[j] is None or _triv(op, j) == 2:
+                    continue
+                d = _partial_r(tp, op, j, ins, out, odt)
+                c = _scale_by((<DiagBase>tt[j]).v, d)
+                acc = c if acc is None else acc + c
+            dg = DiagBase.__new__(Diag)
+            (<DiagBase>dg).v = acc
+            (<DiagBase>dg).unit = False
+            return dg
+        tt = [t.dense() if t is not None and type(t) is Diag else t for t in tt]
+    acc = None   # (the ew rule's jvp with nb = 1: lift, t * partial, full_shape)
+    for j in range(n):
+        t = tt[j]
+        if t is None or _triv(op, j) == 2:
+            continue
+        if type(t) is not Tensor:
+            return None
+        xs = <tuple>shapes[j]
+        if nbs is None:
+            nbs = (<Tensor>t).shape[:1]
+        if len(oshape) > len(xs):
+            t = reshape(t, (<Tensor>t).shape[:1] + (1,) * (len(oshape) - len(xs)) + xs)
+        if _triv(op, j) == 1:
+            c = t
+        elif _triv(op, j) == -1:
+            c = -t
+        else:
+            c = t * _partial_r(tp, op, j, ins, out, odt)
+        acc = c if acc is None else acc + c
+    if acc is None:
+        return None
+    want = nbs + oshape
+    return acc if (<Tensor>acc).shape == want else expand(acc, want)
+
+
 def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, bytes ew_fused,
-                    object diag_cls, object scaled_cls):
+                    object diag_cls, object scaled_cls, bint fused=True):
     """NOTE [ C forward sweep ] for a batch of tangents (one leading batch dim, not
     recorded: jacfwd, the forward half of hessian): the records start.. of tp on a
     path to a handle in want, in a loop here; an elementwise record with a fused row
     (ew_fused[op]) pushes its batch in C (_ew_batch), any other record goes to
     rule(record, tangents) (transforms._jvp_record).  Tangents are tensors, Diag or
     _Scaled batches (diag_cls, scaled_cls); the caller densifies the results.  None:
-    the records include a custom primitive (the caller's Python sweep takes them)."""
+    the records include a custom primitive (the caller's Python sweep takes them).
+    fused False: the tangents record (NOTE [ Recorded tangent batches ]): elementwise
+    records by their partials, not the fused rows."""
     cdef int64_t n, nbuf, i, j
     cdef cad_hid h
     cdef cad_rec *r
@@ -1571,9 +1776,13 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
                 continue
             res = None
             if r.op < new and ew[r.op]:
-                res = _ew_batch(tp, r, ts, diag_cls, scaled_cls)
+                if fused:
+                    res = _ew_batch(tp, r, ts, diag_cls, scaled_cls)
+                else:
+                    res = _ew_batch_r(tp, r, ts, diag_cls, scaled_cls)
             elif r.op == OP_POW and new:
-                res = _pow_batch(tp, r, ts, diag_cls, scaled_cls)
+                res = _pow_batch(tp, r, ts, diag_cls, scaled_cls) if fused else \
+                    _ew_batch_r(tp, r, ts, diag_cls, scaled_cls)
             elif r.op == OP_VIEW and _identity_view_rec(&tp.t, r):
                 res = ts[0]   # (the batch as it is: dense, diagonal or scaled)
             elif r.op == OP_MATMUL:
@@ -1581,7 +1790,7 @@ def forward_sweep_b(Tape tp, dict seeds, int64_t start, list want, object rule, 
                 if res is None and r.aux >= 0:   # (NOTE [ Matmul's rules written once ])
                     res = _matmul_jvp(tp, _rec_ins(tp, r), r.out, _int_tuple(tp.t.aux + r.aux, 2), ts, 1)
             elif r.op >= OP_SUM:
-                res = _lin_batch(tp, r, ts, diag_cls, scaled_cls)
+                res = _lin_batch(tp, r, ts, diag_cls, scaled_cls, not fused)
             if res is None:
                 res = rule(_rec_back(tp, i, hoff), ts)
             if tp._into is not None:   # (a rule merged the tape into another)
@@ -1629,7 +1838,7 @@ cdef int64_t _prod_of(tuple shape):
     return p
 
 
-cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object scaled_cls):
+cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object scaled_cls, bint rec=False):
     """forward_sweep_b's batch (one leading batch dim: dense, scaled, or a Diag made
     dense, as _jvp_record makes it when _diag_jvp declines; a full sum of a Diag its v)
     through sum, max/min, a view or its adjoint, gather, scatter, concatenate, a float
@@ -1708,8 +1917,8 @@ cdef object _lin_batch(Tape tp, cad_rec *r, list ts, object diag_cls, object sca
             t = t.dense()   # (_jvp_record's ts[i].dense() for a scaled batch)
             if type(t) is not Tensor:
                 return None
-        if t is not None and (_mode1(<Tensor>t) or _tndim(<Tensor>t) < 1):
-            return None
+        if t is not None and ((_mode1(<Tensor>t) and not rec) or _tndim(<Tensor>t) < 1):
+            return None   # (rec: a recorded batch, NOTE [ Recorded tangent batches ]: the same ops)
         dts.append(t)
     if op == OP_SETITEM:   # (NOTE [ Setitem records in the sweeps ])
         lin = tape_node(tp, hl)
