@@ -1156,18 +1156,18 @@ cdef bint _identity_view_rec(cad_tape *t, cad_rec *r) noexcept:
 
 cdef object _swap_last(object t):
     """the last two dims swapped (linalg.py's _swap)"""
-    cdef int nd = (<Tensor>t).ndim
+    cdef int nd = t.ndim
     return transpose(t, tuple(range(nd - 2)) + (nd - 1, nd - 2))
 
 
 cdef object _unsq_at(object t, int axis):
-    shape = list((<Tensor>t).shape)
+    shape = list(t.shape)
     shape.insert(axis if axis >= 0 else len(shape) + 1 + axis, 1)
     return reshape(t, tuple(shape))
 
 
 cdef object _sq_at(object t, int axis):
-    shape = list((<Tensor>t).shape)
+    shape = list(t.shape)
     del shape[axis if axis >= 0 else len(shape) + axis]   # (no wraparound: setup.py)
     return reshape(t, tuple(shape))
 
@@ -1175,7 +1175,7 @@ cdef object _sq_at(object t, int axis):
 cdef object _rows_times_c(object g, object m):
     """g (..., n) @ m (n, k) as one GEMM over all leading dims of g"""
     cdef int64_t rows = 1
-    cdef tuple gs = (<Tensor>g).shape, ms = (<Tensor>m).shape
+    cdef tuple gs = g.shape, ms = m.shape
     if len(gs) <= 2:
         return matmul(g, m)
     lead = gs[:len(gs) - 1]
@@ -1193,28 +1193,28 @@ def mm_batch(int i, object t, object other, bint a1, bint b1, int nb):
     cdef int own, obr, mine, oth
     if isinstance(t, DiagBase):
         v = (<DiagBase>t).v
-        if (<Tensor>v).ndim == 1 and (<Tensor>other).ndim == 2 and ((i == 0 and a1 and not b1) or
+        if v.ndim == 1 and other.ndim == 2 and ((i == 0 and a1 and not b1) or
                                                                    (i == 1 and b1 and not a1)):
             # direction j: v_j times row j of B (a (k,) @ B) or column j of A (A @ b (k,))
             d = other if i == 0 else _swap_last(other)
-            return d if (<DiagBase>t).unit else reshape(v, ((<Tensor>v).size, 1)) * d
+            return d if (<DiagBase>t).unit else reshape(v, (v.size, 1)) * d
         t = t.dense()
-    if i == 0 and not b1 and (<Tensor>other).ndim == 2:
+    if i == 0 and not b1 and other.ndim == 2:
         return _rows_times_c(t, other)                         # one GEMM
-    if i == 1 and b1 and not a1 and (<Tensor>other).ndim == 2:
+    if i == 1 and b1 and not a1 and other.ndim == 2:
         return _rows_times_c(t, _swap_last(other))             # A (m, k) @ a batch of b (k,)
     # the batch as (batched) matrices whose own batch dims line up with the output's
     mine, oth = (a1, b1) if i == 0 else (b1, a1)
-    own = (<Tensor>t).ndim - nb - (1 if mine else 2)
-    obr = max(own, (<Tensor>other).ndim - (1 if oth else 2))
+    own = t.ndim - nb - (1 if mine else 2)
+    obr = max(own, other.ndim - (1 if oth else 2))
     if nb and own < obr:
-        sh = (<Tensor>t).shape
+        sh = t.shape
         t = reshape(t, sh[:nb] + (1,) * (obr - own) + sh[nb:])
     if i == 0:
         left, right = (_unsq_at(t, -2) if a1 else t), (_unsq_at(other, -1) if b1 else other)
     else:
         left, right = (_unsq_at(other, -2) if a1 else other), (_unsq_at(t, -1) if b1 else t)
-    c = _rows_times_c(left, right) if i == 0 and (<Tensor>right).ndim == 2 else matmul(left, right)
+    c = _rows_times_c(left, right) if i == 0 and right.ndim == 2 else matmul(left, right)
     if b1:
         c = _sq_at(c, -1)
     if a1:
