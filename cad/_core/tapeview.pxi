@@ -1466,55 +1466,13 @@ cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
 cdef object _pow_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
     """a pow record's batch of tangents as transforms._jvp_record makes it: by the
     fused row (_ew_batch) where _pow_dx does not apply (transforms._fused_row); for a
-    constant exponent c, _pow_dx's partial d = c x ** (c - 1) (ones times 0, or ones,
-    for c = 0 or 1) scaling x's batch: a Diag's values (_diag_jvp), a scaled batch's
-    v, a dense batch m as m * d (_scaled_ew); None: the rule decides"""
-    cdef tuple ins = _rec_ins(tp, r)
-    cdef cad_hid out = r.out
-    cdef double c
-    cdef DiagBase dg
-    cdef ScaledBase sc
-    cdef object t, x, y, d
-    if not _pow_const_h(tp, ins):
+    constant exponent, where _jvp_record's fused and unfused paths are one (_pow_dx's
+    partial d = c x ** (c - 1) scaling a Diag's values, a scaled batch's v, a dense
+    batch m as m * d, or the rule's dense path), by _ew_batch_r; None: the rule
+    decides"""
+    if not _pow_const_h(tp, _rec_ins(tp, r)):
         return _ew_batch(tp, r, ts, Diag, Scaled)
-    t = ts[0]
-    if tp.t.bufs[out].ndim == 0:   # (_scaled_ew declines a 0-d output: the rule's dense path,
-        return _ew_batch_r(tp, r, ts, Diag, Scaled)   # the same for fused and not, _pow_dx applying)
-    if len(ts) != 2 or t is None or ts[1] is not None or not _same_info_h(tp, ins[0], out):
-        return None
-    x = tape_node(tp, ins[0])
-    y = tape_node(tp, ins[1])
-    if type(x) is not Tensor or type(y) is not Tensor:
-        return None
-    if type(t) is Diag:
-        if type((<DiagBase>t).v) is not Tensor or (<Tensor>(<DiagBase>t).v).shape != (<Tensor>x).shape:
-            return None
-    elif type(t) is Scaled:
-        if type((<ScaledBase>t).v) is not Tensor or (<Tensor>(<ScaledBase>t).v).shape != (<Tensor>x).shape \
-                or type((<ScaledBase>t).m) is not Tensor or (<Tensor>(<ScaledBase>t).m).shape[1:] != (<Tensor>x).shape:
-            return None
-    elif type(t) is not Tensor or (<Tensor>t).shape[1:] != (<Tensor>x).shape or _tndim(<Tensor>t) < 1:
-        return None
-    c = float(y)
-    if c == 0:
-        d = _ew2(OP_MUL, ones_like_value(<Tensor>x), 0.0)
-    elif c == 1:
-        d = ones_like_value(<Tensor>x)
-    else:
-        d = _ew2(OP_MUL, x ** (c - 1), c)
-    if type(t) is Diag:
-        dg = DiagBase.__new__(Diag)
-        dg.v = (<DiagBase>t).v * d
-        dg.unit = False
-        return dg
-    sc = ScaledBase.__new__(Scaled)
-    if type(t) is Scaled:
-        sc.m = (<ScaledBase>t).m
-        sc.v = (<ScaledBase>t).v * d
-    else:
-        sc.m = t
-        sc.v = d
-    return sc
+    return _ew_batch_r(tp, r, ts, Diag, Scaled)
 
 
 # NOTE [ Recorded tangent batches ]
