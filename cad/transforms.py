@@ -243,13 +243,15 @@ def forward_sweep(tape, tangents, start, nb, want, fused=False):
         if got is not None:
             return {h: _unscaled(t) for h, t in got.items()}
     if _C_FORWARD and fused and nb == 1 and _SCALED and _DIAG_FUSED:
-        # NOTE [ C forward sweep ]: elementwise records' batches in C, the rest by rule
+        # NOTE [ C forward sweep ]: elementwise records' batches in C, the other records
+        # in Cython by their rules' ops, custom primitives by rule
         got = C.forward_sweep_b(tape, tangents, start, list(want), rule, _EW_BYTES, Diag, _Scaled)
         if got is not None:
             return {h: _unscaled(t) for h, t in got.items()}
     if _C_FORWARD and fused and nb == 0 and not any(isinstance(t, Diag) for t in tangents.values()):
         # NOTE [ C forward sweep ]: inline (scalar) records in C, the common array
-        # records in Cython (NOTE [ Array records in the forward sweep ]), the rest by rule
+        # records in Cython (NOTE [ Array records in the forward sweep ]), custom
+        # primitives by rule
         got = C.forward_sweep_c(tape, tangents, start, list(want), rule, _EW_BYTES)
         if got is not None:
             return got
