@@ -377,3 +377,26 @@ def test_threads():
     names = ["prod_zeros", "cross", "xent", "matmul_matrix", "where_clip", "broadcast"]
     runs = [_jacrev_jacfwd, _grad_of_jvp, _jacrev, _hessian]
     same_in_threads(lambda k: runs[k % 4](names[k]), list(range(len(names))), 5)
+
+
+def test_the_composition_suite_reaches_no_table_rule(tmp_path):
+    """the composition suite's second-order mode pairs, order-3 towers, jacfwd/jacrev
+    and hessians over two cases of every op, in a child pytest with
+    tests/_rule_spy.py counting every record that reaches the rules' Python
+    dispatch (transforms._jvp_record, _rev_record) or a rule: none but custom
+    primitives' (broadcast operands, mixed diagonal and dense adds, recorded batches
+    included)"""
+    import json
+    import os
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = tmp_path / "calls.json"
+    env = dict(os.environ, CAD_COMPOSE_CASES="2", CAD_RULE_SPY_OUT=str(out),
+               PYTHONPATH=os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "_rule_spy",
+                        os.path.join(here, "test_compositions.py"), "-k",
+                        "order2_mode_pair or jacfwd_equals or hessian_matches or order3"],
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert json.loads(out.read_text()) == {}

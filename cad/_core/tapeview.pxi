@@ -1360,10 +1360,12 @@ cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
     dense batches and m * v of one m give m * (sum v_i d_i); diagonal batches give a
     diagonal one; diagonal and dense mixed give the dense row plus the diagonal's
     values, _mixed_ew_fused; a 0-d output, which _scaled_ew declines, its dense
-    batches through the row).  None: the rule decides (an input broadcast to the
-    output, a Diag over a 0-d value, another layout, dtype or device, no fused row)."""
+    batches through the row; an input with a tangent broadcast to the output, which
+    every structured path declines, its batches made dense through the row).  None:
+    the rule decides (a Diag over a 0-d value, another layout, dtype or device, no
+    fused row)."""
     cdef int j, ndg = 0, nsc = 0, nde = 0
-    cdef bint same = True
+    cdef bint same = True, bcast = False
     cdef cad_buf *ob = &tp.t.bufs[r.out]
     cdef cad_hid h
     cdef object m = None, tm, t, v, ones = None
@@ -1390,7 +1392,7 @@ cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
             continue
         h = hin[j]
         if not _same_shape_buf(&tp.t, &tp.t.bufs[h], ob):
-            return None
+            bcast = True
         if type(t) is Diag:
             ndg += 1
             continue
@@ -1407,6 +1409,19 @@ cdef object _ew_batch(Tape tp, cad_rec *r, list ts, object Diag, object Scaled):
         elif tm is not m:
             same = False
     vs = []
+    if bcast:
+        # an input with a tangent broadcast to the output: _jvp_record's structured
+        # paths all decline it (_scaled_ew, _diag_ew_fused, _mixed_ew_fused, _diag_jvp,
+        # _diag_plus), so its batches are made dense (the scaled ones first) and go
+        # through the fused row with the batch dim, as its tape.ew_jvp(..., 1)
+        for t in ts:
+            vs.append(t.dense() if t is not None and type(t) is Scaled else t)
+        for j in range(nargs):
+            if vs[j] is not None and type(vs[j]) is Diag:
+                vs[j] = vs[j].dense()
+            if vs[j] is not None and type(vs[j]) is not Tensor:
+                return None
+        return _ew_jvp_h(tp, op, out, hin, nargs, vs, 1)
     if ndg == 0:
         if same:
             if not _dims_are(m, 1, &tp.t, ob, -1):
@@ -1635,9 +1650,12 @@ cdef object _ew_batch_r(Tape tp, cad_rec *r, list ts, object Diag, object Scaled
                 (<ScaledBase>sc).v = acc
                 return sc
             # (a partial of a broadcast shape: _scaled_ew declines, the rule goes on)
-    if ndg and op == OP_ADD and n == 2 and ts[0] is not None and ts[1] is not None and ndg == 1:
-        return None   # (_diag_plus)
     tt = [t.dense() if t is not None and type(t) is Scaled else t for t in ts]
+    if ndg == 1 and op == OP_ADD and n == 2 and tt[0] is not None and tt[1] is not None and allsame:
+        # (_diag_plus: the Diag's values added along the dense batch's diagonal)
+        c = tt[1].plus(tt[0]) if type(tt[1]) is Diag else tt[0].plus(tt[1])
+        if c is not None:
+            return c
     if ndg:
         if ndg == nt and allsame:   # (_diag_jvp: every batch diagonal, the output's shape)
             acc = None
