@@ -44,6 +44,7 @@ def _tables():
         _EW_PLAIN = bytes(op.kind == "ew" and not op.fast_partial for op in _PRIMS)
         from .ops import scalar_graph
         C.set_scalar_programs(*scalar_graph.tables())
+        C.set_rule_partials([getattr(op, "partials", None) for op in _PRIMS])
         _VJP = [op.vjp_rule for op in _PRIMS]   # (last: a thread that sees it set finds the rest)
     return _VJP, _JVP
 

@@ -614,39 +614,50 @@ cdef object _ew_vjp_c(Tape tp, int op, tuple ins, object out, Tensor g, set dep,
 
 
 # where(c, x, y) and clip(x, lo, hi) have three inputs, beyond the programs' two:
-# their partials (elementwise.py's d) are written out here as the rule's expressions
-# run them (select as where with Python ints; comparisons and & as Tensor's
-# operators; max2 as maximum), each cast to the output's dtype as the rule's partial
-# is, then the rule's products, sums and unbroadcast.
+# their partials are the rule's own functions of the table's expressions
+# (_rules.py's ew_rules: op.partials, installed by set_rule_partials), each cast
+# to the output's dtype as the rule's partial is, then the rule's products, sums
+# and unbroadcast.
 
-cdef object _ew3_partial(int op, int j, list v):
-    """d out / d input j of where (v: c) or clip (v: x, lo, hi)"""
-    if op == OP_WHERE:
-        return where(v[0], 1, 0) if j == 1 else where(v[0], 0, 1)
-    if j == 0:
-        return (v[0] >= v[1]) & (v[0] <= v[2])
-    if j == 1:
-        return (v[0] < v[1]) & (v[1] <= v[2])
-    return maximum(v[0], v[1]) > v[2]
+cdef list _RULE_PARTIALS = None   # per op code: op.partials (None: not elementwise)
 
 
-cdef list _ew3_vals(Tape tp, int op, tuple ins):
-    """the values where's or clip's partials read (where: c; clip: x, lo, hi); None:
-    one was not kept"""
-    cdef list v = []
-    cdef int j
-    for j in range(1 if op == OP_WHERE else 3):
-        if ins[j] < 0:
-            return None
-        x = tape_node(tp, ins[j])
-        if type(x) is not Tensor or (<Tensor>x)._dev != 0:
-            return None
-        v.append(x)
-    return v
+def set_rule_partials(list partials):
+    """install the rules' partial functions (transforms._tables)"""
+    global _RULE_PARTIALS
+    _RULE_PARTIALS = partials
 
 
-cdef object _ew3_d(int op, int j, list v, int odt):
-    d = _ew3_partial(op, j, v)
+cdef bint _rule_partial_ok(Tape tp, int op, int j, tuple ins, object out):
+    """can _rule_partial give input j's partial: the function exists and every value
+    it reads was kept, on the CPU?"""
+    cdef object v
+    if _RULE_PARTIALS is None or _RULE_PARTIALS[op] is None or j >= len(<list>_RULE_PARTIALS[op]):
+        return False
+    e = (<list>_RULE_PARTIALS[op])[j]
+    if e is None:
+        return False
+    for k in <tuple>e[1]:
+        if ins[k] < 0:
+            return False
+        v = tape_node(tp, ins[k])
+        if type(v) is not Tensor or (<Tensor>v)._dev != 0:
+            return False
+    if e[2]:
+        v = tape_node(tp, out)
+        if type(v) is not Tensor or (<Tensor>v)._dev != 0:
+            return False
+    return True
+
+
+cdef object _rule_partial(Tape tp, int op, int j, tuple ins, object out, int odt):
+    """d out / d input j by the rule's own function (after _rule_partial_ok), cast
+    to the output's dtype as the rule's partial is"""
+    e = (<list>_RULE_PARTIALS[op])[j]
+    vals = [tape_node(tp, ins[k]) for k in <tuple>e[1]]
+    if e[2]:
+        vals.append(tape_node(tp, out))
+    d = e[0](*vals)
     if type(d) is Tensor and (<Tensor>d)._dtype != odt:
         d = cast(d, _DTYPES[odt])
     return d
@@ -656,24 +667,21 @@ cdef list _ew3_vjp(Tape tp, int op, tuple ins, object out, Tensor g, set dep, in
     """where's and clip's cotangents as their rule computes them (g * partial,
     unbroadcast; nb batch dims); None: the rule decides (nothing recorded then)"""
     cdef int j, odt
-    cdef list v, res
+    cdef list res
     cdef tuple oinfo = tape_info(tp, out), xs
     odt = oinfo[1]
     if g._dev != 0 or g._dtype != odt or _tndim(g) != nb + len(<tuple>oinfo[0]) or g.shape[nb:] != oinfo[0]:
         return None
     for j in range(3):
-        if (op != OP_WHERE or j != 0) and _wants(tp, ins[j], dep) and not bcast \
-                and not _same_shape_h(tp, ins[j], out):
-            return None
-    v = _ew3_vals(tp, op, ins)
-    if v is None:
-        return None
+        if (op != OP_WHERE or j != 0) and _wants(tp, ins[j], dep):
+            if (not bcast and not _same_shape_h(tp, ins[j], out)) or not _rule_partial_ok(tp, op, j, ins, out):
+                return None
     res = [None, None, None]
     for j in range(3):
         if (op == OP_WHERE and j == 0) or not _wants(tp, ins[j], dep):
             continue
         xs = tape_info(tp, ins[j])[0]
-        res[j] = _unbroadcast(g * _ew3_d(op, j, v, odt), xs, nb)
+        res[j] = _unbroadcast(g * _rule_partial(tp, op, j, ins, out, odt), xs, nb)
     return res
 
 
@@ -681,23 +689,20 @@ cdef object _ew3_jvp(Tape tp, int op, tuple ins, object out, list ts):
     """where's and clip's tangent (no batch dim) as their rule computes it (t *
     partial summed in input order, expanded to the output); None: the rule decides"""
     cdef int j, odt
-    cdef list v
     cdef tuple oinfo = tape_info(tp, out)
     cdef object acc = None, t
     odt = oinfo[1]
     for j in range(3):
         t = ts[j]
         if t is not None and (op != OP_WHERE or j != 0) and \
-                (type(t) is not Tensor or (<Tensor>t)._dev != 0 or (<Tensor>t)._dtype != odt):
+                (type(t) is not Tensor or (<Tensor>t)._dev != 0 or (<Tensor>t)._dtype != odt
+                 or not _rule_partial_ok(tp, op, j, ins, out)):
             return None
-    v = _ew3_vals(tp, op, ins)
-    if v is None:
-        return None
     for j in range(3):
         t = ts[j]
         if t is None or (op == OP_WHERE and j == 0):
             continue
-        c = t * _ew3_d(op, j, v, odt)
+        c = t * _rule_partial(tp, op, j, ins, out, odt)
         acc = c if acc is None else acc + c
     if acc is not None and (<Tensor>acc).shape != oinfo[0]:
         acc = expand(acc, oinfo[0])

@@ -44,7 +44,7 @@ class OpDef:
     __slots__ = ("name", "kind", "args", "fwd", "d", "kernel", "int_ok", "ref", "cases",
                  "domain", "method", "ufunc", "doc", "differentiable", "api", "code",
                  "nondiff_args", "fd_eps", "export", "tol", "seq", "vjp_rule", "jvp_rule",
-                 "second_order", "fast_partial", "fkernel", "partial_rule", "eval_rule",
+                 "second_order", "fast_partial", "fkernel", "partial_rule", "partials", "eval_rule",
                  "batch_rule", "name_rule", "check_rule", "linear", "bilinear", "apply_rule", "naux", "reads",
                  "aliases")
 
@@ -83,6 +83,7 @@ class OpDef:
         # inputs (pow with a constant exponent); None falls back to ``d``
         self.fast_partial = {}
         self.partial_rule = None   # elementwise: fn(ctx, input name) -> the partial (set by bind)
+        self.partials = None       # elementwise: per input, (fn, input positions read, reads out) or None
         self.fkernel = kernel.replace("_vjp", "_fwd") if kernel else None   # replay forward
         # NOTE [ A primitive's rules ]
         # A primitive's rules sit together in its table entry, attached by decorators

@@ -267,6 +267,12 @@ def ew_rules(op):
             d = C.cast(d, ctx.out_dtype)
         return d
 
+    # each nontrivial partial's function and what it reads (input positions, the
+    # output), per input: the sweeps' rule-free paths run the partials of ops the
+    # compiled programs cannot take (where, clip: three inputs) from here, so the
+    # table's expressions stay the one source (tapeview.pxi's _rule_partial)
+    op.partials = [(fns[a], tuple(j for j, _ in reads[a]), uses_out[a])
+                   if a in op.d and trivial[a] is None else None for a in op.args]
     op.partial_rule = lambda ctx, a: (1.0 if trivial[a] == "1" else
                                       (-1.0 if trivial[a] == "-1" else partial(ctx, a)))
 
